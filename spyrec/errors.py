@@ -1,0 +1,54 @@
+"""One exception tree for the recorder and the format.
+
+The command-line entry points turn any ``SpyError`` into a single ``spyrec: error: ...`` line
+and a non-zero exit; anything else is a bug and keeps its traceback.  Torn reads while
+sampling are expected (the target keeps running) and are counted, never raised.
+"""
+
+
+class SpyError(Exception):
+    """Base class: a problem the user can act on, reported as one line."""
+
+    exit_code = 1
+
+
+class TargetNotFound(SpyError):
+    """The process does not exist (or exited before we could attach)."""
+
+
+class NotPython(SpyError):
+    """The process runs, but no CPython interpreter could be found in it."""
+
+
+class PermissionDenied(SpyError):
+    """We may not read the target's memory."""
+
+    HINT = (
+        "run as root, or grant CAP_SYS_PTRACE (setcap cap_sys_ptrace+ep on the python running spyrec, "
+        "or --cap-add SYS_PTRACE in a container), or lower /proc/sys/kernel/yama/ptrace_scope to 0"
+    )
+
+
+class UnsupportedPython(SpyError):
+    """A CPython was found, but its version or build cannot be walked."""
+
+
+class MemoryReadError(SpyError):
+    """A read of target memory failed (unmapped address, short read, target gone).
+
+    While sampling this is a torn read and is counted, not reported.
+    """
+
+
+class CorruptRecording(SpyError):
+    """A .spy file is damaged, truncated in its header, or not a recording at all."""
+
+    def __init__(self, reason, offset=None):
+        self.reason = reason
+        self.offset = offset
+        where = "" if offset is None else " at byte offset %d" % offset
+        super().__init__("corrupt recording%s: %s" % (where, reason))
+
+
+class IncompatibleRecording(SpyError):
+    """A .spy file written by a newer major format version."""
