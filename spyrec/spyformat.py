@@ -616,8 +616,6 @@ def open_source(path):
 
 def dump(stream, out):
     """Write every chunk of a recording as text lines, one chunk per line group."""
-    import numpy as np
-
     reader = SpyReader(stream)
     for chunk in reader.chunks():
         name = Kind.NAMES[chunk.kind]
@@ -626,8 +624,7 @@ def dump(stream, out):
             out.write("@%d %s count=%s\n" % (chunk.offset, name, payload.get("count")))
             for col, (dtype, transforms, raw) in sorted(payload.get("columns", {}).items()):
                 values = decode_column(raw, dtype, transforms, payload["count"])
-                out.write("  %s %s: %s\n" % (col, dtype, np.array2string(values, threshold=1 << 30,
-                                                                           max_line_width=1 << 30)))
+                out.write("  %s %s: %s\n" % (col, dtype, " ".join(map(str, values.tolist()))))
         else:
             out.write("@%d %s %s\n" % (chunk.offset, name, _stable_repr(payload)))
     out.write("version %d.%d, lost %d bytes, skipped %d unknown chunks\n"

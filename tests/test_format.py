@@ -1,0 +1,248 @@
+"""The .spy codec: golden files, torn tails, corruption, forward compatibility, streaming."""
+
+import io
+import os
+import random
+import re
+import subprocess
+import sys
+
+import pytest
+
+from spyrec import spyformat
+from spyrec.errors import CorruptRecording, IncompatibleRecording
+from spyrec.spyformat import Kind, SampleFlag, SpyWriter, read_recording
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOLDEN = os.path.join(ROOT, "formats", "golden")
+
+
+def golden_bytes(name):
+    path = os.path.join(GOLDEN, name)
+    assert os.path.exists(path), "golden file %s is missing (never created by tests)" % name
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def read_bytes(data):
+    return read_recording(io.BytesIO(data))
+
+
+def stack_names(rec, stack_id):
+    return [rec.strings[rec.frames["qualname"][f]] for f in rec.stacks[stack_id]]
+
+
+# -- golden files ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["complete", "no-trailer", "unknown-kind", "torn-tail"])
+def test_golden_dump_is_unchanged(name):
+    # GIVEN a golden recording and the dump written beside it when the format was defined
+    data = golden_bytes("v1/%s.spy" % name)
+    with open(os.path.join(GOLDEN, "v1", name + ".dump.txt"), encoding="utf-8") as f:
+        expected = f.read()
+    # WHEN it is dumped by today's codec
+    out = io.StringIO()
+    spyformat.dump(io.BytesIO(data), out)
+    # THEN every record decodes exactly as it did
+    assert out.getvalue() == expected
+
+
+def test_golden_complete_decodes_to_known_content():
+    rec = read_bytes(golden_bytes("v1/complete.spy"))
+    assert rec.version == (1, 0)
+    assert rec.header["pid"] == 4242 and rec.header["python_version"] == "3.12.1"
+    assert rec.sample_count == 13
+    assert rec.samples["tid"].tolist() == [4242, 4243] * 6 + [4242]
+    assert rec.samples["t"].tolist()[:4] == [0, 50_000, 10_000_000, 10_050_000]
+    assert rec.samples["rss"].tolist()[-1] == 20_000_000
+    assert stack_names(rec, rec.samples["stack"][0]) == ["<module>", "fib", "fib", "fib"]
+    assert stack_names(rec, rec.samples["stack"][1]) == ["calcül"]
+    worker = rec.threads[(4242, 4243)]
+    assert worker["name"] == "wörker-関" and worker["end_ns"] == 60_000_000
+    cafe = rec.stacks[rec.samples["stack"][1]][0]
+    assert rec.strings[rec.frames["file"][cafe]] == "/srv/app/café.py"
+    assert rec.frames["line"][cafe] == 70001
+    assert (rec.samples["flags"][1::2] == SampleFlag.IDLE).all()
+    assert rec.trailer["stop_reason"] == "target exited"
+    assert rec.lost_bytes == 0
+
+
+def test_golden_without_trailer_and_torn_tail_keep_their_samples():
+    killed = read_bytes(golden_bytes("v1/no-trailer.spy"))
+    assert killed.trailer is None and killed.sample_count == 13 and killed.lost_bytes == 0
+    torn = read_bytes(golden_bytes("v1/torn-tail.spy"))
+    assert torn.trailer is None and torn.sample_count == 13 and torn.lost_bytes > 0
+
+
+def test_unknown_chunk_kinds_are_skipped():
+    rec = read_bytes(golden_bytes("v1/unknown-kind.spy"))
+    assert rec.unknown_chunks == 1 and rec.sample_count == 13 and rec.trailer is not None
+
+
+@pytest.mark.parametrize("name, error, message", [
+    ("bad-magic", CorruptRecording, "bad magic"),
+    ("newer-major", IncompatibleRecording, "format 2.0"),
+    ("bad-checksum", CorruptRecording, "checksum mismatch"),
+    ("huge-length", CorruptRecording, "over the"),
+    ("not-a-recording", CorruptRecording, "bad magic"),
+    ("empty", CorruptRecording, "empty file"),
+])
+def test_invalid_golden_files_are_refused_clearly(name, error, message):
+    with pytest.raises(error, match=message):
+        read_bytes(golden_bytes("invalid/%s.spy" % name))
+
+
+def test_spec_and_codec_agree_on_version_and_kinds():
+    with open(os.path.join(ROOT, "formats", "spy.md"), encoding="utf-8") as f:
+        spec = f.read()
+    assert "Format version: **%d.%d**" % spyformat.FORMAT_VERSION in spec
+    table = dict((int(k), v) for k, v in re.findall(r"^\| (\d+) \| `([A-Z]+)` \|", spec, re.M))
+    assert table == Kind.NAMES
+    for column, (dtype, _) in spyformat.SAMPLE_COLUMNS.items():
+        assert re.search(r"^\| `%s` \| %s \|" % (column, dtype), spec, re.M), column
+
+
+# -- round trips -------------------------------------------------------------------------------
+
+def realistic_recording(samples=3000, seed=7, flush_every=500):
+    """A multi-thread recording with jittered timing, written in several flushes."""
+    rng = random.Random(seed)
+    out = io.BytesIO()
+    writer = SpyWriter(out)
+    writer.write_header({"pid": 99, "interval_ns": 1_000_000})
+    frames = [writer.frame_id("/app/m%d.py" % (i % 5), "f%d" % i, "C.f%d" % i, 10 + i, i % 7)
+              for i in range(40)]
+    expected = []
+    t = 0
+    for i in range(samples):
+        t += 1_000_000 + rng.randint(-30_000, 30_000)
+        depth = rng.randint(1, 30)
+        stack = writer.stack_id(tuple(frames[:depth]))
+        row = (t, 99, 100 + i % 4, stack, rng.randint(0, 1_000_000), 50_000_000 + rng.randint(0, 9) * 4096,
+               rng.choice([0, SampleFlag.IDLE, SampleFlag.GIL]))
+        writer.sample(*row)
+        expected.append(row)
+        if i % flush_every == flush_every - 1:
+            writer.flush()
+    writer.close({"samples": samples})
+    return out.getvalue(), expected
+
+
+def test_round_trip_preserves_every_sample():
+    data, expected = realistic_recording()
+    rec = read_bytes(data)
+    got = list(zip(*(rec.samples[c].tolist() for c in ("t", "pid", "tid", "stack", "cpu", "rss", "flags"))))
+    assert got == expected
+    assert rec.trailer == {"samples": 3000}
+
+
+def test_writer_never_seeks_so_it_streams_to_a_pipe():
+    # GIVEN a writer whose stream is the write end of a real pipe, read by a child process
+    reader = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from spyrec.spyformat import read_recording; "
+         "r = read_recording(sys.stdin.buffer); print(r.sample_count, r.trailer['samples'])"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    writer = SpyWriter(reader.stdin)
+    writer.write_header({"pid": 1})
+    stack = writer.stack_id((writer.frame_id("a.py", "f", "f", 1),))
+    for i in range(1000):
+        writer.sample(i, 1, 1, stack, 0, 0, 0)
+    writer.close({"samples": 1000})
+    reader.stdin.close()
+    # THEN the reader on the other end gets everything
+    assert reader.stdout.read().split() == [b"1000", b"1000"]
+    assert reader.wait() == 0
+
+
+def test_interning_is_bounded_and_ids_stay_valid():
+    out = io.BytesIO()
+    writer = SpyWriter(out, max_interned=10)
+    writer.write_header({"pid": 1})
+    ids = []
+    for i in range(100):
+        fid = writer.frame_id("f.py", "fn%d" % (i % 30), "fn%d" % (i % 30), i % 30)
+        ids.append((i % 30, writer.stack_id((fid,))))
+        writer.sample(i, 1, 1, ids[-1][1], 0, 0, 0)
+    writer.close({})
+    assert len(writer._frames) <= 10 and len(writer._stacks) <= 10 and len(writer._strings) <= 10
+    rec = read_bytes(out.getvalue())
+    for (n, _), stack in zip(ids, rec.samples["stack"].tolist()):
+        assert stack_names(rec, stack) == ["fn%d" % n]
+
+
+# -- damage --------------------------------------------------------------------------------------
+
+def test_cutting_anywhere_in_the_last_chunks_returns_a_prefix():
+    data, expected = realistic_recording(samples=2000, flush_every=400)
+    chunks = list(spyformat.SpyReader(io.BytesIO(data)).chunks())
+    chunk_starts = [c.offset for c in chunks]
+    full_t = [row[0] for row in expected]
+    for cut in range(chunk_starts[-6], len(data) + 1):
+        rec = read_bytes(data[:cut])
+        t = rec.samples["t"].tolist()
+        complete = sum(c.payload["count"] for c in chunks
+                       if c.kind == Kind.SAMPLES and c.offset + c.size <= cut)
+        assert t == full_t[:complete], cut
+        if cut < len(data):
+            assert rec.trailer is None
+            boundary = max(s for s in chunk_starts + [len(data)] if s <= cut)
+            assert rec.lost_bytes == cut - boundary, cut
+
+
+def test_flipped_bytes_give_clean_errors_or_a_prefix():
+    data, expected = realistic_recording(samples=1500, flush_every=500)
+    full_t = [row[0] for row in expected]
+    rng = random.Random(3)
+    positions = list(range(0, 64)) + rng.sample(range(64, len(data)), 400)
+    for position in positions:
+        damaged = bytearray(data)
+        damaged[position] ^= 1 << rng.randrange(8)
+        try:
+            rec = read_bytes(bytes(damaged))
+        except (CorruptRecording, IncompatibleRecording) as exc:
+            assert str(exc).count("\n") == 0
+            continue
+        # A flip that survives is one a reader may legally miss: a length field turned into a
+        # torn tail, the reserved bytes, or a flags field; what it returns is still a prefix.
+        t = rec.samples["t"].tolist()
+        assert t == full_t[:len(t)], position
+
+
+def test_a_lying_decompressed_length_is_refused():
+    data = bytearray(golden_bytes("v1/complete.spy"))
+    chunks = list(spyformat.SpyReader(io.BytesIO(bytes(data))).chunks())
+    samples = [c for c in chunks if c.kind == Kind.SAMPLES][0]
+    header = spyformat.CHUNK_HEADER.unpack_from(data, samples.offset)
+    length, kind, codec, flags, raw_length, _crc = header
+    head = spyformat.CHUNK_HEADER.pack(length, kind, codec, flags, raw_length - 1, 0)[:12]
+    payload = bytes(data[samples.offset + 16:samples.offset + 16 + length])
+    import struct, zlib
+    fixed = head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head)))
+    data[samples.offset:samples.offset + 16] = fixed
+    with pytest.raises(CorruptRecording, match="declared size"):
+        read_bytes(bytes(data))
+
+
+def test_msgpack_extension_types_are_refused():
+    import msgpack
+    out = io.BytesIO()
+    out.write(spyformat.encode_preamble())
+    raw = msgpack.packb({"pid": msgpack.ExtType(1, b"\x00" * 8)})
+    out.write(spyformat.encode_chunk(Kind.HEADER, {"pid": 1}))
+    import struct, zlib
+    head = spyformat.CHUNK_HEADER.pack(len(raw), Kind.PROCESS, 0, 0, len(raw), 0)[:12]
+    out.write(head + struct.pack("<I", zlib.crc32(raw, zlib.crc32(head))) + raw)
+    with pytest.raises(CorruptRecording, match="extension type"):
+        read_bytes(out.getvalue())
+
+
+def test_samples_referring_to_undefined_stacks_are_corrupt():
+    out = io.BytesIO()
+    out.write(spyformat.encode_preamble())
+    out.write(spyformat.encode_chunk(Kind.HEADER, {"pid": 1}, spyformat.Codec.NONE))
+    columns = {name: [dtype, tr, spyformat.encode_column([5], dtype, tr)]
+               for name, (dtype, tr) in spyformat.SAMPLE_COLUMNS.items()}
+    out.write(spyformat.encode_chunk(Kind.SAMPLES, {"count": 1, "columns": columns}))
+    with pytest.raises(CorruptRecording, match="undefined stack"):
+        read_bytes(out.getvalue())
