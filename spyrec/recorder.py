@@ -1,0 +1,168 @@
+"""One recording from start to finish: attach or launch, write the header, sample, close.
+
+Stopping is cooperative: SIGINT and SIGTERM only set a flag that the sampling loop checks
+between rounds, so the writer always gets to flush its last batch and the trailer.  A recorder
+killed with SIGKILL still leaves a readable file up to its last flush (at most a second old).
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from spyrec import __version__
+from spyrec.errors import NotPython, SpyError, TargetNotFound
+from spyrec.interpreter import PythonProcess
+from spyrec.sampler import Sampler
+from spyrec.spyformat import SpyWriter
+
+#: How long a launched command has to bring up its interpreter before we give up on it.
+LAUNCH_ATTACH_TIMEOUT_S = 10.0
+
+
+class OutputError(SpyError):
+    """The output file cannot be written."""
+
+
+class LaunchError(SpyError):
+    """The command to record cannot be started."""
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; checked by the sampling loop between rounds."""
+
+    def __init__(self):
+        self.signal = None
+
+    def __call__(self):
+        return self.signal is not None
+
+    def install(self):
+        def handler(signum, _frame):
+            self.signal = signum
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return previous
+
+
+def open_output(path):
+    """Open the output early, so a bad path fails before anything is started."""
+    if path == "-":
+        return sys.stdout.buffer, False
+    try:
+        return open(path, "wb"), True
+    except OSError as exc:
+        raise OutputError("cannot write %s: %s" % (path, exc.strerror or exc))
+
+
+def launch(command, stdout_to_stderr):
+    """Start the command to record; its output goes to ours (to stderr when we write to stdout)."""
+    try:
+        return subprocess.Popen(command, stdout=sys.stderr if stdout_to_stderr else None)
+    except OSError as exc:
+        raise LaunchError("cannot start %s: %s" % (command[0], exc.strerror or exc))
+
+
+def attach_launched(child):
+    """Attach to a child we started, waiting for its interpreter to come up."""
+    deadline = time.monotonic() + LAUNCH_ATTACH_TIMEOUT_S
+    delay = 0.001
+    while True:
+        if child.poll() is not None:
+            raise TargetNotFound("%s exited (status %d) before it could be recorded"
+                                 % (child.args[0], child.returncode))
+        try:
+            return PythonProcess.attach(child.pid)
+        except (NotPython, TargetNotFound):
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def read_cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def read_cwd(pid):
+    try:
+        return os.readlink("/proc/%d/cwd" % pid)
+    except OSError:
+        return ""
+
+
+def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=None):
+    """Record a process (``pid``) or a command (``command``) into ``output``; return the stats."""
+    stream, close_stream = open_output(output)
+    writer = None
+    child = None
+    stop = StopFlag()
+    previous_handlers = stop.install()
+    try:
+        if command:
+            child = launch(command, stdout_to_stderr=(output == "-"))
+            process = attach_launched(child)
+        else:
+            process = PythonProcess.attach(pid)
+        origin = time.monotonic_ns()
+        wall = time.time_ns()
+        writer = SpyWriter(stream)
+        argv = read_cmdline(process.pid)
+        writer.write_header({
+            "recorder": "spyrec %s" % __version__, "start_wall_ns": wall, "start_mono_ns": origin,
+            "interval_ns": interval_ns, "host": socket.gethostname(), "pid": process.pid,
+            "argv": argv, "cwd": read_cwd(process.pid), "python_version": process.version_string,
+            "python_executable": process.executable, "mode": "launch" if command else "attach",
+        })
+        writer.process(pid=process.pid, argv=argv, python_version=process.version_string,
+                       executable=process.executable, start_ns=0)
+        sampler = Sampler(process, writer, interval_ns, origin)
+        deadline = origin + duration_ns if duration_ns else None
+        stats = sampler.run(stop, deadline)
+        if stats.stop_reason == "interrupted" and stop.signal is not None:
+            stats.stop_reason = "interrupted (%s)" % signal.Signals(stop.signal).name
+        process_end = {"pid": process.pid, "end_ns": stats.end_ns}
+        if child is not None:
+            exit_code = finish_child(child, stats.stop_reason)
+            if exit_code is not None:
+                process_end["exit_code"] = exit_code
+        writer.process(**process_end)
+        writer.close(stats.trailer())
+        process.close()
+        stats.bytes_written = writer.bytes_written
+        return stats
+    except BrokenPipeError:
+        raise OutputError("the output pipe was closed")
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+        if child is not None and child.poll() is None:
+            terminate(child)
+        if close_stream:
+            stream.close()
+            if writer is None:      # nothing recorded: leave no empty file behind
+                os.unlink(output)
+
+
+def finish_child(child, stop_reason):
+    """Reap a launched child; stop it if recording ended for another reason than its exit."""
+    if stop_reason == "target exited":
+        return child.wait()
+    terminate(child)
+    return child.returncode
+
+
+def terminate(child, grace_s=2.0):
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()

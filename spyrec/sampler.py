@@ -1,0 +1,235 @@
+"""The sampling loop: a steady clock, every thread's stack, CPU and state, written as it goes.
+
+One *round* samples every Python thread of the target once.  Rounds are scheduled on a fixed
+grid (``origin + k * interval``) so that a slow round does not shift the ones after it; a round
+that starts more than one interval late skips the missed grid points and is counted as late,
+as Austin counts saturation.
+
+The hot path stays small: the walker returns raw frames as ``(code_key, offset)`` pairs and a
+stack that was seen before costs one dict lookup to turn into its stack id.  Only a new stack
+goes through frame description (cached per frame) and interning in the writer.
+"""
+
+import ctypes
+import os
+import time
+
+from spyrec.errors import MemoryReadError, TargetNotFound
+from spyrec.procstats import ProcessStats, ThreadStats
+from spyrec.spyformat import SampleFlag
+
+PR_SET_TIMERSLACK = 29
+#: Raw-stack cache entries kept before the cache is forgotten (ids already written stay valid).
+RAW_STACK_CACHE_LIMIT = 200_000
+FRAME_CACHE_LIMIT = 200_000
+#: How often to retry finding the name of a thread whose name was not found yet.
+NAME_RETRY_NS = 1_000_000_000
+
+
+def lower_timer_slack():
+    """Ask the kernel for 1 ns timer slack so sleeps end on time (the default slack is 50 µs)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+class _Thread:
+    """What the sampler keeps about one target thread between rounds."""
+
+    __slots__ = ("stats", "name", "next_name_try", "missing")
+
+    def __init__(self, stats):
+        self.stats = stats
+        self.name = None
+        self.next_name_try = 0
+        self.missing = False
+
+
+class SamplingStats:
+    """The recorder's account of its own health; it becomes the recording's trailer."""
+
+    def __init__(self):
+        self.rounds = 0
+        self.samples = 0
+        self.errors = 0
+        self.late = 0
+        self.cost_min = None
+        self.cost_max = 0
+        self.cost_total = 0
+        self.start_ns = 0
+        self.end_ns = 0
+        self.stop_reason = "interrupted"
+
+    def add_round_cost(self, cost):
+        self.rounds += 1
+        self.cost_total += cost
+        if self.cost_min is None or cost < self.cost_min:
+            self.cost_min = cost
+        if cost > self.cost_max:
+            self.cost_max = cost
+
+    @property
+    def duration_ns(self):
+        return max(0, self.end_ns - self.start_ns)
+
+    def trailer(self):
+        mean = self.cost_total // self.rounds if self.rounds else 0
+        return {"end_ns": self.end_ns, "duration_ns": self.duration_ns, "ticks": self.rounds,
+                "samples": self.samples, "errors": self.errors, "late": self.late,
+                "sampling_cost_ns": [self.cost_min or 0, mean, self.cost_max],
+                "stop_reason": self.stop_reason}
+
+
+class Sampler:
+    """Samples one attached ``PythonProcess`` into a ``SpyWriter``."""
+
+    def __init__(self, process, writer, interval_ns, origin_ns, proc_root="/proc"):
+        self.process = process
+        self.writer = writer
+        self.interval_ns = interval_ns
+        self.origin_ns = origin_ns
+        self.proc_root = proc_root
+        self.stats = SamplingStats()
+        self._threads = {}
+        self._raw_stacks = {}
+        self._frames = {}
+        self._process_stats = ProcessStats(proc_root, process.pid)
+
+    def run(self, should_stop, deadline_ns=None):
+        """Sample until ``should_stop()`` is true, the deadline passes or the target exits."""
+        lower_timer_slack()
+        interval = self.interval_ns
+        monotonic_ns = time.monotonic_ns
+        sleep = time.sleep
+        stats = self.stats
+        start = monotonic_ns()
+        stats.start_ns = start - self.origin_ns
+        next_round = start
+        try:
+            while True:
+                if should_stop():
+                    stats.stop_reason = "interrupted"
+                    break
+                now = monotonic_ns()
+                if deadline_ns is not None and now >= deadline_ns:
+                    stats.stop_reason = "duration"
+                    break
+                if next_round > now:
+                    sleep((next_round - now) / 1e9)
+                    now = monotonic_ns()
+                try:
+                    self.sample_round(now)
+                except TargetNotFound:
+                    stats.stop_reason = "target exited"
+                    break
+                done = monotonic_ns()
+                stats.add_round_cost(done - now)
+                next_round += interval
+                if done - next_round > interval:
+                    missed = (done - next_round) // interval
+                    stats.late += 1
+                    next_round += missed * interval
+                self.writer.maybe_flush(done)
+        finally:
+            stats.end_ns = monotonic_ns() - self.origin_ns
+            self.finish()
+        return stats
+
+    def sample_round(self, now):
+        """Sample every thread once at ``now`` (monotonic ns)."""
+        process = self.process
+        writer = self.writer
+        t = now - self.origin_ns
+        pid = process.pid
+        stacks = process.sample_threads()
+        rss = self._process_stats.rss_bytes()
+        threads = self._threads
+        seen = set()
+        for thread_stack in stacks:
+            tid = thread_stack.native_tid
+            seen.add(tid)
+            thread = threads.get(tid)
+            if thread is None or thread.missing:
+                thread = self._thread_started(thread_stack, t)
+            if thread.name is None and now >= thread.next_name_try:
+                self._try_name(thread, thread_stack, now)
+            flags = 0
+            if thread_stack.holds_gil:
+                flags |= SampleFlag.GIL
+            if not thread.stats.is_running():
+                flags |= SampleFlag.IDLE
+            if thread_stack.torn:
+                flags |= SampleFlag.TORN
+                self.stats.errors += 1
+            stack_id = self._stack_id(thread_stack.frames)
+            if stack_id is None:
+                flags |= SampleFlag.TORN
+                self.stats.errors += 1
+                stack_id = writer.stack_id(())
+            writer.sample(t, pid, tid, stack_id, thread.stats.cpu_delta_ns(), rss, flags)
+            self.stats.samples += 1
+        if len(seen) != len(threads):
+            for tid, thread in threads.items():
+                if tid not in seen and not thread.missing:
+                    thread.missing = True
+                    thread.stats.close()
+                    writer.thread(pid=pid, tid=tid, end_ns=t)
+
+    def _stack_id(self, raw_frames):
+        """The stack id of a walker stack (leaf first), or None when a frame cannot be read."""
+        stack_id = self._raw_stacks.get(raw_frames)
+        if stack_id is not None:
+            return stack_id
+        frames = self._frames
+        frame_ids = []
+        for raw in reversed(raw_frames):
+            frame_id = frames.get(raw)
+            if frame_id is None:
+                try:
+                    info = self.process.describe_frame(raw[0], raw[1])
+                except MemoryReadError:
+                    return None
+                frame_id = self.writer.frame_id(info.filename, info.name, info.qualname, info.line,
+                                                info.column)
+                if len(frames) >= FRAME_CACHE_LIMIT:
+                    frames.clear()
+                frames[raw] = frame_id
+            frame_ids.append(frame_id)
+        stack_id = self.writer.stack_id(tuple(frame_ids))
+        if len(self._raw_stacks) >= RAW_STACK_CACHE_LIMIT:
+            self._raw_stacks.clear()
+        self._raw_stacks[raw_frames] = stack_id
+        return stack_id
+
+    def _thread_started(self, thread_stack, t):
+        tid = thread_stack.native_tid
+        old = self._threads.get(tid)
+        if old is not None:
+            old.stats.close()
+        thread = _Thread(ThreadStats(self.proc_root, self.process.pid, tid))
+        thread.stats.cpu_delta_ns()     # establish the baseline: the first sample's delta is 0
+        self._threads[tid] = thread
+        self.writer.thread(pid=self.process.pid, tid=tid, py_thread_id=thread_stack.python_thread_id,
+                           name=None, start_ns=t, end_ns=None)
+        return thread
+
+    def _try_name(self, thread, thread_stack, now):
+        thread.next_name_try = now + NAME_RETRY_NS
+        try:
+            name = self.process.thread_name(thread_stack.native_tid)
+        except MemoryReadError:
+            name = None
+        if name:
+            thread.name = name
+            self.writer.thread(pid=self.process.pid, tid=thread_stack.native_tid, name=name)
+
+    def finish(self):
+        """Close every thread still open at the end and release /proc files."""
+        end = self.stats.end_ns
+        for tid, thread in self._threads.items():
+            if not thread.missing:
+                thread.stats.close()
+                self.writer.thread(pid=self.process.pid, tid=tid, end_ns=end)
+        self._threads = {}
+        self._process_stats.close()
