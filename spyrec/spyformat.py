@@ -578,10 +578,9 @@ def read_recording(stream):
                 except CorruptRecording as exc:
                     raise CorruptRecording("column %r: %s" % (name, exc.reason), offset)
                 column_parts.setdefault(name, []).append((data.sample_count, values))
-            stacks = columns["stack"]
-            if count:
-                top = int(decode_column(stacks[2], stacks[0], stacks[1], count).max())
-                _expect(top < len(data.stacks), "a sample refers to an undefined stack", offset)
+                if name == "stack" and count:
+                    _expect(int(values.max()) < len(data.stacks),
+                            "a sample refers to an undefined stack", offset)
             data.sample_count += count
         elif kind == Kind.TRAILER:
             data.trailer = payload

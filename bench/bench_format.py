@@ -1,0 +1,133 @@
+"""Benchmark of the .spy format: bytes per sample, write cost per sample, read rate into numpy.
+
+    .venv/bin/python bench/bench_format.py [--seconds 5] [--rate 1000] [--austin PATH]
+
+1. Records the 30-deep CPU-bound target (bench/targets/deep.py) with spyrec, and with Austin's
+   binary MOJO output (``austin -b``) when Austin is installed, at the same rate, and reports the
+   bytes per sample of each (Austin's sample count comes from its own ``errors`` metadata).
+2. Replays the recorded samples through ``SpyWriter`` to time the write cost per sample.
+3. Builds a recording of several million samples from the real one and times
+   ``read_recording`` into numpy arrays.
+
+Prints a Markdown table; the figures in docs/benchmarks.md come from it.
+"""
+
+import argparse
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from spyrec.spyformat import SpyWriter, read_recording  # noqa: E402
+
+TARGET = os.path.join(HERE, "targets", "deep.py")
+
+
+def record_spyrec(python, seconds, rate, out):
+    subprocess.run([sys.executable, "-m", "spyrec", "-q", "-o", out, "-r", str(rate), "--",
+                    python, TARGET, "--seconds", str(seconds)], check=True, stdout=subprocess.DEVNULL)
+    with open(out, "rb") as f:
+        rec = read_recording(f)
+    return rec
+
+
+def record_austin(austin, python, seconds, rate, out):
+    interval_us = int(1e6 / rate)
+    subprocess.run([austin, "-b", "-i", str(interval_us), "-o", out, python, TARGET,
+                    "--seconds", str(seconds)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    with open(out, "rb") as f:
+        data = f.read()
+    match = re.search(rb"errors\x00\d+/(\d+)\x00", data)
+    return len(data), int(match.group(1)) if match else None
+
+
+def write_cost(rec, repeat=3):
+    """Seconds per sample to intern and write the recording's samples again."""
+    stacks = [tuple(s) for s in rec.stacks]
+    columns = [rec.samples[c].tolist() for c in ("t", "pid", "tid", "stack", "cpu", "rss", "flags")]
+    rows = list(zip(*columns))
+    best = float("inf")
+    for _ in range(repeat):
+        out = io.BytesIO()
+        writer = SpyWriter(out)
+        writer.write_header({"pid": 1})
+        start = time.perf_counter()
+        for t, pid, tid, stack, cpu, rss, flags in rows:
+            writer.sample(t, pid, tid, writer.stack_id(stacks[stack]), cpu, rss, flags)
+            writer.maybe_flush(t)
+        writer.close({})
+        best = min(best, (time.perf_counter() - start) / len(rows))
+    return best
+
+
+def big_recording(rec, target_samples):
+    """A recording of about ``target_samples`` samples made by repeating the real one."""
+    out = io.BytesIO()
+    writer = SpyWriter(out, max_batch=65536)
+    writer.write_header({"pid": 1})
+    stacks = [writer.stack_id(tuple(s)) for s in rec.stacks]
+    columns = [rec.samples[c].tolist() for c in ("t", "pid", "tid", "stack", "cpu", "rss", "flags")]
+    rows = list(zip(*columns))
+    span = rows[-1][0] + 1
+    count = 0
+    offset = 0
+    while count < target_samples:
+        for t, pid, tid, stack, cpu, rss, flags in rows:
+            writer.sample(t + offset, pid, tid, stacks[stack], cpu, rss, flags)
+        count += len(rows)
+        offset += span
+    writer.close({})
+    return out.getvalue(), count
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--python", default=shutil.which("python3"))
+    parser.add_argument("--austin", default=shutil.which("austin"))
+    parser.add_argument("--read-samples", type=int, default=5_000_000)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="spybench-")
+    rec = record_spyrec(args.python, args.seconds, args.rate, os.path.join(tmp, "deep.spy"))
+    spy_bytes = os.path.getsize(os.path.join(tmp, "deep.spy"))
+    depth = max(len(s) for s in rec.stacks)
+    rows = [("spyrec .spy", spy_bytes, rec.sample_count)]
+    if args.austin:
+        mojo_bytes, mojo_samples = record_austin(args.austin, args.python, args.seconds, args.rate,
+                                                 os.path.join(tmp, "deep.mojo"))
+        rows.append(("Austin MOJO (-b)", mojo_bytes, mojo_samples))
+    print("Target: bench/targets/deep.py (stack depth %d), %.0f s at %d Hz, %s\n"
+          % (depth, args.seconds, args.rate, args.python))
+    print("| recorder | file bytes | samples | bytes/sample |")
+    print("|---|---|---|---|")
+    for name, size, samples in rows:
+        print("| %s | %d | %s | %.2f |" % (name, size, samples, size / samples if samples else float("nan")))
+    if len(rows) == 2 and rows[1][2]:
+        ratio = (rows[0][1] / rows[0][2]) / (rows[1][1] / rows[1][2])
+        print("\n.spy bytes per sample = %.3f x Austin MOJO's (target: at most 0.1)" % ratio)
+    cost = write_cost(rec)
+    print("\nWrite cost (intern stack + append + flush), replaying %d samples: %.2f µs/sample"
+          % (rec.sample_count, cost * 1e6))
+    data, count = big_recording(rec, args.read_samples)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        loaded = read_recording(io.BytesIO(data))
+        best = min(best, time.perf_counter() - start)
+    assert loaded.sample_count == count
+    print("Read rate into numpy: %d samples (%.1f MB) in %.3f s = %.1f M samples/s (target: >= 5)"
+          % (count, len(data) / 1e6, best, count / best / 1e6))
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
