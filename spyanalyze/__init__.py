@@ -1,0 +1,32 @@
+"""spyanalyze: analyse .spy recordings with pandas.
+
+Notebook API::
+
+    import spyanalyze
+    rec = spyanalyze.load("run.spy")
+    rec.samples, rec.frames, rec.stacks          # DataFrames
+    rec.by_function(); rec.by_line(); rec.by_file(); rec.by_thread(); rec.timeline("100ms")
+    busy = rec.filter(threads="MainThread", idle="exclude", prune="stdlib")
+    spyanalyze.diff(before, after)                # per-function change and significance
+    spyanalyze.export.speedscope.write(rec, open("run.speedscope.json", "w"))
+
+The ``spyanalyze`` command is a thin layer over the same functions.
+"""
+
+from spyanalyze import export, filters, views
+from spyanalyze.diff import diff
+from spyanalyze.recording import Recording, load
+from spyanalyze.writer import write
+
+
+def _version():
+    try:
+        from importlib.metadata import version
+        return version("spyrec")
+    except Exception:  # not installed as a distribution (a bare checkout on sys.path)
+        from spyrec import __version__
+        return __version__
+
+
+__version__ = _version()
+__all__ = ["Recording", "diff", "export", "filters", "load", "views", "write", "__version__"]

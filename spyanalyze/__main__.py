@@ -1,0 +1,3 @@
+from spyanalyze.cli import main
+
+main(prog_name="spyanalyze")

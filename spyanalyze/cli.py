@@ -1,0 +1,308 @@
+"""The ``spyanalyze`` command: thin click commands over the notebook API.
+
+Conventions: ``--help`` on every command; ``-o FILE`` for output, ``-`` (the default) for
+standard output and, as an input path, standard input.  Exit codes: 0 success, 1 an error the
+user can act on (one ``spyanalyze: error: ...`` line on stderr, no traceback unless
+``--debug``), 2 a usage error (click's), 3 a ``diff --fail-if`` gate that failed.
+"""
+
+import os
+import shutil
+import sys
+
+import click
+
+from spyrec import spyformat
+from spyrec.errors import SpyError
+
+from spyanalyze import filters, views
+from spyanalyze.diff import Gate, check_gates, diff, write_collapsed_diff
+from spyanalyze.errors import UnreadableFile
+from spyanalyze.export import FORMATS
+from spyanalyze.recording import WEIGHTS, load
+from spyanalyze.writer import write as write_spy
+
+GATE_FAILED = 3
+
+
+class SpyanalyzeGroup(click.Group):
+    """Turns every ``SpyError`` into one line on stderr and exit 1 (traceback with --debug)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SpyError as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo("spyanalyze: error: %s" % exc, err=True)
+            ctx.exit(getattr(exc, "exit_code", 1) or 1)
+        except BrokenPipeError:          # `spyanalyze export ... | head`: not an error
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())     # so the exit-time flush cannot fail again
+            ctx.exit(0)
+
+
+@click.group(cls=SpyanalyzeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show a traceback for errors.")
+@click.version_option(package_name="spyrec", prog_name="spyanalyze")
+def main(debug):
+    """Analyse .spy recordings made by spyrec: summaries, filters, diffs and exports."""
+
+
+# ------------------------------------------------------------------------------------------
+# Shared options
+
+RECORDING = click.Path(dir_okay=False, allow_dash=True)
+WEIGHT_HELP = "Weigh samples by count, wall time or CPU time."
+
+
+def filter_options(idle_default):
+    """The filter options shared by top, diff, export and filter (see spyanalyze.filters)."""
+    def decorate(command):
+        options = [
+            click.option("--pid", "pids", multiple=True, type=int, help="Keep this process (repeatable)."),
+            click.option("--thread", "threads", multiple=True, metavar="ID|GLOB",
+                         help="Keep this thread: native or Python thread id, or a name glob (repeatable)."),
+            click.option("--start", metavar="TIME", help="Keep samples from TIME on (seconds, or 200ms, 1.5s)."),
+            click.option("--end", metavar="TIME", help="Keep samples before TIME."),
+            click.option("--include", multiple=True, metavar="PATTERN",
+                         help="Keep samples whose stack has a matching frame: a function glob, "
+                              "file:GLOB, stdlib or site-packages (repeatable)."),
+            click.option("--exclude", multiple=True, metavar="PATTERN",
+                         help="Drop samples whose stack has a matching frame (repeatable)."),
+            click.option("--focus", metavar="PATTERN",
+                         help="Keep samples through a matching frame and cut stacks to start there."),
+            click.option("--prune", multiple=True, metavar="PATTERN",
+                         help="Hide matching frames (e.g. stdlib, site-packages); their time goes "
+                              "to the caller (repeatable)."),
+            click.option("--idle", type=click.Choice(filters.IDLE_CHOICES), default=idle_default,
+                         show_default=True, help="Samples of idle threads: keep, drop, or keep only them."),
+            click.option("--gil", type=click.Choice(filters.GIL_CHOICES), default="any", show_default=True,
+                         help="Keep samples by whether the thread held the GIL."),
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+_FILTER_KEYS = ("pids", "threads", "start", "end", "include", "exclude", "focus", "prune", "idle", "gil")
+
+
+def filtered(recording, options):
+    """Apply the shared filter options; a filter that leaves nothing is an error."""
+    criteria = {key: options.pop(key) for key in _FILTER_KEYS}
+    try:
+        return filters.apply(recording, allow_empty=False, **criteria)
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+
+
+def output_option(binary=False):
+    return click.option("-o", "--output", type=click.File("wb" if binary else "w", lazy=True),
+                        default="-", show_default=True, help="Output file; - is standard output.")
+
+
+def terminal_width():
+    return shutil.get_terminal_size((120, 24)).columns
+
+
+def render(rows, headers, right=()):
+    """A plain text table that fits the terminal: the last column is cut to fit."""
+    rows = [[str(cell) for cell in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    room = terminal_width() - sum(widths[:-1]) - 2 * (len(widths) - 1)
+    widths[-1] = max(20, min(widths[-1], room))
+    lines = []
+    for row in [list(headers)] + rows:
+        cells = []
+        for i, cell in enumerate(row):
+            if len(cell) > widths[i]:
+                cell = cell[:widths[i] - 1] + "…"
+            cells.append(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]))
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def amount(value, weight):
+    return "%d" % value if weight == "samples" else "%.3fs" % value
+
+
+def label(row, by):
+    """``qualname (module:line)`` as py-spy prints a frame; for a function, its first sampled line."""
+    if by == "file":
+        return row["module"]
+    return "%s (%s:%d)" % (row["qualname"], row["module"], row["line"])
+
+
+# ------------------------------------------------------------------------------------------
+# Commands
+
+
+@main.command()
+@click.argument("path", type=RECORDING)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def info(path, as_json):
+    """Summarise a recording: what was recorded, how, and how well (recorder health)."""
+    recording = load(path)
+    facts = views.summary(recording)
+    if as_json:
+        import json
+        click.echo(json.dumps(facts, default=str, indent=2))
+        return
+    rate = facts["rate_achieved"]
+    lines = [("file", "%s (format %s)" % (facts["source"], facts["format"])),
+             ("command", " ".join(map(str, facts["command"] or [])) or "?"),
+             ("python", "%s (%s)" % (facts["python"], facts["executable"])),
+             ("host", "%s, recorder %s" % (facts["host"], facts["recorder"])),
+             ("start", str(facts["start"])),
+             ("duration", "%.3f s" % facts["duration"]),
+             ("rate", "%s Hz requested, %s Hz per thread achieved" % (
+                 "%.0f" % facts["rate_requested"] if facts["rate_requested"] else "?",
+                 "%.1f" % rate if rate else "?")),
+             ("samples", "%d in %d threads of %d processes; %.1f%% idle, %.1f%% holding the GIL, %d torn"
+              % (facts["samples"], facts["threads"], facts["processes"], 100 * facts["idle_share"],
+                 100 * facts["gil_share"], facts["torn"])),
+             ("recorder", ", ".join("%s %s" % kv for kv in sorted(facts["trailer"].items())) or "no trailer")]
+    click.echo("".join("%-9s %s\n" % line for line in lines), nl=False)
+    if not facts["complete"] or facts["lost_bytes"]:
+        click.echo("warning   the recording is incomplete (no trailer; %d bytes of a torn tail dropped)"
+                   % facts["lost_bytes"])
+    table = views.by_thread(recording)
+    rows = [(r.tid, r.samples, "%.3fs" % r.cpu, "%.0f%%" % (100 * r.idle_share), r.thread)
+            for r in table.itertuples()]
+    click.echo("\n" + render(rows, ("tid", "samples", "cpu", "idle", "thread"), right={0, 1, 2, 3}), nl=False)
+
+
+@main.command()
+@click.argument("path", type=RECORDING)
+@filter_options(idle_default="exclude")
+@click.option("--by", type=click.Choice(["function", "line", "file"]), default="function", show_default=True)
+@click.option("--weight", type=click.Choice(WEIGHTS), default="samples", show_default=True, help=WEIGHT_HELP)
+@click.option("--sort", type=click.Choice(["self", "total"]), default="self", show_default=True)
+@click.option("-n", "--limit", type=int, default=25, show_default=True, help="Rows to show (0: all).")
+@click.option("--csv", "as_csv", is_flag=True, help="Write every row as CSV instead of a table.")
+@output_option()
+def top(path, by, weight, sort, limit, as_csv, output, **options):
+    """The heaviest functions (or lines, or files), like a profiler's top view.
+
+    Idle samples are left out unless --idle include (as py-spy does)."""
+    recording = filtered(load(path), options)
+    table = views.aggregate(recording, by, weight)
+    table = table.sort_values([sort + "_share", ("total" if sort == "self" else "self") + "_share"],
+                              ascending=False, kind="stable")
+    if as_csv:
+        table.to_csv(output, index=False)
+        return
+    shown = table.head(limit) if limit else table
+    rows = [("%.1f%%" % (100 * r["self_share"]), "%.1f%%" % (100 * r["total_share"]),
+             amount(r["self_" + weight], weight), amount(r["total_" + weight], weight), label(r, by))
+            for _, r in shown.iterrows()]
+    output.write("%d samples, %.2fs%s\n" % (len(recording), recording.duration,
+                                            "; " + "; ".join(recording.steps) if recording.steps else ""))
+    output.write(render(rows, ("self", "total", "self " + weight, "total " + weight, by), right={0, 1, 2, 3}))
+
+
+def parse_gates(ctx, param, values):
+    try:
+        return [Gate(value) for value in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc))
+
+
+@main.command(name="diff")
+@click.argument("before", type=RECORDING)
+@click.argument("after", type=RECORDING)
+@filter_options(idle_default="exclude")
+@click.option("--by", type=click.Choice(["function", "line", "file"]), default="function", show_default=True)
+@click.option("--weight", type=click.Choice(WEIGHTS), default="samples", show_default=True, help=WEIGHT_HELP)
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=0.05, show_default=True,
+              help="Family-wise error rate for 'significant' (Holm-adjusted).")
+@click.option("--fail-if", "gates", multiple=True, callback=parse_gates, metavar="PATTERN:+N%",
+              help="Exit 3 when a matching function's total share grows by more than N "
+                   "percentage points and the growth is significant (repeatable).")
+@click.option("-n", "--limit", type=int, default=25, show_default=True, help="Rows to show (0: all).")
+@click.option("--csv", "as_csv", is_flag=True, help="Write every row as CSV instead of a table.")
+@click.option("--collapsed", type=click.File("w", lazy=True), metavar="FILE",
+              help="Also write a differential collapsed-stack file (stack count_before count_after).")
+@output_option()
+def diff_command(before, after, by, weight, alpha, gates, limit, as_csv, collapsed, output, **options):
+    """Compare two recordings per function: share in each, change, and significance.
+
+    Functions are matched by module-relative file and qualified name.  Significance is a
+    two-sided z-test whose variance allows for autocorrelated samples (batch means), with
+    Holm's correction across functions; see spyanalyze.diff."""
+    a = filtered(load(before), dict(options))
+    b = filtered(load(after), options)
+    table = diff(a, b, by=by, weight=weight, alpha=alpha)
+    if collapsed:
+        write_collapsed_diff(a, b, collapsed, weight=weight)
+    if as_csv:
+        table.to_csv(output, index=False)
+    else:
+        shown = table.head(limit) if limit else table
+        rows = [("%.1f%%" % (100 * r.total_a), "%.1f%%" % (100 * r.total_b), "%+.1f" % (100 * r.total_change),
+                 "%+.1f" % (100 * r.self_change), "%.2g" % r.total_p_adj, "*" if r.total_significant else "",
+                 "%s (%s)" % (r.qualname, r.module) if by != "file" else r.module)
+                for r in shown.itertuples()]
+        output.write("before: %d samples, after: %d samples; * = significant at alpha %g\n"
+                     % (len(a), len(b), alpha))
+        output.write(render(rows, ("before", "after", "total pp", "self pp", "p adj", "", by),
+                            right={0, 1, 2, 3, 4}))
+    failures = check_gates(table, gates)
+    for gate, rows in failures:
+        for r in rows.itertuples():
+            click.echo("spyanalyze: gate %s failed: %s (%s) %.1f%% -> %.1f%% (p adj %.2g)"
+                       % (gate.text, r.qualname, r.module, 100 * r.total_a, 100 * r.total_b, r.total_p_adj),
+                       err=True)
+    if failures:
+        sys.exit(GATE_FAILED)
+
+
+@main.command(name="filter")
+@click.argument("path", type=RECORDING)
+@filter_options(idle_default="include")
+@click.option("-o", "--output", type=click.File("wb", lazy=True), required=True,
+              help="The new .spy file; - is standard output.")
+def filter_command(path, output, **options):
+    """Write a new recording holding only the samples (and stacks) the filters keep."""
+    recording = filtered(load(path), options)
+    if output.isatty():
+        raise click.UsageError("refusing to write a binary recording to a terminal; use -o FILE")
+    count = write_spy(recording, output)
+    click.echo("%d samples written (%s)" % (count, "; ".join(recording.steps) or "no filter"), err=True)
+
+
+@main.command()
+@click.argument("path", type=RECORDING)
+@click.option("-f", "--format", "fmt", type=click.Choice(sorted(FORMATS)), required=True,
+              help="speedscope JSON (one profile per thread) or collapsed stacks (flamegraph.pl).")
+@click.option("--weight", type=click.Choice(WEIGHTS),
+              help="Default: wall for speedscope (nanoseconds), samples for collapsed; "
+                   "wall and cpu are written in microseconds in collapsed stacks.")
+@click.option("--threads", "thread_roots", is_flag=True, help="collapsed: start each stack with its thread.")
+@filter_options(idle_default="exclude")
+@output_option()
+def export(path, fmt, weight, thread_roots, output, **options):
+    """Export a recording as speedscope JSON or collapsed stacks."""
+    recording = filtered(load(path), options)
+    if fmt == "speedscope":
+        FORMATS[fmt].write(recording, output, weight=weight or "wall")
+    else:
+        FORMATS[fmt].write(recording, output, weight=weight or "samples", threads=thread_roots)
+
+
+@main.command()
+@click.argument("path", type=RECORDING)
+@output_option()
+def dump(path, output):
+    """Print every record of a recording as text (for golden files and debugging)."""
+    try:
+        stream = spyformat.open_source(path)
+    except OSError as exc:
+        raise UnreadableFile("%s: %s" % (path, exc.strerror or exc))
+    try:
+        spyformat.dump(stream, output)
+    finally:
+        if path != "-":
+            stream.close()

@@ -1,0 +1,28 @@
+"""The analyser's own errors: subclasses of ``spyrec.errors.SpyError``, so the one CLI wrapper
+turns each into a single ``spyanalyze: error: ...`` line.
+
+Format problems (bad magic, torn chunks, newer major version) stay ``CorruptRecording`` and
+``IncompatibleRecording`` from ``spyrec.errors``; this module only adds what is the analyser's
+own: a file it cannot open, a filter that leaves nothing, a thread that does not exist.
+"""
+
+from spyrec.errors import CorruptRecording, IncompatibleRecording, SpyError
+
+__all__ = ["AnalysisError", "CorruptRecording", "EmptyResult", "IncompatibleRecording",
+           "SpyError", "UnknownThread", "UnreadableFile"]
+
+
+class AnalysisError(SpyError):
+    """A problem with what the user asked of a recording (as opposed to the file itself)."""
+
+
+class UnreadableFile(AnalysisError):
+    """The path cannot be opened (missing, a directory, no permission)."""
+
+
+class EmptyResult(AnalysisError):
+    """Nothing is left to analyse: an empty recording, or filters that removed every sample."""
+
+
+class UnknownThread(AnalysisError):
+    """A thread selector (id or name pattern) matches no thread of the recording."""

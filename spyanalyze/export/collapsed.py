@@ -1,0 +1,79 @@
+"""Collapsed ("folded") stacks, as flamegraph.pl, speedscope and inferno read them.
+
+One line per distinct stack: ``frame;frame;frame weight``, root first, matching
+``^(.*) (\\d+)$``.  A frame reads ``qualname (module:line)`` as py-spy writes it, with the
+qualified name where the Python version records one (``co_qualname``, 3.11+; older versions
+give the plain name) and the module-relative path (see ``recording.module_paths``).  Weights
+are integers: sample counts by default, microseconds for ``weight="wall"`` or ``"cpu"``; a
+stack whose weight rounds to 0 is left out.  Lines are sorted, so output is deterministic.
+"""
+
+import numpy as np
+import pandas as pd
+
+from spyanalyze.recording import _check_weight, thread_label
+
+#: Stands for a stack without Python frames (a thread in native code only).
+NO_FRAMES = "<no Python frames>"
+
+#: Unit of time weights in the output.
+UNIT_NS = 1000
+
+
+def frame_texts(recording, lines=True, rename=None):
+    """The text of every frame id; ';' would split a frame, so it is replaced."""
+    frames = recording.frames
+    modules = frames["module"]
+    if rename:
+        modules = modules.map(lambda m: rename.get(m, m))
+    if lines:
+        texts = frames["qualname"] + " (" + modules + ":" + frames["line"].astype(str) + ")"
+    else:
+        texts = frames["qualname"] + " (" + modules + ")"
+    return [text.replace(";", ":").replace("\n", " ") for text in texts.astype(object)]
+
+
+def stack_weights_by_text(recording, weight="samples", lines=True, rename=None, threads=False):
+    """A Series: weight per stack text (samples, or nanoseconds for time weights).
+
+    With ``threads`` each stack gets a root frame naming its thread, as py-spy ``--threads``.
+    """
+    _check_weight(weight)
+    texts = frame_texts(recording, lines, rename)
+    tuples = recording.stack_table.tuples
+    samples = recording.samples
+    stack_ids = samples["stack"].to_numpy()
+    w = None if weight == "samples" else samples[weight].to_numpy()
+    if threads:
+        thread_key = samples["pid"].to_numpy() << 32 | samples["tid"].to_numpy()
+        thread_codes, _keys = pd.factorize(thread_key)
+        first = np.unique(thread_codes, return_index=True)[1]
+        thread_names = [thread_label(name, tid) for name, tid in
+                        zip(samples["thread"].to_numpy()[first], samples["tid"].to_numpy()[first].tolist())]
+        key = thread_codes.astype(np.int64) * len(tuples) + stack_ids
+    else:
+        thread_names = [None]
+        key = stack_ids
+    combined, inverse = np.unique(key, return_inverse=True)
+    per_key = np.bincount(inverse, weights=w, minlength=len(combined))
+    stack_text = {}
+    rows = []
+    for k in combined.tolist():
+        thread, sid = divmod(k, len(tuples)) if threads else (0, k)
+        text = stack_text.get(sid)
+        if text is None:
+            text = stack_text[sid] = ";".join(texts[f] for f in tuples[sid]) or NO_FRAMES
+        rows.append(text if thread_names[thread] is None else thread_names[thread] + ";" + text)
+    series = pd.Series(per_key, index=pd.Index(rows, dtype=object), dtype=np.float64)
+    return series.groupby(level=0, sort=True).sum()
+
+
+def write(recording, out, weight="samples", lines=True, threads=False):
+    """Write collapsed stacks to the text stream ``out``; returns the number of lines."""
+    series = stack_weights_by_text(recording, weight, lines=lines, threads=threads)
+    if weight != "samples":
+        series = series / UNIT_NS
+    counts = series.round().astype(np.int64)
+    counts = counts[counts > 0]
+    out.writelines("%s %d\n" % (text, count) for text, count in zip(counts.index, counts.to_numpy()))
+    return len(counts)

@@ -1,0 +1,280 @@
+"""Filters: pure functions ``Recording -> Recording``.  None mutates its input; each returns a
+new Recording that shares the frames table and records a description of itself in ``steps``.
+
+Sample filters keep a subset of rows (``processes``, ``threads``, ``window``, ``idle``, ``gil``,
+``include``, ``exclude``).  Stack filters rewrite the distinct stacks, once each, and remap the
+samples' stack column in one numpy step (``focus`` cuts every stack to start at a matching
+frame; ``prune`` hides matching frames, so their time is charged to their caller).
+
+Frames are selected with one small pattern language (``select_frames``):
+
+* ``GLOB``               a function: shell-style glob on the qualified name, the plain name, or
+                         ``module:qualname`` (``Handler.*``, ``*parse*``, ``app/db.py:query``);
+* ``file:GLOB``          a source file: glob on the module-relative path or the absolute path;
+                         a glob also matches trailing path components (``file:db.py`` matches
+                         ``app/db.py``);
+* ``stdlib``, ``site-packages``, ``user``, ``other`` (or ``kind:NAME``): every frame of that kind.
+
+A filter that leaves nothing returns an empty Recording; ``apply(..., allow_empty=False)``
+raises ``EmptyResult`` naming the criterion that emptied it (what the CLI uses).
+"""
+
+import fnmatch
+import re
+
+import numpy as np
+import pandas as pd
+
+from spyanalyze.errors import EmptyResult, UnknownThread
+from spyanalyze.recording import StackTable, thread_display_name
+
+KINDS = ("user", "stdlib", "site-packages", "other")
+
+
+# ------------------------------------------------------------------------------------------
+# Frame selection
+
+
+def select_frames(recording, pattern):
+    """Boolean array over frame ids: which frames the pattern (see module docstring) selects."""
+    frames = recording.frames
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError("a frame pattern must be a non-empty string")
+    kind = pattern[5:] if pattern.startswith("kind:") else pattern
+    if kind in KINDS:
+        return (frames["kind"] == kind).to_numpy()
+    if pattern.startswith("kind:"):
+        raise ValueError("unknown frame kind %r (choose %s)" % (kind, ", ".join(KINDS)))
+    if pattern.startswith("file:"):
+        glob = pattern[5:]
+        regex = re.compile(fnmatch.translate(glob))
+        tail = re.compile(fnmatch.translate("*/" + glob))
+        return np.fromiter(((regex.match(m) or regex.match(f) or tail.match(m) or tail.match(f)) is not None
+                            for m, f in zip(frames["module"], frames["file"])), dtype=bool, count=len(frames))
+    regex = re.compile(fnmatch.translate(pattern))
+    return np.fromiter(((regex.match(q) or regex.match(n) or regex.match(m + ":" + q)) is not None
+                        for q, n, m in zip(frames["qualname"], frames["name"], frames["module"])),
+                       dtype=bool, count=len(frames))
+
+
+def stacks_containing(recording, frame_mask):
+    """Boolean array over stack ids: stacks holding at least one selected frame."""
+    stack, frame, _depth = recording.stack_table.long
+    hit = np.zeros(len(recording.stack_table), dtype=bool)
+    hit[stack[frame_mask[frame]]] = True
+    return hit
+
+
+# ------------------------------------------------------------------------------------------
+# Sample filters
+
+
+def _keep(recording, mask, step):
+    samples = recording.samples[mask].reset_index(drop=True)
+    return recording.replace(samples=samples, step=step)
+
+
+def processes(recording, pids):
+    """Keep the samples of the given process ids."""
+    pids = [int(p) for p in _as_list(pids)]
+    return _keep(recording, recording.samples["pid"].isin(pids).to_numpy(),
+                 "pid " + ",".join(map(str, pids)))
+
+
+def known_threads(recording):
+    """Every thread the recording names: (pid, tid, py_thread_id, display name), as a table."""
+    table = recording.threads[["pid", "tid", "py_thread_id", "name"]].copy()
+    seen = recording.samples[["pid", "tid"]].drop_duplicates()
+    table = seen.merge(table, on=["pid", "tid"], how="outer")
+    table["name"] = [thread_display_name(n, int(t)) for n, t in zip(table["name"], table["tid"])]
+    return table.reset_index(drop=True)
+
+
+def threads(recording, selectors):
+    """Keep the samples of threads chosen by id (native tid or Python thread id) or by a glob on
+    the thread name.  A selector that matches no thread raises ``UnknownThread``."""
+    table = known_threads(recording)
+    chosen = set()
+    for selector in _as_list(selectors):
+        text = str(selector)
+        if text.isdigit():
+            number = int(text)
+            hit = (table["tid"] == number) | (table["py_thread_id"] == number)
+        else:
+            regex = re.compile(fnmatch.translate(text))
+            hit = table["name"].map(lambda name: regex.match(name) is not None).astype(bool)
+        if not hit.any():
+            listing = ", ".join("%s (tid %d)" % (n, t) for n, t in zip(table["name"], table["tid"]))
+            raise UnknownThread("no thread matches %r; threads in this recording: %s"
+                                % (text, listing or "none"))
+        chosen.update(zip(table.loc[hit, "pid"].astype(np.int64), table.loc[hit, "tid"].astype(np.int64)))
+    key = recording.samples["pid"].to_numpy() << 32 | recording.samples["tid"].to_numpy()
+    wanted = np.fromiter((p << 32 | t for p, t in chosen), dtype=np.int64, count=len(chosen))
+    return _keep(recording, np.isin(key, wanted),
+                 "thread " + ",".join(str(s) for s in _as_list(selectors)))
+
+
+def parse_seconds(value):
+    """Seconds from a number or a string with an optional unit: ``1.5``, ``"1.5s"``, ``"200ms"``."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return pd.to_timedelta(text).total_seconds()
+    except (ValueError, TypeError):
+        raise ValueError("not a time: %r (write seconds, or a number with a unit such as 200ms)" % value)
+
+
+def window(recording, start=None, end=None):
+    """Keep samples with ``start <= t < end``, in seconds since the recording started (the
+    header's monotonic origin; ``spyanalyze info`` shows the span)."""
+    start, end = parse_seconds(start), parse_seconds(end)
+    t = recording.samples["t"].to_numpy()
+    mask = np.ones(len(t), dtype=bool)
+    if start is not None:
+        mask &= t >= int(start * 1e9)
+    if end is not None:
+        mask &= t < int(end * 1e9)
+    return _keep(recording, mask, "time %s..%s" % ("" if start is None else "%gs" % start,
+                                                    "" if end is None else "%gs" % end))
+
+
+def idle(recording, keep_idle):
+    """Keep only idle samples (``keep_idle=True``) or only samples of running threads."""
+    mask = recording.samples["idle"].to_numpy()
+    return _keep(recording, mask if keep_idle else ~mask, "idle only" if keep_idle else "not idle")
+
+
+def gil(recording, held):
+    """Keep only samples whose thread held the GIL (``held=True``), or only those that did not."""
+    mask = recording.samples["gil"].to_numpy()
+    return _keep(recording, mask if held else ~mask, "GIL held" if held else "GIL not held")
+
+
+def include(recording, pattern):
+    """Keep samples whose stack contains a frame the pattern selects."""
+    hit = stacks_containing(recording, select_frames(recording, pattern))
+    return _keep(recording, hit[recording.samples["stack"].to_numpy()], "include %s" % pattern)
+
+
+def exclude(recording, pattern):
+    """Drop samples whose stack contains a frame the pattern selects."""
+    hit = stacks_containing(recording, select_frames(recording, pattern))
+    return _keep(recording, ~hit[recording.samples["stack"].to_numpy()], "exclude %s" % pattern)
+
+
+# ------------------------------------------------------------------------------------------
+# Stack filters
+
+
+def rewrite_stacks(recording, rewrite, step):
+    """Apply ``rewrite(tuple) -> tuple or None`` to each distinct stack in use (None drops its
+    samples), intern the results, and remap the samples in one vectorised step."""
+    stack_column = recording.samples["stack"].to_numpy()
+    used = np.flatnonzero(np.bincount(stack_column, minlength=len(recording.stack_table)))
+    tuples = recording.stack_table.tuples
+    mapping = np.full(len(tuples), -1, dtype=np.int64)
+    index, new = {}, []
+    for sid in used.tolist():
+        result = rewrite(tuples[sid])
+        if result is None:
+            continue
+        nid = index.get(result)
+        if nid is None:
+            nid = index[result] = len(new)
+            new.append(result)
+        mapping[sid] = nid
+    remapped = mapping[stack_column]
+    keep = remapped >= 0
+    samples = recording.samples[keep].reset_index(drop=True)
+    samples["stack"] = remapped[keep]
+    return recording.replace(samples=samples, stacks=StackTable(new), step=step)
+
+
+def focus(recording, pattern):
+    """Keep samples whose stack passes through a selected frame, and cut each stack so that it
+    starts at the outermost selected frame (what the frame's callers did is hidden)."""
+    selected = set(np.flatnonzero(select_frames(recording, pattern)).tolist())
+
+    def cut(stack):
+        for depth, frame in enumerate(stack):
+            if frame in selected:
+                return stack[depth:]
+        return None
+    return rewrite_stacks(recording, cut, "focus %s" % pattern)
+
+
+def prune(recording, pattern):
+    """Hide the selected frames from every stack: a hidden frame's time goes to its nearest
+    visible caller (``prune(rec, "stdlib")`` charges ``json.loads`` to the code calling it).
+    A stack with nothing visible becomes empty; its samples still count in totals."""
+    hidden = set(np.flatnonzero(select_frames(recording, pattern)).tolist())
+
+    def strip(stack):
+        return tuple(frame for frame in stack if frame not in hidden)
+    return rewrite_stacks(recording, strip, "prune %s" % pattern)
+
+
+# ------------------------------------------------------------------------------------------
+# All at once (what the CLI uses)
+
+IDLE_CHOICES = ("include", "exclude", "only")
+GIL_CHOICES = ("any", "held", "released")
+
+
+def apply(recording, *, pids=None, threads=None, start=None, end=None, idle=None, gil=None,
+          include=(), exclude=(), focus=None, prune=(), allow_empty=True):
+    """Apply several filters in a fixed order: processes, threads, time window, idle, GIL,
+    include, exclude, focus, prune.
+
+    ``idle`` is ``"include"`` (or None: keep all), ``"exclude"`` (or False) or ``"only"`` (or
+    True); ``gil`` is ``"any"`` (or None), ``"held"`` (True) or ``"released"`` (False).
+    ``include``, ``exclude`` and ``prune`` take one pattern or a list.  With
+    ``allow_empty=False`` a step that leaves no sample raises ``EmptyResult``.
+    """
+    module = globals()
+    steps = []
+    if pids:
+        steps.append((module["processes"], (pids,)))
+    if threads:
+        steps.append((module["threads"], (threads,)))
+    if start is not None or end is not None:
+        steps.append((window, (start, end)))
+    idle = {False: "exclude", True: "only", None: "include"}.get(idle, idle)
+    if idle not in IDLE_CHOICES:
+        raise ValueError("idle must be one of %s" % ", ".join(IDLE_CHOICES))
+    if idle != "include":
+        steps.append((module["idle"], (idle == "only",)))
+    gil = {True: "held", False: "released", None: "any"}.get(gil, gil)
+    if gil not in GIL_CHOICES:
+        raise ValueError("gil must be one of %s" % ", ".join(GIL_CHOICES))
+    if gil != "any":
+        steps.append((module["gil"], (gil == "held",)))
+    steps += [(module["include"], (p,)) for p in _as_list(include)]
+    steps += [(module["exclude"], (p,)) for p in _as_list(exclude)]
+    if focus:
+        steps.append((module["focus"], (focus,)))
+    steps += [(module["prune"], (p,)) for p in _as_list(prune)]
+    if not allow_empty and recording.empty:
+        raise EmptyResult("the recording holds no samples")
+    for function, args in steps:
+        before = len(recording)
+        recording = function(recording, *args)
+        if not allow_empty and recording.empty:
+            raise EmptyResult("no samples left after filtering by %s (%d samples before it)"
+                              % (recording.steps[-1], before))
+    return recording
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    if isinstance(value, (str, int)):
+        return [value]
+    return list(value)

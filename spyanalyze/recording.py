@@ -1,0 +1,492 @@
+"""The Recording model: a .spy file as pandas DataFrames.
+
+``load(path)`` reads a recording with ``spyrec.spyformat.read_recording`` (the one codec) and
+builds three tables, all vectorised (numpy over whole columns, loops only per unique frame or
+stack, never per sample):
+
+``samples``  one row per sample, in time order::
+
+    t          int64   ns since the recording's monotonic origin (header ``start_mono_ns``)
+    timestamp  datetime64[ns, UTC]   wall clock: header ``start_wall_ns`` + t
+    pid, tid   int64   process id, native thread id
+    thread     category   the thread's name from its THREAD record ("tid N" when unnamed)
+    stack      int64   stack id (index into ``stacks``)
+    wall       int64   ns of wall time the sample stands for (see ``wall_weights``)
+    cpu        int64   ns of CPU the thread used since its previous sample
+    rss        int64   the process's resident set size, bytes
+    idle, gil, torn   bool   the SampleFlag bits; ``flags`` keeps the raw byte
+
+``frames``   one row per distinct frame: file, name, qualname, line, column, plus the derived
+             ``module`` (module-relative path, see ``module_paths``), ``kind`` (user, stdlib,
+             site-packages, other) and ``label`` (``qualname (module:line)``, as py-spy prints).
+``stacks``   one row per distinct stack: ``frames`` (tuple of frame ids, root first), ``depth``
+             and ``leaf`` (the innermost frame id, -1 for a stack without Python frames).
+
+The format allows the same content under several ids (the writer forgets its interning tables
+after a bound); loading maps such duplicates onto one id, so every later groupby can trust ids.
+A Recording is never mutated: filters build new ones that share the frames table.
+"""
+
+import functools
+import os
+import re
+
+import numpy as np
+import pandas as pd
+
+from spyrec import spyformat
+from spyrec.spyformat import SampleFlag
+
+from spyanalyze.errors import CorruptRecording, UnreadableFile
+
+#: What a view or an export can weigh a sample by: one each, wall time, or CPU time.
+WEIGHTS = ("samples", "wall", "cpu")
+
+#: A gap between two samples of a thread longer than this many nominal intervals is not
+#: attributed to the later sample (see ``wall_weights``).
+MAX_GAP_INTERVALS = 1.5
+
+_LIBRARY = re.compile(r"(?:^|/)(?:site|dist)-packages/")
+_STDLIB = re.compile(r"(?:^|/)(?:lib(?:64)?/(?:pypy|python)\d+(?:\.\d+)?[a-z]*|Lib)/")
+
+
+def module_paths(files, root=None):
+    """Map absolute source paths to module-relative paths and a kind, so recordings made on
+    other machines, in other checkouts or virtualenvs line up.  The rule, in order:
+
+    1. ``<frozen ...>``, ``<string>`` and other pseudo-files stay as they are (frozen modules
+       are kind ``stdlib``, the others ``other``);
+    2. everything up to and including the last ``site-packages/`` or ``dist-packages/`` is
+       dropped (kind ``site-packages``): ``/venv/lib/python3.11/site-packages/numpy/core/x.py``
+       becomes ``numpy/core/x.py``;
+    3. everything up to and including the standard library directory (``lib/pythonX.Y/``,
+       ``lib64/...``, ``Lib/`` on Windows) is dropped (kind ``stdlib``): ``json/decoder.py``;
+    4. any other file (kind ``user``) is made relative to ``root`` when it lies under it; the
+       root is the target's working directory when the recording names one (a ``cwd`` field in
+       the header or PROCESS record) and the file lies under it, else the common directory of
+       all the recording's other user files (so a single script reads as its base name);
+    5. a relative path is kept, normalised.
+
+    Returns two lists (module paths, kinds) parallel to ``files``.
+    """
+    normalised = [f.replace("\\", "/") for f in files]
+    if root and root.rstrip("/") == "":
+        root = None                      # a service started in / says nothing about its code
+
+    def under(path, directory):
+        return (path + "/").startswith(directory.rstrip("/") + "/")
+    user_dirs = [os.path.dirname(f) for f in normalised
+                 if f.startswith("/") and not _LIBRARY.search(f) and not _STDLIB.search(f)
+                 and not (root and under(f, root))]
+    common = None
+    if user_dirs:
+        try:
+            common = os.path.commonpath(user_dirs)
+        except ValueError:
+            common = None
+    modules, kinds = [], []
+    for path in normalised:
+        if path.startswith("<"):
+            modules.append(path)
+            kinds.append("stdlib" if path.startswith("<frozen") else "other")
+            continue
+        library = list(_LIBRARY.finditer(path))
+        if library:
+            modules.append(path[library[-1].end():])
+            kinds.append("site-packages")
+            continue
+        stdlib = list(_STDLIB.finditer(path))
+        if stdlib:
+            modules.append(path[stdlib[-1].end():])
+            kinds.append("stdlib")
+            continue
+        if root and path.startswith("/") and under(path, root):
+            path = os.path.relpath(path, root)
+        elif common and path.startswith("/") and under(path, common):
+            path = os.path.relpath(path, common)
+        elif not path.startswith("/"):
+            path = os.path.normpath(path)
+        modules.append(path.replace("\\", "/"))
+        kinds.append("user")
+    return modules, kinds
+
+
+class StackTable:
+    """The distinct stacks of a recording plus the derived arrays views need.
+
+    ``tuples[i]`` is stack i as frame ids, root first.  The long form (one row per (stack,
+    depth)) is what turns per-stack sample counts into per-function counts without a loop per
+    sample: count samples per stack, then spread each stack's count over its frames.
+    """
+
+    def __init__(self, tuples):
+        self.tuples = list(tuples)
+        self._pairs = {}
+
+    def __len__(self):
+        return len(self.tuples)
+
+    @functools.cached_property
+    def lengths(self):
+        return np.fromiter(map(len, self.tuples), dtype=np.int64, count=len(self.tuples))
+
+    @functools.cached_property
+    def long(self):
+        """(stack, frame, depth) arrays, one entry per frame of every stack."""
+        lengths = self.lengths
+        total = int(lengths.sum())
+        stack = np.repeat(np.arange(len(self.tuples), dtype=np.int64), lengths)
+        frame = np.fromiter((f for s in self.tuples for f in s), dtype=np.int64, count=total)
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        depth = np.arange(total, dtype=np.int64) - starts
+        return stack, frame, depth
+
+    @functools.cached_property
+    def leaf(self):
+        """The innermost frame id of each stack, -1 when the stack is empty."""
+        leaf = np.full(len(self.tuples), -1, dtype=np.int64)
+        stack, frame, _depth = self.long
+        if len(frame):
+            ends = np.cumsum(self.lengths) - 1
+            nonempty = self.lengths > 0
+            leaf[nonempty] = frame[ends[nonempty]]
+        return leaf
+
+    def pairs(self, key, codes):
+        """Distinct (stack, code) pairs for a per-frame coding: a recursive function counts once
+        per stack in its total.  Cached per coding name."""
+        if key not in self._pairs:
+            stack, frame, _depth = self.long
+            n = int(codes.max()) + 1 if len(codes) else 1
+            combined = np.unique(stack * n + codes[frame])
+            self._pairs[key] = (combined // n, combined % n)
+        return self._pairs[key]
+
+    @functools.cached_property
+    def frame(self):
+        return pd.DataFrame({"frames": pd.Series(self.tuples, dtype=object),
+                             "depth": self.lengths, "leaf": self.leaf}).rename_axis("stack")
+
+
+class Recording:
+    """A loaded (or filtered) recording.  Build one with ``spyanalyze.load``.
+
+    Attributes: ``samples``, ``frames``, ``stacks`` (DataFrames described in the module
+    docstring), ``threads`` and ``processes`` (the THREAD and PROCESS records as tables),
+    ``header`` and ``trailer`` (dicts as recorded), ``source`` (the path loaded), ``lost_bytes``
+    (size of a torn tail that was dropped).  Views and filters are methods that delegate to
+    ``spyanalyze.views`` and ``spyanalyze.filters``.
+    """
+
+    def __init__(self, samples, frames, stacks, threads, processes, header, trailer, meta,
+                 steps=()):
+        self.samples = samples
+        self.frames = frames
+        self._stacks = stacks if isinstance(stacks, StackTable) else StackTable(stacks)
+        self.threads = threads
+        self.processes = processes
+        self.header = header
+        self.trailer = trailer
+        self.meta = meta
+        #: Human-readable descriptions of the filters that produced this recording.
+        self.steps = tuple(steps)
+        self._codes = meta.setdefault("_codes", {})   # shared with derived recordings
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_data(cls, data, source=None):
+        """Build a Recording from ``spyformat.RecordingData`` (the codec's neutral result)."""
+        if not data.header:
+            raise CorruptRecording("the recording has no HEADER record")
+        frame_map, frames = _canonical_frames(data)
+        stack_map, stacks = _canonical_stacks(data.stacks, frame_map)
+        threads = _threads_table(data.threads)
+        processes = pd.DataFrame.from_records(list(data.processes.values())) if data.processes \
+            else pd.DataFrame({"pid": pd.Series([], dtype=np.int64)})
+        root = data.header.get("cwd") or next(
+            (p.get("cwd") for p in data.processes.values() if p.get("cwd")), None)
+        modules, kinds = module_paths(frames["file"].tolist(), root)
+        frames["module"] = pd.Series(modules, dtype=object)
+        frames["kind"] = pd.Categorical(kinds, categories=["user", "stdlib", "site-packages", "other"])
+        frames["label"] = (frames["qualname"].astype(object) + " (" + frames["module"] + ":"
+                           + frames["line"].astype(str) + ")")
+        frames = frames.rename_axis("frame")
+        samples = _samples_table(data, stack_map, threads)
+        meta = {"source": source, "lost_bytes": data.lost_bytes, "version": data.version,
+                "unknown_chunks": data.unknown_chunks, "chunks": data.chunk_count}
+        return cls(samples, frames, StackTable(stacks), threads, processes, dict(data.header),
+                   data.trailer, meta)
+
+    def replace(self, samples=None, stacks=None, step=None):
+        """A new Recording sharing this one's frames and metadata (how filters build results)."""
+        return Recording(self.samples if samples is None else samples, self.frames,
+                         self._stacks if stacks is None else stacks, self.threads, self.processes,
+                         self.header, self.trailer, self.meta,
+                         self.steps + ((step,) if step else ()))
+
+    # -- basic facts ---------------------------------------------------------------------
+
+    @property
+    def stacks(self):
+        return self._stacks.frame
+
+    @property
+    def stack_table(self):
+        return self._stacks
+
+    @property
+    def source(self):
+        return self.meta.get("source")
+
+    @property
+    def lost_bytes(self):
+        return self.meta.get("lost_bytes", 0)
+
+    @property
+    def empty(self):
+        return len(self.samples) == 0
+
+    @property
+    def interval_ns(self):
+        return int(self.header.get("interval_ns") or 0)
+
+    @property
+    def duration(self):
+        """Seconds between the first and last sample (plus one interval), 0 when empty."""
+        if self.empty:
+            return 0.0
+        t = self.samples["t"].to_numpy()
+        return float(t[-1] - t[0] + self.interval_ns) / 1e9
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __repr__(self):
+        return "<Recording %s: %d samples, %d threads, %.2fs%s>" % (
+            self.source or "(in memory)", len(self.samples),
+            self.samples[["pid", "tid"]].drop_duplicates().shape[0] if len(self.samples) else 0,
+            self.duration, (", filtered: " + "; ".join(self.steps)) if self.steps else "")
+
+    # -- per-stack and per-frame helpers used by views, filters and exports ---------------
+
+    def stack_weights(self, weight="samples"):
+        """Total weight per stack id: sample counts, or wall / CPU nanoseconds."""
+        _check_weight(weight)
+        stack = self.samples["stack"].to_numpy()
+        n = len(self._stacks)
+        if weight == "samples":
+            return np.bincount(stack, minlength=n).astype(np.float64)
+        return np.bincount(stack, weights=self.samples[weight].to_numpy(), minlength=n)
+
+    def frame_codes(self, by):
+        """Code every frame by a grouping key; returns (codes per frame, keys table).
+
+        ``by`` is ``function`` (module + qualname: how recordings are matched across
+        machines and commits), ``line`` (module + qualname + line), ``file`` (module) or
+        ``frame`` (every distinct frame).
+        """
+        if by not in self._codes:
+            columns = {"function": ["module", "qualname"], "line": ["module", "qualname", "line"],
+                       "file": ["module"], "frame": None}
+            if by not in columns:
+                raise ValueError("unknown grouping %r (choose function, line, file or frame)" % by)
+            if columns[by] is None:
+                codes = np.arange(len(self.frames), dtype=np.int64)
+                keys = self.frames[["module", "qualname", "line"]].reset_index(drop=True)
+            else:
+                keys_index = pd.MultiIndex.from_frame(self.frames[columns[by]])
+                codes, uniques = keys_index.factorize()
+                keys = uniques.to_frame(index=False, name=columns[by])
+                codes = codes.astype(np.int64)
+            self._codes[by] = (codes, keys)
+        return self._codes[by]
+
+    # -- views and filters (see views.py, filters.py) -------------------------------------
+
+    def by_function(self, weight="samples"):
+        from spyanalyze import views
+        return views.by_function(self, weight)
+
+    def by_line(self, weight="samples"):
+        from spyanalyze import views
+        return views.by_line(self, weight)
+
+    def by_file(self, weight="samples"):
+        from spyanalyze import views
+        return views.by_file(self, weight)
+
+    def by_thread(self):
+        from spyanalyze import views
+        return views.by_thread(self)
+
+    def timeline(self, freq="1s"):
+        from spyanalyze import views
+        return views.timeline(self, freq)
+
+    def filter(self, **criteria):
+        """Apply ``spyanalyze.filters.apply`` criteria; returns a new Recording."""
+        from spyanalyze import filters
+        return filters.apply(self, **criteria)
+
+
+def load(path):
+    """Load a .spy recording (``-`` reads standard input) into a ``Recording``."""
+    path = os.fspath(path)
+    try:
+        stream = spyformat.open_source(path)
+        try:
+            data = spyformat.read_recording(stream)
+        finally:
+            if path != "-":
+                stream.close()
+    except IsADirectoryError:
+        raise UnreadableFile("%s: is a directory, not a recording" % path)
+    except FileNotFoundError:
+        raise UnreadableFile("%s: no such file" % path)
+    except OSError as exc:
+        raise UnreadableFile("%s: %s" % (path, exc.strerror or exc))
+    return Recording.from_data(data, source="<stdin>" if path == "-" else path)
+
+
+# ------------------------------------------------------------------------------------------
+# Building the tables
+
+
+def _check_weight(weight):
+    if weight not in WEIGHTS:
+        raise ValueError("unknown weight %r (choose samples, wall or cpu)" % (weight,))
+
+
+def _canonical_frames(data):
+    """Resolve string ids and fold frames with identical content onto one id."""
+    strings = data.strings
+    raw = data.frames
+    keys = list(zip((strings[i] for i in raw["file"]), (strings[i] for i in raw["name"]),
+                    (strings[i] for i in raw["qualname"]), raw["line"], raw["column"]))
+    index = {}
+    frame_map = np.empty(len(keys), dtype=np.int64)
+    unique = []
+    for position, key in enumerate(keys):
+        fid = index.get(key)
+        if fid is None:
+            fid = index[key] = len(unique)
+            unique.append(key)
+        frame_map[position] = fid
+    file, name, qualname, line, column = (list(col) for col in zip(*unique)) if unique \
+        else ([], [], [], [], [])
+    frames = pd.DataFrame({"file": pd.Series(file, dtype=object), "name": pd.Series(name, dtype=object),
+                           "qualname": pd.Series(qualname, dtype=object),
+                           "line": np.asarray(line, dtype=np.int64),
+                           "column": np.asarray(column, dtype=np.int64)})
+    return frame_map, frames
+
+
+def _canonical_stacks(stacks, frame_map):
+    """Remap frame ids and fold identical stacks; returns (old id -> new id, new tuples)."""
+    if len(frame_map) and not np.array_equal(frame_map, np.arange(len(frame_map))):
+        table = frame_map.tolist()
+        stacks = [tuple(table[f] for f in stack) for stack in stacks]
+    if len(set(stacks)) == len(stacks):
+        return np.arange(len(stacks), dtype=np.int64), list(stacks)
+    index = {}
+    stack_map = np.empty(len(stacks), dtype=np.int64)
+    unique = []
+    for position, stack in enumerate(stacks):
+        sid = index.get(stack)
+        if sid is None:
+            sid = index[stack] = len(unique)
+            unique.append(stack)
+        stack_map[position] = sid
+    return stack_map, unique
+
+
+def _threads_table(threads):
+    columns = ["pid", "tid", "py_thread_id", "name", "start_ns", "end_ns"]
+    records = [dict(fields) for fields in threads.values()]
+    table = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=columns)
+    for column in columns:
+        if column not in table:
+            table[column] = None
+    return table[columns + [c for c in table.columns if c not in columns]]
+
+
+def thread_display_name(name, tid):
+    return name if isinstance(name, str) and name else "tid %d" % tid
+
+
+def thread_label(name, tid):
+    """``name (tid N)``, or just ``tid N`` for a thread without a name."""
+    name = str(name)
+    return name if name == "tid %d" % tid else "%s (tid %d)" % (name, tid)
+
+
+def wall_weights(t, key, interval_ns):
+    """Wall time each sample stands for: the time since the same thread's previous sample.
+
+    ``key`` identifies the thread (pid and tid combined).  The nominal interval is the median
+    gap between consecutive samples of a thread (the rate actually achieved, which is below
+    the requested one when the recorder was saturated), else the header interval.  A thread's
+    first sample, and a sample after a gap longer than ``MAX_GAP_INTERVALS`` nominal intervals
+    (the thread was not sampled in between: it did not exist yet, the recorder stalled, or a
+    filter removed those samples), stands for one nominal interval, so a gap we know nothing
+    about is never charged to the stack that happens to follow it.
+    """
+    n = len(t)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    codes, _uniques = pd.factorize(key)
+    codes = codes.astype(np.uint16 if codes.max() < 65536 else np.int64)
+    order = np.argsort(codes, kind="stable")      # radix sort on small codes; keeps time order
+    ts = t[order]
+    gap = np.empty(n, dtype=np.int64)
+    gap[0] = 0
+    np.subtract(ts[1:], ts[:-1], out=gap[1:])
+    first = np.empty(n, dtype=bool)
+    first[0] = True
+    np.not_equal(codes[order][1:], codes[order][:-1], out=first[1:])
+    valid = gap[~first]
+    valid = valid[valid > 0]
+    nominal = int(np.median(valid)) if len(valid) else int(interval_ns or 1)
+    if nominal <= 0:
+        nominal = int(interval_ns or 1)
+    bad = first | (gap < 0) | (gap > MAX_GAP_INTERVALS * nominal)
+    weights_sorted = np.where(bad, nominal, gap)
+    weights = np.empty(n, dtype=np.int64)
+    weights[order] = weights_sorted
+    return weights
+
+
+def _samples_table(data, stack_map, threads):
+    columns = data.samples
+    n = data.sample_count
+    t = columns["t"].astype(np.int64, copy=False)
+    pid = columns["pid"].astype(np.int64)
+    tid = columns["tid"].astype(np.int64)
+    if n and not pid.any() and isinstance(data.header.get("pid"), int):
+        pid[:] = data.header["pid"]          # a recording without the pid column: one process
+    stack = stack_map[columns["stack"].astype(np.int64)] if n else np.zeros(0, dtype=np.int64)
+    cpu = columns["cpu"].astype(np.int64, copy=False)
+    rss = columns["rss"].astype(np.int64, copy=False)
+    flags = columns["flags"].astype(np.uint8, copy=False)
+    if n > 1 and (np.diff(t) < 0).any():       # keep every table in time order
+        order = np.argsort(t, kind="stable")
+        t, pid, tid, stack, cpu, rss, flags = (a[order] for a in (t, pid, tid, stack, cpu, rss, flags))
+    key = (pid << 32) | tid
+    codes, uniques = pd.factorize(key)
+    names = {(int(row.pid), int(row.tid)): row.name for row in threads.itertuples()}
+    display = [thread_display_name(names.get((int(k) >> 32, int(k) & 0xFFFFFFFF)), int(k) & 0xFFFFFFFF)
+               for k in uniques]
+    categories = list(dict.fromkeys(display))
+    position = {name: i for i, name in enumerate(categories)}
+    name_codes = np.asarray([position[name] for name in display], dtype=np.int64)
+    thread = pd.Categorical.from_codes(name_codes[codes] if n else np.zeros(0, dtype=np.int64),
+                                       categories=categories)
+    origin = int(data.header.get("start_wall_ns") or 0)
+    timestamp = pd.DatetimeIndex((t + origin).view("datetime64[ns]")).tz_localize("UTC")
+    return pd.DataFrame({
+        "t": t, "timestamp": timestamp, "pid": pid, "tid": tid, "thread": thread, "stack": stack,
+        "wall": wall_weights(t, key, data.header.get("interval_ns")), "cpu": cpu, "rss": rss,
+        "idle": (flags & SampleFlag.IDLE) != 0, "gil": (flags & SampleFlag.GIL) != 0,
+        "torn": (flags & SampleFlag.TORN) != 0, "flags": flags,
+    })

@@ -1,0 +1,173 @@
+"""Derived views of a Recording: by function, line, file and thread, and a resampled timeline.
+
+Every per-code view works the same way, and never loops over samples:
+
+1. weigh each distinct stack once (``np.bincount`` of the samples' stack ids: counts, wall ns,
+   CPU ns);
+2. *self* weight: give each stack's weight to the code of its innermost frame;
+3. *total* (inclusive) weight: give it to every distinct code in the stack, once, so recursion
+   does not count a sample twice (distinct (stack, code) pairs are cached per coding).
+
+Shares are fractions of the whole recording's weight (``self_share`` = self / total weight of
+every sample, including samples whose stack is empty).  Times are reported in seconds.
+"""
+
+import numpy as np
+import pandas as pd
+
+from spyanalyze.recording import WEIGHTS, _check_weight
+
+_KEY_COLUMNS = {"function": ["module", "qualname"], "line": ["module", "qualname", "line"],
+                "file": ["module"], "frame": ["module", "qualname", "line"]}
+
+
+def aggregate(recording, by="function", weight="samples"):
+    """Self and total weight per code (``function``, ``line``, ``file`` or ``frame``).
+
+    Columns: the key columns, ``self_samples``, ``total_samples``, ``self_wall``,
+    ``total_wall``, ``self_cpu``, ``total_cpu`` (seconds), then ``self_share`` and
+    ``total_share`` by ``weight``.  Sorted heaviest self first; codes never sampled are left out.
+    """
+    _check_weight(weight)
+    codes, keys = recording.frame_codes(by)
+    table = keys.copy()
+    n_codes = len(keys)
+    stacks = recording.stack_table
+    leaf = stacks.leaf
+    has_leaf = leaf >= 0
+    leaf_codes = codes[leaf[has_leaf]]
+    pair_stack, pair_code = stacks.pairs(by, codes)
+    totals = {}
+    for name in WEIGHTS:
+        per_stack = recording.stack_weights(name)
+        scale = 1.0 if name == "samples" else 1e-9
+        self_w = np.bincount(leaf_codes, weights=per_stack[has_leaf], minlength=n_codes) * scale
+        total_w = np.bincount(pair_code, weights=per_stack[pair_stack], minlength=n_codes) * scale
+        if name == "samples":
+            self_w, total_w = self_w.round().astype(np.int64), total_w.round().astype(np.int64)
+        table["self_" + name] = self_w
+        table["total_" + name] = total_w
+        totals[name] = per_stack.sum() * scale
+    denominator = totals[weight] or 1.0
+    table["self_share"] = table["self_" + weight] / denominator
+    table["total_share"] = table["total_" + weight] / denominator
+    if by == "function":
+        # the first sampled line of each function, to print "qualname (module:line)"
+        first_line = recording.frames.groupby(codes)["line"].min()
+        table.insert(2, "line", first_line.reindex(range(n_codes)).to_numpy())
+    table = table[table["total_samples"] > 0]
+    return table.sort_values(["self_share", "total_share"], ascending=False, kind="stable") \
+        .reset_index(drop=True)
+
+
+def by_function(recording, weight="samples"):
+    """Functions (module-relative file + qualified name): self and total weight and share."""
+    return aggregate(recording, "function", weight)
+
+
+def by_line(recording, weight="samples"):
+    """Source lines (module, qualname, line): self and total weight and share."""
+    return aggregate(recording, "line", weight)
+
+
+def by_file(recording, weight="samples"):
+    """Source files (module-relative path): self and total weight and share."""
+    return aggregate(recording, "file", weight)
+
+
+def by_thread(recording):
+    """One row per thread: samples, wall and CPU seconds, CPU use, idle and GIL shares, span."""
+    samples = recording.samples
+    if samples.empty:
+        return pd.DataFrame(columns=["pid", "tid", "thread", "samples", "wall", "cpu", "cpu_use",
+                                     "idle_share", "gil_share", "first", "last"])
+    grouped = samples.groupby(["pid", "tid"], sort=True, observed=True)
+    table = grouped.agg(thread=("thread", "first"), samples=("stack", "size"), wall=("wall", "sum"),
+                        cpu=("cpu", "sum"), idle_share=("idle", "mean"), gil_share=("gil", "mean"),
+                        first=("t", "min"), last=("t", "max")).reset_index()
+    table["thread"] = table["thread"].astype(object)
+    table["wall"] = table["wall"] / 1e9
+    table["cpu"] = table["cpu"] / 1e9
+    table["cpu_use"] = table["cpu"] / table["wall"].where(table["wall"] > 0)
+    table["first"] = table["first"] / 1e9
+    table["last"] = table["last"] / 1e9
+    columns = ["pid", "tid", "thread", "samples", "wall", "cpu", "cpu_use", "idle_share", "gil_share",
+               "first", "last"]
+    return table[columns].sort_values("samples", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def timeline(recording, freq="1s"):
+    """CPU and memory over time, resampled to ``freq`` (a pandas offset such as ``"100ms"``).
+
+    Indexed by the wall-clock start of each bucket (UTC).  Columns: ``samples``, ``active``
+    (samples not idle), ``threads`` (distinct threads sampled), ``cpu`` (CPU seconds used in
+    the bucket), ``cpu_use`` (cores busy on average: cpu / bucket length) and ``rss`` (bytes:
+    each process's largest RSS in the bucket, summed over processes; carried forward over
+    buckets without samples).
+    """
+    step = int(pd.to_timedelta(freq).value)
+    if step <= 0:
+        raise ValueError("timeline frequency must be positive, not %r" % (freq,))
+    samples = recording.samples
+    origin = int(recording.header.get("start_wall_ns") or 0)
+    columns = ["samples", "active", "threads", "cpu", "cpu_use", "rss"]
+    if samples.empty:
+        return pd.DataFrame(columns=columns, index=pd.DatetimeIndex([], tz="UTC", name="time"))
+    wall = samples["t"].to_numpy() + origin
+    bucket = wall // step
+    frame = pd.DataFrame({"bucket": bucket, "active": ~samples["idle"].to_numpy(),
+                          "cpu": samples["cpu"].to_numpy(), "thread": samples["tid"].to_numpy(),
+                          "pid": samples["pid"].to_numpy(), "rss": samples["rss"].to_numpy()})
+    grouped = frame.groupby("bucket", sort=True)
+    table = pd.DataFrame({"samples": grouped.size(), "active": grouped["active"].sum(),
+                          "threads": frame.groupby("bucket")[["pid", "thread"]].value_counts()
+                          .groupby(level=0).size(),
+                          "cpu": grouped["cpu"].sum() / 1e9})
+    table["rss"] = frame.groupby(["bucket", "pid"])["rss"].max().groupby(level=0).sum()
+    full = np.arange(bucket.min(), bucket.max() + 1)
+    table = table.reindex(full)
+    table[["samples", "active", "threads", "cpu"]] = table[["samples", "active", "threads", "cpu"]].fillna(0)
+    table = table.astype({"samples": np.int64, "active": np.int64, "threads": np.int64})
+    table["rss"] = table["rss"].ffill().astype(np.int64)
+    table["cpu_use"] = table["cpu"] / (step / 1e9)
+    table.index = pd.DatetimeIndex((full * step).astype("datetime64[ns]"), name="time").tz_localize("UTC")
+    return table[columns]
+
+
+def summary(recording):
+    """What ``spyanalyze info`` prints, as a dict: provenance, span, rates, recorder health."""
+    header, samples = recording.header, recording.samples
+    interval = recording.interval_ns
+    t = samples["t"].to_numpy()
+    start_wall = int(header.get("start_wall_ns") or 0) + (int(t[0]) if len(t) else 0)
+    threads = samples[["pid", "tid"]].drop_duplicates() if len(samples) else samples[["pid", "tid"]]
+    per_thread = len(samples) / max(len(threads), 1)
+    duration = recording.duration
+    result = {
+        "source": recording.source,
+        "format": "%d.%d" % tuple(recording.meta["version"]) if recording.meta.get("version") else None,
+        "command": header.get("argv"),
+        "pid": header.get("pid"),
+        "python": header.get("python_version"),
+        "executable": header.get("python_executable"),
+        "host": header.get("host"),
+        "recorder": header.get("recorder"),
+        "start": pd.Timestamp(start_wall, unit="ns", tz="UTC") if len(t) else None,
+        "duration": duration,
+        "interval": interval / 1e9 if interval else None,
+        "rate_requested": 1e9 / interval if interval else None,
+        "rate_achieved": per_thread / duration if duration else None,
+        "samples": len(samples),
+        "threads": len(threads),
+        "processes": int(samples["pid"].nunique()) if len(samples) else 0,
+        "idle_share": float(samples["idle"].mean()) if len(samples) else 0.0,
+        "gil_share": float(samples["gil"].mean()) if len(samples) else 0.0,
+        "torn": int(samples["torn"].sum()),
+        "stacks": len(recording.stack_table),
+        "frames": len(recording.frames),
+        "lost_bytes": recording.lost_bytes,
+        "complete": recording.trailer is not None,
+        "trailer": dict(recording.trailer or {}),
+        "filters": list(recording.steps),
+    }
+    return result

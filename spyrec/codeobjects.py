@@ -1,0 +1,181 @@
+"""Code objects of the target: stable keys for live code objects, and their descriptions.
+
+The walker reports frames as ``(code_key, instr_offset)``.  A ``code_key`` is an int: the code
+object's address the first time a code object is seen there, and ``address | tag << 48`` (a fresh
+tag) for each later, *different* code object found at the same address (user-space addresses
+are < 2**47), so a key never names two different code objects.
+
+Cost model: a code address already verified costs nothing on the hot path (a dict lookup).  An
+unknown address is verified with one batched read of its header (``ob_type`` against
+``&PyCode_Type``, plus the identity fields: filename, name, qualname, line-table pointers and
+``co_firstlineno``) and, when new, decoded at once (strings and line table: one or two more
+reads), because a short-lived code object may be freed before ``describe`` is asked about it.
+
+Staleness (<=3.13 have no code-object generation counter, dossier §8.5): the verified set is
+forgotten every ``REVALIDATE_SECONDS``, so each address seen again is re-read once; an identity
+change yields a new key.  Between two revalidations a code object freed and replaced at the same
+address would keep the old key: rare, bounded to one period.
+"""
+
+import time
+from typing import Dict, Iterable, List, NamedTuple, Optional
+
+from spyrec.errors import MemoryReadError
+from spyrec.layouts.base import Layout
+from spyrec.linetable import LineTable
+from spyrec.process import MemoryReader
+from spyrec.pystrings import ObjectReader
+from spyrec.structs import FieldStruct
+
+KEY_SHIFT = 48
+ADDRESS_MASK = (1 << KEY_SHIFT) - 1
+REVALIDATE_SECONDS = 1.0
+#: Decoded code objects kept; past this the cache starts over (generated-code workloads).
+MAX_CODES = 100_000
+
+
+#: Key of frames to leave out silently: interpreter-internal code objects (3.13's
+#: ``_Py_InitCleanup`` shim: no line number anywhere, ``co_firstlineno`` 0) and, where the
+#: version allows non-code executables (3.13+), objects that are not code.
+SKIP = -1
+
+
+class FrameInfo(NamedTuple):
+    filename: str
+    name: str  # co_name
+    qualname: str  # co_qualname on 3.11+, else co_name
+    line: int  # exact line being executed, 0 if the table has no line for the offset
+    column: int  # 0-based start column (3.11+), else -1
+
+
+class CodeObject:
+    """What ``describe`` needs from one code object, decoded once."""
+
+    __slots__ = ("filename", "name", "qualname", "table", "identity", "internal")
+
+    def __init__(self, filename: str, name: str, qualname: str, table: LineTable, identity):
+        self.filename = filename
+        self.name = name
+        self.qualname = qualname
+        self.table = table
+        self.identity = identity
+        #: Interpreter-made code with no source line at all (a shim, not user code).
+        self.internal = table.firstlineno == 0 and not any(e[2] for e in table.entries)
+
+    def frame_info(self, offset: int) -> FrameInfo:
+        line, column = self.table.position(offset)
+        return FrameInfo(self.filename, self.name, self.qualname, line, column)
+
+
+class CodeCache:
+    """Maps code addresses to keys (``verified``) and keys to decoded ``CodeObject``s."""
+
+    def __init__(self, mem: MemoryReader, layout: Layout, objects: ObjectReader,
+                 code_type: Optional[int]):
+        self.mem = mem
+        self.layout = layout
+        self.objects = objects
+        self.code_type = code_type
+        co = layout.code
+        fields = [(layout.ob_type, "Q"), (co.co_firstlineno, "i"), (co.co_filename, "Q"),
+                  (co.co_name, "Q"), (co.co_linetable, "Q")]
+        self._has_qualname = co.co_qualname is not None
+        if self._has_qualname:
+            fields.append((co.co_qualname, "Q"))
+        self._header = FieldStruct(fields)
+        self.head_size = max(self._header.size, co.size)
+        #: Hot path: address -> key; None for a readable non-code object (a torn read), SKIP
+        #: for a frame to leave out.
+        self.verified: Dict[int, Optional[int]] = {}
+        self.codes: Dict[int, CodeObject] = {}
+        self._key_at: Dict[int, int] = {}
+        self._tag = 0
+        self._resets = 0
+        self._expires = time.monotonic() + REVALIDATE_SECONDS
+
+    def expire(self, now: float) -> None:
+        """Forget which addresses were verified, once per period (see module docstring)."""
+        if now >= self._expires:
+            self.verified.clear()
+            self._expires = now + REVALIDATE_SECONDS
+
+    def keys_for(self, addresses: List[int]) -> List[Optional[int]]:
+        """Keys for code addresses (None: not a readable code object); verifies unknown ones."""
+        verified = self.verified
+        unknown = [a for a in set(addresses) if a not in verified]
+        good = [a for a in unknown if a and not a & 7 and a <= ADDRESS_MASK]
+        for a in unknown:
+            verified[a] = None
+        if good:
+            heads = self.mem.read_many([(a, self.head_size) for a in good])
+            for addr, head in zip(good, heads):
+                if head is None:
+                    del verified[addr]  # unreadable now: ask again next time, do not cache
+                    continue
+                verified[addr] = self._admit(addr, head)
+        return [verified.get(a) for a in addresses]
+
+    def _admit(self, addr: int, head: bytes) -> Optional[int]:
+        values = self._header.unpack_from(head)
+        ob_type, firstlineno, filename, name, linetable = values[:5]
+        qualname = values[5] if self._has_qualname else name
+        if self.code_type and ob_type != self.code_type:
+            return SKIP if self.layout.executable_may_be_non_code else None
+        identity = (firstlineno, filename, name, qualname, linetable)
+        key = self._key_at.get(addr)
+        if key is not None:
+            known = self.codes.get(key)
+            if known is not None and known.identity == identity:
+                return key
+        try:
+            code = self._decode(identity)
+        except MemoryReadError:
+            return None
+        if code.internal:
+            return SKIP
+        if len(self.codes) >= MAX_CODES:
+            self.codes.clear()
+            self._key_at.clear()
+            self._resets += 1
+        if key is None and not self._resets:
+            key = addr
+        else:
+            # A different code object at a known address, or anything after a reset (when
+            # old keys may still be held by the caller): a key never used before.
+            self._tag += 1
+            key = addr | self._tag << KEY_SHIFT
+        self.codes[key] = code
+        self._key_at[addr] = key
+        return key
+
+    def _decode(self, identity) -> CodeObject:
+        firstlineno, filename, name, qualname, linetable = identity
+        objects = self.objects
+        strs = [filename, name] if qualname == name else [filename, name, qualname]
+        heads = self.mem.read_many([(a, objects.str_head) for a in strs]
+                                   + [(linetable, objects.bytes_head)])
+        texts = [objects.decode_str(a, h) if h is not None else objects.read_str(a)
+                 for a, h in zip(strs, heads)]
+        table_head = heads[-1]
+        table = (objects.decode_bytes(linetable, table_head) if table_head is not None
+                 else objects.read_bytes(linetable))
+        if firstlineno < 0:
+            raise MemoryReadError("implausible co_firstlineno %d" % firstlineno)
+        qualname_text = texts[2] if len(texts) > 2 else texts[1]
+        return CodeObject(texts[0], texts[1], qualname_text,
+                          LineTable(self.layout.linetable_kind, table, firstlineno), identity)
+
+    def describe(self, key: int, offset: int) -> FrameInfo:
+        """FrameInfo for a frame; MemoryReadError if the code object cannot be read."""
+        code = self.codes.get(key)
+        if code is None:
+            addr = key & ADDRESS_MASK
+            head = self.mem.read(addr, self.head_size)
+            if self._admit(addr, head) in (None, SKIP):
+                raise MemoryReadError("no code object at 0x%x any more" % addr)
+            code = self.codes.get(key) or self.codes[self._key_at[addr]]
+        return code.frame_info(offset)
+
+    def known_keys(self) -> Iterable[int]:
+        return self.codes.keys()
+

@@ -1,0 +1,386 @@
+"""Attaching to a CPython process: find the runtime, the version and the layout, then sample.
+
+Finding the interpreter (dossier §1):
+
+1. The runtime lives in ``libpython3.N*.so`` when one is mapped (shared builds, uv/standalone
+   builds, embedders), else in the executable (static builds such as Debian's python3.11).
+2. ``_PyRuntime`` is a data symbol (``.gnu.hash`` / ``.dynsym``), else the start of the
+   ``.PyRuntime`` section (3.10+); address = st_value / sh_addr + load bias.
+3. Version, best first: the ``xdebugpy`` cookie + PY_VERSION_HEX at ``_PyRuntime`` (3.13+); the
+   ``Py_Version`` symbol (3.11+); the minor from the file name (``libpython3.9.so``,
+   ``python3.9``) plus the version buffer ``Py_GetVersion()`` fills in ``.bss`` (e.g. ``3.9.18
+   (main, ...``) for the micro.  A layout is only accepted after one thread state has been read
+   back consistently (``tstate->interp == interp``).
+4. 3.8-3.10 keep no kernel TID in the thread state: it is read from glibc's ``struct pthread``
+   (``thread_id`` points at it), at an offset found now by scanning the main thread's struct for
+   the PID (the main thread's TID), then checked against the other threads.
+"""
+
+import os
+import re
+import struct
+import time
+from collections import Counter
+from typing import Dict, List, Optional, Tuple
+
+from elftools.common.exceptions import ELFError
+
+from spyrec.codeobjects import CodeCache, FrameInfo
+from spyrec.errors import MemoryReadError, NotPython, TargetNotFound, UnsupportedPython
+from spyrec.layouts import debug_offsets_size, layout_for, supported_range
+from spyrec.layouts.base import Layout
+from spyrec.process import (MemoryMap, TargetMemory, check_pid, executable_path,
+                            namespace_pids, process_start_time, read_maps, read_text,
+                            target_file, thread_ids)
+from spyrec.pystrings import ObjectReader
+from spyrec.symbols import ElfImage, load_elf
+from spyrec.walker import StackWalker, ThreadStack
+
+__all__ = ["PythonProcess", "ThreadStack", "FrameInfo"]
+
+_LIBPYTHON = re.compile(r"^libpython(\d+)\.(\d+)([a-z]*)\.so")
+_EXE_NAME = re.compile(r"^python(\d+)(?:\.(\d+))?([a-z]*)$")
+#: Py_GetVersion()'s buffer: "3.9.18 (main, May  9 2026, 07:33:49) \n[GCC 12.2.0]".
+_VERSION_BUFFER = re.compile(rb"(?<![\w.+])(\d)\.(\d{1,2})\.(\d{1,2})((?:a|b|rc)\d{1,2})?\+? \(")
+_RELEASE_LEVELS = {0xA: "a", 0xB: "b", 0xC: "rc", 0xF: ""}
+_U64 = struct.Struct("<Q")
+#: How much of glibc's struct pthread to scan for the TID (it sits at 720 on glibc 2.36).
+_PTHREAD_SCAN = 2048
+_THREAD_NAME_TTL = 2.0
+
+
+def version_from_hex(value: int) -> Tuple[Tuple[int, int, int], str]:
+    """PY_VERSION_HEX -> ((major, minor, micro), "3.13.0rc1")."""
+    major, minor, micro = value >> 24, (value >> 16) & 0xFF, (value >> 8) & 0xFF
+    level, serial = (value >> 4) & 0xF, value & 0xF
+    text = "%d.%d.%d" % (major, minor, micro)
+    if level != 0xF:
+        text += "%s%d" % (_RELEASE_LEVELS.get(level, "?"), serial)
+    return (major, minor, micro), text
+
+
+class RuntimeFile:
+    """The mapped ELF file that holds ``_PyRuntime``, and where it is loaded."""
+
+    def __init__(self, pid: int, path: str, mappings: List[MemoryMap]):
+        self.path = path  # as the target sees it (maps path, " (deleted)" stripped)
+        self.mappings = mappings
+        self.name = os.path.basename(path)
+        self.elf: ElfImage = load_elf(target_file(pid, mappings[0]))
+        self.bias = self.elf.load_bias(mappings)
+
+    def address(self, symbol: str) -> Optional[int]:
+        value = self.elf.symbol(symbol)
+        return None if value is None else value + self.bias
+
+    def name_version(self) -> Tuple[Optional[int], Optional[int], str]:
+        """(major, minor, abi flags) from ``libpython3.9d.so`` / ``python3.9``; None if absent."""
+        m = _LIBPYTHON.match(self.name) or _EXE_NAME.match(self.name)
+        if not m:
+            return None, None, ""
+        return int(m.group(1)), (int(m.group(2)) if m.group(2) else None), m.group(3) or ""
+
+
+def _find_runtime_file(pid: int, maps: List[MemoryMap], exe: str) -> RuntimeFile:
+    by_path: Dict[str, List[MemoryMap]] = {}
+    for m in maps:
+        if m.path.startswith("/"):
+            by_path.setdefault(m.path, []).append(m)
+    for path, mappings in by_path.items():
+        if _LIBPYTHON.match(os.path.basename(path)):
+            return RuntimeFile(pid, path.replace(" (deleted)", ""), mappings)
+    exe_maps = by_path.get(exe) or by_path.get(exe + " (deleted)")
+    if not exe_maps:
+        raise NotPython("process %d (%s) has no file mappings we can read" % (pid, exe))
+    return RuntimeFile(pid, exe.replace(" (deleted)", ""), exe_maps)
+
+
+class PythonProcess:
+    """A running CPython process we can sample.  Build it with ``PythonProcess.attach(pid)``."""
+
+    def __init__(self, pid: int, mem: TargetMemory, runtime_file: RuntimeFile, runtime: int,
+                 version: Tuple[int, int, int], version_string: str, layout: Layout,
+                 executable: str, start_time: Optional[int]):
+        self.pid = pid
+        self.mem = mem
+        self.version = version
+        self.version_string = version_string
+        self.layout = layout
+        self.executable = executable
+        self.runtime_file = runtime_file.path
+        self.runtime_address = runtime
+        self._start_time = start_time
+        rf = runtime_file
+        types = {name: rf.address(name) for name in
+                 ("PyCode_Type", "PyUnicode_Type", "PyBytes_Type", "PyFrame_Type")}
+        self.objects = ObjectReader(mem, layout.strings, layout.ob_type,
+                                    types["PyUnicode_Type"], types["PyBytes_Type"])
+        self.codes = CodeCache(mem, layout, self.objects, types["PyCode_Type"])
+        self.walker = StackWalker(mem, layout, runtime, self.codes,
+                                  frame_type=types["PyFrame_Type"])
+        self._thread_names: Dict[int, Tuple[float, Optional[str]]] = {}
+        self._tid_offset_retry = 0.0
+        self._closed = False
+
+    # -- attach ------------------------------------------------------------------------------
+
+    @classmethod
+    def attach(cls, pid: int) -> "PythonProcess":
+        """Attach to ``pid`` (nothing is stopped or modified in the target).
+
+        Raises TargetNotFound, PermissionDenied, NotPython or UnsupportedPython, each with a
+        one-line message (naming the version when one was found).
+        """
+        start_time = check_pid(pid)
+        mem = TargetMemory(pid)
+        try:
+            return cls._attach(pid, mem, start_time)
+        except BaseException:
+            mem.close()
+            raise
+
+    @classmethod
+    def _attach(cls, pid: int, mem: TargetMemory, start_time: Optional[int]) -> "PythonProcess":
+        exe = executable_path(pid)
+        maps = read_maps(pid)
+        try:
+            rf = _find_runtime_file(pid, maps, exe)
+        except (OSError, ELFError) as exc:
+            raise NotPython("process %d (%s): cannot read its binary: %s" % (pid, exe, exc))
+        major, minor, flags = rf.name_version()
+        runtime = rf.address("_PyRuntime")
+        if runtime is None:
+            section = rf.elf.section(".PyRuntime")
+            runtime = section[0] + rf.bias if section else None
+        if major is not None and major < 3 or (major == 3 and minor is not None and minor < 8):
+            _, text = _scan_version_buffer(mem, rf, minor)
+            raise UnsupportedPython("Python %s is not supported (spyrec supports CPython %s)"
+                                    % (text or "%d.%d" % (major, minor or 0), supported_range()))
+        if runtime is None:
+            if major is None:
+                raise NotPython("process %d (%s) is not a CPython interpreter: no libpython is "
+                                "mapped and the executable has no _PyRuntime" % (pid, exe))
+            raise UnsupportedPython("process %d (%s): found no _PyRuntime in %s (a CPython "
+                                    "older than 3.7, or stripped of its symbols?)"
+                                    % (pid, exe, rf.path))
+        if "d" in flags:
+            raise UnsupportedPython("process %d runs a debug build of Python (%s), whose object "
+                                    "layout spyrec does not know" % (pid, rf.name))
+        version, version_string = _detect_version(mem, rf, runtime, minor)
+        if version is None:
+            raise UnsupportedPython("process %d (%s): cannot tell which Python version %s is"
+                                    % (pid, exe, rf.path))
+        size = debug_offsets_size(version, version_string)
+        blob = mem.read(runtime, size) if size else None
+        layout = layout_for(version, version_string, blob)
+        proc = cls(pid, mem, rf, runtime, version, version_string, layout, exe, start_time)
+        proc._validate()
+        proc._setup_thread_ids()
+        return proc
+
+    def _validate(self) -> None:
+        """Read the interpreter back: interpreters.head, its first thread state's interp link."""
+        lay = self.layout
+        try:
+            interp = _U64.unpack(self.mem.read(
+                self.runtime_address + lay.runtime.interpreters_head, 8))[0]
+            if not interp:
+                return  # not initialised yet (or finalised): samples will be empty
+            tstate = _U64.unpack(self.mem.read(interp + lay.interp.tstate_head, 8))[0]
+            if tstate:
+                back = _U64.unpack(self.mem.read(tstate + lay.thread.interp, 8))[0]
+                if back != interp:
+                    raise MemoryReadError("tstate->interp mismatch")
+        except MemoryReadError as exc:
+            if not self.alive():
+                raise TargetNotFound("process %d exited" % self.pid) from None
+            raise UnsupportedPython("Python %s in process %d does not match the %s layout (%s)"
+                                    % (self.version_string, self.pid, lay.name, exc)) from None
+
+    def _setup_thread_ids(self) -> None:
+        """Kernel TIDs: namespace translation, and the struct pthread offset for <=3.10."""
+        nspids = namespace_pids(self.pid)
+        own_pid = nspids[-1] if nspids else self.pid
+        if len(nspids) > 1 and own_pid != self.pid:
+            self.walker.host_tid = NamespaceTids(self.pid).host_tid
+        if not self.layout.has_native_thread_id:
+            offset = self._find_pthread_tid_offset(own_pid)
+            self.walker.pthread_tid_offset = offset
+            # Not found (no thread yet, or all exiting): look again in a second.
+            self._tid_offset_retry = time.monotonic() + 1.0 if offset is None else 0.0
+
+    def _find_pthread_tid_offset(self, own_pid: int) -> Optional[int]:
+        """Scan each thread's struct pthread for a TID; pick the offset most threads agree on.
+
+        The main thread's TID equals the PID, so the offsets where its struct holds the PID are
+        the candidates; the other threads (TIDs from /proc/PID/task, translated into the
+        target's namespace) vote between them.  Threads exiting meanwhile may have stale
+        structs, so this is a vote, not an intersection.  Without a main thread among the
+        thread states, every offset holding some thread's TID is a candidate.
+        """
+        tids = set(thread_ids(self.pid))
+        if own_pid != self.pid:
+            tids = {ns[-1] for ns in (namespace_pids(self.pid, t) for t in tids) if ns}
+        try:
+            pthreads = [s.python_thread_id for s in self.walker.sample() if s.python_thread_id]
+        except MemoryReadError:
+            return None
+        blocks = []
+        for pthread in reversed(pthreads):  # the main thread state is the last in the list
+            try:
+                block = self.mem.read(pthread, _PTHREAD_SCAN)
+            except MemoryReadError:
+                continue
+            blocks.append(struct.unpack("<%di" % (_PTHREAD_SCAN // 4), block))
+        if not blocks:
+            return None
+        main = [4 * i for i, v in enumerate(blocks[0]) if v == own_pid]
+        votes = Counter()
+        for values in blocks:
+            for i, v in enumerate(values):
+                if v in tids and (not main or 4 * i in main):
+                    votes[4 * i] += 1
+        if not votes:
+            return None
+        return max(votes, key=lambda off: (votes[off], -off))
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    @property
+    def torn_reads(self) -> int:
+        return self.walker.torn_reads
+
+    def sample_threads(self) -> List[ThreadStack]:
+        """One stack per Python thread state of every interpreter.
+
+        Never raises on torn reads (they are counted in ``torn_reads``); raises TargetNotFound
+        once the process is gone.
+        """
+        if self._tid_offset_retry and time.monotonic() >= self._tid_offset_retry:
+            self._setup_thread_ids()
+        try:
+            return self.walker.sample()
+        except (MemoryReadError, struct.error, OverflowError, ValueError):
+            if not self.alive():
+                raise TargetNotFound("process %d exited" % self.pid) from None
+            self.walker.torn_reads += 1
+            return []
+
+    def describe_frame(self, code_key: int, instr_offset: int) -> FrameInfo:
+        """File, names, exact line and column of a frame; MemoryReadError if unreadable."""
+        return self.codes.describe(code_key, instr_offset)
+
+    def thread_name(self, native_tid: int) -> Optional[str]:
+        """The thread's name if it differs from the process name (``comm``), else None.
+
+        CPython <= 3.13 does not name OS threads, so ``comm`` only differs when the program
+        renamed the thread itself (3.14 sets it from ``Thread.name``).  Results, failures
+        included, are cached for a couple of seconds.
+        """
+        now = time.monotonic()
+        cached = self._thread_names.get(native_tid)
+        if cached is not None and now - cached[0] < _THREAD_NAME_TTL:
+            return cached[1]
+        name = None
+        comm = read_text(self.pid, "task", str(native_tid), "comm")
+        if comm is not None:
+            comm = comm.rstrip("\n")
+            process_comm = (read_text(self.pid, "comm") or "").rstrip("\n")
+            name = comm if comm and comm != process_comm else None
+        self._thread_names[native_tid] = (now, name)
+        return name
+
+    def alive(self) -> bool:
+        start = process_start_time(self.pid)
+        return start is not None and (self._start_time is None or start == self._start_time)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.mem.close()
+
+    def __enter__(self) -> "PythonProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "<PythonProcess pid=%d python=%s layout=%s>" % (self.pid, self.version_string,
+                                                                self.layout.name)
+
+
+class NamespaceTids:
+    """Maps TIDs of a PID-namespaced target (what 3.11+ stores) to host TIDs (/proc/PID/task).
+
+    Built from the ``NSpid:`` lines of /proc/PID/task/*/status (host id first, innermost last);
+    refreshed when an unknown TID shows up, at most every 50 ms.
+    """
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self._map: Dict[int, int] = {}
+        self._refreshed = 0.0
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._refreshed = time.monotonic()
+        for tid in thread_ids(self.pid):
+            ns = namespace_pids(self.pid, tid)
+            if ns:
+                self._map[ns[-1]] = ns[0]
+
+    def host_tid(self, ns_tid: int) -> int:
+        host = self._map.get(ns_tid)
+        if host is None and time.monotonic() - self._refreshed > 0.05:
+            self._refresh()
+            host = self._map.get(ns_tid)
+        return host or 0
+
+
+def _detect_version(mem: TargetMemory, rf: RuntimeFile, runtime: int, minor: Optional[int]):
+    """((major, minor, micro), text) by the best available method, or (None, "")."""
+    try:
+        head = mem.read(runtime, 16)
+        if head[:8] == b"xdebugpy":
+            return version_from_hex(_U64.unpack_from(head, 8)[0])
+    except MemoryReadError:
+        pass
+    py_version = rf.address("Py_Version")
+    if py_version is not None:
+        try:
+            return version_from_hex(_U64.unpack(mem.read(py_version, 8))[0])
+        except MemoryReadError:
+            pass
+    version, text = _scan_version_buffer(mem, rf, minor)
+    if version is not None:
+        return version, text
+    if minor is not None:
+        return (3, minor, 0), "3.%d" % minor
+    return None, ""
+
+
+def _scan_version_buffer(mem: TargetMemory, rf: RuntimeFile, minor: Optional[int]):
+    """Find ``Py_GetVersion()``'s static buffer in .bss (3.8-3.10 have no Py_Version).
+
+    It can false-match (py-spy #731 found "3.8.3 or higher" in a libpython), so the match must
+    start a NUL-delimited string, agree with the file-name minor when there is one, and the
+    layout it selects is validated by a walk afterwards.
+    """
+    section = rf.elf.section(".bss")
+    if section is None:
+        return None, ""
+    addr, size = section
+    try:
+        data = mem.read(addr + rf.bias, size)
+    except MemoryReadError:
+        return None, ""
+    for m in _VERSION_BUFFER.finditer(data):
+        if m.start() and data[m.start() - 1] != 0:
+            continue
+        major, found_minor, micro = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if minor is not None and found_minor != minor:
+            continue
+        text = m.group(0)[:-2].decode("ascii")
+        return (major, found_minor, micro), text
+    return None, ""

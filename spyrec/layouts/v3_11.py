@@ -1,0 +1,61 @@
+"""CPython 3.11: ``_PyInterpreterFrame`` in per-thread datastack chunks, location tables.
+
+Numbers from the dossier §3.1 [V] (gcc ``offsetof`` against the pyenv 3.11.7 headers, DWARF
+cross-check, live walk).  Debian's 3.11.2 (/usr/bin/python3.11) walks with the same numbers
+(tests/test_walker.py runs both).  Mirrors the v3.11.7 tag: Include/cpython/pystate.h
+(``_ts``, ``_PyCFrame``), Include/internal/pycore_interp.h, Include/internal/pycore_runtime.h,
+Include/internal/pycore_frame.h (``_PyInterpreterFrame``, ``_PyStackChunk`` in
+pycore_pystate.h / cpython/pystate.h), Include/cpython/code.h.
+
+Frame owners (pycore_frame.h ``enum _frameowner``): THREAD 0, GENERATOR 1, FRAME_OBJECT 2;
+3.11 has no C-stack shim frames.  ``prev_instr`` points at the code unit before the next
+instruction: offset = prev_instr - (code + co_code_adaptive), -2 before the first.
+"""
+
+from spyrec.layouts.base import (CFrameOffsets, ChunkOffsets, CodeOffsets, FrameOffsets,
+                                 InterpreterOffsets, Layout, RuntimeOffsets, StringOffsets,
+                                 ThreadOffsets)
+
+V3_11 = Layout(
+    name="v3_11",
+    runtime=RuntimeOffsets(
+        interpreters_head=40,
+        gil=360,  # ceval.gil; last_holder at 368, locked at 376
+    ),
+    interp=InterpreterOffsets(next=0, tstate_head=16, modules=888),
+    thread=ThreadOffsets(
+        prev=0, next=8, interp=16,
+        frame=56,  # _PyCFrame *cframe (may point at root_cframe inside the tstate)
+        thread_id=152,
+        native_thread_id=160,
+        datastack_chunk=296, datastack_top=304,
+        size=360,
+    ),
+    cframe=CFrameOffsets(current_frame=8),
+    frame=FrameOffsets(
+        code=32,  # PyCodeObject *f_code
+        previous=48,
+        instr=56,  # _Py_CODEUNIT *prev_instr
+        owner=69,  # char owner (is_entry is at 68)
+        size=72,
+    ),
+    code=CodeOffsets(
+        co_firstlineno=72,
+        co_filename=112,
+        co_name=120,
+        co_qualname=128,
+        co_linetable=136,
+        co_code_adaptive=184,
+        size=192,
+    ),
+    strings=StringOffsets(ascii_data=48, compact_data=72),
+    chunk=ChunkOffsets(),
+    frame_kind="iframe",
+    thread_frame_kind="cframe",
+    instr_kind="code_pointer",
+    linetable_kind="locations311",
+    gil_kind="runtime",
+    max_frame_owner=2,
+    skip_owner_from=None,
+    frame_has_ob_type=False,
+)

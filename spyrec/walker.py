@@ -1,0 +1,332 @@
+"""Interpreters -> thread states -> frames, read from a running target without stopping it.
+
+One ``sample()`` costs a handful of reads per thread (dossier §8.4-§9):
+
+* ``_PyRuntime``: one read of the block holding ``interpreters.head`` (and, up to 3.11, the
+  GIL's ``last_holder`` / ``locked``);
+* per interpreter: one read of ``next`` + ``tstate_head`` (+ the embedded ``_gil`` on 3.12+);
+* per thread state: one read of the whole ``PyThreadState``; on 3.11/3.12 one more for the
+  ``_PyCFrame`` unless it is the ``root_cframe`` inside the thread state; on <=3.10 a 4-byte
+  read of the kernel TID inside glibc's ``struct pthread``;
+* frames, ``frame_kind == "iframe"`` (3.11+): the used part of the newest datastack chunk in one
+  read, frames parsed from that local copy; older chunks are copied lazily when the chain leads
+  there, and frames outside every chunk (generator / coroutine frames live in their generator
+  object) are read directly;
+* frames, ``frame_kind == "pyframe"`` (<=3.10): one read per ``PyFrameObject`` (they are heap
+  objects linked by ``f_back``);
+* code objects: nothing once verified (see codeobjects.py).
+
+Race tolerance: the target keeps running, so any pointer may be stale.  A thread whose walk
+hits an unreadable address, a wrong ``ob_type``, a self-link, an owner out of range, an absurd
+instruction offset or more than ``MAX_DEPTH`` frames is returned with ``torn=True`` and the
+frames read so far, and counted in ``torn_reads``; a broken thread list drops the rest of that
+interpreter's threads.  Nothing here raises except ``TargetNotFound`` (checked by the caller
+when the runtime itself cannot be read).
+"""
+
+import struct
+import time
+from typing import Callable, List, NamedTuple, Optional, Tuple
+
+from spyrec.codeobjects import SKIP, CodeCache
+from spyrec.errors import MemoryReadError
+from spyrec.layouts.base import Layout
+from spyrec.structs import FieldStruct
+
+MAX_DEPTH = 2048
+MAX_THREADS = 4096
+MAX_INTERPRETERS = 256
+MAX_CHUNKS = 64
+#: Bigger than any datastack chunk CPython allocates for sane code (16 KiB normally).
+MAX_CHUNK_BYTES = 64 << 20
+#: Instruction offsets outside this range are garbage (not-started 3.11 frames give -2).
+MIN_OFFSET, MAX_OFFSET = -16, 1 << 26
+
+_READ_ERRORS = (MemoryReadError, struct.error, OverflowError, ValueError)
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+
+
+class ThreadStack(NamedTuple):
+    """One Python thread state at one instant (created on the hot path: a plain tuple)."""
+
+    native_tid: int  # kernel TID in our (the host's) PID namespace; 0 if unknown
+    python_thread_id: int  # PyThreadState.thread_id (= threading.get_ident() in the target)
+    frames: tuple  # ((code_key, instr_offset), ...), innermost first
+    holds_gil: bool
+    torn: bool  # the walk hit an inconsistency; frames holds what was read
+
+
+def _block(fields: List[Tuple[int, str]]) -> Tuple[int, FieldStruct]:
+    """A FieldStruct for fields of one struct, relative to the lowest offset (read from there)."""
+    base = min(offset for offset, _ in fields)
+    return base, FieldStruct([(offset - base, code) for offset, code in fields])
+
+
+class StackWalker:
+    """Samples every thread of every interpreter of one process."""
+
+    def __init__(self, mem, layout: Layout, runtime: int, codes: CodeCache,
+                 frame_type: Optional[int] = None, pthread_tid_offset: Optional[int] = None,
+                 host_tid: Optional[Callable[[int], int]] = None):
+        self.mem = mem
+        self.read = getattr(mem, "read_small", mem.read)  # pread: cheapest for small blocks
+        self.layout = layout
+        self.runtime = runtime
+        self.codes = codes
+        self.frame_type = frame_type if layout.frame_has_ob_type else None
+        self.pthread_tid_offset = pthread_tid_offset
+        self.host_tid = host_tid
+        self.torn_reads = 0
+
+        rt, it, ts, fr = layout.runtime, layout.interp, layout.thread, layout.frame
+        gil = layout.gil
+        runtime_fields = [(rt.interpreters_head, "Q")]
+        if layout.gil_kind == "runtime":
+            runtime_fields += [(rt.gil + gil.last_holder, "Q"), (rt.gil + gil.locked, "i")]
+        self._rt_base, self._rt = _block(runtime_fields)
+
+        interp_fields = [(it.next, "Q"), (it.tstate_head, "Q")]
+        if layout.gil_kind == "interp":
+            interp_fields += [(it.gil + gil.last_holder, "Q"), (it.gil + gil.locked, "i")]
+        self._in_base, self._in = _block(interp_fields)
+        self._gil_struct = FieldStruct([(gil.last_holder, "Q"), (gil.locked, "i")])
+        self._gil_pointers = {}  # interp -> interp->ceval.gil, refreshed with the code cache
+
+        thread_fields = [(ts.next, "Q"), (ts.interp, "Q"), (ts.frame, "Q"), (ts.thread_id, "Q")]
+        self._iframe = layout.frame_kind == "iframe"
+        if self._iframe:
+            thread_fields += [(ts.native_thread_id, "q"), (ts.datastack_chunk, "Q"),
+                              (ts.datastack_top, "Q")]
+        self._ts = FieldStruct(thread_fields)
+        self._ts_size = max(ts.size, self._ts.size)
+        self._cframe = layout.thread_frame_kind == "cframe"
+        self._cframe_current = layout.cframe.current_frame if layout.cframe else 0
+
+        if self._iframe:
+            self._frame = FieldStruct([(fr.code, "Q"), (fr.previous, "Q"), (fr.instr, "Q"),
+                                       (fr.owner, "B")])
+            ch = layout.chunk
+            self._chunk = FieldStruct([(ch.previous, "Q"), (ch.size, "Q"), (ch.top, "Q")])
+            self._chunk_data = ch.data
+            self._adaptive = layout.code.co_code_adaptive
+            self._max_owner = layout.max_frame_owner
+            self._skip_owner = (layout.skip_owner_from if layout.skip_owner_from is not None
+                                else 256)
+        else:
+            self._frame = FieldStruct([(layout.ob_type, "Q"), (fr.previous, "Q"), (fr.code, "Q"),
+                                       (fr.instr, "i")])
+            self._lasti_scale = 2 if layout.instr_kind == "lasti_units" else 1
+        self._frame_size = self._frame.size
+
+    # -- threads ---------------------------------------------------------------------------
+
+    def sample(self) -> List[ThreadStack]:
+        """Every thread state's stack.  Raises MemoryReadError only if _PyRuntime is unreadable."""
+        now = time.monotonic()
+        self.codes.expire(now)
+        if not self.codes.verified:
+            self._gil_pointers.clear()
+        block = self.read(self.runtime + self._rt_base, self._rt.size)
+        values = self._rt.unpack_from(block)
+        interp = values[0]
+        runtime_gil = (values[1], values[2]) if len(values) > 1 else None
+        stacks: List[ThreadStack] = []
+        seen_interps = 0
+        while interp and seen_interps < MAX_INTERPRETERS:
+            seen_interps += 1
+            try:
+                interp = self._sample_interpreter(interp, runtime_gil, stacks)
+            except _READ_ERRORS:
+                self.torn_reads += 1
+                break
+        return stacks
+
+    def _sample_interpreter(self, interp: int, runtime_gil, stacks: List[ThreadStack]) -> int:
+        """Append the stacks of one interpreter's threads; return the next interpreter."""
+        values = self._in.unpack_from(self.read(interp + self._in_base, self._in.size))
+        next_interp, tstate = values[0], values[1]
+        if runtime_gil is not None:
+            holder, locked = runtime_gil
+        else:
+            holder, locked = self._interp_gil(interp, values)
+        if locked != 1:
+            holder = 0
+        seen = set()
+        while tstate:
+            if tstate in seen or len(seen) >= MAX_THREADS or tstate & 7:
+                self.torn_reads += 1
+                break
+            seen.add(tstate)
+            try:
+                ts = self.read(tstate, self._ts_size)
+            except _READ_ERRORS:
+                self.torn_reads += 1  # freed while we followed the list: drop the rest
+                break
+            fields = self._ts.unpack_from(ts)
+            if fields[1] != interp:
+                self.torn_reads += 1
+                break
+            stack = self._walk_thread(tstate, ts, fields, tstate == holder)
+            if stack.torn:
+                self.torn_reads += 1
+            stacks.append(stack)
+            tstate = fields[0]
+        return next_interp
+
+    def _interp_gil(self, interp: int, values) -> Tuple[int, int]:
+        """(last_holder, locked) of the GIL this interpreter uses (3.12+: via ceval.gil)."""
+        it = self.layout.interp
+        pointer = self._gil_pointers.get(interp)
+        if pointer is None:
+            pointer = _U64.unpack(self.read(interp + it.ceval_gil, 8))[0]
+            self._gil_pointers[interp] = pointer
+        if pointer == interp + it.gil:
+            return values[2], values[3]
+        if not pointer:
+            return 0, 0
+        return self._gil_struct.unpack_from(self.read(pointer, self._gil_struct.size))
+
+    def _walk_thread(self, tstate: int, ts: bytes, fields, holds_gil: bool) -> ThreadStack:
+        thread_id = fields[3]
+        torn = False
+        try:
+            if self._iframe:
+                native = fields[4]
+                top = fields[2]
+                if self._cframe:
+                    top = self._cframe_top(tstate, ts, top)
+                codes, offsets, torn = self._walk_iframes(top, fields[5], fields[6])
+            else:
+                native = self._pthread_tid(thread_id)
+                codes, offsets, torn = self._walk_pyframes(fields[2])
+        except _READ_ERRORS:
+            return ThreadStack(0, thread_id, (), holds_gil, True)
+        if self.host_tid is not None and native:
+            native = self.host_tid(native)
+        if not codes:
+            return ThreadStack(native, thread_id, (), holds_gil, torn)
+        verified = self.codes.verified
+        try:
+            keys = list(map(verified.__getitem__, codes))
+        except KeyError:
+            keys = self.codes.keys_for(codes)
+        if None in keys:  # not a code object: the walk is torn from there on
+            cut = keys.index(None)
+            keys, offsets, torn = keys[:cut], offsets[:cut], True
+        frames = zip(keys, offsets)
+        if SKIP in keys:  # interpreter-internal frames
+            frames = [frame for frame in frames if frame[0] != SKIP]
+        return ThreadStack(native, thread_id, tuple(frames), holds_gil, torn)
+
+    def _cframe_top(self, tstate: int, ts: bytes, cframe: int) -> int:
+        """3.11/3.12: tstate->cframe->current_frame; the cframe may be the tstate's own root."""
+        at = cframe - tstate + self._cframe_current
+        if 0 <= at <= len(ts) - 8:
+            return _U64.unpack_from(ts, at)[0]
+        if not cframe:
+            return 0
+        return _U64.unpack(self.read(cframe + self._cframe_current, 8))[0]
+
+    def _pthread_tid(self, thread_id: int) -> int:
+        """<=3.10: the kernel TID stored in glibc's struct pthread (offset found at attach)."""
+        if self.pthread_tid_offset is None or not thread_id:
+            return 0
+        try:
+            return _U32.unpack(self.read(thread_id + self.pthread_tid_offset, 4))[0]
+        except _READ_ERRORS:
+            return 0
+
+    # -- frames ------------------------------------------------------------------------------
+
+    def _walk_pyframes(self, addr: int):
+        """<=3.10: follow f_back from tstate->frame, one read per frame object."""
+        codes: List[int] = []
+        offsets: List[int] = []
+        read, unpack, size = self.read, self._frame.unpack_from, self._frame_size
+        frame_type, scale = self.frame_type, self._lasti_scale
+        while addr:
+            if len(codes) >= MAX_DEPTH or addr & 7:
+                return codes, offsets, True
+            try:
+                ob_type, back, code, lasti = unpack(read(addr, size))
+            except _READ_ERRORS:
+                return codes, offsets, True
+            if frame_type and ob_type != frame_type or back == addr:
+                return codes, offsets, True
+            codes.append(code)
+            offsets.append(lasti * scale)
+            addr = back
+        return codes, offsets, False
+
+    def _walk_iframes(self, addr: int, chunk: int, top: int):
+        """3.11+: follow ``previous`` through local copies of the datastack chunks."""
+        codes: List[int] = []
+        offsets: List[int] = []
+        if not addr:
+            return codes, offsets, False
+        regions = []  # (lo, hi, bytes) copies of chunks, newest first
+        older = 0
+        if chunk and chunk < top <= chunk + MAX_CHUNK_BYTES:
+            try:
+                buf = self.mem.read(chunk, top - chunk)
+                regions.append((chunk, top, buf))
+                older = _U64.unpack_from(buf)[0]
+            except _READ_ERRORS:
+                pass
+        # Frames inside the newest chunk copy: [chunk + header, top - frame size].
+        base, hi, buf = regions[0] if regions else (0, 0, b"")
+        lo = base + self._chunk_data
+        hi -= self._frame_size
+        unpack, adaptive = self._frame.unpack_from, self._adaptive
+        max_owner, skip_owner = self._max_owner, self._skip_owner
+        chunks_left = MAX_CHUNKS
+        steps = 0
+        while addr:
+            steps += 1
+            if steps > MAX_DEPTH or addr & 7:
+                return codes, offsets, True
+            if lo <= addr <= hi:
+                code, previous, instr, owner = unpack(buf, addr - base)
+            else:
+                found = self._find_region(regions, addr)
+                while found is None and older and chunks_left:
+                    chunks_left -= 1
+                    older = self._copy_chunk(older, regions)
+                    found = self._find_region(regions, addr)
+                try:
+                    if found is None:  # generator frame, or a chunk we could not copy
+                        code, previous, instr, owner = unpack(self.read(addr, self._frame_size))
+                    else:
+                        code, previous, instr, owner = unpack(found[2], addr - found[0])
+                except _READ_ERRORS:
+                    return codes, offsets, True
+            if owner > max_owner or previous == addr:
+                return codes, offsets, True
+            if owner < skip_owner:
+                offset = instr - code - adaptive
+                if not MIN_OFFSET <= offset < MAX_OFFSET:
+                    return codes, offsets, True
+                codes.append(code)
+                offsets.append(offset)
+            addr = previous
+        return codes, offsets, False
+
+    def _find_region(self, regions, addr: int):
+        data, size = self._chunk_data, self._frame_size
+        for region in regions:
+            if region[0] + data <= addr <= region[1] - size:
+                return region
+        return None
+
+    def _copy_chunk(self, chunk: int, regions) -> int:
+        """Copy the used part of an older chunk (its ``top`` counts slots); return its previous."""
+        try:
+            previous, size, top = self._chunk.unpack_from(self.read(chunk, self._chunk.size))
+            used = self._chunk_data + 8 * top
+            if not 0 < used <= min(size, MAX_CHUNK_BYTES):
+                return 0
+            regions.append((chunk, chunk + used, self.mem.read(chunk, used)))
+            return previous
+        except _READ_ERRORS:
+            return 0

@@ -1,0 +1,225 @@
+"""The spyanalyze command: argument logic in-process (CliRunner), error paths as subprocesses
+(exit code, one stderr line, no traceback)."""
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import spyanalyze
+from spyanalyze.cli import GATE_FAILED, main
+from spyrec import spyformat
+
+from test_analyze_support import RecordingBuilder, app_recording, run_cli
+
+
+@pytest.fixture
+def app_path(tmp_path):
+    return app_recording(tmp_path / "app.spy")
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", [[], ["info"], ["top"], ["diff"], ["filter"], ["export"], ["dump"]])
+def test_every_command_has_help(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage: " in result.output
+
+
+def test_info_shows_provenance_health_and_threads(app_path):
+    result = invoke("info", app_path)
+    assert result.exit_code == 0, result.output
+    assert "600 in 3 threads of 1 processes" in result.output
+    assert "100 Hz requested" in result.output
+    assert "samples 600" in result.output                 # the trailer's recorder health
+    assert re.search(r"102\s+200\s+1\.000s\s+0%\s+worker", result.output)
+    facts = json.loads(invoke("info", app_path, "--json").output)
+    assert facts["samples"] == 600 and facts["threads"] == 3
+
+
+def test_top_lists_the_heaviest_functions_without_idle_samples(app_path):
+    result = invoke("top", app_path, "-n", "3")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith("400 samples")            # the idler's 200 idle samples are left out
+    assert "dot (numpy/core/multiarray.py:741)" in lines[2] and "50.0%" in lines[2]
+    assert len(lines) == 5
+    everything = invoke("top", app_path, "--idle", "include", "--csv").output.splitlines()
+    assert everything[0].startswith("module,qualname,line,self_samples")
+    assert len(everything) == 1 + 11
+
+
+def test_top_with_filters_by_line_and_time_weight(app_path):
+    result = invoke("top", app_path, "--thread", "MainThread", "--prune", "stdlib", "--by", "line",
+                    "--weight", "cpu", "--sort", "total")
+    assert result.exit_code == 0
+    assert "thread MainThread; not idle; prune stdlib" in result.output
+    assert re.search(r"50\.0%\s+50\.0%\s+1\.000s\s+1\.000s\s+Handler\.parse \(handlers\.py:20\)", result.output)
+
+
+def test_filter_writes_a_new_recording(app_path, tmp_path):
+    out = tmp_path / "main.spy"
+    result = invoke("filter", app_path, "--thread", "Main*", "--include", "query", "-o", out)
+    assert result.exit_code == 0
+    kept = spyanalyze.load(out)
+    assert len(kept) == 100 and set(kept.samples["thread"]) == {"MainThread"}
+    assert kept.by_function().iloc[0]["qualname"] == "query"
+
+
+def test_export_formats_to_files_and_stdout(app_path, tmp_path):
+    out = tmp_path / "app.speedscope.json"
+    assert invoke("export", app_path, "--format", "speedscope", "-o", out).exit_code == 0
+    assert len(json.loads(out.read_text())["profiles"]) == 2        # idle thread left out
+    result = invoke("export", app_path, "-f", "collapsed", "--idle", "include", "--weight", "wall")
+    assert result.exit_code == 0
+    total = sum(int(line.rsplit(" ", 1)[1]) for line in result.output.splitlines())
+    assert total == 600 * 10_000                                     # microseconds
+
+
+def test_dump_prints_every_record(app_path):
+    result = invoke("dump", app_path)
+    expected = io.StringIO()
+    with open(app_path, "rb") as stream:
+        spyformat.dump(stream, expected)
+    assert result.output == expected.getvalue()
+    assert "HEADER" in result.output and "TRAILER" in result.output
+
+
+def test_input_from_standard_input(app_path):
+    result = CliRunner().invoke(main, ["top", "-", "-n", "1"], input=app_path.read_bytes())
+    assert result.exit_code == 0 and "400 samples" in result.output
+
+
+def test_diff_table_collapsed_output_and_gate(tmp_path):
+    a = app_recording(tmp_path / "a.spy", seconds=2, parse_share=0.25)
+    b = app_recording(tmp_path / "b.spy", seconds=4, interval_ns=5_000_000, parse_share=0.5)
+    folded = tmp_path / "diff.folded"
+    result = invoke("diff", a, b, "--collapsed", folded)
+    assert result.exit_code == 0
+    assert re.search(r"12\.5%\s+25\.0%\s+\+12\.5\s+\+12\.5\s+\S+\s+\*\s+JSONDecoder\.decode", result.output)
+    assert all(re.match(r"^.* \d+ \d+$", line) for line in folded.read_text().splitlines())
+    gate = CliRunner().invoke(main, ["diff", str(a), str(b), "--fail-if", "Handler.parse:+5%"])
+    assert gate.exit_code == GATE_FAILED
+    assert "gate Handler.parse:+5% failed: Handler.parse (handlers.py) 12.5% -> 25.0%" in gate.output
+    assert invoke("diff", a, b, "--fail-if", "Handler.parse:+20%").exit_code == 0
+    assert invoke("diff", a, b, "--fail-if", "query:+1%").exit_code == 0
+
+
+def test_usage_errors_exit_2(app_path):
+    runner = CliRunner()
+    assert runner.invoke(main, ["diff", str(app_path), str(app_path), "--fail-if", "x"]).exit_code == 2
+    assert runner.invoke(main, ["export", str(app_path)]).exit_code == 2              # --format missing
+    assert runner.invoke(main, ["top", str(app_path), "--include", "kind:nope"]).exit_code == 2
+    assert runner.invoke(main, ["top", str(app_path), "--start", "soon"]).exit_code == 2
+
+
+# ------------------------------------------------------------------------------------------
+# Error paths as a user meets them: a subprocess, one line, no traceback
+
+
+def assert_one_error_line(result, text, code=1):
+    stderr = result.stderr.decode()
+    assert result.returncode == code, stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("spyanalyze: error: "), stderr
+    assert text in stderr
+    assert "Traceback" not in stderr
+
+
+def test_not_a_recording(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a recording\n")
+    assert_one_error_line(run_cli("info", path), "not a .spy recording (bad magic)")
+
+
+def test_truncated_header_and_missing_file(tmp_path):
+    path = tmp_path / "cut.spy"
+    path.write_bytes(spyformat.encode_preamble()[:5])
+    assert_one_error_line(run_cli("top", path), "too short")
+    assert_one_error_line(run_cli("top", tmp_path / "missing.spy"), "no such file")
+
+
+def test_corrupt_chunk(app_path):
+    data = bytearray(app_path.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    app_path.write_bytes(bytes(data))
+    assert_one_error_line(run_cli("export", app_path, "-f", "collapsed"), "checksum mismatch")
+
+
+def test_empty_result_after_filtering(app_path):
+    assert_one_error_line(run_cli("top", app_path, "--thread", "idler"),
+                          "no samples left after filtering by not idle")
+
+
+def test_unknown_thread(app_path):
+    assert_one_error_line(run_cli("filter", app_path, "--thread", "ghost", "-o", "/dev/null"),
+                          "no thread matches 'ghost'; threads in this recording: MainThread (tid 101)")
+
+
+def test_empty_recording(tmp_path):
+    path = RecordingBuilder().write(tmp_path / "empty.spy")
+    assert_one_error_line(run_cli("top", path), "the recording holds no samples")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a recording\n")
+    result = run_cli("--debug", "info", path)
+    assert result.returncode != 0 and b"Traceback" in result.stderr
+
+
+def test_gate_exit_code_as_a_ci_job_sees_it(tmp_path):
+    a = app_recording(tmp_path / "a.spy", parse_share=0.25)
+    b = app_recording(tmp_path / "b.spy", parse_share=0.5)
+    result = run_cli("diff", a, b, "--fail-if", "*parse*:+5%")
+    assert result.returncode == GATE_FAILED
+    assert b"gate *parse*:+5% failed" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_truncated_recording_loads_with_a_warning(app_path, tmp_path):
+    cut = tmp_path / "cut.spy"
+    cut.write_bytes(app_path.read_bytes()[:-20])
+    result = run_cli("info", cut)
+    assert result.returncode == 0
+    assert b"incomplete" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------
+# The format's golden files (formats/golden): dump output, loading, and the invalid ones
+
+GOLDEN = Path(__file__).resolve().parent.parent / "formats" / "golden"
+VALID = sorted((GOLDEN / "v1").glob("*.spy"))
+INVALID = sorted((GOLDEN / "invalid").glob("*.spy"))
+
+
+def test_golden_files_are_there():
+    assert VALID and INVALID, "formats/golden is missing: golden files are never created by tests"
+
+
+@pytest.mark.parametrize("path", VALID, ids=[p.name for p in VALID])
+def test_dump_matches_the_golden_text(path):
+    expected = path.with_suffix(".dump.txt")
+    assert expected.exists(), "missing golden dump %s" % expected
+    result = invoke("dump", path)
+    assert result.exit_code == 0
+    assert result.output == expected.read_text()
+
+
+@pytest.mark.parametrize("path", VALID, ids=[p.name for p in VALID])
+def test_golden_recordings_load_and_summarise(path):
+    rec = spyanalyze.load(path)
+    assert invoke("info", path).exit_code == 0
+    rec.by_function(), rec.by_thread(), rec.timeline()
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.name for p in INVALID])
+def test_invalid_golden_files_give_one_error_line(path):
+    result = CliRunner().invoke(main, ["top", str(path)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spyanalyze: error: ")

@@ -1,0 +1,166 @@
+"""Memory readers, /proc parsing and error mapping, against real processes (often this one).
+
+The readers are pointed at the test process itself and read real objects by ``id()``
+(CPython's ``id`` is the object's address), so the expected bytes are known exactly.
+"""
+
+import ctypes
+import os
+import sys
+import threading
+
+import pytest
+
+from pythons import marked_lines
+from spyrec.errors import MemoryReadError, PermissionDenied, TargetNotFound
+from spyrec.interpreter import PythonProcess, version_from_hex
+from spyrec.layouts import layout_for
+from spyrec.process import (LARGE_READ, ProcessVmReader, ProcMemReader, TargetMemory,
+                            parse_maps, read_maps)
+from spyrec.pystrings import ObjectReader
+
+PID = os.getpid()
+READERS = [ProcMemReader, ProcessVmReader, TargetMemory]
+
+
+def data_address(b):
+    """Address of a bytes object's characters: ob_sval follows the 32-byte header."""
+    return id(b) + 32
+
+
+def unmapped_gap():
+    """An address range just past the end of a mapping, where nothing is mapped."""
+    maps = read_maps(PID)
+    for here, following in zip(maps, maps[1:]):
+        if following.start > here.end + 4096 and not here.path.startswith("["):
+            return here.end
+    pytest.skip("no gap in the address space")
+
+
+@pytest.fixture(params=READERS, ids=lambda cls: cls.__name__)
+def reader(request):
+    r = request.param(PID)
+    yield r
+    getattr(r, "close", lambda: None)()
+
+
+@pytest.mark.parametrize("size", [8, 4096, LARGE_READ, 256 * 1024])
+def test_read_returns_exact_bytes(reader, size):
+    blob = os.urandom(size)
+    assert reader.read(data_address(blob), size) == blob
+
+
+def test_read_unmapped_raises_memory_read_error(reader):
+    with pytest.raises(MemoryReadError):
+        reader.read(8, 8)
+    end = unmapped_gap()
+    with pytest.raises(MemoryReadError):  # crosses the end of a mapping: a short read
+        reader.read(end - 8, 16)
+
+
+def test_read_many_reports_each_range(reader):
+    a, b = os.urandom(64), os.urandom(5000)
+    end = unmapped_gap()
+    ranges = [(8, 8), (data_address(a), 64), (end - 8, 16), (data_address(b), 5000), (16, 4)]
+    # THEN unreadable ranges give None wherever they are in the batch, the others their bytes
+    assert reader.read_many(ranges) == [None, a, None, b, None]
+    assert reader.read_many([]) == []
+
+
+def test_read_many_beyond_iov_max():
+    blobs = [os.urandom(16) for _ in range(1500)]
+    reader = ProcessVmReader(PID)
+    assert reader.read_many([(data_address(x), 16) for x in blobs]) == blobs
+
+
+def test_parse_maps_lines():
+    text = ("00400000-00452000 r-xp 00000000 08:02 173521 /usr/bin/python3.11\n"
+            "7f00-7f80 rw-p 00001000 00:00 0 \n"
+            "7f80-7f90 r--p 00002000 08:02 42 /opt/my dir/libpython3.9.so.1.0 (deleted)\n")
+    maps = parse_maps(text)
+    assert [(m.start, m.end, m.perms, m.offset, m.inode) for m in maps] == [
+        (0x400000, 0x452000, "r-xp", 0, 173521), (0x7F00, 0x7F80, "rw-p", 0x1000, 0),
+        (0x7F80, 0x7F90, "r--p", 0x2000, 42)]
+    assert maps[1].path == "" and maps[2].path == "/opt/my dir/libpython3.9.so.1.0 (deleted)"
+    assert maps[2].deleted and not maps[0].deleted
+
+
+def test_nonexistent_process():
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid = int(f.read())
+    with pytest.raises(TargetNotFound):
+        ProcMemReader(pid)
+    with pytest.raises(TargetNotFound):
+        read_maps(pid)
+
+
+def test_permission_denied_without_ptrace_rights():
+    # GIVEN a child that dropped root (and with it CAP_SYS_PTRACE) to nobody
+    rd, wr = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.close(rd)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            TargetMemory(PID)
+            result = b"no error"
+        except PermissionDenied as exc:
+            result = b"PermissionDenied: " + str(exc).encode()
+        except BaseException as exc:
+            result = repr(exc).encode()
+        os.write(wr, result)
+        os._exit(0)
+    os.close(wr)
+    with os.fdopen(rd, "rb") as f:
+        result = f.read().decode()
+    os.waitpid(child, 0)
+    # WHEN it opens our memory THEN it gets PermissionDenied with the hint
+    assert result.startswith("PermissionDenied: cannot read the memory of process %d" % PID)
+    assert PermissionDenied.HINT in result
+
+
+@pytest.mark.parametrize("text", ["plain ascii", "caf\u00e9 (latin-1)", "\u95a2\u6570 (ucs2)",
+                                  "\U0001f600 astral", "x" * 300, "\u00e9" * 100, ""])
+def test_object_reader_decodes_every_kind(text):
+    s = "".join(list(text))  # a fresh, non-interned object
+    hexversion = sys.hexversion
+    layout = layout_for(version_from_hex(hexversion)[0], debug_blob=_own_debug_blob())
+    objects = ObjectReader(ProcMemReader(PID), layout.strings, layout.ob_type, id(str), id(bytes))
+    assert objects.read_str(id(s)) == s
+    assert objects.read_bytes(id(text.encode())) == text.encode()
+    with pytest.raises(MemoryReadError):  # a bytes object is not a str
+        objects.read_str(id(b"not a str"))
+
+
+def _own_debug_blob():
+    """This interpreter's _Py_DebugOffsets (3.13+), read through its own _PyRuntime."""
+    if sys.version_info < (3, 13):
+        return None
+    runtime = ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime")
+    return ctypes.string_at(ctypes.addressof(runtime), 1024)
+
+
+def test_attach_to_ourselves_sees_this_frame():
+    # GIVEN this process attached to itself, sampled from a helper thread while this thread
+    # waits at a known line (a thread sampling itself races with its own frames)
+    marks = marked_lines(__file__)
+    result = {}
+    with PythonProcess.attach(PID) as proc:
+        sampler = threading.Thread(target=lambda: result.update(stacks=proc.sample_threads()))
+        sampler.start()
+        sampler.join()  # @self-join
+        stacks = result["stacks"]
+        mine = [s for s in stacks if s.python_thread_id == threading.get_ident()]
+        theirs = [s for s in stacks if s.python_thread_id == sampler.ident]
+        # THEN this thread's stack has this function at the join line
+        assert len(mine) == 1 and not mine[0].torn
+        assert mine[0].native_tid == threading.get_native_id()
+        frames = [proc.describe_frame(*f) for f in mine[0].frames]
+        here = [f for f in frames if f.name == "test_attach_to_ourselves_sees_this_frame"]
+        assert here and here[0].line == marks["self-join"]
+        assert here[0].filename == __file__
+        # AND the waiting thread does not hold the GIL (the sampler releases it in os.pread,
+        # so it may not appear as the holder either)
+        assert len(theirs) == 1 and not mine[0].holds_gil

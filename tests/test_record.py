@@ -1,0 +1,248 @@
+"""spyrec end to end: real targets under every installed CPython, recorded through the CLI.
+
+Each test runs the real ``spyrec`` command against a real target process and checks what comes
+out of the file against what the target itself reports (its threads' ids and names, the lines
+marked in its source, its own measured time split).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from pythons import (ALL_SUPPORTED, UNSUPPORTED, marked_lines, minor_of, python_for,
+                     running_target, target_path)
+from spyrec.spyformat import SampleFlag, read_recording
+
+SPYREC = [sys.executable, "-m", "spyrec"]
+
+
+def spyrec(*args, timeout=60, **kwargs):
+    return subprocess.run(SPYREC + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def load(path):
+    with open(path, "rb") as f:
+        return read_recording(f)
+
+
+class Stacks:
+    """A recording's samples as Python objects, for assertions."""
+
+    def __init__(self, rec):
+        self.rec = rec
+        s = rec.strings
+        f = rec.frames
+        self.frames = [(s[f["qualname"][i]], os.path.basename(s[f["file"][i]]), f["line"][i])
+                       for i in range(len(f["file"]))]
+
+    def stack(self, stack_id):
+        """Frames of a stack as (qualname, file basename, line), innermost first."""
+        return [self.frames[i] for i in reversed(self.rec.stacks[stack_id])]
+
+    def of_thread(self, tid):
+        mask = self.rec.samples["tid"] == tid
+        return [self.stack(s) for s in self.rec.samples["stack"][mask].tolist()]
+
+    def most_common(self, tid):
+        stacks = Counter(tuple(s) for s in self.of_thread(tid))
+        assert stacks, "no samples of thread %d" % tid
+        return list(stacks.most_common(1)[0][0])
+
+    def cpu_seconds(self, tid):
+        return float(self.rec.samples["cpu"][self.rec.samples["tid"] == tid].sum()) / 1e9
+
+    def idle_share(self, tid):
+        flags = self.rec.samples["flags"][self.rec.samples["tid"] == tid]
+        return float(((flags & SampleFlag.IDLE) != 0).mean())
+
+
+@pytest.fixture(scope="module", params=ALL_SUPPORTED)
+def stacks_recording(request, tmp_path_factory):
+    """The stacks target under one interpreter, recorded for 1.5 s by ``spyrec -p``."""
+    python = python_for(request.param)
+    out = tmp_path_factory.mktemp("rec") / "stacks.spy"
+    with running_target(python, "stacks.py", "30") as target:
+        result = spyrec("-o", out, "-p", target.pid, "-d", "1.5", "-r", "200")
+        assert result.returncode == 0, result.stderr
+    return request.param, target.info, Stacks(load(out)), result.stderr
+
+
+def test_status_line_and_trailer(stacks_recording):
+    _, _, stacks, stderr = stacks_recording
+    rec = stacks.rec
+    assert stderr.startswith("spyrec: %d samples" % rec.sample_count), stderr
+    assert "Hz effective" in stderr and "errors" in stderr
+    assert rec.trailer["stop_reason"] == "duration"
+    assert rec.trailer["samples"] == rec.sample_count
+    assert 1.4e9 <= rec.trailer["duration_ns"] <= 2.5e9
+    # 9 threads at 200 Hz for 1.5 s: most rounds are taken, each samples every thread
+    assert rec.trailer["ticks"] >= 150
+    assert rec.sample_count >= 9 * 150
+    assert rec.trailer["errors"] <= rec.sample_count * 0.02
+
+
+def test_every_thread_with_its_ids_and_name(stacks_recording):
+    label, truth, stacks, _ = stacks_recording
+    rec = stacks.rec
+    pid = truth["pid"]
+    assert rec.header["pid"] == pid and rec.header["python_version"] == truth["python"]
+    expected = dict(truth["threads"], MainThread=truth["main"])
+    recorded_tids = set(rec.samples["tid"].tolist())
+    for name, thread in expected.items():
+        tid = thread["native_id"]
+        assert tid in recorded_tids, (name, tid)
+        record = rec.threads[(pid, tid)]
+        assert record["py_thread_id"] == thread["ident"], name
+        assert record["name"] == name, (label, record)
+        assert record["start_ns"] >= 0
+    assert set(rec.samples["pid"].tolist()) == {pid}
+
+
+def test_exact_stacks_and_lines(stacks_recording):
+    label, truth, stacks, _ = stacks_recording
+    marks = marked_lines(target_path("stacks.py"))
+    uni_marks = marked_lines(target_path("uni_名前_😀.py"))
+    threads = truth["threads"]
+
+    def top(name, depth):
+        tid = truth["main"]["native_id"] if name == "MainThread" else threads[name]["native_id"]
+        return stacks.most_common(tid)[:depth]
+
+    main = top("MainThread", 14)
+    assert main[0] == ("main_sleep", "stacks.py", marks["main-sleep"])
+    assert main[1] == ("recurse", "stacks.py", marks["recurse-leaf"])
+    assert main[2:11] == [("recurse", "stacks.py", marks["recurse"])] * 9
+    assert main[11] == ("main", "stacks.py", marks["main-call"])
+    assert main[12] == ("<module>", "stacks.py", marks["module-call"])
+    assert top("sleeper", 1) == [("sleeper", "stacks.py", marks["sleep"])]
+    has_qualname = tuple(int(n) for n in minor_of(label).split(".")) >= (3, 11)
+    spin_name = "Outer.Inner.spin" if has_qualname else "spin"
+    assert top("spinner", 2) == [(spin_name, "stacks.py", marks["spin"]),
+                                 ("spinner", "stacks.py", marks["spinner-call"])]
+    assert top("generator", 2) == [("ticker", "stacks.py", marks["gen"]),
+                                   ("consume", "stacks.py", marks["consume"])]
+    assert top("unicode", 3) == [("émoji_sleep", "uni_名前_😀.py", uni_marks["uni-sleep"]),
+                                 ("関数_level2", "stacks.py", marks["kanji"]),
+                                 ("café_level3", "stacks.py", marks["cafe"])]
+    far = top("far", 2)
+    assert far[0] == ("far_away", truth["far_file"], truth["far_line"]) and truth["far_line"] > 65535
+    assert far[1] == ("far_thread", "stacks.py", marks["far-call"])
+    lam = top("lambda", 2)
+    assert lam[0][0] in ("<lambda>", "lambda_thread.<locals>.<lambda>")
+    assert lam[0][2] == marks["lambda"] and lam[1] == ("lambda_thread", "stacks.py", marks["lambda-call"])
+    init = [frame for frame in top("init", 4) if frame[1] == "stacks.py"]
+    assert init[0][0] in ("__init__", "Sleepy.__init__") and init[0][2] == marks["init-sleep"]
+    assert init[1] == ("init_thread", "stacks.py", marks["init-call"])
+
+
+def test_cpu_time_and_idle_state(stacks_recording):
+    _, truth, stacks, _ = stacks_recording
+    threads = truth["threads"]
+    spinner, generator = threads["spinner"]["native_id"], threads["generator"]["native_id"]
+    sleeper = threads["sleeper"]["native_id"]
+    # two CPU-bound threads share the GIL for ~1.5 s: each gets a good part of a core
+    assert stacks.cpu_seconds(spinner) + stacks.cpu_seconds(generator) > 0.6
+    assert stacks.cpu_seconds(sleeper) < 0.05
+    assert stacks.idle_share(sleeper) > 0.95
+    assert stacks.idle_share(spinner) < 0.6
+    rec = stacks.rec
+    sleeper_flags = rec.samples["flags"][rec.samples["tid"] == sleeper]
+    assert not (sleeper_flags & SampleFlag.GIL).any()
+    assert (rec.samples["flags"] & SampleFlag.GIL).any()
+    assert rec.samples["rss"].min() > 1 << 20
+
+
+# -- launch mode, accuracy ------------------------------------------------------------------------
+
+def test_launch_records_until_exit_and_matches_the_targets_own_split(tmp_path):
+    """The 75/25 target: the recording's split agrees with the target's own within 2 points."""
+    out = tmp_path / "split.spy"
+    report = tmp_path / "split.json"
+    result = spyrec("-o", out, "-r", "1000", "--", sys.executable, target_path("split.py"), "0.75", "4",
+                    "--report", report, timeout=120)
+    assert result.returncode == 0, result.stderr
+    own = json.loads(report.read_text())
+    stacks = Stacks(load(out))
+    rec = stacks.rec
+    assert rec.trailer["stop_reason"] == "target exited"
+    assert rec.processes[rec.header["pid"]]["exit_code"] == 0
+    assert rec.header["mode"] == "launch"
+    busy = ~((rec.samples["flags"] & SampleFlag.IDLE) != 0)
+    counts = Counter()
+    for stack_id in rec.samples["stack"][busy].tolist():
+        names = {frame[0] for frame in stacks.stack(stack_id)}
+        counts["heavy" if "heavy" in names else "light" if "light" in names else "other"] += 1
+    assert counts["heavy"] + counts["light"] > 2500
+    share = counts["heavy"] / (counts["heavy"] + counts["light"])
+    assert abs(share - own["heavy_share"]) < 0.02, (share, own, counts)
+
+
+# -- stopping ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig, complete", [(signal.SIGINT, True), (signal.SIGTERM, True),
+                                           (signal.SIGKILL, False)])
+def test_stopping_by_signal_leaves_a_readable_file(tmp_path, sig, complete):
+    out = tmp_path / "stopped.spy"
+    with running_target(sys.executable, "stacks.py", "30") as target:
+        recorder = subprocess.Popen(SPYREC + ["-o", str(out), "-p", str(target.pid), "-r", "100"],
+                                    stderr=subprocess.PIPE, text=True)
+        time.sleep(2.6)     # past two flushes
+        recorder.send_signal(sig)
+        _, stderr = recorder.communicate(timeout=30)
+    rec = load(out)
+    assert rec.sample_count >= 9 * 100     # at least the first second of 9 threads
+    if complete:
+        assert recorder.returncode == 0, stderr
+        assert rec.trailer["stop_reason"].startswith("interrupted")
+        assert rec.trailer["samples"] == rec.sample_count
+        assert rec.lost_bytes == 0
+    else:
+        assert rec.trailer is None
+
+
+def test_streams_to_standard_output(tmp_path):
+    with running_target(sys.executable, "stacks.py", "30") as target:
+        result = subprocess.run(SPYREC + ["-o", "-", "-p", str(target.pid), "-d", "1"],
+                                capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "streamed.spy"
+    path.write_bytes(result.stdout)
+    rec = load(path)
+    assert rec.trailer["stop_reason"] == "duration" and rec.sample_count > 0
+
+
+def test_threads_that_come_and_go_are_opened_and_closed(tmp_path):
+    out = tmp_path / "churn.spy"
+    with running_target(sys.executable, "churn.py", "30") as target:
+        result = spyrec("-o", out, "-p", target.pid, "-d", "1.5", "-r", "500")
+        assert result.returncode == 0, result.stderr
+    rec = load(out)
+    main_tid = target.info["main"]["native_id"]
+    ended = [t for (pid, tid), t in rec.threads.items() if tid != main_tid and t.get("end_ns")]
+    assert len(ended) >= 10
+    for thread in ended:
+        assert thread["end_ns"] >= thread["start_ns"]
+    marks = marked_lines(target_path("churn.py"))
+    stacks = Stacks(rec)
+    workers = [s for tid, s in zip(rec.samples["tid"].tolist(), rec.samples["stack"].tolist())
+               if tid != main_tid]
+    leaves = Counter(stacks.stack(s)[0][:3:2] for s in workers if rec.stacks[s])
+    assert leaves.most_common(1)[0][0] == ("short_lived", marks["churn-spin"])
+    assert rec.trailer["errors"] < rec.sample_count * 0.05
+
+
+@pytest.mark.parametrize("label", UNSUPPORTED)
+def test_unsupported_python_is_named(tmp_path, label):
+    python = python_for(label)
+    with running_target(python, "stacks.py", "30") as target:
+        result = spyrec("-o", tmp_path / "x.spy", "-p", target.pid, "-d", "1")
+    assert result.returncode != 0
+    assert result.stderr.startswith("spyrec: error: ") and label in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

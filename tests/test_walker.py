@@ -1,0 +1,323 @@
+"""The walker against real targets under every supported interpreter (no mocks).
+
+Each target prints its own ground truth (thread idents, native TIDs; see tests/targets/); lines
+are resolved from ``# @mark`` comments in the target sources.  Because the target keeps running,
+tests sample until the expected state shows up (``settled``) instead of assuming it.
+"""
+
+import os
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+
+from conftest import attached
+from pythons import (ALL_SUPPORTED, UNSUPPORTED, marked_lines, minor_of, python_for,
+                     running_target, target_path, wait_until)
+from spyrec.errors import MemoryReadError, NotPython, TargetNotFound, UnsupportedPython
+from spyrec.interpreter import FrameInfo, PythonProcess, ThreadStack
+
+STACKS = target_path("stacks.py")
+UNI = target_path("uni_\u540d\u524d_\U0001f600.py")
+DEEP = target_path("deep.py")
+MARKS = marked_lines(STACKS)
+UNI_MARKS = marked_lines(UNI)
+DEEP_MARKS = marked_lines(DEEP)
+THREAD_BOTTOM = [("run", "Thread.run"), ("_bootstrap_inner", "Thread._bootstrap_inner"),
+                 ("_bootstrap", "Thread._bootstrap")]
+
+
+def has_qualname(label):
+    return tuple(map(int, minor_of(label).split("."))) >= (3, 11)
+
+
+def has_columns(label):
+    return has_qualname(label)
+
+
+def expected_stacks(label, info):
+    """Thread name -> [(name, qualname, line, file)], innermost first (see stacks.py)."""
+    q = has_qualname(label)
+
+    def frame(name, qualname, line, file=STACKS):
+        return (name, qualname if q else name, line, file)
+
+    bottom = [(name, qualname if q else name, None, "threading.py")
+              for name, qualname in THREAD_BOTTOM]
+    recursion = info["recursion"]
+    return {
+        "MainThread": [frame("main_sleep", "main_sleep", MARKS["main-sleep"]),
+                       frame("recurse", "recurse", MARKS["recurse-leaf"])]
+        + [frame("recurse", "recurse", MARKS["recurse"])] * (recursion - 1)
+        + [frame("main", "main", MARKS["main-call"]),
+           frame("<module>", "<module>", MARKS["module-call"])],
+        "sleeper": [frame("sleeper", "sleeper", MARKS["sleep"])] + bottom,
+        "spinner": [frame("spin", "Outer.Inner.spin", MARKS["spin"]),
+                    frame("spinner", "spinner", MARKS["spinner-call"])] + bottom,
+        "generator": [frame("ticker", "ticker", MARKS["gen"]),
+                      frame("consume", "consume", MARKS["consume"])] + bottom,
+        "unicode": [frame("\u00e9moji_sleep", "\u00e9moji_sleep", UNI_MARKS["uni-sleep"], UNI),
+                    frame("\u95a2\u6570_level2", "\u95a2\u6570_level2", MARKS["kanji"]),
+                    frame("caf\u00e9_level3", "caf\u00e9_level3", MARKS["cafe"])] + bottom,
+        "lambda": [frame("<lambda>", "lambda_thread.<locals>.<lambda>", MARKS["lambda"]),
+                   frame("lambda_thread", "lambda_thread", MARKS["lambda-call"])] + bottom,
+        "far": [frame("far_away", "far_away", info["far_line"], info["far_file"]),
+                frame("far_thread", "far_thread", MARKS["far-call"])] + bottom,
+        "init": [frame("__init__", "Sleepy.__init__", MARKS["init-sleep"]),
+                 frame("init_thread", "init_thread", MARKS["init-call"])] + bottom,
+    }
+
+
+def observed(proc, stack):
+    """[(name, qualname, line, file)] of a ThreadStack, innermost first."""
+    out = []
+    for key, offset in stack.frames:
+        info = proc.describe_frame(key, offset)
+        out.append((info.name, info.qualname, info.line, info.filename))
+    return out
+
+
+def matches(got, want):
+    if len(got) != len(want):
+        return False
+    for (name, qualname, line, file), (wname, wqual, wline, wfile) in zip(got, want):
+        if (name, qualname) != (wname, wqual):
+            return False
+        if wline is None:  # threading.py internals: any real line in that file
+            if line <= 0 or not file.endswith(wfile):
+                return False
+        elif (line, file) != (wline, wfile):
+            return False
+    return True
+
+
+def threads_by_name(target):
+    info = target.info
+    by_ident = {info["main"]["ident"]: ("MainThread", info["main"])}
+    for name, record in info["threads"].items():
+        by_ident[record["ident"]] = (name, record)
+    return by_ident
+
+
+def settled(proc, target, label, timeout=10.0):
+    """Sample until every thread shows its expected stack; return {name: (stack, frames)}."""
+    want = expected_stacks(label, target.info)
+    by_ident = threads_by_name(target)
+    last = {}
+
+    def attempt():
+        result = {}
+        for stack in proc.sample_threads():
+            name = by_ident.get(stack.python_thread_id, ("?", None))[0]
+            if name == "?":
+                continue
+            try:
+                frames = observed(proc, stack)
+            except MemoryReadError:
+                return None
+            last[name] = frames
+            if not stack.torn and matches(frames, want[name]):
+                result[name] = (stack, frames)
+        return result if set(result) == set(want) else None
+
+    result = wait_until(attempt, timeout)
+    if not result:
+        bad = {n: last.get(n) for n in want if not matches(last.get(n) or [], want[n])}
+        pytest.fail("stacks never matched; last seen: %r" % bad)
+    return result
+
+
+@pytest.fixture(scope="module", params=ALL_SUPPORTED)
+def stacks_target(request):
+    label = request.param
+    with running_target(python_for(label), "stacks.py", "120") as target:
+        with attached(target.pid) as proc:
+            yield label, target, proc
+
+
+# -- attach ------------------------------------------------------------------------------------
+
+
+def test_attach_reports_the_interpreter(stacks_target):
+    label, target, proc = stacks_target
+    # GIVEN a running target WHEN attached THEN version, executable and runtime file are right
+    assert proc.pid == target.pid
+    assert proc.version_string == target.info["python"]
+    assert proc.version == tuple(int(x) for x in target.info["python"].split("."))
+    assert proc.executable == os.path.realpath(target.info["executable"])
+    if label == "3.11-debian":
+        assert proc.runtime_file == "/usr/bin/python3.11"
+    else:
+        assert os.path.basename(proc.runtime_file).startswith("libpython" + minor_of(label))
+
+
+# -- stacks ------------------------------------------------------------------------------------
+
+
+def test_every_thread_has_its_exact_stack(stacks_target):
+    label, target, proc = stacks_target
+    # WHEN sampled repeatedly THEN each thread shows exactly the frames and lines in stacks.py
+    settled(proc, target, label)
+
+
+def test_thread_identities_match_the_target(stacks_target):
+    label, target, proc = stacks_target
+    by_ident = threads_by_name(target)
+    stacks = proc.sample_threads()
+    # THEN one stack per thread, with the Python ident and the kernel TID the thread reported
+    assert sorted(s.python_thread_id for s in stacks) == sorted(by_ident)
+    for stack in stacks:
+        name, record = by_ident[stack.python_thread_id]
+        assert stack.native_tid == record["native_id"], name
+        assert os.path.isdir("/proc/%d/task/%d" % (target.pid, stack.native_tid))
+    assert isinstance(stacks[0], ThreadStack)
+
+
+def test_columns_of_sleeping_calls(stacks_target):
+    label, target, proc = stacks_target
+    got = settled(proc, target, label)
+    for name in ("sleeper", "MainThread", "lambda", "init", "unicode"):
+        stack, frames = got[name]
+        info = proc.describe_frame(*stack.frames[0])
+        assert isinstance(info, FrameInfo)
+        if not has_columns(label):
+            assert info.column == -1
+            continue
+        with open(info.filename, encoding="utf-8") as f:
+            source = f.read().splitlines()[info.line - 1]
+        # the CALL's position starts at the callee expression, e.g. "time.sleep(...)"
+        assert info.column == source.index("time.sleep"), (name, source)
+
+
+def test_gil_holder_is_a_running_thread(stacks_target):
+    label, target, proc = stacks_target
+    by_ident = threads_by_name(target)
+    holders = Counter()
+    for _ in range(300):
+        stacks = proc.sample_threads()
+        held = [by_ident[s.python_thread_id][0] for s in stacks if s.holds_gil]
+        # THEN at most one thread holds the GIL at a time
+        assert len(held) <= 1
+        holders.update(held)
+        time.sleep(0.001)
+    # AND sleeping threads never hold it, while a CPU-bound one sometimes does
+    assert set(holders) <= {"spinner", "generator"}, holders
+    assert holders, "no sample saw the GIL held"
+
+
+def test_no_torn_reads_on_a_steady_target(stacks_target):
+    label, target, proc = stacks_target
+    before = proc.torn_reads
+    for _ in range(200):
+        proc.sample_threads()
+    assert proc.torn_reads - before <= 2
+
+
+def test_thread_name_never_raises(stacks_target):
+    label, target, proc = stacks_target
+    for stack in proc.sample_threads():
+        name = proc.thread_name(stack.native_tid)
+        assert name is None or isinstance(name, str)
+    assert proc.thread_name(2 ** 31 - 1) is None
+
+
+# -- deep stacks, churn, exit -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", ALL_SUPPORTED)
+def test_deep_stack_across_datastack_chunks(label, target_under):
+    depth = 300  # ~40 KiB of 3.11+ frames: three 16 KiB datastack chunks
+    target, proc = target_under(label, "deep.py", "60", str(depth), "sleep")
+
+    def deep_stack():
+        stacks = proc.sample_threads()
+        if stacks and len(stacks[0].frames) == depth + 1:
+            if proc.describe_frame(*stacks[0].frames[0]).name == "leaf":
+                return stacks[0]
+        return None
+
+    stack = wait_until(deep_stack)
+    assert stack and not stack.torn
+    frames = [proc.describe_frame(*f) for f in stack.frames]
+    assert [f.name for f in frames] == ["leaf"] + ["level"] * (depth - 1) + ["<module>"]
+    assert [f.line for f in frames[:3]] == [DEEP_MARKS["leaf-sleep"], DEEP_MARKS["level-leaf"],
+                                            DEEP_MARKS["level"]]
+    assert frames[-1].line == DEEP_MARKS["deep-call"]
+    assert stack.native_tid == target.pid
+
+
+@pytest.mark.parametrize("label", ALL_SUPPORTED)
+def test_threads_that_come_and_go(label, target_under):
+    target, proc = target_under(label, "churn.py", "60", "4")
+    main_ident = target.info["main"]["ident"]
+    workers = set()
+    good = bad = 0
+    deadline = time.monotonic() + 1.0
+    samples = 0
+    while time.monotonic() < deadline:
+        samples += 1
+        for stack in proc.sample_threads():  # THEN it never raises
+            if stack.python_thread_id == main_ident or stack.torn or not stack.frames:
+                continue
+            workers.add(stack.native_tid)
+            try:
+                names = [proc.describe_frame(*f).name for f in stack.frames]
+            except MemoryReadError:
+                bad += 1
+                continue
+            good += names[-1] == "_bootstrap"
+            bad += names[-1] != "_bootstrap"
+    # AND new threads are picked up as they appear, with sane stacks
+    assert len(workers) >= 5, workers
+    assert good >= 10 * max(bad, 1) or bad <= 2, (good, bad)
+    assert proc.torn_reads < samples
+
+
+@pytest.mark.parametrize("label", ["3.8", "3.11", "3.13"])
+def test_target_exit_raises_target_not_found(label):
+    python = python_for(label)
+    with running_target(python, "deep.py", "0.5", "5", "spin") as target:
+        with attached(target.pid) as proc:
+            def gone():
+                try:
+                    proc.sample_threads()
+                except TargetNotFound:
+                    return True
+                return False
+
+            assert wait_until(gone, timeout=10, interval=0.0)
+            with pytest.raises(TargetNotFound):
+                proc.sample_threads()
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", UNSUPPORTED)
+def test_unsupported_python_is_named(label):
+    with running_target(python_for(label), "deep.py", "30") as target:
+        with pytest.raises(UnsupportedPython) as err:
+            PythonProcess.attach(target.pid)
+    message = str(err.value)
+    assert "Python %s." % label in message and "\n" not in message
+    assert target.info["python"] in message
+
+
+def test_not_python():
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        wait_until(lambda: os.readlink("/proc/%d/exe" % sleeper.pid).endswith("sleep"))
+        with pytest.raises(NotPython) as err:
+            PythonProcess.attach(sleeper.pid)
+        assert "\n" not in str(err.value)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_nonexistent_pid():
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid = int(f.read())  # PIDs are always below pid_max
+    with pytest.raises(TargetNotFound):
+        PythonProcess.attach(pid)
