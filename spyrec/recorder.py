@@ -13,7 +13,7 @@ import sys
 import time
 
 from spyrec import __version__
-from spyrec.errors import NotPython, SpyError, TargetNotFound
+from spyrec.errors import NotPython, SpyError, TargetNotFound, UnsupportedPython
 from spyrec.interpreter import PythonProcess
 from spyrec.sampler import Sampler
 from spyrec.spyformat import SpyWriter
@@ -74,7 +74,9 @@ def attach_launched(child):
                                  % (child.args[0], child.returncode))
         try:
             return PythonProcess.attach(child.pid)
-        except (NotPython, TargetNotFound):
+        except (NotPython, TargetNotFound, UnsupportedPython):
+            # Right after exec the dynamic loader has not mapped libpython yet, and the
+            # runtime may not be initialised: keep trying until the interpreter is up.
             if time.monotonic() > deadline:
                 raise
         time.sleep(delay)
