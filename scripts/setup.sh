@@ -9,4 +9,10 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
+# Keep pip's build chatter out of the way; show it only if the install fails.
+log=.venv/install.log
+if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extras]" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: installing the project failed (log above, also in $log)" >&2
+    exit 1
+fi
