@@ -82,9 +82,10 @@ def test_status_line_and_trailer(stacks_recording):
     assert rec.trailer["stop_reason"] == "duration"
     assert rec.trailer["samples"] == rec.sample_count
     assert 1.4e9 <= rec.trailer["duration_ns"] <= 2.5e9
-    # 9 threads at 200 Hz for 1.5 s: most rounds are taken, each samples every thread
-    assert rec.trailer["ticks"] >= 150
-    assert rec.sample_count >= 9 * 150
+    # 200 Hz for 1.5 s is 300 rounds; a loaded 2-core machine may delay some, but each round
+    # samples all 9 threads
+    assert rec.trailer["ticks"] >= 120
+    assert rec.sample_count >= 9 * rec.trailer["ticks"] * 0.95
     assert rec.trailer["errors"] <= rec.sample_count * 0.02
 
 
@@ -147,9 +148,11 @@ def test_cpu_time_and_idle_state(stacks_recording):
     threads = truth["threads"]
     spinner, generator = threads["spinner"]["native_id"], threads["generator"]["native_id"]
     sleeper = threads["sleeper"]["native_id"]
-    # two CPU-bound threads share the GIL for ~1.5 s: each gets a good part of a core
-    assert stacks.cpu_seconds(spinner) + stacks.cpu_seconds(generator) > 0.6
-    assert stacks.cpu_seconds(sleeper) < 0.05
+    # two CPU-bound threads share the GIL for ~1.5 s; even on a loaded machine they get a
+    # good share of a core, while the sleeper gets next to nothing
+    busy = stacks.cpu_seconds(spinner) + stacks.cpu_seconds(generator)
+    assert busy > 0.25
+    assert stacks.cpu_seconds(sleeper) < 0.05 and stacks.cpu_seconds(sleeper) < busy / 10
     assert stacks.idle_share(sleeper) > 0.95
     assert stacks.idle_share(spinner) < 0.6
     rec = stacks.rec
