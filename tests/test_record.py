@@ -69,9 +69,19 @@ def stacks_recording(request, tmp_path_factory):
     python = python_for(request.param)
     out = tmp_path_factory.mktemp("rec") / "stacks.spy"
     with running_target(python, "stacks.py", "30") as target:
+        tids = [t["native_id"] for t in target.info["threads"].values()]
+        before = {tid: thread_cpu_ns(target.pid, tid) for tid in tids}
         result = spyrec("-o", out, "-p", target.pid, "-d", "1.5", "-r", "200")
+        used = {tid: thread_cpu_ns(target.pid, tid) - before[tid] for tid in tids}
         assert result.returncode == 0, result.stderr
+    target.info["cpu_used_ns"] = used
     return request.param, target.info, Stacks(load(out)), result.stderr
+
+
+def thread_cpu_ns(pid, tid):
+    """The thread's CPU time as the kernel counts it, read by the test itself."""
+    with open("/proc/%d/task/%d/schedstat" % (pid, tid)) as f:
+        return int(f.read().split()[0])
 
 
 def test_status_line_and_trailer(stacks_recording):
@@ -153,6 +163,13 @@ def test_cpu_time_and_idle_state(stacks_recording):
     busy = stacks.cpu_seconds(spinner) + stacks.cpu_seconds(generator)
     assert busy > 0.25
     assert stacks.cpu_seconds(sleeper) < 0.05 and stacks.cpu_seconds(sleeper) < busy / 10
+    # the recorded CPU is what the kernel counted while the recording ran: never more than the
+    # thread used around the whole recorder run, and most of it for the busy threads
+    for tid, used_ns in truth["cpu_used_ns"].items():
+        recorded_ns = stacks.cpu_seconds(tid) * 1e9
+        assert recorded_ns <= used_ns + 1e6, tid
+        if tid in (spinner, generator):
+            assert recorded_ns >= 0.5 * used_ns, tid
     assert stacks.idle_share(sleeper) > 0.95
     assert stacks.idle_share(spinner) < 0.6
     rec = stacks.rec
