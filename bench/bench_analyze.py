@@ -10,9 +10,9 @@ and site-packages paths), and stacks that persist from one sample to the next (a
 that keeps its stack 90% of the time), so they compress and autocorrelate as real ones do.
 The second recording of each size ("b") shifts the weight of a few functions, for the diff.
 
-Each measurement runs in a fresh interpreter so its peak RSS (ru_maxrss) is its own; times
-exclude interpreter start and imports.  Results go to stdout as a Markdown table for
-docs/benchmarks.md.
+Each measurement runs in a fresh interpreter so its peak RSS (VmHWM) is its own; times
+exclude interpreter start and imports; each is the fastest of ``--repeat`` runs (3).  Results
+go to stdout as a Markdown table for docs/benchmarks.md.
 """
 
 import argparse
@@ -51,7 +51,8 @@ def make_program(seed):
         cls = "Class%d." % (i % 7) if i % 3 == 0 else ""
         functions.append((file, "%sfunc_%d" % (cls, i), 10 + (i * 37) % 900))
     stacks = set()
-    roots = [("/srv/app/src/main.py", "<module>", 1), ("/usr/lib/python3.11/threading.py", "Thread._bootstrap", 995)]
+    roots = [("/srv/app/src/main.py", "<module>", 1),
+             ("/usr/lib/python3.11/threading.py", "Thread._bootstrap", 995)]
     while len(stacks) < 3000:
         depth = int(rng.integers(8, 41))
         chosen = rng.integers(0, len(functions), depth - 1)
@@ -90,14 +91,15 @@ def generate(path, samples, variant, seed=1):
         writer = SpyWriter(stream)
         writer.write_header({"interval_ns": INTERVAL_NS, "pid": 4000, "argv": ["python", "bench.py"],
                              "python_version": "3.11.7", "python_executable": "/usr/bin/python3.11",
-                             "host": "bench", "recorder": "bench_analyze", "start_wall_ns": 1_700_000_000 * 10 ** 9,
+                             "host": "bench", "recorder": "bench_analyze",
+                             "start_wall_ns": 1_700_000_000 * 10 ** 9,
                              "start_mono_ns": 0})
         writer.process(pid=4000, argv=["python", "bench.py"], python_version="3.11.7")
         for k in range(THREADS):
-            writer.thread(pid=4000, tid=1000 + k, py_thread_id=k + 1, name="MainThread" if k == 0 else "worker-%d" % k,
-                          start_ns=0, end_ns=None)
-        ids = [writer.stack_id(tuple(writer.frame_id(f, q.rsplit(".", 1)[-1], q, line) for f, q, line in stack))
-               for stack in stacks]
+            writer.thread(pid=4000, tid=1000 + k, py_thread_id=k + 1,
+                          name="MainThread" if k == 0 else "worker-%d" % k, start_ns=0, end_ns=None)
+        ids = [writer.stack_id(tuple(writer.frame_id(f, q.rsplit(".", 1)[-1], q, line)
+                                     for f, q, line in stack)) for stack in stacks]
         stack_ids = np.asarray(ids)[chosen]
         sample = writer.sample
         for row in zip(t.tolist(), [4000] * n, tids.tolist(), stack_ids.tolist(), cpu.tolist(), rss.tolist(),
@@ -154,20 +156,43 @@ def stage(name, files):
             spyanalyze.write(kept, out)
         result["filter_write"] = time.perf_counter() - started
         result["kept"] = len(kept)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 
-def run_stage(name, files):
-    output = subprocess.run([sys.executable, __file__, "--stage", name, *files], check=True,
-                            capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+def peak_rss_mb():
+    """This process's peak RSS.  VmHWM, not ru_maxrss: the latter survives exec, so a stage
+    would inherit the generator's peak from the parent it was forked from."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_stage(name, files, repeat=1):
+    """Run a stage ``repeat`` times, each in a fresh interpreter; keep the fastest time of each
+    measurement (the least disturbed by other work on the machine) and the largest peak RSS."""
+    best = {}
+    for _ in range(repeat):
+        output = subprocess.run([sys.executable, __file__, "--stage", name, *files], check=True,
+                                capture_output=True, text=True).stdout
+        result = json.loads(output.strip().splitlines()[-1])
+        for key, value in result.items():
+            if key not in best:
+                best[key] = value
+            elif key == "peak_rss_mb":
+                best[key] = max(best[key], value)
+            elif isinstance(value, float):
+                best[key] = min(best[key], value)
+    return best
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--dir", default="/tmp/spyanalyze-bench")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (fastest kept)")
     parser.add_argument("--stage")
     parser.add_argument("files", nargs="*")
     args = parser.parse_args()
@@ -186,19 +211,23 @@ def main():
                 print("generated %s in %.1fs" % (path, time.perf_counter() - started), file=sys.stderr)
             files.append(path)
         size_mb = os.path.getsize(files[0]) / 1e6
-        views = run_stage("views", files[:1])
-        diffed = run_stage("diff", files)
-        scope = run_stage("speedscope", files[:1])
-        folded = run_stage("collapsed", files[:1])
-        filtered = run_stage("filter", files[:1])
+        views = run_stage("views", files[:1], args.repeat)
+        diffed = run_stage("diff", files, args.repeat)
+        scope = run_stage("speedscope", files[:1], args.repeat)
+        folded = run_stage("collapsed", files[:1], args.repeat)
+        filtered = run_stage("filter", files[:1], args.repeat)
         rows.append((size, size_mb, views, diffed, scope, folded, filtered))
         print(json.dumps({"size": size, "views": views, "diff": diffed, "speedscope": scope,
                           "collapsed": folded, "filter": filtered}), file=sys.stderr)
+    print("Machine: %d CPUs, load average %.1f at the end; Python %s; numpy %s; pandas %s.\n"
+          % (os.cpu_count(), os.getloadavg()[0], sys.version.split()[0], np.__version__,
+             __import__("pandas").__version__))
     print("| samples | file | load | load rate | by_function | line+thread+timeline | diff (2 loaded) "
           "| load 2 + diff | speedscope | collapsed | filter+write | peak RSS (load+views / diff) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size, size_mb, views, diffed, scope, folded, filtered in rows:
-        print("| %s | %.0f MB | %.2f s | %.2f M/s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s | %.0f / %.0f MB |"
+        print("| %s | %.0f MB | %.2f s | %.2f M/s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s "
+              "| %.2f s | %.0f / %.0f MB |"
               % ("{:,}".format(views["samples"]), size_mb, views["load"], views["samples"] / views["load"] / 1e6,
                  views["by_function"], views["other_views"], diffed["diff"],
                  diffed["load"] + diffed["load_b"] + diffed["diff"], scope["export"], folded["export"],

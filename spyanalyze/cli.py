@@ -63,7 +63,8 @@ def filter_options(idle_default):
             click.option("--pid", "pids", multiple=True, type=int, help="Keep this process (repeatable)."),
             click.option("--thread", "threads", multiple=True, metavar="ID|GLOB",
                          help="Keep this thread: native or Python thread id, or a name glob (repeatable)."),
-            click.option("--start", metavar="TIME", help="Keep samples from TIME on (seconds, or 200ms, 1.5s)."),
+            click.option("--start", metavar="TIME",
+                         help="Keep samples from TIME on (seconds since the start, or 200ms, 1.5s)."),
             click.option("--end", metavar="TIME", help="Keep samples before TIME."),
             click.option("--include", multiple=True, metavar="PATTERN",
                          help="Keep samples whose stack has a matching frame: a function glob, "
@@ -165,9 +166,8 @@ def info(path, as_json):
                  100 * facts["gil_share"], facts["torn"])),
              ("recorder", ", ".join("%s %s" % kv for kv in sorted(facts["trailer"].items())) or "no trailer")]
     click.echo("".join("%-9s %s\n" % line for line in lines), nl=False)
-    if not facts["complete"] or facts["lost_bytes"]:
-        click.echo("warning   the recording is incomplete (no trailer; %d bytes of a torn tail dropped)"
-                   % facts["lost_bytes"])
+    for warning in facts["warnings"]:
+        click.echo("warning   " + warning)
     table = views.by_thread(recording)
     rows = [(r.tid, r.samples, "%.3fs" % r.cpu, "%.0f%%" % (100 * r.idle_share), r.thread)
             for r in table.itertuples()]
@@ -229,9 +229,10 @@ def parse_gates(ctx, param, values):
 def diff_command(before, after, by, weight, alpha, gates, limit, as_csv, collapsed, output, **options):
     """Compare two recordings per function: share in each, change, and significance.
 
-    Functions are matched by module-relative file and qualified name.  Significance is a
-    two-sided z-test whose variance allows for autocorrelated samples (batch means), with
-    Holm's correction across functions; see spyanalyze.diff."""
+    Functions are matched by module-relative file and qualified name, so recordings from other
+    machines or commits line up.  A change is significant when a two-sided test, whose variance
+    allows for autocorrelated samples (batch means), passes after Holm's correction across
+    functions (see spyanalyze.diff).  Exit 3 when a --fail-if gate fails."""
     a = filtered(load(before), dict(options))
     b = filtered(load(after), options)
     table = diff(a, b, by=by, weight=weight, alpha=alpha)
@@ -240,15 +241,9 @@ def diff_command(before, after, by, weight, alpha, gates, limit, as_csv, collaps
     if as_csv:
         table.to_csv(output, index=False)
     else:
-        shown = table.head(limit) if limit else table
-        rows = [("%.1f%%" % (100 * r.total_a), "%.1f%%" % (100 * r.total_b), "%+.1f" % (100 * r.total_change),
-                 "%+.1f" % (100 * r.self_change), "%.2g" % r.total_p_adj, "*" if r.total_significant else "",
-                 "%s (%s)" % (r.qualname, r.module) if by != "file" else r.module)
-                for r in shown.itertuples()]
-        output.write("before: %d samples, after: %d samples; * = significant at alpha %g\n"
-                     % (len(a), len(b), alpha))
-        output.write(render(rows, ("before", "after", "total pp", "self pp", "p adj", "", by),
-                            right={0, 1, 2, 3, 4}))
+        output.write("before: %d samples, after: %d samples; shares in %%, changes in points; "
+                     "* = significant at alpha %g\n" % (len(a), len(b), alpha))
+        output.write(render_diff(table.head(limit) if limit else table, by))
     failures = check_gates(table, gates)
     for gate, rows in failures:
         for r in rows.itertuples():
@@ -256,7 +251,19 @@ def diff_command(before, after, by, weight, alpha, gates, limit, as_csv, collaps
                        % (gate.text, r.qualname, r.module, 100 * r.total_a, 100 * r.total_b, r.total_p_adj),
                        err=True)
     if failures:
-        sys.exit(GATE_FAILED)
+        click.get_current_context().exit(GATE_FAILED)
+
+
+def render_diff(table, by):
+    def where(r):
+        if by == "file":
+            return r["module"]
+        return "%s (%s%s)" % (r["qualname"], r["module"], ":%d" % r["line"] if by == "line" else "")
+    rows = [("%.1f%%" % (100 * r["total_a"]), "%.1f%%" % (100 * r["total_b"]),
+             "%+.1f" % (100 * r["total_change"]), "%+.1f" % (100 * r["self_change"]),
+             "%.2g" % r["total_p_adj"], "*" if r["total_significant"] else "", where(r))
+            for _, r in table.iterrows()]
+    return render(rows, ("before", "after", "total", "self", "p total", "", by), right={0, 1, 2, 3, 4})
 
 
 @main.command(name="filter")

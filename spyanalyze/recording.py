@@ -179,7 +179,7 @@ class Recording:
     """
 
     def __init__(self, samples, frames, stacks, threads, processes, header, trailer, meta,
-                 steps=()):
+                 steps=(), codes=None):
         self.samples = samples
         self.frames = frames
         self._stacks = stacks if isinstance(stacks, StackTable) else StackTable(stacks)
@@ -190,7 +190,7 @@ class Recording:
         self.meta = meta
         #: Human-readable descriptions of the filters that produced this recording.
         self.steps = tuple(steps)
-        self._codes = meta.setdefault("_codes", {})   # shared with derived recordings
+        self._codes = {} if codes is None else codes   # frame codings: shared with derived recordings
 
     # -- construction ------------------------------------------------------------------
 
@@ -223,7 +223,7 @@ class Recording:
         return Recording(self.samples if samples is None else samples, self.frames,
                          self._stacks if stacks is None else stacks, self.threads, self.processes,
                          self.header, self.trailer, self.meta,
-                         self.steps + ((step,) if step else ()))
+                         self.steps + ((step,) if step else ()), self._codes)
 
     # -- basic facts ---------------------------------------------------------------------
 
@@ -272,7 +272,7 @@ class Recording:
 
     def stack_weights(self, weight="samples"):
         """Total weight per stack id: sample counts, or wall / CPU nanoseconds."""
-        _check_weight(weight)
+        check_weight(weight)
         stack = self.samples["stack"].to_numpy()
         n = len(self._stacks)
         if weight == "samples":
@@ -353,7 +353,7 @@ def load(path):
 # Building the tables
 
 
-def _check_weight(weight):
+def check_weight(weight):
     if weight not in WEIGHTS:
         raise ValueError("unknown weight %r (choose samples, wall or cpu)" % (weight,))
 
@@ -489,4 +489,4 @@ def _samples_table(data, stack_map, threads):
         "wall": wall_weights(t, key, data.header.get("interval_ns")), "cpu": cpu, "rss": rss,
         "idle": (flags & SampleFlag.IDLE) != 0, "gil": (flags & SampleFlag.GIL) != 0,
         "torn": (flags & SampleFlag.TORN) != 0, "flags": flags,
-    })
+    }, copy=False)        # one block per column: consolidating would copy every column once more

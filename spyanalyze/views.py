@@ -15,7 +15,7 @@ every sample, including samples whose stack is empty).  Times are reported in se
 import numpy as np
 import pandas as pd
 
-from spyanalyze.recording import WEIGHTS, _check_weight
+from spyanalyze.recording import WEIGHTS, check_weight
 
 _KEY_COLUMNS = {"function": ["module", "qualname"], "line": ["module", "qualname", "line"],
                 "file": ["module"], "frame": ["module", "qualname", "line"]}
@@ -28,7 +28,7 @@ def aggregate(recording, by="function", weight="samples"):
     ``total_wall``, ``self_cpu``, ``total_cpu`` (seconds), then ``self_share`` and
     ``total_share`` by ``weight``.  Sorted heaviest self first; codes never sampled are left out.
     """
-    _check_weight(weight)
+    check_weight(weight)
     codes, keys = recording.frame_codes(by)
     table = keys.copy()
     n_codes = len(keys)
@@ -113,25 +113,46 @@ def timeline(recording, freq="1s"):
     columns = ["samples", "active", "threads", "cpu", "cpu_use", "rss"]
     if samples.empty:
         return pd.DataFrame(columns=columns, index=pd.DatetimeIndex([], tz="UTC", name="time"))
-    wall = samples["t"].to_numpy() + origin
-    bucket = wall // step
-    frame = pd.DataFrame({"bucket": bucket, "active": ~samples["idle"].to_numpy(),
-                          "cpu": samples["cpu"].to_numpy(), "thread": samples["tid"].to_numpy(),
-                          "pid": samples["pid"].to_numpy(), "rss": samples["rss"].to_numpy()})
-    grouped = frame.groupby("bucket", sort=True)
-    table = pd.DataFrame({"samples": grouped.size(), "active": grouped["active"].sum(),
-                          "threads": frame.groupby("bucket")[["pid", "thread"]].value_counts()
-                          .groupby(level=0).size(),
-                          "cpu": grouped["cpu"].sum() / 1e9})
-    table["rss"] = frame.groupby(["bucket", "pid"])["rss"].max().groupby(level=0).sum()
-    full = np.arange(bucket.min(), bucket.max() + 1)
-    table = table.reindex(full)
-    table[["samples", "active", "threads", "cpu"]] = table[["samples", "active", "threads", "cpu"]].fillna(0)
-    table = table.astype({"samples": np.int64, "active": np.int64, "threads": np.int64})
-    table["rss"] = table["rss"].ffill().astype(np.int64)
+    bucket = (samples["t"].to_numpy() + origin) // step
+    first = int(bucket.min())
+    bucket -= first                                   # 0 .. n_buckets - 1, in time order
+    n_buckets = int(bucket.max()) + 1
+    thread = samples["pid"].to_numpy() << 32 | samples["tid"].to_numpy()
+    active = np.bincount(bucket, weights=~samples["idle"].to_numpy(), minlength=n_buckets)
+    table = pd.DataFrame({
+        "samples": np.bincount(bucket, minlength=n_buckets),
+        "active": active.astype(np.int64),
+        "threads": _distinct_per_bucket(bucket, n_buckets, thread),
+        "cpu": np.bincount(bucket, weights=samples["cpu"].to_numpy(), minlength=n_buckets) / 1e9,
+    })
     table["cpu_use"] = table["cpu"] / (step / 1e9)
-    table.index = pd.DatetimeIndex((full * step).astype("datetime64[ns]"), name="time").tz_localize("UTC")
+    table["rss"] = _rss_per_bucket(bucket, n_buckets, samples["pid"].to_numpy(), samples["rss"].to_numpy())
+    table.index = pd.DatetimeIndex(((np.arange(n_buckets) + first) * step).astype("datetime64[ns]"),
+                                   name="time").tz_localize("UTC")
     return table[columns]
+
+
+def _distinct_per_bucket(bucket, n_buckets, key):
+    """How many distinct ``key`` values (threads) each bucket holds, without sorting samples."""
+    codes, uniques = pd.factorize(key)
+    cells = n_buckets * len(uniques)
+    if cells <= 50_000_000:
+        seen = np.zeros(cells, dtype=bool)
+        seen[bucket * len(uniques) + codes] = True
+        return seen.reshape(n_buckets, len(uniques)).sum(axis=1)
+    pairs = np.unique(bucket * len(uniques) + codes)
+    return np.bincount(pairs // len(uniques), minlength=n_buckets)
+
+
+def _rss_per_bucket(bucket, n_buckets, pid, rss):
+    """Each process's largest RSS per bucket, summed over processes; carried over empty buckets."""
+    codes, uniques = pd.factorize(pid)
+    if len(uniques) == 1:                              # samples are in time order: buckets are runs
+        starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+        per_bucket = pd.Series(np.maximum.reduceat(rss, starts), index=bucket[starts])
+    else:
+        per_bucket = pd.Series(rss).groupby([bucket, codes]).max().groupby(level=0).sum()
+    return per_bucket.reindex(np.arange(n_buckets)).ffill().astype(np.int64).to_numpy()
 
 
 def summary(recording):
@@ -170,4 +191,31 @@ def summary(recording):
         "trailer": dict(recording.trailer or {}),
         "filters": list(recording.steps),
     }
+    result["warnings"] = health_warnings(result)
     return result
+
+
+#: Recorder health thresholds above which ``info`` warns.
+ERROR_SHARE_WARNING = 0.01
+LATE_SHARE_WARNING = 0.05
+
+
+def health_warnings(facts):
+    """Sentences about problems of the recording itself: torn tail, failed reads, a saturated
+    recorder (samples taken late), so nobody trusts a bad recording without knowing it."""
+    warnings = []
+    trailer = facts["trailer"]
+    if not facts["complete"] or facts["lost_bytes"]:
+        warnings.append("the recording is incomplete (no trailer; %d bytes of a torn tail dropped): "
+                        "the recorder was killed or the file was cut" % facts["lost_bytes"])
+    errors, samples = trailer.get("errors") or 0, trailer.get("samples") or facts["samples"]
+    if samples and errors / (samples + errors) > ERROR_SHARE_WARNING:
+        warnings.append("%.1f%% of stack reads failed (%d errors): stacks may be missing or torn"
+                        % (100 * errors / (samples + errors), errors))
+    late, ticks = trailer.get("late") or 0, trailer.get("ticks") or 0
+    if ticks and late / ticks > LATE_SHARE_WARNING:
+        warnings.append("%.1f%% of sampling ticks were late: the recorder could not keep up with "
+                        "the requested rate" % (100 * late / ticks))
+    if facts["samples"] and facts["torn"] / facts["samples"] > ERROR_SHARE_WARNING:
+        warnings.append("%d samples hold torn stacks" % facts["torn"])
+    return warnings

@@ -18,7 +18,7 @@ address would keep the old key: rare, bounded to one period.
 """
 
 import time
-from typing import Dict, Iterable, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional
 
 from spyrec.errors import MemoryReadError
 from spyrec.layouts.base import Layout
@@ -93,11 +93,13 @@ class CodeCache:
         self._resets = 0
         self._expires = time.monotonic() + REVALIDATE_SECONDS
 
-    def expire(self, now: float) -> None:
-        """Forget which addresses were verified, once per period (see module docstring)."""
-        if now >= self._expires:
-            self.verified.clear()
-            self._expires = now + REVALIDATE_SECONDS
+    def expire(self, now: float) -> bool:
+        """Forget which addresses were verified, once per period; True when it did."""
+        if now < self._expires:
+            return False
+        self.verified.clear()
+        self._expires = now + REVALIDATE_SECONDS
+        return True
 
     def keys_for(self, addresses: List[int]) -> List[Optional[int]]:
         """Keys for code addresses (None: not a readable code object); verifies unknown ones."""
@@ -162,8 +164,11 @@ class CodeCache:
         if firstlineno < 0:
             raise MemoryReadError("implausible co_firstlineno %d" % firstlineno)
         qualname_text = texts[2] if len(texts) > 2 else texts[1]
-        return CodeObject(texts[0], texts[1], qualname_text,
-                          LineTable(self.layout.linetable_kind, table, firstlineno), identity)
+        try:
+            lines = LineTable(self.layout.linetable_kind, table, firstlineno)
+        except IndexError:  # a truncated varint: not a real line table
+            raise MemoryReadError("malformed line table at 0x%x" % linetable) from None
+        return CodeObject(texts[0], texts[1], qualname_text, lines, identity)
 
     def describe(self, key: int, offset: int) -> FrameInfo:
         """FrameInfo for a frame; MemoryReadError if the code object cannot be read."""
@@ -175,7 +180,3 @@ class CodeCache:
                 raise MemoryReadError("no code object at 0x%x any more" % addr)
             code = self.codes.get(key) or self.codes[self._key_at[addr]]
         return code.frame_info(offset)
-
-    def known_keys(self) -> Iterable[int]:
-        return self.codes.keys()
-

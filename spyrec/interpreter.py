@@ -5,7 +5,8 @@ Finding the interpreter (dossier §1):
 1. The runtime lives in ``libpython3.N*.so`` when one is mapped (shared builds, uv/standalone
    builds, embedders), else in the executable (static builds such as Debian's python3.11).
 2. ``_PyRuntime`` is a data symbol (``.gnu.hash`` / ``.dynsym``), else the start of the
-   ``.PyRuntime`` section (3.10+); address = st_value / sh_addr + load bias.
+   ``.PyRuntime`` section (3.10+), else a ``.symtab`` symbol, else (3.13+) the ``xdebugpy``
+   cookie found in the file's writable mappings; address = st_value / sh_addr + load bias.
 3. Version, best first: the ``xdebugpy`` cookie + PY_VERSION_HEX at ``_PyRuntime`` (3.13+); the
    ``Py_Version`` symbol (3.11+); the minor from the file name (``libpython3.9.so``,
    ``python3.9``) plus the version buffer ``Py_GetVersion()`` fills in ``.bss`` (e.g. ``3.9.18
@@ -20,13 +21,13 @@ import os
 import re
 import struct
 import time
-from collections import Counter
 from typing import Dict, List, Optional, Tuple
 
 from elftools.common.exceptions import ELFError
 
 from spyrec.codeobjects import CodeCache, FrameInfo
-from spyrec.errors import MemoryReadError, NotPython, TargetNotFound, UnsupportedPython
+from spyrec.errors import (MemoryReadError, NotPython, PermissionDenied, TargetNotFound,
+                           UnsupportedPython)
 from spyrec.layouts import debug_offsets_size, layout_for, supported_range
 from spyrec.layouts.base import Layout
 from spyrec.process import (MemoryMap, TargetMemory, check_pid, executable_path,
@@ -34,6 +35,7 @@ from spyrec.process import (MemoryMap, TargetMemory, check_pid, executable_path,
                             target_file, thread_ids)
 from spyrec.pystrings import ObjectReader
 from spyrec.symbols import ElfImage, load_elf
+from spyrec.threadnames import ThreadNameReader
 from spyrec.walker import StackWalker, ThreadStack
 
 __all__ = ["PythonProcess", "ThreadStack", "FrameInfo"]
@@ -44,9 +46,13 @@ _EXE_NAME = re.compile(r"^python(\d+)(?:\.(\d+))?([a-z]*)$")
 _VERSION_BUFFER = re.compile(rb"(?<![\w.+])(\d)\.(\d{1,2})\.(\d{1,2})((?:a|b|rc)\d{1,2})?\+? \(")
 _RELEASE_LEVELS = {0xA: "a", 0xB: "b", 0xC: "rc", 0xF: ""}
 _U64 = struct.Struct("<Q")
-#: How much of glibc's struct pthread to scan for the TID (it sits at 720 on glibc 2.36).
+#: How much of glibc's struct pthread to scan for the TID, and where glibc 2.36 keeps it on
+#: x86-64 (only a tie-breaker: the offset is always measured).
 _PTHREAD_SCAN = 2048
-_THREAD_NAME_TTL = 2.0
+_GLIBC_TID_OFFSET = 720
+#: threading._active is re-read after this long, or after _NAMES_REFRESH for an unknown TID.
+_NAMES_TTL = 5.0
+_NAMES_REFRESH = 0.2
 
 
 def version_from_hex(value: int) -> Tuple[Tuple[int, int, int], str]:
@@ -112,13 +118,17 @@ class PythonProcess:
         self._start_time = start_time
         rf = runtime_file
         types = {name: rf.address(name) for name in
-                 ("PyCode_Type", "PyUnicode_Type", "PyBytes_Type", "PyFrame_Type")}
+                 ("PyCode_Type", "PyUnicode_Type", "PyBytes_Type", "PyFrame_Type",
+                  "PyDict_Type", "PyLong_Type", "PyModule_Type")}
         self.objects = ObjectReader(mem, layout.strings, layout.ob_type,
                                     types["PyUnicode_Type"], types["PyBytes_Type"])
         self.codes = CodeCache(mem, layout, self.objects, types["PyCode_Type"])
         self.walker = StackWalker(mem, layout, runtime, self.codes,
                                   frame_type=types["PyFrame_Type"])
-        self._thread_names: Dict[int, Tuple[float, Optional[str]]] = {}
+        self.thread_names = ThreadNameReader(mem, layout, self.objects, types)
+        self._names: Dict[int, str] = {}  # native TID -> threading name
+        self._names_read = -1e9  # monotonic time of the last read of threading._active
+        self._comms: Dict[int, Tuple[float, Optional[str]]] = {}
         self._tid_offset_retry = 0.0
         self._closed = False
 
@@ -148,14 +158,11 @@ class PythonProcess:
         except (OSError, ELFError) as exc:
             raise NotPython("process %d (%s): cannot read its binary: %s" % (pid, exe, exc))
         major, minor, flags = rf.name_version()
-        runtime = rf.address("_PyRuntime")
-        if runtime is None:
-            section = rf.elf.section(".PyRuntime")
-            runtime = section[0] + rf.bias if section else None
         if major is not None and major < 3 or (major == 3 and minor is not None and minor < 8):
             _, text = _scan_version_buffer(mem, rf, minor)
             raise UnsupportedPython("Python %s is not supported (spyrec supports CPython %s)"
                                     % (text or "%d.%d" % (major, minor or 0), supported_range()))
+        runtime = _locate_runtime(mem, rf)
         if runtime is None:
             if major is None:
                 raise NotPython("process %d (%s) is not a CPython interpreter: no libpython is "
@@ -166,6 +173,9 @@ class PythonProcess:
         if "d" in flags:
             raise UnsupportedPython("process %d runs a debug build of Python (%s), whose object "
                                     "layout spyrec does not know" % (pid, rf.name))
+        if "t" in flags:
+            raise UnsupportedPython("process %d runs a free-threaded build of Python (%s), which "
+                                    "spyrec cannot walk yet" % (pid, rf.name))
         version, version_string = _detect_version(mem, rf, runtime, minor)
         if version is None:
             raise UnsupportedPython("process %d (%s): cannot tell which Python version %s is"
@@ -185,7 +195,11 @@ class PythonProcess:
             interp = _U64.unpack(self.mem.read(
                 self.runtime_address + lay.runtime.interpreters_head, 8))[0]
             if not interp:
-                return  # not initialised yet (or finalised): samples will be empty
+                # Right after exec (launch mode) or during exit: nothing to sample, and on
+                # 3.8-3.10 the version may not be knowable yet.  NotPython lets a launcher
+                # retry until the interpreter is up.
+                raise NotPython("process %d: its Python interpreter is not initialised (yet)"
+                                % self.pid)
             tstate = _U64.unpack(self.mem.read(interp + lay.interp.tstate_head, 8))[0]
             if tstate:
                 back = _U64.unpack(self.mem.read(tstate + lay.thread.interp, 8))[0]
@@ -234,15 +248,18 @@ class PythonProcess:
             blocks.append(struct.unpack("<%di" % (_PTHREAD_SCAN // 4), block))
         if not blocks:
             return None
-        main = [4 * i for i, v in enumerate(blocks[0]) if v == own_pid]
-        votes = Counter()
+        main = {4 * i for i, v in enumerate(blocks[0]) if v == own_pid}
+        seen: Dict[int, set] = {}
         for values in blocks:
             for i, v in enumerate(values):
                 if v in tids and (not main or 4 * i in main):
-                    votes[4 * i] += 1
-        if not votes:
+                    seen.setdefault(4 * i, set()).add(v)
+        if not seen:
             return None
-        return max(votes, key=lambda off: (votes[off], -off))
+        # Each thread has its own TID, so the right offset holds the most *distinct* TIDs (in
+        # a PID namespace TIDs are small numbers that other fields hold too).  A tie (a lone
+        # thread) goes to the offset nearest glibc's x86-64 one.
+        return max(seen, key=lambda off: (len(seen[off]), -abs(off - _GLIBC_TID_OFFSET)))
 
     # -- sampling ----------------------------------------------------------------------------
 
@@ -260,7 +277,7 @@ class PythonProcess:
             self._setup_thread_ids()
         try:
             return self.walker.sample()
-        except (MemoryReadError, struct.error, OverflowError, ValueError):
+        except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
             if not self.alive():
                 raise TargetNotFound("process %d exited" % self.pid) from None
             self.walker.torn_reads += 1
@@ -271,15 +288,57 @@ class PythonProcess:
         return self.codes.describe(code_key, instr_offset)
 
     def thread_name(self, native_tid: int) -> Optional[str]:
-        """The thread's name if it differs from the process name (``comm``), else None.
+        """The thread's ``threading`` name, else its OS name if the program set one, else None.
 
-        CPython <= 3.13 does not name OS threads, so ``comm`` only differs when the program
-        renamed the thread itself (3.14 sets it from ``Thread.name``).  Results, failures
-        included, are cached for a couple of seconds.
+        Names come from ``threading._active`` in the target (see threadnames.py, ~1 ms), read
+        again at most every ``_NAMES_REFRESH`` seconds when an unknown TID is asked about and
+        otherwise reused for ``_NAMES_TTL`` seconds; failures (torn reads, no threading module)
+        are cached the same way.  Threads not started by ``threading`` fall back to
+        /proc/PID/task/TID/comm when it differs from the process's own name (CPython <= 3.13
+        leaves thread comms alone; a program may rename them).  Never raises.
         """
         now = time.monotonic()
-        cached = self._thread_names.get(native_tid)
-        if cached is not None and now - cached[0] < _THREAD_NAME_TTL:
+        age = now - self._names_read
+        if age >= _NAMES_TTL or (native_tid not in self._names and age >= _NAMES_REFRESH):
+            self._names_read = now
+            self._names = self._read_thread_names()
+        name = self._names.get(native_tid)
+        return name if name is not None else self._comm_name(native_tid, now)
+
+    def _read_thread_names(self) -> Dict[int, str]:
+        names: Dict[int, str] = {}
+        unmatched: Dict[int, str] = {}
+        lay = self.layout
+        try:
+            interp = _U64.unpack(self.mem.read(
+                self.runtime_address + lay.runtime.interpreters_head, 8))[0]
+            for _ in range(64):  # every interpreter
+                if not interp:
+                    break
+                by_native, by_ident = self.thread_names.names(interp)
+                names.update(by_native)
+                unmatched.update(by_ident)
+                interp = _U64.unpack(self.mem.read(interp + lay.interp.next, 8))[0]
+        except (MemoryReadError, struct.error, OverflowError, ValueError):
+            pass
+        host_tid = self.walker.host_tid
+        if host_tid is not None:
+            names = {host_tid(tid): name for tid, name in names.items()}
+        if unmatched:
+            # Threads without a _native_id (not started yet, or 3.8's dummy threads): match
+            # their idents through a sample.
+            try:
+                for stack in self.walker.sample():
+                    name = unmatched.get(stack.python_thread_id)
+                    if name is not None and stack.native_tid:
+                        names.setdefault(stack.native_tid, name)
+            except (MemoryReadError, struct.error, OverflowError, ValueError):
+                pass
+        return names
+
+    def _comm_name(self, native_tid: int, now: float) -> Optional[str]:
+        cached = self._comms.get(native_tid)
+        if cached is not None and now - cached[0] < _NAMES_TTL:
             return cached[1]
         name = None
         comm = read_text(self.pid, "task", str(native_tid), "comm")
@@ -287,7 +346,7 @@ class PythonProcess:
             comm = comm.rstrip("\n")
             process_comm = (read_text(self.pid, "comm") or "").rstrip("\n")
             name = comm if comm and comm != process_comm else None
-        self._thread_names[native_tid] = (now, name)
+        self._comms[native_tid] = (now, name)
         return name
 
     def alive(self) -> bool:
@@ -336,6 +395,36 @@ class NamespaceTids:
             self._refresh()
             host = self._map.get(ns_tid)
         return host or 0
+
+
+def _locate_runtime(mem: TargetMemory, rf: RuntimeFile) -> Optional[int]:
+    """Address of ``_PyRuntime``: exported symbol, ``.PyRuntime`` section (3.10+), ``.symtab``
+    (unstripped builds that do not export it, ~0.4 s), or, for 3.13+ binaries without any of
+    these, the ``xdebugpy`` cookie in a writable mapping of the file (8-aligned, followed by a
+    version word whose top byte is the major version 3; libpython3.13 also holds the 8 bytes
+    unaligned in ``.text``, hence both checks)."""
+    runtime = rf.address("_PyRuntime")
+    if runtime is not None:
+        return runtime
+    section = rf.elf.section(".PyRuntime")
+    if section is not None:
+        return section[0] + rf.bias
+    value = rf.elf.symbol("_PyRuntime", slow=True)
+    if value is not None:
+        return value + rf.bias
+    for m in rf.mappings:
+        if "w" not in m.perms or m.end - m.start > 64 << 20:
+            continue
+        try:
+            data = mem.read(m.start, m.end - m.start)
+        except MemoryReadError:
+            continue
+        at = data.find(b"xdebugpy")
+        while at >= 0:
+            if at % 8 == 0 and len(data) >= at + 16 and data[at + 15] == 3:
+                return m.start + at
+            at = data.find(b"xdebugpy", at + 1)
+    return None
 
 
 def _detect_version(mem: TargetMemory, rf: RuntimeFile, runtime: int, minor: Optional[int]):

@@ -24,6 +24,8 @@ import ctypes
 import errno
 import os
 import re
+import struct
+from itertools import accumulate
 from typing import List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 from spyrec.errors import MemoryReadError, PermissionDenied, TargetNotFound
@@ -97,9 +99,6 @@ class MemoryMap(NamedTuple):
     @property
     def deleted(self) -> bool:
         return self.path.endswith(" (deleted)")
-
-    def contains(self, addr: int) -> bool:
-        return self.start <= addr < self.end
 
 
 def parse_maps(text: str) -> List[MemoryMap]:
@@ -211,6 +210,7 @@ class ProcessVmReader:
         self._niov = 0
         self._local = None
         self._remote = None
+        self._packers = {}
         self._grow(64 * 1024, 64)
 
     def _grow(self, size: int, niov: int) -> None:
@@ -222,20 +222,27 @@ class ProcessVmReader:
             self._niov = max(niov, 2 * self._niov)
             self._local = (_IOVec * self._niov)()
             self._remote = (_IOVec * self._niov)()
+            self._local_view = memoryview(self._local).cast("B")
+            self._remote_view = memoryview(self._remote).cast("B")
         self._base = ctypes.addressof(self._buf)
 
     def _readv(self, ranges: Sequence[Tuple[int, int]]) -> int:
-        """One syscall over ``ranges`` into the local buffer; returns the byte count or -errno."""
-        total = 0
-        local, remote, base = self._local, self._remote, self._base
-        for i, (addr, size) in enumerate(ranges):
-            local[i].iov_base = base + total
-            local[i].iov_len = size
-            remote[i].iov_base = addr
-            remote[i].iov_len = size
-            total += size
-        n = _process_vm_readv(self.pid, local, len(ranges), remote, len(ranges), 0)
-        return n if n >= 0 else -ctypes.get_errno()
+        """One syscall over ``ranges`` into the local buffer; returns the byte count or -errno.
+
+        The iovec arrays are filled with one ``struct.pack_into`` each: setting ctypes fields
+        one by one costs ~0.3 us per range, more than the kernel's work.
+        """
+        n = len(ranges)
+        pack = self._packers.get(n)
+        if pack is None:
+            pack = self._packers[n] = struct.Struct("<%dQ" % (2 * n)).pack_into
+        remote = [x for pair in ranges for x in pair]
+        sizes = remote[1::2]
+        starts = accumulate(sizes[:-1], initial=self._base)
+        pack(self._local_view, 0, *[x for pair in zip(starts, sizes) for x in pair])
+        pack(self._remote_view, 0, *remote)
+        result = _process_vm_readv(self.pid, self._local, n, self._remote, n, 0)
+        return result if result >= 0 else -ctypes.get_errno()
 
     def read(self, addr: int, size: int) -> bytes:
         if size > self._cap:
@@ -284,7 +291,8 @@ def _read_error(pid: int, addr: int, size: int, result: int) -> Exception:
         why = os.strerror(-result)
     else:
         why = "short read (%d bytes)" % result
-    return MemoryReadError("cannot read %d bytes at 0x%x in process %d: %s" % (size, addr, pid, why))
+    return MemoryReadError("cannot read %d bytes at 0x%x in process %d: %s"
+                           % (size, addr, pid, why))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -78,7 +78,10 @@ class ObjectReader:
                 data = head[start:start + nbytes]
             else:
                 data = self.mem.read(addr + start, nbytes)
-        return data.decode(_ENCODINGS[kind], "surrogatepass")
+        try:
+            return data.decode(_ENCODINGS[kind], "surrogatepass")
+        except UnicodeDecodeError:  # e.g. a UTF-32 "character" above U+10FFFF: not a str
+            raise MemoryReadError("undecodable str at 0x%x" % addr) from None
 
     def read_bytes(self, addr: int) -> bytes:
         try:

@@ -76,13 +76,6 @@ class ElfImage:
             return None
         return sec["sh_addr"], sec["sh_size"]
 
-    def writable_sections(self) -> Iterable[Tuple[str, int, int]]:
-        """``(name, sh_addr, sh_size)`` of allocated writable sections (.data, .bss, ...)."""
-        for sec in self.elf.iter_sections():
-            flags = sec["sh_flags"]
-            if flags & 0x2 and flags & 0x1 and sec["sh_addr"]:  # SHF_ALLOC and SHF_WRITE
-                yield sec.name, sec["sh_addr"], sec["sh_size"]
-
     def load_bias(self, mappings: Iterable[MemoryMap]) -> int:
         """Bias of this file's image in a process, from the file's mappings there."""
         maps = sorted(mappings, key=lambda m: m.start)

@@ -18,10 +18,9 @@ import re
 import select
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from typing import Dict, Iterator, List, NamedTuple, Optional
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence
 
 import pytest
 
@@ -117,9 +116,14 @@ class Target(NamedTuple):
 
 @contextlib.contextmanager
 def running_target(python: str, script: str, *args: str, timeout: float = 15.0,
-                   env: Optional[dict] = None) -> Iterator[Target]:
-    """Start ``python script args...``; yield once it printed its JSON ready line; kill it."""
-    cmd: List[str] = [python, "-u", target_path(script) if not os.path.isabs(script) else script]
+                   env: Optional[dict] = None, prefix: Sequence[str] = ()) -> Iterator[Target]:
+    """Start ``python script args...``; yield once it printed its JSON ready line; kill it.
+
+    ``prefix`` runs the target under a wrapper (e.g. ``unshare --pid --fork``); ``Target.pid``
+    is then the wrapper's PID and ``Target.info["pid"]`` what the target sees.
+    """
+    cmd: List[str] = list(prefix) + [python, "-u",
+                                     target_path(script) if not os.path.isabs(script) else script]
     cmd += [str(a) for a in args]
     full_env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8")
     full_env.pop("PYTHONPATH", None)
@@ -165,7 +169,3 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.005):
         time.sleep(interval)
         value = predicate()
     return value
-
-
-def this_python() -> str:
-    return sys.executable

@@ -54,14 +54,15 @@ def test_diff_reports_shares_and_changes(tmp_path):
     # GIVEN MainThread parsing on half its ticks, then on a quarter, recorded at another rate
     # and length (the diff compares shares, so both are fine)
     a = spyanalyze.load(app_recording(tmp_path / "a.spy", seconds=2.0, parse_share=0.5))
-    b = spyanalyze.load(app_recording(tmp_path / "b.spy", seconds=3.0, interval_ns=5_000_000, parse_share=0.25))
+    b = spyanalyze.load(app_recording(tmp_path / "b.spy", seconds=3.0, interval_ns=5_000_000,
+                                      parse_share=0.25))
     # WHEN they are compared
     table = diff(a, b).set_index("qualname")
     # THEN shares are fractions of each recording's samples, and the change is their difference
     assert table.loc["Handler.parse", "total_a"] == pytest.approx(100 / 600)
     assert table.loc["Handler.parse", "total_b"] == pytest.approx(150 / 1800)
     assert table.loc["Handler.parse", "total_change"] == pytest.approx(150 / 1800 - 100 / 600)
-    assert table.loc["Handler.parse", "samples_a"] == 100
+    assert table.loc["Handler.parse", "count_a"] == 100
     assert table.loc["Handler.parse", "total_significant"]
     assert table.loc["Handler.handle", "self_change"] == pytest.approx(150 / 1800)   # every 4th tick
     # unchanged functions are not significant
@@ -97,8 +98,9 @@ def test_design_effect_reflects_autocorrelation(tmp_path):
 
 
 def test_a_real_change_is_significant(tmp_path):
-    a = markov_recording(tmp_path / "a.spy", seed=5, weights=(0.4, 0.3, 0.2, 0.1))
-    b = markov_recording(tmp_path / "b.spy", seed=6, weights=(0.7, 0.1, 0.1, 0.1))
+    # (stacks held for ~20 samples: 12,000 samples are worth a few hundred independent ones)
+    a = markov_recording(tmp_path / "a.spy", seed=5, weights=(0.4, 0.3, 0.2, 0.1), samples=12000)
+    b = markov_recording(tmp_path / "b.spy", seed=6, weights=(0.7, 0.1, 0.1, 0.1), samples=12000)
     table = diff(a, b).set_index("qualname")
     assert table.loc["a", "total_significant"] and table.loc["a", "total_change"] > 0.2
     assert table.loc["b", "total_significant"] and table.loc["b", "total_change"] < -0.1
@@ -135,8 +137,8 @@ def test_reconcile_modules_only_pairs_unambiguous_suffixes():
 
 
 def test_gates_fail_only_on_significant_growth_beyond_the_threshold(tmp_path):
-    a = markov_recording(tmp_path / "a.spy", seed=5, weights=(0.4, 0.3, 0.2, 0.1))
-    b = markov_recording(tmp_path / "b.spy", seed=6, weights=(0.7, 0.1, 0.1, 0.1))
+    a = markov_recording(tmp_path / "a.spy", seed=5, weights=(0.4, 0.3, 0.2, 0.1), samples=12000)
+    b = markov_recording(tmp_path / "b.spy", seed=6, weights=(0.7, 0.1, 0.1, 0.1), samples=12000)
     table = diff(a, b)
     assert [g.text for g, _ in check_gates(table, ["a:+5%"])] == ["a:+5%"]
     assert check_gates(table, ["a:+60%"]) == []           # grew, but by less than 60 points
@@ -179,15 +181,24 @@ def test_differential_collapsed_stacks(tmp_path):
     b = spyanalyze.load(app_recording(tmp_path / "b.spy", seconds=4.0, parse_share=0.25))
     out = io.StringIO()
     write_collapsed_diff(a, b, out, normalize=False)
-    lines = dict(line.rsplit(" ", 2)[0:1] + [tuple(map(int, line.rsplit(" ", 2)[1:]))] for line in out.getvalue().splitlines())
+    lines = parse_differential(out.getvalue())
     parse = "<module> (main.py);run (main.py);Handler.handle (handlers.py);Handler.parse (handlers.py);" \
             "loads (json/__init__.py);JSONDecoder.decode (json/decoder.py)"
     assert lines[parse] == (100, 100)
     assert sum(x for x, _ in lines.values()) == 600 and sum(y for _, y in lines.values()) == 1200
     normalized = io.StringIO()
     write_collapsed_diff(a, b, normalized)
-    totals = np.array([list(map(int, line.rsplit(" ", 2)[1:])) for line in normalized.getvalue().splitlines()]).sum(axis=0)
+    totals = np.array(list(parse_differential(normalized.getvalue()).values())).sum(axis=0)
     assert abs(totals[0] - totals[1]) <= len(lines)          # scaled to the same total, up to rounding
+
+
+def parse_differential(text):
+    """``stack count_a count_b`` lines -> {stack: (count_a, count_b)}."""
+    result = {}
+    for line in text.splitlines():
+        stack, before, after = line.rsplit(" ", 2)
+        result[stack] = (int(before), int(after))
+    return result
 
 
 def test_time_weighted_diff(tmp_path):
@@ -195,5 +206,6 @@ def test_time_weighted_diff(tmp_path):
     b = spyanalyze.load(app_recording(tmp_path / "b.spy", parse_share=0.25))
     table = diff(a, b, weight="cpu").set_index("qualname")
     assert table.loc["dot", "total_a"] == pytest.approx(1 / 3)
+    assert table.loc["dot", "seconds_a"] == pytest.approx(1.0)
     assert table.attrs["weight_a"] == pytest.approx(3.0)
 

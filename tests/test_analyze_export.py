@@ -123,7 +123,8 @@ def test_collapsed_lines_are_root_first_py_spy_frames_with_sample_counts(app):
     collapsed.write(app, out)
     parsed = parse_collapsed(out.getvalue())
     assert parsed == {k: int(v) for k, v in expected_by_labels(app).items()}
-    assert parsed[("Thread.run (threading.py:975)", "work (worker.py:15)", "dot (numpy/core/multiarray.py:741)")] == 200
+    worker = ("Thread.run (threading.py:975)", "work (worker.py:15)", "dot (numpy/core/multiarray.py:741)")
+    assert parsed[worker] == 200
     assert out.getvalue().splitlines() == sorted(out.getvalue().splitlines())
 
 

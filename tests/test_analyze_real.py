@@ -81,11 +81,13 @@ def test_diff_of_75_25_against_50_50_finds_the_change(recorded):
 
 def test_gate_on_real_recordings(recorded):
     a, b = str(recorded[0.5][0]), str(recorded[0.75][0])
-    # (idle samples are left out by default, so the shares are of the main thread's busy time)
-    grew = CliRunner().invoke(main, ["diff", a, b, "--fail-if", "heavy:+10%"])
+    # the main thread's busy samples (idle ones are left out by default): on a loaded machine
+    # the sleeper waits for the GIL and is not idle, which would dilute every share
+    only_main = ["--thread", "MainThread"]
+    grew = CliRunner().invoke(main, ["diff", a, b, *only_main, "--fail-if", "heavy:+10%"])
     assert grew.exit_code == GATE_FAILED, grew.output
-    assert CliRunner().invoke(main, ["diff", a, b, "--fail-if", "heavy:+40%"]).exit_code == 0
-    assert CliRunner().invoke(main, ["diff", b, a, "--fail-if", "heavy:+1%"]).exit_code == 0
+    assert CliRunner().invoke(main, ["diff", a, b, *only_main, "--fail-if", "heavy:+40%"]).exit_code == 0
+    assert CliRunner().invoke(main, ["diff", b, a, *only_main, "--fail-if", "heavy:+1%"]).exit_code == 0
 
 
 def test_filters_on_real_threads(recorded):
@@ -95,7 +97,7 @@ def test_filters_on_real_threads(recorded):
     sleeper_tid = int([t for t in tids.index if t != rec.header["pid"]][0])
     sleeper = filters.threads(rec, str(sleeper_tid))
     assert set(sleeper.samples["tid"]) == {sleeper_tid}
-    assert sleeper.samples["idle"].mean() > 0.8          # it only waits
+    assert sleeper.samples["idle"].mean() > 0.5          # it waits (on a busy machine, for the GIL too)
     assert "nap" in set(sleeper.by_function()["qualname"])
     busy = filters.idle(rec, False)
     assert busy.samples["tid"].value_counts().idxmax() == rec.header["pid"]
@@ -144,9 +146,11 @@ def test_exports_parse_back_to_the_samples(recorded):
         assert frames[2].startswith("heavy (")
 
 
-def test_timeline_shows_one_busy_core(recorded):
-    rec = recorded[0.5][1]
+def test_timeline_accounts_for_the_targets_cpu(recorded):
+    rec, measured = recorded[0.5][1], recorded[0.5][2]
     timeline = rec.timeline("250ms")
-    middle = timeline["cpu_use"].iloc[1:-1]
-    assert middle.median() == pytest.approx(1.0, abs=0.3)
+    # the CPU the samples carry adds up to what the target measured on its own clock (plus
+    # start-up), and one spinning thread never uses more than one core
+    assert timeline["cpu"].sum() == pytest.approx(measured["cpu"], abs=0.3)
+    assert timeline["cpu_use"].max() <= 1.3
     assert (timeline["rss"] > 1_000_000).all()

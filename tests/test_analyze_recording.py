@@ -179,7 +179,8 @@ def test_write_then_load_gives_the_same_recording(tmp_path):
     columns = ["t", "pid", "tid", "thread", "wall", "cpu", "rss", "idle", "gil", "torn", "flags"]
     pd.testing.assert_frame_equal(original.samples[columns], copy.samples[columns])
     labels = lambda rec: [tuple(rec.frames["label"].iloc[list(s)]) for s in rec.stacks["frames"]]
-    assert [labels(original)[s] for s in original.samples["stack"]] == [labels(copy)[s] for s in copy.samples["stack"]]
+    stacks_of = lambda rec: [labels(rec)[s] for s in rec.samples["stack"]]
+    assert stacks_of(original) == stacks_of(copy)
     assert copy.header["argv"] == original.header["argv"]
     assert copy.threads[["tid", "name"]].values.tolist() == original.threads[["tid", "name"]].values.tolist()
     assert copy.trailer == original.trailer

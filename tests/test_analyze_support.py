@@ -132,18 +132,20 @@ def record_split(tmp_path, share, seconds=2.0, rate=200, extra=()):
         pytest.skip("the spyrec recorder CLI is not available yet (python -m spyrec --help fails)")
     out = tmp_path / ("split-%d.spy" % round(share * 100))
     report = tmp_path / ("split-%d.json" % round(share * 100))
-    command = [sys.executable, "-m", "spyrec", "-o", str(out), "-d", str(seconds + 5), "-r", str(rate),
+    # -d is only a safety net: the recorder stops when the target exits, and a busy machine can
+    # stretch the target's seconds of CPU into much more wall time
+    command = [sys.executable, "-m", "spyrec", "-o", str(out), "-d", str(seconds * 10 + 60), "-r", str(rate),
                "--", sys.executable, str(SPLIT), str(share), str(seconds), "--report", str(report),
                *extra]
     for _attempt in range(3):    # the recorder can lose a start-up race with a fresh child: retry
-        result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=seconds * 10 + 120)
         if result.returncode == 0 and out.exists():
             break
     else:
         pytest.skip("spyrec could not record the target (exit %d): %s"
                     % (result.returncode, result.stderr.strip()[-500:]))
-    measured = json.loads(report.read_text()) if report.exists() else None
-    return out, measured
+    assert report.exists(), "the target did not finish: %s" % result.stderr.strip()[-500:]
+    return out, json.loads(report.read_text())
 
 
 def run_cli(*args, input=None):

@@ -107,3 +107,19 @@ def test_summary_reports_provenance_and_health(app):
     assert facts["complete"] and facts["trailer"]["samples"] == 600
     assert facts["python"] == "3.11.7"
 
+
+
+def test_summary_warns_about_an_unhealthy_recorder(tmp_path):
+    # GIVEN a recorder that failed 5% of its reads and was late on 20% of its ticks
+    builder = RecordingBuilder().thread(1, "MainThread")
+    for i in range(100):
+        builder.sample(i * 10_000_000, 1, (MAIN,))
+    builder.trailer.update(errors=5, late=20, ticks=100)
+    facts = views.summary(spyanalyze.load(builder.write(tmp_path / "sick.spy")))
+    # THEN info says so
+    assert any("4.8% of stack reads failed" in w for w in facts["warnings"])
+    assert any("20.0% of sampling ticks were late" in w for w in facts["warnings"])
+
+
+def test_summary_of_a_healthy_recording_has_no_warnings(app):
+    assert views.summary(app)["warnings"] == []

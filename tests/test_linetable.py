@@ -18,7 +18,6 @@ from spyrec.linetable import (OPEN_END, LineTable, decode_linetable310, decode_l
                               decode_locations311)
 
 DUMP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "linetable_dump.py")
-KIND = {"3.8": "lnotab", "3.9": "lnotab", "3.10": "linetable310"}
 
 
 def kind_for(label):

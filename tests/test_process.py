@@ -147,8 +147,18 @@ def test_attach_to_ourselves_sees_this_frame():
     # waits at a known line (a thread sampling itself races with its own frames)
     marks = marked_lines(__file__)
     result = {}
+    main = threading.get_ident()
+
+    def sample_until_joined():
+        for _ in range(1000):  # until this thread has reached join()
+            result["stacks"] = proc.sample_threads()
+            for stack in result["stacks"]:
+                if stack.python_thread_id == main and any(
+                        proc.describe_frame(*f).line == marks["self-join"] for f in stack.frames):
+                    return
+
     with PythonProcess.attach(PID) as proc:
-        sampler = threading.Thread(target=lambda: result.update(stacks=proc.sample_threads()))
+        sampler = threading.Thread(target=sample_until_joined)
         sampler.start()
         sampler.join()  # @self-join
         stacks = result["stacks"]

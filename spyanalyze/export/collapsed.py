@@ -11,7 +11,7 @@ stack whose weight rounds to 0 is left out.  Lines are sorted, so output is dete
 import numpy as np
 import pandas as pd
 
-from spyanalyze.recording import _check_weight, thread_label
+from spyanalyze.recording import check_weight, thread_label
 
 #: Stands for a stack without Python frames (a thread in native code only).
 NO_FRAMES = "<no Python frames>"
@@ -38,7 +38,7 @@ def stack_weights_by_text(recording, weight="samples", lines=True, rename=None, 
 
     With ``threads`` each stack gets a root frame naming its thread, as py-spy ``--threads``.
     """
-    _check_weight(weight)
+    check_weight(weight)
     texts = frame_texts(recording, lines, rename)
     tuples = recording.stack_table.tuples
     samples = recording.samples

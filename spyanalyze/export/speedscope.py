@@ -16,7 +16,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from spyanalyze.recording import _check_weight, thread_label
+from spyanalyze.recording import check_weight, thread_label
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 UNITS = {"wall": "nanoseconds", "cpu": "nanoseconds", "samples": "none"}
@@ -46,7 +46,7 @@ def _frames(recording):
 
 def profiles(recording, weight="wall"):
     """The profile dicts' scalar fields plus, per thread, (name, run stack ids, run weights)."""
-    _check_weight(weight)
+    check_weight(weight)
     samples = recording.samples
     pids = samples["pid"].to_numpy()
     several = len(np.unique(pids)) > 1

@@ -9,7 +9,7 @@ From 3.13 on the table entry is a ``DebugOffsetsSpec``: the layout is built from
 own ``_Py_DebugOffsets`` blob, so a new patch release needs no new table.
 """
 
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 from spyrec.errors import UnsupportedPython
 from spyrec.layouts import debug_offsets, v3_8, v3_10, v3_11, v3_12
@@ -20,14 +20,14 @@ __all__ = ["LAYOUTS", "SUPPORTED", "Layout", "debug_offsets_size", "layout_for",
            "supported_range"]
 
 #: The single version dispatch: (major, minor) -> a fixed Layout or a debug-offsets spec.
-LAYOUTS = {
+LAYOUTS: Dict[Tuple[int, int], Union[Layout, DebugOffsetsSpec]] = {
     (3, 8): v3_8.V3_8,
     (3, 9): v3_8.V3_9,
     (3, 10): v3_10.V3_10,
     (3, 11): v3_11.V3_11,
     (3, 12): v3_12.V3_12,
     (3, 13): debug_offsets.V3_13,
-}  # type: dict[Tuple[int, int], Union[Layout, DebugOffsetsSpec]]
+}
 
 SUPPORTED = tuple(sorted(LAYOUTS))
 

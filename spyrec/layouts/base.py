@@ -28,7 +28,7 @@ class InterpreterOffsets:
     """``PyInterpreterState``."""
 
     next: int
-    tstate_head: int  # ``tstate_head`` <=3.11, ``threads.head`` 3.12+
+    tstate_head: int  # ``tstate_head`` <=3.10, ``threads.head`` 3.11+
     modules: int  # ``modules`` <=3.11, ``imports.modules`` 3.12+ (the sys.modules dict)
     #: 3.12+: ``ceval.gil``, a pointer to the ``_gil_runtime_state`` in use.
     ceval_gil: Optional[int] = None
@@ -123,6 +123,48 @@ class ChunkOffsets:
 
 
 @dataclass(frozen=True)
+class ObjectOffsets:
+    """Types, modules, dicts and ints: what it takes to read ``threading._active`` (thread
+    names, dossier §6.3).  Only ``PythonProcess.thread_name`` uses these, never the hot path.
+    """
+
+    ht_cached_keys: int  # PyHeapTypeObject: the shared keys of the class's instance dicts
+    tp_basicsize: int = 32  # PyTypeObject
+    tp_flags: int = 168
+    tp_dictoffset: int = 288
+    md_dict: int = 16  # PyModuleObject
+    ma_used: int = 16  # PyDictObject
+    ma_keys: int = 32
+    ma_values: int = 40
+    #: PyDictKeysObject header: "dk_size" (<=3.10: Py_ssize_t dk_size, general entries
+    #: only) or "log2" (3.11+: u8 dk_log2_size, dk_log2_index_bytes, dk_kind; kind 0 has
+    #: hash/key/value entries, kinds 1 (unicode) and 2 (split) key/value ones).
+    dict_keys_kind: str = "dk_size"
+    dk_size: int = 8  # "dk_size" kind
+    dk_log2_size: int = 8  # "log2" kind, u8 each
+    dk_log2_index_bytes: int = 9
+    dk_kind: int = 10
+    dk_nentries: int = 32
+    dk_indices: int = 40  # index table, then the entries
+    general_entry_size: int = 24  # PyDictKeyEntry: me_hash, me_key, me_value
+    unicode_entry_size: int = 16  # PyDictUnicodeEntry: me_key, me_value
+    dict_values: int = 0  # where PyDictValues.values[] starts (3.13: after a 4-byte header)
+    #: "ob_size" (<=3.11: signed digit count @16) or "lv_tag" (3.12+: ndigits << 3 | sign).
+    long_kind: str = "ob_size"
+    long_size: int = 16
+    ob_digit: int = 24  # 30-bit digits in u32s
+    #: Where an instance keeps its attributes: "dictoffset" (<=3.10: tp_dictoffset), or, for
+    #: Py_TPFLAGS_MANAGED_DICT classes (words before the GC header), "managed311" (values
+    #: pointer, then dict pointer), "managed312" (dict-or-values; odd = values pointer - 1) or
+    #: "inline313" (dict pointer, else values inline at tp_basicsize when
+    #: Py_TPFLAGS_INLINE_VALUES).
+    instance_dict: str = "dictoffset"
+    managed_values: int = -32  # relative to the object, "managed311"
+    managed_dict: int = -24  # dict (or dict-or-values) pointer
+    dict_values_valid: int = 3  # "inline313": PyDictValues.valid (u8)
+
+
+@dataclass(frozen=True)
 class Layout:
     """Everything the walker needs to know about one CPython version family."""
 
@@ -136,6 +178,7 @@ class Layout:
     cframe: Optional[CFrameOffsets] = None
     chunk: Optional[ChunkOffsets] = None
     gil: GilOffsets = GilOffsets()
+    objects: Optional[ObjectOffsets] = None
     ob_type: int = 8  # PyObject.ob_type in a GIL build
 
     # -- capability traits ------------------------------------------------------------------

@@ -19,13 +19,13 @@ CPython's headers only [src], never run here, hence not registered yet.
 """
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Tuple
 
 from spyrec.errors import UnsupportedPython
 from spyrec.layouts.base import (ChunkOffsets, CodeOffsets, FrameOffsets, GilOffsets,
-                                 InterpreterOffsets, Layout, RuntimeOffsets, StringOffsets,
-                                 ThreadOffsets)
+                                 InterpreterOffsets, Layout, ObjectOffsets, RuntimeOffsets,
+                                 StringOffsets, ThreadOffsets)
 
 COOKIE = b"xdebugpy"
 PREFIX = struct.Struct("<8sQQ")  # cookie, version (PY_VERSION_HEX), free_threaded
@@ -47,6 +47,9 @@ class DebugOffsetsSpec:
     #: GIL build [V 3.13]; the blob only has ``asciiobject_size``.
     compact_unicode_extra: int = 16
     chunk: ChunkOffsets = field(default_factory=ChunkOffsets)
+    #: Object layouts for thread names; the blob's dict, long and tp_flags values override
+    #: these (the rest, e.g. ht_cached_keys and the dict-keys header, is not in the blob).
+    objects: ObjectOffsets = field(default_factory=lambda: ObjectOffsets(ht_cached_keys=880))
 
     @property
     def size(self) -> int:
@@ -138,6 +141,11 @@ def _layout_from(d: Dict[str, Dict[str, int]], spec: DebugOffsetsSpec, version: 
                               length=uni["length"], state=uni["state"],
                               bytes_size=by["ob_size"], bytes_data=by["ob_sval"]),
         chunk=spec.chunk,
+        objects=replace(spec.objects, tp_flags=d["type_object"]["tp_flags"],
+                        ma_keys=d["dict_object"]["ma_keys"],
+                        ma_values=d["dict_object"]["ma_values"],
+                        long_size=d["long_object"]["lv_tag"],
+                        ob_digit=d["long_object"]["ob_digit"]),
         ob_type=d["pyobject"]["ob_type"],
         frame_kind="iframe",
         thread_frame_kind="current_frame",
@@ -183,6 +191,11 @@ V3_13 = DebugOffsetsSpec(
     ) + _OBJECTS_313,
     max_frame_owner=3,
     skip_owner_from=3,
+    # Include/internal/pycore_dict.h and pycore_object.h of v3.13.0, checked against DWARF
+    # (tests/test_layouts.py): 3.11's keys header; PyDictValues gained capacity, size,
+    # embedded and valid bytes before values[]; instances keep values inline.
+    objects=ObjectOffsets(ht_cached_keys=880, dict_keys_kind="log2", dk_nentries=24, dk_indices=32,
+                          dict_values=8, long_kind="lv_tag", instance_dict="inline313"),
 )
 
 #: 3.14 (760 bytes) [src only, NOT registered]: supporting it also needs the walker to mask the

@@ -12,7 +12,7 @@ top frame is still ``tstate->frame``.  Runtime and interpreter offsets are 3.9's
 """
 
 from spyrec.layouts.base import (CodeOffsets, FrameOffsets, InterpreterOffsets, Layout,
-                                 RuntimeOffsets, StringOffsets, ThreadOffsets)
+                                 ObjectOffsets, RuntimeOffsets, StringOffsets, ThreadOffsets)
 
 V3_10 = Layout(
     name="v3_10",
@@ -45,6 +45,7 @@ V3_10 = Layout(
         size=176,
     ),
     strings=StringOffsets(ascii_data=48, compact_data=72),
+    objects=ObjectOffsets(ht_cached_keys=872),
     frame_kind="pyframe",
     thread_frame_kind="frame",
     instr_kind="lasti_units",

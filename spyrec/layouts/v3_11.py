@@ -13,8 +13,8 @@ instruction: offset = prev_instr - (code + co_code_adaptive), -2 before the firs
 """
 
 from spyrec.layouts.base import (CFrameOffsets, ChunkOffsets, CodeOffsets, FrameOffsets,
-                                 InterpreterOffsets, Layout, RuntimeOffsets, StringOffsets,
-                                 ThreadOffsets)
+                                 InterpreterOffsets, Layout, ObjectOffsets, RuntimeOffsets,
+                                 StringOffsets, ThreadOffsets)
 
 V3_11 = Layout(
     name="v3_11",
@@ -50,6 +50,8 @@ V3_11 = Layout(
     ),
     strings=StringOffsets(ascii_data=48, compact_data=72),
     chunk=ChunkOffsets(),
+    objects=ObjectOffsets(ht_cached_keys=872, dict_keys_kind="log2", dk_nentries=24, dk_indices=32,
+                          instance_dict="managed311"),
     frame_kind="iframe",
     thread_frame_kind="cframe",
     instr_kind="code_pointer",

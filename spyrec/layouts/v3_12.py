@@ -13,8 +13,8 @@ the main interpreter points at ``interp->_gil`` (1040; last_holder 1048, locked 
 """
 
 from spyrec.layouts.base import (CFrameOffsets, ChunkOffsets, CodeOffsets, FrameOffsets,
-                                 InterpreterOffsets, Layout, RuntimeOffsets, StringOffsets,
-                                 ThreadOffsets)
+                                 InterpreterOffsets, Layout, ObjectOffsets, RuntimeOffsets,
+                                 StringOffsets, ThreadOffsets)
 
 V3_12 = Layout(
     name="v3_12",
@@ -47,6 +47,8 @@ V3_12 = Layout(
     ),
     strings=StringOffsets(ascii_data=40, compact_data=56),
     chunk=ChunkOffsets(),
+    objects=ObjectOffsets(ht_cached_keys=880, dict_keys_kind="log2", dk_nentries=24, dk_indices=32,
+                          long_kind="lv_tag", instance_dict="managed312"),
     frame_kind="iframe",
     thread_frame_kind="cframe",
     instr_kind="code_pointer",

@@ -14,7 +14,7 @@ from offset 1160 to 360, as ``ceval`` lost its per-runtime pending-calls block) 
 """
 
 from spyrec.layouts.base import (CodeOffsets, FrameOffsets, InterpreterOffsets, Layout,
-                                 RuntimeOffsets, StringOffsets, ThreadOffsets)
+                                 ObjectOffsets, RuntimeOffsets, StringOffsets, ThreadOffsets)
 
 _THREAD = ThreadOffsets(
     prev=0, next=8, interp=16,
@@ -55,6 +55,7 @@ V3_8 = Layout(
     frame=_FRAME,
     code=_CODE,
     strings=_STRINGS,
+    objects=ObjectOffsets(ht_cached_keys=872),
     frame_kind="pyframe",
     thread_frame_kind="frame",
     instr_kind="lasti_bytes",
@@ -73,6 +74,7 @@ V3_9 = Layout(
     frame=_FRAME,
     code=_CODE,
     strings=_STRINGS,
+    objects=ObjectOffsets(ht_cached_keys=864),
     frame_kind="pyframe",
     thread_frame_kind="frame",
     instr_kind="lasti_bytes",

@@ -2,19 +2,22 @@
 
     python split.py 0.75 2 [--report FILE] [--sleeper]
 
-It alternates in short slices and balances them on its own CPU clock, so at any moment the
-split so far is close to SHARE; at the end it prints (and with --report also writes) one JSON
-line with what it measured: {"heavy": s, "light": s, "heavy_share": x, ...}.  --sleeper starts
-a second thread named "sleeper" that only sleeps (IDLE samples, a real thread name to filter
-on).  Plain Python that runs on 3.6+.
+It alternates in short slices of random length and balances them on its own CPU clock, so at
+any moment the split so far is close to SHARE; at the end it prints (and with --report also
+writes) one JSON line with what it measured: {"heavy": s, "light": s, "heavy_share": x, ...}.
+--sleeper starts a second thread named "sleeper" that only sleeps (IDLE samples, a real thread
+name to filter on).  Plain Python that runs on 3.6+.
 """
 
 import json
+import random
 import sys
 import threading
 import time
 
-SLICE = 0.01    # seconds of CPU per heavy+light round
+# Seconds of CPU per heavy+light round, drawn at random: a fixed slice would beat against the
+# sampler's fixed interval (aliasing) and the samples would see a phase, not the split.
+SLICE = (0.002, 0.02)
 
 
 def spin(seconds):
@@ -50,7 +53,7 @@ def main(argv):
     start_cpu = time.process_time()
     start_wall = time.time()
     while spent["heavy"] + spent["light"] < seconds:
-        total = spent["heavy"] + spent["light"] + SLICE
+        total = spent["heavy"] + spent["light"] + random.uniform(*SLICE)
         # run each function until its running total catches up with its target share
         for name, function, target in (("heavy", heavy, share), ("light", light, 1 - share)):
             owed = target * total - spent[name]

@@ -25,6 +25,12 @@ resolve them from the source, never hard-code numbers):
 * "init": ``__init__`` (qualname ``Sleepy.__init__``) @init-sleep <- ``init_thread``
   @init-call.  The call is warmed up first, so 3.13 runs it through its specialised
   allocate-and-init path, which pushes an extra (non-user) frame in between.
+
+Eight threads in all (MainThread + the seven above); every non-main thread's stack ends in
+``run`` <- ``_bootstrap_inner`` <- ``_bootstrap`` (threading.py).  Each thread's ``threading``
+name is the key it is listed under above; the Thread objects keep their attributes in every
+way CPython allows: shared keys / inline values (most), a materialised ``__dict__`` ("far"),
+and a dict grown past the shared keys ("lambda").
 """
 
 import importlib.util
@@ -103,12 +109,16 @@ def café_level3():
 
 
 def lambda_thread():
+    me = threading.current_thread()
+    for i in range(40):  # outgrow the class's shared attribute keys: a combined dict
+        setattr(me, "extra_%d" % i, i)
     f = lambda d: time.sleep(d)  # @lambda
     arrive("lambda")
     f(DURATION)  # @lambda-call
 
 
 def far_thread():
+    vars(threading.current_thread())  # 3.11+: turns the inline attribute values into a dict
     namespace = {"time": time}
     exec(compile(FAR_SOURCE, FAR_FILE, "exec"), namespace)
     arrive("far")

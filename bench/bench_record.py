@@ -1,0 +1,1021 @@
+"""Recorder benchmark: spyrec against Austin, py-spy and CPython 3.15's profiling.sampling.
+
+    .venv/bin/python bench/bench_record.py            # default run, about 13 minutes
+    .venv/bin/python bench/bench_record.py --quick    # about 5 minutes, one repeat
+    .venv/bin/python bench/bench_record.py --full     # five repeats, longer work (~40 min)
+    .venv/bin/python bench/bench_record.py --breakdown-only
+    .venv/bin/python bench/bench_record.py --soak 600 [--soak-target varied]
+
+Not part of the unit tests.  Needs root (or ptrace rights) like the profilers themselves.
+
+Method (one measurement):
+
+1. Start bench/targets/gated.py with a fixed amount of work (calibrated to ``--work-seconds``
+   of baseline time).  It starts its threads, prints a ready line and blocks on standard input.
+2. Attach the profiler by PID, wait until it is sampling (spyrec: its header is on disk;
+   py-spy: its "Sampling process" line; others: started) and ``--settle`` seconds more.
+3. Release the target ("go" on its stdin).  The target times its own work (``elapsed``) and
+   its own wall-time split between two leaf functions (``heavy_share``, about 75%).
+4. Wait for the target, then the profiler, to exit; take the profiler's peak RSS from
+   ``os.wait4`` (the target is not its child: attach mode).  The profiler's CPU over the work
+   window is the sum of /proc/PID/task/*/schedstat at go and at the target's result line.
+
+Runs of one target alternate: baseline, profiler, baseline, profiler, ..., baseline, with the
+profilers (and rates) in a shuffled order; a profiler run's slowdown is its elapsed time over
+the mean of the baselines just before and after it.  Reported values are medians over repeats.
+
+Columns:
+
+* samples/s/thread: stack samples whose leaf is the target's work (``heavy``, ``light``,
+  ``descend``, ``worker``) over the target's elapsed time and its worker-thread count.
+  Idle threads, start-up and shutdown samples and the profilers' idle policies drop out, so
+  this is "samples delivered per second per busy thread", the same definition for every tool.
+* slowdown: the target's own time for the fixed work, profiled over unprofiled, minus one.
+* CPU: the profiler's CPU over the work window, in cores.  Peak RSS: ru_maxrss.
+* B/sample: output bytes over all stack samples in the file, in the profiler's most compact
+  format (spyrec .spy, Austin -b MOJO, py-spy raw = aggregated collapsed stacks with no
+  timeline, profiling.sampling --binary).
+* heavy share: measured share of ``heavy`` among ``heavy``+``light`` samples minus the
+  target's own measured share, in percentage points.
+
+Also printed: a cost breakdown of one spyrec sample (memory reads, frame decoding, /proc
+metrics, interning, writing and flushing), measured in this process against live targets on
+each Python given with ``--breakdown-python``, and, with ``--soak SECONDS``, the recorder's RSS
+over a long 1 kHz recording.
+"""
+
+import argparse
+import datetime
+import io
+import json
+import os
+import platform
+import random
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
+
+import peers  # noqa: E402
+
+GATED = os.path.join(HERE, "targets", "gated.py")
+VARIED = os.path.join(HERE, "targets", "varied.py")
+PYENV = "/root/.pyenv/versions"
+DEFAULT_HOST_PYTHON = os.path.join(PYENV, "3.12.1", "bin", "python3")
+DEFAULT_BREAKDOWN_PYTHONS = [os.path.join(PYENV, v, "bin", "python3") for v in ("3.11.7", "3.12.1", "3.13.0")]
+SID_ROOT = os.environ.get("SPYREC_SID_ROOT", "/var/cache/spyrec/sid-root")
+ROOT_WORKDIR = "/tmp/spybench"          # inside the sid root
+BUSY_LEAVES = ("heavy", "light", "descend", "worker")
+RATES = {"100": 100, "1k": 1000, "10k": 10000, "max": "max"}
+
+
+def log(message):
+    sys.stderr.write("[%s] %s\n" % (time.strftime("%H:%M:%S"), message))
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# Targets
+
+
+class Target:
+    """How to start gated.py: with a host Python, or with python3.15 inside the sid root."""
+
+    def __init__(self, python=None, root=None):
+        self.python = python
+        self.root = root
+        self.version = None
+
+    @property
+    def label(self):
+        return "CPython %s%s" % (self.version or "?", " (sid root)" if self.root else "")
+
+    def argv(self, script, args):
+        if self.root:
+            return ["chroot", self.root, "python3.15", ROOT_WORKDIR + "/" + os.path.basename(script)] + args
+        return [self.python, script] + args
+
+    def prepare(self):
+        if self.root:
+            inside = os.path.join(self.root, ROOT_WORKDIR.lstrip("/"))
+            os.makedirs(inside, exist_ok=True)
+            for script in (GATED, VARIED):
+                shutil.copy(script, inside)
+        ready, proc = self.start(["--no-gate", "--work", "10"])
+        proc.communicate(timeout=60)
+        self.version = ready.get("python")
+
+    def start(self, args, script=GATED):
+        proc = subprocess.Popen(self.argv(script, args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        line = read_line(proc, 60)
+        if not line:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError("target %s did not start" % " ".join(self.argv(script, args)))
+        return json.loads(line), proc
+
+
+def read_line(proc, timeout):
+    """One line of the target's stdout, or b"" after ``timeout`` seconds / at its exit."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        return b""
+    return proc.stdout.readline()
+
+
+def task_cpu_ns(pid):
+    """CPU time of every live thread of ``pid`` (ns, from schedstat), or None if it is gone."""
+    total = 0
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid), "rb") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def vm_rss_bytes(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def spyrec_revision():
+    """The commit spyrec was measured at, flagged when spyrec/ has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "spyrec"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + (" + uncommitted changes in spyrec/" if dirty else "")
+
+
+def calibrate(target, threads, seconds):
+    """Work units that take ``seconds`` of baseline time (median of a few short runs)."""
+    probe = 4000
+    times = []
+    for _ in range(3):
+        _, proc = target.start(["--no-gate", "--work", str(probe), "--threads", str(threads)])
+        out, _ = proc.communicate(timeout=120)
+        times.append(json.loads(out.decode().strip().splitlines()[-1])["elapsed"])
+    per_unit = statistics.median(times) / probe
+    return max(threads, int(seconds / per_unit))
+
+
+# --------------------------------------------------------------------------------------------
+# One measurement
+
+
+class Run:
+    """The result of one target run, with or without a profiler."""
+
+    def __init__(self, profiler, rate, threads):
+        self.profiler = profiler.name if profiler else None
+        self.rate = rate
+        self.threads = threads
+        self.elapsed = None
+        self.truth_share = None
+        self.error = None
+        self.cpu_cores = None
+        self.peak_rss = None
+        self.bytes = None
+        self.samples = None
+        self.busy = None
+        self.heavy = None
+        self.light = None
+        self.max_depth = None
+        self.baseline = None
+        self.extra = {}
+
+    @property
+    def rate_per_thread(self):
+        if self.busy is None or not self.elapsed:
+            return None
+        return self.busy / (self.elapsed * self.threads)
+
+    @property
+    def measured_share(self):
+        if not self.heavy and not self.light:
+            return None
+        return self.heavy / (self.heavy + self.light)
+
+    @property
+    def slowdown(self):
+        if self.elapsed is None or not self.baseline:
+            return None
+        return self.elapsed / self.baseline - 1.0
+
+    def as_dict(self):
+        d = {k: v for k, v in self.__dict__.items()}
+        d.update(rate_per_thread=self.rate_per_thread, measured_share=self.measured_share,
+                 slowdown=self.slowdown)
+        return d
+
+
+def wait_exit(pid, timeout):
+    """Reap ``pid``; (status, rusage) or None if it is still running after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got, status, usage = os.wait4(pid, os.WNOHANG)
+        except ChildProcessError:
+            return 0, None
+        if got == pid:
+            return status, usage
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
+
+
+def stop_profiler(prof):
+    """The profiler is still running: SIGINT, then SIGKILL.  Returns (status, rusage)."""
+    for sig, grace in ((signal.SIGINT, 10), (signal.SIGKILL, 10)):
+        try:
+            os.kill(prof.pid, sig)
+        except ProcessLookupError:
+            pass
+        got = wait_exit(prof.pid, grace)
+        if got is not None:
+            return got
+    return 0, None
+
+
+def tail(path, lines=3):
+    try:
+        with open(path, "rb") as f:
+            text = f.read()[-4000:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    text = "".join(ch for ch in text if ch == "\n" or ch.isprintable())
+    useful = [line.strip() for line in text.splitlines() if line.strip()]
+    return " / ".join(useful[-lines:])[:300]
+
+
+def measure(target, threads, units, profiler, rate, workdir, settle, timeout):
+    """One run of the gated target, with ``profiler`` at ``rate`` (or none: a baseline)."""
+    run = Run(profiler, rate, threads)
+    ready, proc = target.start(["--work", str(units), "--threads", str(threads)])
+    pid = ready["pid"]
+    prof = None
+    err_path = out = None
+    try:
+        if profiler is not None:
+            stem = "%s-%s-%dt" % (profiler.name.replace(" ", "").replace("-", ""), rate, threads)
+            out = os.path.join(workdir, stem + profiler.ext)
+            err_path = os.path.join(workdir, stem + ".stderr")
+            for stale in (out, out + ".txt"):
+                if os.path.exists(stale):
+                    os.unlink(stale)
+            prof_start = time.monotonic()
+            with open(err_path, "wb") as err:
+                prof = subprocess.Popen(profiler.command(pid, rate, out), stdout=err, stderr=err,
+                                        stdin=subprocess.DEVNULL)
+            deadline = time.monotonic() + 15
+            while not profiler.is_ready(out, err_path, prof.pid) and time.monotonic() < deadline:
+                if prof.poll() is not None:
+                    break
+                time.sleep(0.02)
+            time.sleep(settle)
+            if prof.poll() is not None:
+                run.error = "failed: exited %s before the work started: %s" % (prof.returncode, tail(err_path))
+                proc.kill()
+                proc.wait()
+                return run
+            cpu0 = task_cpu_ns(prof.pid)
+        t0 = time.monotonic()
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        line = read_line(proc, timeout)
+        t1 = time.monotonic()
+        if profiler is not None:
+            cpu1 = task_cpu_ns(prof.pid)
+            if cpu0 is not None and cpu1 is not None:
+                run.cpu_cores = (cpu1 - cpu0) / 1e9 / (t1 - t0)
+        if not line:
+            run.error = "failed: target timed out after %.0f s" % timeout
+            proc.kill()
+        else:
+            result = json.loads(line)
+            run.elapsed = result["elapsed"]
+            run.truth_share = result["heavy_share"]
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if profiler is not None:
+            got = wait_exit(prof.pid, 60)
+            if got is None:
+                got = stop_profiler(prof)
+                run.extra["stopped"] = True
+            status, usage = got
+            prof.returncode = os.waitstatus_to_exitcode(status) if usage is not None else 0
+            if usage is not None:
+                run.peak_rss = usage.ru_maxrss * 1024
+                # whole-life CPU (start-up and attach included) over whole-life wall time
+                run.extra["cpu_life"] = (usage.ru_utime + usage.ru_stime) / (time.monotonic() - prof_start)
+            if run.error is None:
+                try:
+                    run.bytes, parsed = profiler.finish(out)
+                except Exception as exc:     # a peer's output we cannot read is its failure
+                    run.error = "failed: output unreadable (%s: %s); %s" % (
+                        type(exc).__name__, str(exc)[:120], tail(err_path))
+                else:
+                    run.samples = parsed.samples
+                    run.busy = parsed.busy(BUSY_LEAVES)
+                    run.heavy = parsed.leaves.get("heavy", 0)
+                    run.light = parsed.leaves.get("light", 0)
+                    run.max_depth = parsed.max_depth
+                    trailer = parsed.extra.get("trailer")
+                    if trailer:
+                        run.extra["trailer"] = trailer
+                    if not run.samples:
+                        run.error = "failed: no samples (exit %s): %s" % (prof.returncode, tail(err_path))
+        return run
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if prof is not None and prof.returncode is None:
+            stop_profiler(prof)
+            prof.returncode = -1
+
+
+# --------------------------------------------------------------------------------------------
+# Profiler set-up
+
+
+class SpyrecPeer(peers.Spyrec):
+    """spyrec, run from this checkout; ``supports`` says whether it records this target."""
+
+    def __init__(self, target):
+        super().__init__(sys.executable)
+        self.target = target
+        self.reason = None
+
+    def available(self):
+        return self.reason
+
+    def probe(self):
+        """Attach once in-process: a version spyrec cannot walk yet is "not supported yet"."""
+        from spyrec.errors import SpyError, UnsupportedPython
+        from spyrec.interpreter import PythonProcess
+
+        ready, proc = self.target.start(["--no-gate", "--seconds", "2"])
+        try:
+            time.sleep(0.2)
+            with PythonProcess.attach(ready["pid"]) as process:
+                if not any(s.frames for s in process.sample_threads()):
+                    self.reason = "failed: attached but found no stack"
+        except UnsupportedPython as exc:
+            self.reason = "not supported yet (%s)" % str(exc)[:160]
+        except SpyError as exc:
+            # 3.14/3.15 in the sid root come with another task; until then attach fails there.
+            prefix = "not supported yet" if self.target.root else "failed"
+            self.reason = "%s (attach fails: %s)" % (prefix, str(exc)[:160])
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+#: Executables of the peers: --austin / --py-spy, else PATH, else /tmp/peers/bin.
+PEER_PATHS = {}
+
+
+def host_profilers(target, names):
+    found = []
+    for name in names:
+        if name == "spyrec":
+            found.append(SpyrecPeer(target))
+        elif name == "austin":
+            found.append(peers.Austin(PEER_PATHS.get("austin")))
+        elif name == "py-spy":
+            found.append(peers.PySpy(PEER_PATHS.get("py-spy"), nonblocking=False))
+        elif name == "py-spy-nb":
+            found.append(peers.PySpy(PEER_PATHS.get("py-spy"), nonblocking=True))
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# The comparison
+
+
+def run_group(target, profilers, threads_list, rates, repeats, work_seconds, settle, workdir, rng,
+              results):
+    """Alternating baseline/profiler runs for one target Python; appends Run objects."""
+    usable = []
+    for profiler in profilers:
+        reason = profiler.available()
+        if reason:
+            log("%s: %s on %s" % (profiler.name, reason, target.label))
+            results["skipped"].append({"target": target.label, "profiler": profiler.name,
+                                       "reason": reason})
+        else:
+            usable.append(profiler)
+    if not usable:
+        return
+    for threads in threads_list:
+        try:
+            units = calibrate(target, threads, work_seconds)
+        except Exception as exc:         # a target that cannot run: report it, go on
+            log("%s, %d thread(s): calibration failed: %s" % (target.label, threads, exc))
+            for profiler in usable:
+                run = Run(profiler, "-", threads)
+                run.error = "failed: target did not run (%s)" % str(exc)[:120]
+                run.extra["target"] = target.label
+                results["runs"].append(run)
+            continue
+        log("%s, %d thread(s): %d units of work (~%.1f s)" % (target.label, threads, units, work_seconds))
+        timeout = max(120.0, 40 * work_seconds)
+        plan = [(rate, profiler) for _ in range(repeats) for rate in rates for profiler in usable]
+        # Shuffle within each repeat so that drift spreads over every (rate, profiler).
+        per_repeat = len(rates) * len(usable)
+        order = []
+        for r in range(repeats):
+            chunk = plan[r * per_repeat:(r + 1) * per_repeat]
+            rng.shuffle(chunk)
+            order.extend(chunk)
+        previous = safe_measure(target, threads, units, None, None, workdir, settle, timeout)
+        for i, (rate, profiler) in enumerate(order):
+            run = safe_measure(target, threads, units, profiler, rate, workdir, settle, timeout)
+            base = safe_measure(target, threads, units, None, None, workdir, settle, timeout)
+            baselines = [b.elapsed for b in (previous, base) if b.elapsed]
+            run.baseline = statistics.mean(baselines) if baselines else None
+            run.extra["target"] = target.label
+            previous = base
+            results["runs"].append(run)
+            results["baselines"].append({"target": target.label, "threads": threads,
+                                         "elapsed": base.elapsed})
+            log("  [%d/%d] %s %s: %s" % (i + 1, len(order), profiler.name, rate, brief(run)))
+
+
+def safe_measure(target, threads, units, profiler, rate, workdir, settle, timeout):
+    """``measure``, with anything unexpected turned into a failed run instead of a crash."""
+    try:
+        return measure(target, threads, units, profiler, rate, workdir, settle, timeout)
+    except Exception as exc:
+        run = Run(profiler, rate, threads)
+        run.error = "failed: %s: %s" % (type(exc).__name__, str(exc)[:160])
+        return run
+
+
+def brief(run):
+    if run.error:
+        return run.error
+    parts = ["%.0f/s/thread" % run.rate_per_thread if run.rate_per_thread is not None else "-",
+             "slowdown %+.1f%%" % (100 * run.slowdown) if run.slowdown is not None else "",
+             "cpu %.2f" % run.cpu_cores if run.cpu_cores is not None else "",
+             "%.1f MB" % (run.peak_rss / 1e6) if run.peak_rss else "",
+             "%.1f B/sample" % (run.bytes / run.samples) if run.samples else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def median_of(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarise(runs):
+    """(target, threads, rate, profiler) -> medians, or the failure when every run failed."""
+    groups = {}
+    for run in runs:
+        key = (run.extra.get("target"), run.threads, str(run.rate), run.profiler)
+        groups.setdefault(key, []).append(run)
+    summary = {}
+    for key, group in groups.items():
+        ok = [r for r in group if not r.error]
+        if not ok:
+            summary[key] = {"error": group[0].error, "runs": len(group)}
+            continue
+        share_err = [100 * (r.measured_share - r.truth_share) for r in ok
+                     if r.measured_share is not None and r.truth_share is not None]
+        summary[key] = {
+            "runs": len(group), "failed": len(group) - len(ok),
+            "rate": median_of([r.rate_per_thread for r in ok]),
+            "slowdown": median_of([r.slowdown for r in ok]),
+            "slowdown_range": (min(r.slowdown for r in ok if r.slowdown is not None),
+                               max(r.slowdown for r in ok if r.slowdown is not None))
+            if any(r.slowdown is not None for r in ok) else None,
+            "cpu": median_of([r.cpu_cores for r in ok]),
+            "rss": max([r.peak_rss for r in ok if r.peak_rss] or [0]) or None,
+            "bps": median_of([r.bytes / r.samples for r in ok if r.samples]),
+            "share_err": median_of(share_err),
+            "truth": median_of([r.truth_share for r in ok]),
+            "depth": max([r.max_depth or 0 for r in ok]),
+            "errors": [r.error for r in group if r.error],
+        }
+    return summary
+
+
+def fmt(value, pattern, missing="-"):
+    return missing if value is None else pattern % value
+
+
+def rate_label(rate):
+    return {"100": "100 Hz", "1000": "1 kHz", "10000": "10 kHz", "max": "max"}.get(str(rate), str(rate))
+
+
+def print_tables(summary, skipped, out):
+    targets = sorted({(k[0], k[1]) for k in summary}, key=lambda t: (t[0], t[1]))
+    for label, threads in targets:
+        out.write("\n**%s, %s** (30-deep CPU-bound target, %d worker thread%s)\n\n"
+                  % (label, "single thread" if threads == 1 else "%d threads" % threads, threads,
+                     "" if threads == 1 else "s"))
+        out.write("| rate asked | profiler | samples/s/thread | target slowdown | CPU (cores) "
+                  "| peak RSS (MB) | bytes/sample | heavy share error (pp) |\n")
+        out.write("|---|---|---:|---:|---:|---:|---:|---:|\n")
+        keys = [k for k in summary if (k[0], k[1]) == (label, threads)]
+        order = {"100": 0, "1000": 1, "10000": 2, "max": 3}
+        names = ["spyrec", "austin", "py-spy", "py-spy --nonblocking", "profiling.sampling"]
+        keys.sort(key=lambda k: (order.get(k[2], 9), names.index(k[3]) if k[3] in names else 9))
+        for key in keys:
+            s = summary[key]
+            if "error" in s:
+                out.write("| %s | %s | %s | | | | | |\n" % (rate_label(key[2]), key[3], s["error"]))
+                continue
+            note = " (%d of %d runs failed)" % (s["failed"], s["runs"]) if s["failed"] else ""
+            out.write("| %s | %s%s | %s | %s | %s | %s | %s | %s |\n" % (
+                rate_label(key[2]), key[3], note, fmt(s["rate"], "%.0f"),
+                fmt(s["slowdown"] and 100 * s["slowdown"], "%+.1f%%") if s["slowdown"] is not None else "-",
+                fmt(s["cpu"], "%.2f"), fmt(s["rss"] and s["rss"] / 1e6, "%.0f"),
+                fmt(s["bps"], "%.1f"), fmt(s["share_err"], "%+.1f")))
+    for item in skipped:
+        out.write("\n%s on %s: %s" % (item["profiler"], item["target"], item["reason"]))
+    if skipped:
+        out.write("\n")
+
+
+def check_issue_targets(summary, out):
+    """spyrec against the issue's recorder targets, from this run's medians."""
+    rows = []
+    for (label, threads, rate, name), s in sorted(summary.items()):
+        if name != "spyrec" or "error" in s or "sid root" in (label or ""):
+            continue
+        who = "%s, %d thread%s" % (label, threads, "" if threads == 1 else "s")
+        if rate == "10000":
+            rows.append((who, "10 kHz: >= 5,000 samples/s/thread", s["rate"] is not None and s["rate"] >= 5000,
+                         fmt(s["rate"], "%.0f/s")))
+            rows.append((who, "10 kHz: slowdown <= 5%", s["slowdown"] is not None and s["slowdown"] <= 0.05,
+                         fmt(s["slowdown"] and 100 * s["slowdown"], "%+.1f%%")))
+        if rate == "1000":
+            rows.append((who, "1 kHz: the full 1,000 samples/s/thread (>= 990)",
+                         s["rate"] is not None and s["rate"] >= 990, fmt(s["rate"], "%.0f/s")))
+            rows.append((who, "1 kHz: slowdown <= 1%", s["slowdown"] is not None and s["slowdown"] <= 0.01,
+                         fmt(s["slowdown"] and 100 * s["slowdown"], "%+.1f%%")))
+            rows.append((who, "1 kHz: recorder CPU <= 0.2 core", s["cpu"] is not None and s["cpu"] <= 0.2,
+                         fmt(s["cpu"], "%.2f cores")))
+            if threads == 1:
+                rows.append((who, "<= 10 bytes/sample (30-deep target)", s["bps"] is not None and s["bps"] <= 10,
+                             fmt(s["bps"], "%.1f B")))
+    if not rows:
+        return
+    out.write("\n| spyrec target | on | measured | met? |\n|---|---|---:|---|\n")
+    for who, what, ok, value in rows:
+        out.write("| %s | %s | %s | %s |\n" % (what, who, value, "yes" if ok else "**no**"))
+
+
+# --------------------------------------------------------------------------------------------
+# Cost breakdown of one sample
+
+
+def timed(function, iterations, batch=50):
+    """Seconds per call of ``function()``: the fastest batch of ``batch`` calls, over about
+    ``iterations`` calls.  On a 2-core machine shared with a busy target, the slowest batches
+    measure preemption, not the code; the fastest is the cost when the recorder has a core."""
+    best = float("inf")
+    batch = max(1, min(batch, iterations))
+    for _ in range(max(3, iterations // batch)):
+        start = time.perf_counter()
+        for _ in range(batch):
+            function()
+        best = min(best, (time.perf_counter() - start) / batch)
+    return best
+
+
+class RecordingReads:
+    """Wraps the walker's readers to list the reads one ``sample_threads()`` makes."""
+
+    def __init__(self, walker):
+        self.walker = walker
+        self.calls = []
+        self._read = walker.read
+        self._mem = walker.mem
+
+    def __enter__(self):
+        calls, small, mem = self.calls, self._read, self._mem
+
+        def read_small(addr, size):
+            calls.append((small, addr, size))
+            return small(addr, size)
+
+        class Mem:
+            def read(self_, addr, size):
+                calls.append((mem.read, addr, size))
+                return mem.read(addr, size)
+
+            def __getattr__(self_, name):
+                return getattr(mem, name)
+
+        self.walker.read = read_small
+        self.walker.mem = Mem()
+        return self
+
+    def __exit__(self, *exc):
+        self.walker.read = self._read
+        self.walker.mem = self._mem
+
+
+def breakdown_one(python, threads, iterations):
+    """Per-component cost of sampling a live gated target; returns a dict of µs per round."""
+    from spyrec.interpreter import PythonProcess
+    from spyrec.procstats import ProcessStats, ThreadStats
+    from spyrec.sampler import Sampler
+    from spyrec.spyformat import SpyWriter
+
+    target = Target(python)
+    ready, proc = target.start(["--no-gate", "--seconds", "600", "--threads", str(threads)])
+    pid = ready["pid"]
+    try:
+        time.sleep(0.5)
+        process = PythonProcess.attach(pid)
+        for _ in range(200):
+            process.sample_threads()
+        stacks = process.sample_threads()
+        busy = [s for s in stacks if len(s.frames) >= 25]
+        n = len(stacks)
+        r = {"python": ready["python"], "threads": threads, "stacks": n,
+             "depth": max(len(s.frames) for s in stacks)}
+        r["sample_threads"] = timed(process.sample_threads, iterations)
+        # The reads one round makes, replayed without any parsing.
+        calls = []
+        for _ in range(20):                 # a typical round (not a code-cache revalidation one)
+            with RecordingReads(process.walker) as rec:
+                process.sample_threads()
+            if not calls or len(rec.calls) < len(calls):
+                calls = rec.calls
+
+        def replay():
+            for fn, addr, size in calls:
+                fn(addr, size)
+        r["reads"] = timed(replay, iterations)
+        r["read_count"] = len(calls)
+        r["read_bytes"] = sum(size for _, _, size in calls)
+        r["decode"] = max(0.0, r["sample_threads"] - r["reads"])
+        # /proc metrics, per thread and per round.
+        tstats = [ThreadStats("/proc", pid, s.native_tid) for s in stacks]
+        pstats = ProcessStats("/proc", pid)
+        r["cpu_delta"] = timed(lambda: [t.cpu_delta_ns() for t in tstats], iterations)
+        r["is_running"] = timed(lambda: [t.is_running() for t in tstats], iterations)
+        r["rss"] = timed(pstats.rss_bytes, iterations)
+        # Interning: cached stack, new stack of known frames, new stack and new frames.
+        sink = open(os.devnull, "wb")
+        writer = SpyWriter(sink)
+        sampler = Sampler(process, writer, 1_000_000, time.monotonic_ns())
+        raw = (busy or stacks)[0].frames
+        sampler._stack_id(raw)
+        r["intern_cached"] = timed(lambda: [sampler._stack_id(s.frames) for s in stacks], iterations)
+
+        def new_stack():
+            sampler._raw_stacks.clear()
+            writer._stacks.clear()
+            sampler._stack_id(raw)
+
+        def clear_only():
+            sampler._raw_stacks.clear()
+            writer._stacks.clear()
+
+        def new_frames():
+            sampler._raw_stacks.clear()
+            sampler._frames.clear()
+            writer._stacks.clear()
+            writer._frames.clear()
+            writer._strings.clear()
+            sampler._stack_id(raw)
+
+        overhead = timed(clear_only, iterations)
+        r["intern_new_stack"] = max(0.0, timed(new_stack, iterations // 4) - overhead)
+        r["intern_new_frames"] = max(0.0, timed(new_frames, iterations // 10) - overhead)
+        # Writing: append one sample per thread; flush (encode + compress + write) amortised
+        # over one second of samples at 1 kHz.
+        sid = sampler._stack_id(raw)
+        now = time.monotonic_ns()
+        r["writer_sample"] = timed(lambda: [writer.sample(now, pid, 1234, sid, 1000, 50_000_000, 2)
+                                            for _ in stacks], iterations)
+        writer.flush()
+        per_flush = 1000 * n
+        flush_times = []
+        for k in range(5):
+            for i in range(per_flush):
+                writer.sample(now + i * 1_000_000, pid, 1000 + i % n, sid + (i % 7 == 0), 900_000 + i % 97,
+                              50_000_000 + 4096 * (i % 3), 2)
+            start = time.perf_counter()
+            writer.flush()
+            flush_times.append(time.perf_counter() - start)
+        r["flush_per_sample"] = min(flush_times) / per_flush
+        r["flush"] = r["flush_per_sample"] * n
+        # The whole round as the Sampler does it (metrics, interning, writer included).
+        sampler2 = Sampler(process, SpyWriter(sink), 1_000_000, time.monotonic_ns())
+        sampler2.sample_round(time.monotonic_ns())
+        r["round"] = timed(lambda: sampler2.sample_round(time.monotonic_ns()), iterations)
+        sampler2.finish()
+        sampler.finish()
+        for t in tstats:
+            t.close()
+        pstats.close()
+        process.close()
+        sink.close()
+        return r
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+BREAKDOWN_ROWS = [
+    ("sample_threads()", "sample_threads", "reads + frame decoding, one round"),
+    ("  of which memory reads", "reads", "the same reads replayed, no parsing"),
+    ("  of which decoding", "decode", "the difference"),
+    ("/proc cpu_delta_ns", "cpu_delta", "schedstat pread + parse, every thread"),
+    ("/proc is_running", "is_running", "stat pread + parse, every thread"),
+    ("/proc rss_bytes", "rss", "statm, once per round"),
+    ("stack interning (cached)", "intern_cached", "every thread's stack, dict hit"),
+    ("SpyWriter.sample", "writer_sample", "append to columns, every thread"),
+    ("flush (encode+compress+write)", "flush", "amortised over 1 s at 1 kHz"),
+]
+
+
+def print_breakdown(results, out):
+    out.write("\nCost of one sampling round (µs; per sample = per round / threads sampled)\n\n")
+    heads = ["%s, %d thr (%d stacks)" % (r["python"], r["threads"], r["stacks"]) for r in results]
+    out.write("| component | " + " | ".join(heads) + " | what |\n")
+    out.write("|---|" + "---:|" * len(results) + "---|\n")
+    for label, key, what in BREAKDOWN_ROWS:
+        cells = []
+        for r in results:
+            us = r[key] * 1e6
+            cells.append("%.1f (%.1f/sample)" % (us, us / r["stacks"]))
+        out.write("| %s | %s | %s |\n" % (label, " | ".join(cells), what))
+    cells = []
+    for r in results:
+        total = sum(r[k] for _, k, _ in BREAKDOWN_ROWS if k not in ("reads", "decode")) * 1e6
+        cells.append("%.1f (%.1f/sample)" % (total, total / r["stacks"]))
+    out.write("| **sum of the above** | %s | |\n" % " | ".join(cells))
+    cells = []
+    for r in results:
+        us = (r["round"] + r["flush"]) * 1e6
+        cells.append("%.1f (%.1f/sample)" % (us, us / r["stacks"]))
+    out.write("| **Sampler.sample_round + flush, measured** | %s | the real hot path |\n" % " | ".join(cells))
+    cells = ["%d reads, %.1f KB" % (r["read_count"], r["read_bytes"] / 1e3) for r in results]
+    out.write("| reads per round | %s | |\n" % " | ".join(cells))
+    cells = ["%.1f / %.1f" % (r["intern_new_stack"] * 1e6, r["intern_new_frames"] * 1e6) for r in results]
+    out.write("| interning a new stack: known frames / new frames (µs, per new stack) | %s | |\n"
+              % " | ".join(cells))
+    cells = []
+    for r in results:
+        cells.append("%.0f Hz" % (1 / (r["round"] + r["flush"])))
+    out.write("| ceiling: rounds/s on one core | %s | 1 / measured round |\n" % " | ".join(cells))
+
+
+# --------------------------------------------------------------------------------------------
+# Soak: recorder memory over a long recording
+
+
+def soak(seconds, kind, python, rate, poll, csv_path, out):
+    target = Target(python)
+    script = GATED if kind == "deep" else VARIED
+    args = (["--no-gate", "--seconds", str(seconds + 60)] if kind == "deep"
+            else ["--seconds", str(seconds + 60)])
+    ready, proc = target.start(args, script=script)
+    workdir = tempfile.mkdtemp(prefix="spybench-soak-")
+    rec_path = os.path.join(workdir, "soak.spy")
+    err_path = os.path.join(workdir, "soak.stderr")
+    with open(err_path, "wb") as err:
+        prof = subprocess.Popen([sys.executable, "-m", "spyrec", "-o", rec_path, "-r", str(rate),
+                                 "-d", "%ds" % seconds, "-p", str(ready["pid"])],
+                                stdout=err, stderr=err, stdin=subprocess.DEVNULL)
+    points = []
+    start = time.monotonic()
+    csv = open(csv_path, "w") if csv_path else None
+    if csv:
+        csv.write("seconds,rss_bytes,file_bytes,cpu_ns\n")
+    try:
+        while prof.poll() is None:
+            rss = vm_rss_bytes(prof.pid)
+            size = os.path.getsize(rec_path) if os.path.exists(rec_path) else 0
+            cpu = task_cpu_ns(prof.pid)
+            if rss:
+                points.append((time.monotonic() - start, rss, size, cpu))
+                if csv:
+                    csv.write("%.1f,%d,%d,%s\n" % points[-1])
+                    csv.flush()
+            end = time.monotonic() + poll
+            while time.monotonic() < end and prof.poll() is None:
+                time.sleep(0.2)
+    finally:
+        if prof.poll() is None:
+            stop_profiler(prof)
+        proc.kill()
+        proc.wait()
+        if csv:
+            csv.close()
+    status = tail(err_path, 1)
+    total = time.monotonic() - start
+    with open(rec_path, "rb") as f:
+        from spyrec.spyformat import read_recording
+        rec = read_recording(f)
+    file_size = os.path.getsize(rec_path)
+    shutil.rmtree(workdir, ignore_errors=True)
+    settled = [p for p in points if p[0] >= max(30.0, 0.1 * total)] or points
+    xs = [p[0] for p in settled]
+    ys = [p[1] / 1e6 for p in settled]
+    slope = 0.0
+    if len(xs) >= 2:
+        mx, my = statistics.mean(xs), statistics.mean(ys)
+        den = sum((x - mx) ** 2 for x in xs)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else 0.0
+    last = ys[-1] if ys else 0
+    hour = last + slope * max(0.0, 3600 - (xs[-1] if xs else 0))
+    out.write("\nSoak: spyrec at %d Hz for %d s on %s (%s target, CPython %s); %s\n\n"
+              % (rate, seconds, platform.node(), kind, ready["python"], status))
+    out.write("| time (s) | recorder RSS (MB) | recording (MB) |\n|---:|---:|---:|\n")
+    step = max(1, len(points) // 12)
+    for p in points[::step] + ([points[-1]] if points and (len(points) - 1) % step else []):
+        out.write("| %.0f | %.1f | %.1f |\n" % (p[0], p[1] / 1e6, p[2] / 1e6))
+    out.write("\nRSS after warm-up: %.1f -> %.1f MB (max %.1f); slope %+.3f MB/hour over t >= %.0f s; "
+              "extrapolated to one hour: %.1f MB.  %d samples, %.2f bytes/sample, %d stacks, %d frames.\n"
+              % (ys[0] if ys else 0, last, max(ys) if ys else 0, slope * 3600, xs[0] if xs else 0,
+                 hour, rec.sample_count, file_size / max(1, rec.sample_count), len(rec.stacks),
+                 len(rec.frames["file"])))
+    return {"slope_mb_per_hour": slope * 3600, "last_mb": last, "hour_mb": hour, "points": points}
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="one repeat, 1.5 s of work (~5 min)")
+    mode.add_argument("--full", action="store_true", help="five repeats, 4 s of work (~40 min)")
+    parser.add_argument("--repeats", type=int, help="runs per (target, rate, profiler); default 3")
+    parser.add_argument("--work-seconds", type=float, help="baseline duration of the fixed work; default 2")
+    parser.add_argument("--settle", type=float, default=0.5,
+                        help="seconds between the profiler being ready and the go signal")
+    parser.add_argument("--rates", default="100,1k,10k,max", help="from 100, 1k, 10k, max")
+    parser.add_argument("--threads", default="1,4", help="worker-thread counts of the target")
+    parser.add_argument("--python", default=DEFAULT_HOST_PYTHON, help="host Python of the targets")
+    parser.add_argument("--profilers", default="spyrec,austin,py-spy,py-spy-nb,profiling.sampling")
+    parser.add_argument("--austin", help="Austin executable (default: PATH, then /tmp/peers/bin)")
+    parser.add_argument("--py-spy", dest="py_spy", help="py-spy executable (default: PATH, then /tmp/peers/bin)")
+    parser.add_argument("--sid-root", default=SID_ROOT, help="root holding python3.15 ('' to skip)")
+    parser.add_argument("--breakdown-python", action="append",
+                        help="Python for the cost breakdown (repeatable); default 3.11.7, 3.12.1 and 3.13.0")
+    parser.add_argument("--breakdown-iterations", type=int, default=3000)
+    parser.add_argument("--breakdown-only", action="store_true")
+    parser.add_argument("--no-breakdown", action="store_true")
+    parser.add_argument("--soak", type=int, metavar="SECONDS",
+                        help="only the soak: record at 1 kHz for SECONDS and follow the RSS")
+    parser.add_argument("--soak-target", choices=("deep", "varied"), default="deep")
+    parser.add_argument("--soak-rate", type=int, default=1000)
+    parser.add_argument("--soak-csv", help="write the soak's RSS samples here")
+    parser.add_argument("--json", help="write every run's raw figures here")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the profilers' output files")
+    args = parser.parse_args()
+    out = sys.stdout
+
+    if args.soak:
+        soak(args.soak, args.soak_target, args.python, args.soak_rate,
+             poll=max(1.0, args.soak / 240), csv_path=args.soak_csv, out=out)
+        return
+
+    PEER_PATHS["austin"] = args.austin or peers.find_peer("austin")
+    PEER_PATHS["py-spy"] = args.py_spy or peers.find_peer("py-spy")
+    repeats = args.repeats or (1 if args.quick else 5 if args.full else 3)
+    work = args.work_seconds or (1.5 if args.quick else 4.0 if args.full else 2.0)
+    rates = [RATES[r.strip()] for r in args.rates.split(",") if r.strip()]
+    threads_list = [int(t) for t in args.threads.split(",") if t.strip()]
+    names = [n.strip() for n in args.profilers.split(",") if n.strip()]
+    started = time.monotonic()
+    command = " ".join(["bench/bench_record.py"] + sys.argv[1:])
+    out.write("## Recorder benchmark\n\nCommand: `.venv/bin/python %s`; %s; %s, %d CPUs, Linux %s; "
+              "%d repeat(s), %.1f s of baseline work per run; load average at start %.2f.\n"
+              % (command, datetime.date.today().isoformat(), platform.node(), os.cpu_count(),
+                 platform.release(), repeats, work, os.getloadavg()[0]))
+    out.write("spyrec at %s.\n" % spyrec_revision())
+    out.flush()
+    rng = random.Random(args.seed)
+    results = {"runs": [], "baselines": [], "skipped": []}
+
+    if not args.breakdown_only:
+        workdir = tempfile.mkdtemp(prefix="spybench-")
+        host = Target(args.python)
+        host.prepare()
+        host_names = [n for n in names if n != "profiling.sampling"]
+        profilers = host_profilers(host, host_names)
+        for p in profilers:
+            if isinstance(p, SpyrecPeer):
+                p.probe()
+        versions = {"python": host.version}
+        for name, path in PEER_PATHS.items():
+            if path:
+                try:
+                    text = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+                    versions[name] = (text.stdout or text.stderr).strip().splitlines()[0]
+                except (OSError, subprocess.SubprocessError, IndexError):
+                    pass
+        out.write("Versions: %s.\n" % ", ".join("%s %s" % kv for kv in versions.items()))
+        run_group(host, profilers, threads_list, rates, repeats, work, args.settle, workdir, rng, results)
+
+        root_profilers = []
+        root = args.sid_root if args.sid_root and os.path.isdir(args.sid_root) else None
+        tachyon = peers.Tachyon(root)
+        wanted_root = [n for n in names if n in ("profiling.sampling", "spyrec")]
+        if "profiling.sampling" in names:
+            reason = tachyon.available()
+            if reason:
+                results["skipped"].append({"target": "CPython 3.15", "profiler": "profiling.sampling",
+                                           "reason": reason})
+                log("profiling.sampling: %s" % reason)
+        if root and tachyon.available() is None:
+            target315 = Target(root=root)
+            target315.prepare()
+            root_workdir = tempfile.mkdtemp(prefix="spybench-", dir=os.path.join(root, "tmp"))
+            if "profiling.sampling" in wanted_root:
+                root_profilers.append(tachyon)
+            if "spyrec" in wanted_root:
+                spy315 = SpyrecPeer(target315)
+                spy315.probe()
+                root_profilers.append(spy315)
+            run_group(target315, root_profilers, threads_list, rates, repeats, work, args.settle,
+                      root_workdir, rng, results)
+            if not args.keep:
+                shutil.rmtree(root_workdir, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log("outputs kept in %s" % workdir)
+
+        summary = summarise(results["runs"])
+        print_tables(summary, results["skipped"], out)
+        baselines = {}
+        for b in results["baselines"]:
+            if b["elapsed"]:
+                baselines.setdefault((b["target"], b["threads"]), []).append(b["elapsed"])
+        out.write("\nBaseline noise (same fixed work, no profiler): %s.\n" % "; ".join(
+            "%s %d thr: median %.2f s, min..max %+.1f%%..%+.1f%%"
+            % (t, n, statistics.median(v), 100 * (min(v) / statistics.median(v) - 1),
+               100 * (max(v) / statistics.median(v) - 1))
+            for (t, n), v in sorted(baselines.items())))
+        check_issue_targets(summary, out)
+        out.flush()
+
+    if not args.no_breakdown:
+        pythons = args.breakdown_python or [p for p in DEFAULT_BREAKDOWN_PYTHONS if os.path.exists(p)]
+        found = []
+        for python in pythons:
+            for threads in (1, 4):
+                try:
+                    log("breakdown: %s, %d thread(s)" % (python, threads))
+                    found.append(breakdown_one(python, threads, args.breakdown_iterations))
+                except Exception as exc:     # report, do not crash the whole bench
+                    log("breakdown on %s failed: %s: %s" % (python, type(exc).__name__, exc))
+                    out.write("\nbreakdown on %s, %d threads: failed: %s\n" % (python, threads, exc))
+        if found:
+            print_breakdown(found, out)
+        results["breakdown"] = found
+
+    out.write("\nTotal bench time: %.1f min; load average at the end %.2f.\n"
+              % ((time.monotonic() - started) / 60, os.getloadavg()[0]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"runs": [r.as_dict() for r in results["runs"]],
+                       "baselines": results["baselines"], "skipped": results["skipped"],
+                       "breakdown": results.get("breakdown")}, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()

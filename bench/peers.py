@@ -1,0 +1,367 @@
+"""Profilers the recorder benchmark drives: how to start each one attached to a PID, and how to
+read what it wrote into a common summary.
+
+Every profiler is described by a ``Profiler`` with ``available()`` (installed and able to run
+this target?) and ``command(pid, rate, out)``; every output is read by a parser that returns a
+``Parsed``: total stack samples, samples per leaf function, and the deepest stack seen.  The
+benchmark (bench_record.py) only counts samples whose leaf is ``heavy`` or ``light``, the two
+leaves of bench/targets/gated.py, so idle threads, start-up and shutdown samples and the
+profilers' different idle policies all drop out of the comparison.
+
+Formats read here (each profiler's most compact file, as far as it can be read back):
+
+* spyrec ``.spy``: ``spyrec.spyformat.read_recording``.
+* Austin 3.x ``-b`` MOJO (format version 3): a stream of one-byte event ids followed by
+  varints (6 payload bits and a sign bit in the first byte, 7 bits in the next ones) and
+  NUL-terminated strings.  A ``STACK`` event starts a sample; ``FRAME`` defines a frame (key,
+  file and scope string keys, line, end line, column, end column); ``FRAME_REF`` appends a
+  defined frame to the current sample, root first; ``STRING`` defines a string.
+* py-spy ``--format raw``: collapsed stacks, ``frame;frame;... count`` with frames
+  ``function (file:line)``, root first.  Aggregated: no timeline.
+* ``python3.15 -m profiling.sampling``: ``--binary`` for the size, replayed to ``--collapsed``
+  (``tid:N;file:function:line;... count``) to count.
+"""
+
+import os
+import shutil
+import subprocess
+from collections import Counter
+
+MOJO_METADATA, MOJO_STACK, MOJO_FRAME, MOJO_FRAME_INVALID, MOJO_FRAME_REF = 1, 2, 3, 4, 5
+MOJO_FRAME_KERNEL, MOJO_GC, MOJO_IDLE, MOJO_METRIC_TIME, MOJO_METRIC_MEMORY = 6, 7, 8, 9, 10
+MOJO_STRING, MOJO_STRING_REF = 11, 12
+
+
+class ParseError(Exception):
+    pass
+
+
+class Parsed:
+    """What a profiler's output says: samples, samples by leaf function name, deepest stack."""
+
+    def __init__(self, samples=0, leaves=None, max_depth=0, threads=0, extra=None):
+        self.samples = samples
+        self.leaves = leaves if leaves is not None else Counter()
+        self.max_depth = max_depth
+        self.threads = threads
+        self.extra = extra or {}
+
+    def busy(self, names=("heavy", "light")):
+        return sum(self.leaves.get(name, 0) for name in names)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers
+
+
+def parse_spy(path):
+    from spyrec.spyformat import read_recording
+
+    with open(path, "rb") as f:
+        rec = read_recording(f)
+    names = rec.strings
+    frame_names = rec.frames["name"]
+    leaf_of = [names[frame_names[s[-1]]] if s else "" for s in rec.stacks]
+    counts = Counter(rec.samples["stack"].tolist())
+    leaves = Counter()
+    depth = 0
+    for stack_id, n in counts.items():
+        leaves[leaf_of[stack_id]] += n
+        depth = max(depth, len(rec.stacks[stack_id]))
+    return Parsed(rec.sample_count, leaves, depth, len(rec.threads),
+                  {"trailer": rec.trailer or {}, "header": rec.header})
+
+
+def parse_mojo(path):
+    """Austin's MOJO (versions 1-3): samples, leaf function names, deepest stack."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:3] != b"MOJ":
+        raise ParseError("not a MOJO file")
+    end = len(data)
+    pos = 3
+
+    def varint(pos):
+        b = data[pos]
+        pos += 1
+        n = b & 0x3F
+        sign = b & 0x40
+        shift = 6
+        while b & 0x80:
+            b = data[pos]
+            pos += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+        return (-n if sign else n), pos
+
+    def string(pos):
+        stop = data.index(b"\0", pos)
+        return data[pos:stop], stop + 1
+
+    version, pos = varint(pos)
+    strings = {}
+    frames = {}                 # key -> scope string key
+    metadata = {}
+    leaves = Counter()
+    threads = set()
+    samples = 0
+    depth = 0
+    leaf = None
+    max_depth = 0
+    try:
+        while pos < end:
+            event = data[pos]
+            pos += 1
+            if event == MOJO_FRAME_REF:
+                key, pos = varint(pos)
+                leaf = key
+                depth += 1
+            elif event == MOJO_STACK:
+                if samples:
+                    leaves[frames.get(leaf)] += 1
+                    max_depth = max(max_depth, depth)
+                samples += 1
+                leaf = None
+                depth = 0
+                _, pos = varint(pos)                    # pid
+                if version >= 3:
+                    _, pos = varint(pos)                # interpreter id
+                tid, pos = string(pos)
+                threads.add(tid)
+            elif event == MOJO_FRAME:
+                key, pos = varint(pos)
+                _, pos = varint(pos)                    # file
+                scope, pos = varint(pos)
+                _, pos = varint(pos)                    # line
+                if version >= 2:
+                    _, pos = varint(pos)
+                    _, pos = varint(pos)
+                    _, pos = varint(pos)
+                frames[key] = scope
+            elif event == MOJO_STRING:
+                key, pos = varint(pos)
+                value, pos = string(pos)
+                strings[key] = value
+            elif event in (MOJO_METRIC_TIME, MOJO_METRIC_MEMORY, MOJO_STRING_REF):
+                _, pos = varint(pos)
+            elif event == MOJO_METADATA:
+                key, pos = string(pos)
+                value, pos = string(pos)
+                metadata[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+            elif event == MOJO_FRAME_KERNEL:
+                _, pos = string(pos)
+            elif event in (MOJO_FRAME_INVALID, MOJO_GC, MOJO_IDLE):
+                pass
+            else:
+                raise ParseError("unknown MOJO event %d at offset %d" % (event, pos - 1))
+    except IndexError:
+        pass                    # a torn tail: count what was complete
+    if samples:
+        leaves[frames.get(leaf)] += 1
+        max_depth = max(max_depth, depth)
+    named = Counter()
+    for scope, n in leaves.items():
+        name = strings.get(scope, b"?") if scope is not None else b""
+        named[name.decode("utf-8", "replace")] += n
+    return Parsed(samples, named, max_depth, len(threads), {"metadata": metadata})
+
+
+def parse_collapsed(path, style):
+    """Collapsed stacks, root first.  ``style``: "pyspy" (``fn (file:line)``) or "tachyon"
+    (``tid:N;file:fn:line``)."""
+    leaves = Counter()
+    threads = set()
+    samples = 0
+    max_depth = 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            stack, _, count = line.rpartition(" ")
+            try:
+                n = int(count)
+            except ValueError:
+                continue
+            frames = stack.split(";")
+            if style == "tachyon" and frames and frames[0].startswith("tid:"):
+                threads.add(frames[0])
+                frames = frames[1:]
+            if not frames:
+                continue
+            leaf = frames[-1]
+            if style == "pyspy":
+                name = leaf.split(" (", 1)[0]
+            else:
+                parts = leaf.rsplit(":", 2)
+                name = parts[1] if len(parts) == 3 else leaf
+            leaves[name] += n
+            samples += n
+            max_depth = max(max_depth, len(frames))
+    return Parsed(samples, leaves, max_depth, len(threads))
+
+
+# --------------------------------------------------------------------------------------------
+# Profilers
+
+
+class Profiler:
+    """One way of recording a PID.  Subclasses fill in the command and the parser."""
+
+    name = "?"
+    ext = ".out"
+    #: the target runs inside the sid root (CPython 3.15) rather than on the host
+    in_root = False
+    #: the output holds every sample (a timeline), not aggregated counts
+    timeline = True
+
+    def available(self):
+        """None when it can run, else a short reason ("not installed")."""
+        return None
+
+    def is_ready(self, out, err_path, pid):
+        """True once the profiler (process ``pid``) is sampling, as far as can be seen."""
+        return True
+
+    def command(self, pid, rate, out):
+        raise NotImplementedError
+
+    def host_path(self, out):
+        """Where the profiler's output ``out`` lands on the host."""
+        return out
+
+    def finish(self, out):
+        """Turn the raw output into (bytes on disk, Parsed)."""
+        raise NotImplementedError
+
+
+class Spyrec(Profiler):
+    name = "spyrec"
+    ext = ".spy"
+
+    def __init__(self, python):
+        self.python = python
+
+    def command(self, pid, rate, out):
+        if rate == "max":
+            timing = ["-i", "1us"]
+        else:
+            timing = ["-r", str(rate)]
+        return [self.python, "-m", "spyrec", "-q", "-o", out] + timing + ["-p", str(pid)]
+
+    def is_ready(self, out, err_path, pid):
+        try:
+            return os.path.getsize(out) > 64       # preamble + HEADER chunk: attached
+        except OSError:
+            return False
+
+    def finish(self, out):
+        return os.path.getsize(out), parse_spy(out)
+
+
+class Austin(Profiler):
+    name = "austin"
+    ext = ".mojo"
+
+    def __init__(self, path):
+        self.path = path
+
+    def available(self):
+        return None if self.path and os.access(self.path, os.X_OK) else "not installed"
+
+    def command(self, pid, rate, out):
+        interval = "0" if rate == "max" else str(max(1, int(round(1e6 / rate))))
+        return [self.path, "-b", "-i", interval, "-o", out, "-p", str(pid)]
+
+    def finish(self, out):
+        return os.path.getsize(out), parse_mojo(out)
+
+
+class PySpy(Profiler):
+    ext = ".raw"
+    timeline = False
+    #: py-spy sleeps 1/rate between samples; this asks for "as fast as it goes"
+    MAX_RATE = 1_000_000
+
+    def __init__(self, path, nonblocking):
+        self.path = path
+        self.nonblocking = nonblocking
+        self.name = "py-spy --nonblocking" if nonblocking else "py-spy"
+
+    def available(self):
+        return None if self.path and os.access(self.path, os.X_OK) else "not installed"
+
+    def command(self, pid, rate, out):
+        rate = self.MAX_RATE if rate == "max" else rate
+        cmd = [self.path, "record", "--idle", "-r", str(int(rate)), "-f", "raw", "-o", out,
+               "-p", str(pid)]
+        if self.nonblocking:
+            cmd.insert(2, "--nonblocking")
+        return cmd
+
+    def is_ready(self, out, err_path, pid):
+        try:
+            with open(err_path, "rb") as f:
+                return b"Sampling process" in f.read()
+        except OSError:
+            return False
+
+    def finish(self, out):
+        return os.path.getsize(out), parse_collapsed(out, "pyspy")
+
+
+class Tachyon(Profiler):
+    """CPython 3.15's ``profiling.sampling``, run inside the sid root against a 3.15 target."""
+
+    name = "profiling.sampling"
+    ext = ".bin"
+    in_root = True
+    MAX_RATE = 1_000_000
+
+    def __init__(self, root):
+        self.root = root
+
+    def available(self):
+        if not self.root:
+            return "not installed (no sid root: run scripts/make-sid-root.sh)"
+        if not os.access(os.path.join(self.root, "usr/bin/python3.15"), os.X_OK):
+            return "not installed (no python3.15 in %s)" % self.root
+        if not os.path.ismount(os.path.join(self.root, "proc")):
+            return "not usable (%s/proc is not mounted: run scripts/make-sid-root.sh)" % self.root
+        return None
+
+    def is_ready(self, out, err_path, pid):
+        """Its sampler module is loaded (attaching follows at once)."""
+        try:
+            with open("/proc/%d/maps" % pid, "rb") as f:
+                return b"_remote_debugging" in f.read()
+        except OSError:
+            return False
+
+    def inside(self, out):
+        """``out`` is a host path under ROOT; the profiler sees it without the ROOT prefix."""
+        return "/" + os.path.relpath(out, self.root)
+
+    def command(self, pid, rate, out):
+        rate = self.MAX_RATE if rate == "max" else rate
+        return ["chroot", self.root, "python3.15", "-m", "profiling.sampling", "attach",
+                "-r", str(int(rate)), "-a", "--binary", "-o", self.inside(out), str(pid)]
+
+    def finish(self, out):
+        collapsed = out + ".txt"
+        subprocess.run(["chroot", self.root, "python3.15", "-m", "profiling.sampling", "replay",
+                        "--collapsed", "-o", self.inside(collapsed), self.inside(out)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+        return os.path.getsize(out), parse_collapsed(collapsed, "tachyon")
+
+
+def find_peer(name, extra_dirs=("/tmp/peers/bin",)):
+    """A peer executable: on PATH, else in the usual peers venv."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in extra_dirs:
+        path = os.path.join(d, name)
+        if os.access(path, os.X_OK):
+            return path
+    return None
