@@ -39,19 +39,25 @@ def record_spyrec(python, seconds, rate, out):
 
 
 def record_austin(austin, python, seconds, rate, out):
+    """Austin's file size and sample count (from the statistics it prints on stderr)."""
     interval_us = int(1e6 / rate)
-    subprocess.run([austin, "-b", "-i", str(interval_us), "-o", out, python, TARGET,
-                    "--seconds", str(seconds)], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    with open(out, "rb") as f:
-        data = f.read()
-    match = re.search(rb"errors\x00\d+/(\d+)\x00", data)
-    return len(data), int(match.group(1)) if match else None
+    result = subprocess.run([austin, "-b", "-i", str(interval_us), "-o", out, python, TARGET,
+                             "--seconds", str(seconds)], check=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", result.stderr)
+    match = re.search(r"Error rate\s*:\s*\d+/(\d+)", plain)
+    return os.path.getsize(out), int(match.group(1)) if match else None
 
 
 def write_cost(rec, repeat=3):
-    """Seconds per sample to intern and write the recording's samples again."""
-    stacks = [tuple(s) for s in rec.stacks]
+    """Seconds per sample to intern (every frame and the stack) and write the samples again.
+
+    This is an upper bound of the recorder's writing cost: the sampler skips frame interning
+    for a stack it has seen before.
+    """
+    f, names = rec.frames, rec.strings
+    frame_keys = [(names[f["file"][i]], names[f["name"][i]], names[f["qualname"][i]], f["line"][i],
+                   f["column"][i]) for i in range(len(f["file"]))]
     columns = [rec.samples[c].tolist() for c in ("t", "pid", "tid", "stack", "cpu", "rss", "flags")]
     rows = list(zip(*columns))
     best = float("inf")
@@ -61,7 +67,8 @@ def write_cost(rec, repeat=3):
         writer.write_header({"pid": 1})
         start = time.perf_counter()
         for t, pid, tid, stack, cpu, rss, flags in rows:
-            writer.sample(t, pid, tid, writer.stack_id(stacks[stack]), cpu, rss, flags)
+            frame_ids = tuple(writer.frame_id(*frame_keys[i]) for i in rec.stacks[stack])
+            writer.sample(t, pid, tid, writer.stack_id(frame_ids), cpu, rss, flags)
             writer.maybe_flush(t)
         writer.close({})
         best = min(best, (time.perf_counter() - start) / len(rows))
@@ -73,7 +80,10 @@ def big_recording(rec, target_samples):
     out = io.BytesIO()
     writer = SpyWriter(out, max_batch=65536)
     writer.write_header({"pid": 1})
-    stacks = [writer.stack_id(tuple(s)) for s in rec.stacks]
+    f, names = rec.frames, rec.strings
+    frames = [writer.frame_id(names[f["file"][i]], names[f["name"][i]], names[f["qualname"][i]],
+                              f["line"][i], f["column"][i]) for i in range(len(f["file"]))]
+    stacks = [writer.stack_id(tuple(frames[i] for i in s)) for s in rec.stacks]
     columns = [rec.samples[c].tolist() for c in ("t", "pid", "tid", "stack", "cpu", "rss", "flags")]
     rows = list(zip(*columns))
     span = rows[-1][0] + 1
