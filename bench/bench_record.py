@@ -846,7 +846,9 @@ def soak(seconds, kind, python, rate, poll, csv_path, out):
         rec = read_recording(f)
     file_size = os.path.getsize(rec_path)
     shutil.rmtree(workdir, ignore_errors=True)
-    settled = [p for p in points if p[0] >= max(30.0, 0.1 * total)] or points
+    points = [p for p in points if p[0] >= 1.0]                 # before exec: not spyrec yet
+    # after warm-up, and before spyrec's own end (its exit frees memory)
+    settled = [p for p in points if max(30.0, 0.1 * total) <= p[0] <= seconds - 1] or points
     xs = [p[0] for p in settled]
     ys = [p[1] / 1e6 for p in settled]
     slope = 0.0
