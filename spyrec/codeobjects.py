@@ -12,9 +12,12 @@ unknown address is verified with one batched read of its header (``ob_type`` aga
 reads), because a short-lived code object may be freed before ``describe`` is asked about it.
 
 Staleness (<=3.13 have no code-object generation counter, dossier §8.5): the verified set is
-forgotten every ``REVALIDATE_SECONDS``, so each address seen again is re-read once; an identity
-change yields a new key.  Between two revalidations a code object freed and replaced at the same
-address would keep the old key: rare, bounded to one period.
+forgotten every ``REVALIDATE_SECONDS``, so each address seen again is re-read once (one batched
+read per period for the whole stack); an identity change yields a new key.  The sampler also
+re-verifies every stack it has not seen before (``refresh``), which catches a code object
+replaced at the same address as soon as it runs from a new call chain.  What is left is a code
+object replaced at the same address *and* run from the same call site at the same offset as its
+predecessor: it keeps the old key for at most one period (20 ms).
 """
 
 import time
@@ -29,7 +32,7 @@ from spyrec.structs import FieldStruct
 
 KEY_SHIFT = 48
 ADDRESS_MASK = (1 << KEY_SHIFT) - 1
-REVALIDATE_SECONDS = 1.0
+REVALIDATE_SECONDS = 0.02
 #: Decoded code objects kept; past this the cache starts over (generated-code workloads).
 MAX_CODES = 100_000
 
@@ -116,6 +119,19 @@ class CodeCache:
                     continue
                 verified[addr] = self._admit(addr, head)
         return [verified.get(a) for a in addresses]
+
+    def refresh(self, keys: List[int]) -> List[Optional[int]]:
+        """Re-verify the code objects behind ``keys`` now; their current keys, in order.
+
+        The periodic revalidation leaves a window in which a code object freed and replaced at
+        the same address keeps its old key.  The sampler closes it by refreshing every stack it
+        has not seen before: a replaced code object almost always shows up first in a new
+        stack, so its frames get a new key (and a new description) at once.
+        """
+        addresses = [key & ADDRESS_MASK for key in keys]
+        for addr in set(addresses):
+            self.verified.pop(addr, None)
+        return self.keys_for(addresses)
 
     def _admit(self, addr: int, head: bytes) -> Optional[int]:
         values = self._header.unpack_from(head)

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 from elftools.common.exceptions import ELFError
 
-from spyrec.codeobjects import CodeCache, FrameInfo
+from spyrec.codeobjects import SKIP, CodeCache, FrameInfo
 from spyrec.errors import (MemoryReadError, NotPython, PermissionDenied, TargetNotFound,
                            UnsupportedPython)
 from spyrec.layouts import debug_offsets_size, layout_for, supported_range
@@ -282,6 +282,21 @@ class PythonProcess:
                 raise TargetNotFound("process %d exited" % self.pid) from None
             self.walker.torn_reads += 1
             return []
+
+    def refresh_frames(self, frames: tuple) -> Optional[tuple]:
+        """``frames`` (as in a ThreadStack) with every code object re-verified now.
+
+        Returns the frames with current code keys, or None when one of them is no longer a
+        code object (a torn stack).  Costs one batched read; meant for stacks not seen before.
+        """
+        try:
+            keys = self.codes.refresh([key for key, _ in frames])
+        except (MemoryReadError, PermissionDenied):
+            return None
+        if any(key is None for key in keys):
+            return None
+        return tuple((key, offset) for key, (_, offset) in zip(keys, frames)
+                     if key != SKIP)
 
     def describe_frame(self, code_key: int, instr_offset: int) -> FrameInfo:
         """File, names, exact line and column of a frame; MemoryReadError if unreadable."""

@@ -181,9 +181,18 @@ class Sampler:
         stack_id = self._raw_stacks.get(raw_frames)
         if stack_id is not None:
             return stack_id
+        # A stack not seen before: make sure no code object in it was replaced at the same
+        # address since the walker last verified it (see CodeCache.refresh).
+        current = self.process.refresh_frames(raw_frames)
+        if current is None:
+            return None
+        stack_id = self._raw_stacks.get(current)
+        if stack_id is not None:
+            self._remember(raw_frames, stack_id)
+            return stack_id
         frames = self._frames
         frame_ids = []
-        for raw in reversed(raw_frames):
+        for raw in reversed(current):
             frame_id = frames.get(raw)
             if frame_id is None:
                 try:
@@ -197,10 +206,15 @@ class Sampler:
                 frames[raw] = frame_id
             frame_ids.append(frame_id)
         stack_id = self.writer.stack_id(tuple(frame_ids))
+        self._remember(current, stack_id)
+        if current != raw_frames:
+            self._remember(raw_frames, stack_id)
+        return stack_id
+
+    def _remember(self, raw_frames, stack_id):
         if len(self._raw_stacks) >= RAW_STACK_CACHE_LIMIT:
             self._raw_stacks.clear()
         self._raw_stacks[raw_frames] = stack_id
-        return stack_id
 
     def _thread_started(self, thread_stack, t):
         tid = thread_stack.native_tid

@@ -85,7 +85,7 @@ def thread_cpu_ns(pid, tid):
 
 
 def test_status_line_and_trailer(stacks_recording):
-    _, _, stacks, stderr = stacks_recording
+    _, truth, stacks, stderr = stacks_recording
     rec = stacks.rec
     assert stderr.startswith("spyrec: %d samples" % rec.sample_count), stderr
     assert "Hz effective" in stderr and "errors" in stderr
@@ -93,9 +93,10 @@ def test_status_line_and_trailer(stacks_recording):
     assert rec.trailer["samples"] == rec.sample_count
     assert 1.4e9 <= rec.trailer["duration_ns"] <= 2.5e9
     # 200 Hz for 1.5 s is 300 rounds; a loaded 2-core machine may delay some, but each round
-    # samples all 9 threads
+    # samples every thread (the main thread and the target's named ones)
+    threads = 1 + len(truth["threads"])
     assert rec.trailer["ticks"] >= 120
-    assert rec.sample_count >= 9 * rec.trailer["ticks"] * 0.95
+    assert rec.sample_count >= threads * rec.trailer["ticks"] * 0.95
     assert rec.trailer["errors"] <= rec.sample_count * 0.02
 
 
@@ -217,7 +218,7 @@ def test_stopping_by_signal_leaves_a_readable_file(tmp_path, sig, complete):
         recorder.send_signal(sig)
         _, stderr = recorder.communicate(timeout=30)
     rec = load(out)
-    assert rec.sample_count >= 9 * 100     # at least the first second of 9 threads
+    assert rec.sample_count >= 8 * 100     # at least the first second of the 8 threads
     if complete:
         assert recorder.returncode == 0, stderr
         assert rec.trailer["stop_reason"].startswith("interrupted")
