@@ -41,6 +41,10 @@ MAX_CODES = 100_000
 #: ``_Py_InitCleanup`` shim: no line number anywhere, ``co_firstlineno`` 0) and, where the
 #: version allows non-code executables (3.13+), objects that are not code.
 SKIP = -1
+#: ``_admit``'s answer when a known code object's fields still point where they did.
+_CHECK_CONTENT = object()
+#: Object heads are compared after ``ob_refcnt``, which changes all the time.
+_REFCOUNT = 8
 
 
 class FrameInfo(NamedTuple):
@@ -54,14 +58,19 @@ class FrameInfo(NamedTuple):
 class CodeObject:
     """What ``describe`` needs from one code object, decoded once."""
 
-    __slots__ = ("filename", "name", "qualname", "table", "identity", "internal")
+    __slots__ = ("filename", "name", "qualname", "table", "identity", "internal", "content")
 
-    def __init__(self, filename: str, name: str, qualname: str, table: LineTable, identity):
+    def __init__(self, filename: str, name: str, qualname: str, table: LineTable, identity,
+                 content):
         self.filename = filename
         self.name = name
         self.qualname = qualname
         self.table = table
         self.identity = identity
+        #: ((address, size, bytes after the refcount), ...) of the name, file and line-table
+        #: objects as first read: what re-verification compares, since their addresses alone
+        #: are reused too when a code object is freed and replaced.
+        self.content = content
         #: Interpreter-made code with no source line at all (a shim, not user code).
         self.internal = table.firstlineno == 0 and not any(e[2] for e in table.entries)
 
@@ -113,12 +122,40 @@ class CodeCache:
             verified[a] = None
         if good:
             heads = self.mem.read_many([(a, self.head_size) for a in good])
+            same_pointers = []
             for addr, head in zip(good, heads):
                 if head is None:
                     del verified[addr]  # unreadable now: ask again next time, do not cache
                     continue
-                verified[addr] = self._admit(addr, head)
+                key = self._admit(addr, head)
+                if key is _CHECK_CONTENT:
+                    same_pointers.append(addr)
+                else:
+                    verified[addr] = key
+            if same_pointers:
+                self._check_content(same_pointers)
         return [verified.get(a) for a in addresses]
+
+    def _check_content(self, addresses: List[int]) -> None:
+        """Confirm, with one batched read, that code objects whose fields still point where
+        they did also still name the same things; decode afresh the ones that do not.
+
+        When a code object is freed, its name, file and line-table objects often go with it,
+        and a replacement allocated in the same order reuses every one of those addresses.
+        """
+        codes = [self.codes[self._key_at[addr]] for addr in addresses]
+        ranges = [(a, n) for code in codes for a, n, _ in code.content]
+        current = self.mem.read_many(ranges)
+        position = 0
+        for addr, code in zip(addresses, codes):
+            count = len(code.content)
+            now = current[position:position + count]
+            position += count
+            if all(head is not None and head[_REFCOUNT:] == old
+                   for head, (_, _, old) in zip(now, code.content)):
+                self.verified[addr] = self._key_at[addr]
+            else:
+                self.verified[addr] = self._admit(addr, None, code.identity, force_new=True)
 
     def refresh(self, keys: List[int]) -> List[Optional[int]]:
         """Re-verify the code objects behind ``keys`` now; their current keys, in order.
@@ -133,18 +170,25 @@ class CodeCache:
             self.verified.pop(addr, None)
         return self.keys_for(addresses)
 
-    def _admit(self, addr: int, head: bytes) -> Optional[int]:
-        values = self._header.unpack_from(head)
-        ob_type, firstlineno, filename, name, linetable = values[:5]
-        qualname = values[5] if self._has_qualname else name
-        if self.code_type and ob_type != self.code_type:
-            return SKIP if self.layout.executable_may_be_non_code else None
-        identity = (firstlineno, filename, name, qualname, linetable)
+    def _admit(self, addr: int, head: Optional[bytes], identity=None, force_new=False):
+        """The key for the code object at ``addr`` whose header is ``head``.
+
+        Returns ``_CHECK_CONTENT`` when a known code object's fields point where they did
+        (the caller then compares contents), None for a non-code object, SKIP for a frame to
+        leave out.
+        """
+        if identity is None:
+            values = self._header.unpack_from(head)
+            ob_type, firstlineno, filename, name, linetable = values[:5]
+            qualname = values[5] if self._has_qualname else name
+            if self.code_type and ob_type != self.code_type:
+                return SKIP if self.layout.executable_may_be_non_code else None
+            identity = (firstlineno, filename, name, qualname, linetable)
         key = self._key_at.get(addr)
-        if key is not None:
+        if key is not None and not force_new:
             known = self.codes.get(key)
             if known is not None and known.identity == identity:
-                return key
+                return _CHECK_CONTENT
         try:
             code = self._decode(identity)
         except MemoryReadError:
@@ -184,15 +228,19 @@ class CodeCache:
             lines = LineTable(self.layout.linetable_kind, table, firstlineno)
         except IndexError:  # a truncated varint: not a real line table
             raise MemoryReadError("malformed line table at 0x%x" % linetable) from None
-        return CodeObject(texts[0], texts[1], qualname_text, lines, identity)
+        sizes = [objects.str_head] * len(strs) + [objects.bytes_head]
+        content = tuple((a, n, h[_REFCOUNT:]) for a, n, h in zip(strs + [linetable], sizes, heads)
+                        if h is not None and len(h) == n)
+        return CodeObject(texts[0], texts[1], qualname_text, lines, identity, content)
 
     def describe(self, key: int, offset: int) -> FrameInfo:
         """FrameInfo for a frame; MemoryReadError if the code object cannot be read."""
         code = self.codes.get(key)
         if code is None:
             addr = key & ADDRESS_MASK
-            head = self.mem.read(addr, self.head_size)
-            if self._admit(addr, head) in (None, SKIP):
+            self.verified.pop(addr, None)
+            new_key = self.keys_for([addr])[0]
+            code = self.codes.get(new_key) if new_key not in (None, SKIP) else None
+            if code is None:
                 raise MemoryReadError("no code object at 0x%x any more" % addr)
-            code = self.codes.get(key) or self.codes[self._key_at[addr]]
         return code.frame_info(offset)
