@@ -26,7 +26,28 @@ GATE_FAILED = 3
 
 
 class SpyanalyzeGroup(click.Group):
-    """Turns every ``SpyError`` into one line on stderr and exit 1 (traceback with --debug)."""
+    """Turns every ``SpyError`` into one line on stderr and exit 1 (traceback with --debug).
+
+    Usage errors are one line too (click's default prints the usage block first), exit 2.
+    """
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("spyanalyze: error: aborted", err=True)
+            sys.exit(130)
+        except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:
+            click.echo(exc.format_message(), err=True)      # bare `spyanalyze`: the help
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = " (see %s --help)" % exc.ctx.command_path
+            click.echo("spyanalyze: error: %s%s" % (exc.format_message(), hint), err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
         try:
