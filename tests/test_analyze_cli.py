@@ -223,3 +223,14 @@ def test_invalid_golden_files_give_one_error_line(path):
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert len(lines) == 1 and lines[0].startswith("spyanalyze: error: ")
+
+
+def test_usage_errors_are_one_line_without_traceback():
+    import subprocess
+    import sys
+    for args in (["top", "--bogus"], ["export"], ["nosuchcommand"]):
+        result = subprocess.run([sys.executable, "-m", "spyanalyze", *args], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2, args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("spyanalyze: error: "), result.stderr
