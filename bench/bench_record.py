@@ -16,9 +16,11 @@ Method (one measurement):
    py-spy: its "Sampling process" line; others: started) and ``--settle`` seconds more.
 3. Release the target ("go" on its stdin).  The target times its own work (``elapsed``) and
    its own wall-time split between two leaf functions (``heavy_share``, about 75%).
-4. Wait for the target, then the profiler, to exit; take the profiler's peak RSS from
-   ``os.wait4`` (the target is not its child: attach mode).  The profiler's CPU over the work
-   window is the sum of /proc/PID/task/*/schedstat at go and at the target's result line.
+4. Wait for the target, then the profiler, to exit (the target is not its child: attach
+   mode).  The profiler runs under GNU time, whose %M is its own peak RSS (``ru_maxrss`` from
+   ``os.wait4`` would include this bench's RSS at fork time; it is the fallback when
+   /usr/bin/time is missing).  The profiler's CPU over the work window is the sum of
+   /proc/PID/task/*/schedstat at go and at the target's result line.
 
 Runs of one target alternate: baseline, profiler, baseline, profiler, ..., baseline, with the
 profilers (and rates) in a shuffled order; a profiler run's slowdown is its elapsed time over
@@ -31,7 +33,7 @@ Columns:
   Idle threads, start-up and shutdown samples and the profilers' idle policies drop out, so
   this is "samples delivered per second per busy thread", the same definition for every tool.
 * slowdown: the target's own time for the fixed work, profiled over unprofiled, minus one.
-* CPU: the profiler's CPU over the work window, in cores.  Peak RSS: ru_maxrss.
+* CPU: the profiler's CPU over the work window, in cores.  Peak RSS: see 4. above.
 * B/sample: output bytes over all stack samples in the file, in the profiler's most compact
   format (spyrec .spy, Austin -b MOJO, py-spy raw = aggregated collapsed stacks with no
   timeline, profiling.sampling --binary).
@@ -249,13 +251,68 @@ def wait_exit(pid, timeout):
         time.sleep(0.02)
 
 
+TIME_BIN = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
+class Launched:
+    """A profiler process, started through GNU time when it is installed.
+
+    ``ru_maxrss`` from ``wait4`` is not the profiler's own peak: exec keeps the high-water
+    mark of the address space it replaces, and before exec the child's is a copy of this bench
+    process (tens of MB once it has parsed a few outputs).  GNU time forks from a process of
+    about 2 MB, so the %M it reports is the profiler's own peak RSS.  ``pid`` is the process
+    to wait for (time, or the profiler itself); ``real_pid`` is the profiler's.
+    """
+
+    def __init__(self, cmd, err, rss_path):
+        self.rss_path = rss_path if TIME_BIN else None
+        if TIME_BIN:
+            cmd = [TIME_BIN, "-f", "%M", "-o", rss_path] + cmd
+        self.popen = subprocess.Popen(cmd, stdout=err, stderr=err, stdin=subprocess.DEVNULL)
+        self.pid = self.popen.pid
+        self.real_pid = self._child() if TIME_BIN else self.pid
+        self.returncode = None
+
+    def _child(self):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                with open("/proc/%d/task/%d/children" % (self.pid, self.pid)) as f:
+                    children = f.read().split()
+            except OSError:
+                return self.pid
+            if children:
+                return int(children[0])
+            time.sleep(0.002)
+        return self.pid
+
+    def poll(self):
+        if self.returncode is None:
+            self.returncode = self.popen.poll()
+        return self.returncode
+
+    def peak_rss(self, usage):
+        """(bytes, exact?): GNU time's %M, else ru_maxrss (an upper bound, see above)."""
+        if self.rss_path:
+            try:
+                with open(self.rss_path) as f:
+                    lines = [line.strip() for line in f if line.strip()]
+                return int(lines[-1]) * 1024, True
+            except (OSError, ValueError, IndexError):
+                pass
+        return (usage.ru_maxrss * 1024 if usage is not None else None), False
+
+
 def stop_profiler(prof):
-    """The profiler is still running: SIGINT, then SIGKILL.  Returns (status, rusage)."""
+    """The profiler is still running: SIGINT, then SIGKILL.  Returns (status, rusage).
+
+    The signal goes to the profiler itself: GNU time ignores SIGINT while it waits."""
     for sig, grace in ((signal.SIGINT, 10), (signal.SIGKILL, 10)):
-        try:
-            os.kill(prof.pid, sig)
-        except ProcessLookupError:
-            pass
+        for pid in {prof.real_pid, prof.pid} if sig == signal.SIGKILL else {prof.real_pid}:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
         got = wait_exit(prof.pid, grace)
         if got is not None:
             return got
@@ -290,10 +347,9 @@ def measure(target, threads, units, profiler, rate, workdir, settle, timeout):
                     os.unlink(stale)
             prof_start = time.monotonic()
             with open(err_path, "wb") as err:
-                prof = subprocess.Popen(profiler.command(pid, rate, out), stdout=err, stderr=err,
-                                        stdin=subprocess.DEVNULL)
+                prof = Launched(profiler.command(pid, rate, out), err, os.path.join(workdir, stem + ".rss"))
             deadline = time.monotonic() + 15
-            while not profiler.is_ready(out, err_path, prof.pid) and time.monotonic() < deadline:
+            while not profiler.is_ready(out, err_path, prof.real_pid) and time.monotonic() < deadline:
                 if prof.poll() is not None:
                     break
                 time.sleep(0.02)
@@ -303,14 +359,14 @@ def measure(target, threads, units, profiler, rate, workdir, settle, timeout):
                 proc.kill()
                 proc.wait()
                 return run
-            cpu0 = task_cpu_ns(prof.pid)
+            cpu0 = task_cpu_ns(prof.real_pid)
         t0 = time.monotonic()
         proc.stdin.write(b"go\n")
         proc.stdin.flush()
         line = read_line(proc, timeout)
         t1 = time.monotonic()
         if profiler is not None:
-            cpu1 = task_cpu_ns(prof.pid)
+            cpu1 = task_cpu_ns(prof.real_pid)
             if cpu0 is not None and cpu1 is not None:
                 run.cpu_cores = (cpu1 - cpu0) / 1e9 / (t1 - t0)
         if not line:
@@ -332,8 +388,11 @@ def measure(target, threads, units, profiler, rate, workdir, settle, timeout):
                 run.extra["stopped"] = True
             status, usage = got
             prof.returncode = os.waitstatus_to_exitcode(status) if usage is not None else 0
+            prof.popen.returncode = prof.returncode      # reaped here: Popen must not wait again
+            run.peak_rss, exact = prof.peak_rss(usage)
+            if not exact:
+                run.extra["peak_rss_upper_bound"] = True
             if usage is not None:
-                run.peak_rss = usage.ru_maxrss * 1024
                 # whole-life CPU (start-up and attach included) over whole-life wall time
                 run.extra["cpu_life"] = (usage.ru_utime + usage.ru_stime) / (time.monotonic() - prof_start)
             if run.error is None:
@@ -360,7 +419,7 @@ def measure(target, threads, units, profiler, rate, workdir, settle, timeout):
             proc.wait()
         if prof is not None and prof.returncode is None:
             stop_profiler(prof)
-            prof.returncode = -1
+            prof.returncode = prof.popen.returncode = -1
 
 
 # --------------------------------------------------------------------------------------------
@@ -908,6 +967,10 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the profilers' output files")
     args = parser.parse_args()
     out = sys.stdout
+
+    def terminated(signum, _frame):     # clean up targets and profilers on SIGTERM too
+        raise SystemExit("bench_record: terminated by signal %d" % signum)
+    signal.signal(signal.SIGTERM, terminated)
 
     if args.soak:
         soak(args.soak, args.soak_target, args.python, args.soak_rate,

@@ -7,6 +7,7 @@ import click
 
 from spyrec import __version__
 from spyrec.errors import PermissionDenied, SpyError
+from spyrec.layouts import supported_range
 from spyrec.units import parse_time, rate_to_interval_ns
 
 DEFAULT_RATE_HZ = 100
@@ -42,7 +43,8 @@ def _time_option(default_unit):
 @click.option("-r", "--rate", type=float, metavar="HZ", help="Sampling rate in Hz (instead of --interval).")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the status line.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.version_option(__version__, "-V", "--version", prog_name="spyrec")
+@click.version_option(__version__, "-V", "--version", prog_name="spyrec",
+                      message="%(prog)s %(version)s (records CPython " + supported_range() + ")")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def spyrec(output, pid, duration, interval, rate, quiet, debug, command):
     """Record every thread's Python stack of a CPython process, from outside it.

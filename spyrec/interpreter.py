@@ -32,7 +32,7 @@ from spyrec.layouts import debug_offsets_size, layout_for, supported_range
 from spyrec.layouts.base import Layout
 from spyrec.process import (MemoryMap, TargetMemory, check_pid, executable_path,
                             namespace_pids, process_start_time, read_maps, read_text,
-                            target_file, thread_ids)
+                            target_file, target_view, thread_ids)
 from spyrec.pystrings import ObjectReader
 from spyrec.symbols import ElfImage, load_elf
 from spyrec.threadnames import ThreadNameReader
@@ -69,7 +69,7 @@ class RuntimeFile:
     """The mapped ELF file that holds ``_PyRuntime``, and where it is loaded."""
 
     def __init__(self, pid: int, path: str, mappings: List[MemoryMap]):
-        self.path = path  # as the target sees it (maps path, " (deleted)" stripped)
+        self.path = target_view(pid, path)  # as the target sees it (" (deleted)" stripped)
         self.mappings = mappings
         self.name = os.path.basename(path)
         self.elf: ElfImage = load_elf(target_file(pid, mappings[0]))
@@ -112,7 +112,7 @@ class PythonProcess:
         self.version = version
         self.version_string = version_string
         self.layout = layout
-        self.executable = executable
+        self.executable = target_view(pid, executable)  # as the target sees it
         self.runtime_file = runtime_file.path
         self.runtime_address = runtime
         self._start_time = start_time
@@ -160,7 +160,8 @@ class PythonProcess:
         major, minor, flags = rf.name_version()
         if major is not None and major < 3 or (major == 3 and minor is not None and minor < 8):
             _, text = _scan_version_buffer(mem, rf, minor)
-            raise UnsupportedPython("Python %s is not supported (spyrec supports CPython %s)"
+            raise UnsupportedPython("Python %s is not supported: it is older than the versions "
+                                    "spyrec reads (CPython %s)"
                                     % (text or "%d.%d" % (major, minor or 0), supported_range()))
         runtime = _locate_runtime(mem, rf)
         if runtime is None:
@@ -186,6 +187,8 @@ class PythonProcess:
         proc = cls(pid, mem, rf, runtime, version, version_string, layout, exe, start_time)
         proc._validate()
         proc._setup_thread_ids()
+        if layout.guessed_from is not None:
+            proc._validate_guess()
         return proc
 
     def _validate(self) -> None:
@@ -210,6 +213,50 @@ class PythonProcess:
                 raise TargetNotFound("process %d exited" % self.pid) from None
             raise UnsupportedPython("Python %s in process %d does not match the %s layout (%s)"
                                     % (self.version_string, self.pid, lay.name, exc)) from None
+
+    def _validate_guess(self) -> None:
+        """A minor newer than spyrec knows, read with the newest field list (its blob passed
+        every static check): accept it only if a live walk checks out too.
+
+        Every thread state must link back to its interpreter and walk without a torn read; its
+        kernel TID must be one of the process's threads, the main thread (TID = PID) among
+        them; and the frames must be code objects whose file and name decode, with at least one
+        line number among them.  Fields
+        the blob does not describe (owner values, tag bits, the line-table format) would break
+        one of these.  Refuses with UnsupportedPython naming the version and the failed check.
+        """
+        def refuse(problem: str) -> None:
+            if not self.alive():
+                raise TargetNotFound("process %d exited" % self.pid)
+            raise UnsupportedPython(
+                "Python %s is newer than spyrec knows, and walking it with the %d.%d layout "
+                "failed (%s): spyrec needs a %d.%d entry in spyrec/layouts/debug_offsets.py"
+                % ((self.version_string,) + self.layout.guessed_from + (problem,)
+                   + self.version[:2]))
+
+        stacks = self.walker.sample()
+        if not stacks:
+            refuse("no thread state found")
+        tids = set(thread_ids(self.pid))
+        frames = 0
+        for stack in stacks:
+            if stack.torn:
+                refuse("a torn walk of thread %#x" % stack.python_thread_id)
+            if stack.native_tid not in tids:
+                refuse("thread %#x has TID %d, not one of the process's"
+                       % (stack.python_thread_id, stack.native_tid))
+            for key, offset in stack.frames:
+                try:
+                    info = self.describe_frame(key, offset)
+                except MemoryReadError as exc:
+                    refuse("a frame does not decode: %s" % exc)
+                if not info.filename or not info.name or info.line < 0:
+                    refuse("a frame decodes to %r" % (info,))
+                frames += info.line > 0
+        if self.pid not in {stack.native_tid for stack in stacks}:
+            refuse("no thread state of the main thread")
+        if not frames:
+            refuse("no Python frame with a line number found")
 
     def _setup_thread_ids(self) -> None:
         """Kernel TIDs: namespace translation, and the struct pthread offset for <=3.10."""

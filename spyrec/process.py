@@ -95,6 +95,7 @@ class MemoryMap(NamedTuple):
     offset: int  # file offset of ``start``
     inode: int
     path: str  # "" for anonymous mappings; may end in " (deleted)"
+    dev: str = ""  # "major:minor" (hex) of the device holding the file
 
     @property
     def deleted(self) -> bool:
@@ -109,7 +110,7 @@ def parse_maps(text: str) -> List[MemoryMap]:
             continue
         lo, hi = parts[0].split("-")
         maps.append(MemoryMap(int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16),
-                              int(parts[4]), parts[5] if len(parts) > 5 else ""))
+                              int(parts[4]), parts[5] if len(parts) > 5 else "", parts[3]))
     return maps
 
 
@@ -129,17 +130,46 @@ def read_maps(pid: int) -> List[MemoryMap]:
 def target_file(pid: int, mapping: MemoryMap) -> str:
     """A path in *our* mount namespace that opens the file behind ``mapping``.
 
-    ``/proc/PID/root/<path>`` works across container mount namespaces.  A " (deleted)" file
-    (replaced on disk, e.g. by a package upgrade) is reached through
-    ``/proc/PID/map_files/lo-hi`` instead, which still opens the mapped inode.
+    The kernel prints maps paths relative to the *reader's* root where it can: a process
+    chrooted into ROOT shows ``ROOT/usr/bin/python3.15``, openable as is, while a process in
+    another mount namespace (a container) shows its own view, ``/usr/bin/python3.15``, which
+    opens as ``/proc/PID/root/usr/bin/python3.15``.  Both are tried, and the one whose inode
+    is the mapping's wins (a same-named file elsewhere is never taken); failing that, the first
+    that exists (overlayfs may report another inode in maps).  A " (deleted)" file (replaced
+    on disk, e.g. by a package upgrade), or one neither path reaches, is opened through
+    ``/proc/PID/map_files/lo-hi``, which still opens the mapped inode (needs CAP_SYS_ADMIN).
     """
+    map_file = proc_path(pid, "map_files", "%x-%x" % (mapping.start, mapping.end))
     if mapping.deleted:
-        return proc_path(pid, "map_files", "%x-%x" % (mapping.start, mapping.end))
-    return proc_path(pid, "root") + mapping.path
+        return map_file
+    candidates = (proc_path(pid, "root") + mapping.path, mapping.path)
+    existing = []
+    for path in candidates:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if st.st_ino == mapping.inode:
+            return path
+        existing.append(path)
+    return existing[0] if existing else map_file
+
+
+def target_view(pid: int, path: str) -> str:
+    """``path`` (as /proc shows it to us) as the target sees it: a chrooted target's root
+    directory prefix is dropped (``ROOT/usr/bin/python3.15`` -> ``/usr/bin/python3.15``)."""
+    try:
+        root = os.readlink(proc_path(pid, "root"))
+    except OSError:
+        return path
+    if root != "/" and path.startswith(root + "/"):
+        return path[len(root):]
+    return path
 
 
 def executable_path(pid: int) -> str:
-    """readlink /proc/PID/exe: the binary as the target sees it (a venv symlink resolved)."""
+    """readlink /proc/PID/exe: the binary as /proc shows it to us (a venv symlink resolved;
+    under a chroot, with the root's prefix: see ``target_view``)."""
     try:
         return os.readlink(proc_path(pid, "exe"))
     except FileNotFoundError:

@@ -11,7 +11,8 @@ One ``sample()`` costs a handful of reads per thread (dossier §8.4-§9):
 * frames, ``frame_kind == "iframe"`` (3.11+): the used part of the newest datastack chunk in one
   read, frames parsed from that local copy; older chunks are copied lazily when the chain leads
   there, and frames outside every chunk (generator / coroutine frames live in their generator
-  object) are read directly;
+  object, 3.12+ entry frames on the C stack) are read directly; on 3.14+ the tag bits of
+  ``f_executable`` (a ``_PyStackRef``) are cleared (``Layout.executable_tag_mask``);
 * frames, ``frame_kind == "pyframe"`` (<=3.10): heap ``PyFrameObject``s linked by ``f_back``;
   the frames that were on the thread's chain last time are fetched in one scatter read
   (``FrameChain``), new ones one read each;
@@ -130,6 +131,8 @@ class StackWalker:
         if self._iframe:
             thread_fields += [(ts.native_thread_id, "q"), (ts.datastack_chunk, "Q"),
                               (ts.datastack_top, "Q")]
+            if ts.base_frame is not None:
+                thread_fields.append((ts.base_frame, "Q"))
         self._ts = FieldStruct(thread_fields)
         self._ts_size = max(ts.size, self._ts.size)
         self._cframe = layout.thread_frame_kind == "cframe"
@@ -145,6 +148,8 @@ class StackWalker:
             self._max_owner = layout.max_frame_owner
             self._skip_owner = (layout.skip_owner_from if layout.skip_owner_from is not None
                                 else 256)
+            #: 3.14+: f_executable is a tagged _PyStackRef; this clears the tag bits.
+            self._untag = ~layout.executable_tag_mask
         else:
             self._frame = FieldStruct([(layout.ob_type, "Q"), (fr.previous, "Q"), (fr.code, "Q"),
                                        (fr.instr, "i")])
@@ -229,7 +234,8 @@ class StackWalker:
                 top = fields[2]
                 if self._cframe:
                     top = self._cframe_top(tstate, ts, top)
-                codes, offsets, torn = self._walk_iframes(top, fields[5], fields[6])
+                codes, offsets, torn = self._walk_iframes(top, fields[5], fields[6],
+                                                          fields[7] if len(fields) > 7 else 0)
             else:
                 native = self._pthread_tid(thread_id)
                 codes, offsets, torn = self._walk_pyframes(fields[2], tstate)
@@ -327,8 +333,9 @@ class StackWalker:
             self._next_chains[tstate] = FrameChain(chain, size)
         return codes, offsets, torn
 
-    def _walk_iframes(self, addr: int, chunk: int, top: int):
-        """3.11+: follow ``previous`` through local copies of the datastack chunks."""
+    def _walk_iframes(self, addr: int, chunk: int, top: int, sentinel: int = 0):
+        """3.11+: follow ``previous`` through local copies of the datastack chunks, down to
+        NULL or (3.15+) the thread's base frame ``sentinel``, which is not read."""
         codes: List[int] = []
         offsets: List[int] = []
         if not addr:
@@ -346,12 +353,12 @@ class StackWalker:
         base, hi, buf = regions[0] if regions else (0, 0, b"")
         lo = base + self._chunk_data
         hi -= self._frame_size
-        unpack, adaptive = self._frame.unpack_from, self._adaptive
+        unpack, adaptive, untag = self._frame.unpack_from, self._adaptive, self._untag
         max_owner, skip_owner = self._max_owner, self._skip_owner
         add_code, add_offset = codes.append, offsets.append
         chunks_left = MAX_CHUNKS
         steps_left = MAX_DEPTH
-        while addr:
+        while addr and addr != sentinel:
             steps_left -= 1
             if steps_left < 0 or addr & 7:
                 return codes, offsets, True
@@ -373,6 +380,7 @@ class StackWalker:
             if owner > max_owner or previous == addr:
                 return codes, offsets, True
             if owner < skip_owner:
+                code &= untag
                 offset = instr - code - adaptive
                 if not MIN_OFFSET <= offset < MAX_OFFSET:
                     return codes, offsets, True

@@ -1,17 +1,23 @@
 """The interpreters the tests run targets under, declared once.
 
-Labels are ``"3.8"`` ... ``"3.13"`` (pyenv builds: shared libpython, PIE exe), plus
-``"3.11-debian"`` (Debian's static, non-PIE /usr/bin/python3.11 with .symtab stripped) and
-``"venv"`` (a venv made on the fly from the newest supported pyenv python; its ``python`` is a
-symlink).  ``python_for(label)`` returns an executable or calls ``pytest.skip`` with the path it
-looked for, so ``pytest -ra`` lists every interpreter that was not tested.
+Labels are ``"3.8"`` ... ``"3.13"`` (pyenv builds: shared libpython, PIE exe), ``"3.14"`` and
+``"3.15"`` (Debian sid's static, non-PIE ``/usr/bin/python3.1X``, which need a newer glibc than
+this machine's and so run in the sid root that scripts/make-sid-root.sh prepares: started as
+``chroot ROOT python3.1X``, like a process in a container), plus ``"3.11-debian"`` (Debian's
+static /usr/bin/python3.11 with .symtab stripped) and ``"venv"`` (a venv made on the fly from a
+pyenv python; its ``python`` is a symlink).  ``python_for(label)`` returns an executable or
+calls ``pytest.skip`` with what it looked for, so ``pytest -ra`` lists every interpreter that
+was not tested.
 
 ``running_target(python, script, *args)`` starts a target script, waits for the single JSON line
 it prints once it is in place (its own ground truth: pid, thread idents, native TIDs...), yields
-it, and always kills the process.
+it, and always kills the process.  For an interpreter in a root it first copies the targets into
+``ROOT/tmp/spyrec-targets-<hash>/`` (``Target.targets_dir`` is that directory as the target sees
+it, ``Target.root`` the root, for opening files the target names).
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -24,13 +30,17 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence
 
 import pytest
 
-#: CPython minors spyrec walks, and those it must refuse with a clear message.
+#: CPython minors spyrec walks (host interpreters), and those it must refuse clearly.
 SUPPORTED = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
 UNSUPPORTED = ("3.6", "3.7")
+#: Minors whose interpreters run in the sid root (chroot): newer than this machine's glibc.
+ROOTED = ("3.14", "3.15")
 #: Extra builds worth testing separately.
 EXTRAS = ("3.11-debian", "venv")
 DEBIAN_PYTHON = "/usr/bin/python3.11"
 VENV_BASE = "3.12"
+#: Where scripts/make-sid-root.sh puts the root (it prints the path it used).
+DEFAULT_SID_ROOT = "/var/cache/spyrec/sid-root"
 
 TARGETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "targets")
 
@@ -70,16 +80,60 @@ def _venv_python() -> str:
     return python
 
 
+class RootedPython(str):
+    """An interpreter inside a root directory: the str is its path as seen inside the root
+    (``/usr/bin/python3.15``); ``running_target`` starts it as ``chroot ROOT PATH``."""
+
+    root: str
+
+    def __new__(cls, path: str, root: str) -> "RootedPython":
+        self = super().__new__(cls, path)
+        self.root = root
+        return self
+
+    @property
+    def host_path(self) -> str:
+        return self.root + self
+
+
+def sid_root() -> str:
+    return os.environ.get("SPYREC_SID_ROOT") or DEFAULT_SID_ROOT
+
+
+def _rooted_python(label: str) -> RootedPython:
+    """``python3.1X`` in the sid root; skips (saying what is missing) when it cannot run."""
+    root = sid_root()
+    python = RootedPython("/usr/bin/python" + label, root)
+    if not os.path.isdir(root):
+        why = "no sid root at %s (scripts/make-sid-root.sh builds it)" % root
+    elif not os.path.exists(python.host_path):
+        why = "%s missing (scripts/make-sid-root.sh installs it)" % python.host_path
+    elif not os.path.exists(os.path.join(root, "proc", "self")):
+        why = "%s/proc is not mounted (scripts/make-sid-root.sh mounts it)" % root
+    elif os.geteuid() != 0:
+        why = "starting it with chroot needs root"
+    else:
+        return python
+    pytest.skip("python%s not available: %s" % (label, why))
+
+
 def interpreter_path(label: str) -> str:
     if label == "3.11-debian":
         return DEBIAN_PYTHON
     if label == "venv":
         return _venv_python()
+    if label in ROOTED:
+        return RootedPython("/usr/bin/python" + label, sid_root())
     return _pyenv_python(label)
 
 
 def python_for(label: str) -> str:
-    """The interpreter for ``label``; skips the calling test when it is not installed."""
+    """The interpreter for ``label``; skips the calling test when it is not installed.
+
+    For a ``ROOTED`` label this is a ``RootedPython`` (run it through ``running_target``).
+    """
+    if label in ROOTED:
+        return _rooted_python(label)
     path = interpreter_path(label)
     if not os.path.exists(path):
         pytest.skip("python%s not installed: %s" % (label, path))
@@ -91,7 +145,7 @@ def minor_of(label: str) -> str:
     return VENV_BASE if label == "venv" else label.split("-")[0]
 
 
-ALL_SUPPORTED = SUPPORTED + EXTRAS
+ALL_SUPPORTED = SUPPORTED + ROOTED + EXTRAS
 
 
 def target_path(name: str) -> str:
@@ -112,6 +166,48 @@ class Target(NamedTuple):
     pid: int
     info: dict  # the JSON line the target printed
     process: subprocess.Popen
+    targets_dir: str = TARGETS  # tests/targets as the target sees it
+    root: str = "/"  # the target's root directory
+
+    def host_path(self, path: str) -> str:
+        """A path the target names (e.g. a co_filename), openable by the test."""
+        return path if self.root == "/" else self.root + path
+
+
+def stage_targets(root: str) -> str:
+    """Copy tests/targets into ``ROOT/tmp/spyrec-targets-<hash>/`` (once per content); return
+    that directory as seen inside the root."""
+    names = sorted(n for n in os.listdir(TARGETS) if n.endswith(".py"))
+    digest = hashlib.sha256()
+    for name in names:
+        with open(os.path.join(TARGETS, name), "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read())
+    inside = "/tmp/spyrec-targets-%s" % digest.hexdigest()[:12]
+    where = root + inside
+    if not os.path.isdir(where):
+        partial = "%s.%d" % (where, os.getpid())
+        os.makedirs(partial, exist_ok=True)
+        for name in names:
+            shutil.copy2(os.path.join(TARGETS, name), partial)
+        try:
+            os.rename(partial, where)
+        except OSError:  # another test run staged it meanwhile
+            shutil.rmtree(partial, ignore_errors=True)
+    return inside
+
+
+def _mirror_paths(root: str, args: Sequence[str]) -> List[str]:
+    """Host paths among ``args`` (absolute, in an existing host directory): make the same
+    directory in the root, so the target can use the path unchanged.  Returns those paths."""
+    mirrored = []
+    for arg in args:
+        if os.path.isabs(arg) and os.path.isdir(os.path.dirname(arg)) \
+                and not arg.startswith(root + "/"):
+            os.makedirs(root + os.path.dirname(arg), exist_ok=True)
+            if os.path.isfile(arg):
+                shutil.copy2(arg, root + arg)
+            mirrored.append(arg)
+    return mirrored
 
 
 @contextlib.contextmanager
@@ -121,10 +217,24 @@ def running_target(python: str, script: str, *args: str, timeout: float = 15.0,
 
     ``prefix`` runs the target under a wrapper (e.g. ``unshare --pid --fork``); ``Target.pid``
     is then the wrapper's PID and ``Target.info["pid"]`` what the target sees.
+
+    A ``RootedPython`` runs as ``chroot ROOT python``, on the staged copy of the targets; an
+    argument naming a file in a host directory (e.g. a log in pytest's tmp_path) gets the same
+    path inside the root, and the file is copied back to the host when the target ends.
     """
-    cmd: List[str] = list(prefix) + [python, "-u",
-                                     target_path(script) if not os.path.isabs(script) else script]
-    cmd += [str(a) for a in args]
+    args = [str(a) for a in args]
+    root = getattr(python, "root", "/")
+    targets_dir, mirrored = TARGETS, []
+    if root != "/":
+        targets_dir = stage_targets(root)
+        if os.path.isabs(script):
+            if os.path.dirname(script) != TARGETS:
+                raise ValueError("only tests/targets scripts run in a root: %s" % script)
+            script = os.path.basename(script)
+        mirrored = _mirror_paths(root, args)
+        prefix = list(prefix) + ["chroot", root]
+    script_path = os.path.join(targets_dir, script) if not os.path.isabs(script) else script
+    cmd: List[str] = list(prefix) + [str(python), "-u", script_path] + args
     full_env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8")
     full_env.pop("PYTHONPATH", None)
     full_env.update(env or {})
@@ -135,13 +245,16 @@ def running_target(python: str, script: str, *args: str, timeout: float = 15.0,
             err = proc.stderr.read().decode("utf-8", "replace") if proc.poll() is not None else ""
             raise RuntimeError("target %s gave no ready line: %s" % (" ".join(cmd), err[-2000:]))
         info = json.loads(line)
-        yield Target(proc.pid, info, proc)
+        yield Target(proc.pid, info, proc, targets_dir, root)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
         for stream in (proc.stdout, proc.stderr):
             stream.close()
+        for path in mirrored:
+            if os.path.isfile(root + path):
+                shutil.move(root + path, path)
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> bytes:

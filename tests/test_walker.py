@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from conftest import attached
-from pythons import (ALL_SUPPORTED, UNSUPPORTED, marked_lines, minor_of, python_for,
+from pythons import (ALL_SUPPORTED, ROOTED, UNSUPPORTED, marked_lines, minor_of, python_for,
                      running_target, target_path, wait_until)
 from spyrec.errors import MemoryReadError, NotPython, TargetNotFound, UnsupportedPython
 from spyrec.interpreter import FrameInfo, PythonProcess, ThreadStack
@@ -37,11 +37,17 @@ def has_columns(label):
     return has_qualname(label)
 
 
-def expected_stacks(label, info):
-    """Thread name -> [(name, qualname, line, file)], innermost first (see stacks.py)."""
-    q = has_qualname(label)
+def expected_stacks(label, target):
+    """Thread name -> [(name, qualname, line, file)], innermost first (see stacks.py).
 
-    def frame(name, qualname, line, file=STACKS):
+    Files are named as the target sees them (in a root: the staged copy of tests/targets).
+    """
+    q = has_qualname(label)
+    info = target.info
+    stacks_file = os.path.join(target.targets_dir, os.path.basename(STACKS))
+    uni_file = os.path.join(target.targets_dir, os.path.basename(UNI))
+
+    def frame(name, qualname, line, file=stacks_file):
         return (name, qualname if q else name, line, file)
 
     bottom = [(name, qualname if q else name, None, "threading.py")
@@ -58,7 +64,7 @@ def expected_stacks(label, info):
                     frame("spinner", "spinner", MARKS["spinner-call"])] + bottom,
         "generator": [frame("ticker", "ticker", MARKS["gen"]),
                       frame("consume", "consume", MARKS["consume"])] + bottom,
-        "unicode": [frame("\u00e9moji_sleep", "\u00e9moji_sleep", UNI_MARKS["uni-sleep"], UNI),
+        "unicode": [frame("\u00e9moji_sleep", "\u00e9moji_sleep", UNI_MARKS["uni-sleep"], uni_file),
                     frame("\u95a2\u6570_level2", "\u95a2\u6570_level2", MARKS["kanji"]),
                     frame("caf\u00e9_level3", "caf\u00e9_level3", MARKS["cafe"])] + bottom,
         "lambda": [frame("<lambda>", "lambda_thread.<locals>.<lambda>", MARKS["lambda"]),
@@ -103,7 +109,7 @@ def threads_by_name(target):
 
 def settled(proc, target, label, timeout=10.0):
     """Sample until every thread shows its expected stack; return {name: (stack, frames)}."""
-    want = expected_stacks(label, target.info)
+    want = expected_stacks(label, target)
     by_ident = threads_by_name(target)
     last = {}
 
@@ -146,9 +152,11 @@ def test_attach_reports_the_interpreter(stacks_target):
     assert proc.pid == target.pid
     assert proc.version_string == target.info["python"]
     assert proc.version == tuple(int(x) for x in target.info["python"].split("."))
-    assert proc.executable == os.path.realpath(target.info["executable"])
-    if label == "3.11-debian":
-        assert proc.runtime_file == "/usr/bin/python3.11"
+    # paths as the target sees them (in a root: without the root's prefix)
+    real = os.path.realpath(target.host_path(target.info["executable"]))
+    assert proc.executable == (real[len(target.root):] if target.root != "/" else real)
+    if label == "3.11-debian" or label in ROOTED:
+        assert proc.runtime_file == "/usr/bin/python" + label.split("-")[0]
     else:
         assert os.path.basename(proc.runtime_file).startswith("libpython" + minor_of(label))
 
@@ -185,7 +193,7 @@ def test_columns_of_sleeping_calls(stacks_target):
         if not has_columns(label):
             assert info.column == -1
             continue
-        with open(info.filename, encoding="utf-8") as f:
+        with open(target.host_path(info.filename), encoding="utf-8") as f:
             source = f.read().splitlines()[info.line - 1]
         # the CALL's position starts at the callee expression, e.g. "time.sleep(...)"
         assert info.column == source.index("time.sleep"), (name, source)
@@ -281,7 +289,7 @@ def test_threads_that_come_and_go(label, target_under):
     assert proc.torn_reads < samples
 
 
-@pytest.mark.parametrize("label", ["3.8", "3.11", "3.13"])
+@pytest.mark.parametrize("label", ["3.8", "3.11", "3.13", "3.15"])
 def test_target_exit_raises_target_not_found(label):
     python = python_for(label)
     with running_target(python, "deep.py", "0.5", "5", "spin") as target:
@@ -298,9 +306,10 @@ def test_target_exit_raises_target_not_found(label):
                 proc.sample_threads()
 
 
-@pytest.mark.parametrize("label", ["3.8", "3.11", "3.13"])
+@pytest.mark.parametrize("label", ["3.8", "3.11", "3.13", "3.15"])
 def test_target_in_its_own_pid_namespace(label):
-    # GIVEN a target in a new PID namespace (pid 1 there), as in a container
+    # GIVEN a target in a new PID namespace (pid 1 there), as in a container (3.15: also in
+    # the sid root, so its files are only reachable through /proc/PID/root)
     if not shutil.which("unshare"):
         pytest.skip("unshare not installed")
     python = python_for(label)

@@ -6,7 +6,9 @@ outside this package knows an offset: the walker reads fields through a ``Layout
 on its named traits (``frame_kind``, ``linetable_kind``, ``instr_kind``...), never on versions.
 
 From 3.13 on the table entry is a ``DebugOffsetsSpec``: the layout is built from the target's
-own ``_Py_DebugOffsets`` blob, so a new patch release needs no new table.
+own ``_Py_DebugOffsets`` blob, so a new patch release needs no new table.  A minor newer than
+the newest entry is tried with the newest spec, and accepted only if its blob passes every
+check (see debug_offsets.py; the attach then also validates a live walk).
 """
 
 from typing import Dict, Optional, Tuple, Union
@@ -27,27 +29,36 @@ LAYOUTS: Dict[Tuple[int, int], Union[Layout, DebugOffsetsSpec]] = {
     (3, 11): v3_11.V3_11,
     (3, 12): v3_12.V3_12,
     (3, 13): debug_offsets.V3_13,
+    (3, 14): debug_offsets.V3_14,
+    (3, 15): debug_offsets.V3_15,
 }
 
 SUPPORTED = tuple(sorted(LAYOUTS))
 
 
 def supported_range() -> str:
+    """``"3.8 to 3.15"``: the minors with a layout of their own."""
     lo, hi = SUPPORTED[0], SUPPORTED[-1]
-    return "%d.%d-%d.%d" % (lo + hi)
+    return "%d.%d to %d.%d" % (lo + hi)
 
 
 def _entry(version: Tuple[int, ...], version_string: str):
-    entry = LAYOUTS.get(tuple(version[:2]))
-    if entry is None:
-        raise UnsupportedPython("Python %s is not supported (spyrec supports CPython %s)"
-                                % (version_string, supported_range()))
-    return entry
+    """(the table entry for ``version``, whether it is the newest spec tried on a newer minor)."""
+    minor = tuple(version[:2])
+    entry = LAYOUTS.get(minor)
+    if entry is not None:
+        return entry, False
+    newest = SUPPORTED[-1]
+    if minor[0] == newest[0] and minor > newest and isinstance(LAYOUTS[newest], DebugOffsetsSpec):
+        return LAYOUTS[newest], True
+    why = "older than" if minor < SUPPORTED[0] else "not one of"
+    raise UnsupportedPython("Python %s is not supported: it is %s the versions spyrec reads "
+                            "(CPython %s)" % (version_string, why, supported_range()))
 
 
 def debug_offsets_size(version: Tuple[int, ...], version_string: str = "") -> Optional[int]:
     """Bytes of ``_Py_DebugOffsets`` to read at ``_PyRuntime`` for this version, or None."""
-    entry = _entry(version, version_string or ".".join(map(str, version)))
+    entry, _ = _entry(version, version_string or ".".join(map(str, version)))
     return entry.size if isinstance(entry, DebugOffsetsSpec) else None
 
 
@@ -56,12 +67,13 @@ def layout_for(version: Tuple[int, ...], version_string: str = "",
     """The layout of a CPython ``version``; UnsupportedPython if there is none.
 
     For 3.13+ ``debug_blob`` must hold ``debug_offsets_size(version)`` bytes read at
-    ``_PyRuntime``.
+    ``_PyRuntime``.  For a minor newer than every entry the result has ``guessed_from`` set:
+    the caller must still validate it against the live process.
     """
     version_string = version_string or ".".join(map(str, version))
-    entry = _entry(version, version_string)
+    entry, _ = _entry(version, version_string)
     if isinstance(entry, DebugOffsetsSpec):
         if debug_blob is None:
             raise UnsupportedPython("Python %s: _Py_DebugOffsets not readable" % version_string)
-        return entry.build(debug_blob, version_string)
+        return entry.build(debug_blob, version_string, tuple(version[:2]))
     return entry

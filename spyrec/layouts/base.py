@@ -10,7 +10,7 @@ x86-64, release (non-debug), GIL builds only.
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class InterpreterOffsets:
     #: 3.12+: ``_gil``, where ``ceval.gil`` points for an interpreter with its own GIL (the
     #: main one); lets the walker skip following the pointer.
     gil: Optional[int] = None
+    #: 3.14+: ``_code_object_generation``, a counter bumped whenever a code object is freed
+    #: (a cheap signal that cached code objects may be stale); None before 3.14.
+    code_object_generation: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class ThreadOffsets:
     datastack_chunk: Optional[int]  # _PyStackChunk*, newest chunk, 3.11+
     datastack_top: Optional[int]  # PyObject**, end of the used part of the newest chunk
     size: int  # sizeof(PyThreadState): read whole, it is small
+    #: 3.15+: ``base_frame``, the sentinel frame at the bottom of every thread's chain (it
+    #: lives in the thread state, after PyThreadState): the walk stops there without reading it.
+    base_frame: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,14 @@ class Layout:
     executable_may_be_non_code: bool = False
     #: Frame objects have their own ob_type to check against &PyFrame_Type (<=3.10).
     frame_has_ob_type: bool = True
+    #: 3.14+: ``f_executable`` is a ``_PyStackRef``, a tagged word whose low bits say how the
+    #: reference is owned (Include/internal/pycore_stackref.h); these bits are cleared to get
+    #: the object address.  0: a plain pointer.
+    executable_tag_mask: int = 0
+    #: Set when the target's minor is newer than every known one: the known minor whose
+    #: ``_Py_DebugOffsets`` field list was used, after the target's blob passed every check
+    #: (see layouts/debug_offsets.py).
+    guessed_from: Optional[Tuple[int, int]] = None
 
     @property
     def has_native_thread_id(self) -> bool:
