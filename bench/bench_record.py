@@ -363,12 +363,25 @@ def measure(target, threads, units, profiler, rate, workdir, settle, timeout):
         t0 = time.monotonic()
         proc.stdin.write(b"go\n")
         proc.stdin.flush()
-        line = read_line(proc, timeout)
-        t1 = time.monotonic()
+        # Wait for the result line, reading the profiler's CPU every 50 ms: some profilers exit
+        # within microseconds of the target, before a read after the line could be made.
+        line = b""
+        last = (t0, cpu0) if profiler is not None else None
+        while time.monotonic() - t0 < timeout:
+            ready_fds, _, _ = select.select([proc.stdout], [], [], 0.05)
+            if profiler is not None:
+                cpu = task_cpu_ns(prof.real_pid)
+                if cpu is not None:
+                    last = (time.monotonic(), cpu)
+            if ready_fds:
+                line = proc.stdout.readline()
+                break
         if profiler is not None:
-            cpu1 = task_cpu_ns(prof.real_pid)
-            if cpu0 is not None and cpu1 is not None:
-                run.cpu_cores = (cpu1 - cpu0) / 1e9 / (t1 - t0)
+            cpu = task_cpu_ns(prof.real_pid)
+            if cpu is not None:
+                last = (time.monotonic(), cpu)
+            if cpu0 is not None and last[1] is not None and last[0] > t0:
+                run.cpu_cores = (last[1] - cpu0) / 1e9 / (last[0] - t0)
         if not line:
             run.error = "failed: target timed out after %.0f s" % timeout
             proc.kill()

@@ -142,16 +142,21 @@ class PythonProcess:
         one-line message (naming the version when one was found).
         """
         start_time = check_pid(pid)
+        # The executable first, the memory fd second: a /proc/PID/mem fd stays bound to the
+        # address space it was opened on, so one opened before an exec (``chroot ROOT python``
+        # in launch mode: the PID runs chroot first) reads nothing afterwards.  In this order an
+        # exec in between leaves us looking at the old program, which is not Python (a retry).
+        exe = executable_path(pid)
         mem = TargetMemory(pid)
         try:
-            return cls._attach(pid, mem, start_time)
+            return cls._attach(pid, mem, start_time, exe)
         except BaseException:
             mem.close()
             raise
 
     @classmethod
-    def _attach(cls, pid: int, mem: TargetMemory, start_time: Optional[int]) -> "PythonProcess":
-        exe = executable_path(pid)
+    def _attach(cls, pid: int, mem: TargetMemory, start_time: Optional[int],
+                exe: str) -> "PythonProcess":
         maps = read_maps(pid)
         try:
             rf = _find_runtime_file(pid, maps, exe)
@@ -182,7 +187,13 @@ class PythonProcess:
             raise UnsupportedPython("process %d (%s): cannot tell which Python version %s is"
                                     % (pid, exe, rf.path))
         size = debug_offsets_size(version, version_string)
-        blob = mem.read(runtime, size) if size else None
+        try:
+            blob = mem.read(runtime, size) if size else None
+        except MemoryReadError:
+            # Right after an exec the kernel may not have mapped the data segment yet (launch
+            # mode retries NotPython); a process that stays like this is not a sane CPython.
+            raise NotPython("process %d (%s): _PyRuntime at %#x is not readable (yet)"
+                            % (pid, exe, runtime)) from None
         layout = layout_for(version, version_string, blob)
         proc = cls(pid, mem, rf, runtime, version, version_string, layout, exe, start_time)
         proc._validate()

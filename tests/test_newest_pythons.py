@@ -35,6 +35,7 @@ from spyrec.interpreter import PythonProcess
 from spyrec.layouts import LAYOUTS, debug_offsets_size, layout_for
 from spyrec.layouts.debug_offsets import PREFIX, V3_13, V3_14, V3_15, blob_problem
 from spyrec.linetable import LineTable
+from spyrec.process import read_maps, target_file, target_view
 from spyrec.spyformat import read_recording
 
 SPYREC = [sys.executable, "-m", "spyrec"]
@@ -126,6 +127,19 @@ def test_live_blob_is_the_files(label):
             live = proc.mem.read(proc.runtime_address, spec.size)
             assert proc.layout.name == "debug_offsets %s" % label
     assert live == file_blob(label)[:spec.size]
+
+
+def test_a_chrooted_binary_is_found_and_named_as_the_target_sees_it():
+    # GIVEN a target chrooted into the sid root: /proc shows us its files with the root's prefix
+    python = python_for("3.15")
+    with running_target(python, "deep.py", "30", "5") as target:
+        mapping = next(m for m in read_maps(target.pid) if m.path.endswith("/python3.15"))
+        assert mapping.path == python.host_path
+        # THEN the ELF is opened where its inode is (not /proc/PID/root + that path), and named
+        # without the prefix, as the target names it
+        assert target_file(target.pid, mapping) == python.host_path
+        assert target_view(target.pid, mapping.path) == "/usr/bin/python3.15"
+        assert target_view(target.pid, "/etc/hostname") == "/etc/hostname"
 
 
 @pytest.mark.parametrize("reader, blob_of", [("3.14", "3.13"), ("3.15", "3.14"),
