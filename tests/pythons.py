@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import pytest
 
@@ -196,18 +196,26 @@ def stage_targets(root: str) -> str:
     return inside
 
 
-def _mirror_paths(root: str, args: Sequence[str]) -> List[str]:
+def _mirror_paths(root: str, args: Sequence[str]) -> Tuple[List[str], List[str]]:
     """Host paths among ``args`` (absolute, in an existing host directory): make the same
-    directory in the root, so the target can use the path unchanged.  Returns those paths."""
-    mirrored = []
+    directory in the root, so the target can use the path unchanged.  Returns those paths and
+    the directories made for them (deepest first), to remove afterwards."""
+    mirrored: List[str] = []
+    made: List[str] = []
     for arg in args:
         if os.path.isabs(arg) and os.path.isdir(os.path.dirname(arg)) \
                 and not arg.startswith(root + "/"):
+            missing = []
+            where = root + os.path.dirname(arg)
+            while not os.path.isdir(where):
+                missing.append(where)
+                where = os.path.dirname(where)
             os.makedirs(root + os.path.dirname(arg), exist_ok=True)
+            made += missing
             if os.path.isfile(arg):
                 shutil.copy2(arg, root + arg)
             mirrored.append(arg)
-    return mirrored
+    return mirrored, made
 
 
 @contextlib.contextmanager
@@ -224,14 +232,14 @@ def running_target(python: str, script: str, *args: str, timeout: float = 15.0,
     """
     args = [str(a) for a in args]
     root = getattr(python, "root", "/")
-    targets_dir, mirrored = TARGETS, []
+    targets_dir, mirrored, made = TARGETS, [], []
     if root != "/":
         targets_dir = stage_targets(root)
         if os.path.isabs(script):
             if os.path.dirname(script) != TARGETS:
                 raise ValueError("only tests/targets scripts run in a root: %s" % script)
             script = os.path.basename(script)
-        mirrored = _mirror_paths(root, args)
+        mirrored, made = _mirror_paths(root, args)
         prefix = list(prefix) + ["chroot", root]
     script_path = os.path.join(targets_dir, script) if not os.path.isabs(script) else script
     cmd: List[str] = list(prefix) + [str(python), "-u", script_path] + args
@@ -255,6 +263,9 @@ def running_target(python: str, script: str, *args: str, timeout: float = 15.0,
         for path in mirrored:
             if os.path.isfile(root + path):
                 shutil.move(root + path, path)
+        for directory in made:
+            with contextlib.suppress(OSError):  # left alone if the target put more there
+                os.rmdir(directory)
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> bytes:

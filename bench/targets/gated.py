@@ -13,9 +13,10 @@ started on a "go" signal, timing itself and its own heavy/light split.
    or ``light``, that spins 1,000 iterations, so every sample of a busy thread has exactly
    ``--depth`` frames (counted from the thread's outermost frame).  Units go to ``heavy`` with
    probability-free scheduling so that ``--share`` of them (default 0.75) are heavy.
-3. Prints its last line as JSON: ``{"elapsed": s, "units": n, "heavy": s, "light": s,
-   "heavy_share": x, "threads": n, "depth": d}``.  ``elapsed`` is the wall time of the work
-   alone (the slowdown measure); ``heavy``/``light`` are the wall seconds each thread spent in
+3. Prints its last line as JSON: ``{"elapsed": s, "cpu": s, "units": n, "heavy": s,
+   "light": s, "heavy_share": x, "threads": n, "depth": d}``.  ``elapsed`` is the wall time of
+   the work alone (the slowdown measure), ``cpu`` the process CPU time it took (immune to
+   other load on the machine, blind to a profiler pausing the target); ``heavy``/``light`` are the wall seconds each thread spent in
    calls to each leaf, summed over threads, measured with ``perf_counter`` around every unit,
    so ``heavy_share`` is the ground truth a wall-clock sampler should find.
 
@@ -116,6 +117,7 @@ def main(argv):
     if gate:
         sys.stdin.readline()
     start = time.perf_counter()
+    start_cpu = time.process_time()
     if threads > 1:
         go.set()
         for thread in pool:
@@ -124,10 +126,11 @@ def main(argv):
         deadline = time.monotonic() + seconds if seconds else None
         worker(depth, share, units, deadline, out)
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - start_cpu
     heavy_s = sum(h for _, h, _ in out)
     light_s = sum(li for _, _, li in out)
     sys.stdout.write(json.dumps({
-        "elapsed": elapsed, "units": sum(c for c, _, _ in out), "heavy": heavy_s,
+        "elapsed": elapsed, "cpu": cpu, "units": sum(c for c, _, _ in out), "heavy": heavy_s,
         "light": light_s, "heavy_share": heavy_s / (heavy_s + light_s) if heavy_s + light_s else 0.0,
         "threads": threads, "depth": depth}) + "\n")
     sys.stdout.flush()
