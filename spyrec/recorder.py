@@ -46,6 +46,10 @@ class StopFlag:
         return previous
 
 
+def warn(message):
+    sys.stderr.write("spyrec: warning: %s\n" % message)
+
+
 def open_output(path):
     """Open the output early, so a bad path fails before anything is started."""
     if path == "-":
@@ -111,6 +115,10 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
             process = attach_launched(child)
         else:
             process = PythonProcess.attach(pid)
+        guessed = process.layout.guessed_from
+        if guessed is not None:
+            warn("Python %s is newer than spyrec knows; its _Py_DebugOffsets passed every check, "
+                 "so it is read with the %d.%d field list" % ((process.version_string,) + guessed))
         origin = time.monotonic_ns()
         wall = time.time_ns()
         writer = SpyWriter(stream)

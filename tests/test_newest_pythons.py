@@ -234,6 +234,7 @@ def test_a_live_newer_minor_is_recorded_exactly(tmp_path):
         # WHEN recorded
         result = spyrec("-o", out, "-p", target.pid, "-d", "1", "-r", "100")
     assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("spyrec: warning: Python 3.16.0 is newer than spyrec knows")
     with open(out, "rb") as f:
         rec = read_recording(f)
     # THEN the recording says 3.16.0 and has every thread's exact stack
