@@ -364,15 +364,7 @@ def _canonical_frames(data):
     raw = data.frames
     keys = list(zip((strings[i] for i in raw["file"]), (strings[i] for i in raw["name"]),
                     (strings[i] for i in raw["qualname"]), raw["line"], raw["column"]))
-    index = {}
-    frame_map = np.empty(len(keys), dtype=np.int64)
-    unique = []
-    for position, key in enumerate(keys):
-        fid = index.get(key)
-        if fid is None:
-            fid = index[key] = len(unique)
-            unique.append(key)
-        frame_map[position] = fid
+    frame_map, unique = _fold(keys)
     file, name, qualname, line, column = (list(col) for col in zip(*unique)) if unique \
         else ([], [], [], [], [])
     frames = pd.DataFrame({"file": pd.Series(file, dtype=object), "name": pd.Series(name, dtype=object),
@@ -389,16 +381,21 @@ def _canonical_stacks(stacks, frame_map):
         stacks = [tuple(table[f] for f in stack) for stack in stacks]
     if len(set(stacks)) == len(stacks):
         return np.arange(len(stacks), dtype=np.int64), list(stacks)
+    return _fold(stacks)
+
+
+def _fold(items):
+    """Give equal items one id: (old position -> new id as an array, the distinct items)."""
     index = {}
-    stack_map = np.empty(len(stacks), dtype=np.int64)
+    mapping = np.empty(len(items), dtype=np.int64)
     unique = []
-    for position, stack in enumerate(stacks):
-        sid = index.get(stack)
-        if sid is None:
-            sid = index[stack] = len(unique)
-            unique.append(stack)
-        stack_map[position] = sid
-    return stack_map, unique
+    for position, item in enumerate(items):
+        new_id = index.get(item)
+        if new_id is None:
+            new_id = index[item] = len(unique)
+            unique.append(item)
+        mapping[position] = new_id
+    return mapping, unique
 
 
 def _threads_table(threads):
