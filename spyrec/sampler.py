@@ -11,7 +11,6 @@ goes through frame description (cached per frame) and interning in the writer.
 """
 
 import ctypes
-import os
 import time
 
 from spyrec.errors import MemoryReadError, TargetNotFound

@@ -14,7 +14,6 @@ import json
 import os
 
 import numpy as np
-import pandas as pd
 
 from spyanalyze.recording import check_weight, thread_label
 
