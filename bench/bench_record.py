@@ -1,8 +1,8 @@
 """Recorder benchmark: spyrec against Austin, py-spy and CPython 3.15's profiling.sampling.
 
-    .venv/bin/python bench/bench_record.py            # default run, about 13 minutes
-    .venv/bin/python bench/bench_record.py --quick    # about 5 minutes, one repeat
-    .venv/bin/python bench/bench_record.py --full     # five repeats, longer work (~40 min)
+    .venv/bin/python bench/bench_record.py            # default: 3 repeats, about 15 minutes
+    .venv/bin/python bench/bench_record.py --quick    # one repeat, about 6 minutes
+    .venv/bin/python bench/bench_record.py --full     # five repeats, 4 s of work (~45 min)
     .venv/bin/python bench/bench_record.py --breakdown-only
     .venv/bin/python bench/bench_record.py --soak 600 [--soak-target varied]
 
@@ -13,14 +13,18 @@ Method (one measurement):
 1. Start bench/targets/gated.py with a fixed amount of work (calibrated to ``--work-seconds``
    of baseline time).  It starts its threads, prints a ready line and blocks on standard input.
 2. Attach the profiler by PID, wait until it is sampling (spyrec: its header is on disk;
-   py-spy: its "Sampling process" line; others: started) and ``--settle`` seconds more.
-3. Release the target ("go" on its stdin).  The target times its own work (``elapsed``) and
-   its own wall-time split between two leaf functions (``heavy_share``, about 75%).
+   py-spy: its "Sampling process" line; profiling.sampling: its sampler module is mapped;
+   Austin: started) and ``--settle`` seconds more.
+3. Release the target ("go" on its stdin).  The target times its own work (wall and CPU
+   time) and its own wall-time split between two leaf functions (``heavy_share``, ~75%).
 4. Wait for the target, then the profiler, to exit (the target is not its child: attach
    mode).  The profiler runs under GNU time, whose %M is its own peak RSS (``ru_maxrss`` from
    ``os.wait4`` would include this bench's RSS at fork time; it is the fallback when
    /usr/bin/time is missing).  The profiler's CPU over the work window is the sum of
-   /proc/PID/task/*/schedstat at go and at the target's result line.
+   /proc/PID/task/*/schedstat from go to the target's result line (read every 50 ms, as some
+   profilers exit within microseconds of the target).  A target that does not finish within
+   ``max(45 s, 20 x work)`` is a failed run; the profiler is killed first, since py-spy's
+   blocking mode can hold it ptrace-stopped.
 
 Runs of one target alternate: baseline, profiler, baseline, profiler, ..., baseline, with the
 profilers (and rates) in a shuffled order; a profiler run's slowdown is its elapsed time over
@@ -29,7 +33,8 @@ the mean of the baselines just before and after it.  Reported values are medians
 Columns:
 
 * samples/s/thread: stack samples whose leaf is the target's work (``heavy``, ``light``,
-  ``descend``, ``worker``) over the target's elapsed time and its worker-thread count.
+  ``descend``, ``worker``) over the worker threads' own busy time (each from go to its last
+  unit, summed: the threads do not all finish together).
   Idle threads, start-up and shutdown samples and the profilers' idle policies drop out, so
   this is "samples delivered per second per busy thread", the same definition for every tool.
 * target slowdown (wall): the target's own time for the fixed work, profiled over
@@ -37,7 +42,7 @@ Columns:
 * target CPU time: the same for the CPU time the work took.  Immune to other load stealing
   the target's core; blind to a profiler that pauses the target (py-spy's default mode), so
   a wall slowdown far above it means pausing or CPU contention, not interference.
-* CPU: the profiler's CPU over the work window, in cores.  Peak RSS: see 4. above.
+* profiler CPU: the profiler's CPU over the work window, in cores.  Peak RSS: see 4. above.
 * B/sample: output bytes over all stack samples in the file, in the profiler's most compact
   format (spyrec .spy, Austin -b MOJO, py-spy raw = aggregated collapsed stacks with no
   timeline, profiling.sampling --binary).
@@ -52,7 +57,6 @@ over a long 1 kHz recording.
 
 import argparse
 import datetime
-import io
 import json
 import os
 import platform
@@ -214,6 +218,7 @@ class Run:
         self.max_depth = None
         self.baseline = None
         self.cpu_time = None
+        self.thread_seconds = None
         self.baseline_cpu = None
         self.extra = {}
 
@@ -221,7 +226,7 @@ class Run:
     def rate_per_thread(self):
         if self.busy is None or not self.elapsed:
             return None
-        return self.busy / (self.elapsed * self.threads)
+        return self.busy / (self.thread_seconds or self.elapsed * self.threads)
 
     @property
     def measured_share(self):
@@ -367,7 +372,8 @@ def measure(target, threads, units, profiler, rate, workdir, settle, timeout):
                 time.sleep(0.02)
             time.sleep(settle)
             if prof.poll() is not None:
-                run.error = "failed: exited %s before the work started: %s" % (prof.returncode, tail(err_path))
+                run.error = "failed: exited %s before the work started: %s" % (
+                    prof.returncode, tail(err_path))
                 proc.kill()
                 proc.wait()
                 return run
@@ -396,17 +402,31 @@ def measure(target, threads, units, profiler, rate, workdir, settle, timeout):
                 run.cpu_cores = (last[1] - cpu0) / 1e9 / (last[0] - t0)
         if not line:
             run.error = "failed: target timed out after %.0f s" % timeout
+            if profiler is not None:
+                # A profiler that keeps the target ptrace-stopped (py-spy's blocking mode at high
+                # rates) must go first: a SIGKILL to a tracee frozen mid-operation stays pending.
+                for pid in (prof.real_pid, prof.pid):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
             proc.kill()
         else:
             result = json.loads(line)
             run.elapsed = result["elapsed"]
             run.cpu_time = result.get("cpu")
+            run.thread_seconds = result.get("thread_seconds")
             run.truth_share = result["heavy_share"]
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            if profiler is not None:
+                stop_profiler(prof)
             proc.kill()
-            proc.wait()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                run.error = run.error or "failed: target would not exit"
         if profiler is not None:
             got = wait_exit(prof.pid, 60)
             if got is None:
@@ -440,12 +460,15 @@ def measure(target, threads, units, profiler, rate, workdir, settle, timeout):
                         run.error = "failed: no samples (exit %s): %s" % (prof.returncode, tail(err_path))
         return run
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         if prof is not None and prof.returncode is None:
             stop_profiler(prof)
             prof.returncode = prof.popen.returncode = -1
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                log("target %d would not exit; left behind" % proc.pid)
 
 
 # --------------------------------------------------------------------------------------------
@@ -533,7 +556,7 @@ def run_group(target, profilers, threads_list, rates, repeats, work_seconds, set
                 results["runs"].append(run)
             continue
         log("%s, %d thread(s): %d units of work (~%.1f s)" % (target.label, threads, units, work_seconds))
-        timeout = max(120.0, 40 * work_seconds)
+        timeout = max(45.0, 20 * work_seconds)
         plan = [(rate, profiler) for _ in range(repeats) for rate in rates for profiler in usable]
         # Shuffle within each repeat so that drift spreads over every (rate, profiler).
         per_repeat = len(rates) * len(usable)
@@ -662,11 +685,12 @@ def check_issue_targets(summary, out):
     """spyrec against the issue's recorder targets, from this run's medians."""
     rows = []
     for (label, threads, rate, name), s in sorted(summary.items()):
-        if name != "spyrec" or "error" in s or "sid root" in (label or ""):
+        if name != "spyrec" or "error" in s:
             continue
         who = "%s, %d thread%s" % (label, threads, "" if threads == 1 else "s")
         if rate == "10000":
-            rows.append((who, "10 kHz: >= 5,000 samples/s/thread", s["rate"] is not None and s["rate"] >= 5000,
+            rows.append((who, "10 kHz: >= 5,000 samples/s/thread",
+                         s["rate"] is not None and s["rate"] >= 5000,
                          fmt(s["rate"], "%.0f/s")))
             rows.append((who, "10 kHz: slowdown <= 5%", s["slowdown"] is not None and s["slowdown"] <= 0.05,
                          fmt(s["slowdown"] and 100 * s["slowdown"], "%+.1f%%")))
@@ -678,7 +702,8 @@ def check_issue_targets(summary, out):
             rows.append((who, "1 kHz: recorder CPU <= 0.2 core", s["cpu"] is not None and s["cpu"] <= 0.2,
                          fmt(s["cpu"], "%.2f cores")))
             if threads == 1:
-                rows.append((who, "<= 10 bytes/sample (30-deep target)", s["bps"] is not None and s["bps"] <= 10,
+                rows.append((who, "<= 10 bytes/sample (30-deep target)",
+                             s["bps"] is not None and s["bps"] <= 10,
                              fmt(s["bps"], "%.1f B")))
     if not rows:
         return
@@ -693,6 +718,38 @@ def check_issue_targets(summary, out):
     out.write("\n| spyrec target | on | measured | met? |\n|---|---|---:|---|\n")
     for who, what, ok, value in rows:
         out.write("| %s | %s | %s | %s |\n" % (what, who, value, "yes" if ok else "**no**"))
+    out.write("\nA slowdown verdict is no finer than the baseline noise printed above.\n")
+
+
+def print_report(results, out):
+    """The comparison tables, the baseline noise and the issue-target check."""
+    summary = summarise(results["runs"])
+    print_tables(summary, results["skipped"], out)
+    baselines = {}
+    for b in results["baselines"]:
+        if b["elapsed"]:
+            baselines.setdefault((b["target"], b["threads"]), []).append(b["elapsed"])
+    out.write("\nBaseline noise (same fixed work, no profiler): %s.\n" % "; ".join(
+        "%s %d thr: median %.2f s, min..max %+.1f%%..%+.1f%%"
+        % (t, n, statistics.median(v), 100 * (min(v) / statistics.median(v) - 1),
+           100 * (max(v) / statistics.median(v) - 1))
+        for (t, n), v in sorted(baselines.items())))
+    check_issue_targets(summary, out)
+
+
+def load_results(path):
+    """Runs saved with --json, back as Run objects (to print the report again)."""
+    with open(path) as f:
+        data = json.load(f)
+    runs = []
+    for d in data["runs"]:
+        run = Run(None, d["rate"], d["threads"])
+        for key, value in d.items():
+            if key in run.__dict__:
+                setattr(run, key, value)
+        runs.append(run)
+    return {"runs": runs, "baselines": data.get("baselines", []), "skipped": data.get("skipped", []),
+            "breakdown": data.get("breakdown")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -753,7 +810,7 @@ def breakdown_one(python, threads, iterations):
     from spyrec.sampler import Sampler
     from spyrec.spyformat import SpyWriter
 
-    target = Target(python)
+    target = python if isinstance(python, Target) else Target(python)
     ready, proc = target.start(["--no-gate", "--seconds", "600", "--threads", str(threads)])
     pid = ready["pid"]
     try:
@@ -908,9 +965,10 @@ def print_breakdown(results, out):
     cells = ["%.1f / %.1f" % (r["intern_new_stack"] * 1e6, r["intern_new_frames"] * 1e6) for r in results]
     out.write("| a stack not seen before: known frames / new frames (µs per new stack; code objects "
               "re-verified, frames described, interned) | %s | |\n" % " | ".join(cells))
-    cells = ["%.1f µs every %s" % (r["revalidate_extra"] * 1e6,
-                                   "%.0f ms" % (1e3 * r["revalidate_period"]) if r["revalidate_period"] else "-")
-             for r in results]
+    cells = []
+    for r in results:
+        period = "%.0f ms" % (1e3 * r["revalidate_period"]) if r["revalidate_period"] else "-"
+        cells.append("%.1f µs every %s" % (r["revalidate_extra"] * 1e6, period))
     out.write("| code-cache revalidation, per event | %s | |\n" % " | ".join(cells))
     cells = []
     for r in results:
@@ -1012,10 +1070,12 @@ def main():
     parser.add_argument("--python", default=DEFAULT_HOST_PYTHON, help="host Python of the targets")
     parser.add_argument("--profilers", default="spyrec,austin,py-spy,py-spy-nb,profiling.sampling")
     parser.add_argument("--austin", help="Austin executable (default: PATH, then /tmp/peers/bin)")
-    parser.add_argument("--py-spy", dest="py_spy", help="py-spy executable (default: PATH, then /tmp/peers/bin)")
+    parser.add_argument("--py-spy", dest="py_spy",
+                        help="py-spy executable (default: PATH, then /tmp/peers/bin)")
     parser.add_argument("--sid-root", default=SID_ROOT, help="root holding python3.15 ('' to skip)")
     parser.add_argument("--breakdown-python", action="append",
-                        help="Python for the cost breakdown (repeatable); default 3.11.7, 3.12.1 and 3.13.0")
+                        help="Python for the cost breakdown (repeatable; 'sid' for python3.15 in the sid "
+                             "root); default 3.11.7, 3.12.1, 3.13.0 and the sid root's 3.15")
     parser.add_argument("--breakdown-iterations", type=int, default=3000)
     parser.add_argument("--breakdown-only", action="store_true")
     parser.add_argument("--no-breakdown", action="store_true")
@@ -1025,6 +1085,8 @@ def main():
     parser.add_argument("--soak-rate", type=int, default=1000)
     parser.add_argument("--soak-csv", help="write the soak's RSS samples here")
     parser.add_argument("--json", help="write every run's raw figures here")
+    parser.add_argument("--report", metavar="JSON",
+                        help="print the tables again from a file written by --json, and stop")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the profilers' output files")
     args = parser.parse_args()
@@ -1033,6 +1095,13 @@ def main():
     def terminated(signum, _frame):     # clean up targets and profilers on SIGTERM too
         raise SystemExit("bench_record: terminated by signal %d" % signum)
     signal.signal(signal.SIGTERM, terminated)
+
+    if args.report:
+        results = load_results(args.report)
+        print_report(results, out)
+        if results.get("breakdown"):
+            print_breakdown(results["breakdown"], out)
+        return
 
     if args.soak:
         soak(args.soak, args.soak_target, args.python, args.soak_rate,
@@ -1106,31 +1175,33 @@ def main():
         else:
             log("outputs kept in %s" % workdir)
 
-        summary = summarise(results["runs"])
-        print_tables(summary, results["skipped"], out)
-        baselines = {}
-        for b in results["baselines"]:
-            if b["elapsed"]:
-                baselines.setdefault((b["target"], b["threads"]), []).append(b["elapsed"])
-        out.write("\nBaseline noise (same fixed work, no profiler): %s.\n" % "; ".join(
-            "%s %d thr: median %.2f s, min..max %+.1f%%..%+.1f%%"
-            % (t, n, statistics.median(v), 100 * (min(v) / statistics.median(v) - 1),
-               100 * (max(v) / statistics.median(v) - 1))
-            for (t, n), v in sorted(baselines.items())))
-        check_issue_targets(summary, out)
+        print_report(results, out)
         out.flush()
 
     if not args.no_breakdown:
         pythons = args.breakdown_python or [p for p in DEFAULT_BREAKDOWN_PYTHONS if os.path.exists(p)]
+        pythons = list(pythons)
+        if "sid" in pythons or (not args.breakdown_python and args.sid_root
+                                and peers.Tachyon(args.sid_root).available() is None):
+            # python3.15 in the sid root (spyrec records it once 3.14/3.15 support is in)
+            pythons = [p for p in pythons if p != "sid"]
+            if args.sid_root and os.path.isdir(args.sid_root):
+                root_target = Target(root=args.sid_root)
+                try:
+                    root_target.prepare()
+                    pythons.append(root_target)
+                except Exception as exc:
+                    log("breakdown: the sid root target does not run: %s" % exc)
         found = []
         for python in pythons:
             for threads in (1, 4):
                 try:
-                    log("breakdown: %s, %d thread(s)" % (python, threads))
+                    log("breakdown: %s, %d thread(s)" % (getattr(python, "label", python), threads))
                     found.append(breakdown_one(python, threads, args.breakdown_iterations))
                 except Exception as exc:     # report, do not crash the whole bench
-                    log("breakdown on %s failed: %s: %s" % (python, type(exc).__name__, exc))
-                    out.write("\nbreakdown on %s, %d threads: failed: %s\n" % (python, threads, exc))
+                    name = getattr(python, "label", python)
+                    log("breakdown on %s failed: %s: %s" % (name, type(exc).__name__, exc))
+                    out.write("\nbreakdown on %s, %d threads: failed: %s\n" % (name, threads, exc))
         if found:
             print_breakdown(found, out)
         results["breakdown"] = found

@@ -13,10 +13,12 @@ started on a "go" signal, timing itself and its own heavy/light split.
    or ``light``, that spins 1,000 iterations, so every sample of a busy thread has exactly
    ``--depth`` frames (counted from the thread's outermost frame).  Units go to ``heavy`` with
    probability-free scheduling so that ``--share`` of them (default 0.75) are heavy.
-3. Prints its last line as JSON: ``{"elapsed": s, "cpu": s, "units": n, "heavy": s,
+3. Prints its last line as JSON: ``{"elapsed": s, "cpu": s, "thread_seconds": s, "units": n, "heavy": s,
    "light": s, "heavy_share": x, "threads": n, "depth": d}``.  ``elapsed`` is the wall time of
    the work alone (the slowdown measure), ``cpu`` the process CPU time it took (immune to
-   other load on the machine, blind to a profiler pausing the target); ``heavy``/``light`` are the wall seconds each thread spent in
+   other load on the machine, blind to a profiler pausing the target), ``thread_seconds``
+   the sum over worker threads of each one's own time from go to its last unit (threads do
+   not all finish together); ``heavy``/``light`` are the wall seconds each thread spent in
    calls to each leaf, summed over threads, measured with ``perf_counter`` around every unit,
    so ``heavy_share`` is the ground truth a wall-clock sampler should find.
 
@@ -68,6 +70,7 @@ def frame_depth():
 def worker(depth, share, units, deadline, out):
     chain = max(1, depth - frame_depth() - 1)   # worker + chain of descend + leaf = depth
     clock = time.perf_counter
+    began = clock()
     spent = {"heavy": 0.0, "light": 0.0}
     count = heavies = 0
     while (units is None or count < units) and (deadline is None or time.monotonic() < deadline):
@@ -81,7 +84,7 @@ def worker(depth, share, units, deadline, out):
             descend(chain, light)
             spent["light"] += clock() - before
         count += 1
-    out.append((count, spent["heavy"], spent["light"]))
+    out.append((count, spent["heavy"], spent["light"], clock() - began))
 
 
 def thread_main(go, depth, share, units, seconds, out):
@@ -127,10 +130,11 @@ def main(argv):
         worker(depth, share, units, deadline, out)
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - start_cpu
-    heavy_s = sum(h for _, h, _ in out)
-    light_s = sum(li for _, _, li in out)
+    heavy_s = sum(r[1] for r in out)
+    light_s = sum(r[2] for r in out)
     sys.stdout.write(json.dumps({
-        "elapsed": elapsed, "cpu": cpu, "units": sum(c for c, _, _ in out), "heavy": heavy_s,
+        "elapsed": elapsed, "cpu": cpu, "thread_seconds": sum(r[3] for r in out),
+        "units": sum(r[0] for r in out), "heavy": heavy_s,
         "light": light_s, "heavy_share": heavy_s / (heavy_s + light_s) if heavy_s + light_s else 0.0,
         "threads": threads, "depth": depth}) + "\n")
     sys.stdout.flush()
