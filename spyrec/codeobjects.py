@@ -34,7 +34,7 @@ KEY_SHIFT = 48
 ADDRESS_MASK = (1 << KEY_SHIFT) - 1
 REVALIDATE_SECONDS = 0.02
 #: Decoded code objects kept; past this the cache starts over (generated-code workloads).
-MAX_CODES = 100_000
+MAX_CODES = 10_000
 
 
 #: Key of frames to leave out silently: interpreter-internal code objects (3.13's
@@ -43,8 +43,6 @@ MAX_CODES = 100_000
 SKIP = -1
 #: ``_admit``'s answer when a known code object's fields still point where they did.
 _CHECK_CONTENT = object()
-#: Object heads are compared after ``ob_refcnt``, which changes all the time.
-_REFCOUNT = 8
 
 
 class FrameInfo(NamedTuple):
@@ -67,9 +65,9 @@ class CodeObject:
         self.qualname = qualname
         self.table = table
         self.identity = identity
-        #: ((address, size, bytes after the refcount), ...) of the name, file and line-table
-        #: objects as first read: what re-verification compares, since their addresses alone
-        #: are reused too when a code object is freed and replaced.
+        #: ((address, decoded value), ...) of the file, name, qualname and line-table objects:
+        #: what re-verification compares, since their addresses alone are reused too when a
+        #: code object is freed and replaced.
         self.content = content
         #: Interpreter-made code with no source line at all (a shim, not user code).
         self.internal = table.firstlineno == 0 and not any(e[2] for e in table.entries)
@@ -144,18 +142,29 @@ class CodeCache:
         and a replacement allocated in the same order reuses every one of those addresses.
         """
         codes = [self.codes[self._key_at[addr]] for addr in addresses]
-        ranges = [(a, n) for code in codes for a, n, _ in code.content]
+        objects = self.objects
+        sizes = {str: objects.str_head, bytes: objects.bytes_head}
+        ranges = [(a, sizes[type(value)]) for code in codes for a, value in code.content]
         current = self.mem.read_many(ranges)
         position = 0
         for addr, code in zip(addresses, codes):
             count = len(code.content)
             now = current[position:position + count]
             position += count
-            if all(head is not None and head[_REFCOUNT:] == old
-                   for head, (_, _, old) in zip(now, code.content)):
+            if all(head is not None and self._decoded(a, head, type(value)) == value
+                   for head, (a, value) in zip(now, code.content)):
                 self.verified[addr] = self._key_at[addr]
             else:
                 self.verified[addr] = self._admit(addr, None, code.identity, force_new=True)
+
+    def _decoded(self, addr, head, kind):
+        """The str or bytes object at ``addr`` from its first bytes; None if unreadable."""
+        try:
+            if kind is str:
+                return self.objects.decode_str(addr, head)
+            return self.objects.decode_bytes(addr, head)
+        except MemoryReadError:
+            return None
 
     def refresh(self, keys: List[int]) -> List[Optional[int]]:
         """Re-verify the code objects behind ``keys`` now; their current keys, in order.
@@ -228,9 +237,7 @@ class CodeCache:
             lines = LineTable(self.layout.linetable_kind, table, firstlineno)
         except IndexError:  # a truncated varint: not a real line table
             raise MemoryReadError("malformed line table at 0x%x" % linetable) from None
-        sizes = [objects.str_head] * len(strs) + [objects.bytes_head]
-        content = tuple((a, n, h[_REFCOUNT:]) for a, n, h in zip(strs + [linetable], sizes, heads)
-                        if h is not None and len(h) == n)
+        content = tuple(zip(strs, texts)) + ((linetable, table),)
         return CodeObject(texts[0], texts[1], qualname_text, lines, identity, content)
 
     def describe(self, key: int, offset: int) -> FrameInfo:

@@ -19,8 +19,11 @@ from spyrec.spyformat import SampleFlag
 
 PR_SET_TIMERSLACK = 29
 #: Raw-stack cache entries kept before the cache is forgotten (ids already written stay valid).
-RAW_STACK_CACHE_LIMIT = 200_000
-FRAME_CACHE_LIMIT = 200_000
+#: Together with the writer's interning tables and the walker's code cache these bound the
+#: recorder's memory however long it runs and however many distinct stacks the target makes
+#: (a raw stack of 30 frames takes about 2 KB).
+RAW_STACK_CACHE_LIMIT = 10_000
+FRAME_CACHE_LIMIT = 50_000
 #: How often to retry finding the name of a thread whose name was not found yet.
 NAME_RETRY_NS = 1_000_000_000
 
@@ -142,6 +145,12 @@ class Sampler:
         t = now - self.origin_ns
         pid = process.pid
         stacks = process.sample_threads()
+        if any(stack.torn for stack in stacks):
+            # The target moved while we read it; a second walk right away usually gets a
+            # consistent stack (only the threads that tore take the new one).
+            again = {stack.native_tid: stack for stack in process.sample_threads() if not stack.torn}
+            stacks = [again.get(stack.native_tid, stack) if stack.torn else stack
+                      for stack in stacks]
         rss = self._process_stats.rss_bytes()
         threads = self._threads
         seen = set()

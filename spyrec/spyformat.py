@@ -284,7 +284,7 @@ class SpyWriter:
     """
 
     def __init__(self, stream, codec=Codec.ZLIB, flush_interval_ns=1_000_000_000, max_batch=65536,
-                 max_interned=1_000_000):
+                 max_interned=50_000):
         self._stream = stream
         self.codec = codec
         self.flush_interval_ns = flush_interval_ns
