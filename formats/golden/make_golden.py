@@ -13,7 +13,7 @@ import os
 import struct
 
 from spyrec import spyformat
-from spyrec.spyformat import Kind, SampleFlag, SpyWriter
+from spyrec.spyformat import SampleFlag, SpyWriter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
