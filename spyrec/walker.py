@@ -12,7 +12,8 @@ One ``sample()`` costs a handful of reads per thread (dossier §8.4-§9):
   read, frames parsed from that local copy; older chunks are copied lazily when the chain leads
   there, and frames outside every chunk (generator / coroutine frames live in their generator
   object, 3.12+ entry frames on the C stack) are read directly; on 3.14+ the tag bits of
-  ``f_executable`` (a ``_PyStackRef``) are cleared (``Layout.executable_tag_mask``);
+  ``f_executable`` (a ``_PyStackRef``) are cleared (``Layout.executable_tag_mask``).  Frames
+  whose bytes did not change since the thread's last walk are not parsed again (``ChunkMemo``);
 * frames, ``frame_kind == "pyframe"`` (<=3.10): heap ``PyFrameObject``s linked by ``f_back``;
   the frames that were on the thread's chain last time are fetched in one scatter read
   (``FrameChain``), new ones one read each;
@@ -88,6 +89,43 @@ class FrameChain:
         self.where = [(span_of[a], a - spans[span_of[a]][0]) for a in chain]
 
 
+class ChunkMemo:
+    """A thread's last walk through its newest datastack chunk (3.11+), kept for reuse.
+
+    Between two samples usually only the innermost frames change; the outer ones are
+    suspended, and a suspended frame's bytes (header, locals, value stack) do not change.  The
+    frames of one chunk are contiguous, callers below callees, so when the copy of the chunk up
+    to the end of a frame's header is byte-for-byte what it was last time, that frame and every
+    frame below it in the chunk decode exactly as they did: their code addresses and offsets
+    are taken from the last walk instead of being parsed again, one ``memcmp`` instead of a
+    Python loop over the frames.
+
+    The chunk's frames form *runs*: stretches of the chain inside the chunk, ended where the
+    chain leaves it (3.12+ C-stack entry frames, generator frames, older chunks) or stops.
+    Reuse takes a run up to its end; what lies outside the chunk is outside the compared
+    bytes, so it is read afresh, and the chain re-enters the chunk lower down.
+    """
+
+    __slots__ = ("chunk", "buf", "addrs", "starts", "runs", "codes", "offsets")
+
+    def __init__(self, chunk: int, buf: bytes, addrs: List[int], starts: List[int],
+                 runs: List[Tuple[int, int, int]], codes: List[int], offsets: List[int]):
+        self.chunk = chunk
+        self.buf = buf  # the chunk's copy, from its start
+        self.addrs = addrs  # the walk's frames in this chunk, innermost (highest) first
+        self.starts = starts  # for each, its index in ``codes`` / ``offsets``
+        #: (end index in ``addrs``, end index in ``codes``, where the chain went next) per run
+        self.runs = runs
+        self.codes = codes  # the walk's code addresses and offsets (never changed afterwards)
+        self.offsets = offsets
+
+    def run_of(self, at: int) -> Tuple[int, int, int]:
+        for run in self.runs:
+            if run[0] > at:
+                return run
+        raise IndexError(at)
+
+
 def _block(fields: List[Tuple[int, str]]) -> Tuple[int, FieldStruct]:
     """A FieldStruct for fields of one struct, relative to the lowest offset (read from there)."""
     base = min(offset for offset, _ in fields)
@@ -123,9 +161,13 @@ class StackWalker:
         self._in_base, self._in = _block(interp_fields)
         self._gil_struct = FieldStruct([(gil.last_holder, "Q"), (gil.locked, "i")])
         self._gil_pointers = {}  # interp -> interp->ceval.gil, refreshed with the code cache
-        # <=3.10: tstate -> the FrameChain of its last walk.
+        # <=3.10: tstate -> the FrameChain of its last walk; 3.11+: tstate -> its ChunkMemo.
         self._chains = {}
         self._next_chains = {}
+        self._memos = {}
+        self._next_memos = {}
+        #: Frames taken from a ChunkMemo instead of being parsed (a benchmark figure).
+        self.reused_frames = 0
 
         thread_fields = [(ts.next, "Q"), (ts.interp, "Q"), (ts.frame, "Q"), (ts.thread_id, "Q")]
         self._iframe = layout.frame_kind == "iframe"
@@ -165,6 +207,7 @@ class StackWalker:
         if self.codes.expire(now):
             self._gil_pointers.clear()  # re-read interp->ceval.gil once per period too
         self._next_chains = {}
+        self._next_memos = {}
         block = self.read(self.runtime + self._rt_base, self._rt.size)
         values = self._rt.unpack_from(block)
         interp = values[0]
@@ -179,6 +222,7 @@ class StackWalker:
                 self.torn_reads += 1
                 break
         self._chains = self._next_chains
+        self._memos = self._next_memos
         return stacks
 
     def _sample_interpreter(self, interp: int, runtime_gil, stacks: List[ThreadStack]) -> int:
@@ -236,7 +280,8 @@ class StackWalker:
                 if self._cframe:
                     top = self._cframe_top(tstate, ts, top)
                 codes, offsets, torn = self._walk_iframes(top, fields[5], fields[6],
-                                                          fields[7] if len(fields) > 7 else 0)
+                                                          fields[7] if len(fields) > 7 else 0,
+                                                          tstate)
             else:
                 native = self._pthread_tid(thread_id)
                 codes, offsets, torn = self._walk_pyframes(fields[2], tstate)
@@ -334,9 +379,14 @@ class StackWalker:
             self._next_chains[tstate] = FrameChain(chain, size)
         return codes, offsets, torn
 
-    def _walk_iframes(self, addr: int, chunk: int, top: int, sentinel: int = 0):
+    def _walk_iframes(self, addr: int, chunk: int, top: int, sentinel: int = 0,
+                      tstate: int = 0):
         """3.11+: follow ``previous`` through local copies of the datastack chunks, down to
-        NULL or (3.15+) the thread's base frame ``sentinel``, which is not read."""
+        NULL or (3.15+) the thread's base frame ``sentinel``, which is not read.
+
+        Frames in the newest chunk are taken from the thread's last walk wherever the bytes
+        below them are unchanged (see ChunkMemo); the others are parsed one by one.
+        """
         codes: List[int] = []
         offsets: List[int] = []
         if not addr:
@@ -353,19 +403,61 @@ class StackWalker:
         # Frames inside the newest chunk copy: [chunk + header, top - frame size].
         base, hi, buf = regions[0] if regions else (0, 0, b"")
         lo = base + self._chunk_data
-        hi -= self._frame_size
+        size = self._frame_size
+        hi -= size
         unpack, adaptive, untag = self._frame.unpack_from, self._adaptive, self._untag
         max_owner, skip_owner = self._max_owner, self._skip_owner
         add_code, add_offset = codes.append, offsets.append
         chunks_left = MAX_CHUNKS
         steps_left = MAX_DEPTH
+
+        # Frames of the newest chunk, innermost first, and the runs they form (see ChunkMemo).
+        chunk_addrs: List[int] = []
+        chunk_starts: List[int] = []
+        runs: List[Tuple[int, int, int]] = []
+        in_run = False
+        # Callers sit below their callees in a chunk; a frame at or above the last one taken
+        # from the chunk is a torn read (the C-stack and generator frames read in between are
+        # live, newer than the chunk copy).
+        floor = hi + 1
+        memo = self._memos.get(tstate) if regions else None
+        old_addrs = memo.addrs if memo is not None and memo.chunk == base else ()
+        at = 0
+        same_below = 0  # buf[:same_below] is known to equal memo.buf[:same_below]
+        compares_left = 3
         while addr and addr != sentinel:
             steps_left -= 1
             if steps_left < 0 or addr & 7:
                 return codes, offsets, True
             if lo <= addr <= hi:
+                if addr >= floor:
+                    return codes, offsets, True
+                if old_addrs:
+                    while at < len(old_addrs) and old_addrs[at] > addr:
+                        at += 1
+                    if at < len(old_addrs) and old_addrs[at] == addr:
+                        end = addr - base + size
+                        if end <= same_below or (compares_left and buf.startswith(
+                                memo.buf[:end])):
+                            same_below = max(same_below, end)
+                            reused, addr = self._reuse(memo, at, codes, offsets, chunk_addrs,
+                                                       chunk_starts)
+                            at += reused
+                            runs.append((len(chunk_addrs), len(codes), addr))
+                            in_run = False
+                            steps_left -= reused - 1
+                            floor = chunk_addrs[-1]
+                            continue
+                        compares_left -= 1
+                floor = addr
                 code, previous, instr, owner = unpack(buf, addr - base)
+                chunk_addrs.append(addr)
+                chunk_starts.append(len(codes))
+                in_run = True
             else:
+                if in_run:
+                    runs.append((len(chunk_addrs), len(codes), addr))
+                    in_run = False
                 found = self._find_region(regions, addr)
                 while found is None and older and chunks_left:
                     chunks_left -= 1
@@ -373,7 +465,7 @@ class StackWalker:
                     found = self._find_region(regions, addr)
                 try:
                     if found is None:  # generator frame, or a chunk we could not copy
-                        code, previous, instr, owner = unpack(self.read(addr, self._frame_size))
+                        code, previous, instr, owner = unpack(self.read(addr, size))
                     else:
                         code, previous, instr, owner = unpack(found[2], addr - found[0])
                 except _READ_ERRORS:
@@ -388,7 +480,29 @@ class StackWalker:
                 add_code(code)
                 add_offset(offset)
             addr = previous
+        if in_run:
+            runs.append((len(chunk_addrs), len(codes), addr))
+        if regions:
+            self._next_memos[tstate] = ChunkMemo(base, buf, chunk_addrs, chunk_starts, runs,
+                                                 codes, offsets)
         return codes, offsets, False
+
+    def _reuse(self, memo: "ChunkMemo", at: int, codes: List[int], offsets: List[int],
+               chunk_addrs: List[int], chunk_starts: List[int]) -> Tuple[int, int]:
+        """Append the frames of ``memo``'s run from its frame ``at`` on.
+
+        Returns how many frames that was and where the chain goes after them.
+        """
+        end, stop, exit_addr = memo.run_of(at)
+        first = memo.starts[at]
+        shift = len(codes) - first
+        codes.extend(memo.codes[first:stop])
+        offsets.extend(memo.offsets[first:stop])
+        chunk_addrs.extend(memo.addrs[at:end])
+        chunk_starts.extend([s + shift for s in memo.starts[at:end]] if shift
+                            else memo.starts[at:end])
+        self.reused_frames += end - at
+        return end - at, exit_addr
 
     def _find_region(self, regions, addr: int):
         data, size = self._chunk_data, self._frame_size
