@@ -495,7 +495,12 @@ class SpyrecPeer(peers.Spyrec):
         try:
             time.sleep(0.2)
             with PythonProcess.attach(ready["pid"]) as process:
-                if not any(s.frames for s in process.sample_threads()):
+                # One walk may tear (the target is running); 50 in a row will not.
+                for _ in range(50):
+                    if any(s.frames and not s.torn for s in process.sample_threads()):
+                        break
+                    time.sleep(0.005)
+                else:
                     self.reason = "failed: attached but found no stack"
         except UnsupportedPython as exc:
             self.reason = "not supported yet (%s)" % str(exc)[:160]
