@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 
 from pythons import (ALL_SUPPORTED, UNSUPPORTED, marked_lines, minor_of, python_for,
-                     running_target, target_path)
+                     running_target, target_path, wait_until)
 from spyrec.spyformat import SampleFlag, read_recording
 
 SPYREC = [sys.executable, "-m", "spyrec"]
@@ -305,3 +305,35 @@ def test_code_objects_replaced_at_the_same_address_get_their_own_names(tmp_path,
             example = (leaf, rounds[index][1], (now - starts[index]) / 1e6)
     assert checked > 200
     assert wrong <= checked * 0.02, (wrong, checked, example)
+
+
+def _sched_fields(pid):
+    fields = {}
+    with open("/proc/%d/sched" % pid) as f:
+        for line in f:
+            key, sep, value = line.partition(":")
+            if sep:
+                fields[key.strip()] = value.strip()
+    return fields
+
+
+def test_the_sampling_thread_asks_for_a_short_slice_and_keeps_its_priority(tmp_path):
+    # GIVEN a kernel that shows each task's scheduler slice (Linux 6.12+ custom slices)
+    if "se.slice" not in _sched_fields(os.getpid()):
+        pytest.skip("this kernel shows no se.slice in /proc/PID/sched (custom slices: 6.12+)")
+    default_slice = int(_sched_fields(os.getpid())["se.slice"])
+    out = tmp_path / "slice.spy"
+    with running_target(sys.executable, "stacks.py", "30") as target:
+        # WHEN spyrec samples it
+        recorder = subprocess.Popen(SPYREC + ["-o", str(out), "-p", str(target.pid), "-r", "200"],
+                                    stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: out.exists() and out.stat().st_size > 0, timeout=20)
+            time.sleep(0.5)  # sampling by now: the header is written when sampling starts
+            fields = _sched_fields(recorder.pid)
+        finally:
+            recorder.send_signal(signal.SIGINT)
+            recorder.communicate(timeout=30)
+    # THEN its sampling thread runs with a 100 µs slice, at the same policy and priority
+    assert int(fields["se.slice"]) == 100_000 < default_slice, fields
+    assert fields["policy"] == "0" and fields["prio"] == "120", fields
