@@ -11,15 +11,31 @@ import os
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-class ThreadStats:
-    """CPU time (ns, from ``schedstat``) and running state (from ``stat``) of one thread."""
+#: Every this many "running" answers from ``wchan``, ``stat`` is read too, to confirm them.
+WCHAN_CHECK_EVERY = 64
+#: ``stat`` disagreeing this often (and in most checks) means ``wchan`` cannot be trusted here.
+WCHAN_MAX_MISSES = 4
 
-    __slots__ = ("_schedstat", "_stat", "last_cpu_ns")
+
+class ThreadStats:
+    """CPU time (ns, from ``schedstat``) and running state (``wchan``, else ``stat``) of a thread.
+
+    The state is read from ``wchan``, a third of the cost of ``stat`` (about 1 µs against 3.5:
+    the kernel formats one word instead of fifty fields).  It holds the function a sleeping
+    thread waits in, and ``0`` for a thread that is on a CPU or runnable, which is ``stat``'s
+    state ``R``.  It also says ``0`` when the kernel will not tell (no ptrace access, or an
+    unwinder that cannot walk the kernel stack), so ``0`` is confirmed against ``stat`` now
+    and then, and a thread whose ``wchan`` keeps disagreeing is read from ``stat`` from then on.
+    """
+
+    __slots__ = ("_schedstat", "_stat", "_wchan", "_zeros", "_checks", "_misses", "last_cpu_ns")
 
     def __init__(self, proc_root, pid, tid):
         base = "%s/%d/task/%d/" % (proc_root, pid, tid)
         self._schedstat = _open_or_none(base + "schedstat")
         self._stat = _open_or_none(base + "stat")
+        self._wchan = _open_or_none(base + "wchan")
+        self._zeros = self._checks = self._misses = 0
         self.last_cpu_ns = None
 
     def cpu_delta_ns(self):
@@ -40,6 +56,28 @@ class ThreadStats:
 
     def is_running(self):
         """True when the thread is on a CPU or runnable (state ``R``)."""
+        if self._wchan is not None:
+            try:
+                data = os.pread(self._wchan, 64, 0)
+            except OSError:
+                data = None
+            if data is not None:
+                if data != b"0":
+                    return False
+                self._zeros += 1
+                if self._zeros % WCHAN_CHECK_EVERY:
+                    return True
+                running = self._stat_running()
+                self._checks += 1
+                if not running:
+                    self._misses += 1
+                    if self._misses >= WCHAN_MAX_MISSES and 2 * self._misses > self._checks:
+                        os.close(self._wchan)
+                        self._wchan = None
+                return running
+        return self._stat_running()
+
+    def _stat_running(self):
         if self._stat is None:
             return False
         try:
@@ -50,13 +88,13 @@ class ThreadStats:
         return end >= 0 and data[end + 2:end + 3] == b"R"
 
     def close(self):
-        for fd in (self._schedstat, self._stat):
+        for fd in (self._schedstat, self._stat, self._wchan):
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self._schedstat = self._stat = None
+        self._schedstat = self._stat = self._wchan = None
 
 
 class ProcessStats:

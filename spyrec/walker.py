@@ -44,6 +44,8 @@ MAX_DEPTH = 2048
 MAX_THREADS = 4096
 MAX_INTERPRETERS = 256
 MAX_CHUNKS = 64
+#: Byte-range comparisons one walk may spend on reusing frames (see ChunkMemo).
+MAX_COMPARES = 16
 #: Bigger than any datastack chunk CPython allocates for sane code (16 KiB normally).
 MAX_CHUNK_BYTES = 64 << 20
 #: Instruction offsets outside this range are garbage (not-started 3.11 frames give -2).
@@ -423,8 +425,8 @@ class StackWalker:
         memo = self._memos.get(tstate) if regions else None
         old_addrs = memo.addrs if memo is not None and memo.chunk == base else ()
         at = 0
-        same_below = 0  # buf[:same_below] is known to equal memo.buf[:same_below]
-        compares_left = 3
+        parse_at = 0  # a frame found changed: parse it, do not look it up again
+        compares_left = MAX_COMPARES
         while addr and addr != sentinel:
             steps_left -= 1
             if steps_left < 0 or addr & 7:
@@ -432,23 +434,25 @@ class StackWalker:
             if lo <= addr <= hi:
                 if addr >= floor:
                     return codes, offsets, True
-                if old_addrs:
+                if old_addrs and addr != parse_at and compares_left > 0:
                     while at < len(old_addrs) and old_addrs[at] > addr:
                         at += 1
                     if at < len(old_addrs) and old_addrs[at] == addr:
-                        end = addr - base + size
-                        if end <= same_below or (compares_left and buf.startswith(
-                                memo.buf[:end])):
-                            same_below = max(same_below, end)
-                            reused, addr = self._reuse(memo, at, codes, offsets, chunk_addrs,
-                                                       chunk_starts)
-                            at += reused
-                            runs.append((len(chunk_addrs), len(codes), addr))
-                            in_run = False
-                            steps_left -= reused - 1
+                        taken, compares, addr, run_ended = self._reuse(
+                            memo, at, buf, compares_left, codes, offsets, chunk_addrs,
+                            chunk_starts)
+                        compares_left -= compares
+                        if taken:
+                            at += taken
+                            steps_left -= taken - 1
                             floor = chunk_addrs[-1]
+                            if run_ended:
+                                runs.append((len(chunk_addrs), len(codes), addr))
+                                in_run = False
+                            else:
+                                in_run = True
+                                parse_at = addr
                             continue
-                        compares_left -= 1
                 floor = addr
                 code, previous, instr, owner = unpack(buf, addr - base)
                 chunk_addrs.append(addr)
@@ -487,22 +491,53 @@ class StackWalker:
                                                  codes, offsets)
         return codes, offsets, False
 
-    def _reuse(self, memo: "ChunkMemo", at: int, codes: List[int], offsets: List[int],
-               chunk_addrs: List[int], chunk_starts: List[int]) -> Tuple[int, int]:
-        """Append the frames of ``memo``'s run from its frame ``at`` on.
+    def _reuse(self, memo: "ChunkMemo", at: int, buf: bytes, compares_left: int,
+               codes: List[int], offsets: List[int], chunk_addrs: List[int],
+               chunk_starts: List[int]) -> Tuple[int, int, int, bool]:
+        """Take from ``memo`` the frames of its run from frame ``at`` down that are unchanged.
 
-        Returns how many frames that was and where the chain goes after them.
+        Frames ``at``..``m`` of a run are unchanged when the chunk's bytes from frame ``m`` up
+        to the end of frame ``at``'s header are what they were (ChunkMemo).  The whole rest of
+        the run is tried first; when something in it changed (say a loop variable of an outer
+        frame), a binary search finds the longest unchanged stretch from ``at``, in at most
+        ``compares_left`` comparisons.
+
+        Returns (frames taken, comparisons made, the address the chain goes to next, whether
+        that ends the run); when nothing is taken the address is ``memo.addrs[at]`` itself.
         """
+        addrs, old, size, base = memo.addrs, memo.buf, self._frame_size, memo.chunk
         end, stop, exit_addr = memo.run_of(at)
+        top = addrs[at] - base + size
+        if buf[top - size:top] != old[top - size:top]:  # this frame changed (the innermost)
+            return 0, 1, addrs[at], False
+        compares = 2
+        low = addrs[end - 1] - base
+        if buf[low:top] == old[low:top]:
+            last = end - 1
+        else:
+            good, bad = at, end - 1  # frames at..good are unchanged; at..bad are not
+            while bad - good > 1 and compares < compares_left:
+                compares += 1
+                mid = (good + bad) // 2
+                low = addrs[mid] - base
+                if buf[low:top] == old[low:top]:
+                    good = mid
+                else:
+                    bad = mid
+            last = good
         first = memo.starts[at]
+        upto = stop if last == end - 1 else memo.starts[last + 1]
         shift = len(codes) - first
-        codes.extend(memo.codes[first:stop])
-        offsets.extend(memo.offsets[first:stop])
-        chunk_addrs.extend(memo.addrs[at:end])
-        chunk_starts.extend([s + shift for s in memo.starts[at:end]] if shift
-                            else memo.starts[at:end])
-        self.reused_frames += end - at
-        return end - at, exit_addr
+        codes.extend(memo.codes[first:upto])
+        offsets.extend(memo.offsets[first:upto])
+        chunk_addrs.extend(addrs[at:last + 1])
+        chunk_starts.extend([s + shift for s in memo.starts[at:last + 1]] if shift
+                            else memo.starts[at:last + 1])
+        taken = last + 1 - at
+        self.reused_frames += taken
+        if last == end - 1:
+            return taken, compares, exit_addr, True
+        return taken, compares, addrs[last + 1], False
 
     def _find_region(self, regions, addr: int):
         data, size = self._chunk_data, self._frame_size

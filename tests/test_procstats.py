@@ -1,0 +1,69 @@
+"""Per-thread state and CPU time read from /proc, against a real target's threads."""
+
+import os
+import sys
+import time
+
+from pythons import running_target
+from spyrec.procstats import WCHAN_CHECK_EVERY, WCHAN_MAX_MISSES, ProcessStats, ThreadStats
+
+
+def _share_running(stats, reads=400):
+    return sum(stats.is_running() for _ in range(reads)) / reads
+
+
+def test_sleeping_and_spinning_threads():
+    # GIVEN a target with a thread asleep in time.sleep and one spinning in pure Python
+    with running_target(sys.executable, "stacks.py", "30") as target:
+        threads = target.info["threads"]
+        sleeper = ThreadStats("/proc", target.pid, threads["sleeper"]["native_id"])
+        spinner = ThreadStats("/proc", target.pid, threads["spinner"]["native_id"])
+        try:
+            # WHEN their state and CPU time are read over and over
+            sleeping = _share_running(sleeper)
+            spinning = _share_running(spinner)
+            spinner.cpu_delta_ns()
+            sleeper.cpu_delta_ns()
+            time.sleep(0.1)  # the kernel adds to a running thread's total at ticks (<= 10 ms)
+            cpu = spinner.cpu_delta_ns()
+            # THEN the sleeper is never running and the spinner mostly is (it shares the GIL
+            # with the other busy threads), and only the spinner's CPU time grows
+            assert sleeping == 0
+            assert spinning > 0.2
+            assert cpu > 0 and sleeper.cpu_delta_ns() == 0
+        finally:
+            sleeper.close()
+            spinner.close()
+
+
+def test_a_wchan_that_says_running_for_a_sleeper_is_dropped_for_stat():
+    # GIVEN a sleeping thread whose wchan answer is replaced by a running thread's ("0"), as a
+    # kernel that will not tell wait channels answers for every thread
+    with running_target(sys.executable, "stacks.py", "30") as target:
+        threads = target.info["threads"]
+        sleeper = ThreadStats("/proc", target.pid, threads["sleeper"]["native_id"])
+        wchan = "/proc/%d/task/%d/wchan" % (target.pid, threads["spinner"]["native_id"])
+        os.close(sleeper._wchan)
+        sleeper._wchan = os.open(wchan, os.O_RDONLY)
+        try:
+            while os.pread(sleeper._wchan, 64, 0) != b"0":  # the spinner may wait for the GIL
+                pass
+            # WHEN the state is read enough times for the periodic check with stat to run
+            answers = [sleeper.is_running() for _ in range(WCHAN_CHECK_EVERY * (WCHAN_MAX_MISSES + 2))]
+            # THEN stat's answer wins from then on: the thread reads as not running
+            assert sleeper._wchan is None
+            assert not any(sleeper.is_running() for _ in range(100))
+            assert answers.count(True) < len(answers)
+        finally:
+            sleeper.close()
+
+
+def test_process_rss():
+    with running_target(sys.executable, "stacks.py", "30") as target:
+        stats = ProcessStats("/proc", target.pid)
+        try:
+            with open("/proc/%d/status" % target.pid) as f:
+                vmrss = [int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:")][0]
+            assert abs(stats.rss_bytes() - vmrss) < 4 << 20
+        finally:
+            stats.close()
