@@ -935,7 +935,7 @@ BREAKDOWN_ROWS = [
     ("  of which decoding", "decode", "the difference"),
     ("code-cache revalidation", "revalidate", "re-reading code objects once per period, amortised at 1 kHz"),
     ("/proc cpu_delta_ns", "cpu_delta", "schedstat pread + parse, every thread"),
-    ("/proc is_running", "is_running", "stat pread + parse, every thread"),
+    ("/proc is_running", "is_running", "wchan pread (stat every 64th running answer), every thread"),
     ("/proc rss_bytes", "rss", "statm, once per round"),
     ("stack interning (cached)", "intern_cached", "every thread's stack, dict hit"),
     ("SpyWriter.sample", "writer_sample", "append to columns, every thread"),
