@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_record.py --quick    # one repeat, about 6 minutes
     .venv/bin/python bench/bench_record.py --full     # five repeats, 4 s of work (~45 min)
     .venv/bin/python bench/bench_record.py --breakdown-only
+    .venv/bin/python bench/bench_record.py --fine-slowdown 12 [--fine-rate 1k]
     .venv/bin/python bench/bench_record.py --soak 600 [--soak-target varied]
 
 Not part of the unit tests.  Needs root (or ptrace rights) like the profilers themselves.
@@ -58,6 +59,7 @@ over a long 1 kHz recording.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import random
@@ -1059,6 +1061,145 @@ def soak(seconds, kind, python, rate, poll, csv_path, out):
 # --------------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------------
+# A fine slowdown measurement: many pairs, with a confidence interval
+
+#: Two-sided 95% Student t quantiles by degrees of freedom (beyond 30: the normal 1.96).
+_T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
+        10: 2.23, 12: 2.18, 14: 2.14, 16: 2.12, 18: 2.10, 20: 2.09, 25: 2.06, 30: 2.04}
+
+
+def t95(df):
+    known = [d for d in _T95 if d <= df]
+    return _T95[max(known)] if known else _T95[1]
+
+
+def mean_ci(values):
+    """(mean, half-width of its 95% confidence interval) of independent measurements."""
+    n = len(values)
+    mean = statistics.mean(values)
+    if n < 2:
+        return mean, float("inf")
+    return mean, t95(n - 1) * statistics.stdev(values) / math.sqrt(n)
+
+
+#: A co-runner that does what spyrec's sampling loop does to the machine, minus the sampling:
+#: it wakes on the same grid with the same timer slack and scheduler slice, and does nothing.
+NULL_RUNNER = r"""
+import sys, time
+from spyrec.sampler import prefer_low_latency
+out, rate, pid = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+prefer_low_latency()
+open(out, "wb").write(b"x" * 100)
+interval = int(1e9 / rate)
+next_round = time.monotonic_ns()
+rounds = 0
+while True:
+    now = time.monotonic_ns()
+    if next_round > now:
+        time.sleep((next_round - now) / 1e9)
+    next_round += interval
+    rounds += 1
+    if rounds % 100 == 0:  # the target's exit ends the run, as it ends spyrec's
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
+                    break
+        except (OSError, IndexError):
+            break
+"""
+
+
+class NullRunner(peers.Profiler):
+    """The control for spyrec's slowdown: a process waking at the sampling rate, reading nothing."""
+
+    name = "null co-runner"
+    ext = ".null"
+
+    def available(self):
+        return None
+
+    def command(self, pid, rate, out):
+        return [sys.executable, "-c", NULL_RUNNER, out, str(rate), str(pid)]
+
+    def is_ready(self, out, err_path, pid):
+        return os.path.exists(out)
+
+    def finish(self, out):
+        return os.path.getsize(out), peers.Parsed()
+
+
+def fine_slowdown(target, threads_list, rate, cycles, work_seconds, settle, workdir, bound, out):
+    """Slowdown of spyrec at ``rate`` with a 95% confidence interval, over ``cycles`` cycles.
+
+    The machine's run-to-run noise (several percent, see the baseline line of the tables) is
+    far above the 1% the issue asks for at 1 kHz, so the medians of a few runs cannot decide
+    it.  Each cycle runs the same work three times in a shuffled order: alone (the baseline),
+    next to a null co-runner (a process that wakes at the sampling rate and does nothing), and
+    recorded by spyrec; the ratios within each cycle get a mean and a t-interval.  spyrec
+    against the baseline is the issue's measure; spyrec against the null co-runner is what
+    reading the target costs it, beyond the machine merely having a second busy process; the
+    null co-runner against the baseline is that machine effect itself.  The verdict is "yes"
+    only when the whole interval of the issue's measure is at or below ``bound``, "no" when
+    it is all above, and "not resolved" otherwise.
+    """
+    profiler = SpyrecPeer(target)
+    null = NullRunner()
+    reason = profiler.available()
+    if reason:
+        out.write("\nspyrec on %s: %s\n" % (target.label, reason))
+        return []
+    out.write("\n**Fine slowdown at %s, %s**: %d cycles of (alone, null co-runner, spyrec) "
+              "in shuffled order; mean and 95%% confidence interval of the ratios within a "
+              "cycle.\n\n" % (rate_label(rate), target.label, cycles))
+    out.write("| threads | spyrec vs alone (wall) | spyrec vs alone (CPU time) | spyrec vs null "
+              "co-runner (wall) | null co-runner vs alone (wall) | slowdown <= %.0f%%? |\n"
+              "|---:|---:|---:|---:|---:|---|\n" % (100 * bound))
+    found = []
+    rng = random.Random(len(threads_list) * 7919 + cycles)
+    for threads in threads_list:
+        units = calibrate(target, threads, work_seconds)
+        timeout = max(45.0, 20 * work_seconds)
+        ratios = {"wall": [], "cpu": [], "vs_null": [], "null": []}
+        for i in range(cycles):
+            order = [None, null, profiler]
+            rng.shuffle(order)
+            runs = {}
+            for who in order:
+                runs[who.name if who else "alone"] = safe_measure(
+                    target, threads, units, who, None if who is None else rate, workdir, settle,
+                    timeout)
+            alone, idle, spy = runs["alone"], runs[null.name], runs[profiler.name]
+            if not all(r.elapsed and r.cpu_time for r in (alone, idle, spy)):
+                log("  fine %d thr [%d/%d]: %s" % (threads, i + 1, cycles,
+                                                  spy.error or alone.error or idle.error))
+                continue
+            ratios["wall"].append(spy.elapsed / alone.elapsed - 1)
+            ratios["cpu"].append(spy.cpu_time / alone.cpu_time - 1)
+            ratios["vs_null"].append(spy.elapsed / idle.elapsed - 1)
+            ratios["null"].append(idle.elapsed / alone.elapsed - 1)
+            log("  fine %d thr [%d/%d]: spyrec %+.2f%% (cpu %+.2f%%), vs null %+.2f%%, null %+.2f%%"
+                % (threads, i + 1, cycles, 100 * ratios["wall"][-1], 100 * ratios["cpu"][-1],
+                   100 * ratios["vs_null"][-1], 100 * ratios["null"][-1]))
+        if len(ratios["wall"]) < 2:
+            out.write("| %d | failed | | | | |\n" % threads)
+            continue
+        cells = {key: mean_ci(values) for key, values in ratios.items()}
+        wall, wall_hw = cells["wall"]
+        if wall + wall_hw <= bound:
+            verdict = "yes (the whole interval)"
+        elif wall - wall_hw > bound:
+            verdict = "**no**"
+        else:
+            verdict = "not resolved by %d cycles" % len(ratios["wall"])
+        out.write("| %d | %s | %s | %s | %s | %s |\n" % (
+            threads, *["%+.2f%% ± %.2f" % (100 * cells[k][0], 100 * cells[k][1])
+                       for k in ("wall", "cpu", "vs_null", "null")], verdict))
+        out.flush()
+        found.append({"threads": threads, **ratios})
+    return found
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -1084,6 +1225,10 @@ def main():
     parser.add_argument("--breakdown-iterations", type=int, default=3000)
     parser.add_argument("--breakdown-only", action="store_true")
     parser.add_argument("--no-breakdown", action="store_true")
+    parser.add_argument("--fine-slowdown", type=int, metavar="CYCLES",
+                        help="only a fine slowdown measurement of spyrec: CYCLES cycles of (alone, null "
+                             "co-runner, spyrec at --fine-rate), with 95%% confidence intervals")
+    parser.add_argument("--fine-rate", default="1k", help="rate for --fine-slowdown (default 1k)")
     parser.add_argument("--soak", type=int, metavar="SECONDS",
                         help="only the soak: record at 1 kHz for SECONDS and follow the RSS")
     parser.add_argument("--soak-target", choices=("deep", "varied"), default="deep")
@@ -1130,6 +1275,23 @@ def main():
     out.flush()
     rng = random.Random(args.seed)
     results = {"runs": [], "baselines": [], "skipped": []}
+
+    if args.fine_slowdown:
+        workdir = tempfile.mkdtemp(prefix="spybench-")
+        try:
+            target = Target(args.python)
+            target.prepare()
+            results["fine"] = fine_slowdown(target, threads_list, RATES[args.fine_rate],
+                                            args.fine_slowdown, work, args.settle, workdir,
+                                            0.01 if args.fine_rate == "1k" else 0.05, out)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        out.write("\nTotal bench time: %.1f min; load average at the end %.2f.\n"
+                  % ((time.monotonic() - started) / 60, os.getloadavg()[0]))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1, default=str)
+        return
 
     if not args.breakdown_only:
         workdir = tempfile.mkdtemp(prefix="spybench-")

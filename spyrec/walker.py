@@ -19,13 +19,12 @@ One ``sample()`` costs a handful of reads per thread (dossier §8.4-§9):
   (``FrameChain``), new ones one read each;
 * code objects: nothing once verified (see codeobjects.py).
 
-Measured on this machine (a 30-deep single-thread target): about 17-19 us per sample on
-3.11-3.13, 29-34 us on 3.8-3.10; 3.14 and 3.15 (in the sid root) cost what 3.13 does: five reads
-per sample, 20-21 us of the sampling thread's CPU time for each of 3.11-3.15 on a loaded machine.
+Costs measured on this machine are in docs/benchmarks.md ("Cost of one sample").
 
 Race tolerance: the target keeps running, so any pointer may be stale.  A thread whose walk
-hits an unreadable address, a wrong ``ob_type``, a self-link, an owner out of range, an absurd
-instruction offset or more than ``MAX_DEPTH`` frames is returned with ``torn=True`` and the
+hits an unreadable address, a wrong ``ob_type``, a self-link, a link up the chunk it came
+from (callers sit below their callees), an owner out of range, an absurd instruction offset
+or more than ``MAX_DEPTH`` frames is returned with ``torn=True`` and the
 frames read so far, and counted in ``torn_reads``; a broken thread list drops the rest of that
 interpreter's threads.  ``sample()`` raises only when ``_PyRuntime`` itself cannot be read;
 the caller (PythonProcess) then tells a vanished process (TargetNotFound) from a torn read.
