@@ -1,0 +1,196 @@
+"""Which part of sampling disturbs the target: a fixed job run alone, under spyrec, and next to
+each piece of spyrec's work on its own.
+
+    .venv/bin/python bench/bench_interference.py                       # 10 kHz, 1 thread
+    .venv/bin/python bench/bench_interference.py --rate 1000 --threads 4 --modes spyrec,spyrec-noslice,null
+
+Not part of the unit tests; needs the rights spyrec needs.  Each cycle runs the same work
+(bench/targets/gated.py, 30 frames deep, ``--units``) once alone and once next to every mode,
+in a shuffled order; a mode's slowdown is its run's time over the same cycle's run alone, and
+the table gives the mean and 95% confidence interval over the cycles, for the target's wall
+time and its CPU time.
+
+Modes (each attached to the target's PID, at ``--rate`` on spyrec's grid):
+
+* ``spyrec``: the recorder itself, writing to /dev/null.
+* ``spyrec-noslice``: the recorder without its scheduler-slice request (timer slack only).
+* ``null``: wakes on the grid with spyrec's timer slack and slice, and does nothing.
+* ``burn``: spins ``--burn-us`` µs each interval (spyrec's CPU use, no access to the target).
+* ``walk``: ``PythonProcess.sample_threads()`` only: every memory read and the decoding.
+* ``chunk-pread`` / ``chunk-vm``: one read of the thread's frame chunk (3.11+) by ``pread`` on
+  /proc/PID/mem / by ``process_vm_readv``: the memory traffic alone.
+* ``proc``: the /proc reads of a round (wchan, schedstat, statm).
+"""
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from bench_record import DEFAULT_HOST_PYTHON, GATED, mean_ci  # noqa: E402
+
+MODES = ("spyrec", "spyrec-noslice", "null", "burn", "walk", "chunk-pread", "chunk-vm", "proc")
+
+
+def interfere(mode, pid, rate, ready_path, burn_us):
+    """Run one mode against ``pid`` until the target exits (the child side of this script)."""
+    from spyrec.errors import SpyError
+    from spyrec.interpreter import PythonProcess
+    from spyrec.procstats import ProcessStats, ThreadStats
+    from spyrec.sampler import prefer_low_latency
+
+    prefer_low_latency()
+    proc = chunk = size = None
+    if mode in ("walk", "chunk-pread", "chunk-vm"):
+        proc = PythonProcess.attach(pid)
+        proc.sample_threads()
+        memos = list(getattr(proc.walker, "_memos", {}).values())
+        if memos:
+            chunk, size = memos[0].chunk, len(memos[0].buf)
+        elif mode != "walk":
+            sys.exit("%s needs a 3.11+ target" % mode)
+    thread = ThreadStats("/proc", pid, pid)
+    process = ProcessStats("/proc", pid)
+    with open(ready_path, "w") as f:
+        f.write("ready")
+    interval = int(1e9 / rate)
+    next_round = time.monotonic_ns()
+    rounds = 0
+    while True:
+        now = time.monotonic_ns()
+        if next_round > now:
+            time.sleep((next_round - now) / 1e9)
+        try:
+            if mode == "burn":
+                end = time.monotonic_ns() + burn_us * 1000
+                while time.monotonic_ns() < end:
+                    pass
+            elif mode == "walk":
+                proc.sample_threads()
+            elif mode == "chunk-pread":
+                os.pread(proc.mem.mem.fd, size, chunk)
+            elif mode == "chunk-vm":
+                proc.mem.vm.read(chunk, size)
+            elif mode == "proc":
+                thread.is_running()
+                thread.cpu_delta_ns()
+                process.rss_bytes()
+        except (OSError, SpyError):
+            break
+        next_round += interval
+        done = time.monotonic_ns()
+        if done - next_round > interval:
+            next_round += (done - next_round) // interval * interval
+        rounds += 1
+        if rounds % 100 == 0 and not _alive(pid):
+            break
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
+def one_run(python, mode, args, workdir):
+    """(wall s, CPU s) of the target's fixed work next to ``mode`` (or alone)."""
+    target = subprocess.Popen([python, GATED, "--work", str(args.units), "--threads", str(args.threads)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    json.loads(target.stdout.readline())
+    helper = None
+    ready = os.path.join(workdir, "ready")
+    if os.path.exists(ready):
+        os.unlink(ready)
+    if mode.startswith("spyrec"):
+        cmd = [sys.executable, "-m", "spyrec", "-q", "-o", os.devnull, "-r", str(args.rate),
+               "-p", str(target.pid)]
+        if mode == "spyrec-noslice":
+            cmd = [sys.executable, "-c", NOSLICE] + cmd[3:]
+        helper = subprocess.Popen(cmd)
+        time.sleep(1.0)  # attached and sampling (no file to watch: the output is /dev/null)
+    elif mode != "alone":
+        helper = subprocess.Popen([sys.executable, __file__, "--child", mode, str(target.pid),
+                                   str(args.rate), ready, str(args.burn_us)])
+        deadline = time.monotonic() + 20
+        while not os.path.exists(ready) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+    target.stdin.write(b"go\n")
+    target.stdin.flush()
+    result = json.loads(target.stdout.readline())
+    target.wait()
+    if helper is not None:
+        try:
+            helper.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            helper.kill()
+            helper.wait()
+    return result["elapsed"], result["cpu"]
+
+
+#: spyrec with its scheduler-slice request left out (the timer slack stays).
+NOSLICE = r"""
+import ctypes, sys
+import spyrec.sampler as sampler
+sampler.prefer_low_latency = lambda: ctypes.CDLL(None).prctl(sampler.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+sys.argv[0] = "spyrec"
+from spyrec.cli import main
+main()
+"""
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        mode, pid, rate, ready, burn = sys.argv[2:7]
+        interfere(mode, int(pid), float(rate), ready, float(burn))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", default=DEFAULT_HOST_PYTHON)
+    parser.add_argument("--rate", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--units", type=int, default=60_000, help="work units (~2-4 s)")
+    parser.add_argument("--cycles", type=int, default=4)
+    parser.add_argument("--modes", default="spyrec,null,burn,walk,chunk-pread,chunk-vm,proc")
+    parser.add_argument("--burn-us", type=float, default=25.0)
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error("unknown mode(s): %s (known: %s)" % (", ".join(unknown), ", ".join(MODES)))
+    workdir = "/tmp/spybench-interference-%d" % os.getpid()
+    os.makedirs(workdir, exist_ok=True)
+    ratios = {m: ([], []) for m in modes}
+    rng = random.Random(1)
+    started = time.monotonic()
+    for cycle in range(args.cycles):
+        order = ["alone"] + modes
+        rng.shuffle(order)
+        got = {m: one_run(args.python, m, args, workdir) for m in order}
+        for m in modes:
+            ratios[m][0].append(got[m][0] / got["alone"][0] - 1)
+            ratios[m][1].append(got[m][1] / got["alone"][1] - 1)
+        print("cycle %d: %s" % (cycle + 1, ", ".join("%s %+.1f%%" % (m, 100 * ratios[m][0][-1])
+                                                     for m in modes)), file=sys.stderr, flush=True)
+    print("Command: `.venv/bin/python bench/bench_interference.py %s`; %d cycles, %d thread(s), "
+          "%d Hz; %.1f min.\n" % (" ".join(sys.argv[1:]), args.cycles, args.threads, args.rate,
+                                 (time.monotonic() - started) / 60))
+    print("| next to | target wall time | target CPU time |")
+    print("|---|---:|---:|")
+    for m in modes:
+        wall, wall_hw = mean_ci(ratios[m][0])
+        cpu, cpu_hw = mean_ci(ratios[m][1])
+        print("| %s | %+.1f%% ± %.1f | %+.1f%% ± %.1f |" % (m, 100 * wall, 100 * wall_hw,
+                                                          100 * cpu, 100 * cpu_hw))
+
+
+if __name__ == "__main__":
+    main()
