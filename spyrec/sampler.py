@@ -104,6 +104,9 @@ class SamplingStats:
         self.samples = 0
         self.errors = 0
         self.late = 0
+        #: The grid interval used when rounds cost more than the one asked for, as a moving
+        #: average over the re-pacings (0: never paced).
+        self.paced_ns = 0
         self.cost_min = None
         self.cost_max = 0
         self.cost_total = 0
@@ -179,6 +182,9 @@ class Sampler:
                 recent_costs.append(done - now)
                 if stats.rounds % COST_CHECK_EVERY == 0:
                     interval = paced_interval(requested, recent_costs)
+                    if interval > requested:
+                        stats.paced_ns = (interval if not stats.paced_ns
+                                          else (7 * stats.paced_ns + interval) // 8)
                 next_round += interval
                 if done - next_round > interval:
                     missed = (done - next_round) // interval
