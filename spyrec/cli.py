@@ -80,16 +80,9 @@ def status_line(stats, output):
     rate = stats.rounds / seconds if seconds > 0 else 0.0
     error_share = 100.0 * stats.errors / stats.samples if stats.samples else 0.0
     where = "standard output" if output == "-" else output
-    paced = (" (rounds cost more than the interval asked: paced to about one every %s)"
-             % format_duration(stats.paced_ns) if stats.paced_ns else "")
-    return ("spyrec: %d samples (%d rounds) in %.2f s, %.0f Hz effective%s, %.2f%% errors, "
-            "%d late; %s; wrote %s" % (stats.samples, stats.rounds, seconds, rate, paced,
-                                       error_share, stats.late, stats.stop_reason, where))
-
-
-def format_duration(ns):
-    """``ns`` for people: 85 µs, 1.2 ms."""
-    return "%.0f µs" % (ns / 1e3) if ns < 1_000_000 else "%.1f ms" % (ns / 1e6)
+    return ("spyrec: %d samples (%d rounds) in %.2f s, %.0f Hz effective, %.2f%% errors, %d late; "
+            "%s; wrote %s" % (stats.samples, stats.rounds, seconds, rate, error_share, stats.late,
+                              stats.stop_reason, where))
 
 
 def main(argv=None):

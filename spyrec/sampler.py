@@ -3,8 +3,7 @@
 One *round* samples every Python thread of the target once.  Rounds are scheduled on a fixed
 grid (``origin + k * interval``) so that a slow round does not shift the ones after it; a round
 that starts more than one interval late skips the missed grid points and is counted as late,
-as Austin counts saturation.  Asked for more rounds than it can do, the sampler widens the
-grid to what a round usually costs (``paced_interval``) rather than run rounds back to back.
+as Austin counts saturation.
 
 The hot path stays small: the walker returns raw frames as ``(code_key, offset)`` pairs and a
 stack that was seen before costs one dict lookup to turn into its stack id.  Only a new stack
@@ -15,7 +14,6 @@ import ctypes
 import os
 import struct
 import time
-from collections import deque
 
 from spyrec.errors import MemoryReadError, TargetNotFound
 from spyrec.procstats import ProcessStats, ThreadStats
@@ -31,10 +29,6 @@ SAMPLING_SLICE_NS = 100_000
 #: (a raw stack of 30 frames takes about 2 KB).
 RAW_STACK_CACHE_LIMIT = 10_000
 FRAME_CACHE_LIMIT = 50_000
-#: Round costs kept, how often the grid is re-paced from them, and the quantile it follows.
-COST_WINDOW = 256
-COST_CHECK_EVERY = 64
-COST_QUANTILE = 0.95
 #: How often to retry finding the name of a thread whose name was not found yet.
 NAME_RETRY_NS = 1_000_000_000
 
@@ -66,24 +60,6 @@ def prefer_low_latency():
         pass
 
 
-def paced_interval(requested, recent_costs):
-    """The grid interval to use: the one requested, or a round's usual cost if that is longer.
-
-    Asked for more rounds than it can do, a sampler that starts each round as soon as the last
-    one ends samples at instants that depend on what it saw: a round that meets a stack it
-    has not seen (or cannot reuse) takes longer, so the next sample comes later, and states
-    that make rounds cheap are over-counted (+11 points on a 75/25 split, measured on 3.15 at
-    the maximum rate).  Sampling on an even grid no shorter than the 95th percentile of
-    recent round costs keeps the instants independent of the target's state, for a few
-    percent fewer samples.
-    """
-    if len(recent_costs) < COST_CHECK_EVERY:
-        return requested
-    costs = sorted(recent_costs)
-    usual = costs[int(COST_QUANTILE * (len(costs) - 1))] * 21 // 20
-    return max(requested, usual)
-
-
 class _Thread:
     """What the sampler keeps about one target thread between rounds."""
 
@@ -104,9 +80,6 @@ class SamplingStats:
         self.samples = 0
         self.errors = 0
         self.late = 0
-        #: The grid interval used when rounds cost more than the one asked for, as a moving
-        #: average over the re-pacings (0: never paced).
-        self.paced_ns = 0
         self.cost_min = None
         self.cost_max = 0
         self.cost_total = 0
@@ -152,8 +125,7 @@ class Sampler:
     def run(self, should_stop, deadline_ns=None):
         """Sample until ``should_stop()`` is true, the deadline passes or the target exits."""
         prefer_low_latency()
-        requested = interval = self.interval_ns
-        recent_costs = deque(maxlen=COST_WINDOW)
+        interval = self.interval_ns
         monotonic_ns = time.monotonic_ns
         sleep = time.sleep
         stats = self.stats
@@ -179,12 +151,6 @@ class Sampler:
                     break
                 done = monotonic_ns()
                 stats.add_round_cost(done - now)
-                recent_costs.append(done - now)
-                if stats.rounds % COST_CHECK_EVERY == 0:
-                    interval = paced_interval(requested, recent_costs)
-                    if interval > requested:
-                        stats.paced_ns = (interval if not stats.paced_ns
-                                          else (7 * stats.paced_ns + interval) // 8)
                 next_round += interval
                 if done - next_round > interval:
                     missed = (done - next_round) // interval
