@@ -1083,31 +1083,9 @@ def mean_ci(values):
     return mean, t95(n - 1) * statistics.stdev(values) / math.sqrt(n)
 
 
-#: A co-runner that does what spyrec's sampling loop does to the machine, minus the sampling:
-#: it wakes on the same grid with the same timer slack and scheduler slice, and does nothing.
-NULL_RUNNER = r"""
-import sys, time
-from spyrec.sampler import prefer_low_latency
-out, rate, pid = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-prefer_low_latency()
-open(out, "wb").write(b"x" * 100)
-interval = int(1e9 / rate)
-next_round = time.monotonic_ns()
-rounds = 0
-while True:
-    now = time.monotonic_ns()
-    if next_round > now:
-        time.sleep((next_round - now) / 1e9)
-    next_round += interval
-    rounds += 1
-    if rounds % 100 == 0:  # the target's exit ends the run, as it ends spyrec's
-        try:
-            with open("/proc/%d/stat" % pid, "rb") as f:
-                if f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
-                    break
-        except (OSError, IndexError):
-            break
-"""
+#: bench_interference.py runs the null co-runner (its ``null`` mode): a process that wakes on
+#: spyrec's grid with spyrec's timer slack and scheduler slice, and does nothing.
+INTERFERENCE = os.path.join(HERE, "bench_interference.py")
 
 
 class NullRunner(peers.Profiler):
@@ -1120,7 +1098,8 @@ class NullRunner(peers.Profiler):
         return None
 
     def command(self, pid, rate, out):
-        return [sys.executable, "-c", NULL_RUNNER, out, str(rate), str(pid)]
+        # It writes ``out`` once it is running, and stops when the target exits.
+        return [sys.executable, INTERFERENCE, "--child", "null", str(pid), str(rate), out, "0"]
 
     def is_ready(self, out, err_path, pid):
         return os.path.exists(out)

@@ -95,11 +95,11 @@ class ChunkMemo:
 
     Between two samples usually only the innermost frames change; the outer ones are
     suspended, and a suspended frame's bytes (header, locals, value stack) do not change.  The
-    frames of one chunk are contiguous, callers below callees, so when the copy of the chunk up
-    to the end of a frame's header is byte-for-byte what it was last time, that frame and every
-    frame below it in the chunk decode exactly as they did: their code addresses and offsets
-    are taken from the last walk instead of being parsed again, one ``memcmp`` instead of a
-    Python loop over the frames.
+    frames of one chunk are contiguous, callers below callees, so when the chunk's bytes from
+    one frame of the last walk up to the end of a higher one's header are what they were, every
+    frame of that stretch decodes exactly as it did, links included: their code addresses and
+    offsets are taken from the last walk instead of being parsed again, a ``memcmp`` or a few
+    instead of a Python loop over the frames (see ``StackWalker._reuse``).
 
     The chunk's frames form *runs*: stretches of the chain inside the chunk, ended where the
     chain leaves it (3.12+ C-stack entry frames, generator frames, older chunks) or stops.
@@ -385,8 +385,8 @@ class StackWalker:
         """3.11+: follow ``previous`` through local copies of the datastack chunks, down to
         NULL or (3.15+) the thread's base frame ``sentinel``, which is not read.
 
-        Frames in the newest chunk are taken from the thread's last walk wherever the bytes
-        below them are unchanged (see ChunkMemo); the others are parsed one by one.
+        Stretches of frames in the newest chunk whose bytes are unchanged are taken from the
+        thread's last walk (see ChunkMemo); the others are parsed one by one.
         """
         codes: List[int] = []
         offsets: List[int] = []
