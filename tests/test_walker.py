@@ -313,7 +313,7 @@ def test_target_in_its_own_pid_namespace(label):
     if not shutil.which("unshare"):
         pytest.skip("unshare not installed")
     python = python_for(label)
-    prefix = ["unshare", "--pid", "--fork", "--mount-proc"]
+    prefix = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]  # no orphan left
     try:
         context = running_target(python, "stacks.py", "60", prefix=prefix)
         target = context.__enter__()
