@@ -144,7 +144,8 @@ def _own_debug_blob():
 
 def test_attach_to_ourselves_sees_this_frame():
     # GIVEN this process attached to itself, sampled from a helper thread while this thread
-    # waits at a known line (a thread sampling itself races with its own frames)
+    # waits at a known line (a thread sampling itself races with its own frames), until this
+    # thread is seen there without the GIL
     marks = marked_lines(__file__)
     result = {}
     main = threading.get_ident()
@@ -153,7 +154,7 @@ def test_attach_to_ourselves_sees_this_frame():
         for _ in range(1000):  # until this thread has reached join()
             result["stacks"] = proc.sample_threads()
             for stack in result["stacks"]:
-                if stack.python_thread_id == main and any(
+                if stack.python_thread_id == main and not stack.holds_gil and any(
                         proc.describe_frame(*f).line == marks["self-join"] for f in stack.frames):
                     return
 
@@ -171,6 +172,6 @@ def test_attach_to_ourselves_sees_this_frame():
         here = [f for f in frames if f.name == "test_attach_to_ourselves_sees_this_frame"]
         assert here and here[0].line == marks["self-join"]
         assert here[0].filename == __file__
-        # AND the waiting thread does not hold the GIL (the sampler releases it in os.pread,
-        # so it may not appear as the holder either)
+        # AND once blocked in join() it is seen without the GIL (until the lock is reached it
+        # still runs join()'s Python code and holds it, so the helper samples until then)
         assert len(theirs) == 1 and not mine[0].holds_gil
