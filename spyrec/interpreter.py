@@ -325,16 +325,17 @@ class PythonProcess:
     def torn_reads(self) -> int:
         return self.walker.torn_reads
 
-    def sample_threads(self) -> List[ThreadStack]:
+    def sample_threads(self, still=frozenset()) -> List[ThreadStack]:
         """One stack per Python thread state of every interpreter.
 
-        Never raises on torn reads (they are counted in ``torn_reads``); raises TargetNotFound
-        once the process is gone.
+        ``still``: native TIDs of threads that have not run since the last call (their last
+        stacks are reused, see ``StackWalker.sample``).  Never raises on torn reads (they are
+        counted in ``torn_reads``); raises TargetNotFound once the process is gone.
         """
         if self._tid_offset_retry and time.monotonic() >= self._tid_offset_retry:
             self._setup_thread_ids()
         try:
-            return self.walker.sample()
+            return self.walker.sample(still)
         except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
             if not self.alive():
                 raise TargetNotFound("process %d exited" % self.pid) from None

@@ -28,7 +28,8 @@ class ThreadStats:
     and then, and a thread whose ``wchan`` keeps disagreeing is read from ``stat`` from then on.
     """
 
-    __slots__ = ("_schedstat", "_stat", "_wchan", "_zeros", "_checks", "_misses", "last_cpu_ns")
+    __slots__ = ("_schedstat", "_stat", "_wchan", "_zeros", "_checks", "_misses", "last_cpu_ns",
+                 "_switches", "running", "still")
 
     def __init__(self, proc_root, pid, tid):
         base = "%s/%d/task/%d/" % (proc_root, pid, tid)
@@ -37,6 +38,33 @@ class ThreadStats:
         self._wchan = _open_or_none(base + "wchan")
         self._zeros = self._checks = self._misses = 0
         self.last_cpu_ns = None
+        self._switches = 0
+        #: The state read by the last ``refresh()``.
+        self.running = True
+        #: True when the thread has not been on a CPU since the previous ``refresh()`` found
+        #: it asleep (see ``refresh``).
+        self.still = False
+
+    def refresh(self, read_after=True):
+        """Read the thread for one sample: its CPU time since the last call, then its state.
+
+        Returns the CPU time delta (as ``cpu_delta_ns``) and sets ``running`` and ``still``.
+        ``schedstat``'s third field counts the times the thread was switched onto a CPU.  When
+        the previous refresh read that count and *then* found the thread asleep (a wait channel:
+        off the run queue), and the count has not moved since, the thread has executed nothing
+        since that state read: whatever was read of it after the previous refresh (its stack)
+        is what it still is.  ``read_after=False`` says nothing is read of the thread after
+        this call (its stack was read before), so the next call cannot find it still.  A kernel
+        without scheduler statistics prints ``0 0 0``, and a count of 0 never counts as still.
+        """
+        was_asleep = not self.running
+        previous = self._switches
+        delta = self.cpu_delta_ns()
+        self.still = was_asleep and self._switches == previous and previous > 0
+        self.running = self.is_running()
+        if not read_after:
+            self._switches = 0
+        return delta
 
     def cpu_delta_ns(self):
         """CPU time used since the previous call (0 on the first, or when unreadable).
@@ -47,8 +75,11 @@ class ThreadStats:
         if self._schedstat is None:
             return 0
         try:
-            total = int(os.pread(self._schedstat, 64, 0).split(None, 1)[0])
+            fields = os.pread(self._schedstat, 96, 0).split()
+            total = int(fields[0])
+            self._switches = int(fields[2])
         except (OSError, ValueError, IndexError):
+            self._switches = 0
             return 0
         last = self.last_cpu_ns
         self.last_cpu_ns = total

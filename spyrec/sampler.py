@@ -63,13 +63,14 @@ def prefer_low_latency():
 class _Thread:
     """What the sampler keeps about one target thread between rounds."""
 
-    __slots__ = ("stats", "name", "next_name_try", "missing")
+    __slots__ = ("stats", "name", "next_name_try", "missing", "cpu_delta")
 
     def __init__(self, stats):
         self.stats = stats
         self.name = None
         self.next_name_try = 0
         self.missing = False
+        self.cpu_delta = 0  # CPU time since the previous round, read at this round's start
 
 
 class SamplingStats:
@@ -168,15 +169,24 @@ class Sampler:
         writer = self.writer
         t = now - self.origin_ns
         pid = process.pid
-        stacks = process.sample_threads()
+        threads = self._threads
+        # /proc first: a thread found still (asleep at the last round, not run since) keeps
+        # the stack read then, and costs no walk (see ThreadStats.refresh).
+        still = set()
+        for tid, thread in threads.items():
+            if not thread.missing:
+                thread.cpu_delta = thread.stats.refresh()
+                if thread.stats.still:
+                    still.add(tid)
+        stacks = process.sample_threads(still)
         if any(stack.torn for stack in stacks):
             # The target moved while we read it; a second walk right away usually gets a
             # consistent stack (only the threads that tore take the new one).
-            again = {stack.native_tid: stack for stack in process.sample_threads() if not stack.torn}
+            again = {stack.native_tid: stack for stack in process.sample_threads(still)
+                     if not stack.torn}
             stacks = [again.get(stack.native_tid, stack) if stack.torn else stack
                       for stack in stacks]
         rss = self._process_stats.rss_bytes()
-        threads = self._threads
         seen = set()
         for thread_stack in stacks:
             tid = thread_stack.native_tid
@@ -189,7 +199,7 @@ class Sampler:
             flags = 0
             if thread_stack.holds_gil:
                 flags |= SampleFlag.GIL
-            if not thread.stats.is_running():
+            if not thread.stats.running:
                 flags |= SampleFlag.IDLE
             if thread_stack.torn:
                 flags |= SampleFlag.TORN
@@ -199,7 +209,8 @@ class Sampler:
                 flags |= SampleFlag.TORN
                 self.stats.errors += 1
                 stack_id = writer.stack_id(())
-            writer.sample(t, pid, tid, stack_id, thread.stats.cpu_delta_ns(), rss, flags)
+            writer.sample(t, pid, tid, stack_id, thread.cpu_delta, rss, flags)
+            thread.cpu_delta = 0  # a second thread state with the same TID gets none of it
             self.stats.samples += 1
         if len(seen) != len(threads):
             for tid, thread in threads.items():
@@ -254,7 +265,8 @@ class Sampler:
         if old is not None:
             old.stats.close()
         thread = _Thread(ThreadStats(self.proc_root, self.process.pid, tid))
-        thread.stats.cpu_delta_ns()     # establish the baseline: the first sample's delta is 0
+        # The baseline (the first sample's CPU delta is 0) and state; its stack was read before.
+        thread.stats.refresh(read_after=False)
         self._threads[tid] = thread
         self.writer.thread(pid=self.process.pid, tid=tid, py_thread_id=thread_stack.python_thread_id,
                            name=None, start_ns=t, end_ns=None)

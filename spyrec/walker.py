@@ -167,6 +167,11 @@ class StackWalker:
         self._next_chains = {}
         self._memos = {}
         self._next_memos = {}
+        #: tstate -> (its fields but ``next``, its stack) from the last walk, for still threads.
+        self._last = {}
+        self._next_last = {}
+        #: Stacks taken whole from the last walk for threads that had not run (a bench figure).
+        self.still_stacks = 0
         #: Frames taken from a ChunkMemo instead of being parsed (a benchmark figure).
         self.reused_frames = 0
 
@@ -202,31 +207,43 @@ class StackWalker:
 
     # -- threads ---------------------------------------------------------------------------
 
-    def sample(self) -> List[ThreadStack]:
-        """Every thread state's stack.  Raises MemoryReadError only if _PyRuntime is unreadable."""
+    def sample(self, still=frozenset()) -> List[ThreadStack]:
+        """Every thread state's stack.  Raises MemoryReadError only if _PyRuntime is unreadable.
+
+        ``still`` holds native TIDs of threads known not to have run since before the last
+        ``sample()`` (see ``ThreadStats.refresh``): their stacks are taken from that walk when
+        their thread state reads as it did then, instead of being walked again.
+        """
         now = monotonic()
         if self.codes.expire(now):
             self._gil_pointers.clear()  # re-read interp->ceval.gil once per period too
         self._next_chains = {}
         self._next_memos = {}
-        block = self.read(self.runtime + self._rt_base, self._rt.size)
-        values = self._rt.unpack_from(block)
-        interp = values[0]
-        runtime_gil = (values[1], values[2]) if len(values) > 1 else None
-        stacks: List[ThreadStack] = []
-        seen_interps = 0
-        while interp and seen_interps < MAX_INTERPRETERS:
-            seen_interps += 1
-            try:
-                interp = self._sample_interpreter(interp, runtime_gil, stacks)
-            except _READ_ERRORS:
-                self.torn_reads += 1
-                break
-        self._chains = self._next_chains
-        self._memos = self._next_memos
+        self._next_last = {}
+        try:
+            block = self.read(self.runtime + self._rt_base, self._rt.size)
+            values = self._rt.unpack_from(block)
+            interp = values[0]
+            runtime_gil = (values[1], values[2]) if len(values) > 1 else None
+            stacks: List[ThreadStack] = []
+            seen_interps = 0
+            while interp and seen_interps < MAX_INTERPRETERS:
+                seen_interps += 1
+                try:
+                    interp = self._sample_interpreter(interp, runtime_gil, stacks, still)
+                except _READ_ERRORS:
+                    self.torn_reads += 1
+                    break
+        finally:
+            # Even a failed walk replaces the last one: a thread's kept stack must come from
+            # the walk that followed its state read, never from an older one.
+            self._chains = self._next_chains
+            self._memos = self._next_memos
+            self._last = self._next_last
         return stacks
 
-    def _sample_interpreter(self, interp: int, runtime_gil, stacks: List[ThreadStack]) -> int:
+    def _sample_interpreter(self, interp: int, runtime_gil, stacks: List[ThreadStack],
+                            still) -> int:
         """Append the stacks of one interpreter's threads; return the next interpreter."""
         values = self._in.unpack_from(self.read(interp + self._in_base, self._in.size))
         next_interp, tstate = values[0], values[1]
@@ -251,12 +268,29 @@ class StackWalker:
             if fields[1] != interp:
                 self.torn_reads += 1
                 break
-            stack = self._walk_thread(tstate, ts, fields, tstate == holder)
-            if stack.torn:
-                self.torn_reads += 1
+            state = fields[1:]
+            last = self._last.get(tstate)
+            if last is not None and last[0] == state and last[1].native_tid in still:
+                stack = self._still_stack(tstate, last[1], tstate == holder)
+            else:
+                stack = self._walk_thread(tstate, ts, fields, tstate == holder)
+                if stack.torn:
+                    self.torn_reads += 1
+                else:
+                    self._next_last[tstate] = (state, stack)
             stacks.append(stack)
             tstate = fields[0]
         return next_interp
+
+    def _still_stack(self, tstate: int, last: ThreadStack, holds_gil: bool) -> ThreadStack:
+        """The last walk's stack of a thread that has not run since (its memo kept too)."""
+        self.still_stacks += 1
+        self._next_last[tstate] = self._last[tstate]
+        if tstate in self._memos:
+            self._next_memos[tstate] = self._memos[tstate]
+        if tstate in self._chains:
+            self._next_chains[tstate] = self._chains[tstate]
+        return ThreadStack(last.native_tid, last.python_thread_id, last.frames, holds_gil, False)
 
     def _interp_gil(self, interp: int, values) -> Tuple[int, int]:
         """(last_holder, locked) of the GIL this interpreter uses (3.12+: via ceval.gil)."""

@@ -1,0 +1,76 @@
+"""The sampling loop in-process against real targets: what it may keep from one round to the next.
+
+A thread found asleep at one round that has not been on a CPU since keeps the stack read then
+(ThreadStats.refresh, StackWalker.sample's ``still``).  These tests record a thread that keeps
+waking up and moving between two sleeping lines, and check every sample against the target's
+own log of where it was.
+"""
+
+import bisect
+import time
+
+import pytest
+
+from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, target_path
+from spyrec.recorder import record
+from spyrec.sampler import Sampler
+from spyrec.spyformat import SampleFlag, read_recording
+from spyrec.walker import StackWalker
+
+
+@pytest.mark.parametrize("label", ALL_SUPPORTED)
+def test_a_sleeping_thread_keeps_its_stack_only_while_it_has_not_run(tmp_path, label, monkeypatch):
+    # GIVEN a thread that naps at @nap-a and @nap-b in turn, a few ms each, waking up into a
+    # GIL held by a spinning thread, and a recorder that tells which stacks it kept and when
+    # each round ended (a sample's stack was read between its timestamp and then)
+    python = python_for(label)
+    kept = []
+    round_end = {}
+    walker_still_stack = StackWalker._still_stack
+    sample_round = Sampler.sample_round
+
+    def still_stack(walker, tstate, last, holds_gil):
+        kept.append(last.native_tid)
+        return walker_still_stack(walker, tstate, last, holds_gil)
+
+    def timed_round(sampler, now):
+        sample_round(sampler, now)
+        round_end[now - sampler.origin_ns] = time.monotonic_ns() - sampler.origin_ns
+
+    monkeypatch.setattr(StackWalker, "_still_stack", still_stack)
+    monkeypatch.setattr(Sampler, "sample_round", timed_round)
+    out, log = tmp_path / "naps.spy", tmp_path / "naps.log"
+    with running_target(python, "naps.py", "30", str(log)) as target:
+        napper = target.info["threads"]["napper"]["native_id"]
+        # WHEN it is recorded at 1 kHz
+        stats = record(str(out), pid=target.pid, interval_ns=1_000_000, duration_ns=1_500_000_000)
+    assert stats.samples > 1000
+    naps = [line.split() for line in log.read_text().splitlines()]
+    starts = [int(start) for start, _, _ in naps]
+    lines = marked_lines(target_path("naps.py"))
+    with open(out, "rb") as f:
+        rec = read_recording(f)
+    origin = rec.header["start_mono_ns"]
+    assert set(rec.samples["t"].tolist()) <= set(round_end)
+    frames = rec.frames
+    checked = wrong = 0
+    example = None
+    samples = rec.samples
+    for t, tid, stack_id, flags in zip(samples["t"].tolist(), samples["tid"].tolist(),
+                                       samples["stack"].tolist(), samples["flags"].tolist()):
+        if tid != napper or flags & SampleFlag.TORN:
+            continue
+        now = origin + t
+        index = bisect.bisect_right(starts, now) - 1
+        if index < 0 or int(naps[index][2]) < origin + round_end[t]:
+            continue  # not inside one nap for the whole round
+        leaf = rec.stacks[stack_id][-1] if len(rec.stacks[stack_id]) else None
+        line = frames["line"][leaf] if leaf is not None else None
+        checked += 1
+        if line != lines["nap-" + naps[index][1]]:
+            wrong += 1
+            example = (line, naps[index][1], (now - starts[index]) / 1e6)
+    # THEN the napper's stack was often kept, and every sample taken inside a nap shows its line
+    assert kept.count(napper) > 200, "the napper's stack was kept %d times" % kept.count(napper)
+    assert checked > 500
+    assert wrong == 0, (wrong, checked, example)
