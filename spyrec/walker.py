@@ -3,7 +3,7 @@
 One ``sample()`` costs a handful of reads per thread (dossier §8.4-§9):
 
 * ``_PyRuntime``: one read of the block holding ``interpreters.head`` (and, up to 3.11, the
-  GIL's ``last_holder`` / ``locked``);
+  GIL's ``last_holder`` / ``locked`` / ``switch_number``);
 * per interpreter: one read of ``next`` + ``tstate_head`` (+ the embedded ``_gil`` on 3.12+);
 * per thread state: one read of the whole ``PyThreadState``; on 3.11/3.12 one more for the
   ``_PyCFrame`` unless it is the ``root_cframe`` inside the thread state; on <=3.10 a 4-byte
@@ -17,7 +17,10 @@ One ``sample()`` costs a handful of reads per thread (dossier §8.4-§9):
 * frames, ``frame_kind == "pyframe"`` (<=3.10): heap ``PyFrameObject``s linked by ``f_back``;
   the frames that were on the thread's chain last time are fetched in one scatter read
   (``FrameChain``), new ones one read each;
-* code objects: nothing once verified (see codeobjects.py).
+* code objects: nothing once verified (see codeobjects.py);
+* nothing beyond the thread state for a thread whose frames cannot have changed since the last
+  sample: one that has not run since (the caller knows, from /proc) or, with the GIL in other
+  hands all along, has not held it (see ``sample()``).
 
 Costs measured on this machine are in docs/benchmarks.md ("Cost of one sample").
 
@@ -153,25 +156,32 @@ class StackWalker:
         gil = layout.gil
         runtime_fields = [(rt.interpreters_head, "Q")]
         if layout.gil_kind == "runtime":
-            runtime_fields += [(rt.gil + gil.last_holder, "Q"), (rt.gil + gil.locked, "i")]
+            runtime_fields += [(rt.gil + gil.last_holder, "Q"), (rt.gil + gil.locked, "i"),
+                               (rt.gil + gil.switch_number, "Q")]
         self._rt_base, self._rt = _block(runtime_fields)
 
         interp_fields = [(it.next, "Q"), (it.tstate_head, "Q")]
         if layout.gil_kind == "interp":
-            interp_fields += [(it.gil + gil.last_holder, "Q"), (it.gil + gil.locked, "i")]
+            interp_fields += [(it.gil + gil.last_holder, "Q"), (it.gil + gil.locked, "i"),
+                              (it.gil + gil.switch_number, "Q")]
         self._in_base, self._in = _block(interp_fields)
-        self._gil_struct = FieldStruct([(gil.last_holder, "Q"), (gil.locked, "i")])
+        self._gil_struct = FieldStruct([(gil.last_holder, "Q"), (gil.locked, "i"),
+                                        (gil.switch_number, "Q")])
         self._gil_pointers = {}  # interp -> interp->ceval.gil, refreshed with the code cache
         # <=3.10: tstate -> the FrameChain of its last walk; 3.11+: tstate -> its ChunkMemo.
         self._chains = {}
         self._next_chains = {}
         self._memos = {}
         self._next_memos = {}
-        #: tstate -> (its fields but ``next``, its stack) from the last walk, for still threads.
+        #: tstate -> (its fields but ``next``, its stack, whether the stack is known to hold
+        #: from this sample's GIL read on), for threads that did not run since.
         self._last = {}
         self._next_last = {}
-        #: Stacks taken whole from the last walk for threads that had not run (a bench figure).
-        self.still_stacks = 0
+        #: interp -> (GIL last_holder, switch_number) as the last sample read them.
+        self._gil_seen = {}
+        self._next_gil_seen = {}
+        #: Stacks kept whole from the last sample instead of walked (a bench figure).
+        self.kept_stacks = 0
         #: Frames taken from a ChunkMemo instead of being parsed (a benchmark figure).
         self.reused_frames = 0
 
@@ -210,9 +220,17 @@ class StackWalker:
     def sample(self, still=frozenset()) -> List[ThreadStack]:
         """Every thread state's stack.  Raises MemoryReadError only if _PyRuntime is unreadable.
 
-        ``still`` holds native TIDs of threads known not to have run since before the last
-        ``sample()`` (see ``ThreadStats.refresh``): their stacks are taken from that walk when
-        their thread state reads as it did then, instead of being walked again.
+        A thread's stack is taken from the last sample instead of being walked again, when its
+        thread state reads as it did then and either
+
+        * its native TID is in ``still``: threads known not to have run since before the last
+          ``sample()`` (see ``ThreadStats.refresh``); or
+        * no thread but the GIL's last holder took the GIL since the last sample read it (its
+          ``last_holder`` and ``switch_number`` are unchanged: ``take_gil`` counts every change
+          of holder), and this thread is not that holder.  Only a thread holding the GIL runs
+          Python code, so no other thread's frames can have changed.  This needs a stack known
+          to hold from the last GIL read on (walked after it, or kept by this same rule); one
+          kept for a still thread is only known to hold from its /proc reads, before it.
         """
         now = monotonic()
         if self.codes.expire(now):
@@ -220,11 +238,12 @@ class StackWalker:
         self._next_chains = {}
         self._next_memos = {}
         self._next_last = {}
+        self._next_gil_seen = {}
         try:
             block = self.read(self.runtime + self._rt_base, self._rt.size)
             values = self._rt.unpack_from(block)
             interp = values[0]
-            runtime_gil = (values[1], values[2]) if len(values) > 1 else None
+            runtime_gil = values[1:] if len(values) > 1 else None
             stacks: List[ThreadStack] = []
             seen_interps = 0
             while interp and seen_interps < MAX_INTERPRETERS:
@@ -240,6 +259,7 @@ class StackWalker:
             self._chains = self._next_chains
             self._memos = self._next_memos
             self._last = self._next_last
+            self._gil_seen = self._next_gil_seen
         return stacks
 
     def _sample_interpreter(self, interp: int, runtime_gil, stacks: List[ThreadStack],
@@ -248,17 +268,22 @@ class StackWalker:
         values = self._in.unpack_from(self.read(interp + self._in_base, self._in.size))
         next_interp, tstate = values[0], values[1]
         if runtime_gil is not None:
-            holder, locked = runtime_gil
+            last_holder, locked, switches = runtime_gil
         else:
-            holder, locked = self._interp_gil(interp, values)
-        if locked != 1:
-            holder = 0
-        seen = set()
+            last_holder, locked, switches = self._interp_gil(interp, values)
+        holder = last_holder if locked == 1 else 0
+        # No other thread took the GIL since the last sample (see sample()).  A GIL that is not
+        # created yet (locked -1) or never held tells nothing.
+        seen = (last_holder, switches)
+        gil_quiet = (locked in (0, 1) and last_holder != 0
+                     and self._gil_seen.get(interp) == seen)
+        self._next_gil_seen[interp] = seen
+        visited = set()
         while tstate:
-            if tstate in seen or len(seen) >= MAX_THREADS or tstate & 7:
+            if tstate in visited or len(visited) >= MAX_THREADS or tstate & 7:
                 self.torn_reads += 1
                 break
-            seen.add(tstate)
+            visited.add(tstate)
             try:
                 ts = self.read(tstate, self._ts_size)
             except _READ_ERRORS:
@@ -270,39 +295,45 @@ class StackWalker:
                 break
             state = fields[1:]
             last = self._last.get(tstate)
-            if last is not None and last[0] == state and last[1].native_tid in still:
-                stack = self._still_stack(tstate, last[1], tstate == holder)
-            else:
-                stack = self._walk_thread(tstate, ts, fields, tstate == holder)
-                if stack.torn:
-                    self.torn_reads += 1
-                else:
-                    self._next_last[tstate] = (state, stack)
+            if last is not None and last[0] == state:
+                by_gil = gil_quiet and last[2] and tstate != last_holder
+                if by_gil or last[1].native_tid in still:
+                    stacks.append(self._kept_stack(tstate, state, last[1], tstate == holder,
+                                                   by_gil))
+                    tstate = fields[0]
+                    continue
+            stack = self._walk_thread(tstate, ts, fields, tstate == holder)
+            if stack.torn:
+                self.torn_reads += 1
+            elif stack.native_tid:  # an unknown TID may be found later (<=3.10): walk again
+                self._next_last[tstate] = (state, stack, True)
             stacks.append(stack)
             tstate = fields[0]
         return next_interp
 
-    def _still_stack(self, tstate: int, last: ThreadStack, holds_gil: bool) -> ThreadStack:
-        """The last walk's stack of a thread that has not run since (its memo kept too)."""
-        self.still_stacks += 1
-        self._next_last[tstate] = self._last[tstate]
+    def _kept_stack(self, tstate: int, state: tuple, last: ThreadStack, holds_gil: bool,
+                    by_gil: bool) -> ThreadStack:
+        """The last sample's stack of a thread whose frames cannot have changed since."""
+        self.kept_stacks += 1
+        self._next_last[tstate] = (state, last, by_gil)
         if tstate in self._memos:
             self._next_memos[tstate] = self._memos[tstate]
         if tstate in self._chains:
             self._next_chains[tstate] = self._chains[tstate]
         return ThreadStack(last.native_tid, last.python_thread_id, last.frames, holds_gil, False)
 
-    def _interp_gil(self, interp: int, values) -> Tuple[int, int]:
-        """(last_holder, locked) of the GIL this interpreter uses (3.12+: via ceval.gil)."""
+    def _interp_gil(self, interp: int, values) -> Tuple[int, int, int]:
+        """(last_holder, locked, switch_number) of the GIL this interpreter uses (3.12+: via
+        ceval.gil)."""
         it = self.layout.interp
         pointer = self._gil_pointers.get(interp)
         if pointer is None:
             pointer = _U64.unpack(self.read(interp + it.ceval_gil, 8))[0]
             self._gil_pointers[interp] = pointer
         if pointer == interp + it.gil:
-            return values[2], values[3]
+            return values[2], values[3], values[4]
         if not pointer:
-            return 0, 0
+            return 0, 0, 0
         return self._gil_struct.unpack_from(self.read(pointer, self._gil_struct.size))
 
     def _walk_thread(self, tstate: int, ts: bytes, fields, holds_gil: bool) -> ThreadStack:

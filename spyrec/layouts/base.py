@@ -46,7 +46,9 @@ class GilOffsets:
 
     last_holder: int = 8  # tstate of the last holder; stays set after release
     locked: int = 16  # int, -1 before the GIL is created
-    size: int = 24
+    #: unsigned long, counts the takes of the GIL by a thread other than ``last_holder``.
+    switch_number: int = 24
+    size: int = 32
 
 
 @dataclass(frozen=True)

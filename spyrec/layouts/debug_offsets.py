@@ -214,10 +214,11 @@ def _layout_from(d: Blob, spec: DebugOffsetsSpec) -> Layout:
                                   modules=it["imports_modules"], ceval_gil=it["ceval_gil"],
                                   gil=gil_base,
                                   code_object_generation=it.get("code_object_generation")),
+        # switch_number is not listed; it is the unsigned long after ``locked`` (checked at 16).
         gil=GilOffsets(last_holder=it["gil_runtime_state_holder"] - gil_base,
                        locked=it["gil_runtime_state_locked"] - gil_base,
-                       size=max(it["gil_runtime_state_holder"], it["gil_runtime_state_locked"])
-                       - gil_base + 8),
+                       switch_number=it["gil_runtime_state_locked"] - gil_base + 8,
+                       size=it["gil_runtime_state_locked"] - gil_base + 16),
         thread=ThreadOffsets(prev=ts["prev"], next=ts["next"], interp=ts["interp"],
                              frame=ts["current_frame"], thread_id=ts["thread_id"],
                              native_thread_id=ts["native_thread_id"],

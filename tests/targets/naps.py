@@ -3,7 +3,8 @@
 Usage: ``python naps.py [DURATION=30] [LOG]``.
 
 "napper" sleeps a few milliseconds in ``nap_a`` (@nap-a), then in ``nap_b`` (@nap-b), and so on;
-"spinner" keeps the GIL busy, so every wake-up of the napper also waits for the GIL.  A
+"spinner" and "spinner2" keep the GIL busy and pass it between them every switch interval, so
+every wake-up of the napper also waits for the GIL, and the GIL changes hands while it sleeps.  A
 recorder that keeps a sleeping thread's last stack instead of reading it again must notice each
 time the thread has run in between.  LOG receives one line per nap, ``<start ns> <a|b> <end
 ns>`` (monotonic clock); both instants are taken on the nap's own line, so the napper is at that
@@ -16,8 +17,9 @@ import time
 
 from _truth import duration_arg, ready, thread_record
 
-#: Nap lengths in ms, cycled: different phases against any sampling grid.
-NAPS_MS = (2, 5, 3, 7, 4, 6)
+#: Nap lengths in ms, cycled: different phases against any sampling grid, and some long
+#: enough for the GIL to change hands several times while the napper sleeps.
+NAPS_MS = (2, 5, 3, 30, 4, 20)
 
 clock = getattr(time, "monotonic_ns", lambda: int(time.monotonic() * 1e9))
 
@@ -61,7 +63,8 @@ def main():
     log = open(sys.argv[2], "w") if len(sys.argv) > 2 else None
     info = {}
     threads = []
-    for name, target, args in (("napper", napper, (deadline, log)), ("spinner", spinner, (deadline,))):
+    for name, target, args in (("napper", napper, (deadline, log)), ("spinner", spinner, (deadline,)),
+                               ("spinner2", spinner, (deadline,))):
         arrived = threading.Event()
         thread = threading.Thread(target=target, name=name, args=args + (arrived,), daemon=True)
         thread.start()
