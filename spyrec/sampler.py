@@ -63,7 +63,8 @@ def prefer_low_latency():
 class _Thread:
     """What the sampler keeps about one target thread between rounds."""
 
-    __slots__ = ("stats", "name", "next_name_try", "missing", "cpu_delta")
+    __slots__ = ("stats", "name", "next_name_try", "missing", "cpu_delta", "last_frames",
+                 "last_stack_id")
 
     def __init__(self, stats):
         self.stats = stats
@@ -71,6 +72,8 @@ class _Thread:
         self.next_name_try = 0
         self.missing = False
         self.cpu_delta = 0  # CPU time since the previous round, read at this round's start
+        self.last_frames = None  # the walker's frames tuple of the last sample, and its stack id
+        self.last_stack_id = None
 
 
 class SamplingStats:
@@ -204,11 +207,17 @@ class Sampler:
             if thread_stack.torn:
                 flags |= SampleFlag.TORN
                 self.stats.errors += 1
-            stack_id = self._stack_id(thread_stack.frames)
-            if stack_id is None:
-                flags |= SampleFlag.TORN
-                self.stats.errors += 1
-                stack_id = writer.stack_id(())
+            frames = thread_stack.frames
+            if frames is thread.last_frames:  # a stack kept whole by the walker: no hashing
+                stack_id = thread.last_stack_id
+            else:
+                stack_id = self._stack_id(frames)
+                if stack_id is None:
+                    flags |= SampleFlag.TORN
+                    self.stats.errors += 1
+                    stack_id = writer.stack_id(())
+                else:
+                    thread.last_frames, thread.last_stack_id = frames, stack_id
             writer.sample(t, pid, tid, stack_id, thread.cpu_delta, rss, flags)
             thread.cpu_delta = 0  # a second thread state with the same TID gets none of it
             self.stats.samples += 1
