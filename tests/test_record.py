@@ -321,9 +321,9 @@ def test_the_sampling_thread_asks_for_a_short_slice_and_keeps_its_priority(tmp_p
     # GIVEN a kernel that shows each task's scheduler slice (Linux 6.12+ custom slices)
     if "se.slice" not in _sched_fields(os.getpid()):
         pytest.skip("this kernel shows no se.slice in /proc/PID/sched (custom slices: 6.12+)")
-    default_slice = int(_sched_fields(os.getpid())["se.slice"])
     out = tmp_path / "slice.spy"
     with running_target(sys.executable, "stacks.py", "30") as target:
+        default_slice = int(_sched_fields(target.pid)["se.slice"])  # a fresh process's slice
         # WHEN spyrec samples it
         recorder = subprocess.Popen(SPYREC + ["-o", str(out), "-p", str(target.pid), "-r", "200"],
                                     stderr=subprocess.PIPE, text=True)
