@@ -79,8 +79,7 @@ def interfere(mode, pid, rate, ready_path, burn_us):
             elif mode == "chunk-vm":
                 proc.mem.vm.read(chunk, size)
             elif mode == "proc":
-                thread.is_running()
-                thread.cpu_delta_ns()
+                thread.refresh()
                 process.rss_bytes()
         except (OSError, SpyError):
             break
