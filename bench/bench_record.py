@@ -221,6 +221,7 @@ class Run:
         self.baseline = None
         self.cpu_time = None
         self.thread_seconds = None
+        self.preempted = None
         self.baseline_cpu = None
         self.extra = {}
 
@@ -418,6 +419,7 @@ def measure(target, threads, units, profiler, rate, workdir, settle, timeout):
             run.elapsed = result["elapsed"]
             run.cpu_time = result.get("cpu")
             run.thread_seconds = result.get("thread_seconds")
+            run.preempted = result.get("preempted")
             run.truth_share = result["heavy_share"]
         try:
             proc.wait(timeout=30)
@@ -1169,8 +1171,9 @@ def fine_slowdown(target, threads_list, rate, cycles, work_seconds, settle, work
               % (rate_label(rate), target.label, cycles))
     out.write("| threads | spyrec vs alone (wall) | spyrec vs alone (CPU time) | spyrec vs null "
               "co-runner (wall) | null co-runner vs alone (wall) | spyrec samples/s/thread "
-              "| slowdown <= %.0f%%? | idle-policy spyrec vs alone (wall) | its samples/s/thread |\n"
-              "|---:|---:|---:|---:|---:|---:|---|---:|---:|\n" % (100 * bound))
+              "| slowdown <= %.0f%%? | idle-policy spyrec vs alone (wall) | its samples/s/thread "
+              "| target preemptions/s: alone / null / spyrec / idle-policy spyrec |\n"
+              "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n" % (100 * bound))
     found = []
     rng = random.Random(len(threads_list) * 7919 + cycles)
     for threads in threads_list:
@@ -1178,6 +1181,7 @@ def fine_slowdown(target, threads_list, rate, cycles, work_seconds, settle, work
         timeout = max(45.0, 20 * work_seconds)
         ratios = {"wall": [], "cpu": [], "vs_null": [], "null": [], "idle_wall": []}
         rates = {"spy": [], "idle": []}
+        preempted = {"alone": [], "null": [], "spy": [], "idle": []}
         for i in range(cycles):
             order = [None, null, profiler, idle_profiler]
             rng.shuffle(order)
@@ -1199,13 +1203,15 @@ def fine_slowdown(target, threads_list, rate, cycles, work_seconds, settle, work
             ratios["idle_wall"].append(gentle.elapsed / alone.elapsed - 1)
             rates["spy"].append(spy.rate_per_thread or 0.0)
             rates["idle"].append(gentle.rate_per_thread or 0.0)
+            for key, run in (("alone", alone), ("null", idle), ("spy", spy), ("idle", gentle)):
+                preempted[key].append((run.preempted or 0) / run.elapsed)
             log("  fine %d thr [%d/%d]: spyrec %+.2f%% (cpu %+.2f%%, %.0f/s), vs null %+.2f%%, "
                 "null %+.2f%%, idle policy %+.2f%% (%.0f/s)"
                 % (threads, i + 1, cycles, 100 * ratios["wall"][-1], 100 * ratios["cpu"][-1],
                    rates["spy"][-1], 100 * ratios["vs_null"][-1], 100 * ratios["null"][-1],
                    100 * ratios["idle_wall"][-1], rates["idle"][-1]))
         if len(ratios["wall"]) < 2:
-            out.write("| %d | failed | | | | | | | |\n" % threads)
+            out.write("| %d | failed | | | | | | | | |\n" % threads)
             continue
         cells = {key: mean_ci(values) for key, values in ratios.items()}
         wall, wall_hw = cells["wall"]
@@ -1216,10 +1222,11 @@ def fine_slowdown(target, threads_list, rate, cycles, work_seconds, settle, work
         else:
             verdict = "not resolved by %d cycles" % len(ratios["wall"])
         pct = {k: "%+.2f%% ± %.2f" % (100 * cells[k][0], 100 * cells[k][1]) for k in cells}
-        out.write("| %d | %s | %s | %s | %s | %.0f | %s | %s | %.0f |\n" % (
+        out.write("| %d | %s | %s | %s | %s | %.0f | %s | %s | %.0f | %s |\n" % (
             threads, pct["wall"], pct["cpu"], pct["vs_null"], pct["null"],
             sum(rates["spy"]) / len(rates["spy"]), verdict, pct["idle_wall"],
-            sum(rates["idle"]) / len(rates["idle"])))
+            sum(rates["idle"]) / len(rates["idle"]),
+            " / ".join("%.0f" % (sum(v) / len(v)) for v in preempted.values())))
         out.flush()
         found.append({"threads": threads, **ratios})
     return found

@@ -20,7 +20,9 @@ started on a "go" signal, timing itself and its own heavy/light split.
    the sum over worker threads of each one's own time from go to its last unit (threads do
    not all finish together); ``heavy``/``light`` are the wall seconds each thread spent in
    calls to each leaf, summed over threads, measured with ``perf_counter`` around every unit,
-   so ``heavy_share`` is the ground truth a wall-clock sampler should find.
+   so ``heavy_share`` is the ground truth a wall-clock sampler should find; ``preempted`` counts
+   the times its threads were taken off a CPU while they could still run (involuntary
+   context switches, ``ru_nivcsw``), what a profiler that competes for the CPUs adds to.
 
 Plain Python that runs on 3.8+ (and inside a chroot: no imports outside the stdlib).
 """
@@ -28,6 +30,7 @@ Plain Python that runs on 3.8+ (and inside a chroot: no imports outside the stdl
 import json
 import os
 import platform
+import resource
 import sys
 import threading
 import time
@@ -121,6 +124,7 @@ def main(argv):
         sys.stdin.readline()
     start = time.perf_counter()
     start_cpu = time.process_time()
+    start_preempted = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
     if threads > 1:
         go.set()
         for thread in pool:
@@ -130,13 +134,14 @@ def main(argv):
         worker(depth, share, units, deadline, out)
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - start_cpu
+    preempted = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - start_preempted
     heavy_s = sum(r[1] for r in out)
     light_s = sum(r[2] for r in out)
     sys.stdout.write(json.dumps({
         "elapsed": elapsed, "cpu": cpu, "thread_seconds": sum(r[3] for r in out),
         "units": sum(r[0] for r in out), "heavy": heavy_s,
         "light": light_s, "heavy_share": heavy_s / (heavy_s + light_s) if heavy_s + light_s else 0.0,
-        "threads": threads, "depth": depth}) + "\n")
+        "threads": threads, "depth": depth, "preempted": preempted}) + "\n")
     sys.stdout.flush()
 
 
