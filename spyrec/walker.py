@@ -29,7 +29,9 @@ hits an unreadable address, a wrong ``ob_type``, a self-link, a link up the chun
 from (callers sit below their callees), an owner out of range, an absurd instruction offset
 or more than ``MAX_DEPTH`` frames is returned with ``torn=True`` and the
 frames read so far, and counted in ``torn_reads``; a broken thread list drops the rest of that
-interpreter's threads.  ``sample()`` raises only when ``_PyRuntime`` itself cannot be read;
+interpreter's threads.  Innermost frames with no code (they returned between the copies of the
+thread state and of the chunk: 3.14+ clears a frame's executable as it pops it) are stepped
+over, not torn.  ``sample()`` raises only when ``_PyRuntime`` itself cannot be read;
 the caller (PythonProcess) then tells a vanished process (TargetNotFound) from a torn read.
 """
 
@@ -569,6 +571,12 @@ class StackWalker:
                 return codes, offsets, True
             if owner < skip_owner:
                 code &= untag
+                if not code and not codes:
+                    # Innermost frames that returned between the copies of the thread state
+                    # and of the chunk: 3.14+ clears a frame's executable as it pops it.  The
+                    # first live frame below is where the thread is now.
+                    addr = previous
+                    continue
                 offset = instr - code - adaptive
                 if not MIN_OFFSET <= offset < MAX_OFFSET:
                     return codes, offsets, True
