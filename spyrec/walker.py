@@ -50,9 +50,6 @@ MAX_INTERPRETERS = 256
 MAX_CHUNKS = 64
 #: Byte-range comparisons one walk may spend on reusing frames (see ChunkMemo).
 MAX_COMPARES = 16
-#: Bytes read past the end of a thread's last walk of its newest chunk, when the chunk is read
-#: along with the thread state: room for a few more frames before a second read is needed.
-CHUNK_SLACK = 2048
 #: Bigger than any datastack chunk CPython allocates for sane code (16 KiB normally).
 MAX_CHUNK_BYTES = 64 << 20
 #: Instruction offsets outside this range are garbage (not-started 3.11 frames give -2).
@@ -292,12 +289,8 @@ class StackWalker:
             last = self._last.get(tstate)
             keep = last is not None and ((gil_quiet and last[2] and tstate != last_holder)
                                          or last[1].native_tid in still)
-            memo = None if keep else self._memos.get(tstate)
             try:
-                if memo is None:
-                    ts, prefetched = self.read(tstate, self._ts_size), None
-                else:
-                    ts, prefetched = self._read_with_chunk(tstate, memo)
+                ts = self.read(tstate, self._ts_size)
             except _READ_ERRORS:
                 self.torn_reads += 1  # freed while we followed the list: drop the rest
                 break
@@ -311,7 +304,7 @@ class StackWalker:
                 stacks.append(self._kept_stack(tstate, state, last[1], tstate == holder, by_gil))
                 tstate = fields[0]
                 continue
-            stack = self._walk_thread(tstate, ts, fields, tstate == holder, prefetched)
+            stack = self._walk_thread(tstate, ts, fields, tstate == holder)
             if stack.torn:
                 self.torn_reads += 1
             elif stack.native_tid:  # an unknown TID may be found later (<=3.10): walk again
@@ -345,23 +338,7 @@ class StackWalker:
             return 0, 0, 0
         return self._gil_struct.unpack_from(self.read(pointer, self._gil_struct.size))
 
-    def _read_with_chunk(self, tstate: int, memo: "ChunkMemo"):
-        """The thread state, and the start of the chunk its last walk found, in one read.
-
-        A thread that gets walked usually still uses the same chunk, a little more or less of
-        it: one ``process_vm_readv`` then copies both at nearly the same instant, which saves
-        a syscall and leaves the thread less time to move between the two copies.  Returns
-        (thread state bytes, (chunk address, bytes) or None).
-        """
-        chunk_size = self._chunk.unpack_from(memo.buf)[1]
-        length = min(len(memo.buf) + CHUNK_SLACK, chunk_size, MAX_CHUNK_BYTES)
-        ts, buf = self.mem.read_many([(tstate, self._ts_size), (memo.chunk, length)])
-        if ts is None:
-            ts = self.read(tstate, self._ts_size)
-        return ts, (None if buf is None else (memo.chunk, buf))
-
-    def _walk_thread(self, tstate: int, ts: bytes, fields, holds_gil: bool,
-                     prefetched=None) -> ThreadStack:
+    def _walk_thread(self, tstate: int, ts: bytes, fields, holds_gil: bool) -> ThreadStack:
         thread_id = fields[3]
         torn = False
         try:
@@ -372,7 +349,7 @@ class StackWalker:
                     top = self._cframe_top(tstate, ts, top)
                 codes, offsets, torn = self._walk_iframes(top, fields[5], fields[6],
                                                           fields[7] if len(fields) > 7 else 0,
-                                                          tstate, prefetched)
+                                                          tstate)
             else:
                 native = self._pthread_tid(thread_id)
                 codes, offsets, torn = self._walk_pyframes(fields[2], tstate)
@@ -471,7 +448,7 @@ class StackWalker:
         return codes, offsets, torn
 
     def _walk_iframes(self, addr: int, chunk: int, top: int, sentinel: int = 0,
-                      tstate: int = 0, prefetched=None):
+                      tstate: int = 0):
         """3.11+: follow ``previous`` through local copies of the datastack chunks, down to
         NULL or (3.15+) the thread's base frame ``sentinel``, which is not read.
 
@@ -486,11 +463,7 @@ class StackWalker:
         older = 0
         if chunk and chunk < top <= chunk + MAX_CHUNK_BYTES:
             try:
-                if (prefetched is not None and prefetched[0] == chunk
-                        and top - chunk <= len(prefetched[1])):
-                    buf = prefetched[1][:top - chunk]  # read with the thread state
-                else:
-                    buf = self.mem.read(chunk, top - chunk)
+                buf = self.mem.read(chunk, top - chunk)
                 regions.append((chunk, top, buf))
                 older = _U64.unpack_from(buf)[0]
             except _READ_ERRORS:
