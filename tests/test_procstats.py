@@ -9,7 +9,12 @@ from spyrec.procstats import WCHAN_CHECK_EVERY, WCHAN_MAX_MISSES, ProcessStats, 
 
 
 def _share_running(stats, reads=400):
-    return sum(stats.is_running() for _ in range(reads)) / reads
+    """Spread over 0.1 s or more: a spinner that shares the GIL waits for it up to 5 ms at a time."""
+    running = 0
+    for _ in range(reads):
+        running += stats.is_running()
+        time.sleep(0.00025)
+    return running / reads
 
 
 def test_sleeping_and_spinning_threads():
