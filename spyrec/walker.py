@@ -286,9 +286,6 @@ class StackWalker:
                 self.torn_reads += 1
                 break
             visited.add(tstate)
-            last = self._last.get(tstate)
-            keep = last is not None and ((gil_quiet and last[2] and tstate != last_holder)
-                                         or last[1].native_tid in still)
             try:
                 ts = self.read(tstate, self._ts_size)
             except _READ_ERRORS:
@@ -299,11 +296,14 @@ class StackWalker:
                 self.torn_reads += 1
                 break
             state = fields[1:]
-            if keep and last[0] == state:
+            last = self._last.get(tstate)
+            if last is not None and last[0] == state:
                 by_gil = gil_quiet and last[2] and tstate != last_holder
-                stacks.append(self._kept_stack(tstate, state, last[1], tstate == holder, by_gil))
-                tstate = fields[0]
-                continue
+                if by_gil or last[1].native_tid in still:
+                    stacks.append(self._kept_stack(tstate, state, last[1], tstate == holder,
+                                                   by_gil))
+                    tstate = fields[0]
+                    continue
             stack = self._walk_thread(tstate, ts, fields, tstate == holder)
             if stack.torn:
                 self.torn_reads += 1
