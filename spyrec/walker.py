@@ -27,9 +27,9 @@ Costs measured on this machine are in docs/benchmarks.md ("Cost of one sample").
 Race tolerance: the target keeps running, so any pointer may be stale.  A thread whose walk
 hits an unreadable address, a wrong ``ob_type``, a self-link, a link up the chunk it came
 from (callers sit below their callees), an owner out of range, an absurd instruction offset
-or more than ``MAX_DEPTH`` frames is returned with ``torn=True`` and the
-frames read so far, and counted in ``torn_reads``; a broken thread list drops the rest of that
-interpreter's threads.  Innermost frames with no code (they returned between the copies of the
+or more than ``MAX_DEPTH`` frames is walked once more at once; if that tears too, it is
+returned with ``torn=True`` and the frames read so far, and counted in ``torn_reads``.  A
+broken thread list drops the rest of that interpreter's threads.  Innermost frames with no code (they returned between the copies of the
 thread state and of the chunk: 3.14+ clears a frame's executable as it pops it) are stepped
 over, not torn.  ``sample()`` raises only when ``_PyRuntime`` itself cannot be read;
 the caller (PythonProcess) then tells a vanished process (TargetNotFound) from a torn read.
@@ -184,6 +184,8 @@ class StackWalker:
         self._next_gil_seen = {}
         #: Stacks kept whole from the last sample instead of walked (a bench figure).
         self.kept_stacks = 0
+        #: Walks done a second time because the first one tore (a benchmark figure).
+        self.retried_walks = 0
         #: Frames taken from a ChunkMemo instead of being parsed (a benchmark figure).
         self.reused_frames = 0
 
@@ -306,12 +308,35 @@ class StackWalker:
                     continue
             stack = self._walk_thread(tstate, ts, fields, tstate == holder)
             if stack.torn:
+                retried = self._walk_again(tstate, interp, holder)
+                if retried is not None:
+                    ts, fields, stack = retried
+                    state = fields[1:]
+            if stack.torn:
                 self.torn_reads += 1
             elif stack.native_tid:  # an unknown TID may be found later (<=3.10): walk again
                 self._next_last[tstate] = (state, stack, True)
             stacks.append(stack)
             tstate = fields[0]
         return next_interp
+
+    def _walk_again(self, tstate: int, interp: int, holder: int):
+        """(ts, fields, stack) of a second walk of a thread whose first walk tore, or None.
+
+        A walk tears when the thread calls or returns between the read of its thread state and
+        the copy of its frames; a program whose stack changes every few microseconds does that
+        in one walk out of ten.  The tear is local in time, so reading again at once almost
+        always gets a whole stack: better one more walk than a stack cut off from its root.
+        """
+        self.retried_walks += 1
+        try:
+            ts = self.read(tstate, self._ts_size)
+        except _READ_ERRORS:
+            return None
+        fields = self._ts.unpack_from(ts)
+        if fields[1] != interp:
+            return None
+        return ts, fields, self._walk_thread(tstate, ts, fields, tstate == holder)
 
     def _kept_stack(self, tstate: int, state: tuple, last: ThreadStack, holds_gil: bool,
                     by_gil: bool) -> ThreadStack:
