@@ -181,14 +181,7 @@ class Sampler:
                 thread.cpu_delta = thread.stats.refresh()
                 if thread.stats.still:
                     still.add(tid)
-        stacks = process.sample_threads(still)
-        if any(stack.torn for stack in stacks):
-            # The target moved while we read it; a second walk right away usually gets a
-            # consistent stack (only the threads that tore take the new one).
-            again = {stack.native_tid: stack for stack in process.sample_threads(still)
-                     if not stack.torn}
-            stacks = [again.get(stack.native_tid, stack) if stack.torn else stack
-                      for stack in stacks]
+        stacks = process.sample_threads(still)  # a torn walk was walked again already
         rss = self._process_stats.rss_bytes()
         seen = set()
         for thread_stack in stacks:
