@@ -27,8 +27,8 @@ Costs measured on this machine are in docs/benchmarks.md ("Cost of one sample").
 Race tolerance: the target keeps running, so any pointer may be stale.  A thread whose walk
 hits an unreadable address, a wrong ``ob_type``, a self-link, a link up the chunk it came
 from (callers sit below their callees), an owner out of range, an absurd instruction offset
-or more than ``MAX_DEPTH`` frames is walked once more at once; if that tears too, it is
-returned with ``torn=True`` and the frames read so far, and counted in ``torn_reads``.  A
+or more than ``MAX_DEPTH`` frames is walked again at once, up to ``WALK_ATTEMPTS`` times in
+all; if the last walk tears too, it is returned with ``torn=True`` and the frames read so far, and counted in ``torn_reads``.  A
 broken thread list drops the rest of that interpreter's threads.  Innermost frames with no code (they returned between the copies of the
 thread state and of the chunk: 3.14+ clears a frame's executable as it pops it) are stepped
 over, not torn.  ``sample()`` raises only when ``_PyRuntime`` itself cannot be read;
@@ -48,6 +48,8 @@ MAX_DEPTH = 2048
 MAX_THREADS = 4096
 MAX_INTERPRETERS = 256
 MAX_CHUNKS = 64
+#: Walks of one thread in one sample while they keep tearing (see StackWalker._walk_again).
+WALK_ATTEMPTS = 3
 #: Byte-range comparisons one walk may spend on reusing frames (see ChunkMemo).
 MAX_COMPARES = 16
 #: Bigger than any datastack chunk CPython allocates for sane code (16 KiB normally).
@@ -307,11 +309,14 @@ class StackWalker:
                     tstate = fields[0]
                     continue
             stack = self._walk_thread(tstate, ts, fields, tstate == holder)
-            if stack.torn:
+            attempts = WALK_ATTEMPTS - 1
+            while stack.torn and attempts:
+                attempts -= 1
                 retried = self._walk_again(tstate, interp, holder)
-                if retried is not None:
-                    ts, fields, stack = retried
-                    state = fields[1:]
+                if retried is None:
+                    break
+                ts, fields, stack = retried
+                state = fields[1:]
             if stack.torn:
                 self.torn_reads += 1
             elif stack.native_tid:  # an unknown TID may be found later (<=3.10): walk again
@@ -321,12 +326,14 @@ class StackWalker:
         return next_interp
 
     def _walk_again(self, tstate: int, interp: int, holder: int):
-        """(ts, fields, stack) of a second walk of a thread whose first walk tore, or None.
+        """(ts, fields, stack) of one more walk of a thread whose last walk tore, or None.
 
-        A walk tears when the thread calls or returns between the read of its thread state and
-        the copy of its frames; a program whose stack changes every few microseconds does that
-        in one walk out of ten.  The tear is local in time, so reading again at once almost
-        always gets a whole stack: better one more walk than a stack cut off from its root.
+        A walk tears when the thread returns and calls between the read of its thread state and
+        the copy of its frames: the frames it then pushed, of other sizes, cover the ones the
+        thread state pointed to.  A program whose stack changes every few microseconds does
+        that in one walk out of five (more on a busy machine, where the walk itself may be
+        preempted).  The tear is local in time, so reading again at once usually gets a whole
+        stack: better one more walk than a stack cut off from its root.
         """
         self.retried_walks += 1
         try:
@@ -366,9 +373,9 @@ class StackWalker:
     def _walk_thread(self, tstate: int, ts: bytes, fields, holds_gil: bool) -> ThreadStack:
         thread_id = fields[3]
         torn = False
+        native = fields[4] if self._iframe else 0
         try:
             if self._iframe:
-                native = fields[4]
                 top = fields[2]
                 if self._cframe:
                     top = self._cframe_top(tstate, ts, top)
@@ -378,8 +385,8 @@ class StackWalker:
             else:
                 native = self._pthread_tid(thread_id)
                 codes, offsets, torn = self._walk_pyframes(fields[2], tstate)
-        except _READ_ERRORS:
-            return ThreadStack(0, thread_id, (), holds_gil, True)
+        except _READ_ERRORS:  # a torn stack of a known thread: not one of an unknown thread 0
+            codes, torn = (), True
         if self.host_tid is not None and native:
             native = self.host_tid(native)
         if not codes:

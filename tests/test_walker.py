@@ -527,10 +527,50 @@ class _ChunkTornOnce(_Replay):
     read_small = read
 
 
+class _FailingReads(_Replay):
+    """Replayed reads of which those at ``addr`` fail, as reads of freed memory do."""
+
+    def __init__(self, reads, addr):
+        super().__init__(reads)
+        self.addr = addr
+
+    def read(self, addr, size):
+        if addr == self.addr:
+            raise MemoryReadError("freed at %#x" % addr)
+        return super().read(addr, size)
+
+    read_small = read
+
+
+@pytest.mark.parametrize("label", [label for label in ALL_SUPPORTED
+                                   if minor_of(label) in ("3.11", "3.12")])
+def test_a_walk_that_fails_keeps_its_thread(label, target_under):
+    # GIVEN a 3.11/3.12 thread, walked once with its reads kept; its innermost frame is found
+    # through an 8-byte read of its current C frame
+    from spyrec.walker import StackWalker
+    target, proc = target_under(label, "deep.py", "60", "30", "sleep")
+    walker = proc.walker
+    recorded = _RecordedMemory(walker.mem)
+    walker.mem, walker.read = recorded, recorded.read
+    stacks = walker.sample()
+    assert stacks[0].native_tid == target.info["main"]["native_id"] and stacks[0].frames
+    (state, _, _), = walker._last.values()
+    current_frame_at = state[1] + proc.layout.cframe.current_frame  # tstate->cframe
+    assert (current_frame_at, 8) in recorded.reads
+    # WHEN a fresh walker replays them and that read fails every time
+    fresh = StackWalker(_FailingReads(recorded.reads, current_frame_at), proc.layout,
+                        proc.runtime_address, _NoExpiry(proc.codes))
+    fresh._gil_pointers = dict(walker._gil_pointers)
+    again = fresh.sample()
+    # THEN the stack is torn and empty, and still the thread's: not one of a thread "0"
+    assert [(s.native_tid, s.frames, s.torn) for s in again] == [
+        (stacks[0].native_tid, (), True)]
+
+
 @pytest.mark.parametrize("label", [label for label in ALL_SUPPORTED if has_frame_chunks(label)])
 def test_a_torn_walk_is_walked_again_at_once(label, target_under):
     # GIVEN a 3.11+ thread asleep in a 30-deep stack, walked once with its reads kept
-    from spyrec.walker import StackWalker
+    from spyrec.walker import WALK_ATTEMPTS, StackWalker
     target, proc = target_under(label, "deep.py", "60", "30", "sleep")
     walker = proc.walker
     recorded = _RecordedMemory(walker.mem)
@@ -545,12 +585,14 @@ def test_a_torn_walk_is_walked_again_at_once(label, target_under):
         fresh._gil_pointers = dict(walker._gil_pointers)
         return fresh, fresh.sample()
 
-    # WHEN a fresh walker replays those reads, the first copy of the frame chunk torn
-    fresh, again = replayed(times=1)
-    # THEN it walks the thread again and returns the whole stack, not the torn one
-    assert again == stacks
-    assert (fresh.retried_walks, fresh.torn_reads) == (1, 0)
-    # ... while a chunk that comes back torn twice gives a torn, cut stack, counted as such
-    fresh, again = replayed(times=2)
+    # WHEN a fresh walker replays those reads, the first copies of the frame chunk torn
+    for torn_copies in range(1, WALK_ATTEMPTS):
+        fresh, again = replayed(times=torn_copies)
+        # THEN it walks the thread again and returns the whole stack, not a torn one
+        assert again == stacks
+        assert (fresh.retried_walks, fresh.torn_reads) == (torn_copies, 0)
+    # ... and only a chunk that comes back torn at every attempt gives a torn, cut stack,
+    # counted as such
+    fresh, again = replayed(times=WALK_ATTEMPTS)
     assert again[0].torn and len(again[0].frames) < 31
-    assert (fresh.retried_walks, fresh.torn_reads) == (1, 1)
+    assert (fresh.retried_walks, fresh.torn_reads) == (WALK_ATTEMPTS - 1, 1)
