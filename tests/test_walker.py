@@ -508,6 +508,22 @@ def test_stacks_that_keep_returning_through_deep_calls_are_rarely_torn(label, ta
     assert first_tears <= walks * 0.02, "%d of %d walks torn" % (first_tears, walks)
 
 
+def _walked_once(proc):
+    """(the walker, its reads, its stacks) of one walk of every thread of ``proc``."""
+    walker = proc.walker
+    recorded = _RecordedMemory(walker.mem)
+    walker.mem, walker.read = recorded, recorded.read
+    return walker, recorded.reads, walker.sample()
+
+
+def _fresh_walker(proc, walker, memory):
+    """A new walker of ``proc`` over ``memory``, sharing ``walker``'s verified code objects."""
+    from spyrec.walker import StackWalker
+    fresh = StackWalker(memory, proc.layout, proc.runtime_address, _NoExpiry(proc.codes))
+    fresh._gil_pointers = dict(walker._gil_pointers)  # read once per period, not per walk
+    return fresh
+
+
 class _ChunkTornOnce(_Replay):
     """Replayed reads in which the first copy of each given frame chunk comes back torn: the
     frames past the chunk header are overwritten, as by a call made during the copy."""
@@ -547,20 +563,14 @@ class _FailingReads(_Replay):
 def test_a_walk_that_fails_keeps_its_thread(label, target_under):
     # GIVEN a 3.11/3.12 thread, walked once with its reads kept; its innermost frame is found
     # through an 8-byte read of its current C frame
-    from spyrec.walker import StackWalker
     target, proc = target_under(label, "deep.py", "60", "30", "sleep")
-    walker = proc.walker
-    recorded = _RecordedMemory(walker.mem)
-    walker.mem, walker.read = recorded, recorded.read
-    stacks = walker.sample()
+    walker, reads, stacks = _walked_once(proc)
     assert stacks[0].native_tid == target.info["main"]["native_id"] and stacks[0].frames
     (state, _, _), = walker._last.values()
     current_frame_at = state[1] + proc.layout.cframe.current_frame  # tstate->cframe
-    assert (current_frame_at, 8) in recorded.reads
+    assert (current_frame_at, 8) in reads
     # WHEN a fresh walker replays them and that read fails every time
-    fresh = StackWalker(_FailingReads(recorded.reads, current_frame_at), proc.layout,
-                        proc.runtime_address, _NoExpiry(proc.codes))
-    fresh._gil_pointers = dict(walker._gil_pointers)
+    fresh = _fresh_walker(proc, walker, _FailingReads(reads, current_frame_at))
     again = fresh.sample()
     # THEN the stack is torn and empty, and still the thread's: not one of a thread "0"
     assert [(s.native_tid, s.frames, s.torn) for s in again] == [
@@ -570,19 +580,15 @@ def test_a_walk_that_fails_keeps_its_thread(label, target_under):
 @pytest.mark.parametrize("label", [label for label in ALL_SUPPORTED if has_frame_chunks(label)])
 def test_a_torn_walk_is_walked_again_at_once(label, target_under):
     # GIVEN a 3.11+ thread asleep in a 30-deep stack, walked once with its reads kept
-    from spyrec.walker import WALK_ATTEMPTS, StackWalker
+    from spyrec.walker import WALK_ATTEMPTS
     target, proc = target_under(label, "deep.py", "60", "30", "sleep")
-    walker = proc.walker
-    recorded = _RecordedMemory(walker.mem)
-    walker.mem, walker.read = recorded, recorded.read
-    stacks = walker.sample()
+    walker, reads, stacks = _walked_once(proc)
     assert [len(stack.frames) for stack in stacks] == [31] and not stacks[0].torn
     chunks = {state[4] for state, _, _ in walker._last.values()}  # datastack_chunk
 
     def replayed(times):
-        memory = _ChunkTornOnce(recorded.reads, chunks, proc.layout.chunk.data, times)
-        fresh = StackWalker(memory, proc.layout, proc.runtime_address, _NoExpiry(proc.codes))
-        fresh._gil_pointers = dict(walker._gil_pointers)
+        memory = _ChunkTornOnce(reads, chunks, proc.layout.chunk.data, times)
+        fresh = _fresh_walker(proc, walker, memory)
         return fresh, fresh.sample()
 
     # WHEN a fresh walker replays those reads, the first copies of the frame chunk torn
