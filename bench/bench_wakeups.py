@@ -1,0 +1,129 @@
+"""How long a process that wakes 1,000 times a second waits for a CPU next to the target.
+
+    .venv/bin/python bench/bench_wakeups.py [--threads 1,4] [--policies slice,other,batch,idle]
+
+Not part of the unit tests.  For each thread count it starts bench/targets/gated.py (30 frames
+deep, CPU-bound, sharing the GIL), measures how many cores the target's threads use (their
+``schedstat`` run times over the measurement), and runs a *waker* in this process for each
+scheduling policy in turn: it sleeps to a 1 kHz grid with spyrec's 1 ns timer slack, then
+spins ``--work-us`` (about what a spyrec round costs), like a sampler that does not read the
+target.  Per policy it prints how late the waker woke (percentiles, and the share of
+wake-ups later than 200 µs and than 1 ms) and how much of that it spent runnable but waiting
+for a CPU (its own ``schedstat`` run delay).
+
+What it shows: whether the target leaves a core free for the recorder when it wakes.  A
+recorder that never preempts the target (``chrt --idle``, ``--batch``) can only sample on
+time as often as the waker here wakes on time.
+"""
+
+import argparse
+import ctypes
+import os
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from bench_record import DEFAULT_HOST_PYTHON, Target  # noqa: E402
+
+PR_SET_TIMERSLACK = 29
+#: ``slice`` is what spyrec runs with: SCHED_OTHER asking for a 100 µs slice (Linux 6.12+).
+POLICIES = {"other": os.SCHED_OTHER, "slice": os.SCHED_OTHER, "batch": os.SCHED_BATCH,
+            "idle": os.SCHED_IDLE}
+
+
+def run_ns(pid):
+    """Total CPU time (ns) of every thread of ``pid`` so far, from their schedstat."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def wake(seconds, work_us, name):
+    """[(lateness ns, run delay ns)] of a 1 kHz waker under policy ``name`` for ``seconds``."""
+    from spyrec.sampler import prefer_low_latency
+    os.sched_setscheduler(0, POLICIES[name], os.sched_param(0))
+    if name == "slice":
+        prefer_low_latency()
+    fd = os.open("/proc/self/task/%d/schedstat" % threading.get_native_id(), os.O_RDONLY)
+    try:
+        def run_delay():
+            return int(os.pread(fd, 128, 0).split()[1])
+
+        rows = []
+        interval = 1_000_000
+        next_wake = time.monotonic_ns() + interval
+        end = time.monotonic_ns() + int(seconds * 1e9)
+        while next_wake < end:
+            before = run_delay()
+            now = time.monotonic_ns()
+            if next_wake > now:
+                time.sleep((next_wake - now) / 1e9)
+            late = time.monotonic_ns() - next_wake
+            rows.append((late, run_delay() - before))
+            next_wake += interval
+            if late > interval:  # skip the grid points already missed, as spyrec does
+                next_wake += (late // interval) * interval
+            spin_end = time.monotonic_ns() + work_us * 1000
+            while time.monotonic_ns() < spin_end:
+                pass
+        return rows
+    finally:
+        os.close(fd)
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # and the default slice
+
+
+def quantile(sorted_values, q):
+    return sorted_values[int(q * (len(sorted_values) - 1))]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", default="1,4", help="worker-thread counts of the target")
+    parser.add_argument("--policies", default="slice,other,batch,idle")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per policy")
+    parser.add_argument("--work-us", type=int, default=50, help="spin after each wake-up")
+    parser.add_argument("--python", default=DEFAULT_HOST_PYTHON, help="the target's Python")
+    args = parser.parse_args()
+    ctypes.CDLL(None).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    policies = args.policies.split(",")
+    target = Target(args.python)
+    print("Command: `.venv/bin/python bench/bench_wakeups.py %s`\n" % " ".join(sys.argv[1:]))
+    print("| target threads | target's cores | waker policy | wake-ups | late p50 / p90 / p99 (µs) "
+          "| later than 200 µs | later than 1 ms | waiting for a CPU, in wake-ups later than "
+          "200 µs (mean µs) |")
+    print("|---:|---:|---|---:|---|---:|---:|---:|")
+    for threads in [int(n) for n in args.threads.split(",")]:
+        seconds = args.seconds * len(policies) + 5
+        ready, proc = target.start(["--no-gate", "--seconds", str(seconds), "--threads",
+                                    str(threads)])
+        try:
+            time.sleep(0.5)
+            for name in policies:
+                cpu_before, t_before = run_ns(ready["pid"]), time.monotonic_ns()
+                rows = wake(args.seconds, args.work_us, name)
+                cores = (run_ns(ready["pid"]) - cpu_before) / (time.monotonic_ns() - t_before)
+                late = sorted(r[0] for r in rows)
+                slow = [r for r in rows if r[0] > 200_000]
+                waited = sum(r[1] for r in slow) / len(slow) / 1e3 if slow else 0.0
+                print("| %d | %.3f | %s | %d | %.0f / %.0f / %.0f | %.1f%% | %.1f%% | %.0f |" % (
+                    threads, cores, name, len(rows), quantile(late, 0.5) / 1e3,
+                    quantile(late, 0.9) / 1e3, quantile(late, 0.99) / 1e3,
+                    100 * len(slow) / len(rows),
+                    100 * sum(1 for r in rows if r[0] > 1_000_000) / len(rows), waited),
+                    flush=True)
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    main()
