@@ -50,6 +50,9 @@ MAX_INTERPRETERS = 256
 MAX_CHUNKS = 64
 #: Walks of one thread in one sample while they keep tearing (see StackWalker._walk_again).
 WALK_ATTEMPTS = 3
+#: Bytes of a thread's frame chunk copied past the top its torn walk found, when it is copied
+#: with the thread state (``_walk_again``): room for the frames pushed since.
+CHUNK_SLACK = 2048
 #: Byte-range comparisons one walk may spend on reusing frames (see ChunkMemo).
 MAX_COMPARES = 16
 #: Bigger than any datastack chunk CPython allocates for sane code (16 KiB normally).
@@ -312,7 +315,7 @@ class StackWalker:
             attempts = WALK_ATTEMPTS - 1
             while stack.torn and attempts:
                 attempts -= 1
-                retried = self._walk_again(tstate, interp, holder)
+                retried = self._walk_again(tstate, interp, holder, fields)
                 if retried is None:
                     break
                 ts, fields, stack = retried
@@ -325,25 +328,41 @@ class StackWalker:
             tstate = fields[0]
         return next_interp
 
-    def _walk_again(self, tstate: int, interp: int, holder: int):
+    def _walk_again(self, tstate: int, interp: int, holder: int, torn_fields):
         """(ts, fields, stack) of one more walk of a thread whose last walk tore, or None.
 
         A walk tears when the thread returns and calls between the read of its thread state and
         the copy of its frames: the frames it then pushed, of other sizes, cover the ones the
         thread state pointed to.  A program whose stack changes every few microseconds does
-        that in one walk out of five (more on a busy machine, where the walk itself may be
-        preempted).  The tear is local in time, so reading again at once usually gets a whole
-        stack: better one more walk than a stack cut off from its root.
+        that in one walk out of ten, and again when walked again the same way, since it is
+        still at it.  So the walk done again reads the thread state, its current C frame
+        (3.11/3.12) and its frame chunk as the torn walk found them in one
+        ``process_vm_readv``, which copies them a fraction of a microsecond apart, where
+        separate reads leave the thread microseconds to move.  That costs more than separate
+        reads (several µs), so first walks do not do it.
         """
         self.retried_walks += 1
+        ranges = [(tstate, self._ts_size)]
+        if self._iframe:
+            chunk, top = torn_fields[5], torn_fields[6]
+            if chunk and chunk < top <= chunk + MAX_CHUNK_BYTES:
+                ranges.append((chunk, top - chunk + CHUNK_SLACK))
+                if self._cframe:
+                    ranges.append((torn_fields[2] + self._cframe_current, 8))
         try:
-            ts = self.read(tstate, self._ts_size)
+            if len(ranges) > 1:
+                copies = self.mem.read_many(ranges)
+                ts = copies[0] if copies[0] is not None else self.read(tstate, self._ts_size)
+            else:
+                copies, ts = (), self.read(tstate, self._ts_size)
         except _READ_ERRORS:
             return None
         fields = self._ts.unpack_from(ts)
         if fields[1] != interp:
             return None
-        return ts, fields, self._walk_thread(tstate, ts, fields, tstate == holder)
+        prefetched = {addr: data for (addr, _), data in zip(ranges[1:], copies[1:])
+                      if data is not None}
+        return ts, fields, self._walk_thread(tstate, ts, fields, tstate == holder, prefetched)
 
     def _kept_stack(self, tstate: int, state: tuple, last: ThreadStack, holds_gil: bool,
                     by_gil: bool) -> ThreadStack:
@@ -370,7 +389,9 @@ class StackWalker:
             return 0, 0, 0
         return self._gil_struct.unpack_from(self.read(pointer, self._gil_struct.size))
 
-    def _walk_thread(self, tstate: int, ts: bytes, fields, holds_gil: bool) -> ThreadStack:
+    def _walk_thread(self, tstate: int, ts: bytes, fields, holds_gil: bool,
+                     prefetched=None) -> ThreadStack:
+        """The stack of one thread; ``prefetched``: {address: bytes} copied with its state."""
         thread_id = fields[3]
         torn = False
         native = fields[4] if self._iframe else 0
@@ -378,10 +399,10 @@ class StackWalker:
             if self._iframe:
                 top = fields[2]
                 if self._cframe:
-                    top = self._cframe_top(tstate, ts, top)
+                    top = self._cframe_top(tstate, ts, top, prefetched)
                 codes, offsets, torn = self._walk_iframes(top, fields[5], fields[6],
                                                           fields[7] if len(fields) > 7 else 0,
-                                                          tstate)
+                                                          tstate, prefetched)
             else:
                 native = self._pthread_tid(thread_id)
                 codes, offsets, torn = self._walk_pyframes(fields[2], tstate)
@@ -404,14 +425,17 @@ class StackWalker:
             frames = [frame for frame in frames if frame[0] != SKIP]
         return ThreadStack(native, thread_id, tuple(frames), holds_gil, torn)
 
-    def _cframe_top(self, tstate: int, ts: bytes, cframe: int) -> int:
+    def _cframe_top(self, tstate: int, ts: bytes, cframe: int, prefetched=None) -> int:
         """3.11/3.12: tstate->cframe->current_frame; the cframe may be the tstate's own root."""
         at = cframe - tstate + self._cframe_current
         if 0 <= at <= len(ts) - 8:
             return _U64.unpack_from(ts, at)[0]
         if not cframe:
             return 0
-        return _U64.unpack(self.read(cframe + self._cframe_current, 8))[0]
+        data = prefetched.get(cframe + self._cframe_current) if prefetched else None
+        if data is None:
+            data = self.read(cframe + self._cframe_current, 8)
+        return _U64.unpack(data)[0]
 
     def _pthread_tid(self, thread_id: int) -> int:
         """<=3.10: the kernel TID stored in glibc's struct pthread (offset found at attach)."""
@@ -480,7 +504,7 @@ class StackWalker:
         return codes, offsets, torn
 
     def _walk_iframes(self, addr: int, chunk: int, top: int, sentinel: int = 0,
-                      tstate: int = 0):
+                      tstate: int = 0, prefetched=None):
         """3.11+: follow ``previous`` through local copies of the datastack chunks, down to
         NULL or (3.15+) the thread's base frame ``sentinel``, which is not read.
 
@@ -495,7 +519,11 @@ class StackWalker:
         older = 0
         if chunk and chunk < top <= chunk + MAX_CHUNK_BYTES:
             try:
-                buf = self.mem.read(chunk, top - chunk)
+                copy = prefetched.get(chunk) if prefetched else None
+                if copy is not None and top - chunk <= len(copy):
+                    buf = copy[:top - chunk]  # copied with the thread state
+                else:
+                    buf = self.mem.read(chunk, top - chunk)
                 regions.append((chunk, top, buf))
                 older = _U64.unpack_from(buf)[0]
             except _READ_ERRORS:

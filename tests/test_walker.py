@@ -426,11 +426,14 @@ class _Replay:
         self.reads = reads
 
     def read(self, addr, size):
-        try:
-            return self.reads[(addr, size)]
-        except KeyError:
-            raise AssertionError("the replayed walk read %#x+%d, the first walk did not"
-                                 % (addr, size)) from None
+        data = self.reads.get((addr, size))
+        if data is not None:
+            return data
+        for (start, length), data in self.reads.items():  # part of a bigger read (a chunk
+            if start == addr and size <= length:         # copied with its thread state)
+                return data[:size]
+        raise AssertionError("the replayed walk read %#x+%d, the first walk did not"
+                             % (addr, size))
 
     read_small = read
 
@@ -466,7 +469,12 @@ def test_reused_frames_equal_a_fresh_walk(label, target_under):
     while walks < 400 and time.monotonic() < deadline:
         recorded.reads = {}
         walker._gil_seen = {}  # walk every thread (no stack kept whole: see StackWalker.sample)
+        retried = walker.retried_walks
         stacks = walker.sample()
+        if walker.retried_walks != retried:
+            # A walk tore and was done again: the thread moved while it was read, so the same
+            # ranges gave different bytes, which one set of reads cannot replay.
+            continue
         # WHEN the same memory is walked by a fresh walker, which parses every frame
         fresh = StackWalker(_Replay(recorded.reads), proc.layout, proc.runtime_address,
                             _NoExpiry(proc.codes), pthread_tid_offset=walker.pthread_tid_offset,
@@ -557,6 +565,28 @@ class _FailingReads(_Replay):
 
     read_small = read
 
+    def read_many(self, ranges):
+        return [None if addr == self.addr else data
+                for (addr, _), data in zip(ranges, super().read_many(ranges))]
+
+
+class _TornUnlessCopiedTogether(_ChunkTornOnce):
+    """Replayed reads in which a frame chunk read on its own always comes back torn, and whole
+    when it is read in one call with its thread state (more than the chunk's used part is then
+    asked for: what lies past it reads as zeros)."""
+
+    def __init__(self, reads, chunks, header):
+        super().__init__(reads, chunks, header, times=10 ** 9)
+        self.together = 0
+
+    def read_many(self, ranges):
+        self.together += 1
+        out = []
+        for addr, size in ranges:
+            used = max((n for a, n in self.reads if a == addr and n <= size), default=None)
+            out.append(None if used is None else self.reads[(addr, used)] + bytes(size - used))
+        return out
+
 
 @pytest.mark.parametrize("label", [label for label in ALL_SUPPORTED
                                    if minor_of(label) in ("3.11", "3.12")])
@@ -602,3 +632,20 @@ def test_a_torn_walk_is_walked_again_at_once(label, target_under):
     fresh, again = replayed(times=WALK_ATTEMPTS)
     assert again[0].torn and len(again[0].frames) < 31
     assert (fresh.retried_walks, fresh.torn_reads) == (WALK_ATTEMPTS - 1, 1)
+
+
+@pytest.mark.parametrize("label", [label for label in ALL_SUPPORTED if has_frame_chunks(label)])
+def test_a_walk_done_again_copies_the_thread_state_and_its_frames_together(label, target_under):
+    # GIVEN a 3.11+ thread asleep in a 30-deep stack, walked once with its reads kept
+    target, proc = target_under(label, "deep.py", "60", "30", "sleep")
+    walker, reads, stacks = _walked_once(proc)
+    chunks = {state[4] for state, _, _ in walker._last.values()}  # datastack_chunk
+    # WHEN a fresh walker replays them, each copy of the frame chunk made on its own torn (the
+    # thread keeps moving between the separate reads), one made with the thread state whole
+    memory = _TornUnlessCopiedTogether(reads, chunks, proc.layout.chunk.data)
+    fresh = _fresh_walker(proc, walker, memory)
+    again = fresh.sample()
+    # THEN the walk done again copies them in one read, and gets the whole stack
+    assert memory.together == 1
+    assert again == stacks
+    assert (fresh.retried_walks, fresh.torn_reads) == (1, 0)
