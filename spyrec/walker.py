@@ -27,11 +27,12 @@ Costs measured on this machine are in docs/benchmarks.md ("Cost of one sample").
 Race tolerance: the target keeps running, so any pointer may be stale.  A thread whose walk
 hits an unreadable address, a wrong ``ob_type``, a self-link, a link up the chunk it came
 from (callers sit below their callees), an owner out of range, an absurd instruction offset
-or more than ``MAX_DEPTH`` frames is walked again at once, up to ``WALK_ATTEMPTS`` times in
-all; if the last walk tears too, it is returned with ``torn=True`` and the frames read so far, and counted in ``torn_reads``.  A
-broken thread list drops the rest of that interpreter's threads.  Innermost frames with no code (they returned between the copies of the
-thread state and of the chunk: 3.14+ clears a frame's executable as it pops it) are stepped
-over, not torn.  ``sample()`` raises only when ``_PyRuntime`` itself cannot be read;
+or more than ``MAX_DEPTH`` frames is walked again at once, up to ``WALK_ATTEMPTS`` walks in
+all (see ``_walk_again``); if the last one tears too, it is returned with ``torn=True`` and
+the frames read so far, and counted in ``torn_reads``.  A broken thread list drops the rest
+of that interpreter's threads.  Innermost frames with no code (they returned between the
+copies of the thread state and of the chunk: 3.14+ clears a frame's executable as it pops
+it) are stepped over, not torn.  ``sample()`` raises only when ``_PyRuntime`` itself cannot be read;
 the caller (PythonProcess) then tells a vanished process (TargetNotFound) from a torn read.
 """
 
@@ -189,7 +190,7 @@ class StackWalker:
         self._next_gil_seen = {}
         #: Stacks kept whole from the last sample instead of walked (a bench figure).
         self.kept_stacks = 0
-        #: Walks done a second time because the first one tore (a benchmark figure).
+        #: Walks done again because the one before tore (a benchmark figure).
         self.retried_walks = 0
         #: Frames taken from a ChunkMemo instead of being parsed (a benchmark figure).
         self.reused_frames = 0
