@@ -97,9 +97,9 @@ def main():
     policies = args.policies.split(",")
     target = Target(args.python)
     print("Command: `.venv/bin/python bench/bench_wakeups.py %s`\n" % " ".join(sys.argv[1:]))
-    print("| target threads | target's cores | waker policy | wake-ups | late p50 / p90 / p99 (µs) "
-          "| later than 200 µs | later than 1 ms | waiting for a CPU, in wake-ups later than "
-          "200 µs (mean µs) |")
+    print("| target threads | target's cores | waker policy | wake-ups "
+          "| late p50 / p90 / p99 (µs) | later than 200 µs | later than 1 ms "
+          "| waiting for a CPU, in wake-ups later than 200 µs (mean µs) |")
     print("|---:|---:|---|---:|---|---:|---:|---:|")
     for threads in [int(n) for n in args.threads.split(",")]:
         seconds = args.seconds * len(policies) + 5

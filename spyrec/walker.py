@@ -350,12 +350,9 @@ class StackWalker:
                 ranges.append((chunk, top - chunk + CHUNK_SLACK))
                 if self._cframe:
                     ranges.append((torn_fields[2] + self._cframe_current, 8))
+        copies = self.mem.read_many(ranges)
         try:
-            if len(ranges) > 1:
-                copies = self.mem.read_many(ranges)
-                ts = copies[0] if copies[0] is not None else self.read(tstate, self._ts_size)
-            else:
-                copies, ts = (), self.read(tstate, self._ts_size)
+            ts = copies[0] if copies[0] is not None else self.read(tstate, self._ts_size)
         except _READ_ERRORS:
             return None
         fields = self._ts.unpack_from(ts)

@@ -459,7 +459,6 @@ class _NoExpiry:
 def test_reused_frames_equal_a_fresh_walk(label, target_under):
     # GIVEN a 3.11+ target whose stacks change shape all the time (depth, outer frames, calls
     # through C, generators), sampled by a walker that reuses unchanged frames of its last walk
-    from spyrec.walker import StackWalker
     target, proc = target_under(label, "shapes.py", "30")
     walker = proc.walker
     recorded = _RecordedMemory(walker.mem)
@@ -476,10 +475,7 @@ def test_reused_frames_equal_a_fresh_walk(label, target_under):
             # ranges gave different bytes, which one set of reads cannot replay.
             continue
         # WHEN the same memory is walked by a fresh walker, which parses every frame
-        fresh = StackWalker(_Replay(recorded.reads), proc.layout, proc.runtime_address,
-                            _NoExpiry(proc.codes), pthread_tid_offset=walker.pthread_tid_offset,
-                            host_tid=walker.host_tid)
-        fresh._gil_pointers = dict(walker._gil_pointers)  # read once per period, not per walk
+        fresh = _fresh_walker(proc, walker, _Replay(recorded.reads))
         # THEN both give the same stacks, frame for frame
         again = fresh.sample()
         assert len(again) == len(stacks)
@@ -527,7 +523,8 @@ def _walked_once(proc):
 def _fresh_walker(proc, walker, memory):
     """A new walker of ``proc`` over ``memory``, sharing ``walker``'s verified code objects."""
     from spyrec.walker import StackWalker
-    fresh = StackWalker(memory, proc.layout, proc.runtime_address, _NoExpiry(proc.codes))
+    fresh = StackWalker(memory, proc.layout, proc.runtime_address, _NoExpiry(proc.codes),
+                        pthread_tid_offset=walker.pthread_tid_offset, host_tid=walker.host_tid)
     fresh._gil_pointers = dict(walker._gil_pointers)  # read once per period, not per walk
     return fresh
 
