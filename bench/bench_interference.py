@@ -44,7 +44,7 @@ def interfere(mode, pid, rate, ready_path, burn_us):
     from spyrec.errors import SpyError
     from spyrec.interpreter import PythonProcess
     from spyrec.procstats import ProcessStats, ThreadStats
-    from spyrec.sampler import prefer_low_latency
+    from spyrec.scheduling import prefer_low_latency
 
     prefer_low_latency()
     proc = chunk = size = None
@@ -140,7 +140,8 @@ def one_run(python, mode, args, workdir):
 NOSLICE = r"""
 import ctypes, sys
 import spyrec.sampler as sampler
-sampler.prefer_low_latency = lambda: ctypes.CDLL(None).prctl(sampler.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+import spyrec.scheduling as scheduling
+sampler.prefer_low_latency = lambda: ctypes.CDLL(None).prctl(scheduling.PR_SET_TIMERSLACK, 1, 0, 0, 0)
 sys.argv[0] = "spyrec"
 from spyrec.cli import main
 main()

@@ -49,7 +49,7 @@ def run_ns(pid):
 
 def wake(seconds, work_us, name):
     """[(lateness ns, run delay ns)] of a 1 kHz waker under policy ``name`` for ``seconds``."""
-    from spyrec.sampler import prefer_low_latency
+    from spyrec.scheduling import prefer_low_latency
     os.sched_setscheduler(0, POLICIES[name], os.sched_param(0))
     if name == "slice":
         prefer_low_latency()

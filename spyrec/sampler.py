@@ -10,19 +10,13 @@ stack that was seen before costs one dict lookup to turn into its stack id.  Onl
 goes through frame description (cached per frame) and interning in the writer.
 """
 
-import ctypes
-import os
-import struct
 import time
 
 from spyrec.errors import MemoryReadError, TargetNotFound
 from spyrec.procstats import ProcessStats, ThreadStats
+from spyrec.scheduling import StepAside, prefer_low_latency
 from spyrec.spyformat import SampleFlag
 
-PR_SET_TIMERSLACK = 29
-SYS_SCHED_SETATTR = 314  # x86-64
-#: The CPU slice the sampling thread asks the scheduler for (the minimum Linux accepts).
-SAMPLING_SLICE_NS = 100_000
 #: Raw-stack cache entries kept before the cache is forgotten (ids already written stay valid).
 #: Together with the writer's interning tables and the walker's code cache these bound the
 #: recorder's memory however long it runs and however many distinct stacks the target makes
@@ -31,33 +25,6 @@ RAW_STACK_CACHE_LIMIT = 10_000
 FRAME_CACHE_LIMIT = 50_000
 #: How often to retry finding the name of a thread whose name was not found yet.
 NAME_RETRY_NS = 1_000_000_000
-
-
-def prefer_low_latency():
-    """Ask the kernel to run the sampling thread on time, without taking more CPU than it uses.
-
-    * 1 ns timer slack, so sleeps end on time (the default slack is 50 µs).
-    * A short CPU slice (``sched_attr.sched_runtime`` of a normal task, Linux 6.12+): the
-      scheduler then runs the sampler as soon as it wakes and lets it finish a round instead of
-      letting a target thread that just woke (threads waiting for the GIL wake every few ms)
-      push it back by a whole default slice.  Priority and weight are unchanged.  Measured on
-      a 4-thread CPU-bound target on 2 cores at 1 kHz: 4% of rounds late without it, 0.4%
-      with it.  Older kernels ignore the field; any failure is ignored, and a policy the
-      user chose (``chrt``) is kept.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
-        if os.sched_getscheduler(0) != os.SCHED_OTHER:
-            return  # the user chose a policy (chrt --batch / --idle): keep it
-        # struct sched_attr (56 bytes): size, policy (SCHED_OTHER), flags, nice, priority,
-        # runtime, deadline, period, util_min, util_max.
-        attr = ctypes.create_string_buffer(struct.pack(
-            "<IIQiIQQQII", 56, 0, 0, os.getpriority(os.PRIO_PROCESS, 0), 0, SAMPLING_SLICE_NS,
-            0, 0, 0, 0))
-        libc.syscall(SYS_SCHED_SETATTR, 0, attr, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 class _Thread:
@@ -125,6 +92,7 @@ class Sampler:
         self._raw_stacks = {}
         self._frames = {}
         self._process_stats = ProcessStats(proc_root, process.pid)
+        self.step_aside = StepAside()
 
     def run(self, should_stop, deadline_ns=None):
         """Sample until ``should_stop()`` is true, the deadline passes or the target exits."""
@@ -174,13 +142,19 @@ class Sampler:
         pid = process.pid
         threads = self._threads
         # /proc first: a thread found still (asleep at the last round, not run since) keeps
-        # the stack read then, and costs no walk (see ThreadStats.refresh).
+        # the stack read then, and costs no walk (see ThreadStats.refresh); and a target
+        # thread queued for this CPU gets it back before the walks (see StepAside).
         still = set()
+        busy = set()
         for tid, thread in threads.items():
             if not thread.missing:
-                thread.cpu_delta = thread.stats.refresh()
-                if thread.stats.still:
+                stats = thread.stats
+                thread.cpu_delta = stats.refresh()
+                if stats.still:
                     still.add(tid)
+                if stats.running:
+                    busy.add(stats.cpu)
+        self.step_aside.check(busy)
         stacks = process.sample_threads(still)  # a torn walk was walked again already
         rss = self._process_stats.rss_bytes()
         seen = set()

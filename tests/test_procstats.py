@@ -5,7 +5,7 @@ import sys
 import time
 
 from pythons import running_target
-from spyrec.procstats import WCHAN_CHECK_EVERY, WCHAN_MAX_MISSES, ProcessStats, ThreadStats
+from spyrec.procstats import WCHAN_MAX_MISSES, ProcessStats, ThreadStats
 
 
 def _share_running(stats, reads=400):
@@ -53,12 +53,14 @@ def test_a_wchan_that_says_running_for_a_sleeper_is_dropped_for_stat():
         try:
             while os.pread(sleeper._wchan, 64, 0) != b"0":  # the spinner may wait for the GIL
                 pass
-            # WHEN the state is read enough times for the periodic check with stat to run
-            answers = [sleeper.is_running() for _ in range(WCHAN_CHECK_EVERY * (WCHAN_MAX_MISSES + 2))]
-            # THEN stat's answer wins from then on: the thread reads as not running
+            # WHEN its state is read round after round
+            for _ in range(WCHAN_MAX_MISSES + 2):
+                sleeper.refresh()
+                # THEN stat, which confirms every "0", has the last word: not running
+                assert not sleeper.running and sleeper.cpu == -1
+            # AND wchan is dropped for stat from then on
             assert sleeper._wchan is None
             assert not any(sleeper.is_running() for _ in range(100))
-            assert answers.count(True) < len(answers)
         finally:
             sleeper.close()
 
