@@ -1264,7 +1264,9 @@ def main():
                         help="seconds between the profiler being ready and the go signal")
     parser.add_argument("--rates", default="100,1k,10k,max", help="from 100, 1k, 10k, max")
     parser.add_argument("--threads", default="1,4", help="worker-thread counts of the target")
-    parser.add_argument("--python", default=DEFAULT_HOST_PYTHON, help="host Python of the targets")
+    parser.add_argument("--python", default=DEFAULT_HOST_PYTHON,
+                        help="host Python of the targets ('sid': python3.15 in the sid root, "
+                             "for --fine-slowdown)")
     parser.add_argument("--profilers", default="spyrec,austin,py-spy,py-spy-nb,profiling.sampling")
     parser.add_argument("--austin", help="Austin executable (default: PATH, then /tmp/peers/bin)")
     parser.add_argument("--py-spy", dest="py_spy",
@@ -1333,7 +1335,7 @@ def main():
     if args.fine_slowdown:
         workdir = tempfile.mkdtemp(prefix="spybench-")
         try:
-            target = Target(args.python)
+            target = Target(root=args.sid_root) if args.python == "sid" else Target(args.python)
             target.prepare()
             results["fine"] = fine_slowdown(target, threads_list, RATES[args.fine_rate],
                                             args.fine_slowdown, work, args.settle, workdir,
