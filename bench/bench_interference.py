@@ -3,6 +3,7 @@ each piece of spyrec's work on its own.
 
     .venv/bin/python bench/bench_interference.py                       # 10 kHz, 1 thread
     .venv/bin/python bench/bench_interference.py --rate 1000 --threads 4 --modes spyrec,spyrec-noslice,null
+    .venv/bin/python bench/bench_interference.py --python sid ...       # python3.15 in the sid root
 
 Not part of the unit tests; needs the rights spyrec needs.  Each cycle runs the same work
 (bench/targets/gated.py, 30 frames deep, ``--units``) once alone and once next to every mode,
@@ -15,6 +16,8 @@ Modes (each attached to the target's PID, at ``--rate`` on spyrec's grid):
 * ``spyrec``: the recorder itself, writing to /dev/null.
 * ``spyrec-noslice``: the recorder without its scheduler-slice request (timer slack only).
 * ``null``: wakes on the grid with spyrec's timer slack and slice, and does nothing.
+* ``null-step``: ``null`` plus spyrec's step-aside: it reads every target thread's ``stat``
+  and moves off a CPU a runnable target thread is queued for (``StepAside``).
 * ``burn``: spins ``--burn-us`` µs each interval (spyrec's CPU use, no access to the target).
 * ``walk``: ``PythonProcess.sample_threads()`` only: every memory read and the decoding.
 * ``chunk-pread`` / ``chunk-vm``: one read of the thread's frame chunk (3.11+) by ``pread`` on
@@ -34,9 +37,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_record import DEFAULT_HOST_PYTHON, GATED, mean_ci  # noqa: E402
+from bench_record import DEFAULT_HOST_PYTHON, GATED, SID_ROOT, Target, mean_ci  # noqa: E402
+from bench_wakeups import target_cpus  # noqa: E402
 
-MODES = ("spyrec", "spyrec-noslice", "null", "burn", "walk", "chunk-pread", "chunk-vm", "proc")
+MODES = ("spyrec", "spyrec-noslice", "null", "null-step", "burn", "walk", "chunk-pread", "chunk-vm",
+         "proc")
 
 
 def interfere(mode, pid, rate, ready_path, burn_us):
@@ -44,9 +49,12 @@ def interfere(mode, pid, rate, ready_path, burn_us):
     from spyrec.errors import SpyError
     from spyrec.interpreter import PythonProcess
     from spyrec.procstats import ProcessStats, ThreadStats
-    from spyrec.scheduling import prefer_low_latency
+    from spyrec.scheduling import StepAside, prefer_low_latency
 
     prefer_low_latency()
+    step_aside = StepAside(enabled=True)
+    stat_fds = [os.open("/proc/%d/task/%s/stat" % (pid, tid), os.O_RDONLY)
+                for tid in os.listdir("/proc/%d/task" % pid)] if mode == "null-step" else []
     proc = chunk = size = None
     if mode in ("walk", "chunk-pread", "chunk-vm"):
         proc = PythonProcess.attach(pid)
@@ -78,6 +86,8 @@ def interfere(mode, pid, rate, ready_path, burn_us):
                 os.pread(proc.mem.mem.fd, size, chunk)
             elif mode == "chunk-vm":
                 proc.mem.vm.read(chunk, size)
+            elif mode == "null-step":
+                step_aside.check(target_cpus(stat_fds))
             elif mode == "proc":
                 thread.refresh()
                 process.rss_bytes()
@@ -102,7 +112,8 @@ def _alive(pid):
 
 def one_run(python, mode, args, workdir):
     """(wall s, CPU s) of the target's fixed work next to ``mode`` (or alone)."""
-    target = subprocess.Popen([python, GATED, "--work", str(args.units), "--threads", str(args.threads)],
+    target = subprocess.Popen(python.argv(GATED, ["--work", str(args.units), "--threads",
+                                                  str(args.threads)]),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     json.loads(target.stdout.readline())
     helper = None
@@ -154,7 +165,9 @@ def main():
         interfere(mode, int(pid), float(rate), ready, float(burn))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", default=DEFAULT_HOST_PYTHON)
+    parser.add_argument("--python", default=DEFAULT_HOST_PYTHON,
+                        help="the target's Python ('sid': python3.15 in the sid root)")
+    parser.add_argument("--sid-root", default=SID_ROOT)
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--units", type=int, default=60_000, help="work units (~2-4 s)")
@@ -168,13 +181,15 @@ def main():
         parser.error("unknown mode(s): %s (known: %s)" % (", ".join(unknown), ", ".join(MODES)))
     workdir = "/tmp/spybench-interference-%d" % os.getpid()
     os.makedirs(workdir, exist_ok=True)
+    target = Target(root=args.sid_root) if args.python == "sid" else Target(args.python)
+    target.prepare()
     ratios = {m: ([], []) for m in modes}
     rng = random.Random(1)
     started = time.monotonic()
     for cycle in range(args.cycles):
         order = ["alone"] + modes
         rng.shuffle(order)
-        got = {m: one_run(args.python, m, args, workdir) for m in order}
+        got = {m: one_run(target, m, args, workdir) for m in order}
         for m in modes:
             ratios[m][0].append(got[m][0] / got["alone"][0] - 1)
             ratios[m][1].append(got[m][1] / got["alone"][1] - 1)
