@@ -11,6 +11,9 @@ import os
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
+#: When the thread's CPU is not needed, every this many "running" answers from ``wchan`` are
+#: confirmed with ``stat``.
+WCHAN_CHECK_EVERY = 64
 #: ``stat`` disagreeing this often (and in most checks) means ``wchan`` cannot be trusted here.
 WCHAN_MAX_MISSES = 4
 
@@ -27,9 +30,12 @@ class ThreadStats:
     the kernel will not tell (no ptrace access, or an unwinder that cannot walk the kernel
     stack), so a thread whose ``wchan`` keeps disagreeing with ``stat`` is read from ``stat``
     alone from then on.  A thread found running last time is read from ``stat`` directly.
+    When the CPU is not needed (``need_cpu=False``: the sampler ran its rounds back to back,
+    so it did not just wake on some CPU), ``wchan`` alone is asked and a ``0`` is confirmed
+    with ``stat`` only now and then, which keeps the fastest rounds 3 µs a thread cheaper.
     """
 
-    __slots__ = ("_schedstat", "_stat", "_wchan", "_checks", "_misses", "last_cpu_ns",
+    __slots__ = ("_schedstat", "_stat", "_wchan", "_zeros", "_checks", "_misses", "last_cpu_ns",
                  "_switches", "running", "still", "cpu")
 
     def __init__(self, proc_root, pid, tid):
@@ -37,7 +43,7 @@ class ThreadStats:
         self._schedstat = _open_or_none(base + "schedstat")
         self._stat = _open_or_none(base + "stat")
         self._wchan = _open_or_none(base + "wchan")
-        self._checks = self._misses = 0
+        self._zeros = self._checks = self._misses = 0
         self.last_cpu_ns = None
         self._switches = 0
         #: The state read by the last ``refresh()``.
@@ -49,7 +55,7 @@ class ThreadStats:
         #: it asleep (see ``refresh``).
         self.still = False
 
-    def refresh(self, read_after=True):
+    def refresh(self, read_after=True, need_cpu=True):
         """Read the thread for one sample: its CPU time since the last call, then its state.
 
         Returns the CPU time delta (as ``cpu_delta_ns``) and sets ``running``, ``cpu`` and
@@ -66,7 +72,7 @@ class ThreadStats:
         previous = self._switches
         delta = self.cpu_delta_ns()
         self.still = was_asleep and self._switches == previous and previous > 0
-        self.running = self.is_running(probe_first=was_asleep)
+        self.running = self.is_running(probe_first=was_asleep or not need_cpu, need_cpu=need_cpu)
         if not read_after:
             self._switches = 0
         return delta
@@ -90,10 +96,11 @@ class ThreadStats:
         self.last_cpu_ns = total
         return 0 if last is None else total - last
 
-    def is_running(self, probe_first=True):
+    def is_running(self, probe_first=True, need_cpu=True):
         """True when the thread is on a CPU or runnable (state ``R``); sets ``cpu``.
 
         ``probe_first`` asks ``wchan`` before ``stat``: cheaper for a thread likely asleep.
+        ``need_cpu=False`` trusts most of ``wchan``'s ``0`` answers and leaves ``cpu`` at -1.
         """
         if probe_first and self._wchan is not None:
             try:
@@ -104,6 +111,10 @@ class ThreadStats:
                 self.cpu = -1
                 return False
             if data is not None:
+                self._zeros += 1
+                if not need_cpu and self._zeros % WCHAN_CHECK_EVERY:
+                    self.cpu = -1
+                    return True
                 running = self._stat_running()
                 self._checks += 1
                 if not running:

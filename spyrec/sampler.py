@@ -93,6 +93,10 @@ class Sampler:
         self._frames = {}
         self._process_stats = ProcessStats(proc_root, process.pid)
         self.step_aside = StepAside()
+        #: Whether the coming round follows a sleep: only then can the sampler have woken on
+        #: a CPU a target thread is queued for (back to back, it keeps its CPU, and the
+        #: kernel keeps the target's threads off it).
+        self.woke = True
 
     def run(self, should_stop, deadline_ns=None):
         """Sample until ``should_stop()`` is true, the deadline passes or the target exits."""
@@ -113,7 +117,8 @@ class Sampler:
                 if deadline_ns is not None and now >= deadline_ns:
                     stats.stop_reason = "duration"
                     break
-                if next_round > now:
+                self.woke = next_round > now
+                if self.woke:
                     sleep((next_round - now) / 1e9)
                     now = monotonic_ns()
                 try:
@@ -146,10 +151,11 @@ class Sampler:
         # thread queued for this CPU gets it back before the walks (see StepAside).
         still = set()
         busy = set()
+        need_cpu = self.woke and self.step_aside.enabled
         for tid, thread in threads.items():
             if not thread.missing:
                 stats = thread.stats
-                thread.cpu_delta = stats.refresh()
+                thread.cpu_delta = stats.refresh(need_cpu=need_cpu)
                 if stats.still:
                     still.add(tid)
                 if stats.running:

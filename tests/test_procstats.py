@@ -5,7 +5,7 @@ import sys
 import time
 
 from pythons import running_target
-from spyrec.procstats import WCHAN_MAX_MISSES, ProcessStats, ThreadStats
+from spyrec.procstats import WCHAN_CHECK_EVERY, WCHAN_MAX_MISSES, ProcessStats, ThreadStats
 
 
 def _share_running(stats, reads=400):
@@ -61,6 +61,30 @@ def test_a_wchan_that_says_running_for_a_sleeper_is_dropped_for_stat():
             # AND wchan is dropped for stat from then on
             assert sleeper._wchan is None
             assert not any(sleeper.is_running() for _ in range(100))
+        finally:
+            sleeper.close()
+
+
+def test_without_the_cpu_wchan_is_trusted_but_checked_now_and_then():
+    # GIVEN the same sleeper with a wchan that says "0", read by a sampler that does not need
+    # the thread's CPU (its rounds ran back to back)
+    with running_target(sys.executable, "stacks.py", "30") as target:
+        threads = target.info["threads"]
+        sleeper = ThreadStats("/proc", target.pid, threads["sleeper"]["native_id"])
+        wchan = "/proc/%d/task/%d/wchan" % (target.pid, threads["spinner"]["native_id"])
+        os.close(sleeper._wchan)
+        sleeper._wchan = os.open(wchan, os.O_RDONLY)
+        try:
+            while os.pread(sleeper._wchan, 64, 0) != b"0":
+                pass
+            # WHEN the state is read enough times for the periodic check with stat to run
+            answers = [sleeper.is_running(need_cpu=False)
+                       for _ in range(WCHAN_CHECK_EVERY * (WCHAN_MAX_MISSES + 2))]
+            # THEN most "0" answers were taken as they came (running, CPU unknown), stat's
+            # checks caught the disagreement, and stat has the last word from then on
+            assert answers.count(True) >= WCHAN_CHECK_EVERY - 1
+            assert sleeper._wchan is None
+            assert not any(sleeper.is_running(need_cpu=False) for _ in range(100))
         finally:
             sleeper.close()
 

@@ -83,6 +83,13 @@ def test_a_round_moves_off_the_cpu_a_target_thread_is_queued_for(own_affinity, t
                     assert sched_getcpu() == CPUS[0]
                     assert os.sched_getaffinity(0) == {CPUS[0]}
             assert sampler.step_aside.moves == 5 * moves
+            # AND a round that did not follow a sleep (back to back) does not look for the
+            # target's CPUs: it stays
+            os.sched_setaffinity(0, {CPUS[0]})
+            sampler.woke = False
+            sampler.sample_round(time.monotonic_ns())
+            assert sched_getcpu() == CPUS[0]
+            assert sampler.step_aside.moves == 5 * moves
             sampler.finish()
 
 
