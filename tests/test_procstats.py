@@ -1,5 +1,6 @@
 """Per-thread state and CPU time read from /proc, against a real target's threads."""
 
+import contextlib
 import os
 import sys
 import time
@@ -41,9 +42,10 @@ def test_sleeping_and_spinning_threads():
             spinner.close()
 
 
-def test_a_wchan_that_says_running_for_a_sleeper_is_dropped_for_stat():
-    # GIVEN a sleeping thread whose wchan answer is replaced by a running thread's ("0"), as a
-    # kernel that will not tell wait channels answers for every thread
+@contextlib.contextmanager
+def _sleeper_whose_wchan_says_running():
+    """A sleeping thread's stats, its wchan answer replaced by a running thread's ("0"), as a
+    kernel that will not tell wait channels answers for every thread."""
     with running_target(sys.executable, "stacks.py", "30") as target:
         threads = target.info["threads"]
         sleeper = ThreadStats("/proc", target.pid, threads["sleeper"]["native_id"])
@@ -53,40 +55,40 @@ def test_a_wchan_that_says_running_for_a_sleeper_is_dropped_for_stat():
         try:
             while os.pread(sleeper._wchan, 64, 0) != b"0":  # the spinner may wait for the GIL
                 pass
-            # WHEN its state is read round after round
-            for _ in range(WCHAN_MAX_MISSES + 2):
-                sleeper.refresh()
-                # THEN stat, which confirms every "0", has the last word: not running
-                assert not sleeper.running and sleeper.cpu == -1
-            # AND wchan is dropped for stat from then on
-            assert sleeper._wchan is None
-            assert not any(sleeper.is_running() for _ in range(100))
+            yield sleeper
         finally:
             sleeper.close()
+
+
+def test_a_wchan_that_says_running_for_a_sleeper_is_dropped_for_stat():
+    with _sleeper_whose_wchan_says_running() as sleeper:
+        # WHEN its state is read round after round (the spinner whose wchan it reads says "0"
+        # only while it is not waiting for the GIL)
+        for _ in range(1000):
+            sleeper.refresh()
+            # THEN stat, which confirms every "0", has the last word: not running
+            assert not sleeper.running and sleeper.cpu == -1
+            if sleeper._wchan is None:
+                break
+        # AND wchan is dropped for stat after a few disagreements
+        assert sleeper._wchan is None
+        assert not any(sleeper.is_running() for _ in range(100))
 
 
 def test_without_the_cpu_wchan_is_trusted_but_checked_now_and_then():
-    # GIVEN the same sleeper with a wchan that says "0", read by a sampler that does not need
-    # the thread's CPU (its rounds ran back to back)
-    with running_target(sys.executable, "stacks.py", "30") as target:
-        threads = target.info["threads"]
-        sleeper = ThreadStats("/proc", target.pid, threads["sleeper"]["native_id"])
-        wchan = "/proc/%d/task/%d/wchan" % (target.pid, threads["spinner"]["native_id"])
-        os.close(sleeper._wchan)
-        sleeper._wchan = os.open(wchan, os.O_RDONLY)
-        try:
-            while os.pread(sleeper._wchan, 64, 0) != b"0":
-                pass
-            # WHEN the state is read enough times for the periodic check with stat to run
-            answers = [sleeper.is_running(need_cpu=False)
-                       for _ in range(WCHAN_CHECK_EVERY * (WCHAN_MAX_MISSES + 2))]
-            # THEN most "0" answers were taken as they came (running, CPU unknown), stat's
-            # checks caught the disagreement, and stat has the last word from then on
-            assert answers.count(True) >= WCHAN_CHECK_EVERY - 1
-            assert sleeper._wchan is None
-            assert not any(sleeper.is_running(need_cpu=False) for _ in range(100))
-        finally:
-            sleeper.close()
+    # GIVEN the same sleeper, read by a sampler that does not need the thread's CPU (its
+    # rounds ran back to back)
+    with _sleeper_whose_wchan_says_running() as sleeper:
+        # WHEN the state is read until the periodic checks with stat have dropped wchan
+        answers = []
+        while sleeper._wchan is not None and len(answers) < 200_000:
+            answers.append(sleeper.is_running(need_cpu=False))
+        # THEN every "0" answer but each 64th was taken as it came (running, CPU unknown),
+        # each 64th was checked with stat and found wrong, and after enough of those stat has
+        # the last word
+        assert sleeper._wchan is None
+        assert answers.count(True) >= WCHAN_MAX_MISSES * (WCHAN_CHECK_EVERY - 1)
+        assert not any(sleeper.is_running(need_cpu=False) for _ in range(100))
 
 
 def test_process_rss():
