@@ -54,15 +54,16 @@ class StepAside:
 
     A sleeping thread wakes on the CPU it last ran on when it can, and a recorder that asks
     for a short slice then preempts whatever runs there.  The target's threads move between
-    CPUs at every change of GIL holder, so with four threads sharing the GIL on 2 CPUs a
-    third of the recorder's wake-ups (36% measured) land on the CPU of the thread that holds
-    the GIL while the other CPU runs no target thread; the whole program then waits for the
-    round.  The round reads every thread's ``stat`` first (state and CPU,
-    ``ThreadStats``), and when a runnable target thread is on the sampler's own CPU and some
+    CPUs at every change of GIL holder, so with four threads sharing the GIL on 2 CPUs four
+    of the recorder's wake-ups in ten (``bench/bench_wakeups.py``) land on the CPU of a
+    runnable target thread, usually the GIL holder, while the other CPU runs no target thread;
+    the whole program then waits for the round.  A round that follows a sleep reads every
+    thread's state and CPU first (``ThreadStats``), and when a runnable target thread is on the sampler's own CPU and some
     CPU the sampler may use has none, ``check`` moves it there: its affinity narrowed to those
     CPUs (the kernel migrates it at once) and restored.  Measured, 4 GIL-sharing threads at
-    1 kHz on 2 CPUs: 340 target preemptions a second instead of 537 (230 alone), slowdown
-    -0.7% ± 1.5 instead of +3.6% ± 1.9 (docs/benchmarks.md).  The move costs the sampler
+    1 kHz on 2 CPUs: 345 target preemptions a second instead of 535 (230 alone), slowdown
+    +0.7% ± 0.9 on 3.12 and +1.8% ± 0.5 on 3.15 instead of 4-7%, the same as next to a process
+    that only wakes as often (docs/benchmarks.md, "Stepping aside").  The move costs the sampler
     about 30 µs, most of it waiting for the other CPU to wake, while the target thread
     already has its CPU back; its next wake-up then lands on the new CPU.
 
