@@ -20,7 +20,8 @@ SAMPLING_SLICE_NS = 100_000
 STEP_ASIDE_ENV = "SPYREC_STEP_ASIDE"
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_sched_getcpu = _libc.sched_getcpu
+#: None with a C library that lacks it: then StepAside stays off.
+_sched_getcpu = getattr(_libc, "sched_getcpu", None)
 
 
 def prefer_low_latency():
@@ -75,7 +76,7 @@ class StepAside:
         self.cpus = frozenset(os.sched_getaffinity(0) if cpus is None else cpus)
         if enabled is None:
             enabled = os.environ.get(STEP_ASIDE_ENV, "1") != "0"
-        self.enabled = enabled and len(self.cpus) > 1
+        self.enabled = enabled and len(self.cpus) > 1 and _sched_getcpu is not None
         #: How many times the thread moved.
         self.moves = 0
 
