@@ -138,6 +138,11 @@ class ChunkMemo:
         raise IndexError(at)
 
 
+def _chunk_in_use(chunk: int, top: int) -> bool:
+    """True when a thread state's datastack chunk and top bound a plausible stretch to copy."""
+    return bool(chunk) and chunk < top <= chunk + MAX_CHUNK_BYTES
+
+
 def _block(fields: List[Tuple[int, str]]) -> Tuple[int, FieldStruct]:
     """A FieldStruct for fields of one struct, relative to the lowest offset (read from there)."""
     base = min(offset for offset, _ in fields)
@@ -346,7 +351,7 @@ class StackWalker:
         ranges = [(tstate, self._ts_size)]
         if self._iframe:
             chunk, top = torn_fields[5], torn_fields[6]
-            if chunk and chunk < top <= chunk + MAX_CHUNK_BYTES:
+            if _chunk_in_use(chunk, top):
                 ranges.append((chunk, top - chunk + CHUNK_SLACK))
                 if self._cframe:
                     ranges.append((torn_fields[2] + self._cframe_current, 8))
@@ -515,7 +520,7 @@ class StackWalker:
             return codes, offsets, False
         regions = []  # (lo, hi, bytes) copies of chunks, newest first
         older = 0
-        if chunk and chunk < top <= chunk + MAX_CHUNK_BYTES:
+        if _chunk_in_use(chunk, top):
             try:
                 copy = prefetched.get(chunk) if prefetched else None
                 if copy is not None and top - chunk <= len(copy):
