@@ -158,9 +158,10 @@ class Sampler:
                 thread.cpu_delta = stats.refresh(need_cpu=need_cpu)
                 if stats.still:
                     still.add(tid)
-                if stats.running:
+                if need_cpu and stats.running:
                     busy.add(stats.cpu)
-        self.step_aside.check(busy)
+        if need_cpu:
+            self.step_aside.check(busy)
         stacks = process.sample_threads(still)  # a torn walk was walked again already
         rss = self._process_stats.rss_bytes()
         seen = set()
