@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from bench_record import DEFAULT_HOST_PYTHON, GATED, SID_ROOT, Target, mean_ci  # noqa: E402
-from bench_wakeups import target_cpus  # noqa: E402
+from bench_wakeups import target_cpus, target_threads  # noqa: E402
 
 MODES = ("spyrec", "spyrec-noslice", "null", "null-step", "burn", "walk", "chunk-pread", "chunk-vm",
          "proc")
@@ -53,8 +53,7 @@ def interfere(mode, pid, rate, ready_path, burn_us):
 
     prefer_low_latency()
     step_aside = StepAside(enabled=True)
-    stat_fds = [os.open("/proc/%d/task/%s/stat" % (pid, tid), os.O_RDONLY)
-                for tid in os.listdir("/proc/%d/task" % pid)] if mode == "null-step" else []
+    targets = target_threads(pid) if mode == "null-step" else []
     proc = chunk = size = None
     if mode in ("walk", "chunk-pread", "chunk-vm"):
         proc = PythonProcess.attach(pid)
@@ -87,7 +86,7 @@ def interfere(mode, pid, rate, ready_path, burn_us):
             elif mode == "chunk-vm":
                 proc.mem.vm.read(chunk, size)
             elif mode == "null-step":
-                step_aside.check(target_cpus(stat_fds))
+                step_aside.check(target_cpus(targets))
             elif mode == "proc":
                 thread.refresh()
                 process.rss_bytes()

@@ -54,18 +54,15 @@ def run_ns(pid):
     return total
 
 
-def target_cpus(stat_fds):
-    """The CPUs that the target's runnable threads are on or queued for."""
-    busy = set()
-    for fd in stat_fds:
-        try:
-            data = os.pread(fd, 512, 0)
-        except OSError:
-            continue
-        rest = data[data.rfind(b")") + 2:].split()
-        if rest[:1] == [b"R"]:
-            busy.add(int(rest[36]))
-    return busy
+def target_threads(pid):
+    """spyrec's ThreadStats of every thread of ``pid``."""
+    from spyrec.procstats import ThreadStats
+    return [ThreadStats("/proc", pid, int(tid)) for tid in os.listdir("/proc/%d/task" % pid)]
+
+
+def target_cpus(threads):
+    """The CPUs that the target's runnable threads are on or queued for (from their stat)."""
+    return {t.cpu for t in threads if t.is_running(probe_first=False)}
 
 
 def wake(seconds, work_us, name, pid):
@@ -79,8 +76,7 @@ def wake(seconds, work_us, name, pid):
     cpus = os.sched_getaffinity(0)
     getcpu = ctypes.CDLL(None).sched_getcpu
     fd = os.open("/proc/self/task/%d/schedstat" % threading.get_native_id(), os.O_RDONLY)
-    stat_fds = [os.open("/proc/%d/task/%s/stat" % (pid, tid), os.O_RDONLY)
-                for tid in os.listdir("/proc/%d/task" % pid)]
+    threads = target_threads(pid)
     try:
         def run_delay():
             return int(os.pread(fd, 128, 0).split()[1])
@@ -95,7 +91,7 @@ def wake(seconds, work_us, name, pid):
             if next_wake > now:
                 time.sleep((next_wake - now) / 1e9)
             late = time.monotonic_ns() - next_wake
-            busy = target_cpus(stat_fds)
+            busy = target_cpus(threads)
             took = getcpu() in busy
             rows.append((late, run_delay() - before, took, took and bool(cpus - busy)))
             if step_aside is not None:
@@ -108,8 +104,9 @@ def wake(seconds, work_us, name, pid):
                 pass
         return rows
     finally:
-        for stat_fd in stat_fds + [fd]:
-            os.close(stat_fd)
+        for thread in threads:
+            thread.close()
+        os.close(fd)
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # and the default slice
 
 
