@@ -16,6 +16,9 @@ Modes (each attached to the target's PID, at ``--rate`` on spyrec's grid):
 * ``spyrec``: the recorder itself, writing to /dev/null.
 * ``spyrec-noslice``: the recorder without its scheduler-slice request (timer slack only).
 * ``null``: wakes on the grid with spyrec's timer slack and slice, and does nothing.
+* ``null-c``: ``null`` in C (``bench/null_waker.c``, built with ``cc`` into a temporary
+  directory): a process that only sleeps to the grid with 1 ns timer slack, no interpreter
+  behind it.  What any sampler at that rate costs the target just by waking.
 * ``null-step``: ``null`` plus spyrec's step-aside: it reads every target thread's ``stat``
   and moves off a CPU a runnable target thread is queued for (``StepAside``).
 * ``burn``: spins ``--burn-us`` µs each interval (spyrec's CPU use, no access to the target).
@@ -40,8 +43,8 @@ sys.path.insert(0, HERE)
 from bench_record import DEFAULT_HOST_PYTHON, GATED, SID_ROOT, Target, mean_ci  # noqa: E402
 from bench_wakeups import target_cpus, target_threads  # noqa: E402
 
-MODES = ("spyrec", "spyrec-noslice", "null", "null-step", "burn", "walk", "chunk-pread", "chunk-vm",
-         "proc")
+MODES = ("spyrec", "spyrec-noslice", "null", "null-c", "null-step", "burn", "walk", "chunk-pread",
+         "chunk-vm", "proc")
 
 
 def interfere(mode, pid, rate, ready_path, burn_us):
@@ -126,6 +129,10 @@ def one_run(python, mode, args, workdir):
             cmd = [sys.executable, "-c", NOSLICE] + cmd[3:]
         helper = subprocess.Popen(cmd)
         time.sleep(1.0)  # attached and sampling (no file to watch: the output is /dev/null)
+    elif mode == "null-c":
+        helper = subprocess.Popen([os.path.join(workdir, "null_waker"), str(target.pid),
+                                   str(args.rate)])
+        time.sleep(0.3)
     elif mode != "alone":
         helper = subprocess.Popen([sys.executable, __file__, "--child", mode, str(target.pid),
                                    str(args.rate), ready, str(args.burn_us)])
@@ -158,6 +165,17 @@ main()
 """
 
 
+def build_null_waker(workdir):
+    """Compile bench/null_waker.c into ``workdir`` and return its path, or exit saying why."""
+    binary = os.path.join(workdir, "null_waker")
+    try:
+        subprocess.run(["cc", "-O2", "-o", binary, os.path.join(HERE, "null_waker.c")],
+                       check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        sys.exit("null-c needs a C compiler (cc): %s" % e)
+    return binary
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         mode, pid, rate, ready, burn = sys.argv[2:7]
@@ -180,6 +198,8 @@ def main():
         parser.error("unknown mode(s): %s (known: %s)" % (", ".join(unknown), ", ".join(MODES)))
     workdir = "/tmp/spybench-interference-%d" % os.getpid()
     os.makedirs(workdir, exist_ok=True)
+    if "null-c" in modes:
+        build_null_waker(workdir)
     target = Target(root=args.sid_root) if args.python == "sid" else Target(args.python)
     target.prepare()
     ratios = {m: ([], []) for m in modes}

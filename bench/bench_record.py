@@ -1134,6 +1134,22 @@ class NullRunner(peers.Profiler):
         return os.path.getsize(out), peers.Parsed()
 
 
+class NullCRunner(NullRunner):
+    """The null co-runner in C (bench/null_waker.c): waking at the rate with no interpreter."""
+
+    name = "null co-runner in C"
+    label = "null co-runner in C"
+    binary = None
+
+    def __init__(self, target=None):
+        if NullCRunner.binary is None:
+            from bench_interference import build_null_waker
+            NullCRunner.binary = build_null_waker(tempfile.mkdtemp(prefix="spybench-null-"))
+
+    def command(self, pid, rate, out):
+        return [self.binary, str(pid), str(rate), out]
+
+
 class SpyrecIdlePeer(SpyrecPeer):
     """spyrec started under ``chrt --idle 0``: its rounds never preempt a target thread."""
 
@@ -1155,7 +1171,7 @@ class SpyrecStayingPeer(SpyrecPeer):
 
 
 #: The fourth run of each fine-slowdown cycle (``--fine-variant``).
-FINE_VARIANTS = {"idle": SpyrecIdlePeer, "no-step-aside": SpyrecStayingPeer}
+FINE_VARIANTS = {"idle": SpyrecIdlePeer, "no-step-aside": SpyrecStayingPeer, "null-c": NullCRunner}
 
 
 def fine_slowdown(target, threads_list, rate, cycles, work_seconds, settle, workdir, bound, out,
@@ -1168,7 +1184,8 @@ def fine_slowdown(target, threads_list, rate, cycles, work_seconds, settle, work
     next to a null co-runner (a process that wakes at the sampling rate and does nothing),
     recorded by spyrec, and a variant of spyrec: ``variant="idle"`` runs it under ``chrt --idle
     0`` (the scheduling policy that never preempts, at the price of rounds skipped while every
-    core is busy), ``"no-step-aside"`` with ``StepAside`` off (its effect); the ratios
+    core is busy), ``"no-step-aside"`` with ``StepAside`` off (its effect), ``"null-c"`` is not spyrec
+    but the null co-runner written in C (what waking alone costs, with no interpreter); the ratios
     within each cycle get a mean and a t-interval.  spyrec
     against the baseline is the issue's measure; spyrec against the null co-runner is what
     reading the target costs it, beyond the machine merely having a second busy process; the
@@ -1284,7 +1301,8 @@ def main():
     parser.add_argument("--fine-rate", default="1k", help="rate for --fine-slowdown (default 1k)")
     parser.add_argument("--fine-variant", default="idle", choices=sorted(FINE_VARIANTS),
                         help="the fourth run of each --fine-slowdown cycle: spyrec under chrt "
-                             "--idle 0 (default), or spyrec with StepAside off")
+                             "--idle 0 (default), spyrec with StepAside off, or the null "
+                             "co-runner in C (needs cc)")
     parser.add_argument("--soak", type=int, metavar="SECONDS",
                         help="only the soak: record at 1 kHz for SECONDS and follow the RSS")
     parser.add_argument("--soak-target", choices=("deep", "varied"), default="deep")

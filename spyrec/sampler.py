@@ -43,6 +43,11 @@ class _Thread:
         self.last_stack_id = None
 
 
+def _asleep_last_round(item):
+    """Sort key: threads found running by the last round first (``sorted`` is stable)."""
+    return not item[1].stats.running
+
+
 class SamplingStats:
     """The recorder's account of its own health; it becomes the recording's trailer."""
 
@@ -150,9 +155,15 @@ class Sampler:
         # the stack read then, and costs no walk (see ThreadStats.refresh); and a target
         # thread queued for this CPU gets it back before the walks (see StepAside).
         still = set()
-        busy = set()
         need_cpu = self.woke and self.step_aside.enabled
-        for tid, thread in threads.items():
+        items = threads.items()
+        if need_cpu:
+            # The threads that were running at the last round go first, and the sampler
+            # moves as soon as one is found queued for its CPU: the GIL holder most likely
+            # still runs where it ran, and waits one thread's reads instead of every thread's.
+            items = sorted(items, key=_asleep_last_round)
+            busy = set()
+        for tid, thread in items:
             if not thread.missing:
                 stats = thread.stats
                 thread.cpu_delta = stats.refresh(need_cpu=need_cpu)
@@ -160,8 +171,7 @@ class Sampler:
                     still.add(tid)
                 if need_cpu and stats.running:
                     busy.add(stats.cpu)
-        if need_cpu:
-            self.step_aside.check(busy)
+                    self.step_aside.check(busy)
         stacks = process.sample_threads(still)  # a torn walk was walked again already
         rss = self._process_stats.rss_bytes()
         seen = set()

@@ -58,10 +58,11 @@ class StepAside:
     CPUs at every change of GIL holder, so with four threads sharing the GIL on 2 CPUs four
     of the recorder's wake-ups in ten (``bench/bench_wakeups.py``) land on the CPU of a
     runnable target thread, usually the GIL holder, while the other CPU runs no target thread;
-    the whole program then waits for the round.  A round that follows a sleep reads every
-    thread's state and CPU first (``ThreadStats``), and when a runnable target thread is on the sampler's own CPU and some
-    CPU the sampler may use has none, ``check`` moves it there: its affinity narrowed to those
-    CPUs (the kernel migrates it at once) and restored.  Measured, 4 GIL-sharing threads at
+    the whole program then waits for the round.  A round that follows a sleep reads the state
+    and CPU of each thread first (``ThreadStats``), those running at the last round before the
+    others, and as soon as a runnable target thread is found on the sampler's own CPU while
+    some CPU the sampler may use has none found so far, ``check`` moves it there: its affinity
+    narrowed to those CPUs (the kernel migrates it at once) and restored.  Measured, 4 GIL-sharing threads at
     1 kHz on 2 CPUs: 345 target preemptions a second instead of 535 (230 alone), slowdown
     +0.7% ± 0.9 on 3.12 and +1.8% ± 0.5 on 3.15 instead of 4-7%, the same as next to a process
     that only wakes as often (docs/benchmarks.md, "Stepping aside").  The move costs the sampler

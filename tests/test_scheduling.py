@@ -93,6 +93,50 @@ def test_a_round_moves_off_the_cpu_a_target_thread_is_queued_for(own_affinity, t
             sampler.finish()
 
 
+@needs_two_cpus
+def test_a_round_moves_once_it_has_read_the_threads_that_were_running(own_affinity, monkeypatch):
+    # GIVEN a target with one CPU-bound thread and seven sleeping ones, all allowed only on the
+    # first CPU, and a sampler that found them in a first round
+    with running_target(sys.executable, "stacks.py", "30") as target:
+        _pin_target(target.pid, CPUS[0])
+        with PythonProcess.attach(target.pid) as process:
+            sampler = Sampler(process, SpyWriter(io.BytesIO()), 1_000_000, time.monotonic_ns())
+            sampler.step_aside = StepAside(CPUS[:2], enabled=True)
+            sampler.sample_round(time.monotonic_ns())
+            threads = len(sampler._threads)
+            reads = []
+            real_refresh = ThreadStats.refresh
+
+            def counted_refresh(stats, *args, **kwargs):
+                reads.append(stats)
+                return real_refresh(stats, *args, **kwargs)
+
+            monkeypatch.setattr(ThreadStats, "refresh", counted_refresh)
+            real_check = sampler.step_aside.check
+            moved_after = []
+
+            def noted_check(busy):
+                moved = real_check(busy)
+                if moved:
+                    moved_after.append(len(reads))
+                return moved
+
+            sampler.step_aside.check = noted_check
+            for _ in range(5):
+                running_before = sum(t.stats.running for t in sampler._threads.values())
+                reads.clear()
+                moved_after.clear()
+                # WHEN a round runs on the first CPU, where the CPU-bound thread waits
+                os.sched_setaffinity(0, {CPUS[0]})
+                sampler.sample_round(time.monotonic_ns())
+                # THEN the sampler left it as soon as it had read the threads found running
+                # at the last round, before reading the sleeping ones
+                assert moved_after and moved_after[0] <= running_before < threads
+                assert len(reads) == threads
+                assert sched_getcpu() == CPUS[1]
+            sampler.finish()
+
+
 def test_nowhere_to_go_or_turned_off_means_no_move(monkeypatch):
     assert not StepAside([CPUS[0]]).enabled
     monkeypatch.setenv(STEP_ASIDE_ENV, "0")
