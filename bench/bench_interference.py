@@ -112,44 +112,58 @@ def _alive(pid):
         return False
 
 
+def start_helper(mode, pid, rate, workdir, burn_us=25.0):
+    """Start ``mode`` next to the target ``pid`` and return its process once it is at work
+    (None for ``alone``).  ``null-c`` needs ``build_null_waker(workdir)`` first."""
+    if mode == "alone":
+        return None
+    ready = os.path.join(workdir, "ready")
+    if os.path.exists(ready):
+        os.unlink(ready)
+    if mode.startswith("spyrec"):
+        cmd = [sys.executable, "-m", "spyrec", "-q", "-o", os.devnull, "-r", str(rate),
+               "-p", str(pid)]
+        if mode == "spyrec-noslice":
+            cmd = [sys.executable, "-c", NOSLICE] + cmd[3:]
+        helper = subprocess.Popen(cmd)
+        time.sleep(1.0)  # attached and sampling (no file to watch: the output is /dev/null)
+        return helper
+    if mode == "null-c":
+        cmd = [os.path.join(workdir, "null_waker"), str(pid), str(rate), ready]
+    else:
+        cmd = [sys.executable, __file__, "--child", mode, str(pid), str(rate), ready,
+               str(burn_us)]
+    helper = subprocess.Popen(cmd)
+    deadline = time.monotonic() + 20
+    while not os.path.exists(ready) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    return helper
+
+
+def stop_helper(helper):
+    """Wait for a helper to see its target gone and exit (killed after 30 s)."""
+    if helper is None:
+        return
+    try:
+        helper.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        helper.kill()
+        helper.wait()
+
+
 def one_run(python, mode, args, workdir):
     """(wall s, CPU s) of the target's fixed work next to ``mode`` (or alone)."""
     target = subprocess.Popen(python.argv(GATED, ["--work", str(args.units), "--threads",
                                                   str(args.threads)]),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     json.loads(target.stdout.readline())
-    helper = None
-    ready = os.path.join(workdir, "ready")
-    if os.path.exists(ready):
-        os.unlink(ready)
-    if mode.startswith("spyrec"):
-        cmd = [sys.executable, "-m", "spyrec", "-q", "-o", os.devnull, "-r", str(args.rate),
-               "-p", str(target.pid)]
-        if mode == "spyrec-noslice":
-            cmd = [sys.executable, "-c", NOSLICE] + cmd[3:]
-        helper = subprocess.Popen(cmd)
-        time.sleep(1.0)  # attached and sampling (no file to watch: the output is /dev/null)
-    elif mode == "null-c":
-        helper = subprocess.Popen([os.path.join(workdir, "null_waker"), str(target.pid),
-                                   str(args.rate)])
-        time.sleep(0.3)
-    elif mode != "alone":
-        helper = subprocess.Popen([sys.executable, __file__, "--child", mode, str(target.pid),
-                                   str(args.rate), ready, str(args.burn_us)])
-        deadline = time.monotonic() + 20
-        while not os.path.exists(ready) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.3)
+    helper = start_helper(mode, target.pid, args.rate, workdir, args.burn_us)
     target.stdin.write(b"go\n")
     target.stdin.flush()
     result = json.loads(target.stdout.readline())
     target.wait()
-    if helper is not None:
-        try:
-            helper.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            helper.kill()
-            helper.wait()
+    stop_helper(helper)
     return result["elapsed"], result["cpu"]
 
 
@@ -176,15 +190,45 @@ def build_null_waker(workdir):
     return binary
 
 
+def add_target_options(parser):
+    """``--python`` and ``--sid-root``: which Python runs the target."""
+    parser.add_argument("--python", default=DEFAULT_HOST_PYTHON,
+                        help="the target's Python ('sid': python3.15 in the sid root)")
+    parser.add_argument("--sid-root", default=SID_ROOT)
+
+
+def chosen_target(args):
+    """The target's ``Target``, prepared (for the sid root: its scripts copied in)."""
+    target = Target(root=args.sid_root) if args.python == "sid" else Target(args.python)
+    target.prepare()
+    return target
+
+
+def chosen_modes(parser, text, known):
+    """The modes of a comma-separated ``--modes``; an unknown one is a usage error."""
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in known]
+    if unknown:
+        parser.error("unknown mode(s): %s (known: %s)" % (", ".join(unknown), ", ".join(known)))
+    return modes
+
+
+def prepare_workdir(name, modes):
+    """A scratch directory for one bench run, with the null waker built if a mode needs it."""
+    workdir = "/tmp/spybench-%s-%d" % (name, os.getpid())
+    os.makedirs(workdir, exist_ok=True)
+    if "null-c" in modes:
+        build_null_waker(workdir)
+    return workdir
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         mode, pid, rate, ready, burn = sys.argv[2:7]
         interfere(mode, int(pid), float(rate), ready, float(burn))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", default=DEFAULT_HOST_PYTHON,
-                        help="the target's Python ('sid': python3.15 in the sid root)")
-    parser.add_argument("--sid-root", default=SID_ROOT)
+    add_target_options(parser)
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--units", type=int, default=60_000, help="work units (~2-4 s)")
@@ -192,16 +236,9 @@ def main():
     parser.add_argument("--modes", default="spyrec,null,burn,walk,chunk-pread,chunk-vm,proc")
     parser.add_argument("--burn-us", type=float, default=25.0)
     args = parser.parse_args()
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        parser.error("unknown mode(s): %s (known: %s)" % (", ".join(unknown), ", ".join(MODES)))
-    workdir = "/tmp/spybench-interference-%d" % os.getpid()
-    os.makedirs(workdir, exist_ok=True)
-    if "null-c" in modes:
-        build_null_waker(workdir)
-    target = Target(root=args.sid_root) if args.python == "sid" else Target(args.python)
-    target.prepare()
+    modes = chosen_modes(parser, args.modes, MODES)
+    workdir = prepare_workdir("interference", modes)
+    target = chosen_target(args)
     ratios = {m: ([], []) for m in modes}
     rng = random.Random(1)
     started = time.monotonic()
