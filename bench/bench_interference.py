@@ -26,6 +26,10 @@ Modes (each attached to the target's PID, at ``--rate`` on spyrec's grid):
 * ``chunk-pread`` / ``chunk-vm``: one read of the thread's frame chunk (3.11+) by ``pread`` on
   /proc/PID/mem / by ``process_vm_readv``: the memory traffic alone.
 * ``proc``: the /proc reads of a round (wchan, schedstat, statm).
+
+A mode written ``MODE@CPUS`` (``null-c@1``) runs pinned to those CPUs (``taskset``);
+``--target-cpus`` pins the target.  Pinned apart, a helper never wakes on the target's CPU;
+pinned together, it always does.
 """
 
 import argparse
@@ -117,6 +121,8 @@ def start_helper(mode, pid, rate, workdir, burn_us=25.0):
     (None for ``alone``).  ``null-c`` needs ``build_null_waker(workdir)`` first."""
     if mode == "alone":
         return None
+    mode, _, cpus = mode.partition("@")
+    pinned = ["taskset", "-c", cpus] if cpus else []
     ready = os.path.join(workdir, "ready")
     if os.path.exists(ready):
         os.unlink(ready)
@@ -125,7 +131,7 @@ def start_helper(mode, pid, rate, workdir, burn_us=25.0):
                "-p", str(pid)]
         if mode == "spyrec-noslice":
             cmd = [sys.executable, "-c", NOSLICE] + cmd[3:]
-        helper = subprocess.Popen(cmd)
+        helper = subprocess.Popen(pinned + cmd)
         time.sleep(1.0)  # attached and sampling (no file to watch: the output is /dev/null)
         return helper
     if mode == "null-c":
@@ -133,7 +139,7 @@ def start_helper(mode, pid, rate, workdir, burn_us=25.0):
     else:
         cmd = [sys.executable, __file__, "--child", mode, str(pid), str(rate), ready,
                str(burn_us)]
-    helper = subprocess.Popen(cmd)
+    helper = subprocess.Popen(pinned + cmd)
     deadline = time.monotonic() + 20
     while not os.path.exists(ready) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -154,9 +160,10 @@ def stop_helper(helper):
 
 def one_run(python, mode, args, workdir):
     """(wall s, CPU s) of the target's fixed work next to ``mode`` (or alone)."""
-    target = subprocess.Popen(python.argv(GATED, ["--work", str(args.units), "--threads",
-                                                  str(args.threads)]),
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    argv = python.argv(GATED, ["--work", str(args.units), "--threads", str(args.threads)])
+    if args.target_cpus:
+        argv = ["taskset", "-c", args.target_cpus] + argv
+    target = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     json.loads(target.stdout.readline())
     helper = start_helper(mode, target.pid, args.rate, workdir, args.burn_us)
     target.stdin.write(b"go\n")
@@ -205,9 +212,10 @@ def chosen_target(args):
 
 
 def chosen_modes(parser, text, known):
-    """The modes of a comma-separated ``--modes``; an unknown one is a usage error."""
+    """The modes of a comma-separated ``--modes`` (each maybe ``@CPUS``); an unknown one is a
+    usage error."""
     modes = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in known]
+    unknown = [m for m in modes if m.partition("@")[0] not in known]
     if unknown:
         parser.error("unknown mode(s): %s (known: %s)" % (", ".join(unknown), ", ".join(known)))
     return modes
@@ -217,7 +225,7 @@ def prepare_workdir(name, modes):
     """A scratch directory for one bench run, with the null waker built if a mode needs it."""
     workdir = "/tmp/spybench-%s-%d" % (name, os.getpid())
     os.makedirs(workdir, exist_ok=True)
-    if "null-c" in modes:
+    if any(m.partition("@")[0] == "null-c" for m in modes):
         build_null_waker(workdir)
     return workdir
 
@@ -235,6 +243,7 @@ def main():
     parser.add_argument("--cycles", type=int, default=4)
     parser.add_argument("--modes", default="spyrec,null,burn,walk,chunk-pread,chunk-vm,proc")
     parser.add_argument("--burn-us", type=float, default=25.0)
+    parser.add_argument("--target-cpus", help="pin the target to these CPUs (taskset list)")
     args = parser.parse_args()
     modes = chosen_modes(parser, args.modes, MODES)
     workdir = prepare_workdir("interference", modes)
