@@ -158,9 +158,10 @@ class Sampler:
         need_cpu = self.woke and self.step_aside.enabled
         items = threads.items()
         if need_cpu:
-            # The threads that were running at the last round go first, and the sampler
-            # moves as soon as one is found queued for its CPU: the GIL holder most likely
-            # still runs where it ran, and waits one thread's reads instead of every thread's.
+            # The sampler moves as soon as a thread is found queued for its CPU, not after
+            # reading them all, so that thread waits for fewer reads; those that were running
+            # at the last round go first (by the kernel's trace, though, the thread found
+            # there is most often the next GIL holder, asleep at the last round).
             items = sorted(items, key=_asleep_last_round)
             busy = set()
         for tid, thread in items:
