@@ -102,18 +102,17 @@ class ThreadStats:
         ``probe_first`` asks ``wchan`` before ``stat``: cheaper for a thread likely asleep.
         ``need_cpu=False`` trusts most of ``wchan``'s ``0`` answers and leaves ``cpu`` at -1.
         """
+        self.cpu = -1
         if probe_first and self._wchan is not None:
             try:
                 data = os.pread(self._wchan, 64, 0)
             except OSError:
                 data = None
             if data is not None and data != b"0":
-                self.cpu = -1
                 return False
             if data is not None:
                 self._zeros += 1
                 if not need_cpu and self._zeros % WCHAN_CHECK_EVERY:
-                    self.cpu = -1
                     return True
                 running = self._stat_running()
                 self._checks += 1
@@ -126,7 +125,6 @@ class ThreadStats:
         return self._stat_running()
 
     def _stat_running(self):
-        self.cpu = -1
         if self._stat is None:
             return False
         try:
