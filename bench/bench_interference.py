@@ -33,9 +33,11 @@ pinned together, it always does.
 """
 
 import argparse
+import atexit
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -204,13 +206,6 @@ def add_target_options(parser):
     parser.add_argument("--sid-root", default=SID_ROOT)
 
 
-def chosen_target(args):
-    """The target's ``Target``, prepared (for the sid root: its scripts copied in)."""
-    target = Target(root=args.sid_root) if args.python == "sid" else Target(args.python)
-    target.prepare()
-    return target
-
-
 def chosen_modes(parser, text, known):
     """The modes of a comma-separated ``--modes`` (each maybe ``@CPUS``); an unknown one is a
     usage error."""
@@ -222,9 +217,11 @@ def chosen_modes(parser, text, known):
 
 
 def prepare_workdir(name, modes):
-    """A scratch directory for one bench run, with the null waker built if a mode needs it."""
+    """A scratch directory for one bench run (removed at exit), with the null waker built if
+    a mode needs it."""
     workdir = "/tmp/spybench-%s-%d" % (name, os.getpid())
     os.makedirs(workdir, exist_ok=True)
+    atexit.register(shutil.rmtree, workdir, True)
     if any(m.partition("@")[0] == "null-c" for m in modes):
         build_null_waker(workdir)
     return workdir
@@ -247,7 +244,7 @@ def main():
     args = parser.parse_args()
     modes = chosen_modes(parser, args.modes, MODES)
     workdir = prepare_workdir("interference", modes)
-    target = chosen_target(args)
+    target = Target.chosen(args.python, args.sid_root)
     ratios = {m: ([], []) for m in modes}
     rng = random.Random(1)
     started = time.monotonic()

@@ -57,6 +57,7 @@ over a long 1 kHz recording.
 """
 
 import argparse
+import atexit
 import datetime
 import json
 import math
@@ -106,6 +107,13 @@ class Target:
         self.python = python
         self.root = root
         self.version = None
+
+    @classmethod
+    def chosen(cls, python, sid_root):
+        """The target a ``--python`` option names ('sid': python3.15 in ``sid_root``), prepared."""
+        target = cls(root=sid_root) if python == "sid" else cls(python)
+        target.prepare()
+        return target
 
     @property
     def label(self):
@@ -1144,7 +1152,9 @@ class NullCRunner(NullRunner):
     def __init__(self, target=None):
         if NullCRunner.binary is None:
             from bench_interference import build_null_waker
-            NullCRunner.binary = build_null_waker(tempfile.mkdtemp(prefix="spybench-null-"))
+            workdir = tempfile.mkdtemp(prefix="spybench-null-")
+            atexit.register(shutil.rmtree, workdir, True)
+            NullCRunner.binary = build_null_waker(workdir)
 
     def command(self, pid, rate, out):
         return [self.binary, str(pid), str(rate), out]
@@ -1353,8 +1363,7 @@ def main():
     if args.fine_slowdown:
         workdir = tempfile.mkdtemp(prefix="spybench-")
         try:
-            target = Target(root=args.sid_root) if args.python == "sid" else Target(args.python)
-            target.prepare()
+            target = Target.chosen(args.python, args.sid_root)
             results["fine"] = fine_slowdown(target, threads_list, RATES[args.fine_rate],
                                             args.fine_slowdown, work, args.settle, workdir,
                                             0.01 if args.fine_rate == "1k" else 0.05, out,

@@ -46,9 +46,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_interference import (MODES, add_target_options, chosen_modes, chosen_target,  # noqa: E402
+from bench_interference import (MODES, add_target_options, chosen_modes,  # noqa: E402
                                 prepare_workdir, start_helper, stop_helper)
-from bench_record import GATED  # noqa: E402
+from bench_record import GATED, Target  # noqa: E402
 
 TRACEFS = "/sys/kernel/tracing"
 EVENTS = ("sched_switch", "sched_wakeup", "sched_migrate_task")
@@ -267,7 +267,7 @@ def main():
     args = parser.parse_args()
     modes = chosen_modes(parser, args.modes, ("alone",) + MODES)
     workdir = prepare_workdir("stalls", modes)
-    target = chosen_target(args)
+    target = Target.chosen(args.python, args.sid_root)
     tracer = Tracer()
     results = collections.defaultdict(list)
     rng = random.Random(2)
