@@ -41,6 +41,9 @@ MAX_CODES = 10_000
 #: ``_Py_InitCleanup`` shim: no line number anywhere, ``co_firstlineno`` 0) and, where the
 #: version allows non-code executables (3.13+), objects that are not code.
 SKIP = -1
+#: CO_GENERATOR | CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR (Include/code.h
+#: 3.8-3.10): code whose frames a generator object runs.
+GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200
 #: ``_admit``'s answer when a known code object's fields still point where they did.
 _CHECK_CONTENT = object()
 
@@ -56,10 +59,11 @@ class FrameInfo(NamedTuple):
 class CodeObject:
     """What ``describe`` needs from one code object, decoded once."""
 
-    __slots__ = ("filename", "name", "qualname", "table", "identity", "internal", "content")
+    __slots__ = ("filename", "name", "qualname", "table", "identity", "internal", "content",
+                 "generator")
 
     def __init__(self, filename: str, name: str, qualname: str, table: LineTable, identity,
-                 content):
+                 content, generator: bool = False):
         self.filename = filename
         self.name = name
         self.qualname = qualname
@@ -71,6 +75,9 @@ class CodeObject:
         self.content = content
         #: Interpreter-made code with no source line at all (a shim, not user code).
         self.internal = table.firstlineno == 0 and not any(e[2] for e in table.entries)
+        #: The code of a generator, coroutine or async generator (known where the layout
+        #: reads ``co_flags``): its frame is never the bottom of a whole chain.
+        self.generator = generator
 
     def frame_info(self, offset: int) -> FrameInfo:
         line, column = self.table.position(offset)
@@ -92,6 +99,9 @@ class CodeCache:
         self._has_qualname = co.co_qualname is not None
         if self._has_qualname:
             fields.append((co.co_qualname, "Q"))
+        self._has_flags = co.co_flags is not None
+        if self._has_flags:
+            fields.append((co.co_flags, "i"))
         self._header = FieldStruct(fields)
         self.head_size = max(self._header.size, co.size)
         #: Hot path: address -> key; None for a readable non-code object (a torn read), SKIP
@@ -190,9 +200,10 @@ class CodeCache:
             values = self._header.unpack_from(head)
             ob_type, firstlineno, filename, name, linetable = values[:5]
             qualname = values[5] if self._has_qualname else name
+            flags = values[-1] if self._has_flags else 0
             if self.code_type and ob_type != self.code_type:
                 return SKIP if self.layout.executable_may_be_non_code else None
-            identity = (firstlineno, filename, name, qualname, linetable)
+            identity = (firstlineno, filename, name, qualname, linetable, flags)
         key = self._key_at.get(addr)
         if key is not None and not force_new:
             known = self.codes.get(key)
@@ -220,7 +231,7 @@ class CodeCache:
         return key
 
     def _decode(self, identity) -> CodeObject:
-        firstlineno, filename, name, qualname, linetable = identity
+        firstlineno, filename, name, qualname, linetable, flags = identity
         objects = self.objects
         strs = [filename, name] if qualname == name else [filename, name, qualname]
         heads = self.mem.read_many([(a, objects.str_head) for a in strs]
@@ -238,7 +249,16 @@ class CodeCache:
         except IndexError:  # a truncated varint: not a real line table
             raise MemoryReadError("malformed line table at 0x%x" % linetable) from None
         content = tuple(zip(strs, texts)) + ((linetable, table),)
-        return CodeObject(texts[0], texts[1], qualname_text, lines, identity, content)
+        return CodeObject(texts[0], texts[1], qualname_text, lines, identity, content,
+                          bool(flags & GENERATOR_FLAGS))
+
+    def is_generator(self, addr: int) -> bool:
+        """Whether the code object at ``addr`` is a generator's (verifying it if need be)."""
+        key = self.verified.get(addr)
+        if key is None:
+            key = self.keys_for([addr])[0]
+        code = self.codes.get(key) if key is not None else None
+        return code is not None and code.generator
 
     def describe(self, key: int, offset: int) -> FrameInfo:
         """FrameInfo for a frame; MemoryReadError if the code object cannot be read."""

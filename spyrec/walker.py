@@ -29,7 +29,10 @@ hits an unreadable address, a wrong ``ob_type``, a self-link, a link up the chun
 from (callers sit below their callees), an owner out of range, an absurd instruction offset
 or more than ``MAX_DEPTH`` frames is walked again at once, up to ``WALK_ATTEMPTS`` walks in
 all (see ``_walk_again``); if the last one tears too, it is returned with ``torn=True`` and
-the frames read so far, and counted in ``torn_reads``.  A broken thread list drops the rest
+the frames read so far, and counted in ``torn_reads``.  A chain may end only where a whole
+one can (``_ends_at``, ``f_gen`` / ``co_flags`` on <=3.10): one that ends at a generator's
+frame lost its callers when the generator yielded during the walk, and gets them back from
+an earlier walk when its consumer still runs (``_splice``), or is torn.  A broken thread list drops the rest
 of that interpreter's threads.  Innermost frames with no code (they returned between the
 copies of the thread state and of the chunk: 3.14+ clears a frame's executable as it pops
 it) are stepped over, not torn.  ``sample()`` raises only when ``_PyRuntime`` itself cannot be read;
@@ -42,7 +45,7 @@ from typing import Callable, List, NamedTuple, Optional, Tuple
 
 from spyrec.codeobjects import SKIP, CodeCache
 from spyrec.errors import MemoryReadError
-from spyrec.layouts.base import Layout
+from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, FRAME_OWNED_BY_THREAD, Layout
 from spyrec.structs import FieldStruct
 
 MAX_DEPTH = 2048
@@ -50,10 +53,17 @@ MAX_THREADS = 4096
 MAX_INTERPRETERS = 256
 MAX_CHUNKS = 64
 #: Walks of one thread in one sample while they keep tearing (see StackWalker._walk_again).
-WALK_ATTEMPTS = 3
+WALK_ATTEMPTS = 5
 #: Bytes of a thread's frame chunk copied past the top its torn walk found, when it is copied
 #: with the thread state (``_walk_again``): room for the frames pushed since.
 CHUNK_SLACK = 2048
+#: Frames outside the chunk that a walk done again copies with the thread state.
+MAX_PREFETCHED = 64
+#: Generator frames whose callers a thread keeps (see StackWalker._splice), and for how long.
+MAX_CALLERS = 512
+CALLERS_TTL = 10.0
+#: Distinct callers kept per generator code, latest first (see StackWalker._splice).
+TAILS_PER_CODE = 32
 #: Byte-range comparisons one walk may spend on reusing frames (see ChunkMemo).
 MAX_COMPARES = 16
 #: Bigger than any datastack chunk CPython allocates for sane code (16 KiB normally).
@@ -118,10 +128,11 @@ class ChunkMemo:
     bytes, so it is read afresh, and the chain re-enters the chunk lower down.
     """
 
-    __slots__ = ("chunk", "buf", "addrs", "starts", "runs", "codes", "offsets")
+    __slots__ = ("chunk", "buf", "addrs", "starts", "runs", "codes", "offsets", "outside")
 
     def __init__(self, chunk: int, buf: bytes, addrs: List[int], starts: List[int],
-                 runs: List[Tuple[int, int, int]], codes: List[int], offsets: List[int]):
+                 runs: List[Tuple[int, int, int]], codes: List[int], offsets: List[int],
+                 outside: List[int]):
         self.chunk = chunk
         self.buf = buf  # the chunk's copy, from its start
         self.addrs = addrs  # the walk's frames in this chunk, innermost (highest) first
@@ -130,6 +141,9 @@ class ChunkMemo:
         self.runs = runs
         self.codes = codes  # the walk's code addresses and offsets (never changed afterwards)
         self.offsets = offsets
+        #: The walk's frames outside every chunk copy (generator and C-stack entry frames),
+        #: innermost first: what a walk done again copies with the thread state.
+        self.outside = outside
 
     def run_of(self, at: int) -> Tuple[int, int, int]:
         for run in self.runs:
@@ -199,6 +213,18 @@ class StackWalker:
         self.retried_walks = 0
         #: Frames taken from a ChunkMemo instead of being parsed (a benchmark figure).
         self.reused_frames = 0
+        #: The frames the last 3.11+ walk read outside every chunk copy, innermost first.
+        self.outside: List[int] = []
+        #: tstate -> {(generator frame address, its code): (its callers' codes and offsets,
+        #: when seen, how many of those are its consumer and below, the consumer's address),
+        #: and its code: [such entries, latest first]}, from the thread's walks (see _splice).
+        self._callers = {}
+        #: Walks completed below a suspended generator from a recent whole walk (see _splice).
+        self.spliced_stacks = 0
+        self._now = 0.0
+        #: tstate -> {address: None}, the frames outside the chunk its recent walks read,
+        #: outermost first as last seen, at most MAX_PREFETCHED: what a walk done again copies.
+        self._pools = {}
 
         thread_fields = [(ts.next, "Q"), (ts.interp, "Q"), (ts.frame, "Q"), (ts.thread_id, "Q")]
         self._iframe = layout.frame_kind == "iframe"
@@ -226,7 +252,7 @@ class StackWalker:
             self._untag = ~layout.executable_tag_mask
         else:
             self._frame = FieldStruct([(layout.ob_type, "Q"), (fr.previous, "Q"), (fr.code, "Q"),
-                                       (fr.instr, "i")])
+                                       (fr.instr, "i"), (fr.gen, "Q")])
             self._lasti_scale = 2 if layout.instr_kind == "lasti_units" else 1
         self._frame_size = self._frame.size
 
@@ -247,7 +273,7 @@ class StackWalker:
           to hold from the last GIL read on (walked after it, or kept by this same rule); one
           kept for a still thread is only known to hold from its /proc reads, before it.
         """
-        now = monotonic()
+        now = self._now = monotonic()
         if self.codes.expire(now):
             self._gil_pointers.clear()  # re-read interp->ceval.gil once per period too
         self._next_chains = {}
@@ -339,31 +365,38 @@ class StackWalker:
 
         A walk tears when the thread returns and calls between the read of its thread state and
         the copy of its frames: the frames it then pushed, of other sizes, cover the ones the
-        thread state pointed to.  A program whose stack changes every few microseconds does
-        that in one walk out of ten, and again when walked again the same way, since it is
-        still at it.  So the walk done again reads the thread state, its current C frame
-        (3.11/3.12) and its frame chunk as the torn walk found them in one
-        ``process_vm_readv``, which copies them a fraction of a microsecond apart, where
-        separate reads leave the thread microseconds to move.  That costs more than separate
-        reads (several µs), so first walks do not do it.
+        thread state pointed to; or when a generator on its stack yields while the walk reads
+        the frames one by one, which clears the generator's link to its caller.  A program
+        whose stack changes every few microseconds does that in one walk out of ten (a chain
+        of generators, in most walks), and again when walked again the same way, since it is
+        still at it.  So the walk done again copies everything the torn walk and the thread's
+        last whole walk read, in one ``process_vm_readv``: the frame chunk, the frames outside
+        it (generator and entry frames), the current C frame (3.11/3.12), the thread state
+        last.  One call copies them a fraction of a microsecond apart where separate reads
+        leave the thread microseconds to move, and since a stack changes at its inner end,
+        copying callers before callees and the pointer to the innermost frame last leaves
+        the least time for a link to go stale.  That costs more than separate reads (several
+        µs), so first walks do not do it.
         """
         self.retried_walks += 1
-        ranges = [(tstate, self._ts_size)]
+        ranges = []
         if self._iframe:
             chunk, top = torn_fields[5], torn_fields[6]
             if _chunk_in_use(chunk, top):
                 ranges.append((chunk, top - chunk + CHUNK_SLACK))
-                if self._cframe:
-                    ranges.append((torn_fields[2] + self._cframe_current, 8))
+            ranges.extend((addr, self._frame_size) for addr in self._pools.get(tstate, ()))
+            if self._cframe:
+                ranges.append((torn_fields[2] + self._cframe_current, 8))
+        ranges.append((tstate, self._ts_size))
         copies = self.mem.read_many(ranges)
         try:
-            ts = copies[0] if copies[0] is not None else self.read(tstate, self._ts_size)
+            ts = copies[-1] if copies[-1] is not None else self.read(tstate, self._ts_size)
         except _READ_ERRORS:
             return None
         fields = self._ts.unpack_from(ts)
         if fields[1] != interp:
             return None
-        prefetched = {addr: data for (addr, _), data in zip(ranges[1:], copies[1:])
+        prefetched = {addr: data for (addr, _), data in zip(ranges, copies[:-1])
                       if data is not None}
         return ts, fields, self._walk_thread(tstate, ts, fields, tstate == holder, prefetched)
 
@@ -438,7 +471,13 @@ class StackWalker:
         data = prefetched.get(cframe + self._cframe_current) if prefetched else None
         if data is None:
             data = self.read(cframe + self._cframe_current, 8)
-        return _U64.unpack(data)[0]
+        top = _U64.unpack(data)[0]
+        if not top:
+            # Only the root C frame, inside the thread state, is ever without a Python frame:
+            # any other is a run of the eval loop (Python/ceval.c), which sets its frame at
+            # once, so this one ended between the two reads and its stack slot was reused.
+            raise MemoryReadError("C frame 0x%x has no frame any more" % cframe)
+        return top
 
     def _pthread_tid(self, thread_id: int) -> int:
         """<=3.10: the kernel TID stored in glibc's struct pthread (offset found at attach)."""
@@ -467,6 +506,9 @@ class StackWalker:
         frame_type, scale = self.frame_type, self._lasti_scale
         guess = self._chains.get(tstate)
         torn = False
+        spliced = None
+        gen = 0
+        gens: List[int] = []  # indexes of generator frames in ``chain``
         while addr:
             if len(chain) >= MAX_DEPTH or addr & 7:
                 torn = True
@@ -479,16 +521,18 @@ class StackWalker:
                     buf = bufs[span]
                     if expected != addr or buf is None or len(chain) >= MAX_DEPTH:
                         break
-                    ob_type, back, code, lasti = unpack(buf, at)
+                    ob_type, back, code, lasti, gen = unpack(buf, at)
                     if frame_type and ob_type != frame_type or back == addr:
                         break
                     chain.append(addr)
                     codes.append(code)
                     offsets.append(lasti * scale)
+                    if gen:
+                        gens.append(len(chain) - 1)
                     addr = back
                 continue
             try:
-                ob_type, back, code, lasti = unpack(read(addr, size))
+                ob_type, back, code, lasti, gen = unpack(read(addr, size))
             except _READ_ERRORS:
                 torn = True
                 break
@@ -498,7 +542,20 @@ class StackWalker:
             chain.append(addr)
             codes.append(code)
             offsets.append(lasti * scale)
+            if gen:
+                gens.append(len(chain) - 1)
             addr = back
+        if not torn:
+            if gen or codes and self.codes.is_generator(codes[-1]):
+                # The chain ended at a generator's frame: it yielded (or returned) while we
+                # read its callee, and its f_back was cleared (gen_send_ex, Objects/genobject.c
+                # 3.8-3.10); a finished generator's frame has lost its f_gen too.
+                spliced = self._splice(tstate, chain[-1], codes, offsets, self._pyframe_live)
+                torn = spliced is None
+                spliced = (len(chain) - 1,) + spliced if spliced else None
+            if gens and not torn:
+                self._note_callers(tstate, [(chain[i], i) for i in gens], codes, offsets,
+                                   chain.__getitem__, spliced)
         old = self._chains.get(tstate)
         if old is not None and old.chain == chain:
             self._next_chains[tstate] = old
@@ -516,6 +573,8 @@ class StackWalker:
         """
         codes: List[int] = []
         offsets: List[int] = []
+        self.outside = outside = []
+        gens = []  # (address, index in codes) of the generator frames read outside the chunk
         if not addr:
             return codes, offsets, False
         regions = []  # (lo, hi, bytes) copies of chunks, newest first
@@ -556,6 +615,10 @@ class StackWalker:
         at = 0
         parse_at = 0  # a frame found changed: parse it, do not look it up again
         compares_left = MAX_COMPARES
+        owner = -1  # of the last frame parsed; -1: none, or the chain's end taken from memo
+        gen_at = 0  # the address of the frame being parsed, when it is a generator's
+        after_gen = False  # the last frame taken was a generator's
+        consumers = {}  # index in codes -> address, of frames that called a generator
         while addr and addr != sentinel:
             steps_left -= 1
             if steps_left < 0 or addr & 7:
@@ -567,6 +630,9 @@ class StackWalker:
                     while at < len(old_addrs) and old_addrs[at] > addr:
                         at += 1
                     if at < len(old_addrs) and old_addrs[at] == addr:
+                        if after_gen:
+                            consumers[len(codes)] = addr
+                            after_gen = False
                         taken, compares, addr, run_ended = self._reuse(
                             memo, at, buf, compares_left, codes, offsets, chunk_addrs,
                             chunk_starts)
@@ -578,6 +644,7 @@ class StackWalker:
                             if run_ended:
                                 runs.append((len(chunk_addrs), len(codes), addr))
                                 in_run = False
+                                owner = -1  # the last walk's end, unchanged: it was whole
                             else:
                                 in_run = True
                                 parse_at = addr
@@ -598,7 +665,15 @@ class StackWalker:
                     found = self._find_region(regions, addr)
                 try:
                     if found is None:  # generator frame, or a chunk we could not copy
-                        code, previous, instr, owner = unpack(self.read(addr, size))
+                        if addr in outside:  # a cycle through stale links
+                            return codes, offsets, True
+                        data = prefetched.get(addr) if prefetched else None
+                        if data is None:
+                            data = self.read(addr, size)
+                        outside.append(addr)
+                        code, previous, instr, owner = unpack(data)
+                        if owner == FRAME_OWNED_BY_GENERATOR:
+                            gen_at = addr
                     else:
                         code, previous, instr, owner = unpack(found[2], addr - found[0])
                 except _READ_ERRORS:
@@ -612,19 +687,168 @@ class StackWalker:
                     # and of the chunk: 3.14+ clears a frame's executable as it pops it.  The
                     # first live frame below is where the thread is now.
                     addr = previous
+                    gen_at = 0
                     continue
                 offset = instr - code - adaptive
                 if not MIN_OFFSET <= offset < MAX_OFFSET:
                     return codes, offsets, True
                 add_code(code)
                 add_offset(offset)
+                if gen_at:
+                    gens.append((gen_at, len(codes) - 1))
+                    gen_at = 0
+                    after_gen = True
+                elif after_gen:
+                    consumers[len(codes) - 1] = addr
+                    after_gen = False
             addr = previous
+        spliced = None
+        if not addr and not self._ends_at(owner, sentinel):
+            if owner == FRAME_OWNED_BY_GENERATOR and gens and gens[-1][1] == len(codes) - 1:
+
+                def live(frame: int, code: int) -> bool:
+                    """A frame of the thread (not a generator's) running ``code`` now."""
+                    region = self._find_region(regions, frame)
+                    if region is None:
+                        return False
+                    found, _, _, found_owner = unpack(region[2], frame - region[0])
+                    return found_owner == FRAME_OWNED_BY_THREAD and found & untag == code
+
+                spliced = self._splice(tstate, gens[-1][0], codes, offsets, live)
+            if not spliced:
+                self._remember_outside(tstate, outside)
+                return codes, offsets, True
+            spliced = (gens[-1][1],) + spliced
+            addr = sentinel
+        if gens:
+            self._note_callers(tstate, gens, codes, offsets, consumers.get, spliced)
+        if outside:
+            self._remember_outside(tstate, outside)
         if in_run:
             runs.append((len(chunk_addrs), len(codes), addr))
         if regions:
             self._next_memos[tstate] = ChunkMemo(base, buf, chunk_addrs, chunk_starts, runs,
-                                                 codes, offsets)
+                                                 codes, offsets, outside)
         return codes, offsets, False
+
+    def _note_callers(self, tstate: int, gens, codes: List[int], offsets: List[int],
+                      address_of, spliced=None) -> None:
+        """Remember, for each generator frame of a whole walk, the frames that called it.
+
+        ``gens`` holds (frame address, its index in ``codes``); ``address_of(index)`` gives
+        the address of the frame at an index that follows a generator's (None if unknown);
+        ``spliced`` (index, consumer length, consumer address) names a generator frame whose
+        callers ``_splice`` appended: it is not remembered again, but its consumer is that of
+        the generators it called.
+        """
+        callers = self._callers.get(tstate)
+        if callers is None:
+            if len(self._callers) >= MAX_THREADS:
+                self._callers.clear()
+            callers = self._callers[tstate] = {}
+        elif len(callers) >= MAX_CALLERS:
+            callers.clear()
+        now = self._now
+        # The consumer of a run of adjacent generators is the frame after its outermost one.
+        outer, below, consumer = spliced if spliced else (-1, 0, None)
+        for addr, i in reversed(gens):
+            if i == outer:
+                continue
+            if outer != i + 1:
+                below, consumer = len(codes) - (i + 1), address_of(i + 1)
+            outer = i
+            if consumer is None:
+                continue
+            entry = (codes[i + 1:], offsets[i + 1:], now, below, consumer)
+            callers[addr, codes[i]] = entry
+            recent = callers.get(codes[i])
+            if recent is None:
+                callers[codes[i]] = [entry]
+            elif recent[0][0] != entry[0]:
+                recent.insert(0, entry)
+                del recent[TAILS_PER_CODE:]
+
+    def _splice(self, tstate: int, addr: int, codes: List[int], offsets: List[int],
+                live) -> Optional[Tuple[int, int]]:
+        """Complete a walk that ended at a suspended generator's frame ``addr``; returns the
+        appended callers' consumer (how many of them it and its callers are, its address), or
+        None if none were appended.
+
+        A generator that yields clears its frame's link to its caller, so a walk that reads
+        its frame just after it yielded ends there.  Reading again rarely helps: a chain of
+        generators that passes every item up and down (``yield from``, a generator consumed
+        by ``list()`` or ``str.join``) is rebuilt every microsecond or so, faster than any read.
+        But a generator is resumed from where it was suspended: its callers are those a
+        recent walk found below the same frame running the same code, at the same offsets (a
+        caller waits at the call); failing that, those found below another generator object
+        of the same code (a new one, most often made on the same path).  They are appended
+        only if their consumer, the first caller that is not a generator, is running now
+        where it was, the same code (``live(address, code)``): a generator object freed and
+        made again at the same address may serve another consumer, another phase of the
+        program.  The frames below a live consumer are its callers, unchanged.  The generator
+        frames read before this one are then remembered with their callers in turn.
+        """
+        callers = self._callers.get(tstate)
+        if not callers:
+            return None
+        known = callers.get((addr, codes[-1]))
+        checked = set()
+        for tail, tail_offsets, seen, below, consumer in \
+                ([known] if known else []) + callers.get(codes[-1], []):
+            if self._now - seen > CALLERS_TTL or (consumer, tail[-below]) in checked:
+                continue
+            checked.add((consumer, tail[-below]))
+            if live(consumer, tail[-below]):
+                codes.extend(tail)
+                offsets.extend(tail_offsets)
+                self.spliced_stacks += 1
+                return below, consumer
+        return None
+
+    def _pyframe_live(self, frame: int, code: int) -> bool:
+        """<=3.10: whether the frame object at ``frame`` runs ``code`` now (see _splice)."""
+        at = self.layout.frame.executing
+        try:
+            data = self.read(frame, max(self._frame_size, at + 1))
+        except _READ_ERRORS:
+            return False
+        ob_type, _, found, _, _ = self._frame.unpack_from(data)
+        return (found == code and data[at] == self.layout.frame.executing_value
+                and not (self.frame_type and ob_type != self.frame_type))
+
+    def _remember_outside(self, tstate: int, outside: List[int]) -> None:
+        """Add a walk's frames outside the chunk to the thread's pool (see _walk_again).
+
+        A chain of generators is rebuilt for every item it yields, from a few generator
+        objects whose frames keep their addresses, so a small pool covers them.
+        """
+        pool = self._pools.get(tstate)
+        if pool is None:
+            if len(self._pools) >= MAX_THREADS:
+                self._pools.clear()
+            pool = self._pools[tstate] = {}
+        for addr in reversed(outside):
+            pool.pop(addr, None)
+            pool[addr] = None
+        while len(pool) > MAX_PREFETCHED:
+            del pool[next(iter(pool))]
+
+    def _ends_at(self, owner: int, sentinel: int) -> bool:
+        """Whether a chain may end (``previous`` NULL) at a frame with this owner.
+
+        A generator that yields while its callee is read clears its ``previous``
+        (Objects/genobject.c and the YIELD_VALUE instruction, 3.11+), which would end the walk
+        at it with its callers lost.  So a chain ends only where a whole one can: at the
+        thread's base frame when there is one (3.15+), at an entry frame from 3.12 on (each
+        run of the eval loop starts with one), else at any frame but a generator's.
+        """
+        if sentinel:
+            return False
+        if owner < 0:
+            return True
+        if self._skip_owner < 256:
+            return owner >= self._skip_owner
+        return owner != FRAME_OWNED_BY_GENERATOR
 
     def _reuse(self, memo: "ChunkMemo", at: int, buf: bytes, compares_left: int,
                codes: List[int], offsets: List[int], chunk_addrs: List[int],

@@ -90,6 +90,14 @@ class FrameOffsets:
     instr: int
     owner: Optional[int]  # char ``owner``, _PyInterpreterFrame only
     size: int  # bytes to read to cover every field above
+    #: ``f_gen`` (<=3.10): the generator a frame belongs to, NULL for a function's frame.  A
+    #: suspended generator's ``f_back`` is NULL, so a chain may not end at such a frame.
+    gen: Optional[int] = None
+    #: (<=3.10) Where a frame says whether it is running, and the byte it holds then:
+    #: ``f_executing`` 1 (3.8, 3.9) or ``f_state`` FRAME_EXECUTING 0 (3.10).  A returned
+    #: frame keeps its code and links (it waits for reuse), so only this tells it is live.
+    executing: Optional[int] = None
+    executing_value: int = 1
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,8 @@ class CodeOffsets:
     co_linetable: int  # ``co_lnotab`` <=3.9, ``co_linetable`` 3.10+ (bytes*)
     co_code_adaptive: Optional[int]  # 3.11+: the bytecode, inline in the code object
     size: int
+    #: int ``co_flags``, read where the frame does not say whether it is a generator's (<=3.10)
+    co_flags: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +182,14 @@ class ObjectOffsets:
     dict_values_valid: int = 3  # "inline313": PyDictValues.valid (u8)
 
 
+#: ``FRAME_OWNED_BY_GENERATOR`` (Include/internal/pycore_frame.h 3.11-3.13,
+#: pycore_interpframe_structs.h 3.14+): a generator's or coroutine's frame, whose ``previous``
+#: is cleared each time it yields, so a chain may not end at one.
+FRAME_OWNED_BY_GENERATOR = 1
+#: ``FRAME_OWNED_BY_THREAD``: a frame in its thread's datastack, a function's.
+FRAME_OWNED_BY_THREAD = 0
+
+
 @dataclass(frozen=True)
 class Layout:
     """Everything the walker needs to know about one CPython version family."""
@@ -205,6 +223,8 @@ class Layout:
     #: Highest valid _PyInterpreterFrame.owner value.
     max_frame_owner: int = 2
     #: Frames with owner >= this are C-stack shims, not Python code (3.12+); None: no shims.
+    #: Every run of the eval loop starts with one (``entry_frame`` in Python/ceval.c), so from
+    #: 3.12 on a whole chain ends at such a frame.
     skip_owner_from: Optional[int] = None
     #: 3.13+: f_executable may hold a non-code object, so check ob_type == &PyCode_Type.
     executable_may_be_non_code: bool = False

@@ -34,6 +34,8 @@ V3_10 = Layout(
         instr=96,  # int f_lasti, in code units: byte offset = 2 * f_lasti
         owner=None,
         size=100,
+        gen=88,  # PyObject *f_gen
+        executing=108, executing_value=0,  # PyFrameState f_state, FRAME_EXECUTING
     ),
     code=CodeOffsets(
         co_firstlineno=40,
@@ -42,6 +44,7 @@ V3_10 = Layout(
         co_qualname=None,
         co_linetable=120,
         co_code_adaptive=None,
+        co_flags=36,
         size=176,
     ),
     strings=StringOffsets(ascii_data=48, compact_data=72),

@@ -30,6 +30,8 @@ _FRAME = FrameOffsets(
     instr=104,  # int f_lasti: byte offset of the last instruction, -1 before the first
     owner=None,
     size=108,
+    gen=96,  # PyObject *f_gen
+    executing=116,  # char f_executing
 )
 
 _CODE = CodeOffsets(
@@ -39,6 +41,7 @@ _CODE = CodeOffsets(
     co_qualname=None,
     co_linetable=120,  # co_lnotab
     co_code_adaptive=None,
+    co_flags=36,
     size=176,
 )
 

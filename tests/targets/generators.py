@@ -1,0 +1,139 @@
+"""A target that spends its time inside generators and coroutines.  Plain Python, runs on 3.8+.
+
+Usage: ``python generators.py [DURATION=30]``.
+
+Six phase functions take turns, each a stack shape that loses callers when a generator that
+yields while a sampler reads its frames is taken for the bottom of the stack:
+
+* ``via_list``: nested ``yield from`` generators consumed by C (``list``);
+* ``via_sum``: a generator expression over nested generators consumed by C (``sum``);
+* ``via_join``: a generator expression consumed by ``str.join``;
+* ``via_for``: nested generators consumed by a Python ``for`` loop;
+* ``via_async``: coroutines awaiting each other under an async generator, driven by ``send``;
+* ``via_json``: the standard library's ``json.dumps(..., indent=2)`` (its encoder is nested
+  generators consumed by ``list``).
+
+The phases are balanced on the wall clock in slices of random length, so the split between them
+is close to even over any stretch of a second or more.  The ready line (see _truth.py) lists the
+phases; at the end the target prints one more JSON line with what it measured:
+``{"shares": {phase: share of the loop's wall time spent inside that function}, ...}``.
+"""
+
+import json
+import random
+import time
+
+from _truth import duration_arg, ready
+
+DURATION = duration_arg()
+#: Seconds per phase per round, drawn at random (a fixed slice would beat against the sampler).
+SLICE = (0.001, 0.005)
+
+
+def numbers(n):
+    for i in range(n):
+        yield i * i % 1013  # @numbers
+
+
+def nested(depth, n):
+    if depth == 0:
+        yield from numbers(n)
+    else:
+        yield from nested(depth - 1, n)  # @nested
+
+
+def via_list(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        list(nested(6, 40))
+
+
+def via_sum(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        sum(x % 7 for x in nested(4, 40))
+
+
+def via_join(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        "".join(str(x) for x in numbers(60))
+
+
+def via_for(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        total = 0
+        for x in nested(5, 40):
+            total += x
+
+
+async def leaf(n):
+    return sum(range(n))
+
+
+async def middle(n):
+    return await leaf(n) + await leaf(n + 1)
+
+
+async def items(n):
+    for i in range(n):
+        yield await middle(i % 16 + 4)
+
+
+async def top(n):
+    total = 0
+    async for x in items(n):
+        total += x
+    return total
+
+
+def via_async(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        coroutine = top(30)
+        try:
+            coroutine.send(None)
+        except StopIteration:
+            pass
+
+
+def document(depth):
+    if depth == 0:
+        return {"a": [1, 2.5, "x" * 10, None, True], "b": "hello"}
+    return dict([("k%d" % i, document(depth - 1)) for i in range(3)]
+                + [("list", [document(depth - 1), 1, 2])])
+
+
+DOC = document(3)
+
+
+def via_json(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        json.dumps(DOC, indent=2)
+
+
+PHASES = (via_list, via_sum, via_join, via_for, via_async, via_json)
+
+
+def main():
+    spent = dict.fromkeys((phase.__name__ for phase in PHASES), 0.0)
+    ready(phases=sorted(spent))
+    start = time.perf_counter()
+    stop_at = start + DURATION
+    while time.perf_counter() < stop_at:
+        # Each phase runs until its running total catches up with an even share of the total.
+        total = sum(spent.values()) + random.uniform(*SLICE) * len(PHASES)
+        for phase in PHASES:
+            owed = total / len(PHASES) - spent[phase.__name__]
+            if owed > 0:
+                before = time.perf_counter()
+                phase(owed)
+                spent[phase.__name__] += time.perf_counter() - before
+    wall = time.perf_counter() - start
+    print(json.dumps({"shares": {name: t / wall for name, t in spent.items()}, "wall": wall}))
+
+
+if __name__ == "__main__":
+    main()
