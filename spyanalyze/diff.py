@@ -129,7 +129,8 @@ def _shares(recording, by, weight, rename, blocks):
 
     samples = recording.samples
     stack_ids = samples["stack"].to_numpy()
-    w = np.ones(len(samples)) if weight == "samples" else samples[weight].to_numpy().astype(np.float64)
+    column = "ticks" if weight == "samples" else weight
+    w = samples[column].to_numpy().astype(np.float64)
     per_stack = np.bincount(stack_ids, weights=w, minlength=len(stacks))
     total_weight = float(per_stack.sum())
     n_eff = total_weight ** 2 / float(np.dot(w, w)) if len(w) and total_weight > 0 else 0.0

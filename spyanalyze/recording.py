@@ -11,7 +11,9 @@ stack, never per sample):
     pid, tid   int64   process id, native thread id
     thread     category   the thread's name from its THREAD record ("tid N" when unnamed)
     stack      int64   stack id (index into ``stacks``)
-    wall       int64   ns of wall time the sample stands for (see ``wall_weights``)
+    wall       int64   ns of wall time the sample stands for (see ``sample_weights``)
+    ticks      float64 the same in nominal sampling intervals: 1 unless the recorder fell
+                       behind after this sample; the ``samples`` weight sums these
     cpu        int64   ns of CPU the thread used since its previous sample
     rss        int64   the process's resident set size, bytes
     idle, gil, torn   bool   the SampleFlag bits; ``flags`` keeps the raw byte
@@ -43,8 +45,8 @@ from spyanalyze.errors import CorruptRecording, UnreadableFile
 WEIGHTS = ("samples", "wall", "cpu")
 
 #: A gap between two samples of a thread longer than this many nominal intervals is not
-#: attributed to the later sample (see ``wall_weights``).
-MAX_GAP_INTERVALS = 1.5
+#: attributed to the sample before it (see ``sample_weights``).
+MAX_GAP_INTERVALS = 20
 
 _LIBRARY = re.compile(r"(?:^|/)(?:site|dist)-packages/")
 _STDLIB = re.compile(r"(?:^|/)(?:lib(?:64)?/(?:pypy|python)\d+(?:\.\d+)?[a-z]*|Lib)/")
@@ -271,13 +273,13 @@ class Recording:
     # -- per-stack and per-frame helpers used by views, filters and exports ---------------
 
     def stack_weights(self, weight="samples"):
-        """Total weight per stack id: sample counts, or wall / CPU nanoseconds."""
+        """Total weight per stack id: samples (in ticks, see ``sample_weights``), or wall /
+        CPU nanoseconds."""
         check_weight(weight)
         stack = self.samples["stack"].to_numpy()
-        n = len(self._stacks)
-        if weight == "samples":
-            return np.bincount(stack, minlength=n).astype(np.float64)
-        return np.bincount(stack, weights=self.samples[weight].to_numpy(), minlength=n)
+        column = "ticks" if weight == "samples" else weight
+        return np.bincount(stack, weights=self.samples[column].to_numpy(),
+                           minlength=len(self._stacks))
 
     def frame_codes(self, by):
         """Code every frame by a grouping key; returns (codes per frame, keys table).
@@ -418,40 +420,45 @@ def thread_label(name, tid):
     return name if name == "tid %d" % tid else "%s (tid %d)" % (name, tid)
 
 
-def wall_weights(t, key, interval_ns):
-    """Wall time each sample stands for: the time since the same thread's previous sample.
+def sample_weights(t, key, interval_ns):
+    """Wall time each sample stands for, and the same in nominal intervals (``ticks``).
+
+    A sample stands for the time until the same thread's next sample.  When the recorder
+    falls behind (its CPU was taken, or a stack took long to read), it skips sampling ticks,
+    and what the thread did then is best told by the sample before the gap: the state that
+    made the round slow is the state the thread was still in.  Counting each sample once
+    instead would under-weigh exactly the stacks that are slow to read.
 
     ``key`` identifies the thread (pid and tid combined).  The nominal interval is the median
-    gap between consecutive samples of a thread (the rate actually achieved, which is below
-    the requested one when the recorder was saturated), else the header interval.  A thread's
-    first sample, and a sample after a gap longer than ``MAX_GAP_INTERVALS`` nominal intervals
-    (the thread was not sampled in between: it did not exist yet, the recorder stalled, or a
-    filter removed those samples), stands for one nominal interval, so a gap we know nothing
-    about is never charged to the stack that happens to follow it.
+    gap between consecutive samples of a thread (the rate actually achieved), else the header
+    interval.  A thread's last sample, and a sample followed by a gap longer than
+    ``MAX_GAP_INTERVALS`` nominal intervals (the recorder stopped, or the thread was not
+    sampled in between), stands for one nominal interval, so a gap we know nothing about is
+    never charged to the stack before it.
     """
     n = len(t)
     if n == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     codes, _uniques = pd.factorize(key)
     codes = codes.astype(np.uint16 if codes.max() < 65536 else np.int64)
     order = np.argsort(codes, kind="stable")      # radix sort on small codes; keeps time order
     ts = t[order]
     gap = np.empty(n, dtype=np.int64)
-    gap[0] = 0
-    np.subtract(ts[1:], ts[:-1], out=gap[1:])
-    first = np.empty(n, dtype=bool)
-    first[0] = True
-    np.not_equal(codes[order][1:], codes[order][:-1], out=first[1:])
-    valid = gap[~first]
+    gap[-1] = 0
+    np.subtract(ts[1:], ts[:-1], out=gap[:-1])
+    last = np.empty(n, dtype=bool)
+    last[-1] = True
+    np.not_equal(codes[order][1:], codes[order][:-1], out=last[:-1])
+    valid = gap[~last]
     valid = valid[valid > 0]
     nominal = int(np.median(valid)) if len(valid) else int(interval_ns or 1)
     if nominal <= 0:
         nominal = int(interval_ns or 1)
-    bad = first | (gap < 0) | (gap > MAX_GAP_INTERVALS * nominal)
+    bad = last | (gap <= 0) | (gap > MAX_GAP_INTERVALS * nominal)
     weights_sorted = np.where(bad, nominal, gap)
     weights = np.empty(n, dtype=np.int64)
     weights[order] = weights_sorted
-    return weights
+    return weights, weights / float(nominal)
 
 
 def _samples_table(data, stack_map, threads):
@@ -479,11 +486,12 @@ def _samples_table(data, stack_map, threads):
     name_codes = np.asarray([position[name] for name in display], dtype=np.int64)
     thread = pd.Categorical.from_codes(name_codes[codes] if n else np.zeros(0, dtype=np.int64),
                                        categories=categories)
+    wall, ticks = sample_weights(t, key, data.header.get("interval_ns"))
     origin = int(data.header.get("start_wall_ns") or 0)
     timestamp = pd.DatetimeIndex((t + origin).view("datetime64[ns]")).tz_localize("UTC")
     return pd.DataFrame({
         "t": t, "timestamp": timestamp, "pid": pid, "tid": tid, "thread": thread, "stack": stack,
-        "wall": wall_weights(t, key, data.header.get("interval_ns")), "cpu": cpu, "rss": rss,
+        "wall": wall, "ticks": ticks, "cpu": cpu, "rss": rss,
         "idle": (flags & SampleFlag.IDLE) != 0, "gil": (flags & SampleFlag.GIL) != 0,
         "torn": (flags & SampleFlag.TORN) != 0, "flags": flags,
     }, copy=False)        # one block per column: consolidating would copy every column once more

@@ -4,7 +4,7 @@ Everything goes through ``spyrec.spyformat.SpyWriter``, the one codec: the heade
 THREAD records and trailer are copied as recorded (the trailer still describes the recorder's
 run, so ``info`` can compare it with what is left); only the frames and stacks the remaining
 samples use are re-interned, with fresh ids.  Wall weights are not stored (the format has no
-column for them): a reader derives them again from the sample times, and ``wall_weights``
+column for them): a reader derives them again from the sample times, and ``sample_weights``
 charges a thread's first sample, and any sample after a gap left by filtering, one interval.
 
 The codec's writer takes one sample per call, so this is the one place the analyser loops per

@@ -119,17 +119,19 @@ def test_filter_by_real_thread_name(recorded):
 def test_exports_parse_back_to_the_samples(recorded):
     rec = recorded[0.75][1]
     # speedscope: valid against the published schema; per thread, the sample weights add up
+    # to the sampling ticks the thread's samples stand for
     out = io.StringIO()
     speedscope.write(rec, out, weight="samples")
     document = json.loads(out.getvalue())
     jsonschema.validate(document, json.loads(SCHEMA.read_text()))
-    counts = rec.samples.groupby("tid").size()
-    assert sorted(sum(p["weights"]) for p in document["profiles"]) == sorted(counts.tolist())
+    ticks = rec.samples.groupby("tid")["ticks"].sum()
+    assert sorted(sum(p["weights"]) for p in document["profiles"]) == \
+        pytest.approx(sorted(ticks.tolist()), abs=0.01)
     frames = document["shared"]["frames"]
     heavy = sum(w for p in document["profiles"] for s, w in zip(p["samples"], p["weights"])
                 if any(frames[i]["name"] == "heavy" for i in s))
     table = target_functions(rec.by_function())
-    assert heavy == table.loc["heavy", "total_samples"]
+    assert abs(heavy - table.loc["heavy", "total_samples"]) <= 0.5
     # collapsed: one line per stack, root first, counts add up to the samples
     out = io.StringIO()
     collapsed.write(rec, out)
@@ -137,7 +139,7 @@ def test_exports_parse_back_to_the_samples(recorded):
     for line in out.getvalue().splitlines():
         stack, count = line.rsplit(" ", 1)
         lines[stack] += int(count)
-    assert sum(lines.values()) == len(rec)
+    assert abs(sum(lines.values()) - rec.samples["ticks"].sum()) <= len(lines) / 2
     assert sum(c for s, c in lines.items() if ";heavy (%s:" % table.loc["heavy", "module"] in s) \
         == table.loc["heavy", "total_samples"]
     for stack in (s for s in lines if ";heavy (" in s):      # root first: <module>, main, heavy

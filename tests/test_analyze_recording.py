@@ -8,7 +8,7 @@ import pytest
 
 import spyanalyze
 from spyanalyze.errors import CorruptRecording, IncompatibleRecording, UnreadableFile
-from spyanalyze.recording import MAX_GAP_INTERVALS, module_paths, wall_weights
+from spyanalyze.recording import MAX_GAP_INTERVALS, module_paths, sample_weights
 from spyrec.spyformat import SampleFlag, encode_preamble
 
 from test_analyze_support import MAIN, QUERY, RUN, RecordingBuilder, app_recording
@@ -24,7 +24,7 @@ def test_samples_table_has_one_row_per_sample_with_decoded_flags(app):
     samples = app.samples
     # THEN every sample is a row, in time order, with the documented columns
     assert len(samples) == 600
-    assert list(samples.columns) == ["t", "timestamp", "pid", "tid", "thread", "stack", "wall", "cpu",
+    assert list(samples.columns) == ["t", "timestamp", "pid", "tid", "thread", "stack", "wall", "ticks", "cpu",
                                      "rss", "idle", "gil", "torn", "flags"]
     assert samples["t"].is_monotonic_increasing
     assert set(samples["thread"].cat.categories) == {"MainThread", "worker", "idler"}
@@ -76,15 +76,18 @@ def test_user_paths_are_relative_to_the_common_root_or_the_recorded_cwd():
     assert module_paths(files[:1], root="/")[0] == ["main.py"]
 
 
-def test_wall_weight_is_the_gap_to_the_threads_previous_sample_within_limits():
-    # GIVEN two threads sampled every 10 ms; thread 1 has one late sample and one long gap
-    t = np.array([0, 10, 22, 30, 80, 90, 100], dtype=np.int64) * 1_000_000
-    key = np.array([1, 1, 1, 1, 1, 1, 2], dtype=np.int64)
+def test_a_sample_stands_for_the_time_to_the_threads_next_sample_within_limits():
+    # GIVEN two threads sampled every 10 ms; thread 1 has a late sample, two skipped ticks
+    # and one long gap (the recorder stopped)
+    t = np.array([0, 10, 22, 30, 60, 70, 300, 310, 100], dtype=np.int64) * 1_000_000
+    key = np.array([1, 1, 1, 1, 1, 1, 1, 1, 2], dtype=np.int64)
     # WHEN weights are derived
-    w = wall_weights(t, key, interval_ns=10_000_000) // 1_000_000
-    # THEN the first sample and the sample after the unexplained gap get one interval; a late one its gap
-    assert w.tolist() == [10, 10, 12, 8, 10, 10, 10]
-    assert MAX_GAP_INTERVALS * 10 < 50
+    wall, ticks = sample_weights(t, key, interval_ns=10_000_000)
+    # THEN each sample stands for its gap to the next one, a skip included; a thread's last
+    # sample and the one before the unexplained gap get one interval
+    assert (wall // 1_000_000).tolist() == [10, 12, 8, 30, 10, 10, 10, 10, 10]
+    assert ticks.tolist() == [1.0, 1.2, 0.8, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert 30 < MAX_GAP_INTERVALS * 10 < 230
 
 
 def test_duplicate_definitions_are_folded_onto_one_id(tmp_path):

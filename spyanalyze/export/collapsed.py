@@ -43,7 +43,7 @@ def stack_weights_by_text(recording, weight="samples", lines=True, rename=None, 
     tuples = recording.stack_table.tuples
     samples = recording.samples
     stack_ids = samples["stack"].to_numpy()
-    w = None if weight == "samples" else samples[weight].to_numpy()
+    w = samples["ticks" if weight == "samples" else weight].to_numpy()
     if threads:
         thread_key = samples["pid"].to_numpy() << 32 | samples["tid"].to_numpy()
         thread_codes, _keys = pd.factorize(thread_key)

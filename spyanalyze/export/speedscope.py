@@ -4,9 +4,10 @@ One ``sampled`` profile per thread, in time order, all sharing one frame table. 
 list of frame indices, root first; consecutive samples of a thread with the same stack are
 merged into one entry whose weight is their sum, which keeps the time-order view intact and the
 file small.  ``samples`` and ``weights`` always have the same length (speedscope refuses a file
-otherwise).  Weights: ``wall`` (default) and ``cpu`` in nanoseconds, ``samples`` as counts
-(unit ``none``).  For wall weights ``startValue`` is the time the thread's first sample
-stands for, since the recording's origin; ``endValue`` is ``startValue`` plus the weights.
+otherwise).  Weights: ``wall`` (default) and ``cpu`` in nanoseconds, ``samples`` in sampling
+ticks (unit ``none``; 1 each unless the recorder fell behind, see ``sample_weights``).  For wall
+weights ``startValue`` is the time of the thread's first sample, since the recording's origin;
+``endValue`` is ``startValue`` plus the weights.
 The JSON is assembled from per-stack pieces so a million samples take no loop in Python.
 """
 
@@ -52,7 +53,7 @@ def profiles(recording, weight="wall"):
     result = []
     for (pid, tid), group in samples.groupby(["pid", "tid"], sort=True, observed=True):
         stacks = group["stack"].to_numpy()
-        w = np.ones(len(group), dtype=np.int64) if weight == "samples" else group[weight].to_numpy()
+        w = group["ticks" if weight == "samples" else weight].to_numpy()
         starts = np.flatnonzero(np.r_[True, stacks[1:] != stacks[:-1]])
         run_weights = np.add.reduceat(w, starts) if len(w) else w
         name = thread_label(group["thread"].iloc[0], tid)
@@ -60,7 +61,7 @@ def profiles(recording, weight="wall"):
             name = "pid %d: %s" % (pid, name)
         start = 0
         if weight == "wall":
-            start = max(0, int(group["t"].iloc[0]) - int(w[0]))
+            start = max(0, int(group["t"].iloc[0]))
         result.append({"name": name, "stacks": stacks[starts], "weights": run_weights, "start": start,
                        "samples": len(group)})
     return result
@@ -81,11 +82,14 @@ def write(recording, out, weight="wall", name=None):
     text = json.dumps(head)
     out.write(text[:-1] + ', "profiles": [')
     for number, profile in enumerate(threads):
-        total = int(profile["weights"].sum())
+        weights = profile["weights"]
+        if weights.dtype.kind == "f":  # samples in ticks: 1.0 unless the recorder fell behind
+            weights = weights.round(3)
+        total = weights.sum().item()
         fields = {"type": "sampled", "name": profile["name"], "unit": UNITS[weight],
                   "startValue": profile["start"], "endValue": profile["start"] + total}
         out.write(("," if number else "") + json.dumps(fields)[:-1])
         out.write(', "samples": [' + ",".join(stack_json[profile["stacks"]]) + "]")
-        out.write(', "weights": [' + ",".join(map(str, profile["weights"].tolist())) + "]}")
+        out.write(', "weights": [' + ",".join(map(repr, weights.tolist())) + "]}")
     out.write("]}\n")
     return len(threads)
