@@ -388,8 +388,10 @@ class PythonProcess:
         from ``threading._active`` now (a few reads, see threadnames.py), or None when it is not
         there: not started by ``threading``, or not registered yet.  Never raises.
 
-        Idents are reused as soon as a thread ends; an entry whose ``_native_id`` is another
-        thread's (a dummy thread left behind) is not taken.
+        Idents are reused as soon as a thread ends (glibc hands its stack, hence its
+        ``pthread_t``, to the next thread), so the entry is taken only when its ``_native_id``
+        is ``native_tid``: the next thread may have registered under the ident by the time of
+        the lookup.  With ``native_tid`` unknown (0) the ident alone decides.
         """
         try:
             for interp in self._interpreters():
@@ -399,7 +401,7 @@ class PythonProcess:
                     host_tid = self.walker.host_tid
                     if native is not None and host_tid is not None:
                         native = host_tid(native)
-                    if native is None or not native_tid or native == native_tid:
+                    if not native_tid or native == native_tid:
                         return name
         except (MemoryReadError, struct.error, OverflowError, ValueError):
             self._interps_read = -1e9  # read the list again next time
@@ -418,6 +420,15 @@ class PythonProcess:
                 interp = _U64.unpack(self.mem.read(interp + lay.interp.next, 8))[0]
             self._interps, self._interps_read = interps, now
         return self._interps
+
+    def find_threading(self) -> None:
+        """Find ``threading._active`` in every interpreter now (a millisecond or more: every
+        ``sys.modules`` key is decoded), so that the first rounds' lookups are cheap."""
+        try:
+            for interp in self._interpreters():
+                self.thread_names.active(interp)
+        except (MemoryReadError, struct.error, OverflowError, ValueError):
+            pass
 
     def os_thread_name(self, native_tid: int) -> Optional[str]:
         """/proc/PID/task/TID/comm when it differs from the process's own name, else None.

@@ -113,6 +113,7 @@ class Sampler:
     def run(self, should_stop, deadline_ns=None):
         """Sample until ``should_stop()`` is true, the deadline passes or the target exits."""
         prefer_low_latency()
+        self.process.find_threading()
         interval = self.interval_ns
         monotonic_ns = time.monotonic_ns
         sleep = time.sleep
