@@ -53,6 +53,8 @@ _GLIBC_TID_OFFSET = 720
 #: threading._active is re-read after this long, or after _NAMES_REFRESH for an unknown TID.
 _NAMES_TTL = 5.0
 _NAMES_REFRESH = 0.2
+#: The list of interpreters (for threading_name) is read again after this long.
+_INTERPS_TTL = 1.0
 
 
 def version_from_hex(value: int) -> Tuple[Tuple[int, int, int], str]:
@@ -129,6 +131,8 @@ class PythonProcess:
         self._names: Dict[int, str] = {}  # native TID -> threading name
         self._names_read = -1e9  # monotonic time of the last read of threading._active
         self._comms: Dict[int, Tuple[float, Optional[str]]] = {}
+        self._interps: List[int] = []
+        self._interps_read = -1e9  # monotonic time the list of interpreters was read
         self._tid_offset_retry = 0.0
         self._closed = False
 
@@ -379,6 +383,66 @@ class PythonProcess:
         name = self._names.get(native_tid)
         return name if name is not None else self._comm_name(native_tid, now)
 
+    def threading_name(self, ident: int, native_tid: int) -> Optional[str]:
+        """The name ``threading`` gave the thread ``ident`` (a ThreadStack's python_thread_id),
+        from ``threading._active`` now (a few reads, see threadnames.py), or None when it is not
+        there: not started by ``threading``, or not registered yet.  Never raises.
+
+        Idents are reused as soon as a thread ends (glibc hands its stack, hence its
+        ``pthread_t``, to the next thread), so the entry is taken only when its ``_native_id``
+        is ``native_tid``: the next thread may have registered under the ident by the time of
+        the lookup.  With ``native_tid`` unknown (0) the ident alone decides.
+        """
+        try:
+            for interp in self._interpreters():
+                found = self.thread_names.name_of(interp, ident)
+                if found is not None:
+                    name, native = found
+                    host_tid = self.walker.host_tid
+                    if native is not None and host_tid is not None:
+                        native = host_tid(native)
+                    if not native_tid or native == native_tid:
+                        return name
+        except (MemoryReadError, struct.error, OverflowError, ValueError):
+            self._interps_read = -1e9  # read the list again next time
+        return None
+
+    def _interpreters(self) -> List[int]:
+        """Every interpreter's address, read again after ``_INTERPS_TTL`` seconds."""
+        now = time.monotonic()
+        if now - self._interps_read >= _INTERPS_TTL:
+            lay = self.layout
+            interps = []
+            interp = _U64.unpack(self.mem.read(
+                self.runtime_address + lay.runtime.interpreters_head, 8))[0]
+            while interp and len(interps) < 64:
+                interps.append(interp)
+                interp = _U64.unpack(self.mem.read(interp + lay.interp.next, 8))[0]
+            self._interps, self._interps_read = interps, now
+        return self._interps
+
+    def find_threading(self) -> None:
+        """Find ``threading._active`` in every interpreter now (a millisecond or more: every
+        ``sys.modules`` key is decoded), so that the first rounds' lookups are cheap."""
+        try:
+            for interp in self._interpreters():
+                self.thread_names.active(interp)
+        except (MemoryReadError, struct.error, OverflowError, ValueError):
+            pass
+
+    def os_thread_name(self, native_tid: int) -> Optional[str]:
+        """/proc/PID/task/TID/comm when it differs from the process's own name, else None.
+
+        CPython <= 3.13 leaves thread comms alone (a program may set them); 3.14+ sets them to
+        the ``threading`` name cut to 15 bytes (Lib/threading.py ``_set_os_name``).
+        """
+        comm = read_text(self.pid, "task", str(native_tid), "comm")
+        if comm is None:
+            return None
+        comm = comm.rstrip("\n")
+        process_comm = (read_text(self.pid, "comm") or "").rstrip("\n")
+        return comm if comm and comm != process_comm else None
+
     def _read_thread_names(self) -> Dict[int, str]:
         names: Dict[int, str] = {}
         unmatched: Dict[int, str] = {}
@@ -414,12 +478,7 @@ class PythonProcess:
         cached = self._comms.get(native_tid)
         if cached is not None and now - cached[0] < _NAMES_TTL:
             return cached[1]
-        name = None
-        comm = read_text(self.pid, "task", str(native_tid), "comm")
-        if comm is not None:
-            comm = comm.rstrip("\n")
-            process_comm = (read_text(self.pid, "comm") or "").rstrip("\n")
-            name = comm if comm and comm != process_comm else None
+        name = self.os_thread_name(native_tid)
         self._comms[native_tid] = (now, name)
         return name
 

@@ -23,19 +23,26 @@ from spyrec.spyformat import SampleFlag
 #: (a raw stack of 30 frames takes about 2 KB).
 RAW_STACK_CACHE_LIMIT = 10_000
 FRAME_CACHE_LIMIT = 50_000
-#: How often to retry finding the name of a thread whose name was not found yet.
+#: A thread's ``threading`` name is looked up when it is first seen and again at each of its next
+#: NAME_EAGER_TRIES rounds until found (a new thread is in ``threading._active`` only once it
+#: runs, and a request's thread may live a few ms), then at intervals doubling from
+#: NAME_BACKOFF_NS up to NAME_RETRY_NS (a thread ``threading`` did not start is never found).
+NAME_EAGER_TRIES = 50
+NAME_BACKOFF_NS = 1_000_000
 NAME_RETRY_NS = 1_000_000_000
 
 
 class _Thread:
     """What the sampler keeps about one target thread between rounds."""
 
-    __slots__ = ("stats", "name", "next_name_try", "missing", "cpu_delta", "last_frames",
-                 "last_stack_id")
+    __slots__ = ("stats", "named", "os_name", "name_tries", "next_name_try", "missing",
+                 "cpu_delta", "last_frames", "last_stack_id")
 
     def __init__(self, stats):
         self.stats = stats
-        self.name = None
+        self.named = False  # its threading name was found
+        self.os_name = None  # its kernel name, written while the threading name is not known
+        self.name_tries = 0
         self.next_name_try = 0
         self.missing = False
         self.cpu_delta = 0  # CPU time since the previous round, read at this round's start
@@ -106,6 +113,7 @@ class Sampler:
     def run(self, should_stop, deadline_ns=None):
         """Sample until ``should_stop()`` is true, the deadline passes or the target exits."""
         prefer_low_latency()
+        self.process.find_threading()
         interval = self.interval_ns
         monotonic_ns = time.monotonic_ns
         sleep = time.sleep
@@ -182,7 +190,7 @@ class Sampler:
             thread = threads.get(tid)
             if thread is None or thread.missing:
                 thread = self._thread_started(thread_stack, t)
-            if thread.name is None and now >= thread.next_name_try:
+            if not thread.named and now >= thread.next_name_try:
                 self._try_name(thread, thread_stack, now)
             flags = 0
             if thread_stack.holds_gil:
@@ -267,14 +275,23 @@ class Sampler:
         return thread
 
     def _try_name(self, thread, thread_stack, now):
-        thread.next_name_try = now + NAME_RETRY_NS
-        try:
-            name = self.process.thread_name(thread_stack.native_tid)
-        except MemoryReadError:
-            name = None
-        if name:
-            thread.name = name
-            self.writer.thread(pid=self.process.pid, tid=thread_stack.native_tid, name=name)
+        """Look for the thread's ``threading`` name; meanwhile its kernel name stands in."""
+        tid = thread_stack.native_tid
+        name = self.process.threading_name(thread_stack.python_thread_id, tid)
+        if name is not None:
+            thread.named = True
+            if name != thread.os_name:
+                self.writer.thread(pid=self.process.pid, tid=tid, name=name)
+            return
+        tries = thread.name_tries = thread.name_tries + 1
+        if tries > NAME_EAGER_TRIES:
+            delay = NAME_BACKOFF_NS << min(tries - NAME_EAGER_TRIES - 1, 10)
+            thread.next_name_try = now + min(delay, NAME_RETRY_NS)
+        # the kernel's name (a /proc read) at the first try and at each spaced one
+        if thread.os_name is None and tid and (tries == 1 or tries > NAME_EAGER_TRIES):
+            thread.os_name = self.process.os_thread_name(tid)
+            if thread.os_name is not None:
+                self.writer.thread(pid=self.process.pid, tid=tid, name=thread.os_name)
 
     def finish(self):
         """Close every thread still open at the end and release /proc files."""

@@ -13,11 +13,17 @@ or, for classes with Py_TPFLAGS_MANAGED_DICT (3.11+), in a dict or a values arra
 before the object or inline after it, whose keys are the class's shared ``ht_cached_keys``
 (see ``ObjectOffsets.instance_dict``).
 
-This costs about a millisecond, so it is meant to run rarely and be cached (PythonProcess does).
+Reading every thread this way costs about a millisecond.  The sampler asks instead about one
+thread at a time, by its ident (``PyThreadState.thread_id``, the key of ``_active``): with the
+address of ``_active`` kept, that is a probe of the dict's hash table as CPython does it
+(Objects/dictobject.c, 3.8-3.15; an int's hash is its value modulo 2**61 - 1,
+Objects/longobject.c) and the Thread's two attributes, a few reads.  A thread is seen before it
+is in ``_active``: Lib/threading.py's ``_bootstrap_inner`` puts it there once it runs.
 Every step validates ``ob_type`` and sizes, and any inconsistency raises MemoryReadError.
 """
 
 import struct
+import time
 from typing import Dict, List, Optional, Tuple
 
 from spyrec.errors import MemoryReadError
@@ -31,7 +37,27 @@ Py_TPFLAGS_INLINE_VALUES = 1 << 2  # 3.13+
 Py_TPFLAGS_MANAGED_DICT = 1 << 4  # 3.11+
 #: Longest int decoded (idents and TIDs fit in three 30-bit digits), biggest dict read.
 MAX_DIGITS = 8
+INT_PREFETCH_DIGITS = 2
 MAX_ENTRIES = 1 << 16
+#: _PyHASH_MODULUS on 64-bit builds (Include/cpython/pyhash.h), PERTURB_SHIFT (dictobject.c).
+HASH_MODULUS = (1 << 61) - 1
+PERTURB_SHIFT = 5
+#: How long a failed search for ``threading._active`` (not imported yet) is remembered.
+ACTIVE_RETRY_S = 0.1
+#: Bytes read after a dict's keys header with it: all of a table of up to ~40 entries.
+KEYS_PREFETCH = 1024
+_INDEX = {1: struct.Struct("<b"), 2: struct.Struct("<h"), 4: struct.Struct("<i"),
+          8: struct.Struct("<q")}
+_ENTRY = struct.Struct("<qQQ")  # PyDictKeyEntry: me_hash, me_key, me_value
+#: Attribute-name strings decoded, kept by address (they are interned, owned by class keys).
+KEY_CACHE_LIMIT = 4096
+
+
+def int_hash(value: int) -> int:
+    """``hash(value)`` for an int in a 64-bit CPython (long_hash, Objects/longobject.c)."""
+    h = abs(value) % HASH_MODULUS
+    h = -h if value < 0 else h
+    return -2 if h == -1 else h
 
 
 class ThreadNameReader:
@@ -45,6 +71,8 @@ class ThreadNameReader:
         self.dict_type = types.get("PyDict_Type")
         self.long_type = types.get("PyLong_Type")
         self.module_type = types.get("PyModule_Type")
+        self._active: Dict[int, Tuple[Optional[int], float]] = {}  # interp -> (_active, when)
+        self._key_names: Dict[int, str] = {}
 
     def u64(self, addr: int) -> int:
         return _U64.unpack(self.mem.read(addr, 8))[0]
@@ -75,17 +103,138 @@ class ThreadNameReader:
                     pass
         return by_native, by_ident
 
+    def name_of(self, interp: int, ident: int) -> Optional[Tuple[str, Optional[int]]]:
+        """(name, native id or None) of the Thread under ``ident`` in one interpreter's
+        ``threading._active``, or None when it is not there."""
+        active = self.active(interp)
+        if active is None:
+            return None
+        try:
+            thread = self.find_int(active, ident)
+        except MemoryReadError:
+            del self._active[interp]  # the dict may be gone: look for it again next time
+            raise
+        if thread is None:
+            return None
+        attributes = dict(self.attributes(thread, ("_name", "_native_id")))
+        name = attributes.get("_name")
+        if name is None:
+            return None
+        native = attributes.get("_native_id")
+        if native is None:
+            return self.strings.read_str(name), None
+        # both objects in one read; each is read again alone if its prefetch failed
+        name_head, native_head = self.mem.read_many(
+            [(name, self.strings.str_head), (native, self.o.ob_digit + 4 * INT_PREFETCH_DIGITS)])
+        text = (self.strings.decode_str(name, name_head) if name_head is not None
+                else self.strings.read_str(name))
+        try:
+            return text, self.read_int(native, native_head)
+        except MemoryReadError:  # None before the thread started
+            return text, None
+
+    def active(self, interp: int) -> Optional[int]:
+        """The address of ``threading._active`` in one interpreter, found once and kept (the
+        module never rebinds it; ``_after_fork`` refills the same dict)."""
+        found, when = self._active.get(interp, (None, -ACTIVE_RETRY_S))
+        if found is None and time.monotonic() - when >= ACTIVE_RETRY_S:
+            modules = self.u64(interp + self.layout.interp.modules)
+            threading = self.lookup(modules, "threading")
+            if threading is not None:
+                self._check_type(threading, self.module_type, "module")
+                found = self.lookup(self.u64(threading + self.o.md_dict), "_active")
+            self._active[interp] = (found, time.monotonic())
+        return found
+
+    def find_int(self, dict_addr: int, value: int) -> Optional[int]:
+        """The value under the int key ``value`` in a dict, probing its hash table like
+        CPython's lookdict (the index sequence is the same in 3.8-3.15)."""
+        o = self.o
+        head = self.mem.read(dict_addr, o.ma_values + 8)
+        if self.dict_type and _U64.unpack_from(head, self.layout.ob_type)[0] != self.dict_type:
+            raise MemoryReadError("object at 0x%x is not a dict" % dict_addr)
+        keys = _U64.unpack_from(head, o.ma_keys)[0]
+        values = _U64.unpack_from(head, o.ma_values)[0]
+        (size, index_bytes, general, nentries), table = self._keys_shape(keys, KEYS_PREFETCH)
+        if not general or not nentries:  # int keys make a general table (3.11+)
+            return None
+        width = index_bytes // size
+        index = _INDEX[width]
+        indices = keys + o.dk_indices
+        entries = indices + index_bytes
+        entry_size = o.general_entry_size
+        if len(table) < index_bytes + nentries * entry_size:  # a big table: a read per probe
+            table = b""
+        h = int_hash(value)
+        mask = size - 1
+        perturb = h & 0xFFFFFFFFFFFFFFFF
+        i = perturb & mask
+        for _ in range(size):
+            if table:
+                ix = index.unpack_from(table, i * width)[0]
+            else:
+                ix = index.unpack(self.mem.read(indices + i * width, width))[0]
+            if ix == -1:  # DKIX_EMPTY
+                return None
+            if 0 <= ix < nentries:
+                if table:
+                    entry_hash, key, entry_value = _ENTRY.unpack_from(
+                        table, index_bytes + ix * entry_size)
+                else:
+                    entry_hash, key, entry_value = _ENTRY.unpack(
+                        self.mem.read(entries + ix * entry_size, _ENTRY.size))
+                # _active's keys are ints, and an int below 2**61 is its own hash
+                if entry_hash == h and key and (0 <= value < HASH_MODULUS
+                                                or self.read_int(key) == value):
+                    if values:
+                        entry_value = self.u64(values + o.dict_values + 8 * ix)
+                    return entry_value or None
+            perturb >>= PERTURB_SHIFT
+            i = (i * 5 + perturb + 1) & mask
+        return None
+
+    def _keys_shape(self, keys: int, prefetch: int = 0) -> Tuple[Tuple[int, int, bool, int], bytes]:
+        """((slots, bytes of the index table, general entries?, entries used), the first
+        ``prefetch`` bytes after the header, or fewer) of a dict's keys object."""
+        o = self.o
+        try:
+            head = self.mem.read(keys, o.dk_indices + prefetch)
+        except MemoryReadError:
+            if not prefetch:
+                raise
+            head = self.mem.read(keys, o.dk_indices)  # the prefetch crossed a mapping's end
+        nentries = _I64.unpack_from(head, o.dk_nentries)[0]
+        if o.dict_keys_kind == "log2":
+            size = 1 << head[o.dk_log2_size]
+            index_bytes = 1 << head[o.dk_log2_index_bytes]
+            general = head[o.dk_kind] == 0  # DICT_KEYS_GENERAL
+        else:
+            size = _I64.unpack_from(head, o.dk_size)[0]
+            # DK_IXSIZE: each index is as wide as needed to hold an entry number
+            index_bytes = size * (1 if size <= 0xFF else 2 if size <= 0xFFFF else 4)
+            general = True
+        if size <= 0 or size & (size - 1) or index_bytes % size \
+                or index_bytes // size not in _INDEX or not 0 <= nentries <= min(size, MAX_ENTRIES):
+            raise MemoryReadError("implausible dict keys at 0x%x" % keys)
+        return (size, index_bytes, general, nentries), head[o.dk_indices:]
+
     # -- objects ---------------------------------------------------------------------------------
 
     def _check_type(self, addr: int, expected: Optional[int], what: str) -> None:
         if expected and self.u64(addr + self.layout.ob_type) != expected:
             raise MemoryReadError("object at 0x%x is not a %s" % (addr, what))
 
-    def read_int(self, addr: int) -> int:
-        """A PyLongObject's value (idents and TIDs: one or two 30-bit digits)."""
-        self._check_type(addr, self.long_type, "int")
+    def read_int(self, addr: int, head: Optional[bytes] = None) -> int:
+        """A PyLongObject's value (idents and TIDs: one or two 30-bit digits), one read;
+        ``head``: its first bytes, when already read."""
         o = self.o
-        head = self.mem.read(addr, o.ob_digit)
+        if head is None:
+            try:
+                head = self.mem.read(addr, o.ob_digit + 4 * INT_PREFETCH_DIGITS)
+            except MemoryReadError:  # the prefetch crossed a mapping's end
+                head = self.mem.read(addr, o.ob_digit)
+        if self.long_type and _U64.unpack_from(head, self.layout.ob_type)[0] != self.long_type:
+            raise MemoryReadError("object at 0x%x is not a int" % addr)
         if o.long_kind == "lv_tag":
             tag = _U64.unpack_from(head, o.long_size)[0]
             ndigits, sign = tag >> 3, 1 - (tag & 3)
@@ -94,7 +243,10 @@ class ThreadNameReader:
             ndigits, sign = abs(size), (size > 0) - (size < 0)
         if ndigits > MAX_DIGITS:
             raise MemoryReadError("implausible int at 0x%x" % addr)
-        digits = struct.unpack("<%dI" % ndigits, self.mem.read(addr + o.ob_digit, 4 * ndigits))
+        data = head[o.ob_digit:o.ob_digit + 4 * ndigits]
+        if len(data) < 4 * ndigits:
+            data = self.mem.read(addr + o.ob_digit, 4 * ndigits)
+        digits = struct.unpack("<%dI" % ndigits, data)
         return sign * sum(d << (30 * i) for i, d in enumerate(digits))
 
     def lookup(self, dict_addr: int, name: str) -> Optional[int]:
@@ -123,20 +275,8 @@ class ThreadNameReader:
     def keys_items(self, keys: int, values: int) -> List[Tuple[int, int]]:
         """(key, value) pairs of a PyDictKeysObject; values from ``values[]`` when split."""
         o = self.o
-        head = self.mem.read(keys, o.dk_indices)
-        nentries = _I64.unpack_from(head, o.dk_nentries)[0]
-        if o.dict_keys_kind == "log2":
-            size = 1 << head[o.dk_log2_size]
-            index_bytes = 1 << head[o.dk_log2_index_bytes]
-            general = head[o.dk_kind] == 0  # DICT_KEYS_GENERAL
-        else:
-            size = _I64.unpack_from(head, o.dk_size)[0]
-            # DK_IXSIZE: each index is as wide as needed to hold an entry number
-            index_bytes = size * (1 if size <= 0xFF else 2 if size <= 0xFFFF else 4)
-            general = True
+        (_, index_bytes, general, nentries), _ = self._keys_shape(keys)
         entry_size = o.general_entry_size if general else o.unicode_entry_size
-        if not 0 <= nentries <= min(size, MAX_ENTRIES):
-            raise MemoryReadError("implausible dict keys at 0x%x" % keys)
         if not nentries:
             return []
         table = self.mem.read(keys + o.dk_indices + index_bytes, nentries * entry_size)
@@ -148,33 +288,54 @@ class ThreadNameReader:
             pairs = [(key, value) for (key, _), value in zip(pairs, split)]
         return [(key, value) for key, value in pairs if key and value]
 
-    def attributes(self, obj: int) -> List[Tuple[str, int]]:
-        """(name, value pointer) of an instance's attributes."""
+    def attributes(self, obj: int, wanted=None) -> List[Tuple[str, int]]:
+        """(name, value pointer) of an instance's attributes (only those in ``wanted``, if given).
+
+        Attribute names are decoded once per string: instances of a class share them.
+        """
         o = self.o
         tp = self.u64(obj + self.layout.ob_type)
-        flags = self.u64(tp + o.tp_flags)
+        # the type's three fields in one read (they sit within 300 bytes of its start)
+        first = min(o.tp_basicsize, o.tp_flags, o.tp_dictoffset)
+        span = self.mem.read(tp + first, max(o.tp_basicsize, o.tp_flags, o.tp_dictoffset) + 8 - first)
+        flags = _U64.unpack_from(span, o.tp_flags - first)[0]
         if o.instance_dict == "dictoffset" or not flags & Py_TPFLAGS_MANAGED_DICT:
-            offset = _I64.unpack(self.mem.read(tp + o.tp_dictoffset, 8))[0]
+            offset = _I64.unpack_from(span, o.tp_dictoffset - first)[0]
             if offset <= 0:
                 return []
             pairs = self.items(self.u64(obj + offset))
         else:
-            pairs = self._managed(obj, tp, flags)
+            basicsize = _I64.unpack_from(span, o.tp_basicsize - first)[0]
+            pairs = self._managed(obj, tp, flags, basicsize)
+        names = self._key_names
+        unknown = [key for key, _ in pairs if key not in names]
+        if unknown:
+            if len(names) + len(unknown) > KEY_CACHE_LIMIT:
+                names.clear()
+            heads = self.mem.read_many([(key, self.strings.str_head) for key in unknown])
+            for key, head in zip(unknown, heads):
+                try:
+                    names[key] = (self.strings.decode_str(key, head) if head is not None
+                                  else self.strings.read_str(key))
+                except MemoryReadError:
+                    continue  # not a str: skipped below
         out = []
         for key, value in pairs:
-            try:
-                out.append((self.strings.read_str(key), value))
-            except MemoryReadError:
-                continue
+            name = names.get(key)
+            if name is not None and (wanted is None or name in wanted):
+                out.append((name, value))
         return out
 
-    def _managed(self, obj: int, tp: int, flags: int) -> List[Tuple[int, int]]:
+    def _managed(self, obj: int, tp: int, flags: int, basicsize: int) -> List[Tuple[int, int]]:
         """Py_TPFLAGS_MANAGED_DICT: a dict, or values sharing the class's cached keys."""
         o = self.o
         values = dict_or_values = 0
-        if o.instance_dict == "managed311":
-            values = self.u64(obj + o.managed_values)
-        dict_or_values = self.u64(obj + o.managed_dict)
+        if o.instance_dict == "managed311":  # values pointer, then dict pointer
+            pair = self.mem.read(obj + o.managed_values, 16)
+            values = _U64.unpack_from(pair, 0)[0]
+            dict_or_values = _U64.unpack_from(pair, o.managed_dict - o.managed_values)[0]
+        else:
+            dict_or_values = self.u64(obj + o.managed_dict)
         if o.instance_dict == "managed311":
             if dict_or_values:
                 return self.items(dict_or_values)
@@ -190,7 +351,7 @@ class ThreadNameReader:
                 return self.items(dict_or_values)
             values = 0
             if flags & Py_TPFLAGS_INLINE_VALUES:
-                values = obj + self.u64(tp + o.tp_basicsize)
+                values = obj + basicsize
                 if not self.mem.read(values + o.dict_values_valid, 1)[0]:
                     return []
         if not values:
