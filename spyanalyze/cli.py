@@ -179,7 +179,10 @@ def hertz(value):
 @click.argument("path", type=RECORDING)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def info(path, as_json):
-    """Summarise a recording: what was recorded, how, and how well (recorder health)."""
+    """Summarise a recording: what was recorded, how, and how well (recorder health).
+
+    The rate achieved is given as rounds per second (a round samples every thread once) and per
+    thread while it lived: the median over threads sampled twice or more, and the main thread's."""
     recording = load(path)
     facts = views.summary(recording)
     if as_json:
