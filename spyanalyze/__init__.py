@@ -4,13 +4,16 @@ Notebook API::
 
     import spyanalyze
     rec = spyanalyze.load("run.spy")
-    rec.samples, rec.frames, rec.stacks          # DataFrames
+    rec.samples, rec.frames, rec.stacks          # DataFrames; samples indexed by time (UTC)
+    rec.leaves()                                  # each sample's innermost frame
     rec.by_function(); rec.by_line(); rec.by_file(); rec.by_thread(); rec.timeline("100ms")
+    rec.filter(start=rec.timeline().index[1])     # Timestamps or seconds since the start
     busy = rec.filter(threads="MainThread", idle="exclude", prune="stdlib")
     spyanalyze.diff(before, after)                # per-function change and significance
     spyanalyze.export.speedscope.write(rec, open("run.speedscope.json", "w"))
 
-The ``spyanalyze`` command is a thin layer over the same functions.
+Time is in nanoseconds in every table.  The ``spyanalyze`` command is a thin layer over the
+same functions.
 """
 
 from spyanalyze import export, filters, views

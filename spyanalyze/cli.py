@@ -15,7 +15,7 @@ import click
 from spyrec import spyformat
 from spyrec.errors import SpyError
 
-from spyanalyze import filters, views
+from spyanalyze import filters, frames, views
 from spyanalyze.diff import Gate, check_gates, diff, write_collapsed_diff
 from spyanalyze.errors import UnreadableFile
 from spyanalyze.export import FORMATS
@@ -129,9 +129,18 @@ def terminal_width():
     return shutil.get_terminal_size((120, 24)).columns
 
 
+def printable(text):
+    """``text`` with control characters escaped: names in a recording come from the target and
+    must not drive the terminal (a stray escape sequence could rewrite what is shown)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def render(rows, headers, right=()):
     """A plain text table that fits the terminal: the last column is cut to fit."""
-    rows = [[str(cell) for cell in row] for row in rows]
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     room = terminal_width() - sum(widths[:-1]) - 2 * (len(widths) - 1)
     widths[-1] = max(20, min(widths[-1], room))
@@ -147,14 +156,19 @@ def render(rows, headers, right=()):
 
 
 def amount(value, weight):
-    return "%d" % value if weight == "samples" else "%.3fs" % value
+    """A count, or nanoseconds shown as seconds."""
+    return "%d" % value if weight == "samples" else "%.3fs" % (value / 1e9)
 
 
 def label(row, by):
-    """``qualname (module:line)`` as py-spy prints a frame; for a function, its first sampled line."""
+    """A row's frame label (``spyanalyze.frames.label``); by function, its lowest sampled line."""
     if by == "file":
         return row["module"]
-    return "%s (%s:%d)" % (row["qualname"], row["module"], row["line"])
+    return frames.label(row["qualname"], row["module"], row["line"])
+
+
+def hertz(value):
+    return "%.0f Hz" % value if value else "?"
 
 
 # ------------------------------------------------------------------------------------------
@@ -165,32 +179,36 @@ def label(row, by):
 @click.argument("path", type=RECORDING)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def info(path, as_json):
-    """Summarise a recording: what was recorded, how, and how well (recorder health)."""
+    """Summarise a recording: what was recorded, how, and how well (recorder health).
+
+    The rate achieved is given as rounds per second (a round samples every thread once) and per
+    thread while it lived: the median over threads sampled twice or more, and the main thread's."""
     recording = load(path)
     facts = views.summary(recording)
     if as_json:
         import json
         click.echo(json.dumps(facts, default=str, indent=2))
         return
-    rate = facts["rate_achieved"]
     lines = [("file", "%s (format %s)" % (facts["source"], facts["format"])),
              ("command", " ".join(map(str, facts["command"] or [])) or "?"),
              ("python", "%s (%s)" % (facts["python"], facts["executable"])),
              ("host", "%s, recorder %s" % (facts["host"], facts["recorder"])),
              ("start", str(facts["start"])),
              ("duration", "%.3f s" % facts["duration"]),
-             ("rate", "%s Hz requested, %s Hz per thread achieved" % (
-                 "%.0f" % facts["rate_requested"] if facts["rate_requested"] else "?",
-                 "%.1f" % rate if rate else "?")),
+             ("rate", "%s requested; %s achieved in rounds (a round samples every thread once)"
+              % (hertz(facts["rate_requested"]), hertz(facts["rate_rounds"]))),
+             ("", "per thread while it lived: median %s (of %d threads sampled twice or more), "
+                  "main thread %s" % (hertz(facts["rate_thread_median"]), facts["rate_threads"],
+                                      hertz(facts["rate_main_thread"]))),
              ("samples", "%d in %d threads of %d processes; %.1f%% idle, %.1f%% holding the GIL, %d torn"
               % (facts["samples"], facts["threads"], facts["processes"], 100 * facts["idle_share"],
                  100 * facts["gil_share"], facts["torn"])),
              ("recorder", ", ".join("%s %s" % kv for kv in sorted(facts["trailer"].items())) or "no trailer")]
-    click.echo("".join("%-9s %s\n" % line for line in lines), nl=False)
+    click.echo("".join("%-9s %s\n" % (key, printable(value)) for key, value in lines), nl=False)
     for warning in facts["warnings"]:
         click.echo("warning   " + warning)
     table = views.by_thread(recording)
-    rows = [(r.tid, r.samples, "%.3fs" % r.cpu, "%.0f%%" % (100 * r.idle_share), r.thread)
+    rows = [(r.tid, r.samples, amount(r.cpu, "cpu"), "%.0f%%" % (100 * r.idle_share), r.thread)
             for r in table.itertuples()]
     click.echo("\n" + render(rows, ("tid", "samples", "cpu", "idle", "thread"), right={0, 1, 2, 3}), nl=False)
 
@@ -207,7 +225,11 @@ def info(path, as_json):
 def top(path, by, weight, sort, limit, as_csv, output, **options):
     """The heaviest functions (or lines, or files), like a profiler's top view.
 
-    Idle samples are left out unless --idle include (as py-spy does)."""
+    Idle samples are left out unless --idle include (as py-spy does).  A function is shown with
+    the lowest line sampled in it (recordings hold the lines being run, not where a function
+    starts); a frame whose instruction has no line shows no line.  The interpreter's own shim
+    frames are hidden (their time is their caller's), and samples of threads with no Python
+    frame at all (only C code, starting or ending) show as <no Python frames>."""
     recording = filtered(load(path), options)
     table = views.aggregate(recording, by, weight)
     table = table.sort_values([sort + "_share", ("total" if sort == "self" else "self") + "_share"],

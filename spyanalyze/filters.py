@@ -19,6 +19,7 @@ A filter that leaves nothing returns an empty Recording; ``apply(..., allow_empt
 raises ``EmptyResult`` naming the criterion that emptied it (what the CLI uses).
 """
 
+import datetime
 import fnmatch
 import re
 
@@ -70,8 +71,7 @@ def stacks_containing(recording, frame_mask):
 
 
 def _keep(recording, mask, step):
-    samples = recording.samples[mask].reset_index(drop=True)
-    return recording.replace(samples=samples, step=step)
+    return recording.replace(samples=recording.samples[mask], step=step)
 
 
 def processes(recording, pids):
@@ -131,18 +131,33 @@ def parse_seconds(value):
         raise ValueError("not a time: %r (write seconds, or a number with a unit such as 200ms)" % value)
 
 
+def offset_ns(recording, value):
+    """A time bound as ns since the recording's origin (``t``): seconds since the origin (a
+    number, or a string with a unit such as ``"200ms"``), or a moment on the wall clock (a
+    pandas ``Timestamp``, ``datetime`` or ``numpy.datetime64``, as ``timeline()`` and the
+    samples' index hold; a naive one is taken as UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, (pd.Timestamp, datetime.datetime, np.datetime64)):
+        moment = pd.Timestamp(value)
+        moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+        return moment.value - int(recording.header.get("start_wall_ns") or 0)
+    return int(round(parse_seconds(value) * 1e9))
+
+
 def window(recording, start=None, end=None):
-    """Keep samples with ``start <= t < end``, in seconds since the recording started (the
-    header's monotonic origin; ``spyanalyze info`` shows the span)."""
-    start, end = parse_seconds(start), parse_seconds(end)
+    """Keep samples with ``start <= t < end``: each bound in seconds since the recording started
+    (the header's monotonic origin; ``spyanalyze info`` shows the span) or a wall-clock moment
+    (see ``offset_ns``)."""
+    start_ns, end_ns = offset_ns(recording, start), offset_ns(recording, end)
     t = recording.samples["t"].to_numpy()
     mask = np.ones(len(t), dtype=bool)
-    if start is not None:
-        mask &= t >= int(start * 1e9)
-    if end is not None:
-        mask &= t < int(end * 1e9)
-    return _keep(recording, mask, "time %s..%s" % ("" if start is None else "%gs" % start,
-                                                    "" if end is None else "%gs" % end))
+    if start_ns is not None:
+        mask &= t >= start_ns
+    if end_ns is not None:
+        mask &= t < end_ns
+    return _keep(recording, mask, "time %s..%s" % ("" if start_ns is None else "%gs" % (start_ns / 1e9),
+                                                    "" if end_ns is None else "%gs" % (end_ns / 1e9)))
 
 
 def idle(recording, keep_idle):
@@ -192,8 +207,7 @@ def rewrite_stacks(recording, rewrite, step):
         mapping[sid] = nid
     remapped = mapping[stack_column]
     keep = remapped >= 0
-    samples = recording.samples[keep].reset_index(drop=True)
-    samples["stack"] = remapped[keep]
+    samples = recording.samples[keep].assign(stack=remapped[keep])
     return recording.replace(samples=samples, stacks=StackTable(new), step=step)
 
 

@@ -2,12 +2,17 @@
 
 ``load(path)`` reads a recording with ``spyrec.spyformat.read_recording`` (the one codec) and
 builds three tables, all vectorised (numpy over whole columns, loops only per unique frame or
-stack, never per sample):
+stack, never per sample).
 
-``samples``  one row per sample, in time order::
+Time has one unit in every table of the analyser: **nanoseconds**, as int64 (``t``, ``wall``,
+``cpu`` here; the time columns of ``by_function``, ``by_thread`` and ``timeline``), and moments
+on the wall clock are UTC ``Timestamp`` values.  Only scalars say seconds (``Recording.duration``).
+
+``samples``  one row per sample, in time order, indexed by ``time`` (a UTC DatetimeIndex of
+             the wall-clock moment, so ``rec.samples.resample("100ms")`` works as it is)::
 
     t          int64   ns since the recording's monotonic origin (header ``start_mono_ns``)
-    timestamp  datetime64[ns, UTC]   wall clock: header ``start_wall_ns`` + t
+    timestamp  datetime64[ns, UTC]   wall clock: header ``start_wall_ns`` + t (as the index)
     pid, tid   int64   process id, native thread id
     thread     category   the thread's name from its THREAD record ("tid N" when unnamed)
     stack      int64   stack id (index into ``stacks``)
@@ -20,9 +25,16 @@ stack, never per sample):
 
 ``frames``   one row per distinct frame: file, name, qualname, line, column, plus the derived
              ``module`` (module-relative path, see ``module_paths``), ``kind`` (user, stdlib,
-             site-packages, other) and ``label`` (``qualname (module:line)``, as py-spy prints).
+             site-packages, other) and ``label`` (see ``spyanalyze.frames.labels``).
 ``stacks``   one row per distinct stack: ``frames`` (tuple of frame ids, root first), ``depth``
-             and ``leaf`` (the innermost frame id, -1 for a stack without Python frames).
+             and ``leaf`` (the innermost frame id, -1 for a stack a filter emptied).
+
+Loading applies ``spyanalyze.frames``: the interpreter's own shim frames are left out of every
+stack (their time goes to their caller), and a stack without Python frames is given the single
+frame ``<no Python frames>``, so that time shows in every view, export and diff alike.
+
+``rec.leaves()`` gives each sample's innermost frame (function, file, line) without joining
+through ``stacks`` and ``frames``.
 
 The format allows the same content under several ids (the writer forgets its interning tables
 after a bound); loading maps such duplicates onto one id, so every later groupby can trust ids.
@@ -39,6 +51,7 @@ import pandas as pd
 from spyrec import spyformat
 from spyrec.spyformat import SampleFlag
 
+from spyanalyze import frames as frame_rules
 from spyanalyze.errors import CorruptRecording, UnreadableFile
 
 #: What a view or an export can weigh a sample by: one each, wall time, or CPU time.
@@ -202,7 +215,11 @@ class Recording:
         if not data.header:
             raise CorruptRecording("the recording has no HEADER record")
         frame_map, frames = _canonical_frames(data)
+        frame_map, frames = _drop_internal_frames(frame_map, frames)
         stack_map, stacks = _canonical_stacks(data.stacks, frame_map)
+        if any(not stack for stack in stacks):
+            stacks = [stack or (len(frames),) for stack in stacks]
+            frames = _with_no_python_frame(frames)
         threads = _threads_table(data.threads)
         processes = pd.DataFrame.from_records(list(data.processes.values())) if data.processes \
             else pd.DataFrame({"pid": pd.Series([], dtype=np.int64)})
@@ -211,8 +228,8 @@ class Recording:
         modules, kinds = module_paths(frames["file"].tolist(), root)
         frames["module"] = pd.Series(modules, dtype=object)
         frames["kind"] = pd.Categorical(kinds, categories=["user", "stdlib", "site-packages", "other"])
-        frames["label"] = (frames["qualname"].astype(object) + " (" + frames["module"] + ":"
-                           + frames["line"].astype(str) + ")")
+        frames["label"] = pd.Series(frame_rules.labels(frames["qualname"], frames["module"], frames["line"]),
+                                    dtype=object)
         frames = frames.rename_axis("frame")
         samples = _samples_table(data, stack_map, threads)
         meta = {"source": source, "lost_bytes": data.lost_bytes, "version": data.version,
@@ -261,8 +278,27 @@ class Recording:
         t = self.samples["t"].to_numpy()
         return float(t[-1] - t[0] + self.interval_ns) / 1e9
 
+    @property
+    def no_python_frame(self):
+        """The frame id standing for "no Python frames", or None when no sample needs it."""
+        hit = np.flatnonzero(((self.frames["file"] == frame_rules.NO_PYTHON_FRAMES)
+                              & (self.frames["qualname"] == frame_rules.NO_PYTHON_FRAMES)).to_numpy())
+        return int(hit[0]) if len(hit) else None
+
     def __len__(self):
         return len(self.samples)
+
+    def leaves(self):
+        """Each sample's innermost frame, indexed like ``samples``: ``frame`` id, ``qualname``,
+        ``module``, ``line``, ``file``, ``kind`` and ``label`` (missing where a filter emptied
+        the stack)."""
+        leaf = self._stacks.leaf[self.samples["stack"].to_numpy()]
+        table = self.frames[["qualname", "module", "line", "file", "kind", "label"]].reindex(leaf)
+        if (leaf < 0).any():
+            table["line"] = table["line"].astype("Int64")
+        table.index = self.samples.index
+        table.insert(0, "frame", leaf)
+        return table
 
     def __repr__(self):
         return "<Recording %s: %d samples, %d threads, %.2fs%s>" % (
@@ -376,11 +412,32 @@ def _canonical_frames(data):
     return frame_map, frames
 
 
+def _drop_internal_frames(frame_map, frames):
+    """Leave out the interpreter's shim frames (``spyanalyze.frames.interpreter_internal``):
+    returns the frame map with -1 for them, and the frames table without them."""
+    internal = frame_rules.interpreter_internal(frames["file"], frames["name"], frames["line"])
+    if not internal.any():
+        return frame_map, frames
+    renumber = np.cumsum(~internal) - 1
+    renumber[internal] = -1
+    return renumber[frame_map], frames[~internal].reset_index(drop=True)
+
+
+def _with_no_python_frame(frames):
+    """The frames table plus, as its last row, the frame standing for no Python frames."""
+    name = frame_rules.NO_PYTHON_FRAMES
+    row = pd.DataFrame({"file": pd.Series([name], dtype=object), "name": pd.Series([name], dtype=object),
+                        "qualname": pd.Series([name], dtype=object), "line": np.zeros(1, dtype=np.int64),
+                        "column": np.full(1, -1, dtype=np.int64)})
+    return pd.concat([frames, row], ignore_index=True)
+
+
 def _canonical_stacks(stacks, frame_map):
-    """Remap frame ids and fold identical stacks; returns (old id -> new id, new tuples)."""
+    """Remap frame ids (dropping frames mapped to -1) and fold identical stacks; returns
+    (old id -> new id, new tuples)."""
     if len(frame_map) and not np.array_equal(frame_map, np.arange(len(frame_map))):
         table = frame_map.tolist()
-        stacks = [tuple(table[f] for f in stack) for stack in stacks]
+        stacks = [tuple(t for t in (table[f] for f in stack) if t >= 0) for stack in stacks]
     if len(set(stacks)) == len(stacks):
         return np.arange(len(stacks), dtype=np.int64), list(stacks)
     return _fold(stacks)
@@ -494,4 +551,4 @@ def _samples_table(data, stack_map, threads):
         "wall": wall, "ticks": ticks, "cpu": cpu, "rss": rss,
         "idle": (flags & SampleFlag.IDLE) != 0, "gil": (flags & SampleFlag.GIL) != 0,
         "torn": (flags & SampleFlag.TORN) != 0, "flags": flags,
-    }, copy=False)        # one block per column: consolidating would copy every column once more
+    }, index=timestamp.rename("time"), copy=False)   # one block per column: no consolidating copy

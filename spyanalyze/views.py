@@ -9,7 +9,8 @@ Every per-code view works the same way, and never loops over samples:
    does not count a sample twice (distinct (stack, code) pairs are cached per coding).
 
 Shares are fractions of the whole recording's weight (``self_share`` = self / total weight of
-every sample, including samples whose stack is empty).  Times are reported in seconds.
+every sample, including samples whose stack a filter emptied).  Times are in nanoseconds, as in every table
+of the analyser (see ``spyanalyze.recording``).
 """
 
 import numpy as np
@@ -25,8 +26,12 @@ def aggregate(recording, by="function", weight="samples"):
     """Self and total weight per code (``function``, ``line``, ``file`` or ``frame``).
 
     Columns: the key columns, ``self_samples``, ``total_samples``, ``self_wall``,
-    ``total_wall``, ``self_cpu``, ``total_cpu`` (seconds), then ``self_share`` and
+    ``total_wall``, ``self_cpu``, ``total_cpu`` (nanoseconds), then ``self_share`` and
     ``total_share`` by ``weight``.  Sorted heaviest self first; codes never sampled are left out.
+
+    By function, ``line`` is the lowest line sampled in the function (the format records the
+    line being run, not the ``def`` line): close to where it starts, never the 0 of an
+    instruction without a line unless the function has no other.
     """
     check_weight(weight)
     codes, keys = recording.frame_codes(by)
@@ -40,24 +45,27 @@ def aggregate(recording, by="function", weight="samples"):
     totals = {}
     for name in WEIGHTS:
         per_stack = recording.stack_weights(name)
-        scale = 1.0 if name == "samples" else 1e-9
-        self_w = np.bincount(leaf_codes, weights=per_stack[has_leaf], minlength=n_codes) * scale
-        total_w = np.bincount(pair_code, weights=per_stack[pair_stack], minlength=n_codes) * scale
-        if name == "samples":
-            self_w, total_w = self_w.round().astype(np.int64), total_w.round().astype(np.int64)
-        table["self_" + name] = self_w
-        table["total_" + name] = total_w
-        totals[name] = per_stack.sum() * scale
+        self_w = np.bincount(leaf_codes, weights=per_stack[has_leaf], minlength=n_codes)
+        total_w = np.bincount(pair_code, weights=per_stack[pair_stack], minlength=n_codes)
+        table["self_" + name] = self_w.round().astype(np.int64)
+        table["total_" + name] = total_w.round().astype(np.int64)
+        totals[name] = per_stack.sum()
     denominator = totals[weight] or 1.0
     table["self_share"] = table["self_" + weight] / denominator
     table["total_share"] = table["total_" + weight] / denominator
     if by == "function":
-        # the first sampled line of each function, to print "qualname (module:line)"
-        first_line = recording.frames.groupby(codes)["line"].min()
-        table.insert(2, "line", first_line.reindex(range(n_codes)).to_numpy())
+        table.insert(2, "line", lowest_lines(recording.frames["line"].to_numpy(), codes, n_codes))
     table = table[table["total_samples"] > 0]
     return table.sort_values(["self_share", "total_share"], ascending=False, kind="stable") \
         .reset_index(drop=True)
+
+
+def lowest_lines(lines, codes, n_codes):
+    """Per code, the lowest line above 0 among its frames (0 when it has none)."""
+    known = np.where(lines > 0, lines, np.iinfo(np.int64).max)
+    lowest = np.full(n_codes, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(lowest, codes, known)
+    return np.where(lowest == np.iinfo(np.int64).max, 0, lowest)
 
 
 def by_function(recording, weight="samples"):
@@ -76,7 +84,8 @@ def by_file(recording, weight="samples"):
 
 
 def by_thread(recording):
-    """One row per thread: samples, wall and CPU seconds, CPU use, idle and GIL shares, span."""
+    """One row per thread: samples, wall and CPU ns, CPU use, idle and GIL shares, and the span
+    (``first`` and ``last`` sample, ns since the origin, like ``t``)."""
     samples = recording.samples
     if samples.empty:
         return pd.DataFrame(columns=["pid", "tid", "thread", "samples", "wall", "cpu", "cpu_use",
@@ -86,11 +95,7 @@ def by_thread(recording):
                         cpu=("cpu", "sum"), idle_share=("idle", "mean"), gil_share=("gil", "mean"),
                         first=("t", "min"), last=("t", "max")).reset_index()
     table["thread"] = table["thread"].astype(object)
-    table["wall"] = table["wall"] / 1e9
-    table["cpu"] = table["cpu"] / 1e9
     table["cpu_use"] = table["cpu"] / table["wall"].where(table["wall"] > 0)
-    table["first"] = table["first"] / 1e9
-    table["last"] = table["last"] / 1e9
     columns = ["pid", "tid", "thread", "samples", "wall", "cpu", "cpu_use", "idle_share", "gil_share",
                "first", "last"]
     return table[columns].sort_values("samples", ascending=False, kind="stable").reset_index(drop=True)
@@ -101,7 +106,7 @@ def timeline(recording, freq="1s"):
 
     Indexed by the wall-clock start of each bucket (UTC).  Columns: ``samples``, ``active``
     (samples not idle), ``threads`` (distinct threads sampled), ``cpu`` (CPU seconds used in
-    the bucket), ``cpu_use`` (cores busy on average: cpu / bucket length) and ``rss`` (bytes:
+    the bucket, ns), ``cpu_use`` (cores busy on average: cpu / bucket length) and ``rss`` (bytes:
     each process's largest RSS in the bucket, summed over processes; carried forward over
     buckets without samples).
     """
@@ -123,9 +128,9 @@ def timeline(recording, freq="1s"):
         "samples": np.bincount(bucket, minlength=n_buckets),
         "active": active.astype(np.int64),
         "threads": _distinct_per_bucket(bucket, n_buckets, thread),
-        "cpu": np.bincount(bucket, weights=samples["cpu"].to_numpy(), minlength=n_buckets) / 1e9,
+        "cpu": np.bincount(bucket, weights=samples["cpu"].to_numpy(), minlength=n_buckets).astype(np.int64),
     })
-    table["cpu_use"] = table["cpu"] / (step / 1e9)
+    table["cpu_use"] = table["cpu"] / step
     table["rss"] = _rss_per_bucket(bucket, n_buckets, samples["pid"].to_numpy(), samples["rss"].to_numpy())
     table.index = pd.DatetimeIndex(((np.arange(n_buckets) + first) * step).astype("datetime64[ns]"),
                                    name="time").tz_localize("UTC")
@@ -162,7 +167,6 @@ def summary(recording):
     t = samples["t"].to_numpy()
     start_wall = int(header.get("start_wall_ns") or 0) + (int(t[0]) if len(t) else 0)
     threads = samples[["pid", "tid"]].drop_duplicates() if len(samples) else samples[["pid", "tid"]]
-    per_thread = len(samples) / max(len(threads), 1)
     duration = recording.duration
     result = {
         "source": recording.source,
@@ -177,7 +181,7 @@ def summary(recording):
         "duration": duration,
         "interval": interval / 1e9 if interval else None,
         "rate_requested": 1e9 / interval if interval else None,
-        "rate_achieved": per_thread / duration if duration else None,
+        **sampling_rates(recording),
         "samples": len(samples),
         "threads": len(threads),
         "processes": int(samples["pid"].nunique()) if len(samples) else 0,
@@ -193,6 +197,38 @@ def summary(recording):
     }
     result["warnings"] = health_warnings(result)
     return result
+
+
+def sampling_rates(recording):
+    """How often the recorder sampled, in Hz, as a dict:
+
+    ``rate_rounds``   sampling rounds per second (a round samples every thread once, at one
+                      time): distinct sample times over the recording's duration;
+    ``rate_thread_median``, ``rate_main_thread``   per thread *while it was alive*: the
+                      intervals between its first and last sample over that span, the median
+                      over threads sampled at least twice, and the main thread's (the thread
+                      whose tid is the recorded process id); ``rate_threads`` how many threads
+                      the median is over.
+
+    A mean over all threads would mislead: hundreds of short-lived threads each sampled a few
+    times drag it far below the rate any thread was sampled at.
+    """
+    samples = recording.samples
+    duration = recording.duration
+    rates = {"rate_rounds": samples["t"].nunique() / duration if duration else None,
+             "rate_thread_median": None, "rate_main_thread": None, "rate_threads": 0}
+    if samples.empty:
+        return rates
+    spans = samples.groupby(["pid", "tid"], sort=False, observed=True)["t"].agg(["min", "max", "size"])
+    timed = spans[(spans["size"] > 1) & (spans["max"] > spans["min"])]
+    per_thread = (timed["size"] - 1) / ((timed["max"] - timed["min"]) / 1e9)
+    if len(per_thread):
+        rates["rate_thread_median"] = float(per_thread.median())
+        rates["rate_threads"] = len(per_thread)
+    pid = recording.header.get("pid")
+    if isinstance(pid, int) and (pid, pid) in per_thread.index:
+        rates["rate_main_thread"] = float(per_thread.loc[(pid, pid)])
+    return rates
 
 
 #: Recorder health thresholds above which ``info`` warns.

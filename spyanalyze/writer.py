@@ -3,9 +3,12 @@
 Everything goes through ``spyrec.spyformat.SpyWriter``, the one codec: the header, PROCESS and
 THREAD records and trailer are copied as recorded (the trailer still describes the recorder's
 run, so ``info`` can compare it with what is left); only the frames and stacks the remaining
-samples use are re-interned, with fresh ids.  Wall weights are not stored (the format has no
-column for them): a reader derives them again from the sample times, and ``sample_weights``
-charges a thread's first sample, and any sample after a gap left by filtering, one interval.
+samples use are re-interned, with fresh ids; the frame that stands for "no Python frames" is
+written back as what the format says for it, an empty stack.  Wall weights are not stored (the
+format has no column for them): a reader derives them again from the sample times, and
+``sample_weights``
+charges a thread's last sample, and any sample before a gap longer than ``MAX_GAP_INTERVALS``
+(say one left by filtering), one interval.
 
 The codec's writer takes one sample per call, so this is the one place the analyser loops per
 sample; it runs at roughly a million samples per second or two.
@@ -36,11 +39,14 @@ def write(recording, out):
     stack_column = samples["stack"].to_numpy()
     used = np.flatnonzero(np.bincount(stack_column, minlength=len(recording.stack_table)))
     frames = recording.frames
+    no_python = recording.no_python_frame
     frame_ids = {}
     new_stack = np.zeros(len(recording.stack_table), dtype=np.int64)
     for sid in used.tolist():
         ids = []
         for fid in recording.stack_table.tuples[sid]:
+            if fid == no_python:
+                continue
             new = frame_ids.get(fid)
             if new is None:
                 row = frames.iloc[fid]

@@ -234,3 +234,15 @@ def test_usage_errors_are_one_line_without_traceback():
         assert result.returncode == 2, args
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("spyanalyze: error: "), result.stderr
+
+
+def test_names_from_the_recording_reach_the_terminal_with_control_characters_escaped(tmp_path):
+    # a recording is untrusted: a name holding an escape sequence must not drive the terminal
+    builder = RecordingBuilder(argv=["python", "evil\x1b]0;title\x07.py"]).thread(1, "Main\x1b[2J")
+    builder.sample(0, 1, (("/p/x.py", "f\x1b[31mred", 3),))
+    path = builder.write(tmp_path / "evil.spy")
+    for args in (["info", path], ["top", path]):
+        output = invoke(*args).output
+        assert "\x1b" not in output and "\x07" not in output
+    assert "f\\x1b[31mred (x.py:3)" in invoke("top", path).output
+    assert "evil\\x1b]0;title\\x07.py" in invoke("info", path).output

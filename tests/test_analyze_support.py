@@ -125,25 +125,29 @@ def spyrec_available():
     return result.returncode == 0
 
 
-def record_split(tmp_path, share, seconds=2.0, rate=200, extra=()):
-    """Record tests/targets/split.py with the real recorder; return (path, the target's own
-    measured split).  Skips when the recorder is not there yet or cannot attach."""
+def record(out, target, seconds, rate=200):
+    """Record the command ``target`` with the real recorder (it launches it) into ``out``.
+    Skips when the recorder is not there yet or cannot attach."""
     if not spyrec_available():
         pytest.skip("the spyrec recorder CLI is not available yet (python -m spyrec --help fails)")
-    out = tmp_path / ("split-%d.spy" % round(share * 100))
-    report = tmp_path / ("split-%d.json" % round(share * 100))
     # -d is only a safety net: the recorder stops when the target exits, and a busy machine can
     # stretch the target's seconds of CPU into much more wall time
     command = [sys.executable, "-m", "spyrec", "-o", str(out), "-d", str(seconds * 10 + 60), "-r", str(rate),
-               "--", sys.executable, str(SPLIT), str(share), str(seconds), "--report", str(report),
-               *extra]
+               "--", *map(str, target)]
     for _attempt in range(3):    # the recorder can lose a start-up race with a fresh child: retry
         result = subprocess.run(command, capture_output=True, text=True, timeout=seconds * 10 + 120)
-        if result.returncode == 0 and out.exists():
-            break
-    else:
-        pytest.skip("spyrec could not record the target (exit %d): %s"
-                    % (result.returncode, result.stderr.strip()[-500:]))
+        if result.returncode == 0 and Path(out).exists():
+            return result
+    pytest.skip("spyrec could not record the target (exit %d): %s"
+                % (result.returncode, result.stderr.strip()[-500:]))
+
+
+def record_split(tmp_path, share, seconds=2.0, rate=200, extra=()):
+    """Record tests/targets/split.py with the real recorder; return (path, the target's own
+    measured split)."""
+    out = tmp_path / ("split-%d.spy" % round(share * 100))
+    report = tmp_path / ("split-%d.json" % round(share * 100))
+    result = record(out, [sys.executable, SPLIT, share, seconds, "--report", report, *extra], seconds, rate)
     assert report.exists(), "the target did not finish: %s" % result.stderr.strip()[-500:]
     return out, json.loads(report.read_text())
 

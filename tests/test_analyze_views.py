@@ -30,13 +30,13 @@ def test_by_function_counts_self_and_total_samples(app):
     assert table.loc["Handler.parse", "line"] == 20
 
 
-def test_time_weights_are_seconds_and_shares_follow_the_chosen_weight(app):
+def test_time_weights_are_nanoseconds_and_shares_follow_the_chosen_weight(app):
     table = app.by_function(weight="cpu").set_index("qualname")
     # the worker uses half a CPU, MainThread a whole one, the idler none: 3 s of CPU in all
-    assert table.loc["dot", "self_cpu"] == pytest.approx(1.0)
+    assert table.loc["dot", "self_cpu"] == 1_000_000_000
     assert table.loc["dot", "self_share"] == pytest.approx(1 / 3)
     assert table.loc["wait_for_jobs", "self_share"] == 0
-    assert table.loc["wait_for_jobs", "self_wall"] == pytest.approx(2.0)
+    assert table.loc["wait_for_jobs", "self_wall"] == 2_000_000_000
 
 
 def test_recursion_counts_once_in_total(tmp_path):
@@ -64,8 +64,9 @@ def test_by_line_and_by_file(app):
 def test_by_thread(app):
     table = app.by_thread().set_index("thread")
     assert table.loc["MainThread", "samples"] == 200
-    assert table.loc["worker", "cpu"] == pytest.approx(1.0)
+    assert table.loc["worker", "cpu"] == 1_000_000_000                 # ns, as in every table
     assert table.loc["worker", "cpu_use"] == pytest.approx(0.5)
+    assert table.loc["worker", "last"] - table.loc["worker", "first"] == 199 * 10_000_000
     assert table.loc["idler", "idle_share"] == 1.0
     assert table.loc["MainThread", "gil_share"] == 0.5
 
@@ -103,7 +104,11 @@ def test_summary_reports_provenance_and_health(app):
     facts = views.summary(app)
     assert facts["samples"] == 600 and facts["threads"] == 3 and facts["processes"] == 1
     assert facts["rate_requested"] == pytest.approx(100)
-    assert facts["rate_achieved"] == pytest.approx(100)
+    # each thread was sampled every 10 ms all its life; the builder gives every sample a time of
+    # its own, so each is a round of its own; no thread has the process id as its tid
+    assert facts["rate_thread_median"] == pytest.approx(100) and facts["rate_threads"] == 3
+    assert facts["rate_rounds"] == pytest.approx(300)
+    assert facts["rate_main_thread"] is None
     assert facts["complete"] and facts["trailer"]["samples"] == 600
     assert facts["python"] == "3.11.7"
 

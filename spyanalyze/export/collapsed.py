@@ -1,9 +1,10 @@
 """Collapsed ("folded") stacks, as flamegraph.pl, speedscope and inferno read them.
 
 One line per distinct stack: ``frame;frame;frame weight``, root first, matching
-``^(.*) (\\d+)$``.  A frame reads ``qualname (module:line)`` as py-spy writes it, with the
-qualified name where the Python version records one (``co_qualname``, 3.11+; older versions
-give the plain name) and the module-relative path (see ``recording.module_paths``).  Weights
+``^(.*) (\\d+)$``.  A frame reads ``qualname (module:line)`` as py-spy writes it (see
+``spyanalyze.frames.labels``), with the qualified name where the Python version records one
+(``co_qualname``, 3.11+; older versions give the plain name) and the module-relative path (see
+``recording.module_paths``).  Samples without Python frames are the root ``<no Python frames>``.  Weights
 are integers: sample counts by default, microseconds for ``weight="wall"`` or ``"cpu"``; a
 stack whose weight rounds to 0 is left out.  Lines are sorted, so output is deterministic.
 """
@@ -11,10 +12,8 @@ stack whose weight rounds to 0 is left out.  Lines are sorted, so output is dete
 import numpy as np
 import pandas as pd
 
+from spyanalyze.frames import NO_PYTHON_FRAMES, labels
 from spyanalyze.recording import check_weight, thread_label
-
-#: Stands for a stack without Python frames (a thread in native code only).
-NO_FRAMES = "<no Python frames>"
 
 #: Unit of time weights in the output.
 UNIT_NS = 1000
@@ -26,11 +25,8 @@ def frame_texts(recording, lines=True, rename=None):
     modules = frames["module"]
     if rename:
         modules = modules.map(lambda m: rename.get(m, m))
-    if lines:
-        texts = frames["qualname"] + " (" + modules + ":" + frames["line"].astype(str) + ")"
-    else:
-        texts = frames["qualname"] + " (" + modules + ")"
-    return [text.replace(";", ":").replace("\n", " ") for text in texts.astype(object)]
+    texts = labels(frames["qualname"], modules, frames["line"] if lines else np.zeros(len(frames), dtype=np.int64))
+    return [text.replace(";", ":").replace("\n", " ") for text in texts]
 
 
 def stack_weights_by_text(recording, weight="samples", lines=True, rename=None, threads=False):
@@ -62,7 +58,7 @@ def stack_weights_by_text(recording, weight="samples", lines=True, rename=None, 
         thread, sid = divmod(k, len(tuples)) if threads else (0, k)
         text = stack_text.get(sid)
         if text is None:
-            text = stack_text[sid] = ";".join(texts[f] for f in tuples[sid]) or NO_FRAMES
+            text = stack_text[sid] = ";".join(texts[f] for f in tuples[sid]) or NO_PYTHON_FRAMES
         rows.append(text if thread_names[thread] is None else thread_names[thread] + ";" + text)
     series = pd.Series(per_key, index=pd.Index(rows, dtype=object), dtype=np.float64)
     return series.groupby(level=0, sort=True).sum()

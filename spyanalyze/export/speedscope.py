@@ -37,7 +37,7 @@ def _frames(recording):
         if key not in index:
             index[key] = len(shared)
             entry = {"name": qualname, "file": file}
-            if line >= 0:
+            if line > 0:                 # 0: the instruction has no line
                 entry["line"] = int(line)
             shared.append(entry)
         position[fid] = index[key]

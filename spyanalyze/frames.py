@@ -1,0 +1,50 @@
+"""What the analyser shows of recorded frames: which frames are the interpreter's own (hidden),
+what stands for a stack without Python frames, and how a frame is labelled.
+
+Every view, filter and export reads the tables ``Recording.from_data`` builds with these rules,
+so they apply everywhere at once, to recordings made by any recorder version.
+"""
+
+import numpy as np
+import pandas as pd
+
+#: The file of every code object CPython 3.12 makes for itself (``_Py_MakeShimCode``): the
+#: ``<interpreter trampoline>`` of calls from C into Python, and the ``__init__`` clean-up.
+SHIM_FILE = "<shim>"
+TRAMPOLINE = "<interpreter trampoline>"
+#: CPython 3.13's ``_Py_InitCleanup`` is a static code object named ``__init__`` whose file is
+#: ``__init__`` too, with no line anywhere (the recorder leaves it out; older recorders did not).
+INIT_CLEANUP = "__init__"
+
+#: The frame that stands for a sample whose stack holds no Python frame: a thread running only
+#: C code, just started, or ending.  Its time is real, so it gets a row and a root of its own.
+NO_PYTHON_FRAMES = "<no Python frames>"
+
+
+def interpreter_internal(files, names, lines):
+    """Boolean array: which frames are the interpreter's own shims, not code of the program.
+
+    Their time belongs to the Python caller below them (they only pass control on).
+    """
+    files = np.asarray(files, dtype=object)
+    names = np.asarray(names, dtype=object)
+    lines = np.asarray(lines, dtype=np.int64)
+    return (files == SHIM_FILE) | (names == TRAMPOLINE) | (
+        (files == INIT_CLEANUP) & (names == INIT_CLEANUP) & (lines <= 0))
+
+
+def labels(qualnames, modules, lines):
+    """``qualname (module:line)`` as py-spy prints a frame; ``qualname (module)`` when the line is
+    unknown (0: the instruction has no line); just the name for ``NO_PYTHON_FRAMES``."""
+    qualnames = pd.Series(qualnames, dtype=object).reset_index(drop=True)
+    modules = pd.Series(modules, dtype=object).reset_index(drop=True)
+    lines = pd.Series(lines).reset_index(drop=True)
+    known = lines.fillna(0).astype(np.int64) > 0
+    where = modules + np.where(known, ":" + lines.fillna(0).astype(np.int64).astype(str), "")
+    text = qualnames + " (" + where + ")"
+    return text.where(qualnames != NO_PYTHON_FRAMES, NO_PYTHON_FRAMES).tolist()
+
+
+def label(qualname, module, line):
+    """One frame's label (see ``labels``)."""
+    return labels([qualname], [module], [line])[0]
