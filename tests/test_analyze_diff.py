@@ -89,10 +89,11 @@ def test_null_differences_are_rarely_significant_despite_autocorrelation(tmp_pat
 
 
 def test_design_effect_reflects_autocorrelation(tmp_path):
-    runs = markov_recording(tmp_path / "runs.spy", seed=1, stay=0.95)
-    shuffled = markov_recording(tmp_path / "iid.spy", seed=2, stay=0.0)
-    deff_runs = diff(runs, runs)["total_design_effect"].max()
-    deff_iid = diff(shuffled, shuffled)["total_design_effect"].max()
+    # two runs of each program (a recording diffed against itself has no noise to measure)
+    runs = [markov_recording(tmp_path / ("runs%d.spy" % i), seed=1 + i, stay=0.95) for i in range(2)]
+    shuffled = [markov_recording(tmp_path / ("iid%d.spy" % i), seed=3 + i, stay=0.0) for i in range(2)]
+    deff_runs = diff(*runs)["total_design_effect"].max()
+    deff_iid = diff(*shuffled)["total_design_effect"].max()
     assert deff_runs > 5
     assert deff_iid < 3
 
