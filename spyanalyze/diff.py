@@ -71,10 +71,10 @@ from spyanalyze.recording import Recording, check_weight
 
 #: Runs of consecutive samples for the batch-means variance: at most BLOCKS, at least
 #: MIN_BLOCKS, each with MIN_BLOCK_SAMPLES samples and SPELLS_PER_BLOCK changes of stack.
-BLOCKS = 20
+BLOCKS = 30
 MIN_BLOCKS = 5
 MIN_BLOCK_SAMPLES = 10
-SPELLS_PER_BLOCK = 20
+SPELLS_PER_BLOCK = 15
 
 #: A function seen in fewer samples than this, both recordings together, is not tested (its
 #: p-value is 1 and it is left out of the Holm family): it could not reach significance
@@ -114,12 +114,16 @@ def _as_list(side):
     return [side] if isinstance(side, Recording) else list(side)
 
 
+def side_renames(sides):
+    """``reconcile_modules`` over the module paths of each side's recordings together."""
+    return reconcile_modules(*[set().union(*(r.frames["module"].unique() for r in side)) for side in sides])
+
+
 def _key_codes(sides, by):
     """Per recording, a code per frame for ``by``, shared by every recording of both sides
     (paths reconciled between the sides), and the keys table the codes index."""
     columns = _KEYS[by]
-    modules = [set().union(*(r.frames["module"].unique() for r in side)) for side in sides]
-    renames = reconcile_modules(*modules)
+    renames = side_renames(sides)
     parts = []
     for side, rename in zip(sides, renames):
         for recording in side:
@@ -283,14 +287,23 @@ def paired_variance(batch_shares_a, batch_shares_b):
     by one step only, where the deviation from the mean d that a plain variance would use
     counts that change itself as noise.  Arrays are recordings x batches x keys.
     """
-    d = batch_shares_b.mean(axis=0) - batch_shares_a.mean(axis=0)
+    profile_a, profile_b = batch_shares_a.mean(axis=0), batch_shares_b.mean(axis=0)
+    d = profile_b - profile_a
     batches = d.shape[0]
     steps = (np.diff(d, axis=0) ** 2).sum(axis=0)
     variance = steps / (2 * (batches - 1)) / batches
-    # for K independent normal values the successive-difference sum has the spread of a
-    # chi-square with 2(K-1)^2 / (3K-4) degrees of freedom (Satterthwaite)
-    df = 2.0 * (batches - 1) ** 2 / (3 * batches - 4)
-    return variance, np.full(d.shape[1], df)
+    # For K independent normal batches the successive-difference sum spreads like a chi-square
+    # with 2(K-1)^2 / (3K-4) degrees of freedom (Satterthwaite).  A function busy in a few
+    # batches only (one phase) has its noise there, which leaves fewer: K is replaced by the
+    # effective number of batches, with each batch's noise taken to have the binomial shape
+    # p (1 - p) of its shares.
+    noise = (profile_a * (1 - profile_a) / len(batch_shares_a)
+             + profile_b * (1 - profile_b) / len(batch_shares_b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        effective = noise.sum(axis=0) ** 2 / (noise ** 2).sum(axis=0)
+    effective = np.clip(np.nan_to_num(effective, nan=batches), 2.0, batches)
+    df = 2.0 * (effective - 1) ** 2 / (3 * effective - 4)
+    return variance, df
 
 
 def between_runs_variance(run_shares_a, run_shares_b):
@@ -475,16 +488,18 @@ def check_gates(table, gates, share="total"):
 
 def write_collapsed_diff(a, b, out, weight="samples", normalize=True):
     """Write ``stack count_a count_b`` lines (root first), as difffolded.pl makes and
-    flamegraph.pl reads for a differential flame graph.  Frames are ``qualname (module)``
-    without line numbers, so two checkouts line up.  With ``normalize`` the first recording's
+    flamegraph.pl reads for a differential flame graph.  ``a`` and ``b`` are recordings or
+    lists of recordings (a side's counts are summed).  Frames are ``qualname (module)``
+    without line numbers, so two checkouts line up.  With ``normalize`` the first side's
     counts are scaled to the second's total (difffolded.pl ``-n``), so recordings of different
     lengths compare.  Time weights are written in microseconds."""
     from spyanalyze.export.collapsed import UNIT_NS, stack_weights_by_text
 
-    rename_a, rename_b = reconcile_modules(a.frames["module"].unique(), b.frames["module"].unique())
-    counts_a = stack_weights_by_text(a, weight, lines=False, rename=rename_a)
-    counts_b = stack_weights_by_text(b, weight, lines=False, rename=rename_b)
-    table = pd.concat([counts_a.rename("a"), counts_b.rename("b")], axis=1).fillna(0.0)
+    sides = (_as_list(a), _as_list(b))
+    renames = side_renames(sides)
+    counts = [pd.concat([stack_weights_by_text(r, weight, lines=False, rename=rename) for r in side])
+              .groupby(level=0).sum() for side, rename in zip(sides, renames)]
+    table = pd.concat([counts[0].rename("a"), counts[1].rename("b")], axis=1).fillna(0.0)
     if weight != "samples":
         table = table / UNIT_NS
     if normalize and table["a"].sum() > 0:
