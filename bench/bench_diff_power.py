@@ -6,6 +6,7 @@ second half.  Prints Markdown tables (docs/benchmarks.md holds a run and the com
     .venv/bin/python bench/bench_diff_power.py                # 200 null pairs, 100 per change (~10 min)
     .venv/bin/python bench/bench_diff_power.py --quick        # 60 and 40 (~3 min)
     .venv/bin/python bench/bench_diff_power.py --lengths 5000 --recordings 1
+    .venv/bin/python bench/bench_diff_power.py --stay 0.8        # calls of 5 samples
 
 A false alarm is any function flagged significant (Holm-adjusted, alpha 0.05) between two
 unchanged runs; a change is found when the changed function is flagged with a positive change.
@@ -30,10 +31,13 @@ GRID = (0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 
 FOUND = 0.95
 
 
+STAY = 0.95
+
+
 def pair(rng, samples, recordings, shape, change=0.0, where="throughout"):
     """Two sides of ``recordings`` simulated runs each; the second carries the change."""
-    before = [simulate.program(rng, samples, shape) for _ in range(recordings)]
-    after = [simulate.program(rng, samples, shape, change, where) for _ in range(recordings)]
+    before = [simulate.program(rng, samples, shape, stay=STAY) for _ in range(recordings)]
+    after = [simulate.program(rng, samples, shape, change, where, stay=STAY) for _ in range(recordings)]
     return before, after
 
 
@@ -73,6 +77,7 @@ def percent(value):
 
 
 def main(argv=None):
+    global STAY
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[2000, 5000, 20000],
                         help="samples per recording (1 kHz: 2, 5 and 20 s)")
@@ -81,14 +86,18 @@ def main(argv=None):
     parser.add_argument("--trials", type=int, default=100, help="pairs per change tried")
     parser.add_argument("--quick", action="store_true", help="60 null pairs and 40 per change")
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--stay", type=float, default=0.95,
+                        help="chance a sample keeps the previous one's function (calls last 1/(1-stay) samples)")
     args = parser.parse_args(argv)
+    STAY = args.stay
     if args.quick:
         args.null_trials, args.trials = 60, 40
     rng = np.random.default_rng(args.seed)
     started = time.monotonic()
-    print("Simulated programs: calls of 20 samples on average (stay 0.95), %d functions; phased: "
+    print("Simulated programs: calls of %g samples on average (stay %g), %d functions; phased: "
           "start-up in the first 30%% +- 2%% of the run.  %d null pairs, %d pairs per change tried; "
-          "seed %d.\n" % (len(simulate.FUNCTIONS), args.null_trials, args.trials, args.seed))
+          "seed %d.\n" % (1 / (1 - STAY), STAY, len(simulate.FUNCTIONS), args.null_trials, args.trials,
+                           args.seed))
     print("| samples a recording | recordings a side | false alarms, steady | false alarms, phased "
           "| binomial test alone, phased | smallest change found 95%: steady | phased, throughout "
           "| phased, second half only |")

@@ -16,6 +16,7 @@ from spyrec.spyformat import SampleFlag, SpyWriter
 
 HERE = Path(__file__).resolve().parent
 SPLIT = HERE / "targets" / "split.py"
+PHASED = HERE / "targets" / "phased.py"
 SCHEMA = HERE / "data" / "speedscope-file-format-schema.json"
 
 PROJECT = "/home/dev/proj"
@@ -128,15 +129,22 @@ def spyrec_available():
 def record_split(tmp_path, share, seconds=2.0, rate=200, extra=()):
     """Record tests/targets/split.py with the real recorder; return (path, the target's own
     measured split).  Skips when the recorder is not there yet or cannot attach."""
+    return record_target(tmp_path, "split-%d" % round(share * 100), SPLIT, (str(share), str(seconds)),
+                         seconds, rate, extra)
+
+
+def record_target(tmp_path, name, script, args, seconds, rate, extra=()):
+    """Record ``script args... --report FILE extra...`` (a target that reports what it did in a
+    JSON file) with the real recorder as NAME.spy; return (path, the target's report).  Skips
+    when the recorder is not there yet or cannot attach."""
     if not spyrec_available():
         pytest.skip("the spyrec recorder CLI is not available yet (python -m spyrec --help fails)")
-    out = tmp_path / ("split-%d.spy" % round(share * 100))
-    report = tmp_path / ("split-%d.json" % round(share * 100))
+    out = tmp_path / (name + ".spy")
+    report = tmp_path / (name + ".json")
     # -d is only a safety net: the recorder stops when the target exits, and a busy machine can
     # stretch the target's seconds of CPU into much more wall time
     command = [sys.executable, "-m", "spyrec", "-o", str(out), "-d", str(seconds * 10 + 60), "-r", str(rate),
-               "--", sys.executable, str(SPLIT), str(share), str(seconds), "--report", str(report),
-               *extra]
+               "--", sys.executable, str(script), *args, "--report", str(report), *extra]
     for _attempt in range(3):    # the recorder can lose a start-up race with a fresh child: retry
         result = subprocess.run(command, capture_output=True, text=True, timeout=seconds * 10 + 120)
         if result.returncode == 0 and out.exists():
