@@ -1,5 +1,6 @@
-"""Compare two recordings: per function (or line, or file), the share of each recording's
-samples, the change, and whether the change is larger than sampling noise.
+"""Compare recordings before and after a change (one or several a side): per function (or
+line, or file), the share of each side's samples, the change, and whether the change is
+larger than the noise of sampling and of running the program again.
 
 Matching
     Functions are matched by (module-relative path, qualified name), never by absolute path or
@@ -12,37 +13,39 @@ Matching
 
 The test
     For each function f, recording r has weight w_r(f) out of W_r (samples by default, or wall
-    or CPU time) and share p_r = w_r(f) / W_r.  The change d = p_b - p_a is tested against
-    H0 "both recordings have the same share" with the two-sided statistic d / se, where se^2 is
-    the larger of two variance estimates:
+    or CPU time) and share p_r = w_r(f) / W_r; a side's share is the mean over its recordings.
+    The change d = p_b - p_a is tested against H0 "both sides have the same share" with the
+    two-sided statistic d / se, where se^2 is the largest of these variance estimates:
 
     * the two-proportion (binomial) variance under H0, with the pooled share
       p0 = (p_a n_a + p_b n_b) / (n_a + n_b) and se^2 = p0 (1 - p0) (1/n_a + 1/n_b); for time
-      weights n_r is Kish's effective sample size (sum w)^2 / sum w^2, for sample counts the
-      number of samples.  This is the textbook two-proportion z-test, and it assumes that
-      samples are independent.  They are not:
-    * samples of a running program are autocorrelated (a function that runs for 50 ms is in
-      50 consecutive samples at 1 kHz), so the binomial variance understates the noise, by a
-      factor of 10 to 40 in our tests, and flags changes that are not there.  The batch-means
-      variance does not assume independence: each recording is cut into R runs of consecutive
-      samples (``choose_blocks``: up to 20, at least 5, each spanning at least 20 changes of
-      the stack, so that runs are long next to the correlation time), and the share's
-      variance is estimated from how much it varies between runs, in the ratio-estimator form
-      var(p_r) = R/(R-1) * sum_k (w_k - p_r W_k)^2 / W_r^2  (w_k, W_k: the function's and all
-      weight in run k).  The two recordings' variances add; with a fixed number of runs the
-      statistic follows Student's t, with Welch-Satterthwaite degrees of freedom.
+      weights n_r is Kish's effective sample size (sum w)^2 / sum w^2.  It assumes that
+      samples are independent, and they are not: a function that runs for 50 ms is in 50
+      consecutive samples at 1 kHz, so alone it flags changes that are not there.  It stays
+      as a floor for recordings too short to cut.
+    * the paired-batch variance (``paired_variance``): every recording is cut into K batches
+      of consecutive samples (``choose_blocks``: the same K for all, up to 30, each spanning
+      at least 15 changes of the stack so that batches are long next to the correlation
+      time), batch i of one side is paired with batch i of the other, and the noise of the
+      differences is estimated from successive differences, with t degrees of freedom from
+      the batches where the function has noise.  Why paired and why successive differences:
+      a program's phases (start-up, then work) are common to both runs and cancel in the
+      pairs, and a change that lives in one phase adds one step to the successive
+      differences, where a variance around the mean would count the change itself as noise
+      and hide it.
+    * with three or more recordings, the between-runs variance (``between_runs_variance``):
+      the spread of the recordings' shares around their side's mean, which measures how runs
+      differ (other data, other timing) where one run's batches cannot.
 
-    When the binomial variance is the larger, the p-value comes from the normal distribution;
-    taking the larger never makes the test less conservative than the textbook one.
-    ``design_effect`` reports the variance used over the binomial variance (how many correlated
-    samples are worth one independent sample).  Caveats: batch means assumes the program's
-    behaviour is stationary over the recording and correlated over less than a run; a program
-    whose behaviour drifts gets a large variance (its share depends on when you look), and one
-    correlated over more than a run gets too small a variance.  In simulations of
-    autocorrelated recordings with no real change (the Markov-chain recordings of
-    tests/test_analyze_diff.py, 300 to 20,000 samples, stacks held for 2 to 20 samples, 100
-    pairs per setting), this test flagged some function in 3-8% of pairs at alpha 0.05; the
-    binomial test alone did in 41-98%.
+    When the binomial variance is the largest the p-value comes from the normal
+    distribution, else from Student's t.  ``design_effect`` reports the variance used over
+    the binomial variance.  Caveats: batches are aligned by their place in each recording
+    (the i-th K-th of its samples), which suits recordings of a whole job or of a steady
+    service; a change made of one burst shorter than a couple of batches is one event and is
+    not flagged from one recording a side (record several); behaviour correlated over more
+    than a batch that differs between the two runs at random is taken for a change unless
+    several recordings a side measure it.  bench/bench_diff_power.py measures the false
+    alarms and the power on simulated programs (docs/benchmarks.md).
 
     Many functions are tested at once, so the p-values are adjusted with Holm's step-down
     method, which bounds the chance of *any* false "significant" in the table by ``alpha``
@@ -69,7 +72,7 @@ import pandas as pd
 from spyanalyze.errors import EmptyResult
 from spyanalyze.recording import Recording, check_weight
 
-#: Runs of consecutive samples for the batch-means variance: at most BLOCKS, at least
+#: Batches of consecutive samples for the paired-batch variance: at most BLOCKS, at least
 #: MIN_BLOCKS, each with MIN_BLOCK_SAMPLES samples and SPELLS_PER_BLOCK changes of stack.
 BLOCKS = 30
 MIN_BLOCKS = 5
@@ -138,7 +141,7 @@ def _key_codes(sides, by):
 
 
 class _Weights:
-    """One recording's weight per key, overall and in each of ``batches`` runs of consecutive
+    """One recording's weight per key, overall and in each of ``batches`` stretches of consecutive
     samples (equal sample counts, in time order): ``self``/``total`` are (batches, keys)."""
 
     def __init__(self, recording, codes, n_keys, weight, batches):
@@ -183,12 +186,12 @@ def _spread(cells, pairs, n_keys):
 
 
 def choose_blocks(recording, codes, most=BLOCKS):
-    """How many runs to cut a recording into for the batch-means variance (0: too short).
+    """How many batches to cut a recording into for the paired-batch variance (0: too short).
 
-    A run must be long next to the program's correlation time, or the runs look alike and the
-    variance comes out too small.  The correlation time is estimated as the mean length of a
-    *spell*: consecutive samples of one thread whose stacks hold the same functions (or lines,
-    or files: the coding being compared) in the same order.  Runs are made at least
+    A batch must be long next to the program's correlation time, or neighbouring batches look
+    alike and the variance comes out too small.  The correlation time is estimated as the mean
+    length of a *spell*: consecutive samples of one thread whose stacks hold the same functions
+    (or lines, or files: the coding being compared) in the same order.  Batches are at least
     ``SPELLS_PER_BLOCK`` spells long, hold ``MIN_BLOCK_SAMPLES`` samples, and number between
     ``MIN_BLOCKS`` and ``most``.
     """
@@ -201,8 +204,8 @@ def choose_blocks(recording, codes, most=BLOCKS):
     order = np.argsort(thread, kind="stable")
     thread, coded = thread[order], coded[order]
     spells = 1 + int(np.count_nonzero((thread[1:] != thread[:-1]) | (coded[1:] != coded[:-1])))
-    runs = min(most, n // MIN_BLOCK_SAMPLES, spells // SPELLS_PER_BLOCK)
-    return max(runs, MIN_BLOCKS)
+    batches = min(most, n // MIN_BLOCK_SAMPLES, spells // SPELLS_PER_BLOCK)
+    return max(batches, MIN_BLOCKS)
 
 
 def coded_stacks(stacks, codes):
