@@ -6,6 +6,7 @@ user can act on (one ``spyanalyze: error: ...`` line on stderr, no traceback unl
 ``--debug``), 2 a usage error (click's), 3 a ``diff --fail-if`` gate that failed.
 """
 
+import glob
 import os
 import shutil
 import sys
@@ -253,9 +254,65 @@ def parse_gates(ctx, param, values):
         raise click.BadParameter(str(exc))
 
 
-@main.command(name="diff")
-@click.argument("before", type=RECORDING)
-@click.argument("after", type=RECORDING)
+class DiffCommand(click.Command):
+    """``diff BEFORE... --vs AFTER...``: ``--vs`` takes every recording that follows it, so
+    it is turned into one ``--vs PATH`` per path before click parses the line."""
+
+    def parse_args(self, ctx, args):
+        spread, after_vs = [], False
+        for arg in args:
+            if arg == "--":
+                after_vs = False
+            elif arg == "--vs":
+                after_vs = True
+                continue
+            elif after_vs and arg.startswith("-") and arg != "-":
+                after_vs = False
+            spread += ["--vs", arg] if after_vs else [arg]
+        if args and args[-1] == "--vs":
+            spread.append("--vs")               # click reports the missing value
+        return super().parse_args(ctx, spread)
+
+
+def expand_recordings(paths):
+    """Paths as given, with a quoted glob (``'runs/before-*.spy'``) expanded in sorted order
+    when no file has that very name."""
+    expanded = []
+    for path in paths:
+        if path != "-" and glob.has_magic(path) and not os.path.exists(path):
+            matches = sorted(glob.glob(path))
+            if not matches:
+                raise UnreadableFile("%s: no recording matches this pattern" % path)
+            expanded += matches
+        else:
+            expanded.append(path)
+    return expanded
+
+
+def diff_sides(recordings, vs):
+    """(before paths, after paths) from the positional recordings and ``--vs``."""
+    if vs:
+        if not recordings:
+            raise click.UsageError("give the recordings before the change ahead of --vs")
+        return expand_recordings(recordings), expand_recordings(vs)
+    if len(recordings) != 2:
+        raise click.UsageError("give two recordings (BEFORE AFTER), or several on each side: "
+                               "BEFORE... --vs AFTER...")
+    return expand_recordings(recordings[:1]), expand_recordings(recordings[1:])
+
+
+def describe_side(recordings):
+    samples = sum(len(r) for r in recordings)
+    if len(recordings) == 1:
+        return "%d samples" % samples
+    return "%d recordings, %d samples" % (len(recordings), samples)
+
+
+@main.command(name="diff", cls=DiffCommand)
+@click.argument("recordings", nargs=-1, type=RECORDING)
+@click.option("--vs", multiple=True, type=RECORDING, metavar="AFTER...",
+              help="The recordings after the change (one or more, or a quoted glob); the "
+                   "arguments before --vs are the recordings before it.")
 @filter_options(idle_default="exclude")
 @click.option("--by", type=click.Choice(["function", "line", "file"]), default="function", show_default=True)
 @click.option("--weight", type=click.Choice(WEIGHTS), default="samples", show_default=True, help=WEIGHT_HELP)
@@ -269,23 +326,30 @@ def parse_gates(ctx, param, values):
 @click.option("--collapsed", type=click.File("w", lazy=True), metavar="FILE",
               help="Also write a differential collapsed-stack file (stack count_before count_after).")
 @output_option()
-def diff_command(before, after, by, weight, alpha, gates, limit, as_csv, collapsed, output, **options):
-    """Compare two recordings per function: share in each, change, and significance.
+def diff_command(recordings, vs, by, weight, alpha, gates, limit, as_csv, collapsed, output, **options):
+    """Compare recordings per function: share in each, change, and significance.
+
+    \b
+    spyanalyze diff BEFORE.spy AFTER.spy
+    spyanalyze diff before-1.spy before-2.spy --vs after-1.spy after-2.spy
 
     Functions are matched by module-relative file and qualified name, so recordings from other
-    machines or commits line up.  A change is significant when a two-sided test, whose variance
-    allows for autocorrelated samples (batch means), passes after Holm's correction across
-    functions (see spyanalyze.diff).  Exit 3 when a --fail-if gate fails."""
-    a = filtered(load(before), dict(options))
-    b = filtered(load(after), options)
+    machines or commits line up.  A change is significant when a two-sided test passes after
+    Holm's correction across functions; its variance comes from time-aligned batches of the
+    recordings (so start-up and other phases both runs share cancel) and, with several
+    recordings a side, from how the runs differ (see spyanalyze.diff).  Exit 3 when a
+    --fail-if gate fails."""
+    before, after = diff_sides(recordings, vs)
+    a = [filtered(load(path), dict(options)) for path in before]
+    b = [filtered(load(path), dict(options)) for path in after]
     table = diff(a, b, by=by, weight=weight, alpha=alpha)
     if collapsed:
         write_collapsed_diff(a, b, collapsed, weight=weight)
     if as_csv:
         table.to_csv(output, index=False)
     else:
-        output.write("before: %d samples, after: %d samples; shares in %%, changes in points; "
-                     "* = significant at alpha %g\n" % (len(a), len(b), alpha))
+        output.write("before: %s, after: %s; shares in %%, changes in points; "
+                     "* = significant at alpha %g\n" % (describe_side(a), describe_side(b), alpha))
         output.write(render_diff(table.head(limit) if limit else table, by))
     failures = check_gates(table, gates)
     for gate, rows in failures:

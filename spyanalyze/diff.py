@@ -1,5 +1,6 @@
-"""Compare two recordings: per function (or line, or file), the share of each recording's
-samples, the change, and whether the change is larger than sampling noise.
+"""Compare recordings before and after a change (one or several a side): per function (or
+line, or file), the share of each side's samples, the change, and whether the change is
+larger than the noise of sampling and of running the program again.
 
 Matching
     Functions are matched by (module-relative path, qualified name), never by absolute path or
@@ -12,37 +13,39 @@ Matching
 
 The test
     For each function f, recording r has weight w_r(f) out of W_r (samples by default, or wall
-    or CPU time) and share p_r = w_r(f) / W_r.  The change d = p_b - p_a is tested against
-    H0 "both recordings have the same share" with the two-sided statistic d / se, where se^2 is
-    the larger of two variance estimates:
+    or CPU time) and share p_r = w_r(f) / W_r; a side's share is the mean over its recordings.
+    The change d = p_b - p_a is tested against H0 "both sides have the same share" with the
+    two-sided statistic d / se, where se^2 is the largest of these variance estimates:
 
     * the two-proportion (binomial) variance under H0, with the pooled share
       p0 = (p_a n_a + p_b n_b) / (n_a + n_b) and se^2 = p0 (1 - p0) (1/n_a + 1/n_b); for time
-      weights n_r is Kish's effective sample size (sum w)^2 / sum w^2, for sample counts the
-      number of samples.  This is the textbook two-proportion z-test, and it assumes that
-      samples are independent.  They are not:
-    * samples of a running program are autocorrelated (a function that runs for 50 ms is in
-      50 consecutive samples at 1 kHz), so the binomial variance understates the noise, by a
-      factor of 10 to 40 in our tests, and flags changes that are not there.  The batch-means
-      variance does not assume independence: each recording is cut into R runs of consecutive
-      samples (``choose_blocks``: up to 20, at least 5, each spanning at least 20 changes of
-      the stack, so that runs are long next to the correlation time), and the share's
-      variance is estimated from how much it varies between runs, in the ratio-estimator form
-      var(p_r) = R/(R-1) * sum_k (w_k - p_r W_k)^2 / W_r^2  (w_k, W_k: the function's and all
-      weight in run k).  The two recordings' variances add; with a fixed number of runs the
-      statistic follows Student's t, with Welch-Satterthwaite degrees of freedom.
+      weights n_r is Kish's effective sample size (sum w)^2 / sum w^2.  It assumes that
+      samples are independent, and they are not: a function that runs for 50 ms is in 50
+      consecutive samples at 1 kHz, so alone it flags changes that are not there.  It stays
+      as a floor for recordings too short to cut.
+    * the paired-batch variance (``paired_variance``): every recording is cut into K batches
+      of consecutive samples (``choose_blocks``: the same K for all, up to 30, each spanning
+      at least 15 changes of the stack so that batches are long next to the correlation
+      time), batch i of one side is paired with batch i of the other, and the noise of the
+      differences is estimated from successive differences, with t degrees of freedom from
+      the batches where the function has noise.  Why paired and why successive differences:
+      a program's phases (start-up, then work) are common to both runs and cancel in the
+      pairs, and a change that lives in one phase adds one step to the successive
+      differences, where a variance around the mean would count the change itself as noise
+      and hide it.
+    * with three or more recordings, the between-runs variance (``between_runs_variance``):
+      the spread of the recordings' shares around their side's mean, which measures how runs
+      differ (other data, other timing) where one run's batches cannot.
 
-    When the binomial variance is the larger, the p-value comes from the normal distribution;
-    taking the larger never makes the test less conservative than the textbook one.
-    ``design_effect`` reports the variance used over the binomial variance (how many correlated
-    samples are worth one independent sample).  Caveats: batch means assumes the program's
-    behaviour is stationary over the recording and correlated over less than a run; a program
-    whose behaviour drifts gets a large variance (its share depends on when you look), and one
-    correlated over more than a run gets too small a variance.  In simulations of
-    autocorrelated recordings with no real change (the Markov-chain recordings of
-    tests/test_analyze_diff.py, 300 to 20,000 samples, stacks held for 2 to 20 samples, 100
-    pairs per setting), this test flagged some function in 3-8% of pairs at alpha 0.05; the
-    binomial test alone did in 41-98%.
+    When the binomial variance is the largest the p-value comes from the normal
+    distribution, else from Student's t.  ``design_effect`` reports the variance used over
+    the binomial variance.  Caveats: batches are aligned by their place in each recording
+    (the i-th K-th of its samples), which suits recordings of a whole job or of a steady
+    service; a change made of one burst shorter than a couple of batches is one event and is
+    not flagged from one recording a side (record several); behaviour correlated over more
+    than a batch that differs between the two runs at random is taken for a change unless
+    several recordings a side measure it.  bench/bench_diff_power.py measures the false
+    alarms and the power on simulated programs (docs/benchmarks.md).
 
     Many functions are tested at once, so the p-values are adjusted with Holm's step-down
     method, which bounds the chance of *any* false "significant" in the table by ``alpha``
@@ -67,14 +70,14 @@ import numpy as np
 import pandas as pd
 
 from spyanalyze.errors import EmptyResult
-from spyanalyze.recording import check_weight
+from spyanalyze.recording import Recording, check_weight
 
-#: Runs of consecutive samples for the batch-means variance: at most BLOCKS, at least
+#: Batches of consecutive samples for the paired-batch variance: at most BLOCKS, at least
 #: MIN_BLOCKS, each with MIN_BLOCK_SAMPLES samples and SPELLS_PER_BLOCK changes of stack.
-BLOCKS = 20
+BLOCKS = 30
 MIN_BLOCKS = 5
 MIN_BLOCK_SAMPLES = 10
-SPELLS_PER_BLOCK = 20
+SPELLS_PER_BLOCK = 15
 
 #: A function seen in fewer samples than this, both recordings together, is not tested (its
 #: p-value is 1 and it is left out of the Holm family): it could not reach significance
@@ -109,67 +112,86 @@ def reconcile_modules(modules_a, modules_b):
     return rename_a, rename_b
 
 
-def _shares(recording, by, weight, rename, blocks):
-    """Per key: self and total weight, and their batch-means variances (None when too short)."""
-    frames = recording.frames
+def _as_list(side):
+    """A recording or an iterable of recordings, as a list."""
+    return [side] if isinstance(side, Recording) else list(side)
+
+
+def side_renames(sides):
+    """``reconcile_modules`` over the module paths of each side's recordings together."""
+    return reconcile_modules(*[set().union(*(r.frames["module"].unique() for r in side)) for side in sides])
+
+
+def _key_codes(sides, by):
+    """Per recording, a code per frame for ``by``, shared by every recording of both sides
+    (paths reconciled between the sides), and the keys table the codes index."""
     columns = _KEYS[by]
-    key_frame = frames[columns].copy()
-    key_frame["module"] = key_frame["module"].map(lambda m: rename.get(m, m))
-    codes, uniques = pd.MultiIndex.from_frame(key_frame).factorize()
-    keys = uniques.to_frame(index=False, name=columns)
+    renames = side_renames(sides)
+    parts = []
+    for side, rename in zip(sides, renames):
+        for recording in side:
+            part = recording.frames[columns].copy()
+            part["module"] = part["module"].map(lambda m: rename.get(m, m))
+            parts.append(part)
+    codes, uniques = pd.MultiIndex.from_frame(pd.concat(parts, ignore_index=True)).factorize()
     codes = codes.astype(np.int64)
-    n_keys = len(keys)
-    stacks = recording.stack_table
-    leaf = stacks.leaf
-    has_leaf = leaf >= 0
-    leaf_codes = codes[leaf[has_leaf]]
-    stack, frame, _depth = stacks.long
-    pairs = np.unique(stack * max(n_keys, 1) + codes[frame])
-    pair_stack, pair_code = pairs // max(n_keys, 1), pairs % max(n_keys, 1)
+    bounds = np.cumsum([0] + [len(part) for part in parts])
+    per_recording = [codes[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+    return per_recording, uniques.to_frame(index=False, name=columns)
 
-    samples = recording.samples
-    stack_ids = samples["stack"].to_numpy()
-    column = "ticks" if weight == "samples" else weight
-    w = samples[column].to_numpy().astype(np.float64)
-    per_stack = np.bincount(stack_ids, weights=w, minlength=len(stacks))
-    total_weight = float(per_stack.sum())
-    n_eff = total_weight ** 2 / float(np.dot(w, w)) if len(w) and total_weight > 0 else 0.0
 
-    def spread(weights_per_stack):
-        self_w = np.bincount(leaf_codes, weights=weights_per_stack[has_leaf], minlength=n_keys)
-        total_w = np.bincount(pair_code, weights=weights_per_stack[pair_stack], minlength=n_keys)
-        return self_w, total_w
+class _Weights:
+    """One recording's weight per key, overall and in each of ``batches`` stretches of consecutive
+    samples (equal sample counts, in time order): ``self``/``total`` are (batches, keys)."""
 
-    table = keys
-    table["self"], table["total"] = spread(per_stack)
-    counts = np.bincount(stack_ids, minlength=len(stacks)).astype(np.float64)
-    table["self_count"], table["total_count"] = spread(counts)
-    table["self_var"] = np.nan
-    table["total_var"] = np.nan
-    runs = choose_blocks(recording, codes, blocks)
-    if runs and total_weight > 0:
-        block = (np.arange(len(samples)) * runs) // len(samples)      # time order, equal counts
-        cells = np.bincount(block * len(stacks) + stack_ids, weights=w,
-                            minlength=runs * len(stacks)).reshape(runs, len(stacks))
-        block_totals = cells.sum(axis=1)
-        shares = {name: table[name].to_numpy() / total_weight for name in ("self", "total")}
-        accumulated = {"self": np.zeros(n_keys), "total": np.zeros(n_keys)}
-        for k in range(runs):
-            parts = dict(zip(("self", "total"), spread(cells[k])))
-            for name in ("self", "total"):
-                accumulated[name] += (parts[name] - shares[name] * block_totals[k]) ** 2
-        for name in ("self", "total"):
-            table[name + "_var"] = runs / (runs - 1) * accumulated[name] / total_weight ** 2
-    return table, total_weight, n_eff, runs
+    def __init__(self, recording, codes, n_keys, weight, batches):
+        stacks = recording.stack_table
+        has_leaf = stacks.leaf >= 0
+        leaf_pairs = (np.flatnonzero(has_leaf), codes[stacks.leaf[has_leaf]])
+        stack, frame, _depth = stacks.long
+        pairs = np.unique(stack * max(n_keys, 1) + codes[frame])
+        total_pairs = (pairs // max(n_keys, 1), pairs % max(n_keys, 1))
+        samples = recording.samples
+        stack_ids = samples["stack"].to_numpy()
+        w = samples["ticks" if weight == "samples" else weight].to_numpy().astype(np.float64)
+        batches = max(batches, 1)
+        batch = (np.arange(len(samples)) * batches) // len(samples)
+        cells = np.bincount(batch * len(stacks) + stack_ids, weights=w,
+                            minlength=batches * len(stacks)).reshape(batches, len(stacks))
+        counts = np.bincount(stack_ids, minlength=len(stacks)).astype(np.float64)[None, :]
+        self.self = _spread(cells, leaf_pairs, n_keys)
+        self.total = _spread(cells, total_pairs, n_keys)
+        self.self_count = _spread(counts, leaf_pairs, n_keys)[0]
+        self.total_count = _spread(counts, total_pairs, n_keys)[0]
+        self.batch_weight = cells.sum(axis=1)
+        self.weight = float(w.sum())
+        self.squares = float(np.dot(w, w))
+        self.samples = len(samples)
+
+    def shares(self, name):
+        """The share of each key in each batch (0 in a batch that weighs nothing)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shares = getattr(self, name) / self.batch_weight[:, None]
+        return np.nan_to_num(shares, nan=0.0, posinf=0.0)
+
+
+def _spread(cells, pairs, n_keys):
+    """Sum the per-stack columns of ``cells`` (rows x stacks) into keys through (stack, key)
+    pairs; returns rows x keys."""
+    stack, key = pairs
+    rows = cells.shape[0]
+    flat = (np.arange(rows)[:, None] * n_keys + key[None, :]).ravel()
+    return np.bincount(flat, weights=cells[:, stack].ravel(),
+                       minlength=rows * n_keys).reshape(rows, n_keys)
 
 
 def choose_blocks(recording, codes, most=BLOCKS):
-    """How many runs to cut a recording into for the batch-means variance (0: too short).
+    """How many batches to cut a recording into for the paired-batch variance (0: too short).
 
-    A run must be long next to the program's correlation time, or the runs look alike and the
-    variance comes out too small.  The correlation time is estimated as the mean length of a
-    *spell*: consecutive samples of one thread whose stacks hold the same functions (or lines,
-    or files: the coding being compared) in the same order.  Runs are made at least
+    A batch must be long next to the program's correlation time, or neighbouring batches look
+    alike and the variance comes out too small.  The correlation time is estimated as the mean
+    length of a *spell*: consecutive samples of one thread whose stacks hold the same functions
+    (or lines, or files: the coding being compared) in the same order.  Batches are at least
     ``SPELLS_PER_BLOCK`` spells long, hold ``MIN_BLOCK_SAMPLES`` samples, and number between
     ``MIN_BLOCKS`` and ``most``.
     """
@@ -182,8 +204,8 @@ def choose_blocks(recording, codes, most=BLOCKS):
     order = np.argsort(thread, kind="stable")
     thread, coded = thread[order], coded[order]
     spells = 1 + int(np.count_nonzero((thread[1:] != thread[:-1]) | (coded[1:] != coded[:-1])))
-    runs = min(most, n // MIN_BLOCK_SAMPLES, spells // SPELLS_PER_BLOCK)
-    return max(runs, MIN_BLOCKS)
+    batches = min(most, n // MIN_BLOCK_SAMPLES, spells // SPELLS_PER_BLOCK)
+    return max(batches, MIN_BLOCKS)
 
 
 def coded_stacks(stacks, codes):
@@ -258,91 +280,165 @@ def two_sided_p(t, df):
 _two_sided_p = np.frompyfunc(two_sided_p, 2, 1)
 
 
-def _test(share_a, share_b, n_a, n_b, var_a, var_b, runs_a, runs_b):
+def paired_variance(batch_shares_a, batch_shares_b):
+    """Variance and degrees of freedom of the change in share, from time-aligned batches.
+
+    Batch i of the first side is paired with batch i of the second (each side's batch shares
+    averaged over its recordings), so behaviour the two programs share over time (start-up,
+    then work) cancels in the differences d_i.  Their noise is estimated from successive
+    differences, sum (d_i+1 - d_i)^2 / 2(K-1), which a change confined to one phase inflates
+    by one step only, where the deviation from the mean d that a plain variance would use
+    counts that change itself as noise.  Arrays are recordings x batches x keys.
+    """
+    profile_a, profile_b = batch_shares_a.mean(axis=0), batch_shares_b.mean(axis=0)
+    d = profile_b - profile_a
+    batches = d.shape[0]
+    steps = (np.diff(d, axis=0) ** 2).sum(axis=0)
+    variance = steps / (2 * (batches - 1)) / batches
+    # For K independent normal batches the successive-difference sum spreads like a chi-square
+    # with 2(K-1)^2 / (3K-4) degrees of freedom (Satterthwaite).  A function busy in a few
+    # batches only (one phase) has its noise there, which leaves fewer: K is replaced by the
+    # effective number of batches, with each batch's noise taken to have the binomial shape
+    # p (1 - p) of its shares.
+    noise = (profile_a * (1 - profile_a) / len(batch_shares_a)
+             + profile_b * (1 - profile_b) / len(batch_shares_b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        effective = noise.sum(axis=0) ** 2 / (noise ** 2).sum(axis=0)
+    effective = np.clip(np.nan_to_num(effective, nan=batches), 2.0, batches)
+    df = 2.0 * (effective - 1) ** 2 / (3 * effective - 4)
+    return variance, df
+
+
+def between_runs_variance(run_shares_a, run_shares_b):
+    """Variance and degrees of freedom of the change from how the recordings' shares spread
+    around their side's mean (pooled over both sides); None with fewer than 3 recordings.
+
+    This measures run-to-run variation (a run whose data or timing differ) that no split of
+    one run into batches can see.  Arrays are recordings x keys.
+    """
+    m, n = len(run_shares_a), len(run_shares_b)
+    if m + n < 3:
+        return None
+    df = m + n - 2
+    squares = (((run_shares_a - run_shares_a.mean(axis=0)) ** 2).sum(axis=0)
+               + ((run_shares_b - run_shares_b.mean(axis=0)) ** 2).sum(axis=0))
+    return squares / df * (1.0 / m + 1.0 / n), np.full(run_shares_a.shape[1], float(df))
+
+
+def _test(share_a, share_b, n_a, n_b, variance, df):
     """Statistic, two-sided p and design effect of the change in share (module docstring).
 
-    When the batch-means variance is used, the statistic has Student's t distribution with
-    Welch-Satterthwaite degrees of freedom from the two recordings' runs - 1 (batch means with a
-    fixed number of batches is t, not normal); when the binomial variance is used, it is normal.
+    ``variance`` and ``df`` come from the recordings' batches (NaN when they were too short
+    to cut); the test uses the larger of that variance and the binomial one, with Student's t
+    on ``df`` for the former and the normal distribution for the latter.
     """
     pooled = (share_a * n_a + share_b * n_b) / (n_a + n_b)
     binomial = pooled * (1 - pooled) * (1 / n_a + 1 / n_b)
-    batch = var_a + var_b
-    use_batch = ~np.isnan(batch) & (batch > binomial)
-    variance = np.where(use_batch, batch, binomial)
+    use_batch = ~np.isnan(variance) & (variance > binomial)
+    variance = np.where(use_batch, variance, binomial)
     change = share_b - share_a
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(variance > 0, change / np.sqrt(variance), 0.0)
         design = np.where(binomial > 0, variance / binomial, 1.0)
-        df = batch ** 2 / (var_a ** 2 / max(runs_a - 1, 1) + var_b ** 2 / max(runs_b - 1, 1))
     df = np.where(use_batch & np.isfinite(df), df, np.inf)
     p = _two_sided_p(z, df).astype(np.float64)
     return z, p, design
 
 
+def batch_variance(side_weights, name):
+    """The larger of the paired-batch and the between-runs variance of the change in the
+    ``name`` (self or total) share, with its degrees of freedom.  Taking the larger keeps the
+    test honest when runs differ more than one run's batches suggest."""
+    batch_shares = [np.stack([w.shares(name) for w in side]) for side in side_weights]
+    variance, df = paired_variance(*batch_shares)
+    between = between_runs_variance(*[np.stack([getattr(w, name).sum(axis=0) / w.weight for w in side])
+                                       for side in side_weights])
+    if between is not None:
+        larger = between[0] > variance
+        variance, df = np.where(larger, between[0], variance), np.where(larger, between[1], df)
+    return variance, df
+
+
 def diff(a, b, by="function", weight="samples", alpha=0.05, blocks=BLOCKS):
-    """Compare recording ``a`` (before) with ``b`` (after); one row per function (or line/file).
+    """Compare ``a`` (before) with ``b`` (after); one row per function (or line/file).
+
+    Each side is a recording or a list of recordings of the same program; a side's share is
+    the mean of its recordings' shares, so a long run does not outvote the others, and with
+    several recordings the run-to-run variation enters the test.
 
     Columns: the key (``module``, ``qualname``[, ``line``]); ``self_a``, ``self_b``,
     ``self_change``, ``total_a``, ``total_b``, ``total_change`` (shares, 0..1, by ``weight``);
-    ``count_a``, ``count_b`` (samples holding the key in each; for time weights also
-    ``seconds_a``, ``seconds_b``); then for ``total`` and ``self``: ``_z`` (the standardised change, z or t), ``_p``, ``_p_adj``
-    (Holm), ``_significant`` (``_p_adj < alpha``) and ``_design_effect``.  Sorted by the size
-    of the total change.  ``table.attrs`` records the sizes, alpha and the method.
+    ``count_a``, ``count_b`` (samples holding the key in each side; for time weights also
+    ``seconds_a``, ``seconds_b``); then for ``total`` and ``self``: ``_z`` (the standardised
+    change, z or t), ``_p``, ``_p_adj`` (Holm), ``_significant`` (``_p_adj < alpha``) and
+    ``_design_effect``.  Sorted by the size of the total change.  ``table.attrs`` records the
+    sizes, alpha and the method.
     """
     check_weight(weight)
     if by not in _KEYS:
         raise ValueError("unknown grouping %r (choose function, line or file)" % (by,))
-    for name, recording in (("first", a), ("second", b)):
-        if recording.empty:
-            raise EmptyResult("the %s recording (%s) holds no samples to compare"
-                              % (name, recording.source or "in memory"))
-    rename_a, rename_b = reconcile_modules(a.frames["module"].unique(), b.frames["module"].unique())
-    table_a, weight_a, n_a, runs_a = _shares(a, by, weight, rename_a, blocks)
-    table_b, weight_b, n_b, runs_b = _shares(b, by, weight, rename_b, blocks)
-    batch_a, batch_b = table_a["total_var"].notna().any(), table_b["total_var"].notna().any()
-    keys = _KEYS[by]
-    table = table_a.merge(table_b, on=keys, how="outer", suffixes=("_a", "_b"))
-    table = table[(table["total_a"].fillna(0) > 0) | (table["total_b"].fillna(0) > 0)]
-    for column in ("self_a", "self_b", "total_a", "total_b"):
-        table[column] = table[column].fillna(0.0)
+    sides = (_as_list(a), _as_list(b))
+    for name, side in zip(("first", "second"), sides):
+        if not side:
+            raise EmptyResult("the %s side of the comparison has no recording" % name)
+        for recording in side:
+            if recording.empty:
+                raise EmptyResult("the %s recording (%s) holds no samples to compare"
+                                  % (name, recording.source or "in memory"))
+    codes, keys = _key_codes(sides, by)
+    everything = sides[0] + sides[1]
+    batches = min(choose_blocks(r, c, blocks) for r, c in zip(everything, codes))
+    weights = [_Weights(r, c, len(keys), weight, batches) for r, c in zip(everything, codes)]
+    side_weights = (weights[:len(sides[0])], weights[len(sides[0]):])
+
+    def side_sum(side, attribute):
+        return np.sum([getattr(w, attribute) for w in side], axis=0)
+
+    def side_share(side, name):
+        return np.mean([getattr(w, name).sum(axis=0) / w.weight for w in side], axis=0)
+
+    present = (side_sum(side_weights[0], "total_count") + side_sum(side_weights[1], "total_count")) > 0
     scale = 1.0 if weight == "samples" else 1e-9
-    result = table[keys].copy()
-    result["self_a"] = table["self_a"] / weight_a
-    result["self_b"] = table["self_b"] / weight_b
-    result["self_change"] = result["self_b"] - result["self_a"]
-    result["total_a"] = table["total_a"] / weight_a
-    result["total_b"] = table["total_b"] / weight_b
-    result["total_change"] = result["total_b"] - result["total_a"]
-    result["count_a"] = table["total_count_a"].fillna(0).astype(np.int64)
-    result["count_b"] = table["total_count_b"].fillna(0).astype(np.int64)
+    result = keys.copy()
+    for name in ("self", "total"):
+        result[name + "_a"] = side_share(side_weights[0], name)
+        result[name + "_b"] = side_share(side_weights[1], name)
+        result[name + "_change"] = result[name + "_b"] - result[name + "_a"]
+    for suffix, side in zip("ab", side_weights):
+        result["count_" + suffix] = side_sum(side, "total_count").astype(np.int64)
     if weight != "samples":
-        result["seconds_a"] = table["total_a"] * scale
-        result["seconds_b"] = table["total_b"] * scale
+        for suffix, side in zip("ab", side_weights):
+            result["seconds_" + suffix] = side_sum(side, "total").sum(axis=0) * scale
+    weight_a, weight_b = (sum(w.weight for w in side) for side in side_weights)
+    n_a, n_b = (sum(w.weight for w in side) ** 2 / sum(w.squares for w in side) for side in side_weights)
     for name in ("total", "self"):
-        # a key one recording lacks had no samples there: its run-to-run variance is 0 (when
-        # that recording was long enough for runs at all; NaN keeps the binomial-only test)
-        var_a = table[name + "_var_a"].fillna(0.0 if batch_a else np.nan).to_numpy(dtype=np.float64)
-        var_b = table[name + "_var_b"].fillna(0.0 if batch_b else np.nan).to_numpy(dtype=np.float64)
+        if batches:
+            variance, df = batch_variance(side_weights, name)
+        else:
+            variance, df = np.full(len(keys), np.nan), np.full(len(keys), np.inf)
         z, p, design = _test(result[name + "_a"].to_numpy(), result[name + "_b"].to_numpy(),
-                             n_a, n_b, var_a, var_b, runs_a, runs_b)
-        tested = (table[name + "_count_a"].fillna(0) + table[name + "_count_b"].fillna(0)
-                  >= MIN_TESTED_SAMPLES).to_numpy()
+                             n_a, n_b, variance, df)
+        counts = side_sum(side_weights[0], name + "_count") + side_sum(side_weights[1], name + "_count")
+        tested = counts >= MIN_TESTED_SAMPLES
         p = np.where(tested, p, 1.0)
         adjusted = np.ones(len(p))
-        adjusted[tested] = _holm(p[tested])
+        adjusted[tested & present] = _holm(p[tested & present])
         result[name + "_z"] = z
         result[name + "_p"] = p
         result[name + "_p_adj"] = adjusted
         result[name + "_significant"] = result[name + "_p_adj"] < alpha
         result[name + "_design_effect"] = design
+    result = result[present]
     order = np.lexsort((-result["self_change"].abs().to_numpy(), -result["total_change"].abs().to_numpy()))
     result = result.iloc[order].reset_index(drop=True)
-    result.attrs.update({"by": by, "weight": weight, "alpha": alpha, "runs_a": runs_a, "runs_b": runs_b,
+    recordings_a, recordings_b = len(sides[0]), len(sides[1])
+    result.attrs.update({"by": by, "weight": weight, "alpha": alpha, "batches": batches,
+                         "recordings_a": recordings_a, "recordings_b": recordings_b,
                          "n_a": n_a, "n_b": n_b, "weight_a": weight_a * scale, "weight_b": weight_b * scale,
-                         "method": "two-sided test on shares; variance = max(pooled binomial, batch "
-                                   "means over %d/%d runs, t with Welch df); Holm-adjusted"
-                                   % (runs_a, runs_b)})
+                         "method": "two-sided test on shares; variance = max(pooled binomial, paired "
+                                   "time-aligned batches over %d batches%s, t); Holm-adjusted"
+                                   % (batches, ", between runs of %d+%d recordings" % (recordings_a, recordings_b)
+                                      if recordings_a + recordings_b >= 3 else "")})
     return result
 
 
@@ -395,16 +491,18 @@ def check_gates(table, gates, share="total"):
 
 def write_collapsed_diff(a, b, out, weight="samples", normalize=True):
     """Write ``stack count_a count_b`` lines (root first), as difffolded.pl makes and
-    flamegraph.pl reads for a differential flame graph.  Frames are ``qualname (module)``
-    without line numbers, so two checkouts line up.  With ``normalize`` the first recording's
+    flamegraph.pl reads for a differential flame graph.  ``a`` and ``b`` are recordings or
+    lists of recordings (a side's counts are summed).  Frames are ``qualname (module)``
+    without line numbers, so two checkouts line up.  With ``normalize`` the first side's
     counts are scaled to the second's total (difffolded.pl ``-n``), so recordings of different
     lengths compare.  Time weights are written in microseconds."""
     from spyanalyze.export.collapsed import UNIT_NS, stack_weights_by_text
 
-    rename_a, rename_b = reconcile_modules(a.frames["module"].unique(), b.frames["module"].unique())
-    counts_a = stack_weights_by_text(a, weight, lines=False, rename=rename_a)
-    counts_b = stack_weights_by_text(b, weight, lines=False, rename=rename_b)
-    table = pd.concat([counts_a.rename("a"), counts_b.rename("b")], axis=1).fillna(0.0)
+    sides = (_as_list(a), _as_list(b))
+    renames = side_renames(sides)
+    counts = [pd.concat([stack_weights_by_text(r, weight, lines=False, rename=rename) for r in side])
+              .groupby(level=0).sum() for side, rename in zip(sides, renames)]
+    table = pd.concat([counts[0].rename("a"), counts[1].rename("b")], axis=1).fillna(0.0)
     if weight != "samples":
         table = table / UNIT_NS
     if normalize and table["a"].sum() > 0:

@@ -6,9 +6,8 @@ run, so ``info`` can compare it with what is left); only the frames and stacks t
 samples use are re-interned, with fresh ids; the frame that stands for "no Python frames" is
 written back as what the format says for it, an empty stack.  Wall weights are not stored (the
 format has no column for them): a reader derives them again from the sample times, and
-``sample_weights``
-charges a thread's last sample, and any sample before a gap longer than ``MAX_GAP_INTERVALS``
-(say one left by filtering), one interval.
+``sample_weights`` charges a thread's last sample, and any sample before a gap longer than
+``MAX_GAP_INTERVALS`` (say one left by filtering), one interval.
 
 The codec's writer takes one sample per call, so this is the one place the analyser loops per
 sample; it runs at roughly a million samples per second or two.

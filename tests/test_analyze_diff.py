@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import spyanalyze
+from spyanalyze import simulate
 from spyanalyze.diff import (Gate, _holm, check_gates, diff, reconcile_modules, two_sided_p,
                              write_collapsed_diff)
 from spyanalyze.errors import EmptyResult
@@ -89,10 +90,11 @@ def test_null_differences_are_rarely_significant_despite_autocorrelation(tmp_pat
 
 
 def test_design_effect_reflects_autocorrelation(tmp_path):
-    runs = markov_recording(tmp_path / "runs.spy", seed=1, stay=0.95)
-    shuffled = markov_recording(tmp_path / "iid.spy", seed=2, stay=0.0)
-    deff_runs = diff(runs, runs)["total_design_effect"].max()
-    deff_iid = diff(shuffled, shuffled)["total_design_effect"].max()
+    # two runs of each program (a recording diffed against itself has no noise to measure)
+    runs = [markov_recording(tmp_path / ("runs%d.spy" % i), seed=1 + i, stay=0.95) for i in range(2)]
+    shuffled = [markov_recording(tmp_path / ("iid%d.spy" % i), seed=3 + i, stay=0.0) for i in range(2)]
+    deff_runs = diff(*runs)["total_design_effect"].max()
+    deff_iid = diff(*shuffled)["total_design_effect"].max()
     assert deff_runs > 5
     assert deff_iid < 3
 
@@ -209,3 +211,65 @@ def test_time_weighted_diff(tmp_path):
     assert table.loc["dot", "seconds_a"] == pytest.approx(1.0)
     assert table.attrs["weight_a"] == pytest.approx(3.0)
 
+
+
+# ------------------------------------------------------------------------------------------
+# False alarms and power on simulated programs (spyanalyze.simulate; bench/bench_diff_power.py
+# measures the same at more lengths and trials)
+
+SIMULATED = 5000          # samples a recording: 5 s at 1 kHz
+CALL = 0.8                # a sample keeps its function with this chance: calls of 5 samples
+
+
+def simulated_pairs(seed, trials, shape, recordings=1, change=0.0, where="throughout", stay=CALL):
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        yield ([simulate.program(rng, SIMULATED, shape, stay=stay) for _ in range(recordings)],
+               [simulate.program(rng, SIMULATED, shape, change, where, stay=stay) for _ in range(recordings)])
+
+
+@pytest.mark.parametrize("shape", simulate.SHAPES)
+def test_unchanged_programs_are_rarely_flagged(shape):
+    # GIVEN pairs of runs of one program, steady or starting up before it works
+    trials = 60
+    flagged = sum(diff(a, b)["total_significant"].any() for a, b in simulated_pairs(7, trials, shape))
+    binomial = sum(diff(a, b, blocks=0)["total_significant"].any()
+                   for a, b in simulated_pairs(8, 20, shape))
+    several = sum(diff(a, b)["total_significant"].any()
+                  for a, b in simulated_pairs(9, 20, shape, recordings=3))
+    # THEN any function is flagged in about alpha of them at most (Holm), one or three runs a
+    # side, where the textbook binomial variance flags most pairs
+    assert flagged <= 0.1 * trials
+    assert several <= 2
+    assert binomial >= 10
+
+
+@pytest.mark.parametrize("shape, where, change", [("steady", "throughout", 0.04),
+                                                  ("phased", "throughout", 0.04),
+                                                  ("phased", "second half", 0.08)])
+def test_a_real_change_is_found(shape, where, change):
+    # GIVEN a function that appears with `change` of the samples, everywhere or only in the
+    # second half of the run (0 -> 16% there, 8% of the run)
+    trials = 30
+    found = 0
+    for a, b in simulated_pairs(11, trials, shape, change=change, where=where):
+        row = diff(a, b).set_index("qualname").loc[simulate.CHANGED]
+        found += bool(row["total_significant"] and row["total_change"] > 0)
+    # THEN it is flagged in nearly every pair
+    assert found >= 0.9 * trials
+
+
+def test_sides_accept_lists_of_recordings():
+    rng = np.random.default_rng(3)
+    runs = [simulate.program(rng, 2000, "steady") for _ in range(4)]
+    table = diff(runs[:2], runs[2:])
+    assert table.attrs["recordings_a"] == 2 and table.attrs["recordings_b"] == 2
+    shares = [r.by_function().set_index("qualname").loc["query", "total_share"] for r in runs]
+    row = table.set_index("qualname").loc["query"]
+    # a side's share is the mean of its recordings' shares
+    assert row["total_a"] == pytest.approx(np.mean(shares[:2]))
+    assert row["total_b"] == pytest.approx(np.mean(shares[2:]))
+    assert row["count_a"] + row["count_b"] == sum(
+        r.by_function().set_index("qualname").loc["query", "total_samples"] for r in runs)
+    with pytest.raises(EmptyResult, match="second side"):
+        diff(runs[:2], [])

@@ -16,6 +16,7 @@ from spyrec.spyformat import SampleFlag, SpyWriter
 
 HERE = Path(__file__).resolve().parent
 SPLIT = HERE / "targets" / "split.py"
+PHASED = HERE / "targets" / "phased.py"
 SCHEMA = HERE / "data" / "speedscope-file-format-schema.json"
 
 PROJECT = "/home/dev/proj"
@@ -142,14 +143,21 @@ def record(out, target, seconds, rate=200):
                 % (result.returncode, result.stderr.strip()[-500:]))
 
 
+def record_target(tmp_path, name, script, args, seconds, rate, extra=()):
+    """Record ``script args... --report FILE extra...`` (a target that reports what it did in a
+    JSON file) with the real recorder as NAME.spy; return (path, the target's report)."""
+    out = tmp_path / (name + ".spy")
+    report = tmp_path / (name + ".json")
+    result = record(out, [sys.executable, script, *args, "--report", report, *extra], seconds, rate)
+    assert report.exists(), "the target did not finish: %s" % result.stderr.strip()[-500:]
+    return out, json.loads(report.read_text())
+
+
 def record_split(tmp_path, share, seconds=2.0, rate=200, extra=()):
     """Record tests/targets/split.py with the real recorder; return (path, the target's own
     measured split)."""
-    out = tmp_path / ("split-%d.spy" % round(share * 100))
-    report = tmp_path / ("split-%d.json" % round(share * 100))
-    result = record(out, [sys.executable, SPLIT, share, seconds, "--report", report, *extra], seconds, rate)
-    assert report.exists(), "the target did not finish: %s" % result.stderr.strip()[-500:]
-    return out, json.loads(report.read_text())
+    return record_target(tmp_path, "split-%d" % round(share * 100), SPLIT, (share, seconds),
+                         seconds, rate, extra)
 
 
 def run_cli(*args, input=None):
