@@ -74,6 +74,6 @@ def _recording(leaf, interval_ns):
     ones = np.full(n, interval_ns, dtype=np.int64)
     samples = pd.DataFrame({"t": np.arange(n, dtype=np.int64) * interval_ns, "pid": np.int64(1),
                             "tid": np.int64(1), "stack": np.maximum(leaf, 0).astype(np.int64),
-                            "wall": ones, "cpu": ones})
+                            "wall": ones, "ticks": np.ones(n), "cpu": ones})
     header = {"interval_ns": interval_ns, "pid": 1}
     return Recording(samples, frames, stacks, pd.DataFrame(), pd.DataFrame(), header, {}, {"source": None})
