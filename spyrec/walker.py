@@ -50,6 +50,8 @@ from spyrec.structs import FieldStruct
 
 MAX_DEPTH = 2048
 MAX_THREADS = 4096
+#: The largest thread id Linux hands out (PID_MAX_LIMIT on 64-bit, include/linux/threads.h).
+MAX_TID = 1 << 22
 MAX_INTERPRETERS = 256
 MAX_CHUNKS = 64
 #: Walks of one thread in one sample while they keep tearing (see StackWalker._walk_again).
@@ -107,8 +109,15 @@ class FrameChain:
             else:
                 spans.append([addr, addr + size])
             span_of[addr] = len(spans) - 1
-        self.spans = [(lo, hi - lo) for lo, hi in spans]
-        self.where = [(span_of[a], a - spans[span_of[a]][0]) for a in chain]
+        # Copied in chain order, callees before callers: the pointer to the innermost frame
+        # was read first, and the stack changes at that end.
+        first = {}
+        for i, addr in enumerate(chain):
+            first.setdefault(span_of[addr], i)
+        order = sorted(range(len(spans)), key=first.__getitem__)
+        rank = {span: position for position, span in enumerate(order)}
+        self.spans = [(spans[k][0], spans[k][1] - spans[k][0]) for k in order]
+        self.where = [(rank[span_of[a]], a - spans[span_of[a]][0]) for a in chain]
 
 
 class ChunkMemo:
@@ -217,8 +226,12 @@ class StackWalker:
         self.outside: List[int] = []
         #: tstate -> {(generator frame address, its code): (its callers' codes and offsets,
         #: when seen, how many of those are its consumer and below, the consumer's address),
-        #: and its code: [such entries, latest first]}, from the thread's walks (see _splice).
+        #: its code: [such entries, latest first], and (its code, its callee's code or 0 when
+        #: innermost): its offset then}, from the thread's walks (see _splice).
         self._callers = {}
+        #: 3.11/3.12: tstate -> the last two C frames its walks found it in, outside the
+        #: thread state (copied with it next time).
+        self._cframes = {}
         #: Walks completed below a suspended generator from a recent whole walk (see _splice).
         self.spliced_stacks = 0
         self._now = 0.0
@@ -325,8 +338,24 @@ class StackWalker:
                 self.torn_reads += 1
                 break
             visited.add(tstate)
+            prefetched = None
             try:
-                ts = self.read(tstate, self._ts_size)
+                cframes = self._cframes.get(tstate) if self._cframe else None
+                if cframes:
+                    # The C frames' pointers to the innermost frame, copied with the thread
+                    # state: read after it, the one it names may have ended meanwhile, its
+                    # stack slot still pointing to a generator that yielded since.  A thread
+                    # that runs a generator from C goes back and forth between two.
+                    slots = [cframe + self._cframe_current for cframe in cframes]
+                    copies = self.mem.read_many([(tstate, self._ts_size)]
+                                                + [(slot, 8) for slot in slots])
+                    ts = copies[0]
+                    if ts is None:
+                        raise MemoryReadError("thread state 0x%x unreadable" % tstate)
+                    prefetched = {slot: data for slot, data in zip(slots, copies[1:])
+                                  if data is not None}
+                else:
+                    ts = self.read(tstate, self._ts_size)
             except _READ_ERRORS:
                 self.torn_reads += 1  # freed while we followed the list: drop the rest
                 break
@@ -343,7 +372,7 @@ class StackWalker:
                                                    by_gil))
                     tstate = fields[0]
                     continue
-            stack = self._walk_thread(tstate, ts, fields, tstate == holder)
+            stack = self._walk_thread(tstate, ts, fields, tstate == holder, prefetched)
             attempts = WALK_ATTEMPTS - 1
             while stack.torn and attempts:
                 attempts -= 1
@@ -444,6 +473,8 @@ class StackWalker:
                 codes, offsets, torn = self._walk_pyframes(fields[2], tstate)
         except _READ_ERRORS:  # a torn stack of a known thread: not one of an unknown thread 0
             codes, torn = (), True
+        if not 0 <= native <= MAX_TID:  # the thread state was read while it was being written
+            native, torn = 0, True
         if self.host_tid is not None and native:
             native = self.host_tid(native)
         if not codes:
@@ -465,7 +496,15 @@ class StackWalker:
         """3.11/3.12: tstate->cframe->current_frame; the cframe may be the tstate's own root."""
         at = cframe - tstate + self._cframe_current
         if 0 <= at <= len(ts) - 8:
+            self._cframes.pop(tstate, None)
             return _U64.unpack_from(ts, at)[0]
+        known = self._cframes.get(tstate)
+        if known is None:
+            if len(self._cframes) >= MAX_THREADS:
+                self._cframes.clear()
+            self._cframes[tstate] = [cframe]
+        elif cframe not in known:
+            self._cframes[tstate] = [cframe, known[0]]
         if not cframe:
             return 0
         data = prefetched.get(cframe + self._cframe_current) if prefetched else None
@@ -617,6 +656,7 @@ class StackWalker:
         compares_left = MAX_COMPARES
         owner = -1  # of the last frame parsed; -1: none, or the chain's end taken from memo
         gen_at = 0  # the address of the frame being parsed, when it is a generator's
+        broken = False  # the chain led to something that is not a frame
         after_gen = False  # the last frame taken was a generator's
         consumers = {}  # index in codes -> address, of frames that called a generator
         while addr and addr != sentinel:
@@ -666,7 +706,8 @@ class StackWalker:
                 try:
                     if found is None:  # generator frame, or a chunk we could not copy
                         if addr in outside:  # a cycle through stale links
-                            return codes, offsets, True
+                            broken = True
+                            break
                         data = prefetched.get(addr) if prefetched else None
                         if data is None:
                             data = self.read(addr, size)
@@ -677,9 +718,11 @@ class StackWalker:
                     else:
                         code, previous, instr, owner = unpack(found[2], addr - found[0])
                 except _READ_ERRORS:
-                    return codes, offsets, True
+                    broken = True
+                    break
             if owner > max_owner or previous == addr:
-                return codes, offsets, True
+                broken = True
+                break
             if owner < skip_owner:
                 code &= untag
                 if not code and not codes:
@@ -691,7 +734,8 @@ class StackWalker:
                     continue
                 offset = instr - code - adaptive
                 if not MIN_OFFSET <= offset < MAX_OFFSET:
-                    return codes, offsets, True
+                    broken = True
+                    break
                 add_code(code)
                 add_offset(offset)
                 if gen_at:
@@ -703,8 +747,11 @@ class StackWalker:
                     after_gen = False
             addr = previous
         spliced = None
-        if not addr and not self._ends_at(owner, sentinel):
-            if owner == FRAME_OWNED_BY_GENERATOR and gens and gens[-1][1] == len(codes) - 1:
+        if broken or not addr and not self._ends_at(owner, sentinel):
+            # Cut right below a generator's frame: its link was cleared (NULL) or is stale (on
+            # 3.12+ it led to the entry frame on the C stack of the run that resumed it).
+            if (broken or owner == FRAME_OWNED_BY_GENERATOR) and gens \
+                    and gens[-1][1] == len(codes) - 1:
 
                 def live(frame: int, code: int) -> bool:
                     """A frame of the thread (not a generator's) running ``code`` now."""
@@ -761,6 +808,8 @@ class StackWalker:
                 continue
             entry = (codes[i + 1:], offsets[i + 1:], now, below, consumer)
             callers[addr, codes[i]] = entry
+            # Where it calls its callee, or where it runs its own code (callee 0).
+            callers[codes[i], codes[i - 1] if i else 0] = offsets[i]
             recent = callers.get(codes[i])
             if recent is None:
                 callers[codes[i]] = [entry]
@@ -799,6 +848,11 @@ class StackWalker:
                 continue
             checked.add((consumer, tail[-below]))
             if live(consumer, tail[-below]):
+                # It was read after it yielded, at its ``yield``, where it spends next to no
+                # time; when the thread state was read it was running its callee, so where it
+                # calls that, or (found innermost) its own code, so where it last did so.
+                callee = codes[-2] if len(codes) > 1 else 0
+                offsets[-1] = callers.get((codes[-1], callee), offsets[-1])
                 codes.extend(tail)
                 offsets.extend(tail_offsets)
                 self.spliced_stacks += 1
@@ -806,7 +860,10 @@ class StackWalker:
         return None
 
     def _pyframe_live(self, frame: int, code: int) -> bool:
-        """<=3.10: whether the frame object at ``frame`` runs ``code`` now (see _splice)."""
+        """<=3.10: whether the frame object at ``frame`` runs ``code`` now (see _splice).
+
+        A returned frame keeps its code and links, waiting to be reused for the next call of
+        its code: only its running state tells."""
         at = self.layout.frame.executing
         try:
             data = self.read(frame, max(self._frame_size, at + 1))

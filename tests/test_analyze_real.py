@@ -140,8 +140,9 @@ def test_exports_parse_back_to_the_samples(recorded):
         stack, count = line.rsplit(" ", 1)
         lines[stack] += int(count)
     assert abs(sum(lines.values()) - rec.samples["ticks"].sum()) <= len(lines) / 2
-    assert sum(c for s, c in lines.items() if ";heavy (%s:" % table.loc["heavy", "module"] in s) \
-        == table.loc["heavy", "total_samples"]
+    heavy_lines = [c for s, c in lines.items() if ";heavy (%s:" % table.loc["heavy", "module"] in s]
+    # each line's count is its ticks rounded
+    assert abs(sum(heavy_lines) - table.loc["heavy", "total_samples"]) <= 0.5 + len(heavy_lines) / 2
     for stack in (s for s in lines if ";heavy (" in s):      # root first: <module>, main, heavy
         frames = stack.split(";")
         assert frames[0].startswith("<module> (") and frames[1].startswith("main (")

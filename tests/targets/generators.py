@@ -2,7 +2,7 @@
 
 Usage: ``python generators.py [DURATION=30]``.
 
-Six phase functions take turns, each a stack shape that loses callers when a generator that
+Seven phase functions take turns, each a stack shape that loses callers when a generator that
 yields while a sampler reads its frames is taken for the bottom of the stack:
 
 * ``via_list``: nested ``yield from`` generators consumed by C (``list``);
@@ -11,7 +11,9 @@ yields while a sampler reads its frames is taken for the bottom of the stack:
 * ``via_for``: nested generators consumed by a Python ``for`` loop;
 * ``via_async``: coroutines awaiting each other under an async generator, driven by ``send``;
 * ``via_json``: the standard library's ``json.dumps(..., indent=2)`` (its encoder is nested
-  generators consumed by ``list``).
+  generators consumed by ``list``);
+* ``via_tokens``: a generator that works, then yields, consumed by a ``for`` loop that works
+  as long: next to no time is spent on the ``yield`` line itself (marked ``@yield``).
 
 The phases are balanced on the wall clock in slices of random length, so the split between them
 is close to even over any stretch of a second or more.  The ready line (see _truth.py) lists the
@@ -114,7 +116,27 @@ def via_json(seconds):
         json.dumps(DOC, indent=2)
 
 
-PHASES = (via_list, via_sum, via_join, via_for, via_async, via_json)
+def work(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def tokens(n):
+    for _ in range(n):
+        token = work(60)  # @token-work
+        yield token  # @yield
+
+
+def via_tokens(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for token in tokens(20):
+            work(60)  # @consume-work
+
+
+PHASES = (via_list, via_sum, via_join, via_for, via_async, via_json, via_tokens)
 
 
 def main():
