@@ -473,8 +473,8 @@ class StackWalker:
                 codes, offsets, torn = self._walk_pyframes(fields[2], tstate)
         except _READ_ERRORS:  # a torn stack of a known thread: not one of an unknown thread 0
             codes, torn = (), True
-        if not 0 <= native <= MAX_TID:  # the thread state was read while it was being written
-            native, torn = 0, True
+        if not 0 <= native <= MAX_TID:  # not a thread id: unknown, like one not found yet
+            native = 0
         if self.host_tid is not None and native:
             native = self.host_tid(native)
         if not codes:

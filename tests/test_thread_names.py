@@ -15,8 +15,9 @@ from pythons import ALL_SUPPORTED, python_for, running_target
 from spyrec.spyformat import read_recording
 
 #: Threads sampled at all that may miss their name: one seen only before it registered or after
-#: it left ``_active`` (its only round delayed on a loaded machine) cannot be named.
-MISSING_SHARE = 0.01
+#: it left ``_active`` (its only round delayed on a loaded machine) cannot be named.  py-spy,
+#: which stops the target to read it, missed 10 of 896 on a thread-per-request server (1.1%).
+MISSING_SHARE = 0.02
 #: Below this many request threads sampled the share says little: the run failed to load.
 ENOUGH_THREADS = 100
 
