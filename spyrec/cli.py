@@ -73,6 +73,10 @@ def spyrec(output, pid, duration, interval, rate, quiet, debug, command):
         sys.exit(exc.exit_code)
     if not quiet:
         click.echo(status_line(stats, output), err=True)
+    if stats.stop_reason.startswith("error: "):
+        click.echo("spyrec: error: recording ended by an internal %s (samples until then kept)"
+                   % stats.stop_reason[len("error: "):], err=True)
+        sys.exit(1)
 
 
 def status_line(stats, output):

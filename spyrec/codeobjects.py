@@ -129,6 +129,7 @@ class CodeCache:
         for a in unknown:
             verified[a] = None
         if good:
+            resets = self._resets
             heads = self.mem.read_many([(a, self.head_size) for a in good])
             same_pointers = []
             for addr, head in zip(good, heads):
@@ -140,7 +141,13 @@ class CodeCache:
                     same_pointers.append(addr)
                 else:
                     verified[addr] = key
-            if same_pointers:
+            if same_pointers and self._resets != resets:
+                # The cache started over while this batch was admitted: what these addresses
+                # were known as is gone, so they are admitted afresh.
+                for addr in same_pointers:
+                    del verified[addr]
+                self.keys_for(same_pointers)
+            elif same_pointers:
                 self._check_content(same_pointers)
         return [verified.get(a) for a in addresses]
 

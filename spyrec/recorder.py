@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from spyrec import __version__
@@ -50,14 +51,52 @@ def warn(message):
     sys.stderr.write("spyrec: warning: %s\n" % message)
 
 
-def open_output(path):
-    """Open the output early, so a bad path fails before anything is started."""
-    if path == "-":
-        return sys.stdout.buffer, False
-    try:
-        return open(path, "wb"), True
-    except OSError as exc:
-        raise OutputError("cannot write %s: %s" % (path, exc.strerror or exc))
+class Output:
+    """Where the recording goes: standard output, or a file that is only given its name once
+    the target is attached.
+
+    The file is written as a hidden temporary file beside ``path`` and renamed over it
+    (``publish``) as soon as the header is written, so a recording that cannot start leaves an
+    existing file, or what a symlink there points to, untouched, while one that has started is
+    under its name from its first second on (crash-safe from there).  Creating the temporary
+    file early makes a bad path fail before anything is started.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.temporary = None
+        if path == "-":
+            self.stream = sys.stdout.buffer
+            return
+        directory, name = os.path.split(os.path.abspath(path))
+        try:
+            fd, self.temporary = tempfile.mkstemp(prefix="." + name + ".", suffix=".partial",
+                                                  dir=directory)
+            mask = os.umask(0)
+            os.umask(mask)
+            os.fchmod(fd, 0o666 & ~mask)  # what open() would have given it
+        except OSError as exc:
+            raise OutputError("cannot write %s: %s" % (path, exc.strerror or exc))
+        self.stream = os.fdopen(fd, "wb")
+
+    def publish(self):
+        """Give the recording its name (once its header is out)."""
+        self.stream.flush()
+        if self.temporary is None:
+            return
+        try:
+            os.replace(self.temporary, self.path)
+        except OSError as exc:
+            raise OutputError("cannot write %s: %s" % (self.path, exc.strerror or exc))
+        self.temporary = None
+
+    def close(self):
+        """Close the file; remove it if it never got its name (nothing was recorded)."""
+        if self.path == "-":
+            return
+        self.stream.close()
+        if self.temporary is not None:
+            os.unlink(self.temporary)
 
 
 def launch(command, stdout_to_stderr):
@@ -104,7 +143,8 @@ def read_cwd(pid):
 
 def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=None):
     """Record a process (``pid``) or a command (``command``) into ``output``; return the stats."""
-    stream, close_stream = open_output(output)
+    out = Output(output)
+    stream = out.stream
     writer = None
     child = None
     stop = StopFlag()
@@ -131,6 +171,7 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
         })
         writer.process(pid=process.pid, argv=argv, python_version=process.version_string,
                        executable=process.executable, start_ns=0)
+        out.publish()
         sampler = Sampler(process, writer, interval_ns, origin)
         deadline = origin + duration_ns if duration_ns else None
         stats = sampler.run(stop, deadline)
@@ -153,10 +194,7 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
             signal.signal(sig, handler)
         if child is not None and child.poll() is None:
             terminate(child)
-        if close_stream:
-            stream.close()
-            if writer is None:      # nothing recorded: leave no empty file behind
-                os.unlink(output)
+        out.close()
 
 
 def finish_child(child, stop_reason):

@@ -112,7 +112,7 @@ class Sampler:
 
     def run(self, should_stop, deadline_ns=None):
         """Sample until ``should_stop()`` is true, the deadline passes or the target exits."""
-        prefer_low_latency()
+        restore_scheduling = prefer_low_latency()
         self.process.find_threading()
         interval = self.interval_ns
         monotonic_ns = time.monotonic_ns
@@ -139,6 +139,11 @@ class Sampler:
                 except TargetNotFound:
                     stats.stop_reason = "target exited"
                     break
+                except Exception as exc:  # noqa: BLE001 - any bug ends the recording, whole
+                    # The samples so far are the user's: end with the trailer written and the
+                    # reason in it (the spec's "error: ..." stop reason) instead of a traceback.
+                    stats.stop_reason = "error: %s: %s" % (type(exc).__name__, exc)
+                    break
                 done = monotonic_ns()
                 stats.add_round_cost(done - now)
                 next_round += interval
@@ -149,6 +154,7 @@ class Sampler:
                 self.writer.maybe_flush(done)
         finally:
             stats.end_ns = monotonic_ns() - self.origin_ns
+            restore_scheduling()
             self.finish()
         return stats
 

@@ -74,3 +74,108 @@ def test_a_launched_command_that_is_not_python(tmp_path):
 ])
 def test_bad_options(args, fragment):
     assert_one_line_error(spyrec(*args), fragment, code=2)
+
+
+def test_a_failed_start_leaves_an_existing_file_and_what_a_link_points_to_untouched(tmp_path):
+    # GIVEN a recording already there, and a symlink to another file
+    existing = tmp_path / "run.spy"
+    existing.write_bytes(b"an earlier recording")
+    pointed = tmp_path / "elsewhere.txt"
+    pointed.write_bytes(b"not a recording")
+    (tmp_path / "link.spy").symlink_to(pointed)
+    # WHEN recording into them fails to start
+    for name in ("run.spy", "link.spy"):
+        assert_one_line_error(spyrec("-o", str(tmp_path / name), "-p", str(unused_pid())))
+    # THEN both are as they were, and no temporary file is left behind
+    assert existing.read_bytes() == b"an earlier recording"
+    assert pointed.read_bytes() == b"not a recording"
+    assert (tmp_path / "link.spy").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere.txt", "link.spy", "run.spy"]
+
+
+def test_a_recorder_killed_in_its_first_second_leaves_a_readable_file(tmp_path):
+    # GIVEN a recording started on a sleeping Python program, over an earlier file
+    out = tmp_path / "run.spy"
+    out.write_bytes(b"an earlier recording")
+    target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.5)
+        recorder = subprocess.Popen([sys.executable, "-m", "spyrec", "-o", str(out), "-p",
+                                     str(target.pid)], stderr=subprocess.PIPE)
+        # WHEN it is killed before its first flush (one second), once the file has its name
+        deadline = time.monotonic() + 10
+        while out.read_bytes() == b"an earlier recording" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        recorder.kill()
+        recorder.wait()
+    finally:
+        target.kill()
+        target.wait()
+    # THEN the file holds the header: a recording of the target, said to be incomplete
+    info = subprocess.run([sys.executable, "-m", "spyanalyze", "info", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert info.returncode == 0, info.stderr
+    assert "time.sleep(30)" in info.stdout, info.stdout
+    assert "the recorder was killed or the file was cut" in info.stdout, info.stdout
+
+
+def test_a_failure_inside_the_sampling_loop_ends_the_recording_whole(tmp_path, monkeypatch):
+    # GIVEN a real target, and a sampler whose 50th round fails with an unexpected error
+    from spyrec import sampler as sampler_module
+    from spyrec.recorder import record
+    from spyrec.spyformat import read_recording
+    real_round = sampler_module.Sampler.sample_round
+    rounds = []
+
+    def failing_round(self, now):
+        rounds.append(now)
+        if len(rounds) == 50:
+            raise KeyError(0x7f00dead)
+        return real_round(self, now)
+
+    monkeypatch.setattr(sampler_module.Sampler, "sample_round", failing_round)
+    target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.3)
+        out = tmp_path / "run.spy"
+        # WHEN it records
+        stats = record(str(out), pid=target.pid, interval_ns=1_000_000, duration_ns=5_000_000_000)
+    finally:
+        target.kill()
+        target.wait()
+    # THEN it stops there, with the reason in a trailer, and keeps the samples before
+    assert stats.stop_reason.startswith("error: KeyError")
+    with open(out, "rb") as f:
+        recording = read_recording(f)
+    assert recording.trailer["stop_reason"] == stats.stop_reason
+    assert recording.sample_count == 49
+
+
+def test_recording_as_a_library_leaves_the_calling_thread_as_it_was(tmp_path):
+    # GIVEN this thread's timer slack and scheduler slice
+    import ctypes
+    from spyrec.recorder import record
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = libc.prctl(30, 0, 0, 0, 0), sched_fields().get("se.slice")  # PR_GET_TIMERSLACK
+    target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.3)
+        # WHEN record() runs on it
+        record(str(tmp_path / "run.spy"), pid=target.pid, interval_ns=1_000_000,
+               duration_ns=300_000_000)
+    finally:
+        target.kill()
+        target.wait()
+    # THEN they are what they were
+    assert (libc.prctl(30, 0, 0, 0, 0), sched_fields().get("se.slice")) == before
+
+
+def sched_fields():
+    """This thread's scheduler fields (``se.slice`` on Linux 6.12+)."""
+    fields = {}
+    with open("/proc/thread-self/sched") as f:
+        for line in f:
+            key, sep, value = line.partition(":")
+            if sep:
+                fields[key.strip()] = value.strip()
+    return fields
