@@ -67,8 +67,8 @@ def spyrec(output, pid, duration, interval, rate, quiet, debug, command):
         if debug:
             traceback.print_exc()
         message = str(exc)
-        if isinstance(exc, PermissionDenied) and PermissionDenied.HINT not in message:
-            message += ": " + PermissionDenied.HINT
+        if isinstance(exc, PermissionDenied) and PermissionDenied.hint() not in message:
+            message += ": " + PermissionDenied.hint()
         click.echo("spyrec: error: %s" % message, err=True)
         sys.exit(exc.exit_code)
     if not quiet:

@@ -5,6 +5,8 @@ and a non-zero exit; anything else is a bug and keeps its traceback.  Torn reads
 sampling are expected (the target keeps running) and are counted, never raised.
 """
 
+import os
+
 
 class SpyError(Exception):
     """Base class: a problem the user can act on, reported as one line."""
@@ -27,6 +29,15 @@ class PermissionDenied(SpyError):
         "run as root, or grant CAP_SYS_PTRACE (setcap cap_sys_ptrace+ep on the python running spyrec, "
         "or --cap-add SYS_PTRACE in a container), or lower /proc/sys/kernel/yama/ptrace_scope to 0"
     )
+    #: As root, "run as root" is no help: what else refuses it.
+    ROOT_HINT = (
+        "refused even to root: the process may be the init of this machine or of another "
+        "namespace, or be protected by Yama (ptrace_scope 3) or a security module"
+    )
+
+    @classmethod
+    def hint(cls):
+        return cls.ROOT_HINT if os.geteuid() == 0 else cls.HINT
 
 
 class UnsupportedPython(SpyError):

@@ -74,12 +74,15 @@ def check_pid(pid: int) -> int:
         raise TargetNotFound("invalid PID %r" % (pid,))
     start = process_start_time(pid)
     if start is None:
+        if os.path.exists(proc_path(pid, "stat")):
+            raise TargetNotFound("process %d has exited (a zombie its parent has not reaped)"
+                                 % pid)
         raise TargetNotFound("no process with PID %d" % pid)
     return start
 
 
 def permission_error(pid: int, what: str) -> PermissionDenied:
-    return PermissionDenied("cannot %s of process %d: %s" % (what, pid, PermissionDenied.HINT))
+    return PermissionDenied("cannot %s of process %d: %s" % (what, pid, PermissionDenied.hint()))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -179,3 +179,29 @@ def sched_fields():
             if sep:
                 fields[key.strip()] = value.strip()
     return fields
+
+
+def test_a_zombie_is_said_to_have_exited(tmp_path):
+    # GIVEN a child that exited and was not reaped yet
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open("/proc/%d/stat" % child.pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+    try:
+        # WHEN recorded THEN one line says so
+        result = spyrec("-o", str(tmp_path / "x.spy"), "-p", str(child.pid))
+        assert_one_line_error(result, "process %d has exited" % child.pid)
+    finally:
+        child.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the hint for root is only given to root")
+def test_root_refused_is_not_told_to_run_as_root(tmp_path):
+    # GIVEN PID 1 (this machine's init): as root, refused or not Python
+    result = spyrec("-o", str(tmp_path / "x.spy"), "-p", "1")
+    # THEN one line, and no advice to do what is already done
+    assert_one_line_error(result)
+    assert "run as root" not in result.stderr
