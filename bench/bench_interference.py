@@ -181,7 +181,8 @@ NOSLICE = r"""
 import ctypes, sys
 import spyrec.sampler as sampler
 import spyrec.scheduling as scheduling
-sampler.prefer_low_latency = lambda: ctypes.CDLL(None).prctl(scheduling.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+sampler.prefer_low_latency = lambda: (
+    ctypes.CDLL(None).prctl(scheduling.PR_SET_TIMERSLACK, 1, 0, 0, 0), lambda: None)[1]
 sys.argv[0] = "spyrec"
 from spyrec.cli import main
 main()

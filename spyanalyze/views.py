@@ -245,9 +245,9 @@ def health_warnings(facts):
         warnings.append("the recording is incomplete (no trailer; %d bytes of a torn tail dropped): "
                         "the recorder was killed or the file was cut" % facts["lost_bytes"])
     errors, samples = trailer.get("errors") or 0, trailer.get("samples") or facts["samples"]
-    if samples and errors / (samples + errors) > ERROR_SHARE_WARNING:
+    if samples and errors / samples > ERROR_SHARE_WARNING:       # errors are samples (spec)
         warnings.append("%.1f%% of stack reads failed (%d errors): stacks may be missing or torn"
-                        % (100 * errors / (samples + errors), errors))
+                        % (100 * errors / samples, errors))
     late, ticks = trailer.get("late") or 0, trailer.get("ticks") or 0
     if ticks and late / ticks > LATE_SHARE_WARNING:
         warnings.append("%.1f%% of sampling ticks were late: the recorder could not keep up with "

@@ -205,7 +205,6 @@ class Sampler:
                 flags |= SampleFlag.IDLE
             if thread_stack.torn:
                 flags |= SampleFlag.TORN
-                self.stats.errors += 1
             frames = thread_stack.frames
             if frames is thread.last_frames:  # a stack kept whole by the walker: no hashing
                 stack_id = thread.last_stack_id
@@ -213,10 +212,11 @@ class Sampler:
                 stack_id = self._stack_id(frames)
                 if stack_id is None:
                     flags |= SampleFlag.TORN
-                    self.stats.errors += 1
                     stack_id = writer.stack_id(())
                 else:
                     thread.last_frames, thread.last_stack_id = frames, stack_id
+            if flags & SampleFlag.TORN:
+                self.stats.errors += 1  # a sample, torn: counted once (spec: a subset of samples)
             writer.sample(t, pid, tid, stack_id, thread.cpu_delta, rss, flags)
             thread.cpu_delta = 0  # a second thread state with the same TID gets none of it
             self.stats.samples += 1

@@ -13,7 +13,6 @@ import time
 import pytest
 
 from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, target_path
-from spyrec import sampler
 from spyrec.recorder import record
 from spyrec.sampler import Sampler
 from spyrec.spyformat import SampleFlag, read_recording
@@ -40,8 +39,6 @@ def test_a_sleeping_thread_keeps_its_stack_only_while_it_has_not_run(tmp_path, l
         round_end[now - sampler.origin_ns] = time.monotonic_ns() - sampler.origin_ns
 
     monkeypatch.setattr(StackWalker, "_kept_stack", keeping)
-    # pytest's own thread keeps its timer slack and scheduler slice (test_record checks those)
-    monkeypatch.setattr(sampler, "prefer_low_latency", lambda: None)
     monkeypatch.setattr(Sampler, "sample_round", timed_round)
     out, log = tmp_path / "naps.spy", tmp_path / "naps.log"
     with running_target(python, "naps.py", "30", str(log)) as target:
