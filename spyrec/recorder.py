@@ -8,6 +8,7 @@ killed with SIGKILL still leaves a readable file up to its last flush (at most a
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,16 @@ class Output:
         if path == "-":
             self.stream = sys.stdout.buffer
             return
+        try:
+            special = not stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            special = False
+        if special:  # a device or a pipe (/dev/stdout, a FIFO): written as it is, never replaced
+            try:
+                self.stream = open(path, "wb")
+            except OSError as exc:
+                raise OutputError("cannot write %s: %s" % (path, exc.strerror or exc))
+            return
         directory, name = os.path.split(os.path.abspath(path))
         try:
             fd, self.temporary = tempfile.mkstemp(prefix="." + name + ".", suffix=".partial",
@@ -94,7 +105,10 @@ class Output:
         """Close the file; remove it if it never got its name (nothing was recorded)."""
         if self.path == "-":
             return
-        self.stream.close()
+        try:
+            self.stream.close()
+        except OSError:
+            pass  # a write error was reported already; the file keeps what reached it
         if self.temporary is not None:
             os.unlink(self.temporary)
 
@@ -188,7 +202,11 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
         stats.bytes_written = writer.bytes_written
         return stats
     except BrokenPipeError:
-        raise OutputError("the output pipe was closed")
+        raise OutputError("the output pipe was closed") from None
+    except OSError as exc:  # the disk is full, the file system gone: the target is left as it is
+        where = "standard output" if output == "-" else output
+        raise OutputError("cannot write %s: %s; it holds what was written before"
+                          % (where, exc.strerror or exc)) from None
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)

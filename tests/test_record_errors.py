@@ -205,3 +205,43 @@ def test_root_refused_is_not_told_to_run_as_root(tmp_path):
     # THEN one line, and no advice to do what is already done
     assert_one_line_error(result)
     assert "run as root" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_ends_the_recording_with_one_line_and_keeps_what_was_written(tmp_path):
+    # GIVEN an output on a file system of 64 KiB
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        out = disk / "run.spy"
+        # WHEN a busy program is recorded into it until it fills up
+        result = spyrec("-o", str(out), "-r", "5000", "-d", "30", "--", sys.executable,
+                        "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass",
+                        timeout=60)
+        # THEN one line says so, and the samples written before can be read
+        assert_one_line_error(result, "No space left on device", "holds what was written before")
+        info = subprocess.run([sys.executable, "-m", "spyanalyze", "info", str(out)],
+                              capture_output=True, text=True, timeout=60)
+        assert info.returncode == 0, info.stderr
+        assert "incomplete" in info.stdout, info.stdout
+        import spyanalyze
+        assert len(spyanalyze.load(out).samples) > 1000
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_device_as_output_is_written_not_replaced(tmp_path):
+    # GIVEN /dev/null as the output WHEN a recording fails to start, and one succeeds
+    before = os.stat("/dev/null")
+    assert_one_line_error(spyrec("-o", "/dev/null", "-p", str(unused_pid())))
+    target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.3)
+        assert spyrec("-o", "/dev/null", "-p", str(target.pid), "-d", "0.3").returncode == 0
+    finally:
+        target.kill()
+        target.wait()
+    # THEN it is still the device
+    after = os.stat("/dev/null")
+    assert (after.st_mode, after.st_rdev) == (before.st_mode, before.st_rdev)
