@@ -16,7 +16,19 @@ Time is in nanoseconds in every table.  The ``spyanalyze`` command is a thin lay
 same functions.
 """
 
-from spyanalyze import export, filters, views
+try:
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+except ModuleNotFoundError as missing:  # installed without the extra the analyser needs
+    import os
+    import sys
+    if sys.argv and (sys.argv[0] == "-m" or os.path.basename(sys.argv[0]) == "spyanalyze"):
+        sys.exit("spyanalyze: error: %s is not installed: pip install 'spyrec[analyze]'"
+                 % missing.name)
+    raise ModuleNotFoundError("%s is not installed: pip install 'spyrec[analyze]'"
+                              % missing.name, name=missing.name) from None
+
+from spyanalyze import export, filters, views  # noqa: E402
 from spyanalyze.diff import diff
 from spyanalyze.recording import Recording, load
 from spyanalyze.writer import write

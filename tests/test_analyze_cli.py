@@ -2,6 +2,9 @@
 (exit code, one stderr line, no traceback)."""
 
 import io
+import os
+import subprocess
+import sys
 import json
 import re
 from pathlib import Path
@@ -246,3 +249,16 @@ def test_names_from_the_recording_reach_the_terminal_with_control_characters_esc
         assert "\x1b" not in output and "\x07" not in output
     assert "f\\x1b[31mred (x.py:3)" in invoke("top", path).output
     assert "evil\\x1b]0;title\\x07.py" in invoke("info", path).output
+
+
+def test_without_the_analyze_extra_one_line_says_what_to_install(tmp_path):
+    # GIVEN an interpreter that cannot import numpy or pandas (no site-packages at all)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo)
+    base = getattr(sys, "_base_executable", sys.executable)
+    # WHEN the command runs THEN one line and a non-zero exit, no traceback
+    result = subprocess.run([base, "-S", "-m", "spyanalyze", "info", str(tmp_path / "x.spy")],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "spyanalyze: error: numpy is not installed: pip install 'spyrec[analyze]'"]
