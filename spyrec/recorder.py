@@ -5,6 +5,7 @@ between rounds, so the writer always gets to flush its last batch and the traile
 killed with SIGKILL still leaves a readable file up to its last flush (at most a second old).
 """
 
+import ctypes
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from spyrec.spyformat import SpyWriter
 
 #: How long a launched command has to bring up its interpreter before we give up on it.
 LAUNCH_ATTACH_TIMEOUT_S = 10.0
+PR_SET_PDEATHSIG = 1
 
 
 class OutputError(SpyError):
@@ -114,11 +116,21 @@ class Output:
 
 
 def launch(command, stdout_to_stderr):
-    """Start the command to record; its output goes to ours (to stderr when we write to stdout)."""
+    """Start the command to record; its output goes to ours (to stderr when we write to stdout).
+
+    The command is ours to run: if spyrec dies without stopping it (SIGKILL, a crash), the
+    kernel sends it SIGTERM (``PR_SET_PDEATHSIG``), as spyrec itself would have.
+    """
     try:
-        return subprocess.Popen(command, stdout=sys.stderr if stdout_to_stderr else None)
+        return subprocess.Popen(command, stdout=sys.stderr if stdout_to_stderr else None,
+                                preexec_fn=_terminate_with_parent)
     except OSError as exc:
         raise LaunchError("cannot start %s: %s" % (command[0], exc.strerror or exc))
+
+
+def _terminate_with_parent():
+    """In the child, before exec: SIGTERM when the thread that started it ends."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def attach_launched(child):

@@ -245,3 +245,31 @@ def test_a_device_as_output_is_written_not_replaced(tmp_path):
     # THEN it is still the device
     after = os.stat("/dev/null")
     assert (after.st_mode, after.st_rdev) == (before.st_mode, before.st_rdev)
+
+
+def test_a_launched_program_ends_when_the_recorder_is_killed(tmp_path):
+    # GIVEN spyrec running a program it started
+    recorder = subprocess.Popen([sys.executable, "-m", "spyrec", "-o", str(tmp_path / "run.spy"),
+                                 "--", sys.executable, "-c", "import time; time.sleep(60)"],
+                                stderr=subprocess.PIPE)
+    try:
+        children = []
+        deadline = time.monotonic() + 10
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with open("/proc/%d/task/%d/children" % (recorder.pid, recorder.pid)) as f:
+                children = [int(pid) for pid in f.read().split()]
+        assert children, "spyrec started no program"
+        # WHEN spyrec is killed outright
+        recorder.kill()
+        recorder.wait()
+        # THEN the program it started does not run on without it
+        gone = lambda: not os.path.exists("/proc/%d" % children[0]) or open(
+            "/proc/%d/stat" % children[0]).read().rsplit(")", 1)[1].split()[0] == "Z"
+        deadline = time.monotonic() + 10
+        while not gone() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone()
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
