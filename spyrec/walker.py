@@ -48,12 +48,15 @@ from spyrec.errors import MemoryReadError
 from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, FRAME_OWNED_BY_THREAD, Layout
 from spyrec.structs import FieldStruct
 
-MAX_DEPTH = 2048
+#: Frames a stack may have: deep recursions (``sys.setrecursionlimit``) are recorded whole.
+MAX_DEPTH = 1 << 16
+#: Past this many frames a walk also checks that it is not going round a loop of stale links.
+DEEP = 2048
 MAX_THREADS = 4096
 #: The largest thread id Linux hands out (PID_MAX_LIMIT on 64-bit, include/linux/threads.h).
 MAX_TID = 1 << 22
 MAX_INTERPRETERS = 256
-MAX_CHUNKS = 64
+MAX_CHUNKS = 1024
 #: Walks of one thread in one sample while they keep tearing (see StackWalker._walk_again).
 WALK_ATTEMPTS = 5
 #: Bytes of a thread's frame chunk copied past the top its torn walk found, when it is copied
@@ -546,12 +549,20 @@ class StackWalker:
         guess = self._chains.get(tstate)
         torn = False
         spliced = None
+        seen = None  # past DEEP frames, the chain's addresses (see below)
         gen = 0
         gens: List[int] = []  # indexes of generator frames in ``chain``
         while addr:
             if len(chain) >= MAX_DEPTH or addr & 7:
                 torn = True
                 break
+            if len(chain) >= DEEP:  # a loop of stale links would run on to MAX_DEPTH frames
+                if seen is None:
+                    seen = set(chain)
+                if addr in seen:
+                    torn = True
+                    break
+                seen.add(addr)
             if guess is not None and addr in guess.index:
                 first = guess.index[addr]
                 bufs = self.mem.read_many(guess.spans)
@@ -657,12 +668,16 @@ class StackWalker:
         owner = -1  # of the last frame parsed; -1: none, or the chain's end taken from memo
         gen_at = 0  # the address of the frame being parsed, when it is a generator's
         broken = False  # the chain led to something that is not a frame
+        last_region = None  # the older chunk copy the last frame outside the newest one was in
+        seen_deep = set()  # past DEEP steps, the frames taken: a loop of stale links ends there
         after_gen = False  # the last frame taken was a generator's
         consumers = {}  # index in codes -> address, of frames that called a generator
         while addr and addr != sentinel:
             steps_left -= 1
-            if steps_left < 0 or addr & 7:
+            if steps_left < 0 or addr & 7 or steps_left < MAX_DEPTH - DEEP and addr in seen_deep:
                 return codes, offsets, True
+            if steps_left < MAX_DEPTH - DEEP:
+                seen_deep.add(addr)
             if lo <= addr <= hi:
                 if addr >= floor:
                     return codes, offsets, True
@@ -698,7 +713,12 @@ class StackWalker:
                 if in_run:
                     runs.append((len(chunk_addrs), len(codes), addr))
                     in_run = False
-                found = self._find_region(regions, addr)
+                # Callers in an older chunk follow each other there: try the last one first.
+                if last_region is not None and \
+                        last_region[0] + self._chunk_data <= addr <= last_region[1] - size:
+                    found = last_region
+                else:
+                    found = self._find_region(regions, addr)
                 while found is None and older and chunks_left:
                     chunks_left -= 1
                     older = self._copy_chunk(older, regions)
@@ -716,6 +736,7 @@ class StackWalker:
                         if owner == FRAME_OWNED_BY_GENERATOR:
                             gen_at = addr
                     else:
+                        last_region = found
                         code, previous, instr, owner = unpack(found[2], addr - found[0])
                 except _READ_ERRORS:
                     broken = True

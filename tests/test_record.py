@@ -338,3 +338,16 @@ def test_the_sampling_thread_asks_for_a_short_slice_and_keeps_its_priority(tmp_p
     assert int(fields["se.slice"]) == 100_000 < default_slice, fields
     assert fields["policy"] == "0" and fields["prio"] == "120", fields
 
+
+
+@pytest.mark.parametrize("label", ["3.9", "3.12", "3.15"])
+def test_a_ten_thousand_frames_deep_recursion_is_recorded_whole(label, tmp_path):
+    out = tmp_path / "deep.spy"
+    with running_target(python_for(label), "deep.py", "30", "10000", "spin") as target:
+        result = spyrec("-o", out, "-p", target.pid, "-d", "2", "-r", "100")
+    assert result.returncode == 0, result.stderr
+    stacks = Stacks(load(out))
+    depths = Counter(len(stacks.stack(s)) for s in stacks.rec.samples["stack"].tolist())
+    # level and leaf 10,000 frames, then <module>; none cut, none counted as an error
+    assert depths[10001] >= 0.95 * sum(depths.values()), depths
+    assert stacks.rec.trailer["errors"] <= 0.02 * stacks.rec.trailer["samples"]
