@@ -21,6 +21,7 @@ from spyanalyze.diff import Gate, check_gates, diff, write_collapsed_diff
 from spyanalyze.errors import UnreadableFile
 from spyanalyze.export import FORMATS
 from spyanalyze.recording import WEIGHTS, load
+from spyanalyze.text import printable
 from spyanalyze.writer import write as write_spy
 
 GATE_FAILED = 3
@@ -56,7 +57,7 @@ class SpyanalyzeGroup(click.Group):
         except SpyError as exc:
             if ctx.params.get("debug"):
                 raise
-            click.echo("spyanalyze: error: %s" % exc, err=True)
+            click.echo("spyanalyze: error: %s" % printable(exc), err=True)
             ctx.exit(getattr(exc, "exit_code", 1) or 1)
         except BrokenPipeError:          # `spyanalyze export ... | head`: not an error
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -130,15 +131,6 @@ def terminal_width():
     return shutil.get_terminal_size((120, 24)).columns
 
 
-def printable(text):
-    """``text`` with control characters escaped: names in a recording come from the target and
-    must not drive the terminal (a stray escape sequence could rewrite what is shown)."""
-    text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
 def render(rows, headers, right=()):
     """A plain text table that fits the terminal: the last column is cut to fit."""
     rows = [[printable(cell) for cell in row] for row in rows]
@@ -207,7 +199,7 @@ def info(path, as_json):
              ("recorder", ", ".join("%s %s" % kv for kv in sorted(facts["trailer"].items())) or "no trailer")]
     click.echo("".join("%-9s %s\n" % (key, printable(value)) for key, value in lines), nl=False)
     for warning in facts["warnings"]:
-        click.echo("warning   " + warning)
+        click.echo("warning   " + printable(warning))
     table = views.by_thread(recording)
     rows = [(r.tid, r.samples, amount(r.cpu, "cpu"), "%.0f%%" % (100 * r.idle_share), r.thread)
             for r in table.itertuples()]
@@ -355,7 +347,8 @@ def diff_command(recordings, vs, by, weight, alpha, gates, limit, as_csv, collap
     for gate, rows in failures:
         for r in rows.itertuples():
             click.echo("spyanalyze: gate %s failed: %s (%s) %.1f%% -> %.1f%% (p adj %.2g)"
-                       % (gate.text, r.qualname, r.module, 100 * r.total_a, 100 * r.total_b, r.total_p_adj),
+                       % (printable(gate.text), printable(r.qualname), printable(r.module),
+                          100 * r.total_a, 100 * r.total_b, r.total_p_adj),
                        err=True)
     if failures:
         click.get_current_context().exit(GATE_FAILED)

@@ -52,7 +52,7 @@ from spyrec import spyformat
 from spyrec.spyformat import SampleFlag
 
 from spyanalyze import frames as frame_rules
-from spyanalyze.errors import CorruptRecording, UnreadableFile
+from spyanalyze.errors import CorruptRecording, SpyError, UnreadableFile
 
 #: What a view or an export can weigh a sample by: one each, wall time, or CPU time.
 WEIGHTS = ("samples", "wall", "cpu")
@@ -384,7 +384,16 @@ def load(path):
         raise UnreadableFile("%s: no such file" % path)
     except OSError as exc:
         raise UnreadableFile("%s: %s" % (path, exc.strerror or exc))
-    return Recording.from_data(data, source="<stdin>" if path == "-" else path)
+    except SpyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a file is untrusted input: any flaw is the file's
+        raise CorruptRecording("%s: malformed recording (%s)" % (path, type(exc).__name__)) from None
+    try:
+        return Recording.from_data(data, source="<stdin>" if path == "-" else path)
+    except SpyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - fields of the wrong type or out of range
+        raise CorruptRecording("%s: malformed recording (%s)" % (path, type(exc).__name__)) from None
 
 
 # ------------------------------------------------------------------------------------------

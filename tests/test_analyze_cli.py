@@ -16,7 +16,7 @@ import spyanalyze
 from spyanalyze.cli import GATE_FAILED, main
 from spyrec import spyformat
 
-from test_analyze_support import RecordingBuilder, app_recording, run_cli
+from test_analyze_support import MAIN, RecordingBuilder, app_recording, run_cli
 
 
 @pytest.fixture
@@ -262,3 +262,23 @@ def test_without_the_analyze_extra_one_line_says_what_to_install(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "spyanalyze: error: numpy is not installed: pip install 'spyrec[analyze]'"]
+
+
+def test_hostile_names_reach_no_terminal_and_break_no_collapsed_line(tmp_path):
+    # GIVEN names a target (or a stranger's file) could carry: escapes, bells, ';', CR, LF
+    nasty = ("/app/x;y\r.py", "f\x07\x1b[2J", 7)
+    builder = RecordingBuilder().thread(1, "db;pool\x1b]0;title\x07\nfake line\r")
+    for i in range(20):
+        builder.sample(i * 10_000_000, 1, (MAIN, nasty))
+    path = builder.write(tmp_path / "nasty.spy")
+    # WHEN shown or exported
+    outputs = [CliRunner().invoke(main, args) for args in (
+        ["info", str(path)], ["top", str(path)], ["diff", str(path), str(path)],
+        ["export", str(path), "--format", "collapsed", "--threads", "-o", "-"])]
+    # THEN no control character gets through, and every collapsed line is "stack count"
+    for result in outputs:
+        assert result.exit_code == 0, result.output
+        assert not any(c in result.output for c in "\x07\x1b\r"), repr(result.output)
+    for line in outputs[-1].output.splitlines():
+        stack, count = line.rsplit(" ", 1)
+        assert count.isdigit() and len(stack.split(";")) == 3, line

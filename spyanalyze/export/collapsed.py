@@ -14,19 +14,20 @@ import pandas as pd
 
 from spyanalyze.frames import NO_PYTHON_FRAMES, labels
 from spyanalyze.recording import check_weight, thread_label
+from spyanalyze.text import collapsed_name
 
 #: Unit of time weights in the output.
 UNIT_NS = 1000
 
 
 def frame_texts(recording, lines=True, rename=None):
-    """The text of every frame id; ';' would split a frame, so it is replaced."""
+    """The text of every frame id, safe for the format (see ``collapsed_name``)."""
     frames = recording.frames
     modules = frames["module"]
     if rename:
         modules = modules.map(lambda m: rename.get(m, m))
     texts = labels(frames["qualname"], modules, frames["line"] if lines else np.zeros(len(frames), dtype=np.int64))
-    return [text.replace(";", ":").replace("\n", " ") for text in texts]
+    return [collapsed_name(text) for text in texts]
 
 
 def stack_weights_by_text(recording, weight="samples", lines=True, rename=None, threads=False):
@@ -44,7 +45,7 @@ def stack_weights_by_text(recording, weight="samples", lines=True, rename=None, 
         thread_key = samples["pid"].to_numpy() << 32 | samples["tid"].to_numpy()
         thread_codes, _keys = pd.factorize(thread_key)
         first = np.unique(thread_codes, return_index=True)[1]
-        thread_names = [thread_label(name, tid) for name, tid in
+        thread_names = [collapsed_name(thread_label(name, tid)) for name, tid in
                         zip(samples["thread"].to_numpy()[first], samples["tid"].to_numpy()[first].tolist())]
         key = thread_codes.astype(np.int64) * len(tuples) + stack_ids
     else:

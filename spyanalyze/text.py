@@ -1,0 +1,17 @@
+"""Names from a recording made safe to show: they come from the target (and a file may come
+from anyone), so they must not drive a terminal or break a line-based format."""
+
+
+def printable(text):
+    """``text`` with control characters escaped: a stray escape sequence could rewrite what a
+    terminal shows, a newline or carriage return fake a line."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def collapsed_name(text):
+    """A frame or thread name for collapsed stacks, where ';' separates frames and a line ends
+    a stack."""
+    return printable(text).replace(";", ":")
