@@ -59,7 +59,10 @@ def write(recording, out):
     sample = writer.sample
     for row in zip(*(column.tolist() for column in columns)):
         sample(*row)
-    writer.close(recording.trailer or {})
+    if recording.trailer:
+        writer.close(recording.trailer)
+    else:
+        writer.flush()  # the input had no trailer (its recorder was killed): neither has this
     return len(samples)
 
 
@@ -71,5 +74,7 @@ def _clean(record):
             continue
         if isinstance(value, np.generic):
             value = value.item()
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # a column with absent values is float in pandas; records' are ints
         result[key] = value
     return result

@@ -282,3 +282,24 @@ def test_hostile_names_reach_no_terminal_and_break_no_collapsed_line(tmp_path):
     for line in outputs[-1].output.splitlines():
         stack, count = line.rsplit(" ", 1)
         assert count.isdigit() and len(stack.split(";")) == 3, line
+
+
+def test_filter_keeps_what_the_input_said_of_itself(tmp_path):
+    # GIVEN a recording whose recorder was killed (no trailer), one thread ended, one not
+    builder = RecordingBuilder().thread(1, "MainThread").thread(2, "worker")
+    builder.threads[(builder.pid, 2)]["end_ns"] = 150_000_000
+    for i in range(20):
+        builder.sample(i * 10_000_000, 1, (MAIN,)).sample(i * 10_000_000, 2, (MAIN,))
+    path = builder.write(tmp_path / "killed.spy", trailer=False)
+    # WHEN filtered
+    out = tmp_path / "out.spy"
+    result = CliRunner().invoke(main, ["filter", str(path), "-o", str(out), "--start", "0.05"])
+    assert result.exit_code == 0, result.output
+    # THEN it still has no trailer (info still warns), and THREAD times are integers
+    with open(out, "rb") as f:
+        data = spyformat.read_recording(f)
+    assert not data.trailer
+    assert all(isinstance(v, int) for r in data.threads.values() for k, v in r.items()
+               if k.endswith("_ns") and v is not None), data.threads
+    info = CliRunner().invoke(main, ["info", str(out)])
+    assert "incomplete" in info.output
