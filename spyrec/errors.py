@@ -18,6 +18,10 @@ class TargetNotFound(SpyError):
     """The process does not exist (or exited before we could attach)."""
 
 
+class TargetReplaced(TargetNotFound):
+    """The process replaced its program (exec): the interpreter that was attached is gone."""
+
+
 class NotPython(SpyError):
     """The process runs, but no CPython interpreter could be found in it."""
 

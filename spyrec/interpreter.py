@@ -26,8 +26,8 @@ from typing import Dict, List, Optional, Tuple
 from elftools.common.exceptions import ELFError
 
 from spyrec.codeobjects import SKIP, CodeCache, FrameInfo
-from spyrec.errors import (MemoryReadError, NotPython, PermissionDenied, TargetNotFound,
-                           UnsupportedPython)
+from spyrec.errors import (MemoryReadError, NotPython, PermissionDenied, SpyError,
+                           TargetNotFound, TargetReplaced, UnsupportedPython)
 from spyrec.layouts import debug_offsets_size, layout_for, supported_range
 from spyrec.layouts.base import Layout
 from spyrec.process import (MemoryMap, TargetMemory, check_pid, executable_path,
@@ -117,6 +117,8 @@ class PythonProcess:
         self.executable = target_view(pid, executable)  # as the target sees it
         self.runtime_file = runtime_file.path
         self.runtime_address = runtime
+        #: (start, inode) of the mapping that holds the runtime (see _check_not_replaced).
+        self._runtime_map = None
         self._start_time = start_time
         rf = runtime_file
         types = {name: rf.address(name) for name in
@@ -200,6 +202,8 @@ class PythonProcess:
                             % (pid, exe, runtime)) from None
         layout = layout_for(version, version_string, blob)
         proc = cls(pid, mem, rf, runtime, version, version_string, layout, exe, start_time)
+        proc._runtime_map = next(((m.start, m.inode) for m in maps
+                                  if m.start <= runtime < m.end), None)
         proc._validate()
         proc._setup_thread_ids()
         if layout.guessed_from is not None:
@@ -339,12 +343,38 @@ class PythonProcess:
         if self._tid_offset_retry and time.monotonic() >= self._tid_offset_retry:
             self._setup_thread_ids()
         try:
-            return self.walker.sample(still)
+            stacks = self.walker.sample(still)
         except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
             if not self.alive():
                 raise TargetNotFound("process %d exited" % self.pid) from None
             self.walker.torn_reads += 1
-            return []
+            stacks = []
+        if not stacks:
+            self._check_not_replaced()
+        return stacks
+
+    def _check_not_replaced(self) -> None:
+        """Raise TargetReplaced when the process no longer maps the runtime that was attached.
+
+        After an exec the same PID runs a new program: the old runtime's address is unmapped
+        or holds something else, and walks find no thread.  Asked only then (a read of
+        /proc/PID/maps), so a live interpreter pays nothing.
+        """
+        try:
+            maps = read_maps(self.pid)
+        except OSError:
+            return
+        address = self.runtime_address
+        now = next(((m.start, m.inode) for m in maps if m.start <= address < m.end), None)
+        if self._runtime_map is not None and now != self._runtime_map:
+            try:
+                exe = executable_path(self.pid)
+            except SpyError:
+                exe = "another program"
+            replaced = TargetReplaced("process %d replaced its program (exec): now %s"
+                                      % (self.pid, exe))
+            replaced.program = exe
+            raise replaced
 
     def refresh_frames(self, frames: tuple) -> Optional[tuple]:
         """``frames`` (as in a ThreadStack) with every code object re-verified now.

@@ -228,8 +228,12 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
 
 
 def finish_child(child, stop_reason):
-    """Reap a launched child; stop it if recording ended for another reason than its exit."""
-    if stop_reason == "target exited":
+    """Reap a launched child; stop it if recording ended for another reason than its exit.
+
+    A child that replaced its program (exec) is still the program the user asked to run: it
+    is waited for, not stopped.
+    """
+    if stop_reason == "target exited" or stop_reason.startswith("target replaced"):
         return child.wait()
     terminate(child)
     return child.returncode

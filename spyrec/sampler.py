@@ -12,7 +12,7 @@ goes through frame description (cached per frame) and interning in the writer.
 
 import time
 
-from spyrec.errors import MemoryReadError, TargetNotFound
+from spyrec.errors import MemoryReadError, TargetNotFound, TargetReplaced
 from spyrec.procstats import ProcessStats, ThreadStats
 from spyrec.scheduling import StepAside, prefer_low_latency
 from spyrec.spyformat import SampleFlag
@@ -136,6 +136,9 @@ class Sampler:
                     now = monotonic_ns()
                 try:
                     self.sample_round(now)
+                except TargetReplaced as exc:
+                    stats.stop_reason = "target replaced its program (exec): %s" % exc.program
+                    break
                 except TargetNotFound:
                     stats.stop_reason = "target exited"
                     break

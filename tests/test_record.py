@@ -351,3 +351,21 @@ def test_a_ten_thousand_frames_deep_recursion_is_recorded_whole(label, tmp_path)
     # level and leaf 10,000 frames, then <module>; none cut, none counted as an error
     assert depths[10001] >= 0.95 * sum(depths.values()), depths
     assert stacks.rec.trailer["errors"] <= 0.02 * stacks.rec.trailer["samples"]
+
+
+@pytest.mark.parametrize("program", ["python", "sleep"])
+def test_a_target_that_replaces_its_program_ends_the_recording_with_that_reason(program,
+                                                                                 tmp_path):
+    """exec: the interpreter that was attached is gone; the recording says so and ends."""
+    script = tmp_path / "execer.py"
+    then = ('[sys.executable, "-c", "import time; time.sleep(1)"]' if program == "python"
+            else '["sleep", "1"]')
+    script.write_text("import os, sys, time\nend = time.time() + 1\nwhile time.time() < end: pass\n"
+                      "os.execvp(%s[0], %s)\n" % (then, then))
+    out = tmp_path / "exec.spy"
+    result = spyrec("-o", out, "-r", "200", "--", sys.executable, script, timeout=30)
+    assert result.returncode == 0, result.stderr
+    rec = load(out)
+    assert rec.trailer["stop_reason"].startswith("target replaced its program (exec): ")
+    assert rec.processes[rec.header["pid"]]["exit_code"] == 0  # waited for, not stopped
+    assert 150 <= rec.trailer["samples"] <= 260  # the second before the exec, not after
