@@ -362,15 +362,14 @@ class PythonProcess:
         """
         try:
             maps = read_maps(self.pid)
-        except OSError:
-            return
+            exe = executable_path(self.pid)
+        except (OSError, SpyError):
+            return  # gone, or going: the next round says so
+        if not maps:
+            return  # exiting: its memory is already released
         address = self.runtime_address
         now = next(((m.start, m.inode) for m in maps if m.start <= address < m.end), None)
         if self._runtime_map is not None and now != self._runtime_map:
-            try:
-                exe = executable_path(self.pid)
-            except SpyError:
-                exe = "another program"
             replaced = TargetReplaced("process %d replaced its program (exec): now %s"
                                       % (self.pid, exe))
             replaced.program = exe

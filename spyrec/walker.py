@@ -140,11 +140,10 @@ class ChunkMemo:
     bytes, so it is read afresh, and the chain re-enters the chunk lower down.
     """
 
-    __slots__ = ("chunk", "buf", "addrs", "starts", "runs", "codes", "offsets", "outside")
+    __slots__ = ("chunk", "buf", "addrs", "starts", "runs", "codes", "offsets")
 
     def __init__(self, chunk: int, buf: bytes, addrs: List[int], starts: List[int],
-                 runs: List[Tuple[int, int, int]], codes: List[int], offsets: List[int],
-                 outside: List[int]):
+                 runs: List[Tuple[int, int, int]], codes: List[int], offsets: List[int]):
         self.chunk = chunk
         self.buf = buf  # the chunk's copy, from its start
         self.addrs = addrs  # the walk's frames in this chunk, innermost (highest) first
@@ -153,9 +152,6 @@ class ChunkMemo:
         self.runs = runs
         self.codes = codes  # the walk's code addresses and offsets (never changed afterwards)
         self.offsets = offsets
-        #: The walk's frames outside every chunk copy (generator and C-stack entry frames),
-        #: innermost first: what a walk done again copies with the thread state.
-        self.outside = outside
 
     def run_of(self, at: int) -> Tuple[int, int, int]:
         for run in self.runs:
@@ -225,8 +221,6 @@ class StackWalker:
         self.retried_walks = 0
         #: Frames taken from a ChunkMemo instead of being parsed (a benchmark figure).
         self.reused_frames = 0
-        #: The frames the last 3.11+ walk read outside every chunk copy, innermost first.
-        self.outside: List[int] = []
         #: tstate -> {(generator frame address, its code): (its callers' codes and offsets,
         #: when seen, how many of those are its consumer and below, the consumer's address),
         #: its code: [such entries, latest first], and (its code, its callee's code or 0 when
@@ -401,14 +395,15 @@ class StackWalker:
         the frames one by one, which clears the generator's link to its caller.  A program
         whose stack changes every few microseconds does that in one walk out of ten (a chain
         of generators, in most walks), and again when walked again the same way, since it is
-        still at it.  So the walk done again copies everything the torn walk and the thread's
-        last whole walk read, in one ``process_vm_readv``: the frame chunk, the frames outside
-        it (generator and entry frames), the current C frame (3.11/3.12), the thread state
-        last.  One call copies them a fraction of a microsecond apart where separate reads
-        leave the thread microseconds to move, and since a stack changes at its inner end,
-        copying callers before callees and the pointer to the innermost frame last leaves
-        the least time for a link to go stale.  That costs more than separate reads (several
-        µs), so first walks do not do it.
+        still at it.  So the walk done again copies, in one ``process_vm_readv``, the frame
+        chunk the torn walk found, the frames outside it that the thread's recent walks read
+        (generator and entry frames: its pool, see ``_remember_outside``), the current C frame
+        (3.11/3.12) and the thread state last.  One call copies them a fraction of a
+        microsecond apart where separate reads leave the thread microseconds to move, and
+        since a stack changes at its inner end, copying callers first and the pointer to the
+        innermost frame last leaves the least time for a link to go stale.  That costs more
+        than separate reads (several µs), so first walks do not do it; a stack the generators
+        keep rebuilding faster than that is completed instead (``_splice``).
         """
         self.retried_walks += 1
         ranges = []
@@ -623,7 +618,7 @@ class StackWalker:
         """
         codes: List[int] = []
         offsets: List[int] = []
-        self.outside = outside = []
+        outside = []  # frames read outside every chunk copy (generators', C-stack entry frames)
         gens = []  # (address, index in codes) of the generator frames read outside the chunk
         if not addr:
             return codes, offsets, False
@@ -796,7 +791,7 @@ class StackWalker:
             runs.append((len(chunk_addrs), len(codes), addr))
         if regions:
             self._next_memos[tstate] = ChunkMemo(base, buf, chunk_addrs, chunk_starts, runs,
-                                                 codes, offsets, outside)
+                                                 codes, offsets)
         return codes, offsets, False
 
     def _note_callers(self, tstate: int, gens, codes: List[int], offsets: List[int],
