@@ -262,7 +262,8 @@ class StackWalker:
             self._untag = ~layout.executable_tag_mask
         else:
             self._frame = FieldStruct([(layout.ob_type, "Q"), (fr.previous, "Q"), (fr.code, "Q"),
-                                       (fr.instr, "i"), (fr.gen, "Q")])
+                                       (fr.instr, "i"), (fr.gen, "Q"), (fr.executing, "B")])
+            self._running = fr.executing_value
             self._lasti_scale = 2 if layout.instr_kind == "lasti_units" else 1
         self._frame_size = self._frame.size
 
@@ -540,7 +541,7 @@ class StackWalker:
         offsets: List[int] = []
         chain: List[int] = []
         read, unpack, size = self.read, self._frame.unpack_from, self._frame_size
-        frame_type, scale = self.frame_type, self._lasti_scale
+        frame_type, scale, running = self.frame_type, self._lasti_scale, self._running
         guess = self._chains.get(tstate)
         torn = False
         spliced = None
@@ -559,15 +560,21 @@ class StackWalker:
                     break
                 seen.add(addr)
             if guess is not None and addr in guess.index:
-                first = guess.index[addr]
                 bufs = self.mem.read_many(guess.spans)
                 batch, guess = guess, None  # one batch per walk; then frame by frame
-                for expected, (span, at) in zip(batch.chain[first:], batch.where[first:]):
+                # Every frame found in the batch is taken from it, in whatever order the chain
+                # now visits them: copies made in one call agree with each other, where a
+                # frame read again later may have moved on.
+                taken = set()
+                while addr in batch.index and addr not in taken and len(chain) < MAX_DEPTH:
+                    taken.add(addr)
+                    span, at = batch.where[batch.index[addr]]
                     buf = bufs[span]
-                    if expected != addr or buf is None or len(chain) >= MAX_DEPTH:
+                    if buf is None:
                         break
-                    ob_type, back, code, lasti, gen = unpack(buf, at)
-                    if frame_type and ob_type != frame_type or back == addr:
+                    ob_type, back, code, lasti, gen, state = unpack(buf, at)
+                    if frame_type and ob_type != frame_type or back == addr \
+                            or not chain and state != running:
                         break
                     chain.append(addr)
                     codes.append(code)
@@ -577,11 +584,16 @@ class StackWalker:
                     addr = back
                 continue
             try:
-                ob_type, back, code, lasti, gen = unpack(read(addr, size))
+                ob_type, back, code, lasti, gen, state = unpack(read(addr, size))
             except _READ_ERRORS:
                 torn = True
                 break
             if frame_type and ob_type != frame_type or back == addr:
+                torn = True
+                break
+            if not chain and state != running:
+                # The thread state named a frame that has returned since (it waits, code and
+                # links intact, to be reused): its caller has moved on, so the walk is stale.
                 torn = True
                 break
             chain.append(addr)
@@ -885,7 +897,7 @@ class StackWalker:
             data = self.read(frame, max(self._frame_size, at + 1))
         except _READ_ERRORS:
             return False
-        ob_type, _, found, _, _ = self._frame.unpack_from(data)
+        ob_type, _, found, _, _, _ = self._frame.unpack_from(data)
         return (found == code and data[at] == self.layout.frame.executing_value
                 and not (self.frame_type and ob_type != self.frame_type))
 
