@@ -574,7 +574,7 @@ class StackWalker:
                         break
                     ob_type, back, code, lasti, gen, state = unpack(buf, at)
                     if frame_type and ob_type != frame_type or back == addr \
-                            or not chain and state != running:
+                            or not chain and state != running and not gen:
                         break
                     chain.append(addr)
                     codes.append(code)
@@ -591,9 +591,10 @@ class StackWalker:
             if frame_type and ob_type != frame_type or back == addr:
                 torn = True
                 break
-            if not chain and state != running:
-                # The thread state named a frame that has returned since (it waits, code and
-                # links intact, to be reused): its caller has moved on, so the walk is stale.
+            if not chain and state != running and not gen:
+                # The thread state named a function's frame that has returned since (it waits,
+                # code and links intact, to be reused): its caller has moved on, so the walk is
+                # stale.  (A generator's that yielded is completed below, see _splice.)
                 torn = True
                 break
             chain.append(addr)
