@@ -378,6 +378,7 @@ def load(path):
         finally:
             if path != "-":
                 stream.close()
+        return Recording.from_data(data, source="<stdin>" if path == "-" else path)
     except IsADirectoryError:
         raise UnreadableFile("%s: is a directory, not a recording" % path)
     except FileNotFoundError:
@@ -386,13 +387,8 @@ def load(path):
         raise UnreadableFile("%s: %s" % (path, exc.strerror or exc))
     except SpyError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a file is untrusted input: any flaw is the file's
-        raise CorruptRecording("%s: malformed recording (%s)" % (path, type(exc).__name__)) from None
-    try:
-        return Recording.from_data(data, source="<stdin>" if path == "-" else path)
-    except SpyError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - fields of the wrong type or out of range
+    except Exception as exc:  # noqa: BLE001 - a file is untrusted input: any flaw (bytes, fields
+        # of the wrong type or out of range) is the file's
         raise CorruptRecording("%s: malformed recording (%s)" % (path, type(exc).__name__)) from None
 
 

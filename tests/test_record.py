@@ -307,9 +307,11 @@ def test_code_objects_replaced_at_the_same_address_get_their_own_names(tmp_path,
     assert wrong <= checked * 0.02, (wrong, checked, example)
 
 
-def _sched_fields(pid):
+def sched_fields(task):
+    """A task's scheduler fields (``se.slice`` on Linux 6.12+); ``task``: a PID, or
+    ``"thread-self"``."""
     fields = {}
-    with open("/proc/%d/sched" % pid) as f:
+    with open("/proc/%s/sched" % task) as f:
         for line in f:
             key, sep, value = line.partition(":")
             if sep:
@@ -319,18 +321,18 @@ def _sched_fields(pid):
 
 def test_the_sampling_thread_asks_for_a_short_slice_and_keeps_its_priority(tmp_path):
     # GIVEN a kernel that shows each task's scheduler slice (Linux 6.12+ custom slices)
-    if "se.slice" not in _sched_fields(os.getpid()):
+    if "se.slice" not in sched_fields(os.getpid()):
         pytest.skip("this kernel shows no se.slice in /proc/PID/sched (custom slices: 6.12+)")
     out = tmp_path / "slice.spy"
     with running_target(sys.executable, "stacks.py", "30") as target:
-        default_slice = int(_sched_fields(target.pid)["se.slice"])  # a fresh process's slice
+        default_slice = int(sched_fields(target.pid)["se.slice"])  # a fresh process's slice
         # WHEN spyrec samples it
         recorder = subprocess.Popen(SPYREC + ["-o", str(out), "-p", str(target.pid), "-r", "200"],
                                     stderr=subprocess.PIPE, text=True)
         try:
             wait_until(lambda: out.exists() and out.stat().st_size > 0, timeout=20)
             time.sleep(0.5)  # sampling by now: the header is written when sampling starts
-            fields = _sched_fields(recorder.pid)
+            fields = sched_fields(recorder.pid)
         finally:
             recorder.send_signal(signal.SIGINT)
             recorder.communicate(timeout=30)

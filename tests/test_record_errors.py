@@ -155,8 +155,9 @@ def test_recording_as_a_library_leaves_the_calling_thread_as_it_was(tmp_path):
     # GIVEN this thread's timer slack and scheduler slice
     import ctypes
     from spyrec.recorder import record
-    libc = ctypes.CDLL(None, use_errno=True)
-    before = libc.prctl(30, 0, 0, 0, 0), sched_fields().get("se.slice")  # PR_GET_TIMERSLACK
+    from test_record import sched_fields
+    libc = ctypes.CDLL(None, use_errno=True)  # prctl 30: PR_GET_TIMERSLACK
+    before = libc.prctl(30, 0, 0, 0, 0), sched_fields("thread-self").get("se.slice")
     target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         time.sleep(0.3)
@@ -167,18 +168,7 @@ def test_recording_as_a_library_leaves_the_calling_thread_as_it_was(tmp_path):
         target.kill()
         target.wait()
     # THEN they are what they were
-    assert (libc.prctl(30, 0, 0, 0, 0), sched_fields().get("se.slice")) == before
-
-
-def sched_fields():
-    """This thread's scheduler fields (``se.slice`` on Linux 6.12+)."""
-    fields = {}
-    with open("/proc/thread-self/sched") as f:
-        for line in f:
-            key, sep, value = line.partition(":")
-            if sep:
-                fields[key.strip()] = value.strip()
-    return fields
+    assert (libc.prctl(30, 0, 0, 0, 0), sched_fields("thread-self").get("se.slice")) == before
 
 
 def test_a_zombie_is_said_to_have_exited(tmp_path):

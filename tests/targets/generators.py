@@ -26,6 +26,7 @@ import random
 import time
 
 from _truth import duration_arg, ready
+from _work import work
 
 DURATION = duration_arg()
 #: Seconds per phase per round, drawn at random (a fixed slice would beat against the sampler).
@@ -114,13 +115,6 @@ def via_json(seconds):
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         json.dumps(DOC, indent=2)
-
-
-def work(n):
-    total = 0
-    for i in range(n):
-        total += i * i
-    return total
 
 
 def tokens(n):

@@ -15,18 +15,11 @@ import random
 import sys
 import time
 
+from _work import spin
+
 # Seconds of CPU per round of a phase, drawn at random so slices do not beat against the
 # sampler's fixed interval.
 SLICE = (0.002, 0.02)
-
-
-def spin(seconds):
-    end = time.process_time() + seconds
-    x = 0
-    while time.process_time() < end:
-        for i in range(200):
-            x += i * i
-    return x
 
 
 def load_config(seconds):

@@ -14,15 +14,9 @@ import threading
 import time
 
 from _truth import duration_arg, ready, thread_record
+from _work import work
 
 DURATION = duration_arg()
-
-
-def work(n):
-    total = 0
-    for i in range(n):
-        total += i * i
-    return total
 
 
 def climb(depth):

@@ -15,18 +15,11 @@ import sys
 import threading
 import time
 
+from _work import spin
+
 # Seconds of CPU per heavy+light round, drawn at random: a fixed slice would beat against the
 # sampler's fixed interval (aliasing) and the samples would see a phase, not the split.
 SLICE = (0.002, 0.02)
-
-
-def spin(seconds):
-    end = time.process_time() + seconds
-    x = 0
-    while time.process_time() < end:
-        for i in range(200):
-            x += i * i
-    return x
 
 
 def heavy(seconds):
