@@ -37,7 +37,8 @@ def _time_option(default_unit):
               help="Where to write the recording ('-' for standard output).")
 @click.option("-p", "--pid", type=int, help="Record this running process.")
 @click.option("-d", "--duration", callback=_time_option("s"), metavar="TIME",
-              help="Stop after this long (e.g. 30, 30s, 2m). Default: until Ctrl-C or exit.")
+              help="Stop after sampling this long (e.g. 30, 30s, 2m), counted from the first "
+                   "sample. Default: until Ctrl-C or exit.")
 @click.option("-i", "--interval", callback=_time_option("ms"), metavar="TIME",
               help="Sampling interval with units (100us, 1ms, 10ms). Default: 10ms.")
 @click.option("-r", "--rate", type=float, metavar="HZ", help="Sampling rate in Hz (instead of --interval).")

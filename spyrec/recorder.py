@@ -199,8 +199,7 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
                        executable=process.executable, start_ns=0)
         out.publish()
         sampler = Sampler(process, writer, interval_ns, origin)
-        deadline = origin + duration_ns if duration_ns else None
-        stats = sampler.run(stop, deadline)
+        stats = sampler.run(stop, duration_ns)
         if stats.stop_reason == "interrupted" and stop.signal is not None:
             stats.stop_reason = "interrupted (%s)" % signal.Signals(stop.signal).name
         process_end = {"pid": process.pid, "end_ns": stats.end_ns}

@@ -110,8 +110,13 @@ class Sampler:
         #: kernel keeps the target's threads off it).
         self.woke = True
 
-    def run(self, should_stop, deadline_ns=None):
-        """Sample until ``should_stop()`` is true, the deadline passes or the target exits."""
+    def run(self, should_stop, duration_ns=None):
+        """Sample until ``should_stop()`` is true, ``duration_ns`` has passed since the first
+        round, or the target exits.
+
+        The duration counts from the first round, not from the start of the recorder: what
+        the user asked for is that much time sampled, however long attaching took.
+        """
         restore_scheduling = prefer_low_latency()
         self.process.find_threading()
         interval = self.interval_ns
@@ -121,13 +126,17 @@ class Sampler:
         start = monotonic_ns()
         stats.start_ns = start - self.origin_ns
         next_round = start
+        deadline_ns = start + duration_ns if duration_ns else None
         try:
             while True:
                 if should_stop():
                     stats.stop_reason = "interrupted"
                     break
                 now = monotonic_ns()
-                if deadline_ns is not None and now >= deadline_ns:
+                if deadline_ns is not None and max(now, next_round) >= deadline_ns:
+                    # no further round falls in the time asked for: wait out the rest of it
+                    if deadline_ns > now:
+                        sleep((deadline_ns - now) / 1e9)
                     stats.stop_reason = "duration"
                     break
                 self.woke = next_round > now
