@@ -64,9 +64,15 @@ WALK_ATTEMPTS = 5
 CHUNK_SLACK = 2048
 #: Frames outside the chunk that a walk done again copies with the thread state.
 MAX_PREFETCHED = 64
+#: 3.11/3.12: C frames per thread whose pointer to the innermost frame is copied with the
+#: thread state, latest first: one per run of the eval loop a thread goes in and out of (a
+#: generator resumed from C, a callback; every call under ``-X perf``).
+MAX_CFRAMES = 8
 #: Generator frames whose callers a thread keeps (see StackWalker._splice), and for how long.
 MAX_CALLERS = 512
 CALLERS_TTL = 10.0
+#: Reads of generator frames found unlinked that one walk may spend (see StackWalker._relink).
+RELINK_READS = 4
 #: Distinct callers kept per generator code, latest first (see StackWalker._splice).
 TAILS_PER_CODE = 32
 #: Byte-range comparisons one walk may spend on reusing frames (see ChunkMemo).
@@ -75,6 +81,13 @@ MAX_COMPARES = 16
 MAX_CHUNK_BYTES = 64 << 20
 #: Instruction offsets outside this range are garbage (not-started 3.11 frames give -2).
 MIN_OFFSET, MAX_OFFSET = -16, 1 << 26
+
+#: The key of a C frame slot's copy taken before the thread state's, beside the slot's address.
+BEFORE = "before"
+#: A pointer this close to a C frame's address is to its run's entry frame, beside it on the
+#: C stack (both are locals of _PyEval_EvalFrameDefault, Python/ceval.c 3.12); no other frame
+#: lies on a C stack.
+ENTRY_NEAR = 4096
 
 _READ_ERRORS = (MemoryReadError, struct.error, OverflowError, ValueError)
 _U64 = struct.Struct("<Q")
@@ -165,6 +178,19 @@ def _chunk_in_use(chunk: int, top: int) -> bool:
     return bool(chunk) and chunk < top <= chunk + MAX_CHUNK_BYTES
 
 
+def _slot_copies(slots: List[Tuple[int, int]], copies: List[Optional[bytes]]) -> dict:
+    """{slot: its copy after the thread state, (slot, BEFORE): its copy before} from the copies
+    of ``slots``, the thread state, ``slots`` again (see StackWalker._cframe_top)."""
+    count = len(slots)
+    found = {}
+    for (slot, _), before, after in zip(slots, copies[:count], copies[count + 1:]):
+        if after is not None:
+            found[slot] = after
+            if before is not None:
+                found[slot, BEFORE] = before
+    return found
+
+
 def _block(fields: List[Tuple[int, str]]) -> Tuple[int, FieldStruct]:
     """A FieldStruct for fields of one struct, relative to the lowest offset (read from there)."""
     base = min(offset for offset, _ in fields)
@@ -226,11 +252,13 @@ class StackWalker:
         #: its code: [such entries, latest first], and (its code, its callee's code or 0 when
         #: innermost): its offset then}, from the thread's walks (see _splice).
         self._callers = {}
-        #: 3.11/3.12: tstate -> the last two C frames its walks found it in, outside the
-        #: thread state (copied with it next time).
+        #: 3.11/3.12: tstate -> the C frames its walks last found it in, outside the thread
+        #: state, latest first, at most MAX_CFRAMES (copied with it next time).
         self._cframes = {}
         #: Walks completed below a suspended generator from a recent whole walk (see _splice).
         self.spliced_stacks = 0
+        #: Generator frames found unlinked and linked again when read again (see _relink).
+        self.relinked_frames = 0
         self._now = 0.0
         #: tstate -> {address: None}, the frames outside the chunk its recent walks read,
         #: outermost first as last seen, at most MAX_PREFETCHED: what a walk done again copies.
@@ -336,22 +364,18 @@ class StackWalker:
                 self.torn_reads += 1
                 break
             visited.add(tstate)
-            prefetched = None
+            slot_copies = None
             try:
                 cframes = self._cframes.get(tstate) if self._cframe else None
                 if cframes:
-                    # The C frames' pointers to the innermost frame, copied with the thread
-                    # state: read after it, the one it names may have ended meanwhile, its
-                    # stack slot still pointing to a generator that yielded since.  A thread
-                    # that runs a generator from C goes back and forth between two.
-                    slots = [cframe + self._cframe_current for cframe in cframes]
-                    copies = self.mem.read_many([(tstate, self._ts_size)]
-                                                + [(slot, 8) for slot in slots])
-                    ts = copies[0]
+                    # The C frames' pointers to the innermost frame, copied before and after
+                    # the thread state (see _cframe_top).
+                    slots = [(cframe + self._cframe_current, 8) for cframe in cframes]
+                    copies = self.mem.read_many(slots + [(tstate, self._ts_size)] + slots)
+                    ts = copies[len(slots)]
                     if ts is None:
                         raise MemoryReadError("thread state 0x%x unreadable" % tstate)
-                    prefetched = {slot: data for slot, data in zip(slots, copies[1:])
-                                  if data is not None}
+                    slot_copies = _slot_copies(slots, copies)
                 else:
                     ts = self.read(tstate, self._ts_size)
             except _READ_ERRORS:
@@ -370,7 +394,7 @@ class StackWalker:
                                                    by_gil))
                     tstate = fields[0]
                     continue
-            stack = self._walk_thread(tstate, ts, fields, tstate == holder, prefetched)
+            stack = self._walk_thread(tstate, ts, fields, tstate == holder, None, slot_copies)
             attempts = WALK_ATTEMPTS - 1
             while stack.torn and attempts:
                 attempts -= 1
@@ -408,25 +432,32 @@ class StackWalker:
         """
         self.retried_walks += 1
         ranges = []
+        slots = []
         if self._iframe:
             chunk, top = torn_fields[5], torn_fields[6]
             if _chunk_in_use(chunk, top):
                 ranges.append((chunk, top - chunk + CHUNK_SLACK))
             ranges.extend((addr, self._frame_size) for addr in self._pools.get(tstate, ()))
             if self._cframe:
-                ranges.append((torn_fields[2] + self._cframe_current, 8))
+                cframes = self._cframes.get(tstate) or [torn_fields[2]]
+                slots = [(cframe + self._cframe_current, 8) for cframe in cframes]
+        ranges += slots
         ranges.append((tstate, self._ts_size))
+        ranges += slots
         copies = self.mem.read_many(ranges)
+        at = len(ranges) - len(slots) - 1
         try:
-            ts = copies[-1] if copies[-1] is not None else self.read(tstate, self._ts_size)
+            ts = copies[at] if copies[at] is not None else self.read(tstate, self._ts_size)
         except _READ_ERRORS:
             return None
         fields = self._ts.unpack_from(ts)
         if fields[1] != interp:
             return None
-        prefetched = {addr: data for (addr, _), data in zip(ranges, copies[:-1])
+        prefetched = {addr: data for (addr, _), data in zip(ranges[:at - len(slots)], copies)
                       if data is not None}
-        return ts, fields, self._walk_thread(tstate, ts, fields, tstate == holder, prefetched)
+        slot_copies = _slot_copies(slots, copies[at - len(slots):]) if slots else None
+        return ts, fields, self._walk_thread(tstate, ts, fields, tstate == holder, prefetched,
+                                             slot_copies)
 
     def _kept_stack(self, tstate: int, state: tuple, last: ThreadStack, holds_gil: bool,
                     by_gil: bool) -> ThreadStack:
@@ -454,19 +485,21 @@ class StackWalker:
         return self._gil_struct.unpack_from(self.read(pointer, self._gil_struct.size))
 
     def _walk_thread(self, tstate: int, ts: bytes, fields, holds_gil: bool,
-                     prefetched=None) -> ThreadStack:
-        """The stack of one thread; ``prefetched``: {address: bytes} copied with its state."""
+                     prefetched=None, slot_copies=None) -> ThreadStack:
+        """The stack of one thread; ``prefetched``: {address: bytes} of frames copied with its
+        state, ``slot_copies`` those of its C frames' slots (see _slot_copies)."""
         thread_id = fields[3]
         torn = False
+        with_state = True  # the innermost frame's address was copied with the thread state
         native = fields[4] if self._iframe else 0
         try:
             if self._iframe:
                 top = fields[2]
                 if self._cframe:
-                    top = self._cframe_top(tstate, ts, top, prefetched)
+                    top, with_state = self._cframe_top(tstate, ts, top, slot_copies)
                 codes, offsets, torn = self._walk_iframes(top, fields[5], fields[6],
                                                           fields[7] if len(fields) > 7 else 0,
-                                                          tstate, prefetched)
+                                                          tstate, prefetched, with_state)
             else:
                 native = self._pthread_tid(thread_id)
                 codes, offsets, torn = self._walk_pyframes(fields[2], tstate)
@@ -486,36 +519,56 @@ class StackWalker:
         if None in keys:  # not a code object: the walk is torn from there on
             cut = keys.index(None)
             keys, offsets, torn = keys[:cut], offsets[:cut], True
+        if keys and keys[0] == SKIP and not torn and not with_state:
+            # An entry frame innermost, its owner overwritten: the C stack it lies on has been
+            # reused since its run of the eval loop returned (see _walk_iframes).
+            return ThreadStack(native, thread_id, (), holds_gil, True)
         frames = zip(keys, offsets)
         if SKIP in keys:  # interpreter-internal frames
             frames = [frame for frame in frames if frame[0] != SKIP]
         return ThreadStack(native, thread_id, tuple(frames), holds_gil, torn)
 
-    def _cframe_top(self, tstate: int, ts: bytes, cframe: int, prefetched=None) -> int:
-        """3.11/3.12: tstate->cframe->current_frame; the cframe may be the tstate's own root."""
+    def _cframe_top(self, tstate: int, ts: bytes, cframe: int,
+                    slot_copies=None) -> Tuple[int, bool]:
+        """3.11/3.12: tstate->cframe->current_frame, and whether it was copied with the thread
+        state (from its root C frame inside it, or ``slot_copies``) or read after it."""
         at = cframe - tstate + self._cframe_current
         if 0 <= at <= len(ts) - 8:
             self._cframes.pop(tstate, None)
-            return _U64.unpack_from(ts, at)[0]
+            return _U64.unpack_from(ts, at)[0], True
         known = self._cframes.get(tstate)
         if known is None:
             if len(self._cframes) >= MAX_THREADS:
                 self._cframes.clear()
             self._cframes[tstate] = [cframe]
-        elif cframe not in known:
-            self._cframes[tstate] = [cframe, known[0]]
+        elif known[0] != cframe:
+            if cframe in known:
+                known.remove(cframe)
+            known.insert(0, cframe)
+            del known[MAX_CFRAMES:]
         if not cframe:
-            return 0
-        data = prefetched.get(cframe + self._cframe_current) if prefetched else None
+            return 0, True
+        slot = cframe + self._cframe_current
+        data = slot_copies.get(slot) if slot_copies else None
+        with_state = data is not None
         if data is None:
-            data = self.read(cframe + self._cframe_current, 8)
+            data = self.read(slot, 8)
         top = _U64.unpack(data)[0]
+        if abs(top - cframe) < ENTRY_NEAR and with_state and (slot, BEFORE) in slot_copies:
+            # Copied after the thread state, the slot points to the run's entry frame: the run
+            # is returning (a generator yielded to the C code that resumed it) or returned
+            # already, stale.  Copied just before, it pointed to the frame the run was in
+            # when the thread state named it.  Both to the entry frame: the run is between
+            # frames for long (collecting garbage, say): its caller is where the thread is.
+            before = _U64.unpack(slot_copies[slot, BEFORE])[0]
+            if before and abs(before - cframe) >= ENTRY_NEAR:
+                top = before
         if not top:
             # Only the root C frame, inside the thread state, is ever without a Python frame:
             # any other is a run of the eval loop (Python/ceval.c), which sets its frame at
             # once, so this one ended between the two reads and its stack slot was reused.
             raise MemoryReadError("C frame 0x%x has no frame any more" % cframe)
-        return top
+        return top, with_state
 
     def _pthread_tid(self, thread_id: int) -> int:
         """<=3.10: the kernel TID stored in glibc's struct pthread (offset found at attach)."""
@@ -622,12 +675,13 @@ class StackWalker:
         return codes, offsets, torn
 
     def _walk_iframes(self, addr: int, chunk: int, top: int, sentinel: int = 0,
-                      tstate: int = 0, prefetched=None):
+                      tstate: int = 0, prefetched=None, with_state: bool = True):
         """3.11+: follow ``previous`` through local copies of the datastack chunks, down to
         NULL or (3.15+) the thread's base frame ``sentinel``, which is not read.
 
         Stretches of frames in the newest chunk whose bytes are unchanged are taken from the
-        thread's last walk (see ChunkMemo); the others are parsed one by one.
+        thread's last walk (see ChunkMemo); the others are parsed one by one.  ``with_state``:
+        whether ``addr`` was copied with the thread state (see _cframe_top).
         """
         codes: List[int] = []
         offsets: List[int] = []
@@ -680,6 +734,8 @@ class StackWalker:
         seen_deep = set()  # past DEEP steps, the frames taken: a loop of stale links ends there
         after_gen = False  # the last frame taken was a generator's
         consumers = {}  # index in codes -> address, of frames that called a generator
+        relinks_left = RELINK_READS
+        relinked = False  # the frame being parsed is a generator's read again by _relink
         while addr and addr != sentinel:
             steps_left -= 1
             if steps_left < 0 or addr & 7 or steps_left < MAX_DEPTH - DEEP and addr in seen_deep:
@@ -743,6 +799,9 @@ class StackWalker:
                         code, previous, instr, owner = unpack(data)
                         if owner == FRAME_OWNED_BY_GENERATOR:
                             gen_at = addr
+                            if not previous and relinks_left > 0:
+                                previous, relinks_left = self._relink(addr, code, relinks_left)
+                                relinked = bool(previous)
                     else:
                         last_region = found
                         code, previous, instr, owner = unpack(found[2], addr - found[0])
@@ -752,6 +811,16 @@ class StackWalker:
             if owner > max_owner or previous == addr:
                 broken = True
                 break
+            if not codes and not with_state and (
+                    owner >= skip_owner or outside and outside[-1] == addr
+                    and owner != FRAME_OWNED_BY_GENERATOR and regions):
+                # Read after the thread state, the C frame (3.12) that named the innermost frame
+                # may have ended: its run of the eval loop returned, its stack slot still points
+                # to its entry frame, callers intact (or, the C stack reused, to a frame whose
+                # owner was overwritten).  Taken as is, the thread would seem to be in them, not
+                # in what it runs now.  A live innermost frame is a function's, in the newest
+                # chunk, or a generator's.
+                return codes, offsets, True
             if owner < skip_owner:
                 code &= untag
                 if not code and not codes:
@@ -767,6 +836,11 @@ class StackWalker:
                     break
                 add_code(code)
                 add_offset(offset)
+                if relinked:
+                    # Read after it yielded: shown where it was when the thread state was read.
+                    self.relinked_frames += 1
+                    relinked = False
+                    self._where_it_ran(tstate, codes, offsets)
                 if gen_at:
                     gens.append((gen_at, len(codes) - 1))
                     gen_at = 0
@@ -806,6 +880,38 @@ class StackWalker:
             self._next_memos[tstate] = ChunkMemo(base, buf, chunk_addrs, chunk_starts, runs,
                                                  codes, offsets)
         return codes, offsets, False
+
+    def _where_it_ran(self, tstate: int, codes: List[int], offsets: List[int]) -> None:
+        """Set the offset of the last generator frame in ``codes``, read after it yielded.
+
+        It was then at its ``yield``, where it spends next to no time; when the thread state
+        was read it was running its callee, so where it calls that, or (found innermost) its
+        own code, so where it last did so, as its whole walks saw it (see _note_callers)."""
+        callers = self._callers.get(tstate)
+        if callers:
+            callee = codes[-2] if len(codes) > 1 else 0
+            offsets[-1] = callers.get((codes[-1], callee), offsets[-1])
+
+    def _relink(self, addr: int, code: int, budget: int) -> Tuple[int, int]:
+        """(its caller's frame address or 0, reads left) of a generator frame found unlinked.
+
+        A generator that yields clears its frame's link to its caller, and sets it again when
+        resumed, to the same caller as long as that one delegates to it (``yield from``, a
+        loop over it): read again a moment later, the frame most often names its caller once
+        more, which completes the walk with frames that are the thread's own, where a walk
+        done again from the start would land elsewhere, at a time chosen by the tear."""
+        while budget > 0:
+            budget -= 1
+            try:
+                data = self.read(addr, self._frame_size)
+            except _READ_ERRORS:
+                return 0, 0
+            found, previous, _, owner = self._frame.unpack_from(data)
+            if found != code or owner != FRAME_OWNED_BY_GENERATOR:
+                return 0, budget  # finished and freed, or another generator's now
+            if previous:
+                return previous, budget
+        return 0, 0
 
     def _note_callers(self, tstate: int, gens, codes: List[int], offsets: List[int],
                       address_of, spliced=None) -> None:
@@ -869,19 +975,21 @@ class StackWalker:
         callers = self._callers.get(tstate)
         if not callers:
             return None
-        known = callers.get((addr, codes[-1]))
+        code = codes[-1]
+        known = callers.get((addr, code))
         checked = set()
         for tail, tail_offsets, seen, below, consumer in \
-                ([known] if known else []) + callers.get(codes[-1], []):
+                ([known] if known else []) + callers.get(code, []):
             if self._now - seen > CALLERS_TTL or (consumer, tail[-below]) in checked:
+                continue
+            if (known is None or tail is not known[0]) and code in tail[:len(tail) - below]:
+                # A generator that delegates to another of its own code (a recursive ``yield
+                # from``): a tail found below another object of that code may belong to any
+                # level of the recursion, and would add or drop levels.
                 continue
             checked.add((consumer, tail[-below]))
             if live(consumer, tail[-below]):
-                # It was read after it yielded, at its ``yield``, where it spends next to no
-                # time; when the thread state was read it was running its callee, so where it
-                # calls that, or (found innermost) its own code, so where it last did so.
-                callee = codes[-2] if len(codes) > 1 else 0
-                offsets[-1] = callers.get((codes[-1], callee), offsets[-1])
+                self._where_it_ran(tstate, codes, offsets)
                 codes.extend(tail)
                 offsets.extend(tail_offsets)
                 self.spliced_stacks += 1

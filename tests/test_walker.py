@@ -413,8 +413,10 @@ class _RecordedMemory:
 
     def read_many(self, ranges):
         results = self.mem.read_many(ranges)
-        for (addr, size), data in zip(ranges, results):
-            if data is not None:
+        for at, ((addr, size), data) in enumerate(zip(ranges, results)):
+            if (addr, size) in self.reads:
+                results[at] = self.reads[(addr, size)]
+            elif data is not None:
                 self.reads[(addr, size)] = data
         return results
 

@@ -1,6 +1,6 @@
 """A target that spends its time inside generators and coroutines.  Plain Python, runs on 3.8+.
 
-Usage: ``python generators.py [DURATION=30]``.
+Usage: ``python generators.py [DURATION=30] [PHASE...]`` (all phases unless some are named).
 
 Seven phase functions take turns, each a stack shape that loses callers when a generator that
 yields while a sampler reads its frames is taken for the bottom of the stack:
@@ -23,6 +23,7 @@ phases; at the end the target prints one more JSON line with what it measured:
 
 import json
 import random
+import sys
 import time
 
 from _truth import duration_arg, ready
@@ -134,15 +135,16 @@ PHASES = (via_list, via_sum, via_join, via_for, via_async, via_json, via_tokens)
 
 
 def main():
-    spent = dict.fromkeys((phase.__name__ for phase in PHASES), 0.0)
+    chosen = [phase for phase in PHASES if phase.__name__ in sys.argv[2:]] or PHASES
+    spent = dict.fromkeys((phase.__name__ for phase in chosen), 0.0)
     ready(phases=sorted(spent))
     start = time.perf_counter()
     stop_at = start + DURATION
     while time.perf_counter() < stop_at:
         # Each phase runs until its running total catches up with an even share of the total.
-        total = sum(spent.values()) + random.uniform(*SLICE) * len(PHASES)
-        for phase in PHASES:
-            owed = total / len(PHASES) - spent[phase.__name__]
+        total = sum(spent.values()) + random.uniform(*SLICE) * len(chosen)
+        for phase in chosen:
+            owed = total / len(chosen) - spent[phase.__name__]
             if owed > 0:
                 before = time.perf_counter()
                 phase(owed)
