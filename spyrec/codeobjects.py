@@ -11,7 +11,7 @@ unknown address is verified with one batched read of its header (``ob_type`` aga
 ``co_firstlineno``) and, when new, decoded at once (strings and line table: one or two more
 reads), because a short-lived code object may be freed before ``describe`` is asked about it.
 
-Staleness (<=3.13 have no code-object generation counter, dossier §8.5): the verified set is
+Staleness (<=3.13 have no code-object generation counter): the verified set is
 forgotten every ``REVALIDATE_SECONDS``, so each address seen again is re-read once (one batched
 read per period for the whole stack); an identity change yields a new key.  The sampler also
 re-verifies every stack it has not seen before (``refresh``), which catches a code object

@@ -1,6 +1,6 @@
 """Attaching to a CPython process: find the runtime, the version and the layout, then sample.
 
-Finding the interpreter (dossier §1):
+Finding the interpreter:
 
 1. The runtime lives in ``libpython3.N*.so`` when one is mapped (shared builds, uv/standalone
    builds, embedders), else in the executable (static builds such as Debian's python3.11).

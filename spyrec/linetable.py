@@ -6,8 +6,8 @@ exact: checked per code unit against CPython's own ``co_positions()`` (3.11+), `
 (3.10) and ``dis.findlinestarts()`` / ``PyCode_Addr2Line`` (<=3.9) in tests/test_linetable.py.
 
 A range that *starts* at an offset owns it.  (Treating the end as inclusive returns the previous
-entry's line whenever the target begins an entry: 21-23 % of instruction starts are wrong that
-way, dossier §4.2.)
+entry's line whenever the target begins an entry: about a fifth of instruction starts would
+be wrong that way.)
 """
 
 from bisect import bisect_right

@@ -5,18 +5,17 @@ Everything that reads target memory goes through the small ``MemoryReader`` prot
 over how bytes arrive (the unit tests point it at the test process itself).
 
 Two mechanisms, both needing ptrace-attach rights (root, CAP_SYS_PTRACE, or same uid with Yama
-``ptrace_scope`` 0); costs measured on this machine (dossier §9):
+``ptrace_scope`` 0):
 
-* ``os.pread`` on a kept-open ``/proc/PID/mem`` fd: ~1.8 µs for 8 B..4 KiB, the cheapest way
-  to do a small read from pure Python.  Keeping the fd open also pins the process identity:
+* ``os.pread`` on a kept-open ``/proc/PID/mem`` fd: the cheapest way to do a small read from
+  pure Python.  Keeping the fd open also pins the process identity:
   access is checked at ``open``, and the fd never reads a recycled PID.
-* ``process_vm_readv`` through ctypes with prebuilt buffers and iovecs: 5.4 µs for 16 KiB and
-  9.4 µs for 64 KiB (pread: 4.2 / 15 µs), and one call can gather many small ranges
-  (~0.5 µs per range).  It takes a bare PID, so ``TargetMemory`` only uses it while the
+* ``process_vm_readv`` through ctypes with prebuilt buffers and iovecs: cheaper than ``pread``
+  for large ranges, and one call gathers many small ranges.  It takes a bare PID, so ``TargetMemory`` only uses it while the
   ``/proc/PID/mem`` fd still says the process is the one we opened.
 
-Partial failures (dossier §8.1): one iovec that crosses into an unmapped page yields a short
-count; ``[bad, good]`` fails with EFAULT and reads nothing; ``[good, bad]`` reads only the good
+Partial failures (process_vm_readv(2)): one iovec that crosses into an unmapped page yields a
+short count; ``[bad, good]`` fails with EFAULT and reads nothing; ``[good, bad]`` reads only the good
 part.  ``read_many`` therefore re-issues the ranges after a failed one.
 """
 
@@ -229,8 +228,8 @@ _IOV_MAX = 1024
 class ProcessVmReader:
     """``process_vm_readv`` with buffers and iovec arrays built once and grown on demand.
 
-    Building ctypes objects per call costs about 1.5 µs (dossier §9), so the local buffer and
-    both iovec arrays are kept; only their fields are rewritten per call.
+    Building ctypes objects per call costs more than the system call itself, so the local
+    buffer and both iovec arrays are kept; only their fields are rewritten per call.
     """
 
     def __init__(self, pid: int):

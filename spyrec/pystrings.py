@@ -1,6 +1,6 @@
 """Reading ``str`` and ``bytes`` objects out of the target.
 
-``PyASCIIObject`` (dossier §5, [V] 3.8-3.13): ``length`` (code points) @16, ``state`` (u32
+``PyASCIIObject`` (Include/cpython/unicodeobject.h, 3.8-3.13): ``length`` (code points) @16, ``state`` (u32
 bitfield) @32 with kind in bits 2-4, compact bit 5, ascii bit 6.  Characters follow the header:
 at sizeof(PyASCIIObject) (48 bytes <=3.11, 40 from 3.12) for compact ASCII strings, at
 sizeof(PyCompactUnicodeObject) (72 / 56) for every other compact string, *including* latin-1

@@ -1,10 +1,9 @@
 """ELF symbols and sections of the binary that holds the interpreter, via pyelftools.
 
-Lookup order (costs on libpython3.13, dossier §1.3): ``.gnu.hash`` (0.5 ms; holds every
-exported symbol, including the data symbols we need: ``_PyRuntime``, ``Py_Version``,
-``PyCode_Type``...), then ``.dynsym`` by name (53-92 ms, only when there is no ``.gnu.hash``),
-then ``.symtab`` (~0.4 s; only when the caller allows it, since it is the slow path for local
-symbols in unstripped builds).  Results are cached per file identity, so attaching many times
+Lookup order, cheapest first: ``.gnu.hash`` (holds every exported symbol, including the data
+symbols we need: ``_PyRuntime``, ``Py_Version``, ``PyCode_Type``...), then ``.dynsym`` by name
+(a linear scan, only when there is no ``.gnu.hash``), then ``.symtab`` (slower still; only when
+the caller allows it, since it is the slow path for local symbols in unstripped builds).  Results are cached per file identity, so attaching many times
 to the same interpreter parses its ELF once.
 
 Addresses: a runtime address is ``st_value`` (or ``sh_addr``) plus the load bias, never

@@ -1,7 +1,7 @@
 """Exact ``threading`` thread names, read from ``threading._active`` in the target.
 
 CPython <= 3.13 does not give OS threads their Python names, so the names live only in Python
-objects (dossier §6.3):
+objects (Lib/threading.py: ``_active``, each Thread's ``_name``):
 
     interp->modules (sys.modules)  --"threading"-->  module  --md_dict-->  module dict
         --"_active"-->  {ident: Thread}  --each Thread's attributes-->  "_name", "_native_id"

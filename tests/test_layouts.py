@@ -1,6 +1,6 @@
 """The offset tables against the DWARF of each pyenv libpython, and the 3.13 debug offsets.
 
-The layouts were produced with gcc ``offsetof`` against each version's headers (dossier §3);
+The layouts were produced with gcc ``offsetof`` against each version's headers;
 this re-derives every offset the walker uses from the debug info the pyenv builds carry
 (pyelftools, about a second per library), so a typo in a table cannot survive.  3.13 layouts
 are built from the ``_Py_DebugOffsets`` blob, here read from the library's ``.PyRuntime``

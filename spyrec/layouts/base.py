@@ -143,7 +143,7 @@ class ChunkOffsets:
 @dataclass(frozen=True)
 class ObjectOffsets:
     """Types, modules, dicts and ints: what it takes to read ``threading._active`` (thread
-    names, dossier §6.3).  The sampler uses them only for a thread it has no name for yet.
+    names, see threadnames.py).  The sampler uses them only for a thread it has no name for yet.
     """
 
     ht_cached_keys: int  # PyHeapTypeObject: the shared keys of the class's instance dicts

@@ -1,8 +1,8 @@
 """CPython 3.13+: the layout comes from the target's own ``_Py_DebugOffsets``.
 
 ``_Py_DebugOffsets`` is the first member of ``_PyRuntimeState``, statically initialised, so it
-sits at ``_PyRuntime`` from process load (Include/internal/pycore_runtime.h, v3.13.0;
-dossier §2).  Only its prefix is fixed: ``char cookie[8] = "xdebugpy"``, ``u64 version``
+sits at ``_PyRuntime`` from process load (Include/internal/pycore_runtime.h,
+v3.13.0).  Only its prefix is fixed: ``char cookie[8] = "xdebugpy"``, ``u64 version``
 (PY_VERSION_HEX), ``u64 free_threaded``.  After that come groups of u64 values, in most groups
 ``size`` (sizeof the C struct) first and then byte offsets inside that struct.
 
@@ -15,9 +15,9 @@ not carry (frame owners, ``_PyStackRef`` tag bits, dict internals for thread nam
 Where each field list comes from (Include/internal/pycore_debug_offsets.h of that minor), and
 how it was checked:
 
-* 3.13 (584 bytes): dossier §2.2; the blob of a live 3.13.0 equals the gcc ``offsetof`` table,
+* 3.13 (584 bytes): the blob of a live 3.13.0 equals the gcc ``offsetof`` table,
   and tests/test_layouts.py re-derives every value from DWARF.
-* 3.14 (760 bytes): dossier §2.3.  Dumped live from Debian's 3.14.10: every group starts where
+* 3.14 (760 bytes): dumped live from Debian's 3.14.10: every group starts where
   the list puts it (its ``size`` and fixed values below line up), and a walk of
   tests/targets/stacks.py with these values recovers every thread's ident, native TID, exact
   stack and GIL holder (tests/test_newest_pythons.py, tests/test_walker.py).
@@ -28,7 +28,7 @@ how it was checked:
   ``compactunicodeobject_size``, ``gc`` the frame and generation statistics).  Checked live on
   Debian's 3.15.2 the same way.
 
-Trust, and minors newer than the newest spec (dossier §2.5): a blob is only accepted when every
+Trust, and minors newer than the newest spec: a blob is only accepted when every
 check of ``blob_problem`` passes: values a GIL release build always has, placed in the public
 object groups that come *after* the runtime, interpreter, thread, frame and code groups (so a
 field list one field off anywhere before them fails), plausible struct sizes, every offset inside
@@ -166,7 +166,7 @@ USED_FIELDS = {
 
 
 def blob_problem(d: Blob) -> str:
-    """The first reason the parsed blob cannot be right, or "" (dossier §2.5 and more)."""
+    """The first reason the parsed blob cannot be right, or "" (see the module docstring)."""
     for group, name, want in FIXED_VALUES:
         if d[group][name] != want:
             return "%s.%s = %d, expected %d" % (group, name, d[group][name], want)

@@ -1,7 +1,7 @@
 """CPython 3.10: still heap ``PyFrameObject`` chains, but PEP 626 line tables.
 
-Numbers from the dossier §3.1 [V] (gcc ``offsetof`` against the pyenv 3.10.13 headers,
-DWARF cross-check, live walk).  Mirrors the v3.10.13 tag: Include/cpython/pystate.h,
+Numbers from gcc ``offsetof`` against the pyenv 3.10.13 headers, checked against DWARF
+and by a live walk.  Mirrors the v3.10.13 tag: Include/cpython/pystate.h,
 Include/internal/pycore_interp.h, Include/internal/pycore_runtime.h,
 Include/cpython/frameobject.h, Include/cpython/code.h.
 

@@ -1,7 +1,7 @@
 """CPython 3.11: ``_PyInterpreterFrame`` in per-thread datastack chunks, location tables.
 
-Numbers from the dossier §3.1 [V] (gcc ``offsetof`` against the pyenv 3.11.7 headers, DWARF
-cross-check, live walk).  Debian's 3.11.2 (/usr/bin/python3.11) walks with the same numbers
+Numbers from gcc ``offsetof`` against the pyenv 3.11.7 headers, checked against DWARF and
+by a live walk.  Debian's 3.11.2 (/usr/bin/python3.11) walks with the same numbers
 (tests/test_walker.py runs both).  Mirrors the v3.11.7 tag: Include/cpython/pystate.h
 (``_ts``, ``_PyCFrame``), Include/internal/pycore_interp.h, Include/internal/pycore_runtime.h,
 Include/internal/pycore_frame.h (``_PyInterpreterFrame``, ``_PyStackChunk`` in

@@ -1,7 +1,7 @@
 """CPython 3.12: like 3.11, plus per-interpreter GIL and C-stack shim frames.
 
-Numbers from the dossier §3.1 [V] (gcc ``offsetof`` against the pyenv 3.12.1 headers, DWARF
-cross-check, live walk).  Mirrors the v3.12.1 tag: Include/cpython/pystate.h,
+Numbers from gcc ``offsetof`` against the pyenv 3.12.1 headers, checked against DWARF and
+by a live walk.  Mirrors the v3.12.1 tag: Include/cpython/pystate.h,
 Include/internal/pycore_interp.h (``threads.head``, ``ceval.gil``, ``_gil``),
 Include/internal/pycore_runtime.h, Include/internal/pycore_frame.h, Include/cpython/code.h,
 Include/cpython/unicodeobject.h (the string headers shrank: 40 / 56 bytes).

@@ -1,6 +1,6 @@
 """CPython 3.8 and 3.9: heap ``PyFrameObject`` chains, ``co_lnotab`` line tables.
 
-Numbers from the dossier §3.1 [V]: ``offsetof``/``sizeof`` printed by a C file compiled with
+Numbers: ``offsetof``/``sizeof`` printed by a C file compiled with
 ``-DPy_BUILD_CORE`` against the pyenv 3.8.18 / 3.9.18 headers (``include/python3.X`` and
 ``internal/``), cross-checked against the DWARF of each ``libpython3.X.so.1.0``, and walked live
 (tests/test_walker.py keeps checking them against real processes).  Mirrors the v3.8.18 and
