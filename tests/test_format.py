@@ -229,7 +229,7 @@ def test_msgpack_extension_types_are_refused():
     out = io.BytesIO()
     out.write(spyformat.encode_preamble())
     raw = msgpack.packb({"pid": msgpack.ExtType(1, b"\x00" * 8)})
-    out.write(spyformat.encode_chunk(Kind.HEADER, {"pid": 1}))
+    out.write(spyformat.encode_chunk(Kind.HEADER, {"format": [1, 0], "pid": 1}, spyformat.Codec.NONE))
     import struct, zlib
     head = spyformat.CHUNK_HEADER.pack(len(raw), Kind.PROCESS, 0, 0, len(raw), 0)[:12]
     out.write(head + struct.pack("<I", zlib.crc32(raw, zlib.crc32(head))) + raw)
@@ -240,7 +240,7 @@ def test_msgpack_extension_types_are_refused():
 def test_samples_referring_to_undefined_stacks_are_corrupt():
     out = io.BytesIO()
     out.write(spyformat.encode_preamble())
-    out.write(spyformat.encode_chunk(Kind.HEADER, {"pid": 1}, spyformat.Codec.NONE))
+    out.write(spyformat.encode_chunk(Kind.HEADER, {"format": [1, 0], "pid": 1}, spyformat.Codec.NONE))
     columns = {name: [dtype, tr, spyformat.encode_column([5], dtype, tr)]
                for name, (dtype, tr) in spyformat.SAMPLE_COLUMNS.items()}
     out.write(spyformat.encode_chunk(Kind.SAMPLES, {"count": 1, "columns": columns}))

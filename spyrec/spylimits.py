@@ -1,0 +1,110 @@
+"""What a reader of a .spy file may be made to hold: the format's fixed bounds and the memory
+budget of one load.
+
+A file is untrusted input and compresses up to a thousand-fold, so its size says nothing about
+what it can make a reader allocate.  Every count in a file (chunk sizes, strings, frames, stack
+entries, samples, records) is therefore charged to a ``ReadBudget`` *before* anything of that
+size is built, at the memory the analyser will need for it; a file that would pass the budget
+is refused as corrupt.  The per-item costs below are what ``spyanalyze.load`` holds at its peak
+per item, rounded up, so the budget is the reader's memory ceiling (see formats/spy.md,
+"Reader limits").
+"""
+
+import os
+import resource
+
+from spyrec.errors import CorruptRecording
+
+#: Fixed bounds of the format (formats/spy.md, "Bounds").
+MAX_PAYLOAD_BYTES = 64 << 20
+MAX_RAW_BYTES = 256 << 20
+#: HEADER, PROCESS, THREAD and TRAILER hold a few fields; a command line is at most 2 MiB on Linux.
+MAX_RECORD_RAW_BYTES = 4 << 20
+#: Keys in one map (a record, or a SAMPLES chunk's columns).
+MAX_MAP_KEYS = 256
+#: Frames in one stack: what the recorder walks at most (spyrec.walker.MAX_DEPTH).
+MAX_STACK_DEPTH = 1 << 16
+#: Times (``t``, ``start_ns``, ``end_ns``, durations) are in [0, MAX_TIME_NS): 36 years.
+MAX_TIME_NS = 1 << 60
+#: ``start_wall_ns`` is in [0, MAX_WALL_NS) (the year 2116), so wall + t fits in an int64.
+MAX_WALL_NS = 1 << 62
+
+#: Estimated peak bytes per item of a loaded recording (DataFrames, Python lists, temporaries).
+SAMPLE_COST = 320
+STRING_COST = 96            # plus the string's length
+FRAME_COST = 512
+STACK_COST = 160
+STACK_ENTRY_COST = 128
+RECORD_COST = 1024          # a PROCESS or THREAD record, plus its raw size
+
+#: The budget when none is given: half the machine's memory, and of the address space a
+#: limit (ulimit -v) leaves, so a hostile file fails cleanly before the system does.
+DEFAULT_SHARE = 0.5
+
+
+def default_max_memory():
+    ceiling = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, soft)
+    return int(ceiling * DEFAULT_SHARE)
+
+
+def parse_size(text):
+    """``512M``, ``2G``, ``1.5GiB`` or a plain byte count, as bytes."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    value = str(text).strip().upper()
+    for suffix in ("IB", "B"):
+        if value.endswith(suffix) and value[:-len(suffix)][-1:] in "KMGT" and len(value) > len(suffix):
+            value = value[:-len(suffix)]
+            break
+    unit = value[-1:] if value[-1:] in "KMGT" else ""
+    number = value[:-1] if unit else value
+    try:
+        size = float(number) * units[unit]
+    except ValueError:
+        raise ValueError("not a size: %r (use e.g. 512M or 2G)" % (text,)) from None
+    if not size >= 1:
+        raise ValueError("a memory budget must be at least one byte, not %r" % (text,))
+    return int(size)
+
+
+class ReadBudget:
+    """The memory one read may use, charged item by item as a file declares them.
+
+    ``charge`` raises ``CorruptRecording`` naming what did not fit, so a crafted count fails
+    before the allocation it asks for.  Decompressed bytes are counted apart (``inflate``):
+    they are transient, but a file cannot ask for more of them than the budget either.
+    """
+
+    def __init__(self, max_memory=None):
+        self.max_memory = default_max_memory() if max_memory is None else int(max_memory)
+        self.used = 0
+        self.inflated = 0
+
+    def charge(self, cost, what, offset=None):
+        if cost < 0 or self.used + cost > self.max_memory:
+            raise CorruptRecording("%s would take %s, past the reader's memory budget of %s "
+                                   "(%s already used; spyanalyze --max-memory raises it)"
+                                   % (what, human(cost), human(self.max_memory), human(self.used)),
+                                   offset)
+        self.used += cost
+
+    def forget(self):
+        """Start afresh: for a reader that keeps nothing from one chunk to the next (dump)."""
+        self.used = 0
+        self.inflated = 0
+
+    def inflate(self, raw_length, offset=None):
+        if self.inflated + raw_length > self.max_memory:
+            raise CorruptRecording("the chunks decompress to more than the reader's memory budget "
+                                   "of %s (spyanalyze --max-memory raises it)"
+                                   % human(self.max_memory), offset)
+        self.inflated += raw_length
+
+
+def human(size):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return ("%d %s" if unit == "bytes" else "%.1f %s") % (size, unit)
+        size /= 1024.0
