@@ -29,6 +29,7 @@ import zlib
 import msgpack
 
 from spyrec.errors import CorruptRecording, IncompatibleRecording
+from spyrec.spyrecords import bound
 from spyrec.spylimits import (MAX_PAYLOAD_BYTES, MAX_RAW_BYTES, MAX_RECORD_RAW_BYTES, MAX_TIME_NS,
                               RECORD_COST, SAMPLE_COST, ReadBudget)
 from spyrec.spyrecords import decode_record
@@ -587,7 +588,7 @@ def _sample_columns(payload, offset, data, budget):
         if count and name in _COLUMN_RANGES:
             low, high = _COLUMN_RANGES[name]
             _expect(low <= int(values.min()) and int(values.max()) < high,
-                    "column %r holds a value outside [%d, %d)" % (name, low, high), offset)
+                    "column %r holds a value outside [%s, %s)" % (name, bound(low), bound(high)), offset)
         if name == "stack" and count:
             _expect(int(values.max()) < len(data.stacks), "a sample refers to an undefined stack", offset)
         decoded[name] = values

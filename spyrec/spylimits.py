@@ -22,6 +22,9 @@ MAX_RAW_BYTES = 256 << 20
 MAX_RECORD_RAW_BYTES = 4 << 20
 #: Keys in one map (a record, or a SAMPLES chunk's columns).
 MAX_MAP_KEYS = 256
+#: A record's keys unknown to the reader (skipped unread) may take as many bytes as its known
+#: ones plus this: room for a later minor version's additions, none for padding a chunk out.
+UNKNOWN_SLACK_BYTES = 64 << 10
 #: Frames in one stack: what the recorder walks at most (spyrec.walker.MAX_DEPTH).
 MAX_STACK_DEPTH = 1 << 16
 #: Times (``t``, ``start_ns``, ``end_ns``, durations) are in [0, MAX_TIME_NS): 36 years.
@@ -96,6 +99,12 @@ class ReadBudget:
         self.inflated = 0
 
     def inflate(self, raw_length, offset=None):
+        """Check a chunk's decompressed size before it is decompressed: it must fit twice in what
+        is left (the bytes, and what is built from them before it is charged), and in total."""
+        if self.used + 2 * raw_length > self.max_memory:
+            raise CorruptRecording("a chunk of %s decompressed does not fit in what is left of the "
+                                   "reader's memory budget of %s (spyanalyze --max-memory raises it)"
+                                   % (human(raw_length), human(self.max_memory)), offset)
         if self.inflated + raw_length > self.max_memory:
             raise CorruptRecording("the chunks decompress to more than the reader's memory budget "
                                    "of %s (spyanalyze --max-memory raises it)"

@@ -14,7 +14,7 @@ import msgpack
 
 from spyrec import spylimits
 from spyrec.errors import CorruptRecording
-from spyrec.spylimits import MAX_MAP_KEYS, MAX_STACK_DEPTH, MAX_TIME_NS, MAX_WALL_NS
+from spyrec.spylimits import MAX_MAP_KEYS, MAX_STACK_DEPTH, MAX_TIME_NS, MAX_WALL_NS, UNKNOWN_SLACK_BYTES
 
 U32 = 1 << 32
 U64 = 1 << 64
@@ -22,12 +22,20 @@ I32 = 1 << 31
 I64 = 1 << 63
 
 
+def bound(value):
+    """A range bound as people read it: 2^60 rather than its 19 digits."""
+    power = abs(value).bit_length() - 1
+    if power > 16 and abs(value) == 1 << power:
+        return "%s2^%d" % ("-" if value < 0 else "", power)
+    return "%d" % value
+
+
 class Int:
     def __init__(self, low, high):
         self.low, self.high = low, high         # high is exclusive
 
     def describe(self):
-        return "an integer in [%d, %d)" % (self.low, self.high)
+        return "an integer in [%s, %s)" % (bound(self.low), bound(self.high))
 
 
 class Str:
@@ -47,7 +55,7 @@ class IntList:
         self.low, self.high, self.length = low, high, length
 
     def describe(self):
-        return "a list of integers in [%d, %d)" % (self.low, self.high)
+        return "a list of integers in [%s, %s)" % (bound(self.low), bound(self.high))
 
 
 class StrList:
@@ -192,7 +200,7 @@ class Walk:
             if type(value) is not int:
                 self.fail("%s holds a %s, not an integer" % (field, type(value).__name__))
         if values and not (spec.low <= min(values) and max(values) < spec.high):
-            self.fail("%s holds a value outside [%d, %d)" % (field, spec.low, spec.high))
+            self.fail("%s holds a value outside [%s, %s)" % (field, bound(spec.low), bound(spec.high)))
         return values
 
     def str_list(self, field, cost):
@@ -223,10 +231,13 @@ def decode_record(name, raw, offset, budget):
     walk = Walk(raw, offset, budget, name)
     fields = FIELDS[name]
     record = {}
-    for key in walk.map_keys("the payload"):
+    unknown = 0
+    for key in walk.map_keys("payload"):
         spec = fields.get(key, False)
         if spec is False:
+            start = walk.unpacker.tell()
             walk.skip()                  # a key of a later minor version
+            unknown += walk.unpacker.tell() - start
             continue
         if key in record:
             walk.fail("has the key %r twice" % key)
@@ -252,6 +263,9 @@ def decode_record(name, raw, offset, budget):
             record[key] = value
     if walk.unpacker.tell() != len(raw):
         walk.fail("has bytes after its map")
+    if unknown > len(raw) - unknown + UNKNOWN_SLACK_BYTES:
+        walk.fail("holds %d bytes under keys this reader does not know, more than its known "
+                  "fields (%d bytes) allow" % (unknown, len(raw) - unknown))
     for key in REQUIRED[name]:
         if key not in record:
             walk.fail("lacks the %r field" % key)

@@ -79,17 +79,68 @@ def test_unknown_chunk_kinds_are_skipped():
     assert rec.unknown_chunks == 1 and rec.sample_count == 13 and rec.trailer is not None
 
 
-@pytest.mark.parametrize("name, error, message", [
-    ("bad-magic", CorruptRecording, "bad magic"),
-    ("newer-major", IncompatibleRecording, "format 2.0"),
-    ("bad-checksum", CorruptRecording, "checksum mismatch"),
-    ("huge-length", CorruptRecording, "over the"),
-    ("not-a-recording", CorruptRecording, "bad magic"),
-    ("empty", CorruptRecording, "empty file"),
-])
-def test_invalid_golden_files_are_refused_clearly(name, error, message):
-    with pytest.raises(error, match=message):
+#: Every file of formats/golden/invalid (one per rule of the spec) and what it must be told.
+INVALID = {
+    "bad-magic": "bad magic",
+    "newer-major": "format 2.0",
+    "bad-checksum": "checksum mismatch",
+    "huge-length": "over the 67108864-byte bound",
+    "not-a-recording": "bad magic",
+    "empty": "empty file",
+    "reserved-preamble": "preamble's reserved field is 1",
+    "two-headers": "a second HEADER",
+    "header-not-first": "the first chunk is of kind 2, not the HEADER",
+    "chunk-after-trailer": "a chunk follows the TRAILER",
+    "compressed-header": "the HEADER is compressed",
+    "header-format-differs": "the HEADER says format 1.7, the preamble 1.0",
+    "reserved-chunk-flags": "chunk flags are 1, not 0",
+    "negative-string-id": "STRINGS 'first' is -1",
+    "negative-frame-ref": "STACKS 'frames' holds a value outside",
+    "undefined-frame-ref": "refers to a frame that is not defined yet",
+    "stack-lengths-differ": "STACKS lengths do not add up",
+    "stack-too-deep": "STACKS 'lengths' holds a value outside [0, 65537)",
+    "frame-line-above-int64": "FRAMES 'line' holds a value outside [0, 2^31)",
+    "frame-columns-differ": "FRAMES columns differ in length",
+    "header-cwd-not-a-string": "HEADER 'cwd' is not a string",
+    "header-start-wall-not-an-int": "HEADER 'start_wall_ns' is not an integer in [0, 2^62)",
+    "header-interval-zero": "HEADER 'interval_ns' is 0, not an integer in [1, 2^60)",
+    "header-argv-not-a-list": "HEADER 'argv' is not a list",
+    "header-float-pid": "HEADER 'pid' is not an integer",
+    "thread-name-not-a-string": "THREAD 'name' is not a string or nil",
+    "thread-negative-start": "THREAD 'start_ns' is -1",
+    "process-without-pid": "PROCESS lacks the 'pid' field",
+    "trailer-negative-samples": "TRAILER 'samples' is -13",
+    "trailer-cost-not-three": "TRAILER 'sampling_cost_ns' has 2 items, not 3",
+    "payload-not-a-map": "TRAILER payload is not a map",
+    "key-twice": "TRAILER has the key 'end_ns' twice",
+    "bytes-after-the-map": "TRAILER has bytes after its map",
+    "extension-type": "PROCESS holds a msgpack extension type",
+    "samples-without-tid": "SAMPLES chunk lacks the 'tid' column",
+    "sample-count-huge": "SAMPLES chunk of 4611686018427387904 samples would take",
+    "sample-column-short": "column 'cpu': column holds 88 bytes, expected 12 x 8",
+    "sample-column-not-a-triple": "column 'cpu' is not a [dtype, transforms, bytes] triple",
+    "sample-flags-reserved-bits": "column 'flags' holds a value outside [0, 8)",
+    "sample-flags-wide-dtype": "column 'flags' has dtype 'u8', not 'u1'",
+    "sample-stack-negative": "column 'stack' has dtype 'i8', not 'u4'",
+    "sample-stack-undefined": "a sample refers to an undefined stack",
+    "sample-time-negative": "column 't' holds a value outside [0, 2^60)",
+    "sample-time-out-of-range": "column 't' holds a value outside [0, 2^60)",
+    "sample-unknown-transform": "column 'pid' has unknown transform bits 6",
+}
+
+
+def test_every_invalid_golden_file_has_its_expected_message():
+    names = {os.path.basename(p)[:-4] for p in os.listdir(os.path.join(GOLDEN, "invalid"))}
+    assert names == set(INVALID)
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_invalid_golden_files_are_refused_clearly(name):
+    error = IncompatibleRecording if name == "newer-major" else CorruptRecording
+    with pytest.raises(error) as caught:
         read_bytes(golden_bytes("invalid/%s.spy" % name))
+    message = str(caught.value)
+    assert INVALID[name] in message and "\n" not in message
 
 
 def test_spec_and_codec_agree_on_version_and_kinds():
