@@ -76,7 +76,10 @@ def records(data):
     position = spyformat.PREAMBLE.size
     while position + spyformat.CHUNK_HEADER.size <= len(data):
         length, kind, codec, flags, raw_length, _crc = spyformat.CHUNK_HEADER.unpack_from(data, position)
-        payload = data[position + spyformat.CHUNK_HEADER.size:position + spyformat.CHUNK_HEADER.size + length]
+        end = position + spyformat.CHUNK_HEADER.size + length
+        if end > len(data):
+            break                                   # a torn tail
+        payload = data[position + spyformat.CHUNK_HEADER.size:end]
         raw = zlib.decompress(payload) if codec == Codec.ZLIB else payload
         out.append([kind, msgpack.unpackb(raw, raw=False, strict_map_key=False), codec, flags])
         position += spyformat.CHUNK_HEADER.size + length
