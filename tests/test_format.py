@@ -153,6 +153,25 @@ def test_spec_and_codec_agree_on_version_and_kinds():
         assert re.search(r"^\| `%s` \| %s \|" % (column, dtype), spec, re.M), column
 
 
+def test_spec_and_reader_agree_on_limits():
+    from spyrec import spylimits
+    from spyanalyze import views
+    with open(os.path.join(ROOT, "formats", "spy.md"), encoding="utf-8") as f:
+        spec = f.read()
+    costs = dict(re.findall(r"^\| ([a-zA-Z ()]+?) \| (\d+)(?: \+ [^|]+)? \|$", spec, re.M))
+    assert costs == {"sample": str(spylimits.SAMPLE_COST), "string": str(spylimits.STRING_COST),
+                     "frame": str(spylimits.FRAME_COST), "stack": str(spylimits.STACK_COST),
+                     "stack entry (a frame id in a stack)": str(spylimits.STACK_ENTRY_COST),
+                     "PROCESS or THREAD record": str(spylimits.RECORD_COST)}
+    assert "exceeds %d MiB" % (spylimits.MAX_PAYLOAD_BYTES >> 20) in spec
+    assert "exceeds 256 MiB" in spec and spylimits.MAX_RAW_BYTES == 256 << 20
+    assert "or %d MiB for the record kinds" % (spylimits.MAX_RECORD_RAW_BYTES >> 20) in spec
+    assert "at most %d in one map" % spylimits.MAX_MAP_KEYS in spec
+    assert "plus %d KiB" % (spylimits.UNKNOWN_SLACK_BYTES >> 10) in spec
+    assert "at most {:,}".format(spylimits.MAX_STACK_DEPTH) in spec
+    assert "at most {:,} buckets".format(views.MAX_TIMELINE_BUCKETS) in spec
+
+
 # -- round trips -------------------------------------------------------------------------------
 
 def realistic_recording(samples=3000, seed=7, flush_every=500):
