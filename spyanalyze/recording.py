@@ -220,9 +220,9 @@ class Recording:
         if any(not stack for stack in stacks):
             stacks = [stack or (len(frames),) for stack in stacks]
             frames = _with_no_python_frame(frames)
-        threads = _threads_table(data.threads)
-        processes = pd.DataFrame.from_records(list(data.processes.values())) if data.processes \
-            else pd.DataFrame({"pid": pd.Series([], dtype=np.int64)})
+        threads = _records_table(data.threads.values(), ["pid", "tid", "py_thread_id", "name", "start_ns",
+                                                          "end_ns"], ("pid", "tid"))
+        processes = _records_table(data.processes.values(), ["pid"], ("pid",))
         root = data.header.get("cwd") or next(
             (p.get("cwd") for p in data.processes.values() if p.get("cwd")), None)
         modules, kinds = module_paths(frames["file"].tolist(), root)
@@ -475,14 +475,17 @@ def _fold(items):
     return mapping, unique
 
 
-def _threads_table(threads):
-    columns = ["pid", "tid", "py_thread_id", "name", "start_ns", "end_ns"]
-    records = [dict(fields) for fields in threads.values()]
-    table = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=columns)
-    for column in columns:
-        if column not in table:
-            table[column] = None
-    return table[columns + [c for c in table.columns if c not in columns]]
+def _records_table(records, columns, required):
+    """PROCESS or THREAD records as a table, ``columns`` first.  Every cell keeps its value
+    exactly (object columns, None where a record lacks the key): a float column would round
+    ids and times above 2^53, and ``spyanalyze filter`` writes these cells back."""
+    records = list(records)
+    columns = columns + sorted({key for record in records for key in record} - set(columns))
+    table = pd.DataFrame({column: pd.Series([record.get(column) for record in records], dtype=object)
+                          for column in columns})
+    for column in required:            # always present (the reader checks): plain integers
+        table[column] = table[column].astype(np.int64)
+    return table
 
 
 def thread_display_name(name, tid):

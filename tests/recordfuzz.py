@@ -38,6 +38,8 @@ EDGES = [0, 1, -1, 255, 256, 65535, 65536, (1 << 31) - 1, 1 << 31, -(1 << 31), (
          "\x1b]0;title\x07\x1b[2J", "a;b\nc\r", "é" * 300, b"", b"\x00" * 9, [], [0], [-1], [None],
          [[]], {}, {"k": 1}, {1: 2}, msgpack.ExtType(5, b"x"), [0] * 70000, "y" * 100000]
 DTYPES = ["u1", "u2", "u4", "u8", "i4", "i8", "f8", "", 7]
+#: At most this many sample values are made up for one column.
+MAX_GENERATED = 4096
 #: Values tried in a chunk header, by record field: kind, codec, flags.
 _HEADER_VALUES = {0: (0, 1, 2, 7, 8, 9, 200, 255), 2: (0, 1, 2, 255), 3: (1, 0x8000, 0xFFFF)}
 
@@ -86,6 +88,7 @@ def _mutate_columns(rng, payload):
     count = payload.get("count")
     if not isinstance(columns, dict) or not columns or not isinstance(count, int):
         return False
+    count = max(0, min(count, MAX_GENERATED))    # a count mutated before: values for a few
     name = rng.choice(sorted(columns, key=str))
     how = rng.randrange(6)
     if how == 0:                                   # other values in the right encoding
@@ -196,7 +199,7 @@ def _exercise(data, path, cli, max_memory):
             recording.timeline("10ms")
             collapsed.write(recording, io.StringIO(), threads=True)
             speedscope.write(recording, io.StringIO())
-            write(recording, io.BytesIO())
+            _rewritten_reads(recording, write, spyformat, SpyError)
         except SpyError as exc:
             outcome = "refused: " + re.sub(r"\d+", "N", str(exc))
         if cli:
@@ -204,6 +207,16 @@ def _exercise(data, path, cli, max_memory):
     except Exception as exc:  # noqa: BLE001 - this is what a fuzzer looks for
         return crash_site(exc)
     return outcome
+
+
+def _rewritten_reads(recording, write, spyformat, error):
+    """What ``spyanalyze filter`` writes from a recording that was read must read again."""
+    out = io.BytesIO()
+    write(recording, out)
+    try:
+        spyformat.read_recording(io.BytesIO(out.getvalue()))
+    except error as exc:
+        raise AssertionError("the writer wrote a file the reader refuses: %s" % exc) from None
 
 
 #: The commands a user runs on a file (the filter's output goes to a scratch file).
