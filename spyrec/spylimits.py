@@ -11,6 +11,7 @@ per item, rounded up, so the budget is the reader's memory ceiling (see formats/
 """
 
 import os
+import re
 import resource
 
 from spyrec.errors import CorruptRecording
@@ -53,23 +54,18 @@ def default_max_memory():
     return int(ceiling * DEFAULT_SHARE)
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+
+
 def parse_size(text):
-    """``512M``, ``2G``, ``1.5GiB`` or a plain byte count, as bytes."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    value = str(text).strip().upper()
-    for suffix in ("IB", "B"):
-        if value.endswith(suffix) and value[:-len(suffix)][-1:] in "KMGT" and len(value) > len(suffix):
-            value = value[:-len(suffix)]
-            break
-    unit = value[-1:] if value[-1:] in "KMGT" else ""
-    number = value[:-1] if unit else value
-    try:
-        size = float(number) * units[unit]
-    except ValueError:
-        raise ValueError("not a size: %r (use e.g. 512M or 2G)" % (text,)) from None
-    if not size >= 1:
+    """``512M``, ``2G``, ``1.5GiB`` or a plain byte count, as bytes (units of 1024)."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError("not a size: %r (use e.g. 512M or 2G)" % (text,))
+    size = int(float(match.group(1)) * (1 << 10 * "_KMGT".index(match.group(2).upper() or "_")))
+    if size < 1:
         raise ValueError("a memory budget must be at least one byte, not %r" % (text,))
-    return int(size)
+    return size
 
 
 class ReadBudget:

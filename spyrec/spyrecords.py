@@ -159,7 +159,7 @@ class Walk:
         self.step(self.unpacker.skip)
 
     def scalar(self):
-        """The value at the cursor when it is no container (containers are skipped: None)."""
+        """The value at the cursor, or ``_CONTAINER`` for an array or map (skipped unbuilt)."""
         if self.container("array") is not None or self.container("map") is not None:
             self.skip()
             return _CONTAINER
