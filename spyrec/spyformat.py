@@ -206,9 +206,11 @@ class Chunk:
 class ChunkDecoder:
     """Sans-IO decoder: feed it bytes as they arrive, take complete chunks out.
 
-    File, pipe and follow modes are thin loops around it.  ``pending`` after the last feed is
-    the torn tail of a recording that was cut off mid-chunk; ``torn_tail()`` says what it was.
-    Every chunk is charged to ``budget`` (a ``spylimits.ReadBudget``) before it is decompressed.
+    File, pipe and follow modes are thin loops around it; after the last feed, ``finish()``
+    says no more data comes.  ``pending`` then is the torn tail of a recording that was cut off
+    mid-chunk, and ``torn_tail()`` says what it was; ``skipped`` lists the (offset, size) of
+    SAMPLES chunks that failed their checksum and were skipped (see ``_skippable``).  Every
+    chunk is charged to ``budget`` (a ``spylimits.ReadBudget``) before it is decompressed.
     """
 
     def __init__(self, budget=None):
@@ -216,6 +218,11 @@ class ChunkDecoder:
         self._consumed = 0          # absolute file offset of _buffer[0]
         self.version = None
         self.budget = ReadBudget() if budget is None else budget
+        self.final = False
+        self.skipped = []
+
+    def finish(self):
+        self.final = True
 
     @property
     def pending(self):
@@ -274,7 +281,14 @@ class ChunkDecoder:
             actual = zlib.crc32(payload, zlib.crc32(view[:CRC_COVERED_HEADER]))
             view.release()
             if actual != crc:
-                raise CorruptRecording("checksum mismatch in chunk of kind %d" % kind, offset)
+                skippable = self._skippable(kind, end)
+                if skippable is None:
+                    return                  # judged once the next chunk's header has arrived
+                if not skippable:
+                    raise CorruptRecording("checksum mismatch in chunk of kind %d" % kind, offset)
+                self.skipped.append((offset, end))          # end: the chunk's size
+                self._advance(end)
+                continue
             if flags:
                 raise CorruptRecording("chunk flags are %d, not 0 (the field is reserved)" % flags, offset)
             self._advance(end)
@@ -285,6 +299,19 @@ class ChunkDecoder:
             raw = inflate(codec, payload, raw_length, offset)
             del payload
             yield Chunk(kind, offset, decode_record(Kind.NAMES[kind], raw, offset, self.budget), end, codec)
+
+    def _skippable(self, kind, end):
+        """Whether a chunk that failed its checksum may be skipped: a SAMPLES chunk (no later
+        chunk depends on one) followed by the end of the file or by a chunk header that passes
+        every bound, so that only its own bytes were damaged and its length can be trusted.
+        None when that cannot be told until more data arrives."""
+        if kind != Kind.SAMPLES:
+            return False
+        if len(self._buffer) < end + CHUNK_HEADER.size:
+            return len(self._buffer) == end if self.final else None
+        length, kind, codec, flags, raw_length, _crc = CHUNK_HEADER.unpack_from(self._buffer, end)
+        return (kind in Kind.NAMES and codec in Codec.NAMES and flags == 0
+                and length <= MAX_PAYLOAD_BYTES and raw_length <= MAX_RAW_BYTES)
 
     def _advance(self, count):
         del self._buffer[:count]
@@ -479,6 +506,7 @@ class SpyReader:
         self.unknown_chunks = 0
         self.end_offset = 0
         self.header = None
+        self._saw_trailer = False
 
     @property
     def version(self):
@@ -488,28 +516,22 @@ class SpyReader:
     def budget(self):
         return self._decoder.budget
 
+    @property
+    def skipped(self):
+        return self._decoder.skipped
+
     def chunks(self):
         decoder = self._decoder
-        saw_any = saw_trailer = False
+        saw_any = False
         while True:
             data = self._stream.read(self.READ_SIZE)
             if not data:
                 break
             saw_any = True
             decoder.feed(data)
-            for chunk in decoder.chunks():
-                if saw_trailer:
-                    raise CorruptRecording("a chunk follows the TRAILER, which must be last", chunk.offset)
-                if self.header is None and chunk.kind != Kind.HEADER:
-                    raise CorruptRecording("the first chunk is of kind %d, not the HEADER" % chunk.kind,
-                                           chunk.offset)
-                if chunk.kind == Kind.HEADER:
-                    self._check_header(chunk)
-                saw_trailer = chunk.kind == Kind.TRAILER
-                if chunk.payload is None:
-                    self.unknown_chunks += 1
-                    continue
-                yield chunk
+            yield from self._in_order(decoder.chunks())
+        decoder.finish()
+        yield from self._in_order(decoder.chunks())
         if not saw_any:
             raise CorruptRecording("empty file: not a .spy recording", 0)
         if decoder.version is None:
@@ -517,6 +539,22 @@ class SpyReader:
         self.lost_bytes = decoder.pending
         self.torn = decoder.torn_tail()
         self.end_offset = decoder.offset
+
+    def _in_order(self, chunks):
+        """The chunks of known kinds, once the order rules are checked and unknown ones counted."""
+        for chunk in chunks:
+            if self._saw_trailer:
+                raise CorruptRecording("a chunk follows the TRAILER, which must be last", chunk.offset)
+            if self.header is None and chunk.kind != Kind.HEADER:
+                raise CorruptRecording("the first chunk is of kind %d, not the HEADER" % chunk.kind,
+                                       chunk.offset)
+            if chunk.kind == Kind.HEADER:
+                self._check_header(chunk)
+            self._saw_trailer = chunk.kind == Kind.TRAILER
+            if chunk.payload is None:
+                self.unknown_chunks += 1
+                continue
+            yield chunk
 
     def _check_header(self, chunk):
         if self.header is not None:
@@ -670,8 +708,16 @@ def read_recording(stream, max_memory=None):
 def lost_data(reader, has_trailer):
     """Sentences on what a read recording lost, from a finished ``SpyReader``."""
     lost = []
+    size = reader.end_offset + reader.lost_bytes
+    if reader.skipped:
+        skipped = sum(size for _offset, size in reader.skipped)
+        lost.append("%d SAMPLES chunk%s (%d bytes, %.1f%% of the file) failed %s checksum and %s "
+                    "skipped, the first at byte offset %d: %s samples are lost"
+                    % (len(reader.skipped), "s" if len(reader.skipped) > 1 else "", skipped,
+                       100.0 * skipped / size, "their" if len(reader.skipped) > 1 else "its",
+                       "were" if len(reader.skipped) > 1 else "was", reader.skipped[0][0],
+                       "their" if len(reader.skipped) > 1 else "its"))
     if reader.lost_bytes:
-        size = reader.end_offset + reader.lost_bytes
         lost.append("the last %d bytes of the file (%.1f%%) could not be read: %s"
                     % (reader.lost_bytes, 100.0 * reader.lost_bytes / size, reader.torn))
     if not has_trailer:

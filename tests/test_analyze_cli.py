@@ -362,3 +362,24 @@ def test_the_api_says_what_was_lost_and_strict_refuses_it(tmp_path):
     assert spyanalyze.load(GOLDEN / "v1" / "complete.spy").lost == ()
     with pytest.raises(IncompleteRecording, match="torn-tail.spy lost data: the last 121 bytes"):
         spyanalyze.load(torn, strict=True)
+
+
+def test_a_samples_chunk_with_a_bad_checksum_is_skipped_and_said(tmp_path):
+    # GIVEN a recording in many chunks with one byte flipped inside its second SAMPLES chunk
+    source = app_recording(tmp_path / "source.spy", max_batch=50)
+    with open(source, "rb") as f:
+        chunks = [c for c in spyformat.SpyReader(f).chunks() if c.kind == spyformat.Kind.SAMPLES]
+    data = bytearray(source.read_bytes())
+    data[chunks[1].offset + 40] ^= 0x01
+    damaged = tmp_path / "damaged.spy"
+    damaged.write_bytes(bytes(data))
+    # WHEN a command reads it: the other chunks' samples are there, and the loss is one line
+    result = CliRunner().invoke(main, ["top", str(damaged), "--idle", "include"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("%d samples" % (len(spyanalyze.load(source)) - 50))
+    assert result.stderr.splitlines() == [
+        "spyanalyze: warning: %s lost data: 1 SAMPLES chunk (%d bytes, %.1f%% of the file) failed its "
+        "checksum and was skipped, the first at byte offset %d: its samples are lost"
+        % (damaged, chunks[1].size, 100.0 * chunks[1].size / len(data), chunks[1].offset)]
+    # AND --strict refuses it
+    assert CliRunner().invoke(main, ["--strict", "top", str(damaged)]).exit_code == 1

@@ -260,11 +260,13 @@ def test_cutting_anywhere_in_the_last_chunks_returns_a_prefix():
             assert rec.lost_bytes == cut - boundary, cut
 
 
-def test_flipped_bytes_give_clean_errors_or_a_prefix():
+def test_flipped_bytes_give_clean_errors_or_data_with_its_loss_said():
     data, expected = realistic_recording(samples=1500, flush_every=500)
     full_t = [row[0] for row in expected]
+    batches = [full_t[i:i + 500] for i in range(0, 1500, 500)]
     rng = random.Random(3)
     positions = list(range(0, 64)) + rng.sample(range(64, len(data)), 400)
+    survived = {"prefix": 0, "skipped": 0}
     for position in positions:
         damaged = bytearray(data)
         damaged[position] ^= 1 << rng.randrange(8)
@@ -273,10 +275,17 @@ def test_flipped_bytes_give_clean_errors_or_a_prefix():
         except (CorruptRecording, IncompatibleRecording) as exc:
             assert str(exc).count("\n") == 0
             continue
-        # A flip that survives is one a reader may legally miss: a length field turned into a
-        # torn tail, the reserved bytes, or a flags field; what it returns is still a prefix.
+        # A flip that survives is in a length field that made a torn tail (a prefix is left) or
+        # in a SAMPLES chunk, skipped (the other batches are left); either way the loss is said.
         t = rec.samples["t"].tolist()
-        assert t == full_t[:len(t)], position
+        assert rec.lost, position
+        if "failed its checksum" in rec.lost[0]:
+            survived["skipped"] += 1
+            assert t in [sum(batches[:i] + batches[i + 1:], []) for i in range(3)], position
+        else:
+            survived["prefix"] += 1
+            assert t == full_t[:len(t)] and "could not be read" in rec.lost[0], position
+    assert survived["skipped"] > 0 and survived["prefix"] > 0, survived
 
 
 def test_a_lying_decompressed_length_is_refused():
