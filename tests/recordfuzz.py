@@ -101,7 +101,7 @@ def _mutate_columns(rng, payload):
         values = [v % (1 << bits) - ((1 << bits) if signed and v % (1 << bits) >= 1 << (bits - 1) else 0)
                   for v in values]
         columns[name] = [dtype, transforms, golden.spyformat.encode_column(values, dtype, transforms)]
-    elif how == 1:                                 # another dtype, its bytes re-encoded for it
+    elif how == 1:                                 # another dtype, random bytes of its size
         dtype = rng.choice(DTYPES)
         size = golden.spyformat.DTYPES.get(dtype, ("B", 8))[1]
         columns[name] = [dtype, 0, bytes(rng.randrange(256) for _ in range(count * size))]
