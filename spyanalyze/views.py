@@ -199,6 +199,7 @@ def summary(recording):
         "stacks": len(recording.stack_table),
         "frames": len(recording.frames),
         "lost_bytes": recording.lost_bytes,
+        "lost": list(recording.lost),
         "complete": recording.trailer is not None,
         "trailer": dict(recording.trailer or {}),
         "filters": list(recording.steps),

@@ -360,6 +360,8 @@ def test_the_api_says_what_was_lost_and_strict_refuses_it(tmp_path):
     assert "no trailer" in recording.lost[1]
     assert recording.filter(idle="exclude").lost == recording.lost      # filters keep it
     assert spyanalyze.load(GOLDEN / "v1" / "complete.spy").lost == ()
+    facts = json.loads(invoke("info", "--json", torn).stdout)            # and info --json
+    assert facts["lost"] == list(recording.lost)
     with pytest.raises(IncompleteRecording, match="torn-tail.spy lost data: the last 121 bytes"):
         spyanalyze.load(torn, strict=True)
 
