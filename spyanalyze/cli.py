@@ -3,7 +3,9 @@
 Conventions: ``--help`` on every command; ``-o FILE`` for output, ``-`` (the default) for
 standard output and, as an input path, standard input.  Exit codes: 0 success, 1 an error the
 user can act on (one ``spyanalyze: error: ...`` line on stderr, no traceback unless
-``--debug``), 2 a usage error (click's), 3 a ``diff --fail-if`` gate that failed.
+``--debug``), 2 a usage error (click's), 3 a ``diff --fail-if`` gate that failed.  A recording
+that lost data (a torn tail, no trailer) gets one ``spyanalyze: warning: ...`` line on stderr
+in every command, and is an error under ``--strict``.
 """
 
 import glob
@@ -13,12 +15,12 @@ import sys
 
 import click
 
-from spyrec import spyformat
+from spyrec import spyformat, spylimits
 from spyrec.errors import SpyError
 
 from spyanalyze import filters, frames, views
 from spyanalyze.diff import Gate, check_gates, diff, write_collapsed_diff
-from spyanalyze.errors import UnreadableFile
+from spyanalyze.errors import IncompleteRecording, UnreadableFile
 from spyanalyze.export import FORMATS
 from spyanalyze.recording import WEIGHTS, load
 from spyanalyze.text import printable
@@ -65,11 +67,43 @@ class SpyanalyzeGroup(click.Group):
             ctx.exit(0)
 
 
+def parse_max_memory(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return spylimits.parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc))
+
+
 @click.group(cls=SpyanalyzeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show a traceback for errors.")
+@click.option("--strict", is_flag=True,
+              help="Refuse a recording that lost data (a torn tail, no trailer) instead of warning.")
+@click.option("--max-memory", metavar="SIZE", callback=parse_max_memory,
+              help="Memory a recording may take to load (e.g. 2G; default: half the machine's); "
+                   "a file needing more is refused.")
 @click.version_option(package_name="spyrec", prog_name="spyanalyze")
-def main(debug):
+def main(debug, strict, max_memory):
     """Analyse .spy recordings made by spyrec: summaries, filters, diffs and exports."""
+
+
+def global_options():
+    return click.get_current_context().find_root().params
+
+
+def load_recording(path):
+    """``load`` with the global options; what the file lost is one warning line on stderr."""
+    options = global_options()
+    recording = load(path, strict=options["strict"], max_memory=options["max_memory"])
+    warn_lost(path, recording.lost)
+    return recording
+
+
+def warn_lost(path, lost):
+    if lost:
+        click.echo("spyanalyze: warning: %s lost data: %s" % (printable(path), printable("; ".join(lost))),
+                   err=True)
 
 
 # ------------------------------------------------------------------------------------------
@@ -176,7 +210,7 @@ def info(path, as_json):
 
     The rate achieved is given as rounds per second (a round samples every thread once) and per
     thread while it lived: the median over threads sampled twice or more, and the main thread's."""
-    recording = load(path)
+    recording = load_recording(path)
     facts = views.summary(recording)
     if as_json:
         import json
@@ -223,7 +257,7 @@ def top(path, by, weight, sort, limit, as_csv, output, **options):
     starts); a frame whose instruction has no line shows no line.  The interpreter's own shim
     frames are hidden (their time is their caller's), and samples of threads with no Python
     frame at all (only C code, starting or ending) show as <no Python frames>."""
-    recording = filtered(load(path), options)
+    recording = filtered(load_recording(path), options)
     table = views.aggregate(recording, by, weight)
     table = table.sort_values([sort + "_share", ("total" if sort == "self" else "self") + "_share"],
                               ascending=False, kind="stable")
@@ -332,8 +366,8 @@ def diff_command(recordings, vs, by, weight, alpha, gates, limit, as_csv, collap
     recordings a side, from how the runs differ (see spyanalyze.diff).  Exit 3 when a
     --fail-if gate fails."""
     before, after = diff_sides(recordings, vs)
-    a = [filtered(load(path), dict(options)) for path in before]
-    b = [filtered(load(path), dict(options)) for path in after]
+    a = [filtered(load_recording(path), dict(options)) for path in before]
+    b = [filtered(load_recording(path), dict(options)) for path in after]
     table = diff(a, b, by=by, weight=weight, alpha=alpha)
     if collapsed:
         write_collapsed_diff(a, b, collapsed, weight=weight)
@@ -373,7 +407,7 @@ def render_diff(table, by):
               help="The new .spy file; - is standard output.")
 def filter_command(path, output, **options):
     """Write a new recording holding only the samples (and stacks) the filters keep."""
-    recording = filtered(load(path), options)
+    recording = filtered(load_recording(path), options)
     if output.isatty():
         raise click.UsageError("refusing to write a binary recording to a terminal; use -o FILE")
     count = write_spy(recording, output)
@@ -392,7 +426,7 @@ def filter_command(path, output, **options):
 @output_option()
 def export(path, fmt, weight, thread_roots, output, **options):
     """Export a recording as speedscope JSON or collapsed stacks."""
-    recording = filtered(load(path), options)
+    recording = filtered(load_recording(path), options)
     if fmt == "speedscope":
         FORMATS[fmt].write(recording, output, weight=weight or "wall")
     else:
@@ -408,8 +442,12 @@ def dump(path, output):
         stream = spyformat.open_source(path)
     except OSError as exc:
         raise UnreadableFile("%s: %s" % (path, exc.strerror or exc))
+    options = global_options()
     try:
-        spyformat.dump(stream, output)
+        lost = spyformat.dump(stream, output, max_memory=options["max_memory"])
     finally:
         if path != "-":
             stream.close()
+    if lost and options["strict"]:
+        raise IncompleteRecording("%s lost data: %s" % (path, "; ".join(lost)))
+    warn_lost(path, lost)

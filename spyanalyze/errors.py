@@ -9,7 +9,12 @@ own: a file it cannot open, a filter that leaves nothing, a thread that does not
 from spyrec.errors import CorruptRecording, IncompatibleRecording, SpyError
 
 __all__ = ["AnalysisError", "CorruptRecording", "EmptyResult", "IncompatibleRecording",
-           "SpyError", "UnknownThread", "UnreadableFile"]
+           "IncompleteRecording", "SpyError", "TooLarge", "UnknownThread", "UnreadableFile"]
+
+
+class IncompleteRecording(SpyError):
+    """The recording lost data (a torn tail, no trailer) and the caller asked for it whole
+    (``load(..., strict=True)``, ``spyanalyze --strict``)."""
 
 
 class AnalysisError(SpyError):
@@ -22,6 +27,10 @@ class UnreadableFile(AnalysisError):
 
 class EmptyResult(AnalysisError):
     """Nothing is left to analyse: an empty recording, or filters that removed every sample."""
+
+
+class TooLarge(AnalysisError):
+    """A result would be larger than the analyser builds (a timeline of too many buckets)."""
 
 
 class UnknownThread(AnalysisError):

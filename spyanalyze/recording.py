@@ -52,7 +52,7 @@ from spyrec import spyformat
 from spyrec.spyformat import SampleFlag
 
 from spyanalyze import frames as frame_rules
-from spyanalyze.errors import CorruptRecording, SpyError, UnreadableFile
+from spyanalyze.errors import CorruptRecording, IncompleteRecording, SpyError, UnreadableFile
 
 #: What a view or an export can weigh a sample by: one each, wall time, or CPU time.
 WEIGHTS = ("samples", "wall", "cpu")
@@ -189,7 +189,7 @@ class Recording:
     Attributes: ``samples``, ``frames``, ``stacks`` (DataFrames described in the module
     docstring), ``threads`` and ``processes`` (the THREAD and PROCESS records as tables),
     ``header`` and ``trailer`` (dicts as recorded), ``source`` (the path loaded), ``lost_bytes``
-    (size of a torn tail that was dropped).  Views and filters are methods that delegate to
+    (size of a torn tail that was dropped), ``lost`` (a sentence per way the file lost data).  Views and filters are methods that delegate to
     ``spyanalyze.views`` and ``spyanalyze.filters``.
     """
 
@@ -220,9 +220,9 @@ class Recording:
         if any(not stack for stack in stacks):
             stacks = [stack or (len(frames),) for stack in stacks]
             frames = _with_no_python_frame(frames)
-        threads = _threads_table(data.threads)
-        processes = pd.DataFrame.from_records(list(data.processes.values())) if data.processes \
-            else pd.DataFrame({"pid": pd.Series([], dtype=np.int64)})
+        threads = _records_table(data.threads.values(), ["pid", "tid", "py_thread_id", "name", "start_ns",
+                                                          "end_ns"], ("pid", "tid"))
+        processes = _records_table(data.processes.values(), ["pid"], ("pid",))
         root = data.header.get("cwd") or next(
             (p.get("cwd") for p in data.processes.values() if p.get("cwd")), None)
         modules, kinds = module_paths(frames["file"].tolist(), root)
@@ -233,7 +233,8 @@ class Recording:
         frames = frames.rename_axis("frame")
         samples = _samples_table(data, stack_map, threads)
         meta = {"source": source, "lost_bytes": data.lost_bytes, "version": data.version,
-                "unknown_chunks": data.unknown_chunks, "chunks": data.chunk_count}
+                "unknown_chunks": data.unknown_chunks, "chunks": data.chunk_count,
+                "lost": tuple(data.lost)}
         return cls(samples, frames, StackTable(stacks), threads, processes, dict(data.header),
                    data.trailer, meta)
 
@@ -261,6 +262,11 @@ class Recording:
     @property
     def lost_bytes(self):
         return self.meta.get("lost_bytes", 0)
+
+    @property
+    def lost(self):
+        """Sentences on the data the file lost (a torn tail, no trailer); empty when whole."""
+        return self.meta.get("lost", ())
 
     @property
     def empty(self):
@@ -368,16 +374,23 @@ class Recording:
         return filters.apply(self, **criteria)
 
 
-def load(path):
-    """Load a .spy recording (``-`` reads standard input) into a ``Recording``."""
+def load(path, strict=False, max_memory=None):
+    """Load a .spy recording (``-`` reads standard input) into a ``Recording``.
+
+    A recording that lost data (a torn tail, no trailer) loads with ``Recording.lost`` saying
+    so, or raises ``IncompleteRecording`` when ``strict``.  ``max_memory`` is the reader's
+    budget in bytes (see ``spyrec.spylimits``): a file needing more is a ``CorruptRecording``.
+    """
     path = os.fspath(path)
     try:
         stream = spyformat.open_source(path)
         try:
-            data = spyformat.read_recording(stream)
+            data = spyformat.read_recording(stream, max_memory=max_memory)
         finally:
             if path != "-":
                 stream.close()
+        if strict and data.lost:
+            raise IncompleteRecording("%s lost data: %s" % (path, "; ".join(data.lost)))
         return Recording.from_data(data, source="<stdin>" if path == "-" else path)
     except IsADirectoryError:
         raise UnreadableFile("%s: is a directory, not a recording" % path)
@@ -462,14 +475,17 @@ def _fold(items):
     return mapping, unique
 
 
-def _threads_table(threads):
-    columns = ["pid", "tid", "py_thread_id", "name", "start_ns", "end_ns"]
-    records = [dict(fields) for fields in threads.values()]
-    table = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=columns)
-    for column in columns:
-        if column not in table:
-            table[column] = None
-    return table[columns + [c for c in table.columns if c not in columns]]
+def _records_table(records, columns, required):
+    """PROCESS or THREAD records as a table, ``columns`` first.  Every cell keeps its value
+    exactly (object columns, None where a record lacks the key): a float column would round
+    ids and times above 2^53, and ``spyanalyze filter`` writes these cells back."""
+    records = list(records)
+    columns = columns + sorted({key for record in records for key in record} - set(columns))
+    table = pd.DataFrame({column: pd.Series([record.get(column) for record in records], dtype=object)
+                          for column in columns})
+    for column in required:            # always present (the reader checks): plain integers
+        table[column] = table[column].astype(np.int64)
+    return table
 
 
 def thread_display_name(name, tid):

@@ -16,7 +16,12 @@ of the analyser (see ``spyanalyze.recording``).
 import numpy as np
 import pandas as pd
 
+from spyanalyze.errors import TooLarge
 from spyanalyze.recording import WEIGHTS, check_weight
+
+#: A timeline has at most this many buckets (a row each): a finer frequency over a long span is
+#: refused before anything of that size is allocated.
+MAX_TIMELINE_BUCKETS = 10_000_000
 
 _KEY_COLUMNS = {"function": ["module", "qualname"], "line": ["module", "qualname", "line"],
                 "file": ["module"], "frame": ["module", "qualname", "line"]}
@@ -122,6 +127,9 @@ def timeline(recording, freq="1s"):
     first = int(bucket.min())
     bucket -= first                                   # 0 .. n_buckets - 1, in time order
     n_buckets = int(bucket.max()) + 1
+    if n_buckets > MAX_TIMELINE_BUCKETS:
+        raise TooLarge("a timeline at %s over this recording would have %d buckets (at most %d): "
+                       "use a coarser frequency" % (freq, n_buckets, MAX_TIMELINE_BUCKETS))
     thread = samples["pid"].to_numpy() << 32 | samples["tid"].to_numpy()
     active = np.bincount(bucket, weights=~samples["idle"].to_numpy(), minlength=n_buckets)
     table = pd.DataFrame({
@@ -191,6 +199,7 @@ def summary(recording):
         "stacks": len(recording.stack_table),
         "frames": len(recording.frames),
         "lost_bytes": recording.lost_bytes,
+        "lost": list(recording.lost),
         "complete": recording.trailer is not None,
         "trailer": dict(recording.trailer or {}),
         "filters": list(recording.steps),

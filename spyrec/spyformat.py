@@ -16,8 +16,9 @@ before any of it is decoded.  A file is a stream: the writer never seeks, and a 
 the end of the data inside a chunk stops at the last complete chunk and reports what was lost.
 
 Untrusted input: payloads are msgpack (no code execution, extension types are refused), every
-length is checked against a fixed bound before anything is allocated, and decompression is
-capped at the declared raw length.
+length and count is charged to a memory budget before anything of that size is allocated
+(``spylimits``), decompression is capped at the declared raw length, and every field is checked
+against the spec as it is decoded (``spyrecords``).
 """
 
 import array
@@ -28,6 +29,10 @@ import zlib
 import msgpack
 
 from spyrec.errors import CorruptRecording, IncompatibleRecording
+from spyrec.spyrecords import bound
+from spyrec.spylimits import (MAX_PAYLOAD_BYTES, MAX_RAW_BYTES, MAX_RECORD_RAW_BYTES, MAX_TIME_NS,
+                              RECORD_COST, SAMPLE_COST, ReadBudget)
+from spyrec.spyrecords import decode_record
 
 MAGIC = b"\x89SPY\r\n\x1a\n"
 FORMAT_VERSION = (1, 0)
@@ -35,10 +40,6 @@ PREAMBLE = struct.Struct("<8sBBH")
 CHUNK_HEADER = struct.Struct("<IBBHII")
 #: The CRC covers the header up to (not including) the crc field, then the payload.
 CRC_COVERED_HEADER = 12
-
-#: A chunk larger than this is refused as corrupt: no legitimate writer produces one.
-MAX_PAYLOAD_BYTES = 64 << 20
-MAX_RAW_BYTES = 256 << 20
 
 
 class Kind:
@@ -166,12 +167,8 @@ def encode_chunk(kind, obj, codec=Codec.ZLIB, level=6):
     return head + struct.pack("<I", crc) + payload
 
 
-def _reject_ext(code, data):
-    raise CorruptRecording("msgpack extension type %d is not allowed in a recording" % code)
-
-
-def decode_payload(codec, payload, raw_length, offset):
-    """Decompress (bounded by the declared raw length) and unpack one chunk payload."""
+def inflate(codec, payload, raw_length, offset):
+    """Decompress one chunk payload, never past its declared raw length."""
     if codec == Codec.ZLIB:
         inflater = zlib.decompressobj()
         try:
@@ -180,43 +177,52 @@ def decode_payload(codec, payload, raw_length, offset):
             raise CorruptRecording("chunk does not decompress (%s)" % exc, offset)
         if len(raw) != raw_length or inflater.unconsumed_tail:
             raise CorruptRecording("chunk decompresses to more or less than its declared size", offset)
-    elif codec == Codec.NONE:
-        raw = payload
-        if len(raw) != raw_length:
+        return raw
+    if codec == Codec.NONE:
+        if len(payload) != raw_length:
             raise CorruptRecording("uncompressed chunk size does not match its header", offset)
-    else:
-        raise CorruptRecording("unknown compression codec %d" % codec, offset)
-    try:
-        return msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_reject_ext)
-    except CorruptRecording as exc:
-        raise CorruptRecording(exc.reason, offset)
-    except Exception as exc:  # msgpack raises several unrelated types for bad data
-        raise CorruptRecording("chunk payload is not valid msgpack (%s)" % type(exc).__name__, offset)
+        return payload
+    raise CorruptRecording("unknown compression codec %d" % codec, offset)
+
+
+#: Kinds whose records are a few fields (bounded by MAX_RECORD_RAW_BYTES), not tables.
+_RECORD_KINDS = frozenset((Kind.HEADER, Kind.PROCESS, Kind.THREAD, Kind.TRAILER))
 
 
 class Chunk:
-    """One framed record as read from a file: its kind, where it starts, and its decoded payload."""
+    """One framed record as read from a file: its kind, where it starts, its codec and its
+    decoded payload (None for a kind this reader does not know, which it never decompresses)."""
 
-    __slots__ = ("kind", "offset", "payload", "size")
+    __slots__ = ("kind", "offset", "payload", "size", "codec")
 
-    def __init__(self, kind, offset, payload, size):
+    def __init__(self, kind, offset, payload, size, codec=Codec.NONE):
         self.kind = kind
         self.offset = offset
         self.payload = payload
         self.size = size
+        self.codec = codec
 
 
 class ChunkDecoder:
     """Sans-IO decoder: feed it bytes as they arrive, take complete chunks out.
 
-    File, pipe and follow modes are thin loops around it.  ``pending`` after the last feed is
-    the torn tail of a recording that was cut off mid-chunk.
+    File, pipe and follow modes are thin loops around it; after the last feed, ``finish()``
+    says no more data comes.  ``pending`` then is the torn tail of a recording that was cut off
+    mid-chunk, and ``torn_tail()`` says what it was; ``skipped`` lists the (offset, size) of
+    SAMPLES chunks that failed their checksum and were skipped (see ``_skippable``).  Every
+    chunk is charged to ``budget`` (a ``spylimits.ReadBudget``) before it is decompressed.
     """
 
-    def __init__(self):
+    def __init__(self, budget=None):
         self._buffer = bytearray()
         self._consumed = 0          # absolute file offset of _buffer[0]
         self.version = None
+        self.budget = ReadBudget() if budget is None else budget
+        self.final = False
+        self.skipped = []
+
+    def finish(self):
+        self.final = True
 
     @property
     def pending(self):
@@ -229,6 +235,17 @@ class ChunkDecoder:
     def feed(self, data):
         self._buffer += data
 
+    def torn_tail(self):
+        """A sentence on the partial chunk left in the buffer, or None when there is none."""
+        if not self._buffer:
+            return None
+        if len(self._buffer) < CHUNK_HEADER.size:
+            return "the file ends %d bytes into the header of the chunk at byte offset %d" % (
+                len(self._buffer), self._consumed)
+        length = CHUNK_HEADER.unpack_from(self._buffer)[0]
+        return ("the chunk at byte offset %d claims %d bytes of payload but the file ends %d bytes "
+                "into it" % (self._consumed, length, len(self._buffer) - CHUNK_HEADER.size))
+
     def chunks(self):
         """Yield every complete chunk in the buffer; leave a partial one for the next feed."""
         if self.version is None:
@@ -236,20 +253,26 @@ class ChunkDecoder:
                 if not MAGIC.startswith(bytes(self._buffer[:len(MAGIC)])):
                     raise CorruptRecording("not a .spy recording (bad magic)", 0)
                 return
-            magic, major, minor, _reserved = PREAMBLE.unpack_from(self._buffer)
+            magic, major, minor, reserved = PREAMBLE.unpack_from(self._buffer)
             if magic != MAGIC:
                 raise CorruptRecording("not a .spy recording (bad magic)", 0)
             if major != FORMAT_VERSION[0]:
                 raise IncompatibleRecording(
                     "recording format %d.%d cannot be read by this version (reads %d.x); "
                     "use a spyanalyze that supports format %d" % (major, minor, FORMAT_VERSION[0], major))
+            if reserved:
+                raise CorruptRecording("the preamble's reserved field is %d, not 0" % reserved, 10)
             self.version = (major, minor)
             self._advance(PREAMBLE.size)
         while len(self._buffer) >= CHUNK_HEADER.size:
-            length, kind, codec, _flags, raw_length, crc = CHUNK_HEADER.unpack_from(self._buffer)
+            length, kind, codec, flags, raw_length, crc = CHUNK_HEADER.unpack_from(self._buffer)
+            offset = self._consumed
             if length > MAX_PAYLOAD_BYTES or raw_length > MAX_RAW_BYTES:
                 raise CorruptRecording("chunk claims %d bytes (%d raw), over the %d-byte bound"
-                                       % (length, raw_length, MAX_PAYLOAD_BYTES), self._consumed)
+                                       % (length, raw_length, MAX_PAYLOAD_BYTES), offset)
+            if kind in _RECORD_KINDS and raw_length > MAX_RECORD_RAW_BYTES:
+                raise CorruptRecording("%s chunk claims %d raw bytes, over the %d-byte bound of a record"
+                                       % (Kind.NAMES[kind], raw_length, MAX_RECORD_RAW_BYTES), offset)
             end = CHUNK_HEADER.size + length
             if len(self._buffer) < end:
                 return
@@ -257,11 +280,38 @@ class ChunkDecoder:
             payload = bytes(view[CHUNK_HEADER.size:end])
             actual = zlib.crc32(payload, zlib.crc32(view[:CRC_COVERED_HEADER]))
             view.release()
-            offset = self._consumed
             if actual != crc:
-                raise CorruptRecording("checksum mismatch in chunk of kind %d" % kind, offset)
+                skippable = self._skippable(kind, end)
+                if skippable is None:
+                    return                  # judged once the next chunk's header has arrived
+                if not skippable:
+                    raise CorruptRecording("checksum mismatch in chunk of kind %d" % kind, offset)
+                self.skipped.append((offset, end))          # end: the chunk's size
+                self._advance(end)
+                continue
+            if flags:
+                raise CorruptRecording("chunk flags are %d, not 0 (the field is reserved)" % flags, offset)
             self._advance(end)
-            yield Chunk(kind, offset, decode_payload(codec, payload, raw_length, offset), end)
+            if kind not in Kind.NAMES:
+                yield Chunk(kind, offset, None, end, codec)     # skipped unread: a later minor's
+                continue
+            self.budget.inflate(raw_length, offset)
+            raw = inflate(codec, payload, raw_length, offset)
+            del payload
+            yield Chunk(kind, offset, decode_record(Kind.NAMES[kind], raw, offset, self.budget), end, codec)
+
+    def _skippable(self, kind, end):
+        """Whether a chunk that failed its checksum may be skipped: a SAMPLES chunk (no later
+        chunk depends on one) followed by the end of the file or by a chunk header that passes
+        every bound, so that only its own bytes were damaged and its length can be trusted.
+        None when that cannot be told until more data arrives."""
+        if kind != Kind.SAMPLES:
+            return False
+        if len(self._buffer) < end + CHUNK_HEADER.size:
+            return len(self._buffer) == end if self.final else None
+        length, kind, codec, flags, raw_length, _crc = CHUNK_HEADER.unpack_from(self._buffer, end)
+        return (kind in Kind.NAMES and codec in Codec.NAMES and flags == 0
+                and length <= MAX_PAYLOAD_BYTES and raw_length <= MAX_RAW_BYTES)
 
     def _advance(self, count):
         del self._buffer[:count]
@@ -438,24 +488,37 @@ class SpyWriter:
 class SpyReader:
     """Iterate the chunks of a recording from a binary stream (file or pipe).
 
-    After iteration, ``lost_bytes`` is the size of a torn tail (a recording cut off while a
-    chunk was being written) and ``unknown_chunks`` counts chunks of kinds this reader does not
-    know, which it skipped.  A damaged chunk in the middle raises ``CorruptRecording`` naming
-    its offset.
+    Yields the chunks of known kinds, with their payloads checked field by field, and enforces
+    the order rules (one HEADER, first; nothing after the TRAILER).  After iteration,
+    ``lost_bytes`` is the size of a torn tail (a recording cut off while a chunk was being
+    written), ``torn`` a sentence saying what it was, and ``unknown_chunks`` counts chunks of
+    kinds this reader does not know, which it skipped.  A damaged chunk raises
+    ``CorruptRecording`` naming its offset.
     """
 
     READ_SIZE = 1 << 20
 
-    def __init__(self, stream):
+    def __init__(self, stream, budget=None):
         self._stream = stream
-        self._decoder = ChunkDecoder()
+        self._decoder = ChunkDecoder(budget)
         self.lost_bytes = 0
+        self.torn = None
         self.unknown_chunks = 0
         self.end_offset = 0
+        self.header = None
+        self._saw_trailer = False
 
     @property
     def version(self):
         return self._decoder.version
+
+    @property
+    def budget(self):
+        return self._decoder.budget
+
+    @property
+    def skipped(self):
+        return self._decoder.skipped
 
     def chunks(self):
         decoder = self._decoder
@@ -466,24 +529,51 @@ class SpyReader:
                 break
             saw_any = True
             decoder.feed(data)
-            for chunk in decoder.chunks():
-                if chunk.kind not in Kind.NAMES:
-                    self.unknown_chunks += 1
-                    continue
-                yield chunk
+            yield from self._in_order(decoder.chunks())
+        decoder.finish()
+        yield from self._in_order(decoder.chunks())
         if not saw_any:
             raise CorruptRecording("empty file: not a .spy recording", 0)
         if decoder.version is None:
             raise CorruptRecording("file too short for a .spy preamble", 0)
         self.lost_bytes = decoder.pending
+        self.torn = decoder.torn_tail()
         self.end_offset = decoder.offset
+
+    def _in_order(self, chunks):
+        """The chunks of known kinds, once the order rules are checked and unknown ones counted."""
+        for chunk in chunks:
+            if self._saw_trailer:
+                raise CorruptRecording("a chunk follows the TRAILER, which must be last", chunk.offset)
+            if self.header is None and chunk.kind != Kind.HEADER:
+                raise CorruptRecording("the first chunk is of kind %d, not the HEADER" % chunk.kind,
+                                       chunk.offset)
+            if chunk.kind == Kind.HEADER:
+                self._check_header(chunk)
+            self._saw_trailer = chunk.kind == Kind.TRAILER
+            if chunk.payload is None:
+                self.unknown_chunks += 1
+                continue
+            yield chunk
+
+    def _check_header(self, chunk):
+        if self.header is not None:
+            raise CorruptRecording("a second HEADER (there is exactly one)", chunk.offset)
+        if chunk.codec != Codec.NONE:
+            raise CorruptRecording("the HEADER is compressed (its codec must be 0)", chunk.offset)
+        if tuple(chunk.payload["format"]) != self.version:
+            raise CorruptRecording("the HEADER says format %d.%d, the preamble %d.%d"
+                                   % (tuple(chunk.payload["format"]) + self.version), chunk.offset)
+        self.header = chunk.payload
 
 
 class RecordingData:
     """Everything a recording holds, as plain Python lists plus numpy sample columns.
 
     This is the neutral, dependency-light result of reading; spyanalyze builds its DataFrames
-    from it.  Ids index directly into ``strings``, ``frames`` and ``stacks``.
+    from it.  Ids index directly into ``strings``, ``frames`` and ``stacks``.  ``lost`` holds a
+    sentence for each way the file lost data (a torn tail, no trailer): empty for a recording
+    that is whole.
     """
 
     def __init__(self):
@@ -498,6 +588,8 @@ class RecordingData:
         self.samples = {}           # column name -> numpy array
         self.sample_count = 0
         self.lost_bytes = 0
+        self.file_bytes = 0
+        self.lost = []
         self.unknown_chunks = 0
         self.chunk_count = 0
 
@@ -507,90 +599,101 @@ def _expect(condition, reason, offset):
         raise CorruptRecording(reason, offset)
 
 
-def _int_list(values, name, offset, bound=None):
-    _expect(isinstance(values, list), "%s is not a list" % name, offset)
-    for value in values:
-        _expect(type(value) is int, "%s holds a non-integer" % name, offset)
-    if bound is not None and values:
-        _expect(0 <= min(values) and max(values) < bound,
-                "%s refers to an id that is not defined yet" % name, offset)
-    return values
+#: Sample columns whose values have a range of their own (formats/spy.md, SAMPLES):
+#: name -> (low, high exclusive).  ``stack`` is checked against the stacks defined so far.
+_COLUMN_RANGES = {"t": (0, MAX_TIME_NS), "cpu": (-(1 << 53) + 1, 1 << 53), "rss": (0, 1 << 53),
+                  "flags": (0, (SampleFlag.IDLE | SampleFlag.GIL | SampleFlag.TORN) + 1)}
 
 
-def read_recording(stream):
-    """Read a whole recording into ``RecordingData``, validating every id and length."""
+def _sample_columns(payload, offset, data, budget):
+    """Decode a SAMPLES chunk's known columns into numpy arrays, checked against the spec."""
+    count, columns = payload["count"], payload["columns"]
+    budget.charge(count * SAMPLE_COST, "a SAMPLES chunk of %d samples" % count, offset)
+    for name in REQUIRED_SAMPLE_COLUMNS:
+        _expect(name in columns, "SAMPLES chunk lacks the %r column" % name, offset)
+    decoded = {}
+    for name, (dtype, transforms, raw) in columns.items():
+        if name not in SAMPLE_COLUMNS:
+            continue                    # a column of a later minor version
+        _expect(dtype == SAMPLE_COLUMNS[name][0], "column %r has dtype %r, not %r"
+                % (name, dtype, SAMPLE_COLUMNS[name][0]), offset)
+        _expect(transforms & ~(Transform.DELTA | Transform.SHUFFLE) == 0,
+                "column %r has unknown transform bits %d" % (name, transforms), offset)
+        try:
+            values = decode_column(raw, dtype, transforms, count)
+        except CorruptRecording as exc:
+            raise CorruptRecording("column %r: %s" % (name, exc.reason), offset)
+        if count and name in _COLUMN_RANGES:
+            low, high = _COLUMN_RANGES[name]
+            _expect(low <= int(values.min()) and int(values.max()) < high,
+                    "column %r holds a value outside [%s, %s)" % (name, bound(low), bound(high)), offset)
+        if name == "stack" and count:
+            _expect(int(values.max()) < len(data.stacks), "a sample refers to an undefined stack", offset)
+        decoded[name] = values
+    return decoded
+
+
+def read_recording(stream, max_memory=None):
+    """Read a whole recording into ``RecordingData``, validating every id, length and field.
+
+    ``max_memory`` is the reader's budget in bytes (default: ``spylimits.default_max_memory``);
+    a file that needs more is refused as corrupt before it is allocated.
+    """
     import numpy as np
 
     data = RecordingData()
-    reader = SpyReader(stream)
+    budget = ReadBudget(max_memory)
+    reader = SpyReader(stream, budget)
     column_parts = {}
     for chunk in reader.chunks():
         payload, offset, kind = chunk.payload, chunk.offset, chunk.kind
         data.chunk_count += 1
-        _expect(isinstance(payload, dict), "%s payload is not a map" % Kind.NAMES[kind], offset)
         if kind == Kind.HEADER:
             data.header = payload
         elif kind == Kind.STRINGS:
-            _expect(payload.get("first") == len(data.strings), "string ids out of sequence", offset)
-            values = payload.get("values")
-            _expect(isinstance(values, list) and all(isinstance(v, str) for v in values),
-                    "STRINGS values are not strings", offset)
-            data.strings.extend(values)
+            _expect(payload["first"] == len(data.strings), "string ids out of sequence", offset)
+            data.strings.extend(payload["values"])
         elif kind == Kind.FRAMES:
-            _expect(payload.get("first") == len(data.frames["file"]), "frame ids out of sequence", offset)
-            n = len(payload.get("file") or [])
+            _expect(payload["first"] == len(data.frames["file"]), "frame ids out of sequence", offset)
+            n = len(payload["file"])
             for field in ("file", "name", "qualname", "line", "column"):
-                values = _int_list(payload.get(field), "FRAMES " + field, offset,
-                                   len(data.strings) if field in ("file", "name", "qualname") else None)
+                values = payload[field]
                 _expect(len(values) == n, "FRAMES columns differ in length", offset)
-                data.frames[field].extend(values)
+                if field in ("file", "name", "qualname") and values:
+                    _expect(max(values) < len(data.strings),
+                            "FRAMES %s refers to a string that is not defined yet" % field, offset)
+            for field in data.frames:
+                data.frames[field].extend(payload[field])
         elif kind == Kind.STACKS:
-            _expect(payload.get("first") == len(data.stacks), "stack ids out of sequence", offset)
-            lengths = _int_list(payload.get("lengths"), "STACKS lengths", offset)
-            frames = _int_list(payload.get("frames"), "STACKS frames", offset, len(data.frames["file"]))
-            _expect(all(n >= 0 for n in lengths) and sum(lengths) == len(frames),
-                    "STACKS lengths do not add up", offset)
+            _expect(payload["first"] == len(data.stacks), "stack ids out of sequence", offset)
+            lengths, frames = payload["lengths"], payload["frames"]
+            _expect(sum(lengths) == len(frames), "STACKS lengths do not add up", offset)
+            _expect(not frames or max(frames) < len(data.frames["file"]),
+                    "STACKS frames refers to a frame that is not defined yet", offset)
             position = 0
             for n in lengths:
                 data.stacks.append(tuple(frames[position:position + n]))
                 position += n
-        elif kind == Kind.PROCESS:
-            _expect(type(payload.get("pid")) is int, "PROCESS without pid", offset)
-            data.processes.setdefault(payload["pid"], {}).update(payload)
-        elif kind == Kind.THREAD:
-            _expect(type(payload.get("pid")) is int and type(payload.get("tid")) is int,
-                    "THREAD without pid/tid", offset)
-            data.threads.setdefault((payload["pid"], payload["tid"]), {}).update(payload)
+        elif kind in (Kind.PROCESS, Kind.THREAD):
+            budget.charge(RECORD_COST + chunk.size, "a %s record" % Kind.NAMES[kind], offset)
+            if kind == Kind.PROCESS:
+                data.processes.setdefault(payload["pid"], {}).update(payload)
+            else:
+                data.threads.setdefault((payload["pid"], payload["tid"]), {}).update(payload)
         elif kind == Kind.SAMPLES:
-            count = payload.get("count")
-            columns = payload.get("columns")
-            _expect(type(count) is int and 0 <= count <= MAX_RAW_BYTES, "bad sample count", offset)
-            _expect(isinstance(columns, dict), "SAMPLES without columns", offset)
-            for name in REQUIRED_SAMPLE_COLUMNS:
-                _expect(name in columns, "SAMPLES chunk lacks the %r column" % name, offset)
-            for name, spec in columns.items():
-                _expect(isinstance(spec, list) and len(spec) == 3 and isinstance(spec[2], bytes),
-                        "column %r is malformed" % name, offset)
-                dtype, transforms, raw = spec
-                _expect(dtype in DTYPES and type(transforms) is int, "column %r has a bad type" % name, offset)
-                try:
-                    values = decode_column(raw, dtype, transforms, count)
-                except CorruptRecording as exc:
-                    raise CorruptRecording("column %r: %s" % (name, exc.reason), offset)
+            for name, values in _sample_columns(payload, offset, data, budget).items():
                 column_parts.setdefault(name, []).append((data.sample_count, values))
-                if name == "stack" and count:
-                    _expect(int(values.max()) < len(data.stacks),
-                            "a sample refers to an undefined stack", offset)
-            data.sample_count += count
+            data.sample_count += payload["count"]
         elif kind == Kind.TRAILER:
             data.trailer = payload
     data.version = reader.version
     data.lost_bytes = reader.lost_bytes
+    data.file_bytes = reader.end_offset + reader.lost_bytes
     data.unknown_chunks = reader.unknown_chunks
+    data.lost = lost_data(reader, data.trailer is not None)
     total = data.sample_count
-    for name in set(SAMPLE_COLUMNS) | set(column_parts):
-        parts = column_parts.get(name, [])
-        dtype = SAMPLE_COLUMNS[name][0] if name in SAMPLE_COLUMNS else parts[0][1].dtype.str[1:]
+    for name, (dtype, _transforms) in SAMPLE_COLUMNS.items():
+        parts = column_parts.pop(name, [])
         if sum(len(values) for _, values in parts) == total:
             data.samples[name] = (np.concatenate([v for _, v in parts]) if parts
                                   else np.zeros(0, dtype="<" + dtype))
@@ -600,6 +703,27 @@ def read_recording(stream):
                 full[start:start + len(values)] = values
             data.samples[name] = full
     return data
+
+
+def lost_data(reader, has_trailer):
+    """Sentences on what a read recording lost, from a finished ``SpyReader``."""
+    lost = []
+    size = reader.end_offset + reader.lost_bytes
+    if reader.skipped:
+        skipped = sum(size for _offset, size in reader.skipped)
+        lost.append("%d SAMPLES chunk%s (%d bytes, %.1f%% of the file) failed %s checksum and %s "
+                    "skipped, the first at byte offset %d: %s samples are lost"
+                    % (len(reader.skipped), "s" if len(reader.skipped) > 1 else "", skipped,
+                       100.0 * skipped / size, "their" if len(reader.skipped) > 1 else "its",
+                       "were" if len(reader.skipped) > 1 else "was", reader.skipped[0][0],
+                       "their" if len(reader.skipped) > 1 else "its"))
+    if reader.lost_bytes:
+        lost.append("the last %d bytes of the file (%.1f%%) could not be read: %s"
+                    % (reader.lost_bytes, 100.0 * reader.lost_bytes / size, reader.torn))
+    if not has_trailer:
+        lost.append("the recording has no trailer: the recorder did not stop cleanly (it was killed, "
+                    "or the file was cut), so its end may be missing")
+    return lost
 
 
 def open_source(path):
@@ -612,22 +736,43 @@ def open_source(path):
 # --------------------------------------------------------------------------------------------
 # Human-readable dump (for golden files and debugging)
 
+#: Sample values written per slice, so a large chunk never becomes one huge line in memory.
+_DUMP_SLICE = 65536
 
-def dump(stream, out):
-    """Write every chunk of a recording as text lines, one chunk per line group."""
-    reader = SpyReader(stream)
+
+def dump(stream, out, max_memory=None):
+    """Write every chunk of a recording as text lines, one chunk per line group.
+
+    Returns the reader's ``lost_data`` sentences (a torn tail, no trailer), which the caller
+    reports.  Chunks are checked as ``read_recording`` checks them; nothing is kept between
+    chunks, so the budget bounds each chunk, not the file.
+    """
+    reader = SpyReader(stream, ReadBudget(max_memory))
+    stacks = 0
+    has_trailer = False
     for chunk in reader.chunks():
         name = Kind.NAMES[chunk.kind]
         payload = chunk.payload
-        if chunk.kind == Kind.SAMPLES and isinstance(payload, dict):
-            out.write("@%d %s count=%s\n" % (chunk.offset, name, payload.get("count")))
-            for col, (dtype, transforms, raw) in sorted(payload.get("columns", {}).items()):
-                values = decode_column(raw, dtype, transforms, payload["count"])
-                out.write("  %s %s: %s\n" % (col, dtype, " ".join(map(str, values.tolist()))))
+        if chunk.kind == Kind.SAMPLES:
+            stand_in = RecordingData()
+            stand_in.stacks = range(stacks)
+            columns = _sample_columns(payload, chunk.offset, stand_in, reader.budget)
+            out.write("@%d %s count=%s\n" % (chunk.offset, name, payload["count"]))
+            for col in sorted(columns):
+                out.write("  %s %s:" % (col, payload["columns"][col][0]))
+                values = columns[col]
+                for start in range(0, len(values), _DUMP_SLICE):
+                    out.write(" " + " ".join(map(str, values[start:start + _DUMP_SLICE].tolist())))
+                out.write("\n")
         else:
+            if chunk.kind == Kind.STACKS:
+                stacks += len(payload["lengths"])
+            has_trailer = has_trailer or chunk.kind == Kind.TRAILER
             out.write("@%d %s %s\n" % (chunk.offset, name, _stable_repr(payload)))
+        reader.budget.forget()
     out.write("version %d.%d, lost %d bytes, skipped %d unknown chunks\n"
               % (reader.version + (reader.lost_bytes, reader.unknown_chunks)))
+    return lost_data(reader, has_trailer)
 
 
 def _stable_repr(obj):

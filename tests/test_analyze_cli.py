@@ -210,7 +210,10 @@ def test_dump_matches_the_golden_text(path):
     assert expected.exists(), "missing golden dump %s" % expected
     result = invoke("dump", path)
     assert result.exit_code == 0
-    assert result.output == expected.read_text()
+    assert result.stdout == expected.read_text()
+    # a recording that lost data says so on stderr, in one line
+    assert result.stderr.count("spyanalyze: warning: ") == (path.name != "complete.spy"
+                                                             and path.name != "unknown-kind.spy")
 
 
 @pytest.mark.parametrize("path", VALID, ids=[p.name for p in VALID])
@@ -303,3 +306,82 @@ def test_filter_keeps_what_the_input_said_of_itself(tmp_path):
                if k.endswith("_ns") and v is not None), data.threads
     info = CliRunner().invoke(main, ["info", str(out)])
     assert "incomplete" in info.output
+
+
+# ------------------------------------------------------------------------------------------
+# Lost data: every command says so on stderr, --strict makes it an error
+
+
+def flipped_length(path, tmp_path):
+    """The recording with one bit flipped in the length of its second SAMPLES chunk, which then
+    claims more than the file holds: everything from there on reads as a torn tail."""
+    with open(path, "rb") as f:
+        chunks = [c for c in spyformat.SpyReader(f).chunks() if c.kind == spyformat.Kind.SAMPLES]
+    data = bytearray(path.read_bytes())
+    data[chunks[1].offset + 2] ^= 0x10                  # payload_length += 1 MiB
+    damaged = tmp_path / "flipped.spy"
+    damaged.write_bytes(bytes(data))
+    return damaged, chunks[1].offset, len(data)
+
+
+LOSSY_COMMANDS = [["info"], ["top"], ["export", "-f", "collapsed"], ["export", "-f", "speedscope"],
+                  ["dump"], ["filter", "-o", "{out}"], ["diff", "{path}"]]
+
+
+@pytest.mark.parametrize("command", LOSSY_COMMANDS, ids=lambda c: " ".join(c[:3]))
+def test_every_command_warns_of_lost_data_and_strict_refuses_it(command, tmp_path):
+    # GIVEN a recording written in many chunks, whose second SAMPLES chunk length took a flipped bit
+    source = app_recording(tmp_path / "source.spy", max_batch=50)
+    damaged, offset, size = flipped_length(source, tmp_path)
+    args = [a.format(out=tmp_path / "out.spy", path=damaged) for a in command]
+    args = args[:1] + [str(damaged)] + args[1:]
+    # WHEN a command reads it
+    result = CliRunner().invoke(main, args)
+    # THEN it works on what is left, and one warning line on stderr says how much was lost
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("spyanalyze: warning: ")]
+    assert len(warnings) == 1 + (command[0] == "diff"), result.stderr
+    lost = size - offset
+    assert ("the last %d bytes of the file (%.1f%%) could not be read: the chunk at byte offset %d "
+            "claims" % (lost, 100.0 * lost / size, offset)) in warnings[0]
+    assert lost / size > 0.5                           # most of the recording
+    # AND under --strict the same command fails in one line
+    strict = CliRunner().invoke(main, ["--strict"] + args)
+    assert strict.exit_code == 1
+    errors = strict.stderr.splitlines()
+    assert len(errors) == 1 and errors[0].startswith("spyanalyze: error: %s lost data: the last" % damaged)
+
+
+def test_the_api_says_what_was_lost_and_strict_refuses_it(tmp_path):
+    from spyanalyze.errors import IncompleteRecording
+    torn = GOLDEN / "v1" / "torn-tail.spy"
+    recording = spyanalyze.load(torn)
+    assert len(recording.lost) == 2 and "could not be read" in recording.lost[0]
+    assert "no trailer" in recording.lost[1]
+    assert recording.filter(idle="exclude").lost == recording.lost      # filters keep it
+    assert spyanalyze.load(GOLDEN / "v1" / "complete.spy").lost == ()
+    facts = json.loads(invoke("info", "--json", torn).stdout)            # and info --json
+    assert facts["lost"] == list(recording.lost)
+    with pytest.raises(IncompleteRecording, match="torn-tail.spy lost data: the last 121 bytes"):
+        spyanalyze.load(torn, strict=True)
+
+
+def test_a_samples_chunk_with_a_bad_checksum_is_skipped_and_said(tmp_path):
+    # GIVEN a recording in many chunks with one byte flipped inside its second SAMPLES chunk
+    source = app_recording(tmp_path / "source.spy", max_batch=50)
+    with open(source, "rb") as f:
+        chunks = [c for c in spyformat.SpyReader(f).chunks() if c.kind == spyformat.Kind.SAMPLES]
+    data = bytearray(source.read_bytes())
+    data[chunks[1].offset + 40] ^= 0x01
+    damaged = tmp_path / "damaged.spy"
+    damaged.write_bytes(bytes(data))
+    # WHEN a command reads it: the other chunks' samples are there, and the loss is one line
+    result = CliRunner().invoke(main, ["top", str(damaged), "--idle", "include"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("%d samples" % (len(spyanalyze.load(source)) - 50))
+    assert result.stderr.splitlines() == [
+        "spyanalyze: warning: %s lost data: 1 SAMPLES chunk (%d bytes, %.1f%% of the file) failed its "
+        "checksum and was skipped, the first at byte offset %d: its samples are lost"
+        % (damaged, chunks[1].size, 100.0 * chunks[1].size / len(data), chunks[1].offset)]
+    # AND --strict refuses it
+    assert CliRunner().invoke(main, ["--strict", "top", str(damaged)]).exit_code == 1

@@ -1,6 +1,7 @@
 """spyanalyze.load and the Recording model: tables, weights, paths, bad input, round trip."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 import spyanalyze
 from spyanalyze.errors import CorruptRecording, IncompatibleRecording, UnreadableFile
 from spyanalyze.recording import MAX_GAP_INTERVALS, module_paths, sample_weights
+from spyrec import spyformat
 from spyrec.spyformat import SampleFlag, encode_preamble
 
 from test_analyze_support import MAIN, QUERY, RUN, RecordingBuilder, app_recording
@@ -191,3 +193,24 @@ def test_write_then_load_gives_the_same_recording(tmp_path):
 
 def test_idle_flag_reaches_samples_only_through_spyformat_constants(app):
     assert (app.samples["flags"].to_numpy() & SampleFlag.IDLE != 0).tolist() == app.samples["idle"].tolist()
+
+
+def test_record_fields_are_written_back_exactly(tmp_path):
+    # GIVEN a recording whose one thread ended at the last moment a time may name, another not
+    # (found by the fuzzer: a column of ints with a gap became floats, 2^60 - 1 became 2^60)
+    from recordfuzz import golden
+    base = (Path(__file__).resolve().parent.parent / "formats" / "golden" / "v1" / "complete.spy").read_bytes()
+
+    def edit(chunks):
+        chunks[8][1]["end_ns"] = (1 << 60) - 1
+        chunks[4][1]["exit_code"] = -(1 << 31)
+    path = tmp_path / "edge.spy"
+    path.write_bytes(golden.edited(base, edit))
+    # WHEN it is loaded and written back (what spyanalyze filter does)
+    out = io.BytesIO()
+    spyanalyze.write(spyanalyze.load(path), out)
+    # THEN the records read back hold the very same values
+    again = spyformat.read_recording(io.BytesIO(out.getvalue()))
+    assert again.threads[(4242, 4243)]["end_ns"] == (1 << 60) - 1
+    assert "end_ns" not in again.threads[(4242, 4242)]
+    assert again.processes[4242]["exit_code"] == -(1 << 31)

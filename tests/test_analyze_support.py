@@ -89,7 +89,7 @@ WORKER = (PROJECT + "/app/worker.py", "work", 15)
 SLEEP = (PROJECT + "/app/worker.py", "wait_for_jobs", 22)
 
 
-def app_recording(path, seconds=2.0, interval_ns=10_000_000, parse_share=0.5, **header):
+def app_recording(path, seconds=2.0, interval_ns=10_000_000, parse_share=0.5, max_batch=65536, **header):
     """MainThread handles requests (parse / query / json), 'worker' computes with numpy,
     'idler' sleeps (IDLE samples).  Deterministic: the pattern repeats every 4 ticks."""
     builder = RecordingBuilder(interval_ns=interval_ns, **header)
@@ -109,7 +109,7 @@ def app_recording(path, seconds=2.0, interval_ns=10_000_000, parse_share=0.5, **
         builder.sample(t + 1000, 102, (THREAD_RUN, WORKER, NP_DOT), cpu=interval_ns // 2,
                        flags=SampleFlag.GIL if i % 2 else 0, rss=50_000_000 + i * 1000)
         builder.sample(t + 2000, 103, (THREAD_RUN, SLEEP), flags=SampleFlag.IDLE, rss=50_000_000 + i * 1000)
-    return builder.write(path)
+    return builder.write(path, max_batch=max_batch)
 
 
 # ------------------------------------------------------------------------------------------

@@ -79,17 +79,68 @@ def test_unknown_chunk_kinds_are_skipped():
     assert rec.unknown_chunks == 1 and rec.sample_count == 13 and rec.trailer is not None
 
 
-@pytest.mark.parametrize("name, error, message", [
-    ("bad-magic", CorruptRecording, "bad magic"),
-    ("newer-major", IncompatibleRecording, "format 2.0"),
-    ("bad-checksum", CorruptRecording, "checksum mismatch"),
-    ("huge-length", CorruptRecording, "over the"),
-    ("not-a-recording", CorruptRecording, "bad magic"),
-    ("empty", CorruptRecording, "empty file"),
-])
-def test_invalid_golden_files_are_refused_clearly(name, error, message):
-    with pytest.raises(error, match=message):
+#: Every file of formats/golden/invalid (one per rule of the spec) and what it must be told.
+INVALID = {
+    "bad-magic": "bad magic",
+    "newer-major": "format 2.0",
+    "bad-checksum": "checksum mismatch",
+    "huge-length": "over the 67108864-byte bound",
+    "not-a-recording": "bad magic",
+    "empty": "empty file",
+    "reserved-preamble": "preamble's reserved field is 1",
+    "two-headers": "a second HEADER",
+    "header-not-first": "the first chunk is of kind 2, not the HEADER",
+    "chunk-after-trailer": "a chunk follows the TRAILER",
+    "compressed-header": "the HEADER is compressed",
+    "header-format-differs": "the HEADER says format 1.7, the preamble 1.0",
+    "reserved-chunk-flags": "chunk flags are 1, not 0",
+    "negative-string-id": "STRINGS 'first' is -1",
+    "negative-frame-ref": "STACKS 'frames' holds a value outside",
+    "undefined-frame-ref": "refers to a frame that is not defined yet",
+    "stack-lengths-differ": "STACKS lengths do not add up",
+    "stack-too-deep": "STACKS 'lengths' holds a value outside [0, 65537)",
+    "frame-line-above-int64": "FRAMES 'line' holds a value outside [0, 2^31)",
+    "frame-columns-differ": "FRAMES columns differ in length",
+    "header-cwd-not-a-string": "HEADER 'cwd' is not a string",
+    "header-start-wall-not-an-int": "HEADER 'start_wall_ns' is not an integer in [0, 2^62)",
+    "header-interval-zero": "HEADER 'interval_ns' is 0, not an integer in [1, 2^60)",
+    "header-argv-not-a-list": "HEADER 'argv' is not a list",
+    "header-float-pid": "HEADER 'pid' is not an integer",
+    "thread-name-not-a-string": "THREAD 'name' is not a string or nil",
+    "thread-negative-start": "THREAD 'start_ns' is -1",
+    "process-without-pid": "PROCESS lacks the 'pid' field",
+    "trailer-negative-samples": "TRAILER 'samples' is -13",
+    "trailer-cost-not-three": "TRAILER 'sampling_cost_ns' has 2 items, not 3",
+    "payload-not-a-map": "TRAILER payload is not a map",
+    "key-twice": "TRAILER has the key 'end_ns' twice",
+    "bytes-after-the-map": "TRAILER has bytes after its map",
+    "extension-type": "PROCESS holds a msgpack extension type",
+    "samples-without-tid": "SAMPLES chunk lacks the 'tid' column",
+    "sample-count-huge": "SAMPLES chunk of 4611686018427387904 samples would take",
+    "sample-column-short": "column 'cpu': column holds 88 bytes, expected 12 x 8",
+    "sample-column-not-a-triple": "column 'cpu' is not a [dtype, transforms, bytes] triple",
+    "sample-flags-reserved-bits": "column 'flags' holds a value outside [0, 8)",
+    "sample-flags-wide-dtype": "column 'flags' has dtype 'u8', not 'u1'",
+    "sample-stack-negative": "column 'stack' has dtype 'i8', not 'u4'",
+    "sample-stack-undefined": "a sample refers to an undefined stack",
+    "sample-time-negative": "column 't' holds a value outside [0, 2^60)",
+    "sample-time-out-of-range": "column 't' holds a value outside [0, 2^60)",
+    "sample-unknown-transform": "column 'pid' has unknown transform bits 6",
+}
+
+
+def test_every_invalid_golden_file_has_its_expected_message():
+    names = {os.path.basename(p)[:-4] for p in os.listdir(os.path.join(GOLDEN, "invalid"))}
+    assert names == set(INVALID)
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_invalid_golden_files_are_refused_clearly(name):
+    error = IncompatibleRecording if name == "newer-major" else CorruptRecording
+    with pytest.raises(error) as caught:
         read_bytes(golden_bytes("invalid/%s.spy" % name))
+    message = str(caught.value)
+    assert INVALID[name] in message and "\n" not in message
 
 
 def test_spec_and_codec_agree_on_version_and_kinds():
@@ -100,6 +151,25 @@ def test_spec_and_codec_agree_on_version_and_kinds():
     assert table == Kind.NAMES
     for column, (dtype, _) in spyformat.SAMPLE_COLUMNS.items():
         assert re.search(r"^\| `%s` \| %s \|" % (column, dtype), spec, re.M), column
+
+
+def test_spec_and_reader_agree_on_limits():
+    from spyrec import spylimits
+    from spyanalyze import views
+    with open(os.path.join(ROOT, "formats", "spy.md"), encoding="utf-8") as f:
+        spec = f.read()
+    costs = dict(re.findall(r"^\| ([a-zA-Z ()]+?) \| (\d+)(?: \+ [^|]+)? \|$", spec, re.M))
+    assert costs == {"sample": str(spylimits.SAMPLE_COST), "string": str(spylimits.STRING_COST),
+                     "frame": str(spylimits.FRAME_COST), "stack": str(spylimits.STACK_COST),
+                     "stack entry (a frame id in a stack)": str(spylimits.STACK_ENTRY_COST),
+                     "PROCESS or THREAD record": str(spylimits.RECORD_COST)}
+    assert "exceeds %d MiB" % (spylimits.MAX_PAYLOAD_BYTES >> 20) in spec
+    assert "exceeds 256 MiB" in spec and spylimits.MAX_RAW_BYTES == 256 << 20
+    assert "or %d MiB for the record kinds" % (spylimits.MAX_RECORD_RAW_BYTES >> 20) in spec
+    assert "at most %d in one map" % spylimits.MAX_MAP_KEYS in spec
+    assert "plus %d KiB" % (spylimits.UNKNOWN_SLACK_BYTES >> 10) in spec
+    assert "at most {:,}".format(spylimits.MAX_STACK_DEPTH) in spec
+    assert "at most {:,} buckets".format(views.MAX_TIMELINE_BUCKETS) in spec
 
 
 # -- round trips -------------------------------------------------------------------------------
@@ -190,11 +260,13 @@ def test_cutting_anywhere_in_the_last_chunks_returns_a_prefix():
             assert rec.lost_bytes == cut - boundary, cut
 
 
-def test_flipped_bytes_give_clean_errors_or_a_prefix():
+def test_flipped_bytes_give_clean_errors_or_data_with_its_loss_said():
     data, expected = realistic_recording(samples=1500, flush_every=500)
     full_t = [row[0] for row in expected]
+    batches = [full_t[i:i + 500] for i in range(0, 1500, 500)]
     rng = random.Random(3)
     positions = list(range(0, 64)) + rng.sample(range(64, len(data)), 400)
+    survived = {"prefix": 0, "skipped": 0}
     for position in positions:
         damaged = bytearray(data)
         damaged[position] ^= 1 << rng.randrange(8)
@@ -203,10 +275,17 @@ def test_flipped_bytes_give_clean_errors_or_a_prefix():
         except (CorruptRecording, IncompatibleRecording) as exc:
             assert str(exc).count("\n") == 0
             continue
-        # A flip that survives is one a reader may legally miss: a length field turned into a
-        # torn tail, the reserved bytes, or a flags field; what it returns is still a prefix.
+        # A flip that survives is in a length field that made a torn tail (a prefix is left) or
+        # in a SAMPLES chunk, skipped (the other batches are left); either way the loss is said.
         t = rec.samples["t"].tolist()
-        assert t == full_t[:len(t)], position
+        assert rec.lost, position
+        if "failed its checksum" in rec.lost[0]:
+            survived["skipped"] += 1
+            assert t in [sum(batches[:i] + batches[i + 1:], []) for i in range(3)], position
+        else:
+            survived["prefix"] += 1
+            assert t == full_t[:len(t)] and "could not be read" in rec.lost[0], position
+    assert survived["skipped"] > 0 and survived["prefix"] > 0, survived
 
 
 def test_a_lying_decompressed_length_is_refused():
@@ -229,7 +308,7 @@ def test_msgpack_extension_types_are_refused():
     out = io.BytesIO()
     out.write(spyformat.encode_preamble())
     raw = msgpack.packb({"pid": msgpack.ExtType(1, b"\x00" * 8)})
-    out.write(spyformat.encode_chunk(Kind.HEADER, {"pid": 1}))
+    out.write(spyformat.encode_chunk(Kind.HEADER, {"format": [1, 0], "pid": 1}, spyformat.Codec.NONE))
     import struct, zlib
     head = spyformat.CHUNK_HEADER.pack(len(raw), Kind.PROCESS, 0, 0, len(raw), 0)[:12]
     out.write(head + struct.pack("<I", zlib.crc32(raw, zlib.crc32(head))) + raw)
@@ -240,7 +319,7 @@ def test_msgpack_extension_types_are_refused():
 def test_samples_referring_to_undefined_stacks_are_corrupt():
     out = io.BytesIO()
     out.write(spyformat.encode_preamble())
-    out.write(spyformat.encode_chunk(Kind.HEADER, {"pid": 1}, spyformat.Codec.NONE))
+    out.write(spyformat.encode_chunk(Kind.HEADER, {"format": [1, 0], "pid": 1}, spyformat.Codec.NONE))
     columns = {name: [dtype, tr, spyformat.encode_column([5], dtype, tr)]
                for name, (dtype, tr) in spyformat.SAMPLE_COLUMNS.items()}
     out.write(spyformat.encode_chunk(Kind.SAMPLES, {"count": 1, "columns": columns}))
