@@ -41,7 +41,7 @@ the caller (PythonProcess) then tells a vanished process (TargetNotFound) from a
 
 import struct
 from time import monotonic
-from typing import Callable, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from spyrec.codeobjects import SKIP, CodeCache
 from spyrec.errors import MemoryReadError
@@ -215,6 +215,9 @@ class StackWalker:
         #: interp -> (GIL last_holder, switch_number) as the last sample read them.
         self._gil_seen = {}
         self._next_gil_seen = {}
+        #: interp -> its thread states in list order, as the last sample followed them.
+        self._orders = {}
+        self._next_orders = {}
         #: Stacks kept whole from the last sample instead of walked (a bench figure).
         self.kept_stacks = 0
         #: Walks done again because the one before tore (a benchmark figure).
@@ -291,6 +294,7 @@ class StackWalker:
         self._next_memos = {}
         self._next_last = {}
         self._next_gil_seen = {}
+        self._next_orders = {}
         try:
             block = self.read(self.runtime + self._rt_base, self._rt.size)
             values = self._rt.unpack_from(block)
@@ -312,6 +316,7 @@ class StackWalker:
             self._memos = self._next_memos
             self._last = self._next_last
             self._gil_seen = self._next_gil_seen
+            self._orders = self._next_orders
         return stacks
 
     def _sample_interpreter(self, interp: int, runtime_gil, stacks: List[ThreadStack],
@@ -331,11 +336,27 @@ class StackWalker:
                      and self._gil_seen.get(interp) == seen)
         self._next_gil_seen[interp] = seen
         visited = set()
+        order = self._next_orders[interp] = []
+        states = self._state_copies(interp, holder)
+        # the loop runs once per thread (a thousand, in a server): what it uses, in locals
+        unpack_state, last_of, kept_stack = self._ts.unpack_from, self._last.get, self._kept_stack
         while tstate:
             if tstate in visited or len(visited) >= MAX_THREADS or tstate & 7:
                 self.torn_reads += 1
                 break
             visited.add(tstate)
+            order.append(tstate)
+            ts = states.get(tstate)
+            if ts is not None:
+                fields = unpack_state(ts)
+                last = last_of(tstate)
+                if fields[1] == interp and last is not None and last[0] == fields[1:]:
+                    by_gil = gil_quiet and last[2] and tstate != last_holder
+                    if by_gil or last[1].native_tid in still:
+                        stacks.append(kept_stack(tstate, fields[1:], last[1], tstate == holder,
+                                                 by_gil))
+                        tstate = fields[0]
+                        continue
             prefetched = None
             try:
                 cframes = self._cframes.get(tstate) if self._cframe else None
@@ -387,6 +408,29 @@ class StackWalker:
             tstate = fields[0]
         return next_interp
 
+    def _state_copies(self, interp: int, holder: int) -> Dict[int, bytes]:
+        """{tstate: a copy of it} for the threads whose last stack may be kept this time, all
+        copied in one ``process_vm_readv`` (empty when fewer than two).
+
+        Following the list one read per thread state is what a round of a thousand mostly
+        idle threads spent most of its time on.  The thread states stay where they are from
+        one sample to the next, so those of the last sample are copied at once, and the list is
+        followed through the copies (``next`` as copied: one consistent picture of the list).
+        Only the decision to keep a stack uses a copy; a thread that is walked is read again
+        just before its walk, as always, since the copy is older by the walks done before it.
+        """
+        last = self._last
+        wanted = [tstate for tstate in self._orders.get(interp, ()) if tstate in last
+                  and tstate != holder]
+        if len(wanted) < 2:
+            return {}
+        size = self._ts_size
+        try:
+            copies = self.mem.read_many([(tstate, size) for tstate in wanted])
+        except _READ_ERRORS:
+            return {}  # each thread state is read on its own, as without the batch
+        return {tstate: data for tstate, data in zip(wanted, copies) if data is not None}
+
     def _walk_again(self, tstate: int, interp: int, holder: int, torn_fields):
         """(ts, fields, stack) of one more walk of a thread whose last walk tore, or None.
 
@@ -433,10 +477,14 @@ class StackWalker:
         """The last sample's stack of a thread whose frames cannot have changed since."""
         self.kept_stacks += 1
         self._next_last[tstate] = (state, last, by_gil)
-        if tstate in self._memos:
-            self._next_memos[tstate] = self._memos[tstate]
-        if tstate in self._chains:
-            self._next_chains[tstate] = self._chains[tstate]
+        memo = self._memos.get(tstate)
+        if memo is not None:
+            self._next_memos[tstate] = memo
+        chain = self._chains.get(tstate)
+        if chain is not None:
+            self._next_chains[tstate] = chain
+        if last.holds_gil == holds_gil:  # a kept stack is never torn: the same one serves
+            return last
         return ThreadStack(last.native_tid, last.python_thread_id, last.frames, holds_gil, False)
 
     def _interp_gil(self, interp: int, values) -> Tuple[int, int, int]:
