@@ -293,3 +293,12 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.005):
         time.sleep(interval)
         value = predicate()
     return value
+
+
+def exited(pid: int) -> bool:
+    """The process has exited (a zombie its parent has not reaped yet counts as exited)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
