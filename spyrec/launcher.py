@@ -58,6 +58,7 @@ class Launched:
         self.name = command[0]
         self.pid = self.pgid = self.child.pid
         self._terminal = _hand_terminal(self.pgid)
+        self._ended = False  # waited for or stopped: what it left behind is its own business
 
     def members(self):
         """PIDs of the live (not zombie) processes of the command's group, oldest first."""
@@ -104,10 +105,13 @@ class Launched:
         code.  A stop asked meanwhile (SIGINT, SIGTERM) stops it instead."""
         while True:
             try:
-                return self.child.wait(0.05)
+                code = self.child.wait(0.05)
             except subprocess.TimeoutExpired:
                 if should_stop():
                     return self.stop()
+                continue
+            self._ended = True
+            return code
 
     def stop(self, grace_s=STOP_GRACE_S):
         """Stop the command's whole tree (SIGTERM, then SIGKILL after ``grace_s``); return the
@@ -124,12 +128,18 @@ class Launched:
                 if self.child.poll() is not None and not _group_members(self.pgid):
                     break
                 time.sleep(0.01)
+        self._ended = True
         return self.child.wait()
 
     def close(self):
-        """Stop what still runs (a recording that could not start), give the terminal back."""
+        """Stop what still runs if the command was neither waited for nor stopped (a recording
+        that could not start, or failed), and give the terminal back.
+
+        A command that ended by itself may leave processes in its group (``server &`` in a
+        script): those run on, as they would have without spyrec.
+        """
         try:
-            if self.child.poll() is None or _group_members(self.pgid):
+            if not self._ended:
                 self.stop()
         finally:
             if self._terminal:
