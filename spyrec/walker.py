@@ -209,7 +209,8 @@ class StackWalker:
         self._memos = {}
         self._next_memos = {}
         #: tstate -> (its fields but ``next``, its stack, whether the stack is known to hold
-        #: from this sample's GIL read on), for threads that did not run since.
+        #: from this sample's GIL read on, the bytes of the thread state those fields were
+        #: read from), for threads that did not run since.
         self._last = {}
         self._next_last = {}
         #: interp -> (GIL last_holder, switch_number) as the last sample read them.
@@ -247,6 +248,7 @@ class StackWalker:
             if ts.base_frame is not None:
                 thread_fields.append((ts.base_frame, "Q"))
         self._ts = FieldStruct(thread_fields)
+        self._next_at = ts.next
         self._ts_size = max(ts.size, self._ts.size)
         self._cframe = layout.thread_frame_kind == "cframe"
         self._cframe_current = layout.cframe.current_frame if layout.cframe else 0
@@ -340,6 +342,7 @@ class StackWalker:
         states = self._state_copies(interp, holder)
         # the loop runs once per thread (a thousand, in a server): what it uses, in locals
         unpack_state, last_of, kept_stack = self._ts.unpack_from, self._last.get, self._kept_stack
+        unpack_next, next_at = _U64.unpack_from, self._next_at
         while tstate:
             if tstate in visited or len(visited) >= MAX_THREADS or tstate & 7:
                 self.torn_reads += 1
@@ -348,14 +351,16 @@ class StackWalker:
             order.append(tstate)
             ts = states.get(tstate)
             if ts is not None:
-                fields = unpack_state(ts)
                 last = last_of(tstate)
-                if fields[1] == interp and last is not None and last[0] == fields[1:]:
+                if last is not None and last[3] != ts:  # some byte changed: did the fields?
+                    state = unpack_state(ts)[1:]
+                    last = (state, last[1], last[2], ts) if last[0] == state else None
+                # (the same bytes as last time are the same fields: unpacked once for all)
+                if last is not None and last[0][0] == interp:
                     by_gil = gil_quiet and last[2] and tstate != last_holder
                     if by_gil or last[1].native_tid in still:
-                        stacks.append(kept_stack(tstate, fields[1:], last[1], tstate == holder,
-                                                 by_gil))
-                        tstate = fields[0]
+                        stacks.append(kept_stack(tstate, last, tstate == holder, by_gil))
+                        tstate = unpack_next(ts, next_at)[0]
                         continue
             prefetched = None
             try:
@@ -387,8 +392,8 @@ class StackWalker:
             if last is not None and last[0] == state:
                 by_gil = gil_quiet and last[2] and tstate != last_holder
                 if by_gil or last[1].native_tid in still:
-                    stacks.append(self._kept_stack(tstate, state, last[1], tstate == holder,
-                                                   by_gil))
+                    stacks.append(self._kept_stack(tstate, (state, last[1], last[2], ts),
+                                                   tstate == holder, by_gil))
                     tstate = fields[0]
                     continue
             stack = self._walk_thread(tstate, ts, fields, tstate == holder, prefetched)
@@ -403,7 +408,7 @@ class StackWalker:
             if stack.torn:
                 self.torn_reads += 1
             elif stack.native_tid:  # an unknown TID may be found later (<=3.10): walk again
-                self._next_last[tstate] = (state, stack, True)
+                self._next_last[tstate] = (state, stack, True, ts)
             stacks.append(stack)
             tstate = fields[0]
         return next_interp
@@ -472,11 +477,13 @@ class StackWalker:
                       if data is not None}
         return ts, fields, self._walk_thread(tstate, ts, fields, tstate == holder, prefetched)
 
-    def _kept_stack(self, tstate: int, state: tuple, last: ThreadStack, holds_gil: bool,
+    def _kept_stack(self, tstate: int, entry: tuple, holds_gil: bool,
                     by_gil: bool) -> ThreadStack:
-        """The last sample's stack of a thread whose frames cannot have changed since."""
+        """The last sample's stack of a thread whose frames cannot have changed since
+        (``entry``: its ``_last`` entry, with the thread state as read this time)."""
         self.kept_stacks += 1
-        self._next_last[tstate] = (state, last, by_gil)
+        self._next_last[tstate] = entry if entry[2] == by_gil else entry[:2] + (by_gil, entry[3])
+        last = entry[1]
         memo = self._memos.get(tstate)
         if memo is not None:
             self._next_memos[tstate] = memo

@@ -1,4 +1,4 @@
-"""spyrec -- COMMAND where COMMAND starts Python later: a shell script, ``sh -c ... exec``, ``env``.
+"""spyrec -- COMMAND where COMMAND starts Python later: a shell script, sh -c ... exec, env.
 
 Each test launches a real wrapper around a real target, which prints its own PID and threads
 (its ready line reaches spyrec's standard output, which the command inherits), and checks that
