@@ -77,8 +77,8 @@ class ThreadStats:
         A thread found still ``DORMANT_AFTER`` times in a row (a pool's worker waiting for
         work) is not asked its state again until its switch count moves: it is still asleep,
         or woken and queued without having run yet, and is counted asleep either way (its
-        stack and CPU time are those of a thread that has not run).  With a thousand such
-        threads, that read was a third of a round's time.  A thread that waits for the GIL
+        stack and CPU time are those of a thread that has not run).  In a process with many
+        idle threads that read was a large part of a round.  A thread that waits for the GIL
         wakes every few milliseconds and so never becomes dormant at the rates that need
         stepping aside.
         """

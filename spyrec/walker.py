@@ -417,8 +417,8 @@ class StackWalker:
         """{tstate: a copy of it} for the threads whose last stack may be kept this time, all
         copied in one ``process_vm_readv`` (empty when fewer than two).
 
-        Following the list one read per thread state is what a round of a thousand mostly
-        idle threads spent most of its time on.  The thread states stay where they are from
+        Following the list one read per thread state is where a round of many idle threads
+        spent most of its time.  The thread states stay where they are from
         one sample to the next, so those of the last sample are copied at once, and the list is
         followed through the copies (``next`` as copied: one consistent picture of the list).
         Only the decision to keep a stack uses a copy; a thread that is walked is read again
