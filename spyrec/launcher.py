@@ -58,6 +58,9 @@ class Launched:
         self.name = command[0]
         self.pid = self.pgid = self.child.pid
         self._terminal = _hand_terminal(self.pgid)
+        self._previous_sigchld = None
+        if self._terminal:
+            self._previous_sigchld = signal.signal(signal.SIGCHLD, self._on_child_signal)
         self._ended = False  # waited for or stopped: what it left behind is its own business
 
     def members(self):
@@ -142,9 +145,32 @@ class Launched:
             if not self._ended:
                 self.stop()
         finally:
+            if self._previous_sigchld is not None:
+                signal.signal(signal.SIGCHLD, self._previous_sigchld)
+                self._previous_sigchld = None
             if self._terminal:
                 self._terminal = False
                 _take_terminal_back()
+
+    def _on_child_signal(self, _signum, _frame):
+        """SIGCHLD while the command has the terminal: if it was stopped from it (Ctrl-Z),
+        stop spyrec too, as the shell expects of its job, and go on with it once continued.
+
+        The shell only sees spyrec, its job: left running, it would keep waiting for it with
+        the command stopped and the terminal in its hands.  So spyrec takes the terminal back
+        and stops its own group; when the shell continues it in the foreground (``fg``), the
+        command gets the terminal and SIGCONT.
+        """
+        if not self._terminal or _state(self.pid) != b"T":
+            return
+        _take_terminal_back()
+        os.killpg(os.getpgrp(), signal.SIGTSTP)
+        # continued (fg, bg, or SIGCONT); in the foreground the terminal goes back with it
+        self._terminal = _hand_terminal(self.pgid)
+        try:
+            os.killpg(self.pgid, signal.SIGCONT)
+        except OSError:
+            pass
 
 
 def _prepare_child():
@@ -178,6 +204,16 @@ def _group_members(pgid):
         except (IndexError, ValueError):
             continue
     return found
+
+
+def _state(pid):
+    """The state letter of a process (``T``: stopped), b"" when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return b""
+    return stat[stat.rfind(b")") + 2:][:1]
 
 
 def _hand_terminal(pgid):

@@ -140,13 +140,27 @@ def test_a_command_run_from_a_terminal_reads_it_and_gets_its_ctrl_c(tmp_path):
         os.write(terminal, b"\x03")
         seen += read_until(terminal, None)
     finally:
-        _, status = os.waitpid(pid, 0)
+        status = end_session(pid, terminal)
     # THEN it read it (a background group reading the terminal is stopped by the kernel), and
     # the interrupt ended it, and with it the recording
     assert b"got hello" in seen, seen
     assert b"KeyboardInterrupt" in seen, seen
     assert os.waitstatus_to_exitcode(status) == 0, seen
     assert load(out).trailer["stop_reason"] == "target exited"
+
+
+def end_session(pid, terminal):
+    """Hang up the terminal (what still runs on it gets SIGHUP) and reap its first process,
+    killed if it does not end: a test that failed half way must not hang.  Returns its status."""
+    os.close(terminal)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
 
 
 def read_until(fd, marker, timeout=20.0):
@@ -163,3 +177,42 @@ def read_until(fd, marker, timeout=20.0):
                 break
             seen += chunk
     return seen
+
+
+def test_ctrl_z_in_a_shell_stops_the_command_and_spyrec_and_fg_resumes_both(tmp_path):
+    # GIVEN an interactive shell on a terminal, running spyrec on a command that reads it
+    out = tmp_path / "run.spy"
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: the shell
+        try:
+            os.execve("/bin/bash", ["bash", "--norc", "--noprofile", "-i"],
+                      dict(os.environ, PS1="prompt$ "))
+        finally:
+            os._exit(127)
+    try:
+        read_until(terminal, b"prompt$ ")
+        program = "print('got', input()); print('then', input())"
+        os.write(terminal, ('"%s" -m spyrec -o "%s" -- "%s" -c "%s"\n'
+                            % (PYTHON, out, PYTHON, program)).encode())
+        os.write(terminal, b"one\n")
+        assert b"got one" in read_until(terminal, b"got one")
+        # WHEN Ctrl-Z is typed, THEN the shell gets its prompt back, both stopped
+        os.write(terminal, b"\x1a")
+        stopped = read_until(terminal, b"prompt$ ")
+        assert b"Stopped" in stopped, stopped
+        os.write(terminal, b"ps -o stat=,args= -t $(tty)\n")
+        listing = read_until(terminal, b"prompt$ ")
+        states = [line.split()[0] for line in listing.splitlines() if b"-c print(" in line
+                  or b"-m spyrec" in line]
+        assert len(states) == 2 and all(state.startswith(b"T") for state in states), listing
+        # AND fg resumes both: the command reads the terminal again, the recording ends whole
+        os.write(terminal, b"fg\n")
+        time.sleep(0.5)
+        os.write(terminal, b"two\n")
+        finished = read_until(terminal, b"prompt$ ")
+        assert b"then two" in finished and b"target exited" in finished, finished
+        os.write(terminal, b"exit\n")
+        read_until(terminal, None)
+    finally:
+        end_session(pid, terminal)
+    assert load(out).trailer["stop_reason"] == "target exited"
