@@ -124,6 +124,7 @@ class Launched:
                 break
             try:
                 os.killpg(self.pgid, sig)
+                os.killpg(self.pgid, signal.SIGCONT)  # a stopped process acts on it only then
             except OSError:
                 pass  # nothing left in the group
             deadline = time.monotonic() + wait_s
