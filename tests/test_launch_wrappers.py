@@ -62,6 +62,7 @@ def test_a_script_that_runs_two_pythons_as_children_gets_the_first_recorded(tmp_
     marks = marked_lines(target)
     assert spinner_leaf(stacks, first)[1:] == ("one_busy.py", marks["one-spin"])
     assert rec.trailer["samples"] >= 100
+    assert exited(first["pid"]) and exited(second["pid"])
 
 
 @pytest.mark.parametrize("how", ["sh -c exec", "env"])
