@@ -418,9 +418,9 @@ class StackWalker:
         copied in one ``process_vm_readv`` (empty when fewer than two).
 
         Following the list one read per thread state is where a round of many idle threads
-        spent most of its time.  The thread states stay where they are from
-        one sample to the next, so those of the last sample are copied at once, and the list is
-        followed through the copies (``next`` as copied: one consistent picture of the list).
+        spent most of its time.  The thread states stay where they are from one sample to the
+        next, so those of the last sample are copied at once, and the list is followed through
+        the copies (``next`` as copied: one consistent picture of the list).
         Only the decision to keep a stack uses a copy; a thread that is walked is read again
         just before its walk, as always, since the copy is older by the walks done before it.
         """
