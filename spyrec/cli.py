@@ -17,6 +17,7 @@ Examples:
   spyrec -o run.spy -p 1234                 record process 1234 until Ctrl-C
   spyrec -o run.spy -d 30s -r 1000 -p 1234  30 seconds at 1 kHz
   spyrec -o run.spy -- python app.py args   launch app.py and record it until it exits
+  spyrec -o run.spy -- ./run-app.sh         a wrapper: its first Python process is recorded
   spyrec -o - -p 1234 | spyanalyze top -    stream the recording to another command
 """
 
@@ -52,6 +53,11 @@ def spyrec(output, pid, duration, interval, rate, quiet, debug, command):
 
     Give either -p PID or a command after '--'. Nothing is injected into the target and it is
     never stopped: its memory is read from this process.
+
+    A command that starts Python later (a shell script, env, uv run) is followed until a
+    CPython process appears in it, within 10 s; the first one is recorded, and any others it
+    starts are not. When recording ends before the command does, its whole process group is
+    stopped.
     """
     if (pid is None) == (not command):
         raise click.UsageError("give either -p PID or a command to launch after '--'")
@@ -85,9 +91,12 @@ def status_line(stats, output):
     rate = stats.rounds / seconds if seconds > 0 else 0.0
     error_share = 100.0 * stats.errors / stats.samples if stats.samples else 0.0
     where = "standard output" if output == "-" else output
+    ending = stats.stop_reason
+    if stats.command_status is not None:
+        ending += "; command %s" % stats.command_status
     return ("spyrec: %d samples (%d rounds) in %.2f s, %.0f Hz effective, %.2f%% errors, %d late; "
             "%s; wrote %s" % (stats.samples, stats.rounds, seconds, rate, error_share, stats.late,
-                              stats.stop_reason, where))
+                              ending, where))
 
 
 def main(argv=None):

@@ -16,6 +16,9 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 WCHAN_CHECK_EVERY = 64
 #: ``stat`` disagreeing this often (and in most checks) means ``wchan`` cannot be trusted here.
 WCHAN_MAX_MISSES = 4
+#: A thread found still this many refreshes in a row is *dormant*: its state is no longer read
+#: while it stays still (see ``ThreadStats.refresh``).
+DORMANT_AFTER = 8
 
 
 class ThreadStats:
@@ -36,7 +39,7 @@ class ThreadStats:
     """
 
     __slots__ = ("_schedstat", "_stat", "_wchan", "_zeros", "_checks", "_misses", "last_cpu_ns",
-                 "_switches", "running", "still", "cpu")
+                 "_switches", "_raw", "running", "still", "still_count", "cpu")
 
     def __init__(self, proc_root, pid, tid):
         base = "%s/%d/task/%d/" % (proc_root, pid, tid)
@@ -46,6 +49,7 @@ class ThreadStats:
         self._zeros = self._checks = self._misses = 0
         self.last_cpu_ns = None
         self._switches = 0
+        self._raw = None  # schedstat as last read
         #: The state read by the last ``refresh()``.
         self.running = True
         #: The CPU the thread was on or queued for at the last ``refresh()``; -1 when asleep
@@ -54,6 +58,8 @@ class ThreadStats:
         #: True when the thread has not been on a CPU since the previous ``refresh()`` found
         #: it asleep (see ``refresh``).
         self.still = False
+        #: How many refreshes in a row found the thread still.
+        self.still_count = 0
 
     def refresh(self, read_after=True, need_cpu=True):
         """Read the thread for one sample: its CPU time since the last call, then its state.
@@ -67,14 +73,35 @@ class ThreadStats:
         the thread after this call (its stack was read before), so the next call cannot find
         it still.  A kernel without scheduler statistics prints ``0 0 0``, and a count of 0
         never counts as still.
+
+        A thread found still ``DORMANT_AFTER`` times in a row (a pool's worker waiting for
+        work) is not asked its state again until its switch count moves: it is still asleep,
+        or woken and queued without having run yet, and is counted asleep either way (its
+        stack and CPU time are those of a thread that has not run).  In a process with many
+        idle threads that read was a large part of a round.  A thread that waits for the GIL
+        wakes every few milliseconds and so never becomes dormant at the rates that need
+        stepping aside.
         """
+        if self.still_count >= DORMANT_AFTER and self._schedstat is not None:
+            try:  # dormant: unchanged bytes say it all (the common case, made short)
+                if os.pread(self._schedstat, 96, 0) == self._raw:
+                    return 0
+            except OSError:
+                pass  # read again below, and found unreadable there
         was_asleep = not self.running
         previous = self._switches
         delta = self.cpu_delta_ns()
         self.still = was_asleep and self._switches == previous and previous > 0
-        self.running = self.is_running(probe_first=was_asleep or not need_cpu, need_cpu=need_cpu)
+        if not self.still:
+            self.still_count = 0
+        elif self.still_count < DORMANT_AFTER:
+            self.still_count += 1
+        if self.still_count < DORMANT_AFTER:
+            self.running = self.is_running(probe_first=was_asleep or not need_cpu,
+                                           need_cpu=need_cpu)
         if not read_after:
             self._switches = 0
+            self._raw = None  # parsed again next time, to take its switch count up
         return delta
 
     def cpu_delta_ns(self):
@@ -86,11 +113,16 @@ class ThreadStats:
         if self._schedstat is None:
             return 0
         try:
-            fields = os.pread(self._schedstat, 96, 0).split()
+            raw = os.pread(self._schedstat, 96, 0)
+            if raw == self._raw and self.last_cpu_ns is not None:
+                return 0  # not run since (the common case of an idle thread): nothing to parse
+            self._raw = raw
+            fields = raw.split()
             total = int(fields[0])
             self._switches = int(fields[2])
         except (OSError, ValueError, IndexError):
             self._switches = 0
+            self._raw = None
             return 0
         last = self.last_cpu_ns
         self.last_cpu_ns = total

@@ -5,33 +5,23 @@ between rounds, so the writer always gets to flush its last batch and the traile
 killed with SIGKILL still leaves a readable file up to its last flush (at most a second old).
 """
 
-import ctypes
 import os
 import signal
 import socket
 import stat
-import subprocess
 import sys
 import tempfile
 import time
 
 from spyrec import __version__
-from spyrec.errors import NotPython, SpyError, TargetNotFound, UnsupportedPython
+from spyrec.errors import SpyError
 from spyrec.interpreter import PythonProcess
+from spyrec.launcher import Launched, exit_status
 from spyrec.sampler import Sampler
 from spyrec.spyformat import SpyWriter
 
-#: How long a launched command has to bring up its interpreter before we give up on it.
-LAUNCH_ATTACH_TIMEOUT_S = 10.0
-PR_SET_PDEATHSIG = 1
-
-
 class OutputError(SpyError):
     """The output file cannot be written."""
-
-
-class LaunchError(SpyError):
-    """The command to record cannot be started."""
 
 
 class StopFlag:
@@ -115,43 +105,6 @@ class Output:
             os.unlink(self.temporary)
 
 
-def launch(command, stdout_to_stderr):
-    """Start the command to record; its output goes to ours (to stderr when we write to stdout).
-
-    The command is ours to run: if spyrec dies without stopping it (SIGKILL, a crash), the
-    kernel sends it SIGTERM (``PR_SET_PDEATHSIG``), as spyrec itself would have.
-    """
-    try:
-        return subprocess.Popen(command, stdout=sys.stderr if stdout_to_stderr else None,
-                                preexec_fn=_terminate_with_parent)
-    except OSError as exc:
-        raise LaunchError("cannot start %s: %s" % (command[0], exc.strerror or exc))
-
-
-def _terminate_with_parent():
-    """In the child, before exec: SIGTERM when the thread that started it ends."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
-def attach_launched(child):
-    """Attach to a child we started, waiting for its interpreter to come up."""
-    deadline = time.monotonic() + LAUNCH_ATTACH_TIMEOUT_S
-    delay = 0.001
-    while True:
-        if child.poll() is not None:
-            raise TargetNotFound("%s exited (status %d) before it could be recorded"
-                                 % (child.args[0], child.returncode))
-        try:
-            return PythonProcess.attach(child.pid)
-        except (NotPython, TargetNotFound, UnsupportedPython):
-            # Right after exec the dynamic loader has not mapped libpython yet, and the
-            # runtime may not be initialised: keep trying until the interpreter is up.
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
 def read_cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -172,13 +125,13 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
     out = Output(output)
     stream = out.stream
     writer = None
-    child = None
+    launched = None
     stop = StopFlag()
     previous_handlers = stop.install()
     try:
         if command:
-            child = launch(command, stdout_to_stderr=(output == "-"))
-            process = attach_launched(child)
+            launched = Launched(command, stdout_to_stderr=(output == "-"))
+            process = launched.find_python(stop)
         else:
             process = PythonProcess.attach(pid)
         guessed = process.layout.guessed_from
@@ -203,9 +156,10 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
         if stats.stop_reason == "interrupted" and stop.signal is not None:
             stats.stop_reason = "interrupted (%s)" % signal.Signals(stop.signal).name
         process_end = {"pid": process.pid, "end_ns": stats.end_ns}
-        if child is not None:
-            exit_code = finish_child(child, stats.stop_reason)
-            if exit_code is not None:
+        if launched is not None:
+            exit_code = finish_command(launched, stats.stop_reason, stop)
+            stats.command_status = exit_status(exit_code)
+            if process.pid == launched.pid:  # a Python started by the command is not our child
                 process_end["exit_code"] = exit_code
         writer.process(**process_end)
         writer.close(stats.trailer())
@@ -221,29 +175,15 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
-        if child is not None and child.poll() is None:
-            terminate(child)
+        if launched is not None:
+            launched.close()
         out.close()
 
 
-def finish_child(child, stop_reason):
-    """Reap a launched child; stop it if recording ended for another reason than its exit.
-
-    A child that replaced its program (exec) is still the program the user asked to run: it
-    is waited for, not stopped.
-    """
+def finish_command(launched, stop_reason, stop):
+    """End a launched command: wait for it when its Python ended by itself (it exited, or
+    replaced its program: the command is still what the user asked to run, and a wrapper may
+    have more to do), stop its whole tree when the recording ended for another reason."""
     if stop_reason == "target exited" or stop_reason.startswith("target replaced"):
-        return child.wait()
-    terminate(child)
-    return child.returncode
-
-
-def terminate(child, grace_s=2.0):
-    if child.poll() is not None:
-        return
-    child.terminate()
-    try:
-        child.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+        return launched.wait(stop)
+    return launched.stop()

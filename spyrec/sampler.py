@@ -69,6 +69,8 @@ class SamplingStats:
         self.start_ns = 0
         self.end_ns = 0
         self.stop_reason = "interrupted"
+        #: How a launched command ended (``exited with status 0``); None in attach mode.
+        self.command_status = None
 
     def add_round_cost(self, cost):
         self.rounds += 1

@@ -1,13 +1,14 @@
 """Interpreters -> thread states -> frames, read from a running target without stopping it.
 
-One ``sample()`` costs a handful of reads per thread (dossier §8.4-§9):
+One ``sample()`` costs a handful of reads per thread:
 
 * ``_PyRuntime``: one read of the block holding ``interpreters.head`` (and, up to 3.11, the
   GIL's ``last_holder`` / ``locked`` / ``switch_number``);
 * per interpreter: one read of ``next`` + ``tstate_head`` (+ the embedded ``_gil`` on 3.12+);
-* per thread state: one read of the whole ``PyThreadState``; on 3.11/3.12 one more for the
-  ``_PyCFrame`` unless it is the ``root_cframe`` inside the thread state; on <=3.10 a 4-byte
-  read of the kernel TID inside glibc's ``struct pthread``;
+* per thread state: one read of the whole ``PyThreadState``, on 3.11/3.12 with the slots of
+  the ``_PyCFrame``s it was last found in copied before and after it in the same system call
+  (see ``_cframe_top``); on <=3.10 a 4-byte read of the kernel TID inside glibc's
+  ``struct pthread``;
 * frames, ``frame_kind == "iframe"`` (3.11+): the used part of the newest datastack chunk in one
   read, frames parsed from that local copy; older chunks are copied lazily when the chain leads
   there, and frames outside every chunk (generator / coroutine frames live in their generator
@@ -31,9 +32,10 @@ or more than ``MAX_DEPTH`` frames is walked again at once, up to ``WALK_ATTEMPTS
 all (see ``_walk_again``); if the last one tears too, it is returned with ``torn=True`` and
 the frames read so far, and counted in ``torn_reads``.  A chain may end only where a whole
 one can (``_ends_at``, ``f_gen`` / ``co_flags`` on <=3.10): one that ends at a generator's
-frame lost its callers when the generator yielded during the walk, and gets them back from
-an earlier walk when its consumer still runs (``_splice``), or is torn.  A broken thread list drops the rest
-of that interpreter's threads.  Innermost frames with no code (they returned between the
+frame lost its callers when the generator yielded during the walk: the frame is read again
+for its caller (``_relink``), or the callers come back from an earlier walk when its consumer
+still runs (``_splice``), or the walk is torn.  A broken thread list drops the rest of that
+interpreter's threads.  Innermost frames with no code (they returned between the
 copies of the thread state and of the chunk: 3.14+ clears a frame's executable as it pops
 it) are stepped over, not torn.  ``sample()`` raises only when ``_PyRuntime`` itself cannot be read;
 the caller (PythonProcess) then tells a vanished process (TargetNotFound) from a torn read.
@@ -41,7 +43,7 @@ the caller (PythonProcess) then tells a vanished process (TargetNotFound) from a
 
 import struct
 from time import monotonic
-from typing import Callable, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from spyrec.codeobjects import SKIP, CodeCache
 from spyrec.errors import MemoryReadError
@@ -235,12 +237,16 @@ class StackWalker:
         self._memos = {}
         self._next_memos = {}
         #: tstate -> (its fields but ``next``, its stack, whether the stack is known to hold
-        #: from this sample's GIL read on), for threads that did not run since.
+        #: from this sample's GIL read on, the bytes of the thread state those fields were
+        #: read from), for threads that did not run since.
         self._last = {}
         self._next_last = {}
         #: interp -> (GIL last_holder, switch_number) as the last sample read them.
         self._gil_seen = {}
         self._next_gil_seen = {}
+        #: interp -> its thread states in list order, as the last sample followed them.
+        self._orders = {}
+        self._next_orders = {}
         #: Stacks kept whole from the last sample instead of walked (a bench figure).
         self.kept_stacks = 0
         #: Walks done again because the one before tore (a benchmark figure).
@@ -272,6 +278,7 @@ class StackWalker:
             if ts.base_frame is not None:
                 thread_fields.append((ts.base_frame, "Q"))
         self._ts = FieldStruct(thread_fields)
+        self._next_at = ts.next
         self._ts_size = max(ts.size, self._ts.size)
         self._cframe = layout.thread_frame_kind == "cframe"
         self._cframe_current = layout.cframe.current_frame if layout.cframe else 0
@@ -319,6 +326,7 @@ class StackWalker:
         self._next_memos = {}
         self._next_last = {}
         self._next_gil_seen = {}
+        self._next_orders = {}
         try:
             block = self.read(self.runtime + self._rt_base, self._rt.size)
             values = self._rt.unpack_from(block)
@@ -340,6 +348,7 @@ class StackWalker:
             self._memos = self._next_memos
             self._last = self._next_last
             self._gil_seen = self._next_gil_seen
+            self._orders = self._next_orders
         return stacks
 
     def _sample_interpreter(self, interp: int, runtime_gil, stacks: List[ThreadStack],
@@ -359,11 +368,30 @@ class StackWalker:
                      and self._gil_seen.get(interp) == seen)
         self._next_gil_seen[interp] = seen
         visited = set()
+        order = self._next_orders[interp] = []
+        states = self._state_copies(interp, holder)
+        # the loop runs once per thread (a thousand, in a server): what it uses, in locals
+        unpack_state, last_of, kept_stack = self._ts.unpack_from, self._last.get, self._kept_stack
+        unpack_next, next_at = _U64.unpack_from, self._next_at
         while tstate:
             if tstate in visited or len(visited) >= MAX_THREADS or tstate & 7:
                 self.torn_reads += 1
                 break
             visited.add(tstate)
+            order.append(tstate)
+            ts = states.get(tstate)
+            if ts is not None:
+                last = last_of(tstate)
+                if last is not None and last[3] != ts:  # some byte changed: did the fields?
+                    state = unpack_state(ts)[1:]
+                    last = (state, last[1], last[2], ts) if last[0] == state else None
+                # (the same bytes as last time are the same fields: unpacked once for all)
+                if last is not None and last[0][0] == interp:
+                    by_gil = gil_quiet and last[2] and tstate != last_holder
+                    if by_gil or last[1].native_tid in still:
+                        stacks.append(kept_stack(tstate, last, tstate == holder, by_gil))
+                        tstate = unpack_next(ts, next_at)[0]
+                        continue
             slot_copies = None
             try:
                 cframes = self._cframes.get(tstate) if self._cframe else None
@@ -390,8 +418,8 @@ class StackWalker:
             if last is not None and last[0] == state:
                 by_gil = gil_quiet and last[2] and tstate != last_holder
                 if by_gil or last[1].native_tid in still:
-                    stacks.append(self._kept_stack(tstate, state, last[1], tstate == holder,
-                                                   by_gil))
+                    stacks.append(self._kept_stack(tstate, (state, last[1], last[2], ts),
+                                                   tstate == holder, by_gil))
                     tstate = fields[0]
                     continue
             stack = self._walk_thread(tstate, ts, fields, tstate == holder, None, slot_copies)
@@ -406,10 +434,33 @@ class StackWalker:
             if stack.torn:
                 self.torn_reads += 1
             elif stack.native_tid:  # an unknown TID may be found later (<=3.10): walk again
-                self._next_last[tstate] = (state, stack, True)
+                self._next_last[tstate] = (state, stack, True, ts)
             stacks.append(stack)
             tstate = fields[0]
         return next_interp
+
+    def _state_copies(self, interp: int, holder: int) -> Dict[int, bytes]:
+        """{tstate: a copy of it} for the threads whose last stack may be kept this time, all
+        copied in one ``process_vm_readv`` (empty when fewer than two).
+
+        Following the list one read per thread state is where a round of many idle threads
+        spent most of its time.  The thread states stay where they are from one sample to the
+        next, so those of the last sample are copied at once, and the list is followed through
+        the copies (``next`` as copied: one consistent picture of the list).
+        Only the decision to keep a stack uses a copy; a thread that is walked is read again
+        just before its walk, as always, since the copy is older by the walks done before it.
+        """
+        last = self._last
+        wanted = [tstate for tstate in self._orders.get(interp, ()) if tstate in last
+                  and tstate != holder]
+        if len(wanted) < 2:
+            return {}
+        size = self._ts_size
+        try:
+            copies = self.mem.read_many([(tstate, size) for tstate in wanted])
+        except _READ_ERRORS:
+            return {}  # each thread state is read on its own, as without the batch
+        return {tstate: data for tstate, data in zip(wanted, copies) if data is not None}
 
     def _walk_again(self, tstate: int, interp: int, holder: int, torn_fields):
         """(ts, fields, stack) of one more walk of a thread whose last walk tore, or None.
@@ -459,15 +510,21 @@ class StackWalker:
         return ts, fields, self._walk_thread(tstate, ts, fields, tstate == holder, prefetched,
                                              slot_copies)
 
-    def _kept_stack(self, tstate: int, state: tuple, last: ThreadStack, holds_gil: bool,
+    def _kept_stack(self, tstate: int, entry: tuple, holds_gil: bool,
                     by_gil: bool) -> ThreadStack:
-        """The last sample's stack of a thread whose frames cannot have changed since."""
+        """The last sample's stack of a thread whose frames cannot have changed since
+        (``entry``: its ``_last`` entry, with the thread state as read this time)."""
         self.kept_stacks += 1
-        self._next_last[tstate] = (state, last, by_gil)
-        if tstate in self._memos:
-            self._next_memos[tstate] = self._memos[tstate]
-        if tstate in self._chains:
-            self._next_chains[tstate] = self._chains[tstate]
+        self._next_last[tstate] = entry if entry[2] == by_gil else entry[:2] + (by_gil, entry[3])
+        last = entry[1]
+        memo = self._memos.get(tstate)
+        if memo is not None:
+            self._next_memos[tstate] = memo
+        chain = self._chains.get(tstate)
+        if chain is not None:
+            self._next_chains[tstate] = chain
+        if last.holds_gil == holds_gil:  # a kept stack is never torn: the same one serves
+            return last
         return ThreadStack(last.native_tid, last.python_thread_id, last.frames, holds_gil, False)
 
     def _interp_gil(self, interp: int, values) -> Tuple[int, int, int]:

@@ -293,3 +293,29 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.005):
         time.sleep(interval)
         value = predicate()
     return value
+
+
+def exited(pid: int) -> bool:
+    """The process has exited (a zombie its parent has not reaped yet counts as exited)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def round_cpu_costs(patch) -> List[int]:
+    """A list to which every ``Sampler.sample_round`` from now on adds the CPU time it took
+    (ns, the sampling thread's: wall time would also tell how busy the machine is).
+    ``patch(obj, name, value)`` installs the spy: ``monkeypatch.setattr``, or ``setattr``."""
+    from spyrec.sampler import Sampler
+    costs: List[int] = []
+    sample_round = Sampler.sample_round
+
+    def timed_round(sampler, now):
+        start = time.thread_time_ns()
+        sample_round(sampler, now)
+        costs.append(time.thread_time_ns() - start)
+
+    patch(Sampler, "sample_round", timed_round)
+    return costs

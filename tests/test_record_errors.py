@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from pythons import exited
+
 
 def spyrec(*args, timeout=30):
     return subprocess.run([sys.executable, "-m", "spyrec", *args], capture_output=True, text=True,
@@ -60,9 +62,22 @@ def test_a_command_that_cannot_be_started(tmp_path):
     assert_one_line_error(result, "cannot start", "no-such-program")
 
 
-def test_a_launched_command_that_is_not_python(tmp_path):
-    result = spyrec("-o", str(tmp_path / "x.spy"), "--", "sleep", "20", timeout=60)
-    assert_one_line_error(result, "Python")
+def test_a_launched_command_that_is_not_python_is_stopped_whole(tmp_path):
+    # GIVEN a command that never starts Python: a shell waiting for a child of its own
+    pids = tmp_path / "pids"
+    command = ["sh", "-c", 'sleep 60 & echo $$ $! > "$0"; wait', str(pids)]
+    # WHEN spyrec launches it, THEN it gives up after its timeout, in one line
+    result = spyrec("-o", str(tmp_path / "x.spy"), "--", *command, timeout=60)
+    assert_one_line_error(result, "no Python process appeared in sh within", "stopped")
+    # AND nothing the command started runs on
+    for pid in (int(pid) for pid in pids.read_text().split()):
+        assert exited(pid), pid
+    assert not (tmp_path / "x.spy").exists()
+
+
+def test_a_launched_command_that_exits_before_any_python_says_how(tmp_path):
+    result = spyrec("-o", str(tmp_path / "x.spy"), "--", "sh", "-c", "sleep 0.2; exit 4")
+    assert_one_line_error(result, "sh exited with status 4 before any Python process appeared")
 
 
 @pytest.mark.parametrize("args, fragment", [

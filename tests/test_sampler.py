@@ -30,9 +30,9 @@ def test_a_sleeping_thread_keeps_its_stack_only_while_it_has_not_run(tmp_path, l
     kept_stack = StackWalker._kept_stack
     sample_round = Sampler.sample_round
 
-    def keeping(walker, tstate, state, last, holds_gil, by_gil):
-        kept.append((last.native_tid, by_gil))
-        return kept_stack(walker, tstate, state, last, holds_gil, by_gil)
+    def keeping(walker, tstate, entry, holds_gil, by_gil):
+        kept.append((entry[1].native_tid, by_gil))
+        return kept_stack(walker, tstate, entry, holds_gil, by_gil)
 
     def timed_round(sampler, now):
         sample_round(sampler, now)

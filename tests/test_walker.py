@@ -595,7 +595,7 @@ def test_a_walk_that_fails_keeps_its_thread(label, target_under):
     target, proc = target_under(label, "deep.py", "60", "30", "sleep")
     walker, reads, stacks = _walked_once(proc)
     assert stacks[0].native_tid == target.info["main"]["native_id"] and stacks[0].frames
-    (state, _, _), = walker._last.values()
+    (state, *_), = walker._last.values()
     current_frame_at = state[1] + proc.layout.cframe.current_frame  # tstate->cframe
     assert (current_frame_at, 8) in reads
     # WHEN a fresh walker replays them and that read fails every time
@@ -613,7 +613,7 @@ def test_a_torn_walk_is_walked_again_at_once(label, target_under):
     target, proc = target_under(label, "deep.py", "60", "30", "sleep")
     walker, reads, stacks = _walked_once(proc)
     assert [len(stack.frames) for stack in stacks] == [31] and not stacks[0].torn
-    chunks = {state[4] for state, _, _ in walker._last.values()}  # datastack_chunk
+    chunks = {state[4] for state, *_ in walker._last.values()}  # datastack_chunk
 
     def replayed(times):
         memory = _ChunkTornOnce(reads, chunks, proc.layout.chunk.data, times)
@@ -638,7 +638,7 @@ def test_a_walk_done_again_copies_the_thread_state_and_its_frames_together(label
     # GIVEN a 3.11+ thread asleep in a 30-deep stack, walked once with its reads kept
     target, proc = target_under(label, "deep.py", "60", "30", "sleep")
     walker, reads, stacks = _walked_once(proc)
-    chunks = {state[4] for state, _, _ in walker._last.values()}  # datastack_chunk
+    chunks = {state[4] for state, *_ in walker._last.values()}  # datastack_chunk
     # WHEN a fresh walker replays them, each copy of the frame chunk made on its own torn (the
     # thread keeps moving between the separate reads), one made with the thread state whole
     memory = _TornUnlessCopiedTogether(reads, chunks, proc.layout.chunk.data)

@@ -1,0 +1,54 @@
+"""Many threads, nearly all asleep, a few busy: what a thread pool or a server looks like.
+
+Usage: ``python many_threads.py [DURATION=30] [SLEEPERS=1000] [BUSY=2]``.
+
+SLEEPERS threads named ``sleeper-<n>`` block in ``Event.wait()`` at @many-wait and never wake;
+BUSY threads named ``busy-<n>`` loop at @many-spin, sharing the GIL.  The main thread waits at
+@many-main.  The ready line lists every thread (name -> ids).
+"""
+
+import sys
+import threading
+import time
+
+from _truth import duration_arg, ready, thread_record
+
+DURATION = duration_arg()
+SLEEPERS = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+BUSY = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+never = threading.Event()
+records = {}
+
+
+def sleeper(name, arrived):
+    records[name] = thread_record()
+    arrived.set()
+    never.wait()  # @many-wait
+
+
+def busy(name, deadline):
+    records[name] = thread_record()
+    n = 0
+    while time.time() < deadline: n += 1  # @many-spin
+    return n
+
+
+def main():
+    threading.stack_size(256 * 1024)  # a thousand threads in little memory
+    for n in range(SLEEPERS):
+        arrived = threading.Event()
+        name = "sleeper-%d" % n
+        threading.Thread(target=sleeper, args=(name, arrived), name=name, daemon=True).start()
+        arrived.wait()
+    deadline = time.time() + DURATION
+    for n in range(BUSY):
+        name = "busy-%d" % n
+        threading.Thread(target=busy, args=(name, deadline), name=name, daemon=True).start()
+    while len(records) < SLEEPERS + BUSY:
+        time.sleep(0.001)
+    ready(main=thread_record(), threads=records)
+    never.wait(max(0.0, deadline - time.time()))  # @many-main
+
+
+if __name__ == "__main__":
+    main()
