@@ -651,7 +651,7 @@ class StackWalker:
         offsets: List[int] = []
         chain: List[int] = []
         read, unpack, size = self.read, self._frame.unpack_from, self._frame_size
-        frame_type, scale, running = self.frame_type, self._lasti_scale, self._running
+        frame_type, scale = self.frame_type, self._lasti_scale
         guess = self._chains.get(tstate)
         torn = False
         spliced = None
@@ -683,8 +683,7 @@ class StackWalker:
                     if buf is None:
                         break
                     ob_type, back, code, lasti, gen, state = unpack(buf, at)
-                    if frame_type and ob_type != frame_type or back == addr \
-                            or not chain and state != running and not gen:
+                    if frame_type and ob_type != frame_type or back == addr:
                         break
                     chain.append(addr)
                     codes.append(code)
@@ -701,12 +700,9 @@ class StackWalker:
             if frame_type and ob_type != frame_type or back == addr:
                 torn = True
                 break
-            if not chain and state != running and not gen:
-                # The thread state named a function's frame that has returned since (it waits,
-                # code and links intact, to be reused): its caller has moved on, so the walk is
-                # stale.  (A generator's that yielded is completed below, see _splice.)
-                torn = True
-                break
+            # A function's frame found returned since the thread state named it is kept: the
+            # thread was in it then, called from the same frames (it keeps its code and links
+            # until reused).  Walking again instead would favour the calls that last longest.
             chain.append(addr)
             codes.append(code)
             offsets.append(lasti * scale)
