@@ -212,3 +212,34 @@ def test_a_generator_resumed_from_c_is_seen_as_often_as_py_spy_sees_it(label, tm
            for phase in RESUMED_FROM_C
            if abs(ours_shares[phase] - theirs_shares[phase]) > PHASE_PEER_TOLERANCE}
     assert not far, (label, far)
+
+
+BENCH_TARGETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "bench", "targets")
+
+
+@pytest.mark.parametrize("label", ["3.9", "3.10"])
+def test_a_generators_short_callees_are_seen_as_often_as_py_spy_sees_them(label, tmp_path):
+    """A real program: ``tokenize`` (a generator consumed by ``list()``) calls short functions
+    on every token (``_compile`` and ``re.compile`` on 3.9, a namedtuple's ``__new__``).  A
+    callee that has returned by the time its frame is read was still where the thread was when
+    its thread state was read: walked again instead, the sample lands in the generator's own
+    long-running code.  Each function's total agrees with py-spy's, run by run.  (On 3.11 the
+    namedtuple's ``__new__`` still gets 3 to 5 points less: see the README's open problems.)"""
+    python = str(python_for(label))
+    script = os.path.join(BENCH_TARGETS, "tokenize_stdlib.py")
+    out, raw = tmp_path / "run.spy", tmp_path / "py-spy.txt"
+    ours = subprocess.run([sys.executable, "-m", "spyrec", "-q", "-o", str(out), "-r", "500",
+                           "--", python, script, "8"], capture_output=True, text=True,
+                          timeout=120)
+    assert ours.returncode == 0, ours.stderr
+    peer = subprocess.run([_py_spy(), "record", "-r", "500", "-f", "raw", "-o", str(raw), "--",
+                           python, script, "8"], capture_output=True, text=True, timeout=120)
+    assert peer.returncode == 0, peer.stderr
+    ours_totals = name_totals(_spyrec_stacks(out))
+    theirs_totals = name_totals(_py_spy_stacks(raw))
+    heaviest = sorted(theirs_totals, key=theirs_totals.get, reverse=True)[:6]
+    far = {name: (round(ours_totals.get(name, 0.0), 3), round(theirs_totals[name], 3))
+           for name in heaviest
+           if abs(ours_totals.get(name, 0.0) - theirs_totals[name]) > PEER_TOLERANCE}
+    assert not far, (label, far)
