@@ -32,9 +32,8 @@ or more than ``MAX_DEPTH`` frames is walked again at once, up to ``WALK_ATTEMPTS
 all (see ``_walk_again``); if the last one tears too, it is returned with ``torn=True`` and
 the frames read so far, and counted in ``torn_reads``.  A chain may end only where a whole
 one can (``_ends_at``, ``f_gen`` / ``co_flags`` on <=3.10): one that ends at a generator's
-frame lost its callers when the generator yielded during the walk: the frame is read again
-for its caller (``_relink``), or the callers come back from an earlier walk when its consumer
-still runs (``_splice``), or the walk is torn.  A broken thread list drops the rest of that
+frame lost its callers when the generator yielded during the walk: they come back from an
+earlier walk when its consumer still runs (``_splice``), or the walk is torn.  A broken thread list drops the rest of that
 interpreter's threads.  Innermost frames with no code (they returned between the
 copies of the thread state and of the chunk: 3.14+ clears a frame's executable as it pops
 it) are stepped over, not torn.  ``sample()`` raises only when ``_PyRuntime`` itself cannot be read;
@@ -73,8 +72,6 @@ MAX_CFRAMES = 8
 #: Generator frames whose callers a thread keeps (see StackWalker._splice), and for how long.
 MAX_CALLERS = 512
 CALLERS_TTL = 10.0
-#: Reads of generator frames found unlinked that one walk may spend (see StackWalker._relink).
-RELINK_READS = 4
 #: Distinct callers kept per generator code, latest first (see StackWalker._splice).
 TAILS_PER_CODE = 32
 #: Byte-range comparisons one walk may spend on reusing frames (see ChunkMemo).
@@ -263,8 +260,6 @@ class StackWalker:
         self._cframes = {}
         #: Walks completed below a suspended generator from a recent whole walk (see _splice).
         self.spliced_stacks = 0
-        #: Generator frames found unlinked and linked again when read again (see _relink).
-        self.relinked_frames = 0
         self._now = 0.0
         #: tstate -> {address: None}, the frames outside the chunk its recent walks read,
         #: outermost first as last seen, at most MAX_PREFETCHED: what a walk done again copies.
@@ -787,8 +782,6 @@ class StackWalker:
         seen_deep = set()  # past DEEP steps, the frames taken: a loop of stale links ends there
         after_gen = False  # the last frame taken was a generator's
         consumers = {}  # index in codes -> address, of frames that called a generator
-        relinks_left = RELINK_READS
-        relinked = False  # the frame being parsed is a generator's read again by _relink
         while addr and addr != sentinel:
             steps_left -= 1
             if steps_left < 0 or addr & 7 or steps_left < MAX_DEPTH - DEEP and addr in seen_deep:
@@ -852,9 +845,6 @@ class StackWalker:
                         code, previous, instr, owner = unpack(data)
                         if owner == FRAME_OWNED_BY_GENERATOR:
                             gen_at = addr
-                            if not previous and relinks_left > 0:
-                                previous, relinks_left = self._relink(addr, code, relinks_left)
-                                relinked = bool(previous)
                     else:
                         last_region = found
                         code, previous, instr, owner = unpack(found[2], addr - found[0])
@@ -889,11 +879,6 @@ class StackWalker:
                     break
                 add_code(code)
                 add_offset(offset)
-                if relinked:
-                    # Read after it yielded: shown where it was when the thread state was read.
-                    self.relinked_frames += 1
-                    relinked = False
-                    self._where_it_ran(tstate, codes, offsets)
                 if gen_at:
                     gens.append((gen_at, len(codes) - 1))
                     gen_at = 0
@@ -944,27 +929,6 @@ class StackWalker:
         if callers:
             callee = codes[-2] if len(codes) > 1 else 0
             offsets[-1] = callers.get((codes[-1], callee), offsets[-1])
-
-    def _relink(self, addr: int, code: int, budget: int) -> Tuple[int, int]:
-        """(its caller's frame address or 0, reads left) of a generator frame found unlinked.
-
-        A generator that yields clears its frame's link to its caller, and sets it again when
-        resumed, to the same caller as long as that one delegates to it (``yield from``, a
-        loop over it): read again a moment later, the frame most often names its caller once
-        more, which completes the walk with frames that are the thread's own, where a walk
-        done again from the start would land elsewhere, at a time chosen by the tear."""
-        while budget > 0:
-            budget -= 1
-            try:
-                data = self.read(addr, self._frame_size)
-            except _READ_ERRORS:
-                return 0, 0
-            found, previous, _, owner = self._frame.unpack_from(data)
-            if found != code or owner != FRAME_OWNED_BY_GENERATOR:
-                return 0, budget  # finished and freed, or another generator's now
-            if previous:
-                return previous, budget
-        return 0, 0
 
     def _note_callers(self, tstate: int, gens, codes: List[int], offsets: List[int],
                       address_of, spliced=None) -> None:

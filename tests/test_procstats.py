@@ -6,6 +6,7 @@ import sys
 import time
 
 from pythons import running_target
+from spyrec import procstats
 from spyrec.procstats import WCHAN_CHECK_EVERY, WCHAN_MAX_MISSES, ProcessStats, ThreadStats
 
 
@@ -60,7 +61,9 @@ def _sleeper_whose_wchan_says_running():
             sleeper.close()
 
 
-def test_a_wchan_that_says_running_for_a_sleeper_is_dropped_for_stat():
+def test_a_wchan_that_says_running_for_a_sleeper_is_dropped_for_stat(monkeypatch):
+    # GIVEN a sleeper that never becomes dormant (a dormant thread's state is not read at all)
+    monkeypatch.setattr(procstats, "DORMANT_AFTER", 1 << 30)
     with _sleeper_whose_wchan_says_running() as sleeper:
         # WHEN its state is read round after round (the spinner whose wchan it reads says "0"
         # only while it is not waiting for the GIL)
