@@ -34,6 +34,9 @@ PEER_TOLERANCE = 0.04
 #: that ``str.join`` consumes 3 to 7 points more often than py-spy does (not explained yet).
 PHASE_PEER_TOLERANCE = 0.06
 PHASE_PEER_ABOVE = 0.10
+#: How far a generator's short callee's total may be from py-spy's, each tool on its own run of
+#: a real program (on 3.9 the namedtuple's ``__new__`` has come out 1 to 4 points below).
+SHORT_CALLEE_TOLERANCE = 0.06
 
 
 @pytest.fixture(scope="module", params=ALL_SUPPORTED)
@@ -244,5 +247,5 @@ def test_a_generators_short_callees_are_seen_as_often_as_py_spy_sees_them(label,
     heaviest = sorted(theirs_totals, key=theirs_totals.get, reverse=True)[:6]
     far = {name: (round(ours_totals.get(name, 0.0), 3), round(theirs_totals[name], 3))
            for name in heaviest
-           if abs(ours_totals.get(name, 0.0) - theirs_totals[name]) > PEER_TOLERANCE}
+           if abs(ours_totals.get(name, 0.0) - theirs_totals[name]) > SHORT_CALLEE_TOLERANCE}
     assert not far, (label, far)
