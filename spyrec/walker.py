@@ -468,8 +468,8 @@ class StackWalker:
         of generators, in most walks), and again when walked again the same way, since it is
         still at it.  So the walk done again copies, in one ``process_vm_readv``, the frame
         chunk the torn walk found, the frames outside it that the thread's recent walks read
-        (generator and entry frames: its pool, see ``_remember_outside``), the current C frame
-        (3.11/3.12) and the thread state last.  One call copies them a fraction of a
+        (generator and entry frames: its pool, see ``_remember_outside``), then the thread
+        state, with the slots of its recent C frames (3.11/3.12) just before and after it.  One call copies them a fraction of a
         microsecond apart where separate reads leave the thread microseconds to move, and
         since a stack changes at its inner end, copying callers first and the pointer to the
         innermost frame last leaves the least time for a link to go stale.  That costs more
