@@ -22,8 +22,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
-import spyanalyze  # noqa: E402
-from pythons import python_for, running_target  # noqa: E402
+from pythons import py_spy_stacks, python_for, running_target, spyrec_stacks  # noqa: E402
 
 #: Each phase of the target, and the generator its samples should show.
 PHASES = {"via_list": "nested", "via_sum": "<genexpr>", "via_join": "<genexpr>",
@@ -37,22 +36,6 @@ def share_inside(stacks, phase):
     if not inside:
         return 0, 0.0
     return len(inside), sum(PHASES[phase] in stack for stack in inside) / len(inside)
-
-
-def spyrec_stacks(path):
-    rec = spyanalyze.load(path).filter(idle="exclude")
-    names = rec.frames["name"].tolist()
-    return [[names[f] for f in rec.stacks["frames"][s]] for s in rec.samples["stack"].tolist()]
-
-
-def py_spy_stacks(path):
-    stacks = []
-    with open(path) as raw:
-        for line in raw:
-            text, count = line.rsplit(" ", 1)
-            stacks += [[f.split(" (")[0].rsplit(".", 1)[-1] for f in text.split(";")]] \
-                * int(count)
-    return stacks
 
 
 def measure(label, phase, seconds, py_spy, workdir):

@@ -319,3 +319,24 @@ def round_cpu_costs(patch) -> List[int]:
 
     patch(Sampler, "sample_round", timed_round)
     return costs
+
+
+def spyrec_stacks(path) -> List[List[str]]:
+    """A recording's busy samples as stacks of function names from the root, one per sample."""
+    import spyanalyze
+
+    rec = spyanalyze.load(path).filter(idle="exclude")
+    names = rec.frames["name"].tolist()
+    return [[names[f] for f in rec.stacks["frames"][s]] for s in rec.samples["stack"].tolist()]
+
+
+def py_spy_stacks(path) -> List[List[str]]:
+    """py-spy's ``--format raw`` output as stacks of function names from the root, one per
+    sample (py-spy names functions by qualified name from 3.11 on: the last part is kept)."""
+    stacks: List[List[str]] = []
+    with open(path, encoding="utf-8", errors="replace") as raw:
+        for line in raw.read().splitlines():
+            text, count = line.rsplit(" ", 1)
+            stacks += [[frame.split(" (")[0].rsplit(".", 1)[-1] for frame in text.split(";")]] \
+                * int(count)
+    return stacks

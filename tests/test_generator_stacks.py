@@ -17,7 +17,8 @@ from collections import Counter
 import pytest
 
 import spyanalyze
-from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, target_path
+from pythons import (ALL_SUPPORTED, marked_lines, py_spy_stacks, python_for, running_target,
+                     spyrec_stacks, target_path)
 from spyrec.spyformat import SampleFlag
 from test_record import Stacks, load, spyrec
 
@@ -133,23 +134,6 @@ def _py_spy():
     return path
 
 
-def _py_spy_stacks(raw):
-    """py-spy's raw output as stacks of function names from the root, one per sample."""
-    stacks = []
-    for line in raw.read_text().splitlines():
-        text, count = line.rsplit(" ", 1)
-        # py-spy names functions by qualified name from 3.11 on: keep the last part
-        stacks += [[frame.split(" (")[0].rsplit(".", 1)[-1] for frame in text.split(";")]] \
-            * int(count)
-    return stacks
-
-
-def _spyrec_stacks(out):
-    rec = spyanalyze.load(out).filter(idle="exclude")
-    names = rec.frames["name"].tolist()
-    return [[names[f] for f in rec.stacks["frames"][s]] for s in rec.samples["stack"].tolist()]
-
-
 def _spyrec_command(out, pid, seconds, rate=500):
     return [sys.executable, "-m", "spyrec", "-o", str(out), "-p", str(pid), "-d", str(seconds),
             "-r", str(rate)]
@@ -174,7 +158,7 @@ def _one_after_the_other(label, tmp_path, seconds, *phases, rate=500):
         peer = subprocess.run(_py_spy_command(raw, target.pid, seconds, rate),
                               capture_output=True, text=True, timeout=60)
         assert peer.returncode == 0, peer.stderr
-    return _spyrec_stacks(out), _py_spy_stacks(raw)
+    return spyrec_stacks(out), py_spy_stacks(raw)
 
 
 @pytest.mark.parametrize("label", ["3.10", "3.12"])
@@ -242,8 +226,8 @@ def test_a_generators_short_callees_are_seen_as_often_as_py_spy_sees_them(label,
     peer = subprocess.run([_py_spy(), "record", "-r", "500", "-f", "raw", "-o", str(raw), "--",
                            python, script, "8"], capture_output=True, text=True, timeout=120)
     assert peer.returncode == 0, peer.stderr
-    ours_totals = name_totals(_spyrec_stacks(out))
-    theirs_totals = name_totals(_py_spy_stacks(raw))
+    ours_totals = name_totals(spyrec_stacks(out))
+    theirs_totals = name_totals(py_spy_stacks(raw))
     heaviest = sorted(theirs_totals, key=theirs_totals.get, reverse=True)[:6]
     far = {name: (round(ours_totals.get(name, 0.0), 3), round(theirs_totals[name], 3))
            for name in heaviest
