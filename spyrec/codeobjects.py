@@ -102,11 +102,18 @@ class CodeCache:
         self._has_flags = co.co_flags is not None
         if self._has_flags:
             fields.append((co.co_flags, "i"))
+        self._identity_fields = len(fields)
+        fields += [(offset, "i") for offset in co.frame_words]
+        self._frame_words = bool(co.frame_words)
+        self._frame_specials = co.frame_specials
         self._header = FieldStruct(fields)
         self.head_size = max(self._header.size, co.size)
         #: Hot path: address -> key; None for a readable non-code object (a torn read), SKIP
         #: for a frame to leave out.
         self.verified: Dict[int, Optional[int]] = {}
+        #: 3.11/3.12: code address -> bytes its frames take in a datastack chunk, as read with
+        #: its header (see Layout.code.frame_words).
+        self.frame_bytes: Dict[int, int] = {}
         self.codes: Dict[int, CodeObject] = {}
         self._key_at: Dict[int, int] = {}
         self._tag = 0
@@ -137,6 +144,9 @@ class CodeCache:
                     del verified[addr]  # unreadable now: ask again next time, do not cache
                     continue
                 key = self._admit(addr, head)
+                if self._frame_words and key is not None:
+                    words = self._header.unpack_from(head)[self._identity_fields:]
+                    self.frame_bytes[addr] = 8 * (sum(words) + self._frame_specials)
                 if key is _CHECK_CONTENT:
                     same_pointers.append(addr)
                 else:
@@ -207,7 +217,7 @@ class CodeCache:
             values = self._header.unpack_from(head)
             ob_type, firstlineno, filename, name, linetable = values[:5]
             qualname = values[5] if self._has_qualname else name
-            flags = values[-1] if self._has_flags else 0
+            flags = values[self._identity_fields - 1] if self._has_flags else 0
             if self.code_type and ob_type != self.code_type:
                 return SKIP if self.layout.executable_may_be_non_code else None
             identity = (firstlineno, filename, name, qualname, linetable, flags)
@@ -225,6 +235,7 @@ class CodeCache:
         if len(self.codes) >= MAX_CODES:
             self.codes.clear()
             self._key_at.clear()
+            self.frame_bytes.clear()
             self._resets += 1
         if key is None and not self._resets:
             key = addr

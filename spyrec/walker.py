@@ -277,6 +277,11 @@ class StackWalker:
         self._ts_size = max(ts.size, self._ts.size)
         self._cframe = layout.thread_frame_kind == "cframe"
         self._cframe_current = layout.cframe.current_frame if layout.cframe else 0
+        #: 3.11/3.12: code address -> size of its frames in a chunk (see _fits_top).
+        self._frame_bytes = codes.frame_bytes if layout.code.frame_words else None
+        self._misfit = False  # the last _walk_iframes tore on _fits_top
+        #: Walks whose innermost frame did not fit the thread state's chunk top (a figure).
+        self.misfit_walks = 0
 
         if self._iframe:
             self._frame = FieldStruct([(fr.code, "Q"), (fr.previous, "Q"), (fr.instr, "Q"),
@@ -387,18 +392,14 @@ class StackWalker:
                         stacks.append(kept_stack(tstate, last, tstate == holder, by_gil))
                         tstate = unpack_next(ts, next_at)[0]
                         continue
-            slot_copies = None
+            prefetched = slot_copies = None
             try:
-                cframes = self._cframes.get(tstate) if self._cframe else None
-                if cframes:
-                    # The C frames' pointers to the innermost frame, copied before and after
-                    # the thread state (see _cframe_top).
-                    slots = [(cframe + self._cframe_current, 8) for cframe in cframes]
-                    copies = self.mem.read_many(slots + [(tstate, self._ts_size)] + slots)
-                    ts = copies[len(slots)]
+                if self._iframe:
+                    memo = self._memos.get(tstate)
+                    ts, prefetched, slot_copies = self._copy_thread(
+                        tstate, (memo.chunk, memo.chunk + len(memo.buf)) if memo else None)
                     if ts is None:
                         raise MemoryReadError("thread state 0x%x unreadable" % tstate)
-                    slot_copies = _slot_copies(slots, copies)
                 else:
                     ts = self.read(tstate, self._ts_size)
             except _READ_ERRORS:
@@ -417,7 +418,8 @@ class StackWalker:
                                                    tstate == holder, by_gil))
                     tstate = fields[0]
                     continue
-            stack = self._walk_thread(tstate, ts, fields, tstate == holder, None, slot_copies)
+            stack = self._walk_thread(tstate, ts, fields, tstate == holder, prefetched,
+                                      slot_copies)
             attempts = WALK_ATTEMPTS - 1
             while stack.torn and attempts:
                 attempts -= 1
@@ -457,51 +459,65 @@ class StackWalker:
             return {}  # each thread state is read on its own, as without the batch
         return {tstate: data for tstate, data in zip(wanted, copies) if data is not None}
 
-    def _walk_again(self, tstate: int, interp: int, holder: int, torn_fields):
-        """(ts, fields, stack) of one more walk of a thread whose last walk tore, or None.
+    def _copy_thread(self, tstate: int, extent=None):
+        """3.11+: (a copy of the thread state or None, {address: copy} of its frames copied
+        with it, its C frames' slot copies or None), all from one ``process_vm_readv``.
 
-        A walk tears when the thread returns and calls between the read of its thread state and
-        the copy of its frames: the frames it then pushed, of other sizes, cover the ones the
-        thread state pointed to; or when a generator on its stack yields while the walk reads
-        the frames one by one, which clears the generator's link to its caller.  A program
-        whose stack changes every few microseconds does that in one walk out of ten (a chain
-        of generators, in most walks), and again when walked again the same way, since it is
-        still at it.  So the walk done again copies, in one ``process_vm_readv``, the frame
-        chunk the torn walk found, the frames outside it that the thread's recent walks read
-        (generator and entry frames: its pool, see ``_remember_outside``), then the thread
-        state, with the slots of its recent C frames (3.11/3.12) just before and after it.  One call copies them a fraction of a
-        microsecond apart where separate reads leave the thread microseconds to move, and
-        since a stack changes at its inner end, copying callers first and the pointer to the
-        innermost frame last leaves the least time for a link to go stale.  That costs more
-        than separate reads (several µs), so first walks do not do it; a stack the generators
-        keep rebuilding faster than that is completed instead (``_splice``).
+        A thread whose stack changes every microsecond (generators resumed and suspended,
+        short calls) has moved on between separate reads: a chain assembled from them puts
+        frames of different moments together.  So its newest chunk as ``extent`` (start, top)
+        last found it (with room to grow), the frames outside the chunk that its recent walks
+        read (generator and entry frames: its pool, see ``_remember_outside``), and the thread
+        state, with the slots of its recent C frames (3.11/3.12) just before and after it, are
+        copied in one call, a fraction of a microsecond apart.  Since a stack changes at its
+        inner end, callers are copied first and the pointer to the innermost frame last.
         """
-        self.retried_walks += 1
         ranges = []
+        if extent is not None and _chunk_in_use(*extent):
+            ranges.append((extent[0], extent[1] - extent[0] + CHUNK_SLACK))
+        chunks = len(ranges)
         slots = []
-        if self._iframe:
-            chunk, top = torn_fields[5], torn_fields[6]
-            if _chunk_in_use(chunk, top):
-                ranges.append((chunk, top - chunk + CHUNK_SLACK))
-            ranges.extend((addr, self._frame_size) for addr in self._pools.get(tstate, ()))
-            if self._cframe:
-                cframes = self._cframes.get(tstate) or [torn_fields[2]]
-                slots = [(cframe + self._cframe_current, 8) for cframe in cframes]
+        if self._cframe:
+            slots = [(cframe + self._cframe_current, 8)
+                     for cframe in self._cframes.get(tstate, ())]
         ranges += slots
         ranges.append((tstate, self._ts_size))
         ranges += slots
+        ranges.extend((addr, self._frame_size) for addr in self._pools.get(tstate, ()))
+        if len(ranges) == 1:
+            return self.read(tstate, self._ts_size), None, None
         copies = self.mem.read_many(ranges)
-        at = len(ranges) - len(slots) - 1
+        at = chunks + len(slots)
+        pool = at + 1 + len(slots)
+        prefetched = {addr: data for (addr, _), data in zip(ranges[:chunks] + ranges[pool:],
+                                                            copies[:chunks] + copies[pool:])
+                      if data is not None}
+        slot_copies = _slot_copies(slots, copies[chunks:pool]) if slots else None
+        return copies[at], prefetched or None, slot_copies
+
+    def _walk_again(self, tstate: int, interp: int, holder: int, torn_fields):
+        """(ts, fields, stack) of one more walk of a thread whose last walk tore, or None.
+
+        A walk tears when the thread returns and calls between the copy of its thread state
+        and that of its frames: the frames it then pushed, of other sizes, cover the ones the
+        thread state pointed to; or when a generator on its stack yields between the copies,
+        which clears the generator's link to its caller.  The walk done again copies the frame
+        chunk the torn walk found with the thread state (see _copy_thread); a stack that the
+        generators keep rebuilding faster than that is completed instead (``_splice``).
+        """
+        self.retried_walks += 1
+        extent = (torn_fields[5], torn_fields[6]) if self._iframe else None
+        if self._cframe and not self._cframes.get(tstate):
+            self._cframes[tstate] = [torn_fields[2]]
         try:
-            ts = copies[at] if copies[at] is not None else self.read(tstate, self._ts_size)
+            ts, prefetched, slot_copies = self._copy_thread(tstate, extent)
+            if ts is None:
+                ts = self.read(tstate, self._ts_size)
         except _READ_ERRORS:
             return None
         fields = self._ts.unpack_from(ts)
         if fields[1] != interp:
             return None
-        prefetched = {addr: data for (addr, _), data in zip(ranges[:at - len(slots)], copies)
-                      if data is not None}
-        slot_copies = _slot_copies(slots, copies[at - len(slots):]) if slots else None
         return ts, fields, self._walk_thread(tstate, ts, fields, tstate == holder, prefetched,
                                              slot_copies)
 
@@ -546,12 +562,17 @@ class StackWalker:
         native = fields[4] if self._iframe else 0
         try:
             if self._iframe:
-                top = fields[2]
+                top, other = fields[2], 0
                 if self._cframe:
-                    top, with_state = self._cframe_top(tstate, ts, top, slot_copies)
-                codes, offsets, torn = self._walk_iframes(top, fields[5], fields[6],
-                                                          fields[7] if len(fields) > 7 else 0,
+                    top, with_state, other = self._cframe_top(tstate, ts, top, slot_copies)
+                sentinel = fields[7] if len(fields) > 7 else 0
+                codes, offsets, torn = self._walk_iframes(top, fields[5], fields[6], sentinel,
                                                           tstate, prefetched, with_state)
+                if torn and self._misfit and other:
+                    # The other copy of the C frame's slot, taken on the other side of the
+                    # thread state, may be the one that agrees with it.
+                    codes, offsets, torn = self._walk_iframes(other, fields[5], fields[6],
+                                                              sentinel, tstate, prefetched)
             else:
                 native = self._pthread_tid(thread_id)
                 codes, offsets, torn = self._walk_pyframes(fields[2], tstate)
@@ -581,13 +602,14 @@ class StackWalker:
         return ThreadStack(native, thread_id, tuple(frames), holds_gil, torn)
 
     def _cframe_top(self, tstate: int, ts: bytes, cframe: int,
-                    slot_copies=None) -> Tuple[int, bool]:
-        """3.11/3.12: tstate->cframe->current_frame, and whether it was copied with the thread
-        state (from its root C frame inside it, or ``slot_copies``) or read after it."""
+                    slot_copies=None) -> Tuple[int, bool, int]:
+        """3.11/3.12: tstate->cframe->current_frame, whether it was copied with the thread
+        state (from its root C frame inside it, or ``slot_copies``) or read after it, and the
+        slot's other copy when the two differ (else 0)."""
         at = cframe - tstate + self._cframe_current
         if 0 <= at <= len(ts) - 8:
             self._cframes.pop(tstate, None)
-            return _U64.unpack_from(ts, at)[0], True
+            return _U64.unpack_from(ts, at)[0], True, 0
         known = self._cframes.get(tstate)
         if known is None:
             if len(self._cframes) >= MAX_THREADS:
@@ -599,28 +621,29 @@ class StackWalker:
             known.insert(0, cframe)
             del known[MAX_CFRAMES:]
         if not cframe:
-            return 0, True
+            return 0, True, 0
         slot = cframe + self._cframe_current
         data = slot_copies.get(slot) if slot_copies else None
         with_state = data is not None
         if data is None:
             data = self.read(slot, 8)
-        top = _U64.unpack(data)[0]
-        if abs(top - cframe) < ENTRY_NEAR and with_state and (slot, BEFORE) in slot_copies:
-            # Copied after the thread state, the slot points to the run's entry frame: the run
-            # is returning (a generator yielded to the C code that resumed it) or returned
-            # already, stale.  Copied just before, it pointed to the frame the run was in
-            # when the thread state named it.  Both to the entry frame: the run is between
-            # frames for long (collecting garbage, say): its caller is where the thread is.
-            before = _U64.unpack(slot_copies[slot, BEFORE])[0]
-            if before and abs(before - cframe) >= ENTRY_NEAR:
-                top = before
+        top = other = _U64.unpack(data)[0]
+        if with_state and slot_copies.get((slot, BEFORE)) is not None:
+            other = _U64.unpack(slot_copies[slot, BEFORE])[0]
+            if abs(top - cframe) < ENTRY_NEAR and other and abs(other - cframe) >= ENTRY_NEAR:
+                # Copied after the thread state, the slot points to the run's entry frame:
+                # the run is returning (a generator yielded to the C code that resumed it) or
+                # returned already, stale.  Copied just before, it pointed to the frame the
+                # run was in when the thread state named it.  Both to the entry frame: the
+                # run is between frames for long (collecting garbage, say): its caller is
+                # where the thread is.
+                top, other = other, 0
         if not top:
             # Only the root C frame, inside the thread state, is ever without a Python frame:
             # any other is a run of the eval loop (Python/ceval.c), which sets its frame at
             # once, so this one ended between the two reads and its stack slot was reused.
             raise MemoryReadError("C frame 0x%x has no frame any more" % cframe)
-        return top, with_state
+        return top, with_state, other if other != top else 0
 
     def _pthread_tid(self, thread_id: int) -> int:
         """<=3.10: the kernel TID stored in glibc's struct pthread (offset found at attach)."""
@@ -731,6 +754,7 @@ class StackWalker:
         thread's last walk (see ChunkMemo); the others are parsed one by one.  ``with_state``:
         whether ``addr`` was copied with the thread state (see _cframe_top).
         """
+        self._misfit = False
         codes: List[int] = []
         offsets: List[int] = []
         outside = []  # frames read outside every chunk copy (generators', C-stack entry frames)
@@ -887,6 +911,10 @@ class StackWalker:
                     consumers[len(codes) - 1] = addr
                     after_gen = False
             addr = previous
+        if chunk_addrs and not self._fits_top(chunk_addrs[0], codes, chunk_starts[0], top):
+            self._misfit = True
+            self.misfit_walks += 1
+            return codes, offsets, True
         spliced = None
         if broken or not addr and not self._ends_at(owner, sentinel):
             # Cut right below a generator's frame: its link was cleared (NULL) or is stale (on
@@ -906,6 +934,16 @@ class StackWalker:
             if not spliced:
                 self._remember_outside(tstate, outside)
                 return codes, offsets, True
+            below, consumer = spliced
+            if not chunk_addrs and lo <= consumer <= hi and \
+                    not self._fits_top(consumer, codes, len(codes) - below, top):
+                # The consumer the callers were taken from is not where the thread state
+                # says the thread's frames end: the generator yielded, or its callee
+                # returned, between the copies.
+                self._misfit = True
+                self.misfit_walks += 1
+                self._remember_outside(tstate, outside)
+                return codes, offsets, True
             spliced = (gens[-1][1],) + spliced
             addr = sentinel
         if gens:
@@ -918,6 +956,23 @@ class StackWalker:
             self._next_memos[tstate] = ChunkMemo(base, buf, chunk_addrs, chunk_starts, runs,
                                                  codes, offsets)
         return codes, offsets, False
+
+    def _fits_top(self, frame: int, codes: List[int], at: int, top: int) -> bool:
+        """3.11/3.12: whether the innermost frame a walk found in the newest chunk (``frame``,
+        running ``codes[at]``) ends where the thread state says the chunk's used part does.
+
+        A thread's frames are pushed on its chunk one after the other, each taking the size its
+        code asks for (_PyFrame_Push, Python/frame.c), so the frame the thread is in, or the
+        one its generators were resumed from, is the last one.  The pointer to the innermost
+        frame is read from a C frame, apart from the thread state: when the thread called or
+        returned between the two copies they disagree, and a walk from that pointer would put
+        the thread in a frame it had left or not yet entered.
+        """
+        sizes = self._frame_bytes
+        if sizes is None or at >= len(codes):
+            return True
+        size = sizes.get(codes[at])
+        return size is None or frame + size == top
 
     def _where_it_ran(self, tstate: int, codes: List[int], offsets: List[int]) -> None:
         """Set the offset of the last generator frame in ``codes``, read after it yielded.

@@ -113,6 +113,12 @@ class CodeOffsets:
     size: int
     #: int ``co_flags``, read where the frame does not say whether it is a generator's (<=3.10)
     co_flags: Optional[int] = None
+    #: 3.11/3.12: the int members whose sum, plus ``frame_specials``, is the size in words of
+    #: the code's frames in a datastack chunk: ``co_framesize`` (3.12), or ``co_nlocalsplus``
+    #: and ``co_stacksize`` (3.11, whose FRAME_SPECIALS_SIZE is 9: _PyFrame_Push in
+    #: Python/frame.c).  Empty where the walker does not check a chain against the chunk's top.
+    frame_words: Tuple[int, ...] = ()
+    frame_specials: int = 0
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,8 @@ V3_11 = Layout(
         co_linetable=136,
         co_code_adaptive=184,
         size=192,
+        frame_words=(76, 68),  # co_nlocalsplus, co_stacksize
+        frame_specials=9,
     ),
     strings=StringOffsets(ascii_data=48, compact_data=72),
     chunk=ChunkOffsets(),

@@ -44,6 +44,7 @@ V3_12 = Layout(
         co_linetable=136,
         co_code_adaptive=192,
         size=200,
+        frame_words=(76,),  # co_framesize
     ),
     strings=StringOffsets(ascii_data=40, compact_data=56),
     chunk=ChunkOffsets(),
