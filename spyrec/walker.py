@@ -190,6 +190,12 @@ def _slot_copies(slots: List[Tuple[int, int]], copies: List[Optional[bytes]]) ->
     return found
 
 
+def _copies_by_address(ranges: List[Tuple[int, int]], copies: List[Optional[bytes]]):
+    """{address: copy} of the ranges that could be read, or None when there are none."""
+    found = {addr: data for (addr, _), data in zip(ranges, copies) if data is not None}
+    return found or None
+
+
 def _block(fields: List[Tuple[int, str]]) -> Tuple[int, FieldStruct]:
     """A FieldStruct for fields of one struct, relative to the lowest offset (read from there)."""
     base = min(offset for offset, _ in fields)
@@ -394,7 +400,7 @@ class StackWalker:
                         continue
             prefetched = slot_copies = None
             try:
-                if self._iframe:
+                if self._cframe:
                     memo = self._memos.get(tstate)
                     ts, prefetched, slot_copies = self._copy_thread(
                         tstate, (memo.chunk, memo.chunk + len(memo.buf)) if memo else None)
@@ -460,40 +466,40 @@ class StackWalker:
         return {tstate: data for tstate, data in zip(wanted, copies) if data is not None}
 
     def _copy_thread(self, tstate: int, extent=None):
-        """3.11+: (a copy of the thread state or None, {address: copy} of its frames copied
-        with it, its C frames' slot copies or None), all from one ``process_vm_readv``.
+        """(a copy of the thread state or None, {address: copy} of frames copied with it or
+        None, its C frames' slot copies or None), from one ``process_vm_readv``.
 
         A thread whose stack changes every microsecond (generators resumed and suspended,
         short calls) has moved on between separate reads: a chain assembled from them puts
-        frames of different moments together.  So its newest chunk as ``extent`` (start, top)
-        last found it (with room to grow), the frames outside the chunk that its recent walks
-        read (generator and entry frames: its pool, see ``_remember_outside``), and the thread
-        state, with the slots of its recent C frames (3.11/3.12) just before and after it, are
-        copied in one call, a fraction of a microsecond apart.  Since a stack changes at its
-        inner end, callers are copied first and the pointer to the innermost frame last.
+        frames of different moments together.  So the thread state, its newest chunk as
+        ``extent`` (start, top) last found it (with room to grow), and the frames outside the
+        chunk that its recent walks read (generator and entry frames: its pool, see
+        ``_remember_outside``) are copied in one call, a fraction of a microsecond apart.
+
+        3.11/3.12 copy the slots of the thread's recent C frames just before and after the
+        thread state (see _cframe_top), then the chunk and the pool, latest frames first:
+        what the slots point to is then copied soonest after them.  Elsewhere the thread state
+        comes last, callers before it (a stack changes at its inner end); a first walk there
+        copies the thread state alone, the chunk after it, as measured best on 3.13-3.15.
         """
-        ranges = []
+        chunk = []
         if extent is not None and _chunk_in_use(*extent):
-            ranges.append((extent[0], extent[1] - extent[0] + CHUNK_SLACK))
-        chunks = len(ranges)
-        slots = []
-        if self._cframe:
-            slots = [(cframe + self._cframe_current, 8)
-                     for cframe in self._cframes.get(tstate, ())]
-        ranges += slots
-        ranges.append((tstate, self._ts_size))
-        ranges += slots
-        ranges.extend((addr, self._frame_size) for addr in self._pools.get(tstate, ()))
-        if len(ranges) == 1:
+            chunk = [(extent[0], extent[1] - extent[0] + CHUNK_SLACK)]
+        pool = self._pools.get(tstate, ())
+        if not self._cframe:
+            if extent is None:  # a first walk
+                return self.read(tstate, self._ts_size), None, None
+            ranges = chunk + [(addr, self._frame_size) for addr in pool]
+            copies = self.mem.read_many(ranges + [(tstate, self._ts_size)])
+            return copies[-1], _copies_by_address(ranges, copies), None
+        slots = [(cframe + self._cframe_current, 8) for cframe in self._cframes.get(tstate, ())]
+        ranges = chunk + [(addr, self._frame_size) for addr in reversed(pool)]
+        if not slots and not ranges:
             return self.read(tstate, self._ts_size), None, None
-        copies = self.mem.read_many(ranges)
-        at = chunks + len(slots)
-        pool = at + 1 + len(slots)
-        prefetched = {addr: data for (addr, _), data in zip(ranges[:chunks] + ranges[pool:],
-                                                            copies[:chunks] + copies[pool:])
-                      if data is not None}
-        slot_copies = _slot_copies(slots, copies[chunks:pool]) if slots else None
-        return copies[at], prefetched or None, slot_copies
+        copies = self.mem.read_many(slots + [(tstate, self._ts_size)] + slots + ranges)
+        after = len(slots) + 1 + len(slots)
+        return (copies[len(slots)], _copies_by_address(ranges, copies[after:]),
+                _slot_copies(slots, copies[:after]) if slots else None)
 
     def _walk_again(self, tstate: int, interp: int, holder: int, torn_fields):
         """(ts, fields, stack) of one more walk of a thread whose last walk tore, or None.

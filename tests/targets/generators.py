@@ -127,7 +127,7 @@ def tokens(n):
 def via_tokens(seconds):
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
-        for token in tokens(20):
+        for token in tokens(20):  # @resume-tokens
             work(60)  # @consume-work
 
 
