@@ -1,7 +1,7 @@
 """How often a generator is found on the stack within the phase that consumes it, next to py-spy.
 
     .venv/bin/python bench/bench_generator_shares.py [--python 3.11,3.12] [--seconds 6]
-                                                      [--runs 2]
+                                                      [--runs 2] [--moments]
 
 Not part of the unit tests.  For each interpreter (labels of tests/pythons.py) it starts
 tests/targets/generators.py on each phase alone (a generator resumed by C code, by a Python
@@ -10,6 +10,12 @@ again with ``py-spy record`` (one after the other: py-spy stops the target for e
 a target stopped while a generator yields changes what a recorder reading it meanwhile sees),
 and prints, per phase, the share of the phase's samples that have the phase's generator on
 the stack, by each profiler, and the difference.
+
+``--moments`` records only ``via_tokens`` (a consumer and a generator taking turns at calling
+``work``) and prints, by each profiler, the share of its samples that show the consumer or the
+generator innermost (rare: both spend nearly all their time in ``work``) and the share that
+put frames of different moments together: the consumer at a line that cannot call what the
+stack puts above it.
 """
 
 import argparse
@@ -22,7 +28,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
-from pythons import py_spy_stacks, python_for, running_target, spyrec_stacks  # noqa: E402
+from pythons import (marked_lines, py_spy_stacks, python_for, running_target,  # noqa: E402
+                     spyrec_stacks, target_path)
 
 #: Each phase of the target, and the generator its samples should show.
 PHASES = {"via_list": "nested", "via_sum": "<genexpr>", "via_join": "<genexpr>",
@@ -38,7 +45,22 @@ def share_inside(stacks, phase):
     return len(inside), sum(PHASES[phase] in stack for stack in inside) / len(inside)
 
 
-def measure(label, phase, seconds, py_spy, workdir):
+def moments(stacks):
+    """(``via_tokens`` samples, share with its consumer or generator innermost, share with its
+    consumer at a line that cannot call what is above it); stacks of (name, line) pairs."""
+    marks = marked_lines(target_path("generators.py"))
+    inside = [[frame for frame in stack[[name for name, _ in stack].index("via_tokens"):]]
+              for stack in stacks if "via_tokens" in [name for name, _ in stack]]
+    if not inside:
+        return 0, 0.0, 0.0
+    calleeless = sum(stack[-1][0] != "work" for stack in inside)
+    mixed = sum(len(stack) > 1 and (
+        stack[1][0] == "tokens" and stack[0][1] != marks["resume-tokens"]
+        or stack[1][0] == "work" and stack[0][1] != marks["consume-work"]) for stack in inside)
+    return len(inside), calleeless / len(inside), mixed / len(inside)
+
+
+def measure(label, phase, seconds, py_spy, workdir, lines=False):
     out, raw = os.path.join(workdir, "run.spy"), os.path.join(workdir, "py-spy.txt")
     with running_target(python_for(label), "generators.py", str(2 * seconds + 5),
                         phase) as target:
@@ -52,6 +74,8 @@ def measure(label, phase, seconds, py_spy, workdir):
                               text=True)
         if peer.returncode:
             raise SystemExit("py-spy failed: %s" % peer.stderr.strip())
+    if lines:
+        return moments(spyrec_stacks(out, lines=True)), moments(py_spy_stacks(raw, lines=True))
     return share_inside(spyrec_stacks(out), phase), share_inside(py_spy_stacks(raw), phase)
 
 
@@ -60,12 +84,26 @@ def main():
     parser.add_argument("--python", default="3.11,3.12")
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--moments", action="store_true",
+                        help="via_tokens only: stacks of one moment or of several")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy", path=os.path.dirname(sys.executable) + os.pathsep
                           + os.environ.get("PATH", ""))
     if py_spy is None:
         raise SystemExit("py-spy is not installed (pip install py-spy)")
     with tempfile.TemporaryDirectory() as workdir:
+        if args.moments:
+            print("| CPython | innermost not `work`: spyrec | py-spy "
+                  "| consumer at a line that cannot call its callee: spyrec | py-spy |")
+            print("|---|---:|---:|---:|---:|")
+            for label in args.python.split(","):
+                for _ in range(args.runs):
+                    ours, theirs = measure(label, "via_tokens", args.seconds, py_spy, workdir,
+                                           lines=True)
+                    print("| %s | %.3f (%d) | %.3f (%d) | %.3f | %.3f |"
+                          % (label, ours[1], ours[0], theirs[1], theirs[0], ours[2],
+                             theirs[2]), flush=True)
+            return
         print("| CPython | phase | generator | spyrec | py-spy | difference |")
         print("|---|---|---|---:|---:|---:|")
         for label in args.python.split(","):

@@ -321,22 +321,30 @@ def round_cpu_costs(patch) -> List[int]:
     return costs
 
 
-def spyrec_stacks(path) -> List[List[str]]:
-    """A recording's busy samples as stacks of function names from the root, one per sample."""
+def spyrec_stacks(path, lines: bool = False) -> List[list]:
+    """A recording's busy samples as stacks of function names from the root, one per sample
+    (with ``lines``, of (name, line) pairs)."""
     import spyanalyze
 
     rec = spyanalyze.load(path).filter(idle="exclude")
     names = rec.frames["name"].tolist()
+    if lines:
+        names = list(zip(names, rec.frames["line"].tolist()))
     return [[names[f] for f in rec.stacks["frames"][s]] for s in rec.samples["stack"].tolist()]
 
 
-def py_spy_stacks(path) -> List[List[str]]:
+def py_spy_stacks(path, lines: bool = False) -> List[list]:
     """py-spy's ``--format raw`` output as stacks of function names from the root, one per
-    sample (py-spy names functions by qualified name from 3.11 on: the last part is kept)."""
-    stacks: List[List[str]] = []
+    sample (py-spy names functions by qualified name from 3.11 on: the last part is kept);
+    with ``lines``, of (name, line) pairs."""
+    stacks: List[list] = []
     with open(path, encoding="utf-8", errors="replace") as raw:
         for line in raw.read().splitlines():
             text, count = line.rsplit(" ", 1)
-            stacks += [[frame.split(" (")[0].rsplit(".", 1)[-1] for frame in text.split(";")]] \
-                * int(count)
+            frames = text.split(";")
+            names = [frame.split(" (")[0].rsplit(".", 1)[-1] for frame in frames]
+            if lines:
+                numbers = [frame.rsplit(":", 1)[-1].rstrip(")") for frame in frames]
+                names = [(name, int(n) if n.isdigit() else 0) for name, n in zip(names, numbers)]
+            stacks += [names] * int(count)
     return stacks
