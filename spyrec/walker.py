@@ -968,7 +968,8 @@ class StackWalker:
         running ``codes[at]``) ends where the thread state says the chunk's used part does.
 
         A thread's frames are pushed on its chunk one after the other, each taking the size its
-        code asks for (_PyFrame_Push, Python/frame.c), so the frame the thread is in, or the
+        code asks for (3.11 _PyFrame_Push in Python/frame.c, 3.12 _PyFrame_PushUnchecked in
+        Include/internal/pycore_frame.h), so the frame the thread is in, or the
         one its generators were resumed from, is the last one.  The pointer to the innermost
         frame is read from a C frame, apart from the thread state: when the thread called or
         returned between the two copies they disagree, and a walk from that pointer would put

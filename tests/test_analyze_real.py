@@ -143,10 +143,16 @@ def test_exports_parse_back_to_the_samples(recorded):
     heavy_lines = [c for s, c in lines.items() if ";heavy (%s:" % table.loc["heavy", "module"] in s]
     # each line's count is its ticks rounded
     assert abs(sum(heavy_lines) - table.loc["heavy", "total_samples"]) <= 0.5 + len(heavy_lines) / 2
-    for stack in (s for s in lines if ";heavy (" in s):      # root first: <module>, main, heavy
+    # root first: <module>, main, heavy; but a torn sample keeps the part of its stack that
+    # could be read (flagged torn, exported as it is)
+    cut = Counter()
+    for stack in (s for s in lines if ";heavy (" in s):
         frames = stack.split(";")
-        assert frames[0].startswith("<module> (") and frames[1].startswith("main (")
-        assert frames[2].startswith("heavy (")
+        if not (frames[0].startswith("<module> (") and frames[1].startswith("main (")
+                and frames[2].startswith("heavy (")):
+            cut[stack] = lines[stack]
+    torn_ticks = float(rec.samples["ticks"][rec.samples["torn"]].sum())
+    assert sum(cut.values()) <= torn_ticks + len(cut) / 2, (cut, torn_ticks)
 
 
 def test_timeline_accounts_for_the_targets_cpu(recorded):

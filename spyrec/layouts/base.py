@@ -115,8 +115,9 @@ class CodeOffsets:
     co_flags: Optional[int] = None
     #: 3.11/3.12: the int members whose sum, plus ``frame_specials``, is the size in words of
     #: the code's frames in a datastack chunk: ``co_framesize`` (3.12), or ``co_nlocalsplus``
-    #: and ``co_stacksize`` (3.11, whose FRAME_SPECIALS_SIZE is 9: _PyFrame_Push in
-    #: Python/frame.c).  Empty where the walker does not check a chain against the chunk's top.
+    #: and ``co_stacksize`` (3.11, plus FRAME_SPECIALS_SIZE, 9: _PyFrame_Push in Python/frame.c
+    #: and Include/internal/pycore_frame.h).  Empty where the walker does not check a chain
+    #: against the chunk's top.
     frame_words: Tuple[int, ...] = ()
     frame_specials: int = 0
 
