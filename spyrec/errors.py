@@ -44,6 +44,14 @@ class PermissionDenied(SpyError):
         return cls.ROOT_HINT if os.geteuid() == 0 else cls.HINT
 
 
+class LaunchError(SpyError):
+    """The command to record cannot be started, or brought up no Python."""
+
+
+class OutputError(SpyError):
+    """The output file cannot be written."""
+
+
 class UnsupportedPython(SpyError):
     """A CPython was found, but its version or build cannot be walked."""
 

@@ -21,7 +21,8 @@ import sys
 import threading
 import time
 
-from spyrec.errors import NotPython, PermissionDenied, SpyError, TargetNotFound, UnsupportedPython
+from spyrec.errors import (LaunchError, NotPython, PermissionDenied, TargetNotFound,
+                           UnsupportedPython)
 from spyrec.interpreter import PythonProcess
 
 #: How long a launched command has to bring up a Python interpreter before it is stopped.
@@ -29,10 +30,6 @@ LAUNCH_ATTACH_TIMEOUT_S = 10.0
 #: How long a stopped command has between SIGTERM and SIGKILL.
 STOP_GRACE_S = 2.0
 PR_SET_PDEATHSIG = 1
-
-
-class LaunchError(SpyError):
-    """The command to record cannot be started, or brought up no Python."""
 
 
 def exit_status(returncode):

@@ -14,15 +14,11 @@ import tempfile
 import time
 
 from spyrec import __version__
-from spyrec.errors import SpyError
+from spyrec.errors import OutputError
 from spyrec.interpreter import PythonProcess
 from spyrec.launcher import Launched, exit_status
 from spyrec.sampler import Sampler
 from spyrec.spyformat import SpyWriter
-
-class OutputError(SpyError):
-    """The output file cannot be written."""
-
 
 class StopFlag:
     """Set by SIGINT/SIGTERM; checked by the sampling loop between rounds."""
