@@ -46,7 +46,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_record import DEFAULT_HOST_PYTHON, GATED, SID_ROOT, Target, mean_ci  # noqa: E402
+from bench_record import (DEFAULT_HOST_PYTHON, GATED, SID_ROOT, Target,  # noqa: E402
+                          build_null_waker, mean_ci)
 from bench_wakeups import target_cpus, target_threads  # noqa: E402
 
 MODES = ("spyrec", "spyrec-noslice", "null", "null-c", "null-step", "burn", "walk", "chunk-pread",
@@ -187,17 +188,6 @@ sys.argv[0] = "spyrec"
 from spyrec.cli import main
 main()
 """
-
-
-def build_null_waker(workdir):
-    """Compile bench/null_waker.c into ``workdir`` and return its path, or exit saying why."""
-    binary = os.path.join(workdir, "null_waker")
-    try:
-        subprocess.run(["cc", "-O2", "-o", binary, os.path.join(HERE, "null_waker.c")],
-                       check=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        sys.exit("null-c needs a C compiler (cc): %s" % e)
-    return binary
 
 
 def add_target_options(parser):

@@ -1117,6 +1117,17 @@ def mean_ci(values):
     return mean, t95(n - 1) * statistics.stdev(values) / math.sqrt(n)
 
 
+def build_null_waker(workdir):
+    """Compile bench/null_waker.c into ``workdir`` and return its path, or exit saying why."""
+    binary = os.path.join(workdir, "null_waker")
+    try:
+        subprocess.run(["cc", "-O2", "-o", binary, os.path.join(HERE, "null_waker.c")],
+                       check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        sys.exit("null-c needs a C compiler (cc): %s" % e)
+    return binary
+
+
 #: bench_interference.py runs the null co-runner (its ``null`` mode): a process that wakes on
 #: spyrec's grid with spyrec's timer slack and scheduler slice, and does nothing.
 INTERFERENCE = os.path.join(HERE, "bench_interference.py")
@@ -1151,7 +1162,6 @@ class NullCRunner(NullRunner):
 
     def __init__(self, target=None):
         if NullCRunner.binary is None:
-            from bench_interference import build_null_waker
             workdir = tempfile.mkdtemp(prefix="spybench-null-")
             atexit.register(shutil.rmtree, workdir, True)
             NullCRunner.binary = build_null_waker(workdir)

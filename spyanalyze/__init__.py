@@ -31,17 +31,7 @@ except ModuleNotFoundError as missing:  # installed without the extra the analys
 from spyanalyze import export, filters, views  # noqa: E402
 from spyanalyze.diff import diff
 from spyanalyze.recording import Recording, load
+from spyanalyze.version import __version__
 from spyanalyze.writer import write
 
-
-def _version():
-    try:
-        from importlib.metadata import version
-        return version("spyrec")
-    except Exception:  # not installed as a distribution (a bare checkout on sys.path)
-        from spyrec import __version__
-        return __version__
-
-
-__version__ = _version()
 __all__ = ["Recording", "diff", "export", "filters", "load", "views", "write", "__version__"]

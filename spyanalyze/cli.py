@@ -22,7 +22,8 @@ from spyanalyze import filters, frames, views
 from spyanalyze.diff import Gate, check_gates, diff, write_collapsed_diff
 from spyanalyze.errors import IncompleteRecording, UnreadableFile
 from spyanalyze.export import FORMATS
-from spyanalyze.recording import WEIGHTS, load
+from spyanalyze.recording import load
+from spyanalyze.tables import WEIGHTS
 from spyanalyze.text import printable
 from spyanalyze.writer import write as write_spy
 

@@ -5,7 +5,7 @@ larger than the noise of sampling and of running the program again.
 Matching
     Functions are matched by (module-relative path, qualified name), never by absolute path or
     line, so recordings from another machine, virtualenv or commit line up (see
-    ``recording.module_paths`` for how paths are made relative).  When the two recordings chose
+    ``paths.module_paths`` for how paths are made relative).  When the two recordings chose
     different roots for user code (``app/db.py`` in one, ``db.py`` in the other), a path left
     unmatched is paired with the unmatched path of the other recording that it ends with, when
     exactly one does.  Per-line diffs also match on the line number, so they are only meaningful
@@ -70,7 +70,8 @@ import numpy as np
 import pandas as pd
 
 from spyanalyze.errors import EmptyResult
-from spyanalyze.recording import Recording, check_weight
+from spyanalyze.recording import Recording
+from spyanalyze.tables import check_weight
 
 #: Batches of consecutive samples for the paired-batch variance: at most BLOCKS, at least
 #: MIN_BLOCKS, each with MIN_BLOCK_SAMPLES samples and SPELLS_PER_BLOCK changes of stack.

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from spyanalyze.errors import EmptyResult, UnknownThread
-from spyanalyze.recording import StackTable, thread_display_name
+from spyanalyze.tables import StackTable, thread_display_name
 
 KINDS = ("user", "stdlib", "site-packages", "other")
 

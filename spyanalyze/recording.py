@@ -41,9 +41,7 @@ after a bound); loading maps such duplicates onto one id, so every later groupby
 A Recording is never mutated: filters build new ones that share the frames table.
 """
 
-import functools
 import os
-import re
 
 import numpy as np
 import pandas as pd
@@ -51,136 +49,11 @@ import pandas as pd
 from spyrec import spyformat
 from spyrec.spyformat import SampleFlag
 
+from spyanalyze import filters, views
 from spyanalyze import frames as frame_rules
 from spyanalyze.errors import CorruptRecording, IncompleteRecording, SpyError, UnreadableFile
-
-#: What a view or an export can weigh a sample by: one each, wall time, or CPU time.
-WEIGHTS = ("samples", "wall", "cpu")
-
-#: A gap between two samples of a thread longer than this many nominal intervals is not
-#: attributed to the sample before it (see ``sample_weights``).
-MAX_GAP_INTERVALS = 20
-
-_LIBRARY = re.compile(r"(?:^|/)(?:site|dist)-packages/")
-_STDLIB = re.compile(r"(?:^|/)(?:lib(?:64)?/(?:pypy|python)\d+(?:\.\d+)?[a-z]*|Lib)/")
-
-
-def module_paths(files, root=None):
-    """Map absolute source paths to module-relative paths and a kind, so recordings made on
-    other machines, in other checkouts or virtualenvs line up.  The rule, in order:
-
-    1. ``<frozen ...>``, ``<string>`` and other pseudo-files stay as they are (frozen modules
-       are kind ``stdlib``, the others ``other``);
-    2. everything up to and including the last ``site-packages/`` or ``dist-packages/`` is
-       dropped (kind ``site-packages``): ``/venv/lib/python3.11/site-packages/numpy/core/x.py``
-       becomes ``numpy/core/x.py``;
-    3. everything up to and including the standard library directory (``lib/pythonX.Y/``,
-       ``lib64/...``, ``Lib/`` on Windows) is dropped (kind ``stdlib``): ``json/decoder.py``;
-    4. any other file (kind ``user``) is made relative to ``root`` when it lies under it; the
-       root is the target's working directory when the recording names one (a ``cwd`` field in
-       the header or PROCESS record) and the file lies under it, else the common directory of
-       all the recording's other user files (so a single script reads as its base name);
-    5. a relative path is kept, normalised.
-
-    Returns two lists (module paths, kinds) parallel to ``files``.
-    """
-    normalised = [f.replace("\\", "/") for f in files]
-    if root and root.rstrip("/") == "":
-        root = None                      # a service started in / says nothing about its code
-
-    def under(path, directory):
-        return (path + "/").startswith(directory.rstrip("/") + "/")
-    user_dirs = [os.path.dirname(f) for f in normalised
-                 if f.startswith("/") and not _LIBRARY.search(f) and not _STDLIB.search(f)
-                 and not (root and under(f, root))]
-    common = None
-    if user_dirs:
-        try:
-            common = os.path.commonpath(user_dirs)
-        except ValueError:
-            common = None
-    modules, kinds = [], []
-    for path in normalised:
-        if path.startswith("<"):
-            modules.append(path)
-            kinds.append("stdlib" if path.startswith("<frozen") else "other")
-            continue
-        library = list(_LIBRARY.finditer(path))
-        if library:
-            modules.append(path[library[-1].end():])
-            kinds.append("site-packages")
-            continue
-        stdlib = list(_STDLIB.finditer(path))
-        if stdlib:
-            modules.append(path[stdlib[-1].end():])
-            kinds.append("stdlib")
-            continue
-        if root and path.startswith("/") and under(path, root):
-            path = os.path.relpath(path, root)
-        elif common and path.startswith("/") and under(path, common):
-            path = os.path.relpath(path, common)
-        elif not path.startswith("/"):
-            path = os.path.normpath(path)
-        modules.append(path.replace("\\", "/"))
-        kinds.append("user")
-    return modules, kinds
-
-
-class StackTable:
-    """The distinct stacks of a recording plus the derived arrays views need.
-
-    ``tuples[i]`` is stack i as frame ids, root first.  The long form (one row per (stack,
-    depth)) is what turns per-stack sample counts into per-function counts without a loop per
-    sample: count samples per stack, then spread each stack's count over its frames.
-    """
-
-    def __init__(self, tuples):
-        self.tuples = list(tuples)
-        self._pairs = {}
-
-    def __len__(self):
-        return len(self.tuples)
-
-    @functools.cached_property
-    def lengths(self):
-        return np.fromiter(map(len, self.tuples), dtype=np.int64, count=len(self.tuples))
-
-    @functools.cached_property
-    def long(self):
-        """(stack, frame, depth) arrays, one entry per frame of every stack."""
-        lengths = self.lengths
-        total = int(lengths.sum())
-        stack = np.repeat(np.arange(len(self.tuples), dtype=np.int64), lengths)
-        frame = np.fromiter((f for s in self.tuples for f in s), dtype=np.int64, count=total)
-        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        depth = np.arange(total, dtype=np.int64) - starts
-        return stack, frame, depth
-
-    @functools.cached_property
-    def leaf(self):
-        """The innermost frame id of each stack, -1 when the stack is empty."""
-        leaf = np.full(len(self.tuples), -1, dtype=np.int64)
-        stack, frame, _depth = self.long
-        if len(frame):
-            ends = np.cumsum(self.lengths) - 1
-            nonempty = self.lengths > 0
-            leaf[nonempty] = frame[ends[nonempty]]
-        return leaf
-
-    def pairs(self, key, codes):
-        """Distinct (stack, code) pairs for a per-frame coding: a recursive function counts once
-        per stack in its total.  Cached per coding name."""
-        if key not in self._pairs:
-            stack, frame, _depth = self.long
-            n = int(codes.max()) + 1 if len(codes) else 1
-            combined = np.unique(stack * n + codes[frame])
-            self._pairs[key] = (combined // n, combined % n)
-        return self._pairs[key]
-
-    @functools.cached_property
-    def frame(self):
-        return pd.DataFrame({"frames": pd.Series(self.tuples, dtype=object),
-                             "depth": self.lengths, "leaf": self.leaf}).rename_axis("stack")
+from spyanalyze.paths import module_paths
+from spyanalyze.tables import StackTable, check_weight, sample_weights, thread_display_name
 
 
 class Recording:
@@ -349,28 +222,22 @@ class Recording:
     # -- views and filters (see views.py, filters.py) -------------------------------------
 
     def by_function(self, weight="samples"):
-        from spyanalyze import views
         return views.by_function(self, weight)
 
     def by_line(self, weight="samples"):
-        from spyanalyze import views
         return views.by_line(self, weight)
 
     def by_file(self, weight="samples"):
-        from spyanalyze import views
         return views.by_file(self, weight)
 
     def by_thread(self):
-        from spyanalyze import views
         return views.by_thread(self)
 
     def timeline(self, freq="1s"):
-        from spyanalyze import views
         return views.timeline(self, freq)
 
     def filter(self, **criteria):
         """Apply ``spyanalyze.filters.apply`` criteria; returns a new Recording."""
-        from spyanalyze import filters
         return filters.apply(self, **criteria)
 
 
@@ -407,11 +274,6 @@ def load(path, strict=False, max_memory=None):
 
 # ------------------------------------------------------------------------------------------
 # Building the tables
-
-
-def check_weight(weight):
-    if weight not in WEIGHTS:
-        raise ValueError("unknown weight %r (choose samples, wall or cpu)" % (weight,))
 
 
 def _canonical_frames(data):
@@ -486,57 +348,6 @@ def _records_table(records, columns, required):
     for column in required:            # always present (the reader checks): plain integers
         table[column] = table[column].astype(np.int64)
     return table
-
-
-def thread_display_name(name, tid):
-    return name if isinstance(name, str) and name else "tid %d" % tid
-
-
-def thread_label(name, tid):
-    """``name (tid N)``, or just ``tid N`` for a thread without a name."""
-    name = str(name)
-    return name if name == "tid %d" % tid else "%s (tid %d)" % (name, tid)
-
-
-def sample_weights(t, key, interval_ns):
-    """Wall time each sample stands for, and the same in nominal intervals (``ticks``).
-
-    A sample stands for the time until the same thread's next sample.  When the recorder
-    falls behind (its CPU was taken, or a stack took long to read), it skips sampling ticks,
-    and what the thread did then is best told by the sample before the gap: the state that
-    made the round slow is the state the thread was still in.  Counting each sample once
-    instead would under-weigh exactly the stacks that are slow to read.
-
-    ``key`` identifies the thread (pid and tid combined).  The nominal interval is the median
-    gap between consecutive samples of a thread (the rate actually achieved), else the header
-    interval.  A thread's last sample, and a sample followed by a gap longer than
-    ``MAX_GAP_INTERVALS`` nominal intervals (the recorder stopped, or the thread was not
-    sampled in between), stands for one nominal interval, so a gap we know nothing about is
-    never charged to the stack before it.
-    """
-    n = len(t)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    codes, _uniques = pd.factorize(key)
-    codes = codes.astype(np.uint16 if codes.max() < 65536 else np.int64)
-    order = np.argsort(codes, kind="stable")      # radix sort on small codes; keeps time order
-    ts = t[order]
-    gap = np.empty(n, dtype=np.int64)
-    gap[-1] = 0
-    np.subtract(ts[1:], ts[:-1], out=gap[:-1])
-    last = np.empty(n, dtype=bool)
-    last[-1] = True
-    np.not_equal(codes[order][1:], codes[order][:-1], out=last[:-1])
-    valid = gap[~last]
-    valid = valid[valid > 0]
-    nominal = int(np.median(valid)) if len(valid) else int(interval_ns or 1)
-    if nominal <= 0:
-        nominal = int(interval_ns or 1)
-    bad = last | (gap <= 0) | (gap > MAX_GAP_INTERVALS * nominal)
-    weights_sorted = np.where(bad, nominal, gap)
-    weights = np.empty(n, dtype=np.int64)
-    weights[order] = weights_sorted
-    return weights, weights / float(nominal)
 
 
 def _samples_table(data, stack_map, threads):

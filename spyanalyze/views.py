@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from spyanalyze.errors import TooLarge
-from spyanalyze.recording import WEIGHTS, check_weight
+from spyanalyze.tables import WEIGHTS, check_weight
 
 #: A timeline has at most this many buckets (a row each): a finer frequency over a long span is
 #: refused before anything of that size is allocated.

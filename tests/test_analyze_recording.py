@@ -9,7 +9,8 @@ import pytest
 
 import spyanalyze
 from spyanalyze.errors import CorruptRecording, IncompatibleRecording, UnreadableFile
-from spyanalyze.recording import MAX_GAP_INTERVALS, module_paths, sample_weights
+from spyanalyze.paths import module_paths
+from spyanalyze.tables import MAX_GAP_INTERVALS, sample_weights
 from spyrec import spyformat
 from spyrec.spyformat import SampleFlag, encode_preamble
 

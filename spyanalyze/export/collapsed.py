@@ -4,7 +4,7 @@ One line per distinct stack: ``frame;frame;frame weight``, root first, matching
 ``^(.*) (\\d+)$``.  A frame reads ``qualname (module:line)`` as py-spy writes it (see
 ``spyanalyze.frames.labels``), with the qualified name where the Python version records one
 (``co_qualname``, 3.11+; older versions give the plain name) and the module-relative path (see
-``recording.module_paths``).  Samples without Python frames are the root ``<no Python frames>``.  Weights
+``paths.module_paths``).  Samples without Python frames are the root ``<no Python frames>``.  Weights
 are integers: sample counts by default, microseconds for ``weight="wall"`` or ``"cpu"``; a
 stack whose weight rounds to 0 is left out.  Lines are sorted, so output is deterministic.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from spyanalyze.frames import NO_PYTHON_FRAMES, labels
-from spyanalyze.recording import check_weight, thread_label
+from spyanalyze.tables import check_weight, thread_label
 from spyanalyze.text import collapsed_name
 
 #: Unit of time weights in the output.

@@ -16,14 +16,14 @@ import os
 
 import numpy as np
 
-from spyanalyze.recording import check_weight, thread_label
+from spyanalyze.tables import check_weight, thread_label
+from spyanalyze.version import __version__
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 UNITS = {"wall": "nanoseconds", "cpu": "nanoseconds", "samples": "none"}
 
 
 def exporter():
-    from spyanalyze import __version__
     return "spyanalyze@%s" % __version__
 
 

@@ -1,0 +1,118 @@
+"""The import graph: no cycles in spyrec/, spyanalyze/ or bench/ (the arrows read recorder ->
+format <- analyser, bench above both), and an analyst's install needs neither the recorder's
+ELF reader nor the command-line library to load recordings."""
+
+import ast
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _modules():
+    """{module name: file}: the packages' modules, and bench's scripts as ``bench.NAME``."""
+    found = {}
+    for package in ("spyrec", "spyanalyze"):
+        for folder, _, files in os.walk(os.path.join(REPO, package)):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    module = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
+                    found[module[:-len(".__init__")] if module.endswith(".__init__")
+                          else module] = path
+    for name in os.listdir(os.path.join(REPO, "bench")):
+        if name.endswith(".py"):
+            found["bench." + name[:-3]] = os.path.join(REPO, "bench", name)
+    return found
+
+
+def _imports(module, path, modules):
+    """The modules of ``modules`` that ``module`` imports anywhere in its file (imports inside
+    functions count: they close a cycle as surely, only later)."""
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    bench = module.startswith("bench.")
+    edges = set()
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                name = "bench." + alias.name if bench and "bench." + alias.name in modules \
+                    else alias.name
+                if name in modules:
+                    edges.add(name)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[:len(parts) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            if bench and "bench." + base in modules:
+                base = "bench." + base
+            for alias in node.names:
+                if base + "." + alias.name in modules:
+                    edges.add(base + "." + alias.name)
+                elif base in modules:
+                    edges.add(base)
+    edges.discard(module)
+    return edges
+
+
+def _cycles(graph):
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_imports_itself_back():
+    modules = _modules()
+    assert "spyanalyze.recording" in modules and "bench.bench_record" in modules
+    graph = {module: _imports(module, path, modules) for module, path in modules.items()}
+    assert "spyanalyze.views" in graph["spyanalyze.recording"]  # the scan sees imports
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_recordings_load_without_the_recorders_dependencies():
+    """``spyanalyze`` and the format codec import, and read a recording, in an interpreter where
+    pyelftools and click cannot be imported."""
+    sample = os.path.join(REPO, "formats", "golden", "v1", "complete.spy")
+    script = (
+        "import sys\n"
+        "sys.modules['elftools'] = None\n"
+        "sys.modules['click'] = None\n"
+        "import spyanalyze, spyrec.spyformat\n"
+        "rec = spyanalyze.load(sys.argv[1])\n"
+        "assert 'elftools' not in [m.split('.')[0] for m in sys.modules if sys.modules[m]]\n"
+        "print(len(rec.samples))\n")
+    result = subprocess.run([sys.executable, "-c", script, sample], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) > 0
