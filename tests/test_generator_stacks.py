@@ -255,8 +255,9 @@ def test_a_generators_short_callees_are_seen_as_often_as_py_spy_sees_them(label,
     on every token (``_compile`` and ``re.compile`` on 3.9, a namedtuple's ``__new__``).  A
     callee that has returned by the time its frame is read was still where the thread was when
     its thread state was read: walked again instead, the sample lands in the generator's own
-    long-running code.  Each function's total agrees with py-spy's, run by run.  (On 3.11 the
-    namedtuple's ``__new__`` still gets 3 to 5 points less: see the README's open problems.)"""
+    long-running code.  Within the generator's samples, each callee's share agrees with
+    py-spy's, run by run.  (On 3.11 the namedtuple's ``__new__`` gets about half of py-spy's
+    share: see the README's open problems.)"""
     python = str(python_for(label))
     script = os.path.join(BENCH_TARGETS, "tokenize_stdlib.py")
     out, raw = tmp_path / "run.spy", tmp_path / "py-spy.txt"
@@ -267,9 +268,12 @@ def test_a_generators_short_callees_are_seen_as_often_as_py_spy_sees_them(label,
     peer = subprocess.run([_py_spy(), "record", "-r", "500", "-f", "raw", "-o", str(raw), "--",
                            python, script, "8"], capture_output=True, text=True, timeout=120)
     assert peer.returncode == 0, peer.stderr
-    ours_totals = name_totals(spyrec_stacks(out))
-    theirs_totals = name_totals(py_spy_stacks(raw))
-    heaviest = sorted(theirs_totals, key=theirs_totals.get, reverse=True)[:6]
+    # Within the generator's samples: how the run splits between tokenizing and compiling
+    # varies from run to run by several points, whoever records it.
+    ours_totals = name_totals([s for s in spyrec_stacks(out) if "_tokenize" in s])
+    theirs_totals = name_totals([s for s in py_spy_stacks(raw) if "_tokenize" in s])
+    callees = [name for name, share in theirs_totals.items() if share < 0.99]
+    heaviest = sorted(callees, key=theirs_totals.get, reverse=True)[:6]
     far = {name: (round(ours_totals.get(name, 0.0), 3), round(theirs_totals[name], 3))
            for name in heaviest
            if abs(ours_totals.get(name, 0.0) - theirs_totals[name]) > SHORT_CALLEE_TOLERANCE}
