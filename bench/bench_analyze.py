@@ -228,7 +228,8 @@ def main():
     for size, size_mb, views, diffed, scope, folded, filtered in rows:
         print("| %s | %.0f MB | %.2f s | %.2f M/s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s "
               "| %.2f s | %.0f / %.0f MB |"
-              % ("{:,}".format(views["samples"]), size_mb, views["load"], views["samples"] / views["load"] / 1e6,
+              % ("{:,}".format(views["samples"]), size_mb, views["load"],
+                 views["samples"] / views["load"] / 1e6,
                  views["by_function"], views["other_views"], diffed["diff"],
                  diffed["load"] + diffed["load_b"] + diffed["diff"], scope["export"], folded["export"],
                  filtered["filter_write"], views["peak_rss_mb"], diffed["peak_rss_mb"]))

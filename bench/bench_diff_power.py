@@ -87,7 +87,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="60 null pairs and 40 per change")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--stay", type=float, default=0.95,
-                        help="chance a sample keeps the previous one's function (calls last 1/(1-stay) samples)")
+                        help="chance a sample keeps the previous one's function "
+                             "(calls last 1/(1-stay) samples)")
     args = parser.parse_args(argv)
     STAY = args.stay
     if args.quick:

@@ -57,8 +57,9 @@ def main():
                     f.write(data)
                 print("crash: %s (input saved as %s)" % (outcome, crashes[outcome]), flush=True)
     print("seed %d: %d inputs in %.1f minutes (%d through every CLI command): %d read, %d refused, "
-          "%d distinct crash sites" % (seed, count, args.minutes, (count + args.cli_every - 1) // args.cli_every,
-                                       outcomes.get("read", 0), outcomes.get("refused", 0), len(crashes)))
+          "%d distinct crash sites"
+          % (seed, count, args.minutes, (count + args.cli_every - 1) // args.cli_every,
+             outcomes.get("read", 0), outcomes.get("refused", 0), len(crashes)))
     return 1 if crashes else 0
 
 

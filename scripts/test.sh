@@ -11,4 +11,6 @@ if [ "$(id -u)" = 0 ] && [ -z "${SPYREC_NO_SID_ROOT:-}" ]; then
         echo "test: no sid root (scripts/make-sid-root.sh failed): the 3.14/3.15 tests will skip" >&2
     fi
 fi
+# lint first (a second): pyflakes' and pycodestyle's rules, as pyproject.toml configures them
+.venv/bin/ruff check --quiet . || { echo "test: ruff found the problems above" >&2; exit 1; }
 exec .venv/bin/python -m pytest "$@"

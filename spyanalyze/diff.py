@@ -438,7 +438,8 @@ def diff(a, b, by="function", weight="samples", alpha=0.05, blocks=BLOCKS):
                          "n_a": n_a, "n_b": n_b, "weight_a": weight_a * scale, "weight_b": weight_b * scale,
                          "method": "two-sided test on shares; variance = max(pooled binomial, paired "
                                    "time-aligned batches over %d batches%s, t); Holm-adjusted"
-                                   % (batches, ", between runs of %d+%d recordings" % (recordings_a, recordings_b)
+                                   % (batches, ", between runs of %d+%d recordings"
+                                      % (recordings_a, recordings_b)
                                       if recordings_a + recordings_b >= 3 else "")})
     return result
 

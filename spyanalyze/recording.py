@@ -62,8 +62,9 @@ class Recording:
     Attributes: ``samples``, ``frames``, ``stacks`` (DataFrames described in the module
     docstring), ``threads`` and ``processes`` (the THREAD and PROCESS records as tables),
     ``header`` and ``trailer`` (dicts as recorded), ``source`` (the path loaded), ``lost_bytes``
-    (size of a torn tail that was dropped), ``lost`` (a sentence per way the file lost data).  Views and filters are methods that delegate to
-    ``spyanalyze.views`` and ``spyanalyze.filters``.
+    (size of a torn tail that was dropped), ``lost`` (a sentence per way the file lost data).
+    Views and filters are methods that delegate to ``spyanalyze.views`` and
+    ``spyanalyze.filters``.
     """
 
     def __init__(self, samples, frames, stacks, threads, processes, header, trailer, meta,

@@ -11,8 +11,9 @@ Two mechanisms, both needing ptrace-attach rights (root, CAP_SYS_PTRACE, or same
   pure Python.  Keeping the fd open also pins the process identity:
   access is checked at ``open``, and the fd never reads a recycled PID.
 * ``process_vm_readv`` through ctypes with prebuilt buffers and iovecs: cheaper than ``pread``
-  for large ranges, and one call gathers many small ranges.  It takes a bare PID, so ``TargetMemory`` only uses it while the
-  ``/proc/PID/mem`` fd still says the process is the one we opened.
+  for large ranges, and one call gathers many small ranges.  It takes a bare PID, so
+  ``TargetMemory`` only uses it while the ``/proc/PID/mem`` fd still says the process is the
+  one we opened.
 
 Partial failures (process_vm_readv(2)): one iovec that crosses into an unmapped page yields a
 short count; ``[bad, good]`` fails with EFAULT and reads nothing; ``[good, bad]`` reads only the good

@@ -92,7 +92,7 @@ SAMPLE_COLUMNS = {
     "pid": ("u4", Transform.SHUFFLE),                        # process id
     "tid": ("u4", Transform.SHUFFLE),                        # native (kernel) thread id
     "stack": ("u4", Transform.SHUFFLE),                      # stack id
-    "cpu": ("i8", Transform.SHUFFLE),                        # ns of CPU the thread used since its previous sample
+    "cpu": ("i8", Transform.SHUFFLE),                        # ns of CPU since the thread's last sample
     "rss": ("i8", Transform.DELTA | Transform.SHUFFLE),     # process resident set size, bytes
     "flags": ("u1", 0),                                      # SampleFlag bits
 }

@@ -94,7 +94,8 @@ REQUIRED = {"HEADER": ("format",), "STRINGS": ("first", "values"),
 
 #: What holding one element of a list field costs (spylimits), by kind and field.
 _ELEMENT_COST = {("STRINGS", "values"): spylimits.STRING_COST,
-                 ("STACKS", "lengths"): spylimits.STACK_COST, ("STACKS", "frames"): spylimits.STACK_ENTRY_COST}
+                 ("STACKS", "lengths"): spylimits.STACK_COST,
+                 ("STACKS", "frames"): spylimits.STACK_ENTRY_COST}
 _FRAME_FIELDS = 5
 
 # msgpack type bytes (https://github.com/msgpack/msgpack/blob/master/spec.md)
@@ -247,7 +248,8 @@ def decode_record(name, raw, offset, budget):
         if spec is None:
             record[key] = _columns(walk)
         elif isinstance(spec, IntList):
-            cost = _ELEMENT_COST.get((name, key), spylimits.FRAME_COST // _FRAME_FIELDS if name == "FRAMES" else 8)
+            default = spylimits.FRAME_COST // _FRAME_FIELDS if name == "FRAMES" else 8
+            cost = _ELEMENT_COST.get((name, key), default)
             record[key] = walk.int_list("%r" % key, spec, cost)
         elif isinstance(spec, StrList):
             record[key] = walk.str_list("%r" % key, _ELEMENT_COST.get((name, key), spylimits.STRING_COST))

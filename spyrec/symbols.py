@@ -3,8 +3,9 @@
 Lookup order, cheapest first: ``.gnu.hash`` (holds every exported symbol, including the data
 symbols we need: ``_PyRuntime``, ``Py_Version``, ``PyCode_Type``...), then ``.dynsym`` by name
 (a linear scan, only when there is no ``.gnu.hash``), then ``.symtab`` (slower still; only when
-the caller allows it, since it is the slow path for local symbols in unstripped builds).  Results are cached per file identity, so attaching many times
-to the same interpreter parses its ELF once.
+the caller allows it, since it is the slow path for local symbols in unstripped builds).
+Results are cached per file identity, so attaching many times to the same interpreter parses
+its ELF once.
 
 Addresses: a runtime address is ``st_value`` (or ``sh_addr``) plus the load bias, never
 ``sh_offset``: writable segments have vaddr != file offset (libpython3.13 ``.PyRuntime`` has

@@ -33,11 +33,13 @@ all (see ``_walk_again``); if the last one tears too, it is returned with ``torn
 the frames read so far, and counted in ``torn_reads``.  A chain may end only where a whole
 one can (``_ends_at``, ``f_gen`` / ``co_flags`` on <=3.10): one that ends at a generator's
 frame lost its callers when the generator yielded during the walk: they come back from an
-earlier walk when its consumer still runs (``_splice``), or the walk is torn.  A broken thread list drops the rest of that
-interpreter's threads.  Innermost frames with no code (they returned between the
-copies of the thread state and of the chunk: 3.14+ clears a frame's executable as it pops
-it) are stepped over, not torn.  ``sample()`` raises only when ``_PyRuntime`` itself cannot be read;
-the caller (PythonProcess) then tells a vanished process (TargetNotFound) from a torn read.
+earlier walk when its consumer still runs (``_splice``), or the walk is torn.  On 3.11/3.12
+a walk whose innermost frame does not end where the thread state says the frame chunk does
+tears too (``_fits_top``).  A broken thread list drops the rest of that interpreter's threads.
+Innermost frames with no code (they returned between the copies of the thread state and of
+the chunk: 3.14+ clears a frame's executable as it pops it) are stepped over, not torn.
+``sample()`` raises only when ``_PyRuntime`` itself cannot be read; the caller
+(PythonProcess) then tells a vanished process (TargetNotFound) from a torn read.
 """
 
 import struct

@@ -63,7 +63,8 @@ def test_top_with_filters_by_line_and_time_weight(app_path):
                     "--weight", "cpu", "--sort", "total")
     assert result.exit_code == 0
     assert "thread MainThread; not idle; prune stdlib" in result.output
-    assert re.search(r"50\.0%\s+50\.0%\s+1\.000s\s+1\.000s\s+Handler\.parse \(handlers\.py:20\)", result.output)
+    assert re.search(r"50\.0%\s+50\.0%\s+1\.000s\s+1\.000s\s+Handler\.parse \(handlers\.py:20\)",
+                     result.output)
 
 
 def test_filter_writes_a_new_recording(app_path, tmp_path):

@@ -100,7 +100,8 @@ def test_speedscope_cpu_weights_and_empty_stacks_validate(tmp_path):
     builder.sample(0, 2, (), pid=99, cpu=7)
     document = export_speedscope(spyanalyze.load(builder.write(tmp_path / "r.spy")), weight="cpu")
     jsonschema.validate(document, json.loads(SCHEMA.read_text()))
-    assert [p["name"] for p in document["profiles"]] == ["pid 99: native (tid 2)", "pid 4242: MainThread (tid 1)"]
+    assert [p["name"] for p in document["profiles"]] == ["pid 99: native (tid 2)",
+                                                         "pid 4242: MainThread (tid 1)"]
     # a sample without Python frames is a root of its own, as in collapsed stacks and top
     [[no_frames]] = document["profiles"][0]["samples"]
     assert document["shared"]["frames"][no_frames]["name"] == "<no Python frames>"

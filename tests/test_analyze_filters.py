@@ -25,7 +25,8 @@ def test_filters_never_mutate_their_input(app):
     # WHEN every kind of filter runs on it
     results = [filters.threads(app, "worker"), filters.window(app, 0.5, 1), filters.idle(app, False),
                filters.gil(app, True), filters.include(app, "query"), filters.exclude(app, "stdlib"),
-               filters.focus(app, "Handler.handle"), filters.prune(app, "stdlib"), filters.processes(app, [4242])]
+               filters.focus(app, "Handler.handle"), filters.prune(app, "stdlib"),
+               filters.processes(app, [4242])]
     # THEN the input is unchanged and each result is a new Recording that says how it was made
     for table, original in zip(snapshot(app), before):
         pd.testing.assert_frame_equal(table, original)

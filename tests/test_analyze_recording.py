@@ -27,8 +27,8 @@ def test_samples_table_has_one_row_per_sample_with_decoded_flags(app):
     samples = app.samples
     # THEN every sample is a row, in time order, with the documented columns
     assert len(samples) == 600
-    assert list(samples.columns) == ["t", "timestamp", "pid", "tid", "thread", "stack", "wall", "ticks", "cpu",
-                                     "rss", "idle", "gil", "torn", "flags"]
+    assert list(samples.columns) == ["t", "timestamp", "pid", "tid", "thread", "stack", "wall",
+                                     "ticks", "cpu", "rss", "idle", "gil", "torn", "flags"]
     assert samples["t"].is_monotonic_increasing
     assert set(samples["thread"].cat.categories) == {"MainThread", "worker", "idler"}
     idler = samples[samples["thread"] == "idler"]
@@ -50,7 +50,8 @@ def test_frames_and_stacks_are_tables_with_module_paths(app):
     assert frames.loc["Handler.parse", "label"] == "Handler.parse (handlers.py:20)"
     stacks = app.stacks
     first = stacks.loc[app.samples["stack"].iloc[0]]
-    assert [app.frames.loc[f, "qualname"] for f in first["frames"]][:3] == ["<module>", "run", "Handler.handle"]
+    assert [app.frames.loc[f, "qualname"] for f in first["frames"]][:3] == \
+        ["<module>", "run", "Handler.handle"]
     assert first["depth"] == len(first["frames"]) and first["leaf"] == first["frames"][-1]
 
 
@@ -72,7 +73,8 @@ def test_user_paths_are_relative_to_the_common_root_or_the_recorded_cwd():
     files = ["/home/a/proj/app/main.py", "/home/a/proj/app/util/x.py", "/home/a/proj/tests/t.py"]
     assert module_paths(files)[0] == ["app/main.py", "app/util/x.py", "tests/t.py"]
     assert module_paths(files[:1])[0] == ["main.py"]
-    assert module_paths(files, root="/home/a")[0] == ["proj/app/main.py", "proj/app/util/x.py", "proj/tests/t.py"]
+    assert module_paths(files, root="/home/a")[0] == \
+        ["proj/app/main.py", "proj/app/util/x.py", "proj/tests/t.py"]
     # files outside the recorded working directory fall back to their common root
     assert module_paths(files + ["/srv/x/tool.py"], root="/home/a/proj/app")[0] == \
         ["main.py", "util/x.py", "home/a/proj/tests/t.py", "srv/x/tool.py"]
@@ -184,8 +186,11 @@ def test_write_then_load_gives_the_same_recording(tmp_path):
     # THEN samples, frames, stacks, threads and header agree
     columns = ["t", "pid", "tid", "thread", "wall", "cpu", "rss", "idle", "gil", "torn", "flags"]
     pd.testing.assert_frame_equal(original.samples[columns], copy.samples[columns])
-    labels = lambda rec: [tuple(rec.frames["label"].iloc[list(s)]) for s in rec.stacks["frames"]]
-    stacks_of = lambda rec: [labels(rec)[s] for s in rec.samples["stack"]]
+    def labels(rec):
+        return [tuple(rec.frames["label"].iloc[list(s)]) for s in rec.stacks["frames"]]
+
+    def stacks_of(rec):
+        return [labels(rec)[s] for s in rec.samples["stack"]]
     assert stacks_of(original) == stacks_of(copy)
     assert copy.header["argv"] == original.header["argv"]
     assert copy.threads[["tid", "name"]].values.tolist() == original.threads[["tid", "name"]].values.tolist()
@@ -200,7 +205,8 @@ def test_record_fields_are_written_back_exactly(tmp_path):
     # GIVEN a recording whose one thread ended at the last moment a time may name, another not
     # (found by the fuzzer: a column of ints with a gap became floats, 2^60 - 1 became 2^60)
     from recordfuzz import golden
-    base = (Path(__file__).resolve().parent.parent / "formats" / "golden" / "v1" / "complete.spy").read_bytes()
+    formats = Path(__file__).resolve().parent.parent / "formats"
+    base = (formats / "golden" / "v1" / "complete.spy").read_bytes()
 
     def edit(chunks):
         chunks[8][1]["end_ns"] = (1 << 60) - 1

@@ -60,7 +60,8 @@ class RecordingBuilder:
             writer = SpyWriter(stream, max_batch=max_batch, max_interned=max_interned)
             writer.write_header(self.header)
             for pid in sorted({s[1] for s in self.samples} | {self.pid}):
-                writer.process(pid=pid, argv=self.header["argv"], python_version=self.header["python_version"])
+                writer.process(pid=pid, argv=self.header["argv"],
+                               python_version=self.header["python_version"])
             for fields in self.threads.values():
                 writer.thread(**fields)
             for t, pid, tid, frames, cpu, rss, flags in self.samples:

@@ -95,7 +95,8 @@ def test_timeline_fills_gaps_and_sums_rss_over_processes(tmp_path):
 def test_views_use_per_stack_counts(app, monkeypatch):
     # The views aggregate per distinct stack: feeding them a million samples over the same four
     # stacks must cost no more Python work than four stacks.
-    big = app.replace(samples=app.samples.iloc[np.tile(np.arange(len(app.samples)), 2000)].reset_index(drop=True))
+    repeated = np.tile(np.arange(len(app.samples)), 2000)
+    big = app.replace(samples=app.samples.iloc[repeated].reset_index(drop=True))
     table = views.by_function(big).set_index("qualname")
     assert table.loc["query", "self_samples"] == 100 * 2000
 

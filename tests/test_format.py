@@ -296,7 +296,8 @@ def test_a_lying_decompressed_length_is_refused():
     length, kind, codec, flags, raw_length, _crc = header
     head = spyformat.CHUNK_HEADER.pack(length, kind, codec, flags, raw_length - 1, 0)[:12]
     payload = bytes(data[samples.offset + 16:samples.offset + 16 + length])
-    import struct, zlib
+    import struct
+    import zlib
     fixed = head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head)))
     data[samples.offset:samples.offset + 16] = fixed
     with pytest.raises(CorruptRecording, match="declared size"):
@@ -309,7 +310,8 @@ def test_msgpack_extension_types_are_refused():
     out.write(spyformat.encode_preamble())
     raw = msgpack.packb({"pid": msgpack.ExtType(1, b"\x00" * 8)})
     out.write(spyformat.encode_chunk(Kind.HEADER, {"format": [1, 0], "pid": 1}, spyformat.Codec.NONE))
-    import struct, zlib
+    import struct
+    import zlib
     head = spyformat.CHUNK_HEADER.pack(len(raw), Kind.PROCESS, 0, 0, len(raw), 0)[:12]
     out.write(head + struct.pack("<I", zlib.crc32(raw, zlib.crc32(head))) + raw)
     with pytest.raises(CorruptRecording, match="extension type"):

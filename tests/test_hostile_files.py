@@ -30,7 +30,8 @@ def test_mutated_recordings_fail_only_with_the_packages_error(seed, tmp_path):
     assert seeds
     outcomes = {}
     for _ in range(BYTE_CASES // SEEDS):
-        outcome = recordfuzz.run_case(recordfuzz.mutated_bytes(rng, rng.choice(seeds)), str(tmp_path / "m.spy"))
+        mutated = recordfuzz.mutated_bytes(rng, rng.choice(seeds))
+        outcome = recordfuzz.run_case(mutated, str(tmp_path / "m.spy"))
         assert not recordfuzz.is_crash(outcome)
         outcomes[outcome.split(":")[0]] = outcomes.get(outcome.split(":")[0], 0) + 1
     assert outcomes.get("refused") and outcomes.get("read"), outcomes  # both happen

@@ -269,8 +269,10 @@ def test_a_launched_program_ends_when_the_recorder_is_killed(tmp_path):
         recorder.kill()
         recorder.wait()
         # THEN the program it started does not run on without it
-        gone = lambda: not os.path.exists("/proc/%d" % children[0]) or open(
-            "/proc/%d/stat" % children[0]).read().rsplit(")", 1)[1].split()[0] == "Z"
+        def gone():
+            return not os.path.exists("/proc/%d" % children[0]) or open(
+                "/proc/%d/stat" % children[0]).read().rsplit(")", 1)[1].split()[0] == "Z"
+
         deadline = time.monotonic() + 10
         while not gone() and time.monotonic() < deadline:
             time.sleep(0.05)

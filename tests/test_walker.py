@@ -456,8 +456,8 @@ class _NoExpiry:
         return getattr(self.codes, name)
 
 
-@pytest.mark.parametrize("label", [l for l in ALL_SUPPORTED
-                                   if tuple(map(int, minor_of(l).split("."))) >= (3, 11)])
+@pytest.mark.parametrize("label", [label for label in ALL_SUPPORTED
+                                   if tuple(map(int, minor_of(label).split("."))) >= (3, 11)])
 def test_reused_frames_equal_a_fresh_walk(label, target_under):
     # GIVEN a 3.11+ target whose stacks change shape all the time (depth, outer frames, calls
     # through C, generators), sampled by a walker that reuses unchanged frames of its last walk

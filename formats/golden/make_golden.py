@@ -90,7 +90,8 @@ def chunk(kind, payload, codec=Codec.ZLIB, flags=0):
     """One chunk with a valid CRC, whatever its header fields and payload say."""
     raw = payload if isinstance(payload, Raw) else msgpack.packb(payload, use_bin_type=True)
     body = zlib.compress(raw, 9) if codec == Codec.ZLIB else raw
-    head = spyformat.CHUNK_HEADER.pack(len(body), kind, codec, flags, len(raw), 0)[:spyformat.CRC_COVERED_HEADER]
+    head = spyformat.CHUNK_HEADER.pack(len(body), kind, codec, flags, len(raw), 0)
+    head = head[:spyformat.CRC_COVERED_HEADER]
     return head + struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + body
 
 

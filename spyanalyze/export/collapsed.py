@@ -26,7 +26,8 @@ def frame_texts(recording, lines=True, rename=None):
     modules = frames["module"]
     if rename:
         modules = modules.map(lambda m: rename.get(m, m))
-    texts = labels(frames["qualname"], modules, frames["line"] if lines else np.zeros(len(frames), dtype=np.int64))
+    texts = labels(frames["qualname"], modules,
+                   frames["line"] if lines else np.zeros(len(frames), dtype=np.int64))
     return [collapsed_name(text) for text in texts]
 
 
