@@ -27,9 +27,10 @@ ROOTED = 0.99
 #: How far (in share points) a phase's total may be from the target's own measurement.
 TOLERANCE = 0.02
 MARKS = marked_lines(target_path("generators.py"))
-#: How far (in share points) a function's total may be from py-spy's on the same run (3.12
-#: gives ``nested`` up to 3.5 points more than py-spy and ``numbers`` as much less).
-PEER_TOLERANCE = 0.04
+#: How far (in share points) a function's total may be from py-spy's on the same run (the
+#: largest gap over six runs each: 3.11 2.8, 3.12 1.9, 3.13 2.3; 3.10 3.9, on ``nested``).
+PEER_TOLERANCE = 0.03
+PEER_TOLERANCE_3_10 = 0.045
 #: How far the share of a phase's samples inside its generator may be below py-spy's (a phase
 #: has a few hundred to a thousand samples), and above it: 3.12 finds the generator expression
 #: that ``str.join`` consumes 3 to 7 points more often than py-spy does (not explained yet).
@@ -202,17 +203,18 @@ def _one_after_the_other(label, tmp_path, seconds, *phases, rate=500):
     return spyrec_stacks(out), py_spy_stacks(raw)
 
 
-@pytest.mark.parametrize("label", ["3.10", "3.12"])
+@pytest.mark.parametrize("label", ["3.10", "3.11", "3.12", "3.13"])
 def test_function_totals_agree_with_py_spy(label, tmp_path):
     """The same generator-heavy target recorded by spyrec and then by py-spy (which stops the
     target for each sample): the ten heaviest functions' totals agree within
-    ``PEER_TOLERANCE``."""
+    ``PEER_TOLERANCE`` (``PEER_TOLERANCE_3_10`` on 3.10)."""
     ours, theirs = _one_after_the_other(label, tmp_path, 8, rate=1000)
     theirs_totals, ours_totals = name_totals(theirs), name_totals(ours)
     heaviest = sorted(theirs_totals, key=theirs_totals.get, reverse=True)[:10]
+    tolerance = PEER_TOLERANCE_3_10 if label == "3.10" else PEER_TOLERANCE
     far = {name: (round(ours_totals.get(name, 0.0), 3), round(theirs_totals[name], 3))
            for name in heaviest
-           if abs(ours_totals.get(name, 0.0) - theirs_totals[name]) > PEER_TOLERANCE}
+           if abs(ours_totals.get(name, 0.0) - theirs_totals[name]) > tolerance}
     assert not far, (label, far)
 
 
