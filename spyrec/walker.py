@@ -287,7 +287,6 @@ class StackWalker:
         self._cframe_current = layout.cframe.current_frame if layout.cframe else 0
         #: 3.11/3.12: code address -> size of its frames in a chunk (see _fits_top).
         self._frame_bytes = codes.frame_bytes if layout.code.frame_words else None
-        self._is_entry = layout.frame.is_entry
         self._misfit = False  # the last _walk_iframes tore on _fits_top
         #: Walks whose innermost frame did not fit the thread state's chunk top (a figure).
         self.misfit_walks = 0
@@ -920,8 +919,7 @@ class StackWalker:
                     consumers[len(codes) - 1] = addr
                     after_gen = False
             addr = previous
-        if chunk_addrs and not self._fits_top(chunk_addrs[0], codes, chunk_starts[0], top,
-                                              buf, base):
+        if chunk_addrs and not self._fits_top(chunk_addrs[0], codes, chunk_starts[0], top):
             self._misfit = True
             self.misfit_walks += 1
             return codes, offsets, True
@@ -946,7 +944,7 @@ class StackWalker:
                 return codes, offsets, True
             below, consumer = spliced
             if not chunk_addrs and lo <= consumer <= hi and \
-                    not self._fits_top(consumer, codes, len(codes) - below, top, buf, base):
+                    not self._fits_top(consumer, codes, len(codes) - below, top):
                 # The consumer the callers were taken from is not where the thread state
                 # says the thread's frames end: the generator yielded, or its callee
                 # returned, between the copies.
@@ -967,8 +965,7 @@ class StackWalker:
                                                  codes, offsets)
         return codes, offsets, False
 
-    def _fits_top(self, frame: int, codes: List[int], at: int, top: int, buf: bytes,
-                  base: int) -> bool:
+    def _fits_top(self, frame: int, codes: List[int], at: int, top: int) -> bool:
         """3.11/3.12: whether the innermost frame a walk found in the newest chunk (``frame``,
         running ``codes[at]``) ends where the thread state says the chunk's used part does.
 
@@ -979,24 +976,12 @@ class StackWalker:
         frame is read from a C frame, apart from the thread state: when the thread called or
         returned between the two copies they disagree, and a walk from that pointer would put
         the thread in a frame it had left or not yet entered.
-
-        One frame more is the thread in C code calling Python or returning from it (3.11: the
-        frame above is an entry frame, ``buf`` being the newest chunk's copy from ``base``):
-        its run of the eval loop names it only once running, and gives the thread back to the
-        caller's run before popping it.
         """
         sizes = self._frame_bytes
         if sizes is None or at >= len(codes):
             return True
         size = sizes.get(codes[at])
-        if size is None or frame + size == top:
-            return True
-        above = frame + size - base
-        if self._is_entry is None or not 0 <= above <= len(buf) - self._frame_size \
-                or not buf[above + self._is_entry]:
-            return False
-        above_size = sizes.get(self._frame.unpack_from(buf, above)[0] & self._untag)
-        return above_size is not None and frame + size + above_size == top
+        return size is None or frame + size == top
 
     def _where_it_ran(self, tstate: int, codes: List[int], offsets: List[int]) -> None:
         """Set the offset of the last generator frame in ``codes``, read after it yielded.

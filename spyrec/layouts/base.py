@@ -98,10 +98,6 @@ class FrameOffsets:
     #: frame keeps its code and links (it waits for reuse), so only this tells it is live.
     executing: Optional[int] = None
     executing_value: int = 1
-    #: 3.11: ``is_entry``, set on a frame that C code called (the first of a run of the eval
-    #: loop): the run sets the thread's C frame only after the frame is pushed, and restores
-    #: the caller's before popping it.
-    is_entry: Optional[int] = None
 
 
 @dataclass(frozen=True)

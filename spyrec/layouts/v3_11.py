@@ -36,8 +36,7 @@ V3_11 = Layout(
         code=32,  # PyCodeObject *f_code
         previous=48,
         instr=56,  # _Py_CODEUNIT *prev_instr
-        owner=69,  # char owner
-        is_entry=68,  # bool
+        owner=69,  # char owner (is_entry is at 68)
         size=72,
     ),
     code=CodeOffsets(
