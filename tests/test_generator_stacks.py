@@ -28,7 +28,8 @@ ROOTED = 0.99
 TOLERANCE = 0.02
 MARKS = marked_lines(target_path("generators.py"))
 #: How far (in share points) a function's total may be from py-spy's on the same run (the
-#: largest gap over six runs each: 3.11 2.8, 3.12 1.9, 3.13 2.3; 3.10 3.9, on ``nested``).
+#: largest gap over two to four runs each: 3.11 2.8, 3.12 1.9, 3.13 2.3; 3.10 3.9, on
+#: ``nested``).
 PEER_TOLERANCE = 0.03
 PEER_TOLERANCE_3_10 = 0.045
 #: How far the share of a phase's samples inside its generator may be below py-spy's (a phase
