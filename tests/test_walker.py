@@ -502,16 +502,20 @@ def test_stacks_that_keep_returning_through_deep_calls_are_rarely_torn(label, ta
     target, proc = target_under(label, "shapes.py", "30")
     walks = 0
     first_tears = proc.walker.retried_walks
+    misfits = proc.walker.misfit_walks
     deadline = time.monotonic() + 6
     # WHEN they are walked back to back
     while walks < 3000 and time.monotonic() < deadline:
         walks += len(proc.sample_threads())
     # THEN hardly any first walk is torn (before a torn walk is walked again): returned frames
     # are stepped over, not taken for garbage (3.14/3.15 still tear about 1% here, on other
-    # races; they tore 4-5% before)
-    first_tears = proc.walker.retried_walks - first_tears
+    # races; they tore 4-5% before).  On 3.11/3.12 a walk whose innermost frame does not fit
+    # the thread state's chunk top (1-2% here) is torn on purpose: counted apart.
+    misfits = proc.walker.misfit_walks - misfits
+    first_tears = proc.walker.retried_walks - first_tears - misfits
     assert walks >= 1000
     assert first_tears <= walks * 0.02, "%d of %d walks torn" % (first_tears, walks)
+    assert misfits <= walks * 0.04, "%d of %d walks did not fit" % (misfits, walks)
 
 
 def _walked_once(proc):
