@@ -181,10 +181,10 @@ def _chunk_in_use(chunk: int, top: int) -> bool:
 
 def _slot_copies(slots: List[Tuple[int, int]], copies: List[Optional[bytes]]) -> dict:
     """{slot: its copy after the thread state, (slot, BEFORE): its copy before} from the copies
-    of ``slots``, the thread state, ``slots`` again (see StackWalker._cframe_top)."""
+    of ``slots`` in reverse, the thread state, ``slots`` (see StackWalker._copy_thread)."""
     count = len(slots)
     found = {}
-    for (slot, _), before, after in zip(slots, copies[:count], copies[count + 1:]):
+    for (slot, _), before, after in zip(slots, reversed(copies[:count]), copies[count + 1:]):
         if after is not None:
             found[slot] = after
             if before is not None:
@@ -429,6 +429,7 @@ class StackWalker:
             stack = self._walk_thread(tstate, ts, fields, tstate == holder, prefetched,
                                       slot_copies)
             attempts = WALK_ATTEMPTS - 1
+            fullest = stack
             while stack.torn and attempts:
                 attempts -= 1
                 retried = self._walk_again(tstate, interp, holder, fields)
@@ -436,7 +437,12 @@ class StackWalker:
                     break
                 ts, fields, stack = retried
                 state = fields[1:]
+                if len(stack.frames) > len(fullest.frames):
+                    fullest = stack
             if stack.torn:
+                # Every walk tore: a torn walk keeps the frames it read before the tear, so
+                # the one that read most holds most of the thread's real stack.
+                stack = fullest
                 self.torn_reads += 1
             elif stack.native_tid:  # an unknown TID may be found later (<=3.10): walk again
                 self._next_last[tstate] = (state, stack, True, ts)
@@ -479,7 +485,8 @@ class StackWalker:
         ``_remember_outside``) are copied in one call, a fraction of a microsecond apart.
 
         3.11/3.12 copy the slots of the thread's recent C frames just before and after the
-        thread state (see _cframe_top), then the chunk and the pool, latest frames first:
+        thread state (see _cframe_top), the most recent C frame's nearest to it on both sides,
+        then the chunk and the pool, latest frames first:
         what the slots point to is then copied soonest after them.  Elsewhere the thread state
         comes last, callers before it (a stack changes at its inner end); a first walk there
         copies the thread state alone, the chunk after it, as measured best on 3.13-3.15.
@@ -498,7 +505,7 @@ class StackWalker:
         ranges = chunk + [(addr, self._frame_size) for addr in reversed(pool)]
         if not slots and not ranges:
             return self.read(tstate, self._ts_size), None, None
-        copies = self.mem.read_many(slots + [(tstate, self._ts_size)] + slots + ranges)
+        copies = self.mem.read_many(slots[::-1] + [(tstate, self._ts_size)] + slots + ranges)
         after = len(slots) + 1 + len(slots)
         return (copies[len(slots)], _copies_by_address(ranges, copies[after:]),
                 _slot_copies(slots, copies[:after]) if slots else None)
@@ -575,7 +582,8 @@ class StackWalker:
                     top, with_state, other = self._cframe_top(tstate, ts, top, slot_copies)
                 sentinel = fields[7] if len(fields) > 7 else 0
                 codes, offsets, torn = self._walk_iframes(top, fields[5], fields[6], sentinel,
-                                                          tstate, prefetched, with_state)
+                                                          tstate, prefetched, with_state,
+                                                          with_state and not other)
                 if torn and self._misfit and other:
                     # The other copy of the C frame's slot, taken on the other side of the
                     # thread state, may be the one that agrees with it.
@@ -754,13 +762,15 @@ class StackWalker:
         return codes, offsets, torn
 
     def _walk_iframes(self, addr: int, chunk: int, top: int, sentinel: int = 0,
-                      tstate: int = 0, prefetched=None, with_state: bool = True):
+                      tstate: int = 0, prefetched=None, with_state: bool = True,
+                      settled: bool = False):
         """3.11+: follow ``previous`` through local copies of the datastack chunks, down to
         NULL or (3.15+) the thread's base frame ``sentinel``, which is not read.
 
         Stretches of frames in the newest chunk whose bytes are unchanged are taken from the
         thread's last walk (see ChunkMemo); the others are parsed one by one.  ``with_state``:
-        whether ``addr`` was copied with the thread state (see _cframe_top).
+        whether ``addr`` was copied with the thread state (see _cframe_top); ``settled``: and
+        its copies on both sides of the thread state agree (see _fits_top).
         """
         self._misfit = False
         codes: List[int] = []
@@ -814,6 +824,8 @@ class StackWalker:
         seen_deep = set()  # past DEEP steps, the frames taken: a loop of stale links ends there
         after_gen = False  # the last frame taken was a generator's
         consumers = {}  # index in codes -> address, of frames that called a generator
+        visited = 0  # the frame taken before ``addr``
+        link = 0  # the frame taken before the first one in the newest chunk
         while addr and addr != sentinel:
             steps_left -= 1
             if steps_left < 0 or addr & 7 or steps_left < MAX_DEPTH - DEEP and addr in seen_deep:
@@ -823,6 +835,8 @@ class StackWalker:
             if lo <= addr <= hi:
                 if addr >= floor:
                     return codes, offsets, True
+                if not chunk_addrs:
+                    link = visited
                 if old_addrs and addr != parse_at and compares_left > 0:
                     while at < len(old_addrs) and old_addrs[at] > addr:
                         at += 1
@@ -918,8 +932,10 @@ class StackWalker:
                 elif after_gen:
                     consumers[len(codes) - 1] = addr
                     after_gen = False
+            visited = addr
             addr = previous
-        if chunk_addrs and not self._fits_top(chunk_addrs[0], codes, chunk_starts[0], top):
+        if chunk_addrs and not self._fits_top(chunk_addrs[0], codes, chunk_starts[0], top,
+                                              buf, base, (chunk_addrs[0], link), settled):
             self._misfit = True
             self.misfit_walks += 1
             return codes, offsets, True
@@ -944,7 +960,8 @@ class StackWalker:
                 return codes, offsets, True
             below, consumer = spliced
             if not chunk_addrs and lo <= consumer <= hi and \
-                    not self._fits_top(consumer, codes, len(codes) - below, top):
+                    not self._fits_top(consumer, codes, len(codes) - below, top, buf, base,
+                                       (consumer,), settled):
                 # The consumer the callers were taken from is not where the thread state
                 # says the thread's frames end: the generator yielded, or its callee
                 # returned, between the copies.
@@ -965,7 +982,8 @@ class StackWalker:
                                                  codes, offsets)
         return codes, offsets, False
 
-    def _fits_top(self, frame: int, codes: List[int], at: int, top: int) -> bool:
+    def _fits_top(self, frame: int, codes: List[int], at: int, top: int, buf: bytes = b"",
+                  base: int = 0, links=(), settled: bool = False) -> bool:
         """3.11/3.12: whether the innermost frame a walk found in the newest chunk (``frame``,
         running ``codes[at]``) ends where the thread state says the chunk's used part does.
 
@@ -976,12 +994,29 @@ class StackWalker:
         frame is read from a C frame, apart from the thread state: when the thread called or
         returned between the two copies they disagree, and a walk from that pointer would put
         the thread in a frame it had left or not yet entered.
+
+        One frame more, linked back to the walk (``links``: the frame, or the C-stack entry
+        frame it was reached through), is the thread returning from that frame: the eval loop
+        names the caller first, then clears the callee's locals, which may free a whole
+        tree, then pops it (3.12 RETURN_VALUE in Python/bytecodes.c; 3.11 _PyEval_Vector in
+        Python/ceval.c, for a frame C code called); or entering it, its link set.  That is taken
+        as it is when the C frame's slot read the same on both sides of the thread state
+        (``settled``): the state lasted the whole copy.  ``buf``: the newest chunk's copy
+        from ``base``.
         """
         sizes = self._frame_bytes
         if sizes is None or at >= len(codes):
             return True
         size = sizes.get(codes[at])
-        return size is None or frame + size == top
+        if size is None or frame + size == top:
+            return True
+        above = frame + size - base
+        if not settled or not 0 <= above <= len(buf) - self._frame_size:
+            return False
+        code, previous, _, owner = self._frame.unpack_from(buf, above)
+        above_size = sizes.get(code & self._untag)
+        return owner == FRAME_OWNED_BY_THREAD and previous in links and \
+            above_size is not None and frame + size + above_size == top
 
     def _where_it_ran(self, tstate: int, codes: List[int], offsets: List[int]) -> None:
         """Set the offset of the last generator frame in ``codes``, read after it yielded.
