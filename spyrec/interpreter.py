@@ -103,6 +103,30 @@ def _find_runtime_file(pid: int, maps: List[MemoryMap], exe: str) -> RuntimeFile
     return RuntimeFile(pid, exe.replace(" (deleted)", ""), exe_maps)
 
 
+def _bound_states(stacks: List[ThreadStack]) -> List[ThreadStack]:
+    """``stacks`` without the thread states not bound to a thread of their own.
+
+    A thread state is made by the thread that starts a new one, before the new thread runs:
+    3.8-3.11 give it the creator's thread ids until the new thread sets its own
+    (``thread_run`` in Modules/_threadmodule.c), 3.12+ leave them 0 until then
+    (``bind_tstate`` in Python/pystate.c).  Such a state has no frames; sampled, it would add
+    a sample without Python frames to its creator, or a thread 0 that does not exist.
+    """
+    if all(stack.frames for stack in stacks):
+        return stacks
+    taken = {stack.native_tid for stack in stacks if stack.frames}
+    kept = []
+    for stack in reversed(stacks):  # new thread states are first in the list: keep the oldest
+        tid = stack.native_tid
+        if stack.frames:
+            kept.append(stack)
+        elif tid and tid not in taken:
+            kept.append(stack)
+            taken.add(tid)
+    kept.reverse()
+    return kept
+
+
 class PythonProcess:
     """A running CPython process we can sample.  Build it with ``PythonProcess.attach(pid)``."""
 
@@ -351,7 +375,7 @@ class PythonProcess:
             stacks = []
         if not stacks:
             self._check_not_replaced()
-        return stacks
+        return _bound_states(stacks)
 
     def _check_not_replaced(self) -> None:
         """Raise TargetReplaced when the process no longer maps the runtime that was attached.

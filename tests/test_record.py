@@ -242,13 +242,23 @@ def test_streams_to_standard_output(tmp_path):
     assert rec.trailer["stop_reason"] == "duration" and rec.sample_count > 0
 
 
-def test_threads_that_come_and_go_are_opened_and_closed(tmp_path):
+@pytest.mark.parametrize("label", ALL_SUPPORTED)
+def test_threads_that_come_and_go_are_opened_and_closed(tmp_path, label):
+    """Also: a thread state made for a thread that has not started yet is no sample (3.8-3.11
+    give it its creator's thread ids, 3.12+ none): the creator has only its own samples, and
+    there is no thread 0."""
     out = tmp_path / "churn.spy"
-    with running_target(sys.executable, "churn.py", "30") as target:
+    with running_target(python_for(label), "churn.py", "30") as target:
         result = spyrec("-o", out, "-p", target.pid, "-d", "1.5", "-r", "500")
         assert result.returncode == 0, result.stderr
     rec = load(out)
     main_tid = target.info["main"]["native_id"]
+    ticks = list(zip(rec.samples["t"].tolist(), rec.samples["tid"].tolist()))
+    assert len(set(ticks)) == len(ticks), "a thread sampled twice in one round"
+    stacks_of_main = [s for tid, s in zip(rec.samples["tid"].tolist(),
+                                          rec.samples["stack"].tolist()) if tid == main_tid]
+    assert len(stacks_of_main) > 300 and all(rec.stacks[s] for s in stacks_of_main)
+    assert 0 not in {tid for _, tid in rec.threads}
     ended = [t for (pid, tid), t in rec.threads.items() if tid != main_tid and t.get("end_ns")]
     assert len(ended) >= 10
     for thread in ended:
