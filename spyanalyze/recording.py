@@ -19,7 +19,9 @@ on the wall clock are UTC ``Timestamp`` values.  Only scalars say seconds (``Rec
     wall       int64   ns of wall time the sample stands for (see ``sample_weights``)
     ticks      float64 the same in nominal sampling intervals: 1 unless the recorder fell
                        behind after this sample; the ``samples`` weight sums these
-    cpu        int64   ns of CPU the thread used since its previous sample
+    cpu        int64   ns of CPU time the sample stands for (see ``cpu_weights``): the
+                       thread's, until its next sample
+    cpu_delta  int64   ns of CPU the thread used since its previous sample, as recorded
     rss        int64   the process's resident set size, bytes
     idle, gil, torn   bool   the SampleFlag bits; ``flags`` keeps the raw byte
 
@@ -53,7 +55,8 @@ from spyanalyze import filters, views
 from spyanalyze import frames as frame_rules
 from spyanalyze.errors import CorruptRecording, IncompleteRecording, SpyError, UnreadableFile
 from spyanalyze.paths import module_paths
-from spyanalyze.tables import StackTable, check_weight, sample_weights, thread_display_name
+from spyanalyze.tables import (StackTable, check_weight, cpu_weights, sample_weights,
+                               thread_display_name)
 
 
 class Recording:
@@ -377,11 +380,13 @@ def _samples_table(data, stack_map, threads):
     thread = pd.Categorical.from_codes(name_codes[codes] if n else np.zeros(0, dtype=np.int64),
                                        categories=categories)
     wall, ticks = sample_weights(t, key, data.header.get("interval_ns"))
+    idle = (flags & SampleFlag.IDLE) != 0
+    gil = (flags & SampleFlag.GIL) != 0
     origin = int(data.header.get("start_wall_ns") or 0)
     timestamp = pd.DatetimeIndex((t + origin).view("datetime64[ns]")).tz_localize("UTC")
     return pd.DataFrame({
         "t": t, "timestamp": timestamp, "pid": pid, "tid": tid, "thread": thread, "stack": stack,
-        "wall": wall, "ticks": ticks, "cpu": cpu, "rss": rss,
-        "idle": (flags & SampleFlag.IDLE) != 0, "gil": (flags & SampleFlag.GIL) != 0,
+        "wall": wall, "ticks": ticks, "cpu": cpu_weights(key, cpu, ~idle, gil), "cpu_delta": cpu,
+        "rss": rss, "idle": idle, "gil": gil,
         "torn": (flags & SampleFlag.TORN) != 0, "flags": flags,
     }, index=timestamp.rename("time"), copy=False)   # one block per column: no consolidating copy

@@ -124,3 +124,38 @@ def sample_weights(t, key, interval_ns):
     weights = np.empty(n, dtype=np.int64)
     weights[order] = weights_sorted
     return weights, weights / float(nominal)
+
+
+def cpu_weights(key, cpu_delta, running, gil):
+    """CPU time each sample stands for, from each sample's CPU time since the thread's
+    previous one (``cpu_delta``, as recorded), in time order.
+
+    The CPU time between two samples of a thread goes to the first when it found the thread
+    running, or the second found it asleep; else to the second: the thread woke in between.
+    A thread found running without the GIL just after it was found asleep counts as asleep:
+    it has woken but is still queued for a CPU, or on its way back to the GIL, and the work
+    it wakes for is where it is next found.
+    So a sample stands, like its wall time (``sample_weights``), for the CPU time its thread
+    used until its next sample, unless it caught the thread on its way back from a wait.
+    Left on the sample that read it, the CPU time of a burst of work would go to whatever the
+    thread did next, most often the call it then waits in.  Each thread's total stays the same.
+    """
+    n = len(cpu_delta)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    codes, _uniques = pd.factorize(key)
+    order = np.argsort(codes, kind="stable")      # keeps time order within a thread
+    delta = cpu_delta[order].astype(np.int64)
+    awake = np.asarray(running)[order]
+    working = awake & np.asarray(gil)[order]
+    same = codes[order][1:] == codes[order][:-1]  # (j, j + 1): two samples of one thread
+    woken = np.zeros(n, dtype=bool)               # running without the GIL after a wait
+    woken[1:] = same & ~awake[:-1] & awake[1:] & ~working[1:]
+    back = same & (awake[:-1] & ~woken[:-1] | ~awake[1:])
+    weights = np.zeros(n, dtype=np.int64)
+    weights[:-1] += np.where(back, delta[1:], 0)
+    weights[1:] += np.where(back, 0, delta[1:])
+    weights[0] += delta[0]
+    result = np.empty(n, dtype=np.int64)
+    result[order] = weights
+    return result

@@ -54,7 +54,7 @@ def write(recording, out):
             ids.append(new)
         new_stack[sid] = writer.stack_id(tuple(ids))
     columns = (samples["t"].to_numpy(), samples["pid"].to_numpy(), samples["tid"].to_numpy(),
-               new_stack[stack_column], samples["cpu"].to_numpy(), samples["rss"].to_numpy(),
+               new_stack[stack_column], samples["cpu_delta"].to_numpy(), samples["rss"].to_numpy(),
                samples["flags"].to_numpy())
     sample = writer.sample
     for row in zip(*(column.tolist() for column in columns)):

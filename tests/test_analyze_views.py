@@ -77,7 +77,10 @@ def test_timeline_resamples_cpu_and_memory(app):
     assert table["samples"].tolist() == [150] * 4
     assert table["active"].tolist() == [100] * 4
     assert table["threads"].tolist() == [3] * 4
-    assert table["cpu_use"].tolist() == pytest.approx([1.5] * 4)        # 1 + 0.5 cores busy
+    # 1 + 0.5 cores busy; a sample stands for its thread's CPU time until its next sample, and
+    # the built file gives each thread's first sample CPU time of its own (the recorder writes
+    # 0 there): one interval of each running thread moves from the last bucket to the first
+    assert table["cpu_use"].tolist() == pytest.approx([1.53, 1.5, 1.5, 1.47])
     assert table["rss"].iloc[0] == 50_000_000 + 49 * 1000               # largest RSS in the bucket
     assert str(table.index.tz) == "UTC"
 

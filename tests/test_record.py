@@ -272,6 +272,29 @@ def test_threads_that_come_and_go_are_opened_and_closed(tmp_path, label):
     assert rec.trailer["errors"] < rec.sample_count * 0.05
 
 
+@pytest.mark.parametrize("label", ALL_SUPPORTED)
+def test_cpu_time_goes_to_the_work_that_used_it(tmp_path, label):
+    """A thread that computes for 3 ms and then sleeps for 3 ms, over and over, measures
+    its own CPU time in each (``time.thread_time``).  The CPU time the analyser gives the
+    computing function must be the share the target measured: not the share of whatever the
+    thread was in when the kernel added the time to its total (it did so when the thread went
+    to sleep: the sleep got 80% before).  Within 10 points: a burst that falls between two
+    samples (a round late on a busy machine) leaves its CPU time on the sleeps around it,
+    which has cost up to 4 points here."""
+    import spyanalyze
+
+    out = tmp_path / "bursts.spy"
+    with running_target(python_for(label), "cpu_then_wait.py", "3", "3", "3") as target:
+        result = spyrec("-o", out, "-p", target.pid, "-d", "2.5", "-r", "1000")
+        assert result.returncode == 0, result.stderr
+        target.process.wait(timeout=30)
+        own = json.loads(target.process.stdout.read().decode().strip().splitlines()[-1])
+    table = spyanalyze.load(out).by_function(weight="cpu").set_index("qualname")
+    measured = own["compute"] / (own["compute"] + own["pause"])
+    assert table.loc["compute", "total_share"] == pytest.approx(measured, abs=0.10), \
+        (label, table["total_share"].head(3).to_dict(), own)
+
+
 @pytest.mark.parametrize("label", UNSUPPORTED)
 def test_unsupported_python_is_named(tmp_path, label):
     python = python_for(label)
