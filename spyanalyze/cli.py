@@ -244,7 +244,9 @@ def info(path, as_json):
 @main.command()
 @click.argument("path", type=RECORDING)
 @filter_options(idle_default="exclude")
-@click.option("--by", type=click.Choice(["function", "line", "file"]), default="function", show_default=True)
+@click.option("--by", type=click.Choice(["function", "line", "file", "cause"]), default="function",
+              show_default=True, help="cause: what threads waited in (with --idle only, where "
+              "wall time went while they waited).")
 @click.option("--weight", type=click.Choice(WEIGHTS), default="samples", show_default=True, help=WEIGHT_HELP)
 @click.option("--sort", type=click.Choice(["self", "total"]), default="self", show_default=True)
 @click.option("-n", "--limit", type=int, default=25, show_default=True, help="Rows to show (0: all).")
@@ -259,6 +261,9 @@ def top(path, by, weight, sort, limit, as_csv, output, **options):
     frames are hidden (their time is their caller's), and samples of threads with no Python
     frame at all (only C code, starting or ending) show as <no Python frames>."""
     recording = filtered(load_recording(path), options)
+    if by == "cause":
+        _top_causes(recording, weight, limit, as_csv, output)
+        return
     table = views.aggregate(recording, by, weight)
     table = table.sort_values([sort + "_share", ("total" if sort == "self" else "self") + "_share"],
                               ascending=False, kind="stable")
@@ -272,6 +277,19 @@ def top(path, by, weight, sort, limit, as_csv, output, **options):
     output.write("%d samples, %.2fs%s\n" % (len(recording), recording.duration,
                                             "; " + "; ".join(recording.steps) if recording.steps else ""))
     output.write(render(rows, ("self", "total", "self " + weight, "total " + weight, by), right={0, 1, 2, 3}))
+
+
+def _top_causes(recording, weight, limit, as_csv, output):
+    table = views.by_cause(recording, weight)
+    if as_csv:
+        table.to_csv(output, index=False)
+        return
+    shown = table.head(limit) if limit else table
+    rows = [("%.1f%%" % (100 * r["share"]), amount(r[weight], weight), printable(r["cause"]))
+            for _, r in shown.iterrows()]
+    output.write("%d samples, %.2fs%s\n" % (len(recording), recording.duration,
+                                            "; " + "; ".join(recording.steps) if recording.steps else ""))
+    output.write(render(rows, ("share", weight, "waiting in"), right={0, 1}))
 
 
 def parse_gates(ctx, param, values):

@@ -23,6 +23,9 @@ on the wall clock are UTC ``Timestamp`` values.  Only scalars say seconds (``Rec
                        thread's, until its next sample
     cpu_delta  int64   ns of CPU the thread used since its previous sample, as recorded
     rss        int64   the process's resident set size, bytes
+    syscall    category   for a thread found asleep: the system call it waited in (``futex``,
+                       ``recvfrom``, ``clock_nanosleep``...); NaN when running or unknown
+    wchan      category   the kernel function it slept in (``futex_wait_queue``...), likewise
     idle, gil, torn   bool   the SampleFlag bits; ``flags`` keeps the raw byte
 
 ``frames``   one row per distinct frame: file, name, qualname, line, column, plus the derived
@@ -237,6 +240,9 @@ class Recording:
     def by_thread(self):
         return views.by_thread(self)
 
+    def by_cause(self, weight="wall"):
+        return views.by_cause(self, weight)
+
     def timeline(self, freq="1s"):
         return views.timeline(self, freq)
 
@@ -354,6 +360,18 @@ def _records_table(records, columns, required):
     return table
 
 
+def _string_category(ids, strings):
+    """A column of 1 + string ids (0: none) as a categorical of those strings (NaN: none)."""
+    present, codes = np.unique(ids, return_inverse=True)
+    names = [strings[int(i) - 1] for i in present if i]
+    codes = codes.astype(np.int64) - (1 if len(present) and present[0] == 0 else 0)
+    # the same string under two ids (the writer forgot its table): one category
+    categories = list(dict.fromkeys(names))
+    position = np.asarray([categories.index(name) for name in names] or [0], dtype=np.int64)
+    codes = np.where(codes >= 0, position[np.maximum(codes, 0)], -1)
+    return pd.Categorical.from_codes(codes, categories=categories)
+
+
 def _samples_table(data, stack_map, threads):
     columns = data.samples
     n = data.sample_count
@@ -366,9 +384,12 @@ def _samples_table(data, stack_map, threads):
     cpu = columns["cpu"].astype(np.int64, copy=False)
     rss = columns["rss"].astype(np.int64, copy=False)
     flags = columns["flags"].astype(np.uint8, copy=False)
+    syscall = columns["syscall"].astype(np.int64, copy=False)
+    wchan = columns["wchan"].astype(np.int64, copy=False)
     if n > 1 and (np.diff(t) < 0).any():       # keep every table in time order
         order = np.argsort(t, kind="stable")
-        t, pid, tid, stack, cpu, rss, flags = (a[order] for a in (t, pid, tid, stack, cpu, rss, flags))
+        t, pid, tid, stack, cpu, rss, flags, syscall, wchan = (
+            a[order] for a in (t, pid, tid, stack, cpu, rss, flags, syscall, wchan))
     key = (pid << 32) | tid
     codes, uniques = pd.factorize(key)
     names = {(int(row.pid), int(row.tid)): row.name for row in threads.itertuples()}
@@ -386,7 +407,8 @@ def _samples_table(data, stack_map, threads):
     timestamp = pd.DatetimeIndex((t + origin).view("datetime64[ns]")).tz_localize("UTC")
     return pd.DataFrame({
         "t": t, "timestamp": timestamp, "pid": pid, "tid": tid, "thread": thread, "stack": stack,
-        "wall": wall, "ticks": ticks, "cpu": cpu_weights(key, cpu, ~idle, gil), "cpu_delta": cpu,
-        "rss": rss, "idle": idle, "gil": gil,
+        "wall": wall, "ticks": ticks, "cpu": cpu_weights(key, cpu, ~idle), "cpu_delta": cpu,
+        "rss": rss, "syscall": _string_category(syscall, data.strings),
+        "wchan": _string_category(wchan, data.strings), "idle": idle, "gil": gil,
         "torn": (flags & SampleFlag.TORN) != 0, "flags": flags,
     }, index=timestamp.rename("time"), copy=False)   # one block per column: no consolidating copy

@@ -126,15 +126,15 @@ def sample_weights(t, key, interval_ns):
     return weights, weights / float(nominal)
 
 
-def cpu_weights(key, cpu_delta, running, gil):
+def cpu_weights(key, cpu_delta, running):
     """CPU time each sample stands for, from each sample's CPU time since the thread's
     previous one (``cpu_delta``, as recorded), in time order.
 
     The CPU time between two samples of a thread goes to the first when it found the thread
     running, or the second found it asleep; else to the second: the thread woke in between.
-    A thread found running without the GIL just after it was found asleep counts as asleep:
-    it has woken but is still queued for a CPU, or on its way back to the GIL, and the work
-    it wakes for is where it is next found.
+    A thread found running just after it was found asleep counts as asleep: it has woken but
+    may still be queued for a CPU or on its way back from the call it waited in (its stack
+    still there), and the work it woke for is where it is next found.
     So a sample stands, like its wall time (``sample_weights``), for the CPU time its thread
     used until its next sample, unless it caught the thread on its way back from a wait.
     Left on the sample that read it, the CPU time of a burst of work would go to whatever the
@@ -147,10 +147,9 @@ def cpu_weights(key, cpu_delta, running, gil):
     order = np.argsort(codes, kind="stable")      # keeps time order within a thread
     delta = cpu_delta[order].astype(np.int64)
     awake = np.asarray(running)[order]
-    working = awake & np.asarray(gil)[order]
     same = codes[order][1:] == codes[order][:-1]  # (j, j + 1): two samples of one thread
-    woken = np.zeros(n, dtype=bool)               # running without the GIL after a wait
-    woken[1:] = same & ~awake[:-1] & awake[1:] & ~working[1:]
+    woken = np.zeros(n, dtype=bool)               # running, found asleep the sample before
+    woken[1:] = same & ~awake[:-1] & awake[1:]
     back = same & (awake[:-1] & ~woken[:-1] | ~awake[1:])
     weights = np.zeros(n, dtype=np.int64)
     weights[:-1] += np.where(back, delta[1:], 0)

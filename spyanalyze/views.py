@@ -88,6 +88,45 @@ def by_file(recording, weight="samples"):
     return aggregate(recording, "file", weight)
 
 
+def by_cause(recording, weight="wall"):
+    """What threads waited in: one row per (system call, kernel function) of the samples that
+    found their thread asleep (``(unknown)`` when the recording does not say: format 1.0, or
+    the kernel would not tell), and one ``(running)`` row for the others; their samples,
+    ``weight`` and share of it, heaviest first."""
+    check_weight(weight)
+    samples = recording.samples
+    column = "ticks" if weight == "samples" else weight
+    if samples.empty:
+        return pd.DataFrame(columns=["cause", "syscall", "wchan"]
+                            + list(dict.fromkeys(["samples", weight])) + ["share"])
+    syscall = samples["syscall"].astype(object).where(samples["syscall"].notna(), None)
+    wchan = samples["wchan"].astype(object).where(samples["wchan"].notna(), None)
+    idle = samples["idle"].to_numpy()
+    keys = [(call, channel) if asleep else ("(running)", None)
+            for call, channel, asleep in zip(syscall, wchan, idle)]
+    frame = pd.DataFrame({"key": keys, "weight": samples[column].to_numpy()})
+    grouped = frame.groupby("key", sort=False)
+    table = pd.DataFrame({"samples": grouped.size()})
+    table[weight] = grouped["weight"].sum()      # samples: in ticks, see sample_weights
+    table = table.reset_index()
+    table["syscall"] = [key[0] for key in table["key"]]
+    table["wchan"] = [key[1] for key in table["key"]]
+    table["cause"] = [_cause_label(*key) for key in table["key"]]
+    total = float(table[weight].sum()) or 1.0
+    table["share"] = table[weight] / total
+    table = table.sort_values(weight, ascending=False, kind="stable").reset_index(drop=True)
+    return table[["cause", "syscall", "wchan"] + list(dict.fromkeys(["samples", weight]))
+                 + ["share"]]
+
+
+def _cause_label(call, channel):
+    if call == "(running)":
+        return call
+    if call is None and channel is None:
+        return "(unknown)"
+    return "%s (%s)" % (call or "?", channel) if channel else call
+
+
 def by_thread(recording):
     """One row per thread: samples, wall and CPU ns, CPU use, idle and GIL shares, and the span
     (``first`` and ``last`` sample, ns since the origin, like ``t``)."""

@@ -55,7 +55,8 @@ def write(recording, out):
         new_stack[sid] = writer.stack_id(tuple(ids))
     columns = (samples["t"].to_numpy(), samples["pid"].to_numpy(), samples["tid"].to_numpy(),
                new_stack[stack_column], samples["cpu_delta"].to_numpy(), samples["rss"].to_numpy(),
-               samples["flags"].to_numpy())
+               samples["flags"].to_numpy(), _string_ids(writer, samples["syscall"]),
+               _string_ids(writer, samples["wchan"]))
     sample = writer.sample
     for row in zip(*(column.tolist() for column in columns)):
         sample(*row)
@@ -78,3 +79,11 @@ def _clean(record):
             value = int(value)  # a column with absent values is float in pandas; records' are ints
         result[key] = value
     return result
+
+
+def _string_ids(writer, column):
+    """A categorical column of names (NaN: none) as 1 + the writer's string ids (0: none)."""
+    codes = column.cat.codes.to_numpy()
+    ids = np.asarray([writer.string_id(name) + 1 for name in column.cat.categories] + [0],
+                     dtype=np.int64)
+    return ids[codes]          # code -1 (none) takes the last entry, 0

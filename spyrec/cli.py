@@ -19,6 +19,7 @@ Examples:
   spyrec -o run.spy -- python app.py args   launch app.py and record it until it exits
   spyrec -o run.spy -- ./run-app.sh         a wrapper: its first Python process is recorded
   spyrec -o - -p 1234 | spyanalyze top -    stream the recording to another command
+  spyrec where -p 1234                      every thread's stack and wait, once
 """
 
 
@@ -71,13 +72,7 @@ def spyrec(output, pid, duration, interval, rate, quiet, debug, command):
         stats = record(output, pid=pid, command=list(command) or None, interval_ns=interval_ns,
                        duration_ns=duration)
     except SpyError as exc:
-        if debug:
-            traceback.print_exc()
-        message = str(exc)
-        if isinstance(exc, PermissionDenied) and PermissionDenied.hint() not in message:
-            message += ": " + PermissionDenied.hint()
-        click.echo("spyrec: error: %s" % message, err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc, debug)
     if not quiet:
         click.echo(status_line(stats, output), err=True)
     if stats.stop_reason.startswith("error: "):
@@ -99,14 +94,50 @@ def status_line(stats, output):
                               ending, where))
 
 
-def main(argv=None):
-    """Entry point: usage errors, like every other error, are one line and a non-zero exit."""
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-p", "--pid", type=int, required=True, help="The process to look at.")
+@click.option("--kernel", is_flag=True,
+              help="Also each waiting thread's kernel frames (/proc/PID/task/TID/stack; root).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def where(pid, kernel, as_json, debug):
+    """Print every thread's Python stack once, with its state, GIL, CPU time and, when it
+    waits, the system call and kernel function it waits in: for a process that hangs or
+    crawls.  Nothing is stopped or injected."""
+    from spyrec import where as reading
+    from spyrec.safetext import printable
     try:
-        spyrec.main(args=argv, prog_name="spyrec", standalone_mode=False)
+        report = reading.where(pid, kernel=kernel)
+    except SpyError as exc:
+        _fail(exc, debug)
+    click.echo(reading.as_json(report) if as_json else reading.as_text(report, printable),
+               nl=False)
+
+
+def _fail(exc, debug):
+    """One line for a SpyError (a traceback too with --debug), and its exit code."""
+    if debug:
+        traceback.print_exc()
+    message = str(exc)
+    if isinstance(exc, PermissionDenied) and PermissionDenied.hint() not in message:
+        message += ": " + PermissionDenied.hint()
+    click.echo("spyrec: error: %s" % message, err=True)
+    sys.exit(exc.exit_code)
+
+
+def main(argv=None):
+    """Entry point: usage errors, like every other error, are one line and a non-zero exit.
+    ``spyrec where ...`` reads a process once; anything else records."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    command, name = (where, "spyrec where") if args[:1] == ["where"] else (spyrec, "spyrec")
+    if command is where:
+        args = args[1:]
+    try:
+        command.main(args=args, prog_name=name, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("spyrec: error: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        hint = " (see spyrec --help)" if isinstance(exc, click.UsageError) else ""
+        hint = " (see %s --help)" % name if isinstance(exc, click.UsageError) else ""
         click.echo("spyrec: error: %s%s" % (exc.format_message(), hint), err=True)
         sys.exit(exc.exit_code)

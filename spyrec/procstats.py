@@ -8,6 +8,8 @@ may itself contain spaces and parentheses.
 
 import os
 
+from spyrec.syscalls import syscall_name
+
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -38,14 +40,21 @@ class ThreadStats:
     with ``stat`` only now and then, which keeps the fastest rounds 3 µs a thread cheaper.
     """
 
-    __slots__ = ("_schedstat", "_stat", "_wchan", "_zeros", "_checks", "_misses", "last_cpu_ns",
-                 "_switches", "_raw", "running", "still", "still_count", "cpu")
+    __slots__ = ("_schedstat", "_stat", "_wchan", "_syscall", "_zeros", "_checks", "_misses",
+                 "last_cpu_ns", "_switches", "_raw", "running", "still", "still_count", "cpu",
+                 "_channel", "cause", "_base")
 
     def __init__(self, proc_root, pid, tid):
         base = "%s/%d/task/%d/" % (proc_root, pid, tid)
         self._schedstat = _open_or_none(base + "schedstat")
         self._stat = _open_or_none(base + "stat")
         self._wchan = _open_or_none(base + "wchan")
+        self._base = base
+        self._syscall = -1  # opened when first needed: only threads that wait need it
+        self._channel = None  # what the last read of wchan said, when it named a function
+        #: (system call, kernel function) the thread waited in at the last ``refresh()`` that
+        #: found it asleep, each None when unknown; (None, None) while it runs.
+        self.cause = (None, None)
         self._zeros = self._checks = self._misses = 0
         self.last_cpu_ns = None
         self._switches = 0
@@ -99,6 +108,10 @@ class ThreadStats:
         if self.still_count < DORMANT_AFTER:
             self.running = self.is_running(probe_first=was_asleep or not need_cpu,
                                            need_cpu=need_cpu)
+            if self.running:
+                self.cause = (None, None)
+            elif not self.still:  # asleep since it last ran: in what (a still one, as before)
+                self.cause = self._wait_cause()
         if not read_after:
             self._switches = 0
             self._raw = None  # parsed again next time, to take its switch count up
@@ -128,6 +141,29 @@ class ThreadStats:
         self.last_cpu_ns = total
         return 0 if last is None else total - last
 
+    def _wait_cause(self):
+        """(system call, kernel function) of a sleeping thread, from ``syscall`` and the
+        ``wchan`` the state probe read (or one read now)."""
+        call = None
+        if self._syscall == -1:
+            self._syscall = _open_or_none(self._base + "syscall")
+        if self._syscall is not None:
+            try:
+                first = os.pread(self._syscall, 64, 0).split(None, 1)[0]
+                if first.isdigit():
+                    call = syscall_name(int(first))
+            except (OSError, IndexError):
+                pass
+        channel = self._channel
+        if channel is None and self._wchan is not None:
+            try:
+                data = os.pread(self._wchan, 64, 0).strip()
+                if data and data != b"0":
+                    channel = data.decode("ascii", "replace")
+            except OSError:
+                pass
+        return call, channel
+
     def is_running(self, probe_first=True, need_cpu=True):
         """True when the thread is on a CPU or runnable (state ``R``); sets ``cpu``.
 
@@ -135,12 +171,14 @@ class ThreadStats:
         ``need_cpu=False`` trusts most of ``wchan``'s ``0`` answers and leaves ``cpu`` at -1.
         """
         self.cpu = -1
+        self._channel = None
         if probe_first and self._wchan is not None:
             try:
                 data = os.pread(self._wchan, 64, 0)
             except OSError:
                 data = None
             if data is not None and data != b"0":
+                self._channel = data.strip().decode("ascii", "replace")
                 return False
             if data is not None:
                 self._zeros += 1
@@ -173,13 +211,29 @@ class ThreadStats:
         return True
 
     def close(self):
-        for fd in (self._schedstat, self._stat, self._wchan):
-            if fd is not None:
+        for fd in (self._schedstat, self._stat, self._wchan, self._syscall):
+            if fd is not None and fd != -1:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self._schedstat = self._stat = self._wchan = None
+        self._schedstat = self._stat = self._wchan = self._syscall = None
+
+
+def kernel_stack(proc_root, pid, tid):
+    """The kernel's frames of a thread blocked in it, innermost first (``function+offset``),
+    from ``stack`` (root only; a running thread has none there)."""
+    try:
+        with open("%s/%d/task/%d/stack" % (proc_root, pid, tid), "rb") as f:
+            lines = f.read(64 * 1024).decode("ascii", "replace").splitlines()
+    except OSError:
+        return []
+    frames = []
+    for line in lines:  # "[<0>] futex_wait_queue+0x60/0x90"
+        symbol = line.split("] ", 1)[-1].strip()
+        if symbol:
+            frames.append(symbol.rsplit("/", 1)[0])
+    return frames
 
 
 class ProcessStats:

@@ -212,11 +212,16 @@ class Sampler:
                 thread = self._thread_started(thread_stack, t)
             if not thread.named and now >= thread.next_name_try:
                 self._try_name(thread, thread_stack, now)
-            flags = 0
+            flags = syscall = wchan = 0
             if thread_stack.holds_gil:
                 flags |= SampleFlag.GIL
             if not thread.stats.running:
                 flags |= SampleFlag.IDLE
+                call, channel = thread.stats.cause
+                if call is not None:
+                    syscall = writer.string_id(call) + 1
+                if channel is not None:
+                    wchan = writer.string_id(channel) + 1
             if thread_stack.torn:
                 flags |= SampleFlag.TORN
             frames = thread_stack.frames
@@ -231,7 +236,7 @@ class Sampler:
                     thread.last_frames, thread.last_stack_id = frames, stack_id
             if flags & SampleFlag.TORN:
                 self.stats.errors += 1  # a sample, torn: counted once (spec: a subset of samples)
-            writer.sample(t, pid, tid, stack_id, thread.cpu_delta, rss, flags)
+            writer.sample(t, pid, tid, stack_id, thread.cpu_delta, rss, flags, syscall, wchan)
             thread.cpu_delta = 0  # a second thread state with the same TID gets none of it
             self.stats.samples += 1
         if len(seen) != len(threads):

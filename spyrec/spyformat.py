@@ -35,7 +35,7 @@ from spyrec.spylimits import (MAX_PAYLOAD_BYTES, MAX_RAW_BYTES, MAX_RECORD_RAW_B
 from spyrec.spyrecords import decode_record
 
 MAGIC = b"\x89SPY\r\n\x1a\n"
-FORMAT_VERSION = (1, 0)
+FORMAT_VERSION = (1, 1)
 PREAMBLE = struct.Struct("<8sBBH")
 CHUNK_HEADER = struct.Struct("<IBBHII")
 #: The CRC covers the header up to (not including) the crc field, then the payload.
@@ -85,7 +85,7 @@ class Transform:
 #: dtype code -> (struct/array typecode, item size).  numpy reads the same codes with "<" prepended.
 DTYPES = {"u1": ("B", 1), "u2": ("H", 2), "u4": ("I", 4), "i4": ("i", 4), "u8": ("Q", 8), "i8": ("q", 8)}
 
-#: The sample columns written by format 1.0: name -> (dtype, transforms).  Readers ignore
+#: The sample columns written by format 1.1: name -> (dtype, transforms).  Readers ignore
 #: columns they do not know and treat a missing optional column as zeros.
 SAMPLE_COLUMNS = {
     "t": ("i8", Transform.DELTA | Transform.SHUFFLE),      # ns since the header's monotonic origin
@@ -95,7 +95,11 @@ SAMPLE_COLUMNS = {
     "cpu": ("i8", Transform.SHUFFLE),                        # ns of CPU since the thread's last sample
     "rss": ("i8", Transform.DELTA | Transform.SHUFFLE),     # process resident set size, bytes
     "flags": ("u1", 0),                                      # SampleFlag bits
+    "syscall": ("u4", Transform.SHUFFLE),   # 1.1: 1 + string id of the system call waited in
+    "wchan": ("u4", Transform.SHUFFLE),     # 1.1: 1 + string id of the kernel function
 }
+#: Sample columns holding 1 + a string id, 0 for none.
+STRING_SAMPLE_COLUMNS = ("syscall", "wchan")
 REQUIRED_SAMPLE_COLUMNS = ("t", "tid", "stack")
 
 
@@ -418,7 +422,8 @@ class SpyWriter:
         """Queue a THREAD record (pid, tid, py_thread_id, name, start_ns, end_ns)."""
         self._records.append((Kind.THREAD, fields))
 
-    def sample(self, t, pid, tid, stack, cpu, rss, flags):
+    def sample(self, t, pid, tid, stack, cpu, rss, flags, syscall=0, wchan=0):
+        """One sample; ``syscall`` and ``wchan`` are 1 + a ``string_id`` (0: none)."""
         columns = self._columns
         columns["t"].append(t)
         columns["pid"].append(pid)
@@ -427,6 +432,8 @@ class SpyWriter:
         columns["cpu"].append(cpu)
         columns["rss"].append(rss)
         columns["flags"].append(flags)
+        columns["syscall"].append(syscall)
+        columns["wchan"].append(wchan)
         if len(columns["t"]) >= self.max_batch:
             self.flush()
 
@@ -629,6 +636,9 @@ def _sample_columns(payload, offset, data, budget):
                     "column %r holds a value outside [%s, %s)" % (name, bound(low), bound(high)), offset)
         if name == "stack" and count:
             _expect(int(values.max()) < len(data.stacks), "a sample refers to an undefined stack", offset)
+        if name in STRING_SAMPLE_COLUMNS and count:
+            _expect(int(values.max()) <= len(data.strings),
+                    "column %r refers to a string that is not defined yet" % name, offset)
         decoded[name] = values
     return decoded
 

@@ -146,7 +146,7 @@ def mutated_records(rng, data):
         else:                                              # the whole payload replaced
             chunks[index][1] = _edge(rng)
     try:
-        return golden.encode(chunks)
+        return golden.encode(chunks, preamble=data[:golden.spyformat.PREAMBLE.size])
     except (OverflowError, TypeError, ValueError):
         return None
 

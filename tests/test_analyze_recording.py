@@ -28,8 +28,8 @@ def test_samples_table_has_one_row_per_sample_with_decoded_flags(app):
     # THEN every sample is a row, in time order, with the documented columns
     assert len(samples) == 600
     assert list(samples.columns) == ["t", "timestamp", "pid", "tid", "thread", "stack", "wall",
-                                     "ticks", "cpu", "cpu_delta", "rss", "idle", "gil", "torn",
-                                     "flags"]
+                                     "ticks", "cpu", "cpu_delta", "rss", "syscall", "wchan",
+                                     "idle", "gil", "torn", "flags"]
     assert samples["t"].is_monotonic_increasing
     assert set(samples["thread"].cat.categories) == {"MainThread", "worker", "idler"}
     idler = samples[samples["thread"] == "idler"]

@@ -123,6 +123,7 @@ INVALID = {
     "sample-flags-wide-dtype": "column 'flags' has dtype 'u8', not 'u1'",
     "sample-stack-negative": "column 'stack' has dtype 'i8', not 'u4'",
     "sample-stack-undefined": "a sample refers to an undefined stack",
+    "sample-syscall-undefined": "column 'syscall' refers to a string that is not defined yet",
     "sample-time-negative": "column 't' holds a value outside [0, 2^60)",
     "sample-time-out-of-range": "column 't' holds a value outside [0, 2^60)",
     "sample-unknown-transform": "column 'pid' has unknown transform bits 6",
@@ -309,7 +310,8 @@ def test_msgpack_extension_types_are_refused():
     out = io.BytesIO()
     out.write(spyformat.encode_preamble())
     raw = msgpack.packb({"pid": msgpack.ExtType(1, b"\x00" * 8)})
-    out.write(spyformat.encode_chunk(Kind.HEADER, {"format": [1, 0], "pid": 1}, spyformat.Codec.NONE))
+    out.write(spyformat.encode_chunk(Kind.HEADER, {"format": list(spyformat.FORMAT_VERSION), "pid": 1},
+                                     spyformat.Codec.NONE))
     import struct
     import zlib
     head = spyformat.CHUNK_HEADER.pack(len(raw), Kind.PROCESS, 0, 0, len(raw), 0)[:12]
@@ -321,7 +323,8 @@ def test_msgpack_extension_types_are_refused():
 def test_samples_referring_to_undefined_stacks_are_corrupt():
     out = io.BytesIO()
     out.write(spyformat.encode_preamble())
-    out.write(spyformat.encode_chunk(Kind.HEADER, {"format": [1, 0], "pid": 1}, spyformat.Codec.NONE))
+    out.write(spyformat.encode_chunk(Kind.HEADER, {"format": list(spyformat.FORMAT_VERSION), "pid": 1},
+                                     spyformat.Codec.NONE))
     columns = {name: [dtype, tr, spyformat.encode_column([5], dtype, tr)]
                for name, (dtype, tr) in spyformat.SAMPLE_COLUMNS.items()}
     out.write(spyformat.encode_chunk(Kind.SAMPLES, {"count": 1, "columns": columns}))

@@ -111,7 +111,7 @@ def edited(base, edit):
     """The records of ``base`` after ``edit(records)`` changed them in place, encoded again."""
     chunks = records(base)
     edit(chunks)
-    return encode(chunks)
+    return encode(chunks, preamble=base[:spyformat.PREAMBLE.size])
 
 
 def _set(index, key, value):
@@ -167,6 +167,7 @@ INVALID_EDITS = {
     "sample-flags-wide-dtype": _set_column(SAMPLES, "flags", column("flags", [0x102] * 12, "u8")),
     "sample-stack-negative": _set_column(SAMPLES, "stack", column("stack", [-1] * 12, "i8")),
     "sample-stack-undefined": _set_column(SAMPLES, "stack", column("stack", [3] * 12)),
+    "sample-syscall-undefined": _set_column(SAMPLES, "syscall", column("syscall", [999] * 12)),
     "sample-time-negative": _set_column(SAMPLES, "t", column("t", [-5] * 12)),
     "sample-time-out-of-range": _set_column(SAMPLES, "t", column("t", [0] * 11 + [1 << 62])),
     "sample-unknown-transform": _set_column(SAMPLES, "pid", column("pid", [4242] * 12, transforms=4 | 2)),
