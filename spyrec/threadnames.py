@@ -169,7 +169,9 @@ class ThreadNameReader:
         mask = size - 1
         perturb = h & 0xFFFFFFFFFFFFFFFF
         i = perturb & mask
-        for _ in range(size):
+        # Until the slot or an empty one, as lookdict does: the sequence can revisit slots while
+        # ``perturb`` lasts (64 bits, PERTURB_SHIFT at a time), then covers the table once.
+        for _ in range(64 // PERTURB_SHIFT + 1 + size):
             if table:
                 ix = index.unpack_from(table, i * width)[0]
             else:

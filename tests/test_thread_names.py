@@ -47,3 +47,21 @@ def test_short_lived_request_threads_carry_their_names(tmp_path, label):
     # a name found is the thread's own (3.14+ may leave the kernel's 15-byte cut of it)
     assert all(name is None or name == truth[tid][:15] for tid, (name, _) in wrong.items()), wrong
     assert names.get(main_tid) == "MainThread"
+
+
+
+@pytest.mark.parametrize("label", ALL_SUPPORTED)
+def test_an_int_key_is_found_however_long_its_probe_sequence(label):
+    """Every entry is found in a dict whose keys collide like thread idents do: one needs more
+    probes than the table has slots, and a thread was left unnamed when its lookup stopped
+    there (tests/targets/colliding_keys.py)."""
+    from spyrec.interpreter import PythonProcess
+
+    with running_target(python_for(label), "colliding_keys.py", "30") as target:
+        process = PythonProcess.attach(target.pid)
+        try:
+            found = [process.thread_names.find_int(target.info["dict"], key)
+                     for key in target.info["keys"]]
+        finally:
+            process.close()
+    assert found == target.info["values"]
