@@ -6,6 +6,7 @@ killed with SIGKILL still leaves a readable file up to its last flush (at most a
 """
 
 import os
+import resource
 import signal
 import socket
 import stat
@@ -19,6 +20,10 @@ from spyrec.interpreter import PythonProcess
 from spyrec.launcher import Launched, exit_status
 from spyrec.sampler import Sampler
 from spyrec.spyformat import SpyWriter
+
+#: Open files this process asks for at most: four per thread of a target with 250,000 threads
+#: (the kernel's default ``fs.nr_open`` is 1,048,576).
+MAX_DESCRIPTORS = 1 << 20
 
 class StopFlag:
     """Set by SIGINT/SIGTERM; checked by the sampling loop between rounds."""
@@ -124,6 +129,7 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
     launched = None
     stop = StopFlag()
     previous_handlers = stop.install()
+    descriptors = _more_descriptors()
     try:
         if command:
             launched = Launched(command, stdout_to_stderr=(output == "-"))
@@ -171,9 +177,27 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
+        if descriptors is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, descriptors)
         if launched is not None:
             launched.close()
         out.close()
+
+
+def _more_descriptors():
+    """Raise this process's limit on open files to its hard limit; return the limit it had
+    (None when unchanged).  Each thread of the target keeps three or four /proc files open
+    (spyrec.procstats): at the usual soft limit of 1,024, a target's threads past the 250th
+    or so would be recorded without CPU time or state."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, MAX_DESCRIPTORS) if hard != resource.RLIM_INFINITY else MAX_DESCRIPTORS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            return soft, hard
+        except (ValueError, OSError):
+            pass
+    return None
 
 
 def finish_command(launched, stop_reason, stop):

@@ -68,3 +68,30 @@ def test_a_thousand_idle_threads_are_each_sampled_every_round_with_their_stack(t
     steady = sorted(costs[2:])
     assert len(steady) >= 5
     assert steady[len(steady) // 2] < 16_000_000, steady[len(steady) // 2]
+
+
+def test_threads_past_the_usual_open_file_limit_keep_their_cpu_time_and_state(tmp_path):
+    """Each thread keeps three or four /proc files open; started with a limit of 256 open
+    files, the recorder raises it, so the busy threads (the oldest: read last) are still
+    found running and using CPU."""
+    import resource
+    import subprocess
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    out = tmp_path / "many.spy"
+    with running_target(sys.executable, "many_threads.py", "30", "300", str(BUSY),
+                        "busy-first", timeout=60) as target:
+        result = subprocess.run([sys.executable, "-m", "spyrec", "-q", "-o", str(out), "-p",
+                                 str(target.pid), "-d", "1", "-r", "100"], capture_output=True,
+                                text=True, timeout=60, preexec_fn=low_limit)
+        assert result.returncode == 0, result.stderr
+    rec = load(out)
+    for name in ("busy-%d" % n for n in range(BUSY)):
+        tid = target.info["threads"][name]["native_id"]
+        mine = rec.samples["tid"] == tid
+        running = (rec.samples["flags"][mine] & SampleFlag.IDLE) == 0
+        assert running.mean() > 0.5, name
+        assert rec.samples["cpu"][mine].sum() > 0.3e9, name
