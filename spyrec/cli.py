@@ -1,5 +1,6 @@
 """The ``spyrec`` command: record a running or launched CPython process into a .spy file."""
 
+import os
 import sys
 import traceback
 
@@ -68,17 +69,57 @@ def spyrec(output, pid, duration, interval, rate, quiet, debug, command):
         raise click.BadParameter("must be greater than zero", param_hint="--rate")
     interval_ns = interval or (rate_to_interval_ns(rate) if rate else rate_to_interval_ns(DEFAULT_RATE_HZ))
     from spyrec.recorder import record
+    live = LiveStatus(sys.stderr) if not quiet and sys.stderr.isatty() else None
     try:
         stats = record(output, pid=pid, command=list(command) or None, interval_ns=interval_ns,
-                       duration_ns=duration)
+                       duration_ns=duration, progress=live)
     except SpyError as exc:
+        if live is not None:
+            live.clear()
         _fail(exc, debug)
+    if live is not None:
+        live.clear()
     if not quiet:
         click.echo(status_line(stats, output), err=True)
     if stats.stop_reason.startswith("error: "):
         click.echo("spyrec: error: recording ended by an internal %s (samples until then kept)"
                    % stats.stop_reason[len("error: "):], err=True)
         sys.exit(1)
+
+
+class LiveStatus:
+    """The one line rewritten in place while recording to a terminal, as py-spy record shows:
+    time sampled, samples, rounds a second, errors."""
+
+    __slots__ = ("stream", "shown")
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.shown = False
+
+    def __call__(self, stats, elapsed_ns):
+        if not self._in_front():
+            return
+        seconds = elapsed_ns / 1e9
+        errors = 100.0 * stats.errors / stats.samples if stats.samples else 0.0
+        self.stream.write("\r\033[Kspyrec: %.1f s, %d samples, %.0f Hz, %.1f%% errors (Ctrl-C "
+                          "to stop)" % (seconds, stats.samples, stats.rounds / seconds, errors))
+        self.stream.flush()
+        self.shown = True
+
+    def _in_front(self):
+        """Only while spyrec has the terminal: a launched command that has it is left its
+        screen, and a write from the background could stop spyrec (``stty tostop``)."""
+        try:
+            return os.tcgetpgrp(self.stream.fileno()) == os.getpgrp()
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def clear(self):
+        if self.shown and self._in_front():
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.shown = False
 
 
 def status_line(stats, output):

@@ -121,8 +121,10 @@ def read_cwd(pid):
         return ""
 
 
-def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=None):
-    """Record a process (``pid``) or a command (``command``) into ``output``; return the stats."""
+def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=None,
+           progress=None):
+    """Record a process (``pid``) or a command (``command``) into ``output``; return the stats.
+    ``progress(stats, elapsed_ns)`` is called about twice a second (see ``Sampler.run``)."""
     out = Output(output)
     stream = out.stream
     writer = None
@@ -154,7 +156,7 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
                        executable=process.executable, start_ns=0)
         out.publish()
         sampler = Sampler(process, writer, interval_ns, origin)
-        stats = sampler.run(stop, duration_ns)
+        stats = sampler.run(stop, duration_ns, progress)
         if stats.stop_reason == "interrupted" and stop.signal is not None:
             stats.stop_reason = "interrupted (%s)" % signal.Signals(stop.signal).name
         process_end = {"pid": process.pid, "end_ns": stats.end_ns}

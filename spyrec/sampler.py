@@ -55,6 +55,10 @@ def _asleep_last_round(item):
     return not item[1].stats.running
 
 
+#: How often the live status line is rewritten.
+PROGRESS_EVERY_NS = 500_000_000
+
+
 class SamplingStats:
     """The recorder's account of its own health; it becomes the recording's trailer."""
 
@@ -112,12 +116,14 @@ class Sampler:
         #: kernel keeps the target's threads off it).
         self.woke = True
 
-    def run(self, should_stop, duration_ns=None):
+    def run(self, should_stop, duration_ns=None, progress=None):
         """Sample until ``should_stop()`` is true, ``duration_ns`` has passed since the first
         round, or the target exits.
 
         The duration counts from the first round, not from the start of the recorder: what
         the user asked for is that much time sampled, however long attaching took.
+        ``progress(stats, elapsed_ns)`` is called about every ``PROGRESS_EVERY_NS``, between
+        rounds (the live status line).
         """
         restore_scheduling = prefer_low_latency()
         self.process.find_threading()
@@ -129,6 +135,7 @@ class Sampler:
         stats.start_ns = start - self.origin_ns
         next_round = start
         deadline_ns = start + duration_ns if duration_ns else None
+        next_progress = start + PROGRESS_EVERY_NS if progress else None
         try:
             while True:
                 if should_stop():
@@ -166,6 +173,9 @@ class Sampler:
                     stats.late += 1
                     next_round += missed * interval
                 self.writer.maybe_flush(done)
+                if next_progress is not None and done >= next_progress:
+                    progress(stats, done - start)
+                    next_progress = done + PROGRESS_EVERY_NS
         finally:
             stats.end_ns = monotonic_ns() - self.origin_ns
             restore_scheduling()

@@ -272,6 +272,36 @@ def test_threads_that_come_and_go_are_opened_and_closed(tmp_path, label):
     assert rec.trailer["errors"] < rec.sample_count * 0.05
 
 
+def test_a_live_status_line_only_on_a_terminal(tmp_path):
+    """In a terminal (a pseudo-terminal here, spyrec in its foreground) the status line is
+    rewritten in place while recording; on a pipe only the final line is written."""
+    import pty
+
+    out = tmp_path / "live.spy"
+    with running_target(sys.executable, "stacks.py", "30") as target:
+        command = SPYREC + ["-o", str(out), "-p", str(target.pid), "-d", "1.3"]
+        child, terminal = pty.fork()
+        if child == 0:
+            os.execv(sys.executable, command)
+        shown = b""
+        while True:
+            try:
+                data = os.read(terminal, 4096)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not data:
+                break
+            shown += data
+        _, status = os.waitpid(child, 0)
+        piped = spyrec("-o", out, "-p", target.pid, "-d", "0.6")
+    assert os.WEXITSTATUS(status) == 0, shown
+    live = shown.decode(errors="replace")
+    assert live.count("\r\x1b[Kspyrec: ") >= 2 and "samples, " in live, live
+    assert live.rstrip().splitlines()[-1].split("\x1b[K")[-1].startswith("spyrec: ")
+    assert piped.returncode == 0 and "\r" not in piped.stderr
+    assert len(piped.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("label", ALL_SUPPORTED)
 def test_cpu_time_goes_to_the_work_that_used_it(tmp_path, label):
     """A thread that computes for 3 ms and then sleeps for 3 ms, over and over, measures
