@@ -288,6 +288,8 @@ class StackWalker:
         #: 3.11/3.12: code address -> size of its frames in a chunk (see _fits_top).
         self._frame_bytes = codes.frame_bytes if layout.code.frame_words else None
         self._misfit = False  # the last _walk_iframes tore on _fits_top
+        #: (len(frame_bytes) when made, its distinct sizes ascending) for _last_in_chunk.
+        self._size_set = (-1, [])
         #: Walks whose innermost frame did not fit the thread state's chunk top (a figure).
         self.misfit_walks = 0
 
@@ -575,20 +577,35 @@ class StackWalker:
         torn = False
         with_state = True  # the innermost frame's address was copied with the thread state
         native = fields[4] if self._iframe else 0
+        codes = ()
         try:
             if self._iframe:
                 top, other = fields[2], 0
                 if self._cframe:
-                    top, with_state, other = self._cframe_top(tstate, ts, top, slot_copies)
+                    try:
+                        top, with_state, other = self._cframe_top(tstate, ts, top, slot_copies)
+                    except _READ_ERRORS:
+                        top = 0  # the C frame is gone: see below
+                        torn = True
                 sentinel = fields[7] if len(fields) > 7 else 0
-                codes, offsets, torn = self._walk_iframes(top, fields[5], fields[6], sentinel,
-                                                          tstate, prefetched, with_state,
-                                                          with_state and not other)
+                if top:
+                    codes, offsets, torn = self._walk_iframes(
+                        top, fields[5], fields[6], sentinel, tstate, prefetched, with_state,
+                        with_state and not other)
                 if torn and self._misfit and other:
                     # The other copy of the C frame's slot, taken on the other side of the
                     # thread state, may be the one that agrees with it.
                     codes, offsets, torn = self._walk_iframes(other, fields[5], fields[6],
                                                               sentinel, tstate, prefetched)
+                if torn and not codes and self._cframe:
+                    # The C frame that named the innermost frame has ended and its stack slot
+                    # holds something else: the thread is in C code between two runs of the
+                    # eval loop, its innermost Python frame the last one on its chunk.  Kept
+                    # as torn: that frame may be one being pushed or popped.
+                    last = self._last_in_chunk(fields[5], fields[6], prefetched)
+                    if last:
+                        codes, offsets, _ = self._walk_iframes(last, fields[5], fields[6],
+                                                               sentinel, tstate, prefetched)
             else:
                 native = self._pthread_tid(thread_id)
                 codes, offsets, torn = self._walk_pyframes(fields[2], tstate)
@@ -981,6 +998,27 @@ class StackWalker:
             self._next_memos[tstate] = ChunkMemo(base, buf, chunk_addrs, chunk_starts, runs,
                                                  codes, offsets)
         return codes, offsets, False
+
+    def _last_in_chunk(self, chunk: int, top: int, prefetched=None) -> int:
+        """3.11/3.12: the frame that ends where the thread state says the chunk's used part
+        does (see _fits_top), found from the sizes of the code objects seen so far in the
+        chunk's copy made with the thread state; 0 when none does, or there is no such copy."""
+        sizes = self._frame_bytes
+        copy = prefetched.get(chunk) if prefetched else None
+        if not sizes or copy is None or not _chunk_in_use(chunk, top) or top - chunk > len(copy):
+            return 0
+        buf = copy[:top - chunk]
+        if self._size_set[0] != len(sizes):
+            self._size_set = (len(sizes), sorted(set(sizes.values())))
+        lowest = self._chunk_data
+        for size in self._size_set[1]:
+            at = len(buf) - size
+            if at < lowest:
+                break
+            code, _, _, owner = self._frame.unpack_from(buf, at)
+            if owner == FRAME_OWNED_BY_THREAD and sizes.get(code & self._untag) == size:
+                return chunk + at
+        return 0
 
     def _fits_top(self, frame: int, codes: List[int], at: int, top: int, buf: bytes = b"",
                   base: int = 0, links=(), settled: bool = False) -> bool:

@@ -272,6 +272,27 @@ def test_threads_that_come_and_go_are_opened_and_closed(tmp_path, label):
     assert rec.trailer["errors"] < rec.sample_count * 0.05
 
 
+def test_pandas_at_work_is_recorded_with_whole_stacks(tmp_path):
+    """pandas goes between Python and C many times a call: on 3.11/3.12 the C frame that
+    names a thread's innermost frame is often gone by the time it is read.  The stack then
+    comes from the last frame on the thread's chunk: 3-3.5% of the samples showed no Python
+    frame at all before, 96% were rooted at the module (tests/targets/pandas_work.py, run by
+    the interpreter running the tests, which has pandas)."""
+    pytest.importorskip("pandas")
+    out = tmp_path / "pandas.spy"
+    with running_target(sys.executable, "pandas_work.py", "6") as target:
+        result = spyrec("-q", "-o", out, "-p", target.pid, "-d", "3", "-r", "1000")
+        assert result.returncode == 0, result.stderr
+    import spyanalyze
+
+    rec = spyanalyze.load(out).filter(idle="exclude")
+    names = rec.frames["name"].tolist()
+    stacks = [[names[f] for f in rec.stacks["frames"][s]] for s in rec.samples["stack"].tolist()]
+    assert len(stacks) > 1500
+    assert sum(stack == ["<no Python frames>"] for stack in stacks) <= 0.015 * len(stacks)
+    assert sum("<module>" in stack for stack in stacks) >= 0.985 * len(stacks)
+
+
 def test_a_live_status_line_only_on_a_terminal(tmp_path):
     """In a terminal (a pseudo-terminal here, spyrec in its foreground) the status line is
     rewritten in place while recording; on a pipe only the final line is written."""
