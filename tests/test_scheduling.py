@@ -31,6 +31,22 @@ def _pin_target(pid, cpu):
         os.sched_setaffinity(int(tid), {cpu})
 
 
+def _until_blocked(pid, tids, timeout=5.0):
+    """Wait until each thread in ``tids`` sleeps (state S): the target's main thread runs on
+    for a moment after its ready line, on its way to the call it blocks in."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for tid in tids:
+            with open("/proc/%d/task/%d/stat" % (pid, tid), "rb") as f:
+                data = f.read()
+            states.append(data[data.rfind(b")") + 2:][:1])
+        if all(state == b"S" for state in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError("threads %s of %d did not block" % (tids, pid))
+
+
 @pytest.fixture
 def own_affinity():
     """Restores this thread's CPU affinity after a test that moves it."""
@@ -100,6 +116,10 @@ def test_a_round_moves_once_it_has_read_the_threads_that_were_running(own_affini
     # first round
     with running_target(sys.executable, "one_busy.py", "30") as target:
         _pin_target(target.pid, CPUS[0])
+        blocked = [target.info["main"]["native_id"]] + [
+            record["native_id"] for name, record in target.info["threads"].items()
+            if name != "spinner"]
+        _until_blocked(target.pid, blocked)
         with PythonProcess.attach(target.pid) as process:
             sampler = Sampler(process, SpyWriter(io.BytesIO()), 1_000_000, time.monotonic_ns())
             sampler.step_aside = StepAside(CPUS[:2], enabled=True)
