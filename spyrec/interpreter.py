@@ -110,14 +110,19 @@ def _bound_states(stacks: List[ThreadStack]) -> List[ThreadStack]:
     3.8-3.11 give it the creator's thread ids until the new thread sets its own
     (``thread_run`` in Modules/_threadmodule.c), 3.12+ leave them 0 until then
     (``bind_tstate`` in Python/pystate.c).  Such a state has no frames; sampled, it would add
-    a sample without Python frames to its creator, or a thread 0 that does not exist.
+    a sample without Python frames to its creator, or a thread 0 that does not exist.  On
+    3.8-3.10 a thread's TID read as 0 while others' are known is a thread ending: the kernel
+    clears the TID in its pthread as it exits (CLONE_CHILD_CLEARTID).
     """
-    if all(stack.frames for stack in stacks):
+    known = any(stack.native_tid for stack in stacks)
+    if all(stack.frames and (stack.native_tid or not known) for stack in stacks):
         return stacks
     taken = {stack.native_tid for stack in stacks if stack.frames}
     kept = []
     for stack in reversed(stacks):  # new thread states are first in the list: keep the oldest
         tid = stack.native_tid
+        if known and not tid:
+            continue
         if stack.frames:
             kept.append(stack)
         elif tid and tid not in taken:
