@@ -73,7 +73,7 @@ def test_a_thousand_idle_threads_are_each_sampled_every_round_with_their_stack(t
 def test_threads_past_the_usual_open_file_limit_keep_their_cpu_time_and_state(tmp_path):
     """Each thread keeps three or four /proc files open; started with a limit of 256 open
     files, the recorder raises it, so the busy threads (the oldest: read last) are still
-    found running and using CPU."""
+    found running and using CPU (without it: never running, no CPU time)."""
     import resource
     import subprocess
 
@@ -93,5 +93,5 @@ def test_threads_past_the_usual_open_file_limit_keep_their_cpu_time_and_state(tm
         tid = target.info["threads"][name]["native_id"]
         mine = rec.samples["tid"] == tid
         running = (rec.samples["flags"][mine] & SampleFlag.IDLE) == 0
-        assert running.mean() > 0.5, name
-        assert rec.samples["cpu"][mine].sum() > 0.3e9, name
+        assert running.mean() > 0.2, name  # about half: the two share the GIL
+        assert rec.samples["cpu"][mine].sum() > 0.2e9, name
