@@ -156,13 +156,16 @@ class ThreadStats:
                 pass
         channel = self._channel
         if channel is None and self._wchan is not None:
-            try:
-                data = os.pread(self._wchan, 64, 0).strip()
-                if data and data != b"0":
-                    channel = data.decode("ascii", "replace")
-            except OSError:
-                pass
+            channel = _function_name(self._read_wchan())
         return call, channel
+
+    def _read_wchan(self):
+        """``wchan`` now: a function's name, ``0`` (running, or the kernel will not tell), or
+        None when unreadable."""
+        try:
+            return os.pread(self._wchan, 64, 0)
+        except OSError:
+            return None
 
     def is_running(self, probe_first=True, need_cpu=True):
         """True when the thread is on a CPU or runnable (state ``R``); sets ``cpu``.
@@ -173,12 +176,9 @@ class ThreadStats:
         self.cpu = -1
         self._channel = None
         if probe_first and self._wchan is not None:
-            try:
-                data = os.pread(self._wchan, 64, 0)
-            except OSError:
-                data = None
+            data = self._read_wchan()
             if data is not None and data != b"0":
-                self._channel = data.strip().decode("ascii", "replace")
+                self._channel = _function_name(data)
                 return False
             if data is not None:
                 self._zeros += 1
@@ -254,6 +254,12 @@ class ProcessStats:
         if self._statm is not None:
             os.close(self._statm)
             self._statm = None
+
+
+def _function_name(wchan):
+    """The kernel function a ``wchan`` read names, or None (``0``, empty or unreadable)."""
+    wchan = (wchan or b"").strip()
+    return wchan.decode("ascii", "replace") if wchan and wchan != b"0" else None
 
 
 def _open_or_none(path):
