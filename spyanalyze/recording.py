@@ -407,7 +407,7 @@ def _samples_table(data, stack_map, threads):
     timestamp = pd.DatetimeIndex((t + origin).view("datetime64[ns]")).tz_localize("UTC")
     return pd.DataFrame({
         "t": t, "timestamp": timestamp, "pid": pid, "tid": tid, "thread": thread, "stack": stack,
-        "wall": wall, "ticks": ticks, "cpu": cpu_weights(key, cpu, ~idle), "cpu_delta": cpu,
+        "wall": wall, "ticks": ticks, "cpu": cpu_weights(codes, cpu, ~idle), "cpu_delta": cpu,
         "rss": rss, "syscall": _string_category(syscall, data.strings),
         "wchan": _string_category(wchan, data.strings), "idle": idle, "gil": gil,
         "torn": (flags & SampleFlag.TORN) != 0, "flags": flags,

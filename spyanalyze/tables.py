@@ -126,7 +126,7 @@ def sample_weights(t, key, interval_ns):
     return weights, weights / float(nominal)
 
 
-def cpu_weights(key, cpu_delta, running):
+def cpu_weights(thread_codes, cpu_delta, running):
     """CPU time each sample stands for, from each sample's CPU time since the thread's
     previous one (``cpu_delta``, as recorded), in time order.
 
@@ -139,11 +139,12 @@ def cpu_weights(key, cpu_delta, running):
     used until its next sample, unless it caught the thread on its way back from a wait.
     Left on the sample that read it, the CPU time of a burst of work would go to whatever the
     thread did next, most often the call it then waits in.  Each thread's total stays the same.
+    ``thread_codes`` numbers the samples' threads (``pd.factorize`` of pid and tid).
     """
     n = len(cpu_delta)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    codes, _uniques = pd.factorize(key)
+    codes = np.asarray(thread_codes)
     order = np.argsort(codes, kind="stable")      # keeps time order within a thread
     delta = cpu_delta[order].astype(np.int64)
     awake = np.asarray(running)[order]
