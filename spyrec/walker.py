@@ -198,6 +198,20 @@ def _copies_by_address(ranges: List[Tuple[int, int]], copies: List[Optional[byte
     return found or None
 
 
+def _tstates_by_tid(sampled) -> Optional[Dict[int, int]]:
+    """{native TID: thread state} from the list order and the stacks sampled along it (a
+    state without frames gives way to one with frames for the same thread)."""
+    if sampled is None:
+        return None
+    order, stacks, first = sampled
+    found = {}
+    for tstate, stack in zip(order, stacks[first:]):
+        tid = stack.native_tid
+        if tid and (stack.frames or tid not in found):
+            found[tid] = tstate
+    return found
+
+
 def _block(fields: List[Tuple[int, str]]) -> Tuple[int, FieldStruct]:
     """A FieldStruct for fields of one struct, relative to the lowest offset (read from there)."""
     base = min(offset for offset, _ in fields)
@@ -252,6 +266,10 @@ class StackWalker:
         #: interp -> its thread states in list order, as the last sample followed them.
         self._orders = {}
         self._next_orders = {}
+        #: native TID -> its thread state, as the last sample() found them (one interpreter
+        #: only; see sample_some), and what it is made from: (order, stacks, first index).
+        self._tstates = None
+        self._sampled = None
         #: Stacks kept whole from the last sample instead of walked (a bench figure).
         self.kept_stacks = 0
         #: Walks done again because the one before tore (a benchmark figure).
@@ -337,13 +355,14 @@ class StackWalker:
         self._next_last = {}
         self._next_gil_seen = {}
         self._next_orders = {}
+        self._sampled = None
+        seen_interps = 0
         try:
             block = self.read(self.runtime + self._rt_base, self._rt.size)
             values = self._rt.unpack_from(block)
             interp = values[0]
             runtime_gil = values[1:] if len(values) > 1 else None
             stacks: List[ThreadStack] = []
-            seen_interps = 0
             while interp and seen_interps < MAX_INTERPRETERS:
                 seen_interps += 1
                 try:
@@ -359,6 +378,7 @@ class StackWalker:
             self._last = self._next_last
             self._gil_seen = self._next_gil_seen
             self._orders = self._next_orders
+            self._tstates = _tstates_by_tid(self._sampled) if seen_interps == 1 else None
         return stacks
 
     def _sample_interpreter(self, interp: int, runtime_gil, stacks: List[ThreadStack],
@@ -366,19 +386,11 @@ class StackWalker:
         """Append the stacks of one interpreter's threads; return the next interpreter."""
         values = self._in.unpack_from(self.read(interp + self._in_base, self._in.size))
         next_interp, tstate = values[0], values[1]
-        if runtime_gil is not None:
-            last_holder, locked, switches = runtime_gil
-        else:
-            last_holder, locked, switches = self._interp_gil(interp, values)
-        holder = last_holder if locked == 1 else 0
-        # No other thread took the GIL since the last sample (see sample()).  A GIL that is not
-        # created yet (locked -1) or never held tells nothing.
-        seen = (last_holder, switches)
-        gil_quiet = (locked in (0, 1) and last_holder != 0
-                     and self._gil_seen.get(interp) == seen)
-        self._next_gil_seen[interp] = seen
+        last_holder, holder, gil_quiet = self._gil_state(interp, values, runtime_gil)
         visited = set()
         order = self._next_orders[interp] = []
+        first = len(stacks)
+        self._sampled = (order, stacks, first)
         states = self._state_copies(interp, holder)
         # the loop runs once per thread (a thousand, in a server): what it uses, in locals
         unpack_state, last_of, kept_stack = self._ts.unpack_from, self._last.get, self._kept_stack
@@ -402,55 +414,130 @@ class StackWalker:
                         stacks.append(kept_stack(tstate, last, tstate == holder, by_gil))
                         tstate = unpack_next(ts, next_at)[0]
                         continue
-            prefetched = slot_copies = None
-            try:
-                if self._cframe:
-                    memo = self._memos.get(tstate)
-                    ts, prefetched, slot_copies = self._copy_thread(
-                        tstate, (memo.chunk, memo.chunk + len(memo.buf)) if memo else None)
-                    if ts is None:
-                        raise MemoryReadError("thread state 0x%x unreadable" % tstate)
-                else:
-                    ts = self.read(tstate, self._ts_size)
-            except _READ_ERRORS:
-                self.torn_reads += 1  # freed while we followed the list: drop the rest
+            stack, next_tstate = self._read_and_walk(tstate, interp, holder, last_holder,
+                                                     gil_quiet, still)
+            if stack is None:
                 break
-            fields = self._ts.unpack_from(ts)
-            if fields[1] != interp:
-                self.torn_reads += 1
-                break
-            state = fields[1:]
-            last = self._last.get(tstate)
-            if last is not None and last[0] == state:
-                by_gil = gil_quiet and last[2] and tstate != last_holder
-                if by_gil or last[1].native_tid in still:
-                    stacks.append(self._kept_stack(tstate, (state, last[1], last[2], ts),
-                                                   tstate == holder, by_gil))
-                    tstate = fields[0]
-                    continue
-            stack = self._walk_thread(tstate, ts, fields, tstate == holder, prefetched,
-                                      slot_copies)
-            attempts = WALK_ATTEMPTS - 1
-            fullest = stack
-            while stack.torn and attempts:
-                attempts -= 1
-                retried = self._walk_again(tstate, interp, holder, fields)
-                if retried is None:
-                    break
-                ts, fields, stack = retried
-                state = fields[1:]
-                if len(stack.frames) > len(fullest.frames):
-                    fullest = stack
-            if stack.torn:
-                # Every walk tore: a torn walk keeps the frames it read before the tear, so
-                # the one that read most holds most of the thread's real stack.
-                stack = fullest
-                self.torn_reads += 1
-            elif stack.native_tid:  # an unknown TID may be found later (<=3.10): walk again
-                self._next_last[tstate] = (state, stack, True, ts)
             stacks.append(stack)
-            tstate = fields[0]
+            tstate = next_tstate
         return next_interp
+
+    def _gil_state(self, interp: int, values, runtime_gil) -> Tuple[int, int, bool]:
+        """(last holder, holder or 0, quiet) of the GIL an interpreter uses, ``values`` its
+        fields as read now; quiet: no other thread took it since the last sample read it (see
+        sample()).  A GIL not created yet (locked -1) or never held tells nothing."""
+        if runtime_gil is not None:
+            last_holder, locked, switches = runtime_gil
+        else:
+            last_holder, locked, switches = self._interp_gil(interp, values)
+        seen = (last_holder, switches)
+        gil_quiet = (locked in (0, 1) and last_holder != 0
+                     and self._gil_seen.get(interp) == seen)
+        self._next_gil_seen[interp] = seen
+        return last_holder, (last_holder if locked == 1 else 0), gil_quiet
+
+    def sample_some(self, tids, still=frozenset()) -> Optional[List[ThreadStack]]:
+        """The stacks of the threads ``tids`` alone, every other thread's last stack standing;
+        None when that cannot be done here, and ``sample()`` is the way.
+
+        For a process with many idle threads.  The caller vouches that no thread but these
+        has run since the last sample (see ``spyrec.dormancy``): no other thread's state or
+        frames can have changed, and no thread state was made or removed but by these (a
+        state is made by a running thread, at the head of the list, and removed by the thread
+        that ends).  So the list is not followed: one interpreter only, its list starting where
+        the last sample found it, and each of ``tids`` at the thread state where it was.
+        """
+        orders = self._orders
+        if len(orders) != 1 or self._tstates is None:
+            return None
+        (interp, order), = orders.items()
+        wanted = [self._tstates.get(tid) for tid in tids]
+        if not order or None in wanted:
+            return None
+        try:
+            values = self._rt.unpack_from(self.read(self.runtime + self._rt_base, self._rt.size))
+            in_values = self._in.unpack_from(self.read(interp + self._in_base, self._in.size))
+        except _READ_ERRORS:
+            return None
+        if values[0] != interp or in_values[0] or in_values[1] != order[0]:
+            return None  # another interpreter, or a thread state made at the head
+        now = self._now = monotonic()
+        if self.codes.expire(now):
+            self._gil_pointers.clear()
+        self._next_last, self._next_memos = dict(self._last), dict(self._memos)
+        self._next_chains, self._next_gil_seen = dict(self._chains), dict(self._gil_seen)
+        self._next_orders = orders
+        for tstate in wanted:
+            for carried in (self._next_last, self._next_memos, self._next_chains):
+                carried.pop(tstate, None)
+        stacks: List[ThreadStack] = []
+        try:
+            last_holder, holder, gil_quiet = self._gil_state(interp, in_values,
+                                                             values[1:] if len(values) > 1
+                                                             else None)
+            for tstate in wanted:
+                stack = self._read_and_walk(tstate, interp, holder, last_holder, gil_quiet,
+                                            still)[0]
+                if stack is None:
+                    return None  # a thread ended: its state was freed
+                stacks.append(stack)
+        except _READ_ERRORS:
+            return None
+        self._chains, self._memos, self._last = (self._next_chains, self._next_memos,
+                                                 self._next_last)
+        self._gil_seen = self._next_gil_seen
+        return stacks
+
+    def _read_and_walk(self, tstate: int, interp: int, holder: int, last_holder: int,
+                       gil_quiet: bool, still):
+        """(stack, next thread state) of one thread state read now, its last stack kept when
+        the rules of ``sample()`` allow, else walked (again while torn, up to
+        ``WALK_ATTEMPTS``); (None, 0) when the state cannot be read or belongs to another
+        interpreter: the list was changing under the walk."""
+        prefetched = slot_copies = None
+        try:
+            if self._cframe:
+                memo = self._memos.get(tstate)
+                ts, prefetched, slot_copies = self._copy_thread(
+                    tstate, (memo.chunk, memo.chunk + len(memo.buf)) if memo else None)
+                if ts is None:
+                    raise MemoryReadError("thread state 0x%x unreadable" % tstate)
+            else:
+                ts = self.read(tstate, self._ts_size)
+        except _READ_ERRORS:
+            self.torn_reads += 1  # freed while we followed the list: drop the rest
+            return None, 0
+        fields = self._ts.unpack_from(ts)
+        if fields[1] != interp:
+            self.torn_reads += 1
+            return None, 0
+        state = fields[1:]
+        last = self._last.get(tstate)
+        if last is not None and last[0] == state:
+            by_gil = gil_quiet and last[2] and tstate != last_holder
+            if by_gil or last[1].native_tid in still:
+                return (self._kept_stack(tstate, (state, last[1], last[2], ts), tstate == holder,
+                                         by_gil), fields[0])
+        stack = self._walk_thread(tstate, ts, fields, tstate == holder, prefetched, slot_copies)
+        attempts = WALK_ATTEMPTS - 1
+        fullest = stack
+        while stack.torn and attempts:
+            attempts -= 1
+            retried = self._walk_again(tstate, interp, holder, fields)
+            if retried is None:
+                break
+            ts, fields, stack = retried
+            state = fields[1:]
+            if len(stack.frames) > len(fullest.frames):
+                fullest = stack
+        if stack.torn:
+            # Every walk tore: a torn walk keeps the frames it read before the tear, so
+            # the one that read most holds most of the thread's real stack.
+            stack = fullest
+            self.torn_reads += 1
+        elif stack.native_tid:  # an unknown TID may be found later (<=3.10): walk again
+            self._next_last[tstate] = (state, stack, True, ts)
+        return stack, fields[0]
 
     def _state_copies(self, interp: int, holder: int) -> Dict[int, bytes]:
         """{tstate: a copy of it} for the threads whose last stack may be kept this time, all
