@@ -382,6 +382,18 @@ class PythonProcess:
             self._check_not_replaced()
         return _bound_states(stacks)
 
+    def sample_some_threads(self, tids, still=frozenset()) -> Optional[List[ThreadStack]]:
+        """The stacks of the threads ``tids`` alone, when the caller knows no other thread ran
+        since the last call (see ``StackWalker.sample_some``); None when ``sample_threads()``
+        must be called instead."""
+        if self._tid_offset_retry and time.monotonic() >= self._tid_offset_retry:
+            return None
+        try:
+            stacks = self.walker.sample_some(tids, still)
+        except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
+            return None
+        return None if stacks is None else _bound_states(stacks)
+
     def _check_not_replaced(self) -> None:
         """Raise TargetReplaced when the process no longer maps the runtime that was attached.
 

@@ -117,6 +117,19 @@ class ThreadStats:
             self._raw = None  # parsed again next time, to take its switch count up
         return delta
 
+    @property
+    def switches(self):
+        """How many times the thread was switched onto a CPU, as last parsed (0: unknown)."""
+        return self._switches
+
+    def peek_switches(self):
+        """The switch count now, read without changing what ``refresh`` compares (0 when
+        unreadable)."""
+        try:
+            return int(os.pread(self._schedstat, 96, 0).split()[2])
+        except (OSError, TypeError, ValueError, IndexError):
+            return 0
+
     def cpu_delta_ns(self):
         """CPU time used since the previous call (0 on the first, or when unreadable).
 

@@ -12,8 +12,9 @@ goes through frame description (cached per frame) and interning in the writer.
 
 import time
 
+from spyrec.dormancy import DormantWatch
 from spyrec.errors import MemoryReadError, TargetNotFound, TargetReplaced
-from spyrec.procstats import ProcessStats, ThreadStats
+from spyrec.procstats import DORMANT_AFTER, ProcessStats, ThreadStats
 from spyrec.scheduling import StepAside, prefer_low_latency
 from spyrec.spyformat import SampleFlag
 
@@ -36,7 +37,7 @@ class _Thread:
     """What the sampler keeps about one target thread between rounds."""
 
     __slots__ = ("stats", "named", "os_name", "name_tries", "next_name_try", "missing",
-                 "cpu_delta", "last_frames", "last_stack_id")
+                 "cpu_delta", "last_frames", "last_stack_id", "row", "counted")
 
     def __init__(self, stats):
         self.stats = stats
@@ -48,12 +49,32 @@ class _Thread:
         self.cpu_delta = 0  # CPU time since the previous round, read at this round's start
         self.last_frames = None  # the walker's frames tuple of the last sample, and its stack id
         self.last_stack_id = None
+        self.row = None  # (stack id, flags, syscall, wchan) of its last sample
+        self.counted = 0  # its switch count, added to the dormant threads' sum while dormant
+
+
+def threads_alive(active, dormant):
+    """Every live thread: the active and the dormant ones, in one dict."""
+    if not dormant:
+        return active
+    alive = dict(active)
+    alive.update(dormant)
+    return alive
 
 
 def _asleep_last_round(item):
     """Sort key: threads found running by the last round first (``sorted`` is stable)."""
     return not item[1].stats.running
 
+
+#: A round that reads every thread comes at least this often, however quiet the process: it
+#: follows the whole thread list again (a thread state some C code removes while its thread
+#: lives on is noticed there).
+FULL_ROUND_EVERY_NS = 1_000_000_000
+
+#: How many times the active threads' switch counts are read again when a thread switched in
+#: while they were read (see Sampler._quiet).
+QUIET_RETRIES = 3
 
 #: How often the live status line is rewritten.
 PROGRESS_EVERY_NS = 500_000_000
@@ -106,7 +127,19 @@ class Sampler:
         self.origin_ns = origin_ns
         self.proc_root = proc_root
         self.stats = SamplingStats()
+        #: native TID -> _Thread, every thread met (those ended marked ``missing``); the live
+        #: ones are either *active*, read every round, or *dormant*: found still
+        #: ``DORMANT_AFTER`` times in a row, their last sample repeated while the process's
+        #: switch count says none of them ran (see spyrec.dormancy).
         self._threads = {}
+        self._active = {}
+        self._dormant = {}
+        self._dormant_switches = 0
+        self._dormant_rows = None  # the dormant threads' samples as writer.samples columns
+        self._dormant_names_due = 0  # the soonest name lookup due for a dormant thread
+        self._watch = None
+        self._watch_tried = False
+        self._next_full_round = 0
         self._raw_stacks = {}
         self._frames = {}
         self._process_stats = ProcessStats(proc_root, process.pid)
@@ -173,6 +206,7 @@ class Sampler:
                     stats.late += 1
                     next_round += missed * interval
                 self.writer.maybe_flush(done)
+                self.writer.work()  # a slice of a batch being written, if any
                 if next_progress is not None and done >= next_progress:
                     progress(stats, done - start)
                     next_progress = done + PROGRESS_EVERY_NS
@@ -188,13 +222,15 @@ class Sampler:
         writer = self.writer
         t = now - self.origin_ns
         pid = process.pid
-        threads = self._threads
+        threads, active, dormant = self._threads, self._active, self._dormant
+        watch = self._watch_for(dormant)
+        before = watch.count() if watch is not None else None
         # /proc first: a thread found still (asleep at the last round, not run since) keeps
         # the stack read then, and costs no walk (see ThreadStats.refresh); and a target
         # thread queued for this CPU gets it back before the walks (see StepAside).
         still = set()
         need_cpu = self.woke and self.step_aside.enabled
-        items = threads.items()
+        items = active.items()
         if need_cpu:
             # The sampler moves as soon as a thread is found queued for its CPU, not after
             # reading them all, so that thread waits for fewer reads; those that were running
@@ -202,16 +238,35 @@ class Sampler:
             # there is most often the next GIL holder, asleep at the last round).
             items = sorted(items, key=_asleep_last_round)
             busy = set()
+        switches = 0
         for tid, thread in items:
-            if not thread.missing:
+            stats = thread.stats
+            thread.cpu_delta = stats.refresh(need_cpu=need_cpu)
+            switches += stats.switches
+            if stats.still:
+                still.add(tid)
+            if need_cpu and stats.running:
+                busy.add(stats.cpu)
+                self.step_aside.check(busy)
+        stacks = None
+        if (before is not None and now < self._next_full_round
+                and now < self._dormant_names_due and self._quiet(watch, before, switches)):
+            stacks = process.sample_some_threads(list(active), still)
+        quiet = stacks is not None
+        woke = []
+        if not quiet:
+            for tid, thread in dormant.items():
                 stats = thread.stats
                 thread.cpu_delta = stats.refresh(need_cpu=need_cpu)
+                switches += stats.switches
                 if stats.still:
                     still.add(tid)
-                if need_cpu and stats.running:
-                    busy.add(stats.cpu)
-                    self.step_aside.check(busy)
-        stacks = process.sample_threads(still)  # a torn walk was walked again already
+                if stats.still_count < DORMANT_AFTER:
+                    woke.append(tid)
+            if before is not None:
+                watch.calibrate(before, watch.count(), switches)
+            stacks = process.sample_threads(still)  # a torn walk was walked again already
+            self._next_full_round = now + FULL_ROUND_EVERY_NS
         rss = self._process_stats.rss_bytes()
         seen = set()
         for thread_stack in stacks:
@@ -222,6 +277,8 @@ class Sampler:
                 thread = self._thread_started(thread_stack, t)
             if not thread.named and now >= thread.next_name_try:
                 self._try_name(thread, thread_stack, now)
+                if tid in dormant:
+                    self._dormant_names_due = 0  # found again in _sort_dormant
             flags = syscall = wchan = 0
             if thread_stack.holds_gil:
                 flags |= SampleFlag.GIL
@@ -247,14 +304,88 @@ class Sampler:
             if flags & SampleFlag.TORN:
                 self.stats.errors += 1  # a sample, torn: counted once (spec: a subset of samples)
             writer.sample(t, pid, tid, stack_id, thread.cpu_delta, rss, flags, syscall, wchan)
+            row = (stack_id, flags, syscall, wchan)
+            if row != thread.row:
+                thread.row = row
+                if tid in dormant:
+                    self._dormant_rows = None
             thread.cpu_delta = 0  # a second thread state with the same TID gets none of it
             self.stats.samples += 1
-        if len(seen) != len(threads):
-            for tid, thread in threads.items():
-                if tid not in seen and not thread.missing:
-                    thread.missing = True
-                    thread.stats.close()
-                    writer.thread(pid=pid, tid=tid, end_ns=t)
+        if quiet and dormant:
+            rows = self._dormant_rows or self._dormant_columns()
+            writer.samples(t, pid, rss, rows)
+            self.stats.samples += len(dormant)
+        expected = active if quiet else threads_alive(active, dormant)
+        if len(seen) != len(expected):
+            for tid, thread in list(expected.items()):
+                if tid not in seen:
+                    self._thread_ended(tid, thread, t)
+        if self._watch is not None:
+            self._sort_dormant(woke)
+
+    def _quiet(self, watch, before, switches):
+        """Whether no dormant thread ran since it was last read, ``before`` being the process's
+        switch count read before the active threads' counts (``switches``, their sum).  When
+        an active thread was switched in meanwhile, the two totals differ and tell nothing:
+        the active threads' counts are read again between two more totals, a few times."""
+        after = watch.count()
+        for _ in range(QUIET_RETRIES):
+            if before == after:
+                break
+            before = after
+            switches = sum(thread.stats.peek_switches() for thread in self._active.values())
+            after = watch.count()
+        return watch.quiet(before, after, switches + self._dormant_switches)
+
+    def _watch_for(self, dormant):
+        """The process's switch count when some thread is dormant; None where the kernel does
+        not give it (no thread is ever dormant then: every thread is read every round)."""
+        if not self._watch_tried:
+            self._watch_tried = True
+            self._watch = DormantWatch.open(self.process.pid)
+        return self._watch if dormant else None
+
+    def _sort_dormant(self, woke):
+        """Move the threads that ran (``woke``: TIDs) among the active ones, and those found
+        still ``DORMANT_AFTER`` times in a row, their last sample whole, among the dormant."""
+        active, dormant = self._active, self._dormant
+        changed = bool(woke)
+        for tid in woke:
+            thread = dormant.pop(tid, None)
+            if thread is not None and not thread.missing:
+                active[tid] = thread
+                self._dormant_switches -= thread.counted
+        for tid, thread in list(active.items()):
+            if (thread.stats.still_count >= DORMANT_AFTER and thread.row is not None
+                    and not thread.row[1] & SampleFlag.TORN and thread.stats.switches):
+                del active[tid]
+                dormant[tid] = thread
+                thread.counted = thread.stats.switches
+                self._dormant_switches += thread.counted
+                changed = True
+        if changed:
+            self._dormant_rows = None
+        if changed or not self._dormant_names_due:
+            self._dormant_names_due = min(
+                (thread.next_name_try for thread in dormant.values() if not thread.named),
+                default=float("inf"))
+
+    def _dormant_columns(self):
+        """The dormant threads' last samples as ``SpyWriter.samples`` columns."""
+        dormant = self._dormant
+        rows = [thread.row for thread in dormant.values()]
+        self._dormant_rows = (list(dormant), [row[0] for row in rows], [row[1] for row in rows],
+                              [row[2] for row in rows], [row[3] for row in rows])
+        return self._dormant_rows
+
+    def _thread_ended(self, tid, thread, t):
+        thread.missing = True
+        thread.stats.close()
+        self._active.pop(tid, None)
+        if self._dormant.pop(tid, None) is not None:
+            self._dormant_switches -= thread.counted
+            self._dormant_rows = None
+        self.writer.thread(pid=self.process.pid, tid=tid, end_ns=t)
 
     def _stack_id(self, raw_frames):
         """The stack id of a walker stack (leaf first), or None when a frame cannot be read."""
@@ -301,10 +432,14 @@ class Sampler:
         old = self._threads.get(tid)
         if old is not None:
             old.stats.close()
+            if self._dormant.pop(tid, None) is not None:
+                self._dormant_switches -= old.counted
+                self._dormant_rows = None
         thread = _Thread(ThreadStats(self.proc_root, self.process.pid, tid))
         # The baseline (the first sample's CPU delta is 0) and state; its stack was read before.
         thread.stats.refresh(read_after=False)
         self._threads[tid] = thread
+        self._active[tid] = thread
         self.writer.thread(pid=self.process.pid, tid=tid, py_thread_id=thread_stack.python_thread_id,
                            name=None, start_ns=t, end_ns=None)
         return thread
@@ -335,5 +470,8 @@ class Sampler:
             if not thread.missing:
                 thread.stats.close()
                 self.writer.thread(pid=self.process.pid, tid=tid, end_ns=end)
-        self._threads = {}
+        self._threads, self._active, self._dormant = {}, {}, {}
         self._process_stats.close()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None

@@ -22,6 +22,8 @@ against the spec as it is decoded (``spyrecords``).
 """
 
 import array
+import itertools
+import operator
 import struct
 import sys
 import zlib
@@ -115,20 +117,35 @@ _assert_little_endian()
 # Column encoding
 
 
+class ColumnEncoder:
+    """Encodes one sample column from consecutive slices of its values, so that a large batch
+    can be encoded a slice at a time (see ``SpyWriter.work``) into the same bytes as at once:
+    DELTA carries the last value over, SHUFFLE keeps each byte plane's pieces apart."""
+
+    def __init__(self, dtype, transforms):
+        self._typecode, self._size = DTYPES[dtype]
+        self._delta = bool(transforms & Transform.DELTA)
+        self._planes = self._size if transforms & Transform.SHUFFLE and self._size > 1 else 1
+        self._pieces = [[] for _ in range(self._planes)]
+        self._previous = 0
+
+    def add(self, values):
+        if self._delta and values:  # each value minus the one before (the first minus 0)
+            previous, self._previous = self._previous, values[-1]
+            values = list(map(operator.sub, values, itertools.chain((previous,), values)))
+        data = array.array(self._typecode, values).tobytes()
+        planes = self._planes
+        for plane, pieces in enumerate(self._pieces):
+            pieces.append(data[plane::planes] if planes > 1 else data)
+        return self
+
+    def encoded(self):
+        return b"".join(b"".join(pieces) for pieces in self._pieces)
+
+
 def encode_column(values, dtype, transforms):
     """Encode a sequence of ints as the bytes of one sample column."""
-    typecode, size = DTYPES[dtype]
-    if transforms & Transform.DELTA:
-        previous = 0
-        deltas = []
-        for value in values:
-            deltas.append(value - previous)
-            previous = value
-        values = deltas
-    data = array.array(typecode, values).tobytes()
-    if transforms & Transform.SHUFFLE and size > 1:
-        data = b"".join(data[plane::size] for plane in range(size))
-    return data
+    return ColumnEncoder(dtype, transforms).add(list(values)).encoded()
 
 
 def decode_column(data, dtype, transforms, count):
@@ -166,7 +183,12 @@ def encode_chunk(kind, obj, codec=Codec.ZLIB, level=6):
         payload = raw
     else:
         raise ValueError("unknown codec %r" % codec)
-    head = CHUNK_HEADER.pack(len(payload), kind, codec, 0, len(raw), 0)[:CRC_COVERED_HEADER]
+    return frame_chunk(kind, codec, payload, len(raw))
+
+
+def frame_chunk(kind, codec, payload, raw_length):
+    """A chunk's header, with its CRC, followed by its (compressed) payload."""
+    head = CHUNK_HEADER.pack(len(payload), kind, codec, 0, raw_length, 0)[:CRC_COVERED_HEADER]
     crc = zlib.crc32(payload, zlib.crc32(head))
     return head + struct.pack("<I", crc) + payload
 
@@ -326,6 +348,12 @@ class ChunkDecoder:
 # Writing
 
 
+#: A slice of a batch's encoding: rows of one column, or bytes of its compression.  Small
+#: enough that a slice done between two rounds at 1 kHz does not make the next one late.
+WRITE_SLICE_ROWS = 4096
+WRITE_SLICE_BYTES = 128 * 1024
+
+
 class SpyWriter:
     """Stream a recording: intern definitions, batch samples into columns, flush chunks.
 
@@ -357,6 +385,7 @@ class SpyWriter:
         self._records = []          # (kind, payload) process/thread records, in order
         self._columns = {name: [] for name in SAMPLE_COLUMNS}
         self._last_flush_ns = None
+        self._pending = None  # the batch of samples being encoded: a generator of slices
         self.bytes_written = 0
         self.samples_written = 0
         self._stream.write(encode_preamble())
@@ -435,18 +464,62 @@ class SpyWriter:
         columns["syscall"].append(syscall)
         columns["wchan"].append(wchan)
         if len(columns["t"]) >= self.max_batch:
-            self.flush()
+            self._cut()
+
+    def samples(self, t, pid, rss, rows):
+        """Samples at one moment of threads that have not run since their last ones: ``rows``
+        is (tids, stacks, flags, syscalls, wchans), a column each; their CPU deltas are 0."""
+        tids, stacks, flags, syscalls, wchans = rows
+        count = len(tids)
+        columns = self._columns
+        columns["t"].extend([t] * count)
+        columns["pid"].extend([pid] * count)
+        columns["tid"].extend(tids)
+        columns["stack"].extend(stacks)
+        columns["cpu"].extend([0] * count)
+        columns["rss"].extend([rss] * count)
+        columns["flags"].extend(flags)
+        columns["syscall"].extend(syscalls)
+        columns["wchan"].extend(wchans)
+        if len(columns["t"]) >= self.max_batch:
+            self._cut()
 
     def maybe_flush(self, now_ns):
-        """Flush when the flush interval has passed since the last one."""
+        """Start writing what is pending when the flush interval has passed since the last
+        time; its samples are then encoded a slice at each ``work()``."""
         if self._last_flush_ns is None:
             self._last_flush_ns = now_ns
         elif now_ns - self._last_flush_ns >= self.flush_interval_ns:
             self._last_flush_ns = now_ns
-            self.flush()
+            self._cut()
+
+    @property
+    def working(self):
+        """Whether a batch of samples is being encoded a slice at a time."""
+        return self._pending is not None
+
+    def work(self):
+        """Do one slice of the batch being encoded, if any: a sampler calls this between
+        rounds, so that writing a batch never holds a round back more than a slice."""
+        pending = self._pending
+        if pending is not None:
+            try:
+                next(pending)
+            except StopIteration:
+                self._pending = None
+            except BaseException:
+                self._pending = None  # the batch is lost with the stream that failed it
+                raise
 
     def flush(self):
-        """Write pending definitions, records and samples as chunks, then flush the stream."""
+        """Write everything pending, samples included, then flush the stream."""
+        self._cut()
+        self._finish_pending()
+
+    def _cut(self):
+        """Write the pending definitions and records, and start the batch of samples that
+        uses them (the one before it finished first: chunks keep their order)."""
+        self._finish_pending()
         if self._new_strings:
             self._write(Kind.STRINGS, {"first": self._string_count - len(self._new_strings),
                                        "values": self._new_strings})
@@ -466,14 +539,41 @@ class SpyWriter:
         for kind, payload in self._records:
             self._write(kind, payload)
         self._records = []
-        count = len(self._columns["t"])
-        if count:
-            encoded = {}
-            for name, (dtype, transforms) in SAMPLE_COLUMNS.items():
-                encoded[name] = [dtype, transforms, encode_column(self._columns[name], dtype, transforms)]
-                self._columns[name] = []
-            self._write(Kind.SAMPLES, {"count": count, "columns": encoded})
-            self.samples_written += count
+        if self._columns["t"]:
+            batch, self._columns = self._columns, {name: [] for name in SAMPLE_COLUMNS}
+            self._pending = self._samples_chunk(batch)
+        else:
+            self._stream.flush()
+
+    def _finish_pending(self):
+        while self._pending is not None:
+            self.work()
+
+    def _samples_chunk(self, batch):
+        """Encode and write one SAMPLES chunk, yielding after each slice of the work."""
+        count = len(batch["t"])
+        encoded = {}
+        for name, (dtype, transforms) in SAMPLE_COLUMNS.items():
+            encoder = ColumnEncoder(dtype, transforms)
+            values = batch[name]
+            for start in range(0, count, WRITE_SLICE_ROWS):
+                encoder.add(values[start:start + WRITE_SLICE_ROWS])
+                yield
+            encoded[name] = [dtype, transforms, encoder.encoded()]
+        raw = msgpack.packb({"count": count, "columns": encoded}, use_bin_type=True)
+        if self.codec == Codec.ZLIB:
+            compressor, parts = zlib.compressobj(6), []
+            for start in range(0, len(raw), WRITE_SLICE_BYTES):
+                yield
+                parts.append(compressor.compress(raw[start:start + WRITE_SLICE_BYTES]))
+            parts.append(compressor.flush())
+            payload = b"".join(parts)
+        else:
+            payload = raw
+        data = frame_chunk(Kind.SAMPLES, self.codec, payload, len(raw))
+        self._stream.write(data)
+        self.bytes_written += len(data)
+        self.samples_written += count
         self._stream.flush()
 
     def close(self, trailer):

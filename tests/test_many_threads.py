@@ -1,17 +1,30 @@
 """A thousand threads, nearly all idle: each sampled every round with its own stack, at a cost
 per round that does not collapse the rate (a thread pool or a server's workers look like this)."""
 
+import os
 import sys
+import time
 from collections import Counter, defaultdict
 
-from pythons import marked_lines, round_cpu_costs, running_target, target_path
+import pytest
+
+from pythons import (ALL_SUPPORTED, marked_lines, python_for, round_cpu_costs, running_target,
+                     target_path)
+from spyrec.interpreter import PythonProcess
 from spyrec.recorder import record
+from spyrec.sampler import Sampler
 from spyrec.spyformat import SampleFlag
+from spyrec.taskstats import ProcessSwitches
 from test_record import Stacks, load
 
 SLEEPERS = 1000
 BUSY = 2
 FILE = "many_threads.py"
+#: How long a thread may take to fall asleep once at its wait, or to run once woken (it may
+#: wait for the GIL or a CPU meanwhile, and reads as running or runnable).
+WAKE_LATENCY_NS = 2_000_000
+#: A job's CPU time is in the recording once its thread was read after it: a round or two.
+TAIL_NS = 20_000_000
 
 
 def innermost_in(stacks, stack_id, filename):
@@ -95,3 +108,84 @@ def test_threads_past_the_usual_open_file_limit_keep_their_cpu_time_and_state(tm
         running = (rec.samples["flags"][mine] & SampleFlag.IDLE) == 0
         assert running.mean() > 0.2, name  # about half: the two share the GIL
         assert rec.samples["cpu"][mine].sum() > 0.2e9, name
+
+
+@pytest.mark.parametrize("label", ALL_SUPPORTED)
+def test_a_dormant_worker_that_wakes_is_seen_working_from_its_first_round(label, tmp_path,
+                                                                        monkeypatch):
+    """Idle threads are not read one by one while the process's switch count says none ran
+    (see spyrec.dormancy): a pool worker asleep for seconds, handed a job, is found at its
+    job in every round that falls inside it, with the CPU time it used, and back at its wait
+    in every round between its jobs."""
+    # GIVEN a pool of 150 workers, one at a time woken for a job of 5-15 ms, and a recorder
+    # that tells when each round ended and which rounds read the active threads alone
+    python = python_for(label)
+    round_end, alone = {}, []
+    sample_round = Sampler.sample_round
+    sample_some = PythonProcess.sample_some_threads
+
+    def timed_round(sampler, now):
+        sample_round(sampler, now)
+        round_end[now - sampler.origin_ns] = time.monotonic_ns() - sampler.origin_ns
+
+    def some(process, tids, still=frozenset()):
+        stacks = sample_some(process, tids, still)
+        alone.append(stacks is not None)
+        return stacks
+
+    monkeypatch.setattr(Sampler, "sample_round", timed_round)
+    monkeypatch.setattr(PythonProcess, "sample_some_threads", some)
+    out, log = tmp_path / "pool.spy", tmp_path / "jobs.log"
+    with running_target(python, "pool.py", "30", "150", str(log), timeout=60) as target:
+        # WHEN it is recorded at 1 kHz for 2 s
+        record(str(out), pid=target.pid, interval_ns=1_000_000, duration_ns=2_000_000_000)
+    workers = {ids["native_id"] for name, ids in target.info["threads"].items()}
+    jobs, waits = defaultdict(list), defaultdict(list)
+    for line in log.read_text().splitlines():
+        tid, waited, woke, start, end, cpu = map(int, line.split())
+        waits[tid].append((waited, woke))
+        jobs[tid].append((start, end, cpu))
+    stacks = Stacks(load(out))
+    rec = stacks.rec
+    origin = rec.header["start_mono_ns"]
+    marks = marked_lines(target_path("pool.py"))
+    samples = rec.samples
+    # THEN every worker sample whose round lies inside one of its jobs is at the job, running,
+    # and every one whose round lies inside one of its waits is at its wait, idle (but in its
+    # first and last moments: going to sleep, and woken but queued for a CPU)
+    at_job = at_wait = 0
+    wrong = []
+    recorded_cpu = Counter()
+    for t, tid, stack_id, flags, cpu in zip(samples["t"].tolist(), samples["tid"].tolist(),
+                                            samples["stack"].tolist(), samples["flags"].tolist(),
+                                            samples["cpu"].tolist()):
+        recorded_cpu[tid] += cpu  # (a torn sample's CPU time is as good as any)
+        if tid not in workers or flags & SampleFlag.TORN:
+            continue
+        begin, end = origin + t, origin + round_end[t]
+        line = (innermost_in(stacks, stack_id, "pool.py") or (None, None, None))[2]
+        idle = bool(flags & SampleFlag.IDLE)
+        if any(start <= begin and end <= stop for start, stop, _ in jobs.get(tid, ())):
+            at_job += 1
+            if line != marks["job-work"] or idle:
+                wrong.append(("job", tid, t, line, idle))
+        for waited, woke in waits.get(tid, ()):
+            if waited <= begin and end <= woke:
+                at_wait += 1
+                settled = waited + WAKE_LATENCY_NS <= begin and end <= woke - WAKE_LATENCY_NS
+                if line != marks["pool-wait"] or (not idle and settled):
+                    wrong.append(("wait", tid, t, line, idle))
+    assert at_job > 300 and at_wait > 1000, (at_job, at_wait)
+    assert not wrong, (len(wrong), wrong[:5])
+    # AND each worker's CPU time covers the jobs it ran while recorded: after the first round
+    # (which reads each thread's CPU time so far, over tens of milliseconds) and before the
+    # last rounds (the time a round reads was used before it)
+    first = origin + round_end[int(samples["t"].min())]
+    last = origin + samples["t"].max()
+    for tid, mine in jobs.items():
+        used = sum(cpu for start, stop, cpu in mine if first <= start and stop + TAIL_NS <= last)
+        if used:
+            assert recorded_cpu[tid] >= 0.9 * used, (tid, recorded_cpu[tid], used)
+    # AND most rounds read the active threads alone, where the kernel gives the switch count
+    if ProcessSwitches.open(os.getpid()) is not None:
+        assert sum(alone) > 0.5 * len(round_end), (sum(alone), len(round_end))
