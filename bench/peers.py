@@ -25,6 +25,7 @@ Formats read here (each profiler's most compact file, as far as it can be read b
 import os
 import shutil
 import subprocess
+import sys
 from collections import Counter
 
 MOJO_METADATA, MOJO_STACK, MOJO_FRAME, MOJO_FRAME_INVALID, MOJO_FRAME_REF = 1, 2, 3, 4, 5
@@ -356,8 +357,9 @@ class Tachyon(Profiler):
 
 
 def find_peer(name, extra_dirs=("/tmp/peers/bin",)):
-    """A peer executable: on PATH, else in the usual peers venv."""
-    found = shutil.which(name)
+    """A peer executable: on PATH, beside this Python (the test extra installs py-spy in
+    its venv), else in the usual peers venv."""
+    found = shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
     if found:
         return found
     for d in extra_dirs:

@@ -224,7 +224,7 @@ class Sampler:
         pid = process.pid
         threads, active, dormant = self._threads, self._active, self._dormant
         watch = self._watch_for(dormant)
-        before = watch.count() if watch is not None else None
+        before = watch.count() if watch is not None and watch.wants_measure else None
         # /proc first: a thread found still (asleep at the last round, not run since) keeps
         # the stack read then, and costs no walk (see ThreadStats.refresh); and a target
         # thread queued for this CPU gets it back before the walks (see StepAside).
@@ -249,8 +249,8 @@ class Sampler:
                 busy.add(stats.cpu)
                 self.step_aside.check(busy)
         stacks = None
-        if (before is not None and now < self._next_full_round
-                and now < self._dormant_names_due and self._quiet(watch, before, switches)):
+        if (watch is not None and now < self._next_full_round
+                and now < self._dormant_names_due and self._quiet(watch, switches)):
             stacks = process.sample_some_threads(list(active), still)
         quiet = stacks is not None
         woke = []
@@ -264,7 +264,7 @@ class Sampler:
                 if stats.still_count < DORMANT_AFTER:
                     woke.append(tid)
             if before is not None:
-                watch.calibrate(before, watch.count(), switches)
+                watch.measure(before, watch.count(), switches)
             stacks = process.sample_threads(still)  # a torn walk was walked again already
             self._next_full_round = now + FULL_ROUND_EVERY_NS
         rss = self._process_stats.rss_bytes()
@@ -323,19 +323,19 @@ class Sampler:
         if self._watch is not None:
             self._sort_dormant(woke)
 
-    def _quiet(self, watch, before, switches):
-        """Whether no dormant thread ran since it was last read, ``before`` being the process's
-        switch count read before the active threads' counts (``switches``, their sum).  When
-        an active thread was switched in meanwhile, the two totals differ and tell nothing:
-        the active threads' counts are read again between two more totals, a few times."""
-        after = watch.count()
+    def _quiet(self, watch, switches):
+        """Whether no dormant thread ran since it was last read, ``switches`` being the sum
+        of the active threads' counts read this round.  When the total differs, either an
+        active thread was switched in after its count was read (their counts, read again,
+        have moved: then the check is made again with them, a few times) or another did."""
         for _ in range(QUIET_RETRIES):
-            if before == after:
-                break
-            before = after
-            switches = sum(thread.stats.peek_switches() for thread in self._active.values())
-            after = watch.count()
-        return watch.quiet(before, after, switches + self._dormant_switches)
+            if watch.quiet(watch.count(), switches + self._dormant_switches):
+                return True
+            again = sum(thread.stats.peek_switches() for thread in self._active.values())
+            if again == switches:
+                return False
+            switches = again
+        return watch.quiet(watch.count(), switches + self._dormant_switches)
 
     def _watch_for(self, dormant):
         """The process's switch count when some thread is dormant; None where the kernel does

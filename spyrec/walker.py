@@ -464,12 +464,11 @@ class StackWalker:
         now = self._now = monotonic()
         if self.codes.expire(now):
             self._gil_pointers.clear()
-        self._next_last, self._next_memos = dict(self._last), dict(self._memos)
-        self._next_chains, self._next_gil_seen = dict(self._chains), dict(self._gil_seen)
+        # What these threads' walks keep goes into fresh tables, then replaces their entries
+        # in the last sample's (the other threads' entries stand, not copied).
+        self._next_last, self._next_memos, self._next_chains = {}, {}, {}
+        self._next_gil_seen = dict(self._gil_seen)
         self._next_orders = orders
-        for tstate in wanted:
-            for carried in (self._next_last, self._next_memos, self._next_chains):
-                carried.pop(tstate, None)
         stacks: List[ThreadStack] = []
         try:
             last_holder, holder, gil_quiet = self._gil_state(interp, in_values,
@@ -483,8 +482,11 @@ class StackWalker:
                 stacks.append(stack)
         except _READ_ERRORS:
             return None
-        self._chains, self._memos, self._last = (self._next_chains, self._next_memos,
-                                                 self._next_last)
+        for kept, fresh in ((self._last, self._next_last), (self._memos, self._next_memos),
+                            (self._chains, self._next_chains)):
+            for tstate in wanted:
+                kept.pop(tstate, None)
+            kept.update(fresh)
         self._gil_seen = self._next_gil_seen
         return stacks
 

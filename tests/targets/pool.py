@@ -28,8 +28,8 @@ records = {}
 
 
 def job(seconds):
-    start = clock(); cpu = thread_cpu(); end = start + seconds * 1e9; now = start
-    while now < end: now = clock()  # @job-work
+    cpu, start, now, length = thread_cpu(), 0, 0, seconds * 1e9
+    while not start or now < start + length: now = clock(); start = start or now  # @job-work
     return start, now, thread_cpu() - cpu
 
 
