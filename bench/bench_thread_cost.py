@@ -1,11 +1,13 @@
 """What threads cost a recorder: spyrec, py-spy and Austin on 1 to 1,000 threads, idle and busy.
 
-    .venv/bin/python bench/bench_thread_cost.py [--python PY] [--threads 1,10,100,200,500,1000]
-                                                [--kinds idle,busy] [--tools spyrec,py-spy,austin]
+    .venv/bin/python bench/bench_thread_cost.py [--python PY] [--idle 1,10,100,200,500,1000]
+                                                [--busy 1,2,4,10] [--tools spyrec,py-spy,austin]
                                                 [--rate 1000] [--seconds 6]
 
 Each measurement starts tests/targets/many_threads.py, with N threads blocked for good and one
-thread busy (``idle``), or N threads busy, sharing the GIL (``busy``), and records it for
+thread busy (``--idle``), or N threads busy, sharing the GIL (``--busy``: a process of a
+hundred CPU-bound threads takes minutes to start them, the GIL passing between them in turn,
+and is not what programs look like), and records it for
 ``--seconds`` at ``--rate`` with one tool, attached by PID, every tool asked for idle threads
 too (spyrec always records them; ``py-spy --idle``; Austin by default).  Printed per tool:
 
@@ -94,8 +96,9 @@ def measure(python, tool, threads, kind, rate, seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default=sys.executable, help="the target's interpreter")
-    parser.add_argument("--threads", default="1,10,100,200,500,1000")
-    parser.add_argument("--kinds", default="idle,busy")
+    parser.add_argument("--idle", default="1,10,100,200,500,1000",
+                        help="idle thread counts (next to one busy thread)")
+    parser.add_argument("--busy", default="1,2,4,10", help="busy thread counts")
     parser.add_argument("--tools", default="spyrec,py-spy,austin")
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=6)
@@ -107,8 +110,8 @@ def main():
         "%s CPU (cores) | %s busy rate (/s)" % (tool, tool) for tool in tools)
         + " | spyrec round (ms) |")
     print("|---:|---|" + "---:|---:|" * len(tools) + "---:|")
-    for kind in args.kinds.split(","):
-        for threads in [int(n) for n in args.threads.split(",")]:
+    for kind, counts in (("idle", args.idle), ("busy", args.busy)):
+        for threads in [int(n) for n in counts.split(",") if n]:
             cells, round_ms = [], None
             for tool in tools:
                 result = measure(args.python, tool, threads, kind, args.rate, args.seconds)

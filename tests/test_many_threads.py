@@ -77,10 +77,15 @@ def test_a_thousand_idle_threads_are_each_sampled_every_round_with_their_stack(t
     assert rec.trailer["errors"] <= 0.01 * rec.trailer["samples"]
     # AND a round costs what makes over 60 rounds a second possible on one CPU (the first two
     # meet every thread for the first time): before idle threads were made cheap, it cost
-    # 21-30 ms of CPU, and at most 20-40 rounds a second were taken
+    # 21-30 ms of CPU, and at most 20-40 rounds a second were taken; where the kernel gives
+    # the process's switch count, the idle threads are not read one by one, and a round
+    # costs what makes 500 a second possible (reading each took 6-7 ms)
     steady = sorted(costs[2:])
     assert len(steady) >= 5
-    assert steady[len(steady) // 2] < 16_000_000, steady[len(steady) // 2]
+    median = steady[len(steady) // 2]
+    assert median < 16_000_000, median
+    if ProcessSwitches.open(os.getpid()) is not None:
+        assert median < 2_000_000, median
 
 
 def test_threads_past_the_usual_open_file_limit_keep_their_cpu_time_and_state(tmp_path):
