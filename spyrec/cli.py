@@ -21,6 +21,7 @@ Examples:
   spyrec -o run.spy -- ./run-app.sh         a wrapper: its first Python process is recorded
   spyrec -o - -p 1234 | spyanalyze top -    stream the recording to another command
   spyrec where -p 1234                      every thread's stack and wait, once
+  spyrec top -p 1234                        the heaviest functions, live (q quits)
 """
 
 
@@ -155,6 +156,46 @@ def where(pid, kernel, as_json, debug):
                nl=False)
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-p", "--pid", type=int, required=True, help="The process to watch.")
+@click.option("-o", "--output", metavar="FILE", help="Also keep the recording in FILE.")
+@click.option("-r", "--rate", type=float, default=float(DEFAULT_RATE_HZ), show_default=True,
+              metavar="HZ", help="Sampling rate in Hz.")
+@click.option("-d", "--duration", callback=_time_option("s"), metavar="TIME",
+              help="Stop after this long. Default: until q or Ctrl-C.")
+@click.option("--idle", is_flag=True, help="Count threads that are not running too.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def top(pid, output, rate, duration, idle, debug):
+    """Show the process's heaviest functions, refreshed every second, as py-spy top does: the
+    share of the last second's samples in which each function was innermost (%Own) or on the
+    stack (%Total), and the time so far. Quit with q or Ctrl-C."""
+    if rate <= 0:
+        raise click.BadParameter("must be greater than zero", param_hint="--rate")
+    from spyrec.recorder import record
+    from spyrec.top import Keys, Screen, Tally
+    interval_ns = rate_to_interval_ns(rate)
+    screen = Screen(sys.stdout, pid, interval_ns)
+
+    def observe(writer, process):
+        tally = Tally(writer, idle=idle)
+        screen.watch(tally, process)
+        return tally
+
+    keys = Keys()
+    try:
+        stats = record(output or os.devnull, pid=pid, interval_ns=interval_ns,
+                       duration_ns=duration, progress=screen, observe=observe,
+                       should_stop=keys.quit)
+    except SpyError as exc:
+        screen.close()
+        keys.close()
+        _fail(exc, debug)
+    screen.close()
+    keys.close()
+    if output:
+        click.echo(status_line(stats, output), err=True)
+
+
 def _fail(exc, debug):
     """One line for a SpyError (a traceback too with --debug), and its exit code."""
     if debug:
@@ -170,9 +211,11 @@ def main(argv=None):
     """Entry point: usage errors, like every other error, are one line and a non-zero exit.
     ``spyrec where ...`` reads a process once; anything else records."""
     args = sys.argv[1:] if argv is None else list(argv)
-    command, name = (where, "spyrec where") if args[:1] == ["where"] else (spyrec, "spyrec")
-    if command is where:
-        args = args[1:]
+    subcommands = {"where": where, "top": top}
+    if args[:1] and args[0] in subcommands:
+        command, name, args = subcommands[args[0]], "spyrec " + args[0], args[1:]
+    else:
+        command, name = spyrec, "spyrec"
     try:
         command.main(args=args, prog_name=name, standalone_mode=False)
     except click.exceptions.Abort:

@@ -348,3 +348,22 @@ def py_spy_stacks(path, lines: bool = False) -> List[list]:
                 names = [(name, int(n) if n.isdigit() else 0) for name, n in zip(names, numbers)]
             stacks += [names] * int(count)
     return stacks
+
+
+def read_terminal(terminal, done=lambda shown: False, timeout=30.0) -> bytes:
+    """What a pseudo-terminal's other side shows (``terminal``: its master end), until
+    ``done(shown)``, the end of its output, or ``timeout`` seconds."""
+    import select
+    shown = b""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not done(shown):
+        ready, _, _ = select.select([terminal], [], [], 0.05)
+        if ready:
+            try:
+                data = os.read(terminal, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not data:
+                break
+            shown += data
+    return shown

@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 
 from pythons import (ALL_SUPPORTED, UNSUPPORTED, marked_lines, minor_of, python_for,
-                     running_target, target_path, wait_until)
+                     read_terminal, running_target, target_path, wait_until)
 from spyrec.spyformat import SampleFlag, read_recording
 
 SPYREC = [sys.executable, "-m", "spyrec"]
@@ -304,15 +304,7 @@ def test_a_live_status_line_only_on_a_terminal(tmp_path):
         child, terminal = pty.fork()
         if child == 0:
             os.execv(sys.executable, command)
-        shown = b""
-        while True:
-            try:
-                data = os.read(terminal, 4096)
-            except OSError:  # EIO: the child closed its end
-                break
-            if not data:
-                break
-            shown += data
+        shown = read_terminal(terminal, timeout=60)
         _, status = os.waitpid(child, 0)
         piped = spyrec("-o", out, "-p", target.pid, "-d", "0.6")
     assert os.WEXITSTATUS(status) == 0, shown
