@@ -53,7 +53,7 @@ class _Thread:
         self.counted = 0  # its switch count, added to the dormant threads' sum while dormant
 
 
-def threads_alive(active, dormant):
+def _threads_alive(active, dormant):
     """Every live thread: the active and the dormant ones, in one dict."""
     if not dormant:
         return active
@@ -315,7 +315,7 @@ class Sampler:
             rows = self._dormant_rows or self._dormant_columns()
             writer.samples(t, pid, rss, rows)
             self.stats.samples += len(dormant)
-        expected = active if quiet else threads_alive(active, dormant)
+        expected = active if quiet else _threads_alive(active, dormant)
         if len(seen) != len(expected):
             for tid, thread in list(expected.items()):
                 if tid not in seen:

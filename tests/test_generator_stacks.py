@@ -46,6 +46,9 @@ SHORT_CALLEE_TOLERANCE = 0.06
 #: that may show a consumer at a line that cannot call what the stack puts above it (2 to 5%:
 #: a frame popped between the copies of the thread state and of the chunk).
 CALLEELESS = 0.12
+#: The share of a generator's samples on its ``yield`` line that a test allows (see
+#: test_a_generators_yield_line_gets_the_little_time_it_takes).
+YIELD_LINE = 0.08
 MIXED_MOMENTS = 0.08
 #: CPythons on which a stack can still mix moments: their frames are separate heap objects,
 #: each copied by its own range of a read that takes longer than a short call.
@@ -149,7 +152,9 @@ def test_a_generators_yield_line_gets_the_little_time_it_takes(generators_record
     """A generator that yields between two reads of its stack is not charged at its ``yield``
     line: the program spends next to no time there (a profiler that stops the target finds
     it there in about 1% of the generator's samples), while it works on the line above, in
-    the function it calls there."""
+    the function it calls there.  At most ``YIELD_LINE`` of them: on a quiet machine 0-1.5%
+    of about 280 (3.4-4% for 3.12 run through a venv, not explained yet), 5.1% once in a CI
+    run, where rounds come late."""
     label, _, own, stacks = generators_recording
     lines, innermost = Counter(), 0
     for stack in busy_stacks(stacks):
@@ -157,7 +162,7 @@ def test_a_generators_yield_line_gets_the_little_time_it_takes(generators_record
         innermost += bool(stack) and stack[0][0] == "tokens"
     tokens = sum(lines.values())
     assert tokens > 50, (label, lines)
-    assert lines[MARKS["yield"]] <= 0.05 * tokens, (label, lines)
+    assert lines[MARKS["yield"]] <= YIELD_LINE * tokens, (label, lines)
     assert lines[MARKS["token-work"]] >= 0.9 * tokens, (label, lines)
     assert innermost <= CALLEELESS * tokens, (label, innermost, tokens)
 
