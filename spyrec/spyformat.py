@@ -493,11 +493,6 @@ class SpyWriter:
             self._last_flush_ns = now_ns
             self._cut()
 
-    @property
-    def working(self):
-        """Whether a batch of samples is being encoded a slice at a time."""
-        return self._pending is not None
-
     def work(self):
         """Do one slice of the batch being encoded, if any: a sampler calls this between
         rounds, so that writing a batch never holds a round back more than a slice."""
