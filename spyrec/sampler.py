@@ -351,10 +351,9 @@ class Sampler:
         active, dormant = self._active, self._dormant
         changed = bool(woke)
         for tid in woke:
-            thread = dormant.pop(tid, None)
+            thread = self._undormant(tid)
             if thread is not None and not thread.missing:
                 active[tid] = thread
-                self._dormant_switches -= thread.counted
         for tid, thread in list(active.items()):
             if (thread.stats.still_count >= DORMANT_AFTER and thread.row is not None
                     and not thread.row[1] & SampleFlag.TORN and thread.stats.switches):
@@ -378,13 +377,19 @@ class Sampler:
                               [row[2] for row in rows], [row[3] for row in rows])
         return self._dormant_rows
 
+    def _undormant(self, tid):
+        """Take thread ``tid`` out of the dormant ones; return it (None when it was not)."""
+        thread = self._dormant.pop(tid, None)
+        if thread is not None:
+            self._dormant_switches -= thread.counted
+            self._dormant_rows = None
+        return thread
+
     def _thread_ended(self, tid, thread, t):
         thread.missing = True
         thread.stats.close()
         self._active.pop(tid, None)
-        if self._dormant.pop(tid, None) is not None:
-            self._dormant_switches -= thread.counted
-            self._dormant_rows = None
+        self._undormant(tid)
         self.writer.thread(pid=self.process.pid, tid=tid, end_ns=t)
 
     def _stack_id(self, raw_frames):
@@ -432,9 +437,7 @@ class Sampler:
         old = self._threads.get(tid)
         if old is not None:
             old.stats.close()
-            if self._dormant.pop(tid, None) is not None:
-                self._dormant_switches -= old.counted
-                self._dormant_rows = None
+            self._undormant(tid)
         thread = _Thread(ThreadStats(self.proc_root, self.process.pid, tid))
         # The baseline (the first sample's CPU delta is 0) and state; its stack was read before.
         thread.stats.refresh(read_after=False)

@@ -174,7 +174,11 @@ def encode_preamble(version=FORMAT_VERSION):
     return PREAMBLE.pack(MAGIC, version[0], version[1], 0)
 
 
-def encode_chunk(kind, obj, codec=Codec.ZLIB, level=6):
+#: zlib's level for every compressed chunk.
+ZLIB_LEVEL = 6
+
+
+def encode_chunk(kind, obj, codec=Codec.ZLIB, level=ZLIB_LEVEL):
     """Frame one record: msgpack, compress, prefix the header with its CRC."""
     raw = msgpack.packb(obj, use_bin_type=True)
     if codec == Codec.ZLIB:
@@ -557,7 +561,7 @@ class SpyWriter:
             encoded[name] = [dtype, transforms, encoder.encoded()]
         raw = msgpack.packb({"count": count, "columns": encoded}, use_bin_type=True)
         if self.codec == Codec.ZLIB:
-            compressor, parts = zlib.compressobj(6), []
+            compressor, parts = zlib.compressobj(ZLIB_LEVEL), []
             for start in range(0, len(raw), WRITE_SLICE_BYTES):
                 yield
                 parts.append(compressor.compress(raw[start:start + WRITE_SLICE_BYTES]))

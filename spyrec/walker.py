@@ -198,14 +198,11 @@ def _copies_by_address(ranges: List[Tuple[int, int]], copies: List[Optional[byte
     return found or None
 
 
-def _tstates_by_tid(sampled) -> Optional[Dict[int, int]]:
+def _tstates_by_tid(order: List[int], stacks) -> Dict[int, int]:
     """{native TID: thread state} from the list order and the stacks sampled along it (a
     state without frames gives way to one with frames for the same thread)."""
-    if sampled is None:
-        return None
-    order, stacks, first = sampled
     found = {}
-    for tstate, stack in zip(order, stacks[first:]):
+    for tstate, stack in zip(order, stacks):
         tid = stack.native_tid
         if tid and (stack.frames or tid not in found):
             found[tid] = tstate
@@ -267,9 +264,8 @@ class StackWalker:
         self._orders = {}
         self._next_orders = {}
         #: native TID -> its thread state, as the last sample() found them (one interpreter
-        #: only; see sample_some), and what it is made from: (order, stacks, first index).
+        #: only; see sample_some).
         self._tstates = None
-        self._sampled = None
         #: Stacks kept whole from the last sample instead of walked (a bench figure).
         self.kept_stacks = 0
         #: Walks done again because the one before tore (a benchmark figure).
@@ -347,22 +343,17 @@ class StackWalker:
           to hold from the last GIL read on (walked after it, or kept by this same rule); one
           kept for a still thread is only known to hold from its /proc reads, before it.
         """
-        now = self._now = monotonic()
-        if self.codes.expire(now):
-            self._gil_pointers.clear()  # re-read interp->ceval.gil once per period too
+        self._tick()
         self._next_chains = {}
         self._next_memos = {}
         self._next_last = {}
         self._next_gil_seen = {}
         self._next_orders = {}
-        self._sampled = None
-        seen_interps = 0
+        self._tstates = None
         try:
-            block = self.read(self.runtime + self._rt_base, self._rt.size)
-            values = self._rt.unpack_from(block)
-            interp = values[0]
-            runtime_gil = values[1:] if len(values) > 1 else None
+            interp, runtime_gil = self._runtime_state()
             stacks: List[ThreadStack] = []
+            seen_interps = 0
             while interp and seen_interps < MAX_INTERPRETERS:
                 seen_interps += 1
                 try:
@@ -378,7 +369,8 @@ class StackWalker:
             self._last = self._next_last
             self._gil_seen = self._next_gil_seen
             self._orders = self._next_orders
-            self._tstates = _tstates_by_tid(self._sampled) if seen_interps == 1 else None
+        if seen_interps == 1:
+            self._tstates = _tstates_by_tid(next(iter(self._orders.values())), stacks)
         return stacks
 
     def _sample_interpreter(self, interp: int, runtime_gil, stacks: List[ThreadStack],
@@ -389,8 +381,6 @@ class StackWalker:
         last_holder, holder, gil_quiet = self._gil_state(interp, values, runtime_gil)
         visited = set()
         order = self._next_orders[interp] = []
-        first = len(stacks)
-        self._sampled = (order, stacks, first)
         states = self._state_copies(interp, holder)
         # the loop runs once per thread (a thousand, in a server): what it uses, in locals
         unpack_state, last_of, kept_stack = self._ts.unpack_from, self._last.get, self._kept_stack
@@ -421,6 +411,18 @@ class StackWalker:
             stacks.append(stack)
             tstate = next_tstate
         return next_interp
+
+    def _tick(self) -> None:
+        """A sample begins: its time, and the code cache's periodic check."""
+        now = self._now = monotonic()
+        if self.codes.expire(now):
+            self._gil_pointers.clear()  # re-read interp->ceval.gil once per period too
+
+    def _runtime_state(self):
+        """(the first interpreter, the runtime's GIL fields or None where each interpreter
+        has its own), read now from _PyRuntime."""
+        values = self._rt.unpack_from(self.read(self.runtime + self._rt_base, self._rt.size))
+        return values[0], (values[1:] if len(values) > 1 else None)
 
     def _gil_state(self, interp: int, values, runtime_gil) -> Tuple[int, int, bool]:
         """(last holder, holder or 0, quiet) of the GIL an interpreter uses, ``values`` its
@@ -455,15 +457,13 @@ class StackWalker:
         if not order or None in wanted:
             return None
         try:
-            values = self._rt.unpack_from(self.read(self.runtime + self._rt_base, self._rt.size))
+            first_interp, runtime_gil = self._runtime_state()
             in_values = self._in.unpack_from(self.read(interp + self._in_base, self._in.size))
         except _READ_ERRORS:
             return None
-        if values[0] != interp or in_values[0] or in_values[1] != order[0]:
+        if first_interp != interp or in_values[0] or in_values[1] != order[0]:
             return None  # another interpreter, or a thread state made at the head
-        now = self._now = monotonic()
-        if self.codes.expire(now):
-            self._gil_pointers.clear()
+        self._tick()
         # What these threads' walks keep goes into fresh tables, then replaces their entries
         # in the last sample's (the other threads' entries stand, not copied).
         self._next_last, self._next_memos, self._next_chains = {}, {}, {}
@@ -471,9 +471,7 @@ class StackWalker:
         self._next_orders = orders
         stacks: List[ThreadStack] = []
         try:
-            last_holder, holder, gil_quiet = self._gil_state(interp, in_values,
-                                                             values[1:] if len(values) > 1
-                                                             else None)
+            last_holder, holder, gil_quiet = self._gil_state(interp, in_values, runtime_gil)
             for tstate in wanted:
                 stack = self._read_and_walk(tstate, interp, holder, last_holder, gil_quiet,
                                             still)[0]
