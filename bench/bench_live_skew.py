@@ -1,0 +1,90 @@
+"""How far walks of a running program are from walks of the same program stopped.
+
+    .venv/bin/python bench/bench_live_skew.py [--python 3.8,3.11,...] [--walks 4000]
+                                               [--work 20] [--depth 8]
+
+Not part of the unit tests.  Starts tests/targets/visitor.py (recursive generators that call a
+short ``work`` at the leaves: the stack changes every microsecond or so) under each Python
+label of tests/pythons.py, attaches in this process and walks its thread WALKS times, running
+and stopped (SIGSTOP) by turns (tests/stopped.py).  The stopped walks are the reference: the
+program holds still while they read it.  For each Python it prints the total variation distance
+(0: the same distribution, 1: disjoint) between the running and the stopped walks' innermost
+(function, line), innermost function and whole stack, the share of walks with a wrong stack
+(``work`` under another number of ``visit`` frames than the tree's depth, or not rooted at
+``<module>``), the torn share of each kind, and the three lines whose shares differ most.
+"""
+
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+from pythons import ALL_SUPPORTED, interpreter_path, running_target, sid_root  # noqa: E402
+from pythons import ROOTED, RootedPython  # noqa: E402
+from stopped import alternate_walks, by, distance  # noqa: E402
+
+
+def wrong(walk, visits: int) -> bool:
+    functions, _ = walk
+    if not functions or functions[0] != "<module>":
+        return True
+    return "work" in functions and functions.count("visit") != visits \
+        or functions.count("visit") > visits
+
+
+def measure(label: str, args) -> str:
+    python = interpreter_path(label)
+    if label not in ROOTED and not os.path.exists(python):
+        return "| %s | not installed (%s) | | | | | | |" % (label, python)
+    if isinstance(python, RootedPython) and not os.path.isdir(sid_root()):
+        return "| %s | no sid root | | | | | | |" % label
+    from spyrec.interpreter import PythonProcess
+    with running_target(python, "visitor.py", "600", str(args.depth), str(args.work)) as target:
+        visits = target.info["visits"]
+        with PythonProcess.attach(target.pid) as process:
+            process.sample_threads()
+            seen = alternate_walks(process, target.pid, args.walks)
+    running, torn_running = seen["running"]
+    stopped, torn_stopped = seen["stopped"]
+    n_run, n_stop = sum(running.values()), sum(stopped.values())
+
+    def innermost(walk):
+        functions, line = walk
+        return "%s:%d" % (functions[-1] if functions else "-", line)
+
+    lines_run, lines_stop = by(running, innermost), by(stopped, innermost)
+    gaps = sorted(set(lines_run) | set(lines_stop),
+                  key=lambda k: -abs(lines_run[k] / n_run - lines_stop[k] / n_stop))[:3]
+    return "| %s | %.3f | %.3f | %.3f | %.1f%% / %.1f%% | %.1f%% / %.1f%% | %s |" % (
+        label, distance(lines_run, lines_stop),
+        distance(by(running, lambda w: w[0][-1] if w[0] else "-"),
+                 by(stopped, lambda w: w[0][-1] if w[0] else "-")),
+        distance(by(running, lambda w: w[0]), by(stopped, lambda w: w[0])),
+        100 * sum(n for w, n in running.items() if wrong(w, visits)) / n_run,
+        100 * sum(n for w, n in stopped.items() if wrong(w, visits)) / n_stop,
+        100 * torn_running / n_run, 100 * torn_stopped / n_stop,
+        ", ".join("`%s` %+.1f" % (k, 100 * (lines_run[k] / n_run - lines_stop[k] / n_stop))
+                  for k in gaps))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=",".join(label for label in ALL_SUPPORTED if label != "venv"),
+                        help="comma-separated labels of tests/pythons.py")
+    parser.add_argument("--walks", type=int, default=4000)
+    parser.add_argument("--depth", type=int, default=8)
+    parser.add_argument("--work", type=int, default=20, help="steps of work's loop at a leaf")
+    args = parser.parse_args()
+    print("Command: `.venv/bin/python bench/bench_live_skew.py %s`\n" % " ".join(sys.argv[1:]))
+    print("| Python | line | function | stack | wrong stacks, running / stopped "
+          "| torn, running / stopped | lines most apart (points) |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for label in args.python.split(","):
+        print(measure(label.strip(), args), flush=True)
+
+
+if __name__ == "__main__":
+    main()
