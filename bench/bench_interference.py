@@ -59,9 +59,9 @@ def interfere(mode, pid, rate, ready_path, burn_us):
     from spyrec.errors import SpyError
     from spyrec.interpreter import PythonProcess
     from spyrec.procstats import ProcessStats, ThreadStats
-    from spyrec.scheduling import StepAside, prefer_low_latency
+    from spyrec.scheduling import LowLatency, StepAside
 
-    prefer_low_latency()
+    LowLatency()
     step_aside = StepAside(enabled=True)
     targets = target_threads(pid) if mode == "null-step" else []
     proc = chunk = size = None
@@ -182,8 +182,22 @@ NOSLICE = r"""
 import ctypes, sys
 import spyrec.sampler as sampler
 import spyrec.scheduling as scheduling
-sampler.prefer_low_latency = lambda: (
-    ctypes.CDLL(None).prctl(scheduling.PR_SET_TIMERSLACK, 1, 0, 0, 0), lambda: None)[1]
+
+
+class SlackOnly:
+    realtime = False
+
+    def __init__(self, realtime=False):
+        ctypes.CDLL(None).prctl(scheduling.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+
+    def step_down(self):
+        pass
+
+    def restore(self):
+        pass
+
+
+sampler.LowLatency = SlackOnly
 sys.argv[0] = "spyrec"
 from spyrec.cli import main
 main()

@@ -68,10 +68,10 @@ def target_cpus(threads):
 def wake(seconds, work_us, name, pid):
     """[(lateness ns, run delay ns, took a target thread's CPU, another CPU had none)] of a
     1 kHz waker under policy ``name`` for ``seconds``, next to the target ``pid``."""
-    from spyrec.scheduling import StepAside, prefer_low_latency
+    from spyrec.scheduling import LowLatency, StepAside
     os.sched_setscheduler(0, POLICIES[name], os.sched_param(0))
     if name in ("slice", "step"):
-        prefer_low_latency()
+        LowLatency()
     step_aside = StepAside(enabled=True) if name == "step" else None
     cpus = os.sched_getaffinity(0)
     getcpu = ctypes.CDLL(None).sched_getcpu

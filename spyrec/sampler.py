@@ -15,7 +15,7 @@ import time
 from spyrec.dormancy import DormantWatch
 from spyrec.errors import MemoryReadError, TargetNotFound, TargetReplaced
 from spyrec.procstats import DORMANT_AFTER, ProcessStats, ThreadStats
-from spyrec.scheduling import StepAside, prefer_low_latency
+from spyrec.scheduling import LowLatency, StepAside
 from spyrec.spyformat import SampleFlag
 
 #: Raw-stack cache entries kept before the cache is forgotten (ids already written stay valid).
@@ -78,6 +78,11 @@ QUIET_RETRIES = 3
 
 #: How often the live status line is rewritten.
 PROGRESS_EVERY_NS = 500_000_000
+#: The sampling thread asks for real time (see LowLatency) only at rates whose rounds leave
+#: it sleeping most of the time: 2 kHz and below...
+REALTIME_MIN_INTERVAL_NS = 500_000
+#: ...and steps down after this many rounds in a row found no time to sleep.
+REALTIME_BEHIND_ROUNDS = 20
 
 
 class SamplingStats:
@@ -158,9 +163,10 @@ class Sampler:
         ``progress(stats, elapsed_ns)`` is called about every ``PROGRESS_EVERY_NS``, between
         rounds (the live status line).
         """
-        restore_scheduling = prefer_low_latency()
-        self.process.find_threading()
         interval = self.interval_ns
+        scheduling = LowLatency(realtime=interval >= REALTIME_MIN_INTERVAL_NS)
+        behind = 0  # rounds in a row that found no time to sleep
+        self.process.find_threading()
         monotonic_ns = time.monotonic_ns
         sleep = time.sleep
         stats = self.stats
@@ -183,8 +189,13 @@ class Sampler:
                     break
                 self.woke = next_round > now
                 if self.woke:
+                    behind = 0
                     sleep((next_round - now) / 1e9)
                     now = monotonic_ns()
+                else:
+                    behind += 1
+                    if behind == REALTIME_BEHIND_ROUNDS:
+                        scheduling.step_down()
                 try:
                     self.sample_round(now)
                 except TargetReplaced as exc:
@@ -212,7 +223,7 @@ class Sampler:
                     next_progress = done + PROGRESS_EVERY_NS
         finally:
             stats.end_ns = monotonic_ns() - self.origin_ns
-            restore_scheduling()
+            scheduling.restore()
             self.finish()
         return stats
 

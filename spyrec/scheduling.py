@@ -4,7 +4,7 @@ A round takes tens of microseconds of a CPU, a thousand or more times a second. 
 an idle CPU it costs the target nothing; taken from a CPU a target thread is on, the thread
 waits for the whole round and then runs on with a cache the recorder displaced.  So the
 sampling thread asks to run on time without taking more than it uses
-(``prefer_low_latency``), and moves off a CPU it finds a runnable target thread queued on
+(``LowLatency``), and moves off a CPU it finds a runnable target thread queued on
 (``StepAside``).
 """
 
@@ -18,6 +18,10 @@ SYS_SCHED_SETATTR = 314  # x86-64
 SYS_SCHED_GETATTR = 315
 #: The CPU slice the sampling thread asks the scheduler for (the minimum Linux accepts).
 SAMPLING_SLICE_NS = 100_000
+SCHED_FIFO = 1
+SCHED_FLAG_RESET_ON_FORK = 0x01
+#: The real-time priority the sampling thread asks for: the lowest (see LowLatency).
+REALTIME_PRIORITY = 1
 #: ``SPYREC_STEP_ASIDE=0`` in the environment turns ``StepAside`` off (for measuring it).
 STEP_ASIDE_ENV = "SPYREC_STEP_ASIDE"
 
@@ -26,50 +30,73 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _sched_getcpu = getattr(_libc, "sched_getcpu", None)
 
 
-def prefer_low_latency():
-    """Ask the kernel to run the sampling thread on time, without taking more CPU than it uses;
-    return a function that puts the thread back as it was (``record()`` may run on a thread of
-    the caller's, and the threads and processes it starts later would inherit the settings).
+class LowLatency:
+    """How the sampling thread asks the kernel to run it on time, and puts itself back.
 
     * 1 ns timer slack, so sleeps end on time (the default slack is 50 µs).
-    * A short CPU slice (``sched_attr.sched_runtime`` of a normal task, Linux 6.12+): the
-      scheduler then runs the sampler as soon as it wakes and lets it finish a round instead of
-      letting a target thread that just woke (threads waiting for the GIL wake every few ms)
-      push it back by a whole default slice.  Priority and weight are unchanged.  Older kernels
-      ignore the field; any failure is ignored, and a policy the user chose (``chrt``) is kept.
+    * Where allowed (root, or CAP_SYS_NICE) and asked for (``realtime``: the rounds leave
+      sleeps between them), the lowest real-time priority (SCHED_FIFO 1, not inherited by
+      the processes it starts).  The target's threads then never preempt the sampler.  That
+      matters beyond its rate: a read of another process's memory holds that process's
+      ``mmap_lock`` for reading while the kernel pins its pages (mm/gup.c), and the kernel may
+      switch away from the reader right there (``cond_resched``).  On a busy machine the
+      reader then waits for a CPU for milliseconds with the lock held, and every ``mmap`` or
+      ``munmap`` of the target waits behind it (docs/benchmarks.md, "Under load").  A
+      real-time sampler that cannot keep up steps down (``step_down``): it would otherwise
+      keep a CPU from everything else.
+    * Otherwise a short CPU slice (``sched_attr.sched_runtime`` of a normal task, Linux
+      6.12+): the scheduler then runs the sampler as soon as it wakes and lets it finish a
+      round instead of letting a target thread that just woke (threads waiting for the GIL
+      wake every few ms) push it back by a whole default slice.  Priority and weight are
+      unchanged; older kernels ignore the field.
+
+    Any failure is ignored, and a policy the user chose (``chrt``) is kept.  ``restore`` puts
+    the thread back as it was (``record()`` may run on a thread of the caller's).
     """
-    slack = _libc.prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0)
-    runtime = None
-    try:
-        _libc.prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
-        if os.sched_getscheduler(0) == os.SCHED_OTHER:
+
+    def __init__(self, realtime: bool = False):
+        self.realtime = False
+        self._slack = _libc.prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0)
+        self._runtime = None
+        self._nice = os.getpriority(os.PRIO_PROCESS, 0)
+        try:
+            _libc.prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+            if os.sched_getscheduler(0) != os.SCHED_OTHER:
+                return
             current = ctypes.create_string_buffer(56)
             if _libc.syscall(SYS_SCHED_GETATTR, 0, current, 56, 0) == 0:
-                runtime = struct.unpack_from("<Q", current, 24)[0]
-            _set_slice(SAMPLING_SLICE_NS)
-    except (OSError, AttributeError):
-        pass
-
-    def restore():
-        try:
-            if slack > 0:
-                _libc.prctl(PR_SET_TIMERSLACK, slack, 0, 0, 0)
-            if runtime is not None:
-                _set_slice(runtime)
+                self._runtime = struct.unpack_from("<Q", current, 24)[0]
+            if realtime and _set_attr(SCHED_FIFO, REALTIME_PRIORITY, 0, SCHED_FLAG_RESET_ON_FORK):
+                self.realtime = True
+            else:
+                _set_attr(os.SCHED_OTHER, 0, self._nice, 0, SAMPLING_SLICE_NS)
         except (OSError, AttributeError):
             pass
 
-    return restore
+    def step_down(self) -> None:
+        """From real time to a normal task with a short slice."""
+        if self.realtime:
+            self.realtime = False
+            _set_attr(os.SCHED_OTHER, 0, self._nice, 0, SAMPLING_SLICE_NS)
+
+    def restore(self) -> None:
+        try:
+            if self._slack > 0:
+                _libc.prctl(PR_SET_TIMERSLACK, self._slack, 0, 0, 0)
+            if self._runtime is not None or self.realtime:
+                _set_attr(os.SCHED_OTHER, 0, self._nice, 0, self._runtime or 0)
+            self.realtime = False
+        except (OSError, AttributeError):
+            pass
 
 
-def _set_slice(runtime_ns):
-    """Set the calling thread's slice (``sched_runtime``; 0: the default), SCHED_OTHER kept."""
-    # struct sched_attr (56 bytes): size, policy (SCHED_OTHER), flags, nice, priority,
-    # runtime, deadline, period, util_min, util_max.
+def _set_attr(policy: int, priority: int, nice: int, flags: int, runtime_ns: int = 0) -> bool:
+    """sched_setattr(2) on the calling thread; whether it took."""
+    # struct sched_attr (56 bytes): size, policy, flags, nice, priority, runtime, deadline,
+    # period, util_min, util_max.
     attr = ctypes.create_string_buffer(struct.pack(
-        "<IIQiIQQQII", 56, 0, 0, os.getpriority(os.PRIO_PROCESS, 0), 0, runtime_ns,
-        0, 0, 0, 0))
-    _libc.syscall(SYS_SCHED_SETATTR, 0, attr, 0)
+        "<IIQiIQQQII", 56, policy, flags, nice, priority, runtime_ns, 0, 0, 0, 0))
+    return _libc.syscall(SYS_SCHED_SETATTR, 0, attr, 0) == 0
 
 
 class StepAside:

@@ -167,12 +167,17 @@ def test_a_failure_inside_the_sampling_loop_ends_the_recording_whole(tmp_path, m
 
 
 def test_recording_as_a_library_leaves_the_calling_thread_as_it_was(tmp_path):
-    # GIVEN this thread's timer slack and scheduler slice
+    # GIVEN this thread's timer slack, scheduling policy and scheduler slice
     import ctypes
     from spyrec.recorder import record
     from test_record import sched_fields
     libc = ctypes.CDLL(None, use_errno=True)  # prctl 30: PR_GET_TIMERSLACK
-    before = libc.prctl(30, 0, 0, 0, 0), sched_fields("thread-self").get("se.slice")
+
+    def scheduling():
+        return (libc.prctl(30, 0, 0, 0, 0), os.sched_getscheduler(0),
+                sched_fields("thread-self").get("se.slice"))
+
+    before = scheduling()
     target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         time.sleep(0.3)
@@ -183,7 +188,7 @@ def test_recording_as_a_library_leaves_the_calling_thread_as_it_was(tmp_path):
         target.kill()
         target.wait()
     # THEN they are what they were
-    assert (libc.prctl(30, 0, 0, 0, 0), sched_fields("thread-self").get("se.slice")) == before
+    assert scheduling() == before
 
 
 def test_a_zombie_is_said_to_have_exited(tmp_path):

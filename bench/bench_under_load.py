@@ -1,0 +1,98 @@
+"""A program slowed by its recorder on a busy machine: time blocked behind the recorder's reads.
+
+    .venv/bin/python bench/bench_under_load.py [--python PATH] [--busy 2] [--runs 3]
+                                                [--iterations 30000] [--rate 1000]
+                                                [--profilers spyrec,austin,py-spy]
+                                                [--spyrec DIR]
+
+Not part of the unit tests.  Starts BUSY shell loops that spin (a machine busy with other
+work), then runs bench/targets/mapper.py (Python work between ``mmap`` and ``munmap`` calls)
+alone and with each profiler attached to it (``-p PID``; a launched program would inherit
+the recorder's scheduling), in turns, RUNS times.  The target reports its wall time, CPU time,
+time waiting for a CPU and time blocked from /proc/self/schedstat; the table gives the medians.
+``--spyrec DIR`` records with the ``spyrec`` package found in DIR instead (an older checkout,
+``git archive REV spyrec | tar -x -C DIR``).
+A recorder that reads the target's memory holds the target's ``mmap_lock`` while the kernel
+pins the pages it copies, so a recorder switched away from its CPU right then keeps every
+``mmap`` and ``munmap`` of the target waiting.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from peers import find_peer  # noqa: E402
+
+TARGET = os.path.join(HERE, "targets", "mapper.py")
+
+
+def recorder(name, pid, rate, out):
+    """The command that records ``pid`` until it exits."""
+    if name == "spyrec":
+        return [sys.executable, "-m", "spyrec", "-q", "-o", out, "-r", str(rate), "-p", str(pid)]
+    if name == "austin":
+        return [find_peer("austin"), "-i", "%dus" % (1_000_000 // rate), "-o", out, "-p", str(pid)]
+    if name == "py-spy":
+        return [find_peer("py-spy"), "record", "-r", str(rate), "-f", "raw", "-o", out,
+                "-p", str(pid)]
+    raise ValueError(name)
+
+
+def one_run(python, name, args, work):
+    result = os.path.join(work, "result.jsonl")
+    if os.path.exists(result):
+        os.unlink(result)
+    target = subprocess.Popen([python, TARGET, str(args.iterations), result])
+    if name != "alone":
+        time.sleep(0.05)
+        subprocess.run(recorder(name, target.pid, args.rate, os.path.join(work, "out")),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work,
+                       env=dict(os.environ, PYTHONPATH=args.spyrec))
+    target.wait()
+    with open(result) as f:
+        return json.loads(f.read())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable, help="the target's Python")
+    parser.add_argument("--busy", type=int, default=2, help="spinning shell loops beside it")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=30000)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--profilers", default="spyrec,austin,py-spy")
+    parser.add_argument("--spyrec", default=os.path.dirname(HERE),
+                        help="directory holding the spyrec package")
+    args = parser.parse_args()
+    names = ["alone"] + [n for n in args.profilers.split(",") if n == "spyrec" or find_peer(n)]
+    loops = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(args.busy)]
+    got = {name: [] for name in names}
+    try:
+        time.sleep(1)
+        with tempfile.TemporaryDirectory() as work:
+            for _ in range(args.runs):
+                for name in names:
+                    got[name].append(one_run(args.python, name, args, work))
+    finally:
+        for loop in loops:
+            loop.kill()
+    print("Command: `.venv/bin/python bench/bench_under_load.py %s`; %d busy loops, %d runs, "
+          "medians (s)\n" % (" ".join(sys.argv[1:]), args.busy, args.runs))
+    print("| run | wall | CPU | waiting for a CPU | blocked |")
+    print("|---|---:|---:|---:|---:|")
+    for name in names:
+        print("| %s | %s |" % (name, " | ".join(
+            "%.2f" % statistics.median(r[key] for r in got[name])
+            for key in ("wall", "cpu", "wait", "blocked"))))
+
+
+if __name__ == "__main__":
+    main()
