@@ -2,13 +2,13 @@
 
     .venv/bin/python bench/bench_under_load.py [--python PATH] [--busy 2] [--runs 3]
                                                 [--iterations 30000] [--rate 1000]
-                                                [--profilers spyrec,austin,py-spy]
+                                           [--profilers spyrec,spyrec-realtime,austin,py-spy]
                                                 [--spyrec DIR]
 
 Not part of the unit tests.  Starts BUSY shell loops that spin (a machine busy with other
 work), then runs bench/targets/mapper.py (Python work between ``mmap`` and ``munmap`` calls)
-alone and with each profiler attached to it (``-p PID``; a launched program would inherit
-the recorder's scheduling), in turns, RUNS times.  The target reports its wall time, CPU time,
+alone and with each profiler attached to it (``-p PID``), in turns, RUNS times
+(``spyrec-realtime``: ``spyrec --realtime``).  The target reports its wall time, CPU time,
 time waiting for a CPU and time blocked from /proc/self/schedstat; the table gives the medians.
 ``--spyrec DIR`` records with the ``spyrec`` package found in DIR instead (an older checkout,
 ``git archive REV spyrec | tar -x -C DIR``).
@@ -36,8 +36,9 @@ TARGET = os.path.join(HERE, "targets", "mapper.py")
 
 def recorder(name, pid, rate, out):
     """The command that records ``pid`` until it exits."""
-    if name == "spyrec":
-        return [sys.executable, "-m", "spyrec", "-q", "-o", out, "-r", str(rate), "-p", str(pid)]
+    if name in ("spyrec", "spyrec-realtime"):
+        return [sys.executable, "-m", "spyrec", "-q", "-o", out, "-r", str(rate), "-p",
+                str(pid)] + (["--realtime"] if name == "spyrec-realtime" else [])
     if name == "austin":
         return [find_peer("austin"), "-i", "%dus" % (1_000_000 // rate), "-o", out, "-p", str(pid)]
     if name == "py-spy":
@@ -68,11 +69,12 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=30000)
     parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--profilers", default="spyrec,austin,py-spy")
+    parser.add_argument("--profilers", default="spyrec,spyrec-realtime,austin,py-spy")
     parser.add_argument("--spyrec", default=os.path.dirname(HERE),
                         help="directory holding the spyrec package")
     args = parser.parse_args()
-    names = ["alone"] + [n for n in args.profilers.split(",") if n == "spyrec" or find_peer(n)]
+    names = ["alone"] + [n for n in args.profilers.split(",")
+                         if n.startswith("spyrec") or find_peer(n)]
     loops = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(args.busy)]
     got = {name: [] for name in names}
     try:

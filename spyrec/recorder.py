@@ -122,12 +122,12 @@ def read_cwd(pid):
 
 
 def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=None,
-           progress=None, observe=None, should_stop=None):
+           progress=None, observe=None, should_stop=None, realtime=False):
     """Record a process (``pid``) or a command (``command``) into ``output``; return the stats.
     ``progress(stats, elapsed_ns)`` is called about twice a second (see ``Sampler.run``).
     ``observe(writer, process)``, once attached, returns what the sampler writes to instead
     of the writer (one that passes everything on: the live view); ``should_stop()`` ends the
-    recording, as a signal does."""
+    recording, as a signal does; ``realtime``: see ``spyrec.scheduling.LowLatency``."""
     out = Output(output)
     stream = out.stream
     writer = None
@@ -161,7 +161,7 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
         sampler = Sampler(process, writer if observe is None else observe(writer, process),
                           interval_ns, origin)
         stats = sampler.run(stop if should_stop is None else lambda: stop() or should_stop(),
-                            duration_ns, progress)
+                            duration_ns, progress, realtime)
         if stats.stop_reason == "interrupted" and stop.signal is not None:
             stats.stop_reason = "interrupted (%s)" % signal.Signals(stop.signal).name
         process_end = {"pid": process.pid, "end_ns": stats.end_ns}

@@ -78,8 +78,8 @@ QUIET_RETRIES = 3
 
 #: How often the live status line is rewritten.
 PROGRESS_EVERY_NS = 500_000_000
-#: The sampling thread asks for real time (see LowLatency) only at rates whose rounds leave
-#: it sleeping most of the time: 2 kHz and below...
+#: Asked to (``--realtime``), the sampling thread takes real time (see LowLatency) only at
+#: rates whose rounds leave it sleeping most of the time: 2 kHz and below...
 REALTIME_MIN_INTERVAL_NS = 500_000
 #: ...and steps down after this many rounds in a row found no time to sleep.
 REALTIME_BEHIND_ROUNDS = 20
@@ -154,17 +154,18 @@ class Sampler:
         #: kernel keeps the target's threads off it).
         self.woke = True
 
-    def run(self, should_stop, duration_ns=None, progress=None):
+    def run(self, should_stop, duration_ns=None, progress=None, realtime=False):
         """Sample until ``should_stop()`` is true, ``duration_ns`` has passed since the first
         round, or the target exits.
 
         The duration counts from the first round, not from the start of the recorder: what
         the user asked for is that much time sampled, however long attaching took.
         ``progress(stats, elapsed_ns)`` is called about every ``PROGRESS_EVERY_NS``, between
-        rounds (the live status line).
+        rounds (the live status line).  ``realtime``: sample at real-time priority where
+        allowed (see LowLatency).
         """
         interval = self.interval_ns
-        scheduling = LowLatency(realtime=interval >= REALTIME_MIN_INTERVAL_NS)
+        scheduling = LowLatency(realtime=realtime and interval >= REALTIME_MIN_INTERVAL_NS)
         behind = 0  # rounds in a row that found no time to sleep
         self.process.find_threading()
         monotonic_ns = time.monotonic_ns

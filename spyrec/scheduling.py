@@ -34,16 +34,18 @@ class LowLatency:
     """How the sampling thread asks the kernel to run it on time, and puts itself back.
 
     * 1 ns timer slack, so sleeps end on time (the default slack is 50 µs).
-    * Where allowed (root, or CAP_SYS_NICE) and asked for (``realtime``: the rounds leave
-      sleeps between them), the lowest real-time priority (SCHED_FIFO 1, not inherited by
-      the processes it starts).  The target's threads then never preempt the sampler.  That
-      matters beyond its rate: a read of another process's memory holds that process's
-      ``mmap_lock`` for reading while the kernel pins its pages (mm/gup.c), and the kernel may
-      switch away from the reader right there (``cond_resched``).  On a busy machine the
-      reader then waits for a CPU for milliseconds with the lock held, and every ``mmap`` or
-      ``munmap`` of the target waits behind it (docs/benchmarks.md, "Under load").  A
-      real-time sampler that cannot keep up steps down (``step_down``): it would otherwise
-      keep a CPU from everything else.
+    * Asked for (``realtime``: ``spyrec --realtime``, at rates whose rounds leave sleeps
+      between them) and where allowed (root, or CAP_SYS_NICE), the lowest real-time
+      priority (SCHED_FIFO 1, not inherited by the processes it starts).  No other thread
+      then switches the sampler away.  That matters beyond its rate: a read of another
+      process's memory holds that process's ``mmap_lock`` for reading while the kernel pins
+      its pages (mm/gup.c), and the kernel may switch away from the reader right there
+      (``cond_resched``).  On a busy machine the reader then waits for a CPU for milliseconds
+      with the lock held, and every ``mmap`` or ``munmap`` of the target waits behind it
+      (docs/benchmarks.md, "Under load").  Not the default: a target thread that wakes on
+      the sampler's CPU then always waits for the round to end.  A real-time sampler that
+      cannot keep up steps down (``step_down``): it would otherwise keep a CPU from
+      everything else.
     * Otherwise a short CPU slice (``sched_attr.sched_runtime`` of a normal task, Linux
       6.12+): the scheduler then runs the sampler as soon as it wakes and lets it finish a
       round instead of letting a target thread that just woke (threads waiting for the GIL

@@ -398,14 +398,14 @@ def sched_fields(task):
     return fields
 
 
-def _sampling_thread_scheduling(tmp_path, rate):
+def _sampling_thread_scheduling(tmp_path, rate, *options):
     """The recorder's /proc/PID/sched fields while it samples a target at ``rate``, and a
     fresh process's slice."""
     out = tmp_path / ("sched-%s.spy" % rate)
     with running_target(sys.executable, "stacks.py", "30") as target:
         default_slice = sched_fields(target.pid).get("se.slice")
-        recorder = subprocess.Popen(SPYREC + ["-o", str(out), "-p", str(target.pid), "-r", rate],
-                                    stderr=subprocess.PIPE, text=True)
+        recorder = subprocess.Popen(SPYREC + ["-o", str(out), "-p", str(target.pid), "-r", rate]
+                                    + list(options), stderr=subprocess.PIPE, text=True)
         try:
             wait_until(lambda: out.exists() and out.stat().st_size > 0, timeout=20)
             time.sleep(0.5)  # sampling by now: the header is written when sampling starts
@@ -416,28 +416,30 @@ def _sampling_thread_scheduling(tmp_path, rate):
     return fields, default_slice
 
 
-def test_the_sampling_thread_runs_at_the_lowest_real_time_priority_and_its_launches_do_not(
+def test_asked_for_real_time_the_sampling_thread_takes_the_lowest_and_its_launches_do_not(
         tmp_path):
     # GIVEN root (or CAP_SYS_NICE), which may ask for real time
     if os.geteuid() != 0:
         pytest.skip("asking for real-time scheduling needs root or CAP_SYS_NICE")
-    # WHEN spyrec samples a target at 200 Hz THEN its sampling thread is SCHED_FIFO 1
-    fields, _ = _sampling_thread_scheduling(tmp_path, "200")
+    # WHEN spyrec --realtime samples a target at 200 Hz THEN its sampling thread is SCHED_FIFO 1
+    fields, _ = _sampling_thread_scheduling(tmp_path, "200", "--realtime")
     assert fields["policy"] == "1" and fields["prio"] == "98", fields
     # AND a program it launches runs as a normal process
     out = tmp_path / "launched.spy"
-    result = spyrec("-o", out, "-r", "200", "--", sys.executable, "-c",
+    result = spyrec("-o", out, "-r", "200", "--realtime", "--", sys.executable, "-c",
                     "import os, time; time.sleep(0.3); print(os.sched_getscheduler(0))")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(os.SCHED_OTHER), result.stdout
 
 
-def test_at_rates_that_leave_no_sleep_the_sampling_thread_asks_for_a_short_slice(tmp_path):
+@pytest.mark.parametrize("options", [(), ("--realtime",)], ids=["default", "realtime-5kHz"])
+def test_the_sampling_thread_asks_for_a_short_slice_and_keeps_its_priority(tmp_path, options):
     # GIVEN a kernel that shows each task's scheduler slice (Linux 6.12+ custom slices)
     if "se.slice" not in sched_fields(os.getpid()):
         pytest.skip("this kernel shows no se.slice in /proc/PID/sched (custom slices: 6.12+)")
-    # WHEN spyrec samples at 5 kHz, faster than it may take real time for
-    fields, default_slice = _sampling_thread_scheduling(tmp_path, "5000")
+    # WHEN spyrec samples by default, or asked for real time at 5 kHz (faster than it takes it)
+    fields, default_slice = _sampling_thread_scheduling(tmp_path, "5000" if options else "200",
+                                                        *options)
     # THEN its sampling thread runs with a 100 µs slice, at the same policy and priority
     assert int(fields["se.slice"]) == 100_000 < int(default_slice), fields
     assert fields["policy"] == "0" and fields["prio"] == "120", fields
