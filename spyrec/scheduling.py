@@ -36,8 +36,8 @@ class LowLatency:
     * 1 ns timer slack, so sleeps end on time (the default slack is 50 µs).
     * Asked for (``realtime``: ``spyrec --realtime``, at rates whose rounds leave sleeps
       between them) and where allowed (root, or CAP_SYS_NICE), the lowest real-time
-      priority (SCHED_FIFO 1, not inherited by the processes it starts).  No other thread
-      then switches the sampler away.  That matters beyond its rate: a read of another
+      priority (SCHED_FIFO 1, not inherited by the processes it starts).  No thread of normal
+      priority then switches the sampler away.  That matters beyond its rate: a read of another
       process's memory holds that process's ``mmap_lock`` for reading while the kernel pins
       its pages (mm/gup.c), and the kernel may switch away from the reader right there
       (``cond_resched``).  On a busy machine the reader then waits for a CPU for milliseconds
