@@ -24,15 +24,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 from pythons import ALL_SUPPORTED, interpreter_path, running_target, sid_root  # noqa: E402
 from pythons import ROOTED, RootedPython  # noqa: E402
-from stopped import alternate_walks, by, distance  # noqa: E402
+from stopped import alternate_walks, by, distance, wrong_visit  # noqa: E402
 
-
-def wrong(walk, visits: int) -> bool:
-    functions, _ = walk
-    if not functions or functions[0] != "<module>":
-        return True
-    return "work" in functions and functions.count("visit") != visits \
-        or functions.count("visit") > visits
 
 
 def measure(label: str, args) -> str:
@@ -51,20 +44,21 @@ def measure(label: str, args) -> str:
     stopped, torn_stopped = seen["stopped"]
     n_run, n_stop = sum(running.values()), sum(stopped.values())
 
+    def function(walk):
+        return walk[0][-1] if walk[0] else "-"
+
     def innermost(walk):
-        functions, line = walk
-        return "%s:%d" % (functions[-1] if functions else "-", line)
+        return "%s:%d" % (function(walk), walk[1])
 
     lines_run, lines_stop = by(running, innermost), by(stopped, innermost)
     gaps = sorted(set(lines_run) | set(lines_stop),
                   key=lambda k: -abs(lines_run[k] / n_run - lines_stop[k] / n_stop))[:3]
     return "| %s | %.3f | %.3f | %.3f | %.1f%% / %.1f%% | %.1f%% / %.1f%% | %s |" % (
         label, distance(lines_run, lines_stop),
-        distance(by(running, lambda w: w[0][-1] if w[0] else "-"),
-                 by(stopped, lambda w: w[0][-1] if w[0] else "-")),
+        distance(by(running, function), by(stopped, function)),
         distance(by(running, lambda w: w[0]), by(stopped, lambda w: w[0])),
-        100 * sum(n for w, n in running.items() if wrong(w, visits)) / n_run,
-        100 * sum(n for w, n in stopped.items() if wrong(w, visits)) / n_stop,
+        100 * sum(n for w, n in running.items() if wrong_visit(w, visits)) / n_run,
+        100 * sum(n for w, n in stopped.items() if wrong_visit(w, visits)) / n_stop,
         100 * torn_running / n_run, 100 * torn_stopped / n_stop,
         ", ".join("`%s` %+.1f" % (k, 100 * (lines_run[k] / n_run - lines_stop[k] / n_stop))
                   for k in gaps))

@@ -29,7 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from peers import find_peer  # noqa: E402
+from peers import Austin, PySpy, Spyrec, find_peer  # noqa: E402
 
 TARGET = os.path.join(HERE, "targets", "mapper.py")
 
@@ -37,13 +37,12 @@ TARGET = os.path.join(HERE, "targets", "mapper.py")
 def recorder(name, pid, rate, out):
     """The command that records ``pid`` until it exits."""
     if name in ("spyrec", "spyrec-realtime"):
-        return [sys.executable, "-m", "spyrec", "-q", "-o", out, "-r", str(rate), "-p",
-                str(pid)] + (["--realtime"] if name == "spyrec-realtime" else [])
+        return Spyrec(sys.executable).command(pid, rate, out) + (
+            ["--realtime"] if name == "spyrec-realtime" else [])
     if name == "austin":
-        return [find_peer("austin"), "-i", "%dus" % (1_000_000 // rate), "-o", out, "-p", str(pid)]
+        return Austin(find_peer("austin")).command(pid, rate, out)
     if name == "py-spy":
-        return [find_peer("py-spy"), "record", "-r", str(rate), "-f", "raw", "-o", out,
-                "-p", str(pid)]
+        return PySpy(find_peer("py-spy"), nonblocking=False).command(pid, rate, out)
     raise ValueError(name)
 
 

@@ -29,8 +29,9 @@ def alternate_walks(process, pid: int, walks: int, pause: float = 0.0003
     ``process`` is an attached ``spyrec.interpreter.PythonProcess``; ``pid`` the process to
     stop (a chroot wrapper execs the target, so it is the target's).
     """
-    seen: Dict[str, Tuple[Counter, list]] = {
-        "running": (collections.Counter(), [0]), "stopped": (collections.Counter(), [0])}
+    counts: Dict[str, Counter] = {"running": collections.Counter(),
+                                  "stopped": collections.Counter()}
+    torn: Counter = collections.Counter()
     names = {}
 
     def describe(frame) -> Tuple[str, int]:
@@ -53,13 +54,23 @@ def alternate_walks(process, pid: int, walks: int, pause: float = 0.0003
         finally:
             if mode == "stopped":
                 os.kill(pid, signal.SIGCONT)
-        counts, torn = seen[mode]
         frames = stacks[0].frames if stacks else ()
-        torn[0] += bool(stacks and stacks[0].torn)
+        torn[mode] += bool(stacks and stacks[0].torn)
         described = [describe(frame) for frame in frames]
-        counts[tuple(name for name, _ in reversed(described)),
-               described[0][1] if described else 0] += 1
-    return {mode: (counts, torn[0]) for mode, (counts, torn) in seen.items()}
+        counts[mode][tuple(name for name, _ in reversed(described)),
+                     described[0][1] if described else 0] += 1
+    return {mode: (counts[mode], torn[mode]) for mode in counts}
+
+
+def wrong_visit(walk: Walk, visits: int) -> bool:
+    """A stack of tests/targets/visitor.py that cannot happen: not rooted at <module>, or
+    ``work`` under another number of ``visit`` frames than the tree's depth, or more ``visit``
+    frames than that."""
+    functions, _ = walk
+    if not functions or functions[0] != "<module>":
+        return True
+    return "work" in functions and functions.count("visit") != visits \
+        or functions.count("visit") > visits
 
 
 def distance(a: Counter, b: Counter) -> float:

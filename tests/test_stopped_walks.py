@@ -12,7 +12,7 @@ import pytest
 
 from conftest import attached
 from pythons import ALL_SUPPORTED, minor_of, python_for, running_target
-from stopped import alternate_walks
+from stopped import alternate_walks, wrong_visit
 
 WALKS = 1500
 #: 3.11/3.12 call some walks of the stopped program torn: a frame the innermost one is calling
@@ -24,15 +24,6 @@ WRONG_RUNNING = 0.03
 #: recursion are freed and made again at the same addresses for other levels.
 HEAP_FRAMES = ("3.8", "3.9", "3.10")
 
-
-def wrong(walk, visits: int) -> bool:
-    """A stack that cannot happen: not rooted at <module>, or work under another number of
-    visit frames than the tree's depth, or more visit frames than that."""
-    functions, _ = walk
-    if not functions or functions[0] != "<module>":
-        return True
-    return "work" in functions and functions.count("visit") != visits \
-        or functions.count("visit") > visits
 
 
 @pytest.mark.parametrize("label", ALL_SUPPORTED)
@@ -46,13 +37,13 @@ def test_a_recursion_of_generators_is_walked_whole(label):
     stopped, stopped_torn = seen["stopped"]
     running, _ = seen["running"]
     total = sum(stopped.values())
-    bad = {walk: n for walk, n in stopped.items() if wrong(walk, visits)}
+    bad = {walk: n for walk, n in stopped.items() if wrong_visit(walk, visits)}
     assert not bad, (label, bad)
     assert any("work" in walk[0] for walk in stopped), (label, stopped.most_common(3))
     allowed = STOPPED_TORN_3_11_3_12 if minor_of(label) in ("3.11", "3.12") else 0
     assert stopped_torn <= allowed * total, (label, stopped_torn, total)
 
-    wrong_running = sum(n for walk, n in running.items() if wrong(walk, visits))
+    wrong_running = sum(n for walk, n in running.items() if wrong_visit(walk, visits))
     if minor_of(label) in HEAP_FRAMES and wrong_running > WRONG_RUNNING * sum(running.values()):
         pytest.xfail("%s: %d of %d running walks with levels lost or repeated (frames of one "
                      "code freed and made again at the same addresses between reads)"
