@@ -15,8 +15,9 @@ import sys
 
 import click
 
-from spyrec import spyformat, spylimits
-from spyrec.errors import SpyError
+import spyformat
+from spyformat import limits
+from spyformat.errors import SpyError
 
 from spyanalyze import filters, frames, views
 from spyanalyze.diff import Gate, check_gates, diff, write_collapsed_diff
@@ -72,7 +73,7 @@ def parse_max_memory(ctx, param, value):
     if value is None:
         return None
     try:
-        return spylimits.parse_size(value)
+        return limits.parse_size(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc))
 

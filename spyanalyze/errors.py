@@ -1,12 +1,12 @@
-"""The analyser's own errors: subclasses of ``spyrec.errors.SpyError``, so the one CLI wrapper
+"""The analyser's own errors: subclasses of ``spyformat.errors.SpyError``, so the one CLI wrapper
 turns each into a single ``spyanalyze: error: ...`` line.
 
 Format problems (bad magic, torn chunks, newer major version) stay ``CorruptRecording`` and
-``IncompatibleRecording`` from ``spyrec.errors``; this module only adds what is the analyser's
+``IncompatibleRecording`` from ``spyformat.errors``; this module only adds what is the analyser's
 own: a file it cannot open, a filter that leaves nothing, a thread that does not exist.
 """
 
-from spyrec.errors import CorruptRecording, IncompatibleRecording, SpyError
+from spyformat.errors import CorruptRecording, IncompatibleRecording, SpyError
 
 __all__ = ["AnalysisError", "CorruptRecording", "EmptyResult", "IncompatibleRecording",
            "IncompleteRecording", "SpyError", "TooLarge", "UnknownThread", "UnreadableFile"]

@@ -1,6 +1,6 @@
 """The Recording model: a .spy file as pandas DataFrames.
 
-``load(path)`` reads a recording with ``spyrec.spyformat.read_recording`` (the one codec) and
+``load(path)`` reads a recording with ``spyformat.read_recording`` (the one codec) and
 builds three tables, all vectorised (numpy over whole columns, loops only per unique frame or
 stack, never per sample).
 
@@ -51,8 +51,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from spyrec import spyformat
-from spyrec.spyformat import SampleFlag
+import spyformat
+from spyformat import SampleFlag
 
 from spyanalyze import filters, views
 from spyanalyze import frames as frame_rules
@@ -256,7 +256,7 @@ def load(path, strict=False, max_memory=None):
 
     A recording that lost data (a torn tail, no trailer) loads with ``Recording.lost`` saying
     so, or raises ``IncompleteRecording`` when ``strict``.  ``max_memory`` is the reader's
-    budget in bytes (see ``spyrec.spylimits``): a file needing more is a ``CorruptRecording``.
+    budget in bytes (see ``spyformat.limits``): a file needing more is a ``CorruptRecording``.
     """
     path = os.fspath(path)
     try:

@@ -1,7 +1,7 @@
 """Names from a recording made safe to show (``printable``, shared with the recorder) and fit
 for line-based formats."""
 
-from spyrec.safetext import printable
+from spyformat.text import printable
 
 __all__ = ["printable", "collapsed_name"]
 

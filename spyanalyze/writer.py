@@ -1,6 +1,6 @@
 """Write a Recording back to a .spy file (what ``spyanalyze filter`` produces).
 
-Everything goes through ``spyrec.spyformat.SpyWriter``, the one codec: the header, PROCESS and
+Everything goes through ``spyformat.SpyWriter``, the one codec: the header, PROCESS and
 THREAD records and trailer are copied as recorded (the trailer still describes the recorder's
 run, so ``info`` can compare it with what is left); only the frames and stacks the remaining
 samples use are re-interned, with fresh ids; the frame that stands for "no Python frames" is
@@ -15,7 +15,7 @@ sample; it runs at roughly a million samples per second or two.
 
 import numpy as np
 
-from spyrec.spyformat import SpyWriter
+from spyformat import Interner, SpyWriter
 
 #: Header fields the writer sets itself.
 _OWN_FIELDS = ("format", "codec")
@@ -24,6 +24,7 @@ _OWN_FIELDS = ("format", "codec")
 def write(recording, out):
     """Write ``recording`` to the binary stream ``out``; returns the number of samples."""
     writer = SpyWriter(out)
+    interned = Interner(writer)
     writer.write_header({k: v for k, v in recording.header.items() if k not in _OWN_FIELDS})
     samples = recording.samples
     pids = set(np.unique(samples["pid"].to_numpy()).tolist())
@@ -49,14 +50,14 @@ def write(recording, out):
             new = frame_ids.get(fid)
             if new is None:
                 row = frames.iloc[fid]
-                new = frame_ids[fid] = writer.frame_id(row["file"], row["name"], row["qualname"],
+                new = frame_ids[fid] = interned.frame_id(row["file"], row["name"], row["qualname"],
                                                        int(row["line"]), int(row["column"]))
             ids.append(new)
-        new_stack[sid] = writer.stack_id(tuple(ids))
+        new_stack[sid] = interned.stack_id(tuple(ids))
     columns = (samples["t"].to_numpy(), samples["pid"].to_numpy(), samples["tid"].to_numpy(),
                new_stack[stack_column], samples["cpu_delta"].to_numpy(), samples["rss"].to_numpy(),
-               samples["flags"].to_numpy(), _string_ids(writer, samples["syscall"]),
-               _string_ids(writer, samples["wchan"]))
+               samples["flags"].to_numpy(), _string_ids(interned, samples["syscall"]),
+               _string_ids(interned, samples["wchan"]))
     sample = writer.sample
     for row in zip(*(column.tolist() for column in columns)):
         sample(*row)
@@ -81,9 +82,9 @@ def _clean(record):
     return result
 
 
-def _string_ids(writer, column):
-    """A categorical column of names (NaN: none) as 1 + the writer's string ids (0: none)."""
+def _string_ids(interned, column):
+    """A categorical column of names (NaN: none) as 1 + their string ids (0: none)."""
     codes = column.cat.codes.to_numpy()
-    ids = np.asarray([writer.string_id(name) + 1 for name in column.cat.categories] + [0],
+    ids = np.asarray([interned.string_id(name) + 1 for name in column.cat.categories] + [0],
                      dtype=np.int64)
     return ids[codes]          # code -1 (none) takes the last entry, 0

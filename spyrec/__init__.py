@@ -1,3 +1,5 @@
 """spyrec: record every thread's Python stack of a running CPython process, from outside it."""
 
-__version__ = "0.1.0"
+from spyformat.version import __version__
+
+__all__ = ["__version__"]

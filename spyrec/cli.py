@@ -151,7 +151,7 @@ def where(pid, kernel, as_json, debug):
     waits, the system call and kernel function it waits in: for a process that hangs or
     crawls.  Nothing is stopped or injected."""
     from spyrec import where as reading
-    from spyrec.safetext import printable
+    from spyformat.text import printable
     try:
         report = reading.where(pid, kernel=kernel)
     except SpyError as exc:
@@ -176,12 +176,13 @@ def top(pid, output, rate, duration, idle, debug):
     if rate <= 0:
         raise click.BadParameter("must be greater than zero", param_hint="--rate")
     from spyrec.recorder import record
+    from spyrec.sinks import NullSink
     from spyrec.top import Keys, Screen, Tally
     interval_ns = rate_to_interval_ns(rate)
     screen = Screen(sys.stdout, pid, interval_ns)
 
     def observe(writer, process):
-        tally = Tally(writer, idle=idle)
+        tally = Tally(writer if output else NullSink(), idle=idle)  # nothing kept: nothing encoded
         screen.watch(tally, process)
         return tally
 

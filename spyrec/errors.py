@@ -1,4 +1,4 @@
-"""One exception tree for the recorder and the format.
+"""The recorder's exceptions, in the one tree rooted at ``spyformat.errors.SpyError``.
 
 The command-line entry points turn any ``SpyError`` into a single ``spyrec: error: ...`` line
 and a non-zero exit; anything else is a bug and keeps its traceback.  Torn reads while
@@ -7,11 +7,7 @@ sampling are expected (the target keeps running) and are counted, never raised.
 
 import os
 
-
-class SpyError(Exception):
-    """Base class: a problem the user can act on, reported as one line."""
-
-    exit_code = 1
+from spyformat.errors import SpyError
 
 
 class TargetNotFound(SpyError):
@@ -61,17 +57,3 @@ class MemoryReadError(SpyError):
 
     While sampling this is a torn read and is counted, not reported.
     """
-
-
-class CorruptRecording(SpyError):
-    """A .spy file is damaged, truncated in its header, or not a recording at all."""
-
-    def __init__(self, reason, offset=None):
-        self.reason = reason
-        self.offset = offset
-        where = "" if offset is None else " at byte offset %d" % offset
-        super().__init__("corrupt recording%s: %s" % (where, reason))
-
-
-class IncompatibleRecording(SpyError):
-    """A .spy file written by a newer major format version."""

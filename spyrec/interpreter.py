@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 from elftools.common.exceptions import ELFError
 
-from spyrec.codeobjects import SKIP, CodeCache, FrameInfo
+from spyrec.codeobjects import CodeCache, FrameInfo
 from spyrec.errors import (MemoryReadError, NotPython, PermissionDenied, SpyError,
                            TargetNotFound, TargetReplaced, UnsupportedPython)
 from spyrec.layouts import debug_offsets_size, layout_for, supported_range
@@ -295,7 +295,7 @@ class PythonProcess:
                        % (stack.python_thread_id, stack.native_tid))
             for key, offset in stack.frames:
                 try:
-                    info = self.describe_frame(key, offset)
+                    info = self.codes.describe(key, offset)
                 except MemoryReadError as exc:
                     refuse("a frame does not decode: %s" % exc)
                 if not info.filename or not info.name or info.line < 0:
@@ -415,25 +415,6 @@ class PythonProcess:
                                       % (self.pid, exe))
             replaced.program = exe
             raise replaced
-
-    def refresh_frames(self, frames: tuple) -> Optional[tuple]:
-        """``frames`` (as in a ThreadStack) with every code object re-verified now.
-
-        Returns the frames with current code keys, or None when one of them is no longer a
-        code object (a torn stack).  Costs one batched read; meant for stacks not seen before.
-        """
-        try:
-            keys = self.codes.refresh([key for key, _ in frames])
-        except (MemoryReadError, PermissionDenied):
-            return None
-        if any(key is None for key in keys):
-            return None
-        return tuple((key, offset) for key, (_, offset) in zip(keys, frames)
-                     if key != SKIP)
-
-    def describe_frame(self, code_key: int, instr_offset: int) -> FrameInfo:
-        """File, names, exact line and column of a frame; MemoryReadError if unreadable."""
-        return self.codes.describe(code_key, instr_offset)
 
     def thread_name(self, native_tid: int) -> Optional[str]:
         """The thread's ``threading`` name, else its OS name if the program set one, else None.

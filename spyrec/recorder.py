@@ -19,7 +19,7 @@ from spyrec.errors import OutputError
 from spyrec.interpreter import PythonProcess
 from spyrec.launcher import Launched, exit_status
 from spyrec.sampler import Sampler
-from spyrec.spyformat import SpyWriter
+from spyformat import SpyWriter
 
 #: Open files this process asks for at most: four per thread of a target with 250,000 threads
 #: (the kernel's default ``fs.nr_open`` is 1,048,576).

@@ -5,25 +5,20 @@ grid (``origin + k * interval``) so that a slow round does not shift the ones af
 that starts more than one interval late skips the missed grid points and is counted as late,
 as Austin counts saturation.
 
-The hot path stays small: the walker returns raw frames as ``(code_key, offset)`` pairs and a
-stack that was seen before costs one dict lookup to turn into its stack id.  Only a new stack
-goes through frame description (cached per frame) and interning in the writer.
+The hot path stays small: the walker returns raw frames as ``(code_key, offset)`` pairs, a
+thread's stack that the walker kept whole costs nothing, and one seen before a dict lookup in
+the ``StackResolver``; what a round found goes to a sink (spyrec.sinks).
 """
 
 import time
 
 from spyrec.dormancy import DormantWatch
-from spyrec.errors import MemoryReadError, TargetNotFound, TargetReplaced
+from spyrec.errors import TargetNotFound, TargetReplaced
 from spyrec.procstats import DORMANT_AFTER, ProcessStats, ThreadStats
+from spyrec.resolver import StackResolver
 from spyrec.scheduling import LowLatency, StepAside
-from spyrec.spyformat import SampleFlag
+from spyformat import SampleFlag
 
-#: Raw-stack cache entries kept before the cache is forgotten (ids already written stay valid).
-#: Together with the writer's interning tables and the walker's code cache these bound the
-#: recorder's memory however long it runs and however many distinct stacks the target makes
-#: (a raw stack of 30 frames takes about 2 KB).
-RAW_STACK_CACHE_LIMIT = 10_000
-FRAME_CACHE_LIMIT = 50_000
 #: A thread's ``threading`` name is looked up when it is first seen and again at each of its next
 #: NAME_EAGER_TRIES rounds until found (a new thread is in ``threading._active`` only once it
 #: runs, and a request's thread may live a few ms), then at intervals doubling from
@@ -123,11 +118,12 @@ class SamplingStats:
 
 
 class Sampler:
-    """Samples one attached ``PythonProcess`` into a ``SpyWriter``."""
+    """Samples one attached ``PythonProcess`` into a sink (see spyrec.sinks)."""
 
-    def __init__(self, process, writer, interval_ns, origin_ns, proc_root="/proc"):
+    def __init__(self, process, sink, interval_ns, origin_ns, proc_root="/proc"):
         self.process = process
-        self.writer = writer
+        self.sink = sink
+        self.resolver = StackResolver(process.codes, sink)
         self.interval_ns = interval_ns
         self.origin_ns = origin_ns
         self.proc_root = proc_root
@@ -140,13 +136,11 @@ class Sampler:
         self._active = {}
         self._dormant = {}
         self._dormant_switches = 0
-        self._dormant_rows = None  # the dormant threads' samples as writer.samples columns
+        self._dormant_rows = None  # the dormant threads' samples as sink.samples columns
         self._dormant_names_due = 0  # the soonest name lookup due for a dormant thread
         self._watch = None
         self._watch_tried = False
         self._next_full_round = 0
-        self._raw_stacks = {}
-        self._frames = {}
         self._process_stats = ProcessStats(proc_root, process.pid)
         self.step_aside = StepAside()
         #: Whether the coming round follows a sleep: only then can the sampler have woken on
@@ -217,8 +211,8 @@ class Sampler:
                     missed = (done - next_round) // interval
                     stats.late += 1
                     next_round += missed * interval
-                self.writer.maybe_flush(done)
-                self.writer.work()  # a slice of a batch being written, if any
+                self.sink.maybe_flush(done)
+                self.sink.work()  # a slice of a batch being written, if any
                 if next_progress is not None and done >= next_progress:
                     progress(stats, done - start)
                     next_progress = done + PROGRESS_EVERY_NS
@@ -231,7 +225,7 @@ class Sampler:
     def sample_round(self, now):
         """Sample every thread once at ``now`` (monotonic ns)."""
         process = self.process
-        writer = self.writer
+        sink, resolver = self.sink, self.resolver
         t = now - self.origin_ns
         pid = process.pid
         threads, active, dormant = self._threads, self._active, self._dormant
@@ -298,24 +292,24 @@ class Sampler:
                 flags |= SampleFlag.IDLE
                 call, channel = thread.stats.cause
                 if call is not None:
-                    syscall = writer.string_id(call) + 1
+                    syscall = resolver.string_id(call) + 1
                 if channel is not None:
-                    wchan = writer.string_id(channel) + 1
+                    wchan = resolver.string_id(channel) + 1
             if thread_stack.torn:
                 flags |= SampleFlag.TORN
             frames = thread_stack.frames
             if frames is thread.last_frames:  # a stack kept whole by the walker: no hashing
                 stack_id = thread.last_stack_id
             else:
-                stack_id = self._stack_id(frames)
+                stack_id = resolver.stack_id(frames)
                 if stack_id is None:
                     flags |= SampleFlag.TORN
-                    stack_id = writer.stack_id(())
+                    stack_id = resolver.empty_stack_id()
                 else:
                     thread.last_frames, thread.last_stack_id = frames, stack_id
             if flags & SampleFlag.TORN:
                 self.stats.errors += 1  # a sample, torn: counted once (spec: a subset of samples)
-            writer.sample(t, pid, tid, stack_id, thread.cpu_delta, rss, flags, syscall, wchan)
+            sink.sample(t, pid, tid, stack_id, thread.cpu_delta, rss, flags, syscall, wchan)
             row = (stack_id, flags, syscall, wchan)
             if row != thread.row:
                 thread.row = row
@@ -325,7 +319,7 @@ class Sampler:
             self.stats.samples += 1
         if quiet and dormant:
             rows = self._dormant_rows or self._dormant_columns()
-            writer.samples(t, pid, rss, rows)
+            sink.samples(t, pid, rss, rows)
             self.stats.samples += len(dormant)
         expected = active if quiet else _threads_alive(active, dormant)
         if len(seen) != len(expected):
@@ -402,47 +396,7 @@ class Sampler:
         thread.stats.close()
         self._active.pop(tid, None)
         self._undormant(tid)
-        self.writer.thread(pid=self.process.pid, tid=tid, end_ns=t)
-
-    def _stack_id(self, raw_frames):
-        """The stack id of a walker stack (leaf first), or None when a frame cannot be read."""
-        stack_id = self._raw_stacks.get(raw_frames)
-        if stack_id is not None:
-            return stack_id
-        # A stack not seen before: make sure no code object in it was replaced at the same
-        # address since the walker last verified it (see CodeCache.refresh).
-        current = self.process.refresh_frames(raw_frames)
-        if current is None:
-            return None
-        stack_id = self._raw_stacks.get(current)
-        if stack_id is not None:
-            self._remember(raw_frames, stack_id)
-            return stack_id
-        frames = self._frames
-        frame_ids = []
-        for raw in reversed(current):
-            frame_id = frames.get(raw)
-            if frame_id is None:
-                try:
-                    info = self.process.describe_frame(raw[0], raw[1])
-                except MemoryReadError:
-                    return None
-                frame_id = self.writer.frame_id(info.filename, info.name, info.qualname, info.line,
-                                                info.column)
-                if len(frames) >= FRAME_CACHE_LIMIT:
-                    frames.clear()
-                frames[raw] = frame_id
-            frame_ids.append(frame_id)
-        stack_id = self.writer.stack_id(tuple(frame_ids))
-        self._remember(current, stack_id)
-        if current != raw_frames:
-            self._remember(raw_frames, stack_id)
-        return stack_id
-
-    def _remember(self, raw_frames, stack_id):
-        if len(self._raw_stacks) >= RAW_STACK_CACHE_LIMIT:
-            self._raw_stacks.clear()
-        self._raw_stacks[raw_frames] = stack_id
+        self.sink.thread(pid=self.process.pid, tid=tid, end_ns=t)
 
     def _thread_started(self, thread_stack, t):
         tid = thread_stack.native_tid
@@ -455,7 +409,7 @@ class Sampler:
         thread.stats.refresh(read_after=False)
         self._threads[tid] = thread
         self._active[tid] = thread
-        self.writer.thread(pid=self.process.pid, tid=tid, py_thread_id=thread_stack.python_thread_id,
+        self.sink.thread(pid=self.process.pid, tid=tid, py_thread_id=thread_stack.python_thread_id,
                            name=None, start_ns=t, end_ns=None)
         return thread
 
@@ -466,7 +420,7 @@ class Sampler:
         if name is not None:
             thread.named = True
             if name != thread.os_name:
-                self.writer.thread(pid=self.process.pid, tid=tid, name=name)
+                self.sink.thread(pid=self.process.pid, tid=tid, name=name)
             return
         tries = thread.name_tries = thread.name_tries + 1
         if tries > NAME_EAGER_TRIES:
@@ -476,7 +430,7 @@ class Sampler:
         if thread.os_name is None and tid and (tries == 1 or tries > NAME_EAGER_TRIES):
             thread.os_name = self.process.os_thread_name(tid)
             if thread.os_name is not None:
-                self.writer.thread(pid=self.process.pid, tid=tid, name=thread.os_name)
+                self.sink.thread(pid=self.process.pid, tid=tid, name=thread.os_name)
 
     def finish(self):
         """Close every thread still open at the end and release /proc files."""
@@ -484,7 +438,7 @@ class Sampler:
         for tid, thread in self._threads.items():
             if not thread.missing:
                 thread.stats.close()
-                self.writer.thread(pid=self.process.pid, tid=tid, end_ns=end)
+                self.sink.thread(pid=self.process.pid, tid=tid, end_ns=end)
         self._threads, self._active, self._dormant = {}, {}, {}
         self._process_stats.close()
         if self._watch is not None:

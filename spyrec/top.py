@@ -1,10 +1,10 @@
 """``spyrec top``: a running process's heaviest functions, refreshed every second, as
 ``py-spy top`` shows them, while the recording goes on to a file or nowhere.
 
-``Tally`` stands between the sampler and the writer: every call goes on to the writer, and each
-sample is counted by function on its way (own: the innermost frame; total: anywhere on the
-stack).  ``Screen`` draws the counts in the terminal's alternate screen, and ``Keys`` reads a
-``q`` from it without waiting for Enter.
+``Tally`` is a sink in front of the writer: every call goes on to the writer, and each sample is
+counted by function on its way (own: the innermost frame; total: anywhere on the stack).
+``Screen`` draws the counts in the terminal's alternate screen, and ``Keys`` reads a ``q`` from
+it without waiting for Enter.
 """
 
 import os
@@ -14,8 +14,8 @@ import sys
 import time
 from collections import Counter
 
-from spyrec.safetext import printable
-from spyrec.spyformat import SampleFlag
+from spyformat.text import printable
+from spyformat import SampleFlag
 
 #: How often the table is drawn again.
 REFRESH_NS = 1_000_000_000
@@ -27,11 +27,12 @@ UNKNOWN = "<forgotten stack>"
 
 
 class Tally:
-    """Counts samples by function while passing every writer call on to ``writer``."""
+    """A sink that counts samples by function while passing every call on to ``sink``."""
 
-    def __init__(self, writer, idle=False):
-        self._writer = writer
+    def __init__(self, sink, idle=False):
+        self._sink = sink
         self.idle = idle
+        self._strings = {}  # string id -> text, for the frames' labels
         self._functions = {}  # frame id -> "function (file)"
         self._stacks = {}  # stack id -> (innermost function, every function on it)
         self.own, self.total = Counter(), Counter()  # since the last draw, in samples
@@ -42,33 +43,35 @@ class Tally:
         self.gil = 0  # samples holding the GIL since the last draw
         self.seen = 0  # samples since the last draw, idle ones too
 
-    def __getattr__(self, name):  # everything not counted: straight to the writer
-        return getattr(self._writer, name)
+    def __getattr__(self, name):  # everything not counted: straight to the sink
+        return getattr(self._sink, name)
 
-    def frame_id(self, filename, name, qualname, line, column=-1):
-        fid = self._writer.frame_id(filename, name, qualname, line, column)
-        if fid not in self._functions:
-            if len(self._functions) >= LABEL_LIMIT:
-                self._functions.clear()
-            self._functions[fid] = "%s (%s)" % (printable(qualname or name),
-                                                printable(os.path.basename(filename)))
+    def define_string(self, text):
+        sid = self._sink.define_string(text)
+        _bounded(self._strings)[sid] = text
+        return sid
+
+    def define_frame(self, file, name, qualname, line, column=-1):
+        fid = self._sink.define_frame(file, name, qualname, line, column)
+        label = self._strings.get(qualname) or self._strings.get(name, UNKNOWN)
+        filename = self._strings.get(file, "?")
+        _bounded(self._functions)[fid] = "%s (%s)" % (printable(label),
+                                                      printable(os.path.basename(filename)))
         return fid
 
-    def stack_id(self, frame_ids):
-        sid = self._writer.stack_id(frame_ids)
-        if sid not in self._stacks:
-            if len(self._stacks) >= LABEL_LIMIT:
-                self._stacks.clear()
-            names = [self._functions.get(fid, UNKNOWN) for fid in frame_ids]
-            self._stacks[sid] = (names[-1] if names else NO_FRAMES, frozenset(names or (NO_FRAMES,)))
+    def define_stack(self, frame_ids):
+        sid = self._sink.define_stack(frame_ids)
+        names = [self._functions.get(fid, UNKNOWN) for fid in frame_ids]
+        _bounded(self._stacks)[sid] = (names[-1] if names else NO_FRAMES,
+                                       frozenset(names or (NO_FRAMES,)))
         return sid
 
     def sample(self, t, pid, tid, stack, cpu, rss, flags, syscall=0, wchan=0):
-        self._writer.sample(t, pid, tid, stack, cpu, rss, flags, syscall, wchan)
+        self._sink.sample(t, pid, tid, stack, cpu, rss, flags, syscall, wchan)
         self._count(tid, stack, flags)
 
     def samples(self, t, pid, rss, rows):
-        self._writer.samples(t, pid, rss, rows)
+        self._sink.samples(t, pid, rss, rows)
         for tid, stack, flags in zip(rows[0], rows[1], rows[2]):
             self._count(tid, stack, flags)
 
@@ -97,6 +100,13 @@ class Tally:
         self.own, self.total, self.counted = Counter(), Counter(), 0
         self.threads, self.active, self.gil, self.seen = set(), set(), 0, 0
         return own, total, counted, threads, active, gil_share
+
+
+def _bounded(table):
+    """``table``, emptied first when it has reached ``LABEL_LIMIT`` entries."""
+    if len(table) >= LABEL_LIMIT:
+        table.clear()
+    return table
 
 
 class Screen:

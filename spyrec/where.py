@@ -59,7 +59,7 @@ def where(pid: int, kernel: bool = False) -> ProcessReport:
             frames = []
             for key, offset in stack.frames:
                 try:
-                    frames.append(process.describe_frame(key, offset))
+                    frames.append(process.codes.describe(key, offset))
                 except MemoryReadError:
                     frames.append(FrameInfo("?", "?", "?", 0, -1))
             name = _thread_name(process, stack.python_thread_id, tid)

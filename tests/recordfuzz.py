@@ -17,6 +17,10 @@ import warnings
 
 import msgpack
 
+from spyformat.chunks import PREAMBLE
+from spyformat.columns import DTYPES as COLUMN_DTYPES
+from spyformat.columns import SAMPLE_COLUMNS, Transform, encode_column
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = sorted(glob.glob(os.path.join(ROOT, "formats", "golden", "v1", "*.spy")))
 
@@ -92,18 +96,18 @@ def _mutate_columns(rng, payload):
     name = rng.choice(sorted(columns, key=str))
     how = rng.randrange(6)
     if how == 0:                                   # other values in the right encoding
-        dtype, transforms = golden.spyformat.SAMPLE_COLUMNS.get(name, ("i8", 0))
-        transforms &= golden.spyformat.Transform.SHUFFLE       # values as given, no deltas to wrap
+        dtype, transforms = SAMPLE_COLUMNS.get(name, ("i8", 0))
+        transforms &= Transform.SHUFFLE       # values as given, no deltas to wrap
         values = [rng.choice([0, 1, -1, (1 << 31) - 1, (1 << 32) - 1, (1 << 62), (1 << 63) - 1, -(1 << 63)])
                   for _ in range(count)]
         signed = dtype.startswith("i")
-        bits = golden.spyformat.DTYPES[dtype][1] * 8
+        bits = COLUMN_DTYPES[dtype][1] * 8
         values = [v % (1 << bits) - ((1 << bits) if signed and v % (1 << bits) >= 1 << (bits - 1) else 0)
                   for v in values]
-        columns[name] = [dtype, transforms, golden.spyformat.encode_column(values, dtype, transforms)]
+        columns[name] = [dtype, transforms, encode_column(values, dtype, transforms)]
     elif how == 1:                                 # another dtype, random bytes of its size
         dtype = rng.choice(DTYPES)
-        size = golden.spyformat.DTYPES.get(dtype, ("B", 8))[1]
+        size = COLUMN_DTYPES.get(dtype, ("B", 8))[1]
         columns[name] = [dtype, 0, bytes(rng.randrange(256) for _ in range(count * size))]
     elif how == 2:                                 # transforms bits
         columns[name] = [columns[name][0], _edge(rng), columns[name][2]]
@@ -146,7 +150,7 @@ def mutated_records(rng, data):
         else:                                              # the whole payload replaced
             chunks[index][1] = _edge(rng)
     try:
-        return golden.encode(chunks, preamble=data[:golden.spyformat.PREAMBLE.size])
+        return golden.encode(chunks, preamble=data[:PREAMBLE.size])
     except (OverflowError, TypeError, ValueError):
         return None
 
@@ -185,7 +189,7 @@ def _exercise(data, path, cli, max_memory):
     from spyanalyze.export import collapsed, speedscope
     from spyanalyze.recording import Recording
     from spyanalyze.writer import write
-    from spyrec import spyformat
+    import spyformat
     from spyrec.errors import SpyError
 
     outcome = "read"

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 import spyanalyze
 from spyanalyze.cli import GATE_FAILED, main
-from spyrec import spyformat
+import spyformat
+from spyformat.chunks import encode_preamble
 
 from test_analyze_support import MAIN, RecordingBuilder, app_recording, run_cli
 
@@ -146,7 +147,7 @@ def test_not_a_recording(tmp_path):
 
 def test_truncated_header_and_missing_file(tmp_path):
     path = tmp_path / "cut.spy"
-    path.write_bytes(spyformat.encode_preamble()[:5])
+    path.write_bytes(encode_preamble()[:5])
     assert_one_error_line(run_cli("top", path), "too short")
     assert_one_error_line(run_cli("top", tmp_path / "missing.spy"), "no such file")
 

@@ -19,7 +19,7 @@ from spyanalyze.cli import main
 from spyanalyze.diff import diff
 from spyanalyze.export import collapsed, speedscope
 from spyanalyze.frames import NO_PYTHON_FRAMES, SHIM_FILE, interpreter_internal
-from spyrec import spyformat
+import spyformat
 
 from pythons import python_for, target_path
 from test_analyze_support import record

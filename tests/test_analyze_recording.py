@@ -11,8 +11,9 @@ import spyanalyze
 from spyanalyze.errors import CorruptRecording, IncompatibleRecording, UnreadableFile
 from spyanalyze.paths import module_paths
 from spyanalyze.tables import MAX_GAP_INTERVALS, sample_weights
-from spyrec import spyformat
-from spyrec.spyformat import SampleFlag, encode_preamble
+import spyformat
+from spyformat import SampleFlag
+from spyformat.chunks import encode_preamble
 
 from test_analyze_support import MAIN, QUERY, RUN, RecordingBuilder, app_recording
 

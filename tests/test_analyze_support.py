@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from spyrec.spyformat import SampleFlag, SpyWriter
+from spyformat import Interner, SampleFlag, SpyWriter
 
 HERE = Path(__file__).resolve().parent
 SPLIT = HERE / "targets" / "split.py"
@@ -57,7 +57,8 @@ class RecordingBuilder:
 
     def write(self, path, max_batch=65536, max_interned=1_000_000, trailer=True):
         with open(path, "wb") as stream:
-            writer = SpyWriter(stream, max_batch=max_batch, max_interned=max_interned)
+            writer = SpyWriter(stream, max_batch=max_batch)
+            interned = Interner(writer, limit=max_interned)
             writer.write_header(self.header)
             for pid in sorted({s[1] for s in self.samples} | {self.pid}):
                 writer.process(pid=pid, argv=self.header["argv"],
@@ -65,9 +66,9 @@ class RecordingBuilder:
             for fields in self.threads.values():
                 writer.thread(**fields)
             for t, pid, tid, frames, cpu, rss, flags in self.samples:
-                ids = tuple(writer.frame_id(file, qualname.rsplit(".", 1)[-1], qualname, line, -1)
+                ids = tuple(interned.frame_id(file, qualname.rsplit(".", 1)[-1], qualname, line, -1)
                             for file, qualname, line in frames)
-                writer.sample(t, pid, tid, writer.stack_id(ids), cpu, rss, flags)
+                writer.sample(t, pid, tid, interned.stack_id(ids), cpu, rss, flags)
             self.trailer["samples"] = len(self.samples)
             if trailer:
                 writer.close(self.trailer)

@@ -9,9 +9,11 @@ import sys
 
 import pytest
 
-from spyrec import spyformat
-from spyrec.errors import CorruptRecording, IncompatibleRecording
-from spyrec.spyformat import Kind, SampleFlag, SpyWriter, read_recording
+import spyformat
+from spyformat.errors import CorruptRecording, IncompatibleRecording
+from spyformat import Interner, Kind, SampleFlag, SpyWriter, read_recording
+from spyformat.chunks import CHUNK_HEADER, encode_chunk, encode_preamble
+from spyformat.columns import SAMPLE_COLUMNS, encode_column
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "formats", "golden")
@@ -150,26 +152,26 @@ def test_spec_and_codec_agree_on_version_and_kinds():
     assert "Format version: **%d.%d**" % spyformat.FORMAT_VERSION in spec
     table = dict((int(k), v) for k, v in re.findall(r"^\| (\d+) \| `([A-Z]+)` \|", spec, re.M))
     assert table == Kind.NAMES
-    for column, (dtype, _) in spyformat.SAMPLE_COLUMNS.items():
+    for column, (dtype, _) in SAMPLE_COLUMNS.items():
         assert re.search(r"^\| `%s` \| %s \|" % (column, dtype), spec, re.M), column
 
 
 def test_spec_and_reader_agree_on_limits():
-    from spyrec import spylimits
+    from spyformat import limits
     from spyanalyze import views
     with open(os.path.join(ROOT, "formats", "spy.md"), encoding="utf-8") as f:
         spec = f.read()
     costs = dict(re.findall(r"^\| ([a-zA-Z ()]+?) \| (\d+)(?: \+ [^|]+)? \|$", spec, re.M))
-    assert costs == {"sample": str(spylimits.SAMPLE_COST), "string": str(spylimits.STRING_COST),
-                     "frame": str(spylimits.FRAME_COST), "stack": str(spylimits.STACK_COST),
-                     "stack entry (a frame id in a stack)": str(spylimits.STACK_ENTRY_COST),
-                     "PROCESS or THREAD record": str(spylimits.RECORD_COST)}
-    assert "exceeds %d MiB" % (spylimits.MAX_PAYLOAD_BYTES >> 20) in spec
-    assert "exceeds 256 MiB" in spec and spylimits.MAX_RAW_BYTES == 256 << 20
-    assert "or %d MiB for the record kinds" % (spylimits.MAX_RECORD_RAW_BYTES >> 20) in spec
-    assert "at most %d in one map" % spylimits.MAX_MAP_KEYS in spec
-    assert "plus %d KiB" % (spylimits.UNKNOWN_SLACK_BYTES >> 10) in spec
-    assert "at most {:,}".format(spylimits.MAX_STACK_DEPTH) in spec
+    assert costs == {"sample": str(limits.SAMPLE_COST), "string": str(limits.STRING_COST),
+                     "frame": str(limits.FRAME_COST), "stack": str(limits.STACK_COST),
+                     "stack entry (a frame id in a stack)": str(limits.STACK_ENTRY_COST),
+                     "PROCESS or THREAD record": str(limits.RECORD_COST)}
+    assert "exceeds %d MiB" % (limits.MAX_PAYLOAD_BYTES >> 20) in spec
+    assert "exceeds 256 MiB" in spec and limits.MAX_RAW_BYTES == 256 << 20
+    assert "or %d MiB for the record kinds" % (limits.MAX_RECORD_RAW_BYTES >> 20) in spec
+    assert "at most %d in one map" % limits.MAX_MAP_KEYS in spec
+    assert "plus %d KiB" % (limits.UNKNOWN_SLACK_BYTES >> 10) in spec
+    assert "at most {:,}".format(limits.MAX_STACK_DEPTH) in spec
     assert "at most {:,} buckets".format(views.MAX_TIMELINE_BUCKETS) in spec
 
 
@@ -180,15 +182,16 @@ def realistic_recording(samples=3000, seed=7, flush_every=500):
     rng = random.Random(seed)
     out = io.BytesIO()
     writer = SpyWriter(out)
+    interned = Interner(writer)
     writer.write_header({"pid": 99, "interval_ns": 1_000_000})
-    frames = [writer.frame_id("/app/m%d.py" % (i % 5), "f%d" % i, "C.f%d" % i, 10 + i, i % 7)
+    frames = [interned.frame_id("/app/m%d.py" % (i % 5), "f%d" % i, "C.f%d" % i, 10 + i, i % 7)
               for i in range(40)]
     expected = []
     t = 0
     for i in range(samples):
         t += 1_000_000 + rng.randint(-30_000, 30_000)
         depth = rng.randint(1, 30)
-        stack = writer.stack_id(tuple(frames[:depth]))
+        stack = interned.stack_id(tuple(frames[:depth]))
         row = (t, 99, 100 + i % 4, stack, rng.randint(0, 1_000_000), 50_000_000 + rng.randint(0, 9) * 4096,
                rng.choice([0, SampleFlag.IDLE, SampleFlag.GIL]))
         writer.sample(*row)
@@ -211,12 +214,13 @@ def test_writer_never_seeks_so_it_streams_to_a_pipe():
     # GIVEN a writer whose stream is the write end of a real pipe, read by a child process
     reader = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys; from spyrec.spyformat import read_recording; "
+         "import sys; from spyformat import read_recording; "
          "r = read_recording(sys.stdin.buffer); print(r.sample_count, r.trailer['samples'])"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     writer = SpyWriter(reader.stdin)
     writer.write_header({"pid": 1})
-    stack = writer.stack_id((writer.frame_id("a.py", "f", "f", 1),))
+    interned = Interner(writer)
+    stack = interned.stack_id((interned.frame_id("a.py", "f", "f", 1),))
     for i in range(1000):
         writer.sample(i, 1, 1, stack, 0, 0, 0)
     writer.close({"samples": 1000})
@@ -228,15 +232,16 @@ def test_writer_never_seeks_so_it_streams_to_a_pipe():
 
 def test_interning_is_bounded_and_ids_stay_valid():
     out = io.BytesIO()
-    writer = SpyWriter(out, max_interned=10)
+    writer = SpyWriter(out)
+    interned = Interner(writer, limit=10)
     writer.write_header({"pid": 1})
     ids = []
     for i in range(100):
-        fid = writer.frame_id("f.py", "fn%d" % (i % 30), "fn%d" % (i % 30), i % 30)
-        ids.append((i % 30, writer.stack_id((fid,))))
+        fid = interned.frame_id("f.py", "fn%d" % (i % 30), "fn%d" % (i % 30), i % 30)
+        ids.append((i % 30, interned.stack_id((fid,))))
         writer.sample(i, 1, 1, ids[-1][1], 0, 0, 0)
     writer.close({})
-    assert len(writer._frames) <= 10 and len(writer._stacks) <= 10 and len(writer._strings) <= 10
+    assert len(interned._frames) <= 10 and len(interned._stacks) <= 10 and len(interned._strings) <= 10
     rec = read_bytes(out.getvalue())
     for (n, _), stack in zip(ids, rec.samples["stack"].tolist()):
         assert stack_names(rec, stack) == ["fn%d" % n]
@@ -293,9 +298,9 @@ def test_a_lying_decompressed_length_is_refused():
     data = bytearray(golden_bytes("v1/complete.spy"))
     chunks = list(spyformat.SpyReader(io.BytesIO(bytes(data))).chunks())
     samples = [c for c in chunks if c.kind == Kind.SAMPLES][0]
-    header = spyformat.CHUNK_HEADER.unpack_from(data, samples.offset)
+    header = CHUNK_HEADER.unpack_from(data, samples.offset)
     length, kind, codec, flags, raw_length, _crc = header
-    head = spyformat.CHUNK_HEADER.pack(length, kind, codec, flags, raw_length - 1, 0)[:12]
+    head = CHUNK_HEADER.pack(length, kind, codec, flags, raw_length - 1, 0)[:12]
     payload = bytes(data[samples.offset + 16:samples.offset + 16 + length])
     import struct
     import zlib
@@ -308,13 +313,13 @@ def test_a_lying_decompressed_length_is_refused():
 def test_msgpack_extension_types_are_refused():
     import msgpack
     out = io.BytesIO()
-    out.write(spyformat.encode_preamble())
+    out.write(encode_preamble())
     raw = msgpack.packb({"pid": msgpack.ExtType(1, b"\x00" * 8)})
-    out.write(spyformat.encode_chunk(Kind.HEADER, {"format": list(spyformat.FORMAT_VERSION), "pid": 1},
+    out.write(encode_chunk(Kind.HEADER, {"format": list(spyformat.FORMAT_VERSION), "pid": 1},
                                      spyformat.Codec.NONE))
     import struct
     import zlib
-    head = spyformat.CHUNK_HEADER.pack(len(raw), Kind.PROCESS, 0, 0, len(raw), 0)[:12]
+    head = CHUNK_HEADER.pack(len(raw), Kind.PROCESS, 0, 0, len(raw), 0)[:12]
     out.write(head + struct.pack("<I", zlib.crc32(raw, zlib.crc32(head))) + raw)
     with pytest.raises(CorruptRecording, match="extension type"):
         read_bytes(out.getvalue())
@@ -322,11 +327,11 @@ def test_msgpack_extension_types_are_refused():
 
 def test_samples_referring_to_undefined_stacks_are_corrupt():
     out = io.BytesIO()
-    out.write(spyformat.encode_preamble())
-    out.write(spyformat.encode_chunk(Kind.HEADER, {"format": list(spyformat.FORMAT_VERSION), "pid": 1},
+    out.write(encode_preamble())
+    out.write(encode_chunk(Kind.HEADER, {"format": list(spyformat.FORMAT_VERSION), "pid": 1},
                                      spyformat.Codec.NONE))
-    columns = {name: [dtype, tr, spyformat.encode_column([5], dtype, tr)]
-               for name, (dtype, tr) in spyformat.SAMPLE_COLUMNS.items()}
-    out.write(spyformat.encode_chunk(Kind.SAMPLES, {"count": 1, "columns": columns}))
+    columns = {name: [dtype, tr, encode_column([5], dtype, tr)]
+               for name, (dtype, tr) in SAMPLE_COLUMNS.items()}
+    out.write(encode_chunk(Kind.SAMPLES, {"count": 1, "columns": columns}))
     with pytest.raises(CorruptRecording, match="undefined stack"):
         read_bytes(out.getvalue())

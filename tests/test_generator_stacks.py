@@ -19,7 +19,7 @@ import pytest
 import spyanalyze
 from pythons import (ALL_SUPPORTED, marked_lines, py_spy_stacks, python_for, running_target,
                      spyrec_stacks, target_path)
-from spyrec.spyformat import SampleFlag
+from spyformat import SampleFlag
 from test_record import Stacks, load, spyrec
 
 #: Share of the target's samples that must be rooted at its ``<module>``.

@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _modules():
     """{module name: file}: the packages' modules, and bench's scripts as ``bench.NAME``."""
     found = {}
-    for package in ("spyrec", "spyanalyze"):
+    for package in ("spyrec", "spyformat", "spyanalyze"):
         for folder, _, files in os.walk(os.path.join(REPO, package)):
             for name in files:
                 if name.endswith(".py"):
@@ -96,19 +96,34 @@ def test_no_module_imports_itself_back():
     assert _cycles(graph) == []
 
 
+def test_the_arrows_read_recorder_to_format_from_analyser():
+    """The codec imports neither side, and neither side imports the other."""
+    modules = _modules()
+    forbidden = {"spyformat": ("spyrec", "spyanalyze"), "spyanalyze": ("spyrec",),
+                 "spyrec": ("spyanalyze",)}
+    wrong = []
+    for module, path in modules.items():
+        banned = forbidden.get(module.split(".")[0], ())
+        wrong += ["%s -> %s" % (module, target) for target in _imports(module, path, modules)
+                  if target.split(".")[0] in banned]
+    assert "spyformat" in _imports("spyrec.sampler", modules["spyrec.sampler"], modules)
+    assert wrong == []
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_recordings_load_without_the_recorders_dependencies():
     """``spyanalyze`` and the format codec import, and read a recording, in an interpreter where
-    pyelftools and click cannot be imported."""
+    pyelftools, click and the recorder's own package cannot be imported."""
     sample = os.path.join(REPO, "formats", "golden", "v1", "complete.spy")
     script = (
         "import sys\n"
         "sys.modules['elftools'] = None\n"
         "sys.modules['click'] = None\n"
-        "import spyanalyze, spyrec.spyformat\n"
+        "sys.modules['spyrec'] = None\n"
+        "import spyanalyze, spyformat\n"
         "rec = spyanalyze.load(sys.argv[1])\n"
         "assert 'elftools' not in [m.split('.')[0] for m in sys.modules if sys.modules[m]]\n"
         "print(len(rec.samples))\n")

@@ -13,7 +13,7 @@ from pythons import (ALL_SUPPORTED, marked_lines, python_for, round_cpu_costs, r
 from spyrec.interpreter import PythonProcess
 from spyrec.recorder import record
 from spyrec.sampler import Sampler
-from spyrec.spyformat import SampleFlag
+from spyformat import SampleFlag
 from spyrec.taskstats import ProcessSwitches
 from test_record import Stacks, load
 

@@ -95,12 +95,12 @@ def test_a_timeline_over_a_long_span_is_refused_before_it_is_built():
 @pytest.mark.parametrize("text, size", [("512M", 512 * MiB), ("2G", 2 << 30), ("1.5GiB", 3 << 29),
                                         ("64kb", 64 << 10), ("100", 100)])
 def test_memory_budgets_are_read_in_binary_units(text, size):
-    from spyrec.spylimits import parse_size
+    from spyformat.limits import parse_size
     assert parse_size(text) == size
 
 
 @pytest.mark.parametrize("text", ["abc", "0", "-5M", "2X", ""])
 def test_a_budget_that_is_no_size_is_refused(text):
-    from spyrec.spylimits import parse_size
+    from spyformat.limits import parse_size
     with pytest.raises(ValueError):
         parse_size(text)

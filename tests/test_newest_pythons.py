@@ -36,7 +36,7 @@ from spyrec.interpreter import PythonProcess
 from spyrec.layouts import LAYOUTS, debug_offsets_size, layout_for
 from spyrec.layouts.debug_offsets import PREFIX, V3_13, V3_14, V3_15, blob_problem
 from spyrec.process import read_maps, target_file, target_view
-from spyrec.spyformat import read_recording
+from spyformat import read_recording
 
 SPYREC = [sys.executable, "-m", "spyrec"]
 SPECS = {"3.13": V3_13, "3.14": V3_14, "3.15": V3_15}

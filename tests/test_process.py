@@ -155,7 +155,7 @@ def test_attach_to_ourselves_sees_this_frame():
             result["stacks"] = proc.sample_threads()
             for stack in result["stacks"]:
                 if stack.python_thread_id == main and not stack.holds_gil and any(
-                        proc.describe_frame(*f).line == marks["self-join"] for f in stack.frames):
+                        proc.codes.describe(*f).line == marks["self-join"] for f in stack.frames):
                     return
 
     with PythonProcess.attach(PID) as proc:
@@ -168,7 +168,7 @@ def test_attach_to_ourselves_sees_this_frame():
         # THEN this thread's stack has this function at the join line
         assert len(mine) == 1 and not mine[0].torn
         assert mine[0].native_tid == threading.get_native_id()
-        frames = [proc.describe_frame(*f) for f in mine[0].frames]
+        frames = [proc.codes.describe(*f) for f in mine[0].frames]
         here = [f for f in frames if f.name == "test_attach_to_ourselves_sees_this_frame"]
         assert here and here[0].line == marks["self-join"]
         assert here[0].filename == __file__

@@ -17,7 +17,7 @@ import pytest
 
 from pythons import (ALL_SUPPORTED, UNSUPPORTED, marked_lines, minor_of, python_for,
                      read_terminal, running_target, target_path, wait_until)
-from spyrec.spyformat import SampleFlag, read_recording
+from spyformat import SampleFlag, read_recording
 
 SPYREC = [sys.executable, "-m", "spyrec"]
 

@@ -138,7 +138,7 @@ def test_a_failure_inside_the_sampling_loop_ends_the_recording_whole(tmp_path, m
     # GIVEN a real target, and a sampler whose 50th round fails with an unexpected error
     from spyrec import sampler as sampler_module
     from spyrec.recorder import record
-    from spyrec.spyformat import read_recording
+    from spyformat import read_recording
     real_round = sampler_module.Sampler.sample_round
     rounds = []
 

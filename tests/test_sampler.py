@@ -15,7 +15,7 @@ import pytest
 from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, target_path
 from spyrec.recorder import record
 from spyrec.sampler import Sampler
-from spyrec.spyformat import SampleFlag, SpyWriter, read_recording
+from spyformat import SampleFlag, SpyWriter, read_recording
 from spyrec.walker import StackWalker
 
 

@@ -18,7 +18,7 @@ from spyrec.interpreter import PythonProcess
 from spyrec.procstats import ThreadStats
 from spyrec.sampler import Sampler
 from spyrec.scheduling import STEP_ASIDE_ENV, StepAside
-from spyrec.spyformat import SpyWriter
+from spyformat import SpyWriter
 
 CPUS = sorted(os.sched_getaffinity(0))
 needs_two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs 2 CPUs, this process may use %d"

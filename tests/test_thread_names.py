@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from pythons import ALL_SUPPORTED, python_for, running_target
-from spyrec.spyformat import read_recording
+from spyformat import read_recording
 
 #: Threads sampled at all that may miss their name: one seen only before it registered or after
 #: it left ``_active`` (its only round delayed on a loaded machine) cannot be named.  py-spy,

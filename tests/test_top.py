@@ -6,7 +6,7 @@ import sys
 import time
 
 from pythons import read_terminal, running_target
-from spyrec.spyformat import read_recording
+from spyformat import read_recording
 
 SPYREC = [sys.executable, "-m", "spyrec"]
 HOT = "busy (many_threads.py)"

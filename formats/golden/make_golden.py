@@ -18,8 +18,9 @@ import zlib
 
 import msgpack
 
-from spyrec import spyformat
-from spyrec.spyformat import Codec, Kind, SampleFlag, SpyWriter
+from spyformat import Codec, Interner, Kind, SampleFlag, SpyWriter, dump
+from spyformat.chunks import CHUNK_HEADER, CRC_COVERED_HEADER, MAGIC, PREAMBLE, encode_chunk, encode_preamble
+from spyformat.columns import DTYPES, SAMPLE_COLUMNS, encode_column
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -28,6 +29,7 @@ def small_recording(with_trailer=True, unknown_kind=False):
     """Two threads of one process, unicode names, a recursion, and every sample column."""
     out = io.BytesIO()
     writer = SpyWriter(out)
+    interned = Interner(writer)
     writer.write_header({
         "recorder": "spyrec 0.1.0", "start_wall_ns": 1_764_000_000_000_000_000,
         "start_mono_ns": 5_000_000_000, "interval_ns": 10_000_000, "host": "golden",
@@ -38,13 +40,13 @@ def small_recording(with_trailer=True, unknown_kind=False):
                    executable="/usr/bin/python3.12", start_ns=0)
     writer.thread(pid=4242, tid=4242, py_thread_id=140000000000001, name="MainThread", start_ns=0)
     writer.thread(pid=4242, tid=4243, py_thread_id=140000000000002, name="wörker-関", start_ns=0)
-    main = writer.frame_id("/srv/app/app.py", "<module>", "<module>", 30, 0)
-    run = writer.frame_id("/srv/app/app.py", "run", "Server.run", 12, 8)
-    fib = writer.frame_id("/srv/app/app.py", "fib", "fib", 5, 15)
-    cafe = writer.frame_id("/srv/app/café.py", "calcül", "calcül", 70001, -1)
-    stack_main = writer.stack_id((main, run))
-    stack_fib = writer.stack_id((main, fib, fib, fib))
-    stack_worker = writer.stack_id((cafe,))
+    main = interned.frame_id("/srv/app/app.py", "<module>", "<module>", 30, 0)
+    run = interned.frame_id("/srv/app/app.py", "run", "Server.run", 12, 8)
+    fib = interned.frame_id("/srv/app/app.py", "fib", "fib", 5, 15)
+    cafe = interned.frame_id("/srv/app/café.py", "calcül", "calcül", 70001, -1)
+    stack_main = interned.stack_id((main, run))
+    stack_fib = interned.stack_id((main, fib, fib, fib))
+    stack_worker = interned.stack_id((cafe,))
     rss = 20_000_000
     for i in range(6):
         t = i * 10_000_000
@@ -53,7 +55,7 @@ def small_recording(with_trailer=True, unknown_kind=False):
         writer.sample(t + 50_000, 4242, 4243, stack_worker, 0, rss + i * 4096, SampleFlag.IDLE)
     writer.flush()
     if unknown_kind:
-        out.write(spyformat.encode_chunk(200, {"future": "a kind this reader does not know"}))
+        out.write(encode_chunk(200, {"future": "a kind this reader does not know"}))
     writer.thread(pid=4242, tid=4243, end_ns=60_000_000)
     writer.sample(60_000_000, 4242, 4242, stack_main, 10_000_000, rss, SampleFlag.GIL)
     if with_trailer:
@@ -73,16 +75,16 @@ def records(data):
     """A file's chunks as editable ``[kind, payload, codec, flags]`` lists (no checks: for
     files we made)."""
     out = []
-    position = spyformat.PREAMBLE.size
-    while position + spyformat.CHUNK_HEADER.size <= len(data):
-        length, kind, codec, flags, raw_length, _crc = spyformat.CHUNK_HEADER.unpack_from(data, position)
-        end = position + spyformat.CHUNK_HEADER.size + length
+    position = PREAMBLE.size
+    while position + CHUNK_HEADER.size <= len(data):
+        length, kind, codec, flags, raw_length, _crc = CHUNK_HEADER.unpack_from(data, position)
+        end = position + CHUNK_HEADER.size + length
         if end > len(data):
             break                                   # a torn tail
-        payload = data[position + spyformat.CHUNK_HEADER.size:end]
+        payload = data[position + CHUNK_HEADER.size:end]
         raw = zlib.decompress(payload) if codec == Codec.ZLIB else payload
         out.append([kind, msgpack.unpackb(raw, raw=False, strict_map_key=False), codec, flags])
-        position += spyformat.CHUNK_HEADER.size + length
+        position += CHUNK_HEADER.size + length
     return out
 
 
@@ -90,28 +92,28 @@ def chunk(kind, payload, codec=Codec.ZLIB, flags=0):
     """One chunk with a valid CRC, whatever its header fields and payload say."""
     raw = payload if isinstance(payload, Raw) else msgpack.packb(payload, use_bin_type=True)
     body = zlib.compress(raw, 9) if codec == Codec.ZLIB else raw
-    head = spyformat.CHUNK_HEADER.pack(len(body), kind, codec, flags, len(raw), 0)
-    head = head[:spyformat.CRC_COVERED_HEADER]
+    head = CHUNK_HEADER.pack(len(body), kind, codec, flags, len(raw), 0)
+    head = head[:CRC_COVERED_HEADER]
     return head + struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + body
 
 
 def encode(chunks, preamble=None):
-    return (preamble or spyformat.encode_preamble()) + b"".join(chunk(*c) for c in chunks)
+    return (preamble or encode_preamble()) + b"".join(chunk(*c) for c in chunks)
 
 
 def column(name, values, dtype=None, transforms=None):
     """A SAMPLES column triple, by default as the spec writes ``name``."""
-    spec_dtype, spec_transforms = spyformat.SAMPLE_COLUMNS[name]
+    spec_dtype, spec_transforms = SAMPLE_COLUMNS[name]
     dtype = dtype or spec_dtype
     transforms = spec_transforms if transforms is None else transforms
-    return [dtype, transforms, spyformat.encode_column(values, dtype, transforms & 3)]
+    return [dtype, transforms, encode_column(values, dtype, transforms & 3)]
 
 
 def edited(base, edit):
     """The records of ``base`` after ``edit(records)`` changed them in place, encoded again."""
     chunks = records(base)
     edit(chunks)
-    return encode(chunks, preamble=base[:spyformat.PREAMBLE.size])
+    return encode(chunks, preamble=base[:PREAMBLE.size])
 
 
 def _set(index, key, value):
@@ -176,7 +178,7 @@ INVALID_EDITS = {
 
 def invalid_files(complete):
     files = {name: edited(complete, edit) for name, edit in INVALID_EDITS.items()}
-    files["reserved-preamble"] = spyformat.PREAMBLE.pack(spyformat.MAGIC, 1, 0, 1) + complete[12:]
+    files["reserved-preamble"] = PREAMBLE.pack(MAGIC, 1, 0, 1) + complete[12:]
     return files
 
 
@@ -191,8 +193,8 @@ def _header_chunks(complete):
 def amplification_files(complete):
     head = _header_chunks(complete)
     count = (60 << 20) // 37                     # 60 MiB of raw columns, ~60 KiB compressed
-    samples = {"count": count, "columns": {name: [dtype, 0, bytes(count * spyformat.DTYPES[dtype][1])]
-                                           for name, (dtype, _) in spyformat.SAMPLE_COLUMNS.items()}}
+    samples = {"count": count, "columns": {name: [dtype, 0, bytes(count * DTYPES[dtype][1])]
+                                           for name, (dtype, _) in SAMPLE_COLUMNS.items()}}
     return {
         # Four chunks of 1.7 million samples each, all zero: 240 MiB of columns.
         "many-samples": encode(head + [[Kind.SAMPLES, samples, Codec.ZLIB, 0]] * 4),
@@ -224,7 +226,7 @@ def _stacks_of(count, depth):
 
 
 def _empty_columns():
-    return msgpack.packb({name: [dtype, 0, b""] for name, (dtype, _) in spyformat.SAMPLE_COLUMNS.items()},
+    return msgpack.packb({name: [dtype, 0, b""] for name, (dtype, _) in SAMPLE_COLUMNS.items()},
                          use_bin_type=True)
 
 
@@ -243,7 +245,7 @@ def write(path, data):
         f.write(data)
     if path.startswith("v1/"):
         with open(os.path.join(HERE, path[:-4] + ".dump.txt"), "w", encoding="utf-8") as text:
-            spyformat.dump(io.BytesIO(data), text)
+            dump(io.BytesIO(data), text)
 
 
 def main():
@@ -258,7 +260,7 @@ def main():
     flipped[200] ^= 0x40
     write("invalid/bad-checksum.spy", bytes(flipped))
     huge = bytearray(complete)
-    struct.pack_into("<I", huge, spyformat.PREAMBLE.size, 0xFFFFFFF0)
+    struct.pack_into("<I", huge, PREAMBLE.size, 0xFFFFFFF0)
     write("invalid/huge-length.spy", bytes(huge))
     write("invalid/not-a-recording.spy", b"this is a text file, not a recording\n")
     write("invalid/empty.spy", b"")

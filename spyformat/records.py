@@ -12,9 +12,9 @@ import struct
 
 import msgpack
 
-from spyrec import spylimits
-from spyrec.errors import CorruptRecording
-from spyrec.spylimits import MAX_MAP_KEYS, MAX_STACK_DEPTH, MAX_TIME_NS, MAX_WALL_NS, UNKNOWN_SLACK_BYTES
+from spyformat import limits
+from spyformat.errors import CorruptRecording
+from spyformat.limits import MAX_MAP_KEYS, MAX_STACK_DEPTH, MAX_TIME_NS, MAX_WALL_NS, UNKNOWN_SLACK_BYTES
 
 U32 = 1 << 32
 U64 = 1 << 64
@@ -92,10 +92,10 @@ REQUIRED = {"HEADER": ("format",), "STRINGS": ("first", "values"),
             "STACKS": ("first", "lengths", "frames"), "PROCESS": ("pid",), "THREAD": ("pid", "tid"),
             "SAMPLES": ("count", "columns"), "TRAILER": ()}
 
-#: What holding one element of a list field costs (spylimits), by kind and field.
-_ELEMENT_COST = {("STRINGS", "values"): spylimits.STRING_COST,
-                 ("STACKS", "lengths"): spylimits.STACK_COST,
-                 ("STACKS", "frames"): spylimits.STACK_ENTRY_COST}
+#: What holding one element of a list field costs (limits), by kind and field.
+_ELEMENT_COST = {("STRINGS", "values"): limits.STRING_COST,
+                 ("STACKS", "lengths"): limits.STACK_COST,
+                 ("STACKS", "frames"): limits.STACK_ENTRY_COST}
 _FRAME_FIELDS = 5
 
 # msgpack type bytes (https://github.com/msgpack/msgpack/blob/master/spec.md)
@@ -248,11 +248,11 @@ def decode_record(name, raw, offset, budget):
         if spec is None:
             record[key] = _columns(walk)
         elif isinstance(spec, IntList):
-            default = spylimits.FRAME_COST // _FRAME_FIELDS if name == "FRAMES" else 8
+            default = limits.FRAME_COST // _FRAME_FIELDS if name == "FRAMES" else 8
             cost = _ELEMENT_COST.get((name, key), default)
             record[key] = walk.int_list("%r" % key, spec, cost)
         elif isinstance(spec, StrList):
-            record[key] = walk.str_list("%r" % key, _ELEMENT_COST.get((name, key), spylimits.STRING_COST))
+            record[key] = walk.str_list("%r" % key, _ELEMENT_COST.get((name, key), limits.STRING_COST))
         else:
             is_int = isinstance(spec, Int)
             first = walk.peek()

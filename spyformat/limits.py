@@ -14,7 +14,7 @@ import os
 import re
 import resource
 
-from spyrec.errors import CorruptRecording
+from spyformat.errors import CorruptRecording
 
 #: Fixed bounds of the format (formats/spy.md, "Bounds").
 MAX_PAYLOAD_BYTES = 64 << 20

@@ -1,0 +1,49 @@
+"""Defining each string, frame and stack once: content -> id tables over a writer.
+
+A writer (``SpyWriter``, or any sink with its ``define_*`` methods) gives every definition a
+fresh id; this keeps the ids of what was defined, so equal content is defined once.  Past
+``limit`` entries a table is forgotten and later definitions get fresh ids (the format allows
+the same content under several ids): a recorder running for hours passes a limit to stay in
+bounded memory, a tool rewriting one file passes none.
+"""
+
+
+class Interner:
+    """The ids of the strings, frames and stacks defined through ``writer``."""
+
+    def __init__(self, writer, limit=None):
+        self.writer = writer
+        self.limit = limit
+        self._strings = {}
+        self._frames = {}
+        self._stacks = {}
+
+    def _full(self, table):
+        return self.limit is not None and len(table) >= self.limit
+
+    def string_id(self, text):
+        sid = self._strings.get(text)
+        if sid is None:
+            if self._full(self._strings):
+                self._strings.clear()
+            sid = self._strings[text] = self.writer.define_string(text)
+        return sid
+
+    def frame_id(self, filename, name, qualname, line, column=-1):
+        key = (filename, name, qualname, line, column)
+        fid = self._frames.get(key)
+        if fid is None:
+            if self._full(self._frames):
+                self._frames.clear()
+            fid = self._frames[key] = self.writer.define_frame(
+                self.string_id(filename), self.string_id(name), self.string_id(qualname), line, column)
+        return fid
+
+    def stack_id(self, frame_ids):
+        """The id of a stack given as a tuple of frame ids, root (outermost) first."""
+        sid = self._stacks.get(frame_ids)
+        if sid is None:
+            if self._full(self._stacks):
+                self._stacks.clear()
+            sid = self._stacks[frame_ids] = self.writer.define_stack(frame_ids)
+        return sid

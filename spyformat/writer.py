@@ -1,0 +1,222 @@
+"""Writing a recording as a stream of chunks (formats/spy.md), in bounded memory and without
+holding the sampler back: a batch of samples is encoded a slice at a time between rounds."""
+
+import zlib
+
+import msgpack
+
+from spyformat.chunks import (FORMAT_VERSION, PREAMBLE, ZLIB_LEVEL, Codec, Kind, encode_chunk,
+                              encode_preamble, frame_chunk)
+from spyformat.columns import SAMPLE_COLUMNS, ColumnEncoder
+
+#: A slice of a batch's encoding: rows of one column, or bytes of its compression.  Small
+#: enough that a slice done between two rounds at 1 kHz does not make the next one late.
+WRITE_SLICE_ROWS = 4096
+WRITE_SLICE_BYTES = 128 * 1024
+
+
+class SpyWriter:
+    """Stream a recording: take definitions, batch samples into columns, flush chunks.
+
+    The writer never seeks, so ``stream`` may be a pipe.  Definitions (strings, frames,
+    stacks) get the next id of their kind and are written in the same flush as, and before,
+    the first samples that use them.  ``flush_interval_ns`` bounds how much a killed recorder
+    can lose; ``max_batch`` bounds how much memory pending samples take.  What to define once
+    and reuse is the caller's business (see ``spyformat.interning.Interner``): the format
+    allows the same content under several ids.
+    """
+
+    def __init__(self, stream, codec=Codec.ZLIB, flush_interval_ns=1_000_000_000, max_batch=65536):
+        self._stream = stream
+        self.codec = codec
+        self.flush_interval_ns = flush_interval_ns
+        self.max_batch = max_batch
+        self._string_count = 0
+        self._frame_count = 0
+        self._stack_count = 0
+        self._new_strings = []
+        self._new_frames = ([], [], [], [], [])
+        self._new_stacks_lengths = []
+        self._new_stacks_frames = []
+        self._records = []          # (kind, payload) process/thread records, in order
+        self._columns = {name: [] for name in SAMPLE_COLUMNS}
+        self._last_flush_ns = None
+        self._pending = None  # the batch of samples being encoded: a generator of slices
+        self.bytes_written = 0
+        self.samples_written = 0
+        self._stream.write(encode_preamble())
+        self.bytes_written += PREAMBLE.size
+
+    # -- definitions ---------------------------------------------------------------------
+
+    def define_string(self, text):
+        """Define a string; return its id."""
+        self._new_strings.append(text)
+        self._string_count += 1
+        return self._string_count - 1
+
+    def define_frame(self, file, name, qualname, line, column=-1):
+        """Define a frame from the string ids of its file, name and qualified name; return its id."""
+        files, names, qualnames, lines, columns = self._new_frames
+        files.append(file)
+        names.append(name)
+        qualnames.append(qualname)
+        lines.append(line)
+        columns.append(column)
+        self._frame_count += 1
+        return self._frame_count - 1
+
+    def define_stack(self, frame_ids):
+        """Define a stack from its frame ids, root (outermost) first; return its id."""
+        self._new_stacks_lengths.append(len(frame_ids))
+        self._new_stacks_frames.extend(frame_ids)
+        self._stack_count += 1
+        return self._stack_count - 1
+
+    # -- records -------------------------------------------------------------------------
+
+    def write_header(self, header):
+        """Write the HEADER chunk; must come first.  ``header`` holds the spec's header fields."""
+        fields = dict(header)
+        fields["format"] = list(FORMAT_VERSION)
+        fields["codec"] = Codec.NAMES[self.codec]
+        self._write(Kind.HEADER, fields, Codec.NONE)
+
+    def process(self, **fields):
+        """Queue a PROCESS record (pid, argv, python_version, executable, start_ns, end_ns, ...)."""
+        self._records.append((Kind.PROCESS, fields))
+
+    def thread(self, **fields):
+        """Queue a THREAD record (pid, tid, py_thread_id, name, start_ns, end_ns)."""
+        self._records.append((Kind.THREAD, fields))
+
+    def sample(self, t, pid, tid, stack, cpu, rss, flags, syscall=0, wchan=0):
+        """One sample; ``syscall`` and ``wchan`` are 1 + a string id (0: none)."""
+        columns = self._columns
+        columns["t"].append(t)
+        columns["pid"].append(pid)
+        columns["tid"].append(tid)
+        columns["stack"].append(stack)
+        columns["cpu"].append(cpu)
+        columns["rss"].append(rss)
+        columns["flags"].append(flags)
+        columns["syscall"].append(syscall)
+        columns["wchan"].append(wchan)
+        if len(columns["t"]) >= self.max_batch:
+            self._cut()
+
+    def samples(self, t, pid, rss, rows):
+        """Samples at one moment of threads that have not run since their last ones: ``rows``
+        is (tids, stacks, flags, syscalls, wchans), a column each; their CPU deltas are 0."""
+        tids, stacks, flags, syscalls, wchans = rows
+        count = len(tids)
+        columns = self._columns
+        columns["t"].extend([t] * count)
+        columns["pid"].extend([pid] * count)
+        columns["tid"].extend(tids)
+        columns["stack"].extend(stacks)
+        columns["cpu"].extend([0] * count)
+        columns["rss"].extend([rss] * count)
+        columns["flags"].extend(flags)
+        columns["syscall"].extend(syscalls)
+        columns["wchan"].extend(wchans)
+        if len(columns["t"]) >= self.max_batch:
+            self._cut()
+
+    def maybe_flush(self, now_ns):
+        """Start writing what is pending when the flush interval has passed since the last
+        time; its samples are then encoded a slice at each ``work()``."""
+        if self._last_flush_ns is None:
+            self._last_flush_ns = now_ns
+        elif now_ns - self._last_flush_ns >= self.flush_interval_ns:
+            self._last_flush_ns = now_ns
+            self._cut()
+
+    def work(self):
+        """Do one slice of the batch being encoded, if any: a sampler calls this between
+        rounds, so that writing a batch never holds a round back more than a slice."""
+        pending = self._pending
+        if pending is not None:
+            try:
+                next(pending)
+            except StopIteration:
+                self._pending = None
+            except BaseException:
+                self._pending = None  # the batch is lost with the stream that failed it
+                raise
+
+    def flush(self):
+        """Write everything pending, samples included, then flush the stream."""
+        self._cut()
+        self._finish_pending()
+
+    def _cut(self):
+        """Write the pending definitions and records, and start the batch of samples that
+        uses them (the one before it finished first: chunks keep their order)."""
+        self._finish_pending()
+        if self._new_strings:
+            self._write(Kind.STRINGS, {"first": self._string_count - len(self._new_strings),
+                                       "values": self._new_strings})
+            self._new_strings = []
+        files, names, qualnames, lines, columns = self._new_frames
+        if files:
+            self._write(Kind.FRAMES, {"first": self._frame_count - len(files), "file": files,
+                                      "name": names, "qualname": qualnames, "line": lines,
+                                      "column": columns})
+            self._new_frames = ([], [], [], [], [])
+        if self._new_stacks_lengths:
+            self._write(Kind.STACKS, {"first": self._stack_count - len(self._new_stacks_lengths),
+                                      "lengths": self._new_stacks_lengths,
+                                      "frames": self._new_stacks_frames})
+            self._new_stacks_lengths = []
+            self._new_stacks_frames = []
+        for kind, payload in self._records:
+            self._write(kind, payload)
+        self._records = []
+        if self._columns["t"]:
+            batch, self._columns = self._columns, {name: [] for name in SAMPLE_COLUMNS}
+            self._pending = self._samples_chunk(batch)
+        else:
+            self._stream.flush()
+
+    def _finish_pending(self):
+        while self._pending is not None:
+            self.work()
+
+    def _samples_chunk(self, batch):
+        """Encode and write one SAMPLES chunk, yielding after each slice of the work."""
+        count = len(batch["t"])
+        encoded = {}
+        for name, (dtype, transforms) in SAMPLE_COLUMNS.items():
+            encoder = ColumnEncoder(dtype, transforms)
+            values = batch[name]
+            for start in range(0, count, WRITE_SLICE_ROWS):
+                encoder.add(values[start:start + WRITE_SLICE_ROWS])
+                yield
+            encoded[name] = [dtype, transforms, encoder.encoded()]
+        raw = msgpack.packb({"count": count, "columns": encoded}, use_bin_type=True)
+        if self.codec == Codec.ZLIB:
+            compressor, parts = zlib.compressobj(ZLIB_LEVEL), []
+            for start in range(0, len(raw), WRITE_SLICE_BYTES):
+                yield
+                parts.append(compressor.compress(raw[start:start + WRITE_SLICE_BYTES]))
+            parts.append(compressor.flush())
+            payload = b"".join(parts)
+        else:
+            payload = raw
+        data = frame_chunk(Kind.SAMPLES, self.codec, payload, len(raw))
+        self._stream.write(data)
+        self.bytes_written += len(data)
+        self.samples_written += count
+        self._stream.flush()
+
+    def close(self, trailer):
+        """Flush everything and end the recording with a TRAILER chunk."""
+        self.flush()
+        self._write(Kind.TRAILER, dict(trailer))
+        self._stream.flush()
+
+    def _write(self, kind, payload, codec=None):
+        data = encode_chunk(kind, payload, self.codec if codec is None else codec)
+        self._stream.write(data)
+        self.bytes_written += len(data)

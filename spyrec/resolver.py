@@ -1,0 +1,92 @@
+"""From what the walker read to the ids a sink defines: the one way from a raw stack to its id.
+
+The walker reports a thread's stack as raw frames, ``(code_key, instr_offset)`` pairs, leaf
+first.  A stack seen before costs one dict lookup; a new one has its code objects verified
+again (a code object freed and replaced at the same address shows up first in a new stack:
+see ``CodeCache.refresh``), each frame described once (file, names, exact line), and frames and
+stacks defined through the sink, once each (``spyformat.Interner``).
+
+Every table here is bounded: past its limit it is forgotten and what comes again is defined
+again under fresh ids, so the recorder's memory stays bounded however long it runs and however
+many distinct stacks the target makes (a raw stack of 30 frames takes about 2 KB).
+"""
+
+from spyformat import Interner
+from spyrec.codeobjects import SKIP
+from spyrec.errors import MemoryReadError, PermissionDenied
+
+#: Raw stacks kept with their stack ids.
+RAW_STACK_LIMIT = 10_000
+#: Raw frames kept with their frame ids.
+RAW_FRAME_LIMIT = 50_000
+#: Strings, frames and stacks kept with their ids, each.
+DEFINED_LIMIT = 50_000
+
+
+class StackResolver:
+    """Stack ids for walker stacks, defined through ``sink`` (see spyrec.sinks)."""
+
+    def __init__(self, codes, sink):
+        self.codes = codes
+        self.interned = Interner(sink, DEFINED_LIMIT)
+        self._raw_stacks = {}
+        self._raw_frames = {}
+
+    def string_id(self, text):
+        return self.interned.string_id(text)
+
+    def empty_stack_id(self):
+        """The stack of a thread with no Python frames, or of one whose walk tore."""
+        return self.interned.stack_id(())
+
+    def stack_id(self, raw_frames):
+        """The stack id of a walker stack (leaf first), or None when a frame cannot be read."""
+        stack_id = self._raw_stacks.get(raw_frames)
+        if stack_id is not None:
+            return stack_id
+        current = self._verified(raw_frames)
+        if current is None:
+            return None
+        stack_id = self._raw_stacks.get(current)
+        if stack_id is None:
+            frame_ids = []
+            for raw in reversed(current):
+                frame_id = self._frame_id(raw)
+                if frame_id is None:
+                    return None
+                frame_ids.append(frame_id)
+            stack_id = self.interned.stack_id(tuple(frame_ids))
+            self._remember(current, stack_id)
+        if current != raw_frames:
+            self._remember(raw_frames, stack_id)
+        return stack_id
+
+    def _verified(self, raw_frames):
+        """``raw_frames`` with every code object verified now and its current key (frames of
+        interpreter-internal code left out), or None when one is no longer a code object."""
+        try:
+            keys = self.codes.refresh([key for key, _ in raw_frames])
+        except (MemoryReadError, PermissionDenied):
+            return None
+        if any(key is None for key in keys):
+            return None
+        return tuple((key, offset) for key, (_, offset) in zip(keys, raw_frames) if key != SKIP)
+
+    def _frame_id(self, raw):
+        frame_id = self._raw_frames.get(raw)
+        if frame_id is None:
+            try:
+                info = self.codes.describe(*raw)
+            except MemoryReadError:
+                return None
+            frame_id = self.interned.frame_id(info.filename, info.name, info.qualname, info.line,
+                                              info.column)
+            if len(self._raw_frames) >= RAW_FRAME_LIMIT:
+                self._raw_frames.clear()
+            self._raw_frames[raw] = frame_id
+        return frame_id
+
+    def _remember(self, raw_frames, stack_id):
+        if len(self._raw_stacks) >= RAW_STACK_LIMIT:
+            self._raw_stacks.clear()
+        self._raw_stacks[raw_frames] = stack_id
