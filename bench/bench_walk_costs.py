@@ -52,7 +52,7 @@ def main():
                 cost = clock() - start
                 frames = stacks[0].frames if stacks else ()
                 if frames and frames[0][0] not in names:
-                    names[frames[0][0]] = process.describe_frame(*frames[0]).name
+                    names[frames[0][0]] = process.codes.describe(*frames[0]).name
                 leaf = names[frames[0][0]] if frames else "-"
                 costs.setdefault((previous, leaf), []).append(cost)
                 previous = leaf

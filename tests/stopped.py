@@ -37,7 +37,7 @@ def alternate_walks(process, pid: int, walks: int, pause: float = 0.0003
     def describe(frame) -> Tuple[str, int]:
         found = names.get(frame)
         if found is None:
-            where = process.describe_frame(*frame)
+            where = process.codes.describe(*frame)
             found = names[frame] = (where.name, where.line)
         return found
 

@@ -85,7 +85,7 @@ def observed(proc, stack):
     """[(name, qualname, line, file)] of a ThreadStack, innermost first."""
     out = []
     for key, offset in stack.frames:
-        info = proc.describe_frame(key, offset)
+        info = proc.codes.describe(key, offset)
         out.append((info.name, info.qualname, info.line, info.filename))
     return out
 
@@ -193,7 +193,7 @@ def test_columns_of_sleeping_calls(stacks_target):
     got = settled(proc, target, label)
     for name in ("sleeper", "MainThread", "lambda", "init", "unicode"):
         stack, frames = got[name]
-        info = proc.describe_frame(*stack.frames[0])
+        info = proc.codes.describe(*stack.frames[0])
         assert isinstance(info, FrameInfo)
         if not has_columns(label):
             assert info.column == -1
@@ -252,13 +252,13 @@ def test_deep_stack_across_datastack_chunks(label, target_under):
     def deep_stack():
         stacks = proc.sample_threads()
         if stacks and len(stacks[0].frames) == depth + 1:
-            if proc.describe_frame(*stacks[0].frames[0]).name == "leaf":
+            if proc.codes.describe(*stacks[0].frames[0]).name == "leaf":
                 return stacks[0]
         return None
 
     stack = wait_until(deep_stack)
     assert stack and not stack.torn
-    frames = [proc.describe_frame(*f) for f in stack.frames]
+    frames = [proc.codes.describe(*f) for f in stack.frames]
     assert [f.name for f in frames] == ["leaf"] + ["level"] * (depth - 1) + ["<module>"]
     assert [f.line for f in frames[:3]] == [DEEP_MARKS["leaf-sleep"], DEEP_MARKS["level-leaf"],
                                             DEEP_MARKS["level"]]
@@ -282,7 +282,7 @@ def test_threads_that_come_and_go(label, target_under):
                 continue
             workers.add(stack.native_tid)
             try:
-                names = [proc.describe_frame(*f).name for f in stack.frames]
+                names = [proc.codes.describe(*f).name for f in stack.frames]
             except MemoryReadError:
                 bad += 1
                 continue
@@ -388,7 +388,7 @@ def test_executable_deleted_after_start(tmp_path):
         with attached(target.pid) as proc:
             assert proc.version_string == target.info["python"]
             stacks = wait_until(lambda: [s for s in proc.sample_threads() if len(s.frames) == 6])
-            names = [proc.describe_frame(*f).name for f in stacks[0].frames]
+            names = [proc.codes.describe(*f).name for f in stacks[0].frames]
             assert names[-1] == "<module>" and "level" in names
 
 
