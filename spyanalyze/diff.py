@@ -360,6 +360,40 @@ def batch_variance(side_weights, name):
     return variance, df
 
 
+def _checked_sides(a, b):
+    """The two sides as lists of recordings, each with samples to compare."""
+    sides = (_as_list(a), _as_list(b))
+    for name, side in zip(("first", "second"), sides):
+        if not side:
+            raise EmptyResult("the %s side of the comparison has no recording" % name)
+        for recording in side:
+            if recording.empty:
+                raise EmptyResult("the %s recording (%s) holds no samples to compare"
+                                  % (name, recording.source or "in memory"))
+    return sides
+
+
+def _add_test(result, name, side_weights, batches, n_a, n_b, present, alpha):
+    """The test of the ``name`` (self or total) shares' change: its columns in ``result``."""
+    if batches:
+        variance, df = batch_variance(side_weights, name)
+    else:
+        variance, df = np.full(len(result), np.nan), np.full(len(result), np.inf)
+    z, p, design = _test(result[name + "_a"].to_numpy(), result[name + "_b"].to_numpy(),
+                         n_a, n_b, variance, df)
+    counts = sum(np.sum([getattr(w, name + "_count") for w in side], axis=0)
+                 for side in side_weights)
+    tested = counts >= MIN_TESTED_SAMPLES
+    p = np.where(tested, p, 1.0)
+    adjusted = np.ones(len(p))
+    adjusted[tested & present] = _holm(p[tested & present])
+    result[name + "_z"] = z
+    result[name + "_p"] = p
+    result[name + "_p_adj"] = adjusted
+    result[name + "_significant"] = result[name + "_p_adj"] < alpha
+    result[name + "_design_effect"] = design
+
+
 def diff(a, b, by="function", weight="samples", alpha=0.05, blocks=BLOCKS):
     """Compare ``a`` (before) with ``b`` (after); one row per function (or line/file).
 
@@ -378,14 +412,7 @@ def diff(a, b, by="function", weight="samples", alpha=0.05, blocks=BLOCKS):
     check_weight(weight)
     if by not in _KEYS:
         raise ValueError("unknown grouping %r (choose function, line or file)" % (by,))
-    sides = (_as_list(a), _as_list(b))
-    for name, side in zip(("first", "second"), sides):
-        if not side:
-            raise EmptyResult("the %s side of the comparison has no recording" % name)
-        for recording in side:
-            if recording.empty:
-                raise EmptyResult("the %s recording (%s) holds no samples to compare"
-                                  % (name, recording.source or "in memory"))
+    sides = _checked_sides(a, b)
     codes, keys = _key_codes(sides, by)
     everything = sides[0] + sides[1]
     batches = min(choose_blocks(r, c, blocks) for r, c in zip(everything, codes))
@@ -413,22 +440,7 @@ def diff(a, b, by="function", weight="samples", alpha=0.05, blocks=BLOCKS):
     weight_a, weight_b = (sum(w.weight for w in side) for side in side_weights)
     n_a, n_b = (sum(w.weight for w in side) ** 2 / sum(w.squares for w in side) for side in side_weights)
     for name in ("total", "self"):
-        if batches:
-            variance, df = batch_variance(side_weights, name)
-        else:
-            variance, df = np.full(len(keys), np.nan), np.full(len(keys), np.inf)
-        z, p, design = _test(result[name + "_a"].to_numpy(), result[name + "_b"].to_numpy(),
-                             n_a, n_b, variance, df)
-        counts = side_sum(side_weights[0], name + "_count") + side_sum(side_weights[1], name + "_count")
-        tested = counts >= MIN_TESTED_SAMPLES
-        p = np.where(tested, p, 1.0)
-        adjusted = np.ones(len(p))
-        adjusted[tested & present] = _holm(p[tested & present])
-        result[name + "_z"] = z
-        result[name + "_p"] = p
-        result[name + "_p_adj"] = adjusted
-        result[name + "_significant"] = result[name + "_p_adj"] < alpha
-        result[name + "_design_effect"] = design
+        _add_test(result, name, side_weights, batches, n_a, n_b, present, alpha)
     result = result[present]
     order = np.lexsort((-result["self_change"].abs().to_numpy(), -result["total_change"].abs().to_numpy()))
     result = result.iloc[order].reset_index(drop=True)

@@ -169,8 +169,6 @@ def read_recording(stream, max_memory=None):
     ``max_memory`` is the reader's budget in bytes (default: ``limits.default_max_memory``);
     a file that needs more is refused as corrupt before it is allocated.
     """
-    import numpy as np
-
     data = RecordingData()
     budget = ReadBudget(max_memory)
     reader = SpyReader(stream, budget)
@@ -184,26 +182,9 @@ def read_recording(stream, max_memory=None):
             _expect(payload["first"] == len(data.strings), "string ids out of sequence", offset)
             data.strings.extend(payload["values"])
         elif kind == Kind.FRAMES:
-            _expect(payload["first"] == len(data.frames["file"]), "frame ids out of sequence", offset)
-            n = len(payload["file"])
-            for field in ("file", "name", "qualname", "line", "column"):
-                values = payload[field]
-                _expect(len(values) == n, "FRAMES columns differ in length", offset)
-                if field in ("file", "name", "qualname") and values:
-                    _expect(max(values) < len(data.strings),
-                            "FRAMES %s refers to a string that is not defined yet" % field, offset)
-            for field in data.frames:
-                data.frames[field].extend(payload[field])
+            _add_frames(data, payload, offset)
         elif kind == Kind.STACKS:
-            _expect(payload["first"] == len(data.stacks), "stack ids out of sequence", offset)
-            lengths, frames = payload["lengths"], payload["frames"]
-            _expect(sum(lengths) == len(frames), "STACKS lengths do not add up", offset)
-            _expect(not frames or max(frames) < len(data.frames["file"]),
-                    "STACKS frames refers to a frame that is not defined yet", offset)
-            position = 0
-            for n in lengths:
-                data.stacks.append(tuple(frames[position:position + n]))
-                position += n
+            _add_stacks(data, payload, offset)
         elif kind in (Kind.PROCESS, Kind.THREAD):
             budget.charge(RECORD_COST + chunk.size, "a %s record" % Kind.NAMES[kind], offset)
             if kind == Kind.PROCESS:
@@ -223,16 +204,46 @@ def read_recording(stream, max_memory=None):
     data.lost = lost_data(reader, data.trailer is not None)
     total = data.sample_count
     for name, (dtype, _transforms) in SAMPLE_COLUMNS.items():
-        parts = column_parts.pop(name, [])
-        if sum(len(values) for _, values in parts) == total:
-            data.samples[name] = (np.concatenate([v for _, v in parts]) if parts
-                                  else np.zeros(0, dtype="<" + dtype))
-        else:   # an optional column missing from some chunks: zeros there
-            full = np.zeros(total, dtype="<" + dtype)
-            for start, values in parts:
-                full[start:start + len(values)] = values
-            data.samples[name] = full
+        data.samples[name] = _joined(column_parts.pop(name, []), dtype, total)
     return data
+
+
+def _add_frames(data, payload, offset):
+    _expect(payload["first"] == len(data.frames["file"]), "frame ids out of sequence", offset)
+    n = len(payload["file"])
+    for field in ("file", "name", "qualname", "line", "column"):
+        values = payload[field]
+        _expect(len(values) == n, "FRAMES columns differ in length", offset)
+        if field in ("file", "name", "qualname") and values:
+            _expect(max(values) < len(data.strings),
+                    "FRAMES %s refers to a string that is not defined yet" % field, offset)
+    for field in data.frames:
+        data.frames[field].extend(payload[field])
+
+
+def _add_stacks(data, payload, offset):
+    _expect(payload["first"] == len(data.stacks), "stack ids out of sequence", offset)
+    lengths, frames = payload["lengths"], payload["frames"]
+    _expect(sum(lengths) == len(frames), "STACKS lengths do not add up", offset)
+    _expect(not frames or max(frames) < len(data.frames["file"]),
+            "STACKS frames refers to a frame that is not defined yet", offset)
+    position = 0
+    for n in lengths:
+        data.stacks.append(tuple(frames[position:position + n]))
+        position += n
+
+
+def _joined(parts, dtype, total):
+    """One sample column from its (first sample, values) parts, chunk by chunk."""
+    import numpy as np
+
+    if sum(len(values) for _, values in parts) == total:
+        return (np.concatenate([v for _, v in parts]) if parts
+                else np.zeros(0, dtype="<" + dtype))
+    full = np.zeros(total, dtype="<" + dtype)  # an optional column missing from some chunks
+    for start, values in parts:
+        full[start:start + len(values)] = values
+    return full
 
 
 def lost_data(reader, has_trailer):

@@ -110,6 +110,9 @@ class ChunkWalk:
         thread's last walk (see ChunkMemo); the others are parsed one by one.  ``with_state``:
         whether ``addr`` was copied with the thread state (see _cframe_top); ``settled``: and
         its copies on both sides of the thread state agree (see _fits_top).
+
+        One loop in one function, about 200 lines: it is the hot path of every 3.11+ sample,
+        and a call per frame would cost more than parsing the frame does.
         """
         self._misfit = False
         codes: List[int] = []
@@ -284,31 +287,12 @@ class ChunkWalk:
             # 3.12+ it led to the entry frame on the C stack of the run that resumed it).
             if (broken or owner == FRAME_OWNED_BY_GENERATOR) and gens \
                     and gens[-1][1] == len(codes) - 1:
-
-                def live(frame: int, code: int) -> bool:
-                    """A frame of the thread (not a generator's) running ``code`` now."""
-                    region = self._find_region(regions, frame)
-                    if region is None:
-                        return False
-                    found, _, _, found_owner = unpack(region[2], frame - region[0])
-                    return found_owner == FRAME_OWNED_BY_THREAD and found & untag == code
-
-                spliced = self.callers.splice(tstate, gens[-1][0], codes, offsets, live)
+                spliced = self._splice_below(tstate, gens[-1], codes, offsets, regions,
+                                             None if chunk_addrs else (lo, hi), top, buf, base,
+                                             settled)
             if not spliced:
                 self._remember_outside(tstate, outside)
                 return codes, offsets, True
-            below, consumer = spliced
-            if not chunk_addrs and lo <= consumer <= hi and \
-                    not self._fits_top(consumer, codes, len(codes) - below, top, buf, base,
-                                       (consumer,), settled):
-                # The consumer the callers were taken from is not where the thread state
-                # says the thread's frames end: the generator yielded, or its callee
-                # returned, between the copies.
-                self._misfit = True
-                self.misfit_walks += 1
-                self._remember_outside(tstate, outside)
-                return codes, offsets, True
-            spliced = (gens[-1][1],) + spliced
             addr = sentinel
         if gens:
             self.callers.note(tstate, gens, codes, offsets, consumers.get, spliced)
@@ -320,6 +304,38 @@ class ChunkWalk:
             self._next_memos[tstate] = ChunkMemo(base, buf, chunk_addrs, chunk_starts, runs,
                                                  codes, offsets)
         return codes, offsets, False
+
+    def _splice_below(self, tstate: int, generator, codes: List[int], offsets: List[int],
+                      regions, newest, top: int, buf: bytes, base: int, settled: bool):
+        """(its index, consumer length, consumer address) of the innermost-last generator frame
+        (``generator``: its address and index) whose callers a walk that ended at it got back
+        from an earlier walk (see GeneratorCallers.splice); None when it got none, or their
+        consumer, in the ``newest`` chunk's frame range (lo, hi) when the walk took no frame
+        there, is not where the thread state says the thread's frames end."""
+        unpack, untag = self._frame.unpack_from, self._untag
+
+        def live(frame: int, code: int) -> bool:
+            """A frame of the thread (not a generator's) running ``code`` now."""
+            region = self._find_region(regions, frame)
+            if region is None:
+                return False
+            found, _, _, found_owner = unpack(region[2], frame - region[0])
+            return found_owner == FRAME_OWNED_BY_THREAD and found & untag == code
+
+        spliced = self.callers.splice(tstate, generator[0], codes, offsets, live)
+        if not spliced:
+            return None
+        below, consumer = spliced
+        if newest is not None and newest[0] <= consumer <= newest[1] and \
+                not self._fits_top(consumer, codes, len(codes) - below, top, buf, base,
+                                   (consumer,), settled):
+            # The consumer the callers were taken from is not where the thread state says the
+            # thread's frames end: the generator yielded, or its callee returned, between the
+            # copies.
+            self._misfit = True
+            self.misfit_walks += 1
+            return None
+        return (generator[1],) + spliced
 
     def _last_in_chunk(self, chunk: int, top: int, prefetched=None) -> int:
         """3.11/3.12: the frame that ends where the thread state says the chunk's used part

@@ -146,17 +146,8 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
             warn("Python %s is newer than spyrec knows; its _Py_DebugOffsets passed every check, "
                  "so it is read with the %d.%d field list" % ((process.version_string,) + guessed))
         origin = time.monotonic_ns()
-        wall = time.time_ns()
         writer = SpyWriter(stream)
-        argv = read_cmdline(process.pid)
-        writer.write_header({
-            "recorder": "spyrec %s" % __version__, "start_wall_ns": wall, "start_mono_ns": origin,
-            "interval_ns": interval_ns, "host": socket.gethostname(), "pid": process.pid,
-            "argv": argv, "cwd": read_cwd(process.pid), "python_version": process.version_string,
-            "python_executable": process.executable, "mode": "launch" if command else "attach",
-        })
-        writer.process(pid=process.pid, argv=argv, python_version=process.version_string,
-                       executable=process.executable, start_ns=0)
+        _write_start(writer, process, origin, interval_ns, "launch" if command else "attach")
         out.publish()
         sampler = Sampler(process, writer if observe is None else observe(writer, process),
                           interval_ns, origin)
@@ -189,6 +180,20 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
         if launched is not None:
             launched.close()
         out.close()
+
+
+def _write_start(writer, process, origin, interval_ns, mode):
+    """The HEADER and the target's PROCESS record, as the recording starts."""
+    argv = read_cmdline(process.pid)
+    writer.write_header({
+        "recorder": "spyrec %s" % __version__, "start_wall_ns": time.time_ns(),
+        "start_mono_ns": origin, "interval_ns": interval_ns, "host": socket.gethostname(),
+        "pid": process.pid, "argv": argv, "cwd": read_cwd(process.pid),
+        "python_version": process.version_string, "python_executable": process.executable,
+        "mode": mode,
+    })
+    writer.process(pid=process.pid, argv=argv, python_version=process.version_string,
+                   executable=process.executable, start_ns=0)
 
 
 def _more_descriptors():

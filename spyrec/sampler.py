@@ -191,18 +191,9 @@ class Sampler:
                     behind += 1
                     if behind == REALTIME_BEHIND_ROUNDS:
                         scheduling.step_down()
-                try:
-                    self.sample_round(now)
-                except TargetReplaced as exc:
-                    stats.stop_reason = "target replaced its program (exec): %s" % exc.program
-                    break
-                except TargetNotFound:
-                    stats.stop_reason = "target exited"
-                    break
-                except Exception as exc:  # noqa: BLE001 - any bug ends the recording, whole
-                    # The samples so far are the user's: end with the trailer written and the
-                    # reason in it (the spec's "error: ..." stop reason) instead of a traceback.
-                    stats.stop_reason = "error: %s: %s" % (type(exc).__name__, exc)
+                stop_reason = self._round(now)
+                if stop_reason is not None:
+                    stats.stop_reason = stop_reason
                     break
                 done = monotonic_ns()
                 stats.add_round_cost(done - now)
@@ -222,13 +213,25 @@ class Sampler:
             self.finish()
         return stats
 
+    def _round(self, now):
+        """One round; None, or why the recording ends (the trailer's stop reason)."""
+        try:
+            self.sample_round(now)
+        except TargetReplaced as exc:
+            return "target replaced its program (exec): %s" % exc.program
+        except TargetNotFound:
+            return "target exited"
+        except Exception as exc:  # noqa: BLE001 - any bug ends the recording, whole
+            # The samples so far are the user's: end with the trailer written and the reason
+            # in it (the spec's "error: ..." stop reason) instead of a traceback.
+            return "error: %s: %s" % (type(exc).__name__, exc)
+        return None
+
     def sample_round(self, now):
         """Sample every thread once at ``now`` (monotonic ns)."""
         process = self.process
-        sink, resolver = self.sink, self.resolver
         t = now - self.origin_ns
-        pid = process.pid
-        threads, active, dormant = self._threads, self._active, self._dormant
+        active, dormant = self._active, self._dormant
         watch = self._watch_for(dormant)
         before = watch.count() if watch is not None and watch.wants_measure else None
         # /proc first: a thread found still (asleep at the last round, not run since) keeps
@@ -236,24 +239,7 @@ class Sampler:
         # thread queued for this CPU gets it back before the walks (see StepAside).
         still = set()
         need_cpu = self.woke and self.step_aside.enabled
-        items = active.items()
-        if need_cpu:
-            # The sampler moves as soon as a thread is found queued for its CPU, not after
-            # reading them all, so that thread waits for fewer reads; those that were running
-            # at the last round go first (by the kernel's trace, though, the thread found
-            # there is most often the next GIL holder, asleep at the last round).
-            items = sorted(items, key=_asleep_last_round)
-            busy = set()
-        switches = 0
-        for tid, thread in items:
-            stats = thread.stats
-            thread.cpu_delta = stats.refresh(need_cpu=need_cpu)
-            switches += stats.switches
-            if stats.still:
-                still.add(tid)
-            if need_cpu and stats.running:
-                busy.add(stats.cpu)
-                self.step_aside.check(busy)
+        switches = self._refresh_active(still, need_cpu)
         stacks = None
         if (watch is not None and now < self._next_full_round
                 and now < self._dormant_names_due and self._quiet(watch, switches)):
@@ -276,50 +262,11 @@ class Sampler:
         rss = self._process_stats.rss_bytes()
         seen = set()
         for thread_stack in stacks:
-            tid = thread_stack.native_tid
-            seen.add(tid)
-            thread = threads.get(tid)
-            if thread is None or thread.missing:
-                thread = self._thread_started(thread_stack, t)
-            if not thread.named and now >= thread.next_name_try:
-                self._try_name(thread, thread_stack, now)
-                if tid in dormant:
-                    self._dormant_names_due = 0  # found again in _sort_dormant
-            flags = syscall = wchan = 0
-            if thread_stack.holds_gil:
-                flags |= SampleFlag.GIL
-            if not thread.stats.running:
-                flags |= SampleFlag.IDLE
-                call, channel = thread.stats.cause
-                if call is not None:
-                    syscall = resolver.string_id(call) + 1
-                if channel is not None:
-                    wchan = resolver.string_id(channel) + 1
-            if thread_stack.torn:
-                flags |= SampleFlag.TORN
-            frames = thread_stack.frames
-            if frames is thread.last_frames:  # a stack kept whole by the walker: no hashing
-                stack_id = thread.last_stack_id
-            else:
-                stack_id = resolver.stack_id(frames)
-                if stack_id is None:
-                    flags |= SampleFlag.TORN
-                    stack_id = resolver.empty_stack_id()
-                else:
-                    thread.last_frames, thread.last_stack_id = frames, stack_id
-            if flags & SampleFlag.TORN:
-                self.stats.errors += 1  # a sample, torn: counted once (spec: a subset of samples)
-            sink.sample(t, pid, tid, stack_id, thread.cpu_delta, rss, flags, syscall, wchan)
-            row = (stack_id, flags, syscall, wchan)
-            if row != thread.row:
-                thread.row = row
-                if tid in dormant:
-                    self._dormant_rows = None
-            thread.cpu_delta = 0  # a second thread state with the same TID gets none of it
-            self.stats.samples += 1
+            seen.add(thread_stack.native_tid)
+            self._sample(thread_stack, now, t, rss)
         if quiet and dormant:
             rows = self._dormant_rows or self._dormant_columns()
-            sink.samples(t, pid, rss, rows)
+            self.sink.samples(t, process.pid, rss, rows)
             self.stats.samples += len(dormant)
         expected = active if quiet else _threads_alive(active, dormant)
         if len(seen) != len(expected):
@@ -328,6 +275,74 @@ class Sampler:
                     self._thread_ended(tid, thread, t)
         if self._watch is not None:
             self._sort_dormant(woke)
+
+    def _refresh_active(self, still, need_cpu):
+        """Read the active threads' /proc figures (CPU since the last round, state, switches);
+        add those found still to ``still``; return the sum of their switch counts."""
+        items = self._active.items()
+        if need_cpu:
+            # The sampler moves as soon as a thread is found queued for its CPU, not after
+            # reading them all, so that thread waits for fewer reads; those that were running
+            # at the last round go first (by the kernel's trace, though, the thread found
+            # there is most often the next GIL holder, asleep at the last round).
+            items = sorted(items, key=_asleep_last_round)
+            busy = set()
+        switches = 0
+        for tid, thread in items:
+            stats = thread.stats
+            thread.cpu_delta = stats.refresh(need_cpu=need_cpu)
+            switches += stats.switches
+            if stats.still:
+                still.add(tid)
+            if need_cpu and stats.running:
+                busy.add(stats.cpu)
+                self.step_aside.check(busy)
+        return switches
+
+    def _sample(self, thread_stack, now, t, rss):
+        """Hand the sink one thread's sample: its stack id, CPU, state and wait cause."""
+        resolver = self.resolver
+        tid = thread_stack.native_tid
+        thread = self._threads.get(tid)
+        if thread is None or thread.missing:
+            thread = self._thread_started(thread_stack, t)
+        if not thread.named and now >= thread.next_name_try:
+            self._try_name(thread, thread_stack, now)
+            if tid in self._dormant:
+                self._dormant_names_due = 0  # found again in _sort_dormant
+        flags = syscall = wchan = 0
+        if thread_stack.holds_gil:
+            flags |= SampleFlag.GIL
+        if not thread.stats.running:
+            flags |= SampleFlag.IDLE
+            call, channel = thread.stats.cause
+            if call is not None:
+                syscall = resolver.string_id(call) + 1
+            if channel is not None:
+                wchan = resolver.string_id(channel) + 1
+        if thread_stack.torn:
+            flags |= SampleFlag.TORN
+        frames = thread_stack.frames
+        if frames is thread.last_frames:  # a stack kept whole by the walker: no hashing
+            stack_id = thread.last_stack_id
+        else:
+            stack_id = resolver.stack_id(frames)
+            if stack_id is None:
+                flags |= SampleFlag.TORN
+                stack_id = resolver.empty_stack_id()
+            else:
+                thread.last_frames, thread.last_stack_id = frames, stack_id
+        if flags & SampleFlag.TORN:
+            self.stats.errors += 1  # a sample, torn: counted once (spec: a subset of samples)
+        self.sink.sample(t, self.process.pid, tid, stack_id, thread.cpu_delta, rss, flags,
+                         syscall, wchan)
+        row = (stack_id, flags, syscall, wchan)
+        if row != thread.row:
+            thread.row = row
+            if tid in self._dormant:
+                self._dormant_rows = None
+        thread.cpu_delta = 0  # a second thread state with the same TID gets none of it
+        self.stats.samples += 1
 
     def _quiet(self, watch, switches):
         """Whether no dormant thread ran since it was last read, ``switches`` being the sum

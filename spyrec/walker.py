@@ -132,21 +132,7 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         self.host_tid = host_tid
         self.torn_reads = 0
 
-        rt, it, ts = layout.runtime, layout.interp, layout.thread
-        gil = layout.gil
-        runtime_fields = [(rt.interpreters_head, "Q")]
-        if layout.gil_kind == "runtime":
-            runtime_fields += [(rt.gil + gil.last_holder, "Q"), (rt.gil + gil.locked, "i"),
-                               (rt.gil + gil.switch_number, "Q")]
-        self._rt_base, self._rt = _block(runtime_fields)
-
-        interp_fields = [(it.next, "Q"), (it.tstate_head, "Q")]
-        if layout.gil_kind == "interp":
-            interp_fields += [(it.gil + gil.last_holder, "Q"), (it.gil + gil.locked, "i"),
-                              (it.gil + gil.switch_number, "Q")]
-        self._in_base, self._in = _block(interp_fields)
-        self._gil_struct = FieldStruct([(gil.last_holder, "Q"), (gil.locked, "i"),
-                                        (gil.switch_number, "Q")])
+        self._init_reads(layout)
         self._gil_pointers = {}  # interp -> interp->ceval.gil, refreshed with the code cache
         # <=3.10: tstate -> the FrameChain of its last walk; 3.11+: tstate -> its ChunkMemo.
         self._chains = {}
@@ -185,6 +171,29 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         #: copies (see ChunkWalk._remember_outside).
         self._pools = {}
 
+        if self._iframe:
+            self._init_chunk_walk(layout, codes)
+        else:
+            self._init_pyframe_walk(layout)
+        self._frame_size = self._frame.size
+
+    def _init_reads(self, layout: Layout) -> None:
+        """The structs of the runtime, interpreter, GIL and thread state reads."""
+        rt, it, ts = layout.runtime, layout.interp, layout.thread
+        gil = layout.gil
+        runtime_fields = [(rt.interpreters_head, "Q")]
+        if layout.gil_kind == "runtime":
+            runtime_fields += [(rt.gil + gil.last_holder, "Q"), (rt.gil + gil.locked, "i"),
+                               (rt.gil + gil.switch_number, "Q")]
+        self._rt_base, self._rt = _block(runtime_fields)
+
+        interp_fields = [(it.next, "Q"), (it.tstate_head, "Q")]
+        if layout.gil_kind == "interp":
+            interp_fields += [(it.gil + gil.last_holder, "Q"), (it.gil + gil.locked, "i"),
+                              (it.gil + gil.switch_number, "Q")]
+        self._in_base, self._in = _block(interp_fields)
+        self._gil_struct = FieldStruct([(gil.last_holder, "Q"), (gil.locked, "i"),
+                                        (gil.switch_number, "Q")])
         thread_fields = [(ts.next, "Q"), (ts.interp, "Q"), (ts.frame, "Q"), (ts.thread_id, "Q")]
         self._iframe = layout.frame_kind == "iframe"
         if self._iframe:
@@ -197,11 +206,6 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         self._ts_size = max(ts.size, self._ts.size)
         self._cframe = layout.thread_frame_kind == "cframe"
         self._cframe_current = layout.cframe.current_frame if layout.cframe else 0
-        if self._iframe:
-            self._init_chunk_walk(layout, codes)
-        else:
-            self._init_pyframe_walk(layout)
-        self._frame_size = self._frame.size
 
     # -- threads ---------------------------------------------------------------------------
 
@@ -544,32 +548,8 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         codes = ()
         try:
             if self._iframe:
-                top, other = fields[2], 0
-                if self._cframe:
-                    try:
-                        top, with_state, other = self._cframe_top(tstate, ts, top, slot_copies)
-                    except READ_ERRORS:
-                        top = 0  # the C frame is gone: see below
-                        torn = True
-                sentinel = fields[7] if len(fields) > 7 else 0
-                if top:
-                    codes, offsets, torn = self._walk_iframes(
-                        top, fields[5], fields[6], sentinel, tstate, prefetched, with_state,
-                        with_state and not other)
-                if torn and self._misfit and other:
-                    # The other copy of the C frame's slot, taken on the other side of the
-                    # thread state, may be the one that agrees with it.
-                    codes, offsets, torn = self._walk_iframes(other, fields[5], fields[6],
-                                                              sentinel, tstate, prefetched)
-                if torn and not codes and self._cframe:
-                    # The C frame that named the innermost frame has ended and its stack slot
-                    # holds something else: the thread is in C code between two runs of the
-                    # eval loop, its innermost Python frame the last one on its chunk.  Kept
-                    # as torn: that frame may be one being pushed or popped.
-                    last = self._last_in_chunk(fields[5], fields[6], prefetched)
-                    if last:
-                        codes, offsets, _ = self._walk_iframes(last, fields[5], fields[6],
-                                                               sentinel, tstate, prefetched)
+                codes, offsets, torn, with_state = self._walk_chunks(tstate, ts, fields,
+                                                                     prefetched, slot_copies)
             else:
                 native = self._pthread_tid(thread_id)
                 codes, offsets, torn = self._walk_pyframes(fields[2], tstate)
@@ -597,6 +577,40 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         if SKIP in keys:  # interpreter-internal frames
             frames = [frame for frame in frames if frame[0] != SKIP]
         return ThreadStack(native, thread_id, tuple(frames), holds_gil, torn)
+
+    def _walk_chunks(self, tstate: int, ts: bytes, fields, prefetched, slot_copies):
+        """3.11+: (codes, offsets, torn, whether the innermost frame's address was copied with
+        the thread state) of one thread's frames."""
+        torn = False
+        with_state = True
+        codes = offsets = ()
+        top, other = fields[2], 0
+        if self._cframe:
+            try:
+                top, with_state, other = self._cframe_top(tstate, ts, top, slot_copies)
+            except READ_ERRORS:
+                top = 0  # the C frame is gone: see below
+                torn = True
+        sentinel = fields[7] if len(fields) > 7 else 0
+        if top:
+            codes, offsets, torn = self._walk_iframes(
+                top, fields[5], fields[6], sentinel, tstate, prefetched, with_state,
+                with_state and not other)
+        if torn and self._misfit and other:
+            # The other copy of the C frame's slot, taken on the other side of the
+            # thread state, may be the one that agrees with it.
+            codes, offsets, torn = self._walk_iframes(other, fields[5], fields[6],
+                                                      sentinel, tstate, prefetched)
+        if torn and not codes and self._cframe:
+            # The C frame that named the innermost frame has ended and its stack slot
+            # holds something else: the thread is in C code between two runs of the
+            # eval loop, its innermost Python frame the last one on its chunk.  Kept
+            # as torn: that frame may be one being pushed or popped.
+            last = self._last_in_chunk(fields[5], fields[6], prefetched)
+            if last:
+                codes, offsets, _ = self._walk_iframes(last, fields[5], fields[6],
+                                                       sentinel, tstate, prefetched)
+        return codes, offsets, torn, with_state
 
     def _cframe_top(self, tstate: int, ts: bytes, cframe: int,
                     slot_copies=None) -> Tuple[int, bool, int]:
