@@ -26,6 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 
 MOJO_METADATA, MOJO_STACK, MOJO_FRAME, MOJO_FRAME_INVALID, MOJO_FRAME_REF = 1, 2, 3, 4, 5
@@ -258,6 +259,44 @@ class Spyrec(Profiler):
 
     def finish(self, out):
         return os.path.getsize(out), parse_spy(out)
+
+
+class SpyrecPeer(Spyrec):
+    """spyrec, run from this checkout; ``supports`` says whether it records this target."""
+
+    def __init__(self, target):
+        super().__init__(sys.executable)
+        self.target = target
+        self.reason = None
+
+    def available(self):
+        return self.reason
+
+    def probe(self):
+        """Attach once in-process: a version spyrec cannot walk yet is "not supported yet"."""
+        from spyrec.errors import SpyError, UnsupportedPython
+        from spyrec.interpreter import PythonProcess
+
+        ready, proc = self.target.start(["--no-gate", "--seconds", "2"])
+        try:
+            time.sleep(0.2)
+            with PythonProcess.attach(ready["pid"]) as process:
+                # One walk may tear (the target is running); 50 in a row will not.
+                for _ in range(50):
+                    if any(s.frames and not s.torn for s in process.sample_threads()):
+                        break
+                    time.sleep(0.005)
+                else:
+                    self.reason = "failed: attached but found no stack"
+        except UnsupportedPython as exc:
+            self.reason = "not supported yet (%s)" % str(exc)[:160]
+        except SpyError as exc:
+            # 3.14/3.15 in the sid root come with another task; until then attach fails there.
+            prefix = "not supported yet" if self.target.root else "failed"
+            self.reason = "%s (attach fails: %s)" % (prefix, str(exc)[:160])
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 class Austin(Profiler):
