@@ -4,8 +4,8 @@
                                                  [--rate 1000] [--seconds 3]
 
 Starts the target (THREADS threads blocked for good, BUSY threads sharing the GIL), records it
-in this process with ``spyrec.recorder.record`` (the spyrec this interpreter imports: put another
-on PYTHONPATH, and run from outside the repository, to measure it), and prints the trailer's
+in this process with ``spyrec.recorder.record`` (the spyrec this interpreter imports: to measure
+another, run from outside the repository with PYTHONPATH=OTHER:REPOSITORY), and prints the trailer's
 ticks, samples and sampling_cost_ns, the rounds a second, the CPU time of a round (this
 thread's, around ``Sampler.sample_round``, the first two rounds left out: they meet every
 thread for the first time), which does not depend on what else the machine runs, and whether
