@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from bench.common import DEEP, interpreter
+from bench.common import DEEP, interpreter, python_help
 from spyrec.spyformat import SpyWriter, read_recording
 
 
@@ -99,8 +99,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--python", default=shutil.which("python3"), type=interpreter,
-                        help="the target's interpreter: a label of tests/pythons.py or a path "
-                             "(default: python3 on PATH)")
+                        help=python_help(default="python3 on PATH"))
     parser.add_argument("--austin", default=shutil.which("austin"))
     parser.add_argument("--read-samples", type=int, default=5_000_000)
     args = parser.parse_args()

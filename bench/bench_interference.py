@@ -43,7 +43,7 @@ import sys
 import time
 
 from bench.common import (DEFAULT_PYTHON, GATED, Target, alive, build_null_waker, change,
-                          command_line, mean_ci, sid_root, target_cpus, target_threads)
+                          command_line, mean_ci, python_help, sid_root, target_cpus, target_threads)
 
 MODES = ("spyrec", "spyrec-noslice", "null", "null-c", "null-step", "burn", "walk", "chunk-pread",
          "chunk-vm", "proc")
@@ -200,8 +200,7 @@ main()
 def add_target_options(parser):
     """``--python`` and ``--sid-root``: which Python runs the target."""
     parser.add_argument("--python", default=DEFAULT_PYTHON,
-                        help="the target's Python: a label of tests/pythons.py or a path "
-                             "(default %(default)s; 'sid': python3.15 in the sid root)")
+                        help=python_help(default=DEFAULT_PYTHON, sid=True))
     parser.add_argument("--sid-root", default=sid_root())
 
 

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 
-from bench.common import interpreter, kill, test_target
+from bench.common import interpreter, kill, python_help, test_target
 from spyrec.recorder import record
 from spyrec.spyformat import read_recording
 from tests.pythons import round_cpu_costs
@@ -30,8 +30,7 @@ TARGET = test_target("many_threads.py")
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default=sys.executable, type=interpreter,
-                        help="the target's interpreter: a label of tests/pythons.py or a path "
-                             "(default: this one)")
+                        help=python_help())
     parser.add_argument("--threads", type=int, default=1000, help="idle threads")
     parser.add_argument("--busy", type=int, default=2, help="CPU-bound threads")
     parser.add_argument("--rate", type=float, default=1000.0, help="sampling rate asked (Hz)")

@@ -74,7 +74,7 @@ import time
 from bench import peers
 from bench.breakdown import breakdown_one, print_breakdown
 from bench.common import (DEFAULT_PYTHON, REPO, SID, Target, command_line, installed, log,
-                          sid_root)
+                          python_help, sid_root)
 from bench.fine_slowdown import FINE_VARIANTS, fine_slowdown
 from bench.peers import SpyrecPeer
 from bench.record_report import brief, load_results, print_report
@@ -311,9 +311,7 @@ def parser():
     p.add_argument("--rates", default="100,1k,10k,max", help="from 100, 1k, 10k, max")
     p.add_argument("--threads", default="1,4", help="worker-thread counts of the target")
     p.add_argument("--python", default=DEFAULT_PYTHON,
-                   help="host Python of the targets: a label of tests/pythons.py or a path "
-                        "(default %(default)s; 'sid': python3.15 in the sid root, for "
-                        "--fine-slowdown)")
+                   help=python_help("host Python of the targets", DEFAULT_PYTHON, sid=True))
     p.add_argument("--profilers", default="spyrec,austin,py-spy,py-spy-nb,profiling.sampling")
     p.add_argument("--austin", help="Austin executable (default: PATH, then /tmp/peers/bin)")
     p.add_argument("--py-spy", dest="py_spy",

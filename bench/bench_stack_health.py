@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 
-from bench.common import REPO, interpreter
+from bench.common import REPO, interpreter, python_help
 from tests.pythons import running_target
 
 
@@ -36,8 +36,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="pandas_work.py")
     parser.add_argument("--python", default=sys.executable, type=interpreter,
-                        help="the target's interpreter: a label of tests/pythons.py or a path "
-                             "(default: this one)")
+                        help=python_help())
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--spyrec", default=REPO, help="directory holding spyrec/")

@@ -30,7 +30,7 @@ import tempfile
 import time
 
 from bench import peers
-from bench.common import interpreter, kill, task_cpu_ns, test_target
+from bench.common import interpreter, kill, python_help, task_cpu_ns, test_target
 
 TARGET = test_target("many_threads.py")
 #: The recorder's CPU is measured from this long after it starts to this long before its end.
@@ -92,8 +92,7 @@ def measure(python, tool, threads, kind, rate, seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default=sys.executable, type=interpreter,
-                        help="the target's interpreter: a label of tests/pythons.py or a path "
-                             "(default: this one)")
+                        help=python_help())
     parser.add_argument("--idle", default="1,10,100,200,500,1000",
                         help="idle thread counts (next to one busy thread)")
     parser.add_argument("--busy", default="1,2,4,10", help="busy thread counts")

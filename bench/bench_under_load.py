@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from bench.common import MAPPER, REPO, command_line, interpreter
+from bench.common import MAPPER, REPO, command_line, interpreter, python_help
 from bench.peers import Austin, PySpy, Spyrec, find_peer
 
 
@@ -60,8 +60,7 @@ def one_run(python, name, args, work):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, type=interpreter,
-                        help="the target's Python: a label of tests/pythons.py or a path "
-                             "(default: this one)")
+                        help=python_help())
     parser.add_argument("--busy", type=int, default=2, help="spinning shell loops beside it")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=30000)

@@ -29,8 +29,8 @@ import os
 import threading
 import time
 
-from bench.common import (DEFAULT_PYTHON, Target, command_line, kill, quantile, sid_root,
-                          target_cpus, target_threads, task_cpu_ns)
+from bench.common import (DEFAULT_PYTHON, Target, command_line, kill, python_help, quantile,
+                          sid_root, target_cpus, target_threads, task_cpu_ns)
 
 PR_SET_TIMERSLACK = 29
 #: ``slice`` is what spyrec runs with: SCHED_OTHER asking for a 100 µs slice (Linux 6.12+).
@@ -90,8 +90,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0, help="per policy")
     parser.add_argument("--work-us", type=int, default=50, help="spin after each wake-up")
     parser.add_argument("--python", default=DEFAULT_PYTHON,
-                        help="the target's Python: a label of tests/pythons.py or a path "
-                             "(default %(default)s; 'sid': python3.15 in the sid root)")
+                        help=python_help(default=DEFAULT_PYTHON, sid=True))
     args = parser.parse_args()
     ctypes.CDLL(None).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
     policies = args.policies.split(",")

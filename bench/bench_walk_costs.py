@@ -16,15 +16,14 @@ import argparse
 import statistics
 import time
 
-from bench.common import DEFAULT_PYTHON, SID, Target, command_line, kill, sid_root
+from bench.common import DEFAULT_PYTHON, SID, Target, command_line, kill, python_help, sid_root
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--python", default=DEFAULT_PYTHON,
-                       help="the target's Python: a label of tests/pythons.py or a path "
-                            "(default %(default)s)")
+                       help=python_help(default=DEFAULT_PYTHON))
     where.add_argument("--sid-root", action="store_true",
                        help="python3.15 in the sid root (%s)" % sid_root())
     parser.add_argument("--seconds", type=float, default=3.0)

@@ -55,6 +55,12 @@ SID = "sid"
 sid_root = pythons.sid_root
 
 
+def python_help(what="the target's interpreter", default="this one", sid=False):
+    """The help of a ``--python`` option: what it takes, and its default."""
+    return "%s: a label of tests/pythons.py (3.12, 3.15...) or a path (default: %s%s)" % (
+        what, default, "; 'sid': python3.15 in the sid root" if sid else "")
+
+
 def interpreter(choice):
     """The interpreter a ``--python`` option names: a label of tests/pythons.py (``3.12``,
     ``3.15``), found as the tests find it, or a path (anything with a ``/``) taken as it is.
