@@ -1,8 +1,8 @@
 """Benchmark spyanalyze: load rate, views, diff and export times, and peak memory.
 
-    python bench/bench_analyze.py                      # 1M and 10M samples
-    python bench/bench_analyze.py --sizes 1000000      # only 1M
-    python bench/bench_analyze.py --dir /tmp/spybench  # keep / reuse the generated files
+    .venv/bin/python -m bench.bench_analyze                      # 1M and 10M samples
+    .venv/bin/python -m bench.bench_analyze --sizes 1000000      # only 1M
+    .venv/bin/python -m bench.bench_analyze --dir /tmp/spybench  # keep / reuse the generated files
 
 Recordings are synthetic but shaped like real ones: 8 threads sampled every tick at 1 kHz,
 about 3,000 distinct stacks 8-40 frames deep over 400 functions in 60 files (user code, stdlib
@@ -24,9 +24,6 @@ import sys
 import time
 
 import numpy as np
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
 THREADS = 8
 INTERVAL_NS = 1_000_000
@@ -175,8 +172,8 @@ def run_stage(name, files, repeat=1):
     measurement (the least disturbed by other work on the machine) and the largest peak RSS."""
     best = {}
     for _ in range(repeat):
-        output = subprocess.run([sys.executable, __file__, "--stage", name, *files], check=True,
-                                capture_output=True, text=True).stdout
+        output = subprocess.run([sys.executable, "-m", "bench.bench_analyze", "--stage", name, *files],
+                                check=True, capture_output=True, text=True).stdout
         result = json.loads(output.strip().splitlines()[-1])
         for key, value in result.items():
             if key not in best:

@@ -1,8 +1,8 @@
 """A real program that measures itself: black's own timing of its parser and its generator
 chain, next to what spyrec and py-spy attribute to them.
 
-    .venv/bin/python bench/bench_black_shares.py --python /path/to/venv/bin/python [...]
-                                                 [--rate 500] [--runs 1]
+    .venv/bin/python -m bench.bench_black_shares --python /path/to/venv/bin/python [...]
+                                                  [--rate 500] [--runs 1]
 
 Not part of the unit tests.  Each ``--python`` must have black installed in pure Python
 (``pip install --no-binary black black``).  black reformats (``--diff``) a copy of that
@@ -24,13 +24,8 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-
-from pythons import py_spy_stacks, spyrec_stacks  # noqa: E402
-
-DRIVER = os.path.join(HERE, "targets", "black_timed.py")
+from bench.common import BLACK_TIMED, interpreter
+from tests.pythons import py_spy_stacks, spyrec_stacks
 
 
 def profiled_shares(stacks):
@@ -75,8 +70,9 @@ def spyrec_health(path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", action="append", required=True,
-                        help="an interpreter with black installed in pure Python")
+    parser.add_argument("--python", action="append", required=True, type=interpreter,
+                        help="an interpreter with black installed in pure Python (a path, or "
+                             "a label of tests/pythons.py)")
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
@@ -96,7 +92,7 @@ def main():
                 capture_output=True, text=True, check=True).stdout.split()
             source = os.path.join(work, "decimal_copy.py")
             shutil.copy(os.path.join(stdlib, "_pydecimal.py"), source)
-            target = [python, DRIVER, source]
+            target = [python, BLACK_TIMED, source]
             for _ in range(args.runs):
                 own, wall = run(target)
                 print("| %s | alone | %.1f | %.3f | %.3f | | | | | |"

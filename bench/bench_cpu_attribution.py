@@ -1,6 +1,6 @@
 """Where CPU time goes: a target's own clock next to the CPU-weighted shares of a recording.
 
-    .venv/bin/python bench/bench_cpu_attribution.py [--python 3.11,3.12] [--runs 2]
+    .venv/bin/python -m bench.bench_cpu_attribution [--python 3.11,3.12] [--runs 2]
         [--burst-ms 1.5] [--pause-ms 2] [--spyrec DIR]
 
 Not part of the unit tests.  tests/targets/cpu_then_wait.py computes for BURST ms and sleeps
@@ -19,11 +19,8 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-
-from pythons import python_for, running_target  # noqa: E402
+from bench.common import REPO, interpreter
+from tests.pythons import running_target
 
 ANALYSE = """
 import json, sys
@@ -38,7 +35,7 @@ print(json.dumps({"share": float(table.loc["compute", "total_share"]),
 def measure(label, burst, pause, source, workdir):
     out = os.path.join(workdir, "run.spy")
     env = dict(os.environ, PYTHONPATH=source)
-    with running_target(python_for(label), "cpu_then_wait.py", "3", str(burst),
+    with running_target(interpreter(label), "cpu_then_wait.py", "3", str(burst),
                         str(pause)) as target:
         subprocess.run([sys.executable, "-m", "spyrec", "-q", "-o", out, "-p", str(target.pid),
                         "-d", "2.5", "-r", "1000"], check=True, cwd=workdir, env=env)
@@ -56,7 +53,7 @@ def main():
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--burst-ms", type=float, default=1.5)
     parser.add_argument("--pause-ms", type=float, default=2.0)
-    parser.add_argument("--spyrec", default=ROOT, help="directory holding spyrec/ and spyanalyze/")
+    parser.add_argument("--spyrec", default=REPO, help="directory holding spyrec/ and spyanalyze/")
     args = parser.parse_args()
     print("| CPython | `compute`'s CPU share: recording | target's own | round cost µs "
           "(min, mean, max) |")

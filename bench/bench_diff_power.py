@@ -3,10 +3,10 @@ finds 95% of the time, on simulated recordings (spyanalyze.simulate): steady and
 programs, one or several recordings a side, a change spread over the run or confined to its
 second half.  Prints Markdown tables (docs/benchmarks.md holds a run and the command).
 
-    .venv/bin/python bench/bench_diff_power.py                # 200 null pairs, 100 per change (~10 min)
-    .venv/bin/python bench/bench_diff_power.py --quick        # 60 and 40 (~3 min)
-    .venv/bin/python bench/bench_diff_power.py --lengths 5000 --recordings 1
-    .venv/bin/python bench/bench_diff_power.py --stay 0.8        # calls of 5 samples
+    .venv/bin/python -m bench.bench_diff_power                # 200 null pairs, 100 per change (~10 min)
+    .venv/bin/python -m bench.bench_diff_power --quick        # 60 and 40 (~3 min)
+    .venv/bin/python -m bench.bench_diff_power --lengths 5000 --recordings 1
+    .venv/bin/python -m bench.bench_diff_power --stay 0.8        # calls of 5 samples
 
 A false alarm is any function flagged significant (Holm-adjusted, alpha 0.05) between two
 unchanged runs; a change is found when the changed function is flagged with a positive change.
@@ -15,16 +15,11 @@ least 95% of the pairs (searched by bisection: finding gets easier as the change
 """
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-from spyanalyze import diff, simulate  # noqa: E402
+from spyanalyze import diff, simulate
 
 #: Changes tried, as shares of the run's samples.
 GRID = (0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.12, 0.15, 0.20)

@@ -1,6 +1,6 @@
 """Benchmark of the .spy format: bytes per sample, write cost per sample, read rate into numpy.
 
-    .venv/bin/python bench/bench_format.py [--seconds 5] [--rate 1000] [--austin PATH]
+    .venv/bin/python -m bench.bench_format [--seconds 5] [--rate 1000] [--austin PATH]
 
 1. Records the 30-deep CPU-bound target (bench/targets/deep.py) with spyrec, and with Austin's
    binary MOJO output (``austin -b``) when Austin is installed, at the same rate, and reports the
@@ -22,17 +22,13 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-from spyrec.spyformat import SpyWriter, read_recording  # noqa: E402
-
-TARGET = os.path.join(HERE, "targets", "deep.py")
+from bench.common import DEEP, interpreter, python_help
+from spyrec.spyformat import SpyWriter, read_recording
 
 
 def record_spyrec(python, seconds, rate, out):
     subprocess.run([sys.executable, "-m", "spyrec", "-q", "-o", out, "-r", str(rate), "--",
-                    python, TARGET, "--seconds", str(seconds)], check=True, stdout=subprocess.DEVNULL)
+                    python, DEEP, "--seconds", str(seconds)], check=True, stdout=subprocess.DEVNULL)
     with open(out, "rb") as f:
         rec = read_recording(f)
     return rec
@@ -41,7 +37,7 @@ def record_spyrec(python, seconds, rate, out):
 def record_austin(austin, python, seconds, rate, out):
     """Austin's file size and sample count (from the statistics it prints on stderr)."""
     interval_us = int(1e6 / rate)
-    result = subprocess.run([austin, "-b", "-i", str(interval_us), "-o", out, python, TARGET,
+    result = subprocess.run([austin, "-b", "-i", str(interval_us), "-o", out, python, DEEP,
                              "--seconds", str(seconds)], check=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     plain = re.sub(r"\x1b\[[0-9;]*m", "", result.stderr)
@@ -102,7 +98,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--python", default=shutil.which("python3"))
+    parser.add_argument("--python", default=shutil.which("python3"), type=interpreter,
+                        help=python_help(default="python3 on PATH"))
     parser.add_argument("--austin", default=shutil.which("austin"))
     parser.add_argument("--read-samples", type=int, default=5_000_000)
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """How often a generator is found on the stack within the phase that consumes it, next to py-spy.
 
-    .venv/bin/python bench/bench_generator_shares.py [--python 3.11,3.12] [--seconds 6]
-                                                      [--runs 2] [--moments]
+    .venv/bin/python -m bench.bench_generator_shares [--python 3.11,3.12] [--seconds 6]
+                                                       [--runs 2] [--moments]
 
 Not part of the unit tests.  For each interpreter (labels of tests/pythons.py) it starts
 tests/targets/generators.py on each phase alone (a generator resumed by C code, by a Python
@@ -25,11 +25,8 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
-
-from pythons import (marked_lines, py_spy_stacks, python_for, running_target,  # noqa: E402
-                     spyrec_stacks, target_path)
+from bench.common import interpreter, test_target
+from tests.pythons import marked_lines, py_spy_stacks, running_target, spyrec_stacks
 
 #: Each phase of the target, and the generator its samples should show.
 PHASES = {"via_list": "nested", "via_sum": "<genexpr>", "via_join": "<genexpr>",
@@ -48,7 +45,7 @@ def share_inside(stacks, phase):
 def moments(stacks):
     """(``via_tokens`` samples, share with its consumer or generator innermost, share with its
     consumer at a line that cannot call what is above it); stacks of (name, line) pairs."""
-    marks = marked_lines(target_path("generators.py"))
+    marks = marked_lines(test_target("generators.py"))
     inside = [[frame for frame in stack[[name for name, _ in stack].index("via_tokens"):]]
               for stack in stacks if "via_tokens" in [name for name, _ in stack]]
     if not inside:
@@ -62,7 +59,7 @@ def moments(stacks):
 
 def measure(label, phase, seconds, py_spy, workdir, lines=False):
     out, raw = os.path.join(workdir, "run.spy"), os.path.join(workdir, "py-spy.txt")
-    with running_target(python_for(label), "generators.py", str(2 * seconds + 5),
+    with running_target(interpreter(label), "generators.py", str(2 * seconds + 5),
                         phase) as target:
         ours = subprocess.run([sys.executable, "-m", "spyrec", "-q", "-o", out, "-p",
                                str(target.pid), "-d", str(seconds), "-r", "500"],

@@ -1,9 +1,9 @@
 """Which part of sampling disturbs the target: a fixed job run alone, under spyrec, and next to
 each piece of spyrec's work on its own.
 
-    .venv/bin/python bench/bench_interference.py                       # 10 kHz, 1 thread
-    .venv/bin/python bench/bench_interference.py --rate 1000 --threads 4 --modes spyrec,spyrec-noslice,null
-    .venv/bin/python bench/bench_interference.py --python sid ...       # python3.15 in the sid root
+    .venv/bin/python -m bench.bench_interference                       # 10 kHz, 1 thread
+    .venv/bin/python -m bench.bench_interference --rate 1000 --threads 4 --modes spyrec,spyrec-noslice,null
+    .venv/bin/python -m bench.bench_interference --python sid ...       # python3.15 in the sid root
 
 Not part of the unit tests; needs the rights spyrec needs.  Each cycle runs the same work
 (bench/targets/gated.py, 30 frames deep, ``--units``) once alone and once next to every mode,
@@ -42,13 +42,8 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-
-from bench_record import (DEFAULT_HOST_PYTHON, GATED, SID_ROOT, Target,  # noqa: E402
-                          build_null_waker, mean_ci)
-from bench_wakeups import target_cpus, target_threads  # noqa: E402
+from bench.common import (DEFAULT_PYTHON, GATED, Target, alive, build_null_waker, change,
+                          command_line, mean_ci, python_help, sid_root, target_cpus, target_threads)
 
 MODES = ("spyrec", "spyrec-noslice", "null", "null-c", "null-step", "burn", "walk", "chunk-pread",
          "chunk-vm", "proc")
@@ -107,16 +102,15 @@ def interfere(mode, pid, rate, ready_path, burn_us):
         if done - next_round > interval:
             next_round += (done - next_round) // interval * interval
         rounds += 1
-        if rounds % 100 == 0 and not _alive(pid):
+        if rounds % 100 == 0 and not alive(pid):
             break
 
 
-def _alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except (OSError, IndexError):
-        return False
+def child_command(mode, pid, rate, ready_path, burn_us):
+    """The command that runs ``mode`` next to ``pid`` in a process of its own (this module's
+    ``--child``); it writes ``ready_path`` once at work."""
+    return [sys.executable, "-m", "bench.bench_interference", "--child", mode, str(pid),
+            str(rate), ready_path, str(burn_us)]
 
 
 def start_helper(mode, pid, rate, workdir, burn_us=25.0):
@@ -140,8 +134,7 @@ def start_helper(mode, pid, rate, workdir, burn_us=25.0):
     if mode == "null-c":
         cmd = [os.path.join(workdir, "null_waker"), str(pid), str(rate), ready]
     else:
-        cmd = [sys.executable, __file__, "--child", mode, str(pid), str(rate), ready,
-               str(burn_us)]
+        cmd = child_command(mode, pid, rate, ready, burn_us)
     helper = subprocess.Popen(pinned + cmd)
     deadline = time.monotonic() + 20
     while not os.path.exists(ready) and time.monotonic() < deadline:
@@ -206,9 +199,9 @@ main()
 
 def add_target_options(parser):
     """``--python`` and ``--sid-root``: which Python runs the target."""
-    parser.add_argument("--python", default=DEFAULT_HOST_PYTHON,
-                        help="the target's Python ('sid': python3.15 in the sid root)")
-    parser.add_argument("--sid-root", default=SID_ROOT)
+    parser.add_argument("--python", default=DEFAULT_PYTHON,
+                        help=python_help(default=DEFAULT_PYTHON, sid=True))
+    parser.add_argument("--sid-root", default=sid_root())
 
 
 def chosen_modes(parser, text, known):
@@ -258,13 +251,13 @@ def main():
         rng.shuffle(order)
         got = {m: one_run(target, m, args, workdir) for m in order}
         for m in modes:
-            ratios[m][0].append(got[m][0] / got["alone"][0] - 1)
-            ratios[m][1].append(got[m][1] / got["alone"][1] - 1)
+            ratios[m][0].append(change(got[m][0], got["alone"][0]))
+            ratios[m][1].append(change(got[m][1], got["alone"][1]))
         print("cycle %d: %s" % (cycle + 1, ", ".join("%s %+.1f%%" % (m, 100 * ratios[m][0][-1])
                                                      for m in modes)), file=sys.stderr, flush=True)
-    print("Command: `.venv/bin/python bench/bench_interference.py %s`; %d cycles, %d thread(s), "
-          "%d Hz; %.1f min.\n" % (" ".join(sys.argv[1:]), args.cycles, args.threads, args.rate,
-                                 (time.monotonic() - started) / 60))
+    print("Command: `%s`; %d cycles, %d thread(s), %d Hz; %.1f min.\n"
+          % (command_line("bench.bench_interference"), args.cycles, args.threads, args.rate,
+             (time.monotonic() - started) / 60))
     print("| next to | target wall time | target CPU time |")
     print("|---|---:|---:|")
     for m in modes:

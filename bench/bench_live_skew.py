@@ -1,7 +1,7 @@
 """How far walks of a running program are from walks of the same program stopped.
 
-    .venv/bin/python bench/bench_live_skew.py [--python 3.8,3.11,...] [--walks 4000]
-                                               [--work 20] [--depth 8]
+    .venv/bin/python -m bench.bench_live_skew [--python 3.8,3.11,...] [--walks 4000]
+                                                [--work 20] [--depth 8]
 
 Not part of the unit tests.  Starts tests/targets/visitor.py (recursive generators that call a
 short ``work`` at the leaves: the stack changes every microsecond or so) under each Python
@@ -16,16 +16,11 @@ program holds still while they read it.  For each Python it prints the total var
 
 import argparse
 import os
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
-
-from pythons import ALL_SUPPORTED, interpreter_path, running_target, sid_root  # noqa: E402
-from pythons import ROOTED, RootedPython  # noqa: E402
-from stopped import alternate_walks, by, distance, wrong_visit  # noqa: E402
-
+from bench.common import command_line
+from tests.pythons import (ALL_SUPPORTED, ROOTED, RootedPython, interpreter_path,
+                           running_target, sid_root)
+from tests.stopped import alternate_walks, by, distance, wrong_visit
 
 
 def measure(label: str, args) -> str:
@@ -72,7 +67,7 @@ def main():
     parser.add_argument("--depth", type=int, default=8)
     parser.add_argument("--work", type=int, default=20, help="steps of work's loop at a leaf")
     args = parser.parse_args()
-    print("Command: `.venv/bin/python bench/bench_live_skew.py %s`\n" % " ".join(sys.argv[1:]))
+    print("Command: `%s`\n" % command_line("bench.bench_live_skew"))
     print("| Python | line | function | stack | wrong stacks, running / stopped "
           "| torn, running / stopped | lines most apart (points) |")
     print("|---|---:|---:|---:|---:|---:|---|")

@@ -1,11 +1,11 @@
 """Rounds a second with many threads: spyrec on tests/targets/many_threads.py.
 
-    .venv/bin/python bench/bench_many_threads.py [--python PY] [--threads 1000] [--busy 2]
+    .venv/bin/python -m bench.bench_many_threads [--python PY] [--threads 1000] [--busy 2]
                                                  [--rate 1000] [--seconds 3]
 
 Starts the target (THREADS threads blocked for good, BUSY threads sharing the GIL), records it
-in this process with ``spyrec.recorder.record`` (the spyrec this interpreter imports: put another
-on PYTHONPATH, and run from outside the repository, to measure it), and prints the trailer's
+in this process with ``spyrec.recorder.record`` (the spyrec this interpreter imports: to measure
+another, run from outside the repository with PYTHONPATH=OTHER:REPOSITORY), and prints the trailer's
 ticks, samples and sampling_cost_ns, the rounds a second, the CPU time of a round (this
 thread's, around ``Sampler.sample_round``, the first two rounds left out: they meet every
 thread for the first time), which does not depend on what else the machine runs, and whether
@@ -19,19 +19,18 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.join(os.path.dirname(HERE), "tests")
-TARGET = os.path.join(TESTS, "targets", "many_threads.py")
-sys.path.insert(0, TESTS)
+from bench.common import interpreter, kill, python_help, test_target
+from spyrec.recorder import record
+from spyrec.spyformat import read_recording
+from tests.pythons import round_cpu_costs
 
-from pythons import round_cpu_costs  # noqa: E402
-from spyrec.recorder import record  # noqa: E402
-from spyrec.spyformat import read_recording  # noqa: E402
+TARGET = test_target("many_threads.py")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", default=sys.executable, help="the target's interpreter")
+    parser.add_argument("--python", default=sys.executable, type=interpreter,
+                        help=python_help())
     parser.add_argument("--threads", type=int, default=1000, help="idle threads")
     parser.add_argument("--busy", type=int, default=2, help="CPU-bound threads")
     parser.add_argument("--rate", type=float, default=1000.0, help="sampling rate asked (Hz)")
@@ -49,8 +48,7 @@ def main():
             with open(out, "rb") as f:
                 rec = read_recording(f)
     finally:
-        target.kill()
-        target.wait()
+        kill(target)
     trailer = rec.trailer
     seconds = trailer["duration_ns"] / 1e9
     threads = args.threads + args.busy + 1

@@ -1,7 +1,7 @@
 """Whether a recording's shares match the target's own clock, at a rate or as fast as it goes.
 
-    .venv/bin/python bench/bench_phase_shares.py [--python 3.12,3.15] [--rate 1000,100000]
-                                                  [--seconds 3]
+    .venv/bin/python -m bench.bench_phase_shares [--python 3.12,3.15] [--rate 1000,100000]
+                                                   [--seconds 3]
 
 Not part of the unit tests.  For each interpreter (labels of tests/pythons.py: pyenv minors,
 3.14/3.15 in the sid root) and rate it starts tests/targets/generators.py, which spends even
@@ -16,21 +16,18 @@ counts then under-weigh the costly phases.
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
-
-import spyanalyze  # noqa: E402
-from pythons import python_for, running_target  # noqa: E402
+import spyanalyze
+from bench.common import interpreter
+from tests.pythons import running_target
 
 
 def measure(label, rate, seconds, out):
     """(the target's own shares, spyanalyze's shares, plain count shares, status line)."""
-    with running_target(python_for(label), "generators.py", str(seconds + 2)) as target:
+    with running_target(interpreter(label), "generators.py", str(seconds + 2)) as target:
         result = subprocess.run([sys.executable, "-m", "spyrec", "-o", out, "-p", str(target.pid),
                                  "-d", str(seconds), "-r", str(rate)], capture_output=True, text=True)
         if result.returncode:

@@ -1,10 +1,10 @@
 """How whole the stacks of a recording are: samples without Python frames, rooted at the
 module, torn.
 
-    .venv/bin/python bench/bench_stack_health.py [--target pandas_work.py] [--python PATH]
+    .venv/bin/python -m bench.bench_stack_health [--target pandas_work.py] [--python PY]
                                                  [--runs 2] [--rate 1000] [--spyrec DIR]
 
-Not part of the unit tests.  Starts tests/targets/TARGET with PATH (default: this
+Not part of the unit tests.  Starts tests/targets/TARGET with PY (default: this
 interpreter), records it for 3 s with ``spyrec -p``, and prints, over its busy samples, the
 share without any Python frame, the share whose stack holds ``<module>``, and the share
 marked torn.  ``--spyrec DIR`` records with the ``spyrec`` package found in DIR (an older
@@ -17,11 +17,8 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-
-from pythons import running_target  # noqa: E402
+from bench.common import REPO, interpreter, python_help
+from tests.pythons import running_target
 
 
 def health(path):
@@ -38,10 +35,11 @@ def health(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="pandas_work.py")
-    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--python", default=sys.executable, type=interpreter,
+                        help=python_help())
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--spyrec", default=ROOT, help="directory holding spyrec/")
+    parser.add_argument("--spyrec", default=REPO, help="directory holding spyrec/")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=os.path.abspath(args.spyrec))
     print("| run | samples | no Python frames | rooted at `<module>` | torn |")

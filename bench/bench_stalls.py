@@ -1,7 +1,7 @@
 """Where a sampled target loses time: the kernel's scheduler trace of the target next to spyrec.
 
-    .venv/bin/python bench/bench_stalls.py                         # 4 threads, 1 kHz, 3.12
-    .venv/bin/python bench/bench_stalls.py --python sid --modes alone,null-c,spyrec --repeats 3
+    .venv/bin/python -m bench.bench_stalls                         # 4 threads, 1 kHz, 3.12
+    .venv/bin/python -m bench.bench_stalls --python sid --modes alone,null-c,spyrec --repeats 3
 
 Not part of the unit tests; needs root (it mounts tracefs at /sys/kernel/tracing if nothing is
 there, and turns the ``sched`` events on and off again).
@@ -42,13 +42,9 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-
-from bench_interference import (MODES, add_target_options, chosen_modes,  # noqa: E402
-                                prepare_workdir, start_helper, stop_helper)
-from bench_record import GATED, Target  # noqa: E402
+from bench.bench_interference import (MODES, add_target_options, chosen_modes, prepare_workdir,
+                                      start_helper, stop_helper)
+from bench.common import GATED, Target, command_line, task_ids
 
 TRACEFS = "/sys/kernel/tracing"
 EVENTS = ("sched_switch", "sched_wakeup", "sched_migrate_task")
@@ -133,20 +129,43 @@ def analyse(switches, wakeups, target_tids, helper_tids):
     """The figures of the module docstring for one trace."""
     switches = restore_idle_exits(switches, wakeups)
     cpus = sorted({s[1] for s in switches})
+    running, start = first_known(switches, cpus)
+    end = switches[-1][0]
+    span = end - start
+    time_on, stalls, took = follow_stalls(switches, running, start, target_tids, helper_tids)
+    helper_wakes, on_target = wakes_on_target(switches, wakeups, cpus, start, end, target_tids,
+                                              helper_tids)
+    return {
+        "target_cpus": time_on["target"] / span,
+        "helper_cpus": time_on["helper"] / span,
+        "stalled": sum(sum(v) for v in stalls.values()) / span,
+        "causes": {cause: (sum(v) / span, len(v) / span, statistics.mean(v))
+                   for cause, v in stalls.items()},
+        "helper_wakes": helper_wakes / span,
+        "on_target": on_target / helper_wakes if helper_wakes else 0.0,
+        "took_p50": statistics.median(took) if took else None,
+    }
+
+
+def first_known(switches, cpus):
+    """({cpu: the task on it}, the moment from which every CPU's task is known)."""
     running = {}
     start = None
-    for t, cpu, prev, _, _ in switches:  # from the moment every CPU's task is known
+    for t, cpu, prev, _, _ in switches:
         running.setdefault(cpu, prev)
         if len(running) == len(cpus):
             start = t
             break
-    end = switches[-1][0]
-    span = end - start
+    return running, start
 
+
+def follow_stalls(switches, running, start, target_tids, helper_tids):
+    """Replay the switches from ``start``: ({"target", "helper": CPU seconds}, {cause: stall
+    lengths}, [times from the helper taking a target thread's CPU to leaving it])."""
     def on_cpu(tid_set):
         return sum(1 for tid in running.values() if tid in tid_set)
 
-    target_time = helper_time = 0.0
+    time_on = {"target": 0.0, "helper": 0.0}
     stalls = collections.defaultdict(list)  # cause -> lengths
     stall_start = stall_cause = None
     took_at = {}  # cpu -> when the helper took it from a target thread
@@ -156,8 +175,8 @@ def analyse(switches, wakeups, target_tids, helper_tids):
         if t < start:
             running[cpu] = nxt
             continue
-        target_time += on_cpu(target_tids) * (t - last)
-        helper_time += on_cpu(helper_tids) * (t - last)
+        time_on["target"] += on_cpu(target_tids) * (t - last)
+        time_on["helper"] += on_cpu(helper_tids) * (t - last)
         last = t
         before = on_cpu(target_tids)
         running[cpu] = nxt
@@ -173,15 +192,23 @@ def analyse(switches, wakeups, target_tids, helper_tids):
             else:
                 stall_cause = "hand-off"
         elif after and not before and stall_start is not None:
-            cause = stall_cause
-            if cause == "hand-off":
-                if prev in helper_tids:
-                    cause = "hand-off behind the helper"
-                elif prev != 0:
-                    cause = "other"
-            stalls[cause].append(t - stall_start)
+            stalls[ended_stall(stall_cause, prev, helper_tids)].append(t - stall_start)
             stall_start = None
-    # wake-ups of the helper that landed on a CPU a target thread was on
+    return time_on, stalls, took
+
+
+def ended_stall(cause, prev, helper_tids):
+    """A hand-off's cause, told by what left the CPU for the next target thread."""
+    if cause == "hand-off":
+        if prev in helper_tids:
+            return "hand-off behind the helper"
+        if prev != 0:
+            return "other"
+    return cause
+
+
+def wakes_on_target(switches, wakeups, cpus, start, end, target_tids, helper_tids):
+    """(the helper's wake-ups, those that landed on a CPU a target thread was on)."""
     timeline = {cpu: ([], []) for cpu in cpus}
     for t, cpu, _, _, nxt in switches:
         timeline[cpu][0].append(t)
@@ -193,23 +220,7 @@ def analyse(switches, wakeups, target_tids, helper_tids):
             i = bisect.bisect_right(times, t) - 1
             helper_wakes += 1
             on_target += i >= 0 and tids[i] in target_tids
-    return {
-        "target_cpus": target_time / span,
-        "helper_cpus": helper_time / span,
-        "stalled": sum(sum(v) for v in stalls.values()) / span,
-        "causes": {cause: (sum(v) / span, len(v) / span, statistics.mean(v))
-                   for cause, v in stalls.items()},
-        "helper_wakes": helper_wakes / span,
-        "on_target": on_target / helper_wakes if helper_wakes else 0.0,
-        "took_p50": statistics.median(took) if took else None,
-    }
-
-
-def tids(pid):
-    try:
-        return {int(tid) for tid in os.listdir("/proc/%d/task" % pid)}
-    except OSError:
-        return set()
+    return helper_wakes, on_target
 
 
 def one_trace(target, mode, args, workdir, tracer):
@@ -223,8 +234,8 @@ def one_trace(target, mode, args, workdir, tracer):
         proc.stdout.readline()
         helper = start_helper(mode, proc.pid, args.rate, workdir)
         time.sleep(0.5)
-        target_tids = tids(proc.pid) - {proc.pid}  # the workers (the main thread waits)
-        helper_tids = tids(helper.pid) if helper else set()
+        target_tids = task_ids(proc.pid) - {proc.pid}  # the workers (the main thread waits)
+        helper_tids = task_ids(helper.pid) if helper else set()
         text = tracer.record(args.seconds)
     finally:
         proc.wait()
@@ -278,8 +289,8 @@ def main():
         for mode in order:
             results[mode].append(one_trace(target, mode, args, workdir, tracer))
         print("repeat %d/%d done" % (repeat + 1, args.repeats), file=sys.stderr, flush=True)
-    print("Command: `.venv/bin/python bench/bench_stalls.py %s`; %s, %d threads, %d Hz, %d x %.0f s "
-          "traced per mode; %.1f min.\n" % (" ".join(sys.argv[1:]), target.label, args.threads,
+    print("Command: `%s`; %s, %d threads, %d Hz, %d x %.0f s "
+          "traced per mode; %.1f min.\n" % (command_line("bench.bench_stalls"), target.label, args.threads,
                                              args.rate, args.repeats, args.seconds,
                                              (time.monotonic() - started) / 60))
     print("| next to | target CPUs | stalled (each run) | taken by the helper | hand-off behind "

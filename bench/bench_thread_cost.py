@@ -1,6 +1,6 @@
 """What threads cost a recorder: spyrec, py-spy and Austin on 1 to 1,000 threads, idle and busy.
 
-    .venv/bin/python bench/bench_thread_cost.py [--python PY] [--idle 1,10,100,200,500,1000]
+    .venv/bin/python -m bench.bench_thread_cost [--python PY] [--idle 1,10,100,200,500,1000]
                                                 [--busy 1,2,4,10] [--tools spyrec,py-spy,austin]
                                                 [--rate 1000] [--seconds 6]
 
@@ -29,13 +29,10 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from bench import peers
+from bench.common import interpreter, kill, python_help, task_cpu_ns, test_target
 
-import peers  # noqa: E402
-from bench_record import task_cpu_ns  # noqa: E402
-
-TARGET = os.path.join(os.path.dirname(HERE), "tests", "targets", "many_threads.py")
+TARGET = test_target("many_threads.py")
 #: The recorder's CPU is measured from this long after it starts to this long before its end.
 SETTLE_S, TAIL_S = 1.5, 0.5
 
@@ -82,8 +79,7 @@ def measure(python, tool, threads, kind, rate, seconds):
                 return {"error": err.decode(errors="replace").strip().splitlines()[-1:]}
             parsed = parse(tool, out)
     finally:
-        target.kill()
-        target.wait()
+        kill(target)
     cores = None
     if cpu_before is not None and cpu_after is not None:
         cores = (cpu_after - cpu_before) / 1e9 / (at_after - at_before)
@@ -95,7 +91,8 @@ def measure(python, tool, threads, kind, rate, seconds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", default=sys.executable, help="the target's interpreter")
+    parser.add_argument("--python", default=sys.executable, type=interpreter,
+                        help=python_help())
     parser.add_argument("--idle", default="1,10,100,200,500,1000",
                         help="idle thread counts (next to one busy thread)")
     parser.add_argument("--busy", default="1,2,4,10", help="busy thread counts")

@@ -1,6 +1,6 @@
 """A program slowed by its recorder on a busy machine: time blocked behind the recorder's reads.
 
-    .venv/bin/python bench/bench_under_load.py [--python PATH] [--busy 2] [--runs 3]
+    .venv/bin/python -m bench.bench_under_load [--python PY] [--busy 2] [--runs 3]
                                                 [--iterations 30000] [--rate 1000]
                                            [--profilers spyrec,spyrec-realtime,austin,py-spy]
                                                 [--spyrec DIR]
@@ -26,12 +26,8 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from peers import Austin, PySpy, Spyrec, find_peer  # noqa: E402
-
-TARGET = os.path.join(HERE, "targets", "mapper.py")
+from bench.common import MAPPER, REPO, command_line, interpreter, python_help
+from bench.peers import Austin, PySpy, Spyrec, find_peer
 
 
 def recorder(name, pid, rate, out):
@@ -50,7 +46,7 @@ def one_run(python, name, args, work):
     result = os.path.join(work, "result.jsonl")
     if os.path.exists(result):
         os.unlink(result)
-    target = subprocess.Popen([python, TARGET, str(args.iterations), result])
+    target = subprocess.Popen([python, MAPPER, str(args.iterations), result])
     if name != "alone":
         time.sleep(0.05)
         subprocess.run(recorder(name, target.pid, args.rate, os.path.join(work, "out")),
@@ -63,13 +59,14 @@ def one_run(python, name, args, work):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", default=sys.executable, help="the target's Python")
+    parser.add_argument("--python", default=sys.executable, type=interpreter,
+                        help=python_help())
     parser.add_argument("--busy", type=int, default=2, help="spinning shell loops beside it")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=30000)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--profilers", default="spyrec,spyrec-realtime,austin,py-spy")
-    parser.add_argument("--spyrec", default=os.path.dirname(HERE),
+    parser.add_argument("--spyrec", default=REPO,
                         help="directory holding the spyrec package")
     args = parser.parse_args()
     names = ["alone"] + [n for n in args.profilers.split(",")
@@ -85,8 +82,8 @@ def main():
     finally:
         for loop in loops:
             loop.kill()
-    print("Command: `.venv/bin/python bench/bench_under_load.py %s`; %d busy loops, %d runs, "
-          "medians (s)\n" % (" ".join(sys.argv[1:]), args.busy, args.runs))
+    print("Command: `%s`; %d busy loops, %d runs, "
+          "medians (s)\n" % (command_line("bench.bench_under_load"), args.busy, args.runs))
     print("| run | wall | CPU | waiting for a CPU | blocked |")
     print("|---|---:|---:|---:|---:|")
     for name in names:

@@ -1,6 +1,6 @@
 """How long a process that wakes 1,000 times a second waits for a CPU next to the target.
 
-    .venv/bin/python bench/bench_wakeups.py [--threads 1,4] [--policies slice,step,other,batch,idle]
+    .venv/bin/python -m bench.bench_wakeups [--threads 1,4] [--policies slice,step,other,batch,idle]
 
 Not part of the unit tests.  For each thread count it starts bench/targets/gated.py (30 frames
 deep, CPU-bound, sharing the GIL), measures how many cores the target's threads use (their
@@ -26,43 +26,16 @@ time.
 import argparse
 import ctypes
 import os
-import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-
-from bench_record import DEFAULT_HOST_PYTHON, Target  # noqa: E402
+from bench.common import (DEFAULT_PYTHON, Target, command_line, kill, python_help, quantile,
+                          sid_root, target_cpus, target_threads, task_cpu_ns)
 
 PR_SET_TIMERSLACK = 29
 #: ``slice`` is what spyrec runs with: SCHED_OTHER asking for a 100 µs slice (Linux 6.12+).
 POLICIES = {"other": os.SCHED_OTHER, "slice": os.SCHED_OTHER, "step": os.SCHED_OTHER,
             "batch": os.SCHED_BATCH, "idle": os.SCHED_IDLE}
-
-
-def run_ns(pid):
-    """Total CPU time (ns) of every thread of ``pid`` so far, from their schedstat."""
-    total = 0
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
-def target_threads(pid):
-    """spyrec's ThreadStats of every thread of ``pid``."""
-    from spyrec.procstats import ThreadStats
-    return [ThreadStats("/proc", pid, int(tid)) for tid in os.listdir("/proc/%d/task" % pid)]
-
-
-def target_cpus(threads):
-    """The CPUs that the target's runnable threads are on or queued for (from their stat)."""
-    return {t.cpu for t in threads if t.is_running(probe_first=False)}
 
 
 def wake(seconds, work_us, name, pid):
@@ -110,22 +83,19 @@ def wake(seconds, work_us, name, pid):
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # and the default slice
 
 
-def quantile(sorted_values, q):
-    return sorted_values[int(q * (len(sorted_values) - 1))]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,4", help="worker-thread counts of the target")
     parser.add_argument("--policies", default="slice,step,other,batch,idle")
     parser.add_argument("--seconds", type=float, default=3.0, help="per policy")
     parser.add_argument("--work-us", type=int, default=50, help="spin after each wake-up")
-    parser.add_argument("--python", default=DEFAULT_HOST_PYTHON, help="the target's Python")
+    parser.add_argument("--python", default=DEFAULT_PYTHON,
+                        help=python_help(default=DEFAULT_PYTHON, sid=True))
     args = parser.parse_args()
     ctypes.CDLL(None).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
     policies = args.policies.split(",")
-    target = Target(args.python)
-    print("Command: `.venv/bin/python bench/bench_wakeups.py %s`\n" % " ".join(sys.argv[1:]))
+    target = Target.chosen(args.python, sid_root())
+    print("Command: `%s`\n" % command_line("bench.bench_wakeups"))
     print("| target threads | target's cores | waker policy | wake-ups "
           "| late p50 / p90 / p99 (µs) | later than 200 µs | later than 1 ms "
           "| waiting for a CPU, in wake-ups later than 200 µs (mean µs) "
@@ -138,9 +108,9 @@ def main():
         try:
             time.sleep(0.5)
             for name in policies:
-                cpu_before, t_before = run_ns(ready["pid"]), time.monotonic_ns()
+                cpu_before, t_before = task_cpu_ns(ready["pid"]), time.monotonic_ns()
                 rows = wake(args.seconds, args.work_us, name, ready["pid"])
-                cores = (run_ns(ready["pid"]) - cpu_before) / (time.monotonic_ns() - t_before)
+                cores = (task_cpu_ns(ready["pid"]) - cpu_before) / (time.monotonic_ns() - t_before)
                 late = sorted(r[0] for r in rows)
                 slow = [r for r in rows if r[0] > 200_000]
                 waited = sum(r[1] for r in slow) / len(slow) / 1e3 if slow else 0.0
@@ -153,8 +123,7 @@ def main():
                     100 * sum(1 for r in rows if r[2]) / len(rows),
                     100 * sum(1 for r in rows if r[3]) / len(rows)), flush=True)
         finally:
-            proc.kill()
-            proc.wait()
+            kill(proc)
 
 
 if __name__ == "__main__":

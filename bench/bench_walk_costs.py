@@ -1,7 +1,7 @@
 """What one walk costs, by what the stack did since the walk before: why rounds run back to back
 ("max") do not sample every state of the target alike.
 
-    .venv/bin/python bench/bench_walk_costs.py [--python PATH | --sid-root] [--seconds 3]
+    .venv/bin/python -m bench.bench_walk_costs [--python LABEL | --sid-root] [--seconds 3]
 
 Not part of the unit tests.  Starts bench/targets/gated.py (one thread; 30 frames deep; 75% of
 its units in ``heavy``, 25% in ``light``, the same code under two names), attaches in this
@@ -13,30 +13,24 @@ has just entered: short-lived states are sampled less than their share of time.
 """
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-
-from bench_record import DEFAULT_HOST_PYTHON, SID_ROOT, Target  # noqa: E402
+from bench.common import DEFAULT_PYTHON, SID, Target, command_line, kill, python_help, sid_root
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--python", default=DEFAULT_HOST_PYTHON, help="the target's Python")
+    where.add_argument("--python", default=DEFAULT_PYTHON,
+                       help=python_help(default=DEFAULT_PYTHON))
     where.add_argument("--sid-root", action="store_true",
-                       help="python3.15 in the sid root (%s)" % SID_ROOT)
+                       help="python3.15 in the sid root (%s)" % sid_root())
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
     from spyrec.interpreter import PythonProcess
 
-    target = Target(root=SID_ROOT) if args.sid_root else Target(args.python)
-    target.prepare()
+    target = Target.chosen(SID if args.sid_root else args.python, sid_root())
     ready, proc = target.start(["--no-gate", "--seconds", str(args.seconds + 5)])
     names = {}
     costs = {}
@@ -57,11 +51,9 @@ def main():
                 costs.setdefault((previous, leaf), []).append(cost)
                 previous = leaf
     finally:
-        proc.kill()
-        proc.wait()
+        kill(proc)
     total = sum(len(v) for v in costs.values())
-    print("Command: `.venv/bin/python bench/bench_walk_costs.py %s` (%s)\n"
-          % (" ".join(sys.argv[1:]), target.label))
+    print("Command: `%s` (%s)\n" % (command_line("bench.bench_walk_costs"), target.label))
     print("| innermost function: walk before -> this walk | walks | share | median cost (µs) |")
     print("|---|---:|---:|---:|")
     for (before, now), values in sorted(costs.items(), key=lambda kv: -len(kv[1]))[:8]:

@@ -26,6 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 
 MOJO_METADATA, MOJO_STACK, MOJO_FRAME, MOJO_FRAME_INVALID, MOJO_FRAME_REF = 1, 2, 3, 4, 5
@@ -79,92 +80,109 @@ def parse_mojo(path):
         data = f.read()
     if data[:3] != b"MOJ":
         raise ParseError("not a MOJO file")
-    end = len(data)
-    pos = 3
+    reader = MojoReader(data, 3)
+    mojo = MojoStacks(reader.varint())
+    try:
+        while reader.pos < len(data):
+            mojo.event(reader.byte(), reader)
+    except IndexError:
+        pass                    # a torn tail: count what was complete
+    return mojo.parsed()
 
-    def varint(pos):
-        b = data[pos]
-        pos += 1
+
+class MojoReader:
+    """A cursor over MOJO bytes: one-byte event ids, varints (6 payload bits and a sign bit in
+    the first byte, 7 bits in the next ones) and NUL-terminated strings."""
+
+    def __init__(self, data, pos):
+        self.data = data
+        self.pos = pos
+
+    def byte(self):
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def varint(self):
+        b = self.byte()
         n = b & 0x3F
         sign = b & 0x40
         shift = 6
         while b & 0x80:
-            b = data[pos]
-            pos += 1
+            b = self.byte()
             n |= (b & 0x7F) << shift
             shift += 7
-        return (-n if sign else n), pos
+        return -n if sign else n
 
-    def string(pos):
-        stop = data.index(b"\0", pos)
-        return data[pos:stop], stop + 1
+    def string(self):
+        stop = self.data.index(b"\0", self.pos)
+        value = self.data[self.pos:stop]
+        self.pos = stop + 1
+        return value
 
-    version, pos = varint(pos)
-    strings = {}
-    frames = {}                 # key -> scope string key
-    metadata = {}
-    leaves = Counter()
-    threads = set()
-    samples = 0
-    depth = 0
-    leaf = None
-    max_depth = 0
-    try:
-        while pos < end:
-            event = data[pos]
-            pos += 1
-            if event == MOJO_FRAME_REF:
-                key, pos = varint(pos)
-                leaf = key
-                depth += 1
-            elif event == MOJO_STACK:
-                if samples:
-                    leaves[frames.get(leaf)] += 1
-                    max_depth = max(max_depth, depth)
-                samples += 1
-                leaf = None
-                depth = 0
-                _, pos = varint(pos)                    # pid
-                if version >= 3:
-                    _, pos = varint(pos)                # interpreter id
-                tid, pos = string(pos)
-                threads.add(tid)
-            elif event == MOJO_FRAME:
-                key, pos = varint(pos)
-                _, pos = varint(pos)                    # file
-                scope, pos = varint(pos)
-                _, pos = varint(pos)                    # line
-                if version >= 2:
-                    _, pos = varint(pos)
-                    _, pos = varint(pos)
-                    _, pos = varint(pos)
-                frames[key] = scope
-            elif event == MOJO_STRING:
-                key, pos = varint(pos)
-                value, pos = string(pos)
-                strings[key] = value
-            elif event in (MOJO_METRIC_TIME, MOJO_METRIC_MEMORY, MOJO_STRING_REF):
-                _, pos = varint(pos)
-            elif event == MOJO_METADATA:
-                key, pos = string(pos)
-                value, pos = string(pos)
-                metadata[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
-            elif event == MOJO_FRAME_KERNEL:
-                _, pos = string(pos)
-            elif event in (MOJO_FRAME_INVALID, MOJO_GC, MOJO_IDLE):
-                pass
-            else:
-                raise ParseError("unknown MOJO event %d at offset %d" % (event, pos - 1))
-    except IndexError:
-        pass                    # a torn tail: count what was complete
-    if samples:
-        leaves[frames.get(leaf)] += 1
-        max_depth = max(max_depth, depth)
-    named = Counter()
-    for scope, n in leaves.items():
-        name = strings.get(scope, b"?") if scope is not None else b""
-        named[name.decode("utf-8", "replace")] += n
-    return Parsed(samples, named, max_depth, len(threads), {"metadata": metadata})
+
+class MojoStacks:
+    """What the events of a MOJO stream say: samples by leaf, threads, the deepest stack."""
+
+    def __init__(self, version):
+        self.version = version
+        self.strings = {}
+        self.frames = {}                # key -> scope string key
+        self.metadata = {}
+        self.leaves = Counter()
+        self.threads = set()
+        self.samples = 0
+        self.depth = 0
+        self.leaf = None
+        self.max_depth = 0
+
+    def event(self, event, reader):
+        if event == MOJO_FRAME_REF:
+            self.leaf = reader.varint()
+            self.depth += 1
+        elif event == MOJO_STACK:
+            self.end_sample()
+            self.samples += 1
+            self.leaf = None
+            self.depth = 0
+            reader.varint()                         # pid
+            if self.version >= 3:
+                reader.varint()                     # interpreter id
+            self.threads.add(reader.string())
+        elif event == MOJO_FRAME:
+            key = reader.varint()
+            reader.varint()                         # file
+            scope = reader.varint()
+            for _ in range(4 if self.version >= 2 else 1):
+                reader.varint()                     # line (and end line, columns)
+            self.frames[key] = scope
+        elif event == MOJO_STRING:
+            key = reader.varint()
+            self.strings[key] = reader.string()
+        elif event in (MOJO_METRIC_TIME, MOJO_METRIC_MEMORY, MOJO_STRING_REF):
+            reader.varint()
+        elif event == MOJO_METADATA:
+            key = reader.string()
+            self.metadata[key.decode("utf-8", "replace")] = reader.string().decode("utf-8", "replace")
+        elif event == MOJO_FRAME_KERNEL:
+            reader.string()
+        elif event not in (MOJO_FRAME_INVALID, MOJO_GC, MOJO_IDLE):
+            raise ParseError("unknown MOJO event %d at offset %d" % (event, reader.pos - 1))
+
+    def end_sample(self):
+        """Count the sample read so far (its leaf and depth), if there is one."""
+        if self.samples:
+            self.leaves[self.frames.get(self.leaf)] += 1
+            self.max_depth = max(self.max_depth, self.depth)
+
+    def parsed(self):
+        self.end_sample()
+        named = Counter()
+        for scope, n in self.leaves.items():
+            name = self.strings.get(scope, b"?") if scope is not None else b""
+            named[name.decode("utf-8", "replace")] += n
+        return Parsed(self.samples, named, self.max_depth, len(self.threads),
+                      {"metadata": self.metadata})
 
 
 def parse_collapsed(path, style):
@@ -258,6 +276,44 @@ class Spyrec(Profiler):
 
     def finish(self, out):
         return os.path.getsize(out), parse_spy(out)
+
+
+class SpyrecPeer(Spyrec):
+    """spyrec, run from this checkout; ``supports`` says whether it records this target."""
+
+    def __init__(self, target):
+        super().__init__(sys.executable)
+        self.target = target
+        self.reason = None
+
+    def available(self):
+        return self.reason
+
+    def probe(self):
+        """Attach once in-process: a version spyrec cannot walk yet is "not supported yet"."""
+        from spyrec.errors import SpyError, UnsupportedPython
+        from spyrec.interpreter import PythonProcess
+
+        ready, proc = self.target.start(["--no-gate", "--seconds", "2"])
+        try:
+            time.sleep(0.2)
+            with PythonProcess.attach(ready["pid"]) as process:
+                # One walk may tear (the target is running); 50 in a row will not.
+                for _ in range(50):
+                    if any(s.frames and not s.torn for s in process.sample_threads()):
+                        break
+                    time.sleep(0.005)
+                else:
+                    self.reason = "failed: attached but found no stack"
+        except UnsupportedPython as exc:
+            self.reason = "not supported yet (%s)" % str(exc)[:160]
+        except SpyError as exc:
+            # 3.14/3.15 in the sid root come with another task; until then attach fails there.
+            prefix = "not supported yet" if self.target.root else "failed"
+            self.reason = "%s (attach fails: %s)" % (prefix, str(exc)[:160])
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 class Austin(Profiler):

@@ -11,7 +11,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _modules():
-    """{module name: file}: the packages' modules, and bench's scripts as ``bench.NAME``."""
+    """{module name: file}: the packages' modules, and bench's (its top level: bench/targets
+    holds programs to measure, not modules)."""
     found = {}
     for package in ("spyrec", "spyformat", "spyanalyze"):
         for folder, _, files in os.walk(os.path.join(REPO, package)):
@@ -23,7 +24,8 @@ def _modules():
                           else module] = path
     for name in os.listdir(os.path.join(REPO, "bench")):
         if name.endswith(".py"):
-            found["bench." + name[:-3]] = os.path.join(REPO, "bench", name)
+            found["bench" if name == "__init__.py" else "bench." + name[:-3]] = \
+                os.path.join(REPO, "bench", name)
     return found
 
 
@@ -31,23 +33,18 @@ def _imports(module, path, modules):
     """The modules of ``modules`` that ``module`` imports anywhere in its file (imports inside
     functions count: they close a cycle as surely, only later)."""
     package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
-    bench = module.startswith("bench.")
     edges = set()
     for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                name = "bench." + alias.name if bench and "bench." + alias.name in modules \
-                    else alias.name
-                if name in modules:
-                    edges.add(name)
+                if alias.name in modules:
+                    edges.add(alias.name)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
                 parts = parts[:len(parts) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
-            if bench and "bench." + base in modules:
-                base = "bench." + base
             for alias in node.names:
                 if base + "." + alias.name in modules:
                     edges.add(base + "." + alias.name)
@@ -90,10 +87,32 @@ def _cycles(graph):
 
 def test_no_module_imports_itself_back():
     modules = _modules()
-    assert "spyanalyze.recording" in modules and "bench.bench_record" in modules
+    assert {"spyanalyze.recording", "bench", "bench.common", "bench.bench_record"} <= set(modules)
     graph = {module: _imports(module, path, modules) for module, path in modules.items()}
     assert "spyanalyze.views" in graph["spyanalyze.recording"]  # the scan sees imports
+    assert "bench.common" in graph["bench.bench_record"]
     assert _cycles(graph) == []
+
+
+def test_bench_is_a_package_run_with_dash_m():
+    """Every bench module imports its siblings through the package (``python -m bench.NAME``
+    from the repository root), so none edits ``sys.path`` or imports a sibling by bare name."""
+    modules = _modules()
+    siblings = {name.rpartition(".")[2] for name in modules if name.startswith("bench.")}
+    wrong = []
+    for module, path in modules.items():
+        if module == "bench" or module.startswith("bench."):
+            tree = ast.parse(open(path, encoding="utf-8").read(), path)
+            wrong += ["%s edits sys.path" % module for node in ast.walk(tree)
+                      if isinstance(node, ast.Attribute) and node.attr == "path"
+                      and isinstance(node.value, ast.Name) and node.value.id == "sys"]
+            wrong += ["%s imports %s bare" % (module, alias.name) for node in ast.walk(tree)
+                      if isinstance(node, ast.Import) for alias in node.names
+                      if alias.name in siblings]
+            wrong += ["%s imports from %s bare" % (module, node.module) for node in ast.walk(tree)
+                      if isinstance(node, ast.ImportFrom) and not node.level
+                      and node.module in siblings]
+    assert wrong == []
 
 
 def test_the_arrows_read_recorder_to_format_from_analyser():
