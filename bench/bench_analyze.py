@@ -60,7 +60,7 @@ def make_program(seed):
 
 def generate(path, samples, variant, seed=1):
     """Write a recording of ``samples`` samples (``variant`` 'a' or 'b') with SpyWriter."""
-    from spyrec.spyformat import SampleFlag, SpyWriter
+    from spyformat import Interner, SampleFlag, SpyWriter
 
     stacks = make_program(seed)
     rng = np.random.default_rng(seed + (variant == "b"))
@@ -95,7 +95,8 @@ def generate(path, samples, variant, seed=1):
         for k in range(THREADS):
             writer.thread(pid=4000, tid=1000 + k, py_thread_id=k + 1,
                           name="MainThread" if k == 0 else "worker-%d" % k, start_ns=0, end_ns=None)
-        ids = [writer.stack_id(tuple(writer.frame_id(f, q.rsplit(".", 1)[-1], q, line)
+        interned = Interner(writer)
+        ids = [interned.stack_id(tuple(interned.frame_id(f, q.rsplit(".", 1)[-1], q, line)
                                      for f, q, line in stack)) for stack in stacks]
         stack_ids = np.asarray(ids)[chosen]
         sample = writer.sample

@@ -23,7 +23,7 @@ import tempfile
 import time
 
 from bench.common import DEEP, interpreter, python_help
-from spyrec.spyformat import SpyWriter, read_recording
+from spyformat import Interner, SpyWriter, read_recording
 
 
 def record_spyrec(python, seconds, rate, out):
@@ -60,11 +60,12 @@ def write_cost(rec, repeat=3):
     for _ in range(repeat):
         out = io.BytesIO()
         writer = SpyWriter(out)
+        interned = Interner(writer)
         writer.write_header({"pid": 1})
         start = time.perf_counter()
         for t, pid, tid, stack, cpu, rss, flags in rows:
-            frame_ids = tuple(writer.frame_id(*frame_keys[i]) for i in rec.stacks[stack])
-            writer.sample(t, pid, tid, writer.stack_id(frame_ids), cpu, rss, flags)
+            frame_ids = tuple(interned.frame_id(*frame_keys[i]) for i in rec.stacks[stack])
+            writer.sample(t, pid, tid, interned.stack_id(frame_ids), cpu, rss, flags)
             writer.maybe_flush(t)
         writer.close({})
         best = min(best, (time.perf_counter() - start) / len(rows))
@@ -76,10 +77,11 @@ def big_recording(rec, target_samples):
     out = io.BytesIO()
     writer = SpyWriter(out, max_batch=65536)
     writer.write_header({"pid": 1})
+    interned = Interner(writer)
     f, names = rec.frames, rec.strings
-    frames = [writer.frame_id(names[f["file"][i]], names[f["name"][i]], names[f["qualname"][i]],
+    frames = [interned.frame_id(names[f["file"][i]], names[f["name"][i]], names[f["qualname"][i]],
                               f["line"][i], f["column"][i]) for i in range(len(f["file"]))]
-    stacks = [writer.stack_id(tuple(frames[i] for i in s)) for s in rec.stacks]
+    stacks = [interned.stack_id(tuple(frames[i] for i in s)) for s in rec.stacks]
     columns = [rec.samples[c].tolist() for c in ("t", "pid", "tid", "stack", "cpu", "rss", "flags")]
     rows = list(zip(*columns))
     span = rows[-1][0] + 1

@@ -21,7 +21,7 @@ import tempfile
 
 from bench.common import interpreter, kill, python_help, test_target
 from spyrec.recorder import record
-from spyrec.spyformat import read_recording
+from spyformat import read_recording
 from tests.pythons import round_cpu_costs
 
 TARGET = test_target("many_threads.py")

@@ -148,38 +148,39 @@ def time_proc_metrics(pid, stacks, iterations, r):
 def time_interning_and_writing(process, pid, stacks, sink, iterations, r):
     """Interning (a cached stack, a new stack of known frames, a new stack of new frames), then
     appending samples and flushing them."""
-    from spyrec.sampler import Sampler
-    from spyrec.spyformat import SpyWriter
+    from spyformat import SpyWriter
+    from spyrec.resolver import StackResolver
 
     writer = SpyWriter(sink)
-    sampler = Sampler(process, writer, 1_000_000, time.monotonic_ns())
+    resolver = StackResolver(process.codes, writer)
     busy = [s for s in stacks if len(s.frames) >= 25]
     raw = (busy or stacks)[0].frames
-    sampler._stack_id(raw)
-    r["intern_cached"] = timed(lambda: [sampler._stack_id(s.frames) for s in stacks], iterations)
+    resolver.stack_id(raw)
+    r["intern_cached"] = timed(lambda: [resolver.stack_id(s.frames) for s in stacks], iterations)
+
+    interned = resolver.interned
 
     def new_stack():
-        sampler._raw_stacks.clear()
-        writer._stacks.clear()
-        sampler._stack_id(raw)
+        resolver._raw_stacks.clear()
+        interned._stacks.clear()
+        resolver.stack_id(raw)
 
     def clear_only():
-        sampler._raw_stacks.clear()
-        writer._stacks.clear()
+        resolver._raw_stacks.clear()
+        interned._stacks.clear()
 
     def new_frames():
-        sampler._raw_stacks.clear()
-        sampler._frames.clear()
-        writer._stacks.clear()
-        writer._frames.clear()
-        writer._strings.clear()
-        sampler._stack_id(raw)
+        resolver._raw_stacks.clear()
+        resolver._raw_frames.clear()
+        interned._stacks.clear()
+        interned._frames.clear()
+        interned._strings.clear()
+        resolver.stack_id(raw)
 
     overhead = timed(clear_only, iterations)
     r["intern_new_stack"] = max(0.0, timed(new_stack, iterations // 4) - overhead)
     r["intern_new_frames"] = max(0.0, timed(new_frames, iterations // 10) - overhead)
-    time_writing(writer, sampler._stack_id(raw), pid, len(stacks), iterations, r)
-    sampler.finish()
+    time_writing(writer, resolver.stack_id(raw), pid, len(stacks), iterations, r)
 
 
 def time_writing(writer, sid, pid, n, iterations, r):
@@ -204,8 +205,8 @@ def time_writing(writer, sid, pid, n, iterations, r):
 
 def time_whole_rounds(process, sink, iterations, r):
     """The whole round as the Sampler does it (metrics, interning, writer included)."""
+    from spyformat import SpyWriter
     from spyrec.sampler import Sampler
-    from spyrec.spyformat import SpyWriter
 
     sampler = Sampler(process, SpyWriter(sink), 1_000_000, time.monotonic_ns())
     sampler.sample_round(time.monotonic_ns())

@@ -10,7 +10,7 @@ profilers' different idle policies all drop out of the comparison.
 
 Formats read here (each profiler's most compact file, as far as it can be read back):
 
-* spyrec ``.spy``: ``spyrec.spyformat.read_recording``.
+* spyrec ``.spy``: ``spyformat.read_recording``.
 * Austin 3.x ``-b`` MOJO (format version 3): a stream of one-byte event ids followed by
   varints (6 payload bits and a sign bit in the first byte, 7 bits in the next ones) and
   NUL-terminated strings.  A ``STACK`` event starts a sample; ``FRAME`` defines a frame (key,
@@ -57,7 +57,7 @@ class Parsed:
 
 
 def parse_spy(path):
-    from spyrec.spyformat import read_recording
+    from spyformat import read_recording
 
     with open(path, "rb") as f:
         rec = read_recording(f)

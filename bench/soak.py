@@ -41,7 +41,7 @@ def soak(seconds, kind, target, rate, poll, csv_path, out):
     status = tail(err_path, 1)
     total = time.monotonic() - start
     with open(rec_path, "rb") as f:
-        from spyrec.spyformat import read_recording
+        from spyformat import read_recording
         rec = read_recording(f)
     file_size = os.path.getsize(rec_path)
     shutil.rmtree(workdir, ignore_errors=True)
