@@ -161,7 +161,7 @@ class Sampler:
         interval = self.interval_ns
         scheduling = LowLatency(realtime=realtime and interval >= REALTIME_MIN_INTERVAL_NS)
         behind = 0  # rounds in a row that found no time to sleep
-        self.process.find_threading()
+        self.process.naming.find_threading()
         monotonic_ns = time.monotonic_ns
         sleep = time.sleep
         stats = self.stats
@@ -431,7 +431,7 @@ class Sampler:
     def _try_name(self, thread, thread_stack, now):
         """Look for the thread's ``threading`` name; meanwhile its kernel name stands in."""
         tid = thread_stack.native_tid
-        name = self.process.threading_name(thread_stack.python_thread_id, tid)
+        name = self.process.naming.threading_name(thread_stack.python_thread_id, tid)
         if name is not None:
             thread.named = True
             if name != thread.os_name:
@@ -443,7 +443,7 @@ class Sampler:
             thread.next_name_try = now + min(delay, NAME_RETRY_NS)
         # the kernel's name (a /proc read) at the first try and at each spaced one
         if thread.os_name is None and tid and (tries == 1 or tries > NAME_EAGER_TRIES):
-            thread.os_name = self.process.os_thread_name(tid)
+            thread.os_name = self.process.naming.os_thread_name(tid)
             if thread.os_name is not None:
                 self.sink.thread(pid=self.process.pid, tid=tid, name=thread.os_name)
 

@@ -82,11 +82,11 @@ def _thread_name(process: PythonProcess, ident: int, tid: int) -> Optional[str]:
     """The thread's ``threading`` name, read up to three times (a read of the target's
     ``threading._active`` can meet it changing), else its kernel name if the program set one."""
     for _ in range(NAME_READS):
-        name = process.threading_name(ident, tid)
+        name = process.naming.threading_name(ident, tid)
         if name is not None:
             return name
         time.sleep(0.001)
-    return process.os_thread_name(tid) if tid else None
+    return process.naming.os_thread_name(tid) if tid else None
 
 
 def as_text(report: ProcessReport, escape) -> str:

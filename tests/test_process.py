@@ -13,7 +13,8 @@ import pytest
 
 from pythons import marked_lines
 from spyrec.errors import MemoryReadError, PermissionDenied, TargetNotFound
-from spyrec.interpreter import PythonProcess, version_from_hex
+from spyrec.interpreter import PythonProcess
+from spyrec.runtime import version_from_hex
 from spyrec.layouts import layout_for
 from spyrec.process import (LARGE_READ, ProcessVmReader, ProcMemReader, TargetMemory,
                             parse_maps, read_maps)

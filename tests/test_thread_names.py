@@ -60,7 +60,7 @@ def test_an_int_key_is_found_however_long_its_probe_sequence(label):
     with running_target(python_for(label), "colliding_keys.py", "30") as target:
         process = PythonProcess.attach(target.pid)
         try:
-            found = [process.thread_names.find_int(target.info["dict"], key)
+            found = [process.naming.reader.find_int(target.info["dict"], key)
                      for key in target.info["keys"]]
         finally:
             process.close()

@@ -231,14 +231,15 @@ def test_no_torn_reads_on_a_steady_target(stacks_target):
 def test_thread_names_are_the_threading_names(stacks_target):
     label, target, proc = stacks_target
     by_ident = threads_by_name(target)
-    # WHEN asked by kernel TID THEN each thread's name is its threading.Thread name, whichever
+    # WHEN asked by ident and TID THEN each thread's name is its threading.Thread name, whichever
     # way the Thread object stores its attributes (see stacks.py)
-    names = {by_ident[s.python_thread_id][0]: proc.thread_name(s.native_tid)
+    names = {by_ident[s.python_thread_id][0]: proc.naming.threading_name(s.python_thread_id,
+                                                                          s.native_tid)
              for s in proc.sample_threads()}
     assert names == {name: name for name in names}
     assert len(names) == len(by_ident)
-    # AND an unknown TID is simply unnamed
-    assert proc.thread_name(2 ** 31 - 1) is None
+    # AND an unknown thread is simply unnamed
+    assert proc.naming.threading_name(0x7FFF0000, 2 ** 31 - 1) is None
 
 
 # -- deep stacks, churn, exit -----------------------------------------------------------------
@@ -339,7 +340,7 @@ def test_target_in_its_own_pid_namespace(label):
                     nspid = f.read().split("NSpid:")[1].split("\n")[0].split()
                 assert int(nspid[-1]) == record["native_id"], name
                 # AND names still come from threading
-                assert proc.thread_name(stack.native_tid) == name
+                assert proc.naming.threading_name(stack.python_thread_id, stack.native_tid) == name
     finally:
         context.__exit__(None, None, None)
 

@@ -1,0 +1,198 @@
+"""A target's threads: which kernel thread each thread state is, and what it is called.
+
+3.8-3.10 keep no kernel TID in the thread state: it is read from glibc's ``struct pthread``
+(``thread_id`` points at it), at an offset found by scanning the main thread's struct for the
+PID (the main thread's TID), then checked against the other threads.  A target in a PID
+namespace stores its own TIDs, mapped here to the host's.  Names come from ``threading``'s
+registry in the target (spyrec.threadnames), else from /proc.
+"""
+
+import struct
+import time
+from typing import Callable, Dict, List, Optional
+
+from spyrec.errors import MemoryReadError
+from spyrec.layouts.base import Layout
+from spyrec.process import TargetMemory, namespace_pids, read_text, thread_ids
+from spyrec.threadnames import ThreadNameReader
+from spyrec.walker import StackWalker, ThreadStack
+
+_U64 = struct.Struct("<Q")
+#: How much of glibc's struct pthread to scan for the TID, and where glibc 2.36 keeps it on
+#: x86-64 (only a tie-breaker: the offset is always measured).
+_PTHREAD_SCAN = 2048
+_GLIBC_TID_OFFSET = 720
+#: The list of interpreters (for threading_name) is read again after this long.
+_INTERPS_TTL = 1.0
+
+
+def find_pthread_tid_offset(pid: int, mem: TargetMemory, walker: StackWalker, own_pid: int) -> Optional[int]:
+    """Scan each thread's struct pthread for a TID; pick the offset most threads agree on.
+
+    The main thread's TID equals the PID, so the offsets where its struct holds the PID are
+    the candidates; the other threads (TIDs from /proc/PID/task, translated into the
+    target's namespace) vote between them.  Threads exiting meanwhile may have stale
+    structs, so this is a vote, not an intersection.  Without a main thread among the
+    thread states, every offset holding some thread's TID is a candidate.
+    """
+    tids = set(thread_ids(pid))
+    if own_pid != pid:
+        tids = {ns[-1] for ns in (namespace_pids(pid, t) for t in tids) if ns}
+    try:
+        pthreads = [s.python_thread_id for s in walker.sample() if s.python_thread_id]
+    except MemoryReadError:
+        return None
+    blocks = []
+    for pthread in reversed(pthreads):  # the main thread state is the last in the list
+        try:
+            block = mem.read(pthread, _PTHREAD_SCAN)
+        except MemoryReadError:
+            continue
+        blocks.append(struct.unpack("<%di" % (_PTHREAD_SCAN // 4), block))
+    if not blocks:
+        return None
+    main = {4 * i for i, v in enumerate(blocks[0]) if v == own_pid}
+    seen: Dict[int, set] = {}
+    for values in blocks:
+        for i, v in enumerate(values):
+            if v in tids and (not main or 4 * i in main):
+                seen.setdefault(4 * i, set()).add(v)
+    if not seen:
+        return None
+    # Each thread has its own TID, so the right offset holds the most *distinct* TIDs (in
+    # a PID namespace TIDs are small numbers that other fields hold too).  A tie (a lone
+    # thread) goes to the offset nearest glibc's x86-64 one.
+    return max(seen, key=lambda off: (len(seen[off]), -abs(off - _GLIBC_TID_OFFSET)))
+
+
+def bound_states(stacks: List[ThreadStack]) -> List[ThreadStack]:
+    """``stacks`` without the thread states not bound to a thread of their own.
+
+    A thread state is made by the thread that starts a new one, before the new thread runs:
+    3.8-3.11 give it the creator's thread ids until the new thread sets its own
+    (``thread_run`` in Modules/_threadmodule.c), 3.12+ leave them 0 until then
+    (``bind_tstate`` in Python/pystate.c).  Such a state has no frames; sampled, it would add
+    a sample without Python frames to its creator, or a thread 0 that does not exist.  On
+    3.8-3.10 a thread's TID read as 0 while others' are known is a thread ending: the kernel
+    clears the TID in its pthread as it exits (CLONE_CHILD_CLEARTID).
+    """
+    known = any(stack.native_tid for stack in stacks)
+    if all(stack.frames and (stack.native_tid or not known) for stack in stacks):
+        return stacks
+    taken = {stack.native_tid for stack in stacks if stack.frames}
+    kept = []
+    for stack in reversed(stacks):  # new thread states are first in the list: keep the oldest
+        tid = stack.native_tid
+        if known and not tid:
+            continue
+        if stack.frames:
+            kept.append(stack)
+        elif tid and tid not in taken:
+            kept.append(stack)
+            taken.add(tid)
+    kept.reverse()
+    return kept
+
+
+class NamespaceTids:
+    """Maps TIDs of a PID-namespaced target (what 3.11+ stores) to host TIDs (/proc/PID/task).
+
+    Built from the ``NSpid:`` lines of /proc/PID/task/*/status (host id first, innermost last);
+    refreshed when an unknown TID shows up, at most every 50 ms.
+    """
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self._map: Dict[int, int] = {}
+        self._refreshed = 0.0
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._refreshed = time.monotonic()
+        for tid in thread_ids(self.pid):
+            ns = namespace_pids(self.pid, tid)
+            if ns:
+                self._map[ns[-1]] = ns[0]
+
+    def host_tid(self, ns_tid: int) -> int:
+        host = self._map.get(ns_tid)
+        if host is None and time.monotonic() - self._refreshed > 0.05:
+            self._refresh()
+            host = self._map.get(ns_tid)
+        return host or 0
+
+
+class ThreadNaming:
+    """The names of a target's threads, as ``threading`` and the kernel know them."""
+
+    def __init__(self, pid: int, mem: TargetMemory, layout: Layout, runtime: int,
+                 reader: ThreadNameReader, host_tid: Callable[[], Optional[Callable[[int], int]]]):
+        self.pid = pid
+        self.mem = mem
+        self.layout = layout
+        self.runtime = runtime
+        self.reader = reader
+        #: The walker's TID mapping as it stands (set once thread ids are set up).
+        self.host_tid = host_tid
+        self._interps: List[int] = []
+        self._interps_read = -1e9  # monotonic time the list of interpreters was read
+
+    def threading_name(self, ident: int, native_tid: int) -> Optional[str]:
+        """The name ``threading`` gave the thread ``ident`` (a ThreadStack's python_thread_id),
+        from ``threading._active`` now (a few reads, see threadnames.py), or None when it is not
+        there: not started by ``threading``, or not registered yet.  Never raises.
+
+        Idents are reused as soon as a thread ends (glibc hands its stack, hence its
+        ``pthread_t``, to the next thread), so the entry is taken only when its ``_native_id``
+        is ``native_tid``: the next thread may have registered under the ident by the time of
+        the lookup.  With ``native_tid`` unknown (0) the ident alone decides.
+        """
+        try:
+            for interp in self._interpreters():
+                found = self.reader.name_of(interp, ident)
+                if found is not None:
+                    name, native = found
+                    host_tid = self.host_tid()
+                    if native is not None and host_tid is not None:
+                        native = host_tid(native)
+                    if not native_tid or native == native_tid:
+                        return name
+        except (MemoryReadError, struct.error, OverflowError, ValueError):
+            self._interps_read = -1e9  # read the list again next time
+        return None
+
+    def _interpreters(self) -> List[int]:
+        """Every interpreter's address, read again after ``_INTERPS_TTL`` seconds."""
+        now = time.monotonic()
+        if now - self._interps_read >= _INTERPS_TTL:
+            lay = self.layout
+            interps = []
+            interp = _U64.unpack(self.mem.read(
+                self.runtime + lay.runtime.interpreters_head, 8))[0]
+            while interp and len(interps) < 64:
+                interps.append(interp)
+                interp = _U64.unpack(self.mem.read(interp + lay.interp.next, 8))[0]
+            self._interps, self._interps_read = interps, now
+        return self._interps
+
+    def find_threading(self) -> None:
+        """Find ``threading._active`` in every interpreter now (a millisecond or more: every
+        ``sys.modules`` key is decoded), so that the first rounds' lookups are cheap."""
+        try:
+            for interp in self._interpreters():
+                self.reader.active(interp)
+        except (MemoryReadError, struct.error, OverflowError, ValueError):
+            pass
+
+    def os_thread_name(self, native_tid: int) -> Optional[str]:
+        """/proc/PID/task/TID/comm when it differs from the process's own name, else None.
+
+        CPython <= 3.13 leaves thread comms alone (a program may set them); 3.14+ sets them to
+        the ``threading`` name cut to 15 bytes (Lib/threading.py ``_set_os_name``).
+        """
+        comm = read_text(self.pid, "task", str(native_tid), "comm")
+        if comm is None:
+            return None
+        comm = comm.rstrip("\n")
+        process_comm = (read_text(self.pid, "comm") or "").rstrip("\n")
+        return comm if comm and comm != process_comm else None
