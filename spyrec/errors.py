@@ -52,8 +52,9 @@ class UnsupportedPython(SpyError):
     """A CPython was found, but its version or build cannot be walked."""
 
 
-class MemoryReadError(SpyError):
+class MemoryReadError(Exception):
     """A read of target memory failed (unmapped address, short read, target gone).
 
-    While sampling this is a torn read and is counted, not reported.
+    Not a user's error: while sampling it is a torn read, counted; while attaching it becomes
+    the error that says what the process is (see ``PythonProcess.attach``).
     """

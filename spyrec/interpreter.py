@@ -6,7 +6,8 @@ import time
 from typing import List, Optional
 
 from spyrec.codeobjects import CodeCache, FrameInfo
-from spyrec.errors import MemoryReadError, PermissionDenied, SpyError, TargetNotFound, TargetReplaced
+from spyrec.errors import (MemoryReadError, NotPython, PermissionDenied, SpyError, TargetNotFound,
+                           TargetReplaced)
 from spyrec.process import (TargetMemory, check_pid, executable_path, namespace_pids,
                             process_start_time, read_maps, target_view)
 from spyrec.pystrings import ObjectReader
@@ -70,6 +71,12 @@ class PythonProcess:
         mem = TargetMemory(pid)
         try:
             return cls._attach(pid, mem, start_time, exe)
+        except MemoryReadError as exc:
+            mem.close()
+            if process_start_time(pid) != start_time:
+                raise TargetNotFound("process %d exited" % pid) from None
+            raise NotPython("process %d (%s): its memory does not read as a CPython "
+                            "interpreter's (%s)" % (pid, exe, exc)) from None
         except BaseException:
             mem.close()
             raise
