@@ -118,7 +118,7 @@ def parse_maps(text: str) -> List[MemoryMap]:
 
 
 def read_maps(pid: int) -> List[MemoryMap]:
-    """Parse /proc/PID/maps (about 0.3 ms for 80 lines: attach time only)."""
+    """Parse /proc/PID/maps (at attach, and when a walk finds nothing: see _check_not_replaced)."""
     try:
         with open(proc_path(pid, "maps")) as f:
             return parse_maps(f.read())
@@ -263,7 +263,7 @@ class ProcessVmReader:
         """One syscall over ``ranges`` into the local buffer; returns the byte count or -errno.
 
         The iovec arrays are filled with one ``struct.pack_into`` each: setting ctypes fields
-        one by one costs ~0.3 us per range, more than the kernel's work.
+        one by one costs more per range than the kernel's work.
         """
         n = len(ranges)
         pack = self._packers.get(n)

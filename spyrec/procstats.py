@@ -28,8 +28,8 @@ class ThreadStats:
 
     ``stat`` says whether the thread is on a CPU or runnable (state ``R``) and which CPU it is
     on or queued for (``processor``); the sampler needs that CPU to stay off it (see
-    ``spyrec.scheduling``).  It costs 2.9 µs against 0.8 for ``wchan`` (the kernel formats
-    fifty fields instead of one word), so a thread found asleep last time is probed with
+    ``spyrec.scheduling``).  It costs several times what ``wchan`` does (the kernel formats
+    fifty fields instead of one word; docs/benchmarks.md), so a thread found asleep last time is probed with
     ``wchan`` first: that holds the function a sleeping thread waits in, and ``0`` for a thread
     that is runnable, which ``stat`` then confirms and places.  ``wchan`` also says ``0`` when
     the kernel will not tell (no ptrace access, or an unwinder that cannot walk the kernel
@@ -37,7 +37,7 @@ class ThreadStats:
     alone from then on.  A thread found running last time is read from ``stat`` directly.
     When the CPU is not needed (``need_cpu=False``: the sampler ran its rounds back to back,
     so it did not just wake on some CPU), ``wchan`` alone is asked and a ``0`` is confirmed
-    with ``stat`` only now and then, which keeps the fastest rounds 3 µs a thread cheaper.
+    with ``stat`` only now and then, which keeps the fastest rounds cheaper.
     """
 
     __slots__ = ("_schedstat", "_stat", "_wchan", "_syscall", "_zeros", "_checks", "_misses",

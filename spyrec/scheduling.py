@@ -113,14 +113,12 @@ class StepAside:
     and CPU of each thread first (``ThreadStats``), those running at the last round before the
     others, and as soon as a runnable target thread is found on the sampler's own CPU while
     some CPU the sampler may use has none found so far, ``check`` moves it there: its
-    affinity narrowed to those CPUs (the kernel migrates it at once) and restored.  Measured,
-    4 GIL-sharing threads at 1 kHz on 2 CPUs: 345 target preemptions a second instead of 535
-    (230 alone), slowdown +0.7% ± 0.9 on 3.12 and +1.8% ± 0.5 on 3.15 instead of 4-7%, about
-    as much as next to a process that only wakes as often (docs/benchmarks.md, "Stepping
-    aside").  The move costs the sampler about 30 µs, most of it waiting for the other CPU to
-    wake, while the target thread already has its CPU back; its next wake-up then lands on the
-    new CPU.  The program still waits about 50 µs each time (``bench/bench_stalls.py``): with
-    a CPU of its own (``taskset``) the recorder would not land there at all.
+    affinity narrowed to those CPUs (the kernel migrates it at once) and restored.  The target
+    then slows about as much as next to a process that only wakes as often (docs/benchmarks.md,
+    "Stepping aside").  The move costs the sampler the wait for the other CPU to wake, while
+    the target thread already has its CPU back; its next wake-up then lands on the new CPU.
+    The program still waits a little each time (``bench.bench_stalls``): with a CPU of its own
+    (``taskset``) the recorder would not land there at all.
 
     The CPUs allowed are the thread's affinity when it is made (``taskset`` narrows them; with
     one CPU there is nowhere to go).  ``SPYREC_STEP_ASIDE=0`` turns it off.
