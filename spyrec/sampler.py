@@ -447,6 +447,11 @@ class Sampler:
             if thread.os_name is not None:
                 self.sink.thread(pid=self.process.pid, tid=tid, name=thread.os_name)
 
+    def cpu_ns(self, tid):
+        """The CPU time thread ``tid`` has used so far, as its last sample read it (0 unknown)."""
+        thread = self._threads.get(tid)
+        return (thread.stats.last_cpu_ns or 0) if thread is not None else 0
+
     def finish(self):
         """Close every thread still open at the end and release /proc files."""
         end = self.stats.end_ns

@@ -1,5 +1,8 @@
 """``spyrec where``: every thread's Python stack, state and wait cause, read once.
 
+One round of the sampler, as a recording would take it, into a sink that keeps it
+(``Snapshot``), so a thread's state, GIL and wait cause mean here what they mean in a recording.
+
 For a process that hangs or crawls, as ``py-spy dump`` and ``austin -w`` do: nothing is
 stopped.  Each thread gets its stack (innermost first), whether it was running or waiting,
 whether it held the GIL, its CPU time so far, the system call and kernel function it waits in
@@ -9,16 +12,19 @@ when asleep, and (``kernel=True``, as root) its kernel frames.
 import json
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
+from spyformat import SampleFlag
 from spyrec.codeobjects import FrameInfo
-from spyrec.errors import MemoryReadError
 from spyrec.interpreter import PythonProcess
 from spyrec.process import read_text
-from spyrec.procstats import ThreadStats, kernel_stack
+from spyrec.procstats import kernel_stack
+from spyrec.sampler import Sampler
 
 PROC = "/proc"
 NAME_READS = 3
+#: The sampler's interval, which one round does not use.
+ONE_ROUND_NS = 10_000_000
 
 
 @dataclass
@@ -44,33 +50,80 @@ class ProcessReport:
     threads: List[ThreadReport]
 
 
+class Snapshot:
+    """A sink that keeps one round: the definitions its samples use, and the samples."""
+
+    def __init__(self):
+        self.strings: List[str] = []
+        self.frames: List[FrameInfo] = []
+        self.stacks: List[tuple] = []
+        self.threads: Dict[int, dict] = {}  # tid -> the THREAD records' fields, merged
+        self.rows: List[tuple] = []  # (tid, stack id, flags, syscall, wchan)
+
+    def define_string(self, text):
+        self.strings.append(text)
+        return len(self.strings) - 1
+
+    def define_frame(self, file, name, qualname, line, column=-1):
+        strings = self.strings
+        self.frames.append(FrameInfo(strings[file], strings[name], strings[qualname], line, column))
+        return len(self.frames) - 1
+
+    def define_stack(self, frame_ids):
+        self.stacks.append(frame_ids)
+        return len(self.stacks) - 1
+
+    def process(self, **fields):
+        pass
+
+    def thread(self, **fields):
+        self.threads.setdefault(fields["tid"], {}).update(fields)
+
+    def sample(self, t, pid, tid, stack, cpu, rss, flags, syscall=0, wchan=0):
+        self.rows.append((tid, stack, flags, syscall, wchan))
+
+    def samples(self, t, pid, rss, rows):
+        self.rows.extend(zip(*rows))
+
+    def maybe_flush(self, now_ns):
+        pass
+
+    def work(self):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self, trailer):
+        pass
+
+    def text(self, string_id):
+        """The text of a sample's ``syscall`` or ``wchan`` (1 + a string id), None for 0."""
+        return self.strings[string_id - 1] if string_id else None
+
+
 def where(pid: int, kernel: bool = False) -> ProcessReport:
-    """Read every thread of CPython process ``pid`` once (SpyError with one line if not)."""
+    """Read every thread of CPython process ``pid`` once (SpyError with one line if not):
+    one round of the sampler, into a ``Snapshot``."""
     process = PythonProcess.attach(pid)
     try:
-        stacks = process.sample_threads()
+        snapshot = Snapshot()
+        sampler = Sampler(process, snapshot, ONE_ROUND_NS, time.monotonic_ns(), PROC)
+        sampler.woke = False  # no CPU to give back: one round, not a loop (see StepAside)
+        sampler.sample_round(time.monotonic_ns())
         threads = []
-        for stack in stacks:
-            tid = stack.native_tid
-            stats = ThreadStats(PROC, pid, tid) if tid else None
-            if stats is not None:
-                stats.refresh(read_after=False)
-                stats.close()
-            frames = []
-            for key, offset in stack.frames:
-                try:
-                    frames.append(process.codes.describe(key, offset))
-                except MemoryReadError:
-                    frames.append(FrameInfo("?", "?", "?", 0, -1))
-            name = _thread_name(process, stack.python_thread_id, tid)
-            report = ThreadReport(tid, name, stats.running if stats else False,
-                                  stack.holds_gil, (stats.last_cpu_ns or 0) if stats else 0,
-                                  frames, stack.torn)
-            if stats is not None and not report.running:
-                report.syscall, report.wchan = stats.cause
+        for tid, stack, flags, syscall, wchan in snapshot.rows:
+            record = snapshot.threads.get(tid, {})
+            name = _thread_name(process, record.get("py_thread_id") or 0, tid)
+            report = ThreadReport(tid, name or record.get("name"), not flags & SampleFlag.IDLE,
+                                  bool(flags & SampleFlag.GIL), sampler.cpu_ns(tid),
+                                  [snapshot.frames[f] for f in reversed(snapshot.stacks[stack])],
+                                  bool(flags & SampleFlag.TORN),
+                                  snapshot.text(syscall), snapshot.text(wchan))
             if tid and kernel:
                 report.kernel = kernel_stack(PROC, pid, tid)
             threads.append(report)
+        sampler.finish()
         threads.sort(key=lambda thread: (thread.tid != pid, thread.tid))  # the main one first
         command = (read_text(pid, "cmdline") or "").replace("\0", " ").strip()
         return ProcessReport(pid, command, process.version_string, process.executable, threads)
