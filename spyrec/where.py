@@ -20,6 +20,7 @@ from spyrec.interpreter import PythonProcess
 from spyrec.process import read_text
 from spyrec.procstats import kernel_stack
 from spyrec.sampler import Sampler
+from spyrec.sinks import NullSink
 
 PROC = "/proc"
 NAME_READS = 3
@@ -50,10 +51,11 @@ class ProcessReport:
     threads: List[ThreadReport]
 
 
-class Snapshot:
+class Snapshot(NullSink):
     """A sink that keeps one round: the definitions its samples use, and the samples."""
 
     def __init__(self):
+        super().__init__()
         self.strings: List[str] = []
         self.frames: List[FrameInfo] = []
         self.stacks: List[tuple] = []
@@ -73,9 +75,6 @@ class Snapshot:
         self.stacks.append(frame_ids)
         return len(self.stacks) - 1
 
-    def process(self, **fields):
-        pass
-
     def thread(self, **fields):
         self.threads.setdefault(fields["tid"], {}).update(fields)
 
@@ -84,18 +83,6 @@ class Snapshot:
 
     def samples(self, t, pid, rss, rows):
         self.rows.extend(zip(*rows))
-
-    def maybe_flush(self, now_ns):
-        pass
-
-    def work(self):
-        pass
-
-    def flush(self):
-        pass
-
-    def close(self, trailer):
-        pass
 
     def text(self, string_id):
         """The text of a sample's ``syscall`` or ``wchan`` (1 + a string id), None for 0."""
