@@ -6,8 +6,10 @@
                                                 [--spyrec DIR]
 
 Not part of the unit tests.  Starts BUSY shell loops that spin (a machine busy with other
-work), then runs bench/targets/mapper.py (Python work between ``mmap`` and ``munmap`` calls)
-alone and with each profiler attached to it (``-p PID``), in turns, RUNS times
+work), then runs bench/targets/mapper.py (Python work between ``mmap`` and ``munmap`` calls),
+or with ``--target black`` black reformatting ``_pydecimal.py`` (deep generator stacks that
+change every microsecond: costly rounds), alone and with each profiler attached to it
+(``-p PID``), in turns, RUNS times
 (``spyrec-realtime``: ``spyrec --realtime``).  The target reports its wall time, CPU time,
 time waiting for a CPU and time blocked from /proc/self/schedstat; the table gives the medians.
 ``--spyrec DIR`` records with the ``spyrec`` package found in DIR instead (an older checkout,
@@ -26,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from bench.common import MAPPER, REPO, command_line, interpreter, python_help
+from bench.common import BLACK_TIMED, MAPPER, REPO, TIMED_RUN, command_line, interpreter, python_help
 from bench.peers import Austin, PySpy, Spyrec, find_peer
 
 
@@ -42,19 +44,33 @@ def recorder(name, pid, rate, out):
     raise ValueError(name)
 
 
+def target_command(python, args, result):
+    """The target: mapper.py, or black reformatting a file of the standard library."""
+    if args.target == "black":
+        source = subprocess.run([python, "-c", "import _pydecimal; print(_pydecimal.__file__)"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        return [python, TIMED_RUN, result, BLACK_TIMED, source]
+    return [python, MAPPER, str(args.iterations), result]
+
+
 def one_run(python, name, args, work):
     result = os.path.join(work, "result.jsonl")
     if os.path.exists(result):
         os.unlink(result)
-    target = subprocess.Popen([python, MAPPER, str(args.iterations), result])
+    target = subprocess.Popen(target_command(python, args, result), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    recorder_cpu = 0.0
     if name != "alone":
         time.sleep(0.05)
-        subprocess.run(recorder(name, target.pid, args.rate, os.path.join(work, "out")),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work,
-                       env=dict(os.environ, PYTHONPATH=args.spyrec))
+        rec = subprocess.Popen(recorder(name, target.pid, args.rate, os.path.join(work, "out")),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work,
+                               env=dict(os.environ, PYTHONPATH=args.spyrec))
+        usage = os.wait4(rec.pid, 0)[2]
+        rec.returncode = 0  # reaped here
+        recorder_cpu = usage.ru_utime + usage.ru_stime
     target.wait()
     with open(result) as f:
-        return json.loads(f.read())
+        return dict(json.loads(f.read()), recorder=recorder_cpu)
 
 
 def main():
@@ -64,6 +80,9 @@ def main():
     parser.add_argument("--busy", type=int, default=2, help="spinning shell loops beside it")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=30000)
+    parser.add_argument("--target", choices=("mapper", "black"), default="mapper",
+                        help="mapper.py, or black_timed.py reformatting _pydecimal.py (--python "
+                             "then names a Python with black installed in pure Python)")
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--profilers", default="spyrec,spyrec-realtime,austin,py-spy")
     parser.add_argument("--spyrec", default=REPO,
@@ -82,14 +101,14 @@ def main():
     finally:
         for loop in loops:
             loop.kill()
-    print("Command: `%s`; %d busy loops, %d runs, "
-          "medians (s)\n" % (command_line("bench.bench_under_load"), args.busy, args.runs))
-    print("| run | wall | CPU | waiting for a CPU | blocked |")
-    print("|---|---:|---:|---:|---:|")
+    print("Command: `%s`; %s, %d busy loops, %d runs, medians (s)\n"
+          % (command_line("bench.bench_under_load"), args.target, args.busy, args.runs))
+    print("| run | wall | CPU | waiting for a CPU | blocked | recorder's CPU |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name in names:
         print("| %s | %s |" % (name, " | ".join(
             "%.2f" % statistics.median(r[key] for r in got[name])
-            for key in ("wall", "cpu", "wait", "blocked"))))
+            for key in ("wall", "cpu", "wait", "blocked", "recorder"))))
 
 
 if __name__ == "__main__":

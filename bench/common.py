@@ -30,6 +30,7 @@ VARIED = os.path.join(BENCH, "targets", "varied.py")
 DEEP = os.path.join(BENCH, "targets", "deep.py")
 MAPPER = os.path.join(BENCH, "targets", "mapper.py")
 BLACK_TIMED = os.path.join(BENCH, "targets", "black_timed.py")
+TIMED_RUN = os.path.join(BENCH, "targets", "timed_run.py")
 NULL_WAKER_SOURCE = os.path.join(BENCH, "null_waker.c")
 #: tests/targets: the targets the tests run, for benchmarks that measure what a test checks.
 test_target = pythons.target_path

@@ -135,9 +135,11 @@ def status_line(stats, output):
     ending = stats.stop_reason
     if stats.command_status is not None:
         ending += "; command %s" % stats.command_status
-    return ("spyrec: %d samples (%d rounds) in %.2f s, %.0f Hz effective, %.2f%% errors, %d late; "
+    busy = (", %d rounds left out while the machine was busy" % stats.throttled
+            if stats.throttled else "")
+    return ("spyrec: %d samples (%d rounds) in %.2f s, %.0f Hz effective, %.2f%% errors, %d late%s; "
             "%s; wrote %s" % (stats.samples, stats.rounds, seconds, rate, error_share, stats.late,
-                              ending, where))
+                              busy, ending, where))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -12,6 +12,7 @@ the ``StackResolver``; what a round found goes to a sink (spyrec.sinks).
 
 import time
 
+from spyrec.cpubudget import CpuBudget
 from spyrec.dormancy import DormantWatch
 from spyrec.errors import TargetNotFound, TargetReplaced
 from spyrec.procstats import DORMANT_AFTER, ProcessStats, ThreadStats
@@ -96,6 +97,8 @@ class SamplingStats:
         self.stop_reason = "interrupted"
         #: How a launched command ended (``exited with status 0``); None in attach mode.
         self.command_status = None
+        #: Grid points skipped because the machine was busy (see spyrec.cpubudget).
+        self.throttled = 0
 
     def add_round_cost(self, cost):
         self.rounds += 1
@@ -160,9 +163,10 @@ class Sampler:
         """
         interval = self.interval_ns
         scheduling = LowLatency(realtime=realtime and interval >= REALTIME_MIN_INTERVAL_NS)
+        budget = CpuBudget.open()
         behind = 0  # rounds in a row that found no time to sleep
         self.process.naming.find_threading()
-        monotonic_ns = time.monotonic_ns
+        monotonic_ns, thread_time_ns = time.monotonic_ns, time.thread_time_ns
         sleep = time.sleep
         stats = self.stats
         start = monotonic_ns()
@@ -191,6 +195,7 @@ class Sampler:
                     behind += 1
                     if behind == REALTIME_BEHIND_ROUNDS:
                         scheduling.step_down()
+                cpu_before = thread_time_ns() if budget is not None else 0
                 stop_reason = self._round(now)
                 if stop_reason is not None:
                     stats.stop_reason = stop_reason
@@ -202,6 +207,9 @@ class Sampler:
                     missed = (done - next_round) // interval
                     stats.late += 1
                     next_round += missed * interval
+                if budget is not None:
+                    next_round = budget.next_round(done, thread_time_ns() - cpu_before, next_round,
+                                                   interval)
                 self.sink.maybe_flush(done)
                 self.sink.work()  # a slice of a batch being written, if any
                 if next_progress is not None and done >= next_progress:
@@ -210,6 +218,9 @@ class Sampler:
         finally:
             stats.end_ns = monotonic_ns() - self.origin_ns
             scheduling.restore()
+            if budget is not None:
+                stats.throttled = budget.skipped
+                budget.close()
             self.finish()
         return stats
 
