@@ -50,7 +50,7 @@ def target_command(python, args, result):
         source = subprocess.run([python, "-c", "import _pydecimal; print(_pydecimal.__file__)"],
                                 capture_output=True, text=True, check=True).stdout.strip()
         return [python, TIMED_RUN, result, BLACK_TIMED, source]
-    return [python, MAPPER, str(args.iterations), result]
+    return [python, TIMED_RUN, result, MAPPER, str(args.iterations)]
 
 
 def one_run(python, name, args, work):
