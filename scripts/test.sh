@@ -13,4 +13,6 @@ if [ "$(id -u)" = 0 ] && [ -z "${SPYREC_NO_SID_ROOT:-}" ]; then
 fi
 # lint first (a second): pyflakes' and pycodestyle's rules, as pyproject.toml configures them
 .venv/bin/ruff check --quiet . || { echo "test: ruff found the problems above" >&2; exit 1; }
+# type check (seconds, cached in .mypy_cache): the files pyproject.toml's [tool.mypy] names
+.venv/bin/mypy --no-error-summary || { echo "test: mypy found the problems above" >&2; exit 1; }
 exec .venv/bin/python -m pytest "$@"

@@ -65,6 +65,7 @@ significant after the adjustment.
 import fnmatch
 import math
 import re
+from typing import List, Sequence, TextIO, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,9 @@ SPELLS_PER_BLOCK = 15
 MIN_TESTED_SAMPLES = 20
 
 _KEYS = {"function": ["module", "qualname"], "line": ["module", "qualname", "line"], "file": ["module"]}
+
+#: One side of a comparison: a recording, or several of the same program.
+Side = Union[Recording, Sequence[Recording]]
 
 
 def reconcile_modules(modules_a, modules_b):
@@ -394,7 +398,8 @@ def _add_test(result, name, side_weights, batches, n_a, n_b, present, alpha):
     result[name + "_design_effect"] = design
 
 
-def diff(a, b, by="function", weight="samples", alpha=0.05, blocks=BLOCKS):
+def diff(a: Side, b: Side, by: str = "function", weight: str = "samples", alpha: float = 0.05,
+         blocks: int = BLOCKS) -> pd.DataFrame:
     """Compare ``a`` (before) with ``b`` (after); one row per function (or line/file).
 
     Each side is a recording or a list of recordings of the same program; a side's share is
@@ -466,7 +471,7 @@ class Gate:
     """``PATTERN:+N%``: fail when a matching function's share grows by more than N percentage
     points and the growth is significant.  ``PATTERN:-N%`` fails on a significant drop."""
 
-    def __init__(self, text):
+    def __init__(self, text: str):
         match = _GATE.match(text.strip())
         if not match:
             raise ValueError("bad gate %r: write PATTERN:+N%% (e.g. 'myapp.*:+5%%')" % text)
@@ -475,11 +480,11 @@ class Gate:
         self.threshold = float(match.group("amount")) / 100 * (1 if match.group("sign") == "+" else -1)
         self._regex = re.compile(fnmatch.translate(self.pattern))
 
-    def matches(self, module, qualname):
+    def matches(self, module: str, qualname: str) -> bool:
         name = qualname.rsplit(".", 1)[-1]
         return any(self._regex.match(text) for text in (qualname, name, module + ":" + qualname, module))
 
-    def violations(self, table, share="total"):
+    def violations(self, table: pd.DataFrame, share: str = "total") -> pd.DataFrame:
         """Rows of a ``diff`` table that break this gate."""
         hit = np.fromiter((self.matches(m, q) for m, q in zip(table["module"], table["qualname"])),
                           dtype=bool, count=len(table))
@@ -488,7 +493,8 @@ class Gate:
         return table[hit & grew.to_numpy() & table[share + "_significant"].to_numpy()]
 
 
-def check_gates(table, gates, share="total"):
+def check_gates(table: pd.DataFrame, gates: Sequence[Union[str, "Gate"]],
+                share: str = "total") -> List[Tuple["Gate", pd.DataFrame]]:
     """All (gate, violating rows) pairs for gate strings or ``Gate`` objects; empty when all pass."""
     failures = []
     for gate in gates:
@@ -503,7 +509,8 @@ def check_gates(table, gates, share="total"):
 # Differential collapsed stacks
 
 
-def write_collapsed_diff(a, b, out, weight="samples", normalize=True):
+def write_collapsed_diff(a: Side, b: Side, out: TextIO, weight: str = "samples",
+                         normalize: bool = True) -> int:
     """Write ``stack count_a count_b`` lines (root first), as difffolded.pl makes and
     flamegraph.pl reads for a differential flame graph.  ``a`` and ``b`` are recordings or
     lists of recordings (a side's counts are summed).  Frames are ``qualname (module)``

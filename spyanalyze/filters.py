@@ -22,12 +22,21 @@ raises ``EmptyResult`` naming the criterion that emptied it (what the CLI uses).
 import datetime
 import fnmatch
 import re
+from typing import (Any, Callable, Collection, Dict, Iterable, List, Optional, Set,
+                    Tuple, Union)
 
 import numpy as np
 import pandas as pd
 
 from spyanalyze.errors import EmptyResult, UnknownThread
 from spyanalyze.tables import StackTable, thread_display_name
+
+#: A ``spyanalyze.recording.Recording``, which imports this module: importing it here, even for
+#: the type checker alone, would close an import cycle (tests/test_imports.py).
+Recording = Any
+
+#: A time bound: seconds since the origin (a number, or a string with a unit), or a moment.
+TimeBound = Union[float, str, "pd.Timestamp", datetime.datetime, np.datetime64, None]
 
 KINDS = ("user", "stdlib", "site-packages", "other")
 
@@ -36,7 +45,7 @@ KINDS = ("user", "stdlib", "site-packages", "other")
 # Frame selection
 
 
-def select_frames(recording, pattern):
+def select_frames(recording: Recording, pattern: str) -> np.ndarray:
     """Boolean array over frame ids: which frames the pattern (see module docstring) selects."""
     frames = recording.frames
     if not isinstance(pattern, str) or not pattern:
@@ -58,7 +67,7 @@ def select_frames(recording, pattern):
                        dtype=bool, count=len(frames))
 
 
-def stacks_containing(recording, frame_mask):
+def stacks_containing(recording: Recording, frame_mask: np.ndarray) -> np.ndarray:
     """Boolean array over stack ids: stacks holding at least one selected frame."""
     stack, frame, _depth = recording.stack_table.long
     hit = np.zeros(len(recording.stack_table), dtype=bool)
@@ -74,14 +83,14 @@ def _keep(recording, mask, step):
     return recording.replace(samples=recording.samples[mask], step=step)
 
 
-def processes(recording, pids):
+def processes(recording: Recording, pids: Collection[int]) -> Recording:
     """Keep the samples of the given process ids."""
     pids = [int(p) for p in _as_list(pids)]
     return _keep(recording, recording.samples["pid"].isin(pids).to_numpy(),
                  "pid " + ",".join(map(str, pids)))
 
 
-def known_threads(recording):
+def known_threads(recording: Recording) -> pd.DataFrame:
     """Every thread the recording names: (pid, tid, py_thread_id, display name), as a table."""
     table = recording.threads[["pid", "tid", "py_thread_id", "name"]].copy()
     seen = recording.samples[["pid", "tid"]].drop_duplicates()
@@ -90,11 +99,12 @@ def known_threads(recording):
     return table.reset_index(drop=True)
 
 
-def threads(recording, selectors):
+def threads(recording: Recording,
+            selectors: Union[str, int, Iterable[Union[str, int]]]) -> Recording:
     """Keep the samples of threads chosen by id (native tid or Python thread id) or by a glob on
     the thread name.  A selector that matches no thread raises ``UnknownThread``."""
     table = known_threads(recording)
-    chosen = set()
+    chosen: Set[Tuple[int, int]] = set()
     for selector in _as_list(selectors):
         text = str(selector)
         if text.isdigit():
@@ -114,7 +124,7 @@ def threads(recording, selectors):
                  "thread " + ",".join(str(s) for s in _as_list(selectors)))
 
 
-def parse_seconds(value):
+def parse_seconds(value: Union[float, str, None]) -> Optional[float]:
     """Seconds from a number or a string with an optional unit: ``1.5``, ``"1.5s"``, ``"200ms"``."""
     if value is None:
         return None
@@ -131,7 +141,7 @@ def parse_seconds(value):
         raise ValueError("not a time: %r (write seconds, or a number with a unit such as 200ms)" % value)
 
 
-def offset_ns(recording, value):
+def offset_ns(recording: Recording, value: TimeBound) -> Optional[int]:
     """A time bound as ns since the recording's origin (``t``): seconds since the origin (a
     number, or a string with a unit such as ``"200ms"``), or a moment on the wall clock (a
     pandas ``Timestamp``, ``datetime`` or ``numpy.datetime64``, as ``timeline()`` and the
@@ -142,10 +152,10 @@ def offset_ns(recording, value):
         moment = pd.Timestamp(value)
         moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
         return moment.value - int(recording.header.get("start_wall_ns") or 0)
-    return int(round(parse_seconds(value) * 1e9))
+    return int(round(parse_seconds(value) * 1e9))  # type: ignore[operator]  # (a value gives seconds)
 
 
-def window(recording, start=None, end=None):
+def window(recording: Recording, start: TimeBound = None, end: TimeBound = None) -> Recording:
     """Keep samples with ``start <= t < end``: each bound in seconds since the recording started
     (the header's monotonic origin; ``spyanalyze info`` shows the span) or a wall-clock moment
     (see ``offset_ns``)."""
@@ -160,25 +170,25 @@ def window(recording, start=None, end=None):
                                                     "" if end_ns is None else "%gs" % (end_ns / 1e9)))
 
 
-def idle(recording, keep_idle):
+def idle(recording: Recording, keep_idle: bool) -> Recording:
     """Keep only idle samples (``keep_idle=True``) or only samples of running threads."""
     mask = recording.samples["idle"].to_numpy()
     return _keep(recording, mask if keep_idle else ~mask, "idle only" if keep_idle else "not idle")
 
 
-def gil(recording, held):
+def gil(recording: Recording, held: bool) -> Recording:
     """Keep only samples whose thread held the GIL (``held=True``), or only those that did not."""
     mask = recording.samples["gil"].to_numpy()
     return _keep(recording, mask if held else ~mask, "GIL held" if held else "GIL not held")
 
 
-def include(recording, pattern):
+def include(recording: Recording, pattern: str) -> Recording:
     """Keep samples whose stack contains a frame the pattern selects."""
     hit = stacks_containing(recording, select_frames(recording, pattern))
     return _keep(recording, hit[recording.samples["stack"].to_numpy()], "include %s" % pattern)
 
 
-def exclude(recording, pattern):
+def exclude(recording: Recording, pattern: str) -> Recording:
     """Drop samples whose stack contains a frame the pattern selects."""
     hit = stacks_containing(recording, select_frames(recording, pattern))
     return _keep(recording, ~hit[recording.samples["stack"].to_numpy()], "exclude %s" % pattern)
@@ -188,13 +198,17 @@ def exclude(recording, pattern):
 # Stack filters
 
 
-def rewrite_stacks(recording, rewrite, step):
+def rewrite_stacks(recording: Recording,
+                   rewrite: Callable[[Tuple[int, ...]], Optional[Tuple[int, ...]]],
+                   step: str) -> Recording:
     """Apply ``rewrite(tuple) -> tuple or None`` to each distinct stack in use (None drops its
     samples), intern the results, and remap the samples in one vectorised step."""
     stack_column = recording.samples["stack"].to_numpy()
     used = np.flatnonzero(np.bincount(stack_column, minlength=len(recording.stack_table)))
     tuples = recording.stack_table.tuples
     mapping = np.full(len(tuples), -1, dtype=np.int64)
+    index: Dict[Tuple[int, ...], int]
+    new: List[Tuple[int, ...]]
     index, new = {}, []
     for sid in used.tolist():
         result = rewrite(tuples[sid])
@@ -211,7 +225,7 @@ def rewrite_stacks(recording, rewrite, step):
     return recording.replace(samples=samples, stacks=StackTable(new), step=step)
 
 
-def focus(recording, pattern):
+def focus(recording: Recording, pattern: str) -> Recording:
     """Keep samples whose stack passes through a selected frame, and cut each stack so that it
     starts at the outermost selected frame (what the frame's callers did is hidden)."""
     selected = set(np.flatnonzero(select_frames(recording, pattern)).tolist())
@@ -224,7 +238,7 @@ def focus(recording, pattern):
     return rewrite_stacks(recording, cut, "focus %s" % pattern)
 
 
-def prune(recording, pattern):
+def prune(recording: Recording, pattern: str) -> Recording:
     """Hide the selected frames from every stack: a hidden frame's time goes to its nearest
     visible caller (``prune(rec, "stdlib")`` charges ``json.loads`` to the code calling it).
     A stack with nothing visible becomes empty; its samples still count in totals."""
@@ -242,8 +256,12 @@ IDLE_CHOICES = ("include", "exclude", "only")
 GIL_CHOICES = ("any", "held", "released")
 
 
-def apply(recording, *, pids=None, threads=None, start=None, end=None, idle=None, gil=None,
-          include=(), exclude=(), focus=None, prune=(), allow_empty=True):
+def apply(recording: Recording, *, pids: Optional[Collection[int]] = None,
+          threads: Union[str, int, Iterable[Union[str, int]], None] = None,
+          start: TimeBound = None, end: TimeBound = None, idle: Union[bool, str, None] = None,
+          gil: Union[bool, str, None] = None, include: Union[str, Iterable[str]] = (),
+          exclude: Union[str, Iterable[str]] = (), focus: Optional[str] = None,
+          prune: Union[str, Iterable[str]] = (), allow_empty: bool = True) -> Recording:
     """Apply several filters in a fixed order: processes, threads, time window, idle, GIL,
     include, exclude, focus, prune.
 
@@ -253,19 +271,20 @@ def apply(recording, *, pids=None, threads=None, start=None, end=None, idle=None
     ``allow_empty=False`` a step that leaves no sample raises ``EmptyResult``.
     """
     module = globals()
-    steps = []
+    steps: List[Tuple[Callable[..., Recording], Tuple[Any, ...]]] = []
     if pids:
         steps.append((module["processes"], (pids,)))
     if threads:
         steps.append((module["threads"], (threads,)))
     if start is not None or end is not None:
         steps.append((window, (start, end)))
-    idle = {False: "exclude", True: "only", None: "include"}.get(idle, idle)
+    # (a choice given by name, a str, is not a key: it stands for itself)
+    idle = {False: "exclude", True: "only", None: "include"}.get(idle, idle)  # type: ignore[arg-type]
     if idle not in IDLE_CHOICES:
         raise ValueError("idle must be one of %s" % ", ".join(IDLE_CHOICES))
     if idle != "include":
         steps.append((module["idle"], (idle == "only",)))
-    gil = {True: "held", False: "released", None: "any"}.get(gil, gil)
+    gil = {True: "held", False: "released", None: "any"}.get(gil, gil)  # type: ignore[arg-type]
     if gil not in GIL_CHOICES:
         raise ValueError("gil must be one of %s" % ", ".join(GIL_CHOICES))
     if gil != "any":
@@ -286,7 +305,7 @@ def apply(recording, *, pids=None, threads=None, start=None, end=None, idle=None
     return recording
 
 
-def _as_list(value):
+def _as_list(value: Any) -> List[Any]:
     if value is None:
         return []
     if isinstance(value, (str, int)):

@@ -47,6 +47,7 @@ A Recording is never mutated: filters build new ones that share the frames table
 """
 
 import os
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -73,8 +74,12 @@ class Recording:
     ``spyanalyze.filters``.
     """
 
-    def __init__(self, samples, frames, stacks, threads, processes, header, trailer, meta,
-                 steps=(), codes=None):
+    def __init__(self, samples: pd.DataFrame, frames: pd.DataFrame,
+                 stacks: Union[StackTable, Iterable[Tuple[int, ...]]], threads: pd.DataFrame,
+                 processes: pd.DataFrame, header: Dict[str, Any],
+                 trailer: Optional[Dict[str, Any]], meta: Dict[str, Any],
+                 steps: Iterable[str] = (),
+                 codes: Optional[Dict[str, Tuple[np.ndarray, pd.DataFrame]]] = None):
         self.samples = samples
         self.frames = frames
         self._stacks = stacks if isinstance(stacks, StackTable) else StackTable(stacks)
@@ -90,7 +95,7 @@ class Recording:
     # -- construction ------------------------------------------------------------------
 
     @classmethod
-    def from_data(cls, data, source=None):
+    def from_data(cls, data: spyformat.RecordingData, source: Optional[str] = None) -> "Recording":
         """Build a Recording from ``spyformat.RecordingData`` (the codec's neutral result)."""
         if not data.header:
             raise CorruptRecording("the recording has no HEADER record")
@@ -118,7 +123,8 @@ class Recording:
         return cls(samples, frames, StackTable(stacks), threads, processes, dict(data.header),
                    data.trailer, meta)
 
-    def replace(self, samples=None, stacks=None, step=None):
+    def replace(self, samples: Optional[pd.DataFrame] = None, stacks: Optional[StackTable] = None,
+                step: Optional[str] = None) -> "Recording":
         """A new Recording sharing this one's frames and metadata (how filters build results)."""
         return Recording(self.samples if samples is None else samples, self.frames,
                          self._stacks if stacks is None else stacks, self.threads, self.processes,
@@ -128,36 +134,36 @@ class Recording:
     # -- basic facts ---------------------------------------------------------------------
 
     @property
-    def stacks(self):
+    def stacks(self) -> pd.DataFrame:
         return self._stacks.frame
 
     @property
-    def stack_table(self):
+    def stack_table(self) -> StackTable:
         return self._stacks
 
     @property
-    def source(self):
+    def source(self) -> Optional[str]:
         return self.meta.get("source")
 
     @property
-    def lost_bytes(self):
+    def lost_bytes(self) -> int:
         return self.meta.get("lost_bytes", 0)
 
     @property
-    def lost(self):
+    def lost(self) -> Tuple[str, ...]:
         """Sentences on the data the file lost (a torn tail, no trailer); empty when whole."""
         return self.meta.get("lost", ())
 
     @property
-    def empty(self):
+    def empty(self) -> bool:
         return len(self.samples) == 0
 
     @property
-    def interval_ns(self):
+    def interval_ns(self) -> int:
         return int(self.header.get("interval_ns") or 0)
 
     @property
-    def duration(self):
+    def duration(self) -> float:
         """Seconds between the first and last sample (plus one interval), 0 when empty."""
         if self.empty:
             return 0.0
@@ -165,16 +171,16 @@ class Recording:
         return float(t[-1] - t[0] + self.interval_ns) / 1e9
 
     @property
-    def no_python_frame(self):
+    def no_python_frame(self) -> Optional[int]:
         """The frame id standing for "no Python frames", or None when no sample needs it."""
         hit = np.flatnonzero(((self.frames["file"] == frame_rules.NO_PYTHON_FRAMES)
                               & (self.frames["qualname"] == frame_rules.NO_PYTHON_FRAMES)).to_numpy())
         return int(hit[0]) if len(hit) else None
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.samples)
 
-    def leaves(self):
+    def leaves(self) -> pd.DataFrame:
         """Each sample's innermost frame, indexed like ``samples``: ``frame`` id, ``qualname``,
         ``module``, ``line``, ``file``, ``kind`` and ``label`` (missing where a filter emptied
         the stack)."""
@@ -186,7 +192,7 @@ class Recording:
         table.insert(0, "frame", leaf)
         return table
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Recording %s: %d samples, %d threads, %.2fs%s>" % (
             self.source or "(in memory)", len(self.samples),
             self.samples[["pid", "tid"]].drop_duplicates().shape[0] if len(self.samples) else 0,
@@ -194,7 +200,7 @@ class Recording:
 
     # -- per-stack and per-frame helpers used by views, filters and exports ---------------
 
-    def stack_weights(self, weight="samples"):
+    def stack_weights(self, weight: str = "samples") -> np.ndarray:
         """Total weight per stack id: samples (in ticks, see ``sample_weights``), or wall /
         CPU nanoseconds."""
         check_weight(weight)
@@ -203,7 +209,7 @@ class Recording:
         return np.bincount(stack, weights=self.samples[column].to_numpy(),
                            minlength=len(self._stacks))
 
-    def frame_codes(self, by):
+    def frame_codes(self, by: str) -> Tuple[np.ndarray, pd.DataFrame]:
         """Code every frame by a grouping key; returns (codes per frame, keys table).
 
         ``by`` is ``function`` (module + qualname: how recordings are matched across
@@ -228,30 +234,31 @@ class Recording:
 
     # -- views and filters (see views.py, filters.py) -------------------------------------
 
-    def by_function(self, weight="samples"):
+    def by_function(self, weight: str = "samples") -> pd.DataFrame:
         return views.by_function(self, weight)
 
-    def by_line(self, weight="samples"):
+    def by_line(self, weight: str = "samples") -> pd.DataFrame:
         return views.by_line(self, weight)
 
-    def by_file(self, weight="samples"):
+    def by_file(self, weight: str = "samples") -> pd.DataFrame:
         return views.by_file(self, weight)
 
-    def by_thread(self):
+    def by_thread(self) -> pd.DataFrame:
         return views.by_thread(self)
 
-    def by_cause(self, weight="wall"):
+    def by_cause(self, weight: str = "wall") -> pd.DataFrame:
         return views.by_cause(self, weight)
 
-    def timeline(self, freq="1s"):
+    def timeline(self, freq: str = "1s") -> pd.DataFrame:
         return views.timeline(self, freq)
 
-    def filter(self, **criteria):
+    def filter(self, **criteria: Any) -> "Recording":
         """Apply ``spyanalyze.filters.apply`` criteria; returns a new Recording."""
         return filters.apply(self, **criteria)
 
 
-def load(path, strict=False, max_memory=None):
+def load(path: Union[str, "os.PathLike[str]"], strict: bool = False,
+         max_memory: Optional[int] = None) -> Recording:
     """Load a .spy recording (``-`` reads standard input) into a ``Recording``.
 
     A recording that lost data (a torn tail, no trailer) loads with ``Recording.lost`` saying

@@ -13,11 +13,17 @@ every sample, including samples whose stack a filter emptied).  Times are in nan
 of the analyser (see ``spyanalyze.recording``).
 """
 
+from typing import Any, Dict, List
+
 import numpy as np
 import pandas as pd
 
 from spyanalyze.errors import TooLarge
 from spyanalyze.tables import WEIGHTS, check_weight
+
+#: A ``spyanalyze.recording.Recording``, which imports this module: importing it here, even for
+#: the type checker alone, would close an import cycle (tests/test_imports.py).
+Recording = Any
 
 #: A timeline has at most this many buckets (a row each): a finer frequency over a long span is
 #: refused before anything of that size is allocated.
@@ -27,7 +33,7 @@ _KEY_COLUMNS = {"function": ["module", "qualname"], "line": ["module", "qualname
                 "file": ["module"], "frame": ["module", "qualname", "line"]}
 
 
-def aggregate(recording, by="function", weight="samples"):
+def aggregate(recording: Recording, by: str = "function", weight: str = "samples") -> pd.DataFrame:
     """Self and total weight per code (``function``, ``line``, ``file`` or ``frame``).
 
     Columns: the key columns, ``self_samples``, ``total_samples``, ``self_wall``,
@@ -73,22 +79,22 @@ def lowest_lines(lines, codes, n_codes):
     return np.where(lowest == np.iinfo(np.int64).max, 0, lowest)
 
 
-def by_function(recording, weight="samples"):
+def by_function(recording: Recording, weight: str = "samples") -> pd.DataFrame:
     """Functions (module-relative file + qualified name): self and total weight and share."""
     return aggregate(recording, "function", weight)
 
 
-def by_line(recording, weight="samples"):
+def by_line(recording: Recording, weight: str = "samples") -> pd.DataFrame:
     """Source lines (module, qualname, line): self and total weight and share."""
     return aggregate(recording, "line", weight)
 
 
-def by_file(recording, weight="samples"):
+def by_file(recording: Recording, weight: str = "samples") -> pd.DataFrame:
     """Source files (module-relative path): self and total weight and share."""
     return aggregate(recording, "file", weight)
 
 
-def by_cause(recording, weight="wall"):
+def by_cause(recording: Recording, weight: str = "wall") -> pd.DataFrame:
     """What threads waited in: one row per (system call, kernel function) of the samples that
     found their thread asleep (``(unknown)`` when the recording does not say: format 1.0, or
     the kernel would not tell), and one ``(running)`` row for the others; their samples,
@@ -127,7 +133,7 @@ def _cause_label(call, channel):
     return "%s (%s)" % (call or "?", channel) if channel else call
 
 
-def by_thread(recording):
+def by_thread(recording: Recording) -> pd.DataFrame:
     """One row per thread: samples, wall and CPU ns, CPU use, idle and GIL shares, and the span
     (``first`` and ``last`` sample, ns since the origin, like ``t``)."""
     samples = recording.samples
@@ -145,7 +151,7 @@ def by_thread(recording):
     return table[columns].sort_values("samples", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def timeline(recording, freq="1s"):
+def timeline(recording: Recording, freq: str = "1s") -> pd.DataFrame:
     """CPU and memory over time, resampled to ``freq`` (a pandas offset such as ``"100ms"``).
 
     Indexed by the wall-clock start of each bucket (UTC).  Columns: ``samples``, ``active``
@@ -207,7 +213,7 @@ def _rss_per_bucket(bucket, n_buckets, pid, rss):
     return per_bucket.reindex(np.arange(n_buckets)).ffill().astype(np.int64).to_numpy()
 
 
-def summary(recording):
+def summary(recording: Recording) -> Dict[str, Any]:
     """What ``spyanalyze info`` prints, as a dict: provenance, span, rates, recorder health."""
     header, samples = recording.header, recording.samples
     interval = recording.interval_ns
@@ -247,7 +253,7 @@ def summary(recording):
     return result
 
 
-def sampling_rates(recording):
+def sampling_rates(recording: Recording) -> Dict[str, Any]:
     """How often the recorder sampled, in Hz, as a dict:
 
     ``rate_rounds``   sampling rounds per second (a round samples every thread once, at one
@@ -284,7 +290,7 @@ ERROR_SHARE_WARNING = 0.01
 LATE_SHARE_WARNING = 0.05
 
 
-def health_warnings(facts):
+def health_warnings(facts: Dict[str, Any]) -> List[str]:
     """Sentences about problems of the recording itself: torn tail, failed reads, a saturated
     recorder (samples taken late), so nobody trusts a bad recording without knowing it."""
     warnings = []

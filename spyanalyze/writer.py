@@ -13,15 +13,20 @@ The codec's writer takes one sample per call, so this is the one place the analy
 sample; it runs at roughly a million samples per second or two.
 """
 
+from typing import TYPE_CHECKING, BinaryIO, Dict
+
 import numpy as np
 
 from spyformat import Interner, SpyWriter
+
+if TYPE_CHECKING:
+    from spyanalyze.recording import Recording
 
 #: Header fields the writer sets itself.
 _OWN_FIELDS = ("format", "codec")
 
 
-def write(recording, out):
+def write(recording: "Recording", out: BinaryIO) -> int:
     """Write ``recording`` to the binary stream ``out``; returns the number of samples."""
     writer = SpyWriter(out)
     interned = Interner(writer)
@@ -40,7 +45,7 @@ def write(recording, out):
     used = np.flatnonzero(np.bincount(stack_column, minlength=len(recording.stack_table)))
     frames = recording.frames
     no_python = recording.no_python_frame
-    frame_ids = {}
+    frame_ids: Dict[int, int] = {}
     new_stack = np.zeros(len(recording.stack_table), dtype=np.int64)
     for sid in used.tolist():
         ids = []

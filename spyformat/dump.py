@@ -1,5 +1,7 @@
 """A recording as text, chunk by chunk: for golden files, and for a look inside a damaged file."""
 
+from typing import BinaryIO, List, Optional, TextIO
+
 from spyformat.chunks import Kind
 from spyformat.limits import ReadBudget
 from spyformat.reader import RecordingData, SpyReader, lost_data, sample_columns
@@ -8,7 +10,7 @@ from spyformat.reader import RecordingData, SpyReader, lost_data, sample_columns
 _DUMP_SLICE = 65536
 
 
-def dump(stream, out, max_memory=None):
+def dump(stream: BinaryIO, out: TextIO, max_memory: Optional[int] = None) -> List[str]:
     """Write every chunk of a recording as text lines, one chunk per line group.
 
     Returns the reader's ``lost_data`` sentences (a torn tail, no trailer), which the caller
@@ -23,7 +25,7 @@ def dump(stream, out, max_memory=None):
         payload = chunk.payload
         if chunk.kind == Kind.SAMPLES:
             stand_in = RecordingData()
-            stand_in.stacks = range(stacks)
+            stand_in.stacks = range(stacks)  # type: ignore[assignment]  # only its length is read
             columns = sample_columns(payload, chunk.offset, stand_in, reader.budget)
             out.write("@%d %s count=%s\n" % (chunk.offset, name, payload["count"]))
             for col in sorted(columns):
@@ -38,8 +40,9 @@ def dump(stream, out, max_memory=None):
             has_trailer = has_trailer or chunk.kind == Kind.TRAILER
             out.write("@%d %s %s\n" % (chunk.offset, name, _stable_repr(payload)))
         reader.budget.forget()
+    # (the version is known once the chunks are read: chunks() raises otherwise)
     out.write("version %d.%d, lost %d bytes, skipped %d unknown chunks\n"
-              % (reader.version + (reader.lost_bytes, reader.unknown_chunks)))
+              % (reader.version + (reader.lost_bytes, reader.unknown_chunks)))  # type: ignore[operator]
     return lost_data(reader, has_trailer)
 
 

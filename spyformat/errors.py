@@ -4,6 +4,8 @@
 and a non-zero exit; the recorder's own errors (spyrec.errors) derive from it too.
 """
 
+from typing import Optional
+
 
 class SpyError(Exception):
     """Base class: a problem the user can act on, reported as one line."""
@@ -14,7 +16,7 @@ class SpyError(Exception):
 class CorruptRecording(SpyError):
     """A .spy file is damaged, truncated in its header, or not a recording at all."""
 
-    def __init__(self, reason, offset=None):
+    def __init__(self, reason: str, offset: Optional[int] = None):
         self.reason = reason
         self.offset = offset
         where = "" if offset is None else " at byte offset %d" % offset

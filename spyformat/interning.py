@@ -7,21 +7,34 @@ the same content under several ids): a recorder running for hours passes a limit
 bounded memory, a tool rewriting one file passes none.
 """
 
+from typing import Dict, Optional, Protocol, Sequence, Sized, Tuple
+
+
+class Definitions(Protocol):
+    """What an ``Interner`` defines through: each method returns the new definition's id."""
+
+    def define_string(self, text: str) -> int: ...
+
+    def define_frame(self, file: int, name: int, qualname: int, line: int,
+                     column: int = -1) -> int: ...
+
+    def define_stack(self, frame_ids: Sequence[int]) -> int: ...
+
 
 class Interner:
     """The ids of the strings, frames and stacks defined through ``writer``."""
 
-    def __init__(self, writer, limit=None):
+    def __init__(self, writer: Definitions, limit: Optional[int] = None):
         self.writer = writer
         self.limit = limit
-        self._strings = {}
-        self._frames = {}
-        self._stacks = {}
+        self._strings: Dict[str, int] = {}
+        self._frames: Dict[Tuple[str, str, str, int, int], int] = {}
+        self._stacks: Dict[Tuple[int, ...], int] = {}
 
-    def _full(self, table):
+    def _full(self, table: Sized) -> bool:
         return self.limit is not None and len(table) >= self.limit
 
-    def string_id(self, text):
+    def string_id(self, text: str) -> int:
         sid = self._strings.get(text)
         if sid is None:
             if self._full(self._strings):
@@ -29,7 +42,7 @@ class Interner:
             sid = self._strings[text] = self.writer.define_string(text)
         return sid
 
-    def frame_id(self, filename, name, qualname, line, column=-1):
+    def frame_id(self, filename: str, name: str, qualname: str, line: int, column: int = -1) -> int:
         key = (filename, name, qualname, line, column)
         fid = self._frames.get(key)
         if fid is None:
@@ -39,7 +52,7 @@ class Interner:
                 self.string_id(filename), self.string_id(name), self.string_id(qualname), line, column)
         return fid
 
-    def stack_id(self, frame_ids):
+    def stack_id(self, frame_ids: Tuple[int, ...]) -> int:
         """The id of a stack given as a tuple of frame ids, root (outermost) first."""
         sid = self._stacks.get(frame_ids)
         if sid is None:

@@ -3,13 +3,17 @@ within a memory budget (formats/spy.md, "Reader limits").  The result is plain P
 numpy columns, so the analyser can build its tables without a loop per sample."""
 
 import sys
+from typing import TYPE_CHECKING, Any, BinaryIO, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from spyformat.chunks import Codec, ChunkDecoder, Kind
+from spyformat.chunks import Chunk, ChunkDecoder, Codec, Kind
 from spyformat.columns import (REQUIRED_SAMPLE_COLUMNS, SAMPLE_COLUMNS, STRING_SAMPLE_COLUMNS, SampleFlag,
                                Transform, decode_column)
 from spyformat.errors import CorruptRecording
 from spyformat.limits import MAX_TIME_NS, RECORD_COST, SAMPLE_COST, ReadBudget
 from spyformat.records import bound
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class SpyReader:
@@ -25,29 +29,30 @@ class SpyReader:
 
     READ_SIZE = 1 << 20
 
-    def __init__(self, stream, budget=None):
+    def __init__(self, stream: BinaryIO, budget: Optional[ReadBudget] = None):
         self._stream = stream
         self._decoder = ChunkDecoder(budget)
         self.lost_bytes = 0
-        self.torn = None
+        self.torn: Optional[str] = None
         self.unknown_chunks = 0
         self.end_offset = 0
-        self.header = None
+        self.header: Optional[Dict[str, Any]] = None
         self._saw_trailer = False
 
     @property
-    def version(self):
+    def version(self) -> Optional[Tuple[int, int]]:
         return self._decoder.version
 
     @property
-    def budget(self):
+    def budget(self) -> ReadBudget:
         return self._decoder.budget
 
     @property
-    def skipped(self):
+    def skipped(self) -> List[Tuple[int, int]]:
+        """(offset, size) of the SAMPLES chunks skipped for a failed checksum."""
         return self._decoder.skipped
 
-    def chunks(self):
+    def chunks(self) -> Iterator[Chunk]:
         decoder = self._decoder
         saw_any = False
         while True:
@@ -67,7 +72,7 @@ class SpyReader:
         self.torn = decoder.torn_tail()
         self.end_offset = decoder.offset
 
-    def _in_order(self, chunks):
+    def _in_order(self, chunks: Iterable[Chunk]) -> Iterator[Chunk]:
         """The chunks of known kinds, once the order rules are checked and unknown ones counted."""
         for chunk in chunks:
             if self._saw_trailer:
@@ -103,20 +108,21 @@ class RecordingData:
     that is whole.
     """
 
-    def __init__(self):
-        self.version = None
-        self.header = {}
-        self.trailer = None
-        self.strings = []
-        self.frames = {"file": [], "name": [], "qualname": [], "line": [], "column": []}
-        self.stacks = []            # tuples of frame ids, root first
-        self.processes = {}         # pid -> merged PROCESS fields
-        self.threads = {}           # (pid, tid) -> merged THREAD fields
-        self.samples = {}           # column name -> numpy array
+    def __init__(self) -> None:
+        self.version: Optional[Tuple[int, int]] = None
+        self.header: Dict[str, Any] = {}
+        self.trailer: Optional[Dict[str, Any]] = None
+        self.strings: List[str] = []
+        self.frames: Dict[str, List[int]] = {"file": [], "name": [], "qualname": [], "line": [],
+                                             "column": []}
+        self.stacks: List[Tuple[int, ...]] = []            # tuples of frame ids, root first
+        self.processes: Dict[int, Dict[str, Any]] = {}         # pid -> merged PROCESS fields
+        self.threads: Dict[Tuple[int, int], Dict[str, Any]] = {}  # (pid, tid) -> merged THREAD fields
+        self.samples: Dict[str, "np.ndarray"] = {}           # column name -> numpy array
         self.sample_count = 0
         self.lost_bytes = 0
         self.file_bytes = 0
-        self.lost = []
+        self.lost: List[str] = []
         self.unknown_chunks = 0
         self.chunk_count = 0
 
@@ -163,7 +169,7 @@ def sample_columns(payload, offset, data, budget):
     return decoded
 
 
-def read_recording(stream, max_memory=None):
+def read_recording(stream: BinaryIO, max_memory: Optional[int] = None) -> RecordingData:
     """Read a whole recording into ``RecordingData``, validating every id, length and field.
 
     ``max_memory`` is the reader's budget in bytes (default: ``limits.default_max_memory``);
@@ -172,7 +178,7 @@ def read_recording(stream, max_memory=None):
     data = RecordingData()
     budget = ReadBudget(max_memory)
     reader = SpyReader(stream, budget)
-    column_parts = {}
+    column_parts: Dict[str, List[Tuple[int, "np.ndarray"]]] = {}
     for chunk in reader.chunks():
         payload, offset, kind = chunk.payload, chunk.offset, chunk.kind
         data.chunk_count += 1
@@ -246,7 +252,7 @@ def _joined(parts, dtype, total):
     return full
 
 
-def lost_data(reader, has_trailer):
+def lost_data(reader: SpyReader, has_trailer: bool) -> List[str]:
     """Sentences on what a read recording lost, from a finished ``SpyReader``."""
     lost = []
     size = reader.end_offset + reader.lost_bytes
@@ -267,7 +273,7 @@ def lost_data(reader, has_trailer):
     return lost
 
 
-def open_source(path):
+def open_source(path: str) -> BinaryIO:
     """Open a recording path for reading; ``-`` is standard input."""
     if path == "-":
         return sys.stdin.buffer

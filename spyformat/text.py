@@ -2,7 +2,7 @@
 may come from anyone), so they must not drive a terminal or break a line-based format."""
 
 
-def printable(text) -> str:
+def printable(text: object) -> str:
     """``text`` with control characters escaped: a stray escape sequence could rewrite what a
     terminal shows, a newline or carriage return fake a line."""
     text = str(text)

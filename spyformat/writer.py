@@ -2,6 +2,7 @@
 holding the sampler back: a batch of samples is encoded a slice at a time between rounds."""
 
 import zlib
+from typing import Any, BinaryIO, Dict, Generator, List, Mapping, Optional, Sequence, Tuple
 
 import msgpack
 
@@ -26,7 +27,8 @@ class SpyWriter:
     allows the same content under several ids.
     """
 
-    def __init__(self, stream, codec=Codec.ZLIB, flush_interval_ns=1_000_000_000, max_batch=65536):
+    def __init__(self, stream: BinaryIO, codec: int = Codec.ZLIB, flush_interval_ns: int = 1_000_000_000,
+                 max_batch: int = 65536):
         self._stream = stream
         self.codec = codec
         self.flush_interval_ns = flush_interval_ns
@@ -34,14 +36,18 @@ class SpyWriter:
         self._string_count = 0
         self._frame_count = 0
         self._stack_count = 0
-        self._new_strings = []
-        self._new_frames = ([], [], [], [], [])
-        self._new_stacks_lengths = []
-        self._new_stacks_frames = []
-        self._records = []          # (kind, payload) process/thread records, in order
-        self._columns = {name: [] for name in SAMPLE_COLUMNS}
-        self._last_flush_ns = None
-        self._pending = None  # the batch of samples being encoded: a generator of slices
+        self._new_strings: List[str] = []
+        # file, name, qualname (string ids), line, column
+        self._new_frames: Tuple[List[int], List[int], List[int], List[int], List[int]] = (
+            [], [], [], [], [])
+        self._new_stacks_lengths: List[int] = []
+        self._new_stacks_frames: List[int] = []
+        # (kind, payload) process/thread records, in order
+        self._records: List[Tuple[int, Dict[str, Any]]] = []
+        self._columns: Dict[str, List[int]] = {name: [] for name in SAMPLE_COLUMNS}
+        self._last_flush_ns: Optional[int] = None
+        # the batch of samples being encoded: a generator of slices
+        self._pending: Optional[Generator[None, None, None]] = None
         self.bytes_written = 0
         self.samples_written = 0
         self._stream.write(encode_preamble())
@@ -49,13 +55,13 @@ class SpyWriter:
 
     # -- definitions ---------------------------------------------------------------------
 
-    def define_string(self, text):
+    def define_string(self, text: str) -> int:
         """Define a string; return its id."""
         self._new_strings.append(text)
         self._string_count += 1
         return self._string_count - 1
 
-    def define_frame(self, file, name, qualname, line, column=-1):
+    def define_frame(self, file: int, name: int, qualname: int, line: int, column: int = -1) -> int:
         """Define a frame from the string ids of its file, name and qualified name; return its id."""
         files, names, qualnames, lines, columns = self._new_frames
         files.append(file)
@@ -66,7 +72,7 @@ class SpyWriter:
         self._frame_count += 1
         return self._frame_count - 1
 
-    def define_stack(self, frame_ids):
+    def define_stack(self, frame_ids: Sequence[int]) -> int:
         """Define a stack from its frame ids, root (outermost) first; return its id."""
         self._new_stacks_lengths.append(len(frame_ids))
         self._new_stacks_frames.extend(frame_ids)
@@ -75,22 +81,23 @@ class SpyWriter:
 
     # -- records -------------------------------------------------------------------------
 
-    def write_header(self, header):
+    def write_header(self, header: Mapping[str, Any]) -> None:
         """Write the HEADER chunk; must come first.  ``header`` holds the spec's header fields."""
         fields = dict(header)
         fields["format"] = list(FORMAT_VERSION)
         fields["codec"] = Codec.NAMES[self.codec]
         self._write(Kind.HEADER, fields, Codec.NONE)
 
-    def process(self, **fields):
+    def process(self, **fields: Any) -> None:
         """Queue a PROCESS record (pid, argv, python_version, executable, start_ns, end_ns, ...)."""
         self._records.append((Kind.PROCESS, fields))
 
-    def thread(self, **fields):
+    def thread(self, **fields: Any) -> None:
         """Queue a THREAD record (pid, tid, py_thread_id, name, start_ns, end_ns)."""
         self._records.append((Kind.THREAD, fields))
 
-    def sample(self, t, pid, tid, stack, cpu, rss, flags, syscall=0, wchan=0):
+    def sample(self, t: int, pid: int, tid: int, stack: int, cpu: int, rss: int, flags: int,
+               syscall: int = 0, wchan: int = 0) -> None:
         """One sample; ``syscall`` and ``wchan`` are 1 + a string id (0: none)."""
         columns = self._columns
         columns["t"].append(t)
@@ -105,7 +112,7 @@ class SpyWriter:
         if len(columns["t"]) >= self.max_batch:
             self._cut()
 
-    def samples(self, t, pid, rss, rows):
+    def samples(self, t: int, pid: int, rss: int, rows: Sequence[Sequence[int]]) -> None:
         """Samples at one moment of threads that have not run since their last ones: ``rows``
         is (tids, stacks, flags, syscalls, wchans), a column each; their CPU deltas are 0."""
         tids, stacks, flags, syscalls, wchans = rows
@@ -123,7 +130,7 @@ class SpyWriter:
         if len(columns["t"]) >= self.max_batch:
             self._cut()
 
-    def maybe_flush(self, now_ns):
+    def maybe_flush(self, now_ns: int) -> None:
         """Start writing what is pending when the flush interval has passed since the last
         time; its samples are then encoded a slice at each ``work()``."""
         if self._last_flush_ns is None:
@@ -132,7 +139,7 @@ class SpyWriter:
             self._last_flush_ns = now_ns
             self._cut()
 
-    def work(self):
+    def work(self) -> None:
         """Do one slice of the batch being encoded, if any: a sampler calls this between
         rounds, so that writing a batch never holds a round back more than a slice."""
         pending = self._pending
@@ -145,12 +152,12 @@ class SpyWriter:
                 self._pending = None  # the batch is lost with the stream that failed it
                 raise
 
-    def flush(self):
+    def flush(self) -> None:
         """Write everything pending, samples included, then flush the stream."""
         self._cut()
         self._finish_pending()
 
-    def _cut(self):
+    def _cut(self) -> None:
         """Write the pending definitions and records, and start the batch of samples that
         uses them (the one before it finished first: chunks keep their order)."""
         self._finish_pending()
@@ -179,11 +186,11 @@ class SpyWriter:
         else:
             self._stream.flush()
 
-    def _finish_pending(self):
+    def _finish_pending(self) -> None:
         while self._pending is not None:
             self.work()
 
-    def _samples_chunk(self, batch):
+    def _samples_chunk(self, batch: Dict[str, List[int]]) -> Generator[None, None, None]:
         """Encode and write one SAMPLES chunk, yielding after each slice of the work."""
         count = len(batch["t"])
         encoded = {}
@@ -210,13 +217,13 @@ class SpyWriter:
         self.samples_written += count
         self._stream.flush()
 
-    def close(self, trailer):
+    def close(self, trailer: Mapping[str, Any]) -> None:
         """Flush everything and end the recording with a TRAILER chunk."""
         self.flush()
         self._write(Kind.TRAILER, dict(trailer))
         self._stream.flush()
 
-    def _write(self, kind, payload, codec=None):
+    def _write(self, kind: int, payload: Any, codec: Optional[int] = None) -> None:
         data = encode_chunk(kind, payload, self.codec if codec is None else codec)
         self._stream.write(data)
         self.bytes_written += len(data)

@@ -20,11 +20,14 @@ over, not torn.
 write the walker's tables (``_memos``: each thread's last walk).
 """
 
-from typing import List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
+from spyrec.codeobjects import CodeCache
+from spyrec.generatorcallers import GeneratorCallers
 from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, FRAME_OWNED_BY_THREAD, Layout
+from spyrec.process import MemoryReader
 from spyrec.structs import FieldStruct
-from spyrec.walkcommon import DEEP, MAX_DEPTH, MAX_THREADS, READ_ERRORS, U64
+from spyrec.walkcommon import DEEP, MAX_DEPTH, MAX_THREADS, READ_ERRORS, U64, Copies, Walk
 
 MAX_CHUNKS = 1024
 #: Frames outside the chunk that a walk done again copies with the thread state.
@@ -35,6 +38,9 @@ MAX_COMPARES = 16
 MAX_CHUNK_BYTES = 64 << 20
 #: Instruction offsets outside this range are garbage (not-started 3.11 frames give -2).
 MIN_OFFSET, MAX_OFFSET = -16, 1 << 26
+
+#: A copy of a chunk's used part: (its address, the end of the copy, the bytes).
+Region = Tuple[int, int, bytes]
 
 
 class ChunkMemo:
@@ -82,8 +88,20 @@ def chunk_in_use(chunk: int, top: int) -> bool:
 class ChunkWalk:
     """The 3.11+ frame walk of ``StackWalker``."""
 
-    def _init_chunk_walk(self, layout: Layout, codes) -> None:
+    # Set by StackWalker.__init__ (walker.py), of which this class is a part.
+    mem: MemoryReader
+    read: Callable[[int, int], bytes]
+    callers: GeneratorCallers
+    _frame_size: int
+    _memos: Dict[int, "ChunkMemo"]
+    _next_memos: Dict[int, "ChunkMemo"]
+    _pools: Dict[int, Dict[int, None]]
+    reused_frames: int
+    misfit_walks: int
+
+    def _init_chunk_walk(self, layout: Layout, codes: CodeCache) -> None:
         fr, ch = layout.frame, layout.chunk
+        assert ch is not None and fr.owner is not None  # every "iframe" layout has both
         self._frame = FieldStruct([(fr.code, "Q"), (fr.previous, "Q"), (fr.instr, "Q"),
                                    (fr.owner, "B")])
         self._chunk = FieldStruct([(ch.previous, "Q"), (ch.size, "Q"), (ch.top, "Q")])
@@ -98,11 +116,11 @@ class ChunkWalk:
         self._frame_bytes = codes.frame_bytes if layout.code.frame_words else None
         self._misfit = False  # the last _walk_iframes tore on _fits_top
         #: (len(frame_bytes) when made, its distinct sizes ascending) for _last_in_chunk.
-        self._size_set = (-1, [])
+        self._size_set: Tuple[int, List[int]] = (-1, [])
 
     def _walk_iframes(self, addr: int, chunk: int, top: int, sentinel: int = 0,
-                      tstate: int = 0, prefetched=None, with_state: bool = True,
-                      settled: bool = False):
+                      tstate: int = 0, prefetched: Copies = None, with_state: bool = True,
+                      settled: bool = False) -> Walk:
         """3.11+: follow ``previous`` through local copies of the datastack chunks, down to
         NULL or (3.15+) the thread's base frame ``sentinel``, which is not read.
 
@@ -186,9 +204,10 @@ class ChunkWalk:
                         if after_gen:
                             consumers[len(codes)] = addr
                             after_gen = False
+                        # (``old_addrs`` is empty unless there is a ``memo``)
                         taken, compares, addr, run_ended = self._reuse(
-                            memo, at, buf, compares_left, codes, offsets, chunk_addrs,
-                            chunk_starts)
+                            memo, at, buf, compares_left, codes, offsets,  # type: ignore[arg-type]
+                            chunk_addrs, chunk_starts)
                         compares_left -= compares
                         if taken:
                             at += taken
@@ -214,7 +233,7 @@ class ChunkWalk:
                 # Callers in an older chunk follow each other there: try the last one first.
                 if last_region is not None and \
                         last_region[0] + self._chunk_data <= addr <= last_region[1] - size:
-                    found = last_region
+                    found: Optional[Region] = last_region
                 else:
                     found = self._find_region(regions, addr)
                 while found is None and older and chunks_left:
@@ -305,8 +324,10 @@ class ChunkWalk:
                                                  codes, offsets)
         return codes, offsets, False
 
-    def _splice_below(self, tstate: int, generator, codes: List[int], offsets: List[int],
-                      regions, newest, top: int, buf: bytes, base: int, settled: bool):
+    def _splice_below(self, tstate: int, generator: Tuple[int, int], codes: List[int],
+                      offsets: List[int], regions: List[Region],
+                      newest: Optional[Tuple[int, int]], top: int, buf: bytes, base: int,
+                      settled: bool) -> Optional[Tuple[int, int, int]]:
         """(its index, consumer length, consumer address) of the innermost-last generator frame
         (``generator``: its address and index) whose callers a walk that ended at it got back
         from an earlier walk (see GeneratorCallers.splice); None when it got none, or their
@@ -337,7 +358,7 @@ class ChunkWalk:
             return None
         return (generator[1],) + spliced
 
-    def _last_in_chunk(self, chunk: int, top: int, prefetched=None) -> int:
+    def _last_in_chunk(self, chunk: int, top: int, prefetched: Copies = None) -> int:
         """3.11/3.12: the frame that ends where the thread state says the chunk's used part
         does (see _fits_top), found from the sizes of the code objects seen so far in the
         chunk's copy made with the thread state; 0 when none does, or there is no such copy."""
@@ -359,7 +380,7 @@ class ChunkWalk:
         return 0
 
     def _fits_top(self, frame: int, codes: List[int], at: int, top: int, buf: bytes = b"",
-                  base: int = 0, links=(), settled: bool = False) -> bool:
+                  base: int = 0, links: Tuple[int, ...] = (), settled: bool = False) -> bool:
         """3.11/3.12: whether the innermost frame a walk found in the newest chunk (``frame``,
         running ``codes[at]``) ends where the thread state says the chunk's used part does.
 
@@ -459,14 +480,14 @@ class ChunkWalk:
             return taken, compares, exit_addr, True
         return taken, compares, addrs[last + 1], False
 
-    def _find_region(self, regions, addr: int):
+    def _find_region(self, regions: List[Region], addr: int) -> Optional[Region]:
         data, size = self._chunk_data, self._frame_size
         for region in regions:
             if region[0] + data <= addr <= region[1] - size:
                 return region
         return None
 
-    def _copy_chunk(self, chunk: int, regions) -> int:
+    def _copy_chunk(self, chunk: int, regions: List[Region]) -> int:
         """Copy the used part of an older chunk (its ``top`` counts slots); return its previous."""
         try:
             previous, size, top = self._chunk.unpack_from(self.read(chunk, self._chunk.size))

@@ -21,7 +21,7 @@ predecessor: it keeps the old key for at most one period (20 ms).
 """
 
 import time
-from typing import Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from spyrec.errors import MemoryReadError
 from spyrec.layouts.base import Layout
@@ -47,6 +47,10 @@ GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200
 #: ``_admit``'s answer when a known code object's fields still point where they did.
 _CHECK_CONTENT = object()
 
+#: What tells code objects apart: (co_firstlineno, and the addresses of co_filename, co_name,
+#: co_qualname and the line table, co_flags).
+Identity = Tuple[int, int, int, int, int, int]
+
 
 class FrameInfo(NamedTuple):
     filename: str
@@ -62,8 +66,9 @@ class CodeObject:
     __slots__ = ("filename", "name", "qualname", "table", "identity", "internal", "content",
                  "generator")
 
-    def __init__(self, filename: str, name: str, qualname: str, table: LineTable, identity,
-                 content, generator: bool = False):
+    def __init__(self, filename: str, name: str, qualname: str, table: LineTable,
+                 identity: Identity, content: Tuple[Tuple[int, Union[str, bytes]], ...],
+                 generator: bool = False):
         self.filename = filename
         self.name = name
         self.qualname = qualname
@@ -97,10 +102,10 @@ class CodeCache:
         fields = [(layout.ob_type, "Q"), (co.co_firstlineno, "i"), (co.co_filename, "Q"),
                   (co.co_name, "Q"), (co.co_linetable, "Q")]
         self._has_qualname = co.co_qualname is not None
-        if self._has_qualname:
+        if co.co_qualname is not None:
             fields.append((co.co_qualname, "Q"))
         self._has_flags = co.co_flags is not None
-        if self._has_flags:
+        if co.co_flags is not None:
             fields.append((co.co_flags, "i"))
         self._identity_fields = len(fields)
         fields += [(offset, "i") for offset in co.frame_words]
@@ -128,7 +133,7 @@ class CodeCache:
         self._expires = now + REVALIDATE_SECONDS
         return True
 
-    def keys_for(self, addresses: List[int]) -> List[Optional[int]]:
+    def keys_for(self, addresses: Sequence[int]) -> List[Optional[int]]:
         """Keys for code addresses (None: not a readable code object); verifies unknown ones."""
         verified = self.verified
         unknown = [a for a in set(addresses) if a not in verified]
@@ -170,7 +175,7 @@ class CodeCache:
         """
         codes = [self.codes[self._key_at[addr]] for addr in addresses]
         objects = self.objects
-        sizes = {str: objects.str_head, bytes: objects.bytes_head}
+        sizes: Dict[type, int] = {str: objects.str_head, bytes: objects.bytes_head}
         ranges = [(a, sizes[type(value)]) for code in codes for a, value in code.content]
         current = self.mem.read_many(ranges)
         position = 0
@@ -184,7 +189,7 @@ class CodeCache:
             else:
                 self.verified[addr] = self._admit(addr, None, code.identity, force_new=True)
 
-    def _decoded(self, addr, head, kind):
+    def _decoded(self, addr: int, head: bytes, kind: type) -> Union[str, bytes, None]:
         """The str or bytes object at ``addr`` from its first bytes; None if unreadable."""
         try:
             if kind is str:
@@ -206,7 +211,8 @@ class CodeCache:
             self.verified.pop(addr, None)
         return self.keys_for(addresses)
 
-    def _admit(self, addr: int, head: Optional[bytes], identity=None, force_new=False):
+    def _admit(self, addr: int, head: Optional[bytes], identity: Optional[Identity] = None,
+               force_new: bool = False) -> Any:
         """The key for the code object at ``addr`` whose header is ``head``.
 
         Returns ``_CHECK_CONTENT`` when a known code object's fields point where they did
@@ -248,7 +254,7 @@ class CodeCache:
         self._key_at[addr] = key
         return key
 
-    def _decode(self, identity) -> CodeObject:
+    def _decode(self, identity: Identity) -> CodeObject:
         firstlineno, filename, name, qualname, linetable, flags = identity
         objects = self.objects
         strs = [filename, name] if qualname == name else [filename, name, qualname]

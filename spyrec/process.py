@@ -26,7 +26,7 @@ import os
 import re
 import struct
 from itertools import accumulate
-from typing import List, NamedTuple, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 from spyrec.errors import MemoryReadError, PermissionDenied, TargetNotFound
 
@@ -233,17 +233,22 @@ class ProcessVmReader:
     buffer and both iovec arrays are kept; only their fields are rewritten per call.
     """
 
+    # Made by _grow, which __init__ calls: a reader never has them missing.
+    _buf: "ctypes.Array[ctypes.c_char]"
+    _view: memoryview
+    _local: "ctypes.Array[_IOVec]"
+    _remote: "ctypes.Array[_IOVec]"
+    _local_view: memoryview
+    _remote_view: memoryview
+    _base: int
+
     def __init__(self, pid: int):
         if _process_vm_readv is None:
             raise OSError(errno.ENOSYS, "process_vm_readv is not available")
         self.pid = pid
         self._cap = 0
-        self._buf = None
-        self._view = None
         self._niov = 0
-        self._local = None
-        self._remote = None
-        self._packers = {}
+        self._packers: Dict[int, Callable[..., None]] = {}
         self._grow(64 * 1024, 64)
 
     def _grow(self, size: int, niov: int) -> None:
@@ -274,7 +279,8 @@ class ProcessVmReader:
         starts = accumulate(sizes[:-1], initial=self._base)
         pack(self._local_view, 0, *[x for pair in zip(starts, sizes) for x in pair])
         pack(self._remote_view, 0, *remote)
-        result = _process_vm_readv(self.pid, self._local, n, self._remote, n, 0)
+        # never None here: __init__ refuses to make a reader without it
+        result = _process_vm_readv(self.pid, self._local, n, self._remote, n, 0)  # type: ignore[misc]
         return result if result >= 0 else -ctypes.get_errno()
 
     def read(self, addr: int, size: int) -> bytes:

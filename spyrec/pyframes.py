@@ -10,11 +10,14 @@ generator yielded during the walk (see spyrec.generatorcallers).
 write the walker's tables (``_chains``: each thread's last chain).
 """
 
-from typing import List
+from typing import Callable, Dict, List, Optional, Tuple
 
+from spyrec.codeobjects import CodeCache
+from spyrec.generatorcallers import GeneratorCallers
 from spyrec.layouts.base import Layout
+from spyrec.process import MemoryReader
 from spyrec.structs import FieldStruct
-from spyrec.walkcommon import DEEP, MAX_DEPTH, READ_ERRORS
+from spyrec.walkcommon import DEEP, MAX_DEPTH, READ_ERRORS, Walk
 
 
 class FrameChain:
@@ -31,7 +34,7 @@ class FrameChain:
         self.chain = chain
         self.index = {addr: i for i, addr in enumerate(chain)}
         spans: List[List[int]] = []
-        span_of = {}
+        span_of: Dict[int, int] = {}
         for addr in sorted(set(chain)):
             if spans and addr - spans[-1][1] <= self.GAP:
                 spans[-1][1] = addr + size
@@ -40,7 +43,7 @@ class FrameChain:
             span_of[addr] = len(spans) - 1
         # Copied in chain order, callees before callers: the pointer to the innermost frame
         # was read first, and the stack changes at that end.
-        first = {}
+        first: Dict[int, int] = {}
         for i, addr in enumerate(chain):
             first.setdefault(span_of[addr], i)
         order = sorted(range(len(spans)), key=first.__getitem__)
@@ -52,14 +55,26 @@ class FrameChain:
 class PyFrameWalk:
     """The <=3.10 frame walk of ``StackWalker``."""
 
+    # Set by StackWalker.__init__ (walker.py), of which this class is a part.
+    mem: MemoryReader
+    read: Callable[[int, int], bytes]
+    layout: Layout
+    codes: CodeCache
+    callers: GeneratorCallers
+    frame_type: Optional[int]
+    _frame_size: int
+    _chains: Dict[int, FrameChain]
+    _next_chains: Dict[int, FrameChain]
+
     def _init_pyframe_walk(self, layout: Layout) -> None:
         fr = layout.frame
+        assert fr.gen is not None and fr.executing is not None  # every "pyframe" layout has both
         self._frame = FieldStruct([(layout.ob_type, "Q"), (fr.previous, "Q"), (fr.code, "Q"),
                                    (fr.instr, "i"), (fr.gen, "Q"), (fr.executing, "B")])
         self._running = fr.executing_value
         self._lasti_scale = 2 if layout.instr_kind == "lasti_units" else 1
 
-    def _walk_pyframes(self, addr: int, tstate: int):
+    def _walk_pyframes(self, addr: int, tstate: int) -> Walk:
         """<=3.10: follow f_back from tstate->frame.
 
         Frame objects are separate heap objects, so each costs a read.  But a thread's outer
@@ -78,7 +93,7 @@ class PyFrameWalk:
         frame_type, scale = self.frame_type, self._lasti_scale
         guess = self._chains.get(tstate)
         torn = False
-        spliced = None
+        spliced: Optional[Tuple[int, ...]] = None
         seen = None  # past DEEP frames, the chain's addresses (see below)
         gen = 0
         gens: List[int] = []  # indexes of generator frames in ``chain``
@@ -157,6 +172,7 @@ class PyFrameWalk:
         A returned frame keeps its code and links, waiting to be reused for the next call of
         its code: only its running state tells."""
         at = self.layout.frame.executing
+        assert at is not None  # as _init_pyframe_walk checked
         try:
             data = self.read(frame, max(self._frame_size, at + 1))
         except READ_ERRORS:

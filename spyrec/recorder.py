@@ -13,12 +13,14 @@ import stat
 import sys
 import tempfile
 import time
+from typing import Callable, Optional, Sequence
 
 from spyrec import __version__
 from spyrec.errors import OutputError
 from spyrec.interpreter import PythonProcess
 from spyrec.launcher import Launched, exit_status
-from spyrec.sampler import Sampler
+from spyrec.sampler import Sampler, SamplingStats
+from spyrec.sinks import Sink
 from spyformat import SpyWriter
 
 #: Open files this process asks for at most: four per thread of a target with 250,000 threads
@@ -121,8 +123,12 @@ def read_cwd(pid):
         return ""
 
 
-def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=None,
-           progress=None, observe=None, should_stop=None, realtime=False):
+def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[str]] = None,
+           interval_ns: int = 10_000_000, duration_ns: Optional[int] = None,
+           progress: Optional[Callable[[SamplingStats, int], None]] = None,
+           observe: Optional[Callable[[SpyWriter, PythonProcess], Sink]] = None,
+           should_stop: Optional[Callable[[], bool]] = None,
+           realtime: bool = False) -> SamplingStats:
     """Record a process (``pid``) or a command (``command``) into ``output``; return the stats.
     ``progress(stats, elapsed_ns)`` is called about twice a second (see ``Sampler.run``).
     ``observe(writer, process)``, once attached, returns what the sampler writes to instead
@@ -140,7 +146,8 @@ def record(output, pid=None, command=None, interval_ns=10_000_000, duration_ns=N
             launched = Launched(command, stdout_to_stderr=(output == "-"))
             process = launched.find_python(stop)
         else:
-            process = PythonProcess.attach(pid)
+            # (None, with no command either, is refused there as an invalid PID)
+            process = PythonProcess.attach(pid)  # type: ignore[arg-type]
         guessed = process.layout.guessed_from
         if guessed is not None:
             warn("Python %s is newer than spyrec knows; its _Py_DebugOffsets passed every check, "

@@ -11,9 +11,12 @@ again under fresh ids, so the recorder's memory stays bounded however long it ru
 many distinct stacks the target makes (a raw stack of 30 frames takes about 2 KB).
 """
 
+from typing import Dict, List, Optional, Tuple
+
 from spyformat import Interner
-from spyrec.codeobjects import SKIP
+from spyrec.codeobjects import SKIP, CodeCache
 from spyrec.errors import MemoryReadError, PermissionDenied
+from spyrec.sinks import Sink
 
 #: Raw stacks kept with their stack ids.
 RAW_STACK_LIMIT = 10_000
@@ -23,23 +26,27 @@ RAW_FRAME_LIMIT = 50_000
 DEFINED_LIMIT = 50_000
 
 
+#: A walker frame: (code key, instruction offset).
+RawFrame = Tuple[int, int]
+
+
 class StackResolver:
     """Stack ids for walker stacks, defined through ``sink`` (see spyrec.sinks)."""
 
-    def __init__(self, codes, sink):
+    def __init__(self, codes: CodeCache, sink: Sink):
         self.codes = codes
         self.interned = Interner(sink, DEFINED_LIMIT)
-        self._raw_stacks = {}
-        self._raw_frames = {}
+        self._raw_stacks: Dict[Tuple[RawFrame, ...], int] = {}
+        self._raw_frames: Dict[RawFrame, int] = {}
 
-    def string_id(self, text):
+    def string_id(self, text: str) -> int:
         return self.interned.string_id(text)
 
-    def empty_stack_id(self):
+    def empty_stack_id(self) -> int:
         """The stack of a thread with no Python frames, or of one whose walk tore."""
         return self.interned.stack_id(())
 
-    def stack_id(self, raw_frames):
+    def stack_id(self, raw_frames: Tuple[RawFrame, ...]) -> Optional[int]:
         """The stack id of a walker stack (leaf first), or None when a frame cannot be read."""
         stack_id = self._raw_stacks.get(raw_frames)
         if stack_id is not None:
@@ -49,7 +56,7 @@ class StackResolver:
             return None
         stack_id = self._raw_stacks.get(current)
         if stack_id is None:
-            frame_ids = []
+            frame_ids: List[int] = []
             for raw in reversed(current):
                 frame_id = self._frame_id(raw)
                 if frame_id is None:
@@ -61,7 +68,7 @@ class StackResolver:
             self._remember(raw_frames, stack_id)
         return stack_id
 
-    def _verified(self, raw_frames):
+    def _verified(self, raw_frames: Tuple[RawFrame, ...]) -> Optional[Tuple[RawFrame, ...]]:
         """``raw_frames`` with every code object verified now and its current key (frames of
         interpreter-internal code left out), or None when one is no longer a code object."""
         try:
@@ -70,9 +77,10 @@ class StackResolver:
             return None
         if any(key is None for key in keys):
             return None
-        return tuple((key, offset) for key, (_, offset) in zip(keys, raw_frames) if key != SKIP)
+        return tuple((key, offset)  # type: ignore[misc]  # (no None among the keys by now)
+                     for key, (_, offset) in zip(keys, raw_frames) if key != SKIP)
 
-    def _frame_id(self, raw):
+    def _frame_id(self, raw: RawFrame) -> Optional[int]:
         frame_id = self._raw_frames.get(raw)
         if frame_id is None:
             try:
@@ -86,7 +94,7 @@ class StackResolver:
             self._raw_frames[raw] = frame_id
         return frame_id
 
-    def _remember(self, raw_frames, stack_id):
+    def _remember(self, raw_frames: Tuple[RawFrame, ...], stack_id: int) -> None:
         if len(self._raw_stacks) >= RAW_STACK_LIMIT:
             self._raw_stacks.clear()
         self._raw_stacks[raw_frames] = stack_id

@@ -6,7 +6,7 @@ threads appearing, named and ending, samples, and a chance to write between roun
 call on to another while counting; ``NullSink`` keeps nothing, for measuring the loop alone.
 """
 
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 
 class Sink(Protocol):
@@ -20,17 +20,17 @@ class Sink(Protocol):
     def define_stack(self, frame_ids: Sequence[int]) -> int:
         """A stack from its frame ids, root first."""
 
-    def process(self, **fields) -> None:
+    def process(self, **fields: Any) -> None:
         """A PROCESS record's fields (formats/spy.md), at its start and at its end."""
 
-    def thread(self, **fields) -> None:
+    def thread(self, **fields: Any) -> None:
         """A THREAD record's fields: a thread appeared, was named or ended."""
 
     def sample(self, t: int, pid: int, tid: int, stack: int, cpu: int, rss: int, flags: int,
                syscall: int = 0, wchan: int = 0) -> None:
         """One thread's sample; ``syscall`` and ``wchan`` are 1 + a string id (0: none)."""
 
-    def samples(self, t: int, pid: int, rss: int, rows) -> None:
+    def samples(self, t: int, pid: int, rss: int, rows: Sequence[Sequence[int]]) -> None:
         """Samples at one moment of threads that have not run since their last ones: ``rows``
         is (tids, stacks, flags, syscalls, wchans), a column each; their CPU deltas are 0."""
 
@@ -49,36 +49,36 @@ class Sink(Protocol):
 class NullSink:
     """A sink that keeps nothing but counts: what the sampling loop costs without a writer."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.definitions = 0
         self.samples_written = 0
         self.bytes_written = 0
 
-    def _define(self, *_args):
+    def _define(self, *_args: Any) -> int:
         self.definitions += 1
         return self.definitions - 1
 
     define_string = define_frame = define_stack = _define
 
-    def process(self, **fields):
+    def process(self, **fields: Any) -> None:
         pass
 
     thread = process
 
-    def sample(self, *_args):
+    def sample(self, *_args: Any) -> None:
         self.samples_written += 1
 
-    def samples(self, t, pid, rss, rows):
+    def samples(self, t: int, pid: int, rss: int, rows: Sequence[Sequence[int]]) -> None:
         self.samples_written += len(rows[0])
 
-    def maybe_flush(self, now_ns):
+    def maybe_flush(self, now_ns: int) -> None:
         pass
 
-    def work(self):
+    def work(self) -> None:
         pass
 
-    def flush(self):
+    def flush(self) -> None:
         pass
 
-    def close(self, trailer):
+    def close(self, trailer: dict) -> None:
         pass

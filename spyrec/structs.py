@@ -7,13 +7,16 @@ back in the order the fields were given, whatever their offsets.
 
 import struct
 from operator import itemgetter
-from typing import Sequence, Tuple
+from typing import Any, Callable, Sequence, Tuple
 
 
 class FieldStruct:
     """``unpack_from(buffer, offset=0)`` -> the fields' values, in the order given."""
 
     __slots__ = ("size", "unpack_from", "_struct")
+    size: int
+    #: ``struct.Struct.unpack_from`` itself when the fields are in offset order.
+    unpack_from: Callable[..., Tuple[Any, ...]]
 
     def __init__(self, fields: Sequence[Tuple[int, str]]):
         order = sorted(range(len(fields)), key=lambda i: fields[i][0])
@@ -35,7 +38,7 @@ class FieldStruct:
             getter = itemgetter(*position)
             unpack = self._struct.unpack_from
 
-            def unpack_from(buffer, offset=0):
+            def unpack_from(buffer: Any, offset: int = 0) -> Tuple[Any, ...]:
                 return getter(unpack(buffer, offset))
 
             self.unpack_from = unpack_from

@@ -16,10 +16,12 @@ start; for Debian's non-PIE /usr/bin/python3.11 (first p_vaddr 0x400000, mapped 
 
 import functools
 import os
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple, cast
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+from elftools.elf.hash import GNUHashSection
+from elftools.elf.sections import Symbol, SymbolTableSection
 
 from spyrec.process import MemoryMap
 
@@ -40,8 +42,10 @@ class ElfImage:
         loads = [seg for seg in self.elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
         self.first_load_vaddr = loads[0]["p_vaddr"] if loads else 0
         self._symbols: Dict[Tuple[str, bool], Optional[int]] = {}
-        self._gnu_hash = self.elf.get_section_by_name(".gnu.hash")
-        self._dynsym = self.elf.get_section_by_name(".dynsym")
+        # pyelftools types get_section_by_name as returning a plain Section; it returns the
+        # class of the section's type (sh_type SHT_GNU_HASH, SHT_DYNSYM, SHT_SYMTAB).
+        self._gnu_hash = cast(Optional[GNUHashSection], self.elf.get_section_by_name(".gnu.hash"))
+        self._dynsym = cast(Optional[SymbolTableSection], self.elf.get_section_by_name(".dynsym"))
 
     def symbol(self, name: str, slow: bool = False) -> Optional[int]:
         """``st_value`` of a defined symbol (unbiased), or None.
@@ -56,14 +60,14 @@ class ElfImage:
     def _lookup(self, name: str, slow: bool) -> Optional[int]:
         if self._gnu_hash is not None:
             sym = self._gnu_hash.get_symbol(name)
-            if _defined(sym):
+            if sym is not None and _defined(sym):
                 return sym["st_value"]
         elif self._dynsym is not None:
             for sym in self._dynsym.get_symbol_by_name(name) or ():
                 if _defined(sym):
                     return sym["st_value"]
         if slow:
-            symtab = self.elf.get_section_by_name(".symtab")
+            symtab = cast(Optional[SymbolTableSection], self.elf.get_section_by_name(".symtab"))
             for sym in (symtab and symtab.get_symbol_by_name(name)) or ():
                 if _defined(sym):
                     return sym["st_value"]
@@ -91,7 +95,7 @@ class ElfImage:
         self._file.close()
 
 
-def _defined(sym) -> bool:
+def _defined(sym: Optional[Symbol]) -> bool:
     return sym is not None and sym["st_shndx"] != "SHN_UNDEF" and sym["st_value"] != 0
 
 

@@ -24,10 +24,11 @@ Every step validates ``ob_type`` and sizes, and any inconsistency raises MemoryR
 
 import struct
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Collection, Dict, List, Mapping, Optional, Tuple
 
 from spyrec.errors import MemoryReadError
-from spyrec.layouts.base import Layout
+from spyrec.layouts.base import Layout, ObjectOffsets
+from spyrec.process import MemoryReader
 from spyrec.pystrings import ObjectReader
 
 _U64 = struct.Struct("<Q")
@@ -63,10 +64,14 @@ def int_hash(value: int) -> int:
 class ThreadNameReader:
     """Reads ``{native_id: name}`` and ``{ident: name}`` from one interpreter's threading."""
 
-    def __init__(self, mem, layout: Layout, objects: ObjectReader, types: Dict[str, int]):
+    def __init__(self, mem: MemoryReader, layout: Layout, objects: ObjectReader,
+                 types: Mapping[str, Optional[int]]):
+        if layout.objects is None:  # every version's layout has them
+            raise ValueError("layout %s has no object offsets to read thread names with"
+                             % layout.name)
         self.mem = mem
         self.layout = layout
-        self.o = layout.objects
+        self.o: ObjectOffsets = layout.objects
         self.strings = objects
         self.dict_type = types.get("PyDict_Type")
         self.long_type = types.get("PyLong_Type")
@@ -290,7 +295,8 @@ class ThreadNameReader:
             pairs = [(key, value) for (key, _), value in zip(pairs, split)]
         return [(key, value) for key, value in pairs if key and value]
 
-    def attributes(self, obj: int, wanted=None) -> List[Tuple[str, int]]:
+    def attributes(self, obj: int,
+                   wanted: Optional[Collection[str]] = None) -> List[Tuple[str, int]]:
         """(name, value pointer) of an instance's attributes (only those in ``wanted``, if given).
 
         Attribute names are decoded once per string: instances of a class share them.

@@ -166,7 +166,7 @@ class ThreadNaming:
         now = time.monotonic()
         if now - self._interps_read >= _INTERPS_TTL:
             lay = self.layout
-            interps = []
+            interps: List[int] = []
             interp = _U64.unpack(self.mem.read(
                 self.runtime + lay.runtime.interpreters_head, 8))[0]
             while interp and len(interps) < 64:

@@ -2,6 +2,7 @@
 (pyframes.py, chunkwalk.py): one place for each."""
 
 import struct
+from typing import Dict, List, Optional, Tuple
 
 from spyrec.errors import MemoryReadError
 
@@ -15,3 +16,8 @@ MAX_THREADS = 4096
 #: What a read of a moving target can raise: a torn walk, never a crash.
 READ_ERRORS = (MemoryReadError, struct.error, OverflowError, ValueError)
 U64 = struct.Struct("<Q")
+
+#: {address: bytes} of frames (or chunks) copied with a thread state, when there are any.
+Copies = Optional[Dict[int, bytes]]
+#: A frame walk's (code addresses, instruction offsets, torn), innermost first.
+Walk = Tuple[List[int], List[int], bool]

@@ -32,16 +32,18 @@ walk is torn.  A broken thread list drops the rest of that interpreter's threads
 
 import struct
 from time import monotonic
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import (AbstractSet, Any, Callable, Collection, Dict, Iterable, List, NamedTuple,
+                    Optional, Sequence, Set, Tuple, Union)
 
-from spyrec.chunkwalk import ChunkWalk, chunk_in_use
+from spyrec.chunkwalk import ChunkMemo, ChunkWalk, chunk_in_use
 from spyrec.codeobjects import SKIP, CodeCache
 from spyrec.errors import MemoryReadError
 from spyrec.generatorcallers import GeneratorCallers
 from spyrec.layouts.base import Layout
-from spyrec.pyframes import PyFrameWalk
+from spyrec.process import MemoryReader
+from spyrec.pyframes import FrameChain, PyFrameWalk
 from spyrec.structs import FieldStruct
-from spyrec.walkcommon import MAX_THREADS, READ_ERRORS, U64
+from spyrec.walkcommon import MAX_THREADS, READ_ERRORS, U64, Copies
 
 #: The largest thread id Linux hands out (PID_MAX_LIMIT on 64-bit, include/linux/threads.h).
 MAX_TID = 1 << 22
@@ -76,14 +78,21 @@ class ThreadStack(NamedTuple):
     torn: bool  # the walk hit an inconsistency; frames holds what was read
 
 
+#: A thread state's fields as ``StackWalker._ts`` unpacks them (next, interp, frame, thread id,
+#: and on 3.11+ native id, datastack chunk and top, base frame).
+Fields = Tuple[Any, ...]
+#: ``StackWalker._last`` entry: (fields but ``next``, stack, whether it holds from the GIL read
+#: on, the thread state's bytes).
+LastEntry = Tuple[Fields, ThreadStack, bool, bytes]
+#: {slot: its copy after the thread state, (slot, BEFORE): its copy before} (see _slot_copies).
+SlotCopies = Dict[Union[int, Tuple[int, str]], bytes]
 
 
-
-def _slot_copies(slots: List[Tuple[int, int]], copies: List[Optional[bytes]]) -> dict:
+def _slot_copies(slots: List[Tuple[int, int]], copies: List[Optional[bytes]]) -> SlotCopies:
     """{slot: its copy after the thread state, (slot, BEFORE): its copy before} from the copies
     of ``slots`` in reverse, the thread state, ``slots`` (see StackWalker._copy_thread)."""
     count = len(slots)
-    found = {}
+    found: SlotCopies = {}
     for (slot, _), before, after in zip(slots, reversed(copies[:count]), copies[count + 1:]):
         if after is not None:
             found[slot] = after
@@ -92,16 +101,16 @@ def _slot_copies(slots: List[Tuple[int, int]], copies: List[Optional[bytes]]) ->
     return found
 
 
-def _copies_by_address(ranges: List[Tuple[int, int]], copies: List[Optional[bytes]]):
+def _copies_by_address(ranges: List[Tuple[int, int]], copies: List[Optional[bytes]]) -> Copies:
     """{address: copy} of the ranges that could be read, or None when there are none."""
     found = {addr: data for (addr, _), data in zip(ranges, copies) if data is not None}
     return found or None
 
 
-def _tstates_by_tid(order: List[int], stacks) -> Dict[int, int]:
+def _tstates_by_tid(order: List[int], stacks: List[ThreadStack]) -> Dict[int, int]:
     """{native TID: thread state} from the list order and the stacks sampled along it (a
     state without frames gives way to one with frames for the same thread)."""
-    found = {}
+    found: Dict[int, int] = {}
     for tstate, stack in zip(order, stacks):
         tid = stack.native_tid
         if tid and (stack.frames or tid not in found):
@@ -119,7 +128,7 @@ class StackWalker(ChunkWalk, PyFrameWalk):
     """Samples every thread of every interpreter of one process.  The frames of a thread are
     walked by ``ChunkWalk`` (3.11+) or ``PyFrameWalk`` (<=3.10)."""
 
-    def __init__(self, mem, layout: Layout, runtime: int, codes: CodeCache,
+    def __init__(self, mem: MemoryReader, layout: Layout, runtime: int, codes: CodeCache,
                  frame_type: Optional[int] = None, pthread_tid_offset: Optional[int] = None,
                  host_tid: Optional[Callable[[int], int]] = None):
         self.mem = mem
@@ -133,26 +142,27 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         self.torn_reads = 0
 
         self._init_reads(layout)
-        self._gil_pointers = {}  # interp -> interp->ceval.gil, refreshed with the code cache
+        # interp -> interp->ceval.gil, refreshed with the code cache
+        self._gil_pointers: Dict[int, int] = {}
         # <=3.10: tstate -> the FrameChain of its last walk; 3.11+: tstate -> its ChunkMemo.
-        self._chains = {}
-        self._next_chains = {}
-        self._memos = {}
-        self._next_memos = {}
+        self._chains: Dict[int, FrameChain] = {}
+        self._next_chains: Dict[int, FrameChain] = {}
+        self._memos: Dict[int, ChunkMemo] = {}
+        self._next_memos: Dict[int, ChunkMemo] = {}
         #: tstate -> (its fields but ``next``, its stack, whether the stack is known to hold
         #: from this sample's GIL read on, the bytes of the thread state those fields were
         #: read from), for threads that did not run since.
-        self._last = {}
-        self._next_last = {}
+        self._last: Dict[int, LastEntry] = {}
+        self._next_last: Dict[int, LastEntry] = {}
         #: interp -> (GIL last_holder, switch_number) as the last sample read them.
-        self._gil_seen = {}
-        self._next_gil_seen = {}
+        self._gil_seen: Dict[int, Tuple[int, int]] = {}
+        self._next_gil_seen: Dict[int, Tuple[int, int]] = {}
         #: interp -> its thread states in list order, as the last sample followed them.
-        self._orders = {}
-        self._next_orders = {}
+        self._orders: Dict[int, List[int]] = {}
+        self._next_orders: Dict[int, List[int]] = {}
         #: native TID -> its thread state, as the last sample() found them (one interpreter
         #: only; see sample_some).
-        self._tstates = None
+        self._tstates: Optional[Dict[int, int]] = None
         #: Stacks kept whole from the last sample instead of walked (a bench figure).
         self.kept_stacks = 0
         #: Walks done again because the one before tore (a benchmark figure).
@@ -165,11 +175,11 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         self.callers = GeneratorCallers()
         #: 3.11/3.12: tstate -> the C frames its walks last found it in, outside the thread
         #: state, latest first, at most MAX_CFRAMES (copied with it next time).
-        self._cframes = {}
+        self._cframes: Dict[int, List[int]] = {}
         #: 3.11+: tstate -> {address: None}, the frames outside the chunk its recent walks
         #: read, outermost first as last seen, at most MAX_PREFETCHED: what a walk done again
         #: copies (see ChunkWalk._remember_outside).
-        self._pools = {}
+        self._pools: Dict[int, Dict[int, None]] = {}
 
         if self._iframe:
             self._init_chunk_walk(layout, codes)
@@ -183,12 +193,14 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         gil = layout.gil
         runtime_fields = [(rt.interpreters_head, "Q")]
         if layout.gil_kind == "runtime":
+            assert rt.gil is not None  # the GIL embedded in _PyRuntime
             runtime_fields += [(rt.gil + gil.last_holder, "Q"), (rt.gil + gil.locked, "i"),
                                (rt.gil + gil.switch_number, "Q")]
         self._rt_base, self._rt = _block(runtime_fields)
 
         interp_fields = [(it.next, "Q"), (it.tstate_head, "Q")]
         if layout.gil_kind == "interp":
+            assert it.gil is not None  # the interpreter's own GIL
             interp_fields += [(it.gil + gil.last_holder, "Q"), (it.gil + gil.locked, "i"),
                               (it.gil + gil.switch_number, "Q")]
         self._in_base, self._in = _block(interp_fields)
@@ -197,6 +209,9 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         thread_fields = [(ts.next, "Q"), (ts.interp, "Q"), (ts.frame, "Q"), (ts.thread_id, "Q")]
         self._iframe = layout.frame_kind == "iframe"
         if self._iframe:
+            # every "iframe" layout has them
+            assert ts.native_thread_id is not None and ts.datastack_chunk is not None \
+                and ts.datastack_top is not None
             thread_fields += [(ts.native_thread_id, "q"), (ts.datastack_chunk, "Q"),
                               (ts.datastack_top, "Q")]
             if ts.base_frame is not None:
@@ -209,7 +224,7 @@ class StackWalker(ChunkWalk, PyFrameWalk):
 
     # -- threads ---------------------------------------------------------------------------
 
-    def sample(self, still=frozenset()) -> List[ThreadStack]:
+    def sample(self, still: AbstractSet[int] = frozenset()) -> List[ThreadStack]:
         """Every thread state's stack.  Raises MemoryReadError only if _PyRuntime is unreadable.
 
         A thread's stack is taken from the last sample instead of being walked again, when its
@@ -254,13 +269,13 @@ class StackWalker(ChunkWalk, PyFrameWalk):
             self._tstates = _tstates_by_tid(next(iter(self._orders.values())), stacks)
         return stacks
 
-    def _sample_interpreter(self, interp: int, runtime_gil, stacks: List[ThreadStack],
-                            still) -> int:
+    def _sample_interpreter(self, interp: int, runtime_gil: Optional[Fields],
+                            stacks: List[ThreadStack], still: AbstractSet[int]) -> int:
         """Append the stacks of one interpreter's threads; return the next interpreter."""
         values = self._in.unpack_from(self.read(interp + self._in_base, self._in.size))
         next_interp, tstate = values[0], values[1]
         last_holder, holder, gil_quiet = self._gil_state(interp, values, runtime_gil)
-        visited = set()
+        visited: Set[int] = set()
         order = self._next_orders[interp] = []
         states = self._state_copies(interp, holder)
         # the loop runs once per thread (a thousand, in a server): what it uses, in locals
@@ -299,13 +314,14 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         if self.codes.expire(now):
             self._gil_pointers.clear()  # re-read interp->ceval.gil once per period too
 
-    def _runtime_state(self):
+    def _runtime_state(self) -> Tuple[int, Optional[Fields]]:
         """(the first interpreter, the runtime's GIL fields or None where each interpreter
         has its own), read now from _PyRuntime."""
         values = self._rt.unpack_from(self.read(self.runtime + self._rt_base, self._rt.size))
         return values[0], (values[1:] if len(values) > 1 else None)
 
-    def _gil_state(self, interp: int, values, runtime_gil) -> Tuple[int, int, bool]:
+    def _gil_state(self, interp: int, values: Fields,
+                   runtime_gil: Optional[Fields]) -> Tuple[int, int, bool]:
         """(last holder, holder or 0, quiet) of the GIL an interpreter uses, ``values`` its
         fields as read now; quiet: no other thread took it since the last sample read it (see
         sample()).  A GIL not created yet (locked -1) or never held tells nothing."""
@@ -319,7 +335,8 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         self._next_gil_seen[interp] = seen
         return last_holder, (last_holder if locked == 1 else 0), gil_quiet
 
-    def sample_some(self, tids, still=frozenset()) -> Optional[List[ThreadStack]]:
+    def sample_some(self, tids: Collection[int],
+                    still: AbstractSet[int] = frozenset()) -> Optional[List[ThreadStack]]:
         """The stacks of the threads ``tids`` alone, every other thread's last stack standing;
         None when that cannot be done here, and ``sample()`` is the way.
 
@@ -353,9 +370,9 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         stacks: List[ThreadStack] = []
         try:
             last_holder, holder, gil_quiet = self._gil_state(interp, in_values, runtime_gil)
-            for tstate in wanted:
-                stack = self._read_and_walk(tstate, interp, holder, last_holder, gil_quiet,
-                                            still)[0]
+            for tstate in wanted:  # (no None left in it: see above)
+                stack = self._read_and_walk(tstate, interp, holder,  # type: ignore[arg-type]
+                                            last_holder, gil_quiet, still)[0]
                 if stack is None:
                     return None  # a thread ended: its state was freed
                 stacks.append(stack)
@@ -364,13 +381,14 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         for kept, fresh in ((self._last, self._next_last), (self._memos, self._next_memos),
                             (self._chains, self._next_chains)):
             for tstate in wanted:
-                kept.pop(tstate, None)
-            kept.update(fresh)
+                kept.pop(tstate, None)  # type: ignore[arg-type]  # (no None left in it)
+            kept.update(fresh)  # type: ignore[arg-type]  # (each pair holds one kind of value)
         self._gil_seen = self._next_gil_seen
         return stacks
 
     def _read_and_walk(self, tstate: int, interp: int, holder: int, last_holder: int,
-                       gil_quiet: bool, still):
+                       gil_quiet: bool,
+                       still: AbstractSet[int]) -> Tuple[Optional[ThreadStack], int]:
         """(stack, next thread state) of one thread state read now, its last stack kept when
         the rules of ``sample()`` allow, else walked (again while torn, up to
         ``WALK_ATTEMPTS``); (None, 0) when the state cannot be read or belongs to another
@@ -443,7 +461,8 @@ class StackWalker(ChunkWalk, PyFrameWalk):
             return {}  # each thread state is read on its own, as without the batch
         return {tstate: data for tstate, data in zip(wanted, copies) if data is not None}
 
-    def _copy_thread(self, tstate: int, extent=None):
+    def _copy_thread(self, tstate: int, extent: Optional[Tuple[int, int]] = None
+                     ) -> Tuple[Optional[bytes], Copies, Optional[SlotCopies]]:
         """(a copy of the thread state or None, {address: copy} of frames copied with it or
         None, its C frames' slot copies or None), from one ``process_vm_readv``.
 
@@ -480,7 +499,8 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         return (copies[len(slots)], _copies_by_address(ranges, copies[after:]),
                 _slot_copies(slots, copies[:after]) if slots else None)
 
-    def _walk_again(self, tstate: int, interp: int, holder: int, torn_fields):
+    def _walk_again(self, tstate: int, interp: int, holder: int,
+                    torn_fields: Fields) -> Optional[Tuple[bytes, Fields, ThreadStack]]:
         """(ts, fields, stack) of one more walk of a thread whose last walk tore, or None.
 
         A walk tears when the thread returns and calls between the copy of its thread state
@@ -506,7 +526,7 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         return ts, fields, self._walk_thread(tstate, ts, fields, tstate == holder, prefetched,
                                              slot_copies)
 
-    def _kept_stack(self, tstate: int, entry: tuple, holds_gil: bool,
+    def _kept_stack(self, tstate: int, entry: LastEntry, holds_gil: bool,
                     by_gil: bool) -> ThreadStack:
         """The last sample's stack of a thread whose frames cannot have changed since
         (``entry``: its ``_last`` entry, with the thread state as read this time)."""
@@ -523,29 +543,33 @@ class StackWalker(ChunkWalk, PyFrameWalk):
             return last
         return ThreadStack(last.native_tid, last.python_thread_id, last.frames, holds_gil, False)
 
-    def _interp_gil(self, interp: int, values) -> Tuple[int, int, int]:
+    def _interp_gil(self, interp: int, values: Fields) -> Tuple[int, int, int]:
         """(last_holder, locked, switch_number) of the GIL this interpreter uses (3.12+: via
         ceval.gil)."""
         it = self.layout.interp
         pointer = self._gil_pointers.get(interp)
+        # (ceval_gil and gil are set in every layout whose gil_kind is "interp", the only
+        # one this is called for)
         if pointer is None:
-            pointer = U64.unpack(self.read(interp + it.ceval_gil, 8))[0]
+            pointer = U64.unpack(self.read(interp + it.ceval_gil, 8))[0]  # type: ignore[operator]
             self._gil_pointers[interp] = pointer
-        if pointer == interp + it.gil:
+        if pointer == interp + it.gil:  # type: ignore[operator]
             return values[2], values[3], values[4]
         if not pointer:
             return 0, 0, 0
         return self._gil_struct.unpack_from(self.read(pointer, self._gil_struct.size))
 
-    def _walk_thread(self, tstate: int, ts: bytes, fields, holds_gil: bool,
-                     prefetched=None, slot_copies=None) -> ThreadStack:
+    def _walk_thread(self, tstate: int, ts: bytes, fields: Fields, holds_gil: bool,
+                     prefetched: Copies = None,
+                     slot_copies: Optional[SlotCopies] = None) -> ThreadStack:
         """The stack of one thread; ``prefetched``: {address: bytes} of frames copied with its
         state, ``slot_copies`` those of its C frames' slots (see _slot_copies)."""
         thread_id = fields[3]
         torn = False
         with_state = True  # the innermost frame's address was copied with the thread state
         native = fields[4] if self._iframe else 0
-        codes = ()
+        codes: Sequence[int] = ()
+        offsets: Sequence[int]
         try:
             if self._iframe:
                 codes, offsets, torn, with_state = self._walk_chunks(tstate, ts, fields,
@@ -573,16 +597,20 @@ class StackWalker(ChunkWalk, PyFrameWalk):
             # An entry frame innermost, its owner overwritten: the C stack it lies on has been
             # reused since its run of the eval loop returned (see _walk_iframes).
             return ThreadStack(native, thread_id, (), holds_gil, True)
-        frames = zip(keys, offsets)
+        frames: Iterable[Tuple[Optional[int], int]] = zip(keys, offsets)
         if SKIP in keys:  # interpreter-internal frames
             frames = [frame for frame in frames if frame[0] != SKIP]
         return ThreadStack(native, thread_id, tuple(frames), holds_gil, torn)
 
-    def _walk_chunks(self, tstate: int, ts: bytes, fields, prefetched, slot_copies):
+    def _walk_chunks(self, tstate: int, ts: bytes, fields: Fields, prefetched: Copies,
+                     slot_copies: Optional[SlotCopies]
+                     ) -> Tuple[Sequence[int], Sequence[int], bool, bool]:
         """3.11+: (codes, offsets, torn, whether the innermost frame's address was copied with
         the thread state) of one thread's frames."""
         torn = False
         with_state = True
+        codes: Sequence[int]
+        offsets: Sequence[int]
         codes = offsets = ()
         top, other = fields[2], 0
         if self._cframe:
@@ -613,7 +641,7 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         return codes, offsets, torn, with_state
 
     def _cframe_top(self, tstate: int, ts: bytes, cframe: int,
-                    slot_copies=None) -> Tuple[int, bool, int]:
+                    slot_copies: Optional[SlotCopies] = None) -> Tuple[int, bool, int]:
         """3.11/3.12: tstate->cframe->current_frame, whether it was copied with the thread
         state (from its root C frame inside it, or ``slot_copies``) or read after it, and the
         slot's other copy when the two differ (else 0)."""
@@ -639,8 +667,9 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         if data is None:
             data = self.read(slot, 8)
         top = other = U64.unpack(data)[0]
-        if with_state and slot_copies.get((slot, BEFORE)) is not None:
-            other = U64.unpack(slot_copies[slot, BEFORE])[0]
+        # (``with_state``: the slot's copy came from ``slot_copies``)
+        if with_state and slot_copies.get((slot, BEFORE)) is not None:  # type: ignore[union-attr]
+            other = U64.unpack(slot_copies[slot, BEFORE])[0]  # type: ignore[index]
             if abs(top - cframe) < ENTRY_NEAR and other and abs(other - cframe) >= ENTRY_NEAR:
                 # Copied after the thread state, the slot points to the run's entry frame:
                 # the run is returning (a generator yielded to the C code that resumed it) or

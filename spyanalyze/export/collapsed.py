@@ -9,6 +9,8 @@ are integers: sample counts by default, microseconds for ``weight="wall"`` or ``
 stack whose weight rounds to 0 is left out.  Lines are sorted, so output is deterministic.
 """
 
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, TextIO
+
 import numpy as np
 import pandas as pd
 
@@ -16,11 +18,15 @@ from spyanalyze.frames import NO_PYTHON_FRAMES, labels
 from spyanalyze.tables import check_weight, thread_label
 from spyanalyze.text import collapsed_name
 
+if TYPE_CHECKING:
+    from spyanalyze.recording import Recording
+
 #: Unit of time weights in the output.
 UNIT_NS = 1000
 
 
-def frame_texts(recording, lines=True, rename=None):
+def frame_texts(recording: "Recording", lines: bool = True,
+                rename: Optional[Mapping[str, str]] = None) -> List[str]:
     """The text of every frame id, safe for the format (see ``collapsed_name``)."""
     frames = recording.frames
     modules = frames["module"]
@@ -31,7 +37,9 @@ def frame_texts(recording, lines=True, rename=None):
     return [collapsed_name(text) for text in texts]
 
 
-def stack_weights_by_text(recording, weight="samples", lines=True, rename=None, threads=False):
+def stack_weights_by_text(recording: "Recording", weight: str = "samples", lines: bool = True,
+                          rename: Optional[Mapping[str, str]] = None,
+                          threads: bool = False) -> pd.Series:
     """A Series: weight per stack text (samples, or nanoseconds for time weights).
 
     With ``threads`` each stack gets a root frame naming its thread, as py-spy ``--threads``.
@@ -54,7 +62,7 @@ def stack_weights_by_text(recording, weight="samples", lines=True, rename=None, 
         key = stack_ids
     combined, inverse = np.unique(key, return_inverse=True)
     per_key = np.bincount(inverse, weights=w, minlength=len(combined))
-    stack_text = {}
+    stack_text: Dict[int, str] = {}
     rows = []
     for k in combined.tolist():
         thread, sid = divmod(k, len(tuples)) if threads else (0, k)
@@ -66,7 +74,8 @@ def stack_weights_by_text(recording, weight="samples", lines=True, rename=None, 
     return series.groupby(level=0, sort=True).sum()
 
 
-def write(recording, out, weight="samples", lines=True, threads=False):
+def write(recording: "Recording", out: TextIO, weight: str = "samples", lines: bool = True,
+          threads: bool = False) -> int:
     """Write collapsed stacks to the text stream ``out``; returns the number of lines."""
     series = stack_weights_by_text(recording, weight, lines=lines, threads=threads)
     if weight != "samples":

@@ -13,17 +13,21 @@ The JSON is assembled from per-stack pieces so a million samples take no loop in
 
 import json
 import os
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, TextIO
 
 import numpy as np
 
 from spyanalyze.tables import check_weight, thread_label
 from spyanalyze.version import __version__
 
+if TYPE_CHECKING:
+    from spyanalyze.recording import Recording
+
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 UNITS = {"wall": "nanoseconds", "cpu": "nanoseconds", "samples": "none"}
 
 
-def exporter():
+def exporter() -> str:
     return "spyanalyze@%s" % __version__
 
 
@@ -44,7 +48,7 @@ def _frames(recording):
     return shared, position
 
 
-def profiles(recording, weight="wall"):
+def profiles(recording: "Recording", weight: str = "wall") -> List[Dict[str, Any]]:
     """The profile dicts' scalar fields plus, per thread, (name, run stack ids, run weights)."""
     check_weight(weight)
     samples = recording.samples
@@ -67,8 +71,8 @@ def profiles(recording, weight="wall"):
     return result
 
 
-def write(recording, out, weight="wall", name=None):
-    """Write a speedscope file to the text stream ``out``."""
+def write(recording: "Recording", out: TextIO, weight: str = "wall", name: Optional[str] = None) -> int:
+    """Write a speedscope file to the text stream ``out``; returns the number of profiles."""
     shared, position = _frames(recording)
     tuples = recording.stack_table.tuples
     stack_json = np.empty(len(tuples), dtype=object)

@@ -22,7 +22,8 @@ __all__ = ["LAYOUTS", "SUPPORTED", "Layout", "debug_offsets_size", "layout_for",
            "supported_range"]
 
 #: The single version dispatch: (major, minor) -> a fixed Layout or a debug-offsets spec.
-LAYOUTS: Dict[Tuple[int, int], Union[Layout, DebugOffsetsSpec]] = {
+#: (Typed ``Tuple[int, ...]``: it is looked up with ``tuple(version[:2])``.)
+LAYOUTS: Dict[Tuple[int, ...], Union[Layout, DebugOffsetsSpec]] = {
     (3, 8): v3_8.V3_8,
     (3, 9): v3_8.V3_9,
     (3, 10): v3_10.V3_10,
@@ -42,7 +43,8 @@ def supported_range() -> str:
     return "%d.%d to %d.%d" % (lo + hi)
 
 
-def _entry(version: Tuple[int, ...], version_string: str):
+def _entry(version: Tuple[int, ...],
+           version_string: str) -> Tuple[Union[Layout, DebugOffsetsSpec], bool]:
     """(the table entry for ``version``, whether it is the newest spec tried on a newer minor)."""
     minor = tuple(version[:2])
     entry = LAYOUTS.get(minor)

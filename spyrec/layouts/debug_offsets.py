@@ -90,13 +90,14 @@ class DebugOffsetsSpec:
         return out
 
     def build(self, blob: bytes, version_string: str,
-              target_minor: Optional[Tuple[int, int]] = None) -> Layout:
+              target_minor: Optional[Tuple[int, ...]] = None) -> Layout:
         """Check the blob and turn it into a ``Layout``; UnsupportedPython if it looks wrong.
 
         ``target_minor`` newer than ``self.minor`` means this spec is tried on a newer minor
         (the layout is then marked ``guessed_from``).
         """
-        guessed = target_minor is not None and tuple(target_minor) != self.minor
+        target = self.minor if target_minor is None else tuple(target_minor)
+        guessed = target != self.minor
         cookie, _, free_threaded = PREFIX.unpack_from(blob)
         if cookie != COOKIE:
             raise UnsupportedPython("Python %s: no _Py_DebugOffsets at _PyRuntime (the "
@@ -111,16 +112,16 @@ class DebugOffsetsSpec:
                 "Python %s is newer than spyrec knows, and its _Py_DebugOffsets do not match "
                 "the %d.%d field list (%s): spyrec needs a %d.%d entry in "
                 "spyrec/layouts/debug_offsets.py"
-                % ((version_string,) + self.minor + (problem,) + tuple(target_minor)))
+                % (version_string, self.minor[0], self.minor[1], problem, target[0], target[1]))
         if problem:
             raise UnsupportedPython("Python %s: its _Py_DebugOffsets do not look like a %d.%d "
                                     "release build's (%s); a debug build, or a pre-release "
                                     "with another layout?"
-                                    % ((version_string,) + self.minor + (problem,)))
+                                    % (version_string, self.minor[0], self.minor[1], problem))
         layout = _layout_from(d, self)
         if guessed:
             layout = replace(layout, guessed_from=self.minor,
-                             name="%s (guessed for %d.%d)" % ((layout.name,) + tuple(target_minor)))
+                             name="%s (guessed for %d.%d)" % (layout.name, target[0], target[1]))
         return layout
 
 
