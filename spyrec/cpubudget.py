@@ -13,7 +13,7 @@ information, nothing changes.
 """
 
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 PRESSURE_FILE = "/proc/pressure/cpu"
 #: How often the pressure is read (its ``total`` counter is cumulative: the share is taken
@@ -33,7 +33,7 @@ class CpuBudget:
     def __init__(self, fd: int):
         self._fd = fd
         self._next_check = 0
-        self._last = None  # (monotonic ns, stall µs) of the last read
+        self._last: Optional[Tuple[int, int]] = None  # (monotonic ns, stall µs) of the last read
         self.busy = False
         self._cost: Optional[float] = None  # running mean of round costs, ns
         #: Grid points skipped to keep to the budget.

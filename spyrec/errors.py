@@ -17,6 +17,9 @@ class TargetNotFound(SpyError):
 class TargetReplaced(TargetNotFound):
     """The process replaced its program (exec): the interpreter that was attached is gone."""
 
+    #: The program it runs now.
+    program: str = ""
+
 
 class NotPython(SpyError):
     """The process runs, but no CPython interpreter could be found in it."""

@@ -11,6 +11,7 @@ the ``StackResolver``; what a round found goes to a sink (spyrec.sinks).
 """
 
 import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from spyrec.cpubudget import CpuBudget
 from spyrec.dormancy import DormantWatch
@@ -18,6 +19,11 @@ from spyrec.errors import TargetNotFound, TargetReplaced
 from spyrec.procstats import DORMANT_AFTER, ProcessStats, ThreadStats
 from spyrec.resolver import StackResolver
 from spyrec.scheduling import LowLatency, StepAside
+from spyrec.sinks import Sink
+from spyrec.walker import ThreadStack
+
+if TYPE_CHECKING:  # the sampler is handed one; importing it for real is the caller's business
+    from spyrec.interpreter import PythonProcess
 from spyformat import SampleFlag
 
 #: A thread's ``threading`` name is looked up when it is first seen and again at each of its next
@@ -35,7 +41,7 @@ class _Thread:
     __slots__ = ("stats", "named", "os_name", "name_tries", "next_name_try", "missing",
                  "cpu_delta", "last_frames", "last_stack_id", "row", "counted")
 
-    def __init__(self, stats):
+    def __init__(self, stats: ThreadStats) -> None:
         self.stats = stats
         self.named = False  # its threading name was found
         self.os_name = None  # its kernel name, written while the threading name is not known
@@ -49,7 +55,7 @@ class _Thread:
         self.counted = 0  # its switch count, added to the dormant threads' sum while dormant
 
 
-def _threads_alive(active, dormant):
+def _threads_alive(active: Dict[int, _Thread], dormant: Dict[int, _Thread]) -> Dict[int, _Thread]:
     """Every live thread: the active and the dormant ones, in one dict."""
     if not dormant:
         return active
@@ -58,7 +64,7 @@ def _threads_alive(active, dormant):
     return alive
 
 
-def _asleep_last_round(item):
+def _asleep_last_round(item: Tuple[int, _Thread]) -> bool:
     """Sort key: threads found running by the last round first (``sorted`` is stable)."""
     return not item[1].stats.running
 
@@ -84,23 +90,25 @@ REALTIME_BEHIND_ROUNDS = 20
 class SamplingStats:
     """The recorder's account of its own health; it becomes the recording's trailer."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.rounds = 0
         self.samples = 0
         self.errors = 0
         self.late = 0
-        self.cost_min = None
+        self.cost_min: Optional[int] = None
         self.cost_max = 0
         self.cost_total = 0
         self.start_ns = 0
         self.end_ns = 0
         self.stop_reason = "interrupted"
         #: How a launched command ended (``exited with status 0``); None in attach mode.
-        self.command_status = None
+        self.command_status: Optional[str] = None
+        #: Bytes the recording took (set by ``record``).
+        self.bytes_written = 0
         #: Grid points skipped because the machine was busy (see spyrec.cpubudget).
         self.throttled = 0
 
-    def add_round_cost(self, cost):
+    def add_round_cost(self, cost: int) -> None:
         self.rounds += 1
         self.cost_total += cost
         if self.cost_min is None or cost < self.cost_min:
@@ -109,10 +117,10 @@ class SamplingStats:
             self.cost_max = cost
 
     @property
-    def duration_ns(self):
+    def duration_ns(self) -> int:
         return max(0, self.end_ns - self.start_ns)
 
-    def trailer(self):
+    def trailer(self) -> Dict[str, Any]:
         mean = self.cost_total // self.rounds if self.rounds else 0
         return {"end_ns": self.end_ns, "duration_ns": self.duration_ns, "ticks": self.rounds,
                 "samples": self.samples, "errors": self.errors, "late": self.late,
@@ -123,7 +131,8 @@ class SamplingStats:
 class Sampler:
     """Samples one attached ``PythonProcess`` into a sink (see spyrec.sinks)."""
 
-    def __init__(self, process, sink, interval_ns, origin_ns, proc_root="/proc"):
+    def __init__(self, process: "PythonProcess", sink: Sink, interval_ns: int, origin_ns: int,
+                 proc_root: str = "/proc") -> None:
         self.process = process
         self.sink = sink
         self.resolver = StackResolver(process.codes, sink)
@@ -135,9 +144,9 @@ class Sampler:
         #: ones are either *active*, read every round, or *dormant*: found still
         #: ``DORMANT_AFTER`` times in a row, their last sample repeated while the process's
         #: switch count says none of them ran (see spyrec.dormancy).
-        self._threads = {}
-        self._active = {}
-        self._dormant = {}
+        self._threads: Dict[int, _Thread] = {}
+        self._active: Dict[int, _Thread] = {}
+        self._dormant: Dict[int, _Thread] = {}
         self._dormant_switches = 0
         self._dormant_rows = None  # the dormant threads' samples as sink.samples columns
         self._dormant_names_due = 0  # the soonest name lookup due for a dormant thread
@@ -151,7 +160,9 @@ class Sampler:
         #: kernel keeps the target's threads off it).
         self.woke = True
 
-    def run(self, should_stop, duration_ns=None, progress=None, realtime=False):
+    def run(self, should_stop: Callable[[], bool], duration_ns: Optional[int] = None,
+            progress: Optional[Callable[["SamplingStats", int], None]] = None,
+            realtime: bool = False) -> SamplingStats:
         """Sample until ``should_stop()`` is true, ``duration_ns`` has passed since the first
         round, or the target exits.
 
@@ -212,7 +223,7 @@ class Sampler:
                                                    interval)
                 self.sink.maybe_flush(done)
                 self.sink.work()  # a slice of a batch being written, if any
-                if next_progress is not None and done >= next_progress:
+                if progress is not None and next_progress is not None and done >= next_progress:
                     progress(stats, done - start)
                     next_progress = done + PROGRESS_EVERY_NS
         finally:
@@ -224,7 +235,7 @@ class Sampler:
             self.finish()
         return stats
 
-    def _round(self, now):
+    def _round(self, now: int) -> Optional[str]:
         """One round; None, or why the recording ends (the trailer's stop reason)."""
         try:
             self.sample_round(now)
@@ -238,7 +249,7 @@ class Sampler:
             return "error: %s: %s" % (type(exc).__name__, exc)
         return None
 
-    def sample_round(self, now):
+    def sample_round(self, now: int) -> None:
         """Sample every thread once at ``now`` (monotonic ns)."""
         process = self.process
         t = now - self.origin_ns
@@ -248,10 +259,10 @@ class Sampler:
         # /proc first: a thread found still (asleep at the last round, not run since) keeps
         # the stack read then, and costs no walk (see ThreadStats.refresh); and a target
         # thread queued for this CPU gets it back before the walks (see StepAside).
-        still = set()
+        still: Set[int] = set()
         need_cpu = self.woke and self.step_aside.enabled
         switches = self._refresh_active(still, need_cpu)
-        stacks = None
+        stacks: Optional[List[ThreadStack]] = None
         if (watch is not None and now < self._next_full_round
                 and now < self._dormant_names_due and self._quiet(watch, switches)):
             stacks = process.sample_some_threads(list(active), still)
@@ -272,7 +283,7 @@ class Sampler:
             self._next_full_round = now + FULL_ROUND_EVERY_NS
         rss = self._process_stats.rss_bytes()
         seen = set()
-        for thread_stack in stacks:
+        for thread_stack in stacks or ():
             seen.add(thread_stack.native_tid)
             self._sample(thread_stack, now, t, rss)
         if quiet and dormant:
@@ -458,12 +469,12 @@ class Sampler:
             if thread.os_name is not None:
                 self.sink.thread(pid=self.process.pid, tid=tid, name=thread.os_name)
 
-    def cpu_ns(self, tid):
+    def cpu_ns(self, tid: int) -> int:
         """The CPU time thread ``tid`` has used so far, as its last sample read it (0 unknown)."""
         thread = self._threads.get(tid)
         return (thread.stats.last_cpu_ns or 0) if thread is not None else 0
 
-    def finish(self):
+    def finish(self) -> None:
         """Close every thread still open at the end and release /proc files."""
         end = self.stats.end_ns
         for tid, thread in self._threads.items():
