@@ -13,7 +13,7 @@ or, for classes with Py_TPFLAGS_MANAGED_DICT (3.11+), in a dict or a values arra
 before the object or inline after it, whose keys are the class's shared ``ht_cached_keys``
 (see ``ObjectOffsets.instance_dict``).
 
-Reading every thread this way costs about a millisecond.  The sampler asks instead about one
+Reading every thread this way would cost much more than a round.  So the sampler asks about one
 thread at a time, by its ident (``PyThreadState.thread_id``, the key of ``_active``): with the
 address of ``_active`` kept, that is a probe of the dict's hash table as CPython does it
 (Objects/dictobject.c, 3.8-3.15; an int's hash is its value modulo 2**61 - 1,
@@ -81,32 +81,6 @@ class ThreadNameReader:
 
     def u64(self, addr: int) -> int:
         return _U64.unpack(self.mem.read(addr, 8))[0]
-
-    def names(self, interp: int) -> Tuple[Dict[int, str], Dict[int, str]]:
-        """(by native id, by ident) for every thread in ``threading._active``."""
-        modules = self.u64(interp + self.layout.interp.modules)
-        threading = self.lookup(modules, "threading")
-        if threading is None:
-            return {}, {}
-        self._check_type(threading, self.module_type, "module")
-        active = self.lookup(self.u64(threading + self.o.md_dict), "_active")
-        if active is None:
-            return {}, {}
-        by_native: Dict[int, str] = {}
-        by_ident: Dict[int, str] = {}
-        for key, thread in self.items(active):
-            attributes = dict(self.attributes(thread))
-            if "_name" not in attributes:
-                continue
-            name = self.strings.read_str(attributes["_name"])
-            by_ident[self.read_int(key)] = name
-            native = attributes.get("_native_id")
-            if native is not None:
-                try:
-                    by_native[self.read_int(native)] = name
-                except MemoryReadError:  # None before the thread started
-                    pass
-        return by_native, by_ident
 
     def name_of(self, interp: int, ident: int) -> Optional[Tuple[str, Optional[int]]]:
         """(name, native id or None) of the Thread under ``ident`` in one interpreter's
