@@ -1,26 +1,28 @@
-"""On a machine with no CPU to spare, the recorder gives up rate rather than the target's time.
+"""On a machine busy with other work, the recorder gives up rate rather than the target's time.
 
 Every CPU microsecond a round takes on a busy machine is one some other task waits for, the
 target's threads among them.  A program whose stacks are deep and change every microsecond
 (black's nested generators) costs a round hundreds of microseconds, walks done again
 included: at 1 kHz the recorder then takes half a CPU, and next to other busy work the target
-loses about that much.  So while the kernel says tasks are waiting for a CPU (pressure stall
-information, ``/proc/pressure/cpu``: the share of time some task was runnable but not
-running), rounds are spaced so that the recorder uses at most ``BUSY_SHARE`` of a CPU; the
-grid points skipped are counted as late, and each sample then stands for the time until the
-next one, so shares stay right.  On an idle machine, or a kernel without pressure stall
-information, nothing changes.
+loses about that much.  So while other work keeps the CPUs full, rounds are spaced so that the
+recorder uses at most ``BUSY_SHARE`` of a CPU; each sample then stands for the time until the
+thread's next one, so shares stay right.
+
+Busy means: more tasks runnable than there are CPUs, some of them neither the recorder nor the
+target (``/proc/loadavg``'s count of runnable tasks, less the recorder and the target threads
+its last round found running), in most of the looks over the last ``DECIDE_EVERY_NS``.  A
+target that fills the CPUs by itself is not slowed by other work: the recorder keeps its rate.
 """
 
 import os
-from typing import Optional, Tuple
+from typing import Optional
 
-PRESSURE_FILE = "/proc/pressure/cpu"
-#: How often the pressure is read (its ``total`` counter is cumulative: the share is taken
-#: over this span).
-CHECK_EVERY_NS = 200_000_000
-#: The machine is busy when some task waited for a CPU this share of the last span or more.
-BUSY_PRESSURE = 0.25
+LOADAVG = "/proc/loadavg"
+#: How often the run queue is looked at, and how often the looks decide.
+LOOK_EVERY_NS = 10_000_000
+DECIDE_EVERY_NS = 200_000_000
+#: The share of looks that must find other work waiting.
+BUSY_LOOKS = 0.5
 #: The share of one CPU the recorder keeps to while the machine is busy.
 BUSY_SHARE = 0.2
 #: Weight of the latest round in the running mean of round costs.
@@ -28,45 +30,49 @@ COST_WEIGHT = 0.1
 
 
 class CpuBudget:
-    """Spaces rounds while the machine is busy (see the module docstring)."""
+    """Spaces rounds while the machine is busy with other work (see the module docstring)."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, cpus: int):
         self._fd = fd
-        self._next_check = 0
-        self._last: Optional[Tuple[int, int]] = None  # (monotonic ns, stall µs) of the last read
+        self._cpus = cpus
+        self._next_look = 0
+        self._next_decision = 0
+        self._looks = 0
+        self._busy_looks = 0
         self.busy = False
         self._cost: Optional[float] = None  # running mean of round costs, ns
         #: Grid points skipped to keep to the budget.
         self.skipped = 0
 
     @classmethod
-    def open(cls, path: str = PRESSURE_FILE) -> Optional["CpuBudget"]:
-        """A budget reading ``path``; None where the kernel gives no CPU pressure."""
+    def open(cls, path: str = LOADAVG, cpus: Optional[int] = None) -> Optional["CpuBudget"]:
+        """A budget reading ``path``; None where it cannot be read."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
-        budget = cls(fd)
-        if budget._stall_us() is None:
+        budget = cls(fd, cpus if cpus is not None else len(os.sched_getaffinity(0)))
+        if budget._runnable() is None:
             budget.close()
             return None
         return budget
 
-    def _stall_us(self) -> Optional[int]:
-        """The ``some`` line's ``total``: µs during which some task waited for a CPU."""
+    def _runnable(self) -> Optional[int]:
+        """Tasks runnable on the machine now (the fourth field's numerator), the reader too."""
         try:
-            line = os.pread(self._fd, 256, 0).split(b"\n", 1)[0]
-            return int(line.rsplit(b"total=", 1)[1])
+            return int(os.pread(self._fd, 128, 0).split()[3].split(b"/")[0])
         except (OSError, IndexError, ValueError):
             return None
 
-    def next_round(self, done: int, cost: int, next_round: int, interval: int) -> int:
+    def next_round(self, done: int, cost: int, next_round: int, interval: int,
+                   target_running: int) -> int:
         """The grid point for the next round after one that took ``cost`` ns of the sampling
-        thread's CPU time (not its wall time: on a busy machine a round also waits for a CPU)
-        and ended at ``done``: ``next_round`` itself, or a later one while the machine is busy."""
+        thread's CPU time (not its wall time: on a busy machine a round also waits for a CPU),
+        ended at ``done`` and found ``target_running`` target threads running or runnable:
+        ``next_round`` itself, or a later one while the machine is busy."""
         self._cost = cost if self._cost is None else self._cost + COST_WEIGHT * (cost - self._cost)
-        if done >= self._next_check:
-            self._check(done)
+        if done >= self._next_look:
+            self._look(done, target_running)
         if not self.busy:
             return next_round
         earliest = done + int(self._cost * (1 - BUSY_SHARE) / BUSY_SHARE)
@@ -76,16 +82,19 @@ class CpuBudget:
         self.skipped += skip
         return next_round + skip * interval
 
-    def _check(self, now: int) -> None:
-        self._next_check = now + CHECK_EVERY_NS
-        stall = self._stall_us()
-        if stall is None:
-            self.busy = False
-            return
-        if self._last is not None:
-            span_us = (now - self._last[0]) / 1000
-            self.busy = span_us > 0 and (stall - self._last[1]) / span_us >= BUSY_PRESSURE
-        self._last = (now, stall)
+    def _look(self, now: int, target_running: int) -> None:
+        self._next_look = now + LOOK_EVERY_NS
+        if not self._next_decision:
+            self._next_decision = now + DECIDE_EVERY_NS
+        runnable = self._runnable()
+        if runnable is not None:
+            self._looks += 1
+            others = runnable - 1 - target_running
+            self._busy_looks += others > 0 and runnable > self._cpus
+        if now >= self._next_decision:
+            self._next_decision = now + DECIDE_EVERY_NS
+            self.busy = self._looks > 0 and self._busy_looks >= BUSY_LOOKS * self._looks
+            self._looks = self._busy_looks = 0
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -155,6 +155,8 @@ class Sampler:
         self._next_full_round = 0
         self._process_stats = ProcessStats(proc_root, process.pid)
         self.step_aside = StepAside()
+        #: Target threads the last round found running or runnable (see spyrec.cpubudget).
+        self.target_running = 0
         #: Whether the coming round follows a sleep: only then can the sampler have woken on
         #: a CPU a target thread is queued for (back to back, it keeps its CPU, and the
         #: kernel keeps the target's threads off it).
@@ -220,7 +222,7 @@ class Sampler:
                     next_round += missed * interval
                 if budget is not None:
                     next_round = budget.next_round(done, thread_time_ns() - cpu_before, next_round,
-                                                   interval)
+                                                   interval, self.target_running)
                 self.sink.maybe_flush(done)
                 self.sink.work()  # a slice of a batch being written, if any
                 if progress is not None and next_progress is not None and done >= next_progress:
@@ -277,6 +279,7 @@ class Sampler:
                     still.add(tid)
                 if stats.still_count < DORMANT_AFTER:
                     woke.append(tid)
+                self.target_running += stats.running
             if before is not None:
                 watch.measure(before, watch.count(), switches)
             stacks = process.sample_threads(still)  # a torn walk was walked again already
@@ -309,16 +312,19 @@ class Sampler:
             # there is most often the next GIL holder, asleep at the last round).
             items = sorted(items, key=_asleep_last_round)
             busy = set()
-        switches = 0
+        switches = running = 0
         for tid, thread in items:
             stats = thread.stats
             thread.cpu_delta = stats.refresh(need_cpu=need_cpu)
             switches += stats.switches
             if stats.still:
                 still.add(tid)
-            if need_cpu and stats.running:
-                busy.add(stats.cpu)
-                self.step_aside.check(busy)
+            if stats.running:
+                running += 1
+                if need_cpu:
+                    busy.add(stats.cpu)
+                    self.step_aside.check(busy)
+        self.target_running = running
         return switches
 
     def _sample(self, thread_stack, now, t, rss):

@@ -1,6 +1,6 @@
-"""On a busy machine the recorder keeps to a share of a CPU, losing rate instead of taking the
-target's time (spyrec.cpubudget): the spacing of rounds from the kernel's CPU pressure, and a
-real recording next to spinning loops."""
+"""On a machine busy with other work the recorder keeps to a share of a CPU, losing rate instead
+of taking the target's time (spyrec.cpubudget): the spacing of rounds from the kernel's run
+queue, and a real recording next to spinning loops."""
 
 import os
 import subprocess
@@ -10,49 +10,61 @@ import pytest
 
 from pythons import python_for, running_target
 from spyformat import read_recording
-from spyrec.cpubudget import BUSY_SHARE, CHECK_EVERY_NS, PRESSURE_FILE, CpuBudget
+from spyrec.cpubudget import BUSY_SHARE, DECIDE_EVERY_NS, LOADAVG, LOOK_EVERY_NS, CpuBudget
 
 MS = 1_000_000
 
 
-def _pressure(path, stall_us):
-    """A /proc/pressure/cpu as the kernel writes it, ``stall_us`` in its ``some`` total."""
-    path.write_text("some avg10=0.00 avg60=0.00 avg300=0.00 total=%d\n"
-                    "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n" % stall_us)
+def _runnable(path, count):
+    """A /proc/loadavg as the kernel writes it, ``count`` tasks runnable."""
+    path.write_text("0.52 0.58 0.59 %d/467 12345\n" % count)
 
 
-def test_rounds_are_spaced_only_while_tasks_wait_for_a_cpu(tmp_path):
-    path = tmp_path / "cpu"
-    _pressure(path, 0)
-    budget = CpuBudget.open(str(path))
-    # GIVEN rounds of 1 ms of CPU every 1 ms on an idle machine: every grid point is kept
-    now = 0
-    for _ in range(3):
-        assert budget.next_round(now, MS, now + MS, MS) == now + MS
-        now += CHECK_EVERY_NS
-    # WHEN some task waited for a CPU half the time since the last look
-    _pressure(path, 0.5 * CHECK_EVERY_NS / 1000)
-    spaced = budget.next_round(now, MS, now + MS, MS)
-    # THEN the next round comes late enough that the recorder keeps to its share
-    assert budget.busy
-    assert spaced - now >= MS * (1 - BUSY_SHARE) / BUSY_SHARE - MS
-    assert (spaced - now) % MS == 0 and budget.skipped == (spaced - now) // MS - 1
-    # AND once the pressure is gone, the grid comes back
-    budget.next_round(now + CHECK_EVERY_NS, MS, now + CHECK_EVERY_NS + MS, MS)
-    assert not budget.busy
-    assert budget.next_round(now + CHECK_EVERY_NS, MS, now + CHECK_EVERY_NS + MS, MS) \
-        == now + CHECK_EVERY_NS + MS
+def _spend(budget, path, now, runnable, target_running, span=DECIDE_EVERY_NS):
+    """Rounds of 1 ms of CPU every 1 ms for ``span`` ns with ``runnable`` tasks runnable;
+    returns the time after them and the grid points the budget gave."""
+    _runnable(path, runnable)
+    given = []
+    end = now + span
+    while now < end:
+        given.append(budget.next_round(now, MS, now + MS, MS, target_running) - now)
+        now += LOOK_EVERY_NS
+    return now, given
+
+
+def test_rounds_are_spaced_only_while_other_work_fills_the_cpus(tmp_path):
+    path = tmp_path / "loadavg"
+    _runnable(path, 1)
+    budget = CpuBudget.open(str(path), cpus=2)
+    # GIVEN rounds of 1 ms of CPU every 1 ms, on 2 CPUs, with nothing else runnable: every
+    # grid point is kept
+    now, given = _spend(budget, path, 0, runnable=2, target_running=1)
+    now, given = _spend(budget, path, now, runnable=2, target_running=1)
+    assert set(given) == {MS} and not budget.busy
+    # AND a target that fills the CPUs by itself does not make the machine busy
+    now, given = _spend(budget, path, now, runnable=4, target_running=3)
+    now, given = _spend(budget, path, now, runnable=4, target_running=3)
+    assert set(given) == {MS} and not budget.busy
+    # WHEN two tasks of other work keep the CPUs full
+    now, given = _spend(budget, path, now, runnable=4, target_running=1)
+    now, given = _spend(budget, path, now, runnable=4, target_running=1)
+    # THEN the rounds are spaced so that the recorder keeps to its share of a CPU
+    assert budget.busy and budget.skipped
+    assert min(given[1:]) >= MS * (1 - BUSY_SHARE) / BUSY_SHARE
+    # AND once the other work is gone, the grid comes back
+    now, given = _spend(budget, path, now, runnable=2, target_running=1)
+    now, given = _spend(budget, path, now, runnable=2, target_running=1)
+    assert not budget.busy and set(given[1:]) == {MS}
     budget.close()
 
 
-def test_no_pressure_file_no_budget(tmp_path):
+def test_no_run_queue_no_budget(tmp_path):
     assert CpuBudget.open(str(tmp_path / "absent")) is None
     (tmp_path / "garbled").write_text("nothing here\n")
     assert CpuBudget.open(str(tmp_path / "garbled")) is None
 
 
-@pytest.mark.skipif(not os.path.exists(PRESSURE_FILE),
-                    reason="this kernel gives no CPU pressure (%s)" % PRESSURE_FILE)
+@pytest.mark.skipif(not os.path.exists(LOADAVG), reason="no %s here" % LOADAVG)
 def test_next_to_busy_loops_the_recorder_keeps_to_its_share(tmp_path):
     # GIVEN a machine whose CPUs are all busy with other work, and a target whose stacks are
     # deep and change every microsecond (costly rounds)
