@@ -207,6 +207,7 @@ def time_whole_rounds(process, sink, iterations, r):
     """The whole round as the Sampler does it (metrics, interning, writer included)."""
     from spyformat import SpyWriter
     from spyrec.sampler import Sampler
+    from spyrec.sinks import NullSink
 
     sampler = Sampler(process, SpyWriter(sink), 1_000_000, time.monotonic_ns())
     sampler.sample_round(time.monotonic_ns())
@@ -219,6 +220,10 @@ def time_whole_rounds(process, sink, iterations, r):
         sampler.sample_round(time.monotonic_ns())
     r["round_all"] = timed(round_all, iterations)
     sampler.finish()
+    bare = Sampler(process, NullSink(), 1_000_000, time.monotonic_ns())
+    bare.sample_round(time.monotonic_ns())
+    r["round_null"] = timed(lambda: bare.sample_round(time.monotonic_ns()), iterations)
+    bare.finish()
 
 
 BREAKDOWN_ROWS = [
@@ -266,6 +271,8 @@ def print_breakdown(results, out):
               "at 1 kHz, GIL holder unchanged |\n" % per_round(results, measured_round))
     out.write("| **the same, every thread walked** | %s | a round after a change of GIL holder |\n"
               % per_round(results, lambda r: r["round_all"] + r["flush"] + r["revalidate"]))
+    out.write("| Sampler.sample_round into a null sink | %s | the loop alone: what a round costs "
+              "before anything is written |\n" % per_round(results, lambda r: r["round_null"]))
     cells = ["%d reads, %.1f KB" % (r["read_count"], r["read_bytes"] / 1e3) for r in results]
     out.write("| reads per round | %s | |\n" % " | ".join(cells))
     cells = ["%.1f / %.1f" % (r["intern_new_stack"] * 1e6, r["intern_new_frames"] * 1e6) for r in results]
