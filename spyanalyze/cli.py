@@ -218,11 +218,15 @@ def info(path, as_json):
         import json
         click.echo(json.dumps(facts, default=str, indent=2))
         return
-    lines = [("file", "%s (format %s)" % (facts["source"], facts["format"])),
+    lines = [("file", "%s (%s)" % (facts["source"], facts["format"] if facts["imported"]
+                                   else "format %s" % facts["format"]))]
+    if facts["imported"]:
+        lines.append(("imported", facts["imported"]))
+    lines += [
              ("command", " ".join(map(str, facts["command"] or [])) or "?"),
              ("python", "%s (%s)" % (facts["python"], facts["executable"])),
              ("host", "%s, recorder %s" % (facts["host"], facts["recorder"])),
-             ("start", str(facts["start"])),
+             ("start", str(facts["start"] or "?")),
              ("duration", "%.3f s" % facts["duration"]),
              ("rate", "%s requested; %s achieved in rounds (a round samples every thread once)"
               % (hertz(facts["rate_requested"]), hertz(facts["rate_rounds"]))),
@@ -232,7 +236,8 @@ def info(path, as_json):
              ("samples", "%d in %d threads of %d processes; %.1f%% idle, %.1f%% holding the GIL, %d torn"
               % (facts["samples"], facts["threads"], facts["processes"], 100 * facts["idle_share"],
                  100 * facts["gil_share"], facts["torn"])),
-             ("recorder", ", ".join("%s %s" % kv for kv in sorted(facts["trailer"].items())) or "no trailer")]
+             ("recorder", ", ".join("%s %s" % kv for kv in sorted(facts["trailer"].items()))
+              or ("no statistics" if facts["imported"] else "no trailer"))]
     click.echo("".join("%-9s %s\n" % (key, printable(value)) for key, value in lines), nl=False)
     for warning in facts["warnings"]:
         click.echo("warning   " + printable(warning))
