@@ -19,9 +19,9 @@ import spyformat
 from spyformat import limits
 from spyformat.errors import SpyError
 
-from spyanalyze import filters, frames, views
+from spyanalyze import filters, frames, peers, views
 from spyanalyze.diff import Gate, check_gates, diff, write_collapsed_diff
-from spyanalyze.errors import IncompleteRecording, UnreadableFile
+from spyanalyze.errors import CorruptRecording, IncompleteRecording, UnreadableFile
 from spyanalyze.export import FORMATS
 from spyanalyze.recording import load
 from spyanalyze.tables import WEIGHTS
@@ -469,7 +469,12 @@ def dump(path, output):
         raise UnreadableFile("%s: %s" % (path, exc.strerror or exc))
     options = global_options()
     try:
-        lost = spyformat.dump(stream, output, max_memory=options["max_memory"])
+        source = peers.HeadStream(stream, peers.HEAD_BYTES)
+        kind = peers.sniff(source.head) if not source.head.startswith(spyformat.chunks.MAGIC) else None
+        if kind not in (None, "collapsed"):     # any text may pass for collapsed stacks: say bad magic
+            raise CorruptRecording("%s is %s, not a .spy recording: dump shows a .spy file's records "
+                                   "(info, top and export read it)" % (printable(path), peers.NAMES[kind]))
+        lost = spyformat.dump(source, output, max_memory=options["max_memory"])
     finally:
         if path != "-":
             stream.close()

@@ -25,6 +25,10 @@ READERS = {
     "collapsed": pyspy.read_collapsed,
 }
 
+#: What each format is, in a sentence.
+NAMES = {"austin-mojo": "Austin's MOJO output", "austin-text": "Austin's text output",
+         "speedscope": "a speedscope profile", "collapsed": "collapsed stacks (py-spy raw output)"}
+
 
 def sniff(head: bytes) -> Optional[str]:
     """The format of a file that is not a .spy recording, from its first bytes: one of

@@ -26,7 +26,7 @@ resident set size and are left out.
 """
 
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from spyformat.errors import CorruptRecording
 from spyformat.limits import FRAME_COST, STRING_COST
@@ -99,15 +99,15 @@ class AustinSamples:
                  "full": "thread names or memory (its deltas are not a resident set size)",
                  "memory": "timestamps, thread names, states, CPU time or memory"}
         rebuilt = "" if mode == "memory" else "times rebuilt from its per-round deltas, "
-        header = {"recorder": "austin %s" % meta.get("austin", "?"), "peer_format": kind,
-                  "imported": "from %s (%s mode): %sno wall-clock start, %s"
-                              % (kind, mode, rebuilt, lacks.get(mode, "CPU time or memory")),
-                  "interval_ns": int(interval) * 1000 if interval.isdigit() else None,
-                  "python_version": meta.get("python"), "austin_mode": mode}
+        header: Dict[str, Any] = {"recorder": "austin %s" % meta.get("austin", "?"), "peer_format": kind,
+                                  "imported": "from %s (%s mode): %sno wall-clock start, %s"
+                                              % (kind, mode, rebuilt, lacks.get(mode, "CPU time or memory")),
+                                  "interval_ns": int(interval) * 1000 if interval.isdigit() else None,
+                                  "python_version": meta.get("python"), "austin_mode": mode}
         pids = sorted(self.builder.data.processes)
         if pids:
             header["pid"] = pids[0]
-        trailer = {}
+        trailer: Dict[str, int] = {}
         for key, (first, second) in (("errors", ("errors", "samples")),
                                      ("saturation", ("late", "ticks"))):
             match = re.fullmatch(r"(\d+)/(\d+)", meta.get(key, ""))
@@ -324,14 +324,13 @@ class MojoEvents:
         elif event == MOJO_FRAME_INVALID:
             self._sample(offset)[5] = True
         elif event == MOJO_FRAME_KERNEL:
-            scope = cursor.string()
-            self._sample(offset)[2].append(("kernel", scope))
+            self._sample(offset)[2].append(("kernel", cursor.string()))
         elif event == MOJO_STRING_REF:
             cursor.varint()
         elif event == MOJO_METADATA:
-            key, value = cursor.string(), cursor.string()
+            label, value = cursor.string(), cursor.string()
             if len(self.samples.metadata) < 256:
-                self.samples.metadata[key] = value
+                self.samples.metadata[label] = value
         elif event != MOJO_GC:
             raise CorruptRecording("unknown MOJO event %d" % event, offset)
         return False

@@ -20,7 +20,7 @@ Its function names are qualified (``Class.method``) on Python 3.11 and later.
 
 import json
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from spyformat.errors import CorruptRecording
 
@@ -77,11 +77,11 @@ def read_collapsed(stream, max_memory: Optional[int] = None):
         line = raw.decode("utf-8", "replace")
         if not line.strip():
             continue
-        text, _, count = line.rpartition(" ")
-        if not count.isdigit() or not (text or line.startswith(" ")):    # " N": no frames
+        text, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit() or not (text or line.startswith(" ")):    # " N": no frames
             error = NotCollapsed if not stacks else CorruptRecording
             raise error("not a line of collapsed stacks (frame;frame;... COUNT)", offset)
-        count = number(count, "a sample count", offset, low=1)
+        count = number(count_text, "a sample count", offset, low=1)
         known = stacks.get(text)
         if known is None:
             known = stacks[text] = _collapsed_stack(builder, threads, frame_ids, text)
@@ -90,9 +90,11 @@ def read_collapsed(stream, max_memory: Optional[int] = None):
         builder.samples(stack, count, pid, tid)
     if not builder.count:
         raise NotCollapsed("no samples: not collapsed stacks (frame;frame;... COUNT)")
-    header = {"recorder": "py-spy", "peer_format": "collapsed stacks",
-              "imported": "from py-spy collapsed output: no timestamps, CPU time, memory or thread "
-                          "states%s" % ("" if any_thread else ", one thread (no --threads)")}
+    lacks = "no timestamps, CPU time, memory or thread states"
+    header: Dict[str, Any] = {
+        "recorder": "py-spy", "peer_format": "collapsed stacks",
+        "imported": "from py-spy collapsed output: %s%s" % (lacks, "" if any_thread else ", one thread "
+                                                                     "(no --threads)")}
     pids = sorted(pid for pid in builder.data.processes if pid)
     if pids:
         header["pid"] = pids[0]
@@ -162,11 +164,11 @@ def read_speedscope(stream, max_memory: Optional[int] = None):
     for index, profile in enumerate(profiles):
         _speedscope_profile(builder, threads, frames, profile, index)
     exporter = document.get("exporter")
-    header = {"recorder": exporter if isinstance(exporter, str) else "speedscope",
-              "peer_format": "speedscope",
-              "imported": "from %s speedscope output: times rebuilt from sample weights; no "
-                          "wall-clock start, CPU time, memory or thread states"
-                          % (exporter.split("@")[0] if isinstance(exporter, str) else "a")}
+    header: Dict[str, Any] = {"recorder": exporter if isinstance(exporter, str) else "speedscope",
+                              "peer_format": "speedscope",
+                              "imported": "from %s speedscope output: times rebuilt from sample weights; no "
+                                          "wall-clock start, CPU time, memory or thread states"
+                                          % (exporter.split("@")[0] if isinstance(exporter, str) else "a")}
     pids = sorted(pid for pid in builder.data.processes if pid)
     if pids:
         header["pid"] = pids[0]
