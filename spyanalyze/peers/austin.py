@@ -94,16 +94,19 @@ class AustinSamples:
         meta = self.metadata
         interval = meta.get("interval", "")
         mode = self.mode
-        lacks = {"wall": "thread names, states, CPU time or memory",
-                 "cpu": "thread names, idle samples, memory or wall time of idle threads",
-                 "full": "thread names or memory (its deltas are not a resident set size)",
-                 "memory": "timestamps, thread names, states, CPU time or memory"}
-        rebuilt = "" if mode == "memory" else "times rebuilt from its per-round deltas, "
-        header: Dict[str, Any] = {"recorder": "austin %s" % meta.get("austin", "?"), "peer_format": kind,
-                                  "imported": "from %s (%s mode): %sno wall-clock start, %s"
-                                              % (kind, mode, rebuilt, lacks.get(mode, "CPU time or memory")),
-                                  "interval_ns": int(interval) * 1000 if interval.isdigit() else None,
-                                  "python_version": meta.get("python"), "austin_mode": mode}
+        lacks = {"wall": "times rebuilt from its per-round deltas; no wall-clock start, thread names, "
+                         "states, CPU time or memory",
+                 "cpu": "times rebuilt from its per-round deltas; no wall-clock start, thread names, "
+                        "idle samples or memory",
+                 "full": "times rebuilt from its per-round deltas; no wall-clock start, thread names or "
+                         "memory (its deltas are not a resident set size)",
+                 "memory": "no timestamps, thread names, states, CPU time or memory (its deltas are not "
+                           "a resident set size)"}
+        header: Dict[str, Any] = {
+            "recorder": "austin %s" % meta.get("austin", "?"), "peer_format": kind,
+            "imported": "from %s (%s mode): %s" % (kind, mode, lacks.get(mode, "no CPU time or memory")),
+            "interval_ns": int(interval) * 1000 if interval.isdigit() else None,
+            "python_version": meta.get("python"), "austin_mode": mode}
         pids = sorted(self.builder.data.processes)
         if pids:
             header["pid"] = pids[0]
