@@ -261,7 +261,8 @@ class Recording:
 
 def load(path: Union[str, "os.PathLike[str]"], strict: bool = False,
          max_memory: Optional[int] = None) -> Recording:
-    """Load a .spy recording (``-`` reads standard input) into a ``Recording``.
+    """Load a .spy recording (``-`` reads standard input) into a ``Recording``; Austin's and
+    py-spy's files load too (``spyanalyze.peers``), told by their first bytes.
 
     A recording that lost data (a torn tail, no trailer) loads with ``Recording.lost`` saying
     so, or raises ``IncompleteRecording`` when ``strict``.  ``max_memory`` is the reader's
