@@ -11,13 +11,8 @@ profilers' different idle policies all drop out of the comparison.
 Formats read here (each profiler's most compact file, as far as it can be read back):
 
 * spyrec ``.spy``: ``spyformat.read_recording``.
-* Austin 3.x ``-b`` MOJO (format version 3): a stream of one-byte event ids followed by
-  varints (6 payload bits and a sign bit in the first byte, 7 bits in the next ones) and
-  NUL-terminated strings.  A ``STACK`` event starts a sample; ``FRAME`` defines a frame (key,
-  file and scope string keys, line, end line, column, end column); ``FRAME_REF`` appends a
-  defined frame to the current sample, root first; ``STRING`` defines a string.
-* py-spy ``--format raw``: collapsed stacks, ``frame;frame;... count`` with frames
-  ``function (file:line)``, root first.  Aggregated: no timeline.
+* Austin 3.x ``-b`` MOJO and py-spy ``--format raw`` (collapsed stacks, aggregated: no
+  timeline): read by spyanalyze's importers (spyanalyze/peers/), which know those formats.
 * ``python3.15 -m profiling.sampling``: ``--binary`` for the size, replayed to ``--collapsed``
   (``tid:N;file:function:line;... count``) to count.
 """
@@ -28,14 +23,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-
-MOJO_METADATA, MOJO_STACK, MOJO_FRAME, MOJO_FRAME_INVALID, MOJO_FRAME_REF = 1, 2, 3, 4, 5
-MOJO_FRAME_KERNEL, MOJO_GC, MOJO_IDLE, MOJO_METRIC_TIME, MOJO_METRIC_MEMORY = 6, 7, 8, 9, 10
-MOJO_STRING, MOJO_STRING_REF = 11, 12
-
-
-class ParseError(Exception):
-    pass
 
 
 class Parsed:
@@ -61,6 +48,11 @@ def parse_spy(path):
 
     with open(path, "rb") as f:
         rec = read_recording(f)
+    return parsed(rec, {"trailer": rec.trailer or {}, "header": rec.header})
+
+
+def parsed(rec, extra):
+    """A ``Parsed`` from a ``spyformat.RecordingData`` (read from a .spy or imported)."""
     names = rec.strings
     frame_names = rec.frames["name"]
     leaf_of = [names[frame_names[s[-1]]] if s else "" for s in rec.stacks]
@@ -70,124 +62,27 @@ def parse_spy(path):
     for stack_id, n in counts.items():
         leaves[leaf_of[stack_id]] += n
         depth = max(depth, len(rec.stacks[stack_id]))
-    return Parsed(rec.sample_count, leaves, depth, len(rec.threads),
-                  {"trailer": rec.trailer or {}, "header": rec.header})
+    return Parsed(rec.sample_count, leaves, depth, len(rec.threads), extra)
 
 
 def parse_mojo(path):
-    """Austin's MOJO (versions 1-3): samples, leaf function names, deepest stack."""
+    """Austin's MOJO: samples, leaf function names, deepest stack (a torn tail is dropped)."""
+    from spyanalyze.peers import austin
+
     with open(path, "rb") as f:
-        data = f.read()
-    if data[:3] != b"MOJ":
-        raise ParseError("not a MOJO file")
-    reader = MojoReader(data, 3)
-    mojo = MojoStacks(reader.varint())
-    try:
-        while reader.pos < len(data):
-            mojo.event(reader.byte(), reader)
-    except IndexError:
-        pass                    # a torn tail: count what was complete
-    return mojo.parsed()
-
-
-class MojoReader:
-    """A cursor over MOJO bytes: one-byte event ids, varints (6 payload bits and a sign bit in
-    the first byte, 7 bits in the next ones) and NUL-terminated strings."""
-
-    def __init__(self, data, pos):
-        self.data = data
-        self.pos = pos
-
-    def byte(self):
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
-
-    def varint(self):
-        b = self.byte()
-        n = b & 0x3F
-        sign = b & 0x40
-        shift = 6
-        while b & 0x80:
-            b = self.byte()
-            n |= (b & 0x7F) << shift
-            shift += 7
-        return -n if sign else n
-
-    def string(self):
-        stop = self.data.index(b"\0", self.pos)
-        value = self.data[self.pos:stop]
-        self.pos = stop + 1
-        return value
-
-
-class MojoStacks:
-    """What the events of a MOJO stream say: samples by leaf, threads, the deepest stack."""
-
-    def __init__(self, version):
-        self.version = version
-        self.strings = {}
-        self.frames = {}                # key -> scope string key
-        self.metadata = {}
-        self.leaves = Counter()
-        self.threads = set()
-        self.samples = 0
-        self.depth = 0
-        self.leaf = None
-        self.max_depth = 0
-
-    def event(self, event, reader):
-        if event == MOJO_FRAME_REF:
-            self.leaf = reader.varint()
-            self.depth += 1
-        elif event == MOJO_STACK:
-            self.end_sample()
-            self.samples += 1
-            self.leaf = None
-            self.depth = 0
-            reader.varint()                         # pid
-            if self.version >= 3:
-                reader.varint()                     # interpreter id
-            self.threads.add(reader.string())
-        elif event == MOJO_FRAME:
-            key = reader.varint()
-            reader.varint()                         # file
-            scope = reader.varint()
-            for _ in range(4 if self.version >= 2 else 1):
-                reader.varint()                     # line (and end line, columns)
-            self.frames[key] = scope
-        elif event == MOJO_STRING:
-            key = reader.varint()
-            self.strings[key] = reader.string()
-        elif event in (MOJO_METRIC_TIME, MOJO_METRIC_MEMORY, MOJO_STRING_REF):
-            reader.varint()
-        elif event == MOJO_METADATA:
-            key = reader.string()
-            self.metadata[key.decode("utf-8", "replace")] = reader.string().decode("utf-8", "replace")
-        elif event == MOJO_FRAME_KERNEL:
-            reader.string()
-        elif event not in (MOJO_FRAME_INVALID, MOJO_GC, MOJO_IDLE):
-            raise ParseError("unknown MOJO event %d at offset %d" % (event, reader.pos - 1))
-
-    def end_sample(self):
-        """Count the sample read so far (its leaf and depth), if there is one."""
-        if self.samples:
-            self.leaves[self.frames.get(self.leaf)] += 1
-            self.max_depth = max(self.max_depth, self.depth)
-
-    def parsed(self):
-        self.end_sample()
-        named = Counter()
-        for scope, n in self.leaves.items():
-            name = self.strings.get(scope, b"?") if scope is not None else b""
-            named[name.decode("utf-8", "replace")] += n
-        return Parsed(self.samples, named, self.max_depth, len(self.threads),
-                      {"metadata": self.metadata})
+        rec = austin.read_mojo(f)
+    return parsed(rec, {"header": rec.header})
 
 
 def parse_collapsed(path, style):
-    """Collapsed stacks, root first.  ``style``: "pyspy" (``fn (file:line)``) or "tachyon"
-    (``tid:N;file:fn:line``)."""
+    """Collapsed stacks, root first.  ``style``: "pyspy" (``fn (file:line)``, read by spyanalyze's
+    importer) or "tachyon" (``tid:N;file:fn:line``)."""
+    if style == "pyspy":
+        from spyanalyze.peers import pyspy
+
+        with open(path, "rb") as f:
+            rec = pyspy.read_collapsed(f)
+        return parsed(rec, {})
     leaves = Counter()
     threads = set()
     samples = 0
@@ -203,17 +98,14 @@ def parse_collapsed(path, style):
             except ValueError:
                 continue
             frames = stack.split(";")
-            if style == "tachyon" and frames and frames[0].startswith("tid:"):
+            if frames and frames[0].startswith("tid:"):
                 threads.add(frames[0])
                 frames = frames[1:]
             if not frames:
                 continue
             leaf = frames[-1]
-            if style == "pyspy":
-                name = leaf.split(" (", 1)[0]
-            else:
-                parts = leaf.rsplit(":", 2)
-                name = parts[1] if len(parts) == 3 else leaf
+            parts = leaf.rsplit(":", 2)
+            name = parts[1] if len(parts) == 3 else leaf
             leaves[name] += n
             samples += n
             max_depth = max(max_depth, len(frames))

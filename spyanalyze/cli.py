@@ -19,9 +19,9 @@ import spyformat
 from spyformat import limits
 from spyformat.errors import SpyError
 
-from spyanalyze import filters, frames, views
+from spyanalyze import filters, frames, peers, views
 from spyanalyze.diff import Gate, check_gates, diff, write_collapsed_diff
-from spyanalyze.errors import IncompleteRecording, UnreadableFile
+from spyanalyze.errors import CorruptRecording, IncompleteRecording, UnreadableFile
 from spyanalyze.export import FORMATS
 from spyanalyze.recording import load
 from spyanalyze.tables import WEIGHTS
@@ -218,11 +218,15 @@ def info(path, as_json):
         import json
         click.echo(json.dumps(facts, default=str, indent=2))
         return
-    lines = [("file", "%s (format %s)" % (facts["source"], facts["format"])),
+    lines = [("file", "%s (%s)" % (facts["source"], facts["format"] if facts["imported"]
+                                   else "format %s" % facts["format"]))]
+    if facts["imported"]:
+        lines.append(("imported", facts["imported"]))
+    lines += [
              ("command", " ".join(map(str, facts["command"] or [])) or "?"),
              ("python", "%s (%s)" % (facts["python"], facts["executable"])),
              ("host", "%s, recorder %s" % (facts["host"], facts["recorder"])),
-             ("start", str(facts["start"])),
+             ("start", str(facts["start"] or "?")),
              ("duration", "%.3f s" % facts["duration"]),
              ("rate", "%s requested; %s achieved in rounds (a round samples every thread once)"
               % (hertz(facts["rate_requested"]), hertz(facts["rate_rounds"]))),
@@ -232,7 +236,8 @@ def info(path, as_json):
              ("samples", "%d in %d threads of %d processes; %.1f%% idle, %.1f%% holding the GIL, %d torn"
               % (facts["samples"], facts["threads"], facts["processes"], 100 * facts["idle_share"],
                  100 * facts["gil_share"], facts["torn"])),
-             ("recorder", ", ".join("%s %s" % kv for kv in sorted(facts["trailer"].items())) or "no trailer")]
+             ("recorder", ", ".join("%s %s" % kv for kv in sorted(facts["trailer"].items()))
+              or ("no statistics" if facts["imported"] else "no trailer"))]
     click.echo("".join("%-9s %s\n" % (key, printable(value)) for key, value in lines), nl=False)
     for warning in facts["warnings"]:
         click.echo("warning   " + printable(warning))
@@ -464,7 +469,12 @@ def dump(path, output):
         raise UnreadableFile("%s: %s" % (path, exc.strerror or exc))
     options = global_options()
     try:
-        lost = spyformat.dump(stream, output, max_memory=options["max_memory"])
+        source = peers.HeadStream(stream, peers.HEAD_BYTES)
+        kind = peers.sniff(source.head) if not source.head.startswith(spyformat.chunks.MAGIC) else None
+        if kind not in (None, "collapsed"):     # any text may pass for collapsed stacks: say bad magic
+            raise CorruptRecording("%s is %s, not a .spy recording: dump shows a .spy file's records "
+                                   "(info, top and export read it)" % (printable(path), peers.NAMES[kind]))
+        lost = spyformat.dump(source, output, max_memory=options["max_memory"])
     finally:
         if path != "-":
             stream.close()

@@ -54,11 +54,13 @@ import pandas as pd
 
 import spyformat
 from spyformat import SampleFlag
+from spyformat.chunks import MAGIC as SPY_MAGIC
 
-from spyanalyze import filters, views
+from spyanalyze import filters, peers, views
 from spyanalyze import frames as frame_rules
 from spyanalyze.errors import CorruptRecording, IncompleteRecording, SpyError, UnreadableFile
 from spyanalyze.paths import module_paths
+from spyanalyze.peers.pyspy import NotCollapsed
 from spyanalyze.tables import (StackTable, check_weight, cpu_weights, sample_weights,
                                thread_display_name)
 
@@ -259,7 +261,8 @@ class Recording:
 
 def load(path: Union[str, "os.PathLike[str]"], strict: bool = False,
          max_memory: Optional[int] = None) -> Recording:
-    """Load a .spy recording (``-`` reads standard input) into a ``Recording``.
+    """Load a .spy recording (``-`` reads standard input) into a ``Recording``; Austin's and
+    py-spy's files load too (``spyanalyze.peers``), told by their first bytes.
 
     A recording that lost data (a torn tail, no trailer) loads with ``Recording.lost`` saying
     so, or raises ``IncompleteRecording`` when ``strict``.  ``max_memory`` is the reader's
@@ -269,7 +272,7 @@ def load(path: Union[str, "os.PathLike[str]"], strict: bool = False,
     try:
         stream = spyformat.open_source(path)
         try:
-            data = spyformat.read_recording(stream, max_memory=max_memory)
+            data = _read_any(stream, max_memory)
         finally:
             if path != "-":
                 stream.close()
@@ -287,6 +290,24 @@ def load(path: Union[str, "os.PathLike[str]"], strict: bool = False,
     except Exception as exc:  # noqa: BLE001 - a file is untrusted input: any flaw (bytes, fields
         # of the wrong type or out of range) is the file's
         raise CorruptRecording("%s: malformed recording (%s)" % (path, type(exc).__name__)) from None
+
+
+def _read_any(stream, max_memory):
+    """A .spy recording, or another profiler's file (``spyanalyze.peers``) told by its first
+    bytes; a file that is neither says it is not a .spy recording."""
+    stream = peers.HeadStream(stream, peers.HEAD_BYTES)
+    head = stream.head
+    if not head or head[:len(SPY_MAGIC)] == SPY_MAGIC[:len(head)]:
+        return spyformat.read_recording(stream, max_memory=max_memory)
+    kind = peers.sniff(head)
+    if kind is None:
+        raise CorruptRecording("not a .spy recording (bad magic), nor Austin, py-spy or speedscope "
+                               "output", 0)
+    try:
+        return peers.read(kind, stream, max_memory)
+    except NotCollapsed as exc:
+        raise CorruptRecording("not a .spy recording (bad magic), nor collapsed stacks: %s"
+                               % exc.reason, exc.offset) from None
 
 
 # ------------------------------------------------------------------------------------------

@@ -223,14 +223,17 @@ def summary(recording: Recording) -> Dict[str, Any]:
     duration = recording.duration
     result = {
         "source": recording.source,
-        "format": "%d.%d" % tuple(recording.meta["version"]) if recording.meta.get("version") else None,
+        "format": ("%d.%d" % tuple(recording.meta["version"]) if recording.meta.get("version")
+                   else header.get("peer_format")),
+        "imported": header.get("imported"),
         "command": header.get("argv"),
         "pid": header.get("pid"),
         "python": header.get("python_version"),
         "executable": header.get("python_executable"),
         "host": header.get("host"),
         "recorder": header.get("recorder"),
-        "start": pd.Timestamp(start_wall, unit="ns", tz="UTC") if len(t) else None,
+        "start": (pd.Timestamp(start_wall, unit="ns", tz="UTC")
+                  if len(t) and "start_wall_ns" in header else None),   # another profiler's file: unknown
         "duration": duration,
         "interval": interval / 1e9 if interval else None,
         "rate_requested": 1e9 / interval if interval else None,
