@@ -8,9 +8,10 @@ loses about that much.  So while other work keeps the CPUs full, rounds are spac
 recorder uses at most ``BUSY_SHARE`` of a CPU; each sample then stands for the time until the
 thread's next one, so shares stay right.
 
-Busy means: more tasks runnable than there are CPUs, some of them neither the recorder nor the
-target (``/proc/loadavg``'s count of runnable tasks, less the recorder and the target threads
-its last round found running), in most of the looks over the last ``DECIDE_EVERY_NS``.  A
+Busy means: more tasks runnable than there are CPUs besides the recorder, some of them neither
+the recorder nor the target (``/proc/loadavg``'s count of runnable tasks, less the recorder and
+the target threads its last round found running), in most of the looks over the last
+``DECIDE_EVERY_NS``.  A
 target that fills the CPUs by itself is not slowed by other work: the recorder keeps its rate.
 """
 
@@ -21,8 +22,10 @@ LOADAVG = "/proc/loadavg"
 #: How often the run queue is looked at, and how often the looks decide.
 LOOK_EVERY_NS = 10_000_000
 DECIDE_EVERY_NS = 200_000_000
-#: The share of looks that must find other work waiting.
-BUSY_LOOKS = 0.5
+#: The share of looks that must find other work waiting: most of them, so that the moments the
+#: target's own threads wake together (a dormant worker is counted only once a round reads it)
+#: do not count.
+BUSY_LOOKS = 0.8
 #: The share of one CPU the recorder keeps to while the machine is busy.
 BUSY_SHARE = 0.2
 #: Weight of the latest round in the running mean of round costs.
@@ -90,7 +93,8 @@ class CpuBudget:
         if runnable is not None:
             self._looks += 1
             others = runnable - 1 - target_running
-            self._busy_looks += others > 0 and runnable > self._cpus
+            # at least one task more than the CPUs and the recorder: someone waits all along
+            self._busy_looks += others > 0 and runnable > self._cpus + 1
         if now >= self._next_decision:
             self._next_decision = now + DECIDE_EVERY_NS
             self.busy = self._looks > 0 and self._busy_looks >= BUSY_LOOKS * self._looks
