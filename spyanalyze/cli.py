@@ -224,8 +224,8 @@ def info(path, as_json):
         lines.append(("imported", facts["imported"]))
     lines += [
              ("command", " ".join(map(str, facts["command"] or [])) or "?"),
-             ("python", "%s (%s)" % (facts["python"], facts["executable"])),
-             ("host", "%s, recorder %s" % (facts["host"], facts["recorder"])),
+             ("python", "%s (%s)" % (facts["python"] or "?", facts["executable"] or "?")),
+             ("host", "%s, recorder %s" % (facts["host"] or "?", facts["recorder"] or "?")),
              ("start", str(facts["start"] or "?")),
              ("duration", "%.3f s" % facts["duration"]),
              ("rate", "%s requested; %s achieved in rounds (a round samples every thread once)"
