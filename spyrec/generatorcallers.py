@@ -7,7 +7,7 @@ below it complete such a walk (``splice``), when the frame they hang from still 
 Both frame walks (<=3.10 frame objects, 3.11+ datastack chunks) use this.
 """
 
-from typing import List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from spyrec.walkcommon import MAX_THREADS
 
@@ -21,12 +21,14 @@ TAILS_PER_CODE = 32
 class GeneratorCallers:
     """Per thread state: its generator frames' callers, as its whole walks found them."""
 
-    def __init__(self):
+    def __init__(self, is_generator: Callable[[int], bool]):
+        #: Whether a code object (by address) is a generator's: a consumer never is.
+        self.is_generator = is_generator
         #: tstate -> {(generator frame address, its code): (its callers' codes and offsets,
         #: when seen, how many of those are its consumer and below, the consumer's address),
         #: its code: [such entries, latest first], and (its code, its callee's code or 0 when
         #: innermost): its offset then}.
-        self._by_thread = {}
+        self._by_thread: Dict[int, Dict[Any, Any]] = {}
         #: The time of the walk going on (monotonic seconds), set by the walker.
         self.now = 0.0
         #: Walks completed below a suspended generator from a recent whole walk.
@@ -68,6 +70,12 @@ class GeneratorCallers:
                 continue
             if outer != i + 1:
                 below, consumer = len(codes) - (i + 1), address_of(i + 1)
+                if consumer is not None and below and self.is_generator(codes[i + 1]):
+                    # A generator's frame read after it finished (or before its generator
+                    # was made) passes for a plain caller; its address soon serves another
+                    # generator of that code, anywhere in the program, which would pass
+                    # splice's liveness check for this walk's callers.
+                    consumer = None
             outer = i
             if consumer is None:
                 continue

@@ -252,7 +252,13 @@ class Sampler:
         return None
 
     def sample_round(self, now: int) -> None:
-        """Sample every thread once at ``now`` (monotonic ns)."""
+        """Sample every thread once, the round begun at ``now`` (monotonic ns).
+
+        A walked stack is stamped when its thread state was copied (``ThreadStack.read_ns``):
+        the /proc reads before the walks take time, stepping aside for a target thread can
+        take a slice, and a torn walk is done again, while the program moves on.  A stack kept
+        from an earlier walk holds from then to the checks made at the start of the round, and
+        is stamped with the round."""
         process = self.process
         t = now - self.origin_ns
         active, dormant = self._active, self._dormant
@@ -362,6 +368,8 @@ class Sampler:
                 thread.last_frames, thread.last_stack_id = frames, stack_id
         if flags & SampleFlag.TORN:
             self.stats.errors += 1  # a sample, torn: counted once (spec: a subset of samples)
+        if thread_stack.read_ns:  # walked, not kept: see sample_round
+            t = thread_stack.read_ns - self.origin_ns
         self.sink.sample(t, self.process.pid, tid, stack_id, thread.cpu_delta, rss, flags,
                          syscall, wchan)
         row = (stack_id, flags, syscall, wchan)

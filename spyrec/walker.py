@@ -31,7 +31,7 @@ walk is torn.  A broken thread list drops the rest of that interpreter's threads
 """
 
 import struct
-from time import monotonic
+from time import monotonic, monotonic_ns
 from typing import (AbstractSet, Any, Callable, Collection, Dict, Iterable, List, NamedTuple,
                     Optional, Sequence, Set, Tuple, Union)
 
@@ -76,6 +76,9 @@ class ThreadStack(NamedTuple):
     frames: tuple  # ((code_key, instr_offset), ...), innermost first
     holds_gil: bool
     torn: bool  # the walk hit an inconsistency; frames holds what was read
+    #: When the thread state was copied for the walk that gave ``frames`` (monotonic ns; 0
+    #: for a stack kept from an earlier walk, which holds at any time since).
+    read_ns: int = 0
 
 
 #: A thread state's fields as ``StackWalker._ts`` unpacks them (next, interp, frame, thread id,
@@ -172,7 +175,7 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         self.reused_frames = 0
         self.misfit_walks = 0
         #: The callers of the threads' generator frames (see spyrec.generatorcallers).
-        self.callers = GeneratorCallers()
+        self.callers = GeneratorCallers(self.codes.is_generator)
         #: 3.11/3.12: tstate -> the C frames its walks last found it in, outside the thread
         #: state, latest first, at most MAX_CFRAMES (copied with it next time).
         self._cframes: Dict[int, List[int]] = {}
@@ -394,6 +397,7 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         ``WALK_ATTEMPTS``); (None, 0) when the state cannot be read or belongs to another
         interpreter: the list was changing under the walk."""
         prefetched = slot_copies = None
+        read_ns = monotonic_ns()
         try:
             if self._cframe:
                 memo = self._memos.get(tstate)
@@ -419,24 +423,27 @@ class StackWalker(ChunkWalk, PyFrameWalk):
                                          by_gil), fields[0])
         stack = self._walk_thread(tstate, ts, fields, tstate == holder, prefetched, slot_copies)
         attempts = WALK_ATTEMPTS - 1
-        fullest = stack
+        fullest, fullest_ns = stack, read_ns
         while stack.torn and attempts:
             attempts -= 1
+            again_ns = monotonic_ns()
             retried = self._walk_again(tstate, interp, holder, fields)
             if retried is None:
                 break
             ts, fields, stack = retried
+            read_ns = again_ns
             state = fields[1:]
             if len(stack.frames) > len(fullest.frames):
-                fullest = stack
+                fullest, fullest_ns = stack, read_ns
         if stack.torn:
             # Every walk tore: a torn walk keeps the frames it read before the tear, so
             # the one that read most holds most of the thread's real stack.
-            stack = fullest
+            stack, read_ns = fullest, fullest_ns
             self.torn_reads += 1
         elif stack.native_tid:  # an unknown TID may be found later (<=3.10): walk again
             self._next_last[tstate] = (state, stack, True, ts)
-        return stack, fields[0]
+        # A walk done again is later than the round by the walks before it: stamped apart.
+        return stack._replace(read_ns=read_ns), fields[0]
 
     def _state_copies(self, interp: int, holder: int) -> Dict[int, bytes]:
         """{tstate: a copy of it} for the threads whose last stack may be kept this time, all

@@ -3,7 +3,6 @@ per round that does not collapse the rate (a thread pool or a server's workers l
 
 import os
 import sys
-import time
 from collections import Counter, defaultdict
 
 import pytest
@@ -12,10 +11,10 @@ from pythons import (ALL_SUPPORTED, marked_lines, python_for, round_cpu_costs, r
                      target_path)
 from spyrec.interpreter import PythonProcess
 from spyrec.recorder import record
-from spyrec.sampler import Sampler
 from spyformat import SampleFlag
 from spyrec.taskstats import ProcessSwitches
 from test_record import Stacks, load
+from rounds import Rounds
 
 SLEEPERS = 1000
 BUSY = 2
@@ -125,20 +124,15 @@ def test_a_dormant_worker_that_wakes_is_seen_working_from_its_first_round(label,
     # GIVEN a pool of 150 workers, one at a time woken for a job of 5-15 ms, and a recorder
     # that tells when each round ended and which rounds read the active threads alone
     python = python_for(label)
-    round_end, alone = {}, []
-    sample_round = Sampler.sample_round
+    alone = []
     sample_some = PythonProcess.sample_some_threads
-
-    def timed_round(sampler, now):
-        sample_round(sampler, now)
-        round_end[now - sampler.origin_ns] = time.monotonic_ns() - sampler.origin_ns
 
     def some(process, tids, still=frozenset()):
         stacks = sample_some(process, tids, still)
         alone.append(stacks is not None)
         return stacks
 
-    monkeypatch.setattr(Sampler, "sample_round", timed_round)
+    rounds = Rounds(monkeypatch)
     monkeypatch.setattr(PythonProcess, "sample_some_threads", some)
     out, log = tmp_path / "pool.spy", tmp_path / "jobs.log"
     with running_target(python, "pool.py", "30", "150", str(log), timeout=60) as target:
@@ -167,7 +161,7 @@ def test_a_dormant_worker_that_wakes_is_seen_working_from_its_first_round(label,
         recorded_cpu[tid] += cpu  # (a torn sample's CPU time is as good as any)
         if tid not in workers or flags & SampleFlag.TORN:
             continue
-        begin, end = origin + t, origin + round_end[t]
+        begin, end = (origin + at for at in rounds.of(t))
         line = (innermost_in(stacks, stack_id, "pool.py") or (None, None, None))[2]
         idle = bool(flags & SampleFlag.IDLE)
         if any(start <= begin and end <= stop for start, stop, _ in jobs.get(tid, ())):
@@ -185,7 +179,7 @@ def test_a_dormant_worker_that_wakes_is_seen_working_from_its_first_round(label,
     # AND each worker's CPU time covers the jobs it ran while recorded: after the first round
     # (which reads each thread's CPU time so far, over tens of milliseconds) and before the
     # last rounds (the time a round reads was used before it)
-    first = origin + round_end[int(samples["t"].min())]
+    first = origin + rounds.end_of(int(samples["t"].min()))
     last = origin + samples["t"].max()
     for tid, mine in jobs.items():
         used = sum(cpu for start, stop, cpu in mine if first <= start and stop + TAIL_NS <= last)
@@ -193,4 +187,4 @@ def test_a_dormant_worker_that_wakes_is_seen_working_from_its_first_round(label,
             assert recorded_cpu[tid] >= 0.9 * used, (tid, recorded_cpu[tid], used)
     # AND most rounds read the active threads alone, where the kernel gives the switch count
     if ProcessSwitches.open(os.getpid()) is not None:
-        assert sum(alone) > 0.5 * len(round_end), (sum(alone), len(round_end))
+        assert sum(alone) > 0.5 * len(rounds), (sum(alone), len(rounds))

@@ -1,6 +1,7 @@
 """A target that spends its time inside generators and coroutines.  Plain Python, runs on 3.8+.
 
-Usage: ``python generators.py [DURATION=30] [PHASE...]`` (all phases unless some are named).
+Usage: ``python generators.py [DURATION=30] [PHASE...] [schedule]`` (all phases unless some
+are named).
 
 Seven phase functions take turns, each a stack shape that loses callers when a generator that
 yields while a sampler reads its frames is taken for the bottom of the stack:
@@ -18,7 +19,9 @@ yields while a sampler reads its frames is taken for the bottom of the stack:
 The phases are balanced on the wall clock in slices of random length, so the split between them
 is close to even over any stretch of a second or more.  The ready line (see _truth.py) lists the
 phases; at the end the target prints one more JSON line with what it measured:
-``{"shares": {phase: share of the loop's wall time spent inside that function}, ...}``.
+``{"shares": {phase: share of the loop's wall time spent inside that function}, ...}``; with
+``schedule``, also ``"schedule": [[start, end, phase], ...]``, each call of a phase function
+timed on ``time.monotonic_ns()`` (the clock a recorder's samples are stamped with).
 """
 
 import json
@@ -137,6 +140,7 @@ PHASES = (via_list, via_sum, via_join, via_for, via_async, via_json, via_tokens)
 def main():
     chosen = [phase for phase in PHASES if phase.__name__ in sys.argv[2:]] or PHASES
     spent = dict.fromkeys((phase.__name__ for phase in chosen), 0.0)
+    schedule = [] if "schedule" in sys.argv[2:] else None
     ready(phases=sorted(spent))
     start = time.perf_counter()
     stop_at = start + DURATION
@@ -146,11 +150,16 @@ def main():
         for phase in chosen:
             owed = total / len(chosen) - spent[phase.__name__]
             if owed > 0:
-                before = time.perf_counter()
+                before, began = time.perf_counter(), time.monotonic_ns()
                 phase(owed)
                 spent[phase.__name__] += time.perf_counter() - before
+                if schedule is not None:
+                    schedule.append((began, time.monotonic_ns(), phase.__name__))
     wall = time.perf_counter() - start
-    print(json.dumps({"shares": {name: t / wall for name, t in spent.items()}, "wall": wall}))
+    result = {"shares": {name: t / wall for name, t in spent.items()}, "wall": wall}
+    if schedule is not None:
+        result["schedule"] = schedule
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
