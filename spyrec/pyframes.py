@@ -95,7 +95,7 @@ class PyFrameWalk:
         torn = False
         spliced: Optional[Tuple[int, ...]] = None
         seen = None  # past DEEP frames, the chain's addresses (see below)
-        gen = 0
+        gen = state = 0
         gens: List[int] = []  # indexes of generator frames in ``chain``
         while addr:
             if len(chain) >= MAX_DEPTH or addr & 7:
@@ -156,6 +156,11 @@ class PyFrameWalk:
                 spliced = self.callers.splice(tstate, chain[-1], codes, offsets, self._pyframe_live)
                 torn = spliced is None
                 spliced = (len(chain) - 1,) + spliced if spliced else None
+            elif chain and state != self._running:
+                # The chain ended at a frame not running: one freed (its link to the next
+                # free frame, or cleared) or not yet started, reached through a stale link.
+                # Only a running frame, the thread's first, ends a whole chain.
+                torn = True
             if gens and not torn:
                 self.callers.note(tstate, [(chain[i], i) for i in gens], codes, offsets,
                                    chain.__getitem__, spliced)
