@@ -170,7 +170,7 @@ class Recording:
         if self.empty:
             return 0.0
         t = self.samples["t"].to_numpy()
-        return float(t[-1] - t[0] + self.interval_ns) / 1e9
+        return float(t.max() - t.min() + self.interval_ns) / 1e9
 
     @property
     def no_python_frame(self) -> Optional[int]:

@@ -218,7 +218,7 @@ def summary(recording: Recording) -> Dict[str, Any]:
     header, samples = recording.header, recording.samples
     interval = recording.interval_ns
     t = samples["t"].to_numpy()
-    start_wall = int(header.get("start_wall_ns") or 0) + (int(t[0]) if len(t) else 0)
+    start_wall = int(header.get("start_wall_ns") or 0) + (int(t.min()) if len(t) else 0)
     threads = samples[["pid", "tid"]].drop_duplicates() if len(samples) else samples[["pid", "tid"]]
     duration = recording.duration
     result = {
@@ -259,8 +259,9 @@ def summary(recording: Recording) -> Dict[str, Any]:
 def sampling_rates(recording: Recording) -> Dict[str, Any]:
     """How often the recorder sampled, in Hz, as a dict:
 
-    ``rate_rounds``   sampling rounds per second (a round samples every thread once, at one
-                      time): distinct sample times over the recording's duration;
+    ``rate_rounds``   sampling rounds per second (a round samples every live thread once):
+                      the most-sampled thread's samples over the recording's duration, since
+                      the samples of one round carry the times their stacks were read;
     ``rate_thread_median``, ``rate_main_thread``   per thread *while it was alive*: the
                       intervals between its first and last sample over that span, the median
                       over threads sampled at least twice, and the main thread's (the thread
@@ -272,11 +273,12 @@ def sampling_rates(recording: Recording) -> Dict[str, Any]:
     """
     samples = recording.samples
     duration = recording.duration
-    rates = {"rate_rounds": samples["t"].nunique() / duration if duration else None,
-             "rate_thread_median": None, "rate_main_thread": None, "rate_threads": 0}
+    rates: Dict[str, Any] = {"rate_rounds": None, "rate_thread_median": None,
+                             "rate_main_thread": None, "rate_threads": 0}
     if samples.empty:
         return rates
     spans = samples.groupby(["pid", "tid"], sort=False, observed=True)["t"].agg(["min", "max", "size"])
+    rates["rate_rounds"] = float(spans["size"].max()) / duration if duration else None
     timed = spans[(spans["size"] > 1) & (spans["max"] > spans["min"])]
     per_thread = (timed["size"] - 1) / ((timed["max"] - timed["min"]) / 1e9)
     if len(per_thread):
