@@ -8,6 +8,8 @@ so they apply everywhere at once, to recordings made by any recorder version.
 import numpy as np
 import pandas as pd
 
+import spyformat
+
 #: The file of every code object CPython 3.12 makes for itself (``_Py_MakeShimCode``): the
 #: ``<interpreter trampoline>`` of calls from C into Python, and the ``__init__`` clean-up.
 SHIM_FILE = "<shim>"
@@ -19,6 +21,10 @@ INIT_CLEANUP = "__init__"
 #: The frame that stands for a sample whose stack holds no Python frame: a thread running only
 #: C code, just started, or ending.  Its time is real, so it gets a row and a root of its own.
 NO_PYTHON_FRAMES = "<no Python frames>"
+#: The frame innermost in a sample taken while the garbage collector ran (the recorder's mark).
+GC_FRAME = spyformat.GC_FRAME
+#: Frames that stand for a state, not code: labelled by their name alone.
+PSEUDO_FRAMES = (NO_PYTHON_FRAMES, GC_FRAME)
 
 
 def interpreter_internal(files, names, lines):
@@ -35,14 +41,14 @@ def interpreter_internal(files, names, lines):
 
 def labels(qualnames, modules, lines):
     """``qualname (module:line)`` as py-spy prints a frame; ``qualname (module)`` when the line is
-    unknown (0: the instruction has no line); just the name for ``NO_PYTHON_FRAMES``."""
+    unknown (0: the instruction has no line); just the name for ``PSEUDO_FRAMES``."""
     qualnames = pd.Series(qualnames, dtype=object).reset_index(drop=True)
     modules = pd.Series(modules, dtype=object).reset_index(drop=True)
     lines = pd.Series(lines).reset_index(drop=True)
     known = lines.fillna(0).astype(np.int64) > 0
     where = modules + np.where(known, ":" + lines.fillna(0).astype(np.int64).astype(str), "")
     text = qualnames + " (" + where + ")"
-    return text.where(qualnames != NO_PYTHON_FRAMES, NO_PYTHON_FRAMES).tolist()
+    return text.where(~qualnames.isin(PSEUDO_FRAMES), qualnames).tolist()
 
 
 def label(qualname, module, line):

@@ -67,6 +67,10 @@ TIME = Int(0, MAX_TIME_NS)
 COUNT = Int(0, I64)
 PID = Int(0, U32)
 
+#: The file, name and qualified name of the frame that marks a sample taken while the target's
+#: garbage collector ran: innermost in the sample's stack (formats/spy.md, "FRAMES").
+GC_FRAME = "<GC>"
+
 #: Per kind name: field -> type.  Unknown keys are skipped; a known key of the wrong type is
 #: corrupt; nil stands for an absent field (except a THREAD ``name``, where it says the name is
 #: unknown).  ``REQUIRED`` lists the keys a record must have.

@@ -13,7 +13,7 @@ many distinct stacks the target makes (a raw stack of 30 frames takes about 2 KB
 
 from typing import Dict, List, Optional, Tuple
 
-from spyformat import Interner
+from spyformat import GC_FRAME, Interner
 from spyrec.codeobjects import SKIP, CodeCache
 from spyrec.errors import MemoryReadError, PermissionDenied
 from spyrec.sinks import Sink
@@ -28,6 +28,9 @@ DEFINED_LIMIT = 50_000
 
 #: A walker frame: (code key, instruction offset).
 RawFrame = Tuple[int, int]
+
+#: What a raw stack ends with in the tables here when its sample is marked (no code key is -1).
+_GC_MARK: Tuple[RawFrame, ...] = ((-1, 0),)
 
 
 class StackResolver:
@@ -46,15 +49,17 @@ class StackResolver:
         """The stack of a thread with no Python frames, or of one whose walk tore."""
         return self.interned.stack_id(())
 
-    def stack_id(self, raw_frames: Tuple[RawFrame, ...]) -> Optional[int]:
-        """The stack id of a walker stack (leaf first), or None when a frame cannot be read."""
-        stack_id = self._raw_stacks.get(raw_frames)
+    def stack_id(self, raw_frames: Tuple[RawFrame, ...], in_gc: bool = False) -> Optional[int]:
+        """The stack id of a walker stack (leaf first), or None when a frame cannot be read;
+        ``in_gc``: with the ``GC_FRAME`` innermost."""
+        mark = _GC_MARK if in_gc else ()
+        stack_id = self._raw_stacks.get(raw_frames + mark)
         if stack_id is not None:
             return stack_id
         current = self._verified(raw_frames)
         if current is None:
             return None
-        stack_id = self._raw_stacks.get(current)
+        stack_id = self._raw_stacks.get(current + mark)
         if stack_id is None:
             frame_ids: List[int] = []
             for raw in reversed(current):
@@ -62,10 +67,12 @@ class StackResolver:
                 if frame_id is None:
                     return None
                 frame_ids.append(frame_id)
+            if in_gc:
+                frame_ids.append(self.interned.frame_id(GC_FRAME, GC_FRAME, GC_FRAME, 0))
             stack_id = self.interned.stack_id(tuple(frame_ids))
-            self._remember(current, stack_id)
+            self._remember(current + mark, stack_id)
         if current != raw_frames:
-            self._remember(raw_frames, stack_id)
+            self._remember(raw_frames + mark, stack_id)
         return stack_id
 
     def _verified(self, raw_frames: Tuple[RawFrame, ...]) -> Optional[Tuple[RawFrame, ...]]:

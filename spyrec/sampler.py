@@ -357,14 +357,14 @@ class Sampler:
         if thread_stack.torn:
             flags |= SampleFlag.TORN
         frames = thread_stack.frames
-        if frames is thread.last_frames:  # a stack kept whole by the walker: no hashing
-            stack_id = thread.last_stack_id
+        if frames is thread.last_frames and not thread_stack.in_gc:
+            stack_id = thread.last_stack_id  # a stack kept whole by the walker: no hashing
         else:
-            stack_id = resolver.stack_id(frames)
+            stack_id = resolver.stack_id(frames, thread_stack.in_gc)
             if stack_id is None:
                 flags |= SampleFlag.TORN
                 stack_id = resolver.empty_stack_id()
-            else:
+            elif not thread_stack.in_gc:
                 thread.last_frames, thread.last_stack_id = frames, stack_id
         if flags & SampleFlag.TORN:
             self.stats.errors += 1  # a sample, torn: counted once (spec: a subset of samples)

@@ -4,7 +4,8 @@ One ``sample()`` costs a handful of reads per thread:
 
 * ``_PyRuntime``: one read of the block holding ``interpreters.head`` (and, up to 3.11, the
   GIL's ``last_holder`` / ``locked`` / ``switch_number``);
-* per interpreter: one read of ``next`` + ``tstate_head`` (+ the embedded ``_gil`` on 3.12+);
+* per interpreter: one read of ``next`` + ``tstate_head`` (+ the embedded ``_gil`` on 3.12+,
+  and ``gc.collecting`` on 3.9+, in 3.8 in the runtime's block);
 * per thread state: one read of the whole ``PyThreadState``, on 3.11/3.12 with the slots of
   the ``_PyCFrame``s it was last found in copied before and after it in the same system call
   (see ``_cframe_top``); on <=3.10 a 4-byte read of the kernel TID inside glibc's
@@ -79,6 +80,8 @@ class ThreadStack(NamedTuple):
     #: When the thread state was copied for the walk that gave ``frames`` (monotonic ns; 0
     #: for a stack kept from an earlier walk, which holds at any time since).
     read_ns: int = 0
+    #: The interpreter's garbage collector was running, in this thread (the GIL's holder).
+    in_gc: bool = False
 
 
 #: A thread state's fields as ``StackWalker._ts`` unpacks them (next, interp, frame, thread id,
@@ -199,13 +202,23 @@ class StackWalker(ChunkWalk, PyFrameWalk):
             assert rt.gil is not None  # the GIL embedded in _PyRuntime
             runtime_fields += [(rt.gil + gil.last_holder, "Q"), (rt.gil + gil.locked, "i"),
                                (rt.gil + gil.switch_number, "Q")]
+        self._rt_gil = layout.gil_kind == "runtime"
+        # gc.collecting: 3.8 in the runtime, 3.9+ in each interpreter; last in its block's values
+        self._rt_gc = rt.gc_collecting is not None
+        if rt.gc_collecting is not None:
+            runtime_fields.append((rt.gc_collecting, "i"))
         self._rt_base, self._rt = _block(runtime_fields)
+        self._runtime_collecting = False
 
         interp_fields = [(it.next, "Q"), (it.tstate_head, "Q")]
         if layout.gil_kind == "interp":
             assert it.gil is not None  # the interpreter's own GIL
             interp_fields += [(it.gil + gil.last_holder, "Q"), (it.gil + gil.locked, "i"),
                               (it.gil + gil.switch_number, "Q")]
+        self._in_gc: Optional[int] = None
+        if it.gc_collecting is not None:
+            self._in_gc = len(interp_fields)
+            interp_fields.append((it.gc_collecting, "i"))
         self._in_base, self._in = _block(interp_fields)
         self._gil_struct = FieldStruct([(gil.last_holder, "Q"), (gil.locked, "i"),
                                         (gil.switch_number, "Q")])
@@ -278,6 +291,8 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         values = self._in.unpack_from(self.read(interp + self._in_base, self._in.size))
         next_interp, tstate = values[0], values[1]
         last_holder, holder, gil_quiet = self._gil_state(interp, values, runtime_gil)
+        collector = self._collector(values, last_holder)
+        collector_at = -1
         visited: Set[int] = set()
         order = self._next_orders[interp] = []
         states = self._state_copies(interp, holder)
@@ -290,6 +305,8 @@ class StackWalker(ChunkWalk, PyFrameWalk):
                 break
             visited.add(tstate)
             order.append(tstate)
+            if tstate == collector:
+                collector_at = len(stacks)
             ts = states.get(tstate)
             if ts is not None:
                 last = last_of(tstate)
@@ -309,7 +326,17 @@ class StackWalker(ChunkWalk, PyFrameWalk):
                 break
             stacks.append(stack)
             tstate = next_tstate
+        if 0 <= collector_at < len(stacks):
+            stacks[collector_at] = stacks[collector_at]._replace(in_gc=True)
         return next_interp
+
+    def _collector(self, values: Fields, last_holder: int) -> int:
+        """The thread state running the interpreter's garbage collector, or 0: the collection
+        runs in the thread holding the GIL and keeps it (Modules/gcmodule.c, 3.8-3.12;
+        Python/gc.c, 3.13+), but while Python code it runs (a finalizer, a ``gc.callbacks``
+        function) lets another thread take it.  ``values``: the interpreter's fields now."""
+        collecting = values[self._in_gc] if self._in_gc is not None else self._runtime_collecting
+        return last_holder if collecting else 0
 
     def _tick(self) -> None:
         """A sample begins: its time, and the code cache's periodic check."""
@@ -321,7 +348,9 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         """(the first interpreter, the runtime's GIL fields or None where each interpreter
         has its own), read now from _PyRuntime."""
         values = self._rt.unpack_from(self.read(self.runtime + self._rt_base, self._rt.size))
-        return values[0], (values[1:] if len(values) > 1 else None)
+        if self._rt_gc:
+            self._runtime_collecting = bool(values[-1])
+        return values[0], (values[1:4] if self._rt_gil else None)
 
     def _gil_state(self, interp: int, values: Fields,
                    runtime_gil: Optional[Fields]) -> Tuple[int, int, bool]:
@@ -373,12 +402,13 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         stacks: List[ThreadStack] = []
         try:
             last_holder, holder, gil_quiet = self._gil_state(interp, in_values, runtime_gil)
+            collector = self._collector(in_values, last_holder)
             for tstate in wanted:  # (no None left in it: see above)
                 stack = self._read_and_walk(tstate, interp, holder,  # type: ignore[arg-type]
                                             last_holder, gil_quiet, still)[0]
                 if stack is None:
                     return None  # a thread ended: its state was freed
-                stacks.append(stack)
+                stacks.append(stack._replace(in_gc=True) if tstate == collector else stack)
         except READ_ERRORS:
             return None
         for kept, fresh in ((self._last, self._next_last), (self._memos, self._next_memos),

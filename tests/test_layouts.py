@@ -88,6 +88,10 @@ def expected_members(layout, minor):
     yield rt.interpreters_head, "pyruntimestate", "interpreters.head"
     if rt.gil is not None:
         yield rt.gil, "pyruntimestate", "ceval.gil"
+    if rt.gc_collecting is not None:
+        yield rt.gc_collecting, "pyruntimestate", "gc.collecting"
+    if it.gc_collecting is not None:
+        yield it.gc_collecting, "_is", "gc.collecting"
     yield it.next, "_is", "next"
     yield it.tstate_head, "_is", "tstate_head" if minor < (3, 11) else "threads.head"
     yield it.modules, "_is", "modules" if old else "imports.modules"

@@ -21,6 +21,9 @@ class RuntimeOffsets:
     #: Offset of the embedded ``_gil_runtime_state`` (``ceval.gil``); None from 3.12, where
     #: each interpreter points at its own.
     gil: Optional[int]
+    #: 3.8: ``gc.collecting``, non-zero while the garbage collector runs (the GC state moved
+    #: into each interpreter in 3.9).
+    gc_collecting: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class InterpreterOffsets:
     #: 3.14+: ``_code_object_generation``, a counter bumped whenever a code object is freed
     #: (a cheap signal that cached code objects may be stale); None before 3.14.
     code_object_generation: Optional[int] = None
+    #: 3.9+: ``gc.collecting``, non-zero while this interpreter's garbage collector runs.
+    gc_collecting: Optional[int] = None
 
 
 @dataclass(frozen=True)

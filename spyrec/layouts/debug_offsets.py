@@ -192,6 +192,16 @@ def blob_problem(d: Blob) -> str:
     return ""
 
 
+def _gc_collecting(d: Blob) -> Optional[int]:
+    """``interp->gc.collecting`` as an offset in the interpreter state, or None when the blob
+    puts it outside its structs (only the GC marks are lost then, not the walk)."""
+    gc, interp = d.get("gc", {}), d["interpreter_state"]
+    at = gc.get("collecting")
+    if at is None or at % 4 or at + 4 > gc["size"] or interp["gc"] + gc["size"] > interp["size"]:
+        return None
+    return interp["gc"] + at
+
+
 def _layout_from(d: Blob, spec: DebugOffsetsSpec) -> Layout:
     rt, it, ts = d["runtime_state"], d["interpreter_state"], d["thread_state"]
     fr, co, uni = d["interpreter_frame"], d["code_object"], d["unicode_object"]
@@ -214,7 +224,8 @@ def _layout_from(d: Blob, spec: DebugOffsetsSpec) -> Layout:
         interp=InterpreterOffsets(next=it["next"], tstate_head=it["threads_head"],
                                   modules=it["imports_modules"], ceval_gil=it["ceval_gil"],
                                   gil=gil_base,
-                                  code_object_generation=it.get("code_object_generation")),
+                                  code_object_generation=it.get("code_object_generation"),
+                                  gc_collecting=_gc_collecting(d)),
         # switch_number is not listed; it is the unsigned long after ``locked`` (checked at 16).
         gil=GilOffsets(last_holder=it["gil_runtime_state_holder"] - gil_base,
                        locked=it["gil_runtime_state_locked"] - gil_base,

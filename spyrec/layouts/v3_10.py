@@ -20,7 +20,8 @@ V3_10 = Layout(
         interpreters_head=32,
         gil=352,  # ceval.gil; last_holder at 360, locked at 368
     ),
-    interp=InterpreterOffsets(next=0, tstate_head=8, modules=856),
+    interp=InterpreterOffsets(next=0, tstate_head=8, modules=856,
+                              gc_collecting=816),  # gc at 616, collecting at +200
     thread=ThreadOffsets(
         prev=0, next=8, interp=16,
         frame=24,  # struct _frame *frame

@@ -22,7 +22,8 @@ V3_11 = Layout(
         interpreters_head=40,
         gil=360,  # ceval.gil; last_holder at 368, locked at 376
     ),
-    interp=InterpreterOffsets(next=0, tstate_head=16, modules=888),
+    interp=InterpreterOffsets(next=0, tstate_head=16, modules=888,
+                              gc_collecting=848),  # gc at 648, collecting at +200
     thread=ThreadOffsets(
         prev=0, next=8, interp=16,
         frame=56,  # _PyCFrame *cframe (may point at root_cframe inside the tstate)

@@ -19,7 +19,8 @@ from spyrec.layouts.base import (CFrameOffsets, ChunkOffsets, CodeOffsets, Frame
 V3_12 = Layout(
     name="v3_12",
     runtime=RuntimeOffsets(interpreters_head=40, gil=None),
-    interp=InterpreterOffsets(next=0, tstate_head=72, modules=944, ceval_gil=384, gil=1040),
+    interp=InterpreterOffsets(next=0, tstate_head=72, modules=944, ceval_gil=384, gil=1040,
+                              gc_collecting=312),  # gc at 112, collecting at +200
     thread=ThreadOffsets(
         prev=0, next=8, interp=16,
         frame=56,  # _PyCFrame *cframe

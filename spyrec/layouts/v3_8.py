@@ -52,6 +52,7 @@ V3_8 = Layout(
     runtime=RuntimeOffsets(
         interpreters_head=32,
         gil=1152,  # ceval.gil; last_holder at 1160, locked at 1168
+        gc_collecting=544,  # gc at 344, collecting at +200
     ),
     interp=InterpreterOffsets(next=0, tstate_head=8, modules=56),
     thread=_THREAD,
@@ -72,7 +73,8 @@ V3_9 = Layout(
         interpreters_head=32,
         gil=352,  # ceval.gil; last_holder at 360, locked at 368
     ),
-    interp=InterpreterOffsets(next=0, tstate_head=8, modules=856),
+    interp=InterpreterOffsets(next=0, tstate_head=8, modules=856,
+                              gc_collecting=816),  # gc at 616, collecting at +200
     thread=_THREAD,
     frame=_FRAME,
     code=_CODE,
