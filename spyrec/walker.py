@@ -207,6 +207,10 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         self._rt_gc = rt.gc_collecting is not None
         if rt.gc_collecting is not None:
             runtime_fields.append((rt.gc_collecting, "i"))
+        #: where gc.collecting lies: (relative to the interpreter, or to _PyRuntime) or None
+        self._collecting_at: Optional[Tuple[bool, int]] = (
+            (True, it.gc_collecting) if it.gc_collecting is not None
+            else (False, rt.gc_collecting) if rt.gc_collecting is not None else None)
         self._rt_base, self._rt = _block(runtime_fields)
         self._runtime_collecting = False
 
@@ -326,7 +330,7 @@ class StackWalker(ChunkWalk, PyFrameWalk):
                 break
             stacks.append(stack)
             tstate = next_tstate
-        if 0 <= collector_at < len(stacks):
+        if 0 <= collector_at < len(stacks) and self._still_collecting(interp):
             stacks[collector_at] = stacks[collector_at]._replace(in_gc=True)
         return next_interp
 
@@ -337,6 +341,19 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         function) lets another thread take it.  ``values``: the interpreter's fields now."""
         collecting = values[self._in_gc] if self._in_gc is not None else self._runtime_collecting
         return last_holder if collecting else 0
+
+    def _still_collecting(self, interp: int) -> bool:
+        """Whether the collection found before the collector's stack was read still runs: a
+        stack read after it ended (or between two) is not marked.  A collection is
+        milliseconds long, a walk microseconds: one found at both ends held throughout."""
+        if self._collecting_at is None:
+            return False
+        in_interp, offset = self._collecting_at
+        try:
+            data = self.read((interp if in_interp else self.runtime) + offset, 4)
+        except READ_ERRORS:
+            return False
+        return _U32.unpack(data)[0] != 0
 
     def _tick(self) -> None:
         """A sample begins: its time, and the code cache's periodic check."""
@@ -408,7 +425,9 @@ class StackWalker(ChunkWalk, PyFrameWalk):
                                             last_holder, gil_quiet, still)[0]
                 if stack is None:
                     return None  # a thread ended: its state was freed
-                stacks.append(stack._replace(in_gc=True) if tstate == collector else stack)
+                if tstate == collector and self._still_collecting(interp):
+                    stack = stack._replace(in_gc=True)
+                stacks.append(stack)
         except READ_ERRORS:
             return None
         for kept, fresh in ((self._last, self._next_last), (self._memos, self._next_memos),

@@ -217,7 +217,7 @@ def test_a_stack_never_ends_at_a_freed_frame(label, tmp_path):
     stacks = Stacks(load(out))
     roots = Counter(stack[-1][0] if stack else None for stack in busy_stacks(stacks))
     total = sum(roots.values())
-    assert total > 1500, (label, total)
+    assert total > 1000, (label, total)  # of 3,000 rounds, fewer on a busy machine
     assert roots["<module>"] >= ROOTED * total, (label, roots.most_common(4))
 
 
