@@ -28,6 +28,7 @@ from typing import (Any, Callable, Collection, Dict, Iterable, List, Optional, S
 import numpy as np
 import pandas as pd
 
+from spyanalyze import frames as frame_rules
 from spyanalyze.errors import EmptyResult, UnknownThread
 from spyanalyze.tables import StackTable, thread_display_name
 
@@ -38,7 +39,7 @@ Recording = Any
 #: A time bound: seconds since the origin (a number, or a string with a unit), or a moment.
 TimeBound = Union[float, str, "pd.Timestamp", datetime.datetime, np.datetime64, None]
 
-KINDS = ("user", "stdlib", "site-packages", "other")
+KINDS = frame_rules.KINDS
 
 
 # ------------------------------------------------------------------------------------------

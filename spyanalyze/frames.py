@@ -27,6 +27,28 @@ GC_FRAME = spyformat.GC_FRAME
 PSEUDO_FRAMES = (NO_PYTHON_FRAMES, GC_FRAME)
 
 
+#: What a frame's ``kind`` says: where its Python code lives (the first four, see
+#: ``spyanalyze.paths.module_paths``), or that it is no Python code.
+KINDS = ("user", "stdlib", "site-packages", "other", "native", "kernel")
+#: The ``kind`` of the frames of each non-Python ``spyformat.FrameKind``, and their module.
+_FORMAT_KINDS = {spyformat.FrameKind.NATIVE: "native", spyformat.FrameKind.KERNEL: "kernel"}
+
+
+def with_format_kinds(modules, kinds, format_kinds):
+    """``module_paths``' (modules, kinds) with the frames that are no Python code (``format_kinds``,
+    the recording's ``spyformat.FrameKind`` of each frame) given their own kind, and that kind as
+    their module: ``futex_wait_queue (kernel)``."""
+    modules, kinds = list(modules), list(kinds)
+    for i in np.flatnonzero(np.asarray(format_kinds) != spyformat.FrameKind.PYTHON).tolist():
+        kinds[i] = modules[i] = _FORMAT_KINDS.get(int(format_kinds[i]), "other")
+    return modules, kinds
+
+
+def format_kind(kind):
+    """The ``spyformat.FrameKind`` a frame of this ``kind`` is written with."""
+    return {name: value for value, name in _FORMAT_KINDS.items()}.get(kind, spyformat.FrameKind.PYTHON)
+
+
 def interpreter_internal(files, names, lines):
     """Boolean array: which frames are the interpreter's own shims, not code of the program.
 

@@ -101,20 +101,22 @@ class Recording:
         """Build a Recording from ``spyformat.RecordingData`` (the codec's neutral result)."""
         if not data.header:
             raise CorruptRecording("the recording has no HEADER record")
-        frame_map, frames = _canonical_frames(data)
-        frame_map, frames = _drop_internal_frames(frame_map, frames)
+        frame_map, frames, format_kinds = _canonical_frames(data)
+        frame_map, frames, format_kinds = _drop_internal_frames(frame_map, frames, format_kinds)
         stack_map, stacks = _canonical_stacks(data.stacks, frame_map)
         if any(not stack for stack in stacks):
             stacks = [stack or (len(frames),) for stack in stacks]
             frames = _with_no_python_frame(frames)
+            format_kinds = np.append(format_kinds, spyformat.FrameKind.PYTHON)
         threads = _records_table(data.threads.values(), ["pid", "tid", "py_thread_id", "name", "start_ns",
                                                           "end_ns"], ("pid", "tid"))
         processes = _records_table(data.processes.values(), ["pid"], ("pid",))
         root = data.header.get("cwd") or next(
             (p.get("cwd") for p in data.processes.values() if p.get("cwd")), None)
         modules, kinds = module_paths(frames["file"].tolist(), root)
+        modules, kinds = frame_rules.with_format_kinds(modules, kinds, format_kinds)
         frames["module"] = pd.Series(modules, dtype=object)
-        frames["kind"] = pd.Categorical(kinds, categories=["user", "stdlib", "site-packages", "other"])
+        frames["kind"] = pd.Categorical(kinds, categories=frame_rules.KINDS)
         frames["label"] = pd.Series(frame_rules.labels(frames["qualname"], frames["module"], frames["line"]),
                                     dtype=object)
         frames = frames.rename_axis("frame")
@@ -318,27 +320,29 @@ def _canonical_frames(data):
     """Resolve string ids and fold frames with identical content onto one id."""
     strings = data.strings
     raw = data.frames
+    kinds = raw.get("kind") or [spyformat.FrameKind.PYTHON] * len(raw["file"])
     keys = list(zip((strings[i] for i in raw["file"]), (strings[i] for i in raw["name"]),
-                    (strings[i] for i in raw["qualname"]), raw["line"], raw["column"]))
+                    (strings[i] for i in raw["qualname"]), raw["line"], raw["column"], kinds))
     frame_map, unique = _fold(keys)
-    file, name, qualname, line, column = (list(col) for col in zip(*unique)) if unique \
-        else ([], [], [], [], [])
+    file, name, qualname, line, column, kind = (list(col) for col in zip(*unique)) if unique \
+        else ([], [], [], [], [], [])
     frames = pd.DataFrame({"file": pd.Series(file, dtype=object), "name": pd.Series(name, dtype=object),
                            "qualname": pd.Series(qualname, dtype=object),
                            "line": np.asarray(line, dtype=np.int64),
                            "column": np.asarray(column, dtype=np.int64)})
-    return frame_map, frames
+    return frame_map, frames, np.asarray(kind, dtype=np.int64)
 
 
-def _drop_internal_frames(frame_map, frames):
+def _drop_internal_frames(frame_map, frames, format_kinds):
     """Leave out the interpreter's shim frames (``spyanalyze.frames.interpreter_internal``):
-    returns the frame map with -1 for them, and the frames table without them."""
+    returns the frame map with -1 for them, and the frames table and kinds without them."""
     internal = frame_rules.interpreter_internal(frames["file"], frames["name"], frames["line"])
+    internal &= format_kinds == spyformat.FrameKind.PYTHON
     if not internal.any():
-        return frame_map, frames
+        return frame_map, frames, format_kinds
     renumber = np.cumsum(~internal) - 1
     renumber[internal] = -1
-    return renumber[frame_map], frames[~internal].reset_index(drop=True)
+    return renumber[frame_map], frames[~internal].reset_index(drop=True), format_kinds[~internal]
 
 
 def _with_no_python_frame(frames):

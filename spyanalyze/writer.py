@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO, Dict
 import numpy as np
 
 from spyformat import Interner, SpyWriter
+from spyanalyze import frames as frame_rules
 
 if TYPE_CHECKING:
     from spyanalyze.recording import Recording
@@ -56,7 +57,8 @@ def write(recording: "Recording", out: BinaryIO) -> int:
             if new is None:
                 row = frames.iloc[fid]
                 new = frame_ids[fid] = interned.frame_id(row["file"], row["name"], row["qualname"],
-                                                       int(row["line"]), int(row["column"]))
+                                                       int(row["line"]), int(row["column"]),
+                                                       frame_rules.format_kind(row["kind"]))
             ids.append(new)
         new_stack[sid] = interned.stack_id(tuple(ids))
     columns = (samples["t"].to_numpy(), samples["pid"].to_numpy(), samples["tid"].to_numpy(),

@@ -10,7 +10,7 @@ from spyformat.columns import (REQUIRED_SAMPLE_COLUMNS, SAMPLE_COLUMNS, STRING_S
                                Transform, decode_column)
 from spyformat.errors import CorruptRecording
 from spyformat.limits import MAX_TIME_NS, RECORD_COST, SAMPLE_COST, ReadBudget
-from spyformat.records import bound
+from spyformat.records import FrameKind, bound
 
 if TYPE_CHECKING:
     import numpy as np
@@ -114,7 +114,7 @@ class RecordingData:
         self.trailer: Optional[Dict[str, Any]] = None
         self.strings: List[str] = []
         self.frames: Dict[str, List[int]] = {"file": [], "name": [], "qualname": [], "line": [],
-                                             "column": []}
+                                             "column": [], "kind": []}
         self.stacks: List[Tuple[int, ...]] = []            # tuples of frame ids, root first
         self.processes: Dict[int, Dict[str, Any]] = {}         # pid -> merged PROCESS fields
         self.threads: Dict[Tuple[int, int], Dict[str, Any]] = {}  # (pid, tid) -> merged THREAD fields
@@ -217,7 +217,9 @@ def read_recording(stream: BinaryIO, max_memory: Optional[int] = None) -> Record
 def _add_frames(data, payload, offset):
     _expect(payload["first"] == len(data.frames["file"]), "frame ids out of sequence", offset)
     n = len(payload["file"])
-    for field in ("file", "name", "qualname", "line", "column"):
+    if "kind" not in payload:  # before 1.2, or only Python frames
+        payload["kind"] = [FrameKind.PYTHON] * n
+    for field in ("file", "name", "qualname", "line", "column", "kind"):
         values = payload[field]
         _expect(len(values) == n, "FRAMES columns differ in length", offset)
         if field in ("file", "name", "qualname") and values:

@@ -71,6 +71,19 @@ PID = Int(0, U32)
 #: garbage collector ran: innermost in the sample's stack (formats/spy.md, "FRAMES").
 GC_FRAME = "<GC>"
 
+
+class FrameKind:
+    """Values of the FRAMES ``kind`` column (1.2): what ran there."""
+
+    PYTHON = 0    # a line of a code object
+    NATIVE = 1    # a function of the interpreter, an extension or a library
+    KERNEL = 2    # a kernel function a thread was blocked in
+    LIMIT = 3     # the values are below this
+
+
+#: The file of every KERNEL frame (its name and qualified name are the kernel function's).
+KERNEL_FILE = "[kernel]"
+
 #: Per kind name: field -> type.  Unknown keys are skipped; a known key of the wrong type is
 #: corrupt; nil stands for an absent field (except a THREAD ``name``, where it says the name is
 #: unknown).  ``REQUIRED`` lists the keys a record must have.
@@ -81,7 +94,8 @@ FIELDS = {
                "codec": Str(), "mode": Str()},
     "STRINGS": {"first": Int(0, I64), "values": StrList()},
     "FRAMES": {"first": Int(0, I64), "file": IntList(0, I64), "name": IntList(0, I64),
-               "qualname": IntList(0, I64), "line": IntList(0, I32), "column": IntList(-1, I32)},
+               "qualname": IntList(0, I64), "line": IntList(0, I32), "column": IntList(-1, I32),
+               "kind": IntList(0, FrameKind.LIMIT)},
     "STACKS": {"first": Int(0, I64), "lengths": IntList(0, MAX_STACK_DEPTH + 1), "frames": IntList(0, I64)},
     "PROCESS": {"pid": PID, "argv": StrList(), "python_version": Str(), "executable": Str(), "cwd": Str(),
                 "start_ns": TIME, "end_ns": TIME, "exit_code": Int(-I32, I32)},
@@ -100,7 +114,7 @@ REQUIRED = {"HEADER": ("format",), "STRINGS": ("first", "values"),
 _ELEMENT_COST = {("STRINGS", "values"): limits.STRING_COST,
                  ("STACKS", "lengths"): limits.STACK_COST,
                  ("STACKS", "frames"): limits.STACK_ENTRY_COST}
-_FRAME_FIELDS = 5
+_FRAME_FIELDS = 6
 
 # msgpack type bytes (https://github.com/msgpack/msgpack/blob/master/spec.md)
 _ARRAY16, _ARRAY32, _MAP16, _MAP32 = 0xDC, 0xDD, 0xDE, 0xDF

@@ -9,6 +9,7 @@ import msgpack
 from spyformat.chunks import (FORMAT_VERSION, PREAMBLE, ZLIB_LEVEL, Codec, Kind, encode_chunk,
                               encode_preamble, frame_chunk)
 from spyformat.columns import SAMPLE_COLUMNS, ColumnEncoder
+from spyformat.records import FrameKind
 
 #: A slice of a batch's encoding: rows of one column, or bytes of its compression.  Small
 #: enough that a slice done between two rounds at 1 kHz does not make the next one late.
@@ -37,9 +38,9 @@ class SpyWriter:
         self._frame_count = 0
         self._stack_count = 0
         self._new_strings: List[str] = []
-        # file, name, qualname (string ids), line, column
-        self._new_frames: Tuple[List[int], List[int], List[int], List[int], List[int]] = (
-            [], [], [], [], [])
+        # file, name, qualname (string ids), line, column, kind
+        self._new_frames: Tuple[List[int], List[int], List[int], List[int], List[int], List[int]] = (
+            [], [], [], [], [], [])
         self._new_stacks_lengths: List[int] = []
         self._new_stacks_frames: List[int] = []
         # (kind, payload) process/thread records, in order
@@ -61,14 +62,16 @@ class SpyWriter:
         self._string_count += 1
         return self._string_count - 1
 
-    def define_frame(self, file: int, name: int, qualname: int, line: int, column: int = -1) -> int:
+    def define_frame(self, file: int, name: int, qualname: int, line: int, column: int = -1,
+                     kind: int = FrameKind.PYTHON) -> int:
         """Define a frame from the string ids of its file, name and qualified name; return its id."""
-        files, names, qualnames, lines, columns = self._new_frames
+        files, names, qualnames, lines, columns, kinds = self._new_frames
         files.append(file)
         names.append(name)
         qualnames.append(qualname)
         lines.append(line)
         columns.append(column)
+        kinds.append(kind)
         self._frame_count += 1
         return self._frame_count - 1
 
@@ -165,12 +168,14 @@ class SpyWriter:
             self._write(Kind.STRINGS, {"first": self._string_count - len(self._new_strings),
                                        "values": self._new_strings})
             self._new_strings = []
-        files, names, qualnames, lines, columns = self._new_frames
+        files, names, qualnames, lines, columns, kinds = self._new_frames
         if files:
-            self._write(Kind.FRAMES, {"first": self._frame_count - len(files), "file": files,
-                                      "name": names, "qualname": qualnames, "line": lines,
-                                      "column": columns})
-            self._new_frames = ([], [], [], [], [])
+            frames = {"first": self._frame_count - len(files), "file": files, "name": names,
+                      "qualname": qualnames, "line": lines, "column": columns}
+            if any(kinds):  # only Python frames: a chunk a 1.1 reader reads the same
+                frames["kind"] = kinds
+            self._write(Kind.FRAMES, frames)
+            self._new_frames = ([], [], [], [], [], [])
         if self._new_stacks_lengths:
             self._write(Kind.STACKS, {"first": self._stack_count - len(self._new_stacks_lengths),
                                       "lengths": self._new_stacks_lengths,

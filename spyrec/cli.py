@@ -51,11 +51,14 @@ def _time_option(default_unit):
               help="Sample at the lowest real-time priority (root or CAP_SYS_NICE; 2 kHz or "
                    "less): on a busy machine the target's mmap and munmap never wait for a "
                    "recorder switched away in the middle of a read.")
+@click.option("--kernel", is_flag=True,
+              help="Put each waiting thread's kernel frames under its Python frames "
+                   "(/proc/PID/task/TID/stack; root).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, "-V", "--version", prog_name="spyrec",
                       message="%(prog)s %(version)s (records CPython " + supported_range() + ")")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def spyrec(output, pid, duration, interval, rate, quiet, realtime, debug, command):
+def spyrec(output, pid, duration, interval, rate, quiet, realtime, kernel, debug, command):
     """Record every thread's Python stack of a CPython process, from outside it.
 
     Give either -p PID or a command after '--'. Nothing is injected into the target and it is
@@ -77,7 +80,7 @@ def spyrec(output, pid, duration, interval, rate, quiet, realtime, debug, comman
     live = LiveStatus(sys.stderr) if not quiet and sys.stderr.isatty() else None
     try:
         stats = record(output, pid=pid, command=list(command) or None, interval_ns=interval_ns,
-                       duration_ns=duration, progress=live, realtime=realtime)
+                       duration_ns=duration, progress=live, realtime=realtime, kernel=kernel)
     except SpyError as exc:
         if live is not None:
             live.clear()

@@ -42,9 +42,10 @@ class ThreadStats:
 
     __slots__ = ("_schedstat", "_stat", "_wchan", "_syscall", "_zeros", "_checks", "_misses",
                  "last_cpu_ns", "_switches", "_raw", "running", "still", "still_count", "cpu",
-                 "_channel", "cause", "_base")
+                 "_channel", "cause", "_base", "_stack", "kernel_frames", "_kernel_by_cause")
 
-    def __init__(self, proc_root, pid, tid):
+    def __init__(self, proc_root, pid, tid, kernel=False):
+        """``kernel``: also read a sleeping thread's kernel frames (``kernel_frames``)."""
         base = "%s/%d/task/%d/" % (proc_root, pid, tid)
         self._schedstat = _open_or_none(base + "schedstat")
         self._stat = _open_or_none(base + "stat")
@@ -55,6 +56,11 @@ class ThreadStats:
         #: (system call, kernel function) the thread waited in at the last ``refresh()`` that
         #: found it asleep, each None when unknown; (None, None) while it runs.
         self.cause = (None, None)
+        self._stack = -1 if kernel else None  # ``stack``, opened when first needed
+        #: The kernel functions it was blocked in at that ``refresh()``, innermost first, with
+        #: ``kernel``; () while it runs, or when the kernel does not tell.
+        self.kernel_frames = ()
+        self._kernel_by_cause = {}  # (call, function) -> kernel_frames read asleep in it
         self._zeros = self._checks = self._misses = 0
         self.last_cpu_ns = None
         self._switches = 0
@@ -110,8 +116,11 @@ class ThreadStats:
                                            need_cpu=need_cpu)
             if self.running:
                 self.cause = (None, None)
+                self.kernel_frames = ()
             elif not self.still:  # asleep since it last ran: in what (a still one, as before)
                 self.cause = self._wait_cause()
+                if self._stack is not None:
+                    self.kernel_frames = self._kernel_frames_for(self.cause)
         if not read_after:
             self._switches = 0
             self._raw = None  # parsed again next time, to take its switch count up
@@ -172,6 +181,36 @@ class ThreadStats:
             channel = _function_name(self._read_wchan())
         return call, channel
 
+    def _kernel_frames_for(self, cause):
+        """The kernel frames of the thread asleep in ``cause``.  The path from a system call to
+        the function it sleeps in hardly varies, so a thread's stack is read once per (call,
+        function) it sleeps in (a few: a worker waits for work, then for the GIL, in turn)."""
+        if None in cause:
+            return self._read_kernel_frames()
+        known = self._kernel_by_cause
+        frames = known.get(cause)
+        if frames is None:
+            frames = self._read_kernel_frames()
+            # kept only whole, down to the system call's entry: a thread that woke meanwhile
+            # shows none, or part of one
+            if frames and frames[-1].startswith("entry_"):
+                if len(known) >= KERNEL_CAUSES_KEPT:
+                    known.clear()
+                known[cause] = frames
+        return frames
+
+    def _read_kernel_frames(self):
+        """The kernel functions of a sleeping thread, innermost first, without offsets."""
+        if self._stack == -1:
+            self._stack = _open_or_none(self._base + "stack")
+        if self._stack is None:
+            return ()
+        try:
+            data = os.pread(self._stack, KERNEL_STACK_BYTES, 0)
+        except OSError:
+            return ()
+        return tuple(symbol.split("+", 1)[0] for symbol in _kernel_symbols(data))
+
     def _read_wchan(self):
         """``wchan`` now: a function's name, ``0`` (running, or the kernel will not tell), or
         None when unreadable."""
@@ -224,13 +263,13 @@ class ThreadStats:
         return True
 
     def close(self):
-        for fd in (self._schedstat, self._stat, self._wchan, self._syscall):
+        for fd in (self._schedstat, self._stat, self._wchan, self._syscall, self._stack):
             if fd is not None and fd != -1:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self._schedstat = self._stat = self._wchan = self._syscall = None
+        self._schedstat = self._stat = self._wchan = self._syscall = self._stack = None
 
 
 def kernel_stack(proc_root, pid, tid):
@@ -238,11 +277,15 @@ def kernel_stack(proc_root, pid, tid):
     from ``stack`` (root only; a running thread has none there)."""
     try:
         with open("%s/%d/task/%d/stack" % (proc_root, pid, tid), "rb") as f:
-            lines = f.read(64 * 1024).decode("ascii", "replace").splitlines()
+            return _kernel_symbols(f.read(KERNEL_STACK_BYTES))
     except OSError:
         return []
+
+
+def _kernel_symbols(data):
+    """``function+offset`` of each line of a ``stack`` read, innermost first."""
     frames = []
-    for line in lines:  # "[<0>] futex_wait_queue+0x60/0x90"
+    for line in data.decode("ascii", "replace").splitlines():  # "[<0>] futex_wait_queue+0x60/0x90"
         symbol = line.split("] ", 1)[-1].strip()
         if symbol:
             frames.append(symbol.rsplit("/", 1)[0])
@@ -267,6 +310,12 @@ class ProcessStats:
         if self._statm is not None:
             os.close(self._statm)
             self._statm = None
+
+
+#: More than a kernel stack's deepest listing (the kernel prints at most 64 frames).
+KERNEL_STACK_BYTES = 16 * 1024
+#: Kernel stacks kept per thread, one per (system call, function slept in).
+KERNEL_CAUSES_KEPT = 8
 
 
 def _function_name(wchan):

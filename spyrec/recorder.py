@@ -16,7 +16,7 @@ import time
 from typing import Callable, Optional, Sequence
 
 from spyrec import __version__
-from spyrec.errors import OutputError
+from spyrec.errors import OutputError, PermissionDenied
 from spyrec.interpreter import PythonProcess
 from spyrec.launcher import Launched, exit_status
 from spyrec.sampler import Sampler, SamplingStats
@@ -123,17 +123,31 @@ def read_cwd(pid):
         return ""
 
 
+def _check_kernel_stacks(pid: int) -> None:
+    """Fail at once, not with every sample, when the kernel will not show this process's
+    kernel stacks (``/proc/PID/task/TID/stack`` is readable by root only)."""
+    try:
+        with open("/proc/%d/task/%d/stack" % (pid, pid), "rb") as f:
+            f.read(1)
+    except PermissionError:
+        raise PermissionDenied("--kernel: the kernel stacks of process %d are not readable "
+                               "(/proc/PID/task/TID/stack needs root)" % pid) from None
+    except OSError:
+        pass  # the process is ending: the recording says so
+
+
 def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[str]] = None,
            interval_ns: int = 10_000_000, duration_ns: Optional[int] = None,
            progress: Optional[Callable[[SamplingStats, int], None]] = None,
            observe: Optional[Callable[[SpyWriter, PythonProcess], Sink]] = None,
            should_stop: Optional[Callable[[], bool]] = None,
-           realtime: bool = False) -> SamplingStats:
+           realtime: bool = False, kernel: bool = False) -> SamplingStats:
     """Record a process (``pid``) or a command (``command``) into ``output``; return the stats.
     ``progress(stats, elapsed_ns)`` is called about twice a second (see ``Sampler.run``).
     ``observe(writer, process)``, once attached, returns what the sampler writes to instead
     of the writer (one that passes everything on: the live view); ``should_stop()`` ends the
-    recording, as a signal does; ``realtime``: see ``spyrec.scheduling.LowLatency``."""
+    recording, as a signal does; ``realtime``: see ``spyrec.scheduling.LowLatency``;
+    ``kernel``: a sleeping thread's kernel frames under its Python frames (root)."""
     out = Output(output)
     stream = out.stream
     writer = None
@@ -152,12 +166,14 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
         if guessed is not None:
             warn("Python %s is newer than spyrec knows; its _Py_DebugOffsets passed every check, "
                  "so it is read with the %d.%d field list" % ((process.version_string,) + guessed))
+        if kernel:
+            _check_kernel_stacks(process.pid)
         origin = time.monotonic_ns()
         writer = SpyWriter(stream)
         _write_start(writer, process, origin, interval_ns, "launch" if command else "attach")
         out.publish()
         sampler = Sampler(process, writer if observe is None else observe(writer, process),
-                          interval_ns, origin)
+                          interval_ns, origin, kernel=kernel)
         stats = sampler.run(stop if should_stop is None else lambda: stop() or should_stop(),
                             duration_ns, progress, realtime)
         if stats.stop_reason == "interrupted" and stop.signal is not None:

@@ -11,9 +11,9 @@ again under fresh ids, so the recorder's memory stays bounded however long it ru
 many distinct stacks the target makes (a raw stack of 30 frames takes about 2 KB).
 """
 
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from spyformat import GC_FRAME, Interner
+from spyformat import GC_FRAME, KERNEL_FILE, FrameKind, Interner
 from spyrec.codeobjects import SKIP, CodeCache
 from spyrec.errors import MemoryReadError, PermissionDenied
 from spyrec.sinks import Sink
@@ -29,8 +29,6 @@ DEFINED_LIMIT = 50_000
 #: A walker frame: (code key, instruction offset).
 RawFrame = Tuple[int, int]
 
-#: What a raw stack ends with in the tables here when its sample is marked (no code key is -1).
-_GC_MARK: Tuple[RawFrame, ...] = ((-1, 0),)
 
 
 class StackResolver:
@@ -39,7 +37,8 @@ class StackResolver:
     def __init__(self, codes: CodeCache, sink: Sink):
         self.codes = codes
         self.interned = Interner(sink, DEFINED_LIMIT)
-        self._raw_stacks: Dict[Tuple[RawFrame, ...], int] = {}
+        #: raw frames, or (raw frames, in GC, kernel frames) for a stack with either -> stack id
+        self._raw_stacks: Dict[Any, int] = {}
         self._raw_frames: Dict[RawFrame, int] = {}
 
     def string_id(self, text: str) -> int:
@@ -49,17 +48,20 @@ class StackResolver:
         """The stack of a thread with no Python frames, or of one whose walk tore."""
         return self.interned.stack_id(())
 
-    def stack_id(self, raw_frames: Tuple[RawFrame, ...], in_gc: bool = False) -> Optional[int]:
+    def stack_id(self, raw_frames: Tuple[RawFrame, ...], in_gc: bool = False,
+                 kernel: Tuple[str, ...] = ()) -> Optional[int]:
         """The stack id of a walker stack (leaf first), or None when a frame cannot be read;
-        ``in_gc``: with the ``GC_FRAME`` innermost."""
-        mark = _GC_MARK if in_gc else ()
-        stack_id = self._raw_stacks.get(raw_frames + mark)
+        innermost under its Python frames, ``in_gc``: the ``GC_FRAME``, ``kernel``: kernel
+        functions (innermost first)."""
+        extra = in_gc or kernel
+        stack_id = self._raw_stacks.get((raw_frames, in_gc, kernel) if extra else raw_frames)
         if stack_id is not None:
             return stack_id
         current = self._verified(raw_frames)
         if current is None:
             return None
-        stack_id = self._raw_stacks.get(current + mark)
+        key = (current, in_gc, kernel) if extra else current
+        stack_id = self._raw_stacks.get(key)
         if stack_id is None:
             frame_ids: List[int] = []
             for raw in reversed(current):
@@ -69,10 +71,13 @@ class StackResolver:
                 frame_ids.append(frame_id)
             if in_gc:
                 frame_ids.append(self.interned.frame_id(GC_FRAME, GC_FRAME, GC_FRAME, 0))
+            for function in reversed(kernel):
+                frame_ids.append(self.interned.frame_id(KERNEL_FILE, function, function, 0, -1,
+                                                        FrameKind.KERNEL))
             stack_id = self.interned.stack_id(tuple(frame_ids))
-            self._remember(current + mark, stack_id)
+            self._remember(key, stack_id)
         if current != raw_frames:
-            self._remember(raw_frames + mark, stack_id)
+            self._remember((raw_frames, in_gc, kernel) if extra else raw_frames, stack_id)
         return stack_id
 
     def _verified(self, raw_frames: Tuple[RawFrame, ...]) -> Optional[Tuple[RawFrame, ...]]:
@@ -101,7 +106,7 @@ class StackResolver:
             self._raw_frames[raw] = frame_id
         return frame_id
 
-    def _remember(self, raw_frames: Tuple[RawFrame, ...], stack_id: int) -> None:
+    def _remember(self, raw_frames: Any, stack_id: int) -> None:
         if len(self._raw_stacks) >= RAW_STACK_LIMIT:
             self._raw_stacks.clear()
         self._raw_stacks[raw_frames] = stack_id

@@ -39,7 +39,7 @@ class _Thread:
     """What the sampler keeps about one target thread between rounds."""
 
     __slots__ = ("stats", "named", "os_name", "name_tries", "next_name_try", "missing",
-                 "cpu_delta", "last_frames", "last_stack_id", "row", "counted")
+                 "cpu_delta", "last_frames", "last_kernel", "last_stack_id", "row", "counted")
 
     def __init__(self, stats: ThreadStats) -> None:
         self.stats = stats
@@ -50,6 +50,7 @@ class _Thread:
         self.missing = False
         self.cpu_delta = 0  # CPU time since the previous round, read at this round's start
         self.last_frames = None  # the walker's frames tuple of the last sample, and its stack id
+        self.last_kernel = ()  # the kernel frames under them
         self.last_stack_id = None
         self.row = None  # (stack id, flags, syscall, wchan) of its last sample
         self.counted = 0  # its switch count, added to the dormant threads' sum while dormant
@@ -132,8 +133,10 @@ class Sampler:
     """Samples one attached ``PythonProcess`` into a sink (see spyrec.sinks)."""
 
     def __init__(self, process: "PythonProcess", sink: Sink, interval_ns: int, origin_ns: int,
-                 proc_root: str = "/proc") -> None:
+                 proc_root: str = "/proc", kernel: bool = False) -> None:
+        """``kernel``: put a sleeping thread's kernel frames under its Python frames."""
         self.process = process
+        self.kernel = kernel
         self.sink = sink
         self.resolver = StackResolver(process.codes, sink)
         self.interval_ns = interval_ns
@@ -357,15 +360,18 @@ class Sampler:
         if thread_stack.torn:
             flags |= SampleFlag.TORN
         frames = thread_stack.frames
-        if frames is thread.last_frames and not thread_stack.in_gc:
+        kernel = thread.stats.kernel_frames  # () unless asked for, and asleep
+        if frames is thread.last_frames and kernel is thread.last_kernel \
+                and not thread_stack.in_gc:
             stack_id = thread.last_stack_id  # a stack kept whole by the walker: no hashing
         else:
-            stack_id = resolver.stack_id(frames, thread_stack.in_gc)
+            stack_id = resolver.stack_id(frames, thread_stack.in_gc, kernel)
             if stack_id is None:
                 flags |= SampleFlag.TORN
                 stack_id = resolver.empty_stack_id()
             elif not thread_stack.in_gc:
-                thread.last_frames, thread.last_stack_id = frames, stack_id
+                thread.last_frames, thread.last_kernel = frames, kernel
+                thread.last_stack_id = stack_id
         if flags & SampleFlag.TORN:
             self.stats.errors += 1  # a sample, torn: counted once (spec: a subset of samples)
         if thread_stack.read_ns:  # walked, not kept: see sample_round
@@ -455,7 +461,7 @@ class Sampler:
         if old is not None:
             old.stats.close()
             self._undormant(tid)
-        thread = _Thread(ThreadStats(self.proc_root, self.process.pid, tid))
+        thread = _Thread(ThreadStats(self.proc_root, self.process.pid, tid, self.kernel))
         # The baseline (the first sample's CPU delta is 0) and state; its stack was read before.
         thread.stats.refresh(read_after=False)
         self._threads[tid] = thread

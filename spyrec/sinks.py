@@ -14,8 +14,10 @@ class Sink(Protocol):
 
     def define_string(self, text: str) -> int: ...
 
-    def define_frame(self, file: int, name: int, qualname: int, line: int, column: int = -1) -> int:
-        """A frame from the string ids of its file, name and qualified name."""
+    def define_frame(self, file: int, name: int, qualname: int, line: int, column: int = -1,
+                     kind: int = 0) -> int:
+        """A frame from the string ids of its file, name and qualified name; ``kind`` a
+        ``spyformat.FrameKind`` value."""
 
     def define_stack(self, frame_ids: Sequence[int]) -> int:
         """A stack from its frame ids, root first."""

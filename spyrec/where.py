@@ -66,7 +66,7 @@ class Snapshot(NullSink):
         self.strings.append(text)
         return len(self.strings) - 1
 
-    def define_frame(self, file, name, qualname, line, column=-1):
+    def define_frame(self, file, name, qualname, line, column=-1, kind=0):
         strings = self.strings
         self.frames.append(FrameInfo(strings[file], strings[name], strings[qualname], line, column))
         return len(self.frames) - 1

@@ -7,6 +7,8 @@ One line per distinct stack: ``frame;frame;frame weight``, root first, matching
 ``paths.module_paths``).  Samples without Python frames are the root ``<no Python frames>``.  Weights
 are integers: sample counts by default, microseconds for ``weight="wall"`` or ``"cpu"``; a
 stack whose weight rounds to 0 is left out.  Lines are sorted, so output is deterministic.
+A kernel function reads ``name_[k]``, as Linux perf's stack collapsing writes it and
+flamegraph.pl colours it.
 """
 
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, TextIO
@@ -34,7 +36,9 @@ def frame_texts(recording: "Recording", lines: bool = True,
         modules = modules.map(lambda m: rename.get(m, m))
     texts = labels(frames["qualname"], modules,
                    frames["line"] if lines else np.zeros(len(frames), dtype=np.int64))
-    return [collapsed_name(text) for text in texts]
+    kernel = (frames["kind"] == "kernel").to_numpy()
+    return [collapsed_name(name) + "_[k]" if in_kernel else collapsed_name(text)
+            for text, name, in_kernel in zip(texts, frames["qualname"], kernel)]
 
 
 def stack_weights_by_text(recording: "Recording", weight: str = "samples", lines: bool = True,
