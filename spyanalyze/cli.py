@@ -135,6 +135,10 @@ def filter_options(idle_default):
             click.option("--prune", multiple=True, metavar="PATTERN",
                          help="Hide matching frames (e.g. stdlib, site-packages); their time goes "
                               "to the caller (repeatable)."),
+            click.option("--frames", metavar="TYPES",
+                         help="Show only these frame types, comma-separated: python, native, "
+                              "kernel (default: all there are); the others' time goes to "
+                              "their callers."),
             click.option("--idle", type=click.Choice(filters.IDLE_CHOICES), default=idle_default,
                          show_default=True, help="Samples of idle threads: keep, drop, or keep only them."),
             click.option("--gil", type=click.Choice(filters.GIL_CHOICES), default="any", show_default=True,
@@ -146,7 +150,8 @@ def filter_options(idle_default):
     return decorate
 
 
-_FILTER_KEYS = ("pids", "threads", "start", "end", "include", "exclude", "focus", "prune", "idle", "gil")
+_FILTER_KEYS = ("pids", "threads", "start", "end", "include", "exclude", "focus", "prune", "frames",
+                "idle", "gil")
 
 
 def filtered(recording, options):

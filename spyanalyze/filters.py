@@ -13,7 +13,11 @@ Frames are selected with one small pattern language (``select_frames``):
 * ``file:GLOB``          a source file: glob on the module-relative path or the absolute path;
                          a glob also matches trailing path components (``file:db.py`` matches
                          ``app/db.py``);
-* ``stdlib``, ``site-packages``, ``user``, ``other`` (or ``kind:NAME``): every frame of that kind.
+* ``stdlib``, ``site-packages``, ``user``, ``other``, ``native``, ``kernel`` (or ``kind:NAME``):
+  every frame of that kind (the first four are Python code; see ``spyanalyze.frames.KINDS``).
+
+``frame_types`` keeps the frames of the listed types (python, native, kernel) and hides the rest,
+as ``prune`` does.
 
 A filter that leaves nothing returns an empty Recording; ``apply(..., allow_empty=False)``
 raises ``EmptyResult`` naming the criterion that emptied it (what the CLI uses).
@@ -250,6 +254,29 @@ def prune(recording: Recording, pattern: str) -> Recording:
     return rewrite_stacks(recording, strip, "prune %s" % pattern)
 
 
+#: The frame types ``frame_types`` takes, and the frame kinds of each.
+FRAME_TYPES = {"python": ("user", "stdlib", "site-packages", "other"), "native": ("native",),
+               "kernel": ("kernel",)}
+
+
+def frame_types(recording: Recording, types: Union[str, Iterable[str]]) -> Recording:
+    """Keep only the frames of ``types`` (``"python,kernel"`` or a list of names in
+    ``FRAME_TYPES``); the others are hidden as ``prune`` hides them."""
+    names = [t.strip() for t in (types.split(",") if isinstance(types, str) else types)]
+    unknown = [t for t in names if t not in FRAME_TYPES]
+    if unknown or not names:
+        raise ValueError("unknown frame type %r (choose from %s)"
+                         % (unknown[0] if unknown else "", ", ".join(FRAME_TYPES)))
+    kept = [kind for t in names for kind in FRAME_TYPES[t]]
+    hidden = set(np.flatnonzero(~recording.frames["kind"].isin(kept).to_numpy()).tolist())
+    if not hidden:
+        return recording
+
+    def strip(stack):
+        return tuple(frame for frame in stack if frame not in hidden)
+    return rewrite_stacks(recording, strip, "frames %s" % ",".join(names))
+
+
 # ------------------------------------------------------------------------------------------
 # All at once (what the CLI uses)
 
@@ -262,9 +289,10 @@ def apply(recording: Recording, *, pids: Optional[Collection[int]] = None,
           start: TimeBound = None, end: TimeBound = None, idle: Union[bool, str, None] = None,
           gil: Union[bool, str, None] = None, include: Union[str, Iterable[str]] = (),
           exclude: Union[str, Iterable[str]] = (), focus: Optional[str] = None,
-          prune: Union[str, Iterable[str]] = (), allow_empty: bool = True) -> Recording:
+          prune: Union[str, Iterable[str]] = (), frames: Union[str, Iterable[str], None] = None,
+          allow_empty: bool = True) -> Recording:
     """Apply several filters in a fixed order: processes, threads, time window, idle, GIL,
-    include, exclude, focus, prune.
+    include, exclude, focus, prune, frame types (``frames``, see ``frame_types``).
 
     ``idle`` is ``"include"`` (or None: keep all), ``"exclude"`` (or False) or ``"only"`` (or
     True); ``gil`` is ``"any"`` (or None), ``"held"`` (True) or ``"released"`` (False).
@@ -295,6 +323,8 @@ def apply(recording: Recording, *, pids: Optional[Collection[int]] = None,
     if focus:
         steps.append((module["focus"], (focus,)))
     steps += [(module["prune"], (p,)) for p in _as_list(prune)]
+    if frames:
+        steps.append((frame_types, (frames,)))
     if not allow_empty and recording.empty:
         raise EmptyResult("the recording holds no samples")
     for function, args in steps:

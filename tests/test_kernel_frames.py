@@ -88,6 +88,13 @@ def test_the_analyser_shows_hides_exports_and_rewrites_kernel_frames(kernel_reco
     assert pruned.exit_code == 0 and " (kernel)" not in pruned.output, pruned.output
     take = next(line for line in pruned.output.splitlines() if "  take (" in line)
     assert take.split()[0] == take.split()[1], take          # its own time again: the leaf
+    python_only = run.invoke(spyanalyze_main, ["top", str(path), "--idle", "only", "-n", "0",
+                                               "--frames", "python"])
+    assert python_only.output.splitlines()[1:] == pruned.output.splitlines()[1:]
+    kernel_only = run.invoke(spyanalyze_main, ["top", str(path), "--idle", "only", "-n", "0",
+                                               "--frames", "kernel"])
+    functions = [line.split("  ")[-1] for line in kernel_only.output.splitlines()[2:]]
+    assert functions and all(f.endswith(" (kernel)") for f in functions), kernel_only.output
     collapsed = run.invoke(spyanalyze_main, ["export", str(path), "-f", "collapsed", "--idle", "only"])
     lines = collapsed.output.splitlines()
     assert any(";entry_SYSCALL_64" in line and "_[k];" in line for line in lines), lines[:3]
