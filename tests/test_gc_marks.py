@@ -10,6 +10,8 @@ no sample of the other thread marked.
 
 import bisect
 import json
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -32,6 +34,7 @@ WRONG_MARKS = 0.01
 #: a collection starts or ends is not marked (the flag is read before and after it), and there
 #: are a thousand such ends in the recording.
 TOLERANCE = 0.04
+SPYREC = [sys.executable, "-m", "spyrec"]
 
 
 @pytest.fixture(scope="module", params=ALL_SUPPORTED)
@@ -138,3 +141,25 @@ def test_every_view_shows_the_collectors_time(collecting_recording):
         assert GC_FRAME not in frames[:-1], text
         ticks += float(count) if frames[-1] == GC_FRAME else 0
     assert ticks == pytest.approx(rec.samples["ticks"][in_gc].sum(), abs=1), label
+
+
+def test_where_says_which_thread_is_collecting():
+    """``spyrec where`` reads each thread once: asked often enough, it finds the main thread
+    collecting (about 40% of the time), says so, and lists its Python frames without the mark;
+    the napper is never the one collecting."""
+    with running_target(python_for("3.12"), "collecting.py", "20") as target:
+        seen = []
+        for _ in range(30):
+            result = subprocess.run(SPYREC + ["where", "-p", str(target.pid), "--json"],
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+            threads = {t["tid"]: t for t in json.loads(result.stdout)["threads"]}
+            main = threads[target.info["main"]["native_id"]]
+            assert not threads[target.info["threads"]["napper"]["native_id"]]["gc"]
+            assert all(frame["file"] != GC_FRAME for frame in main["frames"])
+            seen.append(main["gc"])
+            if main["gc"]:
+                assert main["frames"][0]["name"] == "collect_now", main["frames"]
+            if True in seen and False in seen:
+                break
+        assert True in seen and False in seen, seen
