@@ -246,10 +246,20 @@ def info(path, as_json):
     click.echo("".join("%-9s %s\n" % (key, printable(value)) for key, value in lines), nl=False)
     for warning in facts["warnings"]:
         click.echo("warning   " + printable(warning))
+    processes = views.by_process(recording)
+    if len(processes) > 1:
+        rows = [(r.pid, "" if r.ppid is None else r.ppid, r.samples, r.threads, amount(r.cpu, "cpu"),
+                 r.python or "", printable(r.skipped and "skipped: " + r.skipped or r.command or ""))
+                for r in processes.itertuples()]
+        click.echo("\n" + render(rows, ("pid", "ppid", "samples", "threads", "cpu", "python", "command"),
+                                 right={0, 1, 2, 3, 4}), nl=False)
     table = views.by_thread(recording)
-    rows = [(r.tid, r.samples, amount(r.cpu, "cpu"), "%.0f%%" % (100 * r.idle_share), r.thread)
+    several = table["pid"].nunique() > 1
+    rows = [((r.pid,) if several else ()) + (r.tid, r.samples, amount(r.cpu, "cpu"),
+                                            "%.0f%%" % (100 * r.idle_share), r.thread)
             for r in table.itertuples()]
-    click.echo("\n" + render(rows, ("tid", "samples", "cpu", "idle", "thread"), right={0, 1, 2, 3}), nl=False)
+    heads = (("pid",) if several else ()) + ("tid", "samples", "cpu", "idle", "thread")
+    click.echo("\n" + render(rows, heads, right=set(range(len(heads) - 1))), nl=False)
 
 
 @main.command()

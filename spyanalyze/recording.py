@@ -250,6 +250,9 @@ class Recording:
     def by_thread(self) -> pd.DataFrame:
         return views.by_thread(self)
 
+    def by_process(self) -> pd.DataFrame:
+        return views.by_process(self)
+
     def by_cause(self, weight: str = "wall") -> pd.DataFrame:
         return views.by_cause(self, weight)
 

@@ -151,6 +151,44 @@ def by_thread(recording: Recording) -> pd.DataFrame:
     return table[columns].sort_values("samples", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def by_process(recording: Recording) -> pd.DataFrame:
+    """One row per process the recording names (the target and, recorded with ``spyrec -C``,
+    its descendants): ``pid``, ``ppid`` (None for the target), ``command``, ``python``,
+    ``samples``, ``threads``, ``cpu`` (ns), ``idle_share``, its span (``first`` and ``last``
+    sample, ns since the origin) and ``skipped``: why a descendant was not recorded (None
+    for one that was)."""
+    samples = recording.samples
+    columns = ["pid", "ppid", "command", "python", "samples", "threads", "cpu", "idle_share",
+               "first", "last", "skipped"]
+    stats = samples.groupby("pid", sort=True).agg(
+        samples=("stack", "size"), threads=("tid", "nunique"), cpu=("cpu", "sum"),
+        idle_share=("idle", "mean"), first=("t", "min"), last=("t", "max"))
+    processes = recording.processes.set_index("pid") if len(recording.processes) else None
+    pids = sorted(set(stats.index.tolist()) | set(processes.index.tolist() if processes is not None else []))
+
+    def field(pid, name):
+        if processes is None or pid not in processes.index or name not in processes.columns:
+            return None
+        value = processes.at[pid, name]
+        return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+    rows = []
+    for pid in pids:
+        argv = field(pid, "argv")
+        row = {"pid": int(pid), "ppid": field(pid, "ppid"),
+               "command": " ".join(argv) if isinstance(argv, list) else None,
+               "python": field(pid, "python_version"), "skipped": field(pid, "skipped")}
+        if pid in stats.index:
+            row.update(stats.loc[pid].to_dict())
+        else:
+            row.update(samples=0, threads=0, cpu=0, idle_share=None, first=None, last=None)
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=columns)
+    for column in ("samples", "threads", "cpu"):
+        table[column] = table[column].astype(np.int64)
+    table["ppid"] = pd.Series([row["ppid"] for row in rows], dtype=object)  # None: no parent
+    return table
+
+
 def timeline(recording: Recording, freq: str = "1s") -> pd.DataFrame:
     """CPU and memory over time, resampled to ``freq`` (a pandas offset such as ``"100ms"``).
 

@@ -98,7 +98,8 @@ FIELDS = {
                "kind": IntList(0, FrameKind.LIMIT)},
     "STACKS": {"first": Int(0, I64), "lengths": IntList(0, MAX_STACK_DEPTH + 1), "frames": IntList(0, I64)},
     "PROCESS": {"pid": PID, "argv": StrList(), "python_version": Str(), "executable": Str(), "cwd": Str(),
-                "start_ns": TIME, "end_ns": TIME, "exit_code": Int(-I32, I32)},
+                "start_ns": TIME, "end_ns": TIME, "exit_code": Int(-I32, I32), "ppid": PID,
+                "skipped": Str()},
     "THREAD": {"pid": PID, "tid": PID, "py_thread_id": Int(0, U64), "name": StrOrNil(),
                "start_ns": TIME, "end_ns": TIME},
     "SAMPLES": {"count": Int(0, I64), "columns": None},     # columns: see _columns

@@ -51,6 +51,9 @@ def _time_option(default_unit):
               help="Sample at the lowest real-time priority (root or CAP_SYS_NICE; 2 kHz or "
                    "less): on a busy machine the target's mmap and munmap never wait for a "
                    "recorder switched away in the middle of a read.")
+@click.option("-C", "--children", is_flag=True,
+              help="Record every Python descendant of the process too (multiprocessing workers, "
+                   "forked servers, subprocesses running Python), into the same file.")
 @click.option("--kernel", is_flag=True,
               help="Put each waiting thread's kernel frames under its Python frames "
                    "(/proc/PID/task/TID/stack; root).")
@@ -58,7 +61,8 @@ def _time_option(default_unit):
 @click.version_option(__version__, "-V", "--version", prog_name="spyrec",
                       message="%(prog)s %(version)s (records CPython " + supported_range() + ")")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def spyrec(output, pid, duration, interval, rate, quiet, realtime, kernel, debug, command):
+def spyrec(output, pid, duration, interval, rate, quiet, realtime, children, kernel, debug,
+           command):
     """Record every thread's Python stack of a CPython process, from outside it.
 
     Give either -p PID or a command after '--'. Nothing is injected into the target and it is
@@ -80,7 +84,8 @@ def spyrec(output, pid, duration, interval, rate, quiet, realtime, kernel, debug
     live = LiveStatus(sys.stderr) if not quiet and sys.stderr.isatty() else None
     try:
         stats = record(output, pid=pid, command=list(command) or None, interval_ns=interval_ns,
-                       duration_ns=duration, progress=live, realtime=realtime, kernel=kernel)
+                       duration_ns=duration, progress=live, realtime=realtime, kernel=kernel,
+                       children=children)
     except SpyError as exc:
         if live is not None:
             live.clear()

@@ -407,3 +407,20 @@ class TargetMemory:
 
     def close(self) -> None:
         self.mem.close()
+
+
+def read_cmdline(pid: int) -> List[str]:
+    """A process's command line, [] when it cannot be read."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def read_cwd(pid: int) -> str:
+    """A process's working directory, "" when it cannot be read."""
+    try:
+        return os.readlink("/proc/%d/cwd" % pid)
+    except OSError:
+        return ""

@@ -17,7 +17,9 @@ from typing import Callable, Optional, Sequence
 
 from spyrec import __version__
 from spyrec.errors import OutputError, PermissionDenied
+from spyrec.descendants import Descendants
 from spyrec.interpreter import PythonProcess
+from spyrec.process import read_cmdline, read_cwd
 from spyrec.launcher import Launched, exit_status
 from spyrec.sampler import Sampler, SamplingStats
 from spyrec.sinks import Sink
@@ -108,21 +110,6 @@ class Output:
             os.unlink(self.temporary)
 
 
-def read_cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
-
-
-def read_cwd(pid):
-    try:
-        return os.readlink("/proc/%d/cwd" % pid)
-    except OSError:
-        return ""
-
-
 def _check_kernel_stacks(pid: int) -> None:
     """Fail at once, not with every sample, when the kernel will not show this process's
     kernel stacks (``/proc/PID/task/TID/stack`` is readable by root only)."""
@@ -141,13 +128,14 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
            progress: Optional[Callable[[SamplingStats, int], None]] = None,
            observe: Optional[Callable[[SpyWriter, PythonProcess], Sink]] = None,
            should_stop: Optional[Callable[[], bool]] = None,
-           realtime: bool = False, kernel: bool = False) -> SamplingStats:
+           realtime: bool = False, kernel: bool = False, children: bool = False) -> SamplingStats:
     """Record a process (``pid``) or a command (``command``) into ``output``; return the stats.
     ``progress(stats, elapsed_ns)`` is called about twice a second (see ``Sampler.run``).
     ``observe(writer, process)``, once attached, returns what the sampler writes to instead
     of the writer (one that passes everything on: the live view); ``should_stop()`` ends the
     recording, as a signal does; ``realtime``: see ``spyrec.scheduling.LowLatency``;
-    ``kernel``: a sleeping thread's kernel frames under its Python frames (root)."""
+    ``kernel``: a sleeping thread's kernel frames under its Python frames (root);
+    ``children``: every Python descendant of the target too (see spyrec.descendants)."""
     out = Output(output)
     stream = out.stream
     writer = None
@@ -172,8 +160,12 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
         writer = SpyWriter(stream)
         _write_start(writer, process, origin, interval_ns, "launch" if command else "attach")
         out.publish()
-        sampler = Sampler(process, writer if observe is None else observe(writer, process),
-                          interval_ns, origin, kernel=kernel)
+        sink = writer if observe is None else observe(writer, process)
+        sampler = Sampler(process, sink, interval_ns, origin, kernel=kernel)
+        if children:
+            sampler.descendants = Descendants(
+                process.pid, lambda child: Sampler(child, sink, interval_ns, origin, kernel=kernel,
+                                                   stats=sampler.stats), sink, origin)
         stats = sampler.run(stop if should_stop is None else lambda: stop() or should_stop(),
                             duration_ns, progress, realtime)
         if stats.stop_reason == "interrupted" and stop.signal is not None:

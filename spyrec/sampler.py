@@ -23,6 +23,7 @@ from spyrec.sinks import Sink
 from spyrec.walker import ThreadStack
 
 if TYPE_CHECKING:  # the sampler is handed one; importing it for real is the caller's business
+    from spyrec.descendants import Descendants
     from spyrec.interpreter import PythonProcess
 from spyformat import SampleFlag
 
@@ -133,16 +134,20 @@ class Sampler:
     """Samples one attached ``PythonProcess`` into a sink (see spyrec.sinks)."""
 
     def __init__(self, process: "PythonProcess", sink: Sink, interval_ns: int, origin_ns: int,
-                 proc_root: str = "/proc", kernel: bool = False) -> None:
-        """``kernel``: put a sleeping thread's kernel frames under its Python frames."""
+                 proc_root: str = "/proc", kernel: bool = False,
+                 stats: Optional[SamplingStats] = None) -> None:
+        """``kernel``: put a sleeping thread's kernel frames under its Python frames;
+        ``stats``: counts shared with another sampler (a descendant's, with the target's)."""
         self.process = process
         self.kernel = kernel
+        #: The target's descendants, sampled in its rounds (``spyrec -C``), or None.
+        self.descendants: Optional["Descendants"] = None
         self.sink = sink
         self.resolver = StackResolver(process.codes, sink)
         self.interval_ns = interval_ns
         self.origin_ns = origin_ns
         self.proc_root = proc_root
-        self.stats = SamplingStats()
+        self.stats = SamplingStats() if stats is None else stats
         #: native TID -> _Thread, every thread met (those ended marked ``missing``); the live
         #: ones are either *active*, read every round, or *dormant*: found still
         #: ``DORMANT_AFTER`` times in a row, their last sample repeated while the process's
@@ -237,6 +242,8 @@ class Sampler:
             if budget is not None:
                 stats.throttled = budget.skipped
                 budget.close()
+            if self.descendants is not None:
+                self.descendants.close(stats.end_ns)
             self.finish()
         return stats
 
@@ -244,6 +251,8 @@ class Sampler:
         """One round; None, or why the recording ends (the trailer's stop reason)."""
         try:
             self.sample_round(now)
+            if self.descendants is not None:
+                self.descendants.sample_round(now)
         except TargetReplaced as exc:
             return "target replaced its program (exec): %s" % exc.program
         except TargetNotFound:
@@ -494,9 +503,10 @@ class Sampler:
         thread = self._threads.get(tid)
         return (thread.stats.last_cpu_ns or 0) if thread is not None else 0
 
-    def finish(self) -> None:
-        """Close every thread still open at the end and release /proc files."""
-        end = self.stats.end_ns
+    def finish(self, end_ns: Optional[int] = None) -> None:
+        """Close every thread still open at the end (``end_ns``, since the origin; the
+        recording's end by default) and release /proc files."""
+        end = self.stats.end_ns if end_ns is None else end_ns
         for tid, thread in self._threads.items():
             if not thread.missing:
                 thread.stats.close()

@@ -14,7 +14,7 @@ the page-aligned ``p_vaddr`` of the first PT_LOAD: for a PIE exe or a .so that i
 start; for Debian's non-PIE /usr/bin/python3.11 (first p_vaddr 0x400000, mapped there) it is 0.
 """
 
-import functools
+import collections
 import os
 from typing import Dict, Iterable, Optional, Tuple, cast
 
@@ -99,16 +99,26 @@ def _defined(sym: Optional[Symbol]) -> bool:
     return sym is not None and sym["st_shndx"] != "SHN_UNDEF" and sym["st_value"] != 0
 
 
-@functools.lru_cache(maxsize=16)
-def _load(path: str, identity: tuple) -> ElfImage:
-    return ElfImage(path)
+#: Parsed ELF files by (device, inode, size, mtime), most recently used last.
+_IMAGES: "collections.OrderedDict[tuple, ElfImage]" = collections.OrderedDict()
+_IMAGES_KEPT = 16
 
 
 def load_elf(path: str) -> ElfImage:
     """Open (or reuse) the parsed ELF file at ``path``.
 
-    The cache key includes device, inode, size and mtime, so a file replaced on disk is parsed
-    again.  Raises OSError if the file cannot be opened and ELFError if it is not ELF.
+    The cache key is the file's device, inode, size and mtime, not its path: each process's
+    binary is opened through a path of its own (``/proc/PID/root/...``), and the workers of a
+    pool share one.  A file replaced on disk is parsed again.  Raises OSError if the file
+    cannot be opened and ELFError if it is not ELF.
     """
     st = os.stat(path)
-    return _load(path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    image = _IMAGES.get(key)
+    if image is None:
+        image = _IMAGES[key] = ElfImage(path)
+        if len(_IMAGES) > _IMAGES_KEPT:
+            _IMAGES.popitem(last=False)
+    else:
+        _IMAGES.move_to_end(key)
+    return image
