@@ -3,9 +3,12 @@ runs on 3.8+.
 
 Usage: ``python family.py MODE [SECONDS=2] [PYTHON]``, MODE one of
 
-* ``pool-fork``, ``pool-spawn``: a ``multiprocessing.Pool`` of 4 (that start method) given 4
-  tasks that meet at a barrier first, so each worker takes one; worker ``i`` spins in ``hot_i``;
+* ``pool-fork``, ``pool-spawn``, ``pool-forkserver``: a ``multiprocessing.Pool`` of 4 (that
+  start method) given 4 tasks that meet at a barrier first, so each worker takes one; worker
+  ``i`` spins in ``hot_i``;
 * ``fork``: ``os.fork()`` twice, without exec; child ``i`` spins in ``hot_i``;
+* ``exec``: a forked child that spins in ``hot_1`` for a while, then execs PYTHON on this file
+  in mode ``child``, where it spins in ``hot_0``;
 * ``other``: ``subprocess`` runs PYTHON (another interpreter) on this file in mode ``child``,
   where it spins in ``hot_0``; and a ``sleep`` process, which is no Python.
 
@@ -86,6 +89,15 @@ def forked(seconds):
     return children
 
 
+def execs(python, seconds):
+    pid = os.fork()
+    if pid == 0:
+        hot_1(seconds)
+        os.execv(python, [python, os.path.abspath(__file__), "child", str(seconds)])
+    os.waitpid(pid, 0)
+    return {pid: "hot_1 then hot_0"}
+
+
 def other(python, seconds):
     sleeper = subprocess.Popen(["sleep", str(seconds + 1)])
     child = subprocess.Popen([python, os.path.abspath(__file__), "child", str(seconds)])
@@ -100,12 +112,16 @@ def main():
     if mode == "child":
         hot_0(seconds)
         return
+    if mode == "exec":
+        seconds /= 2
     ready(mode=mode)
     time.sleep(START_AFTER)
     if mode.startswith("pool-"):
         children = pool(mode[5:], seconds)
     elif mode == "fork":
         children = forked(seconds)
+    elif mode == "exec":
+        children = execs(sys.argv[3], seconds)
     else:
         children = other(sys.argv[3], seconds)
     print(json.dumps({"children": children}), flush=True)
