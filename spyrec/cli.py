@@ -178,8 +178,10 @@ def where(pid, kernel, as_json, debug):
 @click.option("-d", "--duration", callback=_time_option("s"), metavar="TIME",
               help="Stop after this long. Default: until q or Ctrl-C.")
 @click.option("--idle", is_flag=True, help="Count threads that are not running too.")
+@click.option("-C", "--children", is_flag=True,
+              help="Count the process's Python descendants too (see spyrec --help).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def top(pid, output, rate, duration, idle, debug):
+def top(pid, output, rate, duration, idle, children, debug):
     """Show the process's heaviest functions, refreshed every second, as py-spy top does: the
     share of the last second's samples in which each function was innermost (%Own) or on the
     stack (%Total), and the time so far. Quit with q or Ctrl-C."""
@@ -200,7 +202,7 @@ def top(pid, output, rate, duration, idle, debug):
     try:
         stats = record(output or os.devnull, pid=pid, interval_ns=interval_ns,
                        duration_ns=duration, progress=screen, observe=observe,
-                       should_stop=keys.quit)
+                       should_stop=keys.quit, children=children)
     except SpyError as exc:
         screen.close()
         keys.close()
