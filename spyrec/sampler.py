@@ -162,6 +162,7 @@ class Sampler:
         self._watch_tried = False
         self._next_full_round = 0
         self._process_stats = ProcessStats(proc_root, process.pid)
+        self._rss: Optional[int] = None  # the process's resident set, as last read
         self.step_aside = StepAside()
         #: Target threads the last round found running or runnable (see spyrec.cpubudget).
         self.target_running = 0
@@ -285,7 +286,9 @@ class Sampler:
         stacks: Optional[List[ThreadStack]] = None
         if (watch is not None and now < self._next_full_round
                 and now < self._dormant_names_due and self._quiet(watch, switches)):
-            stacks = process.sample_some_threads(list(active), still)
+            # With every thread dormant nothing in the process ran: not even its thread list
+            # can have changed (a descendant waiting for work, spyrec -C), nor its memory.
+            stacks = process.sample_some_threads(list(active), still) if active else []
         quiet = stacks is not None
         woke = []
         if not quiet:
@@ -302,7 +305,9 @@ class Sampler:
                 watch.measure(before, watch.count(), switches)
             stacks = process.sample_threads(still)  # a torn walk was walked again already
             self._next_full_round = now + FULL_ROUND_EVERY_NS
-        rss = self._process_stats.rss_bytes()
+        if not (quiet and not active and self._rss is not None):
+            self._rss = self._process_stats.rss_bytes()
+        rss = self._rss
         seen = set()
         for thread_stack in stacks or ():
             seen.add(thread_stack.native_tid)
