@@ -12,44 +12,21 @@ time of a round (from the trailer), and the busy parent's samples per second.  N
 """
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 
-from bench.common import (BENCH, DEFAULT_PYTHON, command_line, interpreter, kill, python_help,
-                          task_cpu_ns)
+from bench.common import (BENCH, DEFAULT_PYTHON, command_line, interpreter, python_help,
+                          record_and_measure)
 
 TARGET = os.path.join(BENCH, "targets", "idle_children.py")
-#: The recorder's CPU is measured from this long after it starts to this long before its end.
-SETTLE_S, TAIL_S = 1.5, 0.5
 
 
 def one_run(python, children, follow, rate, seconds, workdir):
-    target = subprocess.Popen([python, TARGET, str(children), str(seconds + 10)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        pid = json.loads(target.stdout.readline())["pid"]
-        time.sleep(0.5)
-        out = os.path.join(workdir, "run.spy")
-        cmd = [sys.executable, "-m", "spyrec", "-q", "-o", out, "-p", str(pid), "-d", str(seconds),
-               "-r", str(rate)] + (["-C"] if follow else [])
-        recorder = subprocess.Popen(cmd)
-        time.sleep(SETTLE_S)
-        first, start = task_cpu_ns(recorder.pid), time.monotonic()
-        time.sleep(seconds - SETTLE_S - TAIL_S)
-        cores = (task_cpu_ns(recorder.pid) - first) / 1e9 / (time.monotonic() - start)
-        recorder.wait(timeout=60)
-        info = json.loads(subprocess.run([sys.executable, "-m", "spyanalyze", "info", out, "--json"],
-                                         capture_output=True, text=True, check=True).stdout)
-        trailer = info["trailer"]
-        return {"cores": cores, "round_us": trailer["sampling_cost_ns"][1] / 1e3,
-                "rate": info["rate_main_thread"], "processes": info["processes"]}
-    finally:
-        kill(target)
+    cores, info = record_and_measure([python, TARGET, str(children), str(seconds + 10)],
+                                     ["-C"] if follow else [], rate, seconds, workdir)
+    return {"cores": cores, "round_us": info["trailer"]["sampling_cost_ns"][1] / 1e3,
+            "rate": info["rate_main_thread"], "processes": info["processes"]}
 
 
 def main():

@@ -12,45 +12,22 @@ mean wall time of a round (from the trailer), and samples per second.  Not a uni
 """
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 
-from bench.common import (BENCH, DEFAULT_PYTHON, command_line, interpreter, kill, python_help,
-                          task_cpu_ns)
+from bench.common import (BENCH, DEFAULT_PYTHON, command_line, interpreter, python_help,
+                          record_and_measure)
 
 TARGET = os.path.join(BENCH, "targets", "nappers.py")
-#: The recorder's CPU is measured from this long after it starts to this long before its end.
-SETTLE_S, TAIL_S = 1.5, 0.5
 
 
 def one_run(python, threads, rate, seconds, kernel, workdir):
-    target = subprocess.Popen([python, TARGET, str(threads), str(seconds + 10)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        pid = json.loads(target.stdout.readline())["pid"]
-        time.sleep(0.5)
-        out = os.path.join(workdir, "run.spy")
-        cmd = [sys.executable, "-m", "spyrec", "-q", "-o", out, "-p", str(pid), "-d", str(seconds),
-               "-r", str(rate)] + (["--kernel"] if kernel else [])
-        recorder = subprocess.Popen(cmd)
-        time.sleep(SETTLE_S)
-        first, start = task_cpu_ns(recorder.pid), time.monotonic()
-        time.sleep(seconds - SETTLE_S - TAIL_S)
-        cores = (task_cpu_ns(recorder.pid) - first) / 1e9 / (time.monotonic() - start)
-        recorder.wait(timeout=60)
-        dump = subprocess.run([sys.executable, "-m", "spyanalyze", "info", out, "--json"],
-                              capture_output=True, text=True, check=True)
-        info = json.loads(dump.stdout)
-        trailer = info["trailer"]
-        return {"cores": cores, "round_us": trailer["sampling_cost_ns"][1] / 1e3,
-                "samples_per_s": trailer["samples"] / (trailer["duration_ns"] / 1e9)}
-    finally:
-        kill(target)
+    cores, info = record_and_measure([python, TARGET, str(threads), str(seconds + 10)],
+                                     ["--kernel"] if kernel else [], rate, seconds, workdir)
+    trailer = info["trailer"]
+    return {"cores": cores, "round_us": trailer["sampling_cost_ns"][1] / 1e3,
+            "samples_per_s": trailer["samples"] / (trailer["duration_ns"] / 1e9)}
 
 
 def main():

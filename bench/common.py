@@ -264,3 +264,31 @@ class Target:
             kill(proc)
             raise RuntimeError("target %s did not start" % " ".join(self.argv(script, args)))
         return json.loads(line), proc
+
+
+#: A recorder's CPU is measured from this long after it starts to this long before its end.
+RECORDER_SETTLE_S, RECORDER_TAIL_S = 1.5, 0.5
+
+
+def record_and_measure(target_args, options, rate, seconds, workdir):
+    """Start the target (``target_args``: a command whose first line of output is JSON with its
+    ``pid``), record it with spyrec attached by PID (``options``: more spyrec options) and
+    return (its CPU in cores over the middle of the recording, ``spyanalyze info --json`` of
+    the recording)."""
+    target = subprocess.Popen(target_args, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = json.loads(target.stdout.readline())["pid"]
+        time.sleep(0.5)
+        out = os.path.join(workdir, "run.spy")
+        recorder = subprocess.Popen([sys.executable, "-m", "spyrec", "-q", "-o", out, "-p", str(pid),
+                                     "-d", str(seconds), "-r", str(rate)] + list(options))
+        time.sleep(RECORDER_SETTLE_S)
+        first, start = task_cpu_ns(recorder.pid), time.monotonic()
+        time.sleep(seconds - RECORDER_SETTLE_S - RECORDER_TAIL_S)
+        cores = (task_cpu_ns(recorder.pid) - first) / 1e9 / (time.monotonic() - start)
+        recorder.wait(timeout=60)
+        info = subprocess.run([sys.executable, "-m", "spyanalyze", "info", out, "--json"],
+                              capture_output=True, text=True, check=True)
+        return cores, json.loads(info.stdout)
+    finally:
+        kill(target)
