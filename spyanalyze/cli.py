@@ -22,7 +22,7 @@ from spyformat.errors import SpyError
 from spyanalyze import filters, frames, peers, views
 from spyanalyze.diff import Gate, check_gates, diff, write_collapsed_diff
 from spyanalyze.errors import CorruptRecording, IncompleteRecording, UnreadableFile
-from spyanalyze.export import FORMATS
+from spyanalyze.export import FORMATS, flamegraph
 from spyanalyze.recording import load
 from spyanalyze.tables import WEIGHTS
 from spyanalyze.text import printable
@@ -391,8 +391,12 @@ def describe_side(recordings):
 @click.option("--csv", "as_csv", is_flag=True, help="Write every row as CSV instead of a table.")
 @click.option("--collapsed", type=click.File("w", lazy=True), metavar="FILE",
               help="Also write a differential collapsed-stack file (stack count_before count_after).")
+@click.option("--html", type=click.File("w", lazy=True), metavar="FILE",
+              help="Also write a differential flame graph: the after side's graph, each frame red "
+                   "where its share grew and blue where it shrank.")
 @output_option()
-def diff_command(recordings, vs, by, weight, alpha, gates, limit, as_csv, collapsed, output, **options):
+def diff_command(recordings, vs, by, weight, alpha, gates, limit, as_csv, collapsed, html, output,
+                 **options):
     """Compare recordings per function: share in each, change, and significance.
 
     \b
@@ -411,6 +415,8 @@ def diff_command(recordings, vs, by, weight, alpha, gates, limit, as_csv, collap
     table = diff(a, b, by=by, weight=weight, alpha=alpha)
     if collapsed:
         write_collapsed_diff(a, b, collapsed, weight=weight)
+    if html:
+        flamegraph.write_diff_html(a, b, html, weight=weight)
     if as_csv:
         table.to_csv(output, index=False)
     else:
@@ -457,20 +463,26 @@ def filter_command(path, output, **options):
 @main.command()
 @click.argument("path", type=RECORDING)
 @click.option("-f", "--format", "fmt", type=click.Choice(sorted(FORMATS)), required=True,
-              help="speedscope JSON (one profile per thread) or collapsed stacks (flamegraph.pl).")
+              help="speedscope JSON (one profile per thread), collapsed stacks (flamegraph.pl), "
+                   "or a flame graph: one self-contained HTML page (search, zoom, a graph per "
+                   "thread) or an SVG.")
 @click.option("--weight", type=click.Choice(WEIGHTS),
-              help="Default: wall for speedscope (nanoseconds), samples for collapsed; "
-                   "wall and cpu are written in microseconds in collapsed stacks.")
+              help="Default: wall for speedscope (nanoseconds), samples for the others; "
+                   "wall and cpu are written in microseconds in collapsed stacks, in "
+                   "milliseconds in flame graphs.")
 @click.option("--threads", "thread_roots", is_flag=True, help="collapsed: start each stack with its thread.")
 @filter_options(idle_default="exclude")
 @output_option()
 def export(path, fmt, weight, thread_roots, output, **options):
-    """Export a recording as speedscope JSON or collapsed stacks."""
+    """Export a recording as speedscope JSON, collapsed stacks, or a flame graph (HTML, SVG)."""
     recording = filtered(load_recording(path), options)
     if fmt == "speedscope":
-        FORMATS[fmt].write(recording, output, weight=weight or "wall")
+        FORMATS[fmt](recording, output, weight=weight or "wall")
+    elif fmt == "collapsed":
+        FORMATS[fmt](recording, output, weight=weight or "samples", threads=thread_roots)
     else:
-        FORMATS[fmt].write(recording, output, weight=weight or "samples", threads=thread_roots)
+        FORMATS[fmt](recording, output, weight=weight or "samples",
+                     title=os.path.basename(path) if path != "-" else None)
 
 
 @main.command()

@@ -3,4 +3,9 @@ importing the package's entry points."""
 
 from spyformat.version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "exporter"]
+
+
+def exporter() -> str:
+    """How an export names the program that wrote it."""
+    return "spyanalyze@%s" % __version__

@@ -53,7 +53,7 @@ def aggregate(recording: Recording, by: str = "function", weight: str = "samples
     has_leaf = leaf >= 0
     leaf_codes = codes[leaf[has_leaf]]
     pair_stack, pair_code = stacks.pairs(by, codes)
-    totals = {}
+    totals, exact = {}, {}
     for name in WEIGHTS:
         per_stack = recording.stack_weights(name)
         self_w = np.bincount(leaf_codes, weights=per_stack[has_leaf], minlength=n_codes)
@@ -61,9 +61,11 @@ def aggregate(recording: Recording, by: str = "function", weight: str = "samples
         table["self_" + name] = self_w.round().astype(np.int64)
         table["total_" + name] = total_w.round().astype(np.int64)
         totals[name] = per_stack.sum()
+        exact[name] = (self_w, total_w)
     denominator = totals[weight] or 1.0
-    table["self_share"] = table["self_" + weight] / denominator
-    table["total_share"] = table["total_" + weight] / denominator
+    # shares of the weights before rounding (a sample's ticks are fractions when rounds ran late)
+    table["self_share"] = exact[weight][0] / denominator
+    table["total_share"] = exact[weight][1] / denominator
     if by == "function":
         table.insert(2, "line", lowest_lines(recording.frames["line"].to_numpy(), codes, n_codes))
     table = table[table["total_samples"] > 0]

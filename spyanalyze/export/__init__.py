@@ -1,8 +1,10 @@
-"""Exporters: one module per output format, each with ``write(recording, out, **opts)``.
+"""Exporters: one module per output format, each with ``write(recording, out, **opts)``
+(``flamegraph`` has two: ``write_html`` and ``write_svg``).
 
-``FORMATS`` maps a format name to its module, for the CLI's ``--format``.
+``FORMATS`` maps a format name to its writer, for the CLI's ``--format``.
 """
 
-from spyanalyze.export import collapsed, speedscope
+from spyanalyze.export import collapsed, flamegraph, speedscope
 
-FORMATS = {"collapsed": collapsed, "speedscope": speedscope}
+FORMATS = {"collapsed": collapsed.write, "speedscope": speedscope.write,
+           "html": flamegraph.write_html, "svg": flamegraph.write_svg}

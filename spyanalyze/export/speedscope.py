@@ -18,17 +18,13 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, TextIO
 import numpy as np
 
 from spyanalyze.tables import check_weight, thread_label
-from spyanalyze.version import __version__
+from spyanalyze.version import exporter
 
 if TYPE_CHECKING:
     from spyanalyze.recording import Recording
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 UNITS = {"wall": "nanoseconds", "cpu": "nanoseconds", "samples": "none"}
-
-
-def exporter() -> str:
-    return "spyanalyze@%s" % __version__
 
 
 def _frames(recording):

@@ -1,0 +1,153 @@
+"""Flame graphs: the SVG and the self-contained HTML page, from a real recording of
+tests/targets/split.py (``heavy`` and ``light`` in a split the target measures), and from a
+crafted file whose names try to break out of the markup.
+
+The page's script is run under Node.js with a small stand-in for the DOM (tests/flamepage.js):
+it must draw the hot function, find it by search (``#search=`` in the URL) with the share the
+views give, and raise nothing.  Without Node.js those checks skip, saying so.
+"""
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import spyanalyze
+from spyanalyze import views
+from spyanalyze.cli import main
+from spyanalyze.export import flamegraph
+from test_analyze_support import RecordingBuilder, record_split
+
+PAGE_RUNNER = Path(__file__).parent / "flamepage.js"
+SVG = "{http://www.w3.org/2000/svg}"
+#: Names a hostile recording gives its frames and threads.
+HOSTILE = ['</script><script>alert(1)</script>', 'a & b "quoted" <tag>', "line\nbreak\r\x1b[2J",
+           "\u2028sep\u2029", "]]><!--"]
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    path, measured = record_split(tmp_path_factory.mktemp("flame"), 0.75, 2.0, 200)
+    return path, spyanalyze.load(path)
+
+
+def heavy_share(rec):
+    """``heavy``'s total share of the samples, as ``top`` computes it."""
+    return float(views.by_function(rec).set_index("qualname").loc["heavy", "total_share"])
+
+
+def export(path, fmt, *options):
+    result = CliRunner().invoke(main, ["export", str(path), "-f", fmt, "--idle", "include", *options])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_svg_frames_are_as_wide_as_their_share(split):
+    path, rec = split
+    root = ElementTree.fromstring(export(path, "svg").encode())
+    frames = []
+    for group in root.iter(SVG + "g"):
+        title = group.find(SVG + "title").text
+        rect = group.find(SVG + "rect")
+        frames.append((title, float(rect.get("width"))))
+    full = max(width for _, width in frames)                # the root spans the graph
+    heavy = sum(width for title, width in frames if title.startswith("heavy ("))
+    assert heavy / full == pytest.approx(heavy_share(rec), abs=0.005)
+    assert any(title.startswith("all threads (") for title, _ in frames)
+
+
+def test_the_page_carries_every_graph_and_loads_nothing(split):
+    path, rec = split
+    page = export(path, "html")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>',
+                                page, re.S).group(1))
+    graphs = {graph["name"]: graph["root"] for graph in data["graphs"]}
+    assert graphs["all threads"]["v"] == pytest.approx(rec.samples["ticks"].sum(), abs=0.01)
+    threads = {name.split(" (tid ")[0] for name in graphs if name != "all threads"}
+    assert threads == set(rec.samples["thread"].astype(str))
+    for name in graphs:
+        assert graphs[name]["v"] <= graphs["all threads"]["v"]
+
+
+def run_page(page, tmp_path, search=""):
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("Node.js is not installed: the page's script cannot be run")
+    html = tmp_path / "page.html"
+    html.write_text(page, encoding="utf-8")
+    result = subprocess.run([node, str(PAGE_RUNNER), str(html), "#search=" + search],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_page_draws_the_graph_and_finds_the_hot_function(split, tmp_path):
+    path, rec = split
+    drawn = run_page(export(path, "html"), tmp_path, "^heavy ")
+    assert drawn["options"][0] == "all threads"
+    texts = [box["text"] for box in drawn["boxes"]]
+    assert any(text.startswith("heavy (") for text in texts)
+    hits = [box for box in drawn["boxes"] if "hit" in box["class"]]
+    assert hits and all(box["title"].startswith("heavy (") for box in hits)
+    share = float(re.match(r"Matched: ([\d.]+)%", drawn["matched"]).group(1)) / 100
+    assert share == pytest.approx(heavy_share(rec), abs=0.0001)
+    roots = [box for box in drawn["boxes"] if box["top"] == 0]
+    assert len(roots) == 1 and roots[0]["width"] == pytest.approx(1000)
+
+
+def hostile_recording(tmp_path):
+    builder = RecordingBuilder()
+    for i, name in enumerate(HOSTILE):
+        builder.thread(101 + i, name)
+        for t in range(5):
+            builder.sample(t * 10_000_000, 101 + i, [("/app/%s.py" % name, name, 3),
+                                                     ("/app/x.py", "leaf", 4)])
+    path = tmp_path / "hostile.spy"
+    builder.write(path)
+    return path
+
+
+def test_hostile_names_stay_text(tmp_path):
+    path = hostile_recording(tmp_path)
+    svg = export(path, "svg")
+    root = ElementTree.fromstring(svg.encode())              # well-formed, whatever the names
+    titles = [group.find(SVG + "title").text for group in root.iter(SVG + "g")]
+    assert not any(c in title for title in titles for c in "\n\r\x1b")
+    page = export(path, "html")
+    block = re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S).group(1)
+    assert "<" not in block and ">" not in block and "&" not in block
+    assert page.count("</script>") == 2                      # nothing closed a block early
+    data = json.loads(block)
+    names = {graph["name"].split(" (tid ")[0] for graph in data["graphs"]}
+    assert {"</script><script>alert(1)</script>", 'a & b "quoted" <tag>'} <= names
+    drawn = run_page(page, tmp_path)
+    assert any(box["text"].startswith("</script><script>alert(1)</script>") for box in drawn["boxes"])
+
+
+def test_the_differential_page_colours_growth_red_and_shrinkage_blue(tmp_path):
+    before, after = tmp_path / "before.spy", tmp_path / "after.spy"
+    for path, heavy_ticks in ((before, 2), (after, 8)):
+        builder = RecordingBuilder().thread(101, "MainThread")
+        for t in range(10):
+            leaf = "heavy" if t < heavy_ticks else "light"
+            builder.sample(t * 10_000_000, 101, [("/app/main.py", "main", 1), ("/app/main.py", leaf, 2)])
+        builder.write(path)
+    out = io.StringIO()
+    flamegraph.write_diff_html([spyanalyze.load(before)], [spyanalyze.load(after)], out)
+    drawn = run_page(out.getvalue(), tmp_path)
+    fills = {box["text"].split(" (")[0]: box["fill"] for box in drawn["boxes"] if box["text"]}
+    red = re.match(r"rgb\((\d+),(\d+),(\d+)\)", fills["heavy"]).groups()
+    blue = re.match(r"rgb\((\d+),(\d+),(\d+)\)", fills["light"]).groups()
+    assert int(red[0]) == 255 and int(red[2]) < 255
+    assert int(blue[2]) == 255 and int(blue[0]) < 255
+    cli = CliRunner().invoke(main, ["diff", str(before), "--vs", str(after), "--html",
+                                    str(tmp_path / "diff.html")])
+    assert cli.exit_code == 0, cli.output
+    assert "after vs before" in (tmp_path / "diff.html").read_text()
