@@ -83,6 +83,9 @@ class FrameKind:
 
 #: The file of every KERNEL frame (its name and qualified name are the kernel function's).
 KERNEL_FILE = "[kernel]"
+#: The file of the frame that says which asyncio task a sample's thread was running: outermost
+#: in the stack, its name and qualified name the task's name (formats/spy.md, "FRAMES").
+TASK_FILE = "<task>"
 
 #: Per kind name: field -> type.  Unknown keys are skipped; a known key of the wrong type is
 #: corrupt; nil stands for an absent field (except a THREAD ``name``, where it says the name is

@@ -12,7 +12,7 @@ in the target's rounds, into the target's sink and statistics.
 """
 
 import os
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 from spyrec.errors import (NotPython, PermissionDenied, TargetNotFound, TargetReplaced,
                            UnsupportedPython)
@@ -20,8 +20,16 @@ from spyrec.interpreter import PythonProcess
 from spyrec.process import read_cmdline, read_cwd
 from spyrec.sinks import Sink
 
-if TYPE_CHECKING:
-    from spyrec.sampler import Sampler
+
+class Sampler(Protocol):
+    """What is asked of a descendant's sampler (``spyrec.sampler.Sampler``)."""
+
+    process: PythonProcess
+    woke: bool
+
+    def sample_round(self, now: int) -> None: ...
+
+    def finish(self, end_ns: Optional[int] = None) -> None: ...
 
 #: How often the process tree is read for new descendants.
 DISCOVER_EVERY_NS = 100_000_000
@@ -62,13 +70,13 @@ class Descendants:
     monotonic origin.
     """
 
-    def __init__(self, root: int, make_sampler: Callable[[PythonProcess], "Sampler"], sink: Sink,
+    def __init__(self, root: int, make_sampler: Callable[[PythonProcess], Sampler], sink: Sink,
                  origin_ns: int) -> None:
         self.root = root
         self.make_sampler = make_sampler
         self.sink = sink
         self.origin_ns = origin_ns
-        self.samplers: Dict[int, "Sampler"] = {}
+        self.samplers: Dict[int, Sampler] = {}
         #: pid -> (its program, when it was first seen running it): not Python yet
         self._pending: Dict[int, Tuple[Optional[str], int]] = {}
         self._skipped: Set[int] = set()

@@ -5,6 +5,7 @@ import struct
 import time
 from typing import List, Optional
 
+from spyrec.asynciotasks import TaskNames, find_offsets
 from spyrec.codeobjects import CodeCache, FrameInfo
 from spyrec.errors import (MemoryReadError, NotPython, PermissionDenied, SpyError, TargetNotFound,
                            TargetReplaced)
@@ -16,6 +17,9 @@ from spyrec.threadnames import ThreadNameReader
 from spyrec.threads import NamespaceTids, ThreadNaming, bound_states, find_pthread_tid_offset
 from spyrec.validation import check_guessed_layout, check_interpreter
 from spyrec.walker import StackWalker, ThreadStack
+
+#: How often a 3.14+ process is looked at for ``_asyncio`` until it is found (seconds).
+ASYNCIO_LOOK_EVERY_S = 1.0
 
 __all__ = ["PythonProcess", "ThreadStack", "FrameInfo"]
 
@@ -46,10 +50,14 @@ class PythonProcess:
         self.codes = CodeCache(mem, layout, self.objects, types["PyCode_Type"])
         self.walker = StackWalker(mem, layout, runtime, self.codes,
                                   frame_type=types["PyFrame_Type"])
+        names = ThreadNameReader(mem, layout, self.objects, types)
         #: The threads' names (the sampler asks it about each new thread).
-        self.naming = ThreadNaming(pid, mem, layout, runtime,
-                                   ThreadNameReader(mem, layout, self.objects, types),
-                                   lambda: self.walker.host_tid)
+        self.naming = ThreadNaming(pid, mem, layout, runtime, names, lambda: self.walker.host_tid)
+        #: The names of the asyncio tasks threads run (3.14+, once ``_asyncio`` is found).
+        self.tasks: Optional[TaskNames] = None
+        self._read_int = names.read_int
+        self._runtime_path = next((m.path for m in found.maps if m.start <= runtime < m.end), "")
+        self._asyncio_look = 0.0 if self.version >= (3, 14) else None
         self._tid_offset_retry = 0.0
         self._closed = False
 
@@ -105,6 +113,23 @@ class PythonProcess:
             self._tid_offset_retry = time.monotonic() + 1.0 if offset is None else 0.0
 
     # -- sampling ----------------------------------------------------------------------------
+
+    def look_for_asyncio(self, now: float) -> None:
+        """On 3.14+, until ``_asyncio`` is found (it may be imported at any time), look for its
+        table once a second; then the walker reads each thread's running task."""
+        if self._asyncio_look is None or now < self._asyncio_look:
+            return
+        self._asyncio_look = now + ASYNCIO_LOOK_EVERY_S
+        try:
+            maps = read_maps(self.pid)
+        except OSError:
+            return
+        offsets = find_offsets(self.pid, maps, self._runtime_path)
+        if offsets is not None and self.layout.gen_iframe is not None:
+            self._asyncio_look = None
+            self.walker.read_running_tasks(offsets.running_task, offsets.task_coro,
+                                           self.layout.gen_iframe)
+            self.tasks = TaskNames(self.mem, self.objects, self._read_int, offsets)
 
     @property
     def torn_reads(self) -> int:

@@ -13,7 +13,7 @@ many distinct stacks the target makes (a raw stack of 30 frames takes about 2 KB
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from spyformat import GC_FRAME, KERNEL_FILE, FrameKind, Interner
+from spyformat import GC_FRAME, KERNEL_FILE, TASK_FILE, FrameKind, Interner
 from spyrec.codeobjects import SKIP, CodeCache
 from spyrec.errors import MemoryReadError, PermissionDenied
 from spyrec.sinks import Sink
@@ -49,22 +49,27 @@ class StackResolver:
         return self.interned.stack_id(())
 
     def stack_id(self, raw_frames: Tuple[RawFrame, ...], in_gc: bool = False,
-                 kernel: Tuple[str, ...] = ()) -> Optional[int]:
+                 kernel: Tuple[str, ...] = (), task: Optional[str] = None) -> Optional[int]:
         """The stack id of a walker stack (leaf first), or None when a frame cannot be read;
         innermost under its Python frames, ``in_gc``: the ``GC_FRAME``, ``kernel``: kernel
-        functions (innermost first)."""
-        extra = in_gc or kernel
-        stack_id = self._raw_stacks.get((raw_frames, in_gc, kernel) if extra else raw_frames)
+        functions (innermost first); ``task``: the asyncio task it ran in, a ``TASK_FILE``
+        frame named after it just outside the task's coroutine (the outermost coroutine
+        frame: the event loop's frames are plain functions), or outermost without one."""
+        extra = in_gc or kernel or task is not None
+        stack_id = self._raw_stacks.get((raw_frames, in_gc, kernel, task) if extra else raw_frames)
         if stack_id is not None:
             return stack_id
         current = self._verified(raw_frames)
         if current is None:
             return None
-        key = (current, in_gc, kernel) if extra else current
+        key = (current, in_gc, kernel, task) if extra else current
         stack_id = self._raw_stacks.get(key)
         if stack_id is None:
             frame_ids: List[int] = []
-            for raw in reversed(current):
+            task_at = self._task_position(current) if task is not None else -1
+            for position, raw in enumerate(reversed(current)):
+                if position == task_at and task is not None:
+                    frame_ids.append(self.interned.frame_id(TASK_FILE, task, task, 0))
                 frame_id = self._frame_id(raw)
                 if frame_id is None:
                     return None
@@ -77,8 +82,18 @@ class StackResolver:
             stack_id = self.interned.stack_id(tuple(frame_ids))
             self._remember(key, stack_id)
         if current != raw_frames:
-            self._remember((raw_frames, in_gc, kernel) if extra else raw_frames, stack_id)
+            self._remember((raw_frames, in_gc, kernel, task) if extra else raw_frames, stack_id)
         return stack_id
+
+    def _task_position(self, frames: Tuple[RawFrame, ...]) -> int:
+        """Where a task's frame goes among ``frames`` (leaf first), counted from the root:
+        before the outermost coroutine (generator-like) frame, else first."""
+        codes = self.codes.codes
+        for position, (key, _) in enumerate(reversed(frames)):
+            code = codes.get(key)
+            if code is not None and code.generator:
+                return position
+        return 0
 
     def _verified(self, raw_frames: Tuple[RawFrame, ...]) -> Optional[Tuple[RawFrame, ...]]:
         """``raw_frames`` with every code object verified now and its current key (frames of

@@ -40,7 +40,8 @@ class _Thread:
     """What the sampler keeps about one target thread between rounds."""
 
     __slots__ = ("stats", "named", "os_name", "name_tries", "next_name_try", "missing",
-                 "cpu_delta", "last_frames", "last_kernel", "last_stack_id", "row", "counted")
+                 "cpu_delta", "last_frames", "last_kernel", "last_task", "last_stack_id", "row",
+                 "counted")
 
     def __init__(self, stats: ThreadStats) -> None:
         self.stats = stats
@@ -52,6 +53,7 @@ class _Thread:
         self.cpu_delta = 0  # CPU time since the previous round, read at this round's start
         self.last_frames = None  # the walker's frames tuple of the last sample, and its stack id
         self.last_kernel = ()  # the kernel frames under them
+        self.last_task: Optional[str] = None  # the asyncio task they ran in
         self.last_stack_id = None
         self.row = None  # (stack id, flags, syscall, wchan) of its last sample
         self.counted = 0  # its switch count, added to the dormant threads' sum while dormant
@@ -274,6 +276,7 @@ class Sampler:
         is stamped with the round."""
         process = self.process
         t = now - self.origin_ns
+        process.look_for_asyncio(now / 1e9)
         active, dormant = self._active, self._dormant
         watch = self._watch_for(dormant)
         before = watch.count() if watch is not None and watch.wants_measure else None
@@ -375,17 +378,20 @@ class Sampler:
             flags |= SampleFlag.TORN
         frames = thread_stack.frames
         kernel = thread.stats.kernel_frames  # () unless asked for, and asleep
+        task = None
+        if thread_stack.task and self.process.tasks is not None:
+            task = self.process.tasks.name(thread_stack.task)
         if frames is thread.last_frames and kernel is thread.last_kernel \
-                and not thread_stack.in_gc:
+                and task == thread.last_task and not thread_stack.in_gc:
             stack_id = thread.last_stack_id  # a stack kept whole by the walker: no hashing
         else:
-            stack_id = resolver.stack_id(frames, thread_stack.in_gc, kernel)
+            stack_id = resolver.stack_id(frames, thread_stack.in_gc, kernel, task)
             if stack_id is None:
                 flags |= SampleFlag.TORN
                 stack_id = resolver.empty_stack_id()
             elif not thread_stack.in_gc:
                 thread.last_frames, thread.last_kernel = frames, kernel
-                thread.last_stack_id = stack_id
+                thread.last_task, thread.last_stack_id = task, stack_id
         if flags & SampleFlag.TORN:
             self.stats.errors += 1  # a sample, torn: counted once (spec: a subset of samples)
         if thread_stack.read_ns:  # walked, not kept: see sample_round

@@ -66,6 +66,8 @@ BEFORE = "before"
 #: lies on a C stack.
 ENTRY_NEAR = 4096
 
+#: Tasks whose coroutine frame is kept (an event loop runs a few at a time, of many).
+MAX_TASK_FRAMES = 4096
 _U32 = struct.Struct("<I")
 
 
@@ -82,6 +84,9 @@ class ThreadStack(NamedTuple):
     read_ns: int = 0
     #: The interpreter's garbage collector was running, in this thread (the GIL's holder).
     in_gc: bool = False
+    #: The asyncio task the thread's event loop was stepping (its address; 0: none, or not
+    #: known: before 3.14, or before ``_asyncio`` was found).
+    task: int = 0
 
 
 #: A thread state's fields as ``StackWalker._ts`` unpacks them (next, interp, frame, thread id,
@@ -239,6 +244,10 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         self._ts = FieldStruct(thread_fields)
         self._next_at = ts.next
         self._ts_size = max(ts.size, self._ts.size)
+        self._task_at = 0  # asyncio_running_task in the thread state, once known (3.14+)
+        self._task_coro = self._gen_iframe = 0
+        self._task_frames: Dict[int, int] = {}  # task -> its coroutine's frame
+        self._frame_tasks: Dict[int, int] = {}  # and back, for the tasks seen running
         self._cframe = layout.thread_frame_kind == "cframe"
         self._cframe_current = layout.cframe.current_frame if layout.cframe else 0
 
@@ -471,6 +480,8 @@ class StackWalker(ChunkWalk, PyFrameWalk):
                 return (self._kept_stack(tstate, (state, last[1], last[2], ts), tstate == holder,
                                          by_gil), fields[0])
         stack = self._walk_thread(tstate, ts, fields, tstate == holder, prefetched, slot_copies)
+        if self._task_at:
+            stack = self._with_task(tstate, ts, stack)
         attempts = WALK_ATTEMPTS - 1
         fullest, fullest_ns = stack, read_ns
         while stack.torn and attempts:
@@ -480,6 +491,8 @@ class StackWalker(ChunkWalk, PyFrameWalk):
             if retried is None:
                 break
             ts, fields, stack = retried
+            if self._task_at:
+                stack = self._with_task(tstate, ts, stack)
             read_ns = again_ns
             state = fields[1:]
             if len(stack.frames) > len(fullest.frames):
@@ -493,6 +506,58 @@ class StackWalker(ChunkWalk, PyFrameWalk):
             self._next_last[tstate] = (state, stack, True, ts)
         # A walk done again is later than the round by the walks before it: stamped apart.
         return stack._replace(read_ns=read_ns), fields[0]
+
+    def _with_task(self, tstate: int, ts: bytes, stack: ThreadStack) -> ThreadStack:
+        """``stack`` with the asyncio task it ran in.
+
+        The thread state names the task when it was copied, and again after the walk; an
+        event loop switches tasks thousands of times a second, so the frames read in between
+        may be another task's (the loop runs each at the same depth), even when both name the
+        same one (it ran, then the other, then it again).  The frames belong to the task whose
+        coroutine's frame is the walk's outermost generator frame (the loop's own frames are
+        plain functions): of the tasks named, that one; else one seen running that coroutine
+        before; else none.  (The stack itself is whole: walking it again would only move the
+        sample off its moment.)"""
+        frame = self.outermost_generator
+        if not frame:
+            return stack
+        task = U64.unpack_from(ts, self._task_at)[0]
+        if not (task and self._coroutine_frame(task) == frame):
+            try:
+                now = U64.unpack(self.read(tstate + self._task_at, 8))[0]
+            except READ_ERRORS:
+                now = 0
+            task = next((t for t in (now, self._frame_tasks.get(frame))
+                         if t and self._coroutine_frame(t) == frame), 0)
+            if not task:
+                return stack
+        if len(self._frame_tasks) >= MAX_TASK_FRAMES:
+            self._frame_tasks.clear()
+        self._frame_tasks[frame] = task
+        return stack._replace(task=task)
+
+    def _coroutine_frame(self, task: int) -> int:
+        """The address of the frame of the coroutine a task runs (it lives in the coroutine
+        object, which the task keeps while it lives), 0 if it cannot be read."""
+        frame = self._task_frames.get(task)
+        if frame is None:
+            try:
+                coro = U64.unpack(self.read(task + self._task_coro, 8))[0]
+            except READ_ERRORS:
+                return 0
+            frame = coro + self._gen_iframe if coro else 0
+            if len(self._task_frames) >= MAX_TASK_FRAMES:
+                self._task_frames.clear()
+            self._task_frames[task] = frame
+        return frame
+
+    def read_running_tasks(self, running_task: int, task_coro: int, gen_iframe: int) -> None:
+        """From now on, give each walked stack the asyncio task it ran in (see _with_task):
+        ``running_task`` is the offset of ``asyncio_running_task`` in the thread state (past
+        its PyThreadState part, which is then copied that far), ``task_coro`` of the coroutine
+        in a task, ``gen_iframe`` of the frame in a coroutine object."""
+        self._task_at, self._task_coro, self._gen_iframe = running_task, task_coro, gen_iframe
+        self._ts_size = max(self._ts_size, running_task + 8)
 
     def _state_copies(self, interp: int, holder: int) -> Dict[int, bytes]:
         """{tstate: a copy of it} for the threads whose last stack may be kept this time, all

@@ -116,7 +116,8 @@ class CodeOffsets:
     co_linetable: int  # ``co_lnotab`` <=3.9, ``co_linetable`` 3.10+ (bytes*)
     co_code_adaptive: Optional[int]  # 3.11+: the bytecode, inline in the code object
     size: int
-    #: int ``co_flags``, read where the frame does not say whether it is a generator's (<=3.10)
+    #: int ``co_flags``, read where the frame does not say whether it is a generator's (<=3.10),
+    #: and from 3.13 to tell coroutine frames (where an asyncio task's own frames begin)
     co_flags: Optional[int] = None
     #: 3.11/3.12: the int members whose sum, plus ``frame_specials``, is the size in words of
     #: the code's frames in a datastack chunk: ``co_framesize`` (3.12), or ``co_nlocalsplus``
@@ -218,6 +219,8 @@ class Layout:
     gil: GilOffsets = GilOffsets()
     objects: Optional[ObjectOffsets] = None
     ob_type: int = 8  # PyObject.ob_type in a GIL build
+    #: 3.14+: ``gi_iframe``, where a generator or coroutine object holds its frame.
+    gen_iframe: Optional[int] = None
 
     # -- capability traits ------------------------------------------------------------------
     #: "pyframe": heap PyFrameObjects linked by f_back (<=3.10); "iframe": _PyInterpreterFrames

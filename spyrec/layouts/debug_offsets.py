@@ -70,6 +70,10 @@ class DebugOffsetsSpec:
     #: sizeof(PyCompactUnicodeObject) - sizeof(PyASCIIObject): utf8_length + utf8 pointer in a
     #: GIL build [V 3.13, 3.14]; used when the blob has no ``compactunicodeobject_size``.
     compact_unicode_extra: int = 16
+    #: ``co_flags`` (int) in PyCodeObject: after the object head and the co_consts, co_names
+    #: and co_exceptiontable pointers in 3.11-3.15 (Include/cpython/code.h); not in the blob.
+    #: Read to tell coroutine frames (where an asyncio task's own frames begin).
+    co_flags: int = 48
     chunk: ChunkOffsets = field(default_factory=ChunkOffsets)
     #: Object layouts for thread names; the blob's type, dict, long (and from 3.15 heap-type)
     #: values override these (the rest, e.g. the dict-keys header, is not in the blob).
@@ -247,7 +251,7 @@ def _layout_from(d: Blob, spec: DebugOffsetsSpec) -> Layout:
         code=CodeOffsets(co_firstlineno=co["firstlineno"], co_filename=co["filename"],
                          co_name=co["name"], co_qualname=co["qualname"],
                          co_linetable=co["linetable"], co_code_adaptive=co["co_code_adaptive"],
-                         size=co["size"]),
+                         co_flags=spec.co_flags, size=co["size"]),
         strings=StringOffsets(ascii_data=ascii_size,
                               compact_data=uni.get("compactunicodeobject_size",
                                                    ascii_size + spec.compact_unicode_extra),
@@ -256,6 +260,7 @@ def _layout_from(d: Blob, spec: DebugOffsetsSpec) -> Layout:
         chunk=spec.chunk,
         objects=objects,
         ob_type=d["pyobject"]["ob_type"],
+        gen_iframe=d["gen_object"]["gi_iframe"] if "gen_object" in d else None,
         frame_kind="iframe",
         thread_frame_kind="current_frame",
         instr_kind="code_pointer",

@@ -1,0 +1,69 @@
+"""The asyncio task each sample's thread was running, on CPython 3.14 and later.
+
+The tasks target (tests/targets/tasks.py) runs a thousand tasks that wait and two, ``alpha`` and
+``beta``, that take turns on the loop thousands of times a second, and measures how long each
+ran.  Each sample taken in a task carries a ``<task>`` frame named after it, just outside the
+task's coroutine; its total share must be the share the target measured, and it must be the
+task whose work is on the stack, however often the loop switched during the read.
+"""
+
+import json
+from collections import Counter
+
+import pytest
+
+import spyanalyze
+from pythons import ROOTED, python_for, running_target
+from spyformat import TASK_FILE
+from test_record import spyrec
+
+#: How far (in share points) a task's total may be from the target's own measurement (which
+#: leaves out the loop's work of switching to it and back).
+TOLERANCE = 0.03
+#: Share of the samples in a task's work that must name that task.
+RIGHT_TASK = 0.99
+
+
+@pytest.fixture(scope="module", params=ROOTED)
+def tasks_recording(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tasks") / "tasks.spy"
+    with running_target(python_for(request.param), "tasks.py", "4") as target:
+        result = spyrec("-q", "-o", out, "-p", target.pid, "-d", "3", "-r", "1000")
+        assert result.returncode == 0, result.stderr
+        printed, _ = target.process.communicate(timeout=30)
+    own = json.loads(printed.decode().strip().splitlines()[-1])
+    return request.param, own, spyanalyze.load(out)
+
+
+def stacks_by_names(rec):
+    """(qualnames root first, the index of the task frame or None) of every sample."""
+    frames = rec.frames
+    tuples = rec.stack_table.tuples
+    for stack in rec.samples["stack"].tolist():
+        names = [frames.at[f, "qualname"] for f in tuples[stack]]
+        tasks = [i for i, f in enumerate(tuples[stack]) if frames.at[f, "file"] == TASK_FILE]
+        yield names, (tasks[0] if tasks else None)
+
+
+def test_each_tasks_share_is_the_time_it_ran(tasks_recording):
+    label, own, rec = tasks_recording
+    table = spyanalyze.views.by_function(rec).set_index(["module", "qualname"])
+    for name in ("alpha", "beta"):
+        share = table.loc[(TASK_FILE, name), "total_share"]
+        assert share == pytest.approx(own["shares"][name], abs=TOLERANCE), (label, name, share, own)
+    ran = {q for m, q in table.index if m == TASK_FILE}
+    assert ran == {"alpha", "beta"}, (label, ran)      # the thousand waiting tasks never ran
+
+
+def test_a_sample_names_the_task_whose_work_it_holds(tasks_recording):
+    label, _, rec = tasks_recording
+    found = Counter()
+    for names, at in stacks_by_names(rec):
+        for work in ("alpha_work", "beta_work"):
+            if work in names:
+                found[work, names[at] if at is not None else None] += 1
+                if at is not None:   # just outside the task's coroutine
+                    assert names[at + 1] == "busy", (label, names)
+    for work, task in (("alpha_work", "alpha"), ("beta_work", "beta")):
+        total = sum(n for (w, _), n in found.items() if w == work)
+        assert total > 300 and found[work, task] >= RIGHT_TASK * total, (label, found)
