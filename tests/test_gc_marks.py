@@ -39,10 +39,10 @@ SPYREC = [sys.executable, "-m", "spyrec"]
 
 @pytest.fixture(scope="module", params=ALL_SUPPORTED)
 def collecting_recording(request, tmp_path_factory):
-    """The collecting target recorded for 3 s at 1 kHz, and what it measured itself."""
+    """The collecting target recorded for 2.5 s at 1 kHz, and what it measured itself."""
     out = tmp_path_factory.mktemp("gc") / "collecting.spy"
-    with running_target(python_for(request.param), "collecting.py", "4.5") as target:
-        result = spyrec("-o", out, "-p", target.pid, "-d", "3", "-r", "1000")
+    with running_target(python_for(request.param), "collecting.py", "3.5") as target:
+        result = spyrec("-o", out, "-p", target.pid, "-d", "2.5", "-r", "1000")
         assert result.returncode == 0, result.stderr
         printed, _ = target.process.communicate(timeout=30)
         own = json.loads(printed.decode().strip().splitlines()[-1])
@@ -83,7 +83,7 @@ def test_each_sample_is_marked_when_the_target_was_collecting(collecting_recordi
         judged += 1
         if marked(stack) != inside:
             wrong["collecting, not marked" if inside else "marked, not collecting"] += 1
-    assert judged > 1000, (label, judged)
+    assert judged > 800, (label, judged)
     assert sum(wrong.values()) <= WRONG_MARKS * judged, (label, judged, wrong)
 
 
