@@ -143,19 +143,25 @@ def test_a_round_moves_once_it_has_read_the_threads_that_were_running(own_affini
                 return moved
 
             sampler.step_aside.check = noted_check
-            for _ in range(5):
+            judged = 0
+            for _ in range(20):
                 running_before = sum(t.stats.running for t in sampler._threads.values())
                 reads.clear()
                 moved_after.clear()
                 # WHEN a round runs on the first CPU, where the CPU-bound thread waits
                 os.sched_setaffinity(0, {CPUS[0]})
                 sampler.sample_round(time.monotonic_ns())
+                if running_before != 1:
+                    continue  # a blocked thread woke for a moment: not the case at hand
                 # THEN the sampler left it as soon as it had read the thread found running at
                 # the last round, before reading the blocked ones, and still read them all
-                assert running_before == 1
                 assert moved_after == [1]
                 assert len(reads) == threads == 8
                 assert sched_getcpu() == CPUS[1]
+                judged += 1
+                if judged == 5:
+                    break
+            assert judged == 5
             sampler.finish()
 
 
