@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from spyformat import GC_FRAME, SampleFlag
+from spyformat import GC_FRAME, TASK_FILE, SampleFlag
 from spyrec.codeobjects import FrameInfo
 from spyrec.interpreter import PythonProcess
 from spyrec.process import read_text
@@ -41,6 +41,7 @@ class ThreadReport:
     wchan: Optional[str] = None
     kernel: List[str] = field(default_factory=list)  # innermost first
     collecting: bool = False  # the garbage collector was running in it
+    task: Optional[str] = None  # the asyncio task its event loop was running (3.14+)
 
 
 @dataclass
@@ -105,12 +106,14 @@ def where(pid: int, kernel: bool = False) -> ProcessReport:
             name = _thread_name(process, record.get("py_thread_id") or 0, tid)
             frames = [snapshot.frames[f] for f in reversed(snapshot.stacks[stack])]
             collecting = bool(frames) and frames[0].filename == GC_FRAME  # a mark, not code
+            task = next((f.name for f in frames if f.filename == TASK_FILE), None)
+            frames = [f for f in frames if f.filename != TASK_FILE]
             report = ThreadReport(tid, name or record.get("name"), not flags & SampleFlag.IDLE,
                                   bool(flags & SampleFlag.GIL), sampler.cpu_ns(tid),
                                   frames[1:] if collecting else frames,
                                   bool(flags & SampleFlag.TORN),
                                   snapshot.text(syscall), snapshot.text(wchan),
-                                  collecting=collecting)
+                                  collecting=collecting, task=task)
             if tid and kernel:
                 report.kernel = kernel_stack(PROC, pid, tid)
             threads.append(report)
@@ -148,6 +151,8 @@ def as_text(report: ProcessReport, escape) -> str:
             state.append("holds the GIL")
         if thread.collecting:
             state.append("collecting garbage")
+        if thread.task is not None:
+            state.append("in task %s" % escape(thread.task))
         state.append("cpu %.2fs" % (thread.cpu_ns / 1e9))
         if thread.torn:
             state.append("stack read while it changed: may be cut short")
@@ -173,7 +178,7 @@ def as_json(report: ProcessReport) -> str:
         "pid": report.pid, "command": report.command, "python": report.python,
         "executable": report.executable,
         "threads": [{"tid": t.tid, "name": t.name, "running": t.running, "gil": t.holds_gil,
-                     "cpu_ns": t.cpu_ns, "torn": t.torn, "gc": t.collecting,
+                     "cpu_ns": t.cpu_ns, "torn": t.torn, "gc": t.collecting, "task": t.task,
                      "syscall": t.syscall, "wchan": t.wchan,
                      "frames": [frame(f) for f in t.frames], "kernel": t.kernel}
                     for t in report.threads]}, indent=2) + "\n"

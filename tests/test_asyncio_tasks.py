@@ -8,6 +8,8 @@ task whose work is on the stack, however often the loop switched during the read
 """
 
 import json
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -22,6 +24,7 @@ from test_record import spyrec
 TOLERANCE = 0.03
 #: Share of the samples in a task's work that must name that task.
 RIGHT_TASK = 0.99
+SPYREC = [sys.executable, "-m", "spyrec"]
 
 
 @pytest.fixture(scope="module", params=ROOTED)
@@ -67,3 +70,22 @@ def test_a_sample_names_the_task_whose_work_it_holds(tasks_recording):
     for work, task in (("alpha_work", "alpha"), ("beta_work", "beta")):
         total = sum(n for (w, _), n in found.items() if w == work)
         assert total > 300 and found[work, task] >= RIGHT_TASK * total, (label, found)
+
+
+@pytest.mark.parametrize("label", ROOTED[-1:])
+def test_where_says_which_task_runs(label):
+    """``spyrec where`` reads the loop's thread once: its state names the task, and its frames
+    are the task's without the task's own frame."""
+    with running_target(python_for(label), "tasks.py", "20") as target:
+        for _ in range(20):
+            result = subprocess.run(SPYREC + ["where", "-p", str(target.pid), "--json"],
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+            (thread,) = json.loads(result.stdout)["threads"]
+            assert all(frame["file"] != TASK_FILE for frame in thread["frames"])
+            names = [frame["name"] for frame in thread["frames"]]
+            if thread["task"] is not None:
+                assert thread["task"] in ("alpha", "beta") and "busy" in names, thread
+                break
+        else:
+            pytest.fail("no read found a task running")
