@@ -265,15 +265,17 @@ def info(path, as_json):
 @main.command()
 @click.argument("path", type=RECORDING)
 @filter_options(idle_default="exclude")
-@click.option("--by", type=click.Choice(["function", "line", "file", "cause"]), default="function",
-              show_default=True, help="cause: what threads waited in (with --idle only, where "
-              "wall time went while they waited).")
+@click.option("--by", type=click.Choice(["function", "line", "file", "cause", "task"]),
+              default="function", show_default=True,
+              help="cause: what threads waited in (with --idle only, where wall time went while "
+              "they waited); task: time by asyncio task and its coroutine.")
+@click.option("--tasks", is_flag=True, help="The same as --by task.")
 @click.option("--weight", type=click.Choice(WEIGHTS), default="samples", show_default=True, help=WEIGHT_HELP)
 @click.option("--sort", type=click.Choice(["self", "total"]), default="self", show_default=True)
 @click.option("-n", "--limit", type=int, default=25, show_default=True, help="Rows to show (0: all).")
 @click.option("--csv", "as_csv", is_flag=True, help="Write every row as CSV instead of a table.")
 @output_option()
-def top(path, by, weight, sort, limit, as_csv, output, **options):
+def top(path, by, tasks, weight, sort, limit, as_csv, output, **options):
     """The heaviest functions (or lines, or files), like a profiler's top view.
 
     Idle samples are left out unless --idle include (as py-spy does).  A function is shown with
@@ -285,6 +287,9 @@ def top(path, by, weight, sort, limit, as_csv, output, **options):
     if by == "cause":
         _top_causes(recording, weight, limit, as_csv, output)
         return
+    if tasks or by == "task":
+        _top_tasks(recording, weight, limit, as_csv, output)
+        return
     table = views.aggregate(recording, by, weight)
     table = table.sort_values([sort + "_share", ("total" if sort == "self" else "self") + "_share"],
                               ascending=False, kind="stable")
@@ -295,22 +300,37 @@ def top(path, by, weight, sort, limit, as_csv, output, **options):
     rows = [("%.1f%%" % (100 * r["self_share"]), "%.1f%%" % (100 * r["total_share"]),
              amount(r["self_" + weight], weight), amount(r["total_" + weight], weight), label(r, by))
             for _, r in shown.iterrows()]
-    output.write("%d samples, %.2fs%s\n" % (len(recording), recording.duration,
-                                            "; " + "; ".join(recording.steps) if recording.steps else ""))
+    header(recording, output)
     output.write(render(rows, ("self", "total", "self " + weight, "total " + weight, by), right={0, 1, 2, 3}))
 
 
+def _top_tasks(recording, weight, limit, as_csv, output):
+    _share_table(recording, views.by_task(recording, weight), weight, limit, as_csv, output,
+                 ("task", "coroutine"))
+
+
 def _top_causes(recording, weight, limit, as_csv, output):
-    table = views.by_cause(recording, weight)
+    _share_table(recording, views.by_cause(recording, weight), weight, limit, as_csv, output,
+                 ("cause",), ("waiting in",))
+
+
+def _share_table(recording, table, weight, limit, as_csv, output, columns, headings=None):
+    """A view with one share per row (by cause, by task): CSV, or a table of its ``columns``."""
     if as_csv:
         table.to_csv(output, index=False)
         return
     shown = table.head(limit) if limit else table
-    rows = [("%.1f%%" % (100 * r["share"]), amount(r[weight], weight), printable(r["cause"]))
+    rows = [("%.1f%%" % (100 * r["share"]), amount(r[weight], weight))
+            + tuple(printable(r[c]) if isinstance(r[c], str) else "" for c in columns)
             for _, r in shown.iterrows()]
+    header(recording, output)
+    output.write(render(rows, ("share", weight) + tuple(headings or columns), right={0, 1}))
+
+
+def header(recording, output):
+    """The line above every table: how many samples over how long, and the filters applied."""
     output.write("%d samples, %.2fs%s\n" % (len(recording), recording.duration,
                                             "; " + "; ".join(recording.steps) if recording.steps else ""))
-    output.write(render(rows, ("share", weight, "waiting in"), right={0, 1}))
 
 
 def parse_gates(ctx, param, values):
@@ -471,11 +491,15 @@ def filter_command(path, output, **options):
                    "wall and cpu are written in microseconds in collapsed stacks, in "
                    "milliseconds in flame graphs.")
 @click.option("--threads", "thread_roots", is_flag=True, help="collapsed: start each stack with its thread.")
+@click.option("--tasks", is_flag=True,
+              help="Put asyncio tasks where threads go: a profile (a graph, a root) per task.")
 @filter_options(idle_default="exclude")
 @output_option()
-def export(path, fmt, weight, thread_roots, output, **options):
+def export(path, fmt, weight, thread_roots, tasks, output, **options):
     """Export a recording as speedscope JSON, collapsed stacks, or a flame graph (HTML, SVG)."""
     recording = filtered(load_recording(path), options)
+    if tasks:
+        recording = filters.tasks_as_threads(recording)
     if fmt == "speedscope":
         FORMATS[fmt](recording, output, weight=weight or "wall")
     elif fmt == "collapsed":

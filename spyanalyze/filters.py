@@ -31,10 +31,11 @@ from typing import (Any, Callable, Collection, Dict, Iterable, List, Optional, S
 
 import numpy as np
 import pandas as pd
+from spyformat import TASK_FILE
 
 from spyanalyze import frames as frame_rules
 from spyanalyze.errors import EmptyResult, UnknownThread
-from spyanalyze.tables import StackTable, thread_display_name
+from spyanalyze.tables import TASK_TIDS, StackTable, thread_display_name
 
 #: A ``spyanalyze.recording.Recording``, which imports this module: importing it here, even for
 #: the type checker alone, would close an import cycle (tests/test_imports.py).
@@ -102,6 +103,30 @@ def known_threads(recording: Recording) -> pd.DataFrame:
     table = seen.merge(table, on=["pid", "tid"], how="outer")
     table["name"] = [thread_display_name(n, int(t)) for n, t in zip(table["name"], table["tid"])]
     return table.reset_index(drop=True)
+
+
+def tasks_as_threads(recording: Recording) -> Recording:
+    """Each sample taken in an asyncio task moved to a thread of its task's, named ``task
+    NAME`` (one per process and task name, with a made-up thread id from ``TASK_TIDS`` on), so
+    that every per-thread view and export shows a profile per task.  Others stay as they are."""
+    frames = recording.frames
+    task_of, _ = recording.stack_table.outermost((frames["file"] == TASK_FILE).to_numpy())
+    samples = recording.samples.copy()
+    task = task_of[samples["stack"].to_numpy()]
+    in_task = task >= 0
+    if not in_task.any():
+        return recording.replace(samples=samples, step="tasks as threads")
+    names = frames["qualname"].to_numpy(dtype=object)[task[in_task]]
+    keys = pd.MultiIndex.from_arrays([samples["pid"].to_numpy()[in_task], names])
+    codes, uniques = keys.factorize()
+    tids = samples["tid"].to_numpy().copy()
+    tids[in_task] = TASK_TIDS + codes
+    labels = ["task %s" % name for _, name in uniques]
+    thread = samples["thread"].astype(object).to_numpy().copy()
+    thread[in_task] = np.asarray(labels, dtype=object)[codes]
+    samples["tid"] = tids
+    samples["thread"] = pd.Categorical(thread)
+    return recording.replace(samples=samples, step="tasks as threads")
 
 
 def threads(recording: Recording,

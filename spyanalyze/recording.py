@@ -256,6 +256,12 @@ class Recording:
     def by_cause(self, weight: str = "wall") -> pd.DataFrame:
         return views.by_cause(self, weight)
 
+    def by_task(self, weight: str = "samples") -> pd.DataFrame:
+        return views.by_task(self, weight)
+
+    def tasks_as_threads(self) -> "Recording":
+        return filters.tasks_as_threads(self)
+
     def timeline(self, freq: str = "1s") -> pd.DataFrame:
         return views.timeline(self, freq)
 

@@ -64,6 +64,22 @@ class StackTable:
             self._pairs[key] = (combined // n, combined % n)
         return self._pairs[key]
 
+    def outermost(self, frame_mask):
+        """Per stack, the outermost frame for which ``frame_mask`` (by frame id) is true and
+        the frame just inside it: two arrays of frame ids, -1 where there is none."""
+        found = np.full(len(self.tuples), -1, dtype=np.int64)
+        inside = np.full(len(self.tuples), -1, dtype=np.int64)
+        stack, frame, _depth = self.long
+        hits = np.flatnonzero(np.asarray(frame_mask)[frame]) if len(frame) else frame
+        if len(hits):
+            first = hits[np.unique(stack[hits], return_index=True)[1]]
+            found[stack[first]] = frame[first]
+            following = first + 1
+            within = following < len(frame)
+            within[within] = stack[following[within]] == stack[first[within]]
+            inside[stack[first[within]]] = frame[following[within]]
+        return found, inside
+
     @functools.cached_property
     def frame(self):
         return pd.DataFrame({"frames": pd.Series(self.tuples, dtype=object),
@@ -79,10 +95,16 @@ def thread_display_name(name, tid):
     return name if isinstance(name, str) and name else "tid %d" % tid
 
 
+#: Where the thread ids of asyncio tasks put where threads go begin (see
+#: ``filters.tasks_as_threads``): above every kernel's pid_max (at most 2**22), below 2**31.
+TASK_TIDS = 0x7FFF0000
+
+
 def thread_label(name, tid):
-    """``name (tid N)``, or just ``tid N`` for a thread without a name."""
+    """``name (tid N)``, or just ``tid N`` for a thread without a name, and just the name of a
+    task put where threads go (its thread id is made up)."""
     name = str(name)
-    return name if name == "tid %d" % tid else "%s (tid %d)" % (name, tid)
+    return name if name == "tid %d" % tid or tid >= TASK_TIDS else "%s (tid %d)" % (name, tid)
 
 
 def sample_weights(t, key, interval_ns):

@@ -18,7 +18,10 @@ from typing import Any, Dict, List
 import numpy as np
 import pandas as pd
 
+from spyformat import TASK_FILE
+
 from spyanalyze.errors import TooLarge
+from spyanalyze.frames import label
 from spyanalyze.tables import WEIGHTS, check_weight
 
 #: A ``spyanalyze.recording.Recording``, which imports this module: importing it here, even for
@@ -125,6 +128,49 @@ def by_cause(recording: Recording, weight: str = "wall") -> pd.DataFrame:
     table = table.sort_values(weight, ascending=False, kind="stable").reset_index(drop=True)
     return table[["cause", "syscall", "wchan"] + list(dict.fromkeys(["samples", weight]))
                  + ["share"]]
+
+
+def by_task(recording: Recording, weight: str = "samples") -> pd.DataFrame:
+    """Time by asyncio task: one row per (task, its coroutine) the samples ran in, as the
+    recorder marks them (a ``<task>`` frame just outside the task's coroutine), and one
+    ``(no task)`` row for the rest (an event loop between tasks, other threads); columns
+    ``task``, ``coroutine`` (the label of the coroutine's function), ``module`` and
+    ``qualname`` of it, ``samples``, ``wall``, ``cpu`` (ns) and ``share`` of ``weight``,
+    heaviest first.  Tasks of one name are one row per coroutine: names are not unique."""
+    check_weight(weight)
+    frames = recording.frames
+    task_of, inside = recording.stack_table.outermost((frames["file"] == TASK_FILE).to_numpy())
+    samples = recording.samples
+    ids = samples["stack"].to_numpy()
+    keys = pd.DataFrame({"task": task_of[ids], "inside": inside[ids]})
+    for name in ("wall", "cpu"):
+        keys[name] = samples[name].to_numpy()
+    keys["samples"] = samples["ticks"].to_numpy()
+    grouped = keys.groupby(["task", "inside"], sort=False)
+    table = grouped[["samples", "wall", "cpu"]].sum().reset_index()
+    table["count"] = grouped.size().to_numpy()
+    names = frames["qualname"].to_numpy(dtype=object)
+    modules = frames["module"].to_numpy(dtype=object)
+    lines = frames["line"].to_numpy()
+    task, coroutine = table["task"].to_numpy(), table["inside"].to_numpy()
+    has_task, has_coroutine = task >= 0, coroutine >= 0
+    table["task"] = np.where(has_task, names[np.maximum(task, 0)], "(no task)")
+    table["module"] = np.where(has_coroutine, modules[np.maximum(coroutine, 0)], None)
+    table["qualname"] = np.where(has_coroutine, names[np.maximum(coroutine, 0)], None)
+    table["line"] = np.where(has_coroutine & (lines[np.maximum(coroutine, 0)] > 0),
+                             lines[np.maximum(coroutine, 0)], np.iinfo(np.int64).max)
+    table = table.groupby(["task", "module", "qualname"], dropna=False, sort=False).agg(
+        count=("count", "sum"), samples=("samples", "sum"), wall=("wall", "sum"),
+        cpu=("cpu", "sum"), line=("line", "min")).reset_index()
+    line = table["line"].where(table["line"] < np.iinfo(np.int64).max, 0)
+    table["coroutine"] = [None if module is None or module != module else label(q, module, n)
+                          for q, module, n in zip(table["qualname"], table["module"], line)]
+    total = float(table[weight].sum()) or 1.0
+    table["share"] = table[weight] / total
+    table["samples"] = table.pop("count")       # whole samples; the share is by ticks
+    table = table.sort_values(["share", "task"], ascending=[False, True], kind="stable")
+    return table[["task", "coroutine", "module", "qualname", "samples", "wall", "cpu", "share"]] \
+        .reset_index(drop=True)
 
 
 def _cause_label(call, channel):

@@ -1,4 +1,4 @@
-"""The asyncio task each thread is running, on CPython 3.14 and later.
+"""The asyncio task each thread is running.
 
 From 3.14 each thread state records the task its event loop is stepping
 (``_PyThreadStateImpl.asyncio_running_task``, Include/internal/pycore_tstate.h), and the
@@ -12,6 +12,12 @@ in the file: it is read from the file, not from the target.  ``_asyncio`` is bui
 interpreters and a separate extension module in others, mapped only once asyncio is imported,
 so it is looked for again now and then until found.
 
+Before 3.14 nothing records which task a thread runs, only which one each event loop is
+stepping: ``asyncio.tasks._current_tasks``, ``{loop: task}``, _asyncio's own dict that
+``_enter_task`` and ``_leave_task`` keep (Modules/_asynciomodule.c 3.8-3.13).  Its few entries
+are read when a thread is found in a coroutine not seen before; the task's fields lie where the
+layout's ``TaskOffsets`` say.
+
 A task's name is a str, or until something asks for it an int that ``get_name()`` would turn into
 ``Task-N`` (``TaskObj_init``, Modules/_asynciomodule.c v3.14.0).
 """
@@ -22,9 +28,11 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 from elftools.common.exceptions import ELFError
 
 from spyrec.errors import MemoryReadError
+from spyrec.layouts.base import Layout
 from spyrec.process import MemoryMap, MemoryReader, target_file
 from spyrec.pystrings import ObjectReader
 from spyrec.symbols import load_elf
+from spyrec.threadnames import ThreadNameReader
 
 SECTION = ".AsyncioDebug"
 _TABLE = struct.Struct("<13Q")
@@ -74,6 +82,38 @@ def find_offsets(pid: int, maps: List[MemoryMap], runtime_path: str) -> Optional
             if found is not None:
                 return found
     return None
+
+
+def table_offsets(layout: Layout) -> Optional[AsyncioOffsets]:
+    """<=3.13: the Task's offsets from the layout's table (no running task in the thread state)."""
+    if layout.task is None:
+        return None
+    return AsyncioOffsets(0, layout.task.task_name, layout.task.task_coro)
+
+
+class CurrentTasks:
+    """<=3.13: reads the tasks the event loops are stepping now, once ``asyncio.tasks`` is
+    imported (``_current_tasks`` is bound once, at import, and only filled and emptied)."""
+
+    def __init__(self, objects: ThreadNameReader, interp: int):
+        self.objects = objects
+        self.interp = interp
+        self.current: Optional[int] = None
+
+    def find(self) -> bool:
+        """Whether ``_current_tasks`` is found (looked for in ``sys.modules`` this time)."""
+        try:
+            self.current = self.objects.module_global(self.interp, "asyncio.tasks",
+                                                      "_current_tasks")
+        except MemoryReadError:
+            self.current = None
+        return self.current is not None
+
+    def __call__(self) -> List[int]:
+        """The addresses of the tasks being stepped (raises MemoryReadError on a torn read)."""
+        if self.current is None:
+            return []
+        return [task for _, task in self.objects.items(self.current)]
 
 
 class TaskNames:

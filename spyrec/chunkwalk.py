@@ -133,7 +133,7 @@ class ChunkWalk:
         and a call per frame would cost more than parsing the frame does.
         """
         self._misfit = False
-        self.outermost_generator = 0
+        self.outermost_generator = self.outermost_generator_code = 0
         codes: List[int] = []
         offsets: List[int] = []
         outside = []  # frames read outside every chunk copy (generators', C-stack entry frames)
@@ -297,7 +297,9 @@ class ChunkWalk:
             visited = addr
             addr = previous
         # the frame of the coroutine an asyncio task runs, when it is one (see _with_task)
-        self.outermost_generator = gens[-1][0] if gens else 0
+        if gens:
+            self.outermost_generator, at = gens[-1]
+            self.outermost_generator_code = codes[at]
         if chunk_addrs and not self._fits_top(chunk_addrs[0], codes, chunk_starts[0], top,
                                               buf, base, (chunk_addrs[0], link), settled):
             self._misfit = True

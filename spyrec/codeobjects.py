@@ -44,6 +44,8 @@ SKIP = -1
 #: CO_GENERATOR | CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR (Include/code.h
 #: 3.8-3.10): code whose frames a generator object runs.
 GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200
+#: CO_COROUTINE | CO_ITERABLE_COROUTINE: code an asyncio task may run.
+COROUTINE_FLAGS = 0x80 | 0x100
 #: ``_admit``'s answer when a known code object's fields still point where they did.
 _CHECK_CONTENT = object()
 
@@ -64,11 +66,11 @@ class CodeObject:
     """What ``describe`` needs from one code object, decoded once."""
 
     __slots__ = ("filename", "name", "qualname", "table", "identity", "internal", "content",
-                 "generator")
+                 "generator", "coroutine")
 
     def __init__(self, filename: str, name: str, qualname: str, table: LineTable,
                  identity: Identity, content: Tuple[Tuple[int, Union[str, bytes]], ...],
-                 generator: bool = False):
+                 generator: bool = False, coroutine: bool = False):
         self.filename = filename
         self.name = name
         self.qualname = qualname
@@ -83,6 +85,8 @@ class CodeObject:
         #: The code of a generator, coroutine or async generator (known where the layout
         #: reads ``co_flags``): its frame is never the bottom of a whole chain.
         self.generator = generator
+        #: The code of a coroutine (an asyncio task's is one).
+        self.coroutine = coroutine
 
     def frame_info(self, offset: int) -> FrameInfo:
         line, column = self.table.position(offset)
@@ -274,15 +278,30 @@ class CodeCache:
             raise MemoryReadError("malformed line table at 0x%x" % linetable) from None
         content = tuple(zip(strs, texts)) + ((linetable, table),)
         return CodeObject(texts[0], texts[1], qualname_text, lines, identity, content,
-                          bool(flags & GENERATOR_FLAGS))
+                          bool(flags & GENERATOR_FLAGS), bool(flags & COROUTINE_FLAGS))
 
     def is_generator(self, addr: int) -> bool:
         """Whether the code object at ``addr`` is a generator's (verifying it if need be)."""
+        code = self._code_at(addr)
+        return code is not None and code.generator
+
+    def is_coroutine(self, addr: int) -> bool:
+        """Whether the code object at ``addr`` is a coroutine's (verifying it if need be)."""
+        code = self._code_at(addr)
+        return code is not None and code.coroutine
+
+    def known_coroutine(self, addr: int) -> Optional[bool]:
+        """Whether the code object at ``addr`` is a coroutine's, if it is known without a read;
+        else None."""
+        key = self.verified.get(addr)
+        code = self.codes.get(key) if key is not None else None
+        return None if code is None else code.coroutine
+
+    def _code_at(self, addr: int) -> Optional[CodeObject]:
         key = self.verified.get(addr)
         if key is None:
             key = self.keys_for([addr])[0]
-        code = self.codes.get(key) if key is not None else None
-        return code is not None and code.generator
+        return self.codes.get(key) if key is not None else None
 
     def describe(self, key: int, offset: int) -> FrameInfo:
         """FrameInfo for a frame; MemoryReadError if the code object cannot be read."""

@@ -5,7 +5,7 @@ import struct
 import time
 from typing import List, Optional
 
-from spyrec.asynciotasks import TaskNames, find_offsets
+from spyrec.asynciotasks import CurrentTasks, TaskNames, find_offsets, table_offsets
 from spyrec.codeobjects import CodeCache, FrameInfo
 from spyrec.errors import (MemoryReadError, NotPython, PermissionDenied, SpyError, TargetNotFound,
                            TargetReplaced)
@@ -18,7 +18,7 @@ from spyrec.threads import NamespaceTids, ThreadNaming, bound_states, find_pthre
 from spyrec.validation import check_guessed_layout, check_interpreter
 from spyrec.walker import StackWalker, ThreadStack
 
-#: How often a 3.14+ process is looked at for ``_asyncio`` until it is found (seconds).
+#: How often a process is looked at for asyncio until it is found (seconds).
 ASYNCIO_LOOK_EVERY_S = 1.0
 
 __all__ = ["PythonProcess", "ThreadStack", "FrameInfo"]
@@ -53,11 +53,11 @@ class PythonProcess:
         names = ThreadNameReader(mem, layout, self.objects, types)
         #: The threads' names (the sampler asks it about each new thread).
         self.naming = ThreadNaming(pid, mem, layout, runtime, names, lambda: self.walker.host_tid)
-        #: The names of the asyncio tasks threads run (3.14+, once ``_asyncio`` is found).
+        #: The names of the asyncio tasks threads run (once asyncio is found).
         self.tasks: Optional[TaskNames] = None
-        self._read_int = names.read_int
+        self._names = names
         self._runtime_path = next((m.path for m in found.maps if m.start <= runtime < m.end), "")
-        self._asyncio_look = 0.0 if self.version >= (3, 14) else None
+        self._asyncio_look: Optional[float] = 0.0
         self._tid_offset_retry = 0.0
         self._closed = False
 
@@ -115,21 +115,42 @@ class PythonProcess:
     # -- sampling ----------------------------------------------------------------------------
 
     def look_for_asyncio(self, now: float) -> None:
-        """On 3.14+, until ``_asyncio`` is found (it may be imported at any time), look for its
-        table once a second; then the walker reads each thread's running task."""
+        """Until asyncio is found (it may be imported at any time), look for it once a second:
+        ``_asyncio``'s table (3.14+) or ``asyncio.tasks`` (<=3.13); then the walker gives
+        each stack the task it ran in."""
         if self._asyncio_look is None or now < self._asyncio_look:
             return
         self._asyncio_look = now + ASYNCIO_LOOK_EVERY_S
-        try:
-            maps = read_maps(self.pid)
-        except OSError:
-            return
-        offsets = find_offsets(self.pid, maps, self._runtime_path)
-        if offsets is not None and self.layout.gen_iframe is not None:
-            self._asyncio_look = None
-            self.walker.read_running_tasks(offsets.running_task, offsets.task_coro,
-                                           self.layout.gen_iframe)
-            self.tasks = TaskNames(self.mem, self.objects, self._read_int, offsets)
+        layout = self.layout
+        if self.version >= (3, 14):
+            try:
+                maps = read_maps(self.pid)
+            except OSError:
+                return
+            offsets = find_offsets(self.pid, maps, self._runtime_path)
+            if offsets is None or layout.gen_iframe is None:
+                return
+            self.walker.read_tasks(offsets.task_coro, layout.gen_iframe,
+                                   running_task=offsets.running_task)
+        else:
+            offsets = table_offsets(layout)
+            gen_frame = layout.gen_iframe or layout.gen_frame_pointer
+            if offsets is None or gen_frame is None:
+                self._asyncio_look = None
+                return
+            try:
+                interp = self._names.u64(self.runtime_address
+                                         + layout.runtime.interpreters_head)
+            except MemoryReadError:
+                return
+            current = CurrentTasks(self._names, interp)
+            if not current.find():
+                return
+            self.walker.read_tasks(offsets.task_coro, gen_frame,
+                                   gen_frame_pointer=layout.gen_iframe is None,
+                                   current_tasks=current)
+        self._asyncio_look = None
+        self.tasks = TaskNames(self.mem, self.objects, self._names.read_int, offsets)
 
     @property
     def torn_reads(self) -> int:

@@ -164,6 +164,9 @@ class PyFrameWalk:
             if gens and not torn:
                 self.callers.note(tstate, [(chain[i], i) for i in gens], codes, offsets,
                                    chain.__getitem__, spliced)
+        # the frame of the coroutine an asyncio task runs, when it is one (see _with_task)
+        self.outermost_generator = chain[gens[-1]] if gens else 0
+        self.outermost_generator_code = codes[gens[-1]] if gens else 0
         old = self._chains.get(tstate)
         if old is not None and old.chain == chain:
             self._next_chains[tstate] = old

@@ -117,13 +117,18 @@ class ThreadNameReader:
         module never rebinds it; ``_after_fork`` refills the same dict)."""
         found, when = self._active.get(interp, (None, -ACTIVE_RETRY_S))
         if found is None and time.monotonic() - when >= ACTIVE_RETRY_S:
-            modules = self.u64(interp + self.layout.interp.modules)
-            threading = self.lookup(modules, "threading")
-            if threading is not None:
-                self._check_type(threading, self.module_type, "module")
-                found = self.lookup(self.u64(threading + self.o.md_dict), "_active")
+            found = self.module_global(interp, "threading", "_active")
             self._active[interp] = (found, time.monotonic())
         return found
+
+    def module_global(self, interp: int, module: str, name: str) -> Optional[int]:
+        """The object bound to ``name`` in the module ``module`` of one interpreter's
+        ``sys.modules``, or None while the module is not imported (or has no such name)."""
+        found = self.lookup(self.u64(interp + self.layout.interp.modules), module)
+        if found is None:
+            return None
+        self._check_type(found, self.module_type, "module")
+        return self.lookup(self.u64(found + self.o.md_dict), name)
 
     def find_int(self, dict_addr: int, value: int) -> Optional[int]:
         """The value under the int key ``value`` in a dict, probing its hash table like

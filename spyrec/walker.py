@@ -68,6 +68,8 @@ ENTRY_NEAR = 4096
 
 #: Tasks whose coroutine frame is kept (an event loop runs a few at a time, of many).
 MAX_TASK_FRAMES = 4096
+#: Walks of a thread after its task was not known, before which the running tasks are read too.
+LEARN_BEFORE_WALKS = 100
 _U32 = struct.Struct("<I")
 
 
@@ -244,8 +246,14 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         self._ts = FieldStruct(thread_fields)
         self._next_at = ts.next
         self._ts_size = max(ts.size, self._ts.size)
+        self._tasks_on = False  # whether stacks are given their asyncio task (see read_tasks)
         self._task_at = 0  # asyncio_running_task in the thread state, once known (3.14+)
-        self._task_coro = self._gen_iframe = 0
+        self._current_tasks: Optional[Callable[[], List[int]]] = None  # <=3.13
+        self._task_coro = self._gen_frame = 0
+        self._gen_frame_pointer = False
+        #: <=3.13: thread states whose task was not known lately, and for how many more of
+        #: their walks the running tasks are read before the walk too (see _with_task).
+        self._task_misses: Dict[int, int] = {}
         self._task_frames: Dict[int, int] = {}  # task -> its coroutine's frame
         self._frame_tasks: Dict[int, int] = {}  # and back, for the tasks seen running
         self._cframe = layout.thread_frame_kind == "cframe"
@@ -455,6 +463,11 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         ``WALK_ATTEMPTS``); (None, 0) when the state cannot be read or belongs to another
         interpreter: the list was changing under the walk."""
         prefetched = slot_copies = None
+        if tstate in self._task_misses:
+            self._learn_running_tasks()  # <=3.13: see _with_task
+            self._task_misses[tstate] -= 1
+            if not self._task_misses[tstate]:
+                del self._task_misses[tstate]
         read_ns = monotonic_ns()
         try:
             if self._cframe:
@@ -480,7 +493,7 @@ class StackWalker(ChunkWalk, PyFrameWalk):
                 return (self._kept_stack(tstate, (state, last[1], last[2], ts), tstate == holder,
                                          by_gil), fields[0])
         stack = self._walk_thread(tstate, ts, fields, tstate == holder, prefetched, slot_copies)
-        if self._task_at:
+        if self._tasks_on:
             stack = self._with_task(tstate, ts, stack)
         attempts = WALK_ATTEMPTS - 1
         fullest, fullest_ns = stack, read_ns
@@ -491,7 +504,7 @@ class StackWalker(ChunkWalk, PyFrameWalk):
             if retried is None:
                 break
             ts, fields, stack = retried
-            if self._task_at:
+            if self._tasks_on:
                 stack = self._with_task(tstate, ts, stack)
             read_ns = again_ns
             state = fields[1:]
@@ -510,54 +523,115 @@ class StackWalker(ChunkWalk, PyFrameWalk):
     def _with_task(self, tstate: int, ts: bytes, stack: ThreadStack) -> ThreadStack:
         """``stack`` with the asyncio task it ran in.
 
-        The thread state names the task when it was copied, and again after the walk; an
-        event loop switches tasks thousands of times a second, so the frames read in between
-        may be another task's (the loop runs each at the same depth), even when both name the
-        same one (it ran, then the other, then it again).  The frames belong to the task whose
-        coroutine's frame is the walk's outermost generator frame (the loop's own frames are
-        plain functions): of the tasks named, that one; else one seen running that coroutine
-        before; else none.  (The stack itself is whole: walking it again would only move the
-        sample off its moment.)"""
-        frame = self.outermost_generator
+        An event loop switches tasks thousands of times a second, so the frames read may be
+        another task's than the one the loop named a moment before or after (the loop runs each
+        at the same depth).  The frames belong to the task whose coroutine's frame is the
+        walk's outermost generator frame (the loop's own frames are plain functions): of the
+        tasks the thread state named (3.14+), that one; else the task known to run that
+        coroutine.  Before 3.14 tasks become known as they are seen being stepped, read after
+        the walk (and, for a while after a thread's task was not known, before its walks too:
+        a step shorter than a walk falls between two reads).  (The stack itself is whole: walking it
+        again would only move the sample off its moment.)"""
+        frame, code = self.outermost_generator, self.outermost_generator_code
         if not frame:
             return stack
-        task = U64.unpack_from(ts, self._task_at)[0]
-        if not (task and self._coroutine_frame(task) == frame):
-            try:
-                now = U64.unpack(self.read(tstate + self._task_at, 8))[0]
-            except READ_ERRORS:
-                now = 0
-            task = next((t for t in (now, self._frame_tasks.get(frame))
-                         if t and self._coroutine_frame(t) == frame), 0)
+        coroutine = self.codes.known_coroutine(code)
+        learned = False
+        if coroutine is None and self._current_tasks is not None and frame not in self._frame_tasks:
+            self._learn_running_tasks()  # before the code is read: reading it takes time
+            learned = True
+        if not (coroutine or coroutine is None and self.codes.is_coroutine(code)):
+            return stack
+        task = self._named_task(tstate, ts, frame) if self._task_at else 0
+        if not task:
+            task = self._known_task(frame)
+            if not task and self._current_tasks is not None:
+                if not learned:
+                    self._learn_running_tasks()
+                    task = self._known_task(frame)
+                if not task:
+                    if len(self._task_misses) >= MAX_TASK_FRAMES:
+                        self._task_misses.clear()
+                    self._task_misses[tstate] = LEARN_BEFORE_WALKS
             if not task:
                 return stack
+        self._remember_task(frame, task)
+        return stack._replace(task=task)
+
+    def _known_task(self, frame: int) -> int:
+        """The task known to run the coroutine whose frame is ``frame``, if it still does."""
+        task = self._frame_tasks.get(frame)
+        return task if task and self._coroutine_frame(task, fresh=True) == frame else 0
+
+    def _remember_task(self, frame: int, task: int) -> None:
         if len(self._frame_tasks) >= MAX_TASK_FRAMES:
             self._frame_tasks.clear()
         self._frame_tasks[frame] = task
-        return stack._replace(task=task)
 
-    def _coroutine_frame(self, task: int) -> int:
-        """The address of the frame of the coroutine a task runs (it lives in the coroutine
-        object, which the task keeps while it lives), 0 if it cannot be read."""
-        frame = self._task_frames.get(task)
+    def _learn_running_tasks(self) -> None:
+        """<=3.13: remember the coroutine frame of each task the loops are stepping now."""
+        if self._current_tasks is None:
+            return
+        try:
+            running = self._current_tasks()
+        except READ_ERRORS:
+            return
+        for task in running:
+            frame = self._coroutine_frame(task, fresh=True)
+            if frame:
+                self._remember_task(frame, task)
+
+    def _named_task(self, tstate: int, ts: bytes, frame: int) -> int:
+        """3.14+: the task the thread state named, when its copy or a read after the walk
+        names the one whose coroutine ``frame`` is; else 0."""
+        task = U64.unpack_from(ts, self._task_at)[0]
+        if task and self._coroutine_frame(task) == frame:
+            return task
+        try:
+            now = U64.unpack(self.read(tstate + self._task_at, 8))[0]
+        except READ_ERRORS:
+            return 0
+        return now if now and self._coroutine_frame(now) == frame else 0
+
+    def _coroutine_frame(self, task: int, fresh: bool = False) -> int:
+        """The address of the frame of the coroutine a task runs, 0 if it cannot be read.  It
+        lives in (3.11+) or hangs from (<=3.10) the coroutine object, which the task keeps
+        while it lives; ``fresh``: read again, for a task that may have ended and another
+        taken its place."""
+        frame = None if fresh else self._task_frames.get(task)
         if frame is None:
             try:
                 coro = U64.unpack(self.read(task + self._task_coro, 8))[0]
+                if not coro:
+                    frame = 0
+                elif self._gen_frame_pointer:
+                    frame = U64.unpack(self.read(coro + self._gen_frame, 8))[0]
+                else:
+                    frame = coro + self._gen_frame
             except READ_ERRORS:
                 return 0
-            frame = coro + self._gen_iframe if coro else 0
             if len(self._task_frames) >= MAX_TASK_FRAMES:
                 self._task_frames.clear()
             self._task_frames[task] = frame
         return frame
 
-    def read_running_tasks(self, running_task: int, task_coro: int, gen_iframe: int) -> None:
-        """From now on, give each walked stack the asyncio task it ran in (see _with_task):
-        ``running_task`` is the offset of ``asyncio_running_task`` in the thread state (past
-        its PyThreadState part, which is then copied that far), ``task_coro`` of the coroutine
-        in a task, ``gen_iframe`` of the frame in a coroutine object."""
-        self._task_at, self._task_coro, self._gen_iframe = running_task, task_coro, gen_iframe
-        self._ts_size = max(self._ts_size, running_task + 8)
+    def read_tasks(self, task_coro: int, gen_frame: int, gen_frame_pointer: bool = False,
+                   running_task: int = 0,
+                   current_tasks: Optional[Callable[[], List[int]]] = None) -> None:
+        """From now on, give each walked stack the asyncio task it ran in (see _with_task).
+
+        ``task_coro``: the offset of the coroutine in a task; ``gen_frame``: of the frame in a
+        coroutine object, or (``gen_frame_pointer``) of the pointer to it.  The running task
+        comes from ``running_task``, the offset of ``asyncio_running_task`` in the thread
+        state (3.14+: past its PyThreadState part, which is then copied that far), or from
+        ``current_tasks``, which reads the tasks the loops are stepping (<=3.13)."""
+        self._tasks_on = True
+        self._task_coro, self._gen_frame = task_coro, gen_frame
+        self._gen_frame_pointer = gen_frame_pointer
+        self._current_tasks = current_tasks
+        if running_task:
+            self._task_at = running_task
+            self._ts_size = max(self._ts_size, running_task + 8)
 
     def _state_copies(self, interp: int, holder: int) -> Dict[int, bytes]:
         """{tstate: a copy of it} for the threads whose last stack may be kept this time, all

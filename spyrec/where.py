@@ -41,7 +41,7 @@ class ThreadReport:
     wchan: Optional[str] = None
     kernel: List[str] = field(default_factory=list)  # innermost first
     collecting: bool = False  # the garbage collector was running in it
-    task: Optional[str] = None  # the asyncio task its event loop was running (3.14+)
+    task: Optional[str] = None  # the asyncio task its event loop was running
 
 
 @dataclass

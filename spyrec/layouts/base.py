@@ -117,7 +117,7 @@ class CodeOffsets:
     co_code_adaptive: Optional[int]  # 3.11+: the bytecode, inline in the code object
     size: int
     #: int ``co_flags``, read where the frame does not say whether it is a generator's (<=3.10),
-    #: and from 3.13 to tell coroutine frames (where an asyncio task's own frames begin)
+    #: and to tell coroutine frames (where an asyncio task's own frames begin)
     co_flags: Optional[int] = None
     #: 3.11/3.12: the int members whose sum, plus ``frame_specials``, is the size in words of
     #: the code's frames in a datastack chunk: ``co_framesize`` (3.12), or ``co_nlocalsplus``
@@ -195,6 +195,16 @@ class ObjectOffsets:
     dict_values_valid: int = 3  # "inline313": PyDictValues.valid (u8)
 
 
+@dataclass(frozen=True)
+class TaskOffsets:
+    """Where ``_asyncio``'s Task object (TaskObj, Modules/_asynciomodule.c) keeps the coroutine
+    it runs and its name: after the Future's fields, which grew and shrank between versions.
+    3.14+ describe them in the ``.AsyncioDebug`` section instead (spyrec/asynciotasks.py)."""
+
+    task_coro: int
+    task_name: int
+
+
 #: ``FRAME_OWNED_BY_GENERATOR`` (Include/internal/pycore_frame.h 3.11-3.13,
 #: pycore_interpframe_structs.h 3.14+): a generator's or coroutine's frame, whose ``previous``
 #: is cleared each time it yields, so a chain may not end at one.
@@ -219,8 +229,12 @@ class Layout:
     gil: GilOffsets = GilOffsets()
     objects: Optional[ObjectOffsets] = None
     ob_type: int = 8  # PyObject.ob_type in a GIL build
-    #: 3.14+: ``gi_iframe``, where a generator or coroutine object holds its frame.
+    #: 3.11+: ``gi_iframe``, where a generator or coroutine object holds its frame (3.14+
+    #: from the debug offsets); <=3.10: ``gi_frame``, where it points to its frame object.
     gen_iframe: Optional[int] = None
+    gen_frame_pointer: Optional[int] = None
+    #: <=3.13: the asyncio Task's fields (3.14+ read them from ``_asyncio`` itself).
+    task: Optional[TaskOffsets] = None
 
     # -- capability traits ------------------------------------------------------------------
     #: "pyframe": heap PyFrameObjects linked by f_back (<=3.10); "iframe": _PyInterpreterFrames

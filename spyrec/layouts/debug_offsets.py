@@ -46,7 +46,7 @@ from typing import Dict, Optional, Tuple
 from spyrec.errors import UnsupportedPython
 from spyrec.layouts.base import (ChunkOffsets, CodeOffsets, FrameOffsets, GilOffsets,
                                  InterpreterOffsets, Layout, ObjectOffsets, RuntimeOffsets,
-                                 StringOffsets, ThreadOffsets)
+                                 StringOffsets, TaskOffsets, ThreadOffsets)
 
 COOKIE = b"xdebugpy"
 PREFIX = struct.Struct("<8sQQ")  # cookie, version (PY_VERSION_HEX), free_threaded
@@ -78,6 +78,10 @@ class DebugOffsetsSpec:
     #: Object layouts for thread names; the blob's type, dict, long (and from 3.15 heap-type)
     #: values override these (the rest, e.g. the dict-keys header, is not in the blob).
     objects: ObjectOffsets = field(default_factory=lambda: ObjectOffsets(ht_cached_keys=880))
+    #: Before 3.14, which has them in the blob and in ``_asyncio``'s own table: where a
+    #: coroutine holds its frame and where a Task keeps its coroutine and name.
+    gen_iframe: Optional[int] = None
+    task: Optional[TaskOffsets] = None
 
     @property
     def size(self) -> int:
@@ -260,7 +264,8 @@ def _layout_from(d: Blob, spec: DebugOffsetsSpec) -> Layout:
         chunk=spec.chunk,
         objects=objects,
         ob_type=d["pyobject"]["ob_type"],
-        gen_iframe=d["gen_object"]["gi_iframe"] if "gen_object" in d else None,
+        gen_iframe=d["gen_object"]["gi_iframe"] if "gen_object" in d else spec.gen_iframe,
+        task=spec.task,
         frame_kind="iframe",
         thread_frame_kind="current_frame",
         instr_kind="code_pointer",
@@ -332,6 +337,8 @@ V3_13 = DebugOffsetsSpec(
     max_frame_owner=3,
     skip_owner_from=3,
     objects=_OBJECTS_313,
+    gen_iframe=72,  # PyGenObject.gi_iframe (Include/cpython/genobject.h v3.13.0)
+    task=TaskOffsets(task_coro=120, task_name=128),
 )
 
 #: 3.14 (760 bytes).  Owners: THREAD 0, GENERATOR 1, FRAME_OBJECT 2, INTERPRETER 3 (the entry

@@ -12,7 +12,8 @@ top frame is still ``tstate->frame``.  Runtime and interpreter offsets are 3.9's
 """
 
 from spyrec.layouts.base import (CodeOffsets, FrameOffsets, InterpreterOffsets, Layout,
-                                 ObjectOffsets, RuntimeOffsets, StringOffsets, ThreadOffsets)
+                                 ObjectOffsets, RuntimeOffsets, StringOffsets, TaskOffsets,
+                                 ThreadOffsets)
 
 V3_10 = Layout(
     name="v3_10",
@@ -50,6 +51,8 @@ V3_10 = Layout(
     ),
     strings=StringOffsets(ascii_data=48, compact_data=72),
     objects=ObjectOffsets(ht_cached_keys=872),
+    gen_frame_pointer=16,  # PyGenObject.gi_frame
+    task=TaskOffsets(task_coro=160, task_name=168),
     frame_kind="pyframe",
     thread_frame_kind="frame",
     instr_kind="lasti_units",

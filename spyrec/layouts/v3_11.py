@@ -14,7 +14,7 @@ instruction: offset = prev_instr - (code + co_code_adaptive), -2 before the firs
 
 from spyrec.layouts.base import (CFrameOffsets, ChunkOffsets, CodeOffsets, FrameOffsets,
                                  InterpreterOffsets, Layout, ObjectOffsets, RuntimeOffsets,
-                                 StringOffsets, ThreadOffsets)
+                                 StringOffsets, TaskOffsets, ThreadOffsets)
 
 V3_11 = Layout(
     name="v3_11",
@@ -47,6 +47,7 @@ V3_11 = Layout(
         co_qualname=128,
         co_linetable=136,
         co_code_adaptive=184,
+        co_flags=48,  # after co_consts, co_names, co_exceptiontable
         size=192,
         frame_words=(76, 68),  # co_nlocalsplus, co_stacksize
         frame_specials=9,
@@ -55,6 +56,8 @@ V3_11 = Layout(
     chunk=ChunkOffsets(),
     objects=ObjectOffsets(ht_cached_keys=872, dict_keys_kind="log2", dk_nentries=24, dk_indices=32,
                           instance_dict="managed311"),
+    gen_iframe=80,  # PyGenObject.gi_iframe
+    task=TaskOffsets(task_coro=136, task_name=144),
     frame_kind="iframe",
     thread_frame_kind="cframe",
     instr_kind="code_pointer",

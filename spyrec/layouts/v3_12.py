@@ -14,7 +14,7 @@ the main interpreter points at ``interp->_gil`` (1040; last_holder 1048, locked 
 
 from spyrec.layouts.base import (CFrameOffsets, ChunkOffsets, CodeOffsets, FrameOffsets,
                                  InterpreterOffsets, Layout, ObjectOffsets, RuntimeOffsets,
-                                 StringOffsets, ThreadOffsets)
+                                 StringOffsets, TaskOffsets, ThreadOffsets)
 
 V3_12 = Layout(
     name="v3_12",
@@ -44,6 +44,7 @@ V3_12 = Layout(
         co_qualname=128,
         co_linetable=136,
         co_code_adaptive=192,
+        co_flags=48,  # after co_consts, co_names, co_exceptiontable
         size=200,
         frame_words=(76,),  # co_framesize
     ),
@@ -51,6 +52,8 @@ V3_12 = Layout(
     chunk=ChunkOffsets(),
     objects=ObjectOffsets(ht_cached_keys=880, dict_keys_kind="log2", dk_nentries=24, dk_indices=32,
                           long_kind="lv_tag", instance_dict="managed312"),
+    gen_iframe=72,  # PyGenObject.gi_iframe
+    task=TaskOffsets(task_coro=136, task_name=144),
     frame_kind="iframe",
     thread_frame_kind="cframe",
     instr_kind="code_pointer",

@@ -14,7 +14,8 @@ from offset 1160 to 360, as ``ceval`` lost its per-runtime pending-calls block) 
 """
 
 from spyrec.layouts.base import (CodeOffsets, FrameOffsets, InterpreterOffsets, Layout,
-                                 ObjectOffsets, RuntimeOffsets, StringOffsets, ThreadOffsets)
+                                 ObjectOffsets, RuntimeOffsets, StringOffsets, TaskOffsets,
+                                 ThreadOffsets)
 
 _THREAD = ThreadOffsets(
     prev=0, next=8, interp=16,
@@ -60,6 +61,8 @@ V3_8 = Layout(
     code=_CODE,
     strings=_STRINGS,
     objects=ObjectOffsets(ht_cached_keys=872),
+    gen_frame_pointer=16,  # PyGenObject.gi_frame
+    task=TaskOffsets(task_coro=112, task_name=120),
     frame_kind="pyframe",
     thread_frame_kind="frame",
     instr_kind="lasti_bytes",
@@ -80,6 +83,8 @@ V3_9 = Layout(
     code=_CODE,
     strings=_STRINGS,
     objects=ObjectOffsets(ht_cached_keys=864),
+    gen_frame_pointer=16,
+    task=TaskOffsets(task_coro=152, task_name=160),  # the Future grew by _cancel_message
     frame_kind="pyframe",
     thread_frame_kind="frame",
     instr_kind="lasti_bytes",
