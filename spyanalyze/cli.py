@@ -9,9 +9,11 @@ in every command, and is an error under ``--strict``.
 """
 
 import glob
+import io
 import os
 import shutil
 import sys
+import time
 
 import click
 
@@ -274,8 +276,11 @@ def info(path, as_json):
 @click.option("--sort", type=click.Choice(["self", "total"]), default="self", show_default=True)
 @click.option("-n", "--limit", type=int, default=25, show_default=True, help="Rows to show (0: all).")
 @click.option("--csv", "as_csv", is_flag=True, help="Write every row as CSV instead of a table.")
+@click.option("--live", is_flag=True,
+              help="Follow a recording still being written (a file, or - for a pipe from "
+              "spyrec -o -) and draw the table again every second, until it ends or q.")
 @output_option()
-def top(path, by, tasks, weight, sort, limit, as_csv, output, **options):
+def top(path, by, tasks, weight, sort, limit, as_csv, live, output, **options):
     """The heaviest functions (or lines, or files), like a profiler's top view.
 
     Idle samples are left out unless --idle include (as py-spy does).  A function is shown with
@@ -283,7 +288,14 @@ def top(path, by, tasks, weight, sort, limit, as_csv, output, **options):
     starts); a frame whose instruction has no line shows no line.  The interpreter's own shim
     frames are hidden (their time is their caller's), and samples of threads with no Python
     frame at all (only C code, starting or ending) show as <no Python frames>."""
-    recording = filtered(load_recording(path), options)
+    if live:
+        _top_live(path, output, options, by=by, tasks=tasks, weight=weight, sort=sort, limit=limit)
+        return
+    _top_table(filtered(load_recording(path), options), by, tasks, weight, sort, limit, as_csv,
+               output)
+
+
+def _top_table(recording, by, tasks, weight, sort, limit, as_csv, output):
     if by == "cause":
         _top_causes(recording, weight, limit, as_csv, output)
         return
@@ -302,6 +314,57 @@ def top(path, by, tasks, weight, sort, limit, as_csv, output, **options):
             for _, r in shown.iterrows()]
     header(recording, output)
     output.write(render(rows, ("self", "total", "self " + weight, "total " + weight, by), right={0, 1, 2, 3}))
+
+
+def _top_live(path, output, options, **table):
+    """``top --live``: the table of what has been read so far, drawn again each second."""
+    from spyanalyze.live import LiveRecording
+    from spyanalyze.recording import Recording
+    from spyformat.terminal import Keys, LiveScreen
+
+    try:
+        stream = spyformat.open_source(path)
+    except OSError as exc:
+        raise UnreadableFile("%s: %s" % (path, exc.strerror or exc))
+    follow = LiveRecording(stream, global_options()["max_memory"])
+    follow.start()
+    screen, keys = LiveScreen(output), Keys()
+    shown = None
+    try:
+        while True:
+            data = follow.snapshot()
+            if data is not None:
+                shown = _live_table(Recording.from_data(data, source=path), options, table)
+                screen.draw(["spyanalyze top --live: %s at %s; q or Ctrl-C quits"
+                             % (printable(path), time.strftime("%H:%M:%S")), ""]
+                            + shown.splitlines(), terminal_width())
+            if follow.over or keys.quit(timeout=1.0):
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        screen.close()
+        keys.close()
+        follow.stop()
+    if follow.error is not None:
+        error = follow.error
+        raise error if isinstance(error, SpyError) else CorruptRecording(
+            "%s: malformed recording (%s)" % (path, type(error).__name__))
+    if follow.whole is not None:
+        warn_lost(path, follow.whole.lost)
+    if screen.terminal and shown is not None:
+        output.write(shown)  # the last table stays on the user's screen
+
+
+def _live_table(recording, options, table):
+    if not len(recording):
+        return "no samples yet\n"
+    text = io.StringIO()
+    try:
+        _top_table(filtered(recording, dict(options)), as_csv=False, output=text, **table)
+    except (SpyError, click.UsageError) as exc:
+        return "%d samples so far: %s\n" % (len(recording), exc)
+    return text.getvalue()
 
 
 def _top_tasks(recording, weight, limit, as_csv, output):

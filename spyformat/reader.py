@@ -3,7 +3,8 @@ within a memory budget (formats/spy.md, "Reader limits").  The result is plain P
 numpy columns, so the analyser can build its tables without a loop per sample."""
 
 import sys
-from typing import TYPE_CHECKING, Any, BinaryIO, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import (TYPE_CHECKING, Any, BinaryIO, Dict, Iterable, Iterator, List, Optional, Protocol,
+                    Tuple)
 
 from spyformat.chunks import Chunk, ChunkDecoder, Codec, Kind
 from spyformat.columns import (REQUIRED_SAMPLE_COLUMNS, SAMPLE_COLUMNS, STRING_SAMPLE_COLUMNS, SampleFlag,
@@ -14,6 +15,12 @@ from spyformat.records import FrameKind, bound
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+class Readable(Protocol):
+    """What a recording is read from: a binary file, a pipe, or one followed as it grows."""
+
+    def read(self, size: int) -> bytes: ...
 
 
 class SpyReader:
@@ -29,7 +36,7 @@ class SpyReader:
 
     READ_SIZE = 1 << 20
 
-    def __init__(self, stream: BinaryIO, budget: Optional[ReadBudget] = None):
+    def __init__(self, stream: "Readable", budget: Optional[ReadBudget] = None):
         self._stream = stream
         self._decoder = ChunkDecoder(budget)
         self.lost_bytes = 0
@@ -175,11 +182,25 @@ def read_recording(stream: BinaryIO, max_memory: Optional[int] = None) -> Record
     ``max_memory`` is the reader's budget in bytes (default: ``limits.default_max_memory``);
     a file that needs more is refused as corrupt before it is allocated.
     """
-    data = RecordingData()
-    budget = ReadBudget(max_memory)
-    reader = SpyReader(stream, budget)
-    column_parts: Dict[str, List[Tuple[int, "np.ndarray"]]] = {}
+    builder = RecordingBuilder(max_memory)
+    reader = SpyReader(stream, builder.budget)
     for chunk in reader.chunks():
+        builder.add(chunk)
+    return builder.result(reader, finished=True)
+
+
+class RecordingBuilder:
+    """``RecordingData`` put together chunk by chunk (``add``), readable at any point
+    (``result``): what ``read_recording`` does at once, and a live view as a file grows."""
+
+    def __init__(self, max_memory: Optional[int] = None):
+        self.data = RecordingData()
+        self.budget = ReadBudget(max_memory)
+        self._parts: Dict[str, List[Tuple[int, "np.ndarray"]]] = {}
+
+    def add(self, chunk: Chunk) -> None:
+        """Take one chunk, as ``SpyReader.chunks`` yields it."""
+        data, budget = self.data, self.budget
         payload, offset, kind = chunk.payload, chunk.offset, chunk.kind
         data.chunk_count += 1
         if kind == Kind.HEADER:
@@ -199,19 +220,38 @@ def read_recording(stream: BinaryIO, max_memory: Optional[int] = None) -> Record
                 data.threads.setdefault((payload["pid"], payload["tid"]), {}).update(payload)
         elif kind == Kind.SAMPLES:
             for name, values in sample_columns(payload, offset, data, budget).items():
-                column_parts.setdefault(name, []).append((data.sample_count, values))
+                self._parts.setdefault(name, []).append((data.sample_count, values))
             data.sample_count += payload["count"]
         elif kind == Kind.TRAILER:
             data.trailer = payload
-    data.version = reader.version
-    data.lost_bytes = reader.lost_bytes
-    data.file_bytes = reader.end_offset + reader.lost_bytes
-    data.unknown_chunks = reader.unknown_chunks
-    data.lost = lost_data(reader, data.trailer is not None)
-    total = data.sample_count
-    for name, (dtype, _transforms) in SAMPLE_COLUMNS.items():
-        data.samples[name] = _joined(column_parts.pop(name, []), dtype, total)
-    return data
+
+    def result(self, reader: SpyReader, finished: bool = False) -> RecordingData:
+        """The recording as read so far: the whole of it once ``reader`` is ``finished`` (its
+        torn tail and missing trailer told in ``lost``); before that, a copy that later chunks
+        leave as it is."""
+        data = self.data if finished else self._copy()
+        data.version = reader.version
+        if finished:
+            data.lost_bytes = reader.lost_bytes
+            data.file_bytes = reader.end_offset + reader.lost_bytes
+            data.lost = lost_data(reader, data.trailer is not None)
+        data.unknown_chunks = reader.unknown_chunks
+        total = data.sample_count
+        for name, (dtype, _transforms) in SAMPLE_COLUMNS.items():
+            parts = self._parts.pop(name, []) if finished else self._parts.get(name, [])
+            data.samples[name] = _joined(parts, dtype, total)  # each column's parts freed in turn
+        return data
+
+    def _copy(self) -> RecordingData:
+        data, copy = self.data, RecordingData()
+        copy.header, copy.trailer = data.header, data.trailer
+        copy.strings = list(data.strings)
+        copy.frames = {field: list(values) for field, values in data.frames.items()}
+        copy.stacks = list(data.stacks)
+        copy.processes = {pid: dict(fields) for pid, fields in data.processes.items()}
+        copy.threads = {key: dict(fields) for key, fields in data.threads.items()}
+        copy.sample_count, copy.chunk_count = data.sample_count, data.chunk_count
+        return copy
 
 
 def _add_frames(data, payload, offset):

@@ -189,7 +189,8 @@ def top(pid, output, rate, duration, idle, children, debug):
         raise click.BadParameter("must be greater than zero", param_hint="--rate")
     from spyrec.recorder import record
     from spyrec.sinks import NullSink
-    from spyrec.top import Keys, Screen, Tally
+    from spyformat.terminal import Keys
+    from spyrec.top import Screen, Tally
     interval_ns = rate_to_interval_ns(rate)
     screen = Screen(sys.stdout, pid, interval_ns)
 

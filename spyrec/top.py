@@ -3,19 +3,18 @@
 
 ``Tally`` is a sink in front of the writer: every call goes on to the writer, and each sample is
 counted by function on its way (own: the innermost frame; total: anywhere on the stack).
-``Screen`` draws the counts in the terminal's alternate screen, and ``Keys`` reads a ``q`` from
-it without waiting for Enter.
+``Screen`` draws the counts in the terminal's alternate screen (``spyformat.terminal``, where
+``Keys`` reads a ``q`` from it without waiting for Enter).
 """
 
 import os
-import select
 import shutil
-import sys
 import time
 from collections import Counter
 
-from spyformat.text import printable
 from spyformat import SampleFlag
+from spyformat.terminal import LiveScreen
+from spyformat.text import printable
 
 #: How often the table is drawn again.
 REFRESH_NS = 1_000_000_000
@@ -119,9 +118,9 @@ class Screen:
         self.pid = pid
         self.version = "?"
         self.interval_s = interval_ns / 1e9
-        self.terminal = stream.isatty()
+        self.screen = LiveScreen(stream)
+        self.terminal = self.screen.terminal
         self._next = 0
-        self._opened = False
 
     def watch(self, tally, process):
         self.tally, self.pid, self.version = tally, process.pid, process.version_string
@@ -156,55 +155,7 @@ class Screen:
         if not own:
             lines.append("(no %ssamples in the last second)"
                          % ("" if self.tally.idle else "running "))
-        if self.terminal:
-            if not self._opened:
-                self.stream.write("\033[?1049h")  # the alternate screen: the user's stays
-                self._opened = True
-            self.stream.write("\033[H\033[2J" + "\n".join(line[:width] for line in lines))
-        else:
-            self.stream.write("\n".join(lines) + "\n\n")
-        self.stream.flush()
+        self.screen.draw(lines, width)
 
     def close(self):
-        if self._opened:
-            self.stream.write("\033[?1049l")
-            self.stream.flush()
-            self._opened = False
-
-
-class Keys:
-    """``q`` pressed in the terminal, read without waiting for Enter (the terminal's mode is
-    restored by ``close``).  Nothing is read when standard input is not a terminal."""
-
-    def __init__(self, stream=None):
-        self._fd = None
-        self._saved = None
-        stream = sys.stdin if stream is None else stream
-        try:
-            if not stream.isatty():
-                return
-            import termios
-            import tty
-            self._fd = stream.fileno()
-            self._saved = termios.tcgetattr(self._fd)
-            tty.setcbreak(self._fd)
-        except (OSError, ValueError, AttributeError, ImportError):
-            self._fd = None
-
-    def quit(self):
-        if self._fd is None:
-            return False
-        try:
-            ready, _, _ = select.select([self._fd], [], [], 0)
-            return bool(ready) and b"q" in os.read(self._fd, 64).lower()
-        except OSError:
-            return False
-
-    def close(self):
-        if self._saved is not None:
-            import termios
-            try:
-                termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
-            except OSError:
-                pass
-            self._saved = None
+        self.screen.close()

@@ -350,6 +350,24 @@ def py_spy_stacks(path, lines: bool = False) -> List[list]:
     return stacks
 
 
+def live_view_in_terminal(argv, shows, timeout=15.0):
+    """Run ``argv`` on a new pseudo-terminal until its screen ``shows(output so far)``, then
+    press q.  Returns (all it showed, seconds until it showed that, its exit status, seconds
+    from q to its end)."""
+    import pty
+    started = time.monotonic()
+    child, terminal = pty.fork()
+    if child == 0:
+        os.execv(argv[0], argv)
+    shown = read_terminal(terminal, shows, timeout)
+    seen_after = time.monotonic() - started
+    os.write(terminal, b"q")
+    pressed = time.monotonic()
+    shown += read_terminal(terminal, lambda shown: False, 5)
+    _, status = os.waitpid(child, 0)
+    return shown, seen_after, status, time.monotonic() - pressed
+
+
 def read_terminal(terminal, done=lambda shown: False, timeout=30.0) -> bytes:
     """What a pseudo-terminal's other side shows (``terminal``: its master end), until
     ``done(shown)``, the end of its output, or ``timeout`` seconds."""

@@ -3,9 +3,8 @@
 import os
 import subprocess
 import sys
-import time
 
-from pythons import read_terminal, running_target
+from pythons import live_view_in_terminal, running_target
 from spyformat import read_recording
 
 SPYREC = [sys.executable, "-m", "spyrec"]
@@ -27,29 +26,16 @@ def test_top_shows_the_hot_function_within_two_seconds_and_quits_on_q(tmp_path):
     """In a terminal (a pseudo-terminal), the busy thread's function heads the table within
     2 s of starting; q quits at once, the user's screen comes back, and ``-o`` kept the
     recording whole."""
-    import pty
-
     out = tmp_path / "top.spy"
     with running_target(sys.executable, "many_threads.py", "60", "3", "1") as target:
-        started = time.monotonic()
-        child, terminal = pty.fork()
-        if child == 0:
-            os.execv(sys.executable, SPYREC + ["top", "-p", str(target.pid), "-o", str(out),
-                                               "-r", "200"])
+        argv = SPYREC + ["top", "-p", str(target.pid), "-o", str(out), "-r", "200"]
 
         def heads(shown):
             frames = shown.split(CLEAR)
             return len(frames) > 1 and any(_rows(frame)[:1] and _rows(frame)[0][1] == HOT
                                            for frame in frames[1:])
 
-        shown = read_terminal(terminal, heads, 10)
-        seen_after = time.monotonic() - started
-        # WHEN q is pressed
-        os.write(terminal, b"q")
-        pressed = time.monotonic()
-        shown += read_terminal(terminal, lambda shown: False, 3)
-        _, status = os.waitpid(child, 0)
-        quit_after = time.monotonic() - pressed
+        shown, seen_after, status, quit_after = live_view_in_terminal(argv, heads, 10)
     frames = shown.split(CLEAR)
     assert heads(shown), shown.decode(errors="replace")
     assert seen_after < 2.5, seen_after
