@@ -18,8 +18,11 @@ from spyrec.threads import NamespaceTids, ThreadNaming, bound_states, find_pthre
 from spyrec.validation import check_guessed_layout, check_interpreter
 from spyrec.walker import StackWalker, ThreadStack
 
-#: How often a process is looked at for asyncio until it is found (seconds).
+#: How often a process is looked at for asyncio until it is found (seconds): for ``_asyncio``'s
+#: table in its maps (3.14+), for ``asyncio.tasks`` in ``sys.modules`` (<=3.13, read again only
+#: when the count of modules changed).
 ASYNCIO_LOOK_EVERY_S = 1.0
+ASYNCIO_MODULES_LOOK_EVERY_S = 0.1
 
 __all__ = ["PythonProcess", "ThreadStack", "FrameInfo"]
 
@@ -58,6 +61,7 @@ class PythonProcess:
         self._names = names
         self._runtime_path = next((m.path for m in found.maps if m.start <= runtime < m.end), "")
         self._asyncio_look: Optional[float] = 0.0
+        self._modules_seen = -1  # sys.modules' size at the last look for asyncio (<=3.13)
         self._tid_offset_retry = 0.0
         self._closed = False
 
@@ -120,8 +124,9 @@ class PythonProcess:
         each stack the task it ran in."""
         if self._asyncio_look is None or now < self._asyncio_look:
             return
-        self._asyncio_look = now + ASYNCIO_LOOK_EVERY_S
         layout = self.layout
+        self._asyncio_look = now + (ASYNCIO_LOOK_EVERY_S if self.version >= (3, 14)
+                                    else ASYNCIO_MODULES_LOOK_EVERY_S)
         if self.version >= (3, 14):
             try:
                 maps = read_maps(self.pid)
@@ -141,8 +146,12 @@ class PythonProcess:
             try:
                 interp = self._names.u64(self.runtime_address
                                          + layout.runtime.interpreters_head)
+                modules = self._names.module_count(interp)
             except MemoryReadError:
                 return
+            if modules == self._modules_seen:
+                return
+            self._modules_seen = modules
             current = CurrentTasks(self._names, interp)
             if not current.find():
                 return

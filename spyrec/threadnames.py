@@ -121,6 +121,11 @@ class ThreadNameReader:
             self._active[interp] = (found, time.monotonic())
         return found
 
+    def module_count(self, interp: int) -> int:
+        """How many modules one interpreter's ``sys.modules`` holds (one read)."""
+        modules = self.u64(interp + self.layout.interp.modules)
+        return _I64.unpack(self.mem.read(modules + self.o.ma_used, 8))[0]
+
     def module_global(self, interp: int, module: str, name: str) -> Optional[int]:
         """The object bound to ``name`` in the module ``module`` of one interpreter's
         ``sys.modules``, or None while the module is not imported (or has no such name)."""

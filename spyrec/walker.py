@@ -256,6 +256,10 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         self._task_misses: Dict[int, int] = {}
         self._task_frames: Dict[int, int] = {}  # task -> its coroutine's frame
         self._frame_tasks: Dict[int, int] = {}  # and back, for the tasks seen running
+        self._frame_code_at = layout.frame.code
+        self._splices_before = 0
+        self._learned: Dict[int, int] = {}  # frame -> task, learned around the walk going on
+        self._code_untag = ~layout.executable_tag_mask
         self._cframe = layout.thread_frame_kind == "cframe"
         self._cframe_current = layout.cframe.current_frame if layout.cframe else 0
 
@@ -463,6 +467,7 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         ``WALK_ATTEMPTS``); (None, 0) when the state cannot be read or belongs to another
         interpreter: the list was changing under the walk."""
         prefetched = slot_copies = None
+        self._learned = {}
         if tstate in self._task_misses:
             self._learn_running_tasks()  # <=3.13: see _with_task
             self._task_misses[tstate] -= 1
@@ -533,15 +538,17 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         a step shorter than a walk falls between two reads).  (The stack itself is whole: walking it
         again would only move the sample off its moment.)"""
         frame, code = self.outermost_generator, self.outermost_generator_code
+        spliced = self.callers.spliced_stacks != self._splices_before
         if not frame:
-            return stack
+            return stack._replace(task=self._task_by_code(ts, stack)) if spliced else stack
         coroutine = self.codes.known_coroutine(code)
         learned = False
         if coroutine is None and self._current_tasks is not None and frame not in self._frame_tasks:
             self._learn_running_tasks()  # before the code is read: reading it takes time
             learned = True
         if not (coroutine or coroutine is None and self.codes.is_coroutine(code)):
-            return stack
+            task = self._task_by_code(ts, stack) if spliced else 0
+            return stack._replace(task=task) if task else stack
         task = self._named_task(tstate, ts, frame) if self._task_at else 0
         if not task:
             task = self._known_task(frame)
@@ -558,8 +565,42 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         self._remember_task(frame, task)
         return stack._replace(task=task)
 
+    def _task_by_code(self, ts: bytes, stack: ThreadStack) -> int:
+        """The task of a walk completed below a generator from an earlier walk's callers (see
+        generatorcallers), which read no coroutine frame: the task the thread state names
+        (3.14+) or one the loops are stepping (<=3.13) whose coroutine runs the code of the
+        stack's outermost coroutine frame, when just one does."""
+        codes = self.codes.codes
+        wanted = next((key for key, _ in reversed(stack.frames)
+                       if key is not None and key in codes and codes[key].coroutine), None)
+        if wanted is None:
+            return 0
+        if self._task_at:
+            candidates = [U64.unpack_from(ts, self._task_at)[0]]
+        else:
+            candidates = self._running_tasks()
+        found = [task for task in candidates if task and self._coroutine_code(task) == wanted]
+        return found[0] if len(found) == 1 else 0
+
+    def _coroutine_code(self, task: int) -> Optional[int]:
+        """The code key of the coroutine a task runs now, None if it cannot be read."""
+        frame = self._coroutine_frame(task, fresh=True)
+        if not frame:
+            return None
+        try:
+            code = U64.unpack(self.read(frame + self._frame_code_at, 8))[0] & self._code_untag
+        except READ_ERRORS:
+            return None
+        key = self.codes.verified.get(code)
+        return self.codes.keys_for([code])[0] if key is None else key
+
     def _known_task(self, frame: int) -> int:
-        """The task known to run the coroutine whose frame is ``frame``, if it still does."""
+        """The task known to run the coroutine whose frame is ``frame``: seen stepping it around
+        this walk, or before and still running it (a task that has ended since, its coroutine
+        let go, was seen just before the walk)."""
+        task = self._learned.get(frame)
+        if task:
+            return task
         task = self._frame_tasks.get(frame)
         return task if task and self._coroutine_frame(task, fresh=True) == frame else 0
 
@@ -568,30 +609,40 @@ class StackWalker(ChunkWalk, PyFrameWalk):
             self._frame_tasks.clear()
         self._frame_tasks[frame] = task
 
+    def _running_tasks(self) -> List[int]:
+        """<=3.13: the tasks the loops are stepping now (none if the read tore)."""
+        if self._current_tasks is None:
+            return []
+        try:
+            return self._current_tasks()
+        except READ_ERRORS:
+            return []
+
     def _learn_running_tasks(self) -> None:
         """<=3.13: remember the coroutine frame of each task the loops are stepping now."""
-        if self._current_tasks is None:
-            return
-        try:
-            running = self._current_tasks()
-        except READ_ERRORS:
-            return
-        for task in running:
+        for task in self._running_tasks():
             frame = self._coroutine_frame(task, fresh=True)
             if frame:
                 self._remember_task(frame, task)
+                self._learned[frame] = task
 
     def _named_task(self, tstate: int, ts: bytes, frame: int) -> int:
         """3.14+: the task the thread state named, when its copy or a read after the walk
         names the one whose coroutine ``frame`` is; else 0."""
         task = U64.unpack_from(ts, self._task_at)[0]
-        if task and self._coroutine_frame(task) == frame:
+        if task and self._runs(task, frame):
             return task
         try:
             now = U64.unpack(self.read(tstate + self._task_at, 8))[0]
         except READ_ERRORS:
             return 0
-        return now if now and self._coroutine_frame(now) == frame else 0
+        return now if now and now != task and self._runs(now, frame) else 0
+
+    def _runs(self, task: int, frame: int) -> bool:
+        """Whether ``task`` runs the coroutine whose frame is ``frame``: as known, or else read
+        again (a task ended and another made at its address since)."""
+        return (self._coroutine_frame(task) == frame
+                or self._coroutine_frame(task, fresh=True) == frame)
 
     def _coroutine_frame(self, task: int, fresh: bool = False) -> int:
         """The address of the frame of the coroutine a task runs, 0 if it cannot be read.  It
@@ -761,6 +812,7 @@ class StackWalker(ChunkWalk, PyFrameWalk):
         state, ``slot_copies`` those of its C frames' slots (see _slot_copies)."""
         thread_id = fields[3]
         torn = False
+        self._splices_before = self.callers.spliced_stacks  # (see _with_task)
         with_state = True  # the innermost frame's address was copied with the thread state
         native = fields[4] if self._iframe else 0
         codes: Sequence[int] = ()
