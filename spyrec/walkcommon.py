@@ -1,8 +1,8 @@
-"""Bounds and helpers shared by the thread walk (walker.py) and the two frame walks
-(pyframes.py, chunkwalk.py): one place for each."""
+"""Bounds and helpers shared by the thread walk (walker.py), the two frame walks (pyframes.py,
+chunkwalk.py) and the task walk (taskwalk.py), and the stack a walk gives: one place for each."""
 
 import struct
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from spyrec.errors import MemoryReadError
 
@@ -21,3 +21,21 @@ U64 = struct.Struct("<Q")
 Copies = Optional[Dict[int, bytes]]
 #: A frame walk's (code addresses, instruction offsets, torn), innermost first.
 Walk = Tuple[List[int], List[int], bool]
+
+
+class ThreadStack(NamedTuple):
+    """One Python thread state at one instant (created on the hot path: a plain tuple)."""
+
+    native_tid: int  # kernel TID in our (the host's) PID namespace; 0 if unknown
+    python_thread_id: int  # PyThreadState.thread_id (= threading.get_ident() in the target)
+    frames: tuple  # ((code_key, instr_offset), ...), innermost first
+    holds_gil: bool
+    torn: bool  # the walk hit an inconsistency; frames holds what was read
+    #: When the thread state was copied for the walk that gave ``frames`` (monotonic ns; 0
+    #: for a stack kept from an earlier walk, which holds at any time since).
+    read_ns: int = 0
+    #: The interpreter's garbage collector was running, in this thread (the GIL's holder).
+    in_gc: bool = False
+    #: The asyncio task the thread's event loop was stepping (its address; 0: none, or not
+    #: known: before asyncio was found, see spyrec.taskwalk).
+    task: int = 0
