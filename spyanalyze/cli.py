@@ -529,37 +529,6 @@ def render_diff(table, by):
     return render(rows, ("before", "after", "total", "self", "p total", "", by), right={0, 1, 2, 3, 4})
 
 
-@main.command()
-@click.argument("path", type=RECORDING)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="The picture: PNG, SVG or PDF, as its name ends.")
-@click.option("--from", "window_start", metavar="TIME",
-              help="Start of the window whose busiest functions are listed (seconds since the "
-              "start, or 200ms, 1.5s; default: the whole recording).")
-@click.option("--to", "window_end", metavar="TIME", help="End of that window.")
-@click.option("--freq", metavar="DURATION", help="Bucket length, e.g. 100ms (default: about "
-              "150 buckets over the recording, none shorter than 100ms).")
-@click.option("--threads", "top", type=click.IntRange(1, 50), default=8, show_default=True,
-              help="Threads drawn apart; the others are summed.")
-def plot(path, output, window_start, window_end, freq, top):
-    """Draw a recording's timeline: CPU per thread and memory over time, with the functions that
-    used the most CPU in a window (needs matplotlib: pip install 'spyrec[plot]')."""
-    from spyanalyze import plot as plots
-
-    kind = os.path.splitext(output)[1].lower().lstrip(".")
-    if kind not in ("png", "svg", "pdf"):
-        raise click.BadParameter("name a .png, .svg or .pdf file", param_hint="--output")
-    recording = load_recording(path)
-    try:
-        figure = plots.timeline(recording, freq=freq, start=window_start, end=window_end, top=top)
-    except ValueError as exc:
-        raise click.UsageError(str(exc))
-    try:
-        figure.savefig(output, format=kind, dpi=100)
-    except OSError as exc:
-        raise UnreadableFile("%s: %s" % (output, exc.strerror or exc))
-
-
 @main.command(name="filter")
 @click.argument("path", type=RECORDING)
 @filter_options(idle_default="include")

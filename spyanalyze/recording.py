@@ -267,12 +267,6 @@ class Recording:
     def tasks_as_threads(self) -> "Recording":
         return filters.tasks_as_threads(self)
 
-    def plot_timeline(self, freq: Optional[str] = None, start: Any = None, end: Any = None,
-                      top: int = 8) -> Any:
-        """A matplotlib Figure: see ``spyanalyze.plot.timeline``."""
-        from spyanalyze.plot import timeline
-        return timeline(self, freq=freq, start=start, end=end, top=top)
-
     def timeline(self, freq: str = "1s") -> pd.DataFrame:
         return views.timeline(self, freq)
 

@@ -22,7 +22,7 @@ from spyformat import TASK_FILE
 
 from spyanalyze.errors import TooLarge
 from spyanalyze.frames import label
-from spyanalyze.tables import WEIGHTS, check_weight, thread_label
+from spyanalyze.tables import WEIGHTS, check_weight
 
 #: A ``spyanalyze.recording.Recording``, which imports this module: importing it here, even for
 #: the type checker alone, would close an import cycle (tests/test_imports.py).
@@ -274,37 +274,6 @@ def timeline(recording: Recording, freq: str = "1s") -> pd.DataFrame:
     table.index = pd.DatetimeIndex(((np.arange(n_buckets) + first) * step).astype("datetime64[ns]"),
                                    name="time").tz_localize("UTC")
     return table[columns]
-
-
-def timeline_by_thread(recording: Recording, freq: str = "1s", top: int = 8) -> pd.DataFrame:
-    """Cores each thread kept busy over time (CPU ns in the bucket / its length), resampled to
-    ``freq`` like ``timeline``: a column per thread (``thread_label``), the ``top`` busiest
-    first, the rest summed in one ``others`` column."""
-    table = timeline(recording, freq)
-    samples = recording.samples
-    if samples.empty:
-        return pd.DataFrame(index=table.index)
-    step = int(pd.to_timedelta(freq).value)
-    origin = int(recording.header.get("start_wall_ns") or 0)
-    bucket = (samples["t"].to_numpy() + origin) // step
-    bucket -= int(bucket.min())
-    n_buckets = len(table)
-    keys = samples["pid"].to_numpy() << 32 | samples["tid"].to_numpy()
-    codes, uniques = pd.factorize(keys)
-    cpu = samples["cpu"].to_numpy()
-    per_thread = np.bincount(codes, weights=cpu, minlength=len(uniques))
-    order = np.argsort(-per_thread, kind="stable")[:top]
-    column = np.full(len(uniques), len(order), dtype=np.int64)   # "others" unless in the top
-    column[order] = np.arange(len(order))
-    n_columns = len(order) + (len(uniques) > len(order))
-    grid = np.bincount(column[codes] * n_buckets + bucket, weights=cpu,
-                       minlength=n_columns * n_buckets).reshape(n_columns, n_buckets) / step
-    names = samples["thread"].astype(object).to_numpy()
-    first_of = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
-    labels = [thread_label(names[first_of[code]], int(uniques[code]) & 0xFFFFFFFF)
-              for code in order.tolist()] + ["others"][:n_columns - len(order)]
-    columns: Dict[str, np.ndarray] = dict(zip(labels, grid))
-    return pd.DataFrame(columns, index=table.index)
 
 
 def _distinct_per_bucket(bucket, n_buckets, key):

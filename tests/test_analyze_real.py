@@ -142,48 +142,6 @@ def test_a_notebook_shows_a_summary_with_every_name_escaped(recorded):
     assert "<script>" not in page and html.escape(hostile) in page
 
 
-def test_the_timeline_plot_shows_the_busy_thread_busy_and_its_work(recorded, tmp_path):
-    """CPU per thread over time: the main thread's adds up to the CPU time the target measured
-    itself, the sleeper's to next to none; the busiest functions of a window hold spin(), which
-    heavy() and light() run; PNG and SVG files come out whole, and a name of another kind is
-    one line."""
-    import subprocess
-    import sys
-    import xml.etree.ElementTree as ElementTree
-
-    from spyanalyze import plot, views
-
-    path, rec, measured = recorded[0.75]
-    by_thread = views.timeline_by_thread(rec, "250ms")
-    main_label = next(c for c in by_thread.columns if c.startswith("MainThread"))
-    sleeper = next(c for c in by_thread.columns if c.startswith("sleeper"))
-    cpu_seconds = by_thread.sum() * 0.25          # cores busy times the buckets' length
-    assert cpu_seconds[main_label] == pytest.approx(measured["cpu"], rel=0.15), (
-        cpu_seconds, measured)
-    assert cpu_seconds[sleeper] < 0.05 * measured["cpu"], cpu_seconds
-    figure = plot.timeline(rec, start=0.5, end=1.5)
-    cpu, _memory, functions = figure.axes
-    assert {text.get_text() for text in cpu.get_legend().get_texts()} == set(by_thread.columns)
-    listed = [tick.get_text() for tick in functions.get_yticklabels()]
-    assert any(label.startswith("spin (") for label in listed), listed
-    png, svg = tmp_path / "timeline.png", tmp_path / "timeline.svg"
-    for out in (png, svg):
-        result = CliRunner().invoke(main, ["plot", str(path), "-o", str(out), "--from", "0.5",
-                                           "--to", "1.5"], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert ElementTree.parse(svg).getroot().tag.endswith("svg")
-    result = CliRunner().invoke(main, ["plot", str(path), "-o", str(tmp_path / "t.txt")])
-    assert result.exit_code == 2 and "name a .png, .svg or .pdf file" in result.output
-    # without matplotlib: one line saying what to install
-    hide = ("import sys; sys.modules['matplotlib'] = sys.modules['matplotlib.figure'] = None; "
-            "from spyanalyze.cli import main; main(['plot', %r, '-o', %r])"
-            % (str(path), str(tmp_path / "none.png")))
-    run = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 1 and run.stderr.strip().splitlines() == [
-        "spyanalyze: error: matplotlib is not installed: pip install 'spyrec[plot]'"], run.stderr
-
-
 def test_exports_parse_back_to_the_samples(recorded):
     rec = recorded[0.75][1]
     # speedscope: valid against the published schema; per thread, the sample weights add up
