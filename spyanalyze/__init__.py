@@ -8,7 +8,6 @@ Notebook API::
     rec.leaves()                                  # each sample's innermost frame
     rec.by_function(); rec.by_line(); rec.by_file(); rec.by_thread(); rec.timeline("100ms")
     rec.by_task(); rec.tasks_as_threads()         # asyncio tasks
-    rec                                           # in Jupyter: an HTML summary
     rec.filter(start=rec.timeline().index[1])     # Timestamps or seconds since the start
     busy = rec.filter(threads="MainThread", idle="exclude", prune="stdlib")
     spyanalyze.diff(before, after)                # per-function change and significance

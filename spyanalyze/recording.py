@@ -202,11 +202,6 @@ class Recording:
             self.samples[["pid", "tid"]].drop_duplicates().shape[0] if len(self.samples) else 0,
             self.duration, (", filtered: " + "; ".join(self.steps)) if self.steps else "")
 
-    def _repr_html_(self) -> str:
-        """What a notebook shows: see ``spyanalyze.summary``."""
-        from spyanalyze.summary import recording_html
-        return recording_html(self)
-
     # -- per-stack and per-frame helpers used by views, filters and exports ---------------
 
     def stack_weights(self, weight: str = "samples") -> np.ndarray:

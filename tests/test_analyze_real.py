@@ -6,7 +6,6 @@ These run the recorder (a few seconds each) and are skipped, saying why, when
 ``python -m spyrec`` is not available or cannot attach to its child.
 """
 
-import html.parser
 import io
 import json
 from collections import Counter
@@ -115,31 +114,6 @@ def test_filter_by_real_thread_name(recorded):
     sleeper = filters.threads(rec, "sleep*")
     assert sleeper.samples["thread"].unique().tolist() == ["sleeper"]
     assert set(filters.threads(rec, "MainThread").samples["tid"]) == {rec.header["pid"]}
-
-
-def test_a_notebook_shows_a_summary_with_every_name_escaped(recorded):
-    """``_repr_html_``: the command, the threads, and the function heavy() and light() work in
-    heaviest; a thread name holding markup comes out as text, not markup."""
-    rec = recorded[0.75][1]
-    page = rec._repr_html_()
-    cells = []
-
-    class Cells(html.parser.HTMLParser):
-        def handle_data(self, data):
-            cells.append(data)
-
-    Cells().feed(page)
-    assert "split.py" in " ".join(cells)
-    functions = cells[cells.index("function") + 1:][2::3]
-    # heavy's and light's work, next to the sleeper's wait (the summary counts idle samples)
-    assert any(label.startswith("spin (") for label in functions[:2]), functions
-    assert "sleeper" in cells and "MainThread" in cells, cells
-    samples = rec.samples.copy()
-    hostile = "<script>alert(1)</script>"
-    samples["thread"] = samples["thread"].cat.rename_categories(
-        {"sleeper": hostile} if "sleeper" in samples["thread"].cat.categories else {})
-    page = rec.replace(samples=samples)._repr_html_()
-    assert "<script>" not in page and html.escape(hostile) in page
 
 
 def test_exports_parse_back_to_the_samples(recorded):
