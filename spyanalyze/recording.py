@@ -263,6 +263,22 @@ class Recording:
         """Apply ``spyanalyze.filters.apply`` criteria; returns a new Recording."""
         return filters.apply(self, **criteria)
 
+    # -- pictures and notebooks (see plot.py, summary.py) ----------------------------------
+
+    def plot_timeline(self, **options: Any) -> Any:
+        """A matplotlib Figure of CPU per thread and memory over time (``spyanalyze.plot.timeline``)."""
+        from spyanalyze import plot       # matplotlib is optional: imported only to draw
+        return plot.timeline(self, **options)
+
+    def plot_threads(self, **options: Any) -> Any:
+        """A matplotlib Figure of time per thread (``spyanalyze.plot.threads``)."""
+        from spyanalyze import plot
+        return plot.threads(self, **options)
+
+    def _repr_html_(self) -> str:
+        from spyanalyze import summary
+        return summary.to_html(self)
+
 
 def load(path: Union[str, "os.PathLike[str]"], strict: bool = False,
          max_memory: Optional[int] = None) -> Recording:
