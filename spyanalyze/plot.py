@@ -162,12 +162,22 @@ def threads(recording: Recording, top: int = 20, title: Optional[str] = None) ->
     return figure
 
 
-def save(figure: Any, path: Union[str, "os.PathLike[str]"]) -> None:
-    """Write a figure as PNG or SVG, told by the path's suffix."""
-    suffix = os.path.splitext(os.fspath(path))[1].lower()
-    if suffix not in (".png", ".svg"):
-        raise AnalysisError("%s: say .png or .svg" % os.fspath(path))
-    figure.savefig(path, format=suffix[1:], dpi=110)
+FORMATS = ("png", "svg")
+
+
+def image_format(path: Union[str, "os.PathLike[str]"], fmt: Optional[str] = None) -> str:
+    """``fmt``, or the format a path's suffix names (.png, .svg); an error for any other."""
+    fmt = fmt or os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise AnalysisError("%s: a picture is written as .png or .svg (or say --format)" % os.fspath(path))
+    return fmt
+
+
+def save(figure: Any, path: Any, fmt: Optional[str] = None) -> None:
+    """Write a figure as PNG or SVG to a path (format told by its suffix) or a binary file."""
+    if fmt is None:
+        fmt = image_format(path)
+    figure.savefig(path, format=fmt, dpi=110)
 
 
 def _default_bin(recording):
