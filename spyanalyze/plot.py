@@ -7,6 +7,7 @@ for, never when ``spyanalyze`` is, and without a display it draws with the Agg b
 """
 
 import os
+import sys
 from typing import Any, Dict, Iterable, Optional, Union
 
 import numpy as np
@@ -30,8 +31,9 @@ def pyplot() -> Any:
         import matplotlib
     except ModuleNotFoundError:
         raise PlottingUnavailable("matplotlib is not installed: pip install 'spyrec[plot]'") from None
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") \
-            and "MPLBACKEND" not in os.environ and "ipykernel" not in matplotlib.get_backend():
+    headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
+    chosen = "MPLBACKEND" in os.environ or "matplotlib.pyplot" in sys.modules or "ipykernel" in sys.modules
+    if headless and not chosen:      # a notebook or a user's own choice stands
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
