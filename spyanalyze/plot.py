@@ -88,6 +88,7 @@ def busy_functions(recording: Recording, start: filters.TimeBound = None, end: f
     if window.empty:
         return pd.DataFrame(columns=["qualname", "module", "samples", "self_share"])
     table = window.by_function()
+    table = table[table["self_share"] > 0]          # callers only: their time is their callees'
     return table[["qualname", "module", "self_samples", "self_share"]].rename(
         columns={"self_samples": "samples"}).head(top).reset_index(drop=True)
 
@@ -111,14 +112,14 @@ def timeline(recording: Recording, start: filters.TimeBound = None, end: filters
     for name in order:
         cpu_axes.step(cpu.index, cpu[name], where="post", label=name)
     cpu_axes.set_ylabel("CPU (cores)")
-    cpu_axes.set_ylim(bottom=0)
+    cpu_axes.set_ylim(0, max(float(cpu.max().max()) * 1.1, 0.1))
     cpu_axes.set_title(title or "CPU per thread and memory: %s" % (recording.source or "recording"))
     if len(order) <= 12:
-        cpu_axes.legend(loc="upper right", fontsize="small")
+        cpu_axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     memory_axes = figure.add_subplot(grid[1], sharex=cpu_axes)
     memory_axes.step(rss.index, rss / 2**20, where="post", color="tab:gray")
     memory_axes.set_ylabel("RSS (MiB)")
-    memory_axes.set_ylim(bottom=0)
+    memory_axes.set_ylim(0, max(float(rss.max()) / 2**20 * 1.15, 1.0))   # a flat line shows
     memory_axes.set_xlabel("seconds since the recording started")
     if windowed:
         low = filters.offset_ns(recording, start)
@@ -162,7 +163,7 @@ def threads(recording: Recording, top: int = 20, title: Optional[str] = None) ->
     axes.barh(labels, cpu, color="tab:red", label="CPU")
     axes.barh(labels, other, left=cpu, color="tab:blue", alpha=0.5, label="not on CPU")
     axes.set_xlabel("seconds")
-    axes.legend(loc="lower right", fontsize="small")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")   # beside the bars
     axes.set_title(title or "time per thread: %s" % (recording.source or "recording"))
     return figure
 
