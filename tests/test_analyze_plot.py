@@ -16,7 +16,7 @@ from spyanalyze import plot
 from spyanalyze.cli import main
 from spyanalyze.recording import Recording
 
-from test_analyze_support import app_recording, record_split
+from test_analyze_support import RecordingBuilder, app_recording, record_split
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -144,3 +144,23 @@ def test_html_summary_escapes_what_the_file_says(tmp_path):
     assert "{:,}".format(len(rec)) in page
     assert "Top functions" in page and "dot" in page
     assert repr(rec).startswith("<Recording ")
+
+
+def test_html_summary_warns_of_lost_data(tmp_path):
+    builder = RecordingBuilder().thread(7, "MainThread")
+    for i in range(10):
+        builder.sample(i * 10_000_000, 7, [("/app/a.py", "run", 1)])
+    rec = spyanalyze.load(builder.write(tmp_path / "cut.spy", trailer=False))
+    assert rec.lost
+    page = rec._repr_html_()
+    assert "incomplete" in page and "color:#a00" in page
+    whole = builder.write(tmp_path / "whole.spy")
+    assert "color:#a00" not in spyanalyze.load(whole)._repr_html_()
+
+
+def test_cli_writes_svg_to_standard_output(tmp_path):
+    path = app_recording(tmp_path / "app.spy")
+    command = [sys.executable, "-m", "spyanalyze", "plot", str(path), "-o", "-", "--format", "svg"]
+    result = subprocess.run(command, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert ElementTree.fromstring(result.stdout).tag.endswith("svg")
