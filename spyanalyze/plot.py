@@ -131,7 +131,7 @@ def timeline(recording: Recording, start: filters.TimeBound = None, end: filters
             axes.axvspan(low_s, high_s, color="tab:orange", alpha=0.15)
         table_axes = figure.add_subplot(grid[2])
         _busy_table(table_axes, busy_functions(recording, start, end, top), low_s, high_s)
-    return figure
+    return _detached(plt, figure)
 
 
 def _busy_table(axes, busy, low_s, high_s):
@@ -165,6 +165,13 @@ def threads(recording: Recording, top: int = 20, title: Optional[str] = None) ->
     axes.set_xlabel("seconds")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")   # beside the bars
     axes.set_title(title or "time per thread: %s" % (recording.source or "recording"))
+    return _detached(plt, figure)
+
+
+def _detached(plt, figure):
+    """The figure, no longer pyplot's: Jupyter shows the returned value once (pyplot would
+    show it a second time), and a loop drawing many keeps no figure alive."""
+    plt.close(figure)
     return figure
 
 

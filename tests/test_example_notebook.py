@@ -54,7 +54,8 @@ def test_walkthrough_runs_and_finds_the_slowed_function(tmp_path):
     for thread in ("MainThread", "compressor", "deliveries"):
         assert thread in page
     assert "price_order" in page
-    images = [out for cell in code for out in outputs(cell, "display_data") if "image/png" in out["data"]]
-    assert len(images) == 2                      # by-thread bars and the timeline
+    images = [out for cell in code for kind in ("display_data", "execute_result")
+              for out in outputs(cell, kind) if "image/png" in out["data"]]
+    assert len(images) == 2                      # by-thread bars and the timeline, each shown once
     printed = "".join(out["text"] for out in outputs(code[-1], "stream"))
     assert printed.startswith("grew the most: price_order"), printed
