@@ -14,14 +14,16 @@ import numpy as np
 import pandas as pd
 
 from spyanalyze import filters
-from spyanalyze.errors import AnalysisError, EmptyResult
+from spyanalyze.errors import AnalysisError, EmptyResult, TooLarge
 
 #: A ``spyanalyze.recording.Recording``, whose methods import this module: importing it here
 #: would close an import cycle (tests/test_imports.py).
 Recording = Any
 
-#: Bins a timeline aims for when no bin width is given.
+#: Bins a timeline aims for when no bin width is given, and the most it draws (a line of more
+#: steps than a picture has pixels says nothing more, and costs memory per thread).
 TARGET_BINS = 100
+MAX_BINS = 20_000
 
 
 class PlottingUnavailable(AnalysisError):
@@ -46,39 +48,26 @@ def thread_cpu(recording: Recording, bin_s: Optional[float] = None) -> pd.DataFr
     """CPU use per thread over time: cores busy on average in each bin (from the ``cpu``
     weights), one column per thread, indexed by the bin's start in seconds since the origin."""
     samples = recording.samples
-    if samples.empty:
-        raise EmptyResult("nothing to plot: the recording has no samples")
-    t = samples["t"].to_numpy()
-    first = int(t.min())
-    step = int((bin_s or _default_bin(recording)) * 1e9)
-    if step <= 0:
-        raise ValueError("the bin width must be positive")
-    bucket = (t - first) // step
-    n_bins = int(bucket.max()) + 1
+    bucket, index, step = _bins(recording, bin_s)
+    n_bins = len(index)
     columns: Dict[str, np.ndarray] = {}
     for (pid, tid), rows in samples.groupby(["pid", "tid"], sort=True, observed=True).indices.items():
         name = str(samples["thread"].iat[rows[0]])
         key = name if name not in columns else "%s (%d)" % (name, tid)
         columns[key] = np.bincount(bucket[rows], weights=samples["cpu"].to_numpy()[rows],
                                    minlength=n_bins) / step
-    index = pd.Index((first + np.arange(n_bins) * step) / 1e9, name="seconds")
     return pd.DataFrame(columns, index=index)
 
 
 def memory(recording: Recording, bin_s: Optional[float] = None) -> pd.Series:
     """Resident memory (bytes, summed over processes) per bin, like ``thread_cpu``'s bins."""
     samples = recording.samples
-    t = samples["t"].to_numpy()
-    first = int(t.min())
-    step = int((bin_s or _default_bin(recording)) * 1e9)
-    bucket = (t - first) // step
-    n_bins = int(bucket.max()) + 1
+    bucket, index, _step = _bins(recording, bin_s)
     per_process = pd.DataFrame({"bucket": bucket, "pid": samples["pid"].to_numpy(),
                                 "rss": samples["rss"].to_numpy()})
     rss = per_process.groupby(["bucket", "pid"])["rss"].max().groupby(level="bucket").sum()
-    rss = rss.reindex(np.arange(n_bins)).ffill().fillna(0)
-    return pd.Series(rss.to_numpy(), index=pd.Index((first + np.arange(n_bins) * step) / 1e9,
-                                                    name="seconds"), name="rss")
+    rss = rss.reindex(np.arange(len(index))).ffill().fillna(0)
+    return pd.Series(rss.to_numpy(), index=index, name="rss")
 
 
 def busy_functions(recording: Recording, start: filters.TimeBound = None, end: filters.TimeBound = None,
@@ -191,6 +180,23 @@ def save(figure: Any, path: Any, fmt: Optional[str] = None) -> None:
     if fmt is None:
         fmt = image_format(path)
     figure.savefig(path, format=fmt, dpi=110)
+
+
+def _bins(recording, bin_s):
+    """Each sample's bin, the bins' starts (seconds since the origin) and the width in ns."""
+    if recording.empty:
+        raise EmptyResult("nothing to plot: the recording has no samples")
+    t = recording.samples["t"].to_numpy()
+    first = int(t.min())
+    step = int((bin_s or _default_bin(recording)) * 1e9)
+    if step <= 0:
+        raise ValueError("the bin width must be positive")
+    bucket = (t - first) // step
+    n_bins = int(bucket.max()) + 1
+    if n_bins > MAX_BINS:
+        raise TooLarge("%d bins of %gs over %.1fs (at most %d): use a wider bin"
+                       % (n_bins, step / 1e9, recording.duration, MAX_BINS))
+    return bucket, pd.Index((first + np.arange(n_bins) * step) / 1e9, name="seconds"), step
 
 
 def _default_bin(recording):

@@ -39,7 +39,8 @@ def test_cpu_lines_show_the_busy_thread_near_one_core_and_the_sleeper_near_none(
     # machine is shared, so a spinning thread gets most of a core, not always all of it
     measured = recorded[2]["heavy"] + recorded[2]["light"]
     assert busy.sum() * 0.1 == pytest.approx(measured, abs=0.35)
-    assert 0.5 < busy.iloc[1:-1].mean() <= 1.1
+    assert busy.max() <= 1.3                            # one thread: at most a core (and jitter)
+    assert busy.iloc[1:-1].mean() > 0.3                  # spinning, though sharing 2 CPUs with others
     assert cpu["sleeper"].mean() < 0.05
     # the figure draws those numbers: one line per thread, the busy one first
     figure = rec.plot_timeline(bin_s=0.1)
@@ -97,7 +98,8 @@ def test_cli_writes_png_and_svg(recorded, tmp_path):
 def test_cli_bad_input_is_one_line_and_no_file(tmp_path):
     path = app_recording(tmp_path / "app.spy")
     for args, message in ((["-o", str(tmp_path / "x.jpg")], ".png or .svg"),
-                          (["-o", str(tmp_path / "x.png"), "--thread", "nobody"], "no thread matches")):
+                          (["-o", str(tmp_path / "x.png"), "--thread", "nobody"], "no thread matches"),
+                          (["-o", str(tmp_path / "x.png"), "--bin", "0.00001"], "use a wider bin")):
         result = subprocess.run([sys.executable, "-m", "spyanalyze", "plot", str(path), *args],
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 1
