@@ -1,5 +1,5 @@
 """Pictures of a recording with matplotlib: a timeline (CPU per thread, memory, the busy
-functions of a window) and CPU per thread as bars.
+functions of a window) and time per thread as bars (CPU, and the rest).
 
 matplotlib is an optional extra (``spyrec[plot]``): only some users draw, and a well-kept
 plotting library does this better than code of our own.  It is imported when a plot is asked
@@ -50,12 +50,12 @@ def thread_cpu(recording: Recording, bin_s: Optional[float] = None) -> pd.DataFr
     samples = recording.samples
     bucket, index, step = _bins(recording, bin_s)
     n_bins = len(index)
+    cpu = samples["cpu"].to_numpy()
     columns: Dict[str, np.ndarray] = {}
-    for (pid, tid), rows in samples.groupby(["pid", "tid"], sort=True, observed=True).indices.items():
+    for (_pid, tid), rows in samples.groupby(["pid", "tid"], sort=True, observed=True).indices.items():
         name = str(samples["thread"].iat[rows[0]])
         key = name if name not in columns else "%s (%d)" % (name, tid)
-        columns[key] = np.bincount(bucket[rows], weights=samples["cpu"].to_numpy()[rows],
-                                   minlength=n_bins) / step
+        columns[key] = np.bincount(bucket[rows], weights=cpu[rows], minlength=n_bins) / step
     return pd.DataFrame(columns, index=index)
 
 
