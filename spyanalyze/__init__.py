@@ -12,6 +12,8 @@ Notebook API::
     busy = rec.filter(threads="MainThread", idle="exclude", prune="stdlib")
     spyanalyze.diff(before, after)                # per-function change and significance
     spyanalyze.export.speedscope.write(rec, open("run.speedscope.json", "w"))
+    rec.plot_timeline(start=2.0, end=3.5)        # a matplotlib Figure (the ``plot`` extra)
+    rec.plot_threads()                            # time per thread; ``rec`` in Jupyter: a summary
 
 Time is in nanoseconds in every table.  The ``spyanalyze`` command is a thin layer over the
 same functions.
@@ -34,5 +36,6 @@ from spyanalyze.diff import diff
 from spyanalyze.recording import Recording, load
 from spyanalyze.version import __version__
 from spyanalyze.writer import write
+from spyanalyze import plot  # noqa: E402  (imports matplotlib only when drawing)
 
-__all__ = ["Recording", "diff", "export", "filters", "load", "views", "write", "__version__"]
+__all__ = ["Recording", "diff", "export", "filters", "load", "plot", "views", "write", "__version__"]

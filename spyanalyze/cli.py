@@ -21,7 +21,7 @@ import spyformat
 from spyformat import limits
 from spyformat.errors import SpyError
 
-from spyanalyze import filters, frames, peers, views
+from spyanalyze import filters, frames, peers, plot, views
 from spyanalyze.diff import Gate, check_gates, diff, write_collapsed_diff
 from spyanalyze.errors import CorruptRecording, IncompleteRecording, UnreadableFile
 from spyanalyze.export import FORMATS, flamegraph
@@ -570,6 +570,34 @@ def export(path, fmt, weight, thread_roots, tasks, output, **options):
     else:
         FORMATS[fmt](recording, output, weight=weight or "samples",
                      title=os.path.basename(path) if path != "-" else None)
+
+
+@main.command(name="plot")
+@click.argument("path", type=RECORDING)
+@click.option("-o", "--output", type=click.File("wb", lazy=True), required=True,
+              help="The picture: FILE.png or FILE.svg; - is standard output (with --format).")
+@click.option("--format", "fmt", type=click.Choice(plot.FORMATS), help="Default: told by the -o suffix.")
+@click.option("--start", metavar="TIME", help="Mark the window from TIME on (seconds since the start, "
+                                               "or 200ms, 1.5s) and list its busiest functions.")
+@click.option("--end", metavar="TIME", help="Mark the window up to TIME.")
+@click.option("--thread", "threads", multiple=True, metavar="ID|GLOB",
+              help="Show this thread: native or Python thread id, or a name glob (repeatable).")
+@click.option("--bin", "bin_s", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+              help="Width of a time bin (default: about 100 bins).")
+@click.option("-n", "--limit", type=click.IntRange(1), default=10, show_default=True,
+              help="Busiest functions to list.")
+def plot_command(path, output, fmt, start, end, threads, bin_s, limit):
+    """Draw CPU per thread and memory over time (PNG or SVG, needs matplotlib)."""
+    fmt = plot.image_format(output.name, fmt)
+    recording = load_recording(path)
+    try:
+        figure = plot.timeline(recording, start=start, end=end, threads=threads or None, bin_s=bin_s,
+                               top=limit, title=os.path.basename(path) if path != "-" else None)
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+    if output.name == "-" and fmt == "png" and sys.stdout.isatty():
+        raise click.UsageError("refusing to write a PNG to a terminal; use -o FILE")
+    plot.save(figure, output, fmt)
 
 
 @main.command()

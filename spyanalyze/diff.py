@@ -72,7 +72,7 @@ import pandas as pd
 
 from spyanalyze.errors import EmptyResult
 from spyanalyze.recording import Recording
-from spyanalyze.tables import check_weight
+from spyanalyze.tables import check_weight, thread_keys
 
 #: Batches of consecutive samples for the paired-batch variance: at most BLOCKS, at least
 #: MIN_BLOCKS, each with MIN_BLOCK_SAMPLES samples and SPELLS_PER_BLOCK changes of stack.
@@ -205,7 +205,7 @@ def choose_blocks(recording, codes, most=BLOCKS):
     if not most or n < MIN_BLOCKS * MIN_BLOCK_SAMPLES:
         return 0
     coded = coded_stacks(recording.stack_table, codes)[samples["stack"].to_numpy()]
-    thread, _names = pd.factorize(samples["pid"].to_numpy() << 32 | samples["tid"].to_numpy())
+    thread, _names = pd.factorize(thread_keys(samples))
     order = np.argsort(thread, kind="stable")
     thread, coded = thread[order], coded[order]
     spells = 1 + int(np.count_nonzero((thread[1:] != thread[:-1]) | (coded[1:] != coded[:-1])))

@@ -35,7 +35,7 @@ from spyformat import TASK_FILE
 
 from spyanalyze import frames as frame_rules
 from spyanalyze.errors import EmptyResult, UnknownThread
-from spyanalyze.tables import TASK_TIDS, StackTable, thread_display_name
+from spyanalyze.tables import TASK_TIDS, StackTable, thread_display_name, thread_keys
 
 #: A ``spyanalyze.recording.Recording``, which imports this module: importing it here, even for
 #: the type checker alone, would close an import cycle (tests/test_imports.py).
@@ -148,7 +148,7 @@ def threads(recording: Recording,
             raise UnknownThread("no thread matches %r; threads in this recording: %s"
                                 % (text, listing or "none"))
         chosen.update(zip(table.loc[hit, "pid"].astype(np.int64), table.loc[hit, "tid"].astype(np.int64)))
-    key = recording.samples["pid"].to_numpy() << 32 | recording.samples["tid"].to_numpy()
+    key = thread_keys(recording.samples)
     wanted = np.fromiter((p << 32 | t for p, t in chosen), dtype=np.int64, count=len(chosen))
     return _keep(recording, np.isin(key, wanted),
                  "thread " + ",".join(str(s) for s in _as_list(selectors)))

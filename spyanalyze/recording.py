@@ -13,9 +13,10 @@ on the wall clock are UTC ``Timestamp`` values.  Only scalars say seconds (``Rec
 
     t          int64   ns since the recording's monotonic origin (header ``start_mono_ns``)
     timestamp  datetime64[ns, UTC]   wall clock: header ``start_wall_ns`` + t (as the index)
-    pid, tid   int64   process id, native thread id
+    pid, tid   int32   process id, native thread id (int64 in the rare file whose ids do
+                       not fit: another profiler's)
     thread     category   the thread's name from its THREAD record ("tid N" when unnamed)
-    stack      int64   stack id (index into ``stacks``)
+    stack      int32   stack id (index into ``stacks``; int64 beyond 2**31 stacks)
     wall       int64   ns of wall time the sample stands for (see ``sample_weights``)
     ticks      float64 the same in nominal sampling intervals: 1 unless the recorder fell
                        behind after this sample; the ``samples`` weight sums these
@@ -61,7 +62,7 @@ from spyanalyze import frames as frame_rules
 from spyanalyze.errors import CorruptRecording, IncompleteRecording, SpyError, UnreadableFile
 from spyanalyze.paths import module_paths
 from spyanalyze.peers.pyspy import NotCollapsed
-from spyanalyze.tables import (StackTable, check_weight, cpu_weights, sample_weights,
+from spyanalyze.tables import (StackTable, check_weight, cpu_weights, narrowest_id, sample_weights,
                                thread_display_name)
 
 
@@ -269,6 +270,22 @@ class Recording:
         """Apply ``spyanalyze.filters.apply`` criteria; returns a new Recording."""
         return filters.apply(self, **criteria)
 
+    # -- pictures and notebooks (see plot.py, summary.py) ----------------------------------
+
+    def plot_timeline(self, **options: Any) -> Any:
+        """A matplotlib Figure of CPU per thread and memory over time (``spyanalyze.plot.timeline``)."""
+        from spyanalyze import plot       # matplotlib is optional: imported only to draw
+        return plot.timeline(self, **options)
+
+    def plot_threads(self, **options: Any) -> Any:
+        """A matplotlib Figure of time per thread (``spyanalyze.plot.threads``)."""
+        from spyanalyze import plot
+        return plot.threads(self, **options)
+
+    def _repr_html_(self) -> str:
+        from spyanalyze import summary
+        return summary.to_html(self)
+
 
 def load(path: Union[str, "os.PathLike[str]"], strict: bool = False,
          max_memory: Optional[int] = None) -> Recording:
@@ -446,6 +463,7 @@ def _samples_table(data, stack_map, threads):
     gil = (flags & SampleFlag.GIL) != 0
     origin = int(data.header.get("start_wall_ns") or 0)
     timestamp = pd.DatetimeIndex((t + origin).view("datetime64[ns]")).tz_localize("UTC")
+    pid, tid, stack = narrowest_id(pid), narrowest_id(tid), narrowest_id(stack)
     return pd.DataFrame({
         "t": t, "timestamp": timestamp, "pid": pid, "tid": tid, "thread": thread, "stack": stack,
         "wall": wall, "ticks": ticks, "cpu": cpu_weights(codes, cpu, ~idle), "cpu_delta": cpu,

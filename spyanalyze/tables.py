@@ -86,6 +86,20 @@ class StackTable:
                              "depth": self.lengths, "leaf": self.leaf}).rename_axis("stack")
 
 
+def thread_keys(samples):
+    """One int64 per sample naming its thread, ``pid << 32 | tid`` (the id columns may be
+    narrower than 64 bits, where the shift would overflow)."""
+    return samples["pid"].to_numpy().astype(np.int64) << 32 | samples["tid"].to_numpy().astype(np.int64)
+
+
+def narrowest_id(values):
+    """Ids as int32 when they fit (4 bytes a sample instead of 8), else as they are (int64)."""
+    limits = np.iinfo(np.int32)
+    if len(values) == 0 or (values.min() >= limits.min and values.max() <= limits.max):
+        return values.astype(np.int32)
+    return values
+
+
 def check_weight(weight):
     if weight not in WEIGHTS:
         raise ValueError("unknown weight %r (choose samples, wall or cpu)" % (weight,))

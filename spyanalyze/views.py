@@ -22,7 +22,7 @@ from spyformat import TASK_FILE
 
 from spyanalyze.errors import TooLarge
 from spyanalyze.frames import label
-from spyanalyze.tables import WEIGHTS, check_weight
+from spyanalyze.tables import WEIGHTS, check_weight, thread_keys
 
 #: A ``spyanalyze.recording.Recording``, which imports this module: importing it here, even for
 #: the type checker alone, would close an import cycle (tests/test_imports.py).
@@ -261,7 +261,7 @@ def timeline(recording: Recording, freq: str = "1s") -> pd.DataFrame:
     if n_buckets > MAX_TIMELINE_BUCKETS:
         raise TooLarge("a timeline at %s over this recording would have %d buckets (at most %d): "
                        "use a coarser frequency" % (freq, n_buckets, MAX_TIMELINE_BUCKETS))
-    thread = samples["pid"].to_numpy() << 32 | samples["tid"].to_numpy()
+    thread = thread_keys(samples)
     active = np.bincount(bucket, weights=~samples["idle"].to_numpy(), minlength=n_buckets)
     table = pd.DataFrame({
         "samples": np.bincount(bucket, minlength=n_buckets),

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from spyanalyze.frames import NO_PYTHON_FRAMES, labels
-from spyanalyze.tables import check_weight, thread_label
+from spyanalyze.tables import check_weight, thread_keys, thread_label
 from spyanalyze.text import collapsed_name
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def stack_weights_by_text(recording: "Recording", weight: str = "samples", lines
     stack_ids = samples["stack"].to_numpy()
     w = samples["ticks" if weight == "samples" else weight].to_numpy()
     if threads:
-        thread_key = samples["pid"].to_numpy() << 32 | samples["tid"].to_numpy()
+        thread_key = thread_keys(samples)
         thread_codes, _keys = pd.factorize(thread_key)
         first = np.unique(thread_codes, return_index=True)[1]
         thread_names = [collapsed_name(thread_label(name, tid)) for name, tid in

@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from spyanalyze.frames import GC_FRAME, NO_PYTHON_FRAMES
-from spyanalyze.tables import check_weight, thread_label
+from spyanalyze.tables import check_weight, thread_keys, thread_label
 from spyanalyze.version import exporter
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def tree(recording: "Recording", weight: str = "samples",
     stacks = samples["stack"].to_numpy()
     groups: List[Tuple[str, np.ndarray]] = [("all threads", np.ones(len(samples), dtype=bool))]
     if by_thread:
-        key = samples["pid"].to_numpy() << 32 | samples["tid"].to_numpy()
+        key = thread_keys(samples)
         several = len(np.unique(samples["pid"].to_numpy())) > 1
         for k in np.unique(key).tolist():
             mask = key == k
