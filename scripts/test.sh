@@ -15,4 +15,5 @@ fi
 .venv/bin/ruff check --quiet . || { echo "test: ruff found the problems above" >&2; exit 1; }
 # type check (seconds, cached in .mypy_cache): the files pyproject.toml's [tool.mypy] names
 .venv/bin/mypy --no-error-summary || { echo "test: mypy found the problems above" >&2; exit 1; }
-exec .venv/bin/python -m pytest "$@"
+# the slowest tests listed at the end: the suite must stay well under 15 minutes
+exec .venv/bin/python -m pytest --durations=25 "$@"
