@@ -11,6 +11,8 @@ Notebook API::
     busy = rec.filter(threads="MainThread", idle="exclude", prune="stdlib")
     spyanalyze.diff(before, after)                # per-function change and significance
     spyanalyze.export.speedscope.write(rec, open("run.speedscope.json", "w"))
+    df = spyanalyze.load_many("runs/*.spy")       # many recordings as one Dask DataFrame
+    spyanalyze.fleet.function_totals(df)          # (needs the fleet extra: pyarrow, dask)
 
 Time is in nanoseconds in every table.  The ``spyanalyze`` command is a thin layer over the
 same functions.
@@ -28,10 +30,12 @@ except ModuleNotFoundError as missing:  # installed without the extra the analys
     raise ModuleNotFoundError("%s is not installed: pip install 'spyrec[analyze]'"
                               % missing.name, name=missing.name) from None
 
-from spyanalyze import export, filters, views  # noqa: E402
+from spyanalyze import errors, export, filters, fleet, views  # noqa: E402
 from spyanalyze.diff import diff
+from spyanalyze.fleet import load_many
 from spyanalyze.recording import Recording, load
 from spyanalyze.version import __version__
 from spyanalyze.writer import write
 
-__all__ = ["Recording", "diff", "export", "filters", "load", "views", "write", "__version__"]
+__all__ = ["Recording", "diff", "errors", "export", "filters", "fleet", "load", "load_many", "views", "write",
+           "__version__"]

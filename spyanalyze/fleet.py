@@ -112,7 +112,15 @@ def sample_table_empty() -> pd.DataFrame:
 
 def _load_one(path: str) -> pd.DataFrame:
     from spyanalyze.recording import load
-    return sample_table(load(path))
+    return _arrow_lists(sample_table(load(path)))
+
+
+def _arrow_lists(table: pd.DataFrame) -> pd.DataFrame:
+    """``functions`` as an Arrow list column: Dask turns object columns into strings."""
+    import pyarrow as pa
+    table["functions"] = pd.Series(table["functions"].tolist(), index=table.index,
+                                   dtype=pd.ArrowDtype(pa.list_(pa.string())))
+    return table
 
 
 def expand(paths: Union[str, "os.PathLike[str]", Iterable[Union[str, "os.PathLike[str]"]]]) -> List[str]:
@@ -146,7 +154,7 @@ def load_many(paths, columns=None) -> Any:
     for path in found:
         if os.path.isdir(path):
             raise UnreadableFile("%s is a directory: give .spy files or one Parquet dataset" % path)
-    frame = dd.from_map(_load_one, found, meta=sample_table_empty(), enforce_metadata=False)
+    frame = dd.from_map(_load_one, found, meta=_arrow_lists(sample_table_empty()), enforce_metadata=False)
     return frame[columns] if columns is not None else frame
 
 
@@ -170,4 +178,6 @@ def function_totals(samples) -> pd.DataFrame:
     # per recording first, as by_function leaves out what rounds to no samples
     table = parts[1].join(parts[0], how="left").fillna(0).astype(np.int64)
     table = table[table["total_samples"] > 0][TOTALS].groupby(level="function").sum()
-    return table.sort_values(["self_samples", "total_samples"], ascending=False, kind="stable")
+    table.index = pd.Index(table.index.astype(object), name="function")
+    return table.sort_index().sort_values(["self_samples", "total_samples"], ascending=False,
+                                          kind="stable")
