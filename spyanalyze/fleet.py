@@ -11,6 +11,7 @@ id, host and pid, its leaf function and the distinct functions of its stack, and
     source     str      the path the recording was loaded from
     host, pid, tid, thread   where the sample was taken (host "unknown" when not recorded)
     t          int64    ns since the recording's origin; timestamp: UTC wall clock
+    stack      int64    the stack id inside its recording (with ``recording``, a key)
     ticks, wall, cpu    the sample's weights, as in ``Recording.samples``
     idle, gil  bool
     module, qualname    the leaf function (module-relative file, qualified name)
@@ -34,7 +35,7 @@ import pandas as pd
 
 from spyanalyze.errors import AnalysisError, UnreadableFile
 
-COLUMNS = ["recording", "source", "host", "pid", "tid", "thread", "t", "timestamp", "ticks",
+COLUMNS = ["recording", "source", "host", "pid", "tid", "thread", "t", "timestamp", "stack", "ticks",
            "wall", "cpu", "idle", "gil", "module", "qualname", "function", "functions"]
 
 #: Per-function weights: self (the function is the leaf) and total (anywhere in the stack).
@@ -93,6 +94,7 @@ def sample_table(rec) -> pd.DataFrame:
         "pid": samples["pid"].to_numpy(np.int64), "tid": samples["tid"].to_numpy(np.int64),
         "thread": samples["thread"].astype(str).to_numpy(object),
         "t": samples["t"].to_numpy(np.int64), "timestamp": samples.index.to_numpy(),
+        "stack": stack.astype(np.int64),
         "ticks": samples["ticks"].to_numpy(np.float64), "wall": samples["wall"].to_numpy(np.int64),
         "cpu": samples["cpu"].to_numpy(np.int64), "idle": samples["idle"].to_numpy(bool),
         "gil": samples["gil"].to_numpy(bool), "module": module, "qualname": qualname,
@@ -105,6 +107,7 @@ def sample_table(rec) -> pd.DataFrame:
 def sample_table_empty() -> pd.DataFrame:
     dtypes = {"recording": object, "source": object, "host": object, "pid": np.int64,
               "tid": np.int64, "thread": object, "t": np.int64, "timestamp": "datetime64[ns, UTC]",
+              "stack": np.int64,
               "ticks": np.float64, "wall": np.int64, "cpu": np.int64, "idle": bool, "gil": bool,
               "module": object, "qualname": object, "function": object, "functions": object}
     return pd.DataFrame({name: pd.Series(dtype=dtypes[name]) for name in COLUMNS})
@@ -158,25 +161,47 @@ def load_many(paths, columns=None) -> Any:
     return frame[columns] if columns is not None else frame
 
 
+_WEIGHTS = ["ticks", "wall", "cpu"]
+_PARTIAL = ["recording", "function"] + ["%s_%s" % (kind, w) for kind in ("self", "total")
+                                        for w in _WEIGHTS]
+
+
+def _partial_totals(part: pd.DataFrame) -> pd.DataFrame:
+    """Unrounded self and total weights per (recording, function) of one partition: each
+    distinct stack is weighed once and only then spread over its functions, so the cost follows
+    the stacks, not samples times depth."""
+    keys = ["recording", "stack"]
+    per_stack = part.groupby(keys, sort=False)[_WEIGHTS].sum()
+    first = part.drop_duplicates(keys).set_index(keys)
+    per_stack["functions"] = first["functions"].reindex(per_stack.index)
+    per_stack["function"] = first["function"].reindex(per_stack.index)
+    per_stack = per_stack.reset_index()
+    self_w = per_stack[per_stack["function"].notnull()].groupby(
+        ["recording", "function"])[_WEIGHTS].sum().add_prefix("self_")
+    spread = per_stack[["recording", "functions"] + _WEIGHTS].explode("functions")
+    spread = spread[spread["functions"].notnull()].rename(columns={"functions": "function"})
+    total_w = spread.groupby(["recording", "function"])[_WEIGHTS].sum().add_prefix("total_")
+    table = total_w.join(self_w, how="left").fillna(0.0).reset_index()
+    table["recording"] = table["recording"].astype(object)
+    table["function"] = table["function"].astype(object)
+    return table[_PARTIAL]
+
+
 def function_totals(samples) -> pd.DataFrame:
     """Per function label: ``TOTALS`` as ``rec.by_function()`` gives them, summed over the
     recordings (each recording's weights rounded as ``by_function`` rounds them), heaviest
     self first.  ``samples`` is a pandas or Dask frame of fleet rows."""
-    weights = samples[["recording", "function", "functions", "ticks", "wall", "cpu"]]
-    self_part = weights[weights["function"].notnull()][["recording", "function", "ticks", "wall", "cpu"]]
-    total_part = weights[["recording", "functions", "ticks", "wall", "cpu"]].explode("functions")
-    total_part = total_part[total_part["functions"].notnull()].rename(columns={"functions": "function"})
-    self_sum = self_part.groupby(["recording", "function"]).sum()
-    total_sum = total_part.groupby(["recording", "function"]).sum()
-    if hasattr(self_sum, "compute"):
-        self_sum, total_sum = self_sum.compute(), total_sum.compute()
-    parts = []
-    for prefix, part in (("self_", self_sum), ("total_", total_sum)):
-        part = part.astype(np.float64).round().astype(np.int64)
-        part.columns = [prefix + ("samples" if c == "ticks" else c) for c in part.columns]
-        parts.append(part)
-    # per recording first, as by_function leaves out what rounds to no samples
-    table = parts[1].join(parts[0], how="left").fillna(0).astype(np.int64)
+    columns = ["recording", "stack", "function", "functions"] + _WEIGHTS
+    if hasattr(samples, "map_partitions"):
+        meta = pd.DataFrame({c: pd.Series(dtype=object if c in ("recording", "function") else float)
+                             for c in _PARTIAL})
+        parts = samples[columns].map_partitions(_partial_totals, meta=meta)
+        summed = parts.groupby(["recording", "function"]).sum().compute()
+    else:
+        summed = _partial_totals(samples[columns]).groupby(["recording", "function"]).sum()
+    # round per recording, and leave out what rounds to no samples, as by_function does
+    table = summed.astype(np.float64).round().astype(np.int64)
+    table.columns = [c.replace("_ticks", "_samples") for c in table.columns]
     table = table[table["total_samples"] > 0][TOTALS].groupby(level="function").sum()
     table.index = pd.Index(table.index.astype(object), name="function")
     return table.sort_index().sort_values(["self_samples", "total_samples"], ascending=False,
