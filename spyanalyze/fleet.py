@@ -71,8 +71,9 @@ def function_labels(qualnames, modules) -> np.ndarray:
             + pd.Series(modules, dtype=object) + ")").to_numpy(object)
 
 
-def sample_table(rec) -> pd.DataFrame:
-    """The recording's samples as fleet rows (see the module docstring)."""
+def sample_table(rec, arrow: bool = False) -> pd.DataFrame:
+    """The recording's samples as fleet rows (see the module docstring); ``functions`` holds
+    Python lists, or with ``arrow`` an Arrow list column (what Dask keeps as lists)."""
     codes, keys = rec.frame_codes("function")
     labels = function_labels(keys["qualname"], keys["module"])
     stacks = rec.stacks
@@ -87,8 +88,14 @@ def sample_table(rec) -> pd.DataFrame:
     module = np.where(has_leaf, keys["module"].to_numpy(object)[np.maximum(leaf_code, 0)], None)
     qualname = np.where(has_leaf, keys["qualname"].to_numpy(object)[np.maximum(leaf_code, 0)], None)
     function = np.where(has_leaf, labels[np.maximum(leaf_code, 0)], None)
-    stack_lists = np.empty(len(per_stack), dtype=object)
-    stack_lists[:] = per_stack
+    if arrow:
+        import pyarrow as pa
+        functions: Any = pd.arrays.ArrowExtensionArray(
+            pa.array(per_stack, type=pa.list_(pa.string())).take(pa.array(stack)))
+    else:
+        stack_lists = np.empty(len(per_stack), dtype=object)
+        stack_lists[:] = per_stack
+        functions = stack_lists[stack] if len(stack) else []
     table = pd.DataFrame({
         "recording": recording_id(rec), "source": str(rec.source or ""), "host": host_of(rec),
         "pid": samples["pid"].to_numpy(np.int64), "tid": samples["tid"].to_numpy(np.int64),
@@ -98,32 +105,27 @@ def sample_table(rec) -> pd.DataFrame:
         "ticks": samples["ticks"].to_numpy(np.float64), "wall": samples["wall"].to_numpy(np.int64),
         "cpu": samples["cpu"].to_numpy(np.int64), "idle": samples["idle"].to_numpy(bool),
         "gil": samples["gil"].to_numpy(bool), "module": module, "qualname": qualname,
-        "function": function, "functions": stack_lists[stack] if len(stack) else [],
+        "function": function, "functions": functions,
     }, columns=COLUMNS)
     table["timestamp"] = pd.to_datetime(table["timestamp"], utc=True)
     return table
 
 
-def sample_table_empty() -> pd.DataFrame:
+def sample_table_empty(arrow: bool = False) -> pd.DataFrame:
     dtypes = {"recording": object, "source": object, "host": object, "pid": np.int64,
               "tid": np.int64, "thread": object, "t": np.int64, "timestamp": "datetime64[ns, UTC]",
               "stack": np.int64,
               "ticks": np.float64, "wall": np.int64, "cpu": np.int64, "idle": bool, "gil": bool,
               "module": object, "qualname": object, "function": object, "functions": object}
+    if arrow:
+        import pyarrow as pa
+        dtypes["functions"] = pd.ArrowDtype(pa.list_(pa.string()))
     return pd.DataFrame({name: pd.Series(dtype=dtypes[name]) for name in COLUMNS})
 
 
 def _load_one(path: str) -> pd.DataFrame:
     from spyanalyze.recording import load
-    return _arrow_lists(sample_table(load(path)))
-
-
-def _arrow_lists(table: pd.DataFrame) -> pd.DataFrame:
-    """``functions`` as an Arrow list column: Dask turns object columns into strings."""
-    import pyarrow as pa
-    table["functions"] = pd.Series(table["functions"].tolist(), index=table.index,
-                                   dtype=pd.ArrowDtype(pa.list_(pa.string())))
-    return table
+    return sample_table(load(path), arrow=True)
 
 
 def expand(paths: Union[str, "os.PathLike[str]", Iterable[Union[str, "os.PathLike[str]"]]]) -> List[str]:
@@ -157,7 +159,7 @@ def load_many(paths, columns=None) -> Any:
     for path in found:
         if os.path.isdir(path):
             raise UnreadableFile("%s is a directory: give .spy files or one Parquet dataset" % path)
-    frame = dd.from_map(_load_one, found, meta=_arrow_lists(sample_table_empty()), enforce_metadata=False)
+    frame = dd.from_map(_load_one, found, meta=sample_table_empty(arrow=True), enforce_metadata=False)
     return frame[columns] if columns is not None else frame
 
 
