@@ -48,7 +48,7 @@ def _tables(rec) -> dict:
     for column in frames.columns:
         if isinstance(frames[column].dtype, pd.CategoricalDtype):
             frames[column] = frames[column].astype(object)
-    return {"samples": fleet.sample_table(rec), "stacks": tag(stacks, "stack"),
+    return {"samples": fleet.sample_table(rec, arrow=True), "stacks": tag(stacks, "stack"),
             "frames": tag(frames, "frame"), "threads": tag(_plain(rec.threads), ""),
             "processes": tag(_plain(rec.processes), "")}
 
@@ -76,10 +76,10 @@ def write(recording, out: str, **_options) -> List[str]:
     name = _file_name(recording)
     host = _escape(fleet.host_of(recording))
     parts = []      # (folder, file, rows): a table with a pid column is split by its pids
-    for table, frame in _tables(recording).items():
+    for kind, frame in _tables(recording).items():
         groups = list(frame.groupby("pid", sort=True)) or [(recording.header.get("pid", 0), frame)]
         for pid, rows in groups:
-            folder = os.path.join(out, table, "host=%s" % host, "pid=%d" % int(pid or 0))
+            folder = os.path.join(out, kind, "host=%s" % host, "pid=%d" % int(pid or 0))
             parts.append((folder, os.path.join(folder, name), rows.drop(columns=["host", "pid"])))
     for _folder, path, _rows in parts:
         if os.path.exists(path):
@@ -87,8 +87,9 @@ def write(recording, out: str, **_options) -> List[str]:
                                 % (out, path))
     for folder, path, rows in parts:
         os.makedirs(folder, exist_ok=True)
-        pq.write_table(pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False),
-                       path)
+        table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
+        # Arrow's own types only: pandas' dtype names (an Arrow list column's) do not read back
+        pq.write_table(table.replace_schema_metadata(None), path)
     return [path for _folder, path, _rows in parts]
 
 
