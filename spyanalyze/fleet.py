@@ -100,14 +100,14 @@ def sample_table(rec, arrow: bool = False) -> pd.DataFrame:
         "recording": recording_id(rec), "source": str(rec.source or ""), "host": host_of(rec),
         "pid": samples["pid"].to_numpy(np.int64), "tid": samples["tid"].to_numpy(np.int64),
         "thread": samples["thread"].astype(str).to_numpy(object),
-        "t": samples["t"].to_numpy(np.int64), "timestamp": samples.index.to_numpy(),
+        "t": samples["t"].to_numpy(np.int64),
+        "timestamp": pd.DatetimeIndex(samples.index).tz_convert("UTC").array,
         "stack": stack.astype(np.int64),
         "ticks": samples["ticks"].to_numpy(np.float64), "wall": samples["wall"].to_numpy(np.int64),
         "cpu": samples["cpu"].to_numpy(np.int64), "idle": samples["idle"].to_numpy(bool),
         "gil": samples["gil"].to_numpy(bool), "module": module, "qualname": qualname,
         "function": function, "functions": functions,
     }, columns=COLUMNS)
-    table["timestamp"] = pd.to_datetime(table["timestamp"], utc=True)
     return table
 
 
