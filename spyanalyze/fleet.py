@@ -28,7 +28,7 @@ recordings.
 
 import glob
 import os
-from typing import Any, Iterable, List, Union
+from typing import Any, Iterable, List, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -154,13 +154,26 @@ def load_many(paths, columns=None) -> Any:
     dd = require("dask.dataframe")
     found = expand(paths)
     if len(found) == 1 and os.path.isdir(found[0]):
-        from spyanalyze.export.parquet import read_samples
         return read_samples(found[0], columns)
     for path in found:
         if os.path.isdir(path):
             raise UnreadableFile("%s is a directory: give .spy files or one Parquet dataset" % path)
     frame = dd.from_map(_load_one, found, meta=sample_table_empty(arrow=True), enforce_metadata=False)
     return frame[columns] if columns is not None else frame
+
+
+def read_samples(directory: str, columns: Optional[List[str]] = None) -> Any:
+    """The ``samples`` table of a dataset directory as a Dask DataFrame (``host`` and ``pid``
+    from the partition folders)."""
+    require("pyarrow")
+    dd = require("dask.dataframe")
+    folder = os.path.join(directory, "samples")
+    if not os.path.isdir(folder):
+        raise AnalysisError("%s is not a Parquet dataset written by spyanalyze export (no samples/)"
+                            % directory)
+    frame = dd.read_parquet(folder, dataset={"partitioning": "hive"})
+    frame = frame.astype({"pid": "int64", "host": "object"})
+    return frame[columns] if columns is not None else frame[COLUMNS]
 
 
 _WEIGHTS = ["ticks", "wall", "cpu"]

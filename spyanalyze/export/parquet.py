@@ -17,7 +17,7 @@ holds anything else, or a file (nothing of the user's is overwritten).
 
 import os
 import re
-from typing import Any, List, Optional
+from typing import Any, List
 
 import pandas as pd
 
@@ -109,17 +109,3 @@ def check_target(out: str) -> None:
 
 def _escape(host: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", host) or "unknown"
-
-
-def read_samples(directory: str, columns: Optional[List[str]] = None) -> Any:
-    """The ``samples`` table of a dataset directory as a Dask DataFrame (``host`` and ``pid``
-    from the partition folders)."""
-    _pyarrow()
-    dd = fleet.require("dask.dataframe")
-    folder = os.path.join(directory, "samples")
-    if not os.path.isdir(folder):
-        raise AnalysisError("%s is not a Parquet dataset written by spyanalyze export (no samples/)"
-                            % directory)
-    frame = dd.read_parquet(folder, dataset={"partitioning": "hive"})
-    frame = frame.astype({"pid": "int64", "host": "object"})
-    return frame[columns] if columns is not None else frame[fleet.COLUMNS]
