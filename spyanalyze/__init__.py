@@ -14,6 +14,8 @@ Notebook API::
     spyanalyze.export.speedscope.write(rec, open("run.speedscope.json", "w"))
     rec.plot_timeline(start=2.0, end=3.5)        # a matplotlib Figure (the ``plot`` extra)
     rec.plot_threads()                            # time per thread; ``rec`` in Jupyter: a summary
+    df = spyanalyze.load_many("runs/*.spy")       # many recordings as one Dask DataFrame
+    spyanalyze.fleet.function_totals(df)          # (needs the fleet extra: pyarrow, dask)
 
 Time is in nanoseconds in every table.  The ``spyanalyze`` command is a thin layer over the
 same functions.
@@ -31,11 +33,13 @@ except ModuleNotFoundError as missing:  # installed without the extra the analys
     raise ModuleNotFoundError("%s is not installed: pip install 'spyrec[analyze]'"
                               % missing.name, name=missing.name) from None
 
-from spyanalyze import export, filters, views  # noqa: E402
+from spyanalyze import errors, export, filters, fleet, views  # noqa: E402
 from spyanalyze.diff import diff
+from spyanalyze.fleet import load_many
 from spyanalyze.recording import Recording, load
 from spyanalyze.version import __version__
 from spyanalyze.writer import write
 from spyanalyze import plot  # noqa: E402  (imports matplotlib only when drawing)
 
-__all__ = ["Recording", "diff", "export", "filters", "load", "plot", "views", "write", "__version__"]
+__all__ = ["Recording", "diff", "errors", "export", "filters", "fleet", "load", "load_many", "plot", "views",
+           "write", "__version__"]

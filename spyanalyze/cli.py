@@ -548,7 +548,8 @@ def filter_command(path, output, **options):
 @click.option("-f", "--format", "fmt", type=click.Choice(sorted(FORMATS)), required=True,
               help="speedscope JSON (one profile per thread), collapsed stacks (flamegraph.pl), "
                    "or a flame graph: one self-contained HTML page (search, zoom, a graph per "
-                   "thread) or an SVG.")
+                   "thread) or an SVG; or parquet: a dataset directory (-o DIR) "
+                   "partitioned by host and pid, which more recordings can be exported into.")
 @click.option("--weight", type=click.Choice(WEIGHTS),
               help="Default: wall for speedscope (nanoseconds), samples for the others; "
                    "wall and cpu are written in microseconds in collapsed stacks, in "
@@ -563,7 +564,13 @@ def export(path, fmt, weight, thread_roots, tasks, output, **options):
     recording = filtered(load_recording(path), options)
     if tasks:
         recording = filters.tasks_as_threads(recording)
-    if fmt == "speedscope":
+    if fmt == "parquet":
+        if output.name == "-":
+            raise click.UsageError("parquet writes a dataset directory: give it with -o DIR")
+        written = FORMATS[fmt](recording, output.name)
+        click.echo("%d samples written to %s (%d files)" % (len(recording), output.name, len(written)),
+                   err=True)
+    elif fmt == "speedscope":
         FORMATS[fmt](recording, output, weight=weight or "wall")
     elif fmt == "collapsed":
         FORMATS[fmt](recording, output, weight=weight or "samples", threads=thread_roots)
