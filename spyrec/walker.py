@@ -272,7 +272,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             self._last = self._next_last
             self._gil_seen = self._next_gil_seen
             self._orders = self._next_orders
-        if seen_interps == 1:
+        if seen_interps == 1 and self._orders:  # (none when the interpreter's read tore)
             self._tstates = _tstates_by_tid(next(iter(self._orders.values())), stacks)
         return stacks
 

@@ -235,6 +235,27 @@ def test_no_torn_reads_on_a_steady_target(stacks_target):
     assert proc.torn_reads - before <= 2
 
 
+def test_a_round_whose_interpreter_read_tears_is_empty_and_the_next_is_whole(stacks_target):
+    """A read of the interpreter state that fails (a process starting, forking or ending
+    under the read) gives a round without stacks, counted torn; the round after is whole."""
+    label, target, proc = stacks_target
+    walker = proc.walker
+    whole = len(proc.sample_threads())
+    real = walker._sample_interpreter
+
+    def torn(*args):
+        raise MemoryReadError("the interpreter state changed under the read")
+
+    walker._sample_interpreter = torn
+    try:
+        before = proc.torn_reads
+        assert walker.sample() == []
+        assert proc.torn_reads == before + 1
+    finally:
+        walker._sample_interpreter = real
+    assert len(proc.sample_threads()) == whole, label
+
+
 def test_thread_names_are_the_threading_names(stacks_target):
     label, target, proc = stacks_target
     by_ident = threads_by_name(target)
