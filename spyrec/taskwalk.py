@@ -67,8 +67,9 @@ class TaskWalk:
         tasks the thread state named (3.14+), that one; else the task known to run that
         coroutine.  Before 3.14 tasks become known as they are seen being stepped, read after
         the walk (and, for a while after a thread's task was not known, before its walks too:
-        a step shorter than a walk falls between two reads).  (The stack itself is whole:
-        walking it again would only move the sample off its moment.)"""
+        a step shorter than a walk falls between two reads).  A walk completed below a
+        generator from an earlier walk read no coroutine frame: see _task_by_code.  (The stack
+        itself is whole: walking it again would only move the sample off its moment.)"""
         frame, code = self.outermost_generator, self.outermost_generator_code
         spliced = self.callers.spliced_stacks != self._splices_before
         if not frame:
