@@ -119,9 +119,9 @@ class PythonProcess:
     # -- sampling ----------------------------------------------------------------------------
 
     def look_for_asyncio(self, now: float) -> None:
-        """Until asyncio is found (it may be imported at any time), look for it once a second:
-        ``_asyncio``'s table (3.14+) or ``asyncio.tasks`` (<=3.13); then the walker gives
-        each stack the task it ran in."""
+        """Until asyncio is found (it may be imported at any time), look for it now and then
+        (see ASYNCIO_LOOK_EVERY_S): ``_asyncio``'s table (3.14+) or ``asyncio.tasks`` (<=3.13);
+        then the walker gives each stack the task it ran in."""
         if self._asyncio_look is None or now < self._asyncio_look:
             return
         layout = self.layout
