@@ -57,12 +57,17 @@ def _time_option(default_unit):
 @click.option("--kernel", is_flag=True,
               help="Put each waiting thread's kernel frames under its Python frames "
                    "(/proc/PID/task/TID/stack; root).")
+@click.option("--bpf/--no-bpf", "bpf", default=True, show_default=True,
+              help="Copy running threads' Python stacks at CPU-clock interrupts, in the "
+                   "target's own context (eBPF; root): whole and of one moment however fast "
+                   "they change. Without it, or where the kernel refuses, stacks are read "
+                   "from outside while the thread runs on.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, "-V", "--version", prog_name="spyrec",
                       message="%(prog)s %(version)s (records CPython " + supported_range() + ")")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def spyrec(output, pid, duration, interval, rate, quiet, realtime, children, kernel, debug,
-           command):
+def spyrec(output, pid, duration, interval, rate, quiet, realtime, children, kernel, bpf,
+           debug, command):
     """Record every thread's Python stack of a CPython process, from outside it.
 
     Give either -p PID or a command after '--'. Nothing is injected into the target and it is
@@ -85,7 +90,7 @@ def spyrec(output, pid, duration, interval, rate, quiet, realtime, children, ker
     try:
         stats = record(output, pid=pid, command=list(command) or None, interval_ns=interval_ns,
                        duration_ns=duration, progress=live, realtime=realtime, kernel=kernel,
-                       children=children)
+                       children=children, stack_copies=bpf)
     except SpyError as exc:
         if live is not None:
             live.clear()

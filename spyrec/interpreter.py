@@ -13,6 +13,7 @@ from spyrec.process import (TargetMemory, check_pid, executable_path, namespace_
                             process_start_time, read_maps, target_view)
 from spyrec.pystrings import ObjectReader
 from spyrec.runtime import Interpreter, find_interpreter
+from spyrec.stackcapture import CaptureDecoder, StackCapture
 from spyrec.threadnames import ThreadNameReader
 from spyrec.threads import NamespaceTids, ThreadNaming, bound_states, find_pthread_tid_offset
 from spyrec.validation import check_guessed_layout, check_interpreter
@@ -63,6 +64,8 @@ class PythonProcess:
         self._asyncio_look: Optional[float] = 0.0
         self._modules_seen = -1  # sys.modules' size at the last look for asyncio (<=3.13)
         self._tid_offset_retry = 0.0
+        #: The in-kernel copies of running threads' stacks (see spyrec.stackcapture), or None.
+        self.capture: Optional[StackCapture] = None
         self._closed = False
 
     # -- attach ------------------------------------------------------------------------------
@@ -116,6 +119,12 @@ class PythonProcess:
             # Not found (no thread yet, or all exiting): look again in a second.
             self._tid_offset_retry = time.monotonic() + 1.0 if offset is None else 0.0
 
+    def start_capture(self, rate_hz: float) -> None:
+        """Have running threads' stacks copied at CPU-clock interrupts, about ``rate_hz`` times
+        a second each (see spyrec.stackcapture); raises BpfUnavailable where not allowed."""
+        self.capture = StackCapture.open(self.layout, self.pid, rate_hz)
+        self.walker.decoder = CaptureDecoder(self.layout, self.walker.frame_type)
+
     # -- sampling ----------------------------------------------------------------------------
 
     def look_for_asyncio(self, now: float) -> None:
@@ -165,15 +174,17 @@ class PythonProcess:
     def torn_reads(self) -> int:
         return self.walker.torn_reads
 
-    def sample_threads(self, still=frozenset()) -> List[ThreadStack]:
+    def sample_threads(self, still=frozenset(), running=frozenset()) -> List[ThreadStack]:
         """One stack per Python thread state of every interpreter.
 
         ``still``: native TIDs of threads that have not run since the last call (their last
-        stacks are reused, see ``StackWalker.sample``).  Never raises on torn reads (they are
-        counted in ``torn_reads``); raises TargetNotFound once the process is gone.
+        stacks are reused, see ``StackWalker.sample``); ``running``: those found running, whose
+        latest in-kernel copy (if any) is taken instead of a walk.  Never raises on torn reads
+        (they are counted in ``torn_reads``); raises TargetNotFound once the process is gone.
         """
         if self._tid_offset_retry and time.monotonic() >= self._tid_offset_retry:
             self._setup_thread_ids()
+        self._take_captures(running)
         try:
             stacks = self.walker.sample(still)
         except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
@@ -183,19 +194,33 @@ class PythonProcess:
             stacks = []
         if not stacks:
             self._check_not_replaced()
+        elif self.capture is not None and self.walker.tstates is not None:
+            self.capture.watch(self.walker.tstates)
         return bound_states(stacks)
 
-    def sample_some_threads(self, tids, still=frozenset()) -> Optional[List[ThreadStack]]:
+    def sample_some_threads(self, tids, still=frozenset(),
+                            running=frozenset()) -> Optional[List[ThreadStack]]:
         """The stacks of the threads ``tids`` alone, when the caller knows no other thread ran
         since the last call (see ``StackWalker.sample_some``); None when ``sample_threads()``
         must be called instead."""
         if self._tid_offset_retry and time.monotonic() >= self._tid_offset_retry:
             return None
+        self._take_captures(running)
         try:
             stacks = self.walker.sample_some(tids, still)
         except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
             return None
         return None if stacks is None else bound_states(stacks)
+
+    def _take_captures(self, running) -> None:
+        """Hand the walker the in-kernel copies made since the last round of the threads
+        running now.  A thread that ran and then blocked is walked: blocked, it holds still,
+        and its copy is older than where it waits."""
+        if self.capture is None:
+            return
+        fresh = self.capture.drain()
+        self.capture.newest = {}
+        self.walker.captured = {tid: fresh[tid] for tid in running if tid in fresh}
 
     def _check_not_replaced(self) -> None:
         """Raise TargetReplaced when the process no longer maps the runtime that was attached.
@@ -226,6 +251,9 @@ class PythonProcess:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self.capture is not None:
+                self.capture.close()
+                self.capture = None
             self.mem.close()
 
     def __enter__(self) -> "PythonProcess":

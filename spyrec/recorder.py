@@ -23,6 +23,7 @@ from spyrec.process import read_cmdline, read_cwd
 from spyrec.launcher import Launched, exit_status
 from spyrec.sampler import Sampler, SamplingStats
 from spyrec.sinks import Sink
+from spyrec.bpf import BpfUnavailable
 from spyformat import SpyWriter
 
 #: Open files this process asks for at most: four per thread of a target with 250,000 threads
@@ -128,14 +129,17 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
            progress: Optional[Callable[[SamplingStats, int], None]] = None,
            observe: Optional[Callable[[SpyWriter, PythonProcess], Sink]] = None,
            should_stop: Optional[Callable[[], bool]] = None,
-           realtime: bool = False, kernel: bool = False, children: bool = False) -> SamplingStats:
+           realtime: bool = False, kernel: bool = False, children: bool = False,
+           stack_copies: bool = False) -> SamplingStats:
     """Record a process (``pid``) or a command (``command``) into ``output``; return the stats.
     ``progress(stats, elapsed_ns)`` is called about twice a second (see ``Sampler.run``).
     ``observe(writer, process)``, once attached, returns what the sampler writes to instead
     of the writer (one that passes everything on: the live view); ``should_stop()`` ends the
     recording, as a signal does; ``realtime``: see ``spyrec.scheduling.LowLatency``;
     ``kernel``: a sleeping thread's kernel frames under its Python frames (root);
-    ``children``: every Python descendant of the target too (see spyrec.descendants)."""
+    ``children``: every Python descendant of the target too (see spyrec.descendants);
+    ``stack_copies``: running threads' stacks copied at interrupts where the kernel allows
+    (see spyrec.stackcapture)."""
     out = Output(output)
     stream = out.stream
     writer = None
@@ -161,11 +165,16 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
         _write_start(writer, process, origin, interval_ns, "launch" if command else "attach")
         out.publish()
         sink = writer if observe is None else observe(writer, process)
+        if stack_copies:
+            _start_capture(process, interval_ns)
         sampler = Sampler(process, sink, interval_ns, origin, kernel=kernel)
         if children:
-            sampler.descendants = Descendants(
-                process.pid, lambda child: Sampler(child, sink, interval_ns, origin, kernel=kernel,
-                                                   stats=sampler.stats), sink, origin)
+            def child_sampler(child):
+                if stack_copies:
+                    _start_capture(child, interval_ns)
+                return Sampler(child, sink, interval_ns, origin, kernel=kernel,
+                               stats=sampler.stats)
+            sampler.descendants = Descendants(process.pid, child_sampler, sink, origin)
         stats = sampler.run(stop if should_stop is None else lambda: stop() or should_stop(),
                             duration_ns, progress, realtime)
         if stats.stop_reason == "interrupted" and stop.signal is not None:
@@ -195,6 +204,15 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
         if launched is not None:
             launched.close()
         out.close()
+
+
+def _start_capture(process, interval_ns):
+    """Copies of running threads' stacks at interrupts, twice per round (so that a thread
+    running all along has one taken since the last round), where the kernel allows."""
+    try:
+        process.start_capture(2e9 / interval_ns)
+    except BpfUnavailable:
+        pass  # walked from outside, as without the option
 
 
 def _write_start(writer, process, origin, interval_ns, mode):

@@ -287,11 +287,15 @@ class Sampler:
         need_cpu = self.woke and self.step_aside.enabled
         switches = self._refresh_active(still, need_cpu)
         stacks: Optional[List[ThreadStack]] = None
+        # the threads whose in-kernel stack copies may be taken (see spyrec.stackcapture)
+        running: Set[int] = ({tid for tid, thread in active.items() if thread.stats.running}
+                             if process.capture is not None else set())
         if (watch is not None and now < self._next_full_round
                 and now < self._dormant_names_due and self._quiet(watch, switches)):
             # With every thread dormant nothing in the process ran: not even its thread list
             # can have changed (a descendant waiting for work, spyrec -C), nor its memory.
-            stacks = process.sample_some_threads(list(active), still) if active else []
+            stacks = (process.sample_some_threads(list(active), still, running) if active
+                      else [])
         quiet = stacks is not None
         woke = []
         if not quiet:
@@ -304,9 +308,11 @@ class Sampler:
                 if stats.still_count < DORMANT_AFTER:
                     woke.append(tid)
                 self.target_running += stats.running
+                if stats.running and process.capture is not None:
+                    running.add(tid)
             if before is not None:
                 watch.measure(before, watch.count(), switches)
-            stacks = process.sample_threads(still)  # a torn walk was walked again already
+            stacks = process.sample_threads(still, running)  # a torn walk was walked again already
             self._next_full_round = now + FULL_ROUND_EVERY_NS
         if not (quiet and not active and self._rss is not None):
             self._rss = self._process_stats.rss_bytes()

@@ -43,6 +43,7 @@ from spyrec.generatorcallers import GeneratorCallers
 from spyrec.layouts.base import Layout
 from spyrec.process import MemoryReader
 from spyrec.pyframes import FrameChain, PyFrameWalk
+from spyrec.stackcapture import Capture, CaptureDecoder
 from spyrec.structs import FieldStruct
 from spyrec.taskwalk import TaskWalk
 from spyrec.walkcommon import MAX_THREADS, READ_ERRORS, U64, Copies, ThreadStack
@@ -157,6 +158,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         self._tstates: Optional[Dict[int, int]] = None
         #: Stacks kept whole from the last sample instead of walked (a bench figure).
         self.kept_stacks = 0
+        self.capture_ns = 0  # when the stack _walk_thread gave was copied, if at an interrupt
         #: Walks done again because the one before tore (a benchmark figure).
         self.retried_walks = 0
         #: 3.11+: frames taken from a ChunkMemo instead of being parsed, and walks whose
@@ -172,6 +174,12 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         #: read, outermost first as last seen, at most MAX_PREFETCHED: what a walk done again
         #: copies (see ChunkWalk._remember_outside).
         self._pools: Dict[int, Dict[int, None]] = {}
+        #: native TID -> its stack as copied at an interrupt since the last sample, for the
+        #: threads running now (see spyrec.stackcapture); taken instead of a walk.
+        self.captured: Dict[int, Capture] = {}
+        self.decoder: Optional[CaptureDecoder] = None
+        #: Stacks taken from such copies (a benchmark figure).
+        self.captured_stacks = 0
 
         if self._iframe:
             self._init_chunk_walk(layout, codes)
@@ -228,6 +236,11 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         self._init_task_walk(layout)
         self._cframe = layout.thread_frame_kind == "cframe"
         self._cframe_current = layout.cframe.current_frame if layout.cframe else 0
+
+    @property
+    def tstates(self) -> Optional[Dict[int, int]]:
+        """{native TID: thread state} as the last ``sample()`` found them (one interpreter)."""
+        return self._tstates
 
     # -- threads ---------------------------------------------------------------------------
 
@@ -460,6 +473,8 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                 return (self._kept_stack(tstate, (state, last[1], last[2], ts), tstate == holder,
                                          by_gil), fields[0])
         stack = self._walk_thread(tstate, ts, fields, tstate == holder, prefetched, slot_copies)
+        if self.capture_ns:
+            read_ns = self.capture_ns  # copied at an interrupt, before this round's reads
         if self._tasks_on:
             stack = self._with_task(tstate, ts, stack)
         attempts = WALK_ATTEMPTS - 1
@@ -620,8 +635,22 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         native = fields[4] if self._iframe else 0
         codes: Sequence[int] = ()
         offsets: Sequence[int]
+        self.capture_ns = 0
+        capture = self._capture_of(native, thread_id) if self.captured else None
+        if capture is not None and self.decoder is not None:
+            codes, offsets, torn, gens = self.decoder.decode(capture)
+            if torn:
+                codes = ()
+                torn = False
+            else:
+                self.captured_stacks += 1
+                self.capture_ns = capture.time_ns
+                self.outermost_generator, at = gens[-1] if gens else (0, -1)
+                self.outermost_generator_code = codes[at] if gens else 0
         try:
-            if self._iframe:
+            if codes:
+                native = native or self._pthread_tid(thread_id)
+            elif self._iframe:
                 codes, offsets, torn, with_state = self._walk_chunks(tstate, ts, fields,
                                                                      prefetched, slot_copies)
             else:
@@ -651,6 +680,17 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         if SKIP in keys:  # interpreter-internal frames
             frames = [frame for frame in frames if frame[0] != SKIP]
         return ThreadStack(native, thread_id, tuple(frames), holds_gil, torn)
+
+    def _capture_of(self, native: int, thread_id: int) -> Optional[Capture]:
+        """The thread's copy in ``captured`` (taken out), if it has one: ``native`` is its
+        TID in the target's namespace (0 <=3.10: found from ``thread_id``)."""
+        try:
+            tid = native or self._pthread_tid(thread_id)
+        except READ_ERRORS:
+            return None
+        if self.host_tid is not None and tid:
+            tid = self.host_tid(tid)
+        return self.captured.pop(tid, None)
 
     def _walk_chunks(self, tstate: int, ts: bytes, fields: Fields, prefetched: Copies,
                      slot_copies: Optional[SlotCopies]

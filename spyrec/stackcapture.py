@@ -1,0 +1,296 @@
+"""Python stacks copied in the target's own context, at a CPU-clock interrupt, by an eBPF program.
+
+A walk from another process reads one frame after another while the target runs on: a stack
+that changes every microsecond (generators made and freed at every level, short calls) comes
+out with frames of different moments.  A perf event interrupts a running thread between two of
+its instructions; an eBPF program run there (attached to a CPU-clock event on every CPU, as
+Parca and Pyroscope do) follows the thread's frame chain while the thread cannot move, and
+hands the frames' raw bytes to the recorder through a ring buffer.  The target is not stopped
+beyond the interrupt it takes anyway, and nothing is injected into it.
+
+The program is generated for the target's layout: where its thread state keeps the innermost
+frame, where a frame keeps its link, and how many bytes of each frame the walker parses (the
+same fields, ``FrameOffsets``).  Which thread state belongs to which kernel TID comes from the
+recorder's own walks (``watch``).  A capture is decoded into the walker's (codes, offsets)
+by ``decode``; code objects are resolved as usual, from the target's memory.
+
+Needs root (CAP_BPF and CAP_PERFMON) and Linux 5.8+; ``StackCapture.open`` raises
+``BpfUnavailable`` otherwise, and the recorder walks live as before.
+"""
+
+import os
+import struct
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+from spyrec import bpf
+from spyrec.bpf import R0, R1, R2, R3, R7, R8, R9, R10, Assembler, BpfUnavailable
+from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, Layout
+from spyrec.structs import FieldStruct
+
+#: Frames one capture holds; a deeper stack is walked live.
+MAX_FRAMES = 128
+#: Ring buffer bytes (a power of two, whole pages): room for a few rounds of captures.
+RING_BYTES = 8 << 20
+#: Thread states the program knows at once.
+MAX_THREADS = 16384
+#: The fastest a capture is taken on one CPU (its CPU-clock period floor).
+MIN_PERIOD_NS = 100_000
+
+# Record layout: header, then MAX_FRAMES slots of (frame address, the frame's first bytes).
+HEADER = struct.Struct("<IIQQI4x")  # tid, frames copied, ktime ns, scratch, status
+SLOT_AT = HEADER.size
+#: Status: the chain was followed to its end; a read failed; deeper than MAX_FRAMES.
+WHOLE, FAULT, TRUNCATED = 0, 1, 2
+
+_TID = struct.Struct("<I")
+_TSTATE = struct.Struct("<Q")
+
+
+class Capture(NamedTuple):
+    """One thread's frames as the program copied them: ``frames`` is ((address, bytes), ...),
+    innermost first."""
+
+    tid: int
+    time_ns: int  # CLOCK_MONOTONIC, as time.monotonic_ns()
+    status: int
+    frames: Tuple[Tuple[int, bytes], ...]
+
+
+def _frame_bytes(layout: Layout) -> int:
+    return (layout.frame.size + 7) & ~7
+
+
+def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int) -> bytes:
+    """The capture program for one target (its TGID as the kernel sees it)."""
+    fr, ts = layout.frame, layout.thread
+    frame_bytes = _frame_bytes(layout)
+    slot = 8 + frame_bytes
+    record = SLOT_AT + MAX_FRAMES * slot
+    a = Assembler()
+    a.call(bpf.GET_CURRENT_PID_TGID)
+    a.mov(R7, R0)
+    a.rsh_imm(R7, 32)
+    a.jump_if_imm("!=", R7, tgid, "out")
+    a.mov(R7, R0)
+    a.lsh_imm(R7, 32)
+    a.rsh_imm(R7, 32)  # the TID
+    a.store(R10, -8, R7, 4)
+    a.mov(R2, R10)
+    a.add_imm(R2, -8)
+    a.load_map(R1, threads_fd)
+    a.call(bpf.MAP_LOOKUP_ELEM)
+    a.jump_if_imm("==", R0, 0, "out")  # a thread the recorder has not walked yet
+    a.load(R8, R0, 0)  # its thread state
+    a.load_map(R1, ring_fd)
+    a.mov_imm(R2, record)
+    a.mov_imm(R3, 0)
+    a.call(bpf.RINGBUF_RESERVE)
+    a.jump_if_imm("==", R0, 0, "out")  # full: the recorder is behind, it walks live
+    a.mov(R9, R0)
+    a.store(R9, 0, R7, 4)
+    a.store_imm(R9, 24, WHOLE, 4)
+    a.call(bpf.KTIME_GET_NS)
+    a.store(R9, 8, R0)
+    # the innermost frame: tstate->frame (<=3.10), ->cframe->current_frame (3.11/3.12) or
+    # ->current_frame (3.13+)
+    a.mov(R3, R8)
+    a.add_imm(R3, ts.frame)
+    a.mov_imm(R8, 0)  # frames copied
+    a.mov(R1, R9)
+    a.add_imm(R1, 16)
+    a.mov_imm(R2, 8)
+    a.call(bpf.PROBE_READ_USER)
+    a.jump_if_imm("!=", R0, 0, "fault")
+    if layout.thread_frame_kind == "cframe":
+        assert layout.cframe is not None
+        a.load(R3, R9, 16)
+        a.jump_if_imm("==", R3, 0, "submit")
+        a.add_imm(R3, layout.cframe.current_frame)
+        a.mov(R1, R9)
+        a.add_imm(R1, 16)
+        a.mov_imm(R2, 8)
+        a.call(bpf.PROBE_READ_USER)
+        a.jump_if_imm("!=", R0, 0, "fault")
+    a.load(R3, R9, 16)
+    for i in range(MAX_FRAMES):
+        at = SLOT_AT + i * slot
+        a.jump_if_imm("==", R3, 0, "submit")
+        a.store(R9, at, R3)
+        a.mov(R1, R9)
+        a.add_imm(R1, at + 8)
+        a.mov_imm(R2, frame_bytes)
+        a.call(bpf.PROBE_READ_USER)
+        a.jump_if_imm("!=", R0, 0, "fault")
+        a.mov_imm(R8, i + 1)
+        a.load(R3, R9, at + 8 + fr.previous)
+    a.jump_if_imm("==", R3, 0, "submit")
+    a.store_imm(R9, 24, TRUNCATED, 4)
+    a.jump("submit")
+    a.label("fault")
+    a.store_imm(R9, 24, FAULT, 4)
+    a.label("submit")
+    a.store(R9, 4, R8, 4)
+    a.mov(R1, R9)
+    a.mov_imm(R2, 0)
+    a.call(bpf.RINGBUF_SUBMIT)
+    a.label("out")
+    a.mov_imm(R0, 0)
+    a.exit()
+    return a.code()
+
+
+def _kernel_tgid(pid: int) -> Optional[int]:
+    """The target's TGID in the kernel's own (initial) PID namespace, which the program sees;
+    None when ours is a nested one (the program would see other numbers)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return pid if len(line.split()) == 2 else None
+    except OSError:
+        return None
+    return pid  # a kernel too old to say has one PID namespace in practice
+
+
+class StackCapture:
+    """The capture program running on every CPU for one target, and its ring buffer."""
+
+    def __init__(self, layout: Layout, tgid: int, rate_hz: float):
+        self.layout = layout
+        self._fds: List[int] = []
+        self._ring: Optional[bpf.RingBuffer] = None
+        self._known: Dict[int, int] = {}  # tid -> tstate, as the program knows them
+        try:
+            self._threads_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_HASH, 4, 8, MAX_THREADS))
+            self._ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0, RING_BYTES))
+            self._ring = bpf.RingBuffer(self._ring_fd, RING_BYTES)
+            prog = self._keep(bpf.load_program(build_program(layout, tgid, self._threads_fd,
+                                                             self._ring_fd)))
+            period = max(MIN_PERIOD_NS, int(1e9 / rate_hz))
+            events = [self._keep(bpf.open_cpu_clock(cpu, period, prog))
+                      for cpu in bpf.online_cpus()]
+            for fd in events:
+                bpf.enable(fd)
+        except (BpfUnavailable, OSError) as exc:
+            self.close()
+            raise BpfUnavailable(str(exc)) from None
+        slot = 8 + _frame_bytes(layout)
+        self._slot = slot
+        self._slots = [(SLOT_AT + i * slot, SLOT_AT + (i + 1) * slot) for i in range(MAX_FRAMES)]
+        #: tid -> its newest capture not handed out yet
+        self.newest: Dict[int, Capture] = {}
+
+    def _keep(self, fd: int) -> int:
+        self._fds.append(fd)
+        return fd
+
+    @classmethod
+    def open(cls, layout: Layout, pid: int, rate_hz: float) -> "StackCapture":
+        tgid = _kernel_tgid(pid)
+        if tgid is None:
+            raise BpfUnavailable("spyrec runs in a nested PID namespace")
+        return cls(layout, tgid, rate_hz)
+
+    def watch(self, tstates: Dict[int, int]) -> None:
+        """Tell the program each thread's state ({kernel TID: tstate}); threads gone are
+        forgotten."""
+        if tstates == self._known:
+            return
+        for tid in set(self._known) - set(tstates):
+            bpf.delete_elem(self._threads_fd, _TID.pack(tid))
+        for tid, tstate in tstates.items():
+            if self._known.get(tid) != tstate:
+                bpf.update_elem(self._threads_fd, _TID.pack(tid), _TSTATE.pack(tstate))
+        self._known = dict(tstates)
+
+    def drain(self) -> Dict[int, Capture]:
+        """Read every capture the program made since the last call; keep each thread's newest
+        in ``newest`` (returned)."""
+        assert self._ring is not None
+        newest = self.newest
+        unpack = HEADER.unpack_from
+        for record in self._ring.records():
+            tid, count, time_ns, _, status = unpack(record)
+            if tid in newest and newest[tid].time_ns > time_ns:
+                continue
+            data = bytes(record[SLOT_AT:SLOT_AT + count * self._slot])
+            slot = self._slot
+            frames = tuple((_TSTATE.unpack_from(data, i * slot)[0],
+                            data[i * slot + 8:(i + 1) * slot]) for i in range(count))
+            newest[tid] = Capture(tid, time_ns, status, frames)
+        return newest
+
+    def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds = []
+
+
+class CaptureDecoder:
+    """A capture's frames as the walker's (codes, offsets, torn) and its generator frames."""
+
+    def __init__(self, layout: Layout, frame_type: Optional[int]):
+        fr = layout.frame
+        self._iframe = layout.frame_kind == "iframe"
+        if self._iframe:
+            assert fr.owner is not None
+            self._frame = FieldStruct([(fr.code, "Q"), (fr.previous, "Q"), (fr.instr, "Q"),
+                                       (fr.owner, "B")])
+            self._adaptive = layout.code.co_code_adaptive or 0
+            self._max_owner = layout.max_frame_owner
+            self._skip_owner = (layout.skip_owner_from if layout.skip_owner_from is not None
+                                else 256)
+            self._untag = ~layout.executable_tag_mask
+        else:
+            assert fr.gen is not None
+            self._frame = FieldStruct([(layout.ob_type, "Q"), (fr.previous, "Q"),
+                                       (fr.code, "Q"), (fr.instr, "i"), (fr.gen, "Q")])
+            self._scale = 2 if layout.instr_kind == "lasti_units" else 1
+            self._frame_type = frame_type
+
+    def decode(self, capture: Capture
+               ) -> Tuple[List[int], List[int], bool, List[Tuple[int, int]]]:
+        """(codes, offsets, torn, (address, index in codes) of each generator frame),
+        innermost first."""
+        codes: List[int] = []
+        offsets: List[int] = []
+        gens: List[Tuple[int, int]] = []
+        torn = capture.status != WHOLE or not capture.frames
+        unpack = self._frame.unpack_from
+        if self._iframe:
+            untag, adaptive = self._untag, self._adaptive
+            for addr, data in capture.frames:
+                code, previous, instr, owner = unpack(data)
+                if owner > self._max_owner or previous == addr:
+                    return codes, offsets, True, gens
+                if owner >= self._skip_owner:
+                    continue
+                code &= untag
+                if not code:
+                    if not codes:
+                        continue  # popped as the interrupt came (3.14+ clears it first)
+                    return codes, offsets, True, gens
+                offset = instr - code - adaptive
+                if not -16 <= offset < 1 << 26:
+                    return codes, offsets, True, gens
+                if owner == FRAME_OWNED_BY_GENERATOR:
+                    gens.append((addr, len(codes)))
+                codes.append(code)
+                offsets.append(offset)
+        else:
+            frame_type, scale = self._frame_type, self._scale
+            for addr, data in capture.frames:
+                ob_type, back, code, lasti, gen = unpack(data)
+                if frame_type and ob_type != frame_type or back == addr:
+                    return codes, offsets, True, gens
+                if gen:
+                    gens.append((addr, len(codes)))
+                codes.append(code)
+                offsets.append(lasti * scale)
+        return codes, offsets, torn, gens
