@@ -150,6 +150,8 @@ def status_line(stats, output):
         ending += "; command %s" % stats.command_status
     busy = (", %d rounds left out while the machine was busy" % stats.throttled
             if stats.throttled else "")
+    if stats.copied_stacks:
+        busy += ", %d stacks copied at interrupts" % stats.copied_stacks
     return ("spyrec: %d samples (%d rounds) in %.2f s, %.0f Hz effective, %.2f%% errors, %d late%s; "
             "%s; wrote %s" % (stats.samples, stats.rounds, seconds, rate, error_share, stats.late,
                               busy, ending, where))
@@ -208,7 +210,7 @@ def top(pid, output, rate, duration, idle, children, debug):
     try:
         stats = record(output or os.devnull, pid=pid, interval_ns=interval_ns,
                        duration_ns=duration, progress=screen, observe=observe,
-                       should_stop=keys.quit, children=children)
+                       should_stop=keys.quit, children=children, stack_copies=True)
     except SpyError as exc:
         screen.close()
         keys.close()

@@ -220,7 +220,7 @@ class PythonProcess:
             return
         fresh = self.capture.drain()
         self.capture.newest = {}
-        self.walker.captured = {tid: fresh[tid] for tid in running if tid in fresh}
+        self.walker.captured = {fresh[tid].tstate: fresh[tid] for tid in running if tid in fresh}
 
     def _check_not_replaced(self) -> None:
         """Raise TargetReplaced when the process no longer maps the runtime that was attached.

@@ -111,6 +111,8 @@ class SamplingStats:
         self.bytes_written = 0
         #: Grid points skipped because the machine was busy (see spyrec.cpubudget).
         self.throttled = 0
+        #: Stacks taken from copies made at interrupts (see spyrec.stackcapture).
+        self.copied_stacks = 0
 
     def add_round_cost(self, cost: int) -> None:
         self.rounds += 1
@@ -524,6 +526,8 @@ class Sampler:
         """Close every thread still open at the end (``end_ns``, since the origin; the
         recording's end by default) and release /proc files."""
         end = self.stats.end_ns if end_ns is None else end_ns
+        self.stats.copied_stacks += self.process.walker.captured_stacks
+        self.process.walker.captured_stacks = 0
         for tid, thread in self._threads.items():
             if not thread.missing:
                 thread.stats.close()

@@ -37,8 +37,9 @@ MAX_THREADS = 16384
 MIN_PERIOD_NS = 100_000
 
 # Record layout: header, then MAX_FRAMES slots of (frame address, the frame's first bytes).
-HEADER = struct.Struct("<IIQQI4x")  # tid, frames copied, ktime ns, scratch, status
+HEADER = struct.Struct("<IIQQQI4x")  # tid, frames copied, ktime ns, tstate, scratch, status
 SLOT_AT = HEADER.size
+SCRATCH_AT, STATUS_AT = 24, 32
 #: Status: the chain was followed to its end; a read failed; deeper than MAX_FRAMES.
 WHOLE, FAULT, TRUNCATED = 0, 1, 2
 
@@ -52,6 +53,7 @@ class Capture(NamedTuple):
 
     tid: int
     time_ns: int  # CLOCK_MONOTONIC, as time.monotonic_ns()
+    tstate: int  # the thread state whose frames these are
     status: int
     frames: Tuple[Tuple[int, bytes], ...]
 
@@ -88,7 +90,8 @@ def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int) -> b
     a.jump_if_imm("==", R0, 0, "out")  # full: the recorder is behind, it walks live
     a.mov(R9, R0)
     a.store(R9, 0, R7, 4)
-    a.store_imm(R9, 24, WHOLE, 4)
+    a.store(R9, 16, R8)
+    a.store_imm(R9, STATUS_AT, WHOLE, 4)
     a.call(bpf.KTIME_GET_NS)
     a.store(R9, 8, R0)
     # the innermost frame: tstate->frame (<=3.10), ->cframe->current_frame (3.11/3.12) or
@@ -97,21 +100,21 @@ def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int) -> b
     a.add_imm(R3, ts.frame)
     a.mov_imm(R8, 0)  # frames copied
     a.mov(R1, R9)
-    a.add_imm(R1, 16)
+    a.add_imm(R1, SCRATCH_AT)
     a.mov_imm(R2, 8)
     a.call(bpf.PROBE_READ_USER)
     a.jump_if_imm("!=", R0, 0, "fault")
     if layout.thread_frame_kind == "cframe":
         assert layout.cframe is not None
-        a.load(R3, R9, 16)
+        a.load(R3, R9, SCRATCH_AT)
         a.jump_if_imm("==", R3, 0, "submit")
         a.add_imm(R3, layout.cframe.current_frame)
         a.mov(R1, R9)
-        a.add_imm(R1, 16)
+        a.add_imm(R1, SCRATCH_AT)
         a.mov_imm(R2, 8)
         a.call(bpf.PROBE_READ_USER)
         a.jump_if_imm("!=", R0, 0, "fault")
-    a.load(R3, R9, 16)
+    a.load(R3, R9, SCRATCH_AT)
     for i in range(MAX_FRAMES):
         at = SLOT_AT + i * slot
         a.jump_if_imm("==", R3, 0, "submit")
@@ -124,10 +127,10 @@ def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int) -> b
         a.mov_imm(R8, i + 1)
         a.load(R3, R9, at + 8 + fr.previous)
     a.jump_if_imm("==", R3, 0, "submit")
-    a.store_imm(R9, 24, TRUNCATED, 4)
+    a.store_imm(R9, STATUS_AT, TRUNCATED, 4)
     a.jump("submit")
     a.label("fault")
-    a.store_imm(R9, 24, FAULT, 4)
+    a.store_imm(R9, STATUS_AT, FAULT, 4)
     a.label("submit")
     a.store(R9, 4, R8, 4)
     a.mov(R1, R9)
@@ -210,14 +213,14 @@ class StackCapture:
         newest = self.newest
         unpack = HEADER.unpack_from
         for record in self._ring.records():
-            tid, count, time_ns, _, status = unpack(record)
+            tid, count, time_ns, tstate, _, status = unpack(record)
             if tid in newest and newest[tid].time_ns > time_ns:
                 continue
             data = bytes(record[SLOT_AT:SLOT_AT + count * self._slot])
             slot = self._slot
             frames = tuple((_TSTATE.unpack_from(data, i * slot)[0],
                             data[i * slot + 8:(i + 1) * slot]) for i in range(count))
-            newest[tid] = Capture(tid, time_ns, status, frames)
+            newest[tid] = Capture(tid, time_ns, tstate, status, frames)
         return newest
 
     def close(self) -> None:

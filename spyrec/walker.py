@@ -174,7 +174,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         #: read, outermost first as last seen, at most MAX_PREFETCHED: what a walk done again
         #: copies (see ChunkWalk._remember_outside).
         self._pools: Dict[int, Dict[int, None]] = {}
-        #: native TID -> its stack as copied at an interrupt since the last sample, for the
+        #: tstate -> its stack as copied at an interrupt since the last sample, for the
         #: threads running now (see spyrec.stackcapture); taken instead of a walk.
         self.captured: Dict[int, Capture] = {}
         self.decoder: Optional[CaptureDecoder] = None
@@ -636,7 +636,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         codes: Sequence[int] = ()
         offsets: Sequence[int]
         self.capture_ns = 0
-        capture = self._capture_of(native, thread_id) if self.captured else None
+        capture = self.captured.pop(tstate, None) if self.captured else None
         if capture is not None and self.decoder is not None:
             codes, offsets, torn, gens = self.decoder.decode(capture)
             if torn:
@@ -680,17 +680,6 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         if SKIP in keys:  # interpreter-internal frames
             frames = [frame for frame in frames if frame[0] != SKIP]
         return ThreadStack(native, thread_id, tuple(frames), holds_gil, torn)
-
-    def _capture_of(self, native: int, thread_id: int) -> Optional[Capture]:
-        """The thread's copy in ``captured`` (taken out), if it has one: ``native`` is its
-        TID in the target's namespace (0 <=3.10: found from ``thread_id``)."""
-        try:
-            tid = native or self._pthread_tid(thread_id)
-        except READ_ERRORS:
-            return None
-        if self.host_tid is not None and tid:
-            tid = self.host_tid(tid)
-        return self.captured.pop(tid, None)
 
     def _walk_chunks(self, tstate: int, ts: bytes, fields: Fields, prefetched: Copies,
                      slot_copies: Optional[SlotCopies]

@@ -1,0 +1,80 @@
+"""Stacks copied at CPU-clock interrupts (spyrec.stackcapture), under every CPython.
+
+tests/targets/visitor.py visits a tree through recursive generators whose leaves call a
+half-microsecond ``work``: generator frames of one code are made and freed at every level all
+the time, and every ``work`` lies under exactly as many ``visit`` frames as the tree is deep.
+A walk from outside mixes moments there (on 3.8-3.10 four walks in ten lose or repeat levels,
+tests/test_stopped_walks.py); a copy made while the thread is interrupted cannot.  The target
+also measures the share of its time inside ``work``: the samples must find it there as often.
+"""
+
+import json
+
+import pytest
+
+from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, target_path
+from test_record import Stacks, load, spyrec
+
+#: Share of ``work``'s samples that may have a wrong number of ``visit`` frames: a round that
+#: finds no copy of the running thread since the last one walks it from outside.
+WRONG = 0.01
+#: Share of the running samples that must come from copies (the rest: rounds that came before
+#: the thread's next interrupt, or a copy the kernel could not make).
+COPIED = 0.9
+#: How far (share points) the target's own clock may put ``work``'s timed loop outside the
+#: samples' bracket for it (see below).
+OWN_CLOCK = 0.03
+WORK_LINE = marked_lines(target_path("visitor.py"))["work"]
+
+
+def copied_count(stderr):
+    """The stacks the status line says were copied at interrupts (0 when it says none)."""
+    for part in stderr.replace(";", ",").split(","):
+        if part.strip().endswith("stacks copied at interrupts"):
+            return int(part.split()[0])
+    return 0
+
+
+@pytest.mark.parametrize("label", ALL_SUPPORTED)
+def test_a_recursion_of_generators_is_recorded_whole(label, tmp_path):
+    out = tmp_path / "visitor.spy"
+    with running_target(python_for(label), "visitor.py", "3") as target:
+        visits = target.info["visits"]
+        result = spyrec("-o", out, "-p", target.pid, "-d", "2", "-r", "1000")
+        assert result.returncode == 0, result.stderr
+        printed, _ = target.process.communicate(timeout=30)
+    own = json.loads(printed.decode().strip().splitlines()[-1])
+    stacks = Stacks(load(out))
+    samples = stacks.rec.samples
+    per_stack = {}
+    for stack_id in samples["stack"].tolist():
+        per_stack[stack_id] = per_stack.get(stack_id, 0) + 1
+    work = in_loop = wrong = unrooted = 0
+    for stack_id, count in per_stack.items():
+        frames = stacks.stack(stack_id)
+        names = [frame[0] for frame in frames]
+        if names and names[-1] != "<module>":
+            unrooted += count
+        if "work" in names:
+            work += count
+            in_loop += count * (frames[0][2] in (WORK_LINE - 1, WORK_LINE))
+            if names.count("visit") != visits:
+                wrong += count
+    total = len(samples["stack"])
+    assert work > 500, (label, work, total)
+    assert wrong <= WRONG * work, (label, wrong, work)
+    assert unrooted <= WRONG * total, (label, unrooted, total)
+    assert copied_count(result.stderr) >= COPIED * total, (label, result.stderr)
+    # The target times the loop from a clock call before it to one after it: that share of
+    # its time lies between the samples on the loop's two lines and all of ``work``'s.
+    assert in_loop / total - OWN_CLOCK <= own["work_share"] <= work / total + OWN_CLOCK, (
+        label, in_loop / total, work / total, own)
+
+
+def test_without_bpf_the_stacks_are_read_from_outside(tmp_path):
+    out = tmp_path / "visitor.spy"
+    with running_target(python_for("3.12"), "visitor.py", "2") as target:
+        result = spyrec("-o", out, "-p", target.pid, "-d", "0.5", "-r", "500", "--no-bpf")
+    assert result.returncode == 0, result.stderr
+    assert copied_count(result.stderr) == 0, result.stderr
+    assert len(load(out).samples["stack"]) > 100
