@@ -1,7 +1,7 @@
 """How far walks of a running program are from walks of the same program stopped.
 
     .venv/bin/python -m bench.bench_live_skew [--python 3.8,3.11,...] [--walks 4000]
-                                                [--work 20] [--depth 8]
+                                                [--work 20] [--depth 8] [--copies]
 
 Not part of the unit tests.  Starts tests/targets/visitor.py (recursive generators that call a
 short ``work`` at the leaves: the stack changes every microsecond or so) under each Python
@@ -12,6 +12,8 @@ program holds still while they read it.  For each Python it prints the total var
 (function, line), innermost function and whole stack, the share of walks with a wrong stack
 (``work`` under another number of ``visit`` frames than the tree's depth, or not rooted at
 ``<module>``), the torn share of each kind, and the three lines whose shares differ most.
+With ``--copies`` the running walks take the stack the kernel copied at the thread's latest
+CPU-clock interrupt (spyrec.stackcapture, 10 kHz), and the table gives their share.
 """
 
 import argparse
@@ -23,18 +25,26 @@ from tests.pythons import (ALL_SUPPORTED, ROOTED, RootedPython, interpreter_path
 from tests.stopped import alternate_walks, by, distance, wrong_visit
 
 
+#: Copies a second of a thread running all along (the CPU-clock period floor): one is there
+#: for nearly every running walk.
+COPY_RATE_HZ = 10_000
+
+
 def measure(label: str, args) -> str:
     python = interpreter_path(label)
     if label not in ROOTED and not os.path.exists(python):
-        return "| %s | not installed (%s) | | | | | | |" % (label, python)
+        return "| %s | not installed (%s) | | | | | | | |" % (label, python)
     if isinstance(python, RootedPython) and not os.path.isdir(sid_root()):
-        return "| %s | no sid root | | | | | | |" % label
+        return "| %s | no sid root | | | | | | | |" % label
     from spyrec.interpreter import PythonProcess
     with running_target(python, "visitor.py", "600", str(args.depth), str(args.work)) as target:
         visits = target.info["visits"]
         with PythonProcess.attach(target.pid) as process:
             process.sample_threads()
-            seen = alternate_walks(process, target.pid, args.walks)
+            if args.copies:
+                process.start_capture(COPY_RATE_HZ)
+            seen = alternate_walks(process, target.pid, args.walks, copies=args.copies)
+            copied = process.walker.captured_stacks
     running, torn_running = seen["running"]
     stopped, torn_stopped = seen["stopped"]
     n_run, n_stop = sum(running.values()), sum(stopped.values())
@@ -48,7 +58,7 @@ def measure(label: str, args) -> str:
     lines_run, lines_stop = by(running, innermost), by(stopped, innermost)
     gaps = sorted(set(lines_run) | set(lines_stop),
                   key=lambda k: -abs(lines_run[k] / n_run - lines_stop[k] / n_stop))[:3]
-    return "| %s | %.3f | %.3f | %.3f | %.1f%% / %.1f%% | %.1f%% / %.1f%% | %s |" % (
+    return "| %s | %.3f | %.3f | %.3f | %.1f%% / %.1f%% | %.1f%% / %.1f%% | %s | %.0f%% |" % (
         label, distance(lines_run, lines_stop),
         distance(by(running, function), by(stopped, function)),
         distance(by(running, lambda w: w[0]), by(stopped, lambda w: w[0])),
@@ -56,7 +66,7 @@ def measure(label: str, args) -> str:
         100 * sum(n for w, n in stopped.items() if wrong_visit(w, visits)) / n_stop,
         100 * torn_running / n_run, 100 * torn_stopped / n_stop,
         ", ".join("`%s` %+.1f" % (k, 100 * (lines_run[k] / n_run - lines_stop[k] / n_stop))
-                  for k in gaps))
+                  for k in gaps), 100 * copied / n_run)
 
 
 def main():
@@ -66,11 +76,13 @@ def main():
     parser.add_argument("--walks", type=int, default=4000)
     parser.add_argument("--depth", type=int, default=8)
     parser.add_argument("--work", type=int, default=20, help="steps of work's loop at a leaf")
+    parser.add_argument("--copies", action="store_true",
+                        help="running walks from copies made at interrupts (eBPF)")
     args = parser.parse_args()
     print("Command: `%s`\n" % command_line("bench.bench_live_skew"))
     print("| Python | line | function | stack | wrong stacks, running / stopped "
-          "| torn, running / stopped | lines most apart (points) |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+          "| torn, running / stopped | lines most apart (points) | running walks copied |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|")
     for label in args.python.split(","):
         print(measure(label.strip(), args), flush=True)
 

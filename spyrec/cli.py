@@ -57,11 +57,11 @@ def _time_option(default_unit):
 @click.option("--kernel", is_flag=True,
               help="Put each waiting thread's kernel frames under its Python frames "
                    "(/proc/PID/task/TID/stack; root).")
-@click.option("--bpf/--no-bpf", "bpf", default=True, show_default=True,
+@click.option("--bpf", "bpf", is_flag=True,
               help="Copy running threads' Python stacks at CPU-clock interrupts, in the "
                    "target's own context (eBPF; root): whole and of one moment however fast "
-                   "they change. Without it, or where the kernel refuses, stacks are read "
-                   "from outside while the thread runs on.")
+                   "they change. Where the kernel refuses, stacks are read from outside as "
+                   "without it.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, "-V", "--version", prog_name="spyrec",
                       message="%(prog)s %(version)s (records CPython " + supported_range() + ")")
@@ -210,7 +210,7 @@ def top(pid, output, rate, duration, idle, children, debug):
     try:
         stats = record(output or os.devnull, pid=pid, interval_ns=interval_ns,
                        duration_ns=duration, progress=screen, observe=observe,
-                       should_stop=keys.quit, children=children, stack_copies=True)
+                       should_stop=keys.quit, children=children)
     except SpyError as exc:
         screen.close()
         keys.close()

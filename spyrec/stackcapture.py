@@ -14,6 +14,11 @@ same fields, ``FrameOffsets``).  Which thread state belongs to which kernel TID 
 recorder's own walks (``watch``).  A capture is decoded into the walker's (codes, offsets)
 by ``decode``; code objects are resolved as usual, from the target's memory.
 
+What the round reads beside the stack (GIL holder, the collector's state, the asyncio task, the
+thread's state in /proc) is read at the round, up to a copy period after the copy: a sample
+may pair a stack with the state of a moment later, which is why the mode is asked for
+(``spyrec --bpf``), not the default.
+
 Needs root (CAP_BPF and CAP_PERFMON) and Linux 5.8+; ``StackCapture.open`` raises
 ``BpfUnavailable`` otherwise, and the recorder walks live as before.
 """

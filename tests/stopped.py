@@ -21,13 +21,15 @@ def _stopped(pid: int) -> bool:
         return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
 
 
-def alternate_walks(process, pid: int, walks: int, pause: float = 0.0003
-                    ) -> Dict[str, Tuple[Counter, int]]:
+def alternate_walks(process, pid: int, walks: int, pause: float = 0.0003,
+                    copies: bool = False) -> Dict[str, Tuple[Counter, int]]:
     """``{"running": (Counter of Walk, torn), "stopped": (...)}`` from ``walks`` walks of the
     target's first thread, one running and one stopped by turns, ``pause`` seconds apart.
 
     ``process`` is an attached ``spyrec.interpreter.PythonProcess``; ``pid`` the process to
-    stop (a chroot wrapper execs the target, so it is the target's).
+    stop (a chroot wrapper execs the target, so it is the target's).  ``copies``: the running
+    walks take the thread's stack copied at its latest interrupt, when the process has
+    ``start_capture()``d (see spyrec.stackcapture).
     """
     counts: Dict[str, Counter] = {"running": collections.Counter(),
                                   "stopped": collections.Counter()}
@@ -50,7 +52,8 @@ def alternate_walks(process, pid: int, walks: int, pause: float = 0.0003
             while not _stopped(pid) and time.monotonic() < deadline:
                 pass
         try:
-            stacks = process.sample_threads()
+            running = {pid} if copies and mode == "running" else frozenset()
+            stacks = process.sample_threads(running=running)
         finally:
             if mode == "stopped":
                 os.kill(pid, signal.SIGCONT)

@@ -40,7 +40,7 @@ def test_a_recursion_of_generators_is_recorded_whole(label, tmp_path):
     out = tmp_path / "visitor.spy"
     with running_target(python_for(label), "visitor.py", "3") as target:
         visits = target.info["visits"]
-        result = spyrec("-o", out, "-p", target.pid, "-d", "2", "-r", "1000")
+        result = spyrec("-o", out, "-p", target.pid, "-d", "2", "-r", "1000", "--bpf")
         assert result.returncode == 0, result.stderr
         printed, _ = target.process.communicate(timeout=30)
     own = json.loads(printed.decode().strip().splitlines()[-1])
@@ -74,7 +74,7 @@ def test_a_recursion_of_generators_is_recorded_whole(label, tmp_path):
 def test_without_bpf_the_stacks_are_read_from_outside(tmp_path):
     out = tmp_path / "visitor.spy"
     with running_target(python_for("3.12"), "visitor.py", "2") as target:
-        result = spyrec("-o", out, "-p", target.pid, "-d", "0.5", "-r", "500", "--no-bpf")
+        result = spyrec("-o", out, "-p", target.pid, "-d", "0.5", "-r", "500")
     assert result.returncode == 0, result.stderr
     assert copied_count(result.stderr) == 0, result.stderr
     assert len(load(out).samples["stack"]) > 100
