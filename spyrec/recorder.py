@@ -211,8 +211,9 @@ def _start_capture(process, interval_ns):
     running all along has one taken since the last round), where the kernel allows."""
     try:
         process.start_capture(2e9 / interval_ns)
-    except BpfUnavailable:
-        pass  # walked from outside, as without the option
+    except BpfUnavailable as exc:
+        warn("--bpf: stacks of process %d are read from outside instead (%s)"
+             % (process.pid, exc))
 
 
 def _write_start(writer, process, origin, interval_ns, mode):
