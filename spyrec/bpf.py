@@ -111,6 +111,11 @@ class Assembler:
     def store_imm(self, dst: int, off: int, imm: int, size: int = 8) -> None:
         self._emit(0x62 | self._SIZE[size], dst, 0, off, imm)
 
+    def load_imm64(self, dst: int, value: int) -> None:
+        """dst = a 64-bit constant (BPF_LD_IMM64: two instruction slots)."""
+        self._emit(0x18, dst, 0, 0, value & 0xffffffff)
+        self._emit(0, 0, 0, 0, value >> 32)
+
     def load_map(self, dst: int, map_fd: int) -> None:
         """dst = the map whose fd is ``map_fd`` (a 16-byte BPF_LD_IMM64 with BPF_PSEUDO_MAP_FD)."""
         self._emit(0x18, dst, 1, 0, map_fd)

@@ -13,7 +13,7 @@ from spyrec.process import (TargetMemory, check_pid, executable_path, namespace_
                             process_start_time, read_maps, target_view)
 from spyrec.pystrings import ObjectReader
 from spyrec.runtime import Interpreter, find_interpreter
-from spyrec.stackcapture import CaptureDecoder, StackCapture
+from spyrec.stackcapture import CaptureDecoder, SharedState, StackCapture
 from spyrec.threadnames import ThreadNameReader
 from spyrec.threads import NamespaceTids, ThreadNaming, bound_states, find_pthread_tid_offset
 from spyrec.validation import check_guessed_layout, check_interpreter
@@ -122,7 +122,11 @@ class PythonProcess:
     def start_capture(self, rate_hz: float) -> None:
         """Have running threads' stacks copied at CPU-clock interrupts, about ``rate_hz`` times
         a second each (see spyrec.stackcapture); raises BpfUnavailable where not allowed."""
-        self.capture = StackCapture.open(self.layout, self.pid, rate_hz)
+        try:
+            shared = self.walker.shared_state()
+        except (MemoryReadError, struct.error):
+            shared = SharedState()
+        self.capture = StackCapture.open(self.layout, self.pid, rate_hz, shared)
         self.walker.decoder = CaptureDecoder(self.layout, self.walker.frame_type)
 
     # -- sampling ----------------------------------------------------------------------------

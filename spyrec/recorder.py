@@ -130,7 +130,7 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
            observe: Optional[Callable[[SpyWriter, PythonProcess], Sink]] = None,
            should_stop: Optional[Callable[[], bool]] = None,
            realtime: bool = False, kernel: bool = False, children: bool = False,
-           stack_copies: bool = False) -> SamplingStats:
+           stack_copies: bool = True) -> SamplingStats:
     """Record a process (``pid``) or a command (``command``) into ``output``; return the stats.
     ``progress(stats, elapsed_ns)`` is called about twice a second (see ``Sampler.run``).
     ``observe(writer, process)``, once attached, returns what the sampler writes to instead
@@ -211,9 +211,8 @@ def _start_capture(process, interval_ns):
     running all along has one taken since the last round), where the kernel allows."""
     try:
         process.start_capture(2e9 / interval_ns)
-    except BpfUnavailable as exc:
-        warn("--bpf: stacks of process %d are read from outside instead (%s)"
-             % (process.pid, exc))
+    except BpfUnavailable:
+        pass  # read from outside, as with --no-bpf (the status line counts copied stacks)
 
 
 def _write_start(writer, process, origin, interval_ns, mode):

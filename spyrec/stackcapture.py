@@ -14,10 +14,11 @@ same fields, ``FrameOffsets``).  Which thread state belongs to which kernel TID 
 recorder's own walks (``watch``).  A capture is decoded into the walker's (codes, offsets)
 by ``decode``; code objects are resolved as usual, from the target's memory.
 
-What the round reads beside the stack (GIL holder, the collector's state, the asyncio task, the
-thread's state in /proc) is read at the round, up to a copy period after the copy: a sample
-may pair a stack with the state of a moment later, which is why the mode is asked for
-(``spyrec --bpf``), not the default.
+A round reads the rest of a sample (the thread's state in /proc, the GIL, the collector, the
+asyncio task) up to a copy period after the copy.  What changes within that time is copied with
+the stack: the collector's flag and the GIL's holder (``SharedState``).  The asyncio task is
+not: a stack copied in a task unknown by the round is walked again (spyrec.walker).  A thread
+that is not running holds still, and is walked from outside as before.
 
 Needs root (CAP_BPF and CAP_PERFMON) and Linux 5.8+; ``StackCapture.open`` raises
 ``BpfUnavailable`` otherwise, and the recorder walks live as before.
@@ -34,17 +35,20 @@ from spyrec.structs import FieldStruct
 
 #: Frames one capture holds; a deeper stack is walked live.
 MAX_FRAMES = 128
-#: Ring buffer bytes (a power of two, whole pages): room for a few rounds of captures.
-RING_BYTES = 8 << 20
+#: Ring buffer bytes (a power of two, whole pages): room for a hundred deep copies, a few
+#: rounds' worth (each round drains it).
+RING_BYTES = 1 << 20
 #: Thread states the program knows at once.
 MAX_THREADS = 16384
 #: The fastest a capture is taken on one CPU (its CPU-clock period floor).
 MIN_PERIOD_NS = 100_000
 
 # Record layout: header, then MAX_FRAMES slots of (frame address, the frame's first bytes).
-HEADER = struct.Struct("<IIQQQI4x")  # tid, frames copied, ktime ns, tstate, scratch, status
+#: tid, frames copied, ktime ns, tstate, scratch, status, the collector's flag, the GIL's last
+#: holder and locked state
+HEADER = struct.Struct("<IIQQQIiQi4x")
 SLOT_AT = HEADER.size
-SCRATCH_AT, STATUS_AT = 24, 32
+SCRATCH_AT, STATUS_AT, COLLECTING_AT, HOLDER_AT, LOCKED_AT = 24, 32, 36, 40, 48
 #: Status: the chain was followed to its end; a read failed; deeper than MAX_FRAMES.
 WHOLE, FAULT, TRUNCATED = 0, 1, 2
 
@@ -60,6 +64,9 @@ class Capture(NamedTuple):
     time_ns: int  # CLOCK_MONOTONIC, as time.monotonic_ns()
     tstate: int  # the thread state whose frames these are
     status: int
+    collecting: int  # the interpreter's gc.collecting then
+    holder: int  # the GIL's last holder then, and whether it was locked
+    locked: int
     frames: Tuple[Tuple[int, bytes], ...]
 
 
@@ -67,7 +74,17 @@ def _frame_bytes(layout: Layout) -> int:
     return (layout.frame.size + 7) & ~7
 
 
-def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int) -> bytes:
+class SharedState(NamedTuple):
+    """Where the main interpreter keeps what a sample reads beside a thread's stack, copied
+    with it (0: not known): ``gc.collecting``, and the GIL's ``last_holder`` and ``locked``."""
+
+    collecting: int = 0
+    holder: int = 0
+    locked: int = 0
+
+
+def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int,
+                  shared: SharedState = SharedState()) -> bytes:
     """The capture program for one target (its TGID as the kernel sees it)."""
     fr, ts = layout.frame, layout.thread
     frame_bytes = _frame_bytes(layout)
@@ -99,6 +116,17 @@ def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int) -> b
     a.store_imm(R9, STATUS_AT, WHOLE, 4)
     a.call(bpf.KTIME_GET_NS)
     a.store(R9, 8, R0)
+    # the state shared with the other threads, as it stands while this one is interrupted
+    for at, address, size, absent in ((COLLECTING_AT, shared.collecting, 4, 0),
+                                      (HOLDER_AT, shared.holder, 8, 0),
+                                      (LOCKED_AT, shared.locked, 4, -1)):
+        a.store_imm(R9, at, absent, size)
+        if address:
+            a.mov(R1, R9)
+            a.add_imm(R1, at)
+            a.mov_imm(R2, size)
+            a.load_imm64(R3, address)
+            a.call(bpf.PROBE_READ_USER)
     # the innermost frame: tstate->frame (<=3.10), ->cframe->current_frame (3.11/3.12) or
     # ->current_frame (3.13+)
     a.mov(R3, R8)
@@ -163,7 +191,8 @@ def _kernel_tgid(pid: int) -> Optional[int]:
 class StackCapture:
     """The capture program running on every CPU for one target, and its ring buffer."""
 
-    def __init__(self, layout: Layout, tgid: int, rate_hz: float):
+    def __init__(self, layout: Layout, tgid: int, rate_hz: float,
+                 shared: SharedState = SharedState()):
         self.layout = layout
         self._fds: List[int] = []
         self._ring: Optional[bpf.RingBuffer] = None
@@ -173,7 +202,7 @@ class StackCapture:
             self._ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0, RING_BYTES))
             self._ring = bpf.RingBuffer(self._ring_fd, RING_BYTES)
             prog = self._keep(bpf.load_program(build_program(layout, tgid, self._threads_fd,
-                                                             self._ring_fd)))
+                                                             self._ring_fd, shared)))
             period = max(MIN_PERIOD_NS, int(1e9 / rate_hz))
             events = [self._keep(bpf.open_cpu_clock(cpu, period, prog))
                       for cpu in bpf.online_cpus()]
@@ -193,11 +222,12 @@ class StackCapture:
         return fd
 
     @classmethod
-    def open(cls, layout: Layout, pid: int, rate_hz: float) -> "StackCapture":
+    def open(cls, layout: Layout, pid: int, rate_hz: float,
+             shared: SharedState = SharedState()) -> "StackCapture":
         tgid = _kernel_tgid(pid)
         if tgid is None:
             raise BpfUnavailable("spyrec runs in a nested PID namespace")
-        return cls(layout, tgid, rate_hz)
+        return cls(layout, tgid, rate_hz, shared)
 
     def watch(self, tstates: Dict[int, int]) -> None:
         """Tell the program each thread's state ({kernel TID: tstate}); threads gone are
@@ -218,14 +248,15 @@ class StackCapture:
         newest = self.newest
         unpack = HEADER.unpack_from
         for record in self._ring.records():
-            tid, count, time_ns, tstate, _, status = unpack(record)
+            tid, count, time_ns, tstate, _, status, collecting, holder, locked = unpack(record)
             if tid in newest and newest[tid].time_ns > time_ns:
                 continue
             data = bytes(record[SLOT_AT:SLOT_AT + count * self._slot])
             slot = self._slot
             frames = tuple((_TSTATE.unpack_from(data, i * slot)[0],
                             data[i * slot + 8:(i + 1) * slot]) for i in range(count))
-            newest[tid] = Capture(tid, time_ns, tstate, status, frames)
+            newest[tid] = Capture(tid, time_ns, tstate, status, collecting, holder, locked,
+                                  frames)
         return newest
 
     def close(self) -> None:

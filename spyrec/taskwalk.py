@@ -46,6 +46,8 @@ class TaskWalk:
         self._frame_code_at = layout.frame.code
         self._code_untag = ~layout.executable_tag_mask
         self._splices_before = 0
+        #: The last _with_task found the stack in a coroutine of no known task.
+        self.task_missed = False
 
     def _before_walk(self, tstate: int) -> None:
         """Called before each walk of a thread: the tasks stepped now, for a thread whose task
@@ -72,6 +74,7 @@ class TaskWalk:
         itself is whole: walking it again would only move the sample off its moment.)"""
         frame, code = self.outermost_generator, self.outermost_generator_code
         spliced = self.callers.spliced_stacks != self._splices_before
+        self.task_missed = False
         if not frame:
             return stack._replace(task=self._task_by_code(ts, stack)) if spliced else stack
         coroutine = self.codes.known_coroutine(code)
@@ -94,6 +97,7 @@ class TaskWalk:
                         self._task_misses.clear()
                     self._task_misses[tstate] = LEARN_BEFORE_WALKS
             if not task:
+                self.task_missed = True
                 return stack
         self._remember_task(frame, task)
         return stack._replace(task=task)

@@ -39,3 +39,6 @@ class ThreadStack(NamedTuple):
     #: The asyncio task the thread's event loop was stepping (its address; 0: none, or not
     #: known: before asyncio was found, see spyrec.taskwalk).
     task: int = 0
+    #: Copied at an interrupt with the GIL and collector state of that moment (see
+    #: spyrec.stackcapture), not walked.
+    copied: bool = False

@@ -43,7 +43,7 @@ from spyrec.generatorcallers import GeneratorCallers
 from spyrec.layouts.base import Layout
 from spyrec.process import MemoryReader
 from spyrec.pyframes import FrameChain, PyFrameWalk
-from spyrec.stackcapture import Capture, CaptureDecoder
+from spyrec.stackcapture import Capture, CaptureDecoder, SharedState
 from spyrec.structs import FieldStruct
 from spyrec.taskwalk import TaskWalk
 from spyrec.walkcommon import MAX_THREADS, READ_ERRORS, U64, Copies, ThreadStack
@@ -237,6 +237,23 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         self._cframe = layout.thread_frame_kind == "cframe"
         self._cframe_current = layout.cframe.current_frame if layout.cframe else 0
 
+    def shared_state(self) -> SharedState:
+        """Where the main interpreter's collector flag and GIL fields are, for copies made
+        with its threads' stacks (see spyrec.stackcapture)."""
+        rt, it, gil = self.layout.runtime, self.layout.interp, self.layout.gil
+        interp, _ = self._runtime_state()
+        collecting = 0
+        if self._collecting_at is not None:
+            in_interp, offset = self._collecting_at
+            collecting = (interp if in_interp else self.runtime) + offset
+        if self._rt_gil:
+            base = self.runtime + rt.gil  # type: ignore[operator]  # (set where _rt_gil)
+        else:
+            base = U64.unpack(self.read(interp + it.ceval_gil, 8))[0]  # type: ignore[operator]
+        if not base:
+            return SharedState(collecting)
+        return SharedState(collecting, base + gil.last_holder, base + gil.locked)
+
     @property
     def tstates(self) -> Optional[Dict[int, int]]:
         """{native TID: thread state} as the last ``sample()`` found them (one interpreter)."""
@@ -330,7 +347,8 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                 break
             stacks.append(stack)
             tstate = next_tstate
-        if 0 <= collector_at < len(stacks) and self._still_collecting(interp):
+        if 0 <= collector_at < len(stacks) and not stacks[collector_at].copied \
+                and self._still_collecting(interp):
             stacks[collector_at] = stacks[collector_at]._replace(in_gc=True)
         return next_interp
 
@@ -425,7 +443,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                                             last_holder, gil_quiet, still)[0]
                 if stack is None:
                     return None  # a thread ended: its state was freed
-                if tstate == collector and self._still_collecting(interp):
+                if tstate == collector and not stack.copied and self._still_collecting(interp):
                     stack = stack._replace(in_gc=True)
                 stacks.append(stack)
         except READ_ERRORS:
@@ -477,6 +495,13 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             read_ns = self.capture_ns  # copied at an interrupt, before this round's reads
         if self._tasks_on:
             stack = self._with_task(tstate, ts, stack)
+            if stack.copied and self.task_missed:
+                # A task that ran at the copy and is unknown (<=3.13 learn the tasks as they
+                # run, and a short one may have ended by now): walked now instead, its task
+                # read with it.
+                read_ns = monotonic_ns()
+                stack = self._with_task(tstate, ts, self._walk_thread(
+                    tstate, ts, fields, tstate == holder, prefetched, slot_copies))
         attempts = WALK_ATTEMPTS - 1
         fullest, fullest_ns = stack, read_ns
         while stack.torn and attempts:
@@ -498,7 +523,10 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             stack, read_ns = fullest, fullest_ns
             self.torn_reads += 1
         elif stack.native_tid:  # an unknown TID may be found later (<=3.10): walk again
-            self._next_last[tstate] = (state, stack, True, ts)
+            # (kept, a copied stack holds for the thread's frames, not for the GIL and the
+            # collector: those are read with each round)
+            self._next_last[tstate] = (state, stack._replace(in_gc=False, copied=False)
+                                       if stack.copied else stack, True, ts)
         # A walk done again is later than the round by the walks before it: stamped apart.
         return stack._replace(read_ns=read_ns), fields[0]
 
@@ -636,6 +664,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         codes: Sequence[int] = ()
         offsets: Sequence[int]
         self.capture_ns = 0
+        in_gc = False
         capture = self.captured.pop(tstate, None) if self.captured else None
         if capture is not None and self.decoder is not None:
             codes, offsets, torn, gens = self.decoder.decode(capture)
@@ -645,6 +674,9 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             else:
                 self.captured_stacks += 1
                 self.capture_ns = capture.time_ns
+                # as they stood at the copy: the collector runs in the GIL's holder
+                holds_gil = capture.locked == 1 and capture.holder == tstate
+                in_gc = bool(capture.collecting) and capture.holder == tstate
                 self.outermost_generator, at = gens[-1] if gens else (0, -1)
                 self.outermost_generator_code = codes[at] if gens else 0
         try:
@@ -679,7 +711,8 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         frames: Iterable[Tuple[Optional[int], int]] = zip(keys, offsets)
         if SKIP in keys:  # interpreter-internal frames
             frames = [frame for frame in frames if frame[0] != SKIP]
-        return ThreadStack(native, thread_id, tuple(frames), holds_gil, torn)
+        return ThreadStack(native, thread_id, tuple(frames), holds_gil, torn, in_gc=in_gc,
+                           copied=capture is not None and not torn)
 
     def _walk_chunks(self, tstate: int, ts: bytes, fields: Fields, prefetched: Copies,
                      slot_copies: Optional[SlotCopies]

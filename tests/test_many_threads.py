@@ -127,8 +127,8 @@ def test_a_dormant_worker_that_wakes_is_seen_working_from_its_first_round(label,
     alone = []
     sample_some = PythonProcess.sample_some_threads
 
-    def some(process, tids, still=frozenset()):
-        stacks = sample_some(process, tids, still)
+    def some(process, tids, still=frozenset(), running=frozenset()):
+        stacks = sample_some(process, tids, still, running)
         alone.append(stacks is not None)
         return stacks
 
