@@ -9,11 +9,13 @@ also measures the share of its time inside ``work``: the samples must find it th
 """
 
 import json
+import shutil
+import subprocess
 
 import pytest
 
 from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, target_path
-from test_record import Stacks, load, spyrec
+from test_record import SPYREC, Stacks, load, spyrec
 
 #: Share of ``work``'s samples that may have a wrong number of ``visit`` frames: a round that
 #: finds no copy of the running thread since the last one walks it from outside.
@@ -73,8 +75,24 @@ def test_a_recursion_of_generators_is_recorded_whole(label, tmp_path):
 
 def test_without_bpf_the_stacks_are_read_from_outside(tmp_path):
     out = tmp_path / "visitor.spy"
-    with running_target(python_for("3.12"), "visitor.py", "2") as target:
+    with running_target(python_for("3.12"), "visitor.py", "10") as target:
         result = spyrec("-o", out, "-p", target.pid, "-d", "0.5", "-r", "500", "--no-bpf")
+    assert result.returncode == 0, result.stderr
+    assert copied_count(result.stderr) == 0, result.stderr
+    assert len(load(out).samples["stack"]) > 100
+
+
+def test_without_the_capabilities_the_stacks_are_read_from_outside(tmp_path):
+    """spyrec as root but without CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (a container's root,
+    say): the kernel refuses the copies, and the recording is read from outside, whole."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed: cannot drop the capabilities")
+    out = tmp_path / "visitor.spy"
+    with running_target(python_for("3.12"), "visitor.py", "10") as target:
+        result = subprocess.run(
+            ["setpriv", "--bounding-set=-bpf,-perfmon,-sys_admin", "--"] + SPYREC
+            + ["-o", str(out), "-p", str(target.pid), "-d", "0.5", "-r", "500"],
+            capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert copied_count(result.stderr) == 0, result.stderr
     assert len(load(out).samples["stack"]) > 100
