@@ -57,11 +57,11 @@ def _time_option(default_unit):
 @click.option("--kernel", is_flag=True,
               help="Put each waiting thread's kernel frames under its Python frames "
                    "(/proc/PID/task/TID/stack; root).")
-@click.option("--bpf/--no-bpf", "bpf", default=True,
+@click.option("--bpf/--no-bpf", "bpf", default=None,
               help="Copy running threads' Python stacks at CPU-clock interrupts, in the "
-                   "target's own context (eBPF; root; the default where allowed): whole and "
-                   "of one moment however fast they change. Without it, or where the kernel "
-                   "refuses, stacks are read from outside while the thread runs on.")
+                   "target's own context (eBPF; root): whole and of one moment however fast "
+                   "they change. Where the kernel refuses, stacks are read from outside while "
+                   "the thread runs on, as without it. Default: off (SPYREC_BPF=1 turns it on).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, "-V", "--version", prog_name="spyrec",
                       message="%(prog)s %(version)s (records CPython " + supported_range() + ")")

@@ -130,7 +130,7 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
            observe: Optional[Callable[[SpyWriter, PythonProcess], Sink]] = None,
            should_stop: Optional[Callable[[], bool]] = None,
            realtime: bool = False, kernel: bool = False, children: bool = False,
-           stack_copies: bool = True) -> SamplingStats:
+           stack_copies: Optional[bool] = None) -> SamplingStats:
     """Record a process (``pid``) or a command (``command``) into ``output``; return the stats.
     ``progress(stats, elapsed_ns)`` is called about twice a second (see ``Sampler.run``).
     ``observe(writer, process)``, once attached, returns what the sampler writes to instead
@@ -139,7 +139,9 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
     ``kernel``: a sleeping thread's kernel frames under its Python frames (root);
     ``children``: every Python descendant of the target too (see spyrec.descendants);
     ``stack_copies``: running threads' stacks copied at interrupts where the kernel allows
-    (see spyrec.stackcapture)."""
+    (see spyrec.stackcapture; None: as ``SPYREC_BPF`` says, off unless it is 1)."""
+    if stack_copies is None:
+        stack_copies = os.environ.get(BPF_ENV) == "1"
     out = Output(output)
     stream = out.stream
     writer = None
@@ -204,6 +206,10 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
         if launched is not None:
             launched.close()
         out.close()
+
+
+#: ``SPYREC_BPF=1`` in the environment: stacks copied at interrupts unless asked otherwise.
+BPF_ENV = "SPYREC_BPF"
 
 
 def _start_capture(process, interval_ns):

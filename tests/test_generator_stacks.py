@@ -60,10 +60,9 @@ PHASE_EDGE = 200_000
 #: about 1% on 3.11/3.12 while samples were stamped when the round began, before the /proc
 #: reads and the walks done again.
 WRONG_PHASE = 0.01
-#: CPythons on which a stack read from outside can still mix moments (where the kernel refuses
-#: the copies at interrupts that spyrec takes by default, see spyrec.stackcapture): their
-#: frames are separate heap objects, each copied by its own range of a read that takes longer
-#: than a short call.
+#: CPythons on which a stack read from outside (without ``--bpf``, see spyrec.stackcapture)
+#: can still mix moments: their frames are separate heap objects, each copied by its own range
+#: of a read that takes longer than a short call.
 LIVE_COPY_SKEW = {
     label: "<=3.10 copies each frame object separately while the target runs: a consumer "
            "and its generator or callee come from different moments in a fifth of "

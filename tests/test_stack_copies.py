@@ -91,7 +91,7 @@ def test_without_the_capabilities_the_stacks_are_read_from_outside(tmp_path):
     with running_target(python_for("3.12"), "visitor.py", "10") as target:
         result = subprocess.run(
             ["setpriv", "--bounding-set=-bpf,-perfmon,-sys_admin", "--"] + SPYREC
-            + ["-o", str(out), "-p", str(target.pid), "-d", "0.5", "-r", "500"],
+            + ["-o", str(out), "-p", str(target.pid), "-d", "0.5", "-r", "500", "--bpf"],
             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert copied_count(result.stderr) == 0, result.stderr
