@@ -522,11 +522,11 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             # the one that read most holds most of the thread's real stack.
             stack, read_ns = fullest, fullest_ns
             self.torn_reads += 1
-        elif stack.native_tid:  # an unknown TID may be found later (<=3.10): walk again
-            # (kept, a copied stack holds for the thread's frames, not for the GIL and the
-            # collector: those are read with each round)
-            self._next_last[tstate] = (state, stack._replace(in_gc=False, copied=False)
-                                       if stack.copied else stack, True, ts)
+        elif stack.native_tid and not stack.copied:
+            # (an unknown TID may be found later (<=3.10): walk again; and a copied stack is
+            # older than the thread state read now: the thread may have moved on since, and
+            # stopped there)
+            self._next_last[tstate] = (state, stack, True, ts)
         # A walk done again is later than the round by the walks before it: stamped apart.
         return stack._replace(read_ns=read_ns), fields[0]
 

@@ -12,8 +12,9 @@ class Rounds:
     ``Sampler.sample_round`` with pytest's ``monkeypatch``.
 
     A sample is stamped inside its round: when its thread state was copied for its walk, or,
-    for a stack kept from an earlier walk, when the round began.  Its stack held at some moment
-    between its stamp and the round's end.
+    for a stack kept from an earlier walk, when the round began; or, copied at an interrupt,
+    between the round before and its own.  Its stack held at some moment between its stamp and
+    the round's end.
     """
 
     def __init__(self, monkeypatch):
@@ -35,9 +36,14 @@ class Rounds:
         /proc figures (state, CPU time) were read after the beginning, its stack by the end."""
         if len(self._starts) != len(self.end):
             self._starts = sorted(self.end)
-        begun = self._starts[bisect.bisect_right(self._starts, t) - 1]
-        assert begun <= t <= self.end[begun], (t, begun, self.end[begun])
-        return begun, self.end[begun]
+        at = bisect.bisect_right(self._starts, t)
+        begun = self._starts[at - 1]
+        if t <= self.end[begun]:
+            return begun, self.end[begun]
+        # A stack copied at an interrupt (spyrec --bpf) is stamped then, before the round that
+        # took it began: it held at its stamp, the thread's /proc figures were read by the end.
+        assert at < len(self._starts), (t, begun, self.end[begun])
+        return t, self.end[self._starts[at]]
 
     def end_of(self, t):
         """The end of the round that took the sample stamped ``t``."""
