@@ -73,6 +73,16 @@ class SpyrecStayingPeer(SpyrecPeer):
         return ["env", "SPYREC_STEP_ASIDE=0"] + super().command(pid, rate, out)
 
 
+class SpyrecBpfPeer(SpyrecPeer):
+    """spyrec with ``--bpf``: running threads' stacks copied at interrupts (eBPF)."""
+
+    name = "spyrec --bpf"
+    label = "spyrec --bpf"
+
+    def command(self, pid, rate, out):
+        return super().command(pid, rate, out) + ["--bpf"]
+
+
 class SpyrecOutsidePeer(SpyrecPeer):
     """spyrec with ``--no-bpf``: every stack read from outside, none copied at interrupts."""
 
@@ -85,7 +95,7 @@ class SpyrecOutsidePeer(SpyrecPeer):
 
 #: The fourth run of each fine-slowdown cycle (``--fine-variant``).
 FINE_VARIANTS = {"idle": SpyrecIdlePeer, "no-step-aside": SpyrecStayingPeer, "null-c": NullCRunner,
-                 "no-bpf": SpyrecOutsidePeer}
+                 "bpf": SpyrecBpfPeer, "no-bpf": SpyrecOutsidePeer}
 
 
 def fine_slowdown(target, threads_list, rate, cycles, work_seconds, settle, workdir, bound, out,
@@ -99,8 +109,8 @@ def fine_slowdown(target, threads_list, rate, cycles, work_seconds, settle, work
     recorded by spyrec, and a variant of spyrec: ``variant="idle"`` runs it under ``chrt --idle
     0`` (the scheduling policy that never preempts, at the price of rounds skipped while every
     core is busy), ``"no-step-aside"`` with ``StepAside`` off (its effect), ``"null-c"`` is not spyrec
-    but the null co-runner written in C (what waking alone costs, with no interpreter), ``"no-bpf"``
-spyrec with ``--no-bpf`` (no stack copied at interrupts); the ratios
+    but the null co-runner written in C (what waking alone costs, with no interpreter), ``"bpf"``
+and ``"no-bpf"`` spyrec with and without stacks copied at interrupts; the ratios
     within each cycle get a mean and a t-interval.  spyrec
     against the baseline is the issue's measure; spyrec against the null co-runner is what
     reading the target costs it, beyond the machine merely having a second busy process; the
