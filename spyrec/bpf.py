@@ -17,6 +17,9 @@ SYS_PERF_EVENT_OPEN = 298
 
 # bpf() commands
 MAP_CREATE, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, PROG_LOAD = 0, 2, 3, 5
+PROG_GET_NEXT_ID, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD = 11, 13, 15
+#: Bytes of ``struct bpf_prog_info`` asked for: up to ``run_time_ns`` (192) and ``run_cnt`` (200).
+PROG_INFO_SIZE = 208
 # map and program types
 MAP_TYPE_HASH, MAP_TYPE_RINGBUF = 1, 27
 PROG_TYPE_PERF_EVENT = 7
@@ -57,12 +60,15 @@ class BpfUnavailable(Exception):
     """The kernel or the caller's privileges do not allow what was asked (the reason in str)."""
 
 
-def _bpf(cmd: int, attr: bytes) -> int:
+def _bpf(cmd: int, attr: bytes, out: Optional[bytearray] = None) -> int:
+    """bpf(cmd, attr); ``out``, if given, receives the attr as the kernel left it."""
     buf = ctypes.create_string_buffer(attr, max(len(attr), 128))
     result = _libc.syscall(SYS_BPF, cmd, buf, len(buf))
     if result < 0:
         err = ctypes.get_errno()
         raise BpfUnavailable("bpf(%d): %s" % (cmd, os.strerror(err)))
+    if out is not None:
+        out[:] = buf.raw[:len(out)]
     return result
 
 
@@ -154,18 +160,48 @@ class Assembler:
         return len(self._insns)
 
 
-def load_program(code: bytes, prog_type: int = PROG_TYPE_PERF_EVENT) -> int:
-    """The fd of a loaded program; BpfUnavailable with the verifier's last lines if refused."""
+def load_program(code: bytes, name: str, prog_type: int = PROG_TYPE_PERF_EVENT) -> int:
+    """The fd of a loaded program (``name``: what ``bpftool prog`` shows, 15 characters at
+    most); BpfUnavailable with the verifier's last lines if refused."""
     insns = ctypes.create_string_buffer(code)
     license_ = ctypes.create_string_buffer(b"GPL")  # probe_read_user is GPL-only
     log = ctypes.create_string_buffer(LOG_SIZE)
-    attr = struct.pack("<IIQQIIQI", prog_type, len(code) // 8, ctypes.addressof(insns),
-                       ctypes.addressof(license_), 1, LOG_SIZE, ctypes.addressof(log), 0)
+    attr = struct.pack("<IIQQIIQII16s", prog_type, len(code) // 8, ctypes.addressof(insns),
+                       ctypes.addressof(license_), 1, LOG_SIZE, ctypes.addressof(log), 0, 0,
+                       name.encode()[:15])
     try:
         return _bpf(PROG_LOAD, attr)
     except BpfUnavailable as exc:
         tail = log.value.decode("ascii", "replace").strip().splitlines()[-3:]
         raise BpfUnavailable("%s%s" % (exc, (": " + " / ".join(tail)) if tail else "")) from None
+
+
+def program_stats(name: str) -> Optional[Tuple[int, int]]:
+    """(runs, nanoseconds run) summed over the loaded programs called ``name``, as the kernel
+    counts them while ``kernel.bpf_stats_enabled`` is 1; None when there is none."""
+    found = None
+    prog_id = 0
+    while True:
+        attr = bytearray(struct.pack("<I", prog_id)) + bytes(124)
+        try:
+            _bpf(PROG_GET_NEXT_ID, bytes(attr), out=attr)
+        except BpfUnavailable:
+            return found
+        prog_id = struct.unpack_from("<I", attr, 4)[0]
+        try:
+            fd = _bpf(PROG_GET_FD_BY_ID, struct.pack("<I", prog_id))
+        except BpfUnavailable:
+            continue
+        try:
+            info = ctypes.create_string_buffer(PROG_INFO_SIZE)
+            _bpf(OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", fd, PROG_INFO_SIZE,
+                                                 ctypes.addressof(info)))
+            raw = info.raw
+            if raw[64:80].split(b"\0")[0] == name.encode()[:15]:
+                runs, ns = struct.unpack_from("<Q", raw, 200)[0], struct.unpack_from("<Q", raw, 192)[0]
+                found = (runs + (found or (0, 0))[0], ns + (found or (0, 0))[1])
+        finally:
+            os.close(fd)
 
 
 def create_map(map_type: int, key_size: int, value_size: int, max_entries: int) -> int:
@@ -205,9 +241,11 @@ class RingBuffer:
         self._data = memoryview(self._producer)[page:]
         self._u64 = struct.Struct("<Q")
         self._u32 = struct.Struct("<I")
+        self._read_to = 0  # the consumer position past the last record read
 
     def records(self) -> Iterator[memoryview]:
-        """Each committed record not read yet; each is valid until the next one is asked for."""
+        """Each committed record not read yet, valid until ``consume()``, which gives their
+        room back to the kernel."""
         u64, u32, data, mask = self._u64, self._u32, self._data, self._mask
         consumer = u64.unpack_from(self._consumer)[0]
         producer = u64.unpack_from(self._producer)[0]
@@ -217,10 +255,15 @@ class RingBuffer:
             if header & RINGBUF_BUSY:
                 break  # reserved, not committed yet: the records after it wait for it
             length = header & ~(RINGBUF_BUSY | RINGBUF_DISCARD)
+            consumer += (length + RINGBUF_HEADER + 7) & ~7
+            self._read_to = consumer
             if not header & RINGBUF_DISCARD:
                 yield data[at + RINGBUF_HEADER:at + RINGBUF_HEADER + length]
-            consumer += (length + RINGBUF_HEADER + 7) & ~7
-            u64.pack_into(self._consumer, 0, consumer)
+
+    def consume(self) -> None:
+        """Give back the room of the records ``records()`` went past."""
+        if self._read_to:
+            self._u64.pack_into(self._consumer, 0, self._read_to)
 
     def close(self) -> None:
         self._data.release()

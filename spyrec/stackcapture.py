@@ -24,6 +24,7 @@ Needs root (CAP_BPF and CAP_PERFMON) and Linux 5.8+; ``StackCapture.open`` raise
 ``BpfUnavailable`` otherwise, and the recorder walks live as before.
 """
 
+import operator
 import os
 import struct
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -31,7 +32,6 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 from spyrec import bpf
 from spyrec.bpf import R0, R1, R2, R3, R7, R8, R9, R10, Assembler, BpfUnavailable
 from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, Layout
-from spyrec.structs import FieldStruct
 
 #: Frames one capture holds; a deeper stack is walked live.
 MAX_FRAMES = 128
@@ -40,6 +40,8 @@ MAX_FRAMES = 128
 RING_BYTES = 1 << 20
 #: Thread states the program knows at once.
 MAX_THREADS = 16384
+#: The program's name, as ``bpftool prog`` lists it.
+PROGRAM_NAME = "spyrec_stacks"
 #: The fastest a capture is taken on one CPU (its CPU-clock period floor).
 MIN_PERIOD_NS = 100_000
 
@@ -53,12 +55,13 @@ SCRATCH_AT, STATUS_AT, COLLECTING_AT, HOLDER_AT, LOCKED_AT = 24, 32, 36, 40, 48
 WHOLE, FAULT, TRUNCATED = 0, 1, 2
 
 _TID = struct.Struct("<I")
+_TIME = struct.Struct("<Q")
 _TSTATE = struct.Struct("<Q")
 
 
 class Capture(NamedTuple):
-    """One thread's frames as the program copied them: ``frames`` is ((address, bytes), ...),
-    innermost first."""
+    """One thread's frames as the program copied them: ``frames`` holds a slot per frame,
+    innermost first, each its address and then its first bytes (see ``build_program``)."""
 
     tid: int
     time_ns: int  # CLOCK_MONOTONIC, as time.monotonic_ns()
@@ -67,7 +70,7 @@ class Capture(NamedTuple):
     collecting: int  # the interpreter's gc.collecting then
     holder: int  # the GIL's last holder then, and whether it was locked
     locked: int
-    frames: Tuple[Tuple[int, bytes], ...]
+    frames: bytes
 
 
 def _frame_bytes(layout: Layout) -> int:
@@ -202,7 +205,8 @@ class StackCapture:
             self._ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0, RING_BYTES))
             self._ring = bpf.RingBuffer(self._ring_fd, RING_BYTES)
             prog = self._keep(bpf.load_program(build_program(layout, tgid, self._threads_fd,
-                                                             self._ring_fd, shared)))
+                                                             self._ring_fd, shared),
+                                               PROGRAM_NAME))
             period = max(MIN_PERIOD_NS, int(1e9 / rate_hz))
             events = [self._keep(bpf.open_cpu_clock(cpu, period, prog))
                       for cpu in bpf.online_cpus()]
@@ -243,20 +247,22 @@ class StackCapture:
 
     def drain(self) -> Dict[int, Capture]:
         """Read every capture the program made since the last call; keep each thread's newest
-        in ``newest`` (returned)."""
+        in ``newest`` (returned).  Only those are copied out of the ring."""
         assert self._ring is not None
         newest = self.newest
-        unpack = HEADER.unpack_from
+        latest: Dict[int, Tuple[int, memoryview]] = {}
+        unpack_time = _TIME.unpack_from
         for record in self._ring.records():
-            tid, count, time_ns, tstate, _, status, collecting, holder, locked = unpack(record)
+            tid = _TID.unpack_from(record)[0]
+            latest[tid] = (unpack_time(record, 8)[0], record)  # (committed in time order)
+        slot = self._slot
+        for tid, (time_ns, record) in latest.items():
             if tid in newest and newest[tid].time_ns > time_ns:
                 continue
-            data = bytes(record[SLOT_AT:SLOT_AT + count * self._slot])
-            slot = self._slot
-            frames = tuple((_TSTATE.unpack_from(data, i * slot)[0],
-                            data[i * slot + 8:(i + 1) * slot]) for i in range(count))
+            _, count, _, tstate, _, status, collecting, holder, locked = HEADER.unpack_from(record)
             newest[tid] = Capture(tid, time_ns, tstate, status, collecting, holder, locked,
-                                  frames)
+                                  bytes(record[SLOT_AT:SLOT_AT + count * slot]))
+        self._ring.consume()
         return newest
 
     def close(self) -> None:
@@ -271,16 +277,30 @@ class StackCapture:
         self._fds = []
 
 
+def _slot_struct(slot: int, fields: List[Tuple[int, str]]) -> Tuple[struct.Struct, List[int]]:
+    """A struct for one whole slot (the frame's address, then its bytes) that unpacks
+    ``fields`` ((offset in the frame, struct code)), with where each one comes in its tuple:
+    the address first, then the fields by offset."""
+    order = sorted(range(len(fields)), key=lambda i: fields[i][0])
+    fmt, at = "<Q", 8
+    for i in order:
+        offset, code = fields[i]
+        fmt += "%dx%s" % (8 + offset - at, code)
+        at = 8 + offset + struct.calcsize("<" + code)
+    fmt += "%dx" % (slot - at)
+    return struct.Struct(fmt), [1 + order.index(i) for i in range(len(fields))]
+
+
 class CaptureDecoder:
     """A capture's frames as the walker's (codes, offsets, torn) and its generator frames."""
 
     def __init__(self, layout: Layout, frame_type: Optional[int]):
         fr = layout.frame
+        slot = 8 + _frame_bytes(layout)
         self._iframe = layout.frame_kind == "iframe"
         if self._iframe:
             assert fr.owner is not None
-            self._frame = FieldStruct([(fr.code, "Q"), (fr.previous, "Q"), (fr.instr, "Q"),
-                                       (fr.owner, "B")])
+            fields = [(fr.code, "Q"), (fr.previous, "Q"), (fr.instr, "Q"), (fr.owner, "B")]
             self._adaptive = layout.code.co_code_adaptive or 0
             self._max_owner = layout.max_frame_owner
             self._skip_owner = (layout.skip_owner_from if layout.skip_owner_from is not None
@@ -288,10 +308,12 @@ class CaptureDecoder:
             self._untag = ~layout.executable_tag_mask
         else:
             assert fr.gen is not None
-            self._frame = FieldStruct([(layout.ob_type, "Q"), (fr.previous, "Q"),
-                                       (fr.code, "Q"), (fr.instr, "i"), (fr.gen, "Q")])
+            fields = [(layout.ob_type, "Q"), (fr.previous, "Q"), (fr.code, "Q"),
+                      (fr.instr, "i"), (fr.gen, "Q")]
             self._scale = 2 if layout.instr_kind == "lasti_units" else 1
             self._frame_type = frame_type
+        self._slot, positions = _slot_struct(slot, fields)
+        self._fields = operator.itemgetter(0, *positions)
 
     def decode(self, capture: Capture
                ) -> Tuple[List[int], List[int], bool, List[Tuple[int, int]]]:
@@ -301,14 +323,14 @@ class CaptureDecoder:
         offsets: List[int] = []
         gens: List[Tuple[int, int]] = []
         torn = capture.status != WHOLE or not capture.frames
-        unpack = self._frame.unpack_from
+        slots = map(self._fields, self._slot.iter_unpack(capture.frames))
         if self._iframe:
             untag, adaptive = self._untag, self._adaptive
-            for addr, data in capture.frames:
-                code, previous, instr, owner = unpack(data)
-                if owner > self._max_owner or previous == addr:
+            max_owner, skip_owner = self._max_owner, self._skip_owner
+            for addr, code, previous, instr, owner in slots:
+                if owner > max_owner or previous == addr:
                     return codes, offsets, True, gens
-                if owner >= self._skip_owner:
+                if owner >= skip_owner:
                     continue
                 code &= untag
                 if not code:
@@ -324,8 +346,7 @@ class CaptureDecoder:
                 offsets.append(offset)
         else:
             frame_type, scale = self._frame_type, self._scale
-            for addr, data in capture.frames:
-                ob_type, back, code, lasti, gen = unpack(data)
+            for addr, ob_type, back, code, lasti, gen in slots:
                 if frame_type and ob_type != frame_type or back == addr:
                     return codes, offsets, True, gens
                 if gen:

@@ -468,7 +468,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             self._before_walk(tstate)
         read_ns = monotonic_ns()
         try:
-            if self._cframe:
+            if self._cframe and not (self.captured and tstate in self.captured):
                 memo = self._memos.get(tstate)
                 ts, prefetched, slot_copies = self._copy_thread(
                     tstate, (memo.chunk, memo.chunk + len(memo.buf)) if memo else None)

@@ -1,7 +1,7 @@
 """A tree visitor made of recursive generators, as black's LineGenerator and many AST walkers are.
 Plain Python, runs on 3.8+.
 
-Usage: ``python visitor.py [DURATION=30] [DEPTH=8] [WORK=20]``
+Usage: ``python visitor.py [DURATION=30] [DEPTH=8] [WORK=20] [FAN=3]``
 
 ``visit(node)`` is a generator that delegates to ``visit(child)`` for each child (``yield
 from``, never yielding a value) and calls ``work`` at the leaves, a loop of WORK steps (about
@@ -21,6 +21,7 @@ from _truth import duration_arg, ready
 DURATION = duration_arg()
 DEPTH = int(sys.argv[2]) if len(sys.argv) > 2 else 8
 WORK = int(sys.argv[3]) if len(sys.argv) > 3 else 20
+FAN = int(sys.argv[4]) if len(sys.argv) > 4 else 3  # children per node (1: one deep chain)
 clock = time.perf_counter
 work_time = 0.0
 
@@ -54,7 +55,7 @@ def visit(node, steps):
 
 
 def main():
-    root = tree(DEPTH)
+    root = tree(DEPTH, FAN)
     ready(depth=DEPTH, visits=DEPTH + 1)
     start = clock()
     end = start + DURATION
