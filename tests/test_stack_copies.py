@@ -20,9 +20,10 @@ from test_record import SPYREC, Stacks, load, spyrec
 #: Share of ``work``'s samples that may have a wrong number of ``visit`` frames: a round that
 #: finds no copy of the running thread since the last one walks it from outside.
 WRONG = 0.01
-#: Share of the running samples that must come from copies (the rest: rounds that came before
-#: the thread's next interrupt, or a copy the kernel could not make).
-COPIED = 0.9
+#: Share of the samples that must come from copies (the rest: rounds that came before the
+#: thread's next interrupt, the thread waiting for a CPU since the last one; 91-99% on a quiet
+#: machine, 85% with a test run beside it).
+COPIED = 0.7
 #: How far (share points) the target's own clock may put ``work``'s timed loop outside the
 #: samples' bracket for it (see below).
 OWN_CLOCK = 0.03
