@@ -40,7 +40,7 @@ class Rounds:
         begun = self._starts[at - 1]
         if t <= self.end[begun]:
             return begun, self.end[begun]
-        # A stack copied at an interrupt (spyrec --bpf) is stamped then, before the round that
+        # A stack copied at an interrupt (spyrec.stackcapture) is stamped then, before the round that
         # took it began: it held at its stamp, the thread's /proc figures were read by the end.
         assert at < len(self._starts), (t, begun, self.end[begun])
         return t, self.end[self._starts[at]]

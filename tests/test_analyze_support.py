@@ -128,15 +128,15 @@ def spyrec_available():
     return result.returncode == 0
 
 
-def record(out, target, seconds, rate=200):
-    """Record the command ``target`` with the real recorder (it launches it) into ``out``.
-    Skips when the recorder is not there yet or cannot attach."""
+def record(out, target, seconds, rate=200, options=()):
+    """Record the command ``target`` with the real recorder (it launches it) into ``out``, with
+    the recorder's ``options`` too.  Skips when the recorder is not there yet or cannot attach."""
     if not spyrec_available():
         pytest.skip("the spyrec recorder CLI is not available yet (python -m spyrec --help fails)")
     # -d is only a safety net: the recorder stops when the target exits, and a busy machine can
     # stretch the target's seconds of CPU into much more wall time
     command = [sys.executable, "-m", "spyrec", "-o", str(out), "-d", str(seconds * 10 + 60), "-r", str(rate),
-               "--", *map(str, target)]
+               *options, "--", *map(str, target)]
     for _attempt in range(3):    # the recorder can lose a start-up race with a fresh child: retry
         result = subprocess.run(command, capture_output=True, text=True, timeout=seconds * 10 + 120)
         if result.returncode == 0 and Path(out).exists():
