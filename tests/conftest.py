@@ -17,6 +17,15 @@ def attached(pid):
         proc.close()
 
 
+@pytest.fixture(scope="session")
+def split_with_sleeper(tmp_path_factory):
+    """tests/targets/split.py at 75/25 for 2 s of CPU with its sleeper thread, recorded at 200 Hz:
+    (path, the target's own measurement).  Recorded once for the modules that only read it
+    (test_analyze_real, test_analyze_plot): each loads a Recording of its own."""
+    from test_analyze_support import record_split
+    return record_split(tmp_path_factory.mktemp("split"), 0.75, 2.0, 200, ("--sleeper",))
+
+
 @pytest.fixture
 def target_under():
     """``target_under(label, script, *args)``: start a target, attach, yield (target, proc)."""
