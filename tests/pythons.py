@@ -23,6 +23,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -266,6 +267,14 @@ def running_target(python: str, script: str, *args: str, timeout: float = 15.0,
         for directory in made:
             with contextlib.suppress(OSError):  # left alone if the target put more there
                 os.rmdir(directory)
+
+
+def stop_target(target: Target, timeout: float = 30.0) -> dict:
+    """End the run of a target that stops on SIGUSR1 (``_truth.stop_on_signal``) rather than wait
+    out its DURATION; return the JSON line it prints last, with what it measured."""
+    target.process.send_signal(signal.SIGUSR1)
+    printed, _ = target.process.communicate(timeout=timeout)
+    return json.loads(printed.decode().strip().splitlines()[-1])
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> bytes:

@@ -16,14 +16,14 @@ from spyanalyze import plot
 from spyanalyze.cli import main
 from spyanalyze.recording import Recording
 
-from test_analyze_support import RecordingBuilder, app_recording, record_split
+from test_analyze_support import RecordingBuilder, app_recording
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
-    path, measured = record_split(tmp_path_factory.mktemp("plot"), 0.75, 2.0, 200, ("--sleeper",))
+def recorded(split_with_sleeper):
+    path, measured = split_with_sleeper
     return path, spyanalyze.load(path), measured
 
 

@@ -27,15 +27,12 @@ RATE = 200
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
-    """(recording, the target's own measurement) for a 75/25 run (with a sleeper thread) and a
-    50/50 run."""
-    folder = tmp_path_factory.mktemp("real")
-    runs = {}
-    for share, extra in ((0.75, ("--sleeper",)), (0.5, ())):
-        path, measured = record_split(folder, share, SECONDS, RATE, extra)
-        runs[share] = (path, spyanalyze.load(path), measured)
-    return runs
+def recorded(tmp_path_factory, split_with_sleeper):
+    """(path, recording, the target's own measurement) for a 75/25 run (with a sleeper thread:
+    the one test_analyze_plot reads too) and a 50/50 run."""
+    runs = {0.75: split_with_sleeper,
+            0.5: record_split(tmp_path_factory.mktemp("real"), 0.5, SECONDS, RATE)}
+    return {share: (path, spyanalyze.load(path), measured) for share, (path, measured) in runs.items()}
 
 
 def main_thread(rec):

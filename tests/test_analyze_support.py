@@ -4,6 +4,7 @@ the real recorder on tests/targets/split.py when it is available.
 (Named test_analyze_*.py so it sits with the tests it serves; it holds no tests itself.)
 """
 
+import functools
 import json
 import os
 import subprocess
@@ -118,8 +119,10 @@ def app_recording(path, seconds=2.0, interval_ns=10_000_000, parse_share=0.5, ma
 # Real recordings
 
 
+@functools.lru_cache(maxsize=None)
 def spyrec_available():
-    """True when the recorder CLI exists and answers --help (it is written in parallel)."""
+    """True when the recorder CLI exists and answers --help (it is written in parallel).  Asked
+    once per test run: the answer cannot change meanwhile, and each asking starts a process."""
     try:
         result = subprocess.run([sys.executable, "-m", "spyrec", "--help"], capture_output=True,
                                 text=True, timeout=60)

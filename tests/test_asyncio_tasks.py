@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import spyanalyze
 from spyanalyze.cli import main
-from pythons import ALL_SUPPORTED, ROOTED, python_for, running_target
+from pythons import ALL_SUPPORTED, ROOTED, python_for, running_target, stop_target
 from spyformat import TASK_FILE
 from test_record import spyrec
 
@@ -42,8 +42,7 @@ def tasks_recording(request, tmp_path_factory):
     with running_target(python_for(request.param), "tasks.py", "3") as target:
         result = spyrec("-q", "-o", out, "-p", target.pid, "-d", "2", "-r", "1000")
         assert result.returncode == 0, result.stderr
-        printed, _ = target.process.communicate(timeout=30)
-    own = json.loads(printed.decode().strip().splitlines()[-1])
+        own = stop_target(target)
     return request.param, own, spyanalyze.load(out)
 
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import spyanalyze
-from pythons import ALL_SUPPORTED, python_for, running_target
+from pythons import ALL_SUPPORTED, python_for, running_target, stop_target
 from spyanalyze.cli import main as spyanalyze_main
 from spyformat import GC_FRAME, SampleFlag
 from test_record import Stacks, load, spyrec
@@ -44,8 +44,7 @@ def collecting_recording(request, tmp_path_factory):
     with running_target(python_for(request.param), "collecting.py", "3.5") as target:
         result = spyrec("-o", out, "-p", target.pid, "-d", "2.5", "-r", "1000")
         assert result.returncode == 0, result.stderr
-        printed, _ = target.process.communicate(timeout=30)
-        own = json.loads(printed.decode().strip().splitlines()[-1])
+        own = stop_target(target)
     stacks = Stacks(load(out))
     return request.param, target, own, stacks, out
 

@@ -8,7 +8,6 @@ phase's total share where the target's own clock puts it.
 """
 
 import bisect
-import json
 import os
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 
 import spyanalyze
 from pythons import (ALL_SUPPORTED, marked_lines, py_spy_stacks, python_for, running_target,
-                     spyrec_stacks, target_path)
+                     spyrec_stacks, stop_target, target_path)
 from spyformat import SampleFlag
 from test_record import Stacks, load, spyrec
 
@@ -79,8 +78,7 @@ def generators_recording(request, tmp_path_factory):
     with running_target(python, "generators.py", "5.5", "schedule") as target:
         result = spyrec("-o", out, "-p", target.pid, "-d", "4", "-r", "1000")
         assert result.returncode == 0, result.stderr
-        printed, _ = target.process.communicate(timeout=30)
-        own = json.loads(printed.decode().strip().splitlines()[-1])
+        own = stop_target(target)
     stacks = Stacks(load(out))
     stacks.path = str(out)
     return request.param, target, own, stacks

@@ -29,10 +29,13 @@ class DwarfStructs:
         self.elf = ELFFile(self.file)
         self.dies = {}
         for cu in self.elf.get_dwarf_info().iter_CUs():
-            name = cu.get_top_DIE().attributes.get("DW_AT_name")
+            top = cu.get_top_DIE()
+            name = top.attributes.get("DW_AT_name")
             if not name or not name.value.decode().endswith(UNITS):
                 continue
-            for die in cu.iter_DIEs():
+            # the structs are declared at file scope: the unit's own children, whose siblings
+            # links skip the functions' bodies (most of the DWARF) unparsed
+            for die in top.iter_children():
                 if die.tag in ("DW_TAG_structure_type", "DW_TAG_typedef") \
                         and "DW_AT_name" in die.attributes \
                         and "DW_AT_declaration" not in die.attributes:

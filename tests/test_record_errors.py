@@ -62,13 +62,22 @@ def test_a_command_that_cannot_be_started(tmp_path):
     assert_one_line_error(result, "cannot start", "no-such-program")
 
 
+#: The command line with 2 s, not 10, for a launched command to bring up Python: the timeout
+#: is ``Launched.find_python``'s argument, which no option sets, and the test waits it out.
+SPYREC_SHORT_LAUNCH_TIMEOUT = ("import runpy, spyrec.launcher as launcher; "
+                               "launcher.Launched.find_python.__defaults__ = (2.0,); "
+                               "runpy.run_module('spyrec', run_name='__main__')")
+
+
 def test_a_launched_command_that_is_not_python_is_stopped_whole(tmp_path):
     # GIVEN a command that never starts Python: a shell waiting for a child of its own
     pids = tmp_path / "pids"
     command = ["sh", "-c", 'sleep 60 & echo $$ $! > "$0"; wait', str(pids)]
     # WHEN spyrec launches it, THEN it gives up after its timeout, in one line
-    result = spyrec("-o", str(tmp_path / "x.spy"), "--", *command, timeout=60)
-    assert_one_line_error(result, "no Python process appeared in sh within", "stopped")
+    result = subprocess.run([sys.executable, "-c", SPYREC_SHORT_LAUNCH_TIMEOUT, "-o",
+                             str(tmp_path / "x.spy"), "--", *command],
+                            capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, "no Python process appeared in sh within 2 s", "stopped")
     # AND nothing the command started runs on
     for pid in (int(pid) for pid in pids.read_text().split()):
         assert exited(pid), pid
@@ -219,10 +228,11 @@ def test_root_refused_is_not_told_to_run_as_root(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 def test_a_full_disk_ends_the_recording_with_one_line_and_keeps_what_was_written(tmp_path):
-    # GIVEN an output on a file system of 64 KiB
+    # GIVEN an output on a file system of 32 KiB (it holds 7,600-9,800 samples of this
+    # recording, filled in about 3 s; 64 KiB took 9 s)
     disk = tmp_path / "disk"
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(disk)], check=True)
     try:
         out = disk / "run.spy"
         # WHEN a busy program is recorded into it until it fills up

@@ -8,13 +8,12 @@ tests/test_stopped_walks.py); a copy made while the thread is interrupted cannot
 also measures the share of its time inside ``work``: the samples must find it there as often.
 """
 
-import json
 import shutil
 import subprocess
 
 import pytest
 
-from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, target_path
+from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, stop_target, target_path
 from test_record import SPYREC, Stacks, load, spyrec
 
 #: Share of ``work``'s samples that may have a wrong number of ``visit`` frames: a round that
@@ -45,8 +44,7 @@ def test_a_recursion_of_generators_is_recorded_whole(label, tmp_path):
         visits = target.info["visits"]
         result = spyrec("-o", out, "-p", target.pid, "-d", "2", "-r", "1000", "--bpf")
         assert result.returncode == 0, result.stderr
-        printed, _ = target.process.communicate(timeout=30)
-    own = json.loads(printed.decode().strip().splitlines()[-1])
+        own = stop_target(target)
     stacks = Stacks(load(out))
     samples = stacks.rec.samples
     per_stack = {}

@@ -4,12 +4,17 @@ A target reports what an outside observer must find as ONE JSON line on stdout, 
 every thread is in place:  ``{"pid": ..., "python": "3.11.7", "main": {...}, "threads":
 {name: {"ident": ..., "native_id": ..., "name": ...}}, ...}``.  ``ident`` is
 ``threading.get_ident()`` (= ``PyThreadState.thread_id``), ``native_id`` the kernel TID.
+
+A target that calls ``stop_on_signal()`` before its ready line ends its run early on SIGUSR1
+(``stopped()`` is then true): a test that has recorded all it needs sends it rather than wait
+out the rest of DURATION (``pythons.stop_target``).
 """
 
 import ctypes
 import json
 import os
 import platform
+import signal
 import sys
 import threading
 
@@ -42,3 +47,15 @@ def ready(**info):
 
 def duration_arg(default=30.0):
     return float(sys.argv[1]) if len(sys.argv) > 1 else default
+
+
+_stop_signals = []
+
+
+def stop_on_signal():
+    """From now on SIGUSR1 ends the run before its DURATION: ``stopped()`` says when it came."""
+    signal.signal(signal.SIGUSR1, lambda signum, frame: _stop_signals.append(signum))
+
+
+def stopped():
+    return bool(_stop_signals)

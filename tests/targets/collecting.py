@@ -14,7 +14,7 @@ line names the threads; at the end the target prints one more JSON line: ``{"col
 [[start, end], ...]}``, each ``gc.collect()`` call timed around it on ``time.monotonic_ns()``
 (the clock a recorder's samples are stamped with; nothing written in Python runs inside a
 collection, so the collector keeps the GIL throughout), and ``"elapsed": [start, end]`` of the
-loop.
+loop.  SIGUSR1 ends the run before DURATION (see _truth.py).
 """
 
 import gc
@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-from _truth import duration_arg, ready, thread_record
+from _truth import duration_arg, ready, stop_on_signal, stopped, thread_record
 from _work import work
 
 DURATION = duration_arg()
@@ -55,11 +55,12 @@ def main():
     stop = threading.Event()
     napper = threading.Thread(target=nap, args=(stop,), name="napper")
     napper.start()
+    stop_on_signal()
     ready(threads={"napper": {"native_id": napper.native_id}}, main=thread_record())
     start = time.monotonic_ns()
     end = start + int(DURATION * 1e9)
     now = start
-    while now < end:
+    while now < end and not stopped():
         compute(now + random.randrange(2_000_000, 8_000_000))
         collect_now()
         now = time.monotonic_ns()

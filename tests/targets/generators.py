@@ -21,7 +21,8 @@ is close to even over any stretch of a second or more.  The ready line (see _tru
 phases; at the end the target prints one more JSON line with what it measured:
 ``{"shares": {phase: share of the loop's wall time spent inside that function}, ...}``; with
 ``schedule``, also ``"schedule": [[start, end, phase], ...]``, each call of a phase function
-timed on ``time.monotonic_ns()`` (the clock a recorder's samples are stamped with).
+timed on ``time.monotonic_ns()`` (the clock a recorder's samples are stamped with).  SIGUSR1
+ends the run before DURATION (see _truth.py).
 """
 
 import json
@@ -29,7 +30,7 @@ import random
 import sys
 import time
 
-from _truth import duration_arg, ready
+from _truth import duration_arg, ready, stop_on_signal, stopped
 from _work import work
 
 DURATION = duration_arg()
@@ -141,10 +142,11 @@ def main():
     chosen = [phase for phase in PHASES if phase.__name__ in sys.argv[2:]] or PHASES
     spent = dict.fromkeys((phase.__name__ for phase in chosen), 0.0)
     schedule = [] if "schedule" in sys.argv[2:] else None
+    stop_on_signal()
     ready(phases=sorted(spent))
     start = time.perf_counter()
     stop_at = start + DURATION
-    while time.perf_counter() < stop_at:
+    while time.perf_counter() < stop_at and not stopped():
         # Each phase runs until its running total catches up with an even share of the total.
         total = sum(spent.values()) + random.uniform(*SLICE) * len(chosen)
         for phase in chosen:

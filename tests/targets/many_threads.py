@@ -4,8 +4,8 @@ Usage: ``python many_threads.py [DURATION=30] [SLEEPERS=1000] [BUSY=2] [ORDER=sl
 
 SLEEPERS threads named ``sleeper-<n>`` block in ``Event.wait()`` at @many-wait and never wake;
 BUSY threads named ``busy-<n>`` loop at @many-spin, sharing the GIL.  The main thread waits at
-@many-main.  ORDER ``busy-first`` starts the busy threads before the sleepers.  The ready
-line lists every thread (name -> ids).
+@many-main.  ORDER ``busy-first`` starts the busy threads before the sleepers (they spin once
+all are started).  The ready line lists every thread (name -> ids).
 """
 
 import sys
@@ -19,6 +19,9 @@ SLEEPERS = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
 BUSY = int(sys.argv[3]) if len(sys.argv) > 3 else 2
 BUSY_FIRST = len(sys.argv) > 4 and sys.argv[4] == "busy-first"
 never = threading.Event()
+#: Set once every thread is started: busy threads started first spin only from then on, as each
+#: sleeper's start waits for the GIL that spinning threads pass between them (5 ms a turn).
+go = threading.Event()
 records = {}
 
 
@@ -30,6 +33,7 @@ def sleeper(name, arrived):
 
 def busy(name, deadline):
     records[name] = thread_record()
+    go.wait()
     n = 0
     while time.time() < deadline: n += 1  # @many-spin
     return n
@@ -53,6 +57,7 @@ def main():
         arrived.wait()
     if not BUSY_FIRST:
         start_busy(deadline)
+    go.set()
     while len(records) < SLEEPERS + BUSY:
         time.sleep(0.001)
     ready(main=thread_record(), threads=records)

@@ -10,7 +10,8 @@ waiting; at the end the target prints what it measured, as shares of the loop's 
 how many times it was resumed}}``.  A step is a callback of a ``Handle`` the loop runs
 (``Handle._run``, Lib/asyncio/events.py): the task's resumption, its work, its way to the next
 ``await`` and the loop's scheduling of its next step.  A profiler's share of a task lies between
-the two: its work and the frames of its coroutine, without the loop's part.
+the two: its work and the frames of its coroutine, without the loop's part.  SIGUSR1 ends the
+run before DURATION (see _truth.py).
 """
 
 import asyncio
@@ -18,7 +19,7 @@ import asyncio.events
 import json
 import time
 
-from _truth import duration_arg, ready
+from _truth import duration_arg, ready, stop_on_signal, stopped
 from _work import work
 
 DURATION = duration_arg()
@@ -51,7 +52,7 @@ asyncio.events.Handle._run = timed_run
 
 
 async def busy(name, step, until):
-    while time.monotonic() < until:
+    while time.monotonic() < until and not stopped():
         started = time.perf_counter()
         step()
         working[name] += time.perf_counter() - started
@@ -63,6 +64,7 @@ async def main():
     never = asyncio.Event()
     idle = [asyncio.create_task(never.wait(), name="idle-%d" % i) for i in range(1000)]
     await asyncio.sleep(0.1)  # every idle task waiting
+    stop_on_signal()
     ready(tasks=len(idle))
     start = time.monotonic()
     until = start + DURATION

@@ -9,14 +9,15 @@ half a microsecond at the default).  So the stack changes every microsecond or s
 frames of one code are made and freed at every level, and every leaf is reached through exactly
 DEPTH + 1 ``visit`` frames: a stack with ``work`` under any other number of them is wrong.  The
 ready line (see _truth.py) gives the depth; at the end the target prints one more JSON line:
-``{"work_share": share of the wall time spent inside work's timed loop}``.
+``{"work_share": share of the wall time spent inside work's timed loop}``.  SIGUSR1 ends the
+run before DURATION (see _truth.py).
 """
 
 import json
 import sys
 import time
 
-from _truth import duration_arg, ready
+from _truth import duration_arg, ready, stop_on_signal, stopped
 
 DURATION = duration_arg()
 DEPTH = int(sys.argv[2]) if len(sys.argv) > 2 else 8
@@ -56,10 +57,11 @@ def visit(node, steps):
 
 def main():
     root = tree(DEPTH, FAN)
+    stop_on_signal()
     ready(depth=DEPTH, visits=DEPTH + 1)
     start = clock()
     end = start + DURATION
-    while clock() < end:
+    while clock() < end and not stopped():
         for _ in visit(root, WORK):
             pass
     sys.stdout.write(json.dumps({"work_share": work_time / (clock() - start)}) + "\n")
