@@ -124,8 +124,8 @@ class PythonProcess:
         a second each (see spyrec.stackcapture); raises BpfUnavailable where not allowed."""
         try:
             shared = self.walker.shared_state()
-        except (MemoryReadError, struct.error):
-            shared = SharedState()
+        except (MemoryReadError, struct.error, OverflowError, ValueError):
+            shared = SharedState()  # copies without the GIL's and the collector's state
         self.capture = StackCapture.open(self.layout, self.pid, rate_hz, shared)
         self.walker.decoder = CaptureDecoder(self.layout, self.walker.frame_type)
 
