@@ -46,7 +46,8 @@ class TaskWalk:
         self._frame_code_at = layout.frame.code
         self._code_untag = ~layout.executable_tag_mask
         self._splices_before = 0
-        #: The last _with_task found the stack in a coroutine of no known task.
+        #: The last _with_task found the stack in a coroutine of no known task while the
+        #: thread's loop was stepping one (see _a_task_runs).
         self.task_missed = False
 
     def _before_walk(self, tstate: int) -> None:
@@ -97,7 +98,7 @@ class TaskWalk:
                         self._task_misses.clear()
                     self._task_misses[tstate] = LEARN_BEFORE_WALKS
             if not task:
-                self.task_missed = True
+                self.task_missed = self._a_task_runs(ts)
                 return stack
         self._remember_task(frame, task)
         return stack._replace(task=task)
@@ -145,6 +146,14 @@ class TaskWalk:
         if len(self._frame_tasks) >= MAX_TASK_FRAMES:
             self._frame_tasks.clear()
         self._frame_tasks[frame] = task
+
+    def _a_task_runs(self, ts: bytes) -> bool:
+        """Whether the thread's loop is stepping a task: its thread state names one (3.14+),
+        or the loops' running tasks read for this walk are some (<=3.13).  A coroutine driven
+        by other means than a task (``send``) has none, whenever it is read."""
+        if self._task_at:
+            return bool(U64.unpack_from(ts, self._task_at)[0])
+        return bool(self._learned)
 
     def _running_tasks(self) -> List[int]:
         """<=3.13: the tasks the loops are stepping now (none if the read tore)."""
