@@ -223,7 +223,6 @@ class PythonProcess:
         if self.capture is None:
             return
         fresh = self.capture.drain()
-        self.capture.newest = {}
         self.walker.captured = {fresh[tid].tstate: fresh[tid] for tid in running if tid in fresh}
 
     def _check_not_replaced(self) -> None:

@@ -31,7 +31,10 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from spyrec import bpf
 from spyrec.bpf import R0, R1, R2, R3, R7, R8, R9, R10, Assembler, BpfUnavailable
+from spyrec.chunkwalk import MAX_OFFSET, MIN_OFFSET
 from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, Layout
+from spyrec.process import namespace_pids
+from spyrec.walkcommon import U64
 
 #: Frames one capture holds; a deeper stack is walked live.
 MAX_FRAMES = 128
@@ -55,8 +58,6 @@ SCRATCH_AT, STATUS_AT, COLLECTING_AT, HOLDER_AT, LOCKED_AT = 24, 32, 36, 40, 48
 WHOLE, FAULT, TRUNCATED = 0, 1, 2
 
 _TID = struct.Struct("<I")
-_TIME = struct.Struct("<Q")
-_TSTATE = struct.Struct("<Q")
 
 
 class Capture(NamedTuple):
@@ -181,14 +182,8 @@ def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int,
 def _kernel_tgid(pid: int) -> Optional[int]:
     """The target's TGID in the kernel's own (initial) PID namespace, which the program sees;
     None when ours is a nested one (the program would see other numbers)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    return pid if len(line.split()) == 2 else None
-    except OSError:
-        return None
-    return pid  # a kernel too old to say has one PID namespace in practice
+    # (no NSpid line: a kernel too old to say, with one PID namespace in practice)
+    return pid if len(namespace_pids(os.getpid())) <= 1 else None
 
 
 class StackCapture:
@@ -196,7 +191,6 @@ class StackCapture:
 
     def __init__(self, layout: Layout, tgid: int, rate_hz: float,
                  shared: SharedState = SharedState()):
-        self.layout = layout
         self._fds: List[int] = []
         self._ring: Optional[bpf.RingBuffer] = None
         self._known: Dict[int, int] = {}  # tid -> tstate, as the program knows them
@@ -215,11 +209,7 @@ class StackCapture:
         except (BpfUnavailable, OSError) as exc:
             self.close()
             raise BpfUnavailable(str(exc)) from None
-        slot = 8 + _frame_bytes(layout)
-        self._slot = slot
-        self._slots = [(SLOT_AT + i * slot, SLOT_AT + (i + 1) * slot) for i in range(MAX_FRAMES)]
-        #: tid -> its newest capture not handed out yet
-        self.newest: Dict[int, Capture] = {}
+        self._slot = 8 + _frame_bytes(layout)
 
     def _keep(self, fd: int) -> int:
         self._fds.append(fd)
@@ -242,24 +232,22 @@ class StackCapture:
             bpf.delete_elem(self._threads_fd, _TID.pack(tid))
         for tid, tstate in tstates.items():
             if self._known.get(tid) != tstate:
-                bpf.update_elem(self._threads_fd, _TID.pack(tid), _TSTATE.pack(tstate))
+                bpf.update_elem(self._threads_fd, _TID.pack(tid), U64.pack(tstate))
         self._known = dict(tstates)
 
     def drain(self) -> Dict[int, Capture]:
-        """Read every capture the program made since the last call; keep each thread's newest
-        in ``newest`` (returned).  Only those are copied out of the ring."""
+        """{tid: its newest capture} of the captures the program made since the last call.
+        Only those are copied out of the ring (a thread runs on one CPU at a time: its records
+        come in the order they were made)."""
         assert self._ring is not None
-        newest = self.newest
-        latest: Dict[int, Tuple[int, memoryview]] = {}
-        unpack_time = _TIME.unpack_from
+        latest: Dict[int, memoryview] = {}
         for record in self._ring.records():
-            tid = _TID.unpack_from(record)[0]
-            latest[tid] = (unpack_time(record, 8)[0], record)  # (committed in time order)
+            latest[_TID.unpack_from(record)[0]] = record
         slot = self._slot
-        for tid, (time_ns, record) in latest.items():
-            if tid in newest and newest[tid].time_ns > time_ns:
-                continue
-            _, count, _, tstate, _, status, collecting, holder, locked = HEADER.unpack_from(record)
+        newest = {}
+        for tid, record in latest.items():
+            _, count, time_ns, tstate, _, status, collecting, holder, locked = \
+                HEADER.unpack_from(record)
             newest[tid] = Capture(tid, time_ns, tstate, status, collecting, holder, locked,
                                   bytes(record[SLOT_AT:SLOT_AT + count * slot]))
         self._ring.consume()
@@ -338,7 +326,7 @@ class CaptureDecoder:
                         continue  # popped as the interrupt came (3.14+ clears it first)
                     return codes, offsets, True, gens
                 offset = instr - code - adaptive
-                if not -16 <= offset < 1 << 26:
+                if not MIN_OFFSET <= offset < MAX_OFFSET:
                     return codes, offsets, True, gens
                 if owner == FRAME_OWNED_BY_GENERATOR:
                     gens.append((addr, len(codes)))
