@@ -200,7 +200,7 @@ class PythonProcess:
             self._check_not_replaced()
         elif self.capture is not None and self.walker.tstates is not None:
             self.capture.watch(self.walker.tstates)
-        return bound_states(stacks)
+        return bound_states(stacks, self._tids_known(), whole=not self.walker.list_cut)
 
     def sample_some_threads(self, tids, still=frozenset(),
                             running=frozenset()) -> Optional[List[ThreadStack]]:
@@ -214,7 +214,10 @@ class PythonProcess:
             stacks = self.walker.sample_some(tids, still)
         except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
             return None
-        return None if stacks is None else bound_states(stacks)
+        return None if stacks is None else bound_states(stacks, self._tids_known())
+
+    def _tids_known(self) -> bool:
+        return self.layout.has_native_thread_id or self.walker.pthread_tid_offset is not None
 
     def _take_captures(self, running) -> None:
         """Hand the walker the in-kernel copies made since the last round of the threads

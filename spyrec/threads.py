@@ -65,7 +65,8 @@ def find_pthread_tid_offset(pid: int, mem: TargetMemory, walker: StackWalker, ow
     return max(seen, key=lambda off: (len(seen[off]), -abs(off - _GLIBC_TID_OFFSET)))
 
 
-def bound_states(stacks: List[ThreadStack]) -> List[ThreadStack]:
+def bound_states(stacks: List[ThreadStack], tids_known: bool = False,
+                 whole: bool = True) -> List[ThreadStack]:
     """``stacks`` without the thread states not bound to a thread of their own.
 
     A thread state is made by the thread that starts a new one, before the new thread runs:
@@ -74,9 +75,14 @@ def bound_states(stacks: List[ThreadStack]) -> List[ThreadStack]:
     (``bind_tstate`` in Python/pystate.c).  Such a state has no frames; sampled, it would add
     a sample without Python frames to its creator, or a thread 0 that does not exist.  On
     3.8-3.10 a thread's TID read as 0 while others' are known is a thread ending: the kernel
-    clears the TID in its pthread as it exits (CLONE_CHILD_CLEARTID).
+    clears the TID in its pthread as it exits (CLONE_CHILD_CLEARTID).  ``tids_known``: TIDs
+    can be read (3.11+, or the pthread's TID offset is found), so a TID 0 is such a thread
+    even when it is the only one sampled (a round of the running threads alone).
+    ``whole``: the walk reached the end of the thread list.  In a list cut short (a state
+    freed under the walk) the creator's own state may lie past the cut, so a state without
+    frames tells nothing of its thread.
     """
-    known = any(stack.native_tid for stack in stacks)
+    known = tids_known or any(stack.native_tid for stack in stacks)
     if all(stack.frames and (stack.native_tid or not known) for stack in stacks):
         return stacks
     taken = {stack.native_tid for stack in stacks if stack.frames}
@@ -87,7 +93,7 @@ def bound_states(stacks: List[ThreadStack]) -> List[ThreadStack]:
             continue
         if stack.frames:
             kept.append(stack)
-        elif tid and tid not in taken:
+        elif tid and whole and tid not in taken:
             kept.append(stack)
             taken.add(tid)
     kept.reverse()

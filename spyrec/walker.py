@@ -133,6 +133,9 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         self.pthread_tid_offset = pthread_tid_offset
         self.host_tid = host_tid
         self.torn_reads = 0
+        #: The last ``sample()`` stopped short of the end of a thread list (a state freed
+        #: under the walk): the threads after it are missing from the round.
+        self.list_cut = False
 
         self._init_reads(layout)
         # interp -> interp->ceval.gil, refreshed with the code cache
@@ -283,6 +286,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         self._next_gil_seen = {}
         self._next_orders = {}
         self._tstates = None
+        self.list_cut = False
         try:
             interp, runtime_gil = self._runtime_state()
             stacks: List[ThreadStack] = []
@@ -293,6 +297,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                     interp = self._sample_interpreter(interp, runtime_gil, stacks, still)
                 except READ_ERRORS:
                     self.torn_reads += 1
+                    self.list_cut = True
                     break
         finally:
             # Even a failed walk replaces the last one: a thread's kept stack must come from
@@ -302,7 +307,9 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             self._last = self._next_last
             self._gil_seen = self._next_gil_seen
             self._orders = self._next_orders
-        if seen_interps == 1 and self._orders:  # (none when the interpreter's read tore)
+        if seen_interps == 1 and self._orders and not self.list_cut:
+            # (a cut list may give a thread's TID to a state made for a new thread: see
+            # ``spyrec.threads.bound_states``)
             self._tstates = _tstates_by_tid(next(iter(self._orders.values())), stacks)
         return stacks
 
@@ -323,6 +330,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         while tstate:
             if tstate in visited or len(visited) >= MAX_THREADS or tstate & 7:
                 self.torn_reads += 1
+                self.list_cut = True
                 break
             visited.add(tstate)
             order.append(tstate)
@@ -344,6 +352,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             stack, next_tstate = self._read_and_walk(tstate, interp, holder, last_holder,
                                                      gil_quiet, still)
             if stack is None:
+                self.list_cut = True
                 break
             stacks.append(stack)
             tstate = next_tstate
