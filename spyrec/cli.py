@@ -59,9 +59,9 @@ def _time_option(default_unit):
                    "(/proc/PID/task/TID/stack; root).")
 @click.option("--bpf/--no-bpf", "bpf", default=None,
               help="Copy running threads' Python stacks at CPU-clock interrupts, in the "
-                   "target's own context (eBPF; root): whole and of one moment however fast "
-                   "they change. Where the kernel refuses, stacks are read from outside while "
-                   "the thread runs on. Default: off (SPYREC_BPF=1 turns it on).")
+                   "target's own context (eBPF; root), or not: whole and of one moment "
+                   "however fast they change. Where the kernel refuses, stacks are read from "
+                   "outside while the thread runs on. Default: on (SPYREC_BPF=0 turns it off).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, "-V", "--version", prog_name="spyrec",
                       message="%(prog)s %(version)s (records CPython " + supported_range() + ")")

@@ -139,9 +139,9 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
     ``kernel``: a sleeping thread's kernel frames under its Python frames (root);
     ``children``: every Python descendant of the target too (see spyrec.descendants);
     ``stack_copies``: running threads' stacks copied at interrupts where the kernel allows
-    (see spyrec.stackcapture; None: as ``SPYREC_BPF`` says, off unless it is 1)."""
+    (see spyrec.stackcapture; None: as ``SPYREC_BPF`` says, on unless it is 0)."""
     if stack_copies is None:
-        stack_copies = os.environ.get(BPF_ENV) == "1"
+        stack_copies = os.environ.get(BPF_ENV) != "0"
     out = Output(output)
     stream = out.stream
     writer = None
@@ -208,7 +208,7 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
         out.close()
 
 
-#: ``SPYREC_BPF=1`` in the environment: stacks copied at interrupts unless asked otherwise.
+#: ``SPYREC_BPF=0`` in the environment: no stack copied at interrupts unless asked for.
 BPF_ENV = "SPYREC_BPF"
 
 

@@ -59,7 +59,7 @@ PHASE_EDGE = 200_000
 #: about 1% on 3.11/3.12 while samples were stamped when the round began, before the /proc
 #: reads and the walks done again.
 WRONG_PHASE = 0.01
-#: CPythons on which a stack read from outside (without ``--bpf``, see spyrec.stackcapture)
+#: CPythons on which a stack read from outside (``--no-bpf``, or without root: see spyrec.stackcapture)
 #: can still mix moments: their frames are separate heap objects, each copied by its own range
 #: of a read that takes longer than a short call.
 LIVE_COPY_SKEW = {
