@@ -142,6 +142,11 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
     (see spyrec.stackcapture; None: as ``SPYREC_BPF`` says, on unless it is 0)."""
     if stack_copies is None:
         stack_copies = os.environ.get(BPF_ENV) != "0"
+    if interval_ns < SHORTEST_INTERVAL_NS:
+        warn("sampling every %gus, not every %gus: rounds closer than that follow the program's "
+             "own rhythm and sample its states unevenly"
+             % (SHORTEST_INTERVAL_NS / 1e3, interval_ns / 1e3))
+        interval_ns = SHORTEST_INTERVAL_NS
     out = Output(output)
     stream = out.stream
     writer = None
@@ -208,15 +213,22 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
         out.close()
 
 
+#: The shortest interval recorded.  Back to back, a round after a change of stack takes
+#: longer (more frames parsed), so the next one comes later after some of the program's
+#: states than after others, and the samples lock onto its rhythm; spaced by this much they
+#: stay within about a point of the program's own split (docs/benchmarks.md, "Why "max"
+#: samples the states unevenly").
+SHORTEST_INTERVAL_NS = 100_000
+
 #: ``SPYREC_BPF=0`` in the environment: no stack copied at interrupts unless asked for.
 BPF_ENV = "SPYREC_BPF"
 
 
 def _start_capture(process, interval_ns):
-    """Copies of running threads' stacks at interrupts, twice per round (so that a thread
-    running all along has one taken since the last round), where the kernel allows."""
+    """Copies of running threads' stacks at interrupts, one per round (a thread running all
+    along has one taken since the last round nearly always), where the kernel allows."""
     try:
-        process.start_capture(2e9 / interval_ns)
+        process.start_capture(1e9 / interval_ns)
     except BpfUnavailable:
         pass  # read from outside, as with --no-bpf (the status line counts copied stacks)
 

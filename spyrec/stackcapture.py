@@ -6,7 +6,8 @@ out with frames of different moments.  A perf event interrupts a running thread 
 its instructions; an eBPF program run there (attached to a CPU-clock event on every CPU, as
 Parca and Pyroscope do) follows the thread's frame chain while the thread cannot move, and
 hands the frames' raw bytes to the recorder through a ring buffer.  The target is not stopped
-beyond the interrupt it takes anyway, and nothing is injected into it.
+beyond that interrupt (its cost bounds the copies' rate: ``MIN_PERIOD_NS``), and nothing is
+injected into it.
 
 The program is generated for the target's layout: where its thread state keeps the innermost
 frame, where a frame keeps its link, and how many bytes of each frame the walker parses (the
@@ -45,8 +46,12 @@ RING_BYTES = 1 << 20
 MAX_THREADS = 16384
 #: The program's name, as ``bpftool prog`` lists it.
 PROGRAM_NAME = "spyrec_stacks"
-#: The fastest a capture is taken on one CPU (its CPU-clock period floor).
-MIN_PERIOD_NS = 100_000
+#: The fastest a capture is taken on one CPU (its CPU-clock period floor).  The interrupt
+#: is what a copy costs the thread it stops, not the program: in a virtual machine about
+#: 20 µs each, a null program's as much as ours (docs/benchmarks.md, "What an interrupt
+#: costs").  At 1 kHz that is a couple of percent; faster sampling reads the rounds between
+#: copies from outside.
+MIN_PERIOD_NS = 1_000_000
 
 # Record layout: header, then MAX_FRAMES slots of (frame address, the frame's first bytes).
 #: tid, frames copied, ktime ns, tstate, scratch, status, the collector's flag, the GIL's last

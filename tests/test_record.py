@@ -208,6 +208,34 @@ def test_launch_records_until_exit_and_matches_the_targets_own_split(tmp_path):
     assert abs(share - own["heavy_share"]) < 0.02, (share, own, counts)
 
 
+def test_asked_for_more_than_it_samples_evenly_it_says_so_and_records_at_its_fastest(tmp_path):
+    """Rounds back to back lock onto the program's rhythm (a walk after a change of stack
+    costs more): at ``-i 1us`` the 30-frame target of bench/ had one state 15 points over
+    its time.  spyrec records at its shortest interval instead, says so in one line, and the
+    split stays the target's own."""
+    out = tmp_path / "fastest.spy"
+    report = tmp_path / "fastest.json"
+    result = spyrec("-o", out, "-i", "1us", "--", sys.executable, target_path("split.py"), "0.75",
+                    "2", "--report", report, timeout=120)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == ["spyrec: warning: sampling every 100us, not every 1us: rounds closer "
+                        "than that follow the program's own rhythm and sample its states "
+                        "unevenly"], result.stderr
+    own = json.loads(report.read_text())
+    stacks = Stacks(load(out))
+    rec = stacks.rec
+    assert rec.header["interval_ns"] == 100_000
+    assert rec.trailer["ticks"] <= 10_500 * rec.trailer["duration_ns"] / 1e9
+    counts = Counter()
+    for stack_id in rec.samples["stack"].tolist():
+        names = {frame[0] for frame in stacks.stack(stack_id)}
+        counts["heavy" if "heavy" in names else "light" if "light" in names else "other"] += 1
+    assert counts["heavy"] + counts["light"] > 5000
+    share = counts["heavy"] / (counts["heavy"] + counts["light"])
+    assert abs(share - own["heavy_share"]) < 0.02, (share, own, counts)
+
+
 # -- stopping ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sig, complete", [(signal.SIGINT, True), (signal.SIGTERM, True),
