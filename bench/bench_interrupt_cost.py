@@ -6,14 +6,16 @@ Not part of the unit tests; needs root.  spyrec copies a running thread's stack 
 interrupt (spyrec.stackcapture): the program costs a few microseconds a run (the kernel's
 ``bpf_stats_enabled`` count, see bench_stack_copies), but the interrupt itself is paid too, and
 in a virtual machine it can cost more than the program.  This measures the interrupt alone: a
-CPU-clock event on every CPU running a program that returns at once, period P µs, switched on
-and off around runs of the same fixed Python loop in this process, in pairs (on/off, then
-off/on), so that slow drifts of the machine cancel.  Per period it prints the mean ratio
+CPU-clock event of this process's thread, as spyrec opens one for each thread of a target,
+running a program that returns at once, period P µs of the thread's CPU time, switched on and
+off around runs of the same fixed Python loop, in pairs (on/off, then off/on), so that slow
+drifts of the machine cancel.  Per period it prints the mean ratio
 on/off with a 95% interval, and the cost of one interrupt it implies.
 """
 
 import argparse
 import statistics
+import threading
 import time
 
 from bench.common import command_line
@@ -35,7 +37,7 @@ def measure(period_us, pairs):
     code.mov_imm(bpf.R0, 0)
     code.exit()
     prog = bpf.load_program(code.code(), NULL_PROGRAM)
-    events = [bpf.open_cpu_clock(cpu, period_us * 1000, prog) for cpu in bpf.online_cpus()]
+    events = [bpf.open_cpu_clock(threading.get_native_id(), period_us * 1000, prog)]
     ratios, off_times = [], []
     try:
         for k in range(pairs):

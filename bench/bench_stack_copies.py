@@ -10,8 +10,8 @@ it with ``spyrec --no-bpf`` and then ``spyrec --bpf``, SECONDS each at RATE.  Fo
 recorder's mean round cost and rate (the recording's trailer) and the share of samples with a
 wrong stack (``work`` under another number of ``visit`` frames).  With ``--bpf`` also the
 program's own cost as the kernel counts it with ``kernel.bpf_stats_enabled`` on (set for the
-run): its runs and mean time per run (every CPU-clock tick of every CPU runs it; a tick of
-another process costs a lookup and returns), and the share of samples copied.
+run): its runs and mean time per run (a tick of a thread the recorder has not walked yet
+costs a lookup and returns), and the share of samples copied.
 """
 
 import argparse

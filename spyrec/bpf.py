@@ -271,14 +271,14 @@ class RingBuffer:
         self._consumer.close()
 
 
-def open_cpu_clock(cpu: int, period_ns: int, prog_fd: int) -> int:
-    """A CPU-clock event on ``cpu`` (every task there) that runs ``prog_fd`` every ``period_ns``
-    of CPU time, not enabled yet."""
+def open_cpu_clock(tid: int, period_ns: int, prog_fd: int) -> int:
+    """A CPU-clock event of thread ``tid`` (on whatever CPU it runs) that runs ``prog_fd`` every
+    ``period_ns`` of the thread's CPU time, not enabled yet."""
     attr = bytearray(PERF_ATTR_SIZE)
     struct.pack_into("<IIQQQQQ", attr, 0, PERF_TYPE_SOFTWARE, PERF_ATTR_SIZE,
                      PERF_COUNT_SW_CPU_CLOCK, period_ns, 0, 0, ATTR_DISABLED)
     buf = ctypes.create_string_buffer(bytes(attr), PERF_ATTR_SIZE)
-    fd = _libc.syscall(SYS_PERF_EVENT_OPEN, buf, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
+    fd = _libc.syscall(SYS_PERF_EVENT_OPEN, buf, tid, -1, -1, PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
         raise BpfUnavailable("perf_event_open: %s" % os.strerror(ctypes.get_errno()))
     if _libc.ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd) < 0:
@@ -291,18 +291,4 @@ def open_cpu_clock(cpu: int, period_ns: int, prog_fd: int) -> int:
 def enable(fd: int, on: bool = True) -> None:
     if _libc.ioctl(fd, PERF_EVENT_IOC_ENABLE if on else PERF_EVENT_IOC_DISABLE, 0) < 0:
         raise BpfUnavailable("perf event ioctl: %s" % os.strerror(ctypes.get_errno()))
-
-
-def online_cpus() -> List[int]:
-    """The CPUs a per-CPU event must be opened on (every online one, whatever our affinity)."""
-    try:
-        with open("/sys/devices/system/cpu/online") as f:
-            text = f.read().strip()
-    except OSError:
-        return list(range(os.cpu_count() or 1))
-    cpus: List[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        cpus.extend(range(int(lo), int(hi or lo) + 1))
-    return cpus
 

@@ -225,10 +225,11 @@ BPF_ENV = "SPYREC_BPF"
 
 
 def _start_capture(process, interval_ns):
-    """Copies of running threads' stacks at interrupts, one per round (a thread running all
-    along has one taken since the last round nearly always), where the kernel allows."""
+    """Copies of running threads' stacks at interrupts, twice per round (so that a thread
+    running all along has one taken since the last round) up to the copies' own limit (see
+    spyrec.stackcapture.MIN_PERIOD_NS), where the kernel allows."""
     try:
-        process.start_capture(1e9 / interval_ns)
+        process.start_capture(2e9 / interval_ns)
     except BpfUnavailable:
         pass  # read from outside, as with --no-bpf (the status line counts copied stacks)
 

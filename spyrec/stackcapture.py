@@ -3,8 +3,8 @@
 A walk from another process reads one frame after another while the target runs on: a stack
 that changes every microsecond (generators made and freed at every level, short calls) comes
 out with frames of different moments.  A perf event interrupts a running thread between two of
-its instructions; an eBPF program run there (attached to a CPU-clock event on every CPU, as
-Parca and Pyroscope do) follows the thread's frame chain while the thread cannot move, and
+its instructions; an eBPF program run there (attached to a CPU-clock event of each of the
+target's threads) follows the thread's frame chain while the thread cannot move, and
 hands the frames' raw bytes to the recorder through a ring buffer.  The target is not stopped
 beyond that interrupt (its cost bounds the copies' rate: ``MIN_PERIOD_NS``), and nothing is
 injected into it.
@@ -37,20 +37,21 @@ from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, Layout
 from spyrec.process import namespace_pids
 from spyrec.walkcommon import U64
 
-#: Frames one capture holds; a deeper stack is walked live.
-MAX_FRAMES = 128
-#: Ring buffer bytes (a power of two, whole pages): room for a hundred deep copies, a few
-#: rounds' worth (each round drains it).
-RING_BYTES = 1 << 20
+#: Frames one capture holds; a deeper stack is walked live.  A test runner's or a web
+#: framework's stacks run past a hundred frames; the program is unrolled, one step a frame.
+MAX_FRAMES = 256
+#: Ring buffer bytes (a power of two, whole pages): room for over a hundred copies of the
+#: deepest stacks, a few rounds' worth (each round drains it).
+RING_BYTES = 1 << 22
 #: Thread states the program knows at once.
 MAX_THREADS = 16384
 #: The program's name, as ``bpftool prog`` lists it.
 PROGRAM_NAME = "spyrec_stacks"
-#: The fastest a capture is taken on one CPU (its CPU-clock period floor).  The interrupt
+#: The fastest a thread is copied (its CPU-clock period floor).  The interrupt
 #: is what a copy costs the thread it stops, not the program: in a virtual machine about
 #: 20 µs each, a null program's as much as ours (docs/benchmarks.md, "What an interrupt
-#: costs").  At 1 kHz that is a couple of percent; faster sampling reads the rounds between
-#: copies from outside.
+#: costs").  At 1 kHz that is a couple of percent; past 500 Hz a round may find no copy
+#: (one a round at 1 kHz, fewer beyond), and its running threads are read from outside.
 MIN_PERIOD_NS = 1_000_000
 
 # Record layout: header, then MAX_FRAMES slots of (frame address, the frame's first bytes).
@@ -192,29 +193,39 @@ def _kernel_tgid(pid: int) -> Optional[int]:
 
 
 class StackCapture:
-    """The capture program running on every CPU for one target, and its ring buffer."""
+    """The capture program on a CPU-clock event of each of one target's Python threads, and
+    its ring buffer.  An event of the thread, not of every CPU: no other process takes an
+    interrupt, nor an idle CPU (see ``MIN_PERIOD_NS`` for what one costs)."""
 
     def __init__(self, layout: Layout, tgid: int, rate_hz: float,
                  shared: SharedState = SharedState()):
         self._fds: List[int] = []
         self._ring: Optional[bpf.RingBuffer] = None
         self._known: Dict[int, int] = {}  # tid -> tstate, as the program knows them
+        self._events: Dict[int, int] = {}  # tid -> its CPU-clock event
         try:
             self._threads_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_HASH, 4, 8, MAX_THREADS))
             self._ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0, RING_BYTES))
             self._ring = bpf.RingBuffer(self._ring_fd, RING_BYTES)
-            prog = self._keep(bpf.load_program(build_program(layout, tgid, self._threads_fd,
-                                                             self._ring_fd, shared),
-                                               PROGRAM_NAME))
-            period = max(MIN_PERIOD_NS, int(1e9 / rate_hz))
-            events = [self._keep(bpf.open_cpu_clock(cpu, period, prog))
-                      for cpu in bpf.online_cpus()]
-            for fd in events:
-                bpf.enable(fd)
+            self._prog = self._keep(bpf.load_program(
+                build_program(layout, tgid, self._threads_fd, self._ring_fd, shared),
+                PROGRAM_NAME))
+            self._period = max(MIN_PERIOD_NS, int(1e9 / rate_hz))
+            self._follow(tgid)  # the main thread: whether the kernel allows it at all
         except (BpfUnavailable, OSError) as exc:
             self.close()
             raise BpfUnavailable(str(exc)) from None
         self._slot = 8 + _frame_bytes(layout)
+
+    def _follow(self, tid: int) -> None:
+        fd = bpf.open_cpu_clock(tid, self._period, self._prog)
+        self._events[tid] = fd
+        bpf.enable(fd)
+
+    def _unfollow(self, tid: int) -> None:
+        fd = self._events.pop(tid, None)
+        if fd is not None:
+            os.close(fd)
 
     def _keep(self, fd: int) -> int:
         self._fds.append(fd)
@@ -235,9 +246,15 @@ class StackCapture:
             return
         for tid in set(self._known) - set(tstates):
             bpf.delete_elem(self._threads_fd, _TID.pack(tid))
+            self._unfollow(tid)
         for tid, tstate in tstates.items():
             if self._known.get(tid) != tstate:
                 bpf.update_elem(self._threads_fd, _TID.pack(tid), U64.pack(tstate))
+            if tid not in self._events:
+                try:
+                    self._follow(tid)
+                except BpfUnavailable:
+                    pass  # ended since the walk (or out of descriptors): walked from outside
         self._known = dict(tstates)
 
     def drain(self) -> Dict[int, Capture]:
@@ -262,12 +279,13 @@ class StackCapture:
         if self._ring is not None:
             self._ring.close()
             self._ring = None
-        for fd in self._fds:
+        for fd in self._fds + list(self._events.values()):
             try:
                 os.close(fd)
             except OSError:
                 pass
         self._fds = []
+        self._events = {}
 
 
 def _slot_struct(slot: int, fields: List[Tuple[int, str]]) -> Tuple[struct.Struct, List[int]]:
