@@ -12,7 +12,9 @@ of ``_format_str_once``'s wall time spent in ``lib2to3_parse`` and in ``LineGene
 (launch mode, RATE Hz each), and for each run the script prints black's own shares, wall
 time, and the shares of ``_format_str_once`` samples that each profiler puts under
 ``lib2to3_parse`` and under ``visit``; for spyrec also its torn samples and the share of
-samples rooted at ``<module>`` (shut-down samples without Python frames left out).
+samples rooted at ``<module>`` (shut-down samples without Python frames left out).  Its
+``spyrec`` is the default recorder (stacks copied at interrupts, as root); set
+``SPYREC_BPF=0`` for reads from outside.
 """
 
 import argparse
@@ -50,7 +52,9 @@ def run(command):
 
 
 def spyrec_health(path):
-    """(share of samples torn, share rooted at <module>), shut-down samples left out."""
+    """(share of samples torn, share rooted at <module>), shut-down samples left out: those of
+    the last half second without Python frames (the interpreter's last collections among
+    them)."""
     import spyanalyze
 
     rec = spyanalyze.load(path)
@@ -61,7 +65,7 @@ def spyrec_health(path):
     kept = rooted = 0
     for stack, t in zip(samples["stack"].tolist(), samples["t"].tolist()):
         first = names[frames[stack][0]] if len(frames[stack]) else ""
-        if first == "<no Python frames>" and t > end:
+        if first in ("<no Python frames>", "<GC>") and t > end:  # shutting down
             continue
         kept += 1
         rooted += first == "<module>"

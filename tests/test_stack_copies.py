@@ -17,8 +17,12 @@ from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, sto
 from test_record import SPYREC, Stacks, load, spyrec
 
 #: Share of ``work``'s samples that may have a wrong number of ``visit`` frames: a round that
-#: finds no copy of the running thread since the last one walks it from outside.
-WRONG = 0.01
+#: finds no copy of the running thread since the last one walks it from outside, and on
+#: 3.8-3.10 such a walk is wrong four times in five (1-3% of the rounds in a loaded test run;
+#: the issue's bar is 2 points on the target's own totals).
+WRONG_DEPTH = 0.02
+#: Share of the samples that may be rooted elsewhere than at ``<module>``.
+UNROOTED = 0.01
 #: Share of the samples that must come from copies (the rest: rounds that came before the
 #: thread's next interrupt, the thread waiting for a CPU since the last one; 91-99% on a quiet
 #: machine, 85% with a test run beside it).
@@ -66,8 +70,8 @@ def test_a_recursion_of_generators_is_recorded_whole(label, tmp_path):
                 wrong += count
     total = len(samples["stack"])
     assert work > 400, (label, work, total)
-    assert wrong <= WRONG * work, (label, wrong, work)
-    assert unrooted <= WRONG * total, (label, unrooted, total)
+    assert wrong <= WRONG_DEPTH * work, (label, wrong, work)
+    assert unrooted <= UNROOTED * total, (label, unrooted, total)
     assert copied_count(result.stderr) >= COPIED * total, (label, result.stderr)
     # The target times the loop from a clock call before it to one after it: that share of
     # its time lies between the samples on the loop's two lines and all of ``work``'s.
@@ -94,7 +98,7 @@ def test_a_chain_of_two_hundred_generators_is_copied_whole(label, tmp_path):
             wrong += names.count("visit") != visits or names[-1] != "<module>"
     total = len(stacks.rec.samples["stack"])
     assert work > 300, (label, work, total)
-    assert wrong <= WRONG * work, (label, wrong, work)
+    assert wrong <= WRONG_DEPTH * work, (label, wrong, work)
     assert copied_count(result.stderr) >= COPIED * total, (label, result.stderr)
 
 
