@@ -246,6 +246,7 @@ class StackCapture:
             return
         for tid in set(self._known) - set(tstates):
             bpf.delete_elem(self._threads_fd, _TID.pack(tid))
+        for tid in set(self._events) - set(tstates):  # (the main thread's too, if no Python's)
             self._unfollow(tid)
         for tid, tstate in tstates.items():
             if self._known.get(tid) != tstate:

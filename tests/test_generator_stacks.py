@@ -59,24 +59,32 @@ PHASE_EDGE = 200_000
 #: about 1% on 3.11/3.12 while samples were stamped when the round began, before the /proc
 #: reads and the walks done again.
 WRONG_PHASE = 0.01
-#: CPythons on which a stack read from outside (``--no-bpf``, or without root: see spyrec.stackcapture)
-#: can still mix moments: their frames are separate heap objects, each copied by its own range
-#: of a read that takes longer than a short call.
+#: Recorded as root, running stacks are copied at interrupts (spyrec.stackcapture); these
+#: CPythons are also recorded with ``--no-bpf``, read from outside as a user without root gets
+#: them (label "3.10/outside").
+OUTSIDE = ("3.10", "3.12")
+OUTSIDE_SUFFIX = "/outside"
+#: Stacks read from outside can still mix moments on <=3.10: their frames are separate heap
+#: objects, each copied by its own range of a read that takes longer than a short call.
 LIVE_COPY_SKEW = {
-    label: "<=3.10 copies each frame object separately while the target runs: a consumer "
-           "and its generator or callee come from different moments in a fifth of "
-           "the samples of a loop of 3-microsecond calls, in half of them "
-           "when the target also runs other phases (py-spy stops the target)"
+    label + OUTSIDE_SUFFIX: "<=3.10 copies each frame object separately while the target "
+                            "runs: a consumer and its generator or callee come from different "
+                            "moments in a fifth of the samples of a loop of 3-microsecond "
+                            "calls, in half of them when the target also runs other phases "
+                            "(py-spy stops the target)"
     for label in ("3.8", "3.9", "3.10")}
 
 
-@pytest.fixture(scope="module", params=ALL_SUPPORTED)
+@pytest.fixture(scope="module",
+                params=list(ALL_SUPPORTED) + [label + OUTSIDE_SUFFIX for label in OUTSIDE])
 def generators_recording(request, tmp_path_factory):
     """The generators target recorded for 4 s at 1 kHz, and what it measured itself."""
-    python = python_for(request.param)
+    outside = request.param.endswith(OUTSIDE_SUFFIX)
+    python = python_for(request.param[:-len(OUTSIDE_SUFFIX)] if outside else request.param)
     out = tmp_path_factory.mktemp("gen") / "generators.spy"
     with running_target(python, "generators.py", "5.5", "schedule") as target:
-        result = spyrec("-o", out, "-p", target.pid, "-d", "4", "-r", "1000")
+        result = spyrec("-o", out, "-p", target.pid, "-d", "4", "-r", "1000",
+                        *(["--no-bpf"] if outside else []))
         assert result.returncode == 0, result.stderr
         own = stop_target(target)
     stacks = Stacks(load(out))

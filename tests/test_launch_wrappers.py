@@ -140,12 +140,15 @@ def test_a_command_run_from_a_terminal_reads_it_and_gets_its_ctrl_c(tmp_path):
         seen += read_until(terminal, b"got hello")
         os.write(terminal, b"\x03")
         seen += read_until(terminal, None)
+        # (who held the terminal, should the interrupt not have ended the command)
+        listing = subprocess.run(["ps", "-o", "pid,pgid,tpgid,stat,args", "-s", str(pid)],
+                                 capture_output=True, text=True).stdout
     finally:
         status = end_session(pid, terminal)
     # THEN it read it (a background group reading the terminal is stopped by the kernel), and
     # the interrupt ended it, and with it the recording
     assert b"got hello" in seen, seen
-    assert b"KeyboardInterrupt" in seen, seen
+    assert b"KeyboardInterrupt" in seen, (seen, listing)
     assert os.waitstatus_to_exitcode(status) == 0, seen
     assert load(out).trailer["stop_reason"] == "target exited"
 
