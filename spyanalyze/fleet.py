@@ -214,10 +214,11 @@ def function_totals(samples) -> pd.DataFrame:
         summed = parts.groupby(["recording", "function"]).sum().compute()
     else:
         summed = _partial_totals(samples[columns]).groupby(["recording", "function"]).sum()
-    # round per recording, and leave out what rounds to no samples, as by_function does
+    # round per recording, and leave out what was never sampled, as by_function does
+    sampled = summed["total_ticks"].to_numpy() > 0
     table = summed.astype(np.float64).round().astype(np.int64)
     table.columns = [c.replace("_ticks", "_samples") for c in table.columns]
-    table = table[table["total_samples"] > 0][TOTALS].groupby(level="function").sum()
+    table = table[sampled][TOTALS].groupby(level="function").sum()
     table.index = pd.Index(table.index.astype(object), name="function")
     return table.sort_index().sort_values(["self_samples", "total_samples"], ascending=False,
                                           kind="stable")

@@ -71,7 +71,9 @@ def aggregate(recording: Recording, by: str = "function", weight: str = "samples
     table["total_share"] = exact[weight][1] / denominator
     if by == "function":
         table.insert(2, "line", lowest_lines(recording.frames["line"].to_numpy(), codes, n_codes))
-    table = table[table["total_samples"] > 0]
+    # (on the exact weights: a code sampled only in rounds that ran late has less than half a
+    # tick, rounded to 0 samples, and its CPU and wall time still count)
+    table = table[exact["samples"][1] > 0]
     return table.sort_values(["self_share", "total_share"], ascending=False, kind="stable") \
         .reset_index(drop=True)
 
