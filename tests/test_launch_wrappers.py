@@ -125,7 +125,9 @@ def test_a_wrapper_stopped_by_spyrec_leaves_nothing_running(tmp_path, stop):
 def test_a_command_run_from_a_terminal_reads_it_and_gets_its_ctrl_c(tmp_path):
     # GIVEN spyrec started from a shell prompt: on a terminal, in its foreground group
     out = tmp_path / "run.spy"
-    program = "print('got', input()); import time; time.sleep(60)"
+    # (short sleeps: an interrupt that comes after the interpreter last looked and before a
+    # long sleep begins would wait for its end)
+    program = "import time\nprint('got', input())\nwhile True: time.sleep(0.05)"
     pid, terminal = pty.fork()
     if pid == 0:  # the child: spyrec, on the terminal
         try:
