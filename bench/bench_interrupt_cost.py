@@ -14,6 +14,7 @@ on/off with a 95% interval, and the cost of one interrupt it implies.
 """
 
 import argparse
+import os
 import statistics
 import threading
 import time
@@ -37,22 +38,21 @@ def measure(period_us, pairs):
     code.mov_imm(bpf.R0, 0)
     code.exit()
     prog = bpf.load_program(code.code(), NULL_PROGRAM)
-    events = [bpf.open_cpu_clock(threading.get_native_id(), period_us * 1000, prog)]
+    event = bpf.open_cpu_clock(threading.get_native_id(), period_us * 1000, prog)
     ratios, off_times = [], []
     try:
         for k in range(pairs):
             took = {}
             for on in ((True, False) if k % 2 else (False, True)):
-                for fd in events:
-                    bpf.enable(fd, on)
+                bpf.enable(event, on)
                 start = time.perf_counter()
                 loop()
                 took[on] = time.perf_counter() - start
             ratios.append(took[True] / took[False])
             off_times.append(took[False])
     finally:
-        for fd in events:
-            bpf.enable(fd, False)
+        os.close(event)
+        os.close(prog)
     mean = statistics.mean(ratios) - 1
     half = 1.96 * statistics.stdev(ratios) / len(ratios) ** 0.5
     # the extra time per second of loop, over the interrupts a second of it takes
