@@ -34,13 +34,16 @@ KINDS = ("user", "stdlib", "site-packages", "other", "native", "kernel")
 _FORMAT_KINDS = {spyformat.FrameKind.NATIVE: "native", spyformat.FrameKind.KERNEL: "kernel"}
 
 
-def with_format_kinds(modules, kinds, format_kinds):
+def with_format_kinds(modules, kinds, format_kinds, files):
     """``module_paths``' (modules, kinds) with the frames that are no Python code (``format_kinds``,
-    the recording's ``spyformat.FrameKind`` of each frame) given their own kind, and that kind as
-    their module: ``futex_wait_queue (kernel)``."""
+    the recording's ``spyformat.FrameKind`` of each frame) given their own kind, and as their
+    module the file a native function is in (``deflate (libz.so.1)``), or the kind
+    (``futex_wait_queue (kernel)``)."""
     modules, kinds = list(modules), list(kinds)
     for i in np.flatnonzero(np.asarray(format_kinds) != spyformat.FrameKind.PYTHON).tolist():
         kinds[i] = modules[i] = _FORMAT_KINDS.get(int(format_kinds[i]), "other")
+        if kinds[i] == "native" and files[i]:
+            modules[i] = str(files[i]).rsplit("/", 1)[-1]
     return modules, kinds
 
 

@@ -115,7 +115,8 @@ class Recording:
         root = data.header.get("cwd") or next(
             (p.get("cwd") for p in data.processes.values() if p.get("cwd")), None)
         modules, kinds = module_paths(frames["file"].tolist(), root)
-        modules, kinds = frame_rules.with_format_kinds(modules, kinds, format_kinds)
+        modules, kinds = frame_rules.with_format_kinds(modules, kinds, format_kinds,
+                                                       frames["file"].tolist())
         frames["module"] = pd.Series(modules, dtype=object)
         frames["kind"] = pd.Categorical(kinds, categories=frame_rules.KINDS)
         frames["label"] = pd.Series(frame_rules.labels(frames["qualname"], frames["module"], frames["line"]),

@@ -49,6 +49,8 @@ PERF_EVENT_IOC_DISABLE = 0x2401
 PERF_EVENT_IOC_SET_BPF = 0x40042408
 PERF_ATTR_SIZE = 128
 ATTR_DISABLED = 1 << 0
+ATTR_USE_CLOCKID = 1 << 25
+CLOCK_MONOTONIC = 1
 
 LOG_SIZE = 1 << 20
 
@@ -271,12 +273,17 @@ class RingBuffer:
         self._consumer.close()
 
 
-def open_cpu_clock(tid: int, period_ns: int, prog_fd: int) -> int:
+def open_cpu_clock(tid: int, period_ns: int, prog_fd: int, sample_type: int = 0,
+                   regs_user: int = 0, stack_user: int = 0) -> int:
     """A CPU-clock event of thread ``tid`` (on whatever CPU it runs) that runs ``prog_fd`` every
-    ``period_ns`` of the thread's CPU time, not enabled yet."""
+    ``period_ns`` of the thread's CPU time, not enabled yet.  With a ``sample_type``, the
+    kernel also writes a sample (of ``regs_user`` and ``stack_user`` bytes of the user stack
+    where asked, its time on CLOCK_MONOTONIC) whenever the program returns non-zero."""
     attr = bytearray(PERF_ATTR_SIZE)
+    flags = ATTR_DISABLED | (ATTR_USE_CLOCKID if sample_type else 0)
     struct.pack_into("<IIQQQQQ", attr, 0, PERF_TYPE_SOFTWARE, PERF_ATTR_SIZE,
-                     PERF_COUNT_SW_CPU_CLOCK, period_ns, 0, 0, ATTR_DISABLED)
+                     PERF_COUNT_SW_CPU_CLOCK, period_ns, sample_type, 0, flags)
+    struct.pack_into("<QIi", attr, 80, regs_user, stack_user, CLOCK_MONOTONIC)
     buf = ctypes.create_string_buffer(bytes(attr), PERF_ATTR_SIZE)
     fd = _libc.syscall(SYS_PERF_EVENT_OPEN, buf, tid, -1, -1, PERF_FLAG_FD_CLOEXEC)
     if fd < 0:

@@ -59,6 +59,10 @@ def _time_option(default_unit):
 @click.option("--kernel", is_flag=True,
               help="Put each waiting thread's kernel frames under its Python frames "
                    "(/proc/PID/task/TID/stack; root).")
+@click.option("--native", is_flag=True,
+              help="Put the native (C, C++, Rust) frames of the interpreter, its extensions "
+                   "and libraries among the Python frames, unwound from copies of each "
+                   "thread's stack taken with the Python stack (root).")
 @click.option("--bpf/--no-bpf", "bpf", default=None,
               help="Copy running threads' Python stacks at CPU-clock interrupts, in the "
                    "target's own context (eBPF; root), or not: whole and of one moment "
@@ -70,8 +74,8 @@ def _time_option(default_unit):
 @click.version_option(__version__, "-V", "--version", prog_name="spyrec",
                       message="%(prog)s %(version)s (records CPython " + supported_range() + ")")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def spyrec(output, pid, duration, interval, rate, quiet, realtime, children, kernel, bpf,
-           debug, command):
+def spyrec(output, pid, duration, interval, rate, quiet, realtime, children, kernel, native,
+           bpf, debug, command):
     """Record every thread's Python stack of a CPython process, from outside it.
 
     Give either -p PID or a command after '--'. Nothing is injected into the target and it is
@@ -94,7 +98,7 @@ def spyrec(output, pid, duration, interval, rate, quiet, realtime, children, ker
     try:
         stats = record(output, pid=pid, command=list(command) or None, interval_ns=interval_ns,
                        duration_ns=duration, progress=live, realtime=realtime, kernel=kernel,
-                       children=children, stack_copies=bpf)
+                       children=children, stack_copies=bpf, native=native)
     except SpyError as exc:
         if live is not None:
             live.clear()
@@ -156,6 +160,10 @@ def status_line(stats, output):
             if stats.throttled else "")
     if stats.copied_stacks:
         busy += ", %d stacks copied at interrupts" % stats.copied_stacks
+    if stats.native_stacks or stats.native_unmerged:
+        busy += ", %d with native frames" % stats.native_stacks
+        if stats.native_unmerged:
+            busy += " (%d more left with their Python frames only)" % stats.native_unmerged
     return ("spyrec: %d samples (%d rounds) in %.2f s, %.0f Hz effective, %.2f%% errors, %d late%s; "
             "%s; wrote %s" % (stats.samples, stats.rounds, seconds, rate, error_share, stats.late,
                               busy, ending, where))

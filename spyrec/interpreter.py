@@ -3,21 +3,22 @@ sampled, its threads named (spyrec.threads), until it exits or replaces its prog
 
 import struct
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from spyrec.asynciotasks import CurrentTasks, TaskNames, find_offsets, table_offsets
-from spyrec.codeobjects import CodeCache, FrameInfo
+from spyrec.codeobjects import SKIP, CodeCache, FrameInfo
 from spyrec.errors import (MemoryReadError, NotPython, PermissionDenied, SpyError, TargetNotFound,
                            TargetReplaced)
 from spyrec.process import (TargetMemory, check_pid, executable_path, namespace_pids,
                             process_start_time, read_maps, target_view)
 from spyrec.pystrings import ObjectReader
+from spyrec.nativestacks import NativeStacks
 from spyrec.runtime import Interpreter, find_interpreter
-from spyrec.stackcapture import CaptureDecoder, SharedState, StackCapture
+from spyrec.stackcapture import CaptureDecoder, SharedState, StackCapture, read_chain
 from spyrec.threadnames import ThreadNameReader
 from spyrec.threads import NamespaceTids, ThreadNaming, bound_states, find_pthread_tid_offset
 from spyrec.validation import check_guessed_layout, check_interpreter
-from spyrec.walker import StackWalker, ThreadStack
+from spyrec.walker import StackWalker, ThreadStack, kept_runs
 
 #: How often a process is looked at for asyncio until it is found (seconds): for ``_asyncio``'s
 #: table in its maps (3.14+), for ``asyncio.tasks`` in ``sys.modules`` (<=3.13, read again only
@@ -66,6 +67,8 @@ class PythonProcess:
         self._tid_offset_retry = 0.0
         #: The in-kernel copies of running threads' stacks (see spyrec.stackcapture), or None.
         self.capture: Optional[StackCapture] = None
+        #: The native frames of its samples (``start_capture(native=True)``), or None.
+        self.native: Optional[NativeStacks] = None
         self._closed = False
 
     # -- attach ------------------------------------------------------------------------------
@@ -119,15 +122,40 @@ class PythonProcess:
             # Not found (no thread yet, or all exiting): look again in a second.
             self._tid_offset_retry = time.monotonic() + 1.0 if offset is None else 0.0
 
-    def start_capture(self, rate_hz: float) -> None:
+    def start_capture(self, rate_hz: float, native: bool = False) -> None:
         """Have running threads' stacks copied at CPU-clock interrupts, about ``rate_hz`` times
-        a second each (see spyrec.stackcapture); raises BpfUnavailable where not allowed."""
+        a second each (see spyrec.stackcapture), with their native stacks too if ``native``
+        (see ``native``); raises BpfUnavailable where not allowed."""
         try:
             shared = self.walker.shared_state()
         except (MemoryReadError, struct.error, OverflowError, ValueError):
             shared = SharedState()  # copies without the GIL's and the collector's state
-        self.capture = StackCapture.open(self.layout, self.pid, rate_hz, shared)
+        self.capture = StackCapture.open(self.layout, self.pid, rate_hz, shared, native)
         self.walker.decoder = CaptureDecoder(self.layout, self.walker.frame_type)
+        if native:
+            self.native = NativeStacks(self.pid, self.mem, time.monotonic)
+            self.walker.with_runs = True
+
+    def still_runs(self, tid: int, frames: tuple) -> Optional[Tuple[Tuple[int, int], ...]]:
+        """The runs of the eval loop (``ThreadStack.runs``) of ``frames``, a sleeping
+        thread's as walked, or None when not known: read again from outside (the thread
+        holds still) the way a copy is read, which tells where runs begin."""
+        if self.layout.frame_kind != "iframe":
+            return ((1, 0),) * len(frames)  # a run per frame object (<= 3.10)
+        tstate = (self.walker.tstates or {}).get(tid)
+        decoder = self.walker.decoder
+        if not tstate or decoder is None:
+            return None
+        try:
+            codes, offsets, torn, _ = decoder.decode(read_chain(self.mem, self.layout, tstate))
+            keys = self.codes.keys_for(codes)
+        except (MemoryReadError, struct.error, OverflowError, ValueError):
+            return None
+        if torn or None in keys:
+            return None
+        if tuple((key, offset) for key, offset in zip(keys, offsets) if key != SKIP) != frames:
+            return None  # it ran since it was walked
+        return tuple(kept_runs(keys, decoder.runs))
 
     # -- sampling ----------------------------------------------------------------------------
 

@@ -42,10 +42,12 @@ class ThreadStats:
 
     __slots__ = ("_schedstat", "_stat", "_wchan", "_syscall", "_zeros", "_checks", "_misses",
                  "last_cpu_ns", "_switches", "_raw", "running", "still", "still_count", "cpu",
-                 "_channel", "cause", "_base", "_stack", "kernel_frames", "_kernel_by_cause")
+                 "_channel", "cause", "_base", "_stack", "kernel_frames", "_kernel_by_cause",
+                 "_native", "user_sp_ip")
 
-    def __init__(self, proc_root, pid, tid, kernel=False):
-        """``kernel``: also read a sleeping thread's kernel frames (``kernel_frames``)."""
+    def __init__(self, proc_root, pid, tid, kernel=False, native=False):
+        """``kernel``: also read a sleeping thread's kernel frames (``kernel_frames``);
+        ``native``: its user stack and instruction pointers (``user_sp_ip``)."""
         base = "%s/%d/task/%d/" % (proc_root, pid, tid)
         self._schedstat = _open_or_none(base + "schedstat")
         self._stat = _open_or_none(base + "stat")
@@ -61,6 +63,10 @@ class ThreadStats:
         #: ``kernel``; () while it runs, or when the kernel does not tell.
         self.kernel_frames = ()
         self._kernel_by_cause = {}  # (call, function) -> kernel_frames read asleep in it
+        self._native = native
+        #: (stack pointer, instruction pointer) of the thread's user code at the last
+        #: ``refresh()`` that found it asleep, with ``native``; None when not known.
+        self.user_sp_ip = None
         self._zeros = self._checks = self._misses = 0
         self.last_cpu_ns = None
         self._switches = 0
@@ -117,6 +123,7 @@ class ThreadStats:
             if self.running:
                 self.cause = (None, None)
                 self.kernel_frames = ()
+                self.user_sp_ip = None
             elif not self.still:  # asleep since it last ran: in what (a still one, as before)
                 self.cause = self._wait_cause()
                 if self._stack is not None:
@@ -169,17 +176,35 @@ class ThreadStats:
         call = None
         if self._syscall == -1:
             self._syscall = _open_or_none(self._base + "syscall")
+        self.user_sp_ip = None
         if self._syscall is not None:
             try:
-                first = os.pread(self._syscall, 64, 0).split(None, 1)[0]
-                if first.isdigit():
-                    call = syscall_name(int(first))
-            except (OSError, IndexError):
+                fields = os.pread(self._syscall, 256 if self._native else 64, 0).split()
+                if fields[0].isdigit():
+                    call = syscall_name(int(fields[0]))
+                # "NR args... sp pc" in a system call, "-1 sp pc" blocked outside one
+                # (fs/proc/base.c proc_pid_syscall)
+                if self._native and len(fields) in (3, 9):
+                    self.user_sp_ip = (int(fields[-2], 16), int(fields[-1], 16))
+            except (OSError, IndexError, ValueError):
                 pass
         channel = self._channel
         if channel is None and self._wchan is not None:
             channel = _function_name(self._read_wchan())
         return call, channel
+
+    def sp_ip_now(self):
+        """(stack pointer, instruction pointer) of the thread asleep now, None if it runs
+        (or the kernel will not tell)."""
+        if self._syscall in (-1, None):
+            return None
+        try:
+            fields = os.pread(self._syscall, 256, 0).split()
+            if len(fields) in (3, 9):
+                return int(fields[-2], 16), int(fields[-1], 16)
+        except (OSError, ValueError):
+            pass
+        return None
 
     def _kernel_frames_for(self, cause):
         """The kernel frames of the thread asleep in ``cause``.  The path from a system call to

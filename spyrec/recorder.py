@@ -16,7 +16,7 @@ import time
 from typing import Callable, Optional, Sequence
 
 from spyrec import __version__
-from spyrec.errors import OutputError, PermissionDenied
+from spyrec.errors import OutputError, PermissionDenied, SpyError
 from spyrec.descendants import Descendants
 from spyrec.interpreter import PythonProcess
 from spyrec.process import read_cmdline, read_cwd
@@ -130,7 +130,7 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
            observe: Optional[Callable[[SpyWriter, PythonProcess], Sink]] = None,
            should_stop: Optional[Callable[[], bool]] = None,
            realtime: bool = False, kernel: bool = False, children: bool = False,
-           stack_copies: Optional[bool] = None) -> SamplingStats:
+           stack_copies: Optional[bool] = None, native: bool = False) -> SamplingStats:
     """Record a process (``pid``) or a command (``command``) into ``output``; return the stats.
     ``progress(stats, elapsed_ns)`` is called about twice a second (see ``Sampler.run``).
     ``observe(writer, process)``, once attached, returns what the sampler writes to instead
@@ -139,9 +139,13 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
     ``kernel``: a sleeping thread's kernel frames under its Python frames (root);
     ``children``: every Python descendant of the target too (see spyrec.descendants);
     ``stack_copies``: running threads' stacks copied at interrupts where the kernel allows
-    (see spyrec.stackcapture; None: as ``SPYREC_BPF`` says, on unless it is 0)."""
+    (see spyrec.stackcapture; None: as ``SPYREC_BPF`` says, on unless it is 0);
+    ``native``: native frames among the Python frames (see spyrec.nativestacks; root, and
+    the copies)."""
+    if native and stack_copies is False:
+        raise SpyError("--native takes the native stacks with the stack copies: drop --no-bpf")
     if stack_copies is None:
-        stack_copies = os.environ.get(BPF_ENV) != "0"
+        stack_copies = native or os.environ.get(BPF_ENV) != "0"
     if interval_ns < SHORTEST_INTERVAL_NS:
         warn("sampling every %gus, not every %gus: rounds closer than that follow the program's "
              "own rhythm and sample its states unevenly"
@@ -167,18 +171,20 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
                  "so it is read with the %d.%d field list" % ((process.version_string,) + guessed))
         if kernel:
             _check_kernel_stacks(process.pid)
+        if native:
+            _start_native(process, interval_ns)
         origin = time.monotonic_ns()
         writer = SpyWriter(stream)
         _write_start(writer, process, origin, interval_ns, "launch" if command else "attach")
         out.publish()
         sink = writer if observe is None else observe(writer, process)
-        if stack_copies:
+        if stack_copies and not native:
             _start_capture(process, interval_ns)
         sampler = Sampler(process, sink, interval_ns, origin, kernel=kernel)
         if children:
             def child_sampler(child):
                 if stack_copies:
-                    _start_capture(child, interval_ns)
+                    _start_capture(child, interval_ns, native)
                 return Sampler(child, sink, interval_ns, origin, kernel=kernel,
                                stats=sampler.stats)
             sampler.descendants = Descendants(process.pid, child_sampler, sink, origin)
@@ -224,14 +230,25 @@ SHORTEST_INTERVAL_NS = 100_000
 BPF_ENV = "SPYREC_BPF"
 
 
-def _start_capture(process, interval_ns):
+def _start_capture(process, interval_ns, native=False):
     """Copies of running threads' stacks at interrupts, twice per round (so that a thread
     running all along has one taken since the last round) up to the copies' own limit (see
     spyrec.stackcapture.MIN_PERIOD_NS), where the kernel allows."""
     try:
-        process.start_capture(2e9 / interval_ns)
+        process.start_capture(2e9 / interval_ns, native)
     except BpfUnavailable:
         pass  # read from outside, as with --no-bpf (the status line counts copied stacks)
+
+
+def _start_native(process, interval_ns):
+    """The copies with native stacks, or a clear refusal: a recording asked for native frames
+    is not made without them."""
+    try:
+        process.start_capture(2e9 / interval_ns, native=True)
+    except BpfUnavailable as exc:
+        raise SpyError("--native: the kernel refused the CPU-clock events that copy native "
+                       "stacks (%s); it needs root (CAP_BPF and CAP_PERFMON) and Linux 5.8+"
+                       % exc) from None
 
 
 def _write_start(writer, process, origin, interval_ns, mode):

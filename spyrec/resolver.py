@@ -28,6 +28,8 @@ DEFINED_LIMIT = 50_000
 
 #: A walker frame: (code key, instruction offset).
 RawFrame = Tuple[int, int]
+#: Native frames placed among a stack's Python frames (see spyrec.nativestacks.place).
+Placed = Tuple[Tuple[int, Tuple[Any, ...]], ...]
 
 
 
@@ -49,12 +51,16 @@ class StackResolver:
         return self.interned.stack_id(())
 
     def stack_id(self, raw_frames: Tuple[RawFrame, ...], in_gc: bool = False,
-                 kernel: Tuple[str, ...] = (), task: Optional[str] = None) -> Optional[int]:
+                 kernel: Tuple[str, ...] = (), task: Optional[str] = None,
+                 native: Optional[Placed] = None) -> Optional[int]:
         """The stack id of a walker stack (leaf first), or None when a frame cannot be read;
         innermost under its Python frames, ``in_gc``: the ``GC_FRAME``, ``kernel``: kernel
         functions (innermost first); ``task``: the asyncio task it ran in, a ``TASK_FILE``
         frame named after it just outside the task's coroutine (the outermost coroutine
-        frame: the event loop's frames are plain functions), or outermost without one."""
+        frame: the event loop's frames are plain functions), or outermost without one;
+        ``native``: native frames among the Python frames (spyrec.nativestacks.place)."""
+        if native is not None:
+            return self._native_stack_id(raw_frames, in_gc, kernel, task, native)
         extra = in_gc or kernel or task is not None
         stack_id = self._raw_stacks.get((raw_frames, in_gc, kernel, task) if extra else raw_frames)
         if stack_id is not None:
@@ -74,16 +80,60 @@ class StackResolver:
                 if frame_id is None:
                     return None
                 frame_ids.append(frame_id)
-            if in_gc:
-                frame_ids.append(self.interned.frame_id(GC_FRAME, GC_FRAME, GC_FRAME, 0))
-            for function in reversed(kernel):
-                frame_ids.append(self.interned.frame_id(KERNEL_FILE, function, function, 0, -1,
-                                                        FrameKind.KERNEL))
-            stack_id = self.interned.stack_id(tuple(frame_ids))
+            stack_id = self._defined(frame_ids, in_gc, kernel)
             self._remember(key, stack_id)
         if current != raw_frames:
             self._remember((raw_frames, in_gc, kernel, task) if extra else raw_frames, stack_id)
         return stack_id
+
+    def _native_stack_id(self, raw_frames: Tuple[RawFrame, ...], in_gc: bool,
+                         kernel: Tuple[str, ...], task: Optional[str],
+                         native: Placed) -> Optional[int]:
+        """``stack_id`` of a stack with native frames: every Python frame keeps its place
+        among them, so frames of the interpreter's own code are left out one by one."""
+        key = (raw_frames, in_gc, kernel, task, native)
+        stack_id = self._raw_stacks.get(key)
+        if stack_id is not None:
+            return stack_id
+        try:
+            keys = self.codes.refresh([code for code, _ in raw_frames])
+        except (MemoryReadError, PermissionDenied):
+            return None
+        if any(code is None for code in keys):
+            return None
+        current = tuple((code, offset) for code, (_, offset) in zip(keys, raw_frames))
+        inside = dict(native)  # Python frame p -> the native frames just inside it
+        count = len(current)
+        task_at = self._task_position(current) if task is not None else -1
+        frame_ids: List[int] = []
+        for position in range(count, -1, -1):  # outermost first
+            for frame in reversed(inside.get(position, ())):
+                frame_ids.append(self.interned.frame_id(frame.file, frame.name, frame.name, 0,
+                                                        -1, FrameKind.NATIVE))
+            if position == 0:
+                break
+            raw = current[position - 1]
+            if count - position == task_at and task is not None:
+                frame_ids.append(self.interned.frame_id(TASK_FILE, task, task, 0))
+            if raw[0] == SKIP:
+                continue
+            frame_id = self._frame_id(raw)  # type: ignore[arg-type]
+            if frame_id is None:
+                return None
+            frame_ids.append(frame_id)
+        stack_id = self._defined(frame_ids, in_gc, kernel)
+        self._remember(key, stack_id)
+        return stack_id
+
+    def _defined(self, frame_ids: List[int], in_gc: bool, kernel: Tuple[str, ...]) -> int:
+        """The id of the stack of ``frame_ids`` (root first), with the collector's mark and
+        the kernel frames innermost."""
+        if in_gc:
+            frame_ids.append(self.interned.frame_id(GC_FRAME, GC_FRAME, GC_FRAME, 0))
+        for function in reversed(kernel):
+            frame_ids.append(self.interned.frame_id(KERNEL_FILE, function, function, 0, -1,
+                                                    FrameKind.KERNEL))
+        return self.interned.stack_id(tuple(frame_ids))
 
     def _task_position(self, frames: Tuple[RawFrame, ...]) -> int:
         """Where a task's frame goes among ``frames`` (leaf first), counted from the root:

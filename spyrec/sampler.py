@@ -41,7 +41,7 @@ class _Thread:
 
     __slots__ = ("stats", "named", "os_name", "name_tries", "next_name_try", "missing",
                  "cpu_delta", "last_frames", "last_kernel", "last_task", "last_stack_id", "row",
-                 "counted")
+                 "counted", "last_native")
 
     def __init__(self, stats: ThreadStats) -> None:
         self.stats = stats
@@ -57,6 +57,7 @@ class _Thread:
         self.last_stack_id = None
         self.row = None  # (stack id, flags, syscall, wchan) of its last sample
         self.counted = 0  # its switch count, added to the dormant threads' sum while dormant
+        self.last_native = None  # its native frames as placed in its last sample, if any
 
 
 def _threads_alive(active: Dict[int, _Thread], dormant: Dict[int, _Thread]) -> Dict[int, _Thread]:
@@ -113,6 +114,10 @@ class SamplingStats:
         self.throttled = 0
         #: Stacks taken from copies made at interrupts (see spyrec.stackcapture).
         self.copied_stacks = 0
+        #: With native frames: samples given them, and samples whose native stack could not
+        #: be put among their Python frames (see spyrec.nativestacks).
+        self.native_stacks = 0
+        self.native_unmerged = 0
 
     def add_round_cost(self, cost: int) -> None:
         self.rounds += 1
@@ -389,11 +394,16 @@ class Sampler:
         task = None
         if thread_stack.task and self.process.tasks is not None:
             task = self.process.tasks.name(thread_stack.task)
+        native = None
+        if self.process.native is not None and not thread_stack.torn:
+            native = self._native_placed(thread_stack, thread)
         if frames is thread.last_frames and kernel is thread.last_kernel \
-                and task == thread.last_task and not thread_stack.in_gc:
+                and task == thread.last_task and not thread_stack.in_gc \
+                and native is thread.last_native:
             stack_id = thread.last_stack_id  # a stack kept whole by the walker: no hashing
         else:
-            stack_id = resolver.stack_id(frames, thread_stack.in_gc, kernel, task)
+            thread.last_native = native
+            stack_id = resolver.stack_id(frames, thread_stack.in_gc, kernel, task, native)
             if stack_id is None:
                 flags |= SampleFlag.TORN
                 stack_id = resolver.empty_stack_id()
@@ -413,6 +423,27 @@ class Sampler:
                 self._dormant_rows = None
         thread.cpu_delta = 0  # a second thread state with the same TID gets none of it
         self.stats.samples += 1
+
+    def _native_placed(self, thread_stack, thread):
+        """The native frames of a sample, placed among its Python frames (see
+        spyrec.nativestacks), or None: a running thread's from the copy of its stack made with
+        its Python frames, a sleeping thread's read from outside (it holds still: one that
+        did not run since keeps them)."""
+        process = self.process
+        stats = thread.stats
+        tid = thread_stack.native_tid
+        if thread_stack.copied:
+            regs = process.capture.user_stacks.get(tid) if process.capture is not None else None
+            runs = thread_stack.runs
+        elif not stats.running and stats.user_sp_ip is not None:
+            if stats.still and thread.last_native is not None \
+                    and thread_stack.frames is thread.last_frames:
+                return thread.last_native
+            regs = process.native.asleep(tid, *stats.user_sp_ip, stats.sp_ip_now)
+            runs = thread_stack.runs or process.still_runs(tid, thread_stack.frames)
+        else:
+            regs = runs = None
+        return process.native.frames(regs, runs or (), len(thread_stack.frames))
 
     def _quiet(self, watch, switches):
         """Whether no dormant thread ran since it was last read, ``switches`` being the sum
@@ -489,7 +520,8 @@ class Sampler:
         if old is not None:
             old.stats.close()
             self._undormant(tid)
-        thread = _Thread(ThreadStats(self.proc_root, self.process.pid, tid, self.kernel))
+        thread = _Thread(ThreadStats(self.proc_root, self.process.pid, tid, self.kernel,
+                                     self.process.native is not None))
         # The baseline (the first sample's CPU delta is 0) and state; its stack was read before.
         thread.stats.refresh(read_after=False)
         self._threads[tid] = thread
@@ -528,6 +560,11 @@ class Sampler:
         end = self.stats.end_ns if end_ns is None else end_ns
         self.stats.copied_stacks += self.process.walker.captured_stacks
         self.process.walker.captured_stacks = 0
+        native = self.process.native
+        if native is not None:
+            self.stats.native_stacks += native.merged
+            self.stats.native_unmerged += native.unmerged
+            native.merged = native.unmerged = 0
         for tid, thread in self._threads.items():
             if not thread.missing:
                 thread.stats.close()

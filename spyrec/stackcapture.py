@@ -30,10 +30,11 @@ import os
 import struct
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-from spyrec import bpf
+from spyrec import bpf, perfstacks
 from spyrec.bpf import R0, R1, R2, R3, R7, R8, R9, R10, Assembler, BpfUnavailable
 from spyrec.chunkwalk import MAX_OFFSET, MIN_OFFSET
 from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, Layout
+from spyrec.perfstacks import SampleRing, UserStack, newest_by_tid
 from spyrec.process import namespace_pids
 from spyrec.walkcommon import U64
 
@@ -62,6 +63,10 @@ SLOT_AT = HEADER.size
 SCRATCH_AT, STATUS_AT, COLLECTING_AT, HOLDER_AT, LOCKED_AT = 24, 32, 36, 40, 48
 #: Status: the chain was followed to its end; a read failed; deeper than MAX_FRAMES.
 WHOLE, FAULT, TRUNCATED = 0, 1, 2
+
+#: A copy and the kernel's sample of one interrupt are stamped this close (the sample's time
+#: is taken just after the program runs); copies are at least ``MIN_PERIOD_NS`` apart.
+SAME_INTERRUPT_NS = 200_000
 
 _TID = struct.Struct("<I")
 
@@ -94,8 +99,9 @@ class SharedState(NamedTuple):
 
 
 def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int,
-                  shared: SharedState = SharedState()) -> bytes:
-    """The capture program for one target (its TGID as the kernel sees it)."""
+                  shared: SharedState = SharedState(), sample: bool = False) -> bytes:
+    """The capture program for one target (its TGID as the kernel sees it).  ``sample``:
+    after a copy, the kernel also writes the event's own sample (spyrec.perfstacks)."""
     fr, ts = layout.frame, layout.thread
     frame_bytes = _frame_bytes(layout)
     slot = 8 + frame_bytes
@@ -179,6 +185,9 @@ def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int,
     a.mov(R1, R9)
     a.mov_imm(R2, 0)
     a.call(bpf.RINGBUF_SUBMIT)
+    if sample:
+        a.mov_imm(R0, 1)
+        a.exit()
     a.label("out")
     a.mov_imm(R0, 0)
     a.exit()
@@ -198,7 +207,12 @@ class StackCapture:
     interrupt, nor an idle CPU (see ``MIN_PERIOD_NS`` for what one costs)."""
 
     def __init__(self, layout: Layout, tgid: int, rate_hz: float,
-                 shared: SharedState = SharedState()):
+                 shared: SharedState = SharedState(), native: bool = False):
+        self._native = native
+        #: {tid: its user registers and stack} at the interrupt of the newest capture the
+        #: last ``drain`` gave, with ``native``.
+        self.user_stacks: Dict[int, UserStack] = {}
+        self._rings: Dict[int, SampleRing] = {}
         self._fds: List[int] = []
         self._ring: Optional[bpf.RingBuffer] = None
         self._known: Dict[int, int] = {}  # tid -> tstate, as the program knows them
@@ -208,7 +222,7 @@ class StackCapture:
             self._ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0, RING_BYTES))
             self._ring = bpf.RingBuffer(self._ring_fd, RING_BYTES)
             self._prog = self._keep(bpf.load_program(
-                build_program(layout, tgid, self._threads_fd, self._ring_fd, shared),
+                build_program(layout, tgid, self._threads_fd, self._ring_fd, shared, native),
                 PROGRAM_NAME))
             self._period = max(MIN_PERIOD_NS, int(1e9 / rate_hz))
             self._follow(tgid)  # the main thread: whether the kernel allows it at all
@@ -218,11 +232,23 @@ class StackCapture:
         self._slot = 8 + _frame_bytes(layout)
 
     def _follow(self, tid: int) -> None:
-        fd = bpf.open_cpu_clock(tid, self._period, self._prog)
+        if self._native:
+            fd = bpf.open_cpu_clock(tid, self._period, self._prog, perfstacks.SAMPLE_TYPE,
+                                    perfstacks.REGS_MASK, perfstacks.STACK_BYTES)
+            try:
+                self._rings[tid] = SampleRing(fd)
+            except OSError as exc:
+                os.close(fd)
+                raise BpfUnavailable("mmap of a perf event: %s" % exc.strerror) from None
+        else:
+            fd = bpf.open_cpu_clock(tid, self._period, self._prog)
         self._events[tid] = fd
         bpf.enable(fd)
 
     def _unfollow(self, tid: int) -> None:
+        ring = self._rings.pop(tid, None)
+        if ring is not None:
+            ring.close()
         fd = self._events.pop(tid, None)
         if fd is not None:
             os.close(fd)
@@ -233,11 +259,11 @@ class StackCapture:
 
     @classmethod
     def open(cls, layout: Layout, pid: int, rate_hz: float,
-             shared: SharedState = SharedState()) -> "StackCapture":
+             shared: SharedState = SharedState(), native: bool = False) -> "StackCapture":
         tgid = _kernel_tgid(pid)
         if tgid is None:
             raise BpfUnavailable("spyrec runs in a nested PID namespace")
-        return cls(layout, tgid, rate_hz, shared)
+        return cls(layout, tgid, rate_hz, shared, native)
 
     def watch(self, tstates: Dict[int, int]) -> None:
         """Tell the program each thread's state ({kernel TID: tstate}); threads gone are
@@ -274,9 +300,17 @@ class StackCapture:
             newest[tid] = Capture(tid, time_ns, tstate, status, collecting, holder, locked,
                                   bytes(record[SLOT_AT:SLOT_AT + count * slot]))
         self._ring.consume()
+        if self._native:
+            samples = newest_by_tid(self._rings)
+            self.user_stacks = {
+                tid: samples[tid] for tid, capture in newest.items()
+                if tid in samples and abs(samples[tid].time_ns - capture.time_ns) < SAME_INTERRUPT_NS}
         return newest
 
     def close(self) -> None:
+        for ring in self._rings.values():
+            ring.close()
+        self._rings = {}
         if self._ring is not None:
             self._ring.close()
             self._ring = None
@@ -303,6 +337,26 @@ def _slot_struct(slot: int, fields: List[Tuple[int, str]]) -> Tuple[struct.Struc
     return struct.Struct(fmt), [1 + order.index(i) for i in range(len(fields))]
 
 
+def read_chain(mem, layout: Layout, tstate: int) -> Capture:
+    """The frames of a thread that holds still, read from outside as the program would copy
+    them (for what only a capture tells: ``CaptureDecoder.runs``).  Raises what a read
+    raises."""
+    fr = layout.frame
+    size = _frame_bytes(layout)
+    addr = U64.unpack(mem.read(tstate + layout.thread.frame, 8))[0]
+    if layout.thread_frame_kind == "cframe" and addr:
+        assert layout.cframe is not None
+        addr = U64.unpack(mem.read(addr + layout.cframe.current_frame, 8))[0]
+    slots = []
+    for _ in range(MAX_FRAMES):
+        if not addr:
+            break
+        data = mem.read(addr, size)
+        slots.append(U64.pack(addr) + data)
+        addr = U64.unpack_from(data, fr.previous)[0]
+    return Capture(0, 0, tstate, TRUNCATED if addr else WHOLE, 0, 0, 0, b"".join(slots))
+
+
 class CaptureDecoder:
     """A capture's frames as the walker's (codes, offsets, torn) and its generator frames."""
 
@@ -312,7 +366,10 @@ class CaptureDecoder:
         self._iframe = layout.frame_kind == "iframe"
         if self._iframe:
             assert fr.owner is not None
+            self._entry_flag = fr.is_entry is not None
             fields = [(fr.code, "Q"), (fr.previous, "Q"), (fr.instr, "Q"), (fr.owner, "B")]
+            if fr.is_entry is not None:
+                fields.append((fr.is_entry, "B"))
             self._adaptive = layout.code.co_code_adaptive or 0
             self._max_owner = layout.max_frame_owner
             self._skip_owner = (layout.skip_owner_from if layout.skip_owner_from is not None
@@ -325,7 +382,12 @@ class CaptureDecoder:
             self._scale = 2 if layout.instr_kind == "lasti_units" else 1
             self._frame_type = frame_type
         self._slot, positions = _slot_struct(slot, fields)
+        if self._iframe and fr.is_entry is None:
+            positions.append(positions[3])  # the owner again, in is_entry's place (not read)
         self._fields = operator.itemgetter(0, *positions)
+        #: (Python frames, the address of its entry frame or 0) of each run of the eval loop,
+        #: innermost first, in the last ``decode`` (see spyrec.nativestacks).
+        self.runs: List[Tuple[int, int]] = []
 
     def decode(self, capture: Capture
                ) -> Tuple[List[int], List[int], bool, List[Tuple[int, int]]]:
@@ -334,15 +396,21 @@ class CaptureDecoder:
         codes: List[int] = []
         offsets: List[int] = []
         gens: List[Tuple[int, int]] = []
+        self.runs = runs = []
         torn = capture.status != WHOLE or not capture.frames
         slots = map(self._fields, self._slot.iter_unpack(capture.frames))
         if self._iframe:
             untag, adaptive = self._untag, self._adaptive
             max_owner, skip_owner = self._max_owner, self._skip_owner
-            for addr, code, previous, instr, owner in slots:
+            entry_flag = self._entry_flag
+            run_from = 0
+            for addr, code, previous, instr, owner, entry in slots:
                 if owner > max_owner or previous == addr:
                     return codes, offsets, True, gens
                 if owner >= skip_owner:
+                    # the entry frame of a run (3.12+), on the C stack of that run's eval loop
+                    runs.append((len(codes) - run_from, addr))
+                    run_from = len(codes)
                     continue
                 code &= untag
                 if not code:
@@ -356,6 +424,11 @@ class CaptureDecoder:
                     gens.append((addr, len(codes)))
                 codes.append(code)
                 offsets.append(offset)
+                if entry_flag and entry:  # the first frame of a run (3.11)
+                    runs.append((len(codes) - run_from, 0))
+                    run_from = len(codes)
+            if len(codes) > run_from:
+                runs.append((len(codes) - run_from, 0))
         else:
             frame_type, scale = self._frame_type, self._scale
             for addr, ob_type, back, code, lasti, gen in slots:
@@ -365,4 +438,5 @@ class CaptureDecoder:
                     gens.append((addr, len(codes)))
                 codes.append(code)
                 offsets.append(lasti * scale)
+            runs.extend([(1, 0)] * len(codes))  # a run of the eval loop per frame object
         return codes, offsets, torn, gens

@@ -42,3 +42,7 @@ class ThreadStack(NamedTuple):
     #: Copied at an interrupt with the GIL and collector state of that moment (see
     #: spyrec.stackcapture), not walked.
     copied: bool = False
+    #: (Python frames, address of its entry frame or 0) of each run of the eval loop,
+    #: innermost first, where known (a copied stack, for native frames: see
+    #: spyrec.nativestacks).
+    runs: tuple = ()

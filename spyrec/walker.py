@@ -100,6 +100,17 @@ def _copies_by_address(ranges: List[Tuple[int, int]], copies: List[Optional[byte
     return found or None
 
 
+def kept_runs(keys: Sequence[Optional[int]], runs: Sequence[Tuple[int, int]]
+              ) -> List[Tuple[int, int]]:
+    """``runs`` ((frames, entry frame) per run of the eval loop) counting only the frames
+    kept: not the interpreter's own (``SKIP``)."""
+    kept, at = [], 0
+    for count, entry in runs:
+        kept.append((sum(1 for key in keys[at:at + count] if key != SKIP), entry))
+        at += count
+    return kept
+
+
 def _tstates_by_tid(order: List[int], stacks: List[ThreadStack]) -> Dict[int, int]:
     """{native TID: thread state} from the list order and the stacks sampled along it (a
     state without frames gives way to one with frames for the same thread)."""
@@ -183,6 +194,9 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         self.decoder: Optional[CaptureDecoder] = None
         #: Stacks taken from such copies (a benchmark figure).
         self.captured_stacks = 0
+        #: Whether a copied stack says which frames each run of the eval loop ran
+        #: (``ThreadStack.runs``, for native frames).
+        self.with_runs = False
 
         if self._iframe:
             self._init_chunk_walk(layout, codes)
@@ -674,9 +688,12 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         offsets: Sequence[int]
         self.capture_ns = 0
         in_gc = False
+        runs: Optional[List[Tuple[int, int]]] = None
         capture = self.captured.pop(tstate, None) if self.captured else None
         if capture is not None and self.decoder is not None:
             codes, offsets, torn, gens = self.decoder.decode(capture)
+            if self.with_runs:
+                runs = self.decoder.runs
             if torn:
                 codes = ()
                 torn = False
@@ -712,7 +729,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             keys = self.codes.keys_for(codes)
         if None in keys:  # not a code object: the walk is torn from there on
             cut = keys.index(None)
-            keys, offsets, torn = keys[:cut], offsets[:cut], True
+            keys, offsets, torn, runs = keys[:cut], offsets[:cut], True, None
         if keys and keys[0] == SKIP and not torn and not with_state:
             # An entry frame innermost, its owner overwritten: the C stack it lies on has been
             # reused since its run of the eval loop returned (see _walk_iframes).
@@ -720,8 +737,11 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         frames: Iterable[Tuple[Optional[int], int]] = zip(keys, offsets)
         if SKIP in keys:  # interpreter-internal frames
             frames = [frame for frame in frames if frame[0] != SKIP]
+            if runs is not None:
+                runs = kept_runs(keys, runs)
         return ThreadStack(native, thread_id, tuple(frames), holds_gil, torn, in_gc=in_gc,
-                           copied=capture is not None and not torn)
+                           copied=capture is not None and not torn,
+                           runs=tuple(runs) if runs is not None and not torn else ())
 
     def _walk_chunks(self, tstate: int, ts: bytes, fields: Fields, prefetched: Copies,
                      slot_copies: Optional[SlotCopies]

@@ -103,6 +103,10 @@ class FrameOffsets:
     #: frame keeps its code and links (it waits for reuse), so only this tells it is live.
     executing: Optional[int] = None
     executing_value: int = 1
+    #: (3.11) ``is_entry``: the frame is the first its run of the eval loop ran, so its
+    #: caller runs in another (see spyrec.nativestacks).  3.12+ marks a run with an entry
+    #: frame instead (``Layout.skip_owner_from``).
+    is_entry: Optional[int] = None
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,9 @@ V3_11 = Layout(
         code=32,  # PyCodeObject *f_code
         previous=48,
         instr=56,  # _Py_CODEUNIT *prev_instr
-        owner=69,  # char owner (is_entry is at 68)
+        owner=69,  # char owner
         size=72,
+        is_entry=68,  # bool is_entry
     ),
     code=CodeOffsets(
         co_firstlineno=72,

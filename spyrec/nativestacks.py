@@ -1,0 +1,288 @@
+"""Native frames: a thread's C stack unwound from a copy of its registers and stack, named, and
+interleaved with its Python frames.
+
+A running thread's copy comes from the interrupt that also copied its Python frames
+(spyrec.perfstacks); a thread asleep in the kernel holds still, so its stack pointer and
+instruction (``/proc/PID/task/TID/syscall``) and the stack above it, read from outside, give
+the same.  The unwinder follows each function's ``.eh_frame`` rules (spyrec.elfunwind), so
+it needs no frame pointers; a thread read asleep has no frame pointer value to start from, and
+its unwind stops at the first function that would need it.
+
+Each run of the interpreter's eval loop (``_PyEval_EvalFrameDefault``) in the native stack runs
+one or more Python frames: one per run up to 3.10; from 3.11 on, every Python function called
+from Python runs in its caller's run, and a run ends at an entry frame (``is_entry``, 3.11;
+an entry frame owned by the C stack, 3.12+: Python/ceval.c).  The k-th run from the inside
+takes the k-th group of Python frames from the inside; a stack whose runs and groups do not
+pair up is left with its Python frames only (``NativeStacks.unmerged`` counts them).
+"""
+
+import bisect
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+from elftools.common.exceptions import ELFError
+
+from spyrec.elfunwind import RBP, RSP, ElfUnwind, unwind_info
+from spyrec.errors import MemoryReadError
+from spyrec.perfstacks import STACK_BYTES, UserStack
+from spyrec.process import MemoryMap, MemoryReader, read_maps, target_file, target_view
+from spyrec.symbols import load_elf
+
+#: Native frames followed in one stack.
+MAX_NATIVE_FRAMES = 512
+#: Native functions kept named.
+NAMES_KEPT = 50_000
+#: The functions whose frames run Python frames (Python/ceval.c, 3.8-3.15).
+EVAL_FUNCTIONS = frozenset(("_PyEval_EvalFrameDefault",))
+#: Seconds between two reads of the memory map for an address no mapping holds (a library
+#: loaded since; a thread stack made since).
+REMAP_AFTER = 1.0
+
+class NativeFrame(NamedTuple):
+    """A native function: the file it is in (as the target sees it) and its name."""
+
+    file: str
+    name: str
+
+
+class _Module(NamedTuple):
+    start: int
+    end: int
+    path: str
+    unwind: Optional[ElfUnwind]
+    delta: int  # add to an address to get the file's own address (its ``st_value`` scale)
+
+
+def _module(pid: int, mapping: MemoryMap) -> _Module:
+    unwind, delta = None, 0
+    try:
+        image = load_elf(target_file(pid, mapping))
+        for segment in image.elf.iter_segments():
+            if segment["p_type"] != "PT_LOAD":
+                continue
+            lo = segment["p_offset"]
+            if lo <= mapping.offset < lo + max(segment["p_filesz"], 1):
+                delta = segment["p_vaddr"] - lo + mapping.offset - mapping.start
+                unwind = unwind_info(image)
+                break
+    except (OSError, ELFError, ValueError):
+        pass
+    return _Module(mapping.start, mapping.end, target_view(pid, mapping.path), unwind, delta)
+
+
+class AddressSpace:
+    """The target's executable mappings and stacks, as of the last read of its memory map."""
+
+    def __init__(self, pid: int, clock):
+        self.pid = pid
+        self._clock = clock
+        self._read_at = -REMAP_AFTER
+        self._modules: Dict[Tuple[int, int, str], _Module] = {}
+        self._starts: List[int] = []
+        self._code: List[MemoryMap] = []
+        self._all_starts: List[int] = []
+        self._all: List[MemoryMap] = []
+        self._remap()
+
+    def _remap(self) -> bool:
+        now = self._clock()
+        if now - self._read_at < REMAP_AFTER:
+            return False
+        self._read_at = now
+        try:
+            maps = sorted(read_maps(self.pid), key=lambda m: m.start)
+        except Exception:  # the target ended: nothing maps any more
+            maps = []
+        self._all = maps
+        self._all_starts = [m.start for m in maps]
+        self._code = [m for m in maps if "x" in m.perms and m.path.startswith("/")]
+        self._starts = [m.start for m in self._code]
+        return True
+
+    def module(self, address: int) -> Optional[_Module]:
+        for _ in range(2):
+            i = bisect.bisect_right(self._starts, address) - 1
+            if i >= 0 and address < self._code[i].end:
+                mapping = self._code[i]
+                key = (mapping.start, mapping.end, mapping.path)
+                found = self._modules.get(key)
+                if found is None:
+                    found = self._modules[key] = _module(self.pid, mapping)
+                return found
+            if not self._remap():
+                return None
+        return None
+
+    def stack_end(self, sp: int) -> Optional[int]:
+        """The end of the mapping that holds ``sp`` (a stack grows down, its callers above)."""
+        for _ in range(2):
+            i = bisect.bisect_right(self._all_starts, sp) - 1
+            if i >= 0 and sp < self._all[i].end:
+                return self._all[i].end
+            if not self._remap():
+                return None
+        return None
+
+
+class Unwound(NamedTuple):
+    """One native frame as unwound: its module, the address in the file (of the call, for a
+    caller), the start of its function (None: no unwind entry), and its stack frame: from the
+    stack pointer to the canonical frame address (0: not known)."""
+
+    module: _Module
+    address: int
+    start: Optional[int]
+    sp: int
+    cfa: int
+
+
+def unwind(space: AddressSpace, regs: UserStack) -> Tuple[List[Unwound], bool]:
+    """The native frames of ``regs``, innermost first, and whether the unwind reached the
+    outermost frame."""
+    stack, base = regs.stack, regs.sp
+    limit = len(stack) - 8
+    sp, bp, pc = regs.sp, regs.bp, regs.ip
+    frames: List[Unwound] = []
+    first = True
+    while len(frames) < MAX_NATIVE_FRAMES:
+        module = space.module(pc)
+        if module is None or module.unwind is None:
+            return frames, False
+        # a caller's address is a return address, after its call: look at the call itself
+        address = pc + module.delta - (0 if first else 1)
+        start, row = module.unwind.table.row(address)
+        cfa = 0
+        if row is None:
+            pass
+        elif row.cfa_reg == RSP:
+            cfa = sp + row.cfa_offset
+        elif row.cfa_reg == RBP and bp is not None:
+            cfa = bp + row.cfa_offset
+        elif row.cfa_reg == -1 and first:
+            cfa = sp + 8  # a PLT stub: the only expressions at an instruction boundary
+        frames.append(Unwound(module, address, start, sp, cfa))
+        if row is None or not cfa:
+            return frames, False
+        if row.ra_at is None:
+            return frames, True  # the thread's first function (_start, clone3)
+        at = cfa + row.ra_at - base
+        if not 0 <= at <= limit or cfa <= sp:
+            return frames, False
+        pc = int.from_bytes(stack[at:at + 8], "little")
+        if row.rbp_at is not None:
+            at = cfa + row.rbp_at - base
+            if not 0 <= at <= limit:
+                return frames, False
+            bp = int.from_bytes(stack[at:at + 8], "little")
+        sp = cfa
+        first = False
+        if not pc:
+            return frames, True
+    return frames, False
+
+
+def eval_frames(runs: Sequence[Tuple[int, int]], found: Sequence[Unwound],
+                named: Sequence[int]) -> List[int]:
+    """Which of the ``found`` native frames ran each of ``runs``, innermost first, as far as
+    they are found.  From 3.12 on a run's entry frame lies in its eval loop's stack frame,
+    which says which native frame it is even where the eval loop has no name (a stripped
+    binary, code split into hot and cold parts); before, the native frames ``named`` as the
+    eval loop."""
+    if not runs or not all(entry for _, entry in runs):
+        return list(named)
+    evals: List[int] = []
+    i = 0
+    for _, entry in runs:
+        while i < len(found) and not found[i].sp <= entry < found[i].cfa:
+            i += 1
+        if i == len(found):
+            break
+        evals.append(i)
+        i += 1
+    return evals
+
+
+def place(runs: Sequence[int], natives: Sequence[NativeFrame], evals: Sequence[int],
+          complete: bool) -> Optional[Tuple[Tuple[int, Tuple[NativeFrame, ...]], ...]]:
+    """Where the native frames go among the Python frames: ((p, frames), ...), each run of
+    native frames (innermost first) put just inside Python frame ``p`` (innermost first; ``p``
+    the number of Python frames: outside them all).  ``runs``: Python frames per run of the
+    eval loop, innermost first; ``evals``: where those runs are in ``natives``.  None when they
+    do not pair up (a stack unwound whole must have a run for each group)."""
+    if len(evals) > len(runs) or complete and len(evals) != len(runs):
+        return None
+    placed = []
+    p = previous = 0
+    for k, at in enumerate(evals):
+        placed.append((p, tuple(natives[previous:at])))
+        p += runs[k]
+        previous = at + 1
+    placed.append((p, tuple(natives[previous:])))
+    return tuple(placed)
+
+
+class NativeStacks:
+    """The native frames of one target's samples."""
+
+    def __init__(self, pid: int, mem: MemoryReader, clock):
+        self.space = AddressSpace(pid, clock)
+        self.mem = mem
+        self._names: Dict[Tuple[int, int], Tuple[NativeFrame, bool]] = {}
+        #: Samples whose native frames could not be put among their Python frames.
+        self.unmerged = 0
+        #: Samples given native frames.
+        self.merged = 0
+
+    def asleep(self, tid: int, sp: int, ip: int, still_there) -> Optional[UserStack]:
+        """The registers and stack of a thread asleep in the kernel at ``sp``, ``ip``; None
+        unless ``still_there()`` gives them again once the stack is read (a thread woken
+        meanwhile may have written over it)."""
+        end = self.space.stack_end(sp)
+        if end is None:
+            return None
+        try:
+            stack = self.mem.read(sp, min(STACK_BYTES, end - sp))
+        except MemoryReadError:
+            return None
+        if still_there() != (sp, ip):
+            return None
+        return UserStack(tid, 0, ip, sp, None, stack)
+
+    def frames(self, regs: Optional[UserStack], runs: Sequence[Tuple[int, int]], count: int
+               ) -> Optional[Tuple[Tuple[int, Tuple[NativeFrame, ...]], ...]]:
+        """The native frames of ``regs`` placed among ``count`` Python frames that ran in
+        ``runs`` (see ``place``), or None (and counted in ``unmerged``)."""
+        placed = None
+        if regs is not None and sum(c for c, _ in runs) == count:
+            found, complete = unwind(self.space, regs)
+            natives: List[NativeFrame] = []
+            named: List[int] = []
+            for frame in found:
+                native, is_eval = self._name(frame.module, frame.address, frame.start)
+                if is_eval:
+                    named.append(len(natives))
+                natives.append(native)
+            evals = eval_frames(runs, found, named)
+            counts = [c for c, _ in runs]
+            while len(counts) > len(evals) and not counts[-1]:
+                counts.pop()  # no frames, no run found (3.15's base frame ends every chain)
+            placed = place(counts, natives, evals, complete)
+        if placed is None:
+            self.unmerged += 1
+        else:
+            self.merged += 1
+        return placed
+
+    def _name(self, module: _Module, address: int, start: Optional[int]
+              ) -> Tuple[NativeFrame, bool]:
+        key = (id(module), start if start is not None else address)
+        known = self._names.get(key)
+        if known is None:
+            name = None
+            if module.unwind is not None:
+                name = module.unwind.symbols.name(address, start)
+            if name is None:
+                name = "0x%x" % (start if start is not None else address)
+            if len(self._names) >= NAMES_KEPT:
+                self._names.clear()
+            known = self._names[key] = (NativeFrame(module.path, name), name in EVAL_FUNCTIONS)
+        return known
