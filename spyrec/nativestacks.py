@@ -29,13 +29,15 @@ from spyrec.symbols import load_elf
 
 #: Native frames followed in one stack.
 MAX_NATIVE_FRAMES = 512
+#: Bytes above the stack pointer searched for a frame record (see ``_frame_record``).
+FRAME_SEARCH = 4096
 #: Native functions kept named.
 NAMES_KEPT = 50_000
 #: The functions whose frames run Python frames (Python/ceval.c, 3.8-3.15).
 EVAL_FUNCTIONS = frozenset(("_PyEval_EvalFrameDefault",))
 #: Seconds between two reads of the memory map for an address no mapping holds (a library
 #: loaded since; a thread stack made since).
-REMAP_AFTER = 1.0
+REMAP_AFTER = 0.1
 
 class NativeFrame(NamedTuple):
     """A native function: the file it is in (as the target sees it) and its name."""
@@ -98,8 +100,10 @@ class AddressSpace:
         self._starts = [m.start for m in self._code]
         return True
 
-    def module(self, address: int) -> Optional[_Module]:
-        for _ in range(2):
+    def module(self, address: int, remap: bool = True) -> Optional[_Module]:
+        """The module that maps ``address``; ``remap``: read the memory map again (at most
+        every ``REMAP_AFTER``) when none does."""
+        for _ in range(2 if remap else 1):
             i = bisect.bisect_right(self._starts, address) - 1
             if i >= 0 and address < self._code[i].end:
                 mapping = self._code[i]
@@ -155,8 +159,11 @@ def unwind(space: AddressSpace, regs: UserStack) -> Tuple[List[Unwound], bool]:
             pass
         elif row.cfa_reg == RSP:
             cfa = sp + row.cfa_offset
-        elif row.cfa_reg == RBP and bp is not None:
-            cfa = bp + row.cfa_offset
+        elif row.cfa_reg == RBP:
+            if bp is None:  # a thread read asleep: its frame pointer is not known
+                bp = _frame_record(space, stack, base, sp)
+            if bp is not None:
+                cfa = bp + row.cfa_offset
         elif row.cfa_reg == -1 and first:
             cfa = sp + 8  # a PLT stub: the only expressions at an instruction boundary
         frames.append(Unwound(module, address, start, sp, cfa))
@@ -168,9 +175,11 @@ def unwind(space: AddressSpace, regs: UserStack) -> Tuple[List[Unwound], bool]:
         if not 0 <= at <= limit or cfa <= sp:
             return frames, False
         pc = int.from_bytes(stack[at:at + 8], "little")
-        if row.rbp_at is not None:
+        if row.rbp_at is not None and cfa + row.rbp_at >= sp:
+            # (below the stack pointer: an epilogue has popped it back already, and compilers
+            # do not always say so in its rows)
             at = cfa + row.rbp_at - base
-            if not 0 <= at <= limit:
+            if at > limit:
                 return frames, False
             bp = int.from_bytes(stack[at:at + 8], "little")
         sp = cfa
@@ -178,6 +187,26 @@ def unwind(space: AddressSpace, regs: UserStack) -> Tuple[List[Unwound], bool]:
         if not pc:
             return frames, True
     return frames, False
+
+
+def _frame_record(space: AddressSpace, stack: bytes, base: int, sp: int) -> Optional[int]:
+    """Where the frame pointer of a function that keeps one (its CFA is ``rbp + 16``) points,
+    when the registers do not say (a thread read asleep: only its stack and instruction
+    pointers are known): the first pair above ``sp`` that reads as a frame record, a saved
+    frame pointer further up the stack (or 0, outermost) and a return address into code
+    with unwind rules."""
+    top = base + len(stack) - 16
+    for at in range(sp - base, min(sp - base + FRAME_SEARCH, top - base + 1), 8):
+        saved = int.from_bytes(stack[at:at + 8], "little")
+        if saved and not base + at < saved <= top:
+            continue
+        ra = int.from_bytes(stack[at + 8:at + 16], "little")
+        module = space.module(ra, remap=False)
+        if module is None or module.unwind is None:
+            continue
+        if module.unwind.table.row(ra + module.delta - 1)[1] is not None:
+            return base + at
+    return None
 
 
 def eval_frames(runs: Sequence[Tuple[int, int]], found: Sequence[Unwound],

@@ -1,0 +1,65 @@
+"""Time spent in native code, called from Python and calling back into it.  Runs on 3.6+.
+
+Usage: ``python natives.py [DURATION=30]``.
+
+The main thread takes turns at ``crunch`` (zlib compression: the time goes in libz, under the
+@crunch line) and ``sort_with_key`` (``sorted`` calls ``negate`` back from C, so a stack holds
+Python, then the interpreter's sort, then Python again).  "sleeper" sleeps in ``slumber``
+(@slumber) for the whole run: blocked in the kernel, in libc's ``clock_nanosleep``.  At the
+end the target prints a JSON line: the seconds the main thread spent in ``crunch`` and in
+``sort_with_key`` by its own clock.  The ready line (see _truth.py) carries both threads.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+import zlib
+
+from _truth import duration_arg, ready, stop_on_signal, stopped, thread_record
+
+DATA = os.urandom(1 << 15) + bytes(range(256)) * 256
+
+
+def crunch():
+    return zlib.compress(DATA, 9)  # @crunch
+
+
+def negate(x):
+    return -x  # @negate
+
+
+def sort_with_key():
+    return sorted(range(3000), key=negate)  # @sort
+
+
+def slumber(arrived):
+    arrived.record = thread_record()
+    arrived.set()
+    time.sleep(3600)  # @slumber
+
+
+def main():
+    duration = duration_arg()
+    arrived = threading.Event()
+    sleeper = threading.Thread(target=slumber, args=(arrived,), name="sleeper", daemon=True)
+    sleeper.start()
+    arrived.wait()
+    stop_on_signal()
+    ready(main=thread_record(), threads={"sleeper": arrived.record})
+    spent = {"crunch": 0.0, "sort": 0.0}
+    deadline = time.time() + duration
+    while time.time() < deadline and not stopped():
+        start = time.perf_counter()
+        crunch()
+        middle = time.perf_counter()
+        sort_with_key()
+        end = time.perf_counter()
+        spent["crunch"] += middle - start
+        spent["sort"] += end - middle
+    sys.stdout.write(json.dumps(spent) + "\n")
+
+
+if __name__ == "__main__":
+    main()

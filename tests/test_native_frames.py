@@ -1,0 +1,153 @@
+"""``spyrec --native``: native frames among the Python frames, under every CPython.
+
+tests/targets/natives.py spends its main thread's time in zlib (``crunch``) and in ``sorted``
+calling a Python key back (``sort_with_key`` -> the interpreter's sort -> ``negate``), while
+"sleeper" sleeps in ``time.sleep``.  Recorded with ``--native``, a sample of ``crunch`` must
+hold libz's frames under the Python line that called it; a sample of ``negate`` must hold
+Python, then native, then Python frames; the sleeper's samples must end in libc's
+sleep under its Python line; the eval loop's own frames must not show (their
+Python frames stand for them); and stacks unwound whole reach the thread's first function.
+The Python frames keep the shares the target measures itself.
+"""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+import spyanalyze
+from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, stop_target, target_path
+from test_record import SPYREC, spyrec
+
+MARKS = marked_lines(target_path("natives.py"))
+#: Share of the samples that must have native frames: the rest are rounds that found no copy
+#: of a running thread made since the last one, or a sleeping thread that woke meanwhile.
+NATIVE = 0.85
+#: Share of the main thread's samples with native frames that must start at its first
+#: function (``_start``).
+ROOTED = 0.9
+#: Where ``time.sleep`` waits: ``select`` up to 3.10, ``clock_nanosleep`` from 3.11 on
+#: (Modules/timemodule.c).
+SLEEPS = {"__select", "select", "clock_nanosleep"}
+#: How far (share points) the samples may put ``crunch`` and ``sort_with_key`` from the
+#: target's own clock.
+OWN_CLOCK = 0.04
+
+
+def stack_of(rec, stack_id):
+    """(qualname, file, line, kind) of each frame, root first."""
+    frames = rec.frames
+    return [(frames.at[f, "qualname"], frames.at[f, "file"], frames.at[f, "line"],
+             frames.at[f, "kind"]) for f in rec.stack_table.tuples[stack_id]]
+
+
+def python_frames(stack):
+    return [(name, line) for name, _, line, kind in stack if kind not in ("native", "kernel")]
+
+
+@pytest.fixture(scope="module", params=ALL_SUPPORTED)
+def native_recording(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp("native") / "natives.spy"
+    with running_target(python_for(request.param), "natives.py", "30") as target:
+        result = spyrec("-o", out, "-p", target.pid, "-d", "2", "-r", "500", "--native")
+        own = stop_target(target)
+    assert result.returncode == 0, result.stderr
+    return request.param, target, own, spyanalyze.load(out), result.stderr
+
+
+def samples_of(rec, target, name):
+    tid = (target.info["main"] if name == "main" else target.info["threads"][name])["native_id"]
+    return rec.samples[rec.samples["tid"] == tid]["stack"].tolist()
+
+
+def test_native_frames_sit_where_they_ran(native_recording):
+    label, target, _, rec, _ = native_recording
+    stacks = {s: stack_of(rec, s) for s in set(rec.samples["stack"].tolist())}
+    with_native = sum(1 for s in rec.samples["stack"].tolist()
+                      if any(kind == "native" for *_, kind in stacks[s]))
+    assert with_native >= NATIVE * len(rec.samples), (label, with_native, len(rec.samples))
+    crunch = sort = rooted = native_main = 0
+    for s in samples_of(rec, target, "main"):
+        stack = stacks[s]
+        kinds = [kind for *_, kind in stack]
+        if "native" not in kinds:
+            continue
+        native_main += 1
+        names = [name for name, *_ in stack]
+        # the eval loop's frames are replaced by the Python frames they ran (one may show
+        # innermost: called, with no Python frame of its own yet)
+        if "_PyEval_EvalFrameDefault" in names:
+            assert "native" not in kinds[names.index("_PyEval_EvalFrameDefault") + 1:] \
+                or not set(kinds[names.index("_PyEval_EvalFrameDefault"):]) - {"native"}, (label, stack)
+        if stack[0][3] == "native" and stack[0][0] == "_start" and "<module>" in names:
+            rooted += 1
+        python = python_frames(stack)
+        if python and python[-1] == ("crunch", MARKS["crunch"]):
+            at = names.index("crunch")
+            below = stack[at + 1:]
+            if any("libz" in os.path.basename(file) for _, file, _, _ in below):
+                crunch += 1
+        if python and python[-1] == ("negate", MARKS["negate"]):
+            at, back = names.index("sort_with_key"), names.index("negate")
+            between = [kind for *_, kind in stack[at + 1:back]]
+            assert between and set(between) == {"native"}, (label, stack)
+            sort += 1
+    assert native_main and rooted >= ROOTED * native_main, (label, rooted, native_main)
+    assert crunch > 50 and sort > 5, (label, crunch, sort)
+
+
+def test_a_sleeping_threads_native_frames_end_in_the_c_library(native_recording):
+    label, target, _, rec, _ = native_recording
+    slept = 0
+    sleeper = samples_of(rec, target, "sleeper")
+    for s in sleeper:
+        stack = stack_of(rec, s)
+        natives = [name for name, _, _, kind in stack if kind == "native"]
+        if not natives:
+            continue
+        python = python_frames(stack)
+        assert python[-1] == ("slumber", MARKS["slumber"]), (label, stack)
+        after = [name for name, _, _, kind in stack[[n for n, *_ in stack].index("slumber") + 1:]]
+        assert set(after) & SLEEPS, (label, stack)
+        # unwound to the thread's first function, libc's clone3 (not exported: unnamed)
+        assert os.path.basename(stack[0][1]).startswith("libc.so"), (label, stack)
+        slept += 1
+    assert sleeper and slept >= NATIVE * len(sleeper), (label, slept, len(sleeper))
+
+
+def test_the_python_frames_keep_their_shares(native_recording):
+    label, target, own, rec, _ = native_recording
+    main = samples_of(rec, target, "main")
+    counts = {"crunch": 0, "sort_with_key": 0}
+    for s in main:
+        names = {name for name, _, _, kind in stack_of(rec, s) if kind != "native"}
+        for name in counts:
+            counts[name] += name in names
+    total = own["crunch"] + own["sort"]
+    share = counts["crunch"] / len(main)
+    assert abs(share - own["crunch"] / total) <= OWN_CLOCK, (label, counts, len(main), own)
+
+
+def test_native_asks_for_the_stack_copies(tmp_path):
+    out = tmp_path / "never.spy"
+    result = spyrec("-o", out, "--native", "--no-bpf", "--", "python3", "-c", "pass")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "spyrec: error: --native takes the native stacks with the stack copies: drop --no-bpf"]
+    assert not out.exists()
+
+
+def test_refused_by_the_kernel_native_says_why_and_writes_nothing(tmp_path):
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed: cannot drop the capabilities")
+    out = tmp_path / "never.spy"
+    with running_target(python_for("3.12"), "natives.py", "10") as target:
+        result = subprocess.run(
+            ["setpriv", "--bounding-set=-bpf,-perfmon,-sys_admin", "--"] + SPYREC
+            + ["-o", str(out), "-p", str(target.pid), "-d", "0.5", "--native"],
+            capture_output=True, text=True, timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("spyrec: error: --native: the kernel refused"), lines
+    assert not out.exists()
