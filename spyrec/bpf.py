@@ -50,6 +50,7 @@ PERF_EVENT_IOC_SET_BPF = 0x40042408
 PERF_ATTR_SIZE = 128
 ATTR_DISABLED = 1 << 0
 ATTR_USE_CLOCKID = 1 << 25
+ATTR_WRITE_BACKWARD = 1 << 27
 CLOCK_MONOTONIC = 1
 
 LOG_SIZE = 1 << 20
@@ -274,13 +275,15 @@ class RingBuffer:
 
 
 def open_cpu_clock(tid: int, period_ns: int, prog_fd: int, sample_type: int = 0,
-                   regs_user: int = 0, stack_user: int = 0) -> int:
+                   regs_user: int = 0, stack_user: int = 0, backward: bool = False) -> int:
     """A CPU-clock event of thread ``tid`` (on whatever CPU it runs) that runs ``prog_fd`` every
     ``period_ns`` of the thread's CPU time, not enabled yet.  With a ``sample_type``, the
     kernel also writes a sample (of ``regs_user`` and ``stack_user`` bytes of the user stack
-    where asked, its time on CLOCK_MONOTONIC) whenever the program returns non-zero."""
+    where asked, its time on CLOCK_MONOTONIC) whenever the program returns non-zero, into a
+    ring written ``backward`` if asked (the newest kept, the oldest overwritten)."""
     attr = bytearray(PERF_ATTR_SIZE)
-    flags = ATTR_DISABLED | (ATTR_USE_CLOCKID if sample_type else 0)
+    flags = ATTR_DISABLED | (ATTR_USE_CLOCKID if sample_type else 0) \
+        | (ATTR_WRITE_BACKWARD if backward else 0)
     struct.pack_into("<IIQQQQQ", attr, 0, PERF_TYPE_SOFTWARE, PERF_ATTR_SIZE,
                      PERF_COUNT_SW_CPU_CLOCK, period_ns, sample_type, 0, flags)
     struct.pack_into("<QIi", attr, 80, regs_user, stack_user, CLOCK_MONOTONIC)

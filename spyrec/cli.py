@@ -173,16 +173,18 @@ def status_line(stats, output):
 @click.option("-p", "--pid", type=int, required=True, help="The process to look at.")
 @click.option("--kernel", is_flag=True,
               help="Also each waiting thread's kernel frames (/proc/PID/task/TID/stack; root).")
+@click.option("--native", is_flag=True,
+              help="Also the native frames among the Python frames (root).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def where(pid, kernel, as_json, debug):
+def where(pid, kernel, native, as_json, debug):
     """Print every thread's Python stack once, with its state, GIL, CPU time and, when it
     waits, the system call and kernel function it waits in: for a process that hangs or
     crawls.  Nothing is stopped or injected."""
     from spyrec import where as reading
     from spyformat.text import printable
     try:
-        report = reading.where(pid, kernel=kernel)
+        report = reading.where(pid, kernel=kernel, native=native)
     except SpyError as exc:
         _fail(exc, debug)
     click.echo(reading.as_json(report) if as_json else reading.as_text(report, printable),

@@ -11,13 +11,13 @@ top ``STACK_BYTES`` of the stack (``PERF_SAMPLE_REGS_USER | PERF_SAMPLE_STACK_US
 
 import mmap
 import struct
-from typing import Dict, List, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 #: Bytes of stack copied per sample: the C frames of the eval loop and of the calls between
 #: Python frames.  A sample's record holds at most 64 KiB (its size is 16 bits).
 STACK_BYTES = 32768
-#: Data pages of each event's ring buffer (a power of two): a few samples' room, and a round
-#: takes out what the last rounds' interrupts put in.
+#: Data pages of each event's ring buffer (a power of two): room for the last few samples (the
+#: round looks for the one whose copy of the Python frames it takes, the newest or nearly).
 RING_PAGES = 32
 
 PERF_SAMPLE_TID, PERF_SAMPLE_TIME = 1 << 1, 1 << 2
@@ -32,8 +32,8 @@ _HEADER = struct.Struct("<IHH")
 _SAMPLE = struct.Struct("<IIQQ")  # pid, tid, time, regs abi
 _REGS = struct.Struct("<QQQ")
 _U64 = struct.Struct("<Q")
-# struct perf_event_mmap_page: data_head, data_tail, data_offset, data_size
-_HEAD_AT, _TAIL_AT = 1024, 1032
+# struct perf_event_mmap_page: data_head
+_HEAD_AT = 1024
 
 
 class UserStack(NamedTuple):
@@ -48,38 +48,40 @@ class UserStack(NamedTuple):
 
 
 class SampleRing:
-    """One event's ring buffer of samples."""
+    """One event's ring buffer of samples, written backward (``write_backward``): the kernel
+    overwrites the oldest samples, never drops the newest, and the newest is where the head
+    points, so a round that comes late still finds the sample of the interrupt it wants."""
 
     def __init__(self, fd: int):
         page = mmap.PAGESIZE
-        self._map = mmap.mmap(fd, page * (1 + RING_PAGES), mmap.MAP_SHARED,
-                              mmap.PROT_READ | mmap.PROT_WRITE)
+        self._map = mmap.mmap(fd, page * (1 + RING_PAGES), mmap.MAP_SHARED, mmap.PROT_READ)
         self._data = memoryview(self._map)[page:]
         self._size = page * RING_PAGES
 
-    def newest(self) -> Optional[UserStack]:
-        """The newest sample since the last call (the older ones are given back unread)."""
-        head = _U64.unpack_from(self._map, _HEAD_AT)[0]
-        tail = _U64.unpack_from(self._map, _TAIL_AT)[0]
+    def sample_at(self, time_ns: int, within_ns: int) -> Optional[UserStack]:
+        """The newest sample taken within ``within_ns`` of ``time_ns``, if the ring still
+        holds one."""
         size, data = self._size, self._data
-        newest = None
-        while tail < head:
-            at = tail % size
-            if at + _HEADER.size > size:
-                break  # a header never wraps (records are 8-aligned); not a valid ring
+        head = _U64.unpack_from(self._map, _HEAD_AT)[0]
+        written = min(size, (-head) % (1 << 64))  # the head moves down from 0
+        at, done = head % size, 0
+        while done + _HEADER.size <= written:
             kind, _, length = _HEADER.unpack_from(data, at)
-            if length < _HEADER.size:
+            if length < _HEADER.size or done + length > written:
                 break
             if kind == PERF_RECORD_SAMPLE:
-                newest = (at, length)
-            tail += length
-        found = None
-        if newest is not None:
-            at, length = newest
-            record = self._record(at, length)
-            found = _parse(record)
-        _U64.pack_into(self._map, _TAIL_AT, head)
-        return found
+                record = self._record(at, length)
+                found = _parse(record)
+                # the kernel may have come round over what was read: the head says
+                if (head - _U64.unpack_from(self._map, _HEAD_AT)[0]) % (1 << 64) > size - done - length:
+                    return None
+                if found is not None and abs(found.time_ns - time_ns) < within_ns:
+                    return found
+                if found is not None and found.time_ns < time_ns - within_ns:
+                    return None  # older still: none will do
+            at = (at + length) % size
+            done += length
+        return None
 
     def _record(self, at: int, length: int) -> bytes:
         end = at + length
@@ -106,18 +108,3 @@ def _parse(record: bytes) -> Optional[UserStack]:
     except struct.error:
         return None
     return UserStack(tid, time_ns, ip, sp, bp, record[at:at + min(dyn_size, size)])
-
-
-def newest_by_tid(rings: Dict[int, SampleRing]) -> Dict[int, UserStack]:
-    """{tid: its newest sample} of every ring."""
-    found: Dict[int, UserStack] = {}
-    for tid, ring in rings.items():
-        sample = ring.newest()
-        if sample is not None:
-            found[tid] = sample
-    return found
-
-
-def close_all(rings: List[SampleRing]) -> None:
-    for ring in rings:
-        ring.close()

@@ -172,7 +172,7 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
         if kernel:
             _check_kernel_stacks(process.pid)
         if native:
-            _start_native(process, interval_ns)
+            start_native(process, interval_ns)
         origin = time.monotonic_ns()
         writer = SpyWriter(stream)
         _write_start(writer, process, origin, interval_ns, "launch" if command else "attach")
@@ -240,7 +240,7 @@ def _start_capture(process, interval_ns, native=False):
         pass  # read from outside, as with --no-bpf (the status line counts copied stacks)
 
 
-def _start_native(process, interval_ns):
+def start_native(process, interval_ns):
     """The copies with native stacks, or a clear refusal: a recording asked for native frames
     is not made without them."""
     try:

@@ -34,7 +34,7 @@ from spyrec import bpf, perfstacks
 from spyrec.bpf import R0, R1, R2, R3, R7, R8, R9, R10, Assembler, BpfUnavailable
 from spyrec.chunkwalk import MAX_OFFSET, MIN_OFFSET
 from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, Layout
-from spyrec.perfstacks import SampleRing, UserStack, newest_by_tid
+from spyrec.perfstacks import SampleRing, UserStack
 from spyrec.process import namespace_pids
 from spyrec.walkcommon import U64
 
@@ -234,7 +234,7 @@ class StackCapture:
     def _follow(self, tid: int) -> None:
         if self._native:
             fd = bpf.open_cpu_clock(tid, self._period, self._prog, perfstacks.SAMPLE_TYPE,
-                                    perfstacks.REGS_MASK, perfstacks.STACK_BYTES)
+                                    perfstacks.REGS_MASK, perfstacks.STACK_BYTES, backward=True)
             try:
                 self._rings[tid] = SampleRing(fd)
             except OSError as exc:
@@ -301,10 +301,12 @@ class StackCapture:
                                   bytes(record[SLOT_AT:SLOT_AT + count * slot]))
         self._ring.consume()
         if self._native:
-            samples = newest_by_tid(self._rings)
-            self.user_stacks = {
-                tid: samples[tid] for tid, capture in newest.items()
-                if tid in samples and abs(samples[tid].time_ns - capture.time_ns) < SAME_INTERRUPT_NS}
+            self.user_stacks = {}
+            for tid, capture in newest.items():
+                ring = self._rings.get(tid)
+                sample = ring.sample_at(capture.time_ns, SAME_INTERRUPT_NS) if ring else None
+                if sample is not None:
+                    self.user_stacks[tid] = sample
         return newest
 
     def close(self) -> None:

@@ -692,12 +692,13 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         capture = self.captured.pop(tstate, None) if self.captured else None
         if capture is not None and self.decoder is not None:
             codes, offsets, torn, gens = self.decoder.decode(capture)
-            if self.with_runs:
-                runs = self.decoder.runs
             if torn:
                 codes = ()
                 torn = False
+                capture = None  # walked from outside instead
             else:
+                if self.with_runs:
+                    runs = self.decoder.runs
                 self.captured_stacks += 1
                 self.capture_ns = capture.time_ns
                 # as they stood at the copy: the collector runs in the GIL's holder

@@ -6,19 +6,22 @@ One round of the sampler, as a recording would take it, into a sink that keeps i
 For a process that hangs or crawls, as ``py-spy dump`` and ``austin -w`` do: nothing is
 stopped.  Each thread gets its stack (innermost first), whether it was running or waiting,
 whether it held the GIL, its CPU time so far, the system call and kernel function it waits in
-when asleep, and (``kernel=True``, as root) its kernel frames.
+when asleep, and (as root) its kernel frames (``kernel=True``) and native frames
+(``native=True``).
 """
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from spyformat import GC_FRAME, TASK_FILE, SampleFlag
+from spyformat import GC_FRAME, TASK_FILE, FrameKind, SampleFlag
 from spyrec.codeobjects import FrameInfo
 from spyrec.interpreter import PythonProcess
 from spyrec.process import read_text
 from spyrec.procstats import kernel_stack
+from spyrec.recorder import start_native
 from spyrec.sampler import Sampler
 from spyrec.sinks import NullSink
 
@@ -26,6 +29,8 @@ PROC = "/proc"
 NAME_READS = 3
 #: The sampler's interval, which one round does not use.
 ONE_ROUND_NS = 10_000_000
+#: With native frames: the running threads' copy period (spyrec.stackcapture.MIN_PERIOD_NS).
+NATIVE_PERIOD_NS = 2_000_000
 
 
 @dataclass
@@ -40,6 +45,8 @@ class ThreadReport:
     syscall: Optional[str] = None
     wchan: Optional[str] = None
     kernel: List[str] = field(default_factory=list)  # innermost first
+    #: Which of ``frames`` are native functions (with ``native=True``; file: their library).
+    native: List[bool] = field(default_factory=list)
     collecting: bool = False  # the garbage collector was running in it
     task: Optional[str] = None  # the asyncio task its event loop was running
 
@@ -60,6 +67,7 @@ class Snapshot(NullSink):
         super().__init__()
         self.strings: List[str] = []
         self.frames: List[FrameInfo] = []
+        self.native: List[bool] = []  # whether each frame is a native function
         self.stacks: List[tuple] = []
         self.threads: Dict[int, dict] = {}  # tid -> the THREAD records' fields, merged
         self.rows: List[tuple] = []  # (tid, stack id, flags, syscall, wchan)
@@ -71,6 +79,7 @@ class Snapshot(NullSink):
     def define_frame(self, file, name, qualname, line, column=-1, kind=0):
         strings = self.strings
         self.frames.append(FrameInfo(strings[file], strings[name], strings[qualname], line, column))
+        self.native.append(kind == FrameKind.NATIVE)
         return len(self.frames) - 1
 
     def define_stack(self, frame_ids):
@@ -91,29 +100,40 @@ class Snapshot(NullSink):
         return self.strings[string_id - 1] if string_id else None
 
 
-def where(pid: int, kernel: bool = False) -> ProcessReport:
+def where(pid: int, kernel: bool = False, native: bool = False) -> ProcessReport:
     """Read every thread of CPython process ``pid`` once (SpyError with one line if not):
-    one round of the sampler, into a ``Snapshot``."""
+    one round of the sampler, into a ``Snapshot``.  ``native``: with native frames (root):
+    a first round learns the threads, whose running ones are then copied at their next
+    interrupts for the round reported."""
     process = PythonProcess.attach(pid)
     try:
         snapshot = Snapshot()
         sampler = Sampler(process, snapshot, ONE_ROUND_NS, time.monotonic_ns(), PROC)
         sampler.woke = False  # no CPU to give back: one round, not a loop (see StepAside)
+        if native:
+            start_native(process, NATIVE_PERIOD_NS)
+            sampler.sample_round(time.monotonic_ns())
+            snapshot.rows.clear()
+            time.sleep(3 * NATIVE_PERIOD_NS / 1e9)
         sampler.sample_round(time.monotonic_ns())
         threads = []
         for tid, stack, flags, syscall, wchan in snapshot.rows:
             record = snapshot.threads.get(tid, {})
             name = _thread_name(process, record.get("py_thread_id") or 0, tid)
-            frames = [snapshot.frames[f] for f in reversed(snapshot.stacks[stack])]
+            ids = [f for f in reversed(snapshot.stacks[stack])
+                   if snapshot.frames[f].filename != TASK_FILE]
+            frames = [snapshot.frames[f] for f in ids]
             collecting = bool(frames) and frames[0].filename == GC_FRAME  # a mark, not code
-            task = next((f.name for f in frames if f.filename == TASK_FILE), None)
-            frames = [f for f in frames if f.filename != TASK_FILE]
+            task = next((snapshot.frames[f].name for f in snapshot.stacks[stack]
+                         if snapshot.frames[f].filename == TASK_FILE), None)
+            if collecting:
+                frames, ids = frames[1:], ids[1:]
             report = ThreadReport(tid, name or record.get("name"), not flags & SampleFlag.IDLE,
-                                  bool(flags & SampleFlag.GIL), sampler.cpu_ns(tid),
-                                  frames[1:] if collecting else frames,
+                                  bool(flags & SampleFlag.GIL), sampler.cpu_ns(tid), frames,
                                   bool(flags & SampleFlag.TORN),
                                   snapshot.text(syscall), snapshot.text(wchan),
-                                  collecting=collecting, task=task)
+                                  collecting=collecting, task=task,
+                                  native=[snapshot.native[f] for f in ids])
             if tid and kernel:
                 report.kernel = kernel_stack(PROC, pid, tid)
             threads.append(report)
@@ -160,9 +180,13 @@ def as_text(report: ProcessReport, escape) -> str:
             else "Thread %d" % thread.tid
         lines.append("")
         lines.append("%s: %s" % (title, ", ".join(state)))
-        for frame in thread.frames:
-            lines.append("    %s (%s:%d)" % (escape(frame.qualname), escape(frame.filename),
-                                             frame.line))
+        for frame, native in zip(thread.frames, thread.native or [False] * len(thread.frames)):
+            if native:
+                lines.append("    [native] %s (%s)" % (escape(frame.qualname),
+                                                       escape(os.path.basename(frame.filename))))
+            else:
+                lines.append("    %s (%s:%d)" % (escape(frame.qualname), escape(frame.filename),
+                                                 frame.line))
         if not thread.frames:
             lines.append("    <no Python frames>")
         for symbol in thread.kernel:
@@ -171,14 +195,16 @@ def as_text(report: ProcessReport, escape) -> str:
 
 
 def as_json(report: ProcessReport) -> str:
-    def frame(info: FrameInfo):
+    def frame(info: FrameInfo, native: bool):
         return {"name": info.name, "qualname": info.qualname, "file": info.filename,
-                "line": info.line}
+                "line": info.line, "kind": "native" if native else "python"}
     return json.dumps({
         "pid": report.pid, "command": report.command, "python": report.python,
         "executable": report.executable,
         "threads": [{"tid": t.tid, "name": t.name, "running": t.running, "gil": t.holds_gil,
                      "cpu_ns": t.cpu_ns, "torn": t.torn, "gc": t.collecting, "task": t.task,
                      "syscall": t.syscall, "wchan": t.wchan,
-                     "frames": [frame(f) for f in t.frames], "kernel": t.kernel}
+                     "frames": [frame(f, native) for f, native in
+                                zip(t.frames, t.native or [False] * len(t.frames))],
+                     "kernel": t.kernel}
                     for t in report.threads]}, indent=2) + "\n"
