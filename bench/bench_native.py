@@ -7,11 +7,11 @@ frames (its default, and ``--no-bpf``), for what the native frames add.
 
 bench/targets/native_work.py spends one thread's time in zlib and in ``sorted`` calling a
 Python key back, and counts its loops per 100 ms.  Each run starts it once and attaches every
-profiler by PID in turn, for ``--seconds`` each, with the target alone as long before each
-and after the last: a profiler's slowdown compares the loops done while it was attached (its
-first second left out) with the windows alone on either side, in the same process.  Also per profiler and rate, as medians over the runs: samples delivered a
-second; invalid samples (spyrec: torn ones, with --native also those left with Python frames
-only; py-spy: its
+profiler by PID in turn, for ``--seconds`` each, with the target alone a second less before
+each and after the last: a profiler's slowdown compares the loops done while it was attached (its
+first second left out) with the windows alone on either side, in the same process.  Also per
+profiler and rate, as medians over the runs: samples delivered a second; invalid samples
+(spyrec: torn ones, with --native also those left with Python frames only; py-spy: its
 ``Errors``; Austin: its ``invalid samples``); and the profiler's own CPU (user + system, from
 its rusage) per sample.  Not a unit test.
 """

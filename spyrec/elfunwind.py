@@ -16,7 +16,7 @@ import ctypes
 import ctypes.util
 import struct
 import weakref
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.dwarf.callframe import FDE, CallFrameInfo, RegisterRule
@@ -47,7 +47,10 @@ class UnwindRow(NamedTuple):
 
 
 def _offset(rule: Optional[RegisterRule]) -> Optional[int]:
-    return rule.arg if rule is not None and rule.type == RegisterRule.OFFSET else None
+    """Where a register rule says the register is saved, from the CFA; None: not saved there."""
+    if rule is not None and rule.type == RegisterRule.OFFSET and isinstance(rule.arg, int):
+        return rule.arg
+    return None
 
 
 class UnwindTable:
@@ -113,6 +116,8 @@ class UnwindTable:
     def _parse(self, i: int) -> Optional[Tuple[int, int, List[Tuple[int, UnwindRow]]]]:
         assert self._cfi is not None
         try:
+            # one entry, as it is first needed (pyelftools' public EH_CFI_entries() parses
+            # every entry of the file, most of a second for libpython)
             fde = self._cfi._parse_entry_at(self._entries[i])
             if not isinstance(fde, FDE):
                 return None
@@ -195,22 +200,22 @@ def _cxa_demangle():
     return function
 
 
-_demangler = None
+_demangler: List[Any] = []  # [the C++ runtime's __cxa_demangle, or None], once looked for
 _libc_free = ctypes.CDLL(None).free
 _libc_free.argtypes = (ctypes.c_void_p,)
 
 
 def demangle(name: str) -> str:
     """A C++ symbol's readable name (``_ZN4core3fooEv`` -> ``core::foo()``), else ``name``."""
-    global _demangler
     if not name.startswith("_Z"):
         return name
-    if _demangler is None:
-        _demangler = _cxa_demangle() or False
     if not _demangler:
+        _demangler.append(_cxa_demangle())
+    function = _demangler[0]
+    if function is None:
         return name
     status = ctypes.c_int(0)
-    result = _demangler(name.encode("utf-8", "replace"), None, None, ctypes.byref(status))
+    result = function(name.encode("utf-8", "replace"), None, None, ctypes.byref(status))
     if not result:
         return name
     try:

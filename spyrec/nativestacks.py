@@ -5,8 +5,9 @@ A running thread's copy comes from the interrupt that also copied its Python fra
 (spyrec.perfstacks); a thread asleep in the kernel holds still, so its stack pointer and
 instruction (``/proc/PID/task/TID/syscall``) and the stack above it, read from outside, give
 the same.  The unwinder follows each function's ``.eh_frame`` rules (spyrec.elfunwind), so
-it needs no frame pointers; a thread read asleep has no frame pointer value to start from, and
-its unwind stops at the first function that would need it.
+it needs no frame pointers; a thread read asleep has no frame pointer value to start from, so
+a function whose rules need one (a build with frame pointers) has its frame record looked for
+on the stack.
 
 Each run of the interpreter's eval loop (``_PyEval_EvalFrameDefault``) in the native stack runs
 one or more Python frames: one per run up to 3.10; from 3.11 on, every Python function called
@@ -22,7 +23,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 from elftools.common.exceptions import ELFError
 
 from spyrec.elfunwind import RBP, RSP, ElfUnwind, unwind_info
-from spyrec.errors import MemoryReadError
+from spyrec.errors import MemoryReadError, SpyError
 from spyrec.perfstacks import STACK_BYTES, UserStack
 from spyrec.process import MemoryMap, MemoryReader, read_maps, target_file, target_view
 from spyrec.symbols import load_elf
@@ -38,6 +39,7 @@ EVAL_FUNCTIONS = frozenset(("_PyEval_EvalFrameDefault",))
 #: Seconds between two reads of the memory map for an address no mapping holds (a library
 #: loaded since; a thread stack made since).
 REMAP_AFTER = 0.1
+
 
 class NativeFrame(NamedTuple):
     """A native function: the file it is in (as the target sees it) and its name."""
@@ -92,7 +94,7 @@ class AddressSpace:
         self._read_at = now
         try:
             maps = sorted(read_maps(self.pid), key=lambda m: m.start)
-        except Exception:  # the target ended: nothing maps any more
+        except SpyError:  # the target ended: nothing maps any more
             maps = []
         self._all = maps
         self._all_starts = [m.start for m in maps]

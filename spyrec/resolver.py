@@ -101,7 +101,8 @@ class StackResolver:
             return None
         if any(code is None for code in keys):
             return None
-        current = tuple((code, offset) for code, (_, offset) in zip(keys, raw_frames))
+        current: Tuple[RawFrame, ...] = tuple(
+            (code, offset) for code, (_, offset) in zip(keys, raw_frames))  # type: ignore[misc]
         inside = dict(native)  # Python frame p -> the native frames just inside it
         count = len(current)
         task_at = self._task_position(current) if task is not None else -1
@@ -117,7 +118,7 @@ class StackResolver:
                 frame_ids.append(self.interned.frame_id(TASK_FILE, task, task, 0))
             if raw[0] == SKIP:
                 continue
-            frame_id = self._frame_id(raw)  # type: ignore[arg-type]
+            frame_id = self._frame_id(raw)
             if frame_id is None:
                 return None
             frame_ids.append(frame_id)

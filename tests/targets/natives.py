@@ -5,9 +5,10 @@ Usage: ``python natives.py [DURATION=30]``.
 The main thread takes turns at ``crunch`` (zlib compression: the time goes in libz, under the
 @crunch line) and ``sort_with_key`` (``sorted`` calls ``negate`` back from C, so a stack holds
 Python, then the interpreter's sort, then Python again).  "sleeper" sleeps in ``slumber``
-(@slumber) for the whole run: blocked in the kernel, in libc's ``clock_nanosleep``.  At the
-end the target prints a JSON line: for each loop of the main thread, when it began and the
-nanoseconds it spent in ``crunch`` and in ``sort_with_key`` by its own (monotonic) clock.  The ready line (see _truth.py) carries both threads.
+(@slumber) for the whole run: blocked in the kernel, in libc's sleep.  At the end the target
+prints a JSON line: for each loop of the main thread, when it began and the nanoseconds it
+spent in ``crunch`` and in ``sort_with_key`` by its own (monotonic) clock.  The ready line
+(see _truth.py) carries both threads.
 """
 
 import json
