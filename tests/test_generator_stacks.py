@@ -296,7 +296,7 @@ def test_function_totals_agree_with_py_spy(label, tmp_path):
     """The same generator-heavy target recorded by spyrec and then by py-spy (which stops the
     target for each sample): the ten heaviest functions' totals, phases weighed evenly, agree
     within ``PEER_TOLERANCE`` (``PEER_TOLERANCE_3_10`` on 3.10)."""
-    ours, theirs = _one_after_the_other(label, tmp_path, 8, rate=1000)
+    ours, theirs = _one_after_the_other(label, tmp_path, 6, rate=1000)
     theirs_totals = phase_weighted_totals(theirs, TARGET_PHASES)
     ours_totals = phase_weighted_totals(ours, TARGET_PHASES)
     heaviest = sorted(theirs_totals, key=theirs_totals.get, reverse=True)[:10]
