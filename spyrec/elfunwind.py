@@ -68,7 +68,7 @@ class UnwindTable:
             return
         try:
             dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False)
-        except (ELFError, DWARFError):
+        except (ELFError, DWARFError, ValueError, KeyError, struct.error):
             return
         if dwarf.eh_frame_sec is None:
             return

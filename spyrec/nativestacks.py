@@ -18,9 +18,10 @@ pair up is left with its Python frames only (``NativeStacks.unmerged`` counts th
 """
 
 import bisect
+import struct
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from elftools.common.exceptions import ELFError
+from elftools.common.exceptions import DWARFError, ELFError
 
 from spyrec.elfunwind import RBP, RSP, ElfUnwind, unwind_info
 from spyrec.errors import MemoryReadError, SpyError
@@ -68,8 +69,8 @@ def _module(pid: int, mapping: MemoryMap) -> _Module:
                 delta = segment["p_vaddr"] - lo + mapping.offset - mapping.start
                 unwind = unwind_info(image)
                 break
-    except (OSError, ELFError, ValueError):
-        pass
+    except (OSError, ELFError, DWARFError, ValueError, KeyError, struct.error):
+        pass  # a file that does not parse: its functions are not unwound (the unwind stops)
     return _Module(mapping.start, mapping.end, target_view(pid, mapping.path), unwind, delta)
 
 

@@ -18,6 +18,8 @@ import subprocess
 import pytest
 
 import spyanalyze
+from spyrec.elfunwind import demangle
+from spyrec.nativestacks import place
 from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, stop_target, target_path
 from test_record import SPYREC, spyrec
 
@@ -183,3 +185,27 @@ def test_where_shows_each_threads_native_frames(label):
     kinds = [f["kind"] for f in main["frames"]]
     assert "native" in kinds and "python" in kinds, main["frames"]
     assert text.returncode == 0 and "[native] " in text.stdout, text.stderr
+
+
+def test_native_frames_are_placed_only_where_runs_and_python_frames_pair_up():
+    """``place``: native frames (innermost first) between the Python frames each run of the
+    eval loop ran; an unwind that stopped early keeps the outer Python frames without native
+    frames between them; one unwound whole must pair every run."""
+    natives = ["leaf", "EVAL", "call", "EVAL", "main"]
+    # two runs of one Python frame each, the native stack whole
+    assert place([1, 1], natives, [1, 3], True) == (
+        (0, ("leaf",)), (1, ("call",)), (2, ("main",)))
+    # a run of two Python frames (3.11+), then one more
+    assert place([2, 1], natives, [1, 3], True) == (
+        (0, ("leaf",)), (2, ("call",)), (3, ("main",)))
+    # cut short after the first run: the natives beyond it sit outside the first run's frames
+    assert place([1, 1], natives[:3], [1], False) == ((0, ("leaf",)), (1, ("call",)))
+    # whole, but a run short or one too many: not placed
+    assert place([1, 1, 1], natives, [1, 3], True) is None
+    assert place([1], natives, [1, 3], False) is None
+
+
+def test_cxx_names_are_demangled_and_others_kept():
+    assert demangle("_ZN4core3fooEv") == "core::foo()"
+    assert demangle("deflate") == "deflate"
+    assert demangle("_Znot-a-mangled-name") == "_Znot-a-mangled-name"

@@ -4,7 +4,8 @@ Usage: ``python natives.py [DURATION=30]``.
 
 The main thread takes turns at ``crunch`` (zlib compression: the time goes in libz, under the
 @crunch line) and ``sort_with_key`` (``sorted`` calls ``negate`` back from C, so a stack holds
-Python, then the interpreter's sort, then Python again).  "sleeper" sleeps in ``slumber``
+Python, then the interpreter's sort, then Python again), each of a random size: a loop of
+fixed length could keep in step with the sampling.  "sleeper" sleeps in ``slumber``
 (@slumber) for the whole run: blocked in the kernel, in libc's sleep.  At the end the target
 prints a JSON line: for each loop of the main thread, when it began and the nanoseconds it
 spent in ``crunch`` and in ``sort_with_key`` by its own (monotonic) clock.  The ready line
@@ -13,6 +14,7 @@ spent in ``crunch`` and in ``sort_with_key`` by its own (monotonic) clock.  The 
 
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -24,16 +26,16 @@ clock = getattr(time, "monotonic_ns", lambda: int(time.monotonic() * 1e9))
 DATA = os.urandom(1 << 15) + bytes(range(256)) * 256
 
 
-def crunch():
-    return zlib.compress(DATA, 9)  # @crunch
+def crunch(size):
+    return zlib.compress(DATA[:size], 9)  # @crunch
 
 
 def negate(x):
     return -x  # @negate
 
 
-def sort_with_key():
-    return sorted(range(3000), key=negate)  # @sort
+def sort_with_key(count):
+    return sorted(range(count), key=negate)  # @sort
 
 
 def slumber(arrived):
@@ -54,10 +56,12 @@ def main():
     deadline = time.time() + duration
     while time.time() < deadline and not stopped():
         start = clock()
-        crunch()
+        packed = crunch(random.randrange(len(DATA) // 2, len(DATA)))
         middle = clock()
-        sort_with_key()
+        ordered = sort_with_key(random.randrange(1500, 4500))
         loops.append((start, middle - start, clock() - middle))
+        # freed here, in main's frame, as a sample sees it, not in the timed calls
+        del packed, ordered
     sys.stdout.write(json.dumps({"loops": loops}) + "\n")
 
 
