@@ -406,6 +406,7 @@ class CaptureDecoder:
             max_owner, skip_owner = self._max_owner, self._skip_owner
             entry_flag = self._entry_flag
             run_from = 0
+            owner = -1
             for addr, code, previous, instr, owner, entry in slots:
                 if owner > max_owner or previous == addr:
                     return codes, offsets, True, gens
@@ -431,8 +432,12 @@ class CaptureDecoder:
                     run_from = len(codes)
             if len(codes) > run_from:
                 runs.append((len(codes) - run_from, 0))
+            # A chain ends at an entry frame (3.12+), or at least not at a generator's frame:
+            # one that does was copied as a generator was being linked in or out.
+            ends = owner >= skip_owner if skip_owner < 256 else owner != FRAME_OWNED_BY_GENERATOR
         else:
             frame_type, scale = self._frame_type, self._scale
+            gen = 0
             for addr, ob_type, back, code, lasti, gen in slots:
                 if frame_type and ob_type != frame_type or back == addr:
                     return codes, offsets, True, gens
@@ -441,4 +446,7 @@ class CaptureDecoder:
                 codes.append(code)
                 offsets.append(lasti * scale)
             runs.extend([(1, 0)] * len(codes))  # a run of the eval loop per frame object
+            ends = not gen  # a suspended generator's frame has no caller to end a chain
+        if codes and capture.status == WHOLE and not ends:
+            torn = True
         return codes, offsets, torn, gens
