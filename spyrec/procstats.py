@@ -182,10 +182,8 @@ class ThreadStats:
                 fields = os.pread(self._syscall, 256 if self._native else 64, 0).split()
                 if fields[0].isdigit():
                     call = syscall_name(int(fields[0]))
-                # "NR args... sp pc" in a system call, "-1 sp pc" blocked outside one
-                # (fs/proc/base.c proc_pid_syscall)
-                if self._native and len(fields) in (3, 9):
-                    self.user_sp_ip = (int(fields[-2], 16), int(fields[-1], 16))
+                if self._native:
+                    self.user_sp_ip = _sp_ip(fields)
             except (OSError, IndexError, ValueError):
                 pass
         channel = self._channel
@@ -199,12 +197,9 @@ class ThreadStats:
         if self._syscall in (-1, None):
             return None
         try:
-            fields = os.pread(self._syscall, 256, 0).split()
-            if len(fields) in (3, 9):
-                return int(fields[-2], 16), int(fields[-1], 16)
+            return _sp_ip(os.pread(self._syscall, 256, 0).split())
         except (OSError, ValueError):
-            pass
-        return None
+            return None
 
     def _kernel_frames_for(self, cause):
         """The kernel frames of the thread asleep in ``cause``.  The path from a system call to
@@ -347,6 +342,15 @@ def _function_name(wchan):
     """The kernel function a ``wchan`` read names, or None (``0``, empty or unreadable)."""
     wchan = (wchan or b"").strip()
     return wchan.decode("ascii", "replace") if wchan and wchan != b"0" else None
+
+
+def _sp_ip(fields):
+    """(stack pointer, instruction pointer) from the fields of ``syscall``: "NR args... sp pc"
+    in a system call, "-1 sp pc" blocked outside one (fs/proc/base.c proc_pid_syscall); None
+    for "running".  Raises ValueError on a field that is no number."""
+    if len(fields) in (3, 9):
+        return int(fields[-2], 16), int(fields[-1], 16)
+    return None
 
 
 def _open_or_none(path):

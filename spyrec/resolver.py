@@ -95,14 +95,9 @@ class StackResolver:
         stack_id = self._raw_stacks.get(key)
         if stack_id is not None:
             return stack_id
-        try:
-            keys = self.codes.refresh([code for code, _ in raw_frames])
-        except (MemoryReadError, PermissionDenied):
+        current = self._refreshed(raw_frames)
+        if current is None:
             return None
-        if any(code is None for code in keys):
-            return None
-        current: Tuple[RawFrame, ...] = tuple(
-            (code, offset) for code, (_, offset) in zip(keys, raw_frames))  # type: ignore[misc]
         inside = dict(native)  # Python frame p -> the native frames just inside it
         count = len(current)
         task_at = self._task_position(current) if task is not None else -1
@@ -149,6 +144,14 @@ class StackResolver:
     def _verified(self, raw_frames: Tuple[RawFrame, ...]) -> Optional[Tuple[RawFrame, ...]]:
         """``raw_frames`` with every code object verified now and its current key (frames of
         interpreter-internal code left out), or None when one is no longer a code object."""
+        current = self._refreshed(raw_frames)
+        if current is None:
+            return None
+        return tuple(frame for frame in current if frame[0] != SKIP)
+
+    def _refreshed(self, raw_frames: Tuple[RawFrame, ...]) -> Optional[Tuple[RawFrame, ...]]:
+        """``raw_frames`` with every code object verified now and its current key (``SKIP``
+        for interpreter-internal code), or None when one is no longer a code object."""
         try:
             keys = self.codes.refresh([key for key, _ in raw_frames])
         except (MemoryReadError, PermissionDenied):
@@ -156,7 +159,7 @@ class StackResolver:
         if any(key is None for key in keys):
             return None
         return tuple((key, offset)  # type: ignore[misc]  # (no None among the keys by now)
-                     for key, (_, offset) in zip(keys, raw_frames) if key != SKIP)
+                     for key, (_, offset) in zip(keys, raw_frames))
 
     def _frame_id(self, raw: RawFrame) -> Optional[int]:
         frame_id = self._raw_frames.get(raw)

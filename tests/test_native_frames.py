@@ -12,7 +12,6 @@ The Python frames keep the shares the target measures itself while it is recorde
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -22,6 +21,7 @@ from spyrec.elfunwind import demangle
 from spyrec.nativestacks import place
 from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, stop_target, target_path
 from test_record import SPYREC, spyrec
+from test_stack_copies import spyrec_without_bpf_rights
 
 MARKS = marked_lines(target_path("natives.py"))
 #: Share of the samples that must have native frames: the rest are rounds that found no copy
@@ -152,14 +152,9 @@ def test_native_asks_for_the_stack_copies(tmp_path):
 
 
 def test_refused_by_the_kernel_native_says_why_and_writes_nothing(tmp_path):
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is not installed: cannot drop the capabilities")
     out = tmp_path / "never.spy"
     with running_target(python_for("3.12"), "natives.py", "10") as target:
-        result = subprocess.run(
-            ["setpriv", "--bounding-set=-bpf,-perfmon,-sys_admin", "--"] + SPYREC
-            + ["-o", str(out), "-p", str(target.pid), "-d", "0.5", "--native"],
-            capture_output=True, text=True, timeout=60)
+        result = spyrec_without_bpf_rights("-o", out, "-p", target.pid, "-d", "0.5", "--native")
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and len(lines) == 1, result.stderr
     assert lines[0].startswith("spyrec: error: --native: the kernel refused"), lines

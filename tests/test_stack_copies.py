@@ -111,17 +111,22 @@ def test_without_bpf_the_stacks_are_read_from_outside(tmp_path):
     assert len(load(out).samples["stack"]) > 100
 
 
-def test_without_the_capabilities_the_stacks_are_read_from_outside(tmp_path):
+def spyrec_without_bpf_rights(*args):
     """spyrec as root but without CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (a container's root,
-    say): the kernel refuses the copies, and the recording is read from outside, whole."""
+    say); skips where setpriv is missing."""
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is not installed: cannot drop the capabilities")
+    return subprocess.run(["setpriv", "--bounding-set=-bpf,-perfmon,-sys_admin", "--"] + SPYREC
+                          + [str(a) for a in args], capture_output=True, text=True, timeout=60)
+
+
+def test_without_the_capabilities_the_stacks_are_read_from_outside(tmp_path):
+    """Without the capabilities the kernel refuses the copies, and the recording is read from
+    outside, whole."""
     out = tmp_path / "visitor.spy"
     with running_target(python_for("3.12"), "visitor.py", "10") as target:
-        result = subprocess.run(
-            ["setpriv", "--bounding-set=-bpf,-perfmon,-sys_admin", "--"] + SPYREC
-            + ["-o", str(out), "-p", str(target.pid), "-d", "0.5", "-r", "500", "--bpf"],
-            capture_output=True, text=True, timeout=60)
+        result = spyrec_without_bpf_rights("-o", out, "-p", target.pid, "-d", "0.5", "-r", "500",
+                                           "--bpf")
     assert result.returncode == 0, result.stderr
     assert copied_count(result.stderr) == 0, result.stderr
     assert len(load(out).samples["stack"]) > 100
