@@ -11,6 +11,14 @@ if [ "$(id -u)" = 0 ] && [ -z "${SPYREC_NO_SID_ROOT:-}" ]; then
         echo "test: no sid root (scripts/make-sid-root.sh failed): the 3.14/3.15 tests will skip" >&2
     fi
 fi
+# The flame-graph page tests open it in Debian's headless Chromium; as root, install it once.
+if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    if ! { timeout 300 apt-get install -y -q chromium >/dev/null 2>&1 \
+           || { timeout 120 apt-get update -q >/dev/null 2>&1 && timeout 300 apt-get install -y -q chromium >/dev/null 2>&1; }; }; then
+        echo "test: Chromium could not be installed: the flame-graph page tests will skip" >&2
+    fi
+fi
 # lint first (a second): pyflakes' and pycodestyle's rules, as pyproject.toml configures them
 .venv/bin/ruff check --quiet . || { echo "test: ruff found the problems above" >&2; exit 1; }
 # type check (seconds, cached in .mypy_cache): the files pyproject.toml's [tool.mypy] names

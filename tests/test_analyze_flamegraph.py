@@ -2,18 +2,17 @@
 tests/targets/split.py (``heavy`` and ``light`` in a split the target measures), and from a
 crafted file whose names try to break out of the markup.
 
-The page's script is run under Node.js with a small stand-in for the DOM (tests/flamepage.js):
-it must draw the hot function, find it by search (``#search=`` in the URL) with the share the
-views give, and raise nothing.  Without Node.js those checks skip, saying so.
+The page is opened in headless Chromium (tests/browser.py): it must draw the hot function, find
+it by search (typed, or ``#search=`` in the URL) with the share the views give, zoom on a click,
+ask for nothing over the network and put no error on the console.  Without Chromium (Debian's
+package ``chromium``, which scripts/test.sh installs as root) those checks skip, saying so.
 """
 
 import io
 import json
 import re
-import shutil
-import subprocess
+import urllib.parse
 import xml.etree.ElementTree as ElementTree
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -22,9 +21,9 @@ import spyanalyze
 from spyanalyze import views
 from spyanalyze.cli import main
 from spyanalyze.export import flamegraph
+import browser
 from test_analyze_support import RecordingBuilder, record_split
 
-PAGE_RUNNER = Path(__file__).parent / "flamepage.js"
 SVG = "{http://www.w3.org/2000/svg}"
 #: Names a hostile recording gives its frames and threads.
 HOSTILE = ['</script><script>alert(1)</script>', 'a & b "quoted" <tag>', "line\nbreak\r\x1b[2J",
@@ -76,30 +75,91 @@ def test_the_page_carries_every_graph_and_loads_nothing(split):
         assert graphs[name]["v"] <= graphs["all threads"]["v"]
 
 
-def run_page(page, tmp_path, search=""):
-    node = shutil.which("node") or shutil.which("nodejs")
-    if node is None:
-        pytest.skip("Node.js is not installed: the page's script cannot be run")
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):
+    path = browser.executable()
+    if path is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium): the page cannot be run")
+    running = browser.Browser(path, str(tmp_path_factory.mktemp("chromium-profile")))
+    yield running
+    running.close()
+
+
+#: What the page drew: each box (text, title, class, colour, position), the graph choices, the
+#: "Matched" line and the graph's width in pixels.
+DRAWN = """JSON.stringify({
+  boxes: Array.from(document.getElementById("graph").children).map((box) => ({
+    text: box.textContent, title: box.title, class: box.className,
+    fill: box.style.backgroundColor, left: parseFloat(box.style.left),
+    top: parseFloat(box.style.top), width: parseFloat(box.style.width)})),
+  matched: document.getElementById("matched").textContent,
+  options: Array.from(document.getElementById("which").options).map((o) => o.textContent),
+  width: document.getElementById("graph").clientWidth})"""
+
+
+def open_page(chromium, page, tmp_path, search=""):
     html = tmp_path / "page.html"
     html.write_text(page, encoding="utf-8")
-    result = subprocess.run([node, str(PAGE_RUNNER), str(html), "#search=" + search],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    url = html.as_uri() + ("#search=" + urllib.parse.quote(search) if search else "")
+    return chromium.open(url)
 
 
-def test_the_page_draws_the_graph_and_finds_the_hot_function(split, tmp_path):
+def drawn(opened):
+    return json.loads(opened.evaluate(DRAWN))
+
+
+def assert_clean(opened):
+    """Nothing on the console, and nothing asked for but the page itself."""
+    assert opened.errors() == []
+    assert set(opened.requests()) <= {opened.evaluate("location.href.split('#')[0]")}
+
+
+def run_page(chromium, page, tmp_path, search=""):
+    opened = open_page(chromium, page, tmp_path, search)
+    result = drawn(opened)
+    assert_clean(opened)
+    return result
+
+
+def test_the_page_draws_the_graph_and_finds_the_hot_function(split, tmp_path, chromium):
     path, rec = split
-    drawn = run_page(export(path, "html"), tmp_path, "^heavy ")
-    assert drawn["options"][0] == "all threads"
-    texts = [box["text"] for box in drawn["boxes"]]
+    page = run_page(chromium, export(path, "html"), tmp_path, "^heavy ")
+    assert page["options"][0] == "all threads"
+    texts = [box["text"] for box in page["boxes"]]
     assert any(text.startswith("heavy (") for text in texts)
-    hits = [box for box in drawn["boxes"] if "hit" in box["class"]]
+    hits = [box for box in page["boxes"] if "hit" in box["class"]]
     assert hits and all(box["title"].startswith("heavy (") for box in hits)
-    share = float(re.match(r"Matched: ([\d.]+)%", drawn["matched"]).group(1)) / 100
+    share = float(re.match(r"Matched: ([\d.]+)%", page["matched"]).group(1)) / 100
     assert share == pytest.approx(heavy_share(rec), abs=0.0001)
-    roots = [box for box in drawn["boxes"] if box["top"] == 0]
-    assert len(roots) == 1 and roots[0]["width"] == pytest.approx(1000)
+    roots = [box for box in page["boxes"] if box["top"] == 0]
+    assert len(roots) == 1 and roots[0]["width"] == pytest.approx(page["width"])
+
+
+def test_typing_a_search_finds_and_a_click_zooms(split, tmp_path, chromium):
+    path, rec = split
+    opened = open_page(chromium, export(path, "html"), tmp_path)
+    assert drawn(opened)["matched"] == ""
+    opened.type("#search", "^light ")
+    page = drawn(opened)
+    hits = [box for box in page["boxes"] if "hit" in box["class"]]
+    assert hits and all(box["title"].startswith("light (") for box in hits)
+    light = float(views.by_function(rec).set_index("qualname").loc["light", "total_share"])
+    assert float(re.match(r"Matched: ([\d.]+)%", page["matched"]).group(1)) / 100 == \
+        pytest.approx(light, abs=0.0001)
+    widest = max(hits, key=lambda box: box["width"])
+    assert widest["width"] < 0.9 * page["width"]
+    graph = opened.evaluate("JSON.stringify(document.getElementById('graph').getBoundingClientRect())")
+    graph = json.loads(graph)
+    opened.click(graph["left"] + widest["left"] + widest["width"] / 2,
+                 graph["top"] + widest["top"] + 8)
+    zoomed = drawn(opened)
+    top = min(box["top"] for box in zoomed["boxes"])
+    assert [box["title"].split(" (")[0] for box in zoomed["boxes"] if box["top"] == top] == ["light"]
+    assert [box["width"] for box in zoomed["boxes"] if box["top"] == top] == \
+        [pytest.approx(zoomed["width"])]
+    opened.evaluate("document.getElementById('reset').click()")
+    assert len(drawn(opened)["boxes"]) == len(page["boxes"])
+    assert_clean(opened)
 
 
 def hostile_recording(tmp_path):
@@ -114,7 +174,7 @@ def hostile_recording(tmp_path):
     return path
 
 
-def test_hostile_names_stay_text(tmp_path):
+def test_hostile_names_stay_text(tmp_path, chromium):
     path = hostile_recording(tmp_path)
     svg = export(path, "svg")
     root = ElementTree.fromstring(svg.encode())              # well-formed, whatever the names
@@ -127,11 +187,11 @@ def test_hostile_names_stay_text(tmp_path):
     data = json.loads(block)
     names = {graph["name"].split(" (tid ")[0] for graph in data["graphs"]}
     assert {"</script><script>alert(1)</script>", 'a & b "quoted" <tag>'} <= names
-    drawn = run_page(page, tmp_path)
-    assert any(box["text"].startswith("</script><script>alert(1)</script>") for box in drawn["boxes"])
+    boxes = run_page(chromium, page, tmp_path)["boxes"]
+    assert any(box["text"].startswith("</script><script>alert(1)</script>") for box in boxes)
 
 
-def test_the_differential_page_colours_growth_red_and_shrinkage_blue(tmp_path):
+def test_the_differential_page_colours_growth_red_and_shrinkage_blue(tmp_path, chromium):
     before, after = tmp_path / "before.spy", tmp_path / "after.spy"
     for path, heavy_ticks in ((before, 2), (after, 8)):
         builder = RecordingBuilder().thread(101, "MainThread")
@@ -141,10 +201,10 @@ def test_the_differential_page_colours_growth_red_and_shrinkage_blue(tmp_path):
         builder.write(path)
     out = io.StringIO()
     flamegraph.write_diff_html([spyanalyze.load(before)], [spyanalyze.load(after)], out)
-    drawn = run_page(out.getvalue(), tmp_path)
-    fills = {box["text"].split(" (")[0]: box["fill"] for box in drawn["boxes"] if box["text"]}
-    red = re.match(r"rgb\((\d+),(\d+),(\d+)\)", fills["heavy"]).groups()
-    blue = re.match(r"rgb\((\d+),(\d+),(\d+)\)", fills["light"]).groups()
+    boxes = run_page(chromium, out.getvalue(), tmp_path)["boxes"]
+    fills = {box["text"].split(" (")[0]: box["fill"] for box in boxes if box["text"]}
+    red = re.match(r"rgb\((\d+), (\d+), (\d+)\)", fills["heavy"]).groups()
+    blue = re.match(r"rgb\((\d+), (\d+), (\d+)\)", fills["light"]).groups()
     assert int(red[0]) == 255 and int(red[2]) < 255
     assert int(blue[2]) == 255 and int(blue[0]) < 255
     cli = CliRunner().invoke(main, ["diff", str(before), "--vs", str(after), "--html",
