@@ -7,7 +7,9 @@ recording and sum ``by_function``) for comparison.
 
 One synthetic recording is made by bench_analyze's generator (shaped like a real one), then
 written again as the others under their own hosts and start times, as a fleet's files would
-be.  Dask runs on its default local scheduler (threads).  Results go to stdout as Markdown.
+be.  Dask runs on its default local scheduler (threads), then, for the .spy glob, on a local
+cluster of ``--workers`` processes (one thread each), as a cluster of machines would run it.
+Results go to stdout as Markdown.
 """
 
 import argparse
@@ -50,6 +52,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recordings", type=int, default=100)
     parser.add_argument("--samples", type=int, default=20_000, help="samples per recording")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the cluster")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         paths, per = make_fleet(folder, args.recordings, args.samples)
@@ -59,6 +62,13 @@ def main():
         def pandas_way():
             return [spyanalyze.load(path).by_function() for path in paths]
 
+        def on_a_cluster():
+            import distributed
+            with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
+                                          processes=True, dashboard_address=None) as cluster, \
+                    distributed.Client(cluster):
+                return timed(lambda: fleet.function_totals(spyanalyze.load_many(pattern)))[1]
+
         def export_all():
             for path in paths:
                 parquet.write(spyanalyze.load(path), os.path.join(folder, "dataset"))
@@ -67,6 +77,7 @@ def main():
             ("pandas: load + by_function, one recording at a time", timed(pandas_way)[1]),
             ("load_many(.spy glob) + function_totals",
              timed(lambda: fleet.function_totals(spyanalyze.load_many(pattern)))[1]),
+            ("the same on a local cluster of %d worker processes" % args.workers, on_a_cluster()),
             ("export --format parquet (load + write), every recording", timed(export_all)[1]),
             ("load_many(Parquet dataset) + function_totals",
              timed(lambda: fleet.function_totals(

@@ -76,6 +76,25 @@ def test_dask_per_function_totals_equal_the_sum_of_pandas_results(fleet_files):
     assert sorted(hosts) == ["host%02d" % i for i in range(HOSTS)]
 
 
+def test_a_dask_cluster_gives_the_same_totals(fleet_files):
+    """Worker processes on a local cluster, which talk to the scheduler over TCP as a cluster of
+    machines does: the same graph, the recordings read where the tasks run."""
+    distributed = pytest.importorskip("distributed")
+    paths, recordings = fleet_files
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  protocol="tcp", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        frame = spyanalyze.load_many([str(path) for path in paths[:20]])
+        with distributed.get_task_stream(client) as stream:
+            totals = fleet.function_totals(frame)
+        workers = {task["worker"] for task in stream.data}
+        pids = set(client.run(os.getpid).values())
+    pd.testing.assert_frame_equal(totals.sort_index(), pandas_totals(recordings[:20]),
+                                  check_dtype=False)
+    assert len(workers) == 2 and all(worker.startswith("tcp://") for worker in workers)
+    assert len(pids) == 2 and os.getpid() not in pids
+
+
 def test_fleet_rows_of_one_recording_match_its_samples(fleet_files):
     rec = fleet_files[1][0]
     table = fleet.sample_table(rec)
