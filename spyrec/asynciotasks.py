@@ -47,6 +47,13 @@ class AsyncioOffsets(NamedTuple):
     running_task: int  # asyncio_running_task in the thread state (a task pointer, or NULL)
     task_name: int  # task_name in the task object
     task_coro: int  # task_coro in the task object: the coroutine it runs
+    # 3.14+ (0 before): what spyrec.tasktree reads of every task, not only the running ones
+    task_awaited_by: int = 0  # the task awaiting it, or a set of them
+    task_is_task: int = 0  # char: a Task, not a plain Future
+    task_awaited_by_is_set: int = 0  # char: task_awaited_by is a set
+    task_node: int = 0  # where the task is linked into its thread's (or interpreter's) list
+    interp_tasks_head: int = 0  # the list heads: in the interpreter state ...
+    thread_tasks_head: int = 0  # ... and in each thread state
 
 
 def parse_table(data: bytes) -> Optional[AsyncioOffsets]:
@@ -54,14 +61,18 @@ def parse_table(data: bytes) -> Optional[AsyncioOffsets]:
     if len(data) < _TABLE.size:
         return None
     values = _TABLE.unpack_from(data)
-    task_size, task_name, task_coro = values[0], values[1], values[5]
-    state_size, running_task = values[9], values[11]
+    (task_size, task_name, awaited_by, is_task, awaited_by_is_set, task_coro, task_node,
+     interp_size, interp_head, state_size, _, running_task, thread_head) = values
+    pointers = (task_name, task_coro, awaited_by, task_node)
     if not (0 < task_size <= MAX_TASK_SIZE
-            and all(f % 8 == 0 and 16 <= f <= task_size - 8 for f in (task_name, task_coro))
-            and 0 < state_size <= MAX_THREAD_STATE_SIZE and running_task % 8 == 0
-            and running_task <= state_size - 8):
+            and all(f % 8 == 0 and 16 <= f <= task_size - 8 for f in pointers)
+            and all(16 <= f < task_size for f in (is_task, awaited_by_is_set))
+            and 0 < state_size <= MAX_THREAD_STATE_SIZE
+            and all(f % 8 == 0 and f <= state_size - 8 for f in (running_task, thread_head))
+            and interp_head % 8 == 0 and interp_head <= interp_size - 8):
         return None
-    return AsyncioOffsets(running_task, task_name, task_coro)
+    return AsyncioOffsets(running_task, task_name, task_coro, awaited_by, is_task,
+                          awaited_by_is_set, task_node, interp_head, thread_head)
 
 
 def find_offsets(pid: int, maps: List[MemoryMap], runtime_path: str) -> Optional[AsyncioOffsets]:

@@ -175,16 +175,18 @@ def status_line(stats, output):
               help="Also each waiting thread's kernel frames (/proc/PID/task/TID/stack; root).")
 @click.option("--native", is_flag=True,
               help="Also the native frames among the Python frames (root).")
+@click.option("--tasks", is_flag=True,
+              help="Also every asyncio task, under the tasks awaiting it.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def where(pid, kernel, native, as_json, debug):
+def where(pid, kernel, native, tasks, as_json, debug):
     """Print every thread's Python stack once, with its state, GIL, CPU time and, when it
     waits, the system call and kernel function it waits in: for a process that hangs or
     crawls.  Nothing is stopped or injected."""
     from spyrec import where as reading
     from spyformat.text import printable
     try:
-        report = reading.where(pid, kernel=kernel, native=native)
+        report = reading.where(pid, kernel=kernel, native=native, tasks=tasks)
     except SpyError as exc:
         _fail(exc, debug)
     click.echo(reading.as_json(report) if as_json else reading.as_text(report, printable),

@@ -5,7 +5,8 @@ import struct
 import time
 from typing import List, Optional, Tuple
 
-from spyrec.asynciotasks import CurrentTasks, TaskNames, find_offsets, table_offsets
+from spyrec.asynciotasks import (AsyncioOffsets, CurrentTasks, TaskNames, find_offsets,
+                                 table_offsets)
 from spyrec.codeobjects import SKIP, CodeCache, FrameInfo
 from spyrec.errors import (MemoryReadError, NotPython, PermissionDenied, SpyError, TargetNotFound,
                            TargetReplaced)
@@ -15,6 +16,7 @@ from spyrec.pystrings import ObjectReader
 from spyrec.nativestacks import NativeStacks
 from spyrec.runtime import Interpreter, find_interpreter
 from spyrec.stackcapture import CaptureDecoder, SharedState, StackCapture, read_chain
+from spyrec.tasktree import TaskReport, TaskTree, read_tasks
 from spyrec.threadnames import ThreadNameReader
 from spyrec.threads import NamespaceTids, ThreadNaming, bound_states, find_pthread_tid_offset
 from spyrec.validation import check_guessed_layout, check_interpreter
@@ -47,9 +49,10 @@ class PythonProcess:
                                   if m.start <= runtime < m.end), None)
         self._start_time = start_time
         rf = found.runtime_file
-        types = {name: rf.address(name) for name in
-                 ("PyCode_Type", "PyUnicode_Type", "PyBytes_Type", "PyFrame_Type",
-                  "PyDict_Type", "PyLong_Type", "PyModule_Type")}
+        self._types = types = {name: rf.address(name) for name in
+                               ("PyCode_Type", "PyUnicode_Type", "PyBytes_Type", "PyFrame_Type",
+                                "PyDict_Type", "PyLong_Type", "PyModule_Type", "PyCoro_Type",
+                                "PyGen_Type")}
         self.objects = ObjectReader(mem, layout.strings, layout.ob_type,
                                     types["PyUnicode_Type"], types["PyBytes_Type"])
         self.codes = CodeCache(mem, layout, self.objects, types["PyCode_Type"])
@@ -64,6 +67,8 @@ class PythonProcess:
         self._runtime_path = next((m.path for m in found.maps if m.start <= runtime < m.end), "")
         self._asyncio_look: Optional[float] = 0.0
         self._modules_seen = -1  # sys.modules' size at the last look for asyncio (<=3.13)
+        self._asyncio_offsets: Optional[AsyncioOffsets] = None
+        self._current_tasks: Optional[CurrentTasks] = None  # <=3.13, once asyncio is found
         self._tid_offset_retry = 0.0
         #: The in-kernel copies of running threads' stacks (see spyrec.stackcapture), or None.
         self.capture: Optional[StackCapture] = None
@@ -196,11 +201,27 @@ class PythonProcess:
             current = CurrentTasks(self._names, interp)
             if not current.find():
                 return
+            self._current_tasks = current
             self.walker.read_tasks(offsets.task_coro, gen_frame,
                                    gen_frame_pointer=layout.gen_iframe is None,
                                    current_tasks=current)
         self._asyncio_look = None
         self.tasks = TaskNames(self.mem, self.objects, self._names.read_int, offsets)
+        self._asyncio_offsets = offsets
+
+    def read_tasks(self) -> Optional[List[TaskReport]]:
+        """Every asyncio task of the main interpreter, what each awaits and which tasks await
+        it (spyrec.tasktree); None while asyncio is not found."""
+        self.look_for_asyncio(float("inf"))
+        offsets = self._asyncio_offsets
+        if self.tasks is None or offsets is None or self.layout.awaits is None:
+            return None
+        tree = TaskTree(self.mem, self.layout, self.codes, self._names, self.tasks, offsets,
+                        (self._types["PyCoro_Type"], self._types["PyGen_Type"]))
+        interp = self._names.u64(self.runtime_address + self.layout.runtime.interpreters_head)
+        if self.walker.tstates is None:
+            self.walker.sample()
+        return read_tasks(tree, interp, self.walker.tstates or {}, self._current_tasks)
 
     @property
     def torn_reads(self) -> int:

@@ -7,7 +7,8 @@ For a process that hangs or crawls, as ``py-spy dump`` and ``austin -w`` do: not
 stopped.  Each thread gets its stack (innermost first), whether it was running or waiting,
 whether it held the GIL, its CPU time so far, the system call and kernel function it waits in
 when asleep, and (as root) its kernel frames (``kernel=True``) and native frames
-(``native=True``).
+(``native=True``).  With ``tasks=True``, every asyncio task too, each under the task awaiting
+it, with the coroutines it is suspended in and the future it waits for (spyrec.tasktree).
 """
 
 import json
@@ -24,6 +25,7 @@ from spyrec.procstats import kernel_stack
 from spyrec.recorder import start_native
 from spyrec.sampler import Sampler
 from spyrec.sinks import NullSink
+from spyrec.tasktree import TaskReport
 
 PROC = "/proc"
 NAME_READS = 3
@@ -58,6 +60,11 @@ class ProcessReport:
     python: str
     executable: str
     threads: List[ThreadReport]
+    #: With ``tasks=True``: every asyncio task (empty when asyncio is not imported); None when
+    #: not asked for.
+    tasks: Optional[List[TaskReport]] = None
+    #: Why ``tasks`` is empty, when it is.
+    tasks_note: str = ""
 
 
 class Snapshot(NullSink):
@@ -100,11 +107,12 @@ class Snapshot(NullSink):
         return self.strings[string_id - 1] if string_id else None
 
 
-def where(pid: int, kernel: bool = False, native: bool = False) -> ProcessReport:
+def where(pid: int, kernel: bool = False, native: bool = False,
+          tasks: bool = False) -> ProcessReport:
     """Read every thread of CPython process ``pid`` once (SpyError with one line if not):
     one round of the sampler, into a ``Snapshot``.  ``native``: with native frames (root):
     a first round learns the threads, whose running ones are then copied at their next
-    interrupts for the round reported."""
+    interrupts for the round reported.  ``tasks``: every asyncio task, read after the round."""
     process = PythonProcess.attach(pid)
     try:
         snapshot = Snapshot()
@@ -140,9 +148,26 @@ def where(pid: int, kernel: bool = False, native: bool = False) -> ProcessReport
         sampler.finish()
         threads.sort(key=lambda thread: (thread.tid != pid, thread.tid))  # the main one first
         command = (read_text(pid, "cmdline") or "").replace("\0", " ").strip()
-        return ProcessReport(pid, command, process.version_string, process.executable, threads)
+        whole = ProcessReport(pid, command, process.version_string, process.executable, threads)
+        if tasks:
+            _add_tasks(whole, process)
+        return whole
     finally:
         process.close()
+
+
+def _add_tasks(report: ProcessReport, process: PythonProcess) -> None:
+    if process.layout.awaits is None:
+        report.tasks = []
+        report.tasks_note = ("asyncio tasks cannot be read on CPython %s"
+                             % process.version_string)
+        return
+    found = process.read_tasks()
+    report.tasks = found or []
+    if found is None:
+        report.tasks_note = "no asyncio tasks: asyncio is not imported"
+    elif not found:
+        report.tasks_note = "no asyncio tasks"
 
 
 def _thread_name(process: PythonProcess, ident: int, tid: int) -> Optional[str]:
@@ -191,7 +216,56 @@ def as_text(report: ProcessReport, escape) -> str:
             lines.append("    <no Python frames>")
         for symbol in thread.kernel:
             lines.append("    [kernel] %s" % escape(symbol))
+    if report.tasks is not None:
+        lines.append("")
+        lines.extend(_tasks_text(report.tasks, report.tasks_note, escape))
     return "\n".join(lines) + "\n"
+
+
+def _frame_text(frame: FrameInfo, escape) -> str:
+    return "%s (%s:%d)" % (escape(frame.qualname), escape(frame.filename), frame.line)
+
+
+def _tasks_text(tasks: List[TaskReport], note: str, escape) -> List[str]:
+    """The tasks as a tree: each task under the tasks awaiting it, its coroutines innermost
+    first.  A task awaited by several shows whole under the first; one in a cycle of tasks
+    awaiting each other says so where the cycle closes."""
+    if not tasks:
+        return [note]
+    by_address = {task.address: task for task in tasks}
+    awaited: Dict[int, List[TaskReport]] = {}  # task -> the tasks it awaits
+    for task in tasks:
+        for awaiter in task.awaited_by:
+            awaited.setdefault(awaiter, []).append(task)
+    lines = ["asyncio tasks (%d), each under the task awaiting it:" % len(tasks)]
+    shown: set = set()
+
+    def show(task: TaskReport, depth: int, above: tuple) -> None:
+        pad = "    " * depth
+        title = 'Task "%s"' % escape(task.name or "?")
+        where = ["0x%x" % task.address] + (["thread %d" % task.thread] if task.thread else [])
+        state = "running" if task.running else \
+            "waiting for %s" % escape(task.awaits) if task.awaits else "waiting"
+        if task.address in above:
+            lines.append("%s%s (%s): awaits a task above it, a cycle" % (pad, title, where[0]))
+            return
+        if task.address in shown:
+            lines.append("%s%s (%s): shown above" % (pad, title, where[0]))
+            return
+        shown.add(task.address)
+        lines.append("%s%s (%s): %s" % (pad, title, ", ".join(where), state))
+        for frame in task.frames:
+            lines.append("%s    %s" % (pad, _frame_text(frame, escape)))
+        for child in sorted(awaited.get(task.address, []), key=lambda t: t.address):
+            show(child, depth + 1, above + (task.address,))
+
+    roots = [task for task in tasks if not any(a in by_address for a in task.awaited_by)]
+    for task in sorted(roots, key=lambda t: (t.running, t.address)):
+        show(task, 0, ())
+    for task in sorted(tasks, key=lambda t: t.address):  # cycles: no task outside awaits them
+        if task.address not in shown:
+            show(task, 0, ())
+    return lines
 
 
 def as_json(report: ProcessReport) -> str:
@@ -207,4 +281,9 @@ def as_json(report: ProcessReport) -> str:
                      "frames": [frame(f, native) for f, native in
                                 zip(t.frames, t.native or [False] * len(t.frames))],
                      "kernel": t.kernel}
-                    for t in report.threads]}, indent=2) + "\n"
+                    for t in report.threads],
+        **({} if report.tasks is None else {"tasks": [
+            {"id": t.address, "name": t.name, "running": t.running, "thread": t.thread,
+             "awaits": t.awaits, "awaited_by": t.awaited_by,
+             "frames": [frame(f, False) for f in t.frames]} for t in report.tasks]}),
+    }, indent=2) + "\n"

@@ -18,7 +18,8 @@ from spyrec.layouts.debug_offsets import V3_13, V3_14, DebugOffsetsSpec
 
 #: Compilation units whose DWARF defines the structs we need.
 UNITS = ("pystate.c", "codeobject.c", "ceval.c", "unicodeobject.c", "frameobject.c",
-         "pylifecycle.c", "dictobject.c", "typeobject.c", "moduleobject.c", "longobject.c")
+         "pylifecycle.c", "dictobject.c", "typeobject.c", "moduleobject.c", "longobject.c",
+         "genobject.c")
 
 
 class DwarfStructs:
@@ -157,6 +158,19 @@ def expected_members(layout, minor):
         yield ob.long_size, "PyVarObject", "ob_size"
         yield ob.ob_digit, "_longobject", "ob_digit"
     yield layout.ob_type, "_object", "ob_type"
+    aw = layout.awaits
+    if layout.frame_kind == "pyframe":
+        yield layout.gen_frame_pointer, "PyGenObject", "gi_frame"
+        yield aw.valuestack, "_frame", "f_valuestack"
+        yield aw.stack_top, "_frame", "f_stacktop" if minor < (3, 10) else "f_stackdepth"
+        if aw.frame_state is not None:
+            yield aw.frame_state, "_frame", "f_state"
+        yield aw.co_code, "PyCodeObject", "co_code"
+    else:
+        yield layout.gen_iframe, "PyGenObject", "gi_iframe"
+        yield aw.frame_state, "PyGenObject", "gi_frame_state"
+        yield aw.stack_top, "_PyInterpreterFrame", "stacktop"
+        yield aw.localsplus, "_PyInterpreterFrame", "localsplus"
     yield layout.strings.length, "PyASCIIObject", "length"
     yield layout.strings.state, "PyASCIIObject", "state"
     yield layout.strings.bytes_size, "PyVarObject", "ob_size"

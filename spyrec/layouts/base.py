@@ -209,6 +209,39 @@ class TaskOffsets:
     task_name: int
 
 
+@dataclass(frozen=True)
+class AwaitOffsets:
+    """What a suspended coroutine awaits (``_PyGen_yf``, Objects/genobject.c 3.8-3.15): the
+    object on top of its frame's value stack, while its frame state says it stopped in an
+    ``await`` (a ``yield from``)."""
+
+    #: int8 frame state: ``gi_frame_state`` in the generator or coroutine object (3.11+),
+    #: ``f_state`` in its frame object (3.10); None (3.8, 3.9): suspended when ``f_stacktop``
+    #: is set, running or finished when it is NULL.
+    frame_state: Optional[int]
+    #: The state of a coroutine stopped in an await: FRAME_SUSPENDED_YIELD_FROM (3.13+), or
+    #: FRAME_SUSPENDED (3.10-3.12), where the next instruction must also say it was an await:
+    #: one of ``resume_opcodes`` with an oparg of 2 or more (RESUME after a yield from, 3.11,
+    #: 3.12), or ``yield_from_opcode`` (YIELD_FROM, 3.8-3.10, read in ``co_code``).
+    suspended: int = -1
+    resume_opcodes: Tuple[int, ...] = ()
+    yield_from_opcode: Optional[int] = None
+    co_code: Optional[int] = None  # PyCodeObject.co_code, a bytes object (3.8-3.10)
+    #: Finished states start here (FRAME_COMPLETED, then FRAME_CLEARED; 3.15: FRAME_CLEARED).
+    completed: int = 1
+    #: Where the frame's value stack ends: an int index (``stacktop`` 3.11-3.13, ``f_stackdepth``
+    #: 3.10), or a pointer past the top (``stackpointer`` 3.14+, ``f_stacktop`` 3.8, 3.9).
+    stack_top: int = 64
+    stack_top_is_pointer: bool = False
+    #: Where the stack starts: inline at ``localsplus`` (3.11+), or where ``valuestack``
+    #: (``f_valuestack``, 3.8-3.10) points.
+    localsplus: int = 72
+    valuestack: Optional[int] = None
+    #: How many words below the stack's top the awaited object lies: 1 (``_PyFrame_StackPeek``),
+    #: 2 from 3.15, where the top holds the value being sent.
+    awaited_slot: int = 1
+
+
 #: ``FRAME_OWNED_BY_GENERATOR`` (Include/internal/pycore_frame.h 3.11-3.13,
 #: pycore_interpframe_structs.h 3.14+): a generator's or coroutine's frame, whose ``previous``
 #: is cleared each time it yields, so a chain may not end at one.
@@ -239,6 +272,8 @@ class Layout:
     gen_frame_pointer: Optional[int] = None
     #: <=3.13: the asyncio Task's fields (3.14+ read them from ``_asyncio`` itself).
     task: Optional[TaskOffsets] = None
+    #: 3.11+: what a suspended coroutine awaits (``spyrec where --tasks``).
+    awaits: Optional[AwaitOffsets] = None
 
     # -- capability traits ------------------------------------------------------------------
     #: "pyframe": heap PyFrameObjects linked by f_back (<=3.10); "iframe": _PyInterpreterFrames

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, Optional, Tuple
 
 from spyrec.errors import UnsupportedPython
-from spyrec.layouts.base import (ChunkOffsets, CodeOffsets, FrameOffsets, GilOffsets,
+from spyrec.layouts.base import (AwaitOffsets, ChunkOffsets, CodeOffsets, FrameOffsets, GilOffsets,
                                  InterpreterOffsets, Layout, ObjectOffsets, RuntimeOffsets,
                                  StringOffsets, TaskOffsets, ThreadOffsets)
 
@@ -82,6 +82,12 @@ class DebugOffsetsSpec:
     #: coroutine holds its frame and where a Task keeps its coroutine and name.
     gen_iframe: Optional[int] = None
     task: Optional[TaskOffsets] = None
+    #: Before 3.14, whose blob has ``gi_frame_state`` and ``stackpointer``: what a suspended
+    #: coroutine awaits.  From 3.14, what the blob leaves out: the frame states of a coroutine
+    #: suspended in an await and of a finished one, and the awaited object's stack slot.
+    awaits: Optional[AwaitOffsets] = None
+    await_states: Tuple[int, int] = (-1, 1)
+    awaited_slot: int = 1
 
     @property
     def size(self) -> int:
@@ -210,6 +216,22 @@ def _gc_collecting(d: Blob) -> Optional[int]:
     return interp["gc"] + at
 
 
+def _awaits(d: Blob, frame: Dict[str, int], spec: "DebugOffsetsSpec") -> Optional[AwaitOffsets]:
+    """3.14+: what a suspended coroutine awaits, from the blob's ``gi_frame_state`` and
+    ``stackpointer``, and the spec's frame states."""
+    gen = d.get("gen_object", {})
+    if "gi_frame_state" not in gen or "stackpointer" not in frame:
+        return None
+    if not (gen["gi_frame_state"] < gen["size"] and frame["stackpointer"] % 8 == 0
+            and frame["localsplus"] % 8 == 0):
+        return None
+    suspended, completed = spec.await_states
+    return AwaitOffsets(frame_state=gen["gi_frame_state"], suspended=suspended,
+                        completed=completed, stack_top=frame["stackpointer"],
+                        stack_top_is_pointer=True, localsplus=frame["localsplus"],
+                        awaited_slot=spec.awaited_slot)
+
+
 def _layout_from(d: Blob, spec: DebugOffsetsSpec) -> Layout:
     rt, it, ts = d["runtime_state"], d["interpreter_state"], d["thread_state"]
     fr, co, uni = d["interpreter_frame"], d["code_object"], d["unicode_object"]
@@ -266,6 +288,7 @@ def _layout_from(d: Blob, spec: DebugOffsetsSpec) -> Layout:
         ob_type=d["pyobject"]["ob_type"],
         gen_iframe=d["gen_object"]["gi_iframe"] if "gen_object" in d else spec.gen_iframe,
         task=spec.task,
+        awaits=_awaits(d, fr, spec) or spec.awaits,
         frame_kind="iframe",
         thread_frame_kind="current_frame",
         instr_kind="code_pointer",
@@ -339,6 +362,9 @@ V3_13 = DebugOffsetsSpec(
     objects=_OBJECTS_313,
     gen_iframe=72,  # PyGenObject.gi_iframe (Include/cpython/genobject.h v3.13.0)
     task=TaskOffsets(task_coro=120, task_name=128),
+    # gi_frame_state (Include/cpython/genobject.h); FRAME_SUSPENDED_YIELD_FROM -1
+    # (Include/internal/pycore_frame.h v3.13.0)
+    awaits=AwaitOffsets(frame_state=67, suspended=-1),
 )
 
 #: 3.14 (760 bytes).  Owners: THREAD 0, GENERATOR 1, FRAME_OBJECT 2, INTERPRETER 3 (the entry
@@ -393,4 +419,8 @@ V3_15 = DebugOffsetsSpec(
     skip_owner_from=3,
     executable_tag_mask=3,
     objects=_OBJECTS_313,
+    # PyFrameState renumbered: SUSPENDED_YIELD_FROM 2, CLEARED 5 (COMPLETED is gone); the
+    # awaited object lies under the value being sent (pycore_genobject.h, genobject.c v3.15)
+    await_states=(2, 5),
+    awaited_slot=2,
 )

@@ -11,7 +11,7 @@ of v3.10); the thread state gained ``cframe`` (48), which carries no frame point
 top frame is still ``tstate->frame``.  Runtime and interpreter offsets are 3.9's.
 """
 
-from spyrec.layouts.base import (CodeOffsets, FrameOffsets, InterpreterOffsets, Layout,
+from spyrec.layouts.base import (AwaitOffsets, CodeOffsets, FrameOffsets, InterpreterOffsets, Layout,
                                  ObjectOffsets, RuntimeOffsets, StringOffsets, TaskOffsets,
                                  ThreadOffsets)
 
@@ -52,6 +52,10 @@ V3_10 = Layout(
     strings=StringOffsets(ascii_data=48, compact_data=72),
     objects=ObjectOffsets(ht_cached_keys=872),
     gen_frame_pointer=16,  # PyGenObject.gi_frame
+    # f_state FRAME_SUSPENDED -1, finished from FRAME_RETURNED 1; YIELD_FROM 72 after f_lasti;
+    # the stack is f_valuestack[:f_stackdepth] (Include/cpython/frameobject.h 3.10)
+    awaits=AwaitOffsets(frame_state=108, yield_from_opcode=72, co_code=48, stack_top=80,
+                        valuestack=64),
     task=TaskOffsets(task_coro=160, task_name=168),
     frame_kind="pyframe",
     thread_frame_kind="frame",

@@ -12,7 +12,7 @@ Frame owners (pycore_frame.h ``enum _frameowner``): THREAD 0, GENERATOR 1, FRAME
 instruction: offset = prev_instr - (code + co_code_adaptive), -2 before the first.
 """
 
-from spyrec.layouts.base import (CFrameOffsets, ChunkOffsets, CodeOffsets, FrameOffsets,
+from spyrec.layouts.base import (AwaitOffsets, CFrameOffsets, ChunkOffsets, CodeOffsets, FrameOffsets,
                                  InterpreterOffsets, Layout, ObjectOffsets, RuntimeOffsets,
                                  StringOffsets, TaskOffsets, ThreadOffsets)
 
@@ -59,6 +59,8 @@ V3_11 = Layout(
                           instance_dict="managed311"),
     gen_iframe=80,  # PyGenObject.gi_iframe
     task=TaskOffsets(task_coro=136, task_name=144),
+    # gi_frame_state; FRAME_SUSPENDED -1; RESUME 151 and RESUME_QUICK 150 (Include/opcode.h)
+    awaits=AwaitOffsets(frame_state=75, suspended=-1, resume_opcodes=(151, 150)),
     frame_kind="iframe",
     thread_frame_kind="cframe",
     instr_kind="code_pointer",

@@ -12,7 +12,7 @@ each C->Python re-entry: skipped.  The GIL is reached through ``interp->ceval.gi
 the main interpreter points at ``interp->_gil`` (1040; last_holder 1048, locked 1056).
 """
 
-from spyrec.layouts.base import (CFrameOffsets, ChunkOffsets, CodeOffsets, FrameOffsets,
+from spyrec.layouts.base import (AwaitOffsets, CFrameOffsets, ChunkOffsets, CodeOffsets, FrameOffsets,
                                  InterpreterOffsets, Layout, ObjectOffsets, RuntimeOffsets,
                                  StringOffsets, TaskOffsets, ThreadOffsets)
 
@@ -54,6 +54,8 @@ V3_12 = Layout(
                           long_kind="lv_tag", instance_dict="managed312"),
     gen_iframe=72,  # PyGenObject.gi_iframe
     task=TaskOffsets(task_coro=136, task_name=144),
+    # gi_frame_state; FRAME_SUSPENDED -1; RESUME 151 and INSTRUMENTED_RESUME 240 (Include/opcode.h)
+    awaits=AwaitOffsets(frame_state=67, suspended=-1, resume_opcodes=(151, 240)),
     frame_kind="iframe",
     thread_frame_kind="cframe",
     instr_kind="code_pointer",

@@ -13,7 +13,7 @@ from offset 1160 to 360, as ``ceval`` lost its per-runtime pending-calls block) 
 ``PyInterpreterState`` (``modules`` moved from 56 to 856) differ.
 """
 
-from spyrec.layouts.base import (CodeOffsets, FrameOffsets, InterpreterOffsets, Layout,
+from spyrec.layouts.base import (AwaitOffsets, CodeOffsets, FrameOffsets, InterpreterOffsets, Layout,
                                  ObjectOffsets, RuntimeOffsets, StringOffsets, TaskOffsets,
                                  ThreadOffsets)
 
@@ -24,6 +24,11 @@ _THREAD = ThreadOffsets(
     native_thread_id=None, datastack_chunk=None, datastack_top=None,
     size=264,
 )
+
+#: A coroutine is suspended in an await when ``f_stacktop`` is set and YIELD_FROM (72) follows
+#: ``f_lasti`` in ``co_code`` (genobject.c, Include/frameobject.h, Include/code.h 3.8, 3.9).
+_AWAITS = AwaitOffsets(frame_state=None, yield_from_opcode=72, co_code=48, stack_top=72,
+                       stack_top_is_pointer=True, valuestack=64)
 
 _FRAME = FrameOffsets(
     code=32,  # f_code
@@ -62,6 +67,7 @@ V3_8 = Layout(
     strings=_STRINGS,
     objects=ObjectOffsets(ht_cached_keys=872),
     gen_frame_pointer=16,  # PyGenObject.gi_frame
+    awaits=_AWAITS,
     task=TaskOffsets(task_coro=112, task_name=120),
     frame_kind="pyframe",
     thread_frame_kind="frame",
@@ -84,6 +90,7 @@ V3_9 = Layout(
     strings=_STRINGS,
     objects=ObjectOffsets(ht_cached_keys=864),
     gen_frame_pointer=16,
+    awaits=_AWAITS,
     task=TaskOffsets(task_coro=152, task_name=160),  # the Future grew by _cancel_message
     frame_kind="pyframe",
     thread_frame_kind="frame",
