@@ -1,19 +1,22 @@
 """A program slowed by its recorder on a busy machine: time blocked behind the recorder's reads.
 
     .venv/bin/python -m bench.bench_under_load [--python PY] [--busy 2] [--runs 3]
+                                                [--load spin|wakers|recorder|threads]
                                                 [--iterations 30000] [--rate 1000]
                                            [--profilers spyrec,spyrec-realtime,austin,py-spy]
                                                 [--spyrec DIR]
 
-Not part of the unit tests.  Starts BUSY shell loops that spin (a machine busy with other
-work), then runs bench/targets/mapper.py (Python work between ``mmap`` and ``munmap`` calls),
-or with ``--target black`` black reformatting ``_pydecimal.py`` (deep generator stacks that
-change every microsecond: costly rounds), alone and with each profiler attached to it
-(``-p PID``), in turns, RUNS times
-(``spyrec-realtime``: ``spyrec --realtime``).  The target reports its wall time, CPU time,
-time waiting for a CPU and time blocked from /proc/self/schedstat; the table gives the medians.
-``--spyrec DIR`` records with the ``spyrec`` package found in DIR instead (an older checkout,
-``git archive REV spyrec | tar -x -C DIR``).
+Not part of the unit tests.  Loads the machine with other work (``--load``: BUSY shell loops
+that spin; BUSY processes waking every 200 µs; BUSY CPU-bound Python processes each recorded
+by py-spy at 1 kHz, another recorder; or one Python process with BUSY threads hashing outside
+the GIL, a CPU-bound multi-threaded neighbour), then runs bench/targets/mapper.py (Python
+work between ``mmap`` and ``munmap`` calls), or with ``--target black`` black reformatting
+``_pydecimal.py`` (deep generator stacks that change every microsecond: costly rounds), alone
+and with each profiler attached to it (``-p PID``), in turns, RUNS times (``spyrec-realtime``:
+``spyrec --realtime``).  The target reports its wall time, CPU time, time waiting for a CPU
+and time blocked from /proc/self/schedstat; the table gives the medians.  ``--spyrec DIR``
+records with the ``spyrec`` package found in DIR instead (an older checkout, ``git archive
+REV spyrec | tar -x -C DIR``).
 A recorder that reads the target's memory holds the target's ``mmap_lock`` while the kernel
 pins the pages it copies, so a recorder switched away from its CPU right then keeps every
 ``mmap`` and ``munmap`` of the target waiting.
@@ -30,6 +33,38 @@ import time
 
 from bench.common import BLACK_TIMED, MAPPER, REPO, TIMED_RUN, command_line, interpreter, python_help
 from bench.peers import Austin, PySpy, Spyrec, find_peer
+
+
+#: Each kind of load: the command of one of its BUSY processes.
+WAKER = "import time\nwhile True:\n    time.sleep(0.0002)"
+SPINNER = "while True:\n    sum(range(1000))"
+HASHERS = ("import hashlib, sys, threading\n"
+           "def hash_forever():\n"
+           "    block = bytes(1 << 20)\n"
+           "    while True:\n"
+           "        hashlib.sha256(block).digest()\n"
+           "threads = [threading.Thread(target=hash_forever) for _ in range(int(sys.argv[1]))]\n"
+           "[t.start() for t in threads]\n"
+           "[t.join() for t in threads]")
+
+
+def start_load(kind, count, work):
+    """The processes that keep the machine busy (see the module docstring)."""
+    if kind == "spin":
+        return [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(count)]
+    if kind == "wakers":
+        return [subprocess.Popen([sys.executable, "-c", WAKER]) for _ in range(count)]
+    if kind == "threads":
+        return [subprocess.Popen([sys.executable, "-c", HASHERS, str(count)])]
+    started = []
+    for i in range(count):  # "recorder": CPU-bound programs, each under py-spy
+        spinner = subprocess.Popen([sys.executable, "-c", SPINNER])
+        started.append(spinner)
+        started.append(subprocess.Popen(
+            PySpy(find_peer("py-spy"), nonblocking=False).command(
+                spinner.pid, 1000, os.path.join(work, "load-%d.txt" % i)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return started
 
 
 def recorder(name, pid, rate, out):
@@ -77,7 +112,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, type=interpreter,
                         help=python_help())
-    parser.add_argument("--busy", type=int, default=2, help="spinning shell loops beside it")
+    parser.add_argument("--busy", type=int, default=2, help="how many of --load beside it")
+    parser.add_argument("--load", choices=("spin", "wakers", "recorder", "threads"),
+                        default="spin", help="what keeps the machine busy")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=30000)
     parser.add_argument("--target", choices=("mapper", "black"), default="mapper",
@@ -90,19 +127,20 @@ def main():
     args = parser.parse_args()
     names = ["alone"] + [n for n in args.profilers.split(",")
                          if n.startswith("spyrec") or find_peer(n)]
-    loops = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(args.busy)]
     got = {name: [] for name in names}
-    try:
-        time.sleep(1)
-        with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as work:
+        loads = start_load(args.load, args.busy, work)
+        try:
+            time.sleep(1)
             for _ in range(args.runs):
                 for name in names:
                     got[name].append(one_run(args.python, name, args, work))
-    finally:
-        for loop in loops:
-            loop.kill()
-    print("Command: `%s`; %s, %d busy loops, %d runs, medians (s)\n"
-          % (command_line("bench.bench_under_load"), args.target, args.busy, args.runs))
+        finally:
+            for load in loads:
+                load.kill()
+                load.wait()
+    print("Command: `%s`; %s, load %s x %d, %d runs, medians (s)\n"
+          % (command_line("bench.bench_under_load"), args.target, args.load, args.busy, args.runs))
     print("| run | wall | CPU | waiting for a CPU | blocked | recorder's CPU |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in names:

@@ -250,7 +250,7 @@ def test_interning_is_bounded_and_ids_stay_valid():
 # -- damage --------------------------------------------------------------------------------------
 
 def test_cutting_anywhere_in_the_last_chunks_returns_a_prefix():
-    data, expected = realistic_recording(samples=2000, flush_every=400)
+    data, expected = realistic_recording(samples=1000, flush_every=200)
     chunks = list(spyformat.SpyReader(io.BytesIO(data)).chunks())
     chunk_starts = [c.offset for c in chunks]
     full_t = [row[0] for row in expected]
