@@ -70,10 +70,15 @@ class ColumnEncoder:
         self._previous = 0
 
     def add(self, values):
-        if self._delta and values:  # each value minus the one before (the first minus 0)
+        """Encode the next values: a list, or an array of the column's own typecode (whose
+        bytes are taken as they are, with no conversion per value)."""
+        if self._delta and len(values):  # each value minus the one before (the first minus 0)
             previous, self._previous = self._previous, values[-1]
             values = list(map(operator.sub, values, itertools.chain((previous,), values)))
-        data = array.array(self._typecode, values).tobytes()
+        if isinstance(values, array.array) and values.typecode == self._typecode:
+            data = values.tobytes()
+        else:
+            data = array.array(self._typecode, values).tobytes()
         planes = self._planes
         for plane, pieces in enumerate(self._pieces):
             pieces.append(data[plane::planes] if planes > 1 else data)
@@ -81,6 +86,12 @@ class ColumnEncoder:
 
     def encoded(self):
         return b"".join(b"".join(pieces) for pieces in self._pieces)
+
+
+def new_column(dtype):
+    """An empty array for a column's values: appending converts each value once, and the
+    encoder then takes the array's bytes whole."""
+    return array.array(DTYPES[dtype][0])
 
 
 def encode_column(values, dtype, transforms):

@@ -1,6 +1,7 @@
 """Writing a recording as a stream of chunks (formats/spy.md), in bounded memory and without
 holding the sampler back: a batch of samples is encoded a slice at a time between rounds."""
 
+import array
 import zlib
 from typing import Any, BinaryIO, Dict, Generator, List, Mapping, Optional, Sequence, Tuple
 
@@ -8,12 +9,17 @@ import msgpack
 
 from spyformat.chunks import (FORMAT_VERSION, PREAMBLE, ZLIB_LEVEL, Codec, Kind, encode_chunk,
                               encode_preamble, frame_chunk)
-from spyformat.columns import SAMPLE_COLUMNS, ColumnEncoder
+from spyformat.columns import SAMPLE_COLUMNS, ColumnEncoder, Transform, new_column
 from spyformat.records import FrameKind
 
 #: A slice of a batch's encoding: rows of one column, or bytes of its compression.  Small
 #: enough that a slice done between two rounds at 1 kHz does not make the next one late.
 WRITE_SLICE_ROWS = 4096
+#: The DELTA columns (``t``, ``rss``) are kept as they are written, as differences from the
+#: row before (the first of a batch from 0): one subtraction per sample as it comes, none
+#: per value when the batch is encoded.
+DIFFERENCED = tuple(name for name, (_, transforms) in SAMPLE_COLUMNS.items()
+                    if transforms & Transform.DELTA)
 WRITE_SLICE_BYTES = 128 * 1024
 
 
@@ -45,7 +51,11 @@ class SpyWriter:
         self._new_stacks_frames: List[int] = []
         # (kind, payload) process/thread records, in order
         self._records: List[Tuple[int, Dict[str, Any]]] = []
-        self._columns: Dict[str, List[int]] = {name: [] for name in SAMPLE_COLUMNS}
+        self._columns = _new_columns()
+        self._last = dict.fromkeys(DIFFERENCED, 0)  # the last value of each DIFFERENCED column
+        #: The last ``samples`` rows, and their columns as arrays: a sampler passes the same
+        #: rows round after round while its threads sleep (see ``samples``).
+        self._bulk: Tuple[Any, List[array.array]] = (None, [])
         self._last_flush_ns: Optional[int] = None
         # the batch of samples being encoded: a generator of slices
         self._pending: Optional[Generator[None, None, None]] = None
@@ -102,13 +112,14 @@ class SpyWriter:
     def sample(self, t: int, pid: int, tid: int, stack: int, cpu: int, rss: int, flags: int,
                syscall: int = 0, wchan: int = 0) -> None:
         """One sample; ``syscall`` and ``wchan`` are 1 + a string id (0: none)."""
-        columns = self._columns
-        columns["t"].append(t)
+        columns, last = self._columns, self._last
+        columns["t"].append(t - last["t"])
         columns["pid"].append(pid)
         columns["tid"].append(tid)
         columns["stack"].append(stack)
         columns["cpu"].append(cpu)
-        columns["rss"].append(rss)
+        columns["rss"].append(rss - last["rss"])
+        last["t"], last["rss"] = t, rss
         columns["flags"].append(flags)
         columns["syscall"].append(syscall)
         columns["wchan"].append(wchan)
@@ -117,16 +128,24 @@ class SpyWriter:
 
     def samples(self, t: int, pid: int, rss: int, rows: Sequence[Sequence[int]]) -> None:
         """Samples at one moment of threads that have not run since their last ones: ``rows``
-        is (tids, stacks, flags, syscalls, wchans), a column each; their CPU deltas are 0."""
-        tids, stacks, flags, syscalls, wchans = rows
+        is (tids, stacks, flags, syscalls, wchans), a column each; their CPU deltas are 0.
+        Rows passed again are taken to be unchanged (their columns are kept converted)."""
+        if not rows[0]:
+            return
+        if self._bulk[0] is not rows:
+            names = ("tid", "stack", "flags", "syscall", "wchan")
+            self._bulk = (rows, [_filled(name, column) for name, column in zip(names, rows)])
+        tids, stacks, flags, syscalls, wchans = self._bulk[1]
         count = len(tids)
-        columns = self._columns
-        columns["t"].extend([t] * count)
-        columns["pid"].extend([pid] * count)
+        columns, last = self._columns, self._last
+        for name, value in (("t", t), ("rss", rss)):  # one step, then the same value again
+            columns[name].append(value - last[name])
+            columns[name].extend(_filled(name, [0]) * (count - 1))
+            last[name] = value
+        columns["pid"].extend(_filled("pid", [pid]) * count)
         columns["tid"].extend(tids)
         columns["stack"].extend(stacks)
-        columns["cpu"].extend([0] * count)
-        columns["rss"].extend([rss] * count)
+        columns["cpu"].extend(_filled("cpu", [0]) * count)
         columns["flags"].extend(flags)
         columns["syscall"].extend(syscalls)
         columns["wchan"].extend(wchans)
@@ -186,7 +205,8 @@ class SpyWriter:
             self._write(kind, payload)
         self._records = []
         if self._columns["t"]:
-            batch, self._columns = self._columns, {name: [] for name in SAMPLE_COLUMNS}
+            batch, self._columns = self._columns, _new_columns()
+            self._last = dict.fromkeys(DIFFERENCED, 0)
             self._pending = self._samples_chunk(batch)
         else:
             self._stream.flush()
@@ -195,12 +215,13 @@ class SpyWriter:
         while self._pending is not None:
             self.work()
 
-    def _samples_chunk(self, batch: Dict[str, List[int]]) -> Generator[None, None, None]:
+    def _samples_chunk(self, batch: Dict[str, array.array]) -> Generator[None, None, None]:
         """Encode and write one SAMPLES chunk, yielding after each slice of the work."""
         count = len(batch["t"])
         encoded = {}
         for name, (dtype, transforms) in SAMPLE_COLUMNS.items():
-            encoder = ColumnEncoder(dtype, transforms)
+            encoder = ColumnEncoder(dtype, transforms & ~Transform.DELTA if name in DIFFERENCED
+                                    else transforms)
             values = batch[name]
             for start in range(0, count, WRITE_SLICE_ROWS):
                 encoder.add(values[start:start + WRITE_SLICE_ROWS])
@@ -232,3 +253,14 @@ class SpyWriter:
         data = encode_chunk(kind, payload, self.codec if codec is None else codec)
         self._stream.write(data)
         self.bytes_written += len(data)
+
+
+def _new_columns() -> Dict[str, array.array]:
+    return {name: new_column(dtype) for name, (dtype, _) in SAMPLE_COLUMNS.items()}
+
+
+def _filled(name: str, values: Sequence[int]) -> array.array:
+    """``values`` as an array of column ``name``'s type."""
+    column = new_column(SAMPLE_COLUMNS[name][0])
+    column.extend(values)
+    return column
