@@ -154,17 +154,18 @@ class TaskTree:
     # -- reading one task -----------------------------------------------------------------
 
     def report(self, task: int, tid: Optional[int], running: Set[int]) -> Optional[TaskReport]:
-        """The task at ``task``, or None when it cannot be read (it ended)."""
-        o = self.offsets
+        """The task at ``task``, or None when it is not one (a registry's dead weak
+        reference), is done (its coroutine finished) or cannot be read (it ended)."""
         try:
-            coro = self.u64(task + o.task_coro) & self._untag
+            if not self._is_task(task):
+                return None
+            coro = self.u64(task + self.offsets.task_coro) & self._untag
         except MemoryReadError:
             return None
-        if not coro or coro & 7:
-            return None
         frames = self.chain(coro)
-        if frames:
-            self._innermost[task] = (self._last_frame, frames[0])
+        if not frames:
+            return None
+        self._innermost[task] = (self._last_frame, frames[0])
         report = TaskReport(task, self.task_names.name(task), frames, thread=tid,
                             running=task in running)
         if not report.running:
