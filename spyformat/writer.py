@@ -15,12 +15,12 @@ from spyformat.records import FrameKind
 #: A slice of a batch's encoding: rows of one column, or bytes of its compression.  Small
 #: enough that a slice done between two rounds at 1 kHz does not make the next one late.
 WRITE_SLICE_ROWS = 4096
+WRITE_SLICE_BYTES = 128 * 1024
 #: The DELTA columns (``t``, ``rss``) are kept as they are written, as differences from the
 #: row before (the first of a batch from 0): one subtraction per sample as it comes, none
 #: per value when the batch is encoded.
 DIFFERENCED = tuple(name for name, (_, transforms) in SAMPLE_COLUMNS.items()
                     if transforms & Transform.DELTA)
-WRITE_SLICE_BYTES = 128 * 1024
 
 
 class SpyWriter:

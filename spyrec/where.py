@@ -15,7 +15,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 from spyformat import GC_FRAME, TASK_FILE, FrameKind, SampleFlag
 from spyrec.codeobjects import FrameInfo
@@ -31,6 +31,8 @@ PROC = "/proc"
 NAME_READS = 3
 #: The sampler's interval, which one round does not use.
 ONE_ROUND_NS = 10_000_000
+#: Levels of the task tree indented; deeper ones say their level instead.
+MAX_INDENT = 32
 #: With native frames: the running threads' copy period (spyrec.stackcapture.MIN_PERIOD_NS).
 NATIVE_PERIOD_NS = 2_000_000
 
@@ -210,8 +212,7 @@ def as_text(report: ProcessReport, escape) -> str:
                 lines.append("    [native] %s (%s)" % (escape(frame.qualname),
                                                        escape(os.path.basename(frame.filename))))
             else:
-                lines.append("    %s (%s:%d)" % (escape(frame.qualname), escape(frame.filename),
-                                                 frame.line))
+                lines.append("    " + _frame_text(frame, escape))
         if not thread.frames:
             lines.append("    <no Python frames>")
         for symbol in thread.kernel:
@@ -238,33 +239,38 @@ def _tasks_text(tasks: List[TaskReport], note: str, escape) -> List[str]:
         for awaiter in task.awaited_by:
             awaited.setdefault(awaiter, []).append(task)
     lines = ["asyncio tasks (%d), each under the task awaiting it:" % len(tasks)]
-    shown: set = set()
-
-    def show(task: TaskReport, depth: int, above: tuple) -> None:
-        pad = "    " * depth
-        title = 'Task "%s"' % escape(task.name or "?")
-        where = ["0x%x" % task.address] + (["thread %d" % task.thread] if task.thread else [])
-        state = "running" if task.running else \
-            "waiting for %s" % escape(task.awaits) if task.awaits else "waiting"
-        if task.address in above:
-            lines.append("%s%s (%s): awaits a task above it, a cycle" % (pad, title, where[0]))
-            return
-        if task.address in shown:
-            lines.append("%s%s (%s): shown above" % (pad, title, where[0]))
-            return
-        shown.add(task.address)
-        lines.append("%s%s (%s): %s" % (pad, title, ", ".join(where), state))
-        for frame in task.frames:
-            lines.append("%s    %s" % (pad, _frame_text(frame, escape)))
-        for child in sorted(awaited.get(task.address, []), key=lambda t: t.address):
-            show(child, depth + 1, above + (task.address,))
-
+    shown: Set[int] = set()
     roots = [task for task in tasks if not any(a in by_address for a in task.awaited_by)]
-    for task in sorted(roots, key=lambda t: (t.running, t.address)):
-        show(task, 0, ())
-    for task in sorted(tasks, key=lambda t: t.address):  # cycles: no task outside awaits them
-        if task.address not in shown:
-            show(task, 0, ())
+    rest = sorted(tasks, key=lambda t: t.address)  # cycles: no task outside awaits them
+    for first in sorted(roots, key=lambda t: (t.running, t.address)) + rest:
+        if first.address in shown:
+            continue
+        todo = [(first, 0)]  # (task, its depth): depth first, the path to it in ``path``
+        path: List[int] = []
+        on_path: Set[int] = set()
+        while todo:
+            task, depth = todo.pop()
+            on_path.difference_update(path[depth:])
+            del path[depth:]
+            pad = "    " * min(depth, MAX_INDENT) + ("(level %d) " % depth
+                                                        if depth > MAX_INDENT else "")
+            title = 'Task "%s" (0x%x' % (escape(task.name or "?"), task.address)
+            if task.address in on_path:
+                lines.append("%s%s): awaits a task above it, a cycle" % (pad, title))
+                continue
+            if task.address in shown:
+                lines.append("%s%s): shown above" % (pad, title))
+                continue
+            shown.add(task.address)
+            path.append(task.address)
+            on_path.add(task.address)
+            state = "running" if task.running else \
+                "waiting for %s" % escape(task.awaits) if task.awaits else "waiting"
+            thread = ", thread %d" % task.thread if task.thread else ""
+            lines.append("%s%s%s): %s" % (pad, title, thread, state))
+            lines.extend("%s    %s" % (pad, _frame_text(frame, escape)) for frame in task.frames)
+            below = sorted(awaited.get(task.address, []), key=lambda t: t.address, reverse=True)
+            todo.extend((child, depth + 1) for child in below)
     return lines
 
 
