@@ -27,7 +27,7 @@ DECIDE_EVERY_NS = 200_000_000
 #: do not count.
 BUSY_LOOKS = 0.8
 #: The share of one CPU the recorder keeps to while the machine is busy.
-BUSY_SHARE = 0.2
+BUSY_SHARE = 0.1
 #: Weight of the latest round in the running mean of round costs.
 COST_WEIGHT = 0.1
 
