@@ -10,9 +10,9 @@ thread's next one, so shares stay right.
 
 Busy means: more tasks runnable than there are CPUs besides the recorder, some of them neither
 the recorder nor the target (``/proc/loadavg``'s count of runnable tasks, less the recorder and
-the target threads its last round found running), in ``BUSY_LOOKS`` of the looks over the last
-``DECIDE_EVERY_NS``.  A target that fills the CPUs by itself is not slowed by other work: the
-recorder keeps its rate.
+the target threads its last round found running, those of the descendants it follows included),
+in ``BUSY_LOOKS`` of the looks over the last ``DECIDE_EVERY_NS``.  A target that fills the CPUs
+by itself is not slowed by other work: the recorder keeps its rate.
 """
 
 import os

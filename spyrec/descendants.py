@@ -26,6 +26,7 @@ class Sampler(Protocol):
 
     process: PythonProcess
     woke: bool
+    target_running: int
 
     def sample_round(self, now: int) -> None: ...
 
@@ -83,6 +84,11 @@ class Descendants:
         self._ended: Set[int] = set()  # recorded to their end (a zombie stays listed a while)
         self._parents: Dict[int, int] = {}
         self._next_look = 0
+
+    @property
+    def target_running(self) -> int:
+        """The descendants' threads their last round found running or runnable."""
+        return sum(sampler.target_running for sampler in self.samplers.values())
 
     def sample_round(self, now: int) -> None:
         """Sample every descendant once in the round begun at ``now``; look for new ones

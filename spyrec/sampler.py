@@ -239,8 +239,11 @@ class Sampler:
                     stats.late += 1
                     next_round += missed * interval
                 if budget is not None:
+                    # a target's descendants (spyrec -C) are the target too, not other work
+                    running = self.target_running + (self.descendants.target_running
+                                                     if self.descendants is not None else 0)
                     next_round = budget.next_round(done, thread_time_ns() - cpu_before, next_round,
-                                                   interval, self.target_running)
+                                                   interval, running)
                 self.sink.maybe_flush(done)
                 self.sink.work()  # a slice of a batch being written, if any
                 if progress is not None and next_progress is not None and done >= next_progress:

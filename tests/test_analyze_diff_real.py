@@ -1,6 +1,6 @@
 """The diff on real recordings of a phased job (tests/targets/phased.py: start-up, then work):
-a function added to the work phase only must be flagged and fail a --fail-if gate, while two
-recordings of the unchanged job flag nothing.
+a function added to the work phase only must be flagged and fail a --fail-if gate, which two
+recordings of the unchanged job pass.
 
 These run the recorder (about 3 s of CPU a recording) and are skipped, saying why, when
 ``python -m spyrec`` is not available or cannot attach to its child.
@@ -55,9 +55,11 @@ def test_gate_fails_on_the_added_function_and_passes_on_an_unchanged_job(recorde
     grew = CliRunner().invoke(main, ["diff", plain_1, extra, "--fail-if", "validate:+3%"])
     assert grew.exit_code == GATE_FAILED, grew.output
     assert "gate validate:+3% failed" in grew.output
-    same = CliRunner().invoke(main, ["diff", plain_1, plain_2, "--fail-if", "*:+3%", "--csv"])
+    # The gate asks for a significant growth of 3 points: an unchanged job passes it.  (That
+    # no function at all is flagged holds only 95% of the time, by design: the false-alarm
+    # rate is checked over many unchanged runs in test_analyze_diff.py.)
+    same = CliRunner().invoke(main, ["diff", plain_1, plain_2, "--fail-if", "*:+3%"])
     assert same.exit_code == 0, same.output
-    assert ",True," not in same.output         # no function of the unchanged job flagged at all
 
 
 def test_several_recordings_a_side(recorded):
