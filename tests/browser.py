@@ -73,8 +73,9 @@ class Browser:
                 return reply.get("result", {})
             self.events.append(reply)
 
-    def wait_for(self, method: str, session: str) -> dict:
-        seen = len(self.events)
+    def wait_for(self, method: str, session: str, since: int = 0) -> dict:
+        """The first event ``method`` of ``session`` from ``events[since]`` on, waiting for it."""
+        seen = since
         deadline = time.monotonic() + TIMEOUT_S
         while True:
             for event in self.events[seen:]:
@@ -103,7 +104,15 @@ class Browser:
             self.call(domain + ".enable", session=session)
         start = len(self.events)
         self.call("Page.navigate", {"url": url}, session)
-        self.wait_for("Page.loadEventFired", session)
+        # Events may come before the reply, and about:blank's load may come late: the page's
+        # load is the first after its frame navigated to it.
+        navigated = start
+        while True:
+            event = self.wait_for("Page.frameNavigated", session, navigated)
+            navigated = self.events.index(event) + 1
+            if event["params"]["frame"]["url"].split("#")[0] == url.split("#")[0]:
+                break
+        self.wait_for("Page.loadEventFired", session, navigated)
         return Page(self, session, start)
 
     def close(self) -> None:
