@@ -33,7 +33,8 @@ NAME_READS = 3
 ONE_ROUND_NS = 10_000_000
 #: Levels of the task tree indented; deeper ones say their level instead.
 MAX_INDENT = 32
-#: With native frames: the running threads' copy period (spyrec.stackcapture.MIN_PERIOD_NS).
+#: With native frames: the round interval the copies are asked for (twice a round, no faster
+#: than spyrec.stackcapture allows).
 NATIVE_PERIOD_NS = 2_000_000
 
 
