@@ -682,6 +682,8 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         thread_id = fields[3]
         torn = False
         self._splices_before = self.callers.spliced_stacks  # (see _with_task)
+        # set by the walk that reads a generator frame; a thread without frames has none
+        self.outermost_generator = self.outermost_generator_code = 0
         with_state = True  # the innermost frame's address was copied with the thread state
         native = fields[4] if self._iframe else 0
         codes: Sequence[int] = ()
