@@ -190,8 +190,7 @@ class PythonProcess:
                 self._asyncio_look = None
                 return
             try:
-                interp = self._names.u64(self.runtime_address
-                                         + layout.runtime.interpreters_head)
+                interp = self._main_interp()
                 modules = self._names.module_count(interp)
             except MemoryReadError:
                 return
@@ -209,6 +208,10 @@ class PythonProcess:
         self.tasks = TaskNames(self.mem, self.objects, self._names.read_int, offsets)
         self._asyncio_offsets = offsets
 
+    def _main_interp(self) -> int:
+        """The main interpreter state's address (the head of the runtime's list)."""
+        return self._names.u64(self.runtime_address + self.layout.runtime.interpreters_head)
+
     def read_tasks(self) -> Optional[List[TaskReport]]:
         """Every asyncio task of the main interpreter, what each awaits and which tasks await
         it (spyrec.tasktree); None while asyncio is not found."""
@@ -218,7 +221,7 @@ class PythonProcess:
             return None
         tree = TaskTree(self.mem, self.layout, self.codes, self._names, self.tasks, offsets,
                         (self._types["PyCoro_Type"], self._types["PyGen_Type"]))
-        interp = self._names.u64(self.runtime_address + self.layout.runtime.interpreters_head)
+        interp = self._main_interp()
         if self.walker.tstates is None:
             self.walker.sample()
         return read_tasks(tree, interp, self.walker.tstates or {}, self._current_tasks)

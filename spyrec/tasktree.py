@@ -83,6 +83,7 @@ class TaskTree:
         self.awaits: AwaitOffsets = layout.awaits
         self.codes = codes
         self.names = names
+        self.u64 = names.u64  # a pointer (or any u64) of the target's, one read
         self.task_names = task_names
         self.offsets = offsets
         #: PyCoro_Type and PyGen_Type: the objects whose frames an await chain goes through.
@@ -96,9 +97,6 @@ class TaskTree:
         #: task -> (address, FrameInfo) of its innermost coroutine's frame, as last read
         self._innermost: Dict[int, Tuple[int, FrameInfo]] = {}
         self._last_frame = 0  # of the last coroutine _step read
-
-    def u64(self, addr: int) -> int:
-        return _U64.unpack(self.mem.read(addr, 8))[0]
 
     # -- finding the tasks ----------------------------------------------------------------
 
@@ -369,8 +367,9 @@ def read_tasks(tree: TaskTree, interp: int, thread_states: Dict[int, int],
         except MemoryReadError:
             pass
     reports: Dict[int, TaskReport] = {}
+    stepped = set(running)
     for task, made_in in found.items():
-        report = tree.report(task, made_in or running.get(task) or None, set(running))
+        report = tree.report(task, made_in or running.get(task) or None, stepped)
         if report is not None:
             reports[task] = report
     for task, report in reports.items():
