@@ -20,6 +20,7 @@ import spyanalyze
 from spyrec.elfunwind import demangle
 from spyrec.nativestacks import place
 from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, stop_target, target_path
+from shares import sampling_margin
 from test_record import SPYREC, spyrec
 from test_stack_copies import spyrec_without_bpf_rights
 
@@ -33,9 +34,9 @@ ROOTED = 0.9
 #: Where ``time.sleep`` waits: ``select`` up to 3.10, ``clock_nanosleep`` from 3.11 on
 #: (Modules/timemodule.c).
 SLEEPS = {"__select", "select", "clock_nanosleep"}
-#: How far (share points) the samples may put ``crunch`` and ``sort_with_key`` from the
-#: target's own clock.
-OWN_CLOCK = 0.04
+#: How far (share points) the samples may put ``crunch`` from the target's own clock however
+#: many they are; chance (tests/shares.py) widens it for fewer.
+OWN_CLOCK = 0.02
 
 
 def stack_of(rec, stack_id):
@@ -138,8 +139,9 @@ def test_the_python_frames_keep_their_shares(native_recording):
     seen = [(c, after[0] - start) for (start, c, _), after in zip(loops, loops[1:])
             if first <= start <= last]
     crunch, total = sum(c for c, _ in seen), sum(t for _, t in seen)
-    share = counts["crunch"] / len(main)
-    assert abs(share - crunch / total) <= OWN_CLOCK, (label, counts, len(main), crunch / total)
+    share, measured = counts["crunch"] / len(main), crunch / total
+    margin = sampling_margin(measured, len(main), OWN_CLOCK)
+    assert abs(share - measured) <= margin, (label, counts, len(main), measured, margin)
 
 
 def test_native_asks_for_the_stack_copies(tmp_path):
