@@ -11,12 +11,16 @@ if [ "$(id -u)" = 0 ] && [ -z "${SPYREC_NO_SID_ROOT:-}" ]; then
         echo "test: no sid root (scripts/make-sid-root.sh failed): the 3.14/3.15 tests will skip" >&2
     fi
 fi
-# The flame-graph page tests open it in Debian's headless Chromium; as root, install it once.
-if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+# The flame-graph page tests open it in Debian's headless Chromium, and the native line tests
+# read the C library's lines from its separate debug file (libc6-dbg); as root, install them once.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
-    if ! { timeout 300 apt-get install -y -q chromium >/dev/null 2>&1 \
-           || { timeout 120 apt-get update -q >/dev/null 2>&1 && timeout 300 apt-get install -y -q chromium >/dev/null 2>&1; }; }; then
-        echo "test: Chromium could not be installed: the flame-graph page tests will skip" >&2
+    wanted=()
+    command -v chromium >/dev/null || wanted+=(chromium)
+    dpkg -s libc6-dbg >/dev/null 2>&1 || wanted+=(libc6-dbg)
+    if [ ${#wanted[@]} -gt 0 ] && ! { timeout 300 apt-get install -y -q "${wanted[@]}" >/dev/null 2>&1 \
+           || { timeout 120 apt-get update -q >/dev/null 2>&1 && timeout 300 apt-get install -y -q "${wanted[@]}" >/dev/null 2>&1; }; }; then
+        echo "test: ${wanted[*]} could not be installed: the flame-graph page tests or the C library's native lines will skip" >&2
     fi
 fi
 # lint first (a second): pyflakes' and pycodestyle's rules, as pyproject.toml configures them

@@ -200,7 +200,7 @@ def label(row, by):
     """A row's frame label (``spyanalyze.frames.label``); by function, its lowest sampled line."""
     if by == "file":
         return row["module"]
-    return frames.label(row["qualname"], row["module"], row["line"])
+    return frames.label(row["qualname"], row["module"], row["line"], row.get("source"))
 
 
 def hertz(value):

@@ -64,18 +64,24 @@ def interpreter_internal(files, names, lines):
         (files == INIT_CLEANUP) & (names == INIT_CLEANUP) & (lines <= 0))
 
 
-def labels(qualnames, modules, lines):
+def labels(qualnames, modules, lines, sources=None):
     """``qualname (module:line)`` as py-spy prints a frame; ``qualname (module)`` when the line is
-    unknown (0: the instruction has no line); just the name for ``PSEUDO_FRAMES``."""
+    unknown (0: the instruction has no line); just the name for ``PSEUDO_FRAMES``.  A native
+    frame's line is in its ``source`` file, not its module (its library): ``qualname
+    (listobject.c:2360)``."""
     qualnames = pd.Series(qualnames, dtype=object).reset_index(drop=True)
     modules = pd.Series(modules, dtype=object).reset_index(drop=True)
     lines = pd.Series(lines).reset_index(drop=True)
+    if sources is not None:
+        sources = pd.Series(sources, dtype=object).reset_index(drop=True).fillna("")
+        named = sources != ""
+        modules = modules.where(~named, sources.map(lambda path: str(path).rsplit("/", 1)[-1]))
     known = lines.fillna(0).astype(np.int64) > 0
     where = modules + np.where(known, ":" + lines.fillna(0).astype(np.int64).astype(str), "")
     text = qualnames + " (" + where + ")"
     return text.where(~qualnames.isin(PSEUDO_FRAMES), qualnames).tolist()
 
 
-def label(qualname, module, line):
+def label(qualname, module, line, source=None):
     """One frame's label (see ``labels``)."""
-    return labels([qualname], [module], [line])[0]
+    return labels([qualname], [module], [line], None if source is None else [source])[0]

@@ -119,8 +119,8 @@ class Recording:
                                                        frames["file"].tolist())
         frames["module"] = pd.Series(modules, dtype=object)
         frames["kind"] = pd.Categorical(kinds, categories=frame_rules.KINDS)
-        frames["label"] = pd.Series(frame_rules.labels(frames["qualname"], frames["module"], frames["line"]),
-                                    dtype=object)
+        frames["label"] = pd.Series(frame_rules.labels(frames["qualname"], frames["module"], frames["line"],
+                                                       frames["source"]), dtype=object)
         frames = frames.rename_axis("frame")
         samples = _samples_table(data, stack_map, threads)
         meta = {"source": source, "lost_bytes": data.lost_bytes, "version": data.version,
@@ -219,17 +219,18 @@ class Recording:
         """Code every frame by a grouping key; returns (codes per frame, keys table).
 
         ``by`` is ``function`` (module + qualname: how recordings are matched across
-        machines and commits), ``line`` (module + qualname + line), ``file`` (module) or
-        ``frame`` (every distinct frame).
+        machines and commits), ``line`` (module + qualname + line + the source file of a
+        native frame's line), ``file`` (module) or ``frame`` (every distinct frame).
         """
         if by not in self._codes:
-            columns = {"function": ["module", "qualname"], "line": ["module", "qualname", "line"],
-                       "file": ["module"], "frame": None}
+            line = ["module", "qualname", "line", "source"]
+            columns = {"function": ["module", "qualname"], "line": line, "file": ["module"],
+                       "frame": None}
             if by not in columns:
                 raise ValueError("unknown grouping %r (choose function, line, file or frame)" % by)
             if columns[by] is None:
                 codes = np.arange(len(self.frames), dtype=np.int64)
-                keys = self.frames[["module", "qualname", "line"]].reset_index(drop=True)
+                keys = self.frames[line].reset_index(drop=True)
             else:
                 keys_index = pd.MultiIndex.from_frame(self.frames[columns[by]])
                 codes, uniques = keys_index.factorize()
@@ -348,15 +349,18 @@ def _canonical_frames(data):
     strings = data.strings
     raw = data.frames
     kinds = raw.get("kind") or [spyformat.FrameKind.PYTHON] * len(raw["file"])
+    sources = raw.get("source") or [0] * len(raw["file"])   # 1 + a string id, 0: none
     keys = list(zip((strings[i] for i in raw["file"]), (strings[i] for i in raw["name"]),
-                    (strings[i] for i in raw["qualname"]), raw["line"], raw["column"], kinds))
+                    (strings[i] for i in raw["qualname"]), raw["line"], raw["column"], kinds,
+                    (strings[i - 1] if i else "" for i in sources)))
     frame_map, unique = _fold(keys)
-    file, name, qualname, line, column, kind = (list(col) for col in zip(*unique)) if unique \
-        else ([], [], [], [], [], [])
+    file, name, qualname, line, column, kind, source = (list(col) for col in zip(*unique)) if unique \
+        else ([], [], [], [], [], [], [])
     frames = pd.DataFrame({"file": pd.Series(file, dtype=object), "name": pd.Series(name, dtype=object),
                            "qualname": pd.Series(qualname, dtype=object),
                            "line": np.asarray(line, dtype=np.int64),
-                           "column": np.asarray(column, dtype=np.int64)})
+                           "column": np.asarray(column, dtype=np.int64),
+                           "source": pd.Series(source, dtype=object)})
     return frame_map, frames, np.asarray(kind, dtype=np.int64)
 
 
@@ -377,7 +381,7 @@ def _with_no_python_frame(frames):
     name = frame_rules.NO_PYTHON_FRAMES
     row = pd.DataFrame({"file": pd.Series([name], dtype=object), "name": pd.Series([name], dtype=object),
                         "qualname": pd.Series([name], dtype=object), "line": np.zeros(1, dtype=np.int64),
-                        "column": np.full(1, -1, dtype=np.int64)})
+                        "column": np.full(1, -1, dtype=np.int64), "source": pd.Series([""], dtype=object)})
     return pd.concat([frames, row], ignore_index=True)
 
 

@@ -66,8 +66,8 @@ def program(rng, samples, shape="steady", change=0.0, where="throughout", stay=0
 def _recording(leaf, interval_ns):
     """A one-thread Recording whose sample i has the stack main -> FUNCTIONS[leaf[i]]."""
     frames = pd.DataFrame({"file": "/src/" + MODULE, "name": FUNCTIONS, "qualname": FUNCTIONS,
-                           "line": np.arange(len(FUNCTIONS)) * 10 + 1, "column": -1, "module": MODULE,
-                           "kind": "user"})
+                           "line": np.arange(len(FUNCTIONS)) * 10 + 1, "column": -1, "source": "",
+                           "module": MODULE, "kind": "user"})
     frames["label"] = frames["qualname"] + " (" + MODULE + ":" + frames["line"].astype(str) + ")"
     stacks = [(0,)] + [(0, f) for f in range(1, len(FUNCTIONS))]
     n = len(leaf)

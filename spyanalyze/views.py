@@ -32,10 +32,6 @@ Recording = Any
 #: refused before anything of that size is allocated.
 MAX_TIMELINE_BUCKETS = 10_000_000
 
-_KEY_COLUMNS = {"function": ["module", "qualname"], "line": ["module", "qualname", "line"],
-                "file": ["module"], "frame": ["module", "qualname", "line"]}
-
-
 def aggregate(recording: Recording, by: str = "function", weight: str = "samples") -> pd.DataFrame:
     """Self and total weight per code (``function``, ``line``, ``file`` or ``frame``).
 
@@ -70,7 +66,10 @@ def aggregate(recording: Recording, by: str = "function", weight: str = "samples
     table["self_share"] = exact[weight][0] / denominator
     table["total_share"] = exact[weight][1] / denominator
     if by == "function":
-        table.insert(2, "line", lowest_lines(recording.frames["line"].to_numpy(), codes, n_codes))
+        # a native function's lines may lie in several source files: it is named by its library
+        native = (recording.frames["kind"] == "native").to_numpy()
+        lines = np.where(native, 0, recording.frames["line"].to_numpy())
+        table.insert(2, "line", lowest_lines(lines, codes, n_codes))
     # (on the exact weights: a code sampled only in rounds that ran late has less than half a
     # tick, rounded to 0 samples, and its CPU and wall time still count)
     table = table[exact["samples"][1] > 0]

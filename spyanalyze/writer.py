@@ -58,7 +58,8 @@ def write(recording: "Recording", out: BinaryIO) -> int:
                 row = frames.iloc[fid]
                 new = frame_ids[fid] = interned.frame_id(row["file"], row["name"], row["qualname"],
                                                        int(row["line"]), int(row["column"]),
-                                                       frame_rules.format_kind(row["kind"]))
+                                                       frame_rules.format_kind(row["kind"]),
+                                                       row["source"])
             ids.append(new)
         new_stack[sid] = interned.stack_id(tuple(ids))
     columns = (samples["t"].to_numpy(), samples["pid"].to_numpy(), samples["tid"].to_numpy(),

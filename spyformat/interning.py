@@ -16,7 +16,7 @@ class Definitions(Protocol):
     def define_string(self, text: str) -> int: ...
 
     def define_frame(self, file: int, name: int, qualname: int, line: int,
-                     column: int = -1, kind: int = 0) -> int: ...
+                     column: int = -1, kind: int = 0, source: int = 0) -> int: ...
 
     def define_stack(self, frame_ids: Sequence[int]) -> int: ...
 
@@ -28,7 +28,7 @@ class Interner:
         self.writer = writer
         self.limit = limit
         self._strings: Dict[str, int] = {}
-        self._frames: Dict[Tuple[str, str, str, int, int, int], int] = {}
+        self._frames: Dict[Tuple[str, str, str, int, int, int, str], int] = {}
         self._stacks: Dict[Tuple[int, ...], int] = {}
 
     def _full(self, table: Sized) -> bool:
@@ -43,16 +43,17 @@ class Interner:
         return sid
 
     def frame_id(self, filename: str, name: str, qualname: str, line: int, column: int = -1,
-                 kind: int = 0) -> int:
-        """The id of a frame; ``kind`` a ``FrameKind`` value (0: Python)."""
-        key = (filename, name, qualname, line, column, kind)
+                 kind: int = 0, source: str = "") -> int:
+        """The id of a frame; ``kind`` a ``FrameKind`` value (0: Python); ``source`` the source
+        file of a native frame's line ("": none)."""
+        key = (filename, name, qualname, line, column, kind, source)
         fid = self._frames.get(key)
         if fid is None:
             if self._full(self._frames):
                 self._frames.clear()
             fid = self._frames[key] = self.writer.define_frame(
-                self.string_id(filename), self.string_id(name), self.string_id(qualname), line, column,
-                kind)
+                self.string_id(filename), self.string_id(name), self.string_id(qualname), line,
+                column, kind, 1 + self.string_id(source) if source else 0)
         return fid
 
     def stack_id(self, frame_ids: Tuple[int, ...]) -> int:

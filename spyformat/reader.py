@@ -121,7 +121,7 @@ class RecordingData:
         self.trailer: Optional[Dict[str, Any]] = None
         self.strings: List[str] = []
         self.frames: Dict[str, List[int]] = {"file": [], "name": [], "qualname": [], "line": [],
-                                             "column": [], "kind": []}
+                                             "column": [], "kind": [], "source": []}
         self.stacks: List[Tuple[int, ...]] = []            # tuples of frame ids, root first
         self.processes: Dict[int, Dict[str, Any]] = {}         # pid -> merged PROCESS fields
         self.threads: Dict[Tuple[int, int], Dict[str, Any]] = {}  # (pid, tid) -> merged THREAD fields
@@ -259,12 +259,17 @@ def _add_frames(data, payload, offset):
     n = len(payload["file"])
     if "kind" not in payload:  # before 1.2, or only Python frames
         payload["kind"] = [FrameKind.PYTHON] * n
-    for field in ("file", "name", "qualname", "line", "column", "kind"):
+    if "source" not in payload:  # before 1.3, or no frame with a source line
+        payload["source"] = [0] * n
+    for field in ("file", "name", "qualname", "line", "column", "kind", "source"):
         values = payload[field]
         _expect(len(values) == n, "FRAMES columns differ in length", offset)
         if field in ("file", "name", "qualname") and values:
             _expect(max(values) < len(data.strings),
                     "FRAMES %s refers to a string that is not defined yet" % field, offset)
+        if field == "source" and values:  # 1 + a string id
+            _expect(max(values) <= len(data.strings),
+                    "FRAMES source refers to a string that is not defined yet", offset)
     for field in data.frames:
         data.frames[field].extend(payload[field])
 

@@ -98,7 +98,7 @@ FIELDS = {
     "STRINGS": {"first": Int(0, I64), "values": StrList()},
     "FRAMES": {"first": Int(0, I64), "file": IntList(0, I64), "name": IntList(0, I64),
                "qualname": IntList(0, I64), "line": IntList(0, I32), "column": IntList(-1, I32),
-               "kind": IntList(0, FrameKind.LIMIT)},
+               "kind": IntList(0, FrameKind.LIMIT), "source": IntList(0, I64)},
     "STACKS": {"first": Int(0, I64), "lengths": IntList(0, MAX_STACK_DEPTH + 1), "frames": IntList(0, I64)},
     "PROCESS": {"pid": PID, "argv": StrList(), "python_version": Str(), "executable": Str(), "cwd": Str(),
                 "start_ns": TIME, "end_ns": TIME, "exit_code": Int(-I32, I32), "ppid": PID,

@@ -44,9 +44,8 @@ class SpyWriter:
         self._frame_count = 0
         self._stack_count = 0
         self._new_strings: List[str] = []
-        # file, name, qualname (string ids), line, column, kind
-        self._new_frames: Tuple[List[int], List[int], List[int], List[int], List[int], List[int]] = (
-            [], [], [], [], [], [])
+        # file, name, qualname (string ids), line, column, kind, source (1 + string id)
+        self._new_frames: Tuple[List[int], ...] = ([], [], [], [], [], [], [])
         self._new_stacks_lengths: List[int] = []
         self._new_stacks_frames: List[int] = []
         # (kind, payload) process/thread records, in order
@@ -73,15 +72,17 @@ class SpyWriter:
         return self._string_count - 1
 
     def define_frame(self, file: int, name: int, qualname: int, line: int, column: int = -1,
-                     kind: int = FrameKind.PYTHON) -> int:
-        """Define a frame from the string ids of its file, name and qualified name; return its id."""
-        files, names, qualnames, lines, columns, kinds = self._new_frames
+                     kind: int = FrameKind.PYTHON, source: int = 0) -> int:
+        """Define a frame from the string ids of its file, name and qualified name (``source``:
+        1 + the string id of a native frame's source file, 0 for none); return its id."""
+        files, names, qualnames, lines, columns, kinds, sources = self._new_frames
         files.append(file)
         names.append(name)
         qualnames.append(qualname)
         lines.append(line)
         columns.append(column)
         kinds.append(kind)
+        sources.append(source)
         self._frame_count += 1
         return self._frame_count - 1
 
@@ -187,14 +188,16 @@ class SpyWriter:
             self._write(Kind.STRINGS, {"first": self._string_count - len(self._new_strings),
                                        "values": self._new_strings})
             self._new_strings = []
-        files, names, qualnames, lines, columns, kinds = self._new_frames
+        files, names, qualnames, lines, columns, kinds, sources = self._new_frames
         if files:
             frames = {"first": self._frame_count - len(files), "file": files, "name": names,
                       "qualname": qualnames, "line": lines, "column": columns}
             if any(kinds):  # only Python frames: a chunk a 1.1 reader reads the same
                 frames["kind"] = kinds
+            if any(sources):
+                frames["source"] = sources
             self._write(Kind.FRAMES, frames)
-            self._new_frames = ([], [], [], [], [], [])
+            self._new_frames = ([], [], [], [], [], [], [])
         if self._new_stacks_lengths:
             self._write(Kind.STACKS, {"first": self._stack_count - len(self._new_stacks_lengths),
                                       "lengths": self._new_stacks_lengths,

@@ -67,10 +67,10 @@ class UnwindTable:
         if hdr is None or frame is None:
             return
         try:
-            dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False)
-        except (ELFError, DWARFError, ValueError, KeyError, struct.error):
+            dwarf = image.dwarf()
+        except struct.error:
             return
-        if dwarf.eh_frame_sec is None:
+        if dwarf is None or dwarf.eh_frame_sec is None:
             return
         self._cfi = CallFrameInfo(stream=dwarf.eh_frame_sec.stream, size=dwarf.eh_frame_sec.size,
                                   address=dwarf.eh_frame_sec.address,
@@ -142,12 +142,16 @@ _LAST = UnwindRow(1 << 30, 0, None, None)
 
 
 class SymbolTable:
-    """The function symbols of one file, by (unbiased) address."""
+    """The function symbols of one file, by (unbiased) address: its own, and those of its
+    separate debug file, which keeps the ``.symtab`` that stripping took out of it (the static
+    functions of a distribution's C library)."""
 
-    def __init__(self, image: ElfImage):
-        elf = image.elf
+    def __init__(self, image: ElfImage, debug: Optional[ElfImage] = None):
         found: Dict[int, Tuple[int, int, object]] = {}
-        for name in (".dynsym", ".symtab"):
+        tables = [(image.elf, ".dynsym"), (image.elf, ".symtab")]
+        if debug is not None:
+            tables.append((debug.elf, ".symtab"))
+        for elf, name in tables:
             section = elf.get_section_by_name(name)
             if section is None or section["sh_entsize"] != _SYMBOL.size:
                 continue
@@ -156,11 +160,13 @@ class SymbolTable:
                 data = section.data()
             except (ELFError, IndexError):
                 continue
+            own = elf is image.elf
             for st_name, info, _, shndx, value, size in _SYMBOL.iter_unpack(
                     data[:len(data) - len(data) % _SYMBOL.size]):
                 if info & 0xf in (STT_FUNC, STT_GNU_IFUNC) and shndx and value:
-                    # one name per address: a global name over a local alias
-                    if value not in found or info >> 4 == 1:
+                    # one name per address: a global name over a local alias, the file's own
+                    # over the debug file's (which may carry a version: clock_nanosleep@@GLIBC_2.17)
+                    if value not in found or own and info >> 4 == 1:
                         found[value] = (size, st_name, strings)
         self._values = sorted(found)
         self._found = found
@@ -182,6 +188,7 @@ class SymbolTable:
                 raw = strings.get_string(st_name)  # type: ignore[attr-defined]
             except (ELFError, UnicodeDecodeError, AttributeError):
                 raw = ""
+            raw = raw.split("@", 1)[0] if not raw.startswith("@") else raw  # a version: not a name
             name = self._names[value] = demangle(raw) if raw else "0x%x" % value
         return name
 
@@ -232,10 +239,10 @@ class ElfUnwind(NamedTuple):
 _UNWINDS: "weakref.WeakKeyDictionary[ElfImage, ElfUnwind]" = weakref.WeakKeyDictionary()
 
 
-def unwind_info(image: ElfImage) -> ElfUnwind:
-    """The unwind table and symbols of a parsed file, kept as long as the file is (see
-    ``spyrec.symbols.load_elf``)."""
+def unwind_info(image: ElfImage, debug: Optional[ElfImage] = None) -> ElfUnwind:
+    """The unwind table and symbols of a parsed file (and of its separate ``debug`` file's
+    symbol table), kept as long as the file is (see ``spyrec.symbols.load_elf``)."""
     info = _UNWINDS.get(image)
     if info is None:
-        info = _UNWINDS[image] = ElfUnwind(UnwindTable(image), SymbolTable(image))
+        info = _UNWINDS[image] = ElfUnwind(UnwindTable(image), SymbolTable(image, debug))
     return info

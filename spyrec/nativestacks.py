@@ -23,11 +23,12 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from elftools.common.exceptions import DWARFError, ELFError
 
+from spyrec.elflines import LineTable, debug_file, line_table
 from spyrec.elfunwind import RBP, RSP, ElfUnwind, unwind_info
 from spyrec.errors import MemoryReadError, SpyError
 from spyrec.perfstacks import STACK_BYTES, UserStack
-from spyrec.process import MemoryMap, MemoryReader, read_maps, target_file, target_view
-from spyrec.symbols import load_elf
+from spyrec.process import MemoryMap, MemoryReader, proc_path, read_maps, target_file, target_view
+from spyrec.symbols import ElfImage, load_elf
 
 #: Native frames followed in one stack.
 MAX_NATIVE_FRAMES = 512
@@ -43,10 +44,14 @@ REMAP_AFTER = 0.1
 
 
 class NativeFrame(NamedTuple):
-    """A native function: the file it is in (as the target sees it) and its name."""
+    """A native function: the file it is in (as the target sees it) and its name; and, where
+    the file has debug line information, the source file and line of the instruction (of the
+    call, in a caller)."""
 
     file: str
     name: str
+    source: str = ""
+    line: int = 0
 
 
 class _Module(NamedTuple):
@@ -55,23 +60,34 @@ class _Module(NamedTuple):
     path: str
     unwind: Optional[ElfUnwind]
     delta: int  # add to an address to get the file's own address (its ``st_value`` scale)
+    image: Optional[ElfImage]
+    debug: Optional[ElfImage]  # its separate debug file (spyrec.elflines.debug_file)
 
 
 def _module(pid: int, mapping: MemoryMap) -> _Module:
-    unwind, delta = None, 0
+    unwind, delta, image, debug = None, 0, None, None
+    path = target_view(pid, mapping.path)
     try:
         image = load_elf(target_file(pid, mapping))
+        separate = debug_file(image.elf, proc_path(pid, "root"), path)
+        if separate is not None:
+            try:
+                debug = load_elf(separate)
+            except (OSError, ELFError):
+                debug = None
         for segment in image.elf.iter_segments():
             if segment["p_type"] != "PT_LOAD":
                 continue
             lo = segment["p_offset"]
             if lo <= mapping.offset < lo + max(segment["p_filesz"], 1):
                 delta = segment["p_vaddr"] - lo + mapping.offset - mapping.start
-                unwind = unwind_info(image)
+                unwind = unwind_info(image, debug)
                 break
     except (OSError, ELFError, DWARFError, ValueError, KeyError, struct.error):
         pass  # a file that does not parse: its functions are not unwound (the unwind stops)
-    return _Module(mapping.start, mapping.end, target_view(pid, mapping.path), unwind, delta)
+    if unwind is None:
+        image = debug = None
+    return _Module(mapping.start, mapping.end, path, unwind, delta, image, debug)
 
 
 class AddressSpace:
@@ -259,6 +275,8 @@ class NativeStacks:
         self.space = AddressSpace(pid, clock)
         self.mem = mem
         self._names: Dict[Tuple[int, int], Tuple[NativeFrame, bool]] = {}
+        self._lines: Dict[int, LineTable] = {}   # id(module) -> its line table
+        self._at: Dict[Tuple[int, int], NativeFrame] = {}
         #: Samples whose native frames could not be put among their Python frames.
         self.unmerged = 0
         #: Samples given native frames.
@@ -292,6 +310,8 @@ class NativeStacks:
                 native, is_eval = self._name(frame.module, frame.address, frame.start)
                 if is_eval:
                     named.append(len(natives))
+                else:  # (an eval loop's frame is replaced by its Python frames: no line needed)
+                    native = self._with_line(native, frame.module, frame.address)
                 natives.append(native)
             evals = eval_frames(runs, found, named)
             counts = [c for c, _ in runs]
@@ -318,3 +338,21 @@ class NativeStacks:
                 self._names.clear()
             known = self._names[key] = (NativeFrame(module.path, name), name in EVAL_FUNCTIONS)
         return known
+
+    def _with_line(self, native: NativeFrame, module: _Module, address: int) -> NativeFrame:
+        """``native`` with the source file and line of ``address``, where its file (or its
+        separate debug file) has a line table."""
+        if module.image is None:
+            return native
+        key = (id(module), address)
+        found = self._at.get(key)
+        if found is None:
+            lines = self._lines.get(id(module))
+            if lines is None:
+                lines = self._lines[id(module)] = line_table(module.image, module.debug)
+            place = lines.line(address)
+            found = native if place is None else native._replace(source=place[0], line=place[1])
+            if len(self._at) >= NAMES_KEPT:
+                self._at.clear()
+            self._at[key] = found
+        return found

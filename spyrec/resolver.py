@@ -104,8 +104,9 @@ class StackResolver:
         frame_ids: List[int] = []
         for position in range(count, -1, -1):  # outermost first
             for frame in reversed(inside.get(position, ())):
-                frame_ids.append(self.interned.frame_id(frame.file, frame.name, frame.name, 0,
-                                                        -1, FrameKind.NATIVE))
+                frame_ids.append(self.interned.frame_id(frame.file, frame.name, frame.name,
+                                                        frame.line, -1, FrameKind.NATIVE,
+                                                        frame.source))
             if position == 0:
                 break
             raw = current[position - 1]

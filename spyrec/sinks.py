@@ -15,9 +15,10 @@ class Sink(Protocol):
     def define_string(self, text: str) -> int: ...
 
     def define_frame(self, file: int, name: int, qualname: int, line: int, column: int = -1,
-                     kind: int = 0) -> int:
+                     kind: int = 0, source: int = 0) -> int:
         """A frame from the string ids of its file, name and qualified name; ``kind`` a
-        ``spyformat.FrameKind`` value."""
+        ``spyformat.FrameKind`` value; ``source`` 1 + the string id of a native frame's
+        source file (0: none)."""
 
     def define_stack(self, frame_ids: Sequence[int]) -> int:
         """A stack from its frame ids, root first."""

@@ -18,7 +18,8 @@ import collections
 import os
 from typing import Dict, Iterable, Optional, Tuple, cast
 
-from elftools.common.exceptions import ELFError
+from elftools.common.exceptions import DWARFError, ELFError
+from elftools.dwarf.dwarfinfo import DWARFInfo
 from elftools.elf.elffile import ELFFile
 from elftools.elf.hash import GNUHashSection
 from elftools.elf.sections import Symbol, SymbolTableSection
@@ -46,6 +47,20 @@ class ElfImage:
         # class of the section's type (sh_type SHT_GNU_HASH, SHT_DYNSYM, SHT_SYMTAB).
         self._gnu_hash = cast(Optional[GNUHashSection], self.elf.get_section_by_name(".gnu.hash"))
         self._dynsym = cast(Optional[SymbolTableSection], self.elf.get_section_by_name(".dynsym"))
+        self._dwarf: Optional[DWARFInfo] = None
+        self._dwarf_read = False
+
+    def dwarf(self) -> Optional[DWARFInfo]:
+        """The file's DWARF sections (``.eh_frame`` and, where kept, the debug sections), read
+        once for the unwinder and the line table; None when they do not parse."""
+        if not self._dwarf_read:
+            self._dwarf_read = True
+            try:
+                self._dwarf = self.elf.get_dwarf_info(relocate_dwarf_sections=False,
+                                                      follow_links=False)
+            except (ELFError, DWARFError, ValueError, KeyError, IndexError, OSError):
+                self._dwarf = None
+        return self._dwarf
 
     def symbol(self, name: str, slow: bool = False) -> Optional[int]:
         """``st_value`` of a defined symbol (unbiased), or None.

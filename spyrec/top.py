@@ -50,8 +50,8 @@ class Tally:
         _bounded(self._strings)[sid] = text
         return sid
 
-    def define_frame(self, file, name, qualname, line, column=-1, kind=0):
-        fid = self._sink.define_frame(file, name, qualname, line, column, kind)
+    def define_frame(self, file, name, qualname, line, column=-1, kind=0, source=0):
+        fid = self._sink.define_frame(file, name, qualname, line, column, kind, source)
         label = self._strings.get(qualname) or self._strings.get(name, UNKNOWN)
         filename = self._strings.get(file, "?")
         _bounded(self._functions)[fid] = "%s (%s)" % (printable(label),

@@ -52,6 +52,8 @@ class ThreadReport:
     kernel: List[str] = field(default_factory=list)  # innermost first
     #: Which of ``frames`` are native functions (with ``native=True``; file: their library).
     native: List[bool] = field(default_factory=list)
+    #: The source file of each native frame's line ("": none; its line is in ``frames``).
+    sources: List[str] = field(default_factory=list)
     collecting: bool = False  # the garbage collector was running in it
     task: Optional[str] = None  # the asyncio task its event loop was running
 
@@ -78,6 +80,7 @@ class Snapshot(NullSink):
         self.strings: List[str] = []
         self.frames: List[FrameInfo] = []
         self.native: List[bool] = []  # whether each frame is a native function
+        self.sources: List[str] = []  # the source file of a native frame's line
         self.stacks: List[tuple] = []
         self.threads: Dict[int, dict] = {}  # tid -> the THREAD records' fields, merged
         self.rows: List[tuple] = []  # (tid, stack id, flags, syscall, wchan)
@@ -86,10 +89,11 @@ class Snapshot(NullSink):
         self.strings.append(text)
         return len(self.strings) - 1
 
-    def define_frame(self, file, name, qualname, line, column=-1, kind=0):
+    def define_frame(self, file, name, qualname, line, column=-1, kind=0, source=0):
         strings = self.strings
         self.frames.append(FrameInfo(strings[file], strings[name], strings[qualname], line, column))
         self.native.append(kind == FrameKind.NATIVE)
+        self.sources.append(strings[source - 1] if source else "")
         return len(self.frames) - 1
 
     def define_stack(self, frame_ids):
@@ -144,7 +148,8 @@ def where(pid: int, kernel: bool = False, native: bool = False,
                                   bool(flags & SampleFlag.TORN),
                                   snapshot.text(syscall), snapshot.text(wchan),
                                   collecting=collecting, task=task,
-                                  native=[snapshot.native[f] for f in ids])
+                                  native=[snapshot.native[f] for f in ids],
+                                  sources=[snapshot.sources[f] for f in ids])
             if tid and kernel:
                 report.kernel = kernel_stack(PROC, pid, tid)
             threads.append(report)
@@ -208,10 +213,14 @@ def as_text(report: ProcessReport, escape) -> str:
             else "Thread %d" % thread.tid
         lines.append("")
         lines.append("%s: %s" % (title, ", ".join(state)))
-        for frame, native in zip(thread.frames, thread.native or [False] * len(thread.frames)):
+        sources = thread.sources or [""] * len(thread.frames)
+        for frame, native, source in zip(thread.frames, thread.native or [False] * len(thread.frames),
+                                         sources):
             if native:
-                lines.append("    [native] %s (%s)" % (escape(frame.qualname),
-                                                       escape(os.path.basename(frame.filename))))
+                library = escape(os.path.basename(frame.filename))
+                place = "%s:%d, %s" % (escape(os.path.basename(source)), frame.line, library) \
+                    if source else library
+                lines.append("    [native] %s (%s)" % (escape(frame.qualname), place))
             else:
                 lines.append("    " + _frame_text(frame, escape))
         if not thread.frames:
@@ -276,21 +285,25 @@ def _tasks_text(tasks: List[TaskReport], note: str, escape) -> List[str]:
 
 
 def as_json(report: ProcessReport) -> str:
-    def frame(info: FrameInfo, native: bool):
-        return {"name": info.name, "qualname": info.qualname, "file": info.filename,
-                "line": info.line, "kind": "native" if native else "python"}
+    def frame(info: FrameInfo, native: bool = False, source: str = ""):
+        found = {"name": info.name, "qualname": info.qualname, "file": info.filename,
+                 "line": info.line, "kind": "native" if native else "python"}
+        if source:  # a native frame's line is in its source file
+            found["source"] = source
+        return found
     return json.dumps({
         "pid": report.pid, "command": report.command, "python": report.python,
         "executable": report.executable,
         "threads": [{"tid": t.tid, "name": t.name, "running": t.running, "gil": t.holds_gil,
                      "cpu_ns": t.cpu_ns, "torn": t.torn, "gc": t.collecting, "task": t.task,
                      "syscall": t.syscall, "wchan": t.wchan,
-                     "frames": [frame(f, native) for f, native in
-                                zip(t.frames, t.native or [False] * len(t.frames))],
+                     "frames": [frame(f, native, source) for f, native, source in
+                                zip(t.frames, t.native or [False] * len(t.frames),
+                                    t.sources or [""] * len(t.frames))],
                      "kernel": t.kernel}
                     for t in report.threads],
         **({} if report.tasks is None else {"tasks": [
             {"id": t.address, "name": t.name, "running": t.running, "thread": t.thread,
              "awaits": t.awaits, "awaited_by": t.awaited_by,
-             "frames": [frame(f, False) for f in t.frames]} for t in report.tasks]}),
+             "frames": [frame(f) for f in t.frames]} for t in report.tasks]}),
     }, indent=2) + "\n"

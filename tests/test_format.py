@@ -103,6 +103,7 @@ INVALID = {
     "stack-too-deep": "STACKS 'lengths' holds a value outside [0, 65537)",
     "frame-line-above-int64": "FRAMES 'line' holds a value outside [0, 2^31)",
     "frame-columns-differ": "FRAMES columns differ in length",
+    "frame-source-undefined": "FRAMES source refers to a string that is not defined yet",
     "header-cwd-not-a-string": "HEADER 'cwd' is not a string",
     "header-start-wall-not-an-int": "HEADER 'start_wall_ns' is not an integer in [0, 2^62)",
     "header-interval-zero": "HEADER 'interval_ns' is 0, not an integer in [1, 2^60)",

@@ -12,11 +12,14 @@ The Python frames keep the shares the target measures itself while it is recorde
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 import spyanalyze
+from spyrec.elflines import debug_file
 from spyrec.elfunwind import demangle
 from spyrec.nativestacks import place
 from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, stop_target, target_path
@@ -144,6 +147,51 @@ def test_the_python_frames_keep_their_shares(native_recording):
     assert abs(share - measured) <= margin, (label, counts, len(main), measured, margin)
 
 
+def has_debug_lines(target, path):
+    """Whether the ELF file the target knows as ``path`` keeps DWARF line information (CPython
+    built from source does; a distribution's binaries have theirs in a package of their own)."""
+    with open(target.host_path(path), "rb") as f:
+        return ELFFile(f).get_section_by_name(".debug_line") is not None
+
+
+def debug_file_of(target, path):
+    with open(target.host_path(path), "rb") as f:
+        return debug_file(ELFFile(f), target.root, path)
+
+
+def test_native_frames_carry_the_source_lines_their_files_record(native_recording):
+    """Where a library keeps DWARF line information, its frames carry their source file and
+    line: ``sorted``'s sort in the interpreter's Objects/listobject.c, zlib's module in
+    Modules/zlibmodule.c; the C library's sleep through its separate debug file where
+    libc6-dbg installed one.  Where there is none, the frames have no line."""
+    label, target, _, rec, _ = native_recording
+    frames = rec.frames
+    native = frames[frames["kind"] == "native"]
+    placed = native[native["source"] != ""]
+    assert (placed["line"] > 0).all(), (label, placed)
+    for file, group in native.groupby("file"):
+        sources = {os.path.basename(s) for s in group["source"]} - {""}
+        if not (has_debug_lines(target, file) or debug_file_of(target, file)):
+            assert not sources, (label, file, sources)
+            continue
+        if os.path.basename(file).startswith(("libpython", "zlib.")):  # (an executable's
+            assert sources, (label, file)            # only frame may be _start, built without)
+        if os.path.basename(file).startswith("zlib."):
+            assert "zlibmodule.c" in sources, (label, file, sources)
+        sort = group[group["qualname"] == "list_sort_impl"]
+        if len(sort):  # (or a header of a function inlined into it: object.h's Py_DECREF)
+            assert "listobject.c" in {os.path.basename(s) for s in sort["source"]}, (label, sort)
+            labels = set(sort["label"])
+            assert all(re.fullmatch(r"list_sort_impl \((listobject\.c|[\w.]+\.h):\d+\)", text)
+                       for text in labels), labels
+    sleeps = native[native["qualname"].isin(SLEEPS)]
+    assert len(sleeps), (label, sorted(set(native["qualname"])))
+    libc = sleeps["file"].iloc[0]
+    # (the sid root of 3.14 and 3.15 has its own C library, and no debug file for it)
+    expected = debug_file_of(target, libc) is not None
+    assert ((sleeps["source"] != "") == expected).all(), (label, expected, sleeps)
+
+
 def test_native_asks_for_the_stack_copies(tmp_path):
     out = tmp_path / "never.spy"
     result = spyrec("-o", out, "--native", "--no-bpf", "--", "python3", "-c", "pass")
@@ -181,7 +229,11 @@ def test_where_shows_each_threads_native_frames(label):
     main = threads[target.info["main"]["native_id"]]
     kinds = [f["kind"] for f in main["frames"]]
     assert "native" in kinds and "python" in kinds, main["frames"]
+    # pyenv's builds keep their line information: the main thread's native frames show it
+    lined = [f for f in main["frames"] if f["kind"] == "native" and f.get("source")]
+    assert lined and all(f["line"] > 0 for f in lined), main["frames"]
     assert text.returncode == 0 and "[native] " in text.stdout, text.stderr
+    assert re.search(r"\[native\] \S+ \(\S+\.[ch]:\d+, ", text.stdout), text.stdout
 
 
 def test_native_frames_are_placed_only_where_runs_and_python_frames_pair_up():

@@ -35,7 +35,8 @@ def frame_texts(recording: "Recording", lines: bool = True,
     if rename:
         modules = modules.map(lambda m: rename.get(m, m))
     texts = labels(frames["qualname"], modules,
-                   frames["line"] if lines else np.zeros(len(frames), dtype=np.int64))
+                   frames["line"] if lines else np.zeros(len(frames), dtype=np.int64),
+                   frames["source"] if lines else None)
     kernel = (frames["kind"] == "kernel").to_numpy()
     return [collapsed_name(name) + "_[k]" if in_kernel else collapsed_name(text)
             for text, name, in_kernel in zip(texts, frames["qualname"], kernel)]

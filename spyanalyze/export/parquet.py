@@ -7,7 +7,7 @@ since stack and frame ids mean something only inside one recording.  Tables::
     samples/   the fleet rows of ``spyanalyze.fleet.sample_table`` (leaf function and the
                stack's functions on each row: "which function grew" needs no join)
     stacks/    recording, stack, frames (list of frame ids, root first), depth, leaf
-    frames/    recording, frame, file, name, qualname, line, column, module, kind, label
+    frames/    recording, frame, file, name, qualname, line, column, source, module, kind, label
     threads/, processes/   the THREAD and PROCESS records, with their recording id
 
 A file is named after its recording, so exporting another recording into the same directory

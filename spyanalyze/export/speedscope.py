@@ -32,7 +32,9 @@ def _frames(recording):
     frames = recording.frames
     index, shared = {}, []
     position = np.empty(len(frames), dtype=np.int64)
-    for fid, (qualname, file, line) in enumerate(zip(frames["qualname"], frames["file"], frames["line"])):
+    # a native frame's line is in its source file (its library is its ``file``)
+    files = frames["source"].where(frames["source"] != "", frames["file"])
+    for fid, (qualname, file, line) in enumerate(zip(frames["qualname"], files, frames["line"])):
         key = (qualname, file, int(line))
         if key not in index:
             index[key] = len(shared)

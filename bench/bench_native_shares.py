@@ -1,0 +1,105 @@
+"""Native frames of a numpy/pandas program, next to ``py-spy record --native``: the share of
+samples each function is in, by each profiler, on one running target.
+
+    .venv/bin/python -m bench.bench_native_shares [--python PY] [--seconds 10] [--rate 200]
+                                                  [--rounds 2] [--top 20]
+
+bench/targets/numpy_work.py (numpy and pandas: a BLAS matrix product, a sort, an FFT, a
+group-by) runs once; the two profilers attach to it by PID in turn, ``--rounds`` times each,
+alternating, so both see the same process.  Prints, for the heaviest functions, the share of
+samples whose stack holds each (names only: the two label files and lines differently), and
+the share of samples whose stack reaches ``<module>``.  A function a stripped library does not
+name is left out: py-spy and spyrec name those differently.  Not a unit test.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+
+from bench.common import BENCH, command_line, interpreter, kill, python_help
+from bench.peers import find_peer
+
+TARGET = os.path.join(BENCH, "targets", "numpy_work.py")
+#: Functions no symbol names (each profiler shows them its own way), and the thread roots.
+UNNAMED = re.compile(r"^(0x[0-9a-f]+|\?+|)$|^(process|thread) ")
+
+
+def load_collapsed(path):
+    """(total per function name, samples, samples rooted at <module>) of a collapsed file."""
+    totals, samples, rooted = Counter(), 0, 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            stack, count = line.rsplit(" ", 1)
+            names = [re.sub(r"\s*\(.*\)$", "", frame.strip()) for frame in stack.split(";")]
+            samples += int(count)
+            rooted += int(count) if any(n.startswith("<module>") for n in names) else 0
+            for name in set(names):
+                if not UNNAMED.match(name):
+                    totals[name] += int(count)
+    return totals, samples, rooted
+
+
+def record(name, pid, rate, seconds, workdir, index):
+    out = os.path.join(workdir, "%s-%d" % (name, index))
+    if name == "py-spy":
+        command = [find_peer("py-spy"), "record", "--native", "-p", str(pid), "-r", str(rate),
+                   "-d", str(int(seconds)), "-f", "raw", "-o", out + ".txt"]
+        subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
+        return out + ".txt"
+    subprocess.run([sys.executable, "-m", "spyrec", "-q", "-o", out + ".spy", "-p", str(pid), "-d",
+                    str(seconds), "-r", str(rate), "--native"], capture_output=True, text=True,
+                   timeout=seconds + 60, check=True)
+    subprocess.run([sys.executable, "-m", "spyanalyze", "export", out + ".spy", "--format",
+                    "collapsed", "-o", out + ".txt"], capture_output=True, text=True, check=True)
+    return out + ".txt"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", default=None, help=python_help())
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--top", type=int, default=20)
+    args = parser.parse_args()
+    if find_peer("py-spy") is None:
+        sys.exit("bench_native_shares: py-spy not found")
+    python = interpreter(args.python)
+    total_s = args.rounds * 2 * (args.seconds + 3) + 5
+    target = subprocess.Popen([python, TARGET, str(total_s)], stdout=subprocess.PIPE, text=True)
+    seen = {"py-spy": [Counter(), 0, 0], "spyrec": [Counter(), 0, 0]}
+    try:
+        pid = json.loads(target.stdout.readline())["pid"]
+        with tempfile.TemporaryDirectory() as workdir:
+            for index in range(args.rounds):
+                order = ("py-spy", "spyrec") if index % 2 == 0 else ("spyrec", "py-spy")
+                for name in order:
+                    totals, samples, rooted = load_collapsed(
+                        record(name, pid, args.rate, args.seconds, workdir, index))
+                    seen[name][0].update(totals)
+                    seen[name][1] += samples
+                    seen[name][2] += rooted
+    finally:
+        kill(target)
+    (pt, pn, pr), (st, sn, sr) = seen["py-spy"], seen["spyrec"]
+    print("# %s" % command_line("bench.bench_native_shares"))
+    print("samples: py-spy %d, spyrec %d; reaching <module>: py-spy %.1f%%, spyrec %.1f%%"
+          % (pn, sn, 100 * pr / max(pn, 1), 100 * sr / max(sn, 1)))
+    names = sorted(set(pt) | set(st), key=lambda n: -max(pt[n] / max(pn, 1), st[n] / max(sn, 1)))
+    print("| function | py-spy --native | spyrec --native | difference |")
+    print("|---|---:|---:|---:|")
+    for name in names[:args.top]:
+        p, s = 100 * pt[name] / max(pn, 1), 100 * st[name] / max(sn, 1)
+        print("| `%s` | %.1f%% | %.1f%% | %+.1f |" % (name, p, s, s - p))
+
+
+if __name__ == "__main__":
+    main()

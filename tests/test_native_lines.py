@@ -1,0 +1,127 @@
+"""The source file and line of native code (spyrec.elflines), against binutils' own decoding.
+
+For addresses picked at random inside the functions of real ELF files (CPython's library and a
+C extension built with debug information; the C library through the separate debug file of
+Debian's ``libc6-dbg``), the line table must give the file and line that ``readelf
+--debug-dump=decodedline`` lists for the instruction.  (``addr2line`` is no oracle: on DWARF 5
+it names file entry 0 where the line program says file 1.)  The codec keeps a native frame's
+source file, and a recording without any reads as before.
+"""
+
+import bisect
+import io
+import os
+import random
+import shutil
+import subprocess
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+import spyformat
+from pythons import interpreter_path
+from spyrec.elflines import debug_file, line_table
+from spyrec.symbols import load_elf
+
+#: Addresses checked per file.
+PICKS = 200
+LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
+
+
+def readelf_rows(path):
+    """{address: (file name, line or None)} of every row, the last one at an address winning
+    (None: a sequence ends there), as binutils decodes the line programs."""
+    out = subprocess.run(["readelf", "--debug-dump=decodedline", "-W", path], capture_output=True,
+                         text=True, errors="replace", check=True).stdout
+    rows = []
+    for order, text in enumerate(out.splitlines()):
+        parts = text.split()
+        if len(parts) < 3 or not parts[2].startswith("0x"):
+            continue
+        try:
+            address = int(parts[2], 16)
+        except ValueError:
+            continue
+        ends = parts[1] == "-"
+        if not ends and not parts[1].isdigit():
+            continue
+        rows.append((address, not ends, order, os.path.basename(parts[0]),
+                     None if ends else int(parts[1])))
+    rows.sort()
+    return rows
+
+
+def functions(path):
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        table = elf.get_section_by_name(".symtab") or elf.get_section_by_name(".dynsym")
+        return [(s["st_value"], s["st_size"]) for s in table.iter_symbols()
+                if s["st_info"]["type"] == "STT_FUNC" and s["st_value"] and s["st_size"] > 4]
+
+
+def library_files():
+    """(id, library, file whose DWARF describes it) for the files this machine has."""
+    found = []
+    for label in ("3.8", "3.12", "3.13"):
+        python = interpreter_path(label)
+        if not os.path.exists(python):
+            continue
+        where = subprocess.run(
+            [python, "-c", "import sysconfig, zlib; print(sysconfig.get_config_var('LIBDIR') + '/' "
+             "+ sysconfig.get_config_var('INSTSONAME')); print(zlib.__file__)"],
+            capture_output=True, text=True).stdout.split()
+        if where and os.path.exists(where[0]) and label != "3.13":  # (3.12's is of its kind)
+            found.append(("libpython" + label, where[0], where[0]))
+        if label == "3.13" and len(where) > 1:
+            found.append(("zlibmodule" + label, where[1], where[1]))
+    with open(LIBC, "rb") as f:
+        separate = debug_file(ELFFile(f), "/", LIBC)
+    if separate:
+        found.append(("libc-dbg", LIBC, separate))
+    return found
+
+
+@pytest.mark.skipif(shutil.which("readelf") is None, reason="no readelf (binutils) to compare with")
+@pytest.mark.parametrize("name,library,described",
+                         [pytest.param(*files, id=files[0]) for files in library_files()])
+def test_each_address_has_the_line_binutils_decodes(name, library, described):
+    table = line_table(load_elf(library), load_elf(described) if described != library else None)
+    rows = readelf_rows(described)
+    addresses = [row[0] for row in rows]
+    rng = random.Random(name)
+    candidates = functions(library)
+    picks = [start + rng.randrange(size)
+             for start, size in (rng.choice(candidates) for _ in range(PICKS))]
+    known = 0
+    for address in picks:
+        i = bisect.bisect_right(addresses, address) - 1
+        expected = None
+        if i >= 0 and rows[i][4]:
+            expected = (rows[i][3], rows[i][4])
+        found = table.line(address)
+        got = None if found is None else (os.path.basename(found[0]), found[1])
+        assert got == expected, (name, hex(address), got, expected)
+        known += got is not None
+    assert known >= PICKS * 0.9, (name, known)
+    if described != library:  # the line came from the debug file, by the library's build id
+        assert os.path.realpath(described).startswith("/usr/lib/debug/")
+
+
+def test_a_native_frames_source_is_kept_and_checked_by_the_codec():
+    """Written only where a chunk has a frame with one (a source naming no string is refused:
+    formats/golden/invalid/frame-source-undefined.spy)."""
+    for source in ("", "/src/Objects/listobject.c"):
+        out = io.BytesIO()
+        writer = spyformat.SpyWriter(out)
+        interned = spyformat.Interner(writer)
+        writer.write_header({"pid": 1, "interval_ns": 1_000_000, "start_mono_ns": 0})
+        frame = interned.frame_id("/lib/libpython3.12.so", "list_sort_impl", "list_sort_impl",
+                                  2360 if source else 0, -1, spyformat.FrameKind.NATIVE, source)
+        writer.sample(0, 1, 1, interned.stack_id((frame,)), 0, 0, 0)
+        writer.close({})
+        dumped = io.StringIO()
+        spyformat.dump(io.BytesIO(out.getvalue()), dumped)
+        assert ("'source'" in dumped.getvalue()) == bool(source), dumped.getvalue()
+        data = spyformat.read_recording(io.BytesIO(out.getvalue()))
+        got = data.frames["source"][0]
+        assert (data.strings[got - 1] if got else "") == source
