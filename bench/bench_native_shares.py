@@ -64,7 +64,8 @@ def record(name, pid, rate, seconds, workdir, index):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", default=None, help=python_help())
+    parser.add_argument("--python", default=sys.executable,
+                        help=python_help(default="this one, whose venv has numpy and pandas"))
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)

@@ -129,7 +129,7 @@ def _file_names(header, comp_dir: bytes) -> Dict[int, str]:
     return names
 
 
-def _leb128(code: bytes, at: int, signed: bool = False) -> Tuple[int, int]:
+def leb128(code: bytes, at: int, signed: bool = False) -> Tuple[int, int]:
     """The LEB128 number at ``at`` and the offset past it."""
     value = shift = 0
     while True:
@@ -165,7 +165,7 @@ def _run(code: bytes, header) -> Tuple[List[int], List[Tuple[int, Optional[int]]
             line += line_base + adjusted % line_range
             found.append((address, 1, file, line))
         elif op == 0:  # extended
-            length, at = _leb128(code, at)
+            length, at = leb128(code, at)
             if length == 0:
                 continue
             sub, args = code[at], at + 1
@@ -178,13 +178,13 @@ def _run(code: bytes, header) -> Tuple[List[int], List[Tuple[int, Optional[int]]
         elif op == 1:  # copy
             found.append((address, 1, file, line))
         elif op == 2:  # advance_pc
-            step, at = _leb128(code, at)
+            step, at = leb128(code, at)
             address += step * unit
         elif op == 3:  # advance_line
-            step, at = _leb128(code, at, True)
+            step, at = leb128(code, at, True)
             line += step
         elif op == 4:  # set_file
-            file, at = _leb128(code, at)
+            file, at = leb128(code, at)
         elif op == 8:  # const_add_pc
             address += const_add
         elif op == 9:  # fixed_advance_pc
@@ -192,7 +192,7 @@ def _run(code: bytes, header) -> Tuple[List[int], List[Tuple[int, Optional[int]]
             at += 2
         else:  # an operation that changes no row here: skip its operands
             for _ in range(lengths[op - 1] if op - 1 < len(lengths) else 0):
-                _, at = _leb128(code, at)
+                _, at = leb128(code, at)
     found.sort(key=lambda row: (row[0], row[1]))
     return [row[0] for row in found], [(row[2], row[3]) for row in found]
 

@@ -14,6 +14,7 @@ address, which ``.eh_frame`` gives exactly.  C++ names are demangled by the C++ 
 import bisect
 import ctypes
 import ctypes.util
+import re
 import struct
 import weakref
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
@@ -21,11 +22,17 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.dwarf.callframe import FDE, CallFrameInfo, RegisterRule
 
+from spyrec.elflines import leb128
 from spyrec.symbols import ElfImage
 
 #: DWARF register numbers of x86-64 (System V psABI): the frame pointer, the stack pointer and
 #: the return address column.
 RBP, RSP, RA = 6, 7, 16
+#: The CFA of a function that realigns its stack (GCC's "DRAP", as AVX-512 code does): kept in
+#: the function's frame, read through the frame pointer (``DW_OP_breg6 N; DW_OP_deref``).
+CFA_AT_RBP = -2
+_DW_OP_BREG6, _DW_OP_DEREF = 0x76, 0x06
+_DW_CFA_GNU_ARGS_SIZE = 0x2e
 #: Unwind entries parsed and kept per file: a program spends its time in few functions.
 ROWS_KEPT = 4096
 
@@ -36,14 +43,16 @@ STT_FUNC, STT_GNU_IFUNC = 2, 10
 
 class UnwindRow(NamedTuple):
     """How to find the caller from an address in a function: the canonical frame address is
-    register ``cfa_reg`` plus ``cfa_offset``; the return address and the caller's frame
-    pointer are saved at that address plus ``ra_at`` and ``rbp_at`` (None: not saved, the
-    register keeps its value; for ``ra_at``, the outermost frame)."""
+    register ``cfa_reg`` plus ``cfa_offset`` (``CFA_AT_RBP``: the value stored at ``rbp +
+    cfa_offset``); the return address and the caller's frame pointer are saved at that address
+    plus ``ra_at`` and ``rbp_at`` (None: not saved, the register keeps its value; for
+    ``ra_at``, the outermost frame), or the frame pointer at ``rbp`` plus ``rbp_at_bp``."""
 
-    cfa_reg: int  # RSP or RBP; -1: a CFA this unwinder does not compute (an expression)
+    cfa_reg: int  # RSP, RBP or CFA_AT_RBP; -1: a CFA this unwinder does not compute
     cfa_offset: int
     ra_at: Optional[int]
     rbp_at: Optional[int]
+    rbp_at_bp: Optional[int] = None
 
 
 def _offset(rule: Optional[RegisterRule]) -> Optional[int]:
@@ -51,6 +60,34 @@ def _offset(rule: Optional[RegisterRule]) -> Optional[int]:
     if rule is not None and rule.type == RegisterRule.OFFSET and isinstance(rule.arg, int):
         return rule.arg
     return None
+
+
+def _from_rbp(expression, deref: bool) -> Optional[int]:
+    """N of the DWARF expression ``DW_OP_breg6 N`` (followed by ``DW_OP_deref`` if
+    ``deref``); None for any other expression."""
+    try:
+        code = bytes(expression)
+        if not code or code[0] != _DW_OP_BREG6:
+            return None
+        value, at = leb128(code, 1, signed=True)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return value if code[at:] == (bytes((_DW_OP_DEREF,)) if deref else b"") else None
+
+
+def _row(cfa, ra: Optional[RegisterRule], rbp: Optional[RegisterRule]) -> UnwindRow:
+    """An UnwindRow of a decoded CFI row's CFA rule and return address and frame pointer rules."""
+    reg, offset = -1, 0
+    if cfa.expr is not None:
+        at = _from_rbp(cfa.expr, deref=True)
+        if at is not None:
+            reg, offset = CFA_AT_RBP, at
+    elif cfa.reg in (RSP, RBP):
+        reg, offset = cfa.reg, cfa.offset
+    rbp_at_bp = None
+    if rbp is not None and rbp.type == RegisterRule.EXPRESSION:
+        rbp_at_bp = _from_rbp(rbp.arg, deref=False)
+    return UnwindRow(reg, offset, _offset(ra), _offset(rbp), rbp_at_bp)
 
 
 class UnwindTable:
@@ -121,19 +158,17 @@ class UnwindTable:
             fde = self._cfi._parse_entry_at(self._entries[i])
             if not isinstance(fde, FDE):
                 return None
+            # DW_CFA_GNU_args_size (C++ code that pushes call arguments) moves no register, and
+            # pyelftools 0.33 refuses to decode an entry holding it
+            fde.instructions = [step for step in fde.instructions
+                                if int(step.opcode) != _DW_CFA_GNU_ARGS_SIZE]
             table = fde.get_decoded().table
         except (DWARFError, ELFError, KeyError, ValueError, struct.error, AttributeError):
             return None
         start = fde.header["initial_location"]
         rows = []
         for line in table:
-            cfa = line["cfa"]
-            if cfa.expr is not None or cfa.reg not in (RSP, RBP):
-                reg, offset = -1, 0
-            else:
-                reg, offset = cfa.reg, cfa.offset
-            rows.append((line["pc"], UnwindRow(reg, offset, _offset(line.get(RA)),
-                                               _offset(line.get(RBP)))))
+            rows.append((line["pc"], _row(line["cfa"], line.get(RA), line.get(RBP))))
         return start, start + fde.header["address_range"], rows
 
 
@@ -213,7 +248,43 @@ _libc_free.argtypes = (ctypes.c_void_p,)
 
 
 def demangle(name: str) -> str:
-    """A C++ symbol's readable name (``_ZN4core3fooEv`` -> ``core::foo()``), else ``name``."""
+    """A C++ symbol's readable name, as py-spy shows it: qualified, with its template
+    arguments, without its return type, parameters and clone suffixes (``_ZN4core3fooEv`` ->
+    ``core::foo``); ``name`` itself when it is no C++ name."""
+    full = demangle_whole(name)
+    return function_name(full) if full is not name else name
+
+
+#: What ends a C++ name just before a ``<`` or ``>`` that belongs to an operator's name.
+_OPERATORS = ("operator", "operator<", "operator>", "operator-")
+
+
+def function_name(signature: str) -> str:
+    """The qualified name in a demangled C++ signature: ``void ns::f<int>(int*) const [clone
+    .constprop.0]`` -> ``ns::f<int>``; the signature itself when it does not parse."""
+    text = re.sub(r"(?: \[clone [^\]]*\])+$", "", signature)
+    text = text.replace("(anonymous namespace)", "\0")
+    depth, cut, start = 0, None, 0
+    for i, char in enumerate(text):
+        if char in "<>" and text[:i].endswith(_OPERATORS):
+            continue  # operator<, operator<<, operator->, operator>=...
+        if char in "<(":
+            if char == "(" and depth == 0 and not text[:i].endswith("operator"):
+                cut = i
+                break
+            depth += 1
+        elif char in ">)":
+            depth -= 1
+        elif char == " " and depth == 0 and not text[:i].endswith("operator"):
+            start = i + 1  # what came before was the return type
+        if depth < 0:
+            return signature
+    name = text[start:cut].replace("\0", "(anonymous namespace)")
+    return name or signature
+
+
+def demangle_whole(name: str) -> str:
+    """A C++ symbol's whole demangled signature (``core::foo()``), else ``name`` itself."""
     if not name.startswith("_Z"):
         return name
     if not _demangler:

@@ -24,7 +24,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 from elftools.common.exceptions import DWARFError, ELFError
 
 from spyrec.elflines import LineTable, debug_file, line_table
-from spyrec.elfunwind import RBP, RSP, ElfUnwind, unwind_info
+from spyrec.elfunwind import CFA_AT_RBP, RBP, RSP, ElfUnwind, unwind_info
 from spyrec.errors import MemoryReadError, SpyError
 from spyrec.perfstacks import STACK_BYTES, UserStack
 from spyrec.process import MemoryMap, MemoryReader, proc_path, read_maps, target_file, target_view
@@ -34,6 +34,9 @@ from spyrec.symbols import ElfImage, load_elf
 MAX_NATIVE_FRAMES = 512
 #: Bytes above the stack pointer searched for a frame record (see ``_frame_record``).
 FRAME_SEARCH = 4096
+#: Bytes of a stack read above its copy at a time, and at most in all (``StackWords``).
+GROW_BYTES = 32 * 1024
+MAX_STACK_READ = 1024 * 1024
 #: Native functions kept named.
 NAMES_KEPT = 50_000
 #: The functions whose frames run Python frames (Python/ceval.c, 3.8-3.15).
@@ -158,11 +161,41 @@ class Unwound(NamedTuple):
     cfa: int
 
 
-def unwind(space: AddressSpace, regs: UserStack) -> Tuple[List[Unwound], bool]:
+class StackWords:
+    """A thread's stack from ``base`` up, as 8-byte words: its copy, and above it, read from
+    the target when an unwind needs them, the callers' frames the copy did not reach (a copy
+    holds the top ``STACK_BYTES``; the frames above change only when the thread returns to
+    them, and a word read there must still lead to code with unwind rules to be followed)."""
+
+    def __init__(self, data: bytes, base: int, more=None):
+        self.data = data
+        self.base = base
+        self._more = more  # (address, size) -> the target's bytes there (b"": none)
+
+    def word(self, address: int) -> Optional[int]:
+        at = address - self.base
+        if at < 0:
+            return None
+        if at + 8 > len(self.data) and not self._grow(at + 8):
+            return None
+        return int.from_bytes(self.data[at:at + 8], "little")
+
+    def _grow(self, need: int) -> bool:
+        if self._more is None or need > MAX_STACK_READ:
+            return False
+        extra = self._more(self.base + len(self.data),
+                           min(max(need - len(self.data), GROW_BYTES), MAX_STACK_READ - len(self.data)))
+        if not extra:
+            self._more = None
+            return False
+        self.data += extra
+        return len(self.data) >= need
+
+
+def unwind(space: AddressSpace, regs: UserStack, more=None) -> Tuple[List[Unwound], bool]:
     """The native frames of ``regs``, innermost first, and whether the unwind reached the
-    outermost frame."""
-    stack, base = regs.stack, regs.sp
-    limit = len(stack) - 8
+    outermost frame.  ``more(address, size)``: the target's stack bytes above the copy."""
+    stack = StackWords(regs.stack, regs.sp, more)
     sp, bp, pc = regs.sp, regs.bp, regs.ip
     frames: List[Unwound] = []
     first = True
@@ -173,34 +206,39 @@ def unwind(space: AddressSpace, regs: UserStack) -> Tuple[List[Unwound], bool]:
         # a caller's address is a return address, after its call: look at the call itself
         address = pc + module.delta - (0 if first else 1)
         start, row = module.unwind.table.row(address)
-        cfa = 0
+        cfa: Optional[int] = 0
         if row is None:
             pass
         elif row.cfa_reg == RSP:
             cfa = sp + row.cfa_offset
-        elif row.cfa_reg == RBP:
+        elif row.cfa_reg in (RBP, CFA_AT_RBP):
             if bp is None:  # a thread read asleep: its frame pointer is not known
-                bp = _frame_record(space, stack, base, sp)
-            if bp is not None:
+                bp = _frame_record(space, regs.stack, regs.sp, sp)
+            if bp is not None and row.cfa_reg == RBP:
                 cfa = bp + row.cfa_offset
+            elif bp is not None:
+                cfa = stack.word(bp + row.cfa_offset)
         elif row.cfa_reg == -1 and first:
             cfa = sp + 8  # a PLT stub: the only expressions at an instruction boundary
-        frames.append(Unwound(module, address, start, sp, cfa))
+        frames.append(Unwound(module, address, start, sp, cfa or 0))
         if row is None or not cfa:
             return frames, False
         if row.ra_at is None:
             return frames, True  # the thread's first function (_start, clone3)
-        at = cfa + row.ra_at - base
-        if not 0 <= at <= limit or cfa <= sp:
+        found = stack.word(cfa + row.ra_at)
+        if found is None or cfa <= sp:
             return frames, False
-        pc = int.from_bytes(stack[at:at + 8], "little")
+        pc = found
         if row.rbp_at is not None and cfa + row.rbp_at >= sp:
             # (below the stack pointer: an epilogue has popped it back already, and compilers
             # do not always say so in its rows)
-            at = cfa + row.rbp_at - base
-            if at > limit:
+            bp = stack.word(cfa + row.rbp_at)
+            if bp is None:
                 return frames, False
-            bp = int.from_bytes(stack[at:at + 8], "little")
+        elif row.rbp_at_bp is not None and bp is not None:  # saved where the frame pointer says
+            bp = stack.word(bp + row.rbp_at_bp)
+            if bp is None:
+                return frames, False
         sp = cfa
         first = False
         if not pc:
@@ -303,7 +341,7 @@ class NativeStacks:
         ``runs`` (see ``place``), or None (and counted in ``unmerged``)."""
         placed = None
         if regs is not None and sum(c for c, _ in runs) == count:
-            found, complete = unwind(self.space, regs)
+            found, complete = unwind(self.space, regs, self._above(regs.sp))
             natives: List[NativeFrame] = []
             named: List[int] = []
             for frame in found:
@@ -323,6 +361,18 @@ class NativeStacks:
         else:
             self.merged += 1
         return placed
+
+    def _above(self, sp: int):
+        """Reads of the target's stack above a copy, within the mapping that holds ``sp``."""
+        def more(address: int, size: int) -> bytes:
+            end = self.space.stack_end(sp)
+            if end is None or address >= end:
+                return b""
+            try:
+                return self.mem.read(address, min(size, end - address))
+            except MemoryReadError:
+                return b""
+        return more
 
     def _name(self, module: _Module, address: int, start: Optional[int]
               ) -> Tuple[NativeFrame, bool]:

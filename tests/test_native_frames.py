@@ -14,13 +14,14 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
 import spyanalyze
 from spyrec.elflines import debug_file
-from spyrec.elfunwind import demangle
+from spyrec.elfunwind import demangle, function_name
 from spyrec.nativestacks import place
 from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, stop_target, target_path
 from shares import sampling_margin
@@ -192,6 +193,42 @@ def test_native_frames_carry_the_source_lines_their_files_record(native_recordin
     assert ((sleeps["source"] != "") == expected).all(), (label, expected, sleeps)
 
 
+def test_numpy_is_unwound_whole_through_realigned_stacks_and_cxx_rules(tmp_path):
+    """numpy's sort runs down ``array_sort``, ``PyArray_Sort``, ``quicksort_double`` into its
+    SIMD sort; the AVX-512 one realigns its stack and keeps its frame address in its frame
+    (``DW_CFA_def_cfa_expression``), where the unwinder must read it to go on.  Its FFT runs
+    C++ (pocketfft) whose rules hold ``DW_CFA_GNU_args_size``, under ``ufunc_generic_fastcall``.
+    Every sample in either holds the whole chain, under its Python line and down from
+    ``_start`` (run by the interpreter running the tests, which has numpy)."""
+    pytest.importorskip("numpy")
+    out = tmp_path / "numpy.spy"
+    with running_target(sys.executable, "numpy_native.py", "30") as target:
+        result = spyrec("-q", "-o", out, "-p", target.pid, "-d", "2", "-r", "500", "--native")
+    assert result.returncode == 0, result.stderr
+    rec = spyanalyze.load(out)
+    main = rec.samples[rec.samples["tid"] == target.info["main"]["native_id"]]
+    marks = marked_lines(target_path("numpy_native.py"))
+    # (the phase's own work: its innermost native functions; the rest of the line makes the
+    # random numbers)
+    phases = {"sort_numbers": (marks["sort"], re.compile(r"qsort|quicksort", re.I),
+                               ["array_sort", "PyArray_Sort", "quicksort_double"]),
+              "transform": (marks["fft"], re.compile(r"^pocketfft::"), ["ufunc_generic_fastcall"])}
+    seen = {name: [0, 0] for name in phases}
+    for s in main["stack"].tolist():
+        stack = stack_of(rec, s)
+        names = [name for name, *_ in stack]
+        for phase, (line, work, chain) in phases.items():
+            if not any(work.search(name) for name in names):
+                continue
+            seen[phase][0] += 1
+            below = names[names.index(phase):] if phase in names else []
+            if (stack[0][0] == "_start" and (phase, line) in python_frames(stack)
+                    and all(name in below for name in chain)):
+                seen[phase][1] += 1
+    for phase, (found, whole) in seen.items():
+        assert found > 50 and whole >= 0.95 * found, (phase, seen)
+
+
 def test_native_asks_for_the_stack_copies(tmp_path):
     out = tmp_path / "never.spy"
     result = spyrec("-o", out, "--native", "--no-bpf", "--", "python3", "-c", "pass")
@@ -255,6 +292,16 @@ def test_native_frames_are_placed_only_where_runs_and_python_frames_pair_up():
 
 
 def test_cxx_names_are_demangled_and_others_kept():
-    assert demangle("_ZN4core3fooEv") == "core::foo()"
+    """As py-spy shows them: no return type, parameters or clone suffix."""
+    assert demangle("_ZN4core3fooEv") == "core::foo"
+    assert demangle("_ZNSt6vectorIiSaIiEEixEm") == "std::vector<int, std::allocator<int> >::operator[]"
+    assert demangle("_ZN12_GLOBAL__N_16helperEi") == "(anonymous namespace)::helper"
+    assert demangle("_ZltRK1AS1_") == "operator<"
+    assert function_name("unsigned long partition_unrolled<zmm_vector<double>, Comparator<zmm_vector"
+                         "<double>, false>, 8, double>(double*, unsigned long, double*) "
+                         "[clone .constprop.0]") == \
+        "partition_unrolled<zmm_vector<double>, Comparator<zmm_vector<double>, false>, 8, double>"
+    assert function_name("std::function<void (int)>::operator()(int) const") == \
+        "std::function<void (int)>::operator()"
     assert demangle("deflate") == "deflate"
     assert demangle("_Znot-a-mangled-name") == "_Znot-a-mangled-name"
