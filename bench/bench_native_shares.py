@@ -9,7 +9,9 @@ group-by) runs once; the two profilers attach to it by PID in turn, ``--rounds``
 alternating, so both see the same process.  Prints, for the heaviest functions, the share of
 samples whose stack holds each (names only: the two label files and lines differently), and
 the share of samples whose stack reaches ``<module>``.  A function a stripped library does not
-name is left out: py-spy and spyrec name those differently.  Not a unit test.
+name is left out: py-spy and spyrec name those differently.  The target times each of its four
+phases itself: the last rows give each phase's share of the time by its own clock over the
+windows each profiler recorded, next to the profiler's.  Not a unit test.
 """
 
 import argparse
@@ -19,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 
 from bench.common import BENCH, command_line, interpreter, kill, python_help
@@ -77,17 +80,21 @@ def main():
     total_s = args.rounds * 2 * (args.seconds + 3) + 5
     target = subprocess.Popen([python, TARGET, str(total_s)], stdout=subprocess.PIPE, text=True)
     seen = {"py-spy": [Counter(), 0, 0], "spyrec": [Counter(), 0, 0]}
+    windows = {"py-spy": [], "spyrec": []}
     try:
         pid = json.loads(target.stdout.readline())["pid"]
         with tempfile.TemporaryDirectory() as workdir:
             for index in range(args.rounds):
                 order = ("py-spy", "spyrec") if index % 2 == 0 else ("spyrec", "py-spy")
                 for name in order:
-                    totals, samples, rooted = load_collapsed(
-                        record(name, pid, args.rate, args.seconds, workdir, index))
+                    begin = time.monotonic_ns()
+                    path = record(name, pid, args.rate, args.seconds, workdir, index)
+                    windows[name].append(sampled_span(path) or (begin, time.monotonic_ns()))
+                    totals, samples, rooted = load_collapsed(path)
                     seen[name][0].update(totals)
                     seen[name][1] += samples
                     seen[name][2] += rooted
+        phases = json.loads(target.stdout.readlines()[-1])["phases"]
     finally:
         kill(target)
     (pt, pn, pr), (st, sn, sr) = seen["py-spy"], seen["spyrec"]
@@ -100,6 +107,37 @@ def main():
     for name in names[:args.top]:
         p, s = 100 * pt[name] / max(pn, 1), 100 * st[name] / max(sn, 1)
         print("| `%s` | %.1f%% | %.1f%% | %+.1f |" % (name, p, s, s - p))
+    print()
+    print("| phase | own clock, py-spy's windows | py-spy --native | own clock, spyrec's windows "
+          "| spyrec --native |")
+    print("|---|---:|---:|---:|---:|")
+    own = {tool: own_shares(phases, spans) for tool, spans in windows.items()}
+    for phase in ("product", "sort", "spectrum", "grouped"):
+        print("| `%s` | %.1f%% | %.1f%% | %.1f%% | %.1f%% |" % (
+            phase, 100 * own["py-spy"][phase], 100 * pt[phase] / max(pn, 1),
+            100 * own["spyrec"][phase], 100 * st[phase] / max(sn, 1)))
+
+
+def sampled_span(path):
+    """(first, last) sample of a spyrec recording on the monotonic clock; None for py-spy's
+    files, which keep no times (the span of its run stands for them)."""
+    spy = path[:-len(".txt")] + ".spy"
+    if not os.path.exists(spy):
+        return None
+    import spyanalyze
+    rec = spyanalyze.load(spy)
+    origin = rec.header["start_mono_ns"]
+    return origin + int(rec.samples["t"].min()), origin + int(rec.samples["t"].max())
+
+
+def own_shares(phases, spans):
+    """Each phase's share of the target's time within ``spans`` (monotonic ns), by its clock."""
+    spent = Counter()
+    for start, name, length in phases:
+        for begin, end in spans:
+            spent[name] += max(0, min(start + length, end) - max(start, begin))
+    total = sum(spent.values()) or 1
+    return {name: spent[name] / total for name in ("product", "sort", "spectrum", "grouped")}
 
 
 if __name__ == "__main__":

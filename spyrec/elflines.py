@@ -9,6 +9,7 @@ the headers; the line program itself is decoded here: pyelftools makes an object
 several times slower on the interpreter's largest unit (Python/ceval.c).
 """
 
+import array
 import bisect
 import os
 import struct
@@ -24,29 +25,31 @@ from spyrec.symbols import ElfImage
 #: Where distributions install separate debug files (by build id, or by the library's path).
 DEBUG_ROOT = "/usr/lib/debug"
 #: Compilation units decoded and kept per file.
-UNITS_KEPT = 64
+UNITS_KEPT = 512
 #: Rows decoded from one unit at most (a hostile or damaged file stops there).
 MAX_ROWS = 1 << 20
 
 _ERRORS = (OSError, ELFError, DWARFError, ValueError, KeyError, IndexError, AttributeError,
-           TypeError, struct.error)
+           TypeError, OverflowError, struct.error)
 
 
 class _Unit:
-    """One compilation unit's rows: sorted addresses, and each row's (file index, line); a line
-    of None ends a sequence (no code of the unit at or past that address)."""
+    """One compilation unit's rows: sorted addresses, and each row's file index and line; a
+    line of 0 ends a sequence (no code of the unit at or past that address).  Kept in arrays:
+    no objects for the garbage collector to walk."""
 
-    def __init__(self, addresses: List[int], rows: List[Tuple[int, Optional[int]]],
-                 files: Dict[int, str]):
+    def __init__(self, addresses: "array.array[int]", files_at: "array.array[int]",
+                 lines: "array.array[int]", files: Dict[int, str]):
         self.addresses = addresses
-        self.rows = rows
+        self.files_at = files_at
+        self.lines = lines
         self.files = files
 
     def line(self, address: int) -> Optional[Tuple[str, int]]:
         i = bisect.bisect_right(self.addresses, address) - 1
         if i < 0:
             return None
-        file, line = self.rows[i]
+        file, line = self.files_at[i], self.lines[i]
         if not line or file not in self.files:
             return None
         return self.files[file], line
@@ -69,21 +72,39 @@ class LineTable:
                 self._dwarf = None  # no way to find an address's unit short of reading them all
 
     def line(self, address: int) -> Optional[Tuple[str, int]]:
-        """(source file, line) of the instruction at ``address``, or None where not known."""
+        """(source file, line) of the instruction at ``address``, or None where not known;
+        decodes its unit first if needed."""
+        offset = self.unit_of(address)
+        if offset is None:
+            return None
+        self.decode(offset)
+        return self.ready_line(address, offset)[1]
+
+    def unit_of(self, address: int) -> Optional[int]:
+        """The offset of the compilation unit that holds ``address``; None: no unit does."""
         if self._dwarf is None or self._aranges is None:
             return None
         try:
-            offset = self._aranges.cu_offset_at_addr(address)
+            return self._aranges.cu_offset_at_addr(address)
         except _ERRORS:
             return None
-        if offset is None:
-            return None
+
+    def ready_line(self, address: int, offset: int) -> Tuple[bool, Optional[Tuple[str, int]]]:
+        """(whether unit ``offset`` is decoded, the line of ``address`` if so)."""
         if offset not in self._units:
-            if len(self._units) >= UNITS_KEPT:
-                self._units.clear()
-            self._units[offset] = self._decode(offset)
-        unit = self._units[offset]
-        return unit.line(address) if unit is not None else None
+            return False, None
+        unit = self._units.get(offset)
+        return True, unit.line(address) if unit is not None else None
+
+    def decode(self, offset: int) -> None:
+        """Decode unit ``offset`` unless done (the oldest one kept is forgotten past
+        ``UNITS_KEPT``)."""
+        if offset in self._units:
+            return
+        unit = self._decode(offset)
+        while len(self._units) >= UNITS_KEPT:
+            del self._units[next(iter(self._units))]
+        self._units[offset] = unit
 
     def _decode(self, offset: int) -> Optional[_Unit]:
         dwarf = self._dwarf
@@ -103,10 +124,10 @@ class LineTable:
             stream = section.stream
             stream.seek(program.program_start_offset)
             code = stream.read(program.program_end_offset - program.program_start_offset)
-            addresses, rows = _run(code, program.header)
+            addresses, files_at, lines = _run(code, program.header)
         except _ERRORS:
             return None
-        return _Unit(addresses, rows, files)
+        return _Unit(addresses, files_at, lines, files)
 
 
 def _file_names(header, comp_dir: bytes) -> Dict[int, str]:
@@ -143,7 +164,7 @@ def leb128(code: bytes, at: int, signed: bool = False) -> Tuple[int, int]:
             return value, at
 
 
-def _run(code: bytes, header) -> Tuple[List[int], List[Tuple[int, Optional[int]]]]:
+def _run(code: bytes, header) -> Tuple["array.array[int]", "array.array[int]", "array.array[int]"]:
     """The rows of a line program (the DWARF 2-5 state machine, one operation per
     instruction as on x86-64), sorted by address, sequence ends before starts at one address."""
     unit = header["minimum_instruction_length"]
@@ -151,9 +172,9 @@ def _run(code: bytes, header) -> Tuple[List[int], List[Tuple[int, Optional[int]]
     opcode_base = header["opcode_base"]
     lengths = list(header["standard_opcode_lengths"])
     if line_range <= 0:
-        return [], []
+        return array.array("Q"), array.array("q"), array.array("q")
     const_add = ((255 - opcode_base) // line_range) * unit
-    found: List[Tuple[int, int, int, Optional[int]]] = []   # (address, start?, file, line)
+    found: List[Tuple[int, int, int, int]] = []   # (address, start?, file, line: 0 ends)
     address, file, line = 0, 1, 1
     at, end = 0, len(code)
     while at < end and len(found) < MAX_ROWS:
@@ -171,7 +192,7 @@ def _run(code: bytes, header) -> Tuple[List[int], List[Tuple[int, Optional[int]]
             sub, args = code[at], at + 1
             at += length
             if sub == 1:  # end_sequence
-                found.append((address, 0, file, None))
+                found.append((address, 0, file, 0))
                 address, file, line = 0, 1, 1
             elif sub == 2:  # set_address
                 address = int.from_bytes(code[args:at], "little")
@@ -194,7 +215,8 @@ def _run(code: bytes, header) -> Tuple[List[int], List[Tuple[int, Optional[int]]
             for _ in range(lengths[op - 1] if op - 1 < len(lengths) else 0):
                 _, at = leb128(code, at)
     found.sort(key=lambda row: (row[0], row[1]))
-    return [row[0] for row in found], [(row[2], row[3]) for row in found]
+    return (array.array("Q", [row[0] for row in found]), array.array("q", [row[2] for row in found]),
+            array.array("q", [max(row[3], 0) for row in found]))
 
 
 def _build_id(elf: ELFFile) -> Optional[str]:

@@ -18,14 +18,16 @@ pair up is left with its Python frames only (``NativeStacks.unmerged`` counts th
 """
 
 import bisect
+import gc
 import struct
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from elftools.common.exceptions import DWARFError, ELFError
 
-from spyrec.elflines import LineTable, debug_file, line_table
+from spyrec.elflines import debug_file
 from spyrec.elfunwind import CFA_AT_RBP, RBP, RSP, ElfUnwind, unwind_info
 from spyrec.errors import MemoryReadError, SpyError
+from spyrec.nativelines import PENDING, NativeLines
 from spyrec.perfstacks import STACK_BYTES, UserStack
 from spyrec.process import MemoryMap, MemoryReader, proc_path, read_maps, target_file, target_view
 from spyrec.symbols import ElfImage, load_elf
@@ -137,6 +139,13 @@ class AddressSpace:
             if not self._remap():
                 return None
         return None
+
+    def load_all(self) -> None:
+        """Read the unwind rules and symbols of every library mapped now: before sampling
+        begins, not in the rounds that first meet each library (those would be lost, and
+        lost in the code met first)."""
+        for mapping in self._code:
+            self.module(mapping.start, remap=False)
 
     def stack_end(self, sp: int) -> Optional[int]:
         """The end of the mapping that holds ``sp`` (a stack grows down, its callers above)."""
@@ -313,7 +322,11 @@ class NativeStacks:
         self.space = AddressSpace(pid, clock)
         self.mem = mem
         self._names: Dict[Tuple[int, int], Tuple[NativeFrame, bool]] = {}
-        self._lines: Dict[int, LineTable] = {}   # id(module) -> its line table
+        self.space.load_all()
+        gc.freeze()  # (the libraries' tables stay: see spyrec.nativelines)
+        self.lines = NativeLines()
+        #: Whether the last ``frames`` left a frame without the line it will have (not decoded yet).
+        self.pending = False
         self._at: Dict[Tuple[int, int], NativeFrame] = {}
         #: Samples whose native frames could not be put among their Python frames.
         self.unmerged = 0
@@ -340,6 +353,7 @@ class NativeStacks:
         """The native frames of ``regs`` placed among ``count`` Python frames that ran in
         ``runs`` (see ``place``), or None (and counted in ``unmerged``)."""
         placed = None
+        self.pending = False
         if regs is not None and sum(c for c, _ in runs) == count:
             found, complete = unwind(self.space, regs, self._above(regs.sp))
             natives: List[NativeFrame] = []
@@ -391,16 +405,16 @@ class NativeStacks:
 
     def _with_line(self, native: NativeFrame, module: _Module, address: int) -> NativeFrame:
         """``native`` with the source file and line of ``address``, where its file (or its
-        separate debug file) has a line table."""
+        separate debug file) has a line table (and, unless ``lines.wait``, it is decoded)."""
         if module.image is None:
             return native
         key = (id(module), address)
         found = self._at.get(key)
         if found is None:
-            lines = self._lines.get(id(module))
-            if lines is None:
-                lines = self._lines[id(module)] = line_table(module.image, module.debug)
-            place = lines.line(address)
+            place = self.lines.line(id(module), module.image, module.debug, address)
+            if place is PENDING:
+                self.pending = True
+                return native
             found = native if place is None else native._replace(source=place[0], line=place[1])
             if len(self._at) >= NAMES_KEPT:
                 self._at.clear()

@@ -41,7 +41,7 @@ class _Thread:
 
     __slots__ = ("stats", "named", "os_name", "name_tries", "next_name_try", "missing",
                  "cpu_delta", "last_frames", "last_kernel", "last_task", "last_stack_id", "row",
-                 "counted", "last_native")
+                 "counted", "last_native", "provisional")
 
     def __init__(self, stats: ThreadStats) -> None:
         self.stats = stats
@@ -58,6 +58,8 @@ class _Thread:
         self.row = None  # (stack id, flags, syscall, wchan) of its last sample
         self.counted = 0  # its switch count, added to the dormant threads' sum while dormant
         self.last_native = None  # its native frames as placed in its last sample, if any
+        #: some of those had a line not decoded yet (spyrec.nativelines): read them again
+        self.provisional = False
 
 
 def _threads_alive(active: Dict[int, _Thread], dormant: Dict[int, _Thread]) -> Dict[int, _Thread]:
@@ -439,14 +441,16 @@ class Sampler:
             regs = process.capture.user_stacks.get(tid) if process.capture is not None else None
             runs = thread_stack.runs
         elif not stats.running and stats.user_sp_ip is not None:
-            if stats.still and thread.last_native is not None \
+            if stats.still and thread.last_native is not None and not thread.provisional \
                     and thread_stack.frames is thread.last_frames:
                 return thread.last_native
             regs = process.native.asleep(tid, *stats.user_sp_ip, stats.sp_ip_now)
             runs = thread_stack.runs or process.still_runs(tid, thread_stack.frames)
         else:
             regs = runs = None
-        return process.native.frames(regs, runs or (), len(thread_stack.frames))
+        placed = process.native.frames(regs, runs or (), len(thread_stack.frames))
+        thread.provisional = process.native.pending
+        return placed
 
     def _quiet(self, watch, switches):
         """Whether no dormant thread ran since it was last read, ``switches`` being the sum
@@ -481,7 +485,8 @@ class Sampler:
                 active[tid] = thread
         for tid, thread in list(active.items()):
             if (thread.stats.still_count >= DORMANT_AFTER and thread.row is not None
-                    and not thread.row[1] & SampleFlag.TORN and thread.stats.switches):
+                    and not thread.row[1] & SampleFlag.TORN and thread.stats.switches
+                    and not thread.provisional):
                 del active[tid]
                 dormant[tid] = thread
                 thread.counted = thread.stats.switches

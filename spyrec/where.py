@@ -127,6 +127,8 @@ def where(pid: int, kernel: bool = False, native: bool = False,
         sampler.woke = False  # no CPU to give back: one round, not a loop (see StepAside)
         if native:
             start_native(process, NATIVE_PERIOD_NS)
+            if process.native is not None:  # one round: its lines now, not rounds later
+                process.native.lines.wait = True
             sampler.sample_round(time.monotonic_ns())
             snapshot.rows.clear()
             time.sleep(3 * NATIVE_PERIOD_NS / 1e9)

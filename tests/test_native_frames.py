@@ -38,6 +38,10 @@ ROOTED = 0.9
 #: Where ``time.sleep`` waits: ``select`` up to 3.10, ``clock_nanosleep`` from 3.11 on
 #: (Modules/timemodule.c).
 SLEEPS = {"__select", "select", "clock_nanosleep"}
+#: Share of the samples in a function of a library with line information that must show the
+#: line: its unit is decoded off the sampling thread, within a 2-s recording's first few tenths
+#: of a second (70-100% of such samples had it in the runs measured).
+LINED = 0.6
 #: How far (share points) the samples may put ``crunch`` from the target's own clock however
 #: many they are; chance (tests/shares.py) widens it for fewer.
 OWN_CLOCK = 0.02
@@ -164,7 +168,8 @@ def test_native_frames_carry_the_source_lines_their_files_record(native_recordin
     """Where a library keeps DWARF line information, its frames carry their source file and
     line: ``sorted``'s sort in the interpreter's Objects/listobject.c, zlib's module in
     Modules/zlibmodule.c; the C library's sleep through its separate debug file where
-    libc6-dbg installed one.  Where there is none, the frames have no line."""
+    libc6-dbg installed one.  Where there is none, the frames have no line.  (A unit's lines
+    are decoded off the sampling thread: the first samples in it may go without.)"""
     label, target, _, rec, _ = native_recording
     frames = rec.frames
     native = frames[frames["kind"] == "native"]
@@ -182,15 +187,30 @@ def test_native_frames_carry_the_source_lines_their_files_record(native_recordin
         sort = group[group["qualname"] == "list_sort_impl"]
         if len(sort):  # (or a header of a function inlined into it: object.h's Py_DECREF)
             assert "listobject.c" in {os.path.basename(s) for s in sort["source"]}, (label, sort)
-            labels = set(sort["label"])
+            labels = set(sort[sort["source"] != ""]["label"])
             assert all(re.fullmatch(r"list_sort_impl \((listobject\.c|[\w.]+\.h):\d+\)", text)
                        for text in labels), labels
+            assert lined_share(rec, set(sort.index)) >= LINED, (label, sort)
     sleeps = native[native["qualname"].isin(SLEEPS)]
     assert len(sleeps), (label, sorted(set(native["qualname"])))
     libc = sleeps["file"].iloc[0]
     # (the sid root of 3.14 and 3.15 has its own C library, and no debug file for it)
-    expected = debug_file_of(target, libc) is not None
-    assert ((sleeps["source"] != "") == expected).all(), (label, expected, sleeps)
+    if debug_file_of(target, libc) is None:
+        assert (sleeps["source"] == "").all(), (label, sleeps)
+    else:
+        assert lined_share(rec, set(sleeps.index)) >= LINED, (label, sleeps)
+
+
+def lined_share(rec, frames):
+    """Of the samples whose stack holds one of ``frames``, the share where it has a line."""
+    with_line = set(rec.frames.index[rec.frames["source"] != ""])
+    holding = lined = 0
+    for stack in rec.samples["stack"].tolist():
+        found = frames.intersection(rec.stack_table.tuples[stack])
+        if found:
+            holding += 1
+            lined += bool(found & with_line)
+    return lined / max(holding, 1)
 
 
 def test_numpy_is_unwound_whole_through_realigned_stacks_and_cxx_rules(tmp_path):

@@ -1,0 +1,83 @@
+"""Source lines of native frames, decoded by a helper thread so that sampling never waits.
+
+Decoding a compilation unit's line table takes milliseconds (tens for CPython's eval loop), and a
+program meets dozens of units in its first seconds: done in the sampling thread, those rounds
+would be lost, and lost in the code met first, a bias.  So the sampling thread only looks up
+what is decoded; an address in a unit not decoded yet is asked of the helper, and its frame
+goes without a line until the unit is ready, a few rounds later.  The helper runs with a short
+switch interval, so the sampling thread waits no longer for the interpreter's lock than it
+would for a round's own work.
+"""
+
+import gc
+import queue
+import sys
+import threading
+from typing import Dict, Optional, Set, Tuple
+
+from spyrec.elflines import LineTable, line_table
+from spyrec.symbols import ElfImage
+
+#: Seconds a thread may hold the interpreter's lock while another waits, while the helper runs.
+SWITCH_INTERVAL = 0.0005
+#: Where a line is not known yet.
+PENDING = object()
+
+
+class NativeLines:
+    """The line tables of a target's libraries: ``line`` answers at once, from what is
+    decoded; ``wait=True`` decodes in the caller instead (a one-off read, ``spyrec where``)."""
+
+    def __init__(self, wait: bool = False):
+        self.wait = wait
+        self._tables: Dict[int, LineTable] = {}
+        self._asked: Set[Tuple[int, Optional[int]]] = set()
+        self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._helper: Optional[threading.Thread] = None
+
+    def line(self, key: int, image: ElfImage, debug: Optional[ElfImage], address: int):
+        """(source file, line) of ``address`` in the library ``key`` (``image``, with its
+        separate ``debug`` file), None where it has none, or PENDING."""
+        table = self._tables.get(key)
+        if table is None:
+            if self.wait:
+                table = self._tables[key] = line_table(image, debug)
+            else:
+                self._ask(key, None, (key, image, debug, address))
+                return PENDING
+        offset = table.unit_of(address)
+        if offset is None:
+            return None
+        if self.wait:
+            table.decode(offset)
+        ready, place = table.ready_line(address, offset)
+        if ready:
+            return place
+        self._ask(key, offset, (key, image, debug, address))
+        return PENDING
+
+    def _ask(self, key: int, offset: Optional[int], work) -> None:
+        if (key, offset) in self._asked:
+            return
+        self._asked.add((key, offset))
+        self._queue.put(work)
+        if self._helper is None:
+            self._helper = threading.Thread(target=self._decode_asked, name="spyrec-lines",
+                                            daemon=True)
+            sys.setswitchinterval(SWITCH_INTERVAL)
+            self._helper.start()
+
+    def _decode_asked(self) -> None:
+        while True:
+            key, image, debug, address = self._queue.get()
+            table = self._tables.get(key)
+            if table is None:
+                table = line_table(image, debug)
+                self._tables[key] = table
+            offset = table.unit_of(address)
+            if offset is not None:
+                table.decode(offset)
+            self._asked.discard((key, offset))
+            # what the decoding left alive stays: out of the collector's full passes, which
+            # would hold the sampling thread up as long as they walk it
+            gc.freeze()
