@@ -2,11 +2,12 @@
 samples each function is in, by each profiler, on one running target.
 
     .venv/bin/python -m bench.bench_native_shares [--python PY] [--seconds 10] [--rate 200]
-                                                  [--rounds 2] [--top 20]
+                                                  [--rounds 2] [--top 20] [--modes]
 
 bench/targets/numpy_work.py (numpy and pandas: a BLAS matrix product, a sort, an FFT, a
-group-by) runs once; the two profilers attach to it by PID in turn, ``--rounds`` times each,
-alternating, so both see the same process.  Prints, for the heaviest functions, the share of
+group-by) runs once; the two profilers (with ``--modes``, also spyrec without native frames and
+with ``--no-bpf``) attach to it by PID in turn, ``--rounds`` times each, in one order then the
+other, so all see the same process.  Prints, for the heaviest functions, the share of
 samples whose stack holds each (names only: the two label files and lines differently), and
 the share of samples whose stack reaches ``<module>``.  A function a stripped library does not
 name is left out: py-spy and spyrec name those differently.  The target times each of its four
@@ -28,6 +29,8 @@ from bench.common import BENCH, command_line, interpreter, kill, python_help
 from bench.peers import find_peer
 
 TARGET = os.path.join(BENCH, "targets", "numpy_work.py")
+#: The target's phases (bench/targets/numpy_work.py), timed by it.
+PHASES = ("product", "sort", "spectrum", "grouped")
 #: Functions no symbol names (each profiler shows them its own way), and the thread roots.
 UNNAMED = re.compile(r"^(0x[0-9a-f]+|\?+|)$|^(process|thread) ")
 
@@ -51,15 +54,17 @@ def load_collapsed(path):
 
 
 def record(name, pid, rate, seconds, workdir, index):
-    out = os.path.join(workdir, "%s-%d" % (name, index))
+    """Record ``pid`` with tool ``name`` (``py-spy``, or ``spyrec`` and its options); the path
+    of the collapsed stacks."""
+    out = os.path.join(workdir, "%s-%d" % (name.replace(" ", ""), index))
     if name == "py-spy":
         command = [find_peer("py-spy"), "record", "--native", "-p", str(pid), "-r", str(rate),
                    "-d", str(int(seconds)), "-f", "raw", "-o", out + ".txt"]
         subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
         return out + ".txt"
     subprocess.run([sys.executable, "-m", "spyrec", "-q", "-o", out + ".spy", "-p", str(pid), "-d",
-                    str(seconds), "-r", str(rate), "--native"], capture_output=True, text=True,
-                   timeout=seconds + 60, check=True)
+                    str(seconds), "-r", str(rate)] + name.split()[1:], capture_output=True,
+                   text=True, timeout=seconds + 60, check=True)
     subprocess.run([sys.executable, "-m", "spyanalyze", "export", out + ".spy", "--format",
                     "collapsed", "-o", out + ".txt"], capture_output=True, text=True, check=True)
     return out + ".txt"
@@ -73,20 +78,22 @@ def main():
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--modes", action="store_true",
+                        help="also spyrec's default mode and --no-bpf, against the target's clock")
     args = parser.parse_args()
     if find_peer("py-spy") is None:
         sys.exit("bench_native_shares: py-spy not found")
     python = interpreter(args.python)
-    total_s = args.rounds * 2 * (args.seconds + 3) + 5
+    tools = ["py-spy", "spyrec --native"] + (["spyrec", "spyrec --no-bpf"] if args.modes else [])
+    total_s = args.rounds * len(tools) * (args.seconds + 3) + 5
     target = subprocess.Popen([python, TARGET, str(total_s)], stdout=subprocess.PIPE, text=True)
-    seen = {"py-spy": [Counter(), 0, 0], "spyrec": [Counter(), 0, 0]}
-    windows = {"py-spy": [], "spyrec": []}
+    seen = {tool: [Counter(), 0, 0] for tool in tools}
+    windows = {tool: [] for tool in tools}
     try:
         pid = json.loads(target.stdout.readline())["pid"]
         with tempfile.TemporaryDirectory() as workdir:
             for index in range(args.rounds):
-                order = ("py-spy", "spyrec") if index % 2 == 0 else ("spyrec", "py-spy")
-                for name in order:
+                for name in (tools if index % 2 == 0 else tools[::-1]):
                     begin = time.monotonic_ns()
                     path = record(name, pid, args.rate, args.seconds, workdir, index)
                     windows[name].append(sampled_span(path) or (begin, time.monotonic_ns()))
@@ -97,7 +104,7 @@ def main():
         phases = json.loads(target.stdout.readlines()[-1])["phases"]
     finally:
         kill(target)
-    (pt, pn, pr), (st, sn, sr) = seen["py-spy"], seen["spyrec"]
+    (pt, pn, pr), (st, sn, sr) = seen["py-spy"], seen["spyrec --native"]
     print("# %s" % command_line("bench.bench_native_shares"))
     print("samples: py-spy %d, spyrec %d; reaching <module>: py-spy %.1f%%, spyrec %.1f%%"
           % (pn, sn, 100 * pr / max(pn, 1), 100 * sr / max(sn, 1)))
@@ -108,14 +115,14 @@ def main():
         p, s = 100 * pt[name] / max(pn, 1), 100 * st[name] / max(sn, 1)
         print("| `%s` | %.1f%% | %.1f%% | %+.1f |" % (name, p, s, s - p))
     print()
-    print("| phase | own clock, py-spy's windows | py-spy --native | own clock, spyrec's windows "
-          "| spyrec --native |")
-    print("|---|---:|---:|---:|---:|")
+    print("| phase | " + " | ".join("own clock, %s's windows | %s" % (tool, tool) for tool in tools)
+          + " |")
+    print("|---|" + "---:|---:|" * len(tools))
     own = {tool: own_shares(phases, spans) for tool, spans in windows.items()}
-    for phase in ("product", "sort", "spectrum", "grouped"):
-        print("| `%s` | %.1f%% | %.1f%% | %.1f%% | %.1f%% |" % (
-            phase, 100 * own["py-spy"][phase], 100 * pt[phase] / max(pn, 1),
-            100 * own["spyrec"][phase], 100 * st[phase] / max(sn, 1)))
+    for phase in PHASES:
+        print("| `%s` | " % phase + " | ".join(
+            "%.1f%% | %.1f%%" % (100 * own[tool][phase], 100 * seen[tool][0][phase] / max(seen[tool][1], 1))
+            for tool in tools) + " |")
 
 
 def sampled_span(path):
@@ -137,7 +144,7 @@ def own_shares(phases, spans):
         for begin, end in spans:
             spent[name] += max(0, min(start + length, end) - max(start, begin))
     total = sum(spent.values()) or 1
-    return {name: spent[name] / total for name in ("product", "sort", "spectrum", "grouped")}
+    return {name: spent[name] / total for name in PHASES}
 
 
 if __name__ == "__main__":

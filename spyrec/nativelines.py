@@ -18,7 +18,8 @@ from typing import Dict, Optional, Set, Tuple
 from spyrec.elflines import LineTable, line_table
 from spyrec.symbols import ElfImage
 
-#: Seconds a thread may hold the interpreter's lock while another waits, while the helper runs.
+#: Seconds a thread may hold the interpreter's lock while another waits, while the helper has
+#: work (it is put back as it was when the helper has none).
 SWITCH_INTERVAL = 0.0005
 #: Where a line is not known yet.
 PENDING = object()
@@ -34,6 +35,7 @@ class NativeLines:
         self._asked: Set[Tuple[int, Optional[int]]] = set()
         self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
         self._helper: Optional[threading.Thread] = None
+        self._interval = 0.005
 
     def line(self, key: int, image: ElfImage, debug: Optional[ElfImage], address: int):
         """(source file, line) of ``address`` in the library ``key`` (``image``, with its
@@ -62,14 +64,17 @@ class NativeLines:
         self._asked.add((key, offset))
         self._queue.put(work)
         if self._helper is None:
+            self._interval = sys.getswitchinterval()
             self._helper = threading.Thread(target=self._decode_asked, name="spyrec-lines",
                                             daemon=True)
-            sys.setswitchinterval(SWITCH_INTERVAL)
             self._helper.start()
 
     def _decode_asked(self) -> None:
         while True:
+            if self._queue.empty():
+                sys.setswitchinterval(self._interval)
             key, image, debug, address = self._queue.get()
+            sys.setswitchinterval(SWITCH_INTERVAL)
             table = self._tables.get(key)
             if table is None:
                 table = line_table(image, debug)
