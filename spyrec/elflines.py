@@ -259,11 +259,14 @@ def debug_file(elf: ELFFile, root: str, path: str) -> Optional[str]:
 
 def line_table(image: ElfImage, debug: Optional[ElfImage]) -> LineTable:
     """The line table of the library ``image``: its own DWARF, else that of its separate
-    ``debug`` file (see ``debug_file``), else none."""
+    ``debug`` file (see ``debug_file``), else none.  Reads only the DWARF sections both files
+    hold in memory once ``dwarf()`` has read them, so it may run in another thread than the one
+    reading the files themselves (their streams are not shared safely)."""
     for source in (image, debug):
         try:
-            if source is not None and source.elf.get_section_by_name(".debug_line") is not None:
-                return LineTable(source.dwarf())
+            dwarf = source.dwarf() if source is not None else None
+            if dwarf is not None and dwarf.debug_line_sec is not None:
+                return LineTable(dwarf)
         except _ERRORS:
             pass
     return LineTable(None)

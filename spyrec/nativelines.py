@@ -75,13 +75,17 @@ class NativeLines:
                 sys.setswitchinterval(self._interval)
             key, image, debug, address = self._queue.get()
             sys.setswitchinterval(SWITCH_INTERVAL)
-            table = self._tables.get(key)
-            if table is None:
-                table = line_table(image, debug)
-                self._tables[key] = table
-            offset = table.unit_of(address)
-            if offset is not None:
-                table.decode(offset)
+            offset = None
+            try:
+                table = self._tables.get(key)
+                if table is None:
+                    table = line_table(image, debug)
+                    self._tables[key] = table
+                offset = table.unit_of(address)
+                if offset is not None:
+                    table.decode(offset)
+            except Exception:  # a file that does not parse: no lines from it, and no retries
+                self._tables[key] = LineTable(None)
             self._asked.discard((key, offset))
             # what the decoding left alive stays: out of the collector's full passes, which
             # would hold the sampling thread up as long as they walk it

@@ -87,6 +87,10 @@ def _module(pid: int, mapping: MemoryMap) -> _Module:
             if lo <= mapping.offset < lo + max(segment["p_filesz"], 1):
                 delta = segment["p_vaddr"] - lo + mapping.offset - mapping.start
                 unwind = unwind_info(image, debug)
+                # read here, not by the line helper (see spyrec.elflines.line_table)
+                for elf in (image, debug):
+                    if elf is not None:
+                        elf.dwarf()
                 break
     except (OSError, ELFError, DWARFError, ValueError, KeyError, struct.error):
         pass  # a file that does not parse: its functions are not unwound (the unwind stops)

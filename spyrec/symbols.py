@@ -54,12 +54,12 @@ class ElfImage:
         """The file's DWARF sections (``.eh_frame`` and, where kept, the debug sections), read
         once for the unwinder and the line table; None when they do not parse."""
         if not self._dwarf_read:
-            self._dwarf_read = True
             try:
                 self._dwarf = self.elf.get_dwarf_info(relocate_dwarf_sections=False,
                                                       follow_links=False)
             except (ELFError, DWARFError, ValueError, KeyError, IndexError, OSError):
                 self._dwarf = None
+            self._dwarf_read = True
         return self._dwarf
 
     def symbol(self, name: str, slow: bool = False) -> Optional[int]:
