@@ -12,10 +12,8 @@ several times slower on the interpreter's largest unit (Python/ceval.c).
 import array
 import bisect
 import os
-import struct
 from typing import Dict, List, Optional, Tuple
 
-from elftools.common.exceptions import DWARFError, ELFError
 from elftools.dwarf.dwarfinfo import DWARFInfo
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
@@ -29,8 +27,10 @@ UNITS_KEPT = 512
 #: Rows decoded from one unit at most (a hostile or damaged file stops there).
 MAX_ROWS = 1 << 20
 
-_ERRORS = (OSError, ELFError, DWARFError, ValueError, KeyError, IndexError, AttributeError,
-           TypeError, OverflowError, struct.error)
+#: What parsing a damaged file may raise: pyelftools raises its own errors, and also assertion,
+#: lookup and construct errors of its own making; a library's file is the target's, so any
+#: failure means no line from that part of it.
+_ERRORS = (Exception,)
 
 
 class _Unit:
@@ -240,6 +240,13 @@ def _debuglink(elf: ELFFile) -> Optional[str]:
 def debug_file(elf: ELFFile, root: str, path: str) -> Optional[str]:
     """The separate debug file of the library at ``path`` in the target's view, found in the
     target's ``root`` (our path to its ``/``): by build id, then by debug link name."""
+    try:
+        return _debug_file(elf, root, path)
+    except Exception:  # a damaged note or link section: no debug file
+        return None
+
+
+def _debug_file(elf: ELFFile, root: str, path: str) -> Optional[str]:
     candidates = []
     build_id = _build_id(elf)
     if build_id and len(build_id) > 2:

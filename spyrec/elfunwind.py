@@ -19,7 +19,7 @@ import struct
 import weakref
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from elftools.common.exceptions import DWARFError, ELFError
+from elftools.common.exceptions import ELFError
 from elftools.dwarf.callframe import FDE, CallFrameInfo, RegisterRule
 
 from spyrec.elflines import leb128
@@ -163,7 +163,7 @@ class UnwindTable:
             fde.instructions = [step for step in fde.instructions
                                 if int(step.opcode) != _DW_CFA_GNU_ARGS_SIZE]
             table = fde.get_decoded().table
-        except (DWARFError, ELFError, KeyError, ValueError, struct.error, AttributeError):
+        except Exception:  # the target's file, maybe damaged: pyelftools may raise anything
             return None
         start = fde.header["initial_location"]
         rows = []

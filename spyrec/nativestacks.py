@@ -19,10 +19,7 @@ pair up is left with its Python frames only (``NativeStacks.unmerged`` counts th
 
 import bisect
 import gc
-import struct
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
-
-from elftools.common.exceptions import DWARFError, ELFError
 
 from spyrec.elflines import debug_file
 from spyrec.elfunwind import CFA_AT_RBP, RBP, RSP, ElfUnwind, unwind_info
@@ -78,7 +75,7 @@ def _module(pid: int, mapping: MemoryMap) -> _Module:
         if separate is not None:
             try:
                 debug = load_elf(separate)
-            except (OSError, ELFError):
+            except Exception:  # a debug file that does not parse: the library goes without
                 debug = None
         for segment in image.elf.iter_segments():
             if segment["p_type"] != "PT_LOAD":
@@ -92,8 +89,10 @@ def _module(pid: int, mapping: MemoryMap) -> _Module:
                     if elf is not None:
                         elf.dwarf()
                 break
-    except (OSError, ELFError, DWARFError, ValueError, KeyError, struct.error):
-        pass  # a file that does not parse: its functions are not unwound (the unwind stops)
+    except Exception:
+        # a file that does not parse (the target's, maybe damaged): its functions are not
+        # unwound (the unwind stops)
+        unwind = None
     if unwind is None:
         image = debug = None
     return _Module(mapping.start, mapping.end, path, unwind, delta, image, debug)

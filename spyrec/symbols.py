@@ -18,7 +18,7 @@ import collections
 import os
 from typing import Dict, Iterable, Optional, Tuple, cast
 
-from elftools.common.exceptions import DWARFError, ELFError
+from elftools.common.exceptions import ELFError
 from elftools.dwarf.dwarfinfo import DWARFInfo
 from elftools.elf.elffile import ELFFile
 from elftools.elf.hash import GNUHashSection
@@ -57,7 +57,7 @@ class ElfImage:
             try:
                 self._dwarf = self.elf.get_dwarf_info(relocate_dwarf_sections=False,
                                                       follow_links=False)
-            except (ELFError, DWARFError, ValueError, KeyError, IndexError, OSError):
+            except Exception:  # a library's file is the target's: any damage means no DWARF
                 self._dwarf = None
             self._dwarf_read = True
         return self._dwarf

@@ -125,3 +125,32 @@ def test_a_native_frames_source_is_kept_and_checked_by_the_codec():
         data = spyformat.read_recording(io.BytesIO(out.getvalue()))
         got = data.frames["source"][0]
         assert (data.strings[got - 1] if got else "") == source
+
+
+@pytest.mark.parametrize("section", [".debug_line", ".debug_aranges", ".debug_info",
+                                     ".debug_abbrev", ".note.gnu.build-id"])
+def test_a_damaged_library_gives_no_lines_and_no_error(tmp_path, section):
+    """A library's file is the target's: damaged sections leave its frames without lines (or
+    with whatever lines still decode), never an exception in the recorder."""
+    found = [files for files in library_files() if files[0].startswith("zlibmodule")]
+    if not found:
+        pytest.skip("no CPython 3.13 with its zlib module, built with line information")
+    library = found[0][1]
+    with open(library, "rb") as f:
+        data = bytearray(f.read())
+        where = ELFFile(f).get_section_by_name(section)
+    if where is None:
+        pytest.skip("%s has no %s" % (library, section))
+    rng = random.Random(section)
+    start, size = where["sh_offset"], where["sh_size"]
+    for _ in range(max(1, size // 16)):
+        data[start + rng.randrange(size)] = rng.randrange(256)
+    damaged = tmp_path / "damaged.so"
+    damaged.write_bytes(bytes(data))
+    image = load_elf(str(damaged))
+    with open(damaged, "rb") as f:
+        assert debug_file(ELFFile(f), "/", str(damaged)) is None
+    table = line_table(image, None)
+    for start_address, size_of in functions(str(damaged)):
+        place = table.line(start_address + size_of // 2)
+        assert place is None or (isinstance(place[0], str) and place[1] > 0)
