@@ -40,18 +40,15 @@ class NativeLines:
     def line(self, key: int, image: ElfImage, debug: Optional[ElfImage], address: int):
         """(source file, line) of ``address`` in the library ``key`` (``image``, with its
         separate ``debug`` file), None where it has none, or PENDING."""
+        if self.wait:
+            self._decode(key, image, debug, address)
         table = self._tables.get(key)
         if table is None:
-            if self.wait:
-                table = self._tables[key] = line_table(image, debug)
-            else:
-                self._ask(key, None, (key, image, debug, address))
-                return PENDING
+            self._ask(key, None, (key, image, debug, address))
+            return PENDING
         offset = table.unit_of(address)
         if offset is None:
             return None
-        if self.wait:
-            table.decode(offset)
         ready, place = table.ready_line(address, offset)
         if ready:
             return place
@@ -75,18 +72,23 @@ class NativeLines:
                 sys.setswitchinterval(self._interval)
             key, image, debug, address = self._queue.get()
             sys.setswitchinterval(SWITCH_INTERVAL)
-            offset = None
-            try:
-                table = self._tables.get(key)
-                if table is None:
-                    table = line_table(image, debug)
-                    self._tables[key] = table
-                offset = table.unit_of(address)
-                if offset is not None:
-                    table.decode(offset)
-            except Exception:  # a file that does not parse: no lines from it, and no retries
-                self._tables[key] = LineTable(None)
-            self._asked.discard((key, offset))
+            self._asked.discard((key, self._decode(key, image, debug, address)))
             # what the decoding left alive stays: out of the collector's full passes, which
             # would hold the sampling thread up as long as they walk it
             gc.freeze()
+
+    def _decode(self, key: int, image: ElfImage, debug: Optional[ElfImage],
+                address: int) -> Optional[int]:
+        """Build library ``key``'s line table if not built, and decode the unit holding
+        ``address``; that unit's offset (None: no unit holds it, or the file did not parse)."""
+        try:
+            table = self._tables.get(key)
+            if table is None:
+                table = self._tables[key] = line_table(image, debug)
+            offset = table.unit_of(address)
+            if offset is not None:
+                table.decode(offset)
+            return offset
+        except Exception:  # a file that does not parse: no lines from it, and no retries
+            self._tables[key] = LineTable(None)
+            return None

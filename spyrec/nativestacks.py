@@ -340,12 +340,8 @@ class NativeStacks:
         """The registers and stack of a thread asleep in the kernel at ``sp``, ``ip``; None
         unless ``still_there()`` gives them again once the stack is read (a thread woken
         meanwhile may have written over it)."""
-        end = self.space.stack_end(sp)
-        if end is None:
-            return None
-        try:
-            stack = self.mem.read(sp, min(STACK_BYTES, end - sp))
-        except MemoryReadError:
+        stack = self._stack_bytes(sp, sp, STACK_BYTES)
+        if not stack:
             return None
         if still_there() != (sp, ip):
             return None
@@ -381,15 +377,18 @@ class NativeStacks:
 
     def _above(self, sp: int):
         """Reads of the target's stack above a copy, within the mapping that holds ``sp``."""
-        def more(address: int, size: int) -> bytes:
-            end = self.space.stack_end(sp)
-            if end is None or address >= end:
-                return b""
-            try:
-                return self.mem.read(address, min(size, end - address))
-            except MemoryReadError:
-                return b""
-        return more
+        return lambda address, size: self._stack_bytes(sp, address, size)
+
+    def _stack_bytes(self, sp: int, address: int, size: int) -> bytes:
+        """Up to ``size`` bytes of the target's stack from ``address``, within the mapping that
+        holds ``sp``; b"" where they cannot be read."""
+        end = self.space.stack_end(sp)
+        if end is None or address >= end:
+            return b""
+        try:
+            return self.mem.read(address, min(size, end - address))
+        except MemoryReadError:
+            return b""
 
     def _name(self, module: _Module, address: int, start: Optional[int]
               ) -> Tuple[NativeFrame, bool]:

@@ -93,7 +93,7 @@ class Snapshot(NullSink):
         strings = self.strings
         self.frames.append(FrameInfo(strings[file], strings[name], strings[qualname], line, column))
         self.native.append(kind == FrameKind.NATIVE)
-        self.sources.append(strings[source - 1] if source else "")
+        self.sources.append(self.text(source) or "")
         return len(self.frames) - 1
 
     def define_stack(self, frame_ids):
