@@ -273,11 +273,12 @@ class PythonProcess:
 
     def _take_captures(self, running) -> None:
         """Hand the walker the in-kernel copies made since the last round of the threads
-        running now.  A thread that ran and then blocked is walked: blocked, it holds still,
-        and its copy is older than where it waits."""
+        running now (with native frames, waited for a little where one has none yet: see
+        ``StackCapture.drain``).  A thread that ran and then blocked is walked: blocked, it
+        holds still, and its copy is older than where it waits."""
         if self.capture is None:
             return
-        fresh = self.capture.drain()
+        fresh = self.capture.drain(running)
         self.walker.captured = {fresh[tid].tstate: fresh[tid] for tid in running if tid in fresh}
 
     def _check_not_replaced(self) -> None:

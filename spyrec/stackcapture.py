@@ -28,7 +28,8 @@ Needs root (CAP_BPF and CAP_PERFMON) and Linux 5.8+; ``StackCapture.open`` raise
 import operator
 import os
 import struct
-from typing import Dict, List, NamedTuple, Optional, Tuple
+import time
+from typing import Collection, Dict, List, NamedTuple, Optional, Tuple
 
 from spyrec import bpf, perfstacks
 from spyrec.bpf import R0, R1, R2, R3, R7, R8, R9, R10, Assembler, BpfUnavailable
@@ -55,9 +56,16 @@ PROGRAM_NAME = "spyrec_stacks"
 #: (one a round at 1 kHz, fewer beyond), and its running threads are read from outside.
 MIN_PERIOD_NS = 1_000_000
 #: With native frames (``spyrec --native``), which only copies give, a round without one has
-#: none: at 1 kHz one round in a hundred or so at ``MIN_PERIOD_NS``, fewer than one in two hundred
-#: at this floor, for a quarter more interrupts.
+#: none: a quarter more interrupts than at ``MIN_PERIOD_NS``, so that a thread that runs all
+#: along is copied at least once a round at 1 kHz.
 NATIVE_MIN_PERIOD_NS = 800_000
+#: With native frames, how long a round waits for the copy of a running thread that has none
+#: since the last round, as a share of the sampling interval: the thread ran less than a copy
+#: period since its last copy (a CPU it shared, or its own start), and its next copy is due
+#: within that much more CPU time.  Waiting asleep gives a CPU back to a target that shares it.
+NATIVE_PATIENCE = 0.25
+#: The step of that wait (seconds).
+WAIT_STEP_S = 0.00005
 
 # Record layout: header, then MAX_FRAMES slots of (frame address, the frame's first bytes).
 #: tid, frames copied, ktime ns, tstate, scratch, status, the collector's flag, the GIL's last
@@ -230,6 +238,8 @@ class StackCapture:
                 PROGRAM_NAME))
             self._period = max(NATIVE_MIN_PERIOD_NS if native else MIN_PERIOD_NS,
                                int(1e9 / rate_hz))
+            #: Seconds ``drain`` may wait for a copy of an awaited thread (see NATIVE_PATIENCE).
+            self.patience_s = NATIVE_PATIENCE * 2 / rate_hz if native else 0.0
             self._follow(tgid)  # the main thread: whether the kernel allows it at all
         except (BpfUnavailable, OSError) as exc:
             self.close()
@@ -289,10 +299,31 @@ class StackCapture:
                     pass  # ended since the walk (or out of descriptors): walked from outside
         self._known = dict(tstates)
 
-    def drain(self) -> Dict[int, Capture]:
-        """{tid: its newest capture} of the captures the program made since the last call.
-        Only those are copied out of the ring (a thread runs on one CPU at a time: its records
-        come in the order they were made)."""
+    def drain(self, awaited: Collection[int] = ()) -> Dict[int, Capture]:
+        """{tid: its newest capture} of the captures the program made since the last call;
+        with native frames, up to ``patience_s`` more for those of ``awaited`` threads that
+        have none yet (threads found running: the only way to their native frames)."""
+        newest = self._drain_ring()
+        missing = [tid for tid in awaited if tid not in newest and tid in self._events]
+        if missing and self.patience_s:
+            deadline = time.monotonic() + self.patience_s
+            while missing and time.monotonic() < deadline:
+                time.sleep(WAIT_STEP_S)
+                newest.update(self._drain_ring())
+                missing = [tid for tid in missing if tid not in newest]
+        if self._native:
+            self.user_stacks = {}
+            for tid, capture in newest.items():
+                ring = self._rings.get(tid)
+                sample = ring.sample_at(capture.time_ns, SAME_INTERRUPT_NS) if ring else None
+                if sample is not None:
+                    self.user_stacks[tid] = sample
+        return newest
+
+    def _drain_ring(self) -> Dict[int, Capture]:
+        """{tid: its newest capture} of the records in the ring, which is then emptied.
+        Only those are copied out (a thread runs on one CPU at a time: its records come in the
+        order they were made)."""
         assert self._ring is not None
         latest: Dict[int, memoryview] = {}
         for record in self._ring.records():
@@ -305,13 +336,6 @@ class StackCapture:
             newest[tid] = Capture(tid, time_ns, tstate, status, collecting, holder, locked,
                                   bytes(record[SLOT_AT:SLOT_AT + count * slot]))
         self._ring.consume()
-        if self._native:
-            self.user_stacks = {}
-            for tid, capture in newest.items():
-                ring = self._rings.get(tid)
-                sample = ring.sample_at(capture.time_ns, SAME_INTERRUPT_NS) if ring else None
-                if sample is not None:
-                    self.user_stacks[tid] = sample
         return newest
 
     def close(self) -> None:
