@@ -96,10 +96,11 @@ def global_options():
     return click.get_current_context().find_root().params
 
 
-def load_recording(path):
+def load_recording(path, all_native=False):
     """``load`` with the global options; what the file lost is one warning line on stderr."""
     options = global_options()
-    recording = load(path, strict=options["strict"], max_memory=options["max_memory"])
+    recording = load(path, strict=options["strict"], max_memory=options["max_memory"],
+                     all_native=all_native)
     warn_lost(path, recording.lost)
     return recording
 
@@ -141,6 +142,11 @@ def filter_options(idle_default):
                          help="Show only these frame types, comma-separated: python, native, "
                               "kernel (default: all there are); the others' time goes to "
                               "their callers."),
+            click.option("--all-native", is_flag=True,
+                         help="Keep every native frame recorded (spyrec --native): the "
+                              "interpreter's call plumbing and the frames above a thread's "
+                              "first Python frame too, left out by default as py-spy --native "
+                              "leaves them out (filter always keeps them)."),
             click.option("--idle", type=click.Choice(filters.IDLE_CHOICES), default=idle_default,
                          show_default=True, help="Samples of idle threads: keep, drop, or keep only them."),
             click.option("--gil", type=click.Choice(filters.GIL_CHOICES), default="any", show_default=True,
@@ -288,11 +294,13 @@ def top(path, by, tasks, weight, sort, limit, as_csv, live, output, **options):
     starts); a frame whose instruction has no line shows no line.  The interpreter's own shim
     frames are hidden (their time is their caller's), and samples of threads with no Python
     frame at all (only C code, starting or ending) show as <no Python frames>."""
+    all_native = options.pop("all_native")
     if live:
-        _top_live(path, output, options, by=by, tasks=tasks, weight=weight, sort=sort, limit=limit)
+        _top_live(path, output, options, all_native, by=by, tasks=tasks, weight=weight, sort=sort,
+                  limit=limit)
         return
-    _top_table(filtered(load_recording(path), options), by, tasks, weight, sort, limit, as_csv,
-               output)
+    _top_table(filtered(load_recording(path, all_native), options), by, tasks, weight, sort, limit,
+               as_csv, output)
 
 
 def _top_table(recording, by, tasks, weight, sort, limit, as_csv, output):
@@ -316,7 +324,7 @@ def _top_table(recording, by, tasks, weight, sort, limit, as_csv, output):
     output.write(render(rows, ("self", "total", "self " + weight, "total " + weight, by), right={0, 1, 2, 3}))
 
 
-def _top_live(path, output, options, **table):
+def _top_live(path, output, options, all_native, **table):
     """``top --live``: the table of what has been read so far, drawn again each second."""
     from spyanalyze.live import LiveRecording
     from spyanalyze.recording import Recording
@@ -334,7 +342,8 @@ def _top_live(path, output, options, **table):
         while True:
             data = follow.snapshot()
             if data is not None:
-                shown = _live_table(Recording.from_data(data, source=path), options, table)
+                shown = _live_table(Recording.from_data(data, source=path, all_native=all_native),
+                                    options, table)
                 screen.draw(["spyanalyze top --live: %s at %s; q or Ctrl-C quits"
                              % (printable(path), time.strftime("%H:%M:%S")), ""]
                             + shown.splitlines(), terminal_width())
@@ -493,8 +502,9 @@ def diff_command(recordings, vs, by, weight, alpha, gates, limit, as_csv, collap
     recordings a side, from how the runs differ (see spyanalyze.diff).  Exit 3 when a
     --fail-if gate fails."""
     before, after = diff_sides(recordings, vs)
-    a = [filtered(load_recording(path), dict(options)) for path in before]
-    b = [filtered(load_recording(path), dict(options)) for path in after]
+    all_native = options.pop("all_native")
+    a = [filtered(load_recording(path, all_native), dict(options)) for path in before]
+    b = [filtered(load_recording(path, all_native), dict(options)) for path in after]
     table = diff(a, b, by=by, weight=weight, alpha=alpha)
     if collapsed:
         write_collapsed_diff(a, b, collapsed, weight=weight)
@@ -536,7 +546,8 @@ def render_diff(table, by):
               help="The new .spy file; - is standard output.")
 def filter_command(path, output, **options):
     """Write a new recording holding only the samples (and stacks) the filters keep."""
-    recording = filtered(load_recording(path), options)
+    options.pop("all_native")  # a new recording keeps every frame of the old one
+    recording = filtered(load_recording(path, all_native=True), options)
     if output.isatty():
         raise click.UsageError("refusing to write a binary recording to a terminal; use -o FILE")
     count = write_spy(recording, output)
@@ -561,7 +572,7 @@ def filter_command(path, output, **options):
 @output_option()
 def export(path, fmt, weight, thread_roots, tasks, output, **options):
     """Export a recording as speedscope JSON, collapsed stacks, or a flame graph (HTML, SVG)."""
-    recording = filtered(load_recording(path), options)
+    recording = filtered(load_recording(path, options.pop("all_native")), options)
     if tasks:
         recording = filters.tasks_as_threads(recording)
     if fmt == "parquet":

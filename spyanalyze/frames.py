@@ -5,6 +5,8 @@ Every view, filter and export reads the tables ``Recording.from_data`` builds wi
 so they apply everywhere at once, to recordings made by any recorder version.
 """
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -62,6 +64,67 @@ def interpreter_internal(files, names, lines):
     lines = np.asarray(lines, dtype=np.int64)
     return (files == SHIM_FILE) | (names == TRAMPOLINE) | (
         (files == INIT_CLEANUP) & (names == INIT_CLEANUP) & (lines <= 0))
+
+
+#: The interpreter's own file, as a native frame's module: its executable or its library
+#: (``python3.12``, ``libpython3.13t.so.1.0``).
+_INTERPRETER_FILE = re.compile(r"(lib)?python\d+(\.\d+)*[a-z]*(\.so(\.\d+)*)?")
+#: The interpreter's functions that only pass a call on, from a Python frame or a C function to
+#: the next (Python/ceval.c, Objects/call.c, Objects/methodobject.c, Objects/descrobject.c,
+#: Objects/classobject.c, Objects/typeobject.c, Objects/genobject.c; 3.8-3.15).  The functions
+#: that do work of their own (``builtin_sorted``, ``list_sort_impl``, ``time_sleep``) stay.
+PLUMBING = frozenset({
+    "call_function", "do_call_core", "function_code_fastcall", "object_vacall", "method_vectorcall",
+    "vectorcall_method", "vectorcall_unbound", "call_unbound", "call_unbound_noarg", "call_method",
+    "type_call", "wrapperdescr_call", "wrapper_call", "method_call", "PyCFunction_Call",
+    "PyVectorcall_Call", "_PyVectorcall_Call", "_PyEval_Vector", "gen_send_ex", "gen_send_ex2",
+    "gen_iternext", "gen_send", "_PyGen_Send", "PyIter_Send", "coro_wrapper_iternext",
+})
+PLUMBING_PREFIXES = (
+    "_PyEval_EvalFrame", "PyEval_EvalFrame", "_PyEval_EvalCode", "PyEval_EvalCode",
+    "_PyFunction_Vectorcall", "_PyFunction_FastCall", "PyObject_Vectorcall", "_PyObject_Vectorcall",
+    "PyObject_Call", "_PyObject_Call", "_PyObject_FastCall", "_PyObject_MakeTpCall",
+    "cfunction_call", "cfunction_vectorcall", "method_vectorcall_", "_PyCFunction_FastCall",
+    "_PyMethodDef_RawFastCall", "_PyMethodDescr_FastCall", "slot_tp_", "slot_nb_", "slot_sq_",
+    "slot_mp_", "slot_am_", "slot_bf_", "PyEval_Call", "_PyObject_MaybeCallSpecial",
+    "_Py_VectorCall", "_Py_BuiltinCall", "_Py_CallBuiltinClass", "_PyCallMethodDescriptor",
+    "_Py_call_instrumentation",
+)
+
+
+#: The name of a native function without a symbol: its address in its file.
+_UNNAMED = re.compile(r"0x[0-9a-f]+")
+
+
+def interpreter_plumbing(names, modules, kinds):
+    """(plumbing, unnamed): boolean arrays of which frames are native frames of the
+    interpreter's call plumbing (``PLUMBING``: what ``py-spy --native`` leaves out between
+    Python frames), and which the interpreter's without a name (a stripped build without its
+    debug file).  A name's compiler suffix (``.isra.0``, ``.constprop.0``, ``.cold``) does not
+    count."""
+    interpreter = [kind == "native" and bool(_INTERPRETER_FILE.fullmatch(str(module)))
+                   for module, kind in zip(modules, kinds)]
+    plain = [str(name).split(".", 1)[0] for name in names]
+    plumbing = [ours and (name in PLUMBING or name.startswith(PLUMBING_PREFIXES))
+                for ours, name in zip(interpreter, plain)]
+    unnamed = [ours and bool(_UNNAMED.fullmatch(str(name))) for ours, name in zip(interpreter, names)]
+    return np.array(plumbing, dtype=bool), np.array(unnamed, dtype=bool)
+
+
+def without_interpreter_plumbing(stack, native, plumbing, unnamed):
+    """``stack`` (frame ids, root first) as the views show it: the native frames above its
+    outermost Python frame left out (the thread's start and the interpreter's, up to the
+    program's first line: ``_start``, ``Py_RunMain`` ..., ``start_thread``, ``thread_run``),
+    the interpreter's call plumbing (``plumbing[frame]``) everywhere, and its frames without
+    a name (``unnamed[frame]``) between Python frames, where they can only be plumbing or a
+    builtin that called back into Python.  A stack without Python frames stays whole.
+    ``native[frame]``: the frame is native or kernel code."""
+    python = [depth for depth, frame in enumerate(stack) if not native[frame]]
+    if not python:
+        return stack
+    first, last = python[0], python[-1]
+    return tuple(frame for depth, frame in enumerate(stack[first:], first)
+                 if not plumbing[frame] and not (unnamed[frame] and depth < last))
 
 
 def labels(qualnames, modules, lines, sources=None):

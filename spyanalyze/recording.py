@@ -98,8 +98,10 @@ class Recording:
     # -- construction ------------------------------------------------------------------
 
     @classmethod
-    def from_data(cls, data: spyformat.RecordingData, source: Optional[str] = None) -> "Recording":
-        """Build a Recording from ``spyformat.RecordingData`` (the codec's neutral result)."""
+    def from_data(cls, data: spyformat.RecordingData, source: Optional[str] = None,
+                  all_native: bool = False) -> "Recording":
+        """Build a Recording from ``spyformat.RecordingData`` (the codec's neutral result);
+        ``all_native``: see ``load``."""
         if not data.header:
             raise CorruptRecording("the recording has no HEADER record")
         frame_map, frames, format_kinds = _canonical_frames(data)
@@ -122,6 +124,8 @@ class Recording:
         frames["label"] = pd.Series(frame_rules.labels(frames["qualname"], frames["module"], frames["line"],
                                                        frames["source"]), dtype=object)
         frames = frames.rename_axis("frame")
+        if not all_native and (frames["kind"] == "native").any():
+            stack_map, stacks = _without_interpreter_plumbing(stack_map, stacks, frames)
         samples = _samples_table(data, stack_map, threads)
         meta = {"source": source, "lost_bytes": data.lost_bytes, "version": data.version,
                 "unknown_chunks": data.unknown_chunks, "chunks": data.chunk_count,
@@ -290,13 +294,17 @@ class Recording:
 
 
 def load(path: Union[str, "os.PathLike[str]"], strict: bool = False,
-         max_memory: Optional[int] = None) -> Recording:
+         max_memory: Optional[int] = None, all_native: bool = False) -> Recording:
     """Load a .spy recording (``-`` reads standard input) into a ``Recording``; Austin's and
     py-spy's files load too (``spyanalyze.peers``), told by their first bytes.
 
     A recording that lost data (a torn tail, no trailer) loads with ``Recording.lost`` saying
     so, or raises ``IncompleteRecording`` when ``strict``.  ``max_memory`` is the reader's
     budget in bytes (see ``spyformat.limits``): a file needing more is a ``CorruptRecording``.
+    Native frames (``spyrec --native``) show as ``py-spy --native`` shows them: stacks start
+    at their outermost Python frame, and the interpreter's call plumbing between frames is
+    left out (``spyanalyze.frames.without_interpreter_plumbing``); ``all_native`` keeps every
+    native frame recorded.
     """
     path = os.fspath(path)
     try:
@@ -308,7 +316,8 @@ def load(path: Union[str, "os.PathLike[str]"], strict: bool = False,
                 stream.close()
         if strict and data.lost:
             raise IncompleteRecording("%s lost data: %s" % (path, "; ".join(data.lost)))
-        return Recording.from_data(data, source="<stdin>" if path == "-" else path)
+        return Recording.from_data(data, source="<stdin>" if path == "-" else path,
+                                   all_native=all_native)
     except IsADirectoryError:
         raise UnreadableFile("%s: is a directory, not a recording" % path)
     except FileNotFoundError:
@@ -394,6 +403,19 @@ def _canonical_stacks(stacks, frame_map):
     if len(set(stacks)) == len(stacks):
         return np.arange(len(stacks), dtype=np.int64), list(stacks)
     return _fold(stacks)
+
+
+def _without_interpreter_plumbing(stack_map, stacks, frames):
+    """The stacks as views show them (``frame_rules.without_interpreter_plumbing``), equal
+    ones folded: (old id -> new id, new tuples)."""
+    native = (frames["kind"].isin(("native", "kernel"))
+              | frames["qualname"].isin(frame_rules.PSEUDO_FRAMES)).to_numpy()
+    plumbing, unnamed = frame_rules.interpreter_plumbing(frames["name"], frames["module"],
+                                                         frames["kind"])
+    shown = [frame_rules.without_interpreter_plumbing(stack, native, plumbing, unnamed)
+             for stack in stacks]
+    mapping, unique = _fold(shown)
+    return mapping[stack_map], unique
 
 
 def _fold(items):

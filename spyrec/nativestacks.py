@@ -284,9 +284,11 @@ def eval_frames(runs: Sequence[Tuple[int, int]], found: Sequence[Unwound],
     they are found.  From 3.12 on a run's entry frame lies in its eval loop's stack frame,
     which says which native frame it is even where the eval loop has no name (a stripped
     binary, code split into hot and cold parts); before, the native frames ``named`` as the
-    eval loop."""
+    eval loop; one more of those than there are runs is an eval loop just entered, its frame
+    not pushed yet (or leaving, its frame popped): the innermost, which stays a native frame,
+    as it does from 3.12 on."""
     if not runs or not all(entry for _, entry in runs):
-        return list(named)
+        return list(named[1:] if len(named) == len(runs) + 1 else named)
     evals: List[int] = []
     i = 0
     for _, entry in runs:

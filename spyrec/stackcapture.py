@@ -29,7 +29,7 @@ import operator
 import os
 import struct
 import time
-from typing import Collection, Dict, List, NamedTuple, Optional, Tuple
+from typing import Collection, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from spyrec import bpf, perfstacks
 from spyrec.bpf import R0, R1, R2, R3, R7, R8, R9, R10, Assembler, BpfUnavailable
@@ -238,8 +238,12 @@ class StackCapture:
                 PROGRAM_NAME))
             self._period = max(NATIVE_MIN_PERIOD_NS if native else MIN_PERIOD_NS,
                                int(1e9 / rate_hz))
-            #: Seconds ``drain`` may wait for a copy of an awaited thread (see NATIVE_PATIENCE).
+            #: Seconds ``drain`` may wait for a copy of an awaited thread (see NATIVE_PATIENCE);
+            #: for its first copy, up to a copy period (the thread was followed only since the
+            #: last round), within half the sampling interval.
             self.patience_s = NATIVE_PATIENCE * 2 / rate_hz if native else 0.0
+            self._first_patience_s = min(self._period / 1e9, 1 / rate_hz) if native else 0.0
+            self._copied: Set[int] = set()  # threads copied at least once
             self._follow(tgid)  # the main thread: whether the kernel allows it at all
         except (BpfUnavailable, OSError) as exc:
             self.close()
@@ -289,6 +293,7 @@ class StackCapture:
             bpf.delete_elem(self._threads_fd, _TID.pack(tid))
         for tid in set(self._events) - set(tstates):  # (the main thread's too, if no Python's)
             self._unfollow(tid)
+            self._copied.discard(tid)
         for tid, tstate in tstates.items():
             if self._known.get(tid) != tstate:
                 bpf.update_elem(self._threads_fd, _TID.pack(tid), U64.pack(tstate))
@@ -306,11 +311,14 @@ class StackCapture:
         newest = self._drain_ring()
         missing = [tid for tid in awaited if tid not in newest and tid in self._events]
         if missing and self.patience_s:
-            deadline = time.monotonic() + self.patience_s
+            first = any(tid not in self._copied for tid in missing)
+            deadline = time.monotonic() + (self._first_patience_s if first else self.patience_s)
             while missing and time.monotonic() < deadline:
                 time.sleep(WAIT_STEP_S)
                 newest.update(self._drain_ring())
                 missing = [tid for tid in missing if tid not in newest]
+        if self._native:
+            self._copied.update(newest)
         if self._native:
             self.user_stacks = {}
             for tid, capture in newest.items():

@@ -10,6 +10,7 @@ Python frames stand for them); and stacks unwound whole reach the thread's first
 The Python frames keep the shares the target measures itself while it is recorded.
 """
 
+import collections
 import json
 import os
 import re
@@ -17,9 +18,11 @@ import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 from elftools.elf.elffile import ELFFile
 
 import spyanalyze
+from spyanalyze.cli import main as analyze
 from spyrec.elflines import debug_file
 from spyrec.elfunwind import demangle, function_name
 from spyrec.nativestacks import place
@@ -65,7 +68,7 @@ def native_recording(request, tmp_path_factory):
         result = spyrec("-o", out, "-p", target.pid, "-d", "2", "-r", "500", "--native")
         own = stop_target(target)
     assert result.returncode == 0, result.stderr
-    return request.param, target, own, spyanalyze.load(out), result.stderr
+    return request.param, target, own, spyanalyze.load(out, all_native=True), result.stderr
 
 
 def samples_of(rec, target, name):
@@ -107,6 +110,75 @@ def test_native_frames_sit_where_they_ran(native_recording):
             sort += 1
     assert native_main and rooted >= ROOTED * native_main, (label, rooted, native_main)
     assert crunch > 50 and sort > 5, (label, crunch, sort)
+
+
+#: The interpreter's functions that do work of their own between ``sort_with_key`` and the
+#: key it calls back: what is left there once its call plumbing is left out.
+SORTS = {"builtin_sorted", "list_sort", "list_sort_impl"}
+
+
+def test_the_views_leave_out_the_interpreters_plumbing_as_py_spy_does(native_recording, tmp_path):
+    """By default a stack starts at its thread's first Python frame, and the interpreter's
+    frames that only pass a call on (``call_function``, ``_PyFunction_Vectorcall``,
+    ``cfunction_vectorcall_O`` ...) are left out: Python frames that call each other are
+    next to each other, ``sorted``'s own functions stay between ``sort_with_key`` and
+    ``negate``, and ``time.sleep``'s C function sits right under ``slumber``.  ``--all-native``
+    shows every frame recorded, and ``filter`` keeps them all."""
+    label, target, _, everything, _ = native_recording
+    path = everything.meta["source"]
+    rec = spyanalyze.load(path)
+    assert len(rec.samples) == len(everything.samples)
+    interpreter = re.compile(r"(lib)?python3\.\d+.*")
+    # (an interpreter stripped of its static functions' names has none there: they go too)
+    named = "list_sort_impl" in set(everything.frames["name"])
+    sorts = sleeps = 0
+    for thread, first in (("main", "<module>"), ("sleeper", "_bootstrap")):
+        for s in samples_of(rec, target, thread):
+            stack = stack_of(rec, s)
+            names = [name.split(".")[-1] if kind != "native" else name.split(".")[0]
+                     for name, _, _, kind in stack]
+            if not any(kind == "native" for *_, kind in stack):
+                continue
+            assert names[0] == first, (label, stack)
+            python = [i for i, (*_, kind) in enumerate(stack) if kind != "native"]
+            # Python frames that call each other: nothing between them
+            for a, b in zip(python, python[1:]):
+                if (names[a], names[b]) in (("<module>", "main"), ("main", "crunch")):
+                    assert b == a + 1, (label, stack)
+                if names[a] == "sort_with_key" and names[b] == "negate":
+                    between = [name for name in names[a + 1:b]]
+                    assert set(between) <= SORTS, (label, stack)
+                    sorts += bool(between) or not named
+            if "slumber" in names and python[-1] == names.index("slumber"):
+                below = stack[python[-1] + 1:]
+                plumbing = [name for name, file, *_ in below
+                            if interpreter.fullmatch(os.path.basename(file)) and name != "time_sleep"
+                            and not name.startswith("0x")]
+                assert not plumbing, (label, stack)
+                sleeps += 1
+    assert sorts > 5 and sleeps > 100, (label, sorts, sleeps)
+    # the collapsed stacks: from the first Python frame; with --all-native, from _start
+    runner = CliRunner()
+    for args in (["--idle", "include"], ["--all-native"]):
+        out = tmp_path / ("c%d.txt" % len(args))
+        result = runner.invoke(analyze, ["export", path, "--format", "collapsed", "-o", str(out)]
+                               + args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    roots = {line.split(" (", 1)[0] for line in (tmp_path / "c2.txt").read_text().splitlines()}
+    assert roots <= {"<module>", "Thread._bootstrap", "_bootstrap"}, (label, roots)
+    assert any(line.startswith("_start") for line in (tmp_path / "c1.txt").read_text().splitlines())
+    result = runner.invoke(analyze, ["filter", path, "-o", str(tmp_path / "f.spy")],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    kept = spyanalyze.load(tmp_path / "f.spy", all_native=True)
+    assert sample_stacks(kept) == sample_stacks(everything), label
+
+
+def sample_stacks(rec):
+    """How many samples have each stack, as frame labels root first."""
+    labels = rec.frames["label"].tolist()
+    shown = {s: tuple(labels[f] for f in stack) for s, stack in enumerate(rec.stack_table.tuples)}
+    return collections.Counter(shown[s] for s in rec.samples["stack"].tolist())
 
 
 def test_a_sleeping_threads_native_frames_end_in_the_c_library(native_recording):
@@ -225,7 +297,7 @@ def test_numpy_is_unwound_whole_through_realigned_stacks_and_cxx_rules(tmp_path)
     with running_target(sys.executable, "numpy_native.py", "30") as target:
         result = spyrec("-q", "-o", out, "-p", target.pid, "-d", "2", "-r", "500", "--native")
     assert result.returncode == 0, result.stderr
-    rec = spyanalyze.load(out)
+    rec = spyanalyze.load(out, all_native=True)
     main = rec.samples[rec.samples["tid"] == target.info["main"]["native_id"]]
     marks = marked_lines(target_path("numpy_native.py"))
     # (the phase's own work: its innermost native functions; the rest of the line makes the
