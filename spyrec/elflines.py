@@ -7,17 +7,24 @@ or its ``.gnu_debuglink`` name, in the target's own root.  Only the compilation 
 address is decoded (``.debug_aranges`` says which), once, into sorted rows.  pyelftools parses
 the headers; the line program itself is decoded here: pyelftools makes an object per opcode,
 several times slower on the interpreter's largest unit (Python/ceval.c).
+
+Code a compiler inlined into a function is a frame of its own to the reader, as a debugger
+shows it: the unit's ``DW_TAG_inlined_subroutine`` entries (in ``.debug_info``) say which
+addresses each inlined call covers, what it calls and from which line, and ``frames`` gives
+an address's chain of them.
 """
 
 import array
 import bisect
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from elftools.dwarf.dwarfinfo import DWARFInfo
+from elftools.dwarf.ranges import BaseAddressEntry
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
+from spyrec.cxxnames import demangle
 from spyrec.symbols import ElfImage
 
 #: Where distributions install separate debug files (by build id, or by the library's path).
@@ -26,6 +33,9 @@ DEBUG_ROOT = "/usr/lib/debug"
 UNITS_KEPT = 512
 #: Rows decoded from one unit at most (a hostile or damaged file stops there).
 MAX_ROWS = 1 << 20
+#: Inlined calls read from one unit at most, and how many references a name is followed through.
+MAX_INLINED = 1 << 17
+NAME_HOPS = 4
 
 #: What parsing a damaged file may raise: pyelftools raises its own errors, and also assertion,
 #: lookup and construct errors of its own making; a library's file is the target's, so any
@@ -33,17 +43,60 @@ MAX_ROWS = 1 << 20
 _ERRORS = (Exception,)
 
 
+#: Where an address is, innermost first: (the name of the function inlined there, or None for
+#: the function the symbols name, its source file, its line).
+Place = Tuple[Optional[str], str, int]
+
+
+class _Inlined:
+    """The calls inlined into one unit's code: for each stretch of addresses (``starts``,
+    sorted), the inlined calls that cover it, outermost first (``chains``: indexes into the
+    calls' ``names``, ``call_files`` and ``call_lines``: what each calls, and from where)."""
+
+    def __init__(self, starts: "array.array[int]", chains: List[Tuple[int, ...]], names: List[str],
+                 call_files: "array.array[int]", call_lines: "array.array[int]"):
+        self.starts = starts
+        self.chains = chains
+        self.names = names
+        self.call_files = call_files
+        self.call_lines = call_lines
+
+    def chain(self, address: int) -> Tuple[int, ...]:
+        i = bisect.bisect_right(self.starts, address) - 1
+        return self.chains[i] if i >= 0 else ()
+
+
 class _Unit:
     """One compilation unit's rows: sorted addresses, and each row's file index and line; a
     line of 0 ends a sequence (no code of the unit at or past that address).  Kept in arrays:
-    no objects for the garbage collector to walk."""
+    no objects for the garbage collector to walk.  With the calls inlined into its code."""
 
     def __init__(self, addresses: "array.array[int]", files_at: "array.array[int]",
-                 lines: "array.array[int]", files: Dict[int, str]):
+                 lines: "array.array[int]", files: Dict[int, str],
+                 inlined: Optional[_Inlined] = None):
         self.addresses = addresses
         self.files_at = files_at
         self.lines = lines
         self.files = files
+        self.inlined = inlined
+
+    def frames(self, address: int) -> Optional[Tuple[Place, ...]]:
+        """The places of ``address`` (see ``Place``): where code was inlined, one for each
+        inlined function (at its line) and one for each caller (at the line of the call);
+        None where the unit knows neither its line nor an inlined call there."""
+        place = self.line(address)
+        chain = self.inlined.chain(address) if self.inlined is not None else ()
+        if not chain:
+            return None if place is None else ((None,) + place,)
+        inlined = self.inlined
+        assert inlined is not None
+        source, line = place if place is not None else ("", 0)
+        found: List[Place] = [(inlined.names[chain[-1]], source, line)]
+        for k in range(len(chain) - 1, -1, -1):
+            call = chain[k]
+            found.append((inlined.names[chain[k - 1]] if k else None,
+                          self.files.get(inlined.call_files[call], ""), inlined.call_lines[call]))
+        return tuple(found)
 
     def line(self, address: int) -> Optional[Tuple[str, int]]:
         i = bisect.bisect_right(self.addresses, address) - 1
@@ -80,6 +133,14 @@ class LineTable:
         self.decode(offset)
         return self.ready_line(address, offset)[1]
 
+    def frames(self, address: int) -> Optional[Tuple[Place, ...]]:
+        """The places of ``address`` (see ``_Unit.frames``), decoding its unit first if needed."""
+        offset = self.unit_of(address)
+        if offset is None:
+            return None
+        self.decode(offset)
+        return self.ready_frames(address, offset)[1]
+
     def unit_of(self, address: int) -> Optional[int]:
         """The offset of the compilation unit that holds ``address``; None: no unit does."""
         if self._dwarf is None or self._aranges is None:
@@ -95,6 +156,14 @@ class LineTable:
             return False, None
         unit = self._units.get(offset)
         return True, unit.line(address) if unit is not None else None
+
+    def ready_frames(self, address: int, offset: int) -> Tuple[bool, Optional[Tuple[Place, ...]]]:
+        """(whether unit ``offset`` is decoded, the places of ``address`` if so: see
+        ``_Unit.frames``)."""
+        if offset not in self._units:
+            return False, None
+        unit = self._units.get(offset)
+        return True, unit.frames(address) if unit is not None else None
 
     def decode(self, offset: int) -> None:
         """Decode unit ``offset`` unless done (the oldest one kept is forgotten past
@@ -127,7 +196,212 @@ class LineTable:
             addresses, files_at, lines = _run(code, program.header)
         except _ERRORS:
             return None
-        return _Unit(addresses, files_at, lines, files)
+        return _Unit(addresses, files_at, lines, files, _inlined(dwarf, cu))
+
+
+def _inlined(dwarf: DWARFInfo, cu) -> Optional[_Inlined]:
+    """The calls inlined into unit ``cu``'s code, None where it has none or they do not parse.
+    A unit's entries come in tree order, so of the calls covering one address, an outer one
+    comes before those inlined into it."""
+    try:
+        calls = _inlined_calls(dwarf, cu)
+    except _ERRORS:
+        return None
+    finally:
+        cu._dielist, cu._diemap = [], []  # pyelftools' parsed entries: read once, not kept
+    if not calls:
+        return None
+    events = sorted((address, starts, i) for i, (ranges, *_) in enumerate(calls)
+                    for low, high in ranges if high > low
+                    for address, starts in ((low, 1), (high, 0)))
+    active: Dict[int, int] = {}
+    starts = array.array("Q")
+    chains: List[Tuple[int, ...]] = []
+    interned: Dict[Tuple[int, ...], Tuple[int, ...]] = {}
+    for address, begins, i in events:
+        if begins:
+            active[i] = active.get(i, 0) + 1
+        elif active.get(i, 0) > 1:
+            active[i] -= 1
+        else:
+            active.pop(i, None)
+        chain = tuple(sorted(active))
+        chain = interned.setdefault(chain, chain)
+        if starts and starts[-1] == address:
+            chains[-1] = chain
+        else:
+            starts.append(address)
+            chains.append(chain)
+    return _Inlined(starts, chains, [name for _, name, _, _ in calls],
+                    array.array("q", [file for _, _, file, _ in calls]),
+                    array.array("q", [line for _, _, _, line in calls]))
+
+
+def _inlined_calls(dwarf: DWARFInfo, cu) -> List[Tuple[List[Tuple[int, int]], str, int, int]]:
+    """(address ranges, the inlined function's name, call file index, call line) of each
+    ``DW_TAG_inlined_subroutine`` of ``cu`` that has a name and code."""
+    top = cu.get_top_DIE()
+    low = top.attributes.get("DW_AT_low_pc")
+    base = low.value if low is not None else 0
+    names: Dict[int, Optional[str]] = {}
+    range_lists = None
+    calls = []
+    offsets = _entries_of_tag(dwarf, cu, "DW_TAG_inlined_subroutine")
+    dies = (map(cu.get_DIE_from_refaddr, offsets) if offsets is not None
+            else (die for die in cu.iter_DIEs() if die.tag == "DW_TAG_inlined_subroutine"))
+    for die in dies:
+        attributes = die.attributes
+        if "DW_AT_ranges" in attributes:
+            if range_lists is None:
+                range_lists = dwarf.range_lists()
+                if range_lists is None:
+                    continue
+            ranges = _ranges(range_lists, attributes["DW_AT_ranges"].value, cu, base)
+        elif "DW_AT_low_pc" in attributes:
+            start = attributes["DW_AT_low_pc"].value
+            high = attributes.get("DW_AT_high_pc")
+            end = start + 1 if high is None else (
+                high.value if high.form in ("DW_FORM_addr", "DW_FORM_addrx") else start + high.value)
+            ranges = [(start, end)]
+        else:
+            continue
+        name = _name_of(die, names, 0)
+        if not ranges or name is None:
+            continue
+        file = attributes.get("DW_AT_call_file")
+        line = attributes.get("DW_AT_call_line")
+        calls.append((ranges, name, file.value if file is not None else -1,
+                      line.value if line is not None else 0))
+        if len(calls) >= MAX_INLINED:
+            break
+    return calls
+
+
+#: Bytes of each attribute form of fixed size (DWARF 5, section 7.5.6), given the unit's
+#: address and offset sizes; the forms of variable size are in ``_VARIABLE_FORMS``.
+_FIXED_FORMS: Dict[str, Union[int, str]] = {
+    "DW_FORM_data1": 1, "DW_FORM_ref1": 1, "DW_FORM_flag": 1, "DW_FORM_strx1": 1, "DW_FORM_addrx1": 1,
+    "DW_FORM_data2": 2, "DW_FORM_ref2": 2, "DW_FORM_strx2": 2, "DW_FORM_addrx2": 2,
+    "DW_FORM_strx3": 3, "DW_FORM_addrx3": 3,
+    "DW_FORM_data4": 4, "DW_FORM_ref4": 4, "DW_FORM_ref_sup4": 4, "DW_FORM_strx4": 4,
+    "DW_FORM_addrx4": 4,
+    "DW_FORM_data8": 8, "DW_FORM_ref8": 8, "DW_FORM_ref_sig8": 8, "DW_FORM_ref_sup8": 8,
+    "DW_FORM_data16": 16, "DW_FORM_flag_present": 0, "DW_FORM_implicit_const": 0,
+    "DW_FORM_addr": "address", "DW_FORM_ref_addr": "offset", "DW_FORM_strp": "offset",
+    "DW_FORM_sec_offset": "offset", "DW_FORM_line_strp": "offset", "DW_FORM_strp_sup": "offset",
+    "DW_FORM_GNU_ref_alt": "offset", "DW_FORM_GNU_strp_alt": "offset",
+}
+#: Forms of variable size: a LEB128 number, a NUL-terminated string, a block after its length.
+_LEB, _STRING, _BLOCK, _BLOCK1, _BLOCK2, _BLOCK4 = range(6)
+_VARIABLE_FORMS = {
+    "DW_FORM_udata": _LEB, "DW_FORM_sdata": _LEB, "DW_FORM_ref_udata": _LEB, "DW_FORM_strx": _LEB,
+    "DW_FORM_addrx": _LEB, "DW_FORM_loclistx": _LEB, "DW_FORM_rnglistx": _LEB,
+    "DW_FORM_GNU_addr_index": _LEB, "DW_FORM_GNU_str_index": _LEB, "DW_FORM_string": _STRING,
+    "DW_FORM_exprloc": _BLOCK, "DW_FORM_block": _BLOCK, "DW_FORM_block1": _BLOCK1,
+    "DW_FORM_block2": _BLOCK2, "DW_FORM_block4": _BLOCK4,
+}
+
+
+def _entries_of_tag(dwarf: DWARFInfo, cu, tag: str) -> Optional[List[int]]:
+    """The offsets of ``cu``'s entries of ``tag``, found by stepping over the others' bytes
+    (pyelftools parses every attribute of every entry, several times slower); None where an
+    abbreviation holds a form not sized here (the caller parses them all then)."""
+    section = dwarf.debug_info_sec
+    if section is None:
+        return None
+    sizes = {"address": cu["address_size"], "offset": 8 if cu.dwarf_format() == 64 else 4}
+    plans: Dict[int, Tuple[bool, List[Tuple[int, int]], int]] = {}
+    abbreviations = getattr(cu.get_abbrev_table(), "_abbrev_map", None)
+    if not isinstance(abbreviations, dict):
+        return None
+    for code, abbrev in abbreviations.items():
+        steps, fixed = [], 0
+        for _, form in abbrev.iter_attr_specs():
+            size = _FIXED_FORMS.get(form)
+            if size is not None:
+                fixed += sizes[size] if isinstance(size, str) else size
+            elif form in _VARIABLE_FORMS:
+                steps.append((fixed, _VARIABLE_FORMS[form]))
+                fixed = 0
+            else:
+                return None
+        plans[code] = (abbrev["tag"] == tag, steps, fixed)
+    if not hasattr(section.stream, "getbuffer"):
+        return None
+    with section.stream.getbuffer() as data:
+        return _scan(data, cu.cu_die_offset, min(cu.cu_offset + cu.size, len(data)), plans)
+
+
+def _scan(data, at: int, end: int, plans: Dict[int, Tuple[bool, List[Tuple[int, int]], int]]
+          ) -> Optional[List[int]]:
+    """The offsets of the entries from ``at`` to ``end`` whose abbreviation's plan says they
+    are wanted (see _entries_of_tag)."""
+    found = []
+    while at < end:
+        start = at
+        code, at = leb128(data, at)
+        if not code:
+            continue
+        plan = plans.get(code)
+        if plan is None:
+            return None
+        wanted, steps, fixed = plan
+        if wanted:
+            found.append(start)
+        for skip, kind in steps:
+            at += skip
+            if kind == _LEB:
+                while data[at] & 0x80:
+                    at += 1
+                at += 1
+            elif kind == _STRING:
+                while data[at]:
+                    at += 1
+                at += 1
+            elif kind == _BLOCK:
+                length, at = leb128(data, at)
+                at += length
+            else:
+                width = (1, 2, 4)[kind - _BLOCK1]
+                at += width + int.from_bytes(data[at:at + width], "little")
+        at += fixed
+    return found
+
+
+def _ranges(range_lists, offset: int, cu, base: int) -> List[Tuple[int, int]]:
+    """The address ranges of a ``DW_AT_ranges`` list (``.debug_ranges`` or
+    ``.debug_rnglists``), made absolute."""
+    ranges = []
+    for entry in range_lists.get_range_list_at_offset(offset, cu=cu):
+        if isinstance(entry, BaseAddressEntry):
+            base = entry.base_address
+        elif entry.is_absolute:
+            ranges.append((entry.begin_offset, entry.end_offset))
+        else:
+            ranges.append((base + entry.begin_offset, base + entry.end_offset))
+    return ranges
+
+
+def _name_of(die, names: Dict[int, Optional[str]], hops: int) -> Optional[str]:
+    """The name of the function an entry is (or is an instance of): its C++ linkage name
+    demangled, else its name, else that of the entry it refers to."""
+    known = names.get(die.offset, "")
+    if known != "":
+        return known
+    attributes = die.attributes
+    name = None
+    linkage = attributes.get("DW_AT_linkage_name") or attributes.get("DW_AT_MIPS_linkage_name")
+    if linkage is not None and isinstance(linkage.value, bytes):
+        name = demangle(linkage.value.decode("utf-8", "replace"))
+    elif "DW_AT_name" in attributes and isinstance(attributes["DW_AT_name"].value, bytes):
+        name = attributes["DW_AT_name"].value.decode("utf-8", "replace")
+    elif hops < NAME_HOPS:
+        for reference in ("DW_AT_abstract_origin", "DW_AT_specification"):
+            if reference in attributes:
+                name = _name_of(die.get_DIE_from_attribute(reference), names, hops + 1)
+                break
+    names[die.offset] = name
+    return name
 
 
 def _file_names(header, comp_dir: bytes) -> Dict[int, str]:

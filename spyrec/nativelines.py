@@ -37,9 +37,10 @@ class NativeLines:
         self._helper: Optional[threading.Thread] = None
         self._interval = 0.005
 
-    def line(self, key: int, image: ElfImage, debug: Optional[ElfImage], address: int):
-        """(source file, line) of ``address`` in the library ``key`` (``image``, with its
-        separate ``debug`` file), None where it has none, or PENDING."""
+    def frames(self, key: int, image: ElfImage, debug: Optional[ElfImage], address: int):
+        """The places of ``address`` in the library ``key`` (``image``, with its separate
+        ``debug`` file): its source file and line, and the functions inlined there
+        (``spyrec.elflines.Place``, innermost first); None where it has none, or PENDING."""
         if self.wait:
             self._decode(key, image, debug, address)
         table = self._tables.get(key)
@@ -49,9 +50,9 @@ class NativeLines:
         offset = table.unit_of(address)
         if offset is None:
             return None
-        ready, place = table.ready_line(address, offset)
+        ready, places = table.ready_frames(address, offset)
         if ready:
-            return place
+            return places
         self._ask(key, offset, (key, image, debug, address))
         return PENDING
 

@@ -19,7 +19,7 @@ pair up is left with its Python frames only (``NativeStacks.unmerged`` counts th
 
 import bisect
 import gc
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 from spyrec.elflines import debug_file
 from spyrec.elfunwind import CFA_AT_RBP, RBP, RSP, ElfUnwind, unwind_info
@@ -28,6 +28,8 @@ from spyrec.nativelines import PENDING, NativeLines
 from spyrec.perfstacks import STACK_BYTES, UserStack
 from spyrec.process import MemoryMap, MemoryReader, proc_path, read_maps, target_file, target_view
 from spyrec.symbols import ElfImage, load_elf
+
+T = TypeVar("T")
 
 #: Native frames followed in one stack.
 MAX_NATIVE_FRAMES = 512
@@ -301,8 +303,8 @@ def eval_frames(runs: Sequence[Tuple[int, int]], found: Sequence[Unwound],
     return evals
 
 
-def place(runs: Sequence[int], natives: Sequence[NativeFrame], evals: Sequence[int],
-          complete: bool) -> Optional[Tuple[Tuple[int, Tuple[NativeFrame, ...]], ...]]:
+def place(runs: Sequence[int], natives: Sequence[T], evals: Sequence[int],
+          complete: bool) -> Optional[Tuple[Tuple[int, Tuple[T, ...]], ...]]:
     """Where the native frames go among the Python frames: ((p, frames), ...), each run of
     native frames (innermost first) put just inside Python frame ``p`` (innermost first; ``p``
     the number of Python frames: outside them all).  ``runs``: Python frames per run of the
@@ -332,7 +334,7 @@ class NativeStacks:
         self.lines = NativeLines()
         #: Whether the last ``frames`` left a frame without the line it will have (not decoded yet).
         self.pending = False
-        self._at: Dict[Tuple[int, int], NativeFrame] = {}
+        self._at: Dict[Tuple[int, int], Tuple[NativeFrame, ...]] = {}
         #: Samples whose native frames could not be put among their Python frames.
         self.unmerged = 0
         #: Samples given native frames.
@@ -357,20 +359,23 @@ class NativeStacks:
         self.pending = False
         if regs is not None and sum(c for c, _ in runs) == count:
             found, complete = unwind(self.space, regs, self._above(regs.sp))
-            natives: List[NativeFrame] = []
+            natives: List[Tuple[NativeFrame, ...]] = []  # each found frame's, innermost first
             named: List[int] = []
             for frame in found:
                 native, is_eval = self._name(frame.module, frame.address, frame.start)
                 if is_eval:
                     named.append(len(natives))
+                    natives.append((native,))
                 else:  # (an eval loop's frame is replaced by its Python frames: no line needed)
-                    native = self._with_line(native, frame.module, frame.address)
-                natives.append(native)
+                    natives.append(self._with_lines(native, frame.module, frame.address))
             evals = eval_frames(runs, found, named)
             counts = [c for c, _ in runs]
             while len(counts) > len(evals) and not counts[-1]:
                 counts.pop()  # no frames, no run found (3.15's base frame ends every chain)
-            placed = place(counts, natives, evals, complete)
+            grouped = place(counts, natives, evals, complete)
+            if grouped is not None:
+                placed = tuple((p, tuple(native for frames in group for native in frames))
+                               for p, group in grouped)
         if placed is None:
             self.unmerged += 1
         else:
@@ -407,19 +412,23 @@ class NativeStacks:
             known = self._names[key] = (NativeFrame(module.path, name), name in EVAL_FUNCTIONS)
         return known
 
-    def _with_line(self, native: NativeFrame, module: _Module, address: int) -> NativeFrame:
+    def _with_lines(self, native: NativeFrame, module: _Module, address: int
+                    ) -> Tuple[NativeFrame, ...]:
         """``native`` with the source file and line of ``address``, where its file (or its
-        separate debug file) has a line table (and, unless ``lines.wait``, it is decoded)."""
+        separate debug file) has a line table (and, unless ``lines.wait``, it is decoded);
+        preceded by a frame for each function inlined there, innermost first."""
         if module.image is None:
-            return native
+            return (native,)
         key = (id(module), address)
         found = self._at.get(key)
         if found is None:
-            place = self.lines.line(id(module), module.image, module.debug, address)
-            if place is PENDING:
+            places = self.lines.frames(id(module), module.image, module.debug, address)
+            if places is PENDING:
                 self.pending = True
-                return native
-            found = native if place is None else native._replace(source=place[0], line=place[1])
+                return (native,)
+            found = (native,) if places is None else tuple(
+                native._replace(name=name or native.name, source=source, line=line)
+                for name, source, line in places)
             if len(self._at) >= NAMES_KEPT:
                 self._at.clear()
             self._at[key] = found

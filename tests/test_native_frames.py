@@ -24,7 +24,7 @@ from elftools.elf.elffile import ELFFile
 import spyanalyze
 from spyanalyze.cli import main as analyze
 from spyrec.elflines import debug_file
-from spyrec.elfunwind import demangle, function_name
+from spyrec.cxxnames import demangle, function_name
 from spyrec.nativestacks import place
 from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, stop_target, target_path
 from shares import sampling_margin
@@ -152,7 +152,8 @@ def test_the_views_leave_out_the_interpreters_plumbing_as_py_spy_does(native_rec
             if "slumber" in names and python[-1] == names.index("slumber"):
                 below = stack[python[-1] + 1:]
                 plumbing = [name for name, file, *_ in below
-                            if interpreter.fullmatch(os.path.basename(file)) and name != "time_sleep"
+                            if interpreter.fullmatch(os.path.basename(file))
+                            and name not in ("time_sleep", "pysleep")  # (pysleep: inlined)
                             and not name.startswith("0x")]
                 assert not plumbing, (label, stack)
                 sleeps += 1
@@ -271,6 +272,34 @@ def test_native_frames_carry_the_source_lines_their_files_record(native_recordin
         assert (sleeps["source"] == "").all(), (label, sleeps)
     else:
         assert lined_share(rec, set(sleeps.index)) >= LINED, (label, sleeps)
+
+
+def test_an_inlined_function_is_a_frame_of_its_own(native_recording):
+    """``time.sleep``'s C function calls ``pysleep``, which the compiler inlined into it: where
+    the interpreter keeps its DWARF, the sleeper's stack shows ``time_sleep`` at the line of
+    the call, then ``pysleep`` at the line of its own call into the C library, both in
+    Modules/timemodule.c and in the interpreter's library, as a debugger shows them."""
+    label, target, _, rec, _ = native_recording
+    frames = rec.frames
+    sleep = frames[frames["qualname"] == "time_sleep"]
+    if not len(sleep) or not has_debug_lines(target, sleep["file"].iloc[0]):
+        pytest.skip("%s: the interpreter keeps no DWARF (a distribution's build)" % label)
+    inlined = 0
+    for s in samples_of(rec, target, "sleeper"):
+        stack = stack_of(rec, s)
+        names = [name for name, *_ in stack]
+        if "time_sleep" not in names:
+            continue
+        at = names.index("time_sleep")
+        caller, callee = rec.stack_table.tuples[s][at], rec.stack_table.tuples[s][at + 1]
+        if not frames.at[caller, "source"]:
+            continue  # (its unit not decoded yet)
+        assert names[at + 1] == "pysleep", (label, stack)
+        for frame in (caller, callee):
+            assert os.path.basename(frames.at[frame, "source"]) == "timemodule.c", (label, stack)
+            assert frames.at[frame, "line"] > 0 and frames.at[frame, "file"] == sleep["file"].iloc[0]
+        inlined += 1
+    assert inlined >= LINED * len(samples_of(rec, target, "sleeper")), (label, inlined)
 
 
 def lined_share(rec, frames):

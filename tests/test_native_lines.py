@@ -107,6 +107,57 @@ def test_each_address_has_the_line_binutils_decodes(name, library, described):
         assert os.path.realpath(described).startswith("/usr/lib/debug/")
 
 
+def addr2line_chains(path, addresses):
+    """{address: [(function, line), ...]} as binutils' ``addr2line -i`` gives them: the function
+    inlined at the address and its line first, then each caller and the line of its call."""
+    out = subprocess.run(["addr2line", "-a", "-f", "-i", "-e", path] + ["0x%x" % a for a in addresses],
+                         capture_output=True, text=True, errors="replace", check=True).stdout
+    chains, current, lines = {}, None, out.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("0x"):
+            current = chains.setdefault(int(lines[i], 16), [])
+            i += 1
+            continue
+        where = lines[i + 1].split(" ")[0]
+        line = where.rsplit(":", 1)[-1]
+        current.append((lines[i], int(line) if line.isdigit() else 0))
+        i += 2
+    return chains
+
+
+@pytest.mark.skipif(shutil.which("addr2line") is None, reason="no addr2line (binutils) to compare with")
+@pytest.mark.parametrize("name,library,described",
+                         [pytest.param(*files, id=files[0]) for files in library_files()])
+def test_inlined_functions_are_frames_as_binutils_sees_them(name, library, described):
+    """Where the compiler inlined a function, each inlined call is a place of its own: the
+    inlined function at the instruction's line, then its caller at the line of the call, as
+    ``addr2line -i`` lists them (its file names are not compared: see the module's note).  The
+    outermost is the function the symbols name (None here)."""
+    table = line_table(load_elf(library), load_elf(described) if described != library else None)
+    rng = random.Random(name + "inlined")
+    candidates = functions(library)
+    picks = sorted({start + rng.randrange(size) for start, size in
+                    (rng.choice(candidates) for _ in range(PICKS))})
+    expected = addr2line_chains(described, picks)
+    inlined = 0
+    for address in picks:
+        found = table.frames(address) or ()
+        chain = [(name_, line) for name_, _, line in found]
+        theirs = expected[address]
+        if not found:
+            assert theirs[0][1] == 0, (name, hex(address), theirs)
+            continue
+        assert len(chain) == len(theirs), (name, hex(address), chain, theirs)
+        assert [line for _, line in chain] == [line for _, line in theirs], (name, hex(address),
+                                                                           chain, theirs)
+        assert [n for n, _ in chain[:-1]] == [n for n, _ in theirs[:-1]], (name, hex(address),
+                                                                          chain, theirs)
+        assert chain[-1][0] is None
+        inlined += len(chain) > 1
+    assert inlined >= PICKS * 0.05, (name, inlined)
+
+
 def test_a_native_frames_source_is_kept_and_checked_by_the_codec():
     """Written only where a chunk has a frame with one (a source naming no string is refused:
     formats/golden/invalid/frame-source-undefined.spy)."""
