@@ -9,9 +9,10 @@ recorder uses at most ``BUSY_SHARE`` of a CPU; each sample then stands for the t
 thread's next one, so shares stay right.
 
 Busy means: more tasks runnable than there are CPUs besides the recorder, some of them neither
-the recorder nor the target (``/proc/loadavg``'s count of runnable tasks, less the recorder and
-the target threads its last round found running, those of the descendants it follows included),
-in ``BUSY_LOOKS`` of the looks over the last ``DECIDE_EVERY_NS``.  A target that fills the CPUs
+the recorder nor the target (``/proc/loadavg``'s count of runnable tasks, less the recorder,
+its line helper while it decodes, and the target threads its last round found running, those
+of the descendants it follows included), in ``BUSY_LOOKS`` of the looks over the last
+``DECIDE_EVERY_NS``.  A target that fills the CPUs
 by itself is not slowed by other work: the recorder keeps its rate.
 """
 
@@ -71,7 +72,8 @@ class CpuBudget:
                    target_running: int) -> int:
         """The grid point for the next round after one that took ``cost`` ns of the sampling
         thread's CPU time (not its wall time: on a busy machine a round also waits for a CPU),
-        ended at ``done`` and found ``target_running`` target threads running or runnable:
+        ended at ``done`` and found ``target_running`` target threads running or runnable
+        (and the recorder's own other threads with work, not other work either):
         ``next_round`` itself, or a later one while the machine is busy."""
         self._cost = cost if self._cost is None else self._cost + COST_WEIGHT * (cost - self._cost)
         if done >= self._next_look:

@@ -239,42 +239,119 @@ def _inlined(dwarf: DWARFInfo, cu) -> Optional[_Inlined]:
 
 def _inlined_calls(dwarf: DWARFInfo, cu) -> List[Tuple[List[Tuple[int, int]], str, int, int]]:
     """(address ranges, the inlined function's name, call file index, call line) of each
-    ``DW_TAG_inlined_subroutine`` of ``cu`` that has a name and code."""
+    ``DW_TAG_inlined_subroutine`` of ``cu`` that has a name and code.  Their attributes are
+    read here where their forms are plain (what GCC and Clang write without split DWARF), by
+    pyelftools otherwise."""
     top = cu.get_top_DIE()
     low = top.attributes.get("DW_AT_low_pc")
     base = low.value if low is not None else 0
     names: Dict[int, Optional[str]] = {}
     range_lists = None
     calls = []
-    offsets = _entries_of_tag(dwarf, cu, "DW_TAG_inlined_subroutine")
-    dies = (map(cu.get_DIE_from_refaddr, offsets) if offsets is not None
-            else (die for die in cu.iter_DIEs() if die.tag == "DW_TAG_inlined_subroutine"))
-    for die in dies:
-        attributes = die.attributes
-        if "DW_AT_ranges" in attributes:
-            if range_lists is None:
-                range_lists = dwarf.range_lists()
+    found = _entries_of_tag(dwarf, cu, "DW_TAG_inlined_subroutine")
+    entries = found if found is not None else [
+        (die.offset, None) for die in cu.iter_DIEs() if die.tag == "DW_TAG_inlined_subroutine"]
+    for offset, plain in entries:
+        ranges: Optional[List[Tuple[int, int]]] = None
+        if plain is not None and "DW_AT_abstract_origin" in plain:
+            form, origin = plain["DW_AT_abstract_origin"]
+            origin += 0 if form == "DW_FORM_ref_addr" else cu.cu_offset
+            name = names.get(origin, "")
+            if name == "":
+                name = _name_of(dwarf.get_DIE_from_refaddr(origin), names, 1)
+                names[origin] = name
+            if "DW_AT_ranges" in plain:
+                ranges = _range_list(dwarf, cu, plain["DW_AT_ranges"][1], base)
+            elif "DW_AT_low_pc" in plain:
+                start = plain["DW_AT_low_pc"][1]
+                form, high = plain.get("DW_AT_high_pc", ("", None))
+                ranges = [(start, start + 1 if high is None else
+                           high if form == "DW_FORM_addr" else start + high)]
+            file, line = plain.get("DW_AT_call_file", ("", -1))[1], plain.get("DW_AT_call_line", ("", 0))[1]
+        if ranges is None:  # (forms read through other sections: pyelftools translates them)
+            die = cu.get_DIE_from_refaddr(offset)
+            attributes = die.attributes
+            if "DW_AT_ranges" in attributes:
                 if range_lists is None:
-                    continue
-            ranges = _ranges(range_lists, attributes["DW_AT_ranges"].value, cu, base)
-        elif "DW_AT_low_pc" in attributes:
-            start = attributes["DW_AT_low_pc"].value
-            high = attributes.get("DW_AT_high_pc")
-            end = start + 1 if high is None else (
-                high.value if high.form in ("DW_FORM_addr", "DW_FORM_addrx") else start + high.value)
-            ranges = [(start, end)]
-        else:
-            continue
-        name = _name_of(die, names, 0)
+                    range_lists = dwarf.range_lists()
+                    if range_lists is None:
+                        continue
+                ranges = _ranges(range_lists, attributes["DW_AT_ranges"].value, cu, base)
+            elif "DW_AT_low_pc" in attributes:
+                start = attributes["DW_AT_low_pc"].value
+                high = attributes.get("DW_AT_high_pc")
+                ranges = [(start, start + 1 if high is None else high.value
+                           if high.form in ("DW_FORM_addr", "DW_FORM_addrx") else start + high.value)]
+            else:
+                continue
+            name = _name_of(die, names, 0)
+            file = attributes["DW_AT_call_file"].value if "DW_AT_call_file" in attributes else -1
+            line = attributes["DW_AT_call_line"].value if "DW_AT_call_line" in attributes else 0
         if not ranges or name is None:
             continue
-        file = attributes.get("DW_AT_call_file")
-        line = attributes.get("DW_AT_call_line")
-        calls.append((ranges, name, file.value if file is not None else -1,
-                      line.value if line is not None else 0))
+        calls.append((ranges, name, file, line))
         if len(calls) >= MAX_INLINED:
             break
     return calls
+
+
+#: The attributes of an inlined call read without pyelftools, and the forms read so.
+_PLAIN_ATTRIBUTES = {"DW_AT_abstract_origin", "DW_AT_low_pc", "DW_AT_high_pc", "DW_AT_ranges",
+                     "DW_AT_call_file", "DW_AT_call_line"}
+_PLAIN_FORMS = {"DW_FORM_addr", "DW_FORM_data1", "DW_FORM_data2", "DW_FORM_data4", "DW_FORM_data8",
+                "DW_FORM_udata", "DW_FORM_sec_offset", "DW_FORM_ref1", "DW_FORM_ref2",
+                "DW_FORM_ref4", "DW_FORM_ref8", "DW_FORM_ref_udata", "DW_FORM_ref_addr",
+                "DW_FORM_implicit_const"}
+#: .debug_rnglists entry kinds (DWARF 5, section 7.25).
+_RLE_END, _RLE_OFFSET_PAIR, _RLE_BASE, _RLE_START_END, _RLE_START_LENGTH = 0, 4, 5, 6, 7
+
+
+def _range_list(dwarf: DWARFInfo, cu, offset: int, base: int) -> Optional[List[Tuple[int, int]]]:
+    """The address ranges of the ``DW_AT_ranges`` list at ``offset`` (``.debug_ranges`` up to
+    DWARF 4, ``.debug_rnglists`` from 5), made absolute; None where it holds an entry read
+    through ``.debug_addr`` (pyelftools reads those)."""
+    size = cu["address_size"]
+    v5 = cu.header["version"] >= 5
+    section = dwarf.debug_rnglists_sec if v5 else dwarf.debug_ranges_sec
+    if section is None or not hasattr(section.stream, "getbuffer"):
+        return None
+    ranges: List[Tuple[int, int]] = []
+    with section.stream.getbuffer() as data:
+        at = offset
+        for _ in range(MAX_INLINED):
+            if not v5:
+                begin = int.from_bytes(data[at:at + size], "little")
+                end = int.from_bytes(data[at + size:at + 2 * size], "little")
+                at += 2 * size
+                if not begin and not end:
+                    return ranges
+                if begin == (1 << (8 * size)) - 1:
+                    base = end
+                else:
+                    ranges.append((base + begin, base + end))
+                continue
+            kind = data[at]
+            at += 1
+            if kind == _RLE_END:
+                return ranges
+            if kind == _RLE_OFFSET_PAIR:
+                begin, at = leb128(data, at)
+                end, at = leb128(data, at)
+                ranges.append((base + begin, base + end))
+            elif kind == _RLE_BASE:
+                base = int.from_bytes(data[at:at + size], "little")
+                at += size
+            elif kind == _RLE_START_END:
+                ranges.append((int.from_bytes(data[at:at + size], "little"),
+                               int.from_bytes(data[at + size:at + 2 * size], "little")))
+                at += 2 * size
+            elif kind == _RLE_START_LENGTH:
+                begin = int.from_bytes(data[at:at + size], "little")
+                length, at = leb128(data, at + size)
+                ranges.append((begin, begin + length))
+            else:
+                return None
+    return ranges
 
 
 #: Bytes of each attribute form of fixed size (DWARF 5, section 7.5.6), given the unit's
@@ -300,23 +377,33 @@ _VARIABLE_FORMS = {
     "DW_FORM_exprloc": _BLOCK, "DW_FORM_block": _BLOCK, "DW_FORM_block1": _BLOCK1,
     "DW_FORM_block2": _BLOCK2, "DW_FORM_block4": _BLOCK4,
 }
+#: An abbreviation's plan: whether its entries are wanted, then the bytes to step over (fixed
+#: sizes, and the kind of each variable one after them), and for a wanted one, its attributes
+#: (name, form, size or variable kind, implicit value) when all those read are plain.
+_Plan = Tuple[bool, List[Tuple[int, int]], int, Optional[List[Tuple[str, str, Union[int, str], int]]]]
+#: What a wanted entry's plain attributes come out as: {name: (form, value)}.
+Plain = Dict[str, Tuple[str, int]]
 
 
-def _entries_of_tag(dwarf: DWARFInfo, cu, tag: str) -> Optional[List[int]]:
-    """The offsets of ``cu``'s entries of ``tag``, found by stepping over the others' bytes
-    (pyelftools parses every attribute of every entry, several times slower); None where an
-    abbreviation holds a form not sized here (the caller parses them all then)."""
+def _entries_of_tag(dwarf: DWARFInfo, cu, tag: str) -> Optional[List[Tuple[int, Optional[Plain]]]]:
+    """The offsets of ``cu``'s entries of ``tag``, with their plain attributes
+    (``_PLAIN_ATTRIBUTES``, None where one has another form), found by stepping over the
+    other entries' bytes (pyelftools parses every attribute of every entry, several times
+    slower); None where an abbreviation holds a form not sized here (the caller parses them
+    all then)."""
     section = dwarf.debug_info_sec
-    if section is None:
+    if section is None or not hasattr(section.stream, "getbuffer"):
         return None
     sizes = {"address": cu["address_size"], "offset": 8 if cu.dwarf_format() == 64 else 4}
-    plans: Dict[int, Tuple[bool, List[Tuple[int, int]], int]] = {}
+    plans: Dict[int, _Plan] = {}
     abbreviations = getattr(cu.get_abbrev_table(), "_abbrev_map", None)
     if not isinstance(abbreviations, dict):
         return None
     for code, abbrev in abbreviations.items():
         steps, fixed = [], 0
-        for _, form in abbrev.iter_attr_specs():
+        specs: Optional[List[Tuple[str, str, Union[int, str], int]]] = []
+        for spec in abbrev["attr_spec"]:
+            form = spec.form
             size = _FIXED_FORMS.get(form)
             if size is not None:
                 fixed += sizes[size] if isinstance(size, str) else size
@@ -325,18 +412,23 @@ def _entries_of_tag(dwarf: DWARFInfo, cu, tag: str) -> Optional[List[int]]:
                 fixed = 0
             else:
                 return None
-        plans[code] = (abbrev["tag"] == tag, steps, fixed)
-    if not hasattr(section.stream, "getbuffer"):
-        return None
+            if specs is not None:
+                if spec.name in _PLAIN_ATTRIBUTES and form not in _PLAIN_FORMS:
+                    specs = None
+                else:
+                    measure: Union[int, str] = (_VARIABLE_FORMS[form] if size is None else
+                                                sizes[size] if isinstance(size, str) else size)
+                    specs.append((spec.name, form, measure, getattr(spec, "value", 0) or 0))
+        wanted = abbrev["tag"] == tag
+        plans[code] = (wanted, steps, fixed, specs if wanted else None)
     with section.stream.getbuffer() as data:
         return _scan(data, cu.cu_die_offset, min(cu.cu_offset + cu.size, len(data)), plans)
 
 
-def _scan(data, at: int, end: int, plans: Dict[int, Tuple[bool, List[Tuple[int, int]], int]]
-          ) -> Optional[List[int]]:
-    """The offsets of the entries from ``at`` to ``end`` whose abbreviation's plan says they
-    are wanted (see _entries_of_tag)."""
-    found = []
+def _scan(data, at: int, end: int, plans: Dict[int, _Plan]
+          ) -> Optional[List[Tuple[int, Optional[Plain]]]]:
+    """The wanted entries from ``at`` to ``end`` (see _entries_of_tag)."""
+    found: List[Tuple[int, Optional[Plain]]] = []
     while at < end:
         start = at
         code, at = leb128(data, at)
@@ -345,27 +437,53 @@ def _scan(data, at: int, end: int, plans: Dict[int, Tuple[bool, List[Tuple[int, 
         plan = plans.get(code)
         if plan is None:
             return None
-        wanted, steps, fixed = plan
+        wanted, steps, fixed, specs = plan
         if wanted:
-            found.append(start)
+            plain: Optional[Plain] = None
+            if specs is not None:
+                plain = {}
+                for name, form, size, implicit in specs:
+                    value, at = _value(data, at, form, size, implicit)
+                    if name in _PLAIN_ATTRIBUTES:
+                        plain[name] = (form, value)
+                found.append((start, plain))
+                continue
+            found.append((start, None))
         for skip, kind in steps:
             at += skip
-            if kind == _LEB:
-                while data[at] & 0x80:
-                    at += 1
-                at += 1
-            elif kind == _STRING:
-                while data[at]:
-                    at += 1
-                at += 1
-            elif kind == _BLOCK:
-                length, at = leb128(data, at)
-                at += length
-            else:
-                width = (1, 2, 4)[kind - _BLOCK1]
-                at += width + int.from_bytes(data[at:at + width], "little")
+            at = _past(data, at, kind)
         at += fixed
     return found
+
+
+def _past(data, at: int, kind: int) -> int:
+    """The offset past a value of variable size (``_VARIABLE_FORMS``) at ``at``."""
+    if kind == _LEB:
+        while data[at] & 0x80:
+            at += 1
+        return at + 1
+    if kind == _STRING:
+        while data[at]:
+            at += 1
+        return at + 1
+    if kind == _BLOCK:
+        length, at = leb128(data, at)
+        return at + length
+    width = (1, 2, 4)[kind - _BLOCK1]
+    return at + width + int.from_bytes(data[at:at + width], "little")
+
+
+def _value(data, at: int, form: str, size: Union[int, str], implicit: int) -> Tuple[int, int]:
+    """(the value of an attribute as an unsigned number, 0 for one that is none, the offset
+    past it), ``size`` being its fixed size or its variable kind (see _entries_of_tag)."""
+    if form == "DW_FORM_implicit_const":
+        return implicit, at
+    if form in _VARIABLE_FORMS:
+        if size == _LEB and form != "DW_FORM_sdata":
+            return leb128(data, at)
+        return 0, _past(data, at, int(size))
+    width = int(size)
+    return int.from_bytes(data[at:at + width], "little"), at + width
 
 
 def _ranges(range_lists, offset: int, cu, base: int) -> List[Tuple[int, int]]:

@@ -36,6 +36,9 @@ class NativeLines:
         self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
         self._helper: Optional[threading.Thread] = None
         self._interval = 0.005
+        #: Whether the helper has units to decode: a runnable thread of the recorder's own,
+        #: not other work on the machine (see spyrec.cpubudget).
+        self.working = False
 
     def frames(self, key: int, image: ElfImage, debug: Optional[ElfImage], address: int):
         """The places of ``address`` in the library ``key`` (``image``, with its separate
@@ -70,8 +73,10 @@ class NativeLines:
     def _decode_asked(self) -> None:
         while True:
             if self._queue.empty():
+                self.working = False
                 sys.setswitchinterval(self._interval)
             key, image, debug, address = self._queue.get()
+            self.working = True
             sys.setswitchinterval(SWITCH_INTERVAL)
             self._asked.discard((key, self._decode(key, image, debug, address)))
             # what the decoding left alive stays: out of the collector's full passes, which

@@ -241,9 +241,12 @@ class Sampler:
                     stats.late += 1
                     next_round += missed * interval
                 if budget is not None:
-                    # a target's descendants (spyrec -C) are the target too, not other work
+                    # a target's descendants (spyrec -C) are the target too, not other work,
+                    # nor is the recorder's own line helper
                     running = self.target_running + (self.descendants.target_running
                                                      if self.descendants is not None else 0)
+                    native = self.process.native
+                    running += native is not None and native.lines.working
                     next_round = budget.next_round(done, thread_time_ns() - cpu_before, next_round,
                                                    interval, running)
                 self.sink.maybe_flush(done)
