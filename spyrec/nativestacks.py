@@ -19,6 +19,7 @@ pair up is left with its Python frames only (``NativeStacks.unmerged`` counts th
 
 import bisect
 import gc
+import os
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 from spyrec.elflines import debug_file
@@ -31,6 +32,9 @@ from spyrec.symbols import ElfImage, load_elf
 
 T = TypeVar("T")
 
+#: The kernel's vDSO mapping, as /proc/PID/maps names it, and the most of it read.
+VDSO = "[vdso]"
+MAX_VDSO_BYTES = 1 << 20
 #: Native frames followed in one stack.
 MAX_NATIVE_FRAMES = 512
 #: Bytes above the stack pointer searched for a frame record (see ``_frame_record``).
@@ -72,8 +76,11 @@ def _module(pid: int, mapping: MemoryMap) -> _Module:
     unwind, delta, image, debug = None, 0, None, None
     path = target_view(pid, mapping.path)
     try:
-        image = load_elf(target_file(pid, mapping))
-        separate = debug_file(image.elf, proc_path(pid, "root"), path)
+        if mapping.path == VDSO:
+            image, separate = ElfImage(VDSO, _read_vdso(pid, mapping)), None
+        else:
+            image = load_elf(target_file(pid, mapping))
+            separate = debug_file(image.elf, proc_path(pid, "root"), path)
         if separate is not None:
             try:
                 debug = load_elf(separate)
@@ -98,6 +105,18 @@ def _module(pid: int, mapping: MemoryMap) -> _Module:
     if unwind is None:
         image = debug = None
     return _Module(mapping.start, mapping.end, path, unwind, delta, image, debug)
+
+
+def _read_vdso(pid: int, mapping: MemoryMap) -> bytes:
+    """The kernel's vDSO as the target maps it: an ELF image with no file behind it, where
+    ``time.time()`` and ``time.perf_counter()`` read the clock (a few pages)."""
+    if mapping.end - mapping.start > MAX_VDSO_BYTES:
+        raise SpyError("a vDSO of %d bytes" % (mapping.end - mapping.start))
+    fd = os.open(proc_path(pid, "mem"), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.pread(fd, mapping.end - mapping.start, mapping.start)
+    finally:
+        os.close(fd)
 
 
 class AddressSpace:
@@ -125,7 +144,8 @@ class AddressSpace:
             maps = []
         self._all = maps
         self._all_starts = [m.start for m in maps]
-        self._code = [m for m in maps if "x" in m.perms and m.path.startswith("/")]
+        self._code = [m for m in maps if "x" in m.perms and (m.path.startswith("/")
+                                                             or m.path == VDSO)]
         self._starts = [m.start for m in self._code]
         return True
 

@@ -37,10 +37,11 @@ from spyrec.chunkwalk import MAX_OFFSET, MIN_OFFSET
 from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, Layout
 from spyrec.perfstacks import SampleRing, UserStack
 from spyrec.process import namespace_pids
-from spyrec.walkcommon import U64
+from spyrec.walkcommon import READ_ERRORS, U64
 
-#: Frames one capture holds; a deeper stack is walked live.  A test runner's or a web
-#: framework's stacks run past a hundred frames; the program is unrolled, one step a frame.
+#: Frames one capture holds; a deeper stack has the rest read from outside (``completed``).
+#: A test runner's or a web framework's stacks run past a hundred frames; the program is
+#: unrolled, one step a frame.
 MAX_FRAMES = 256
 #: Ring buffer bytes (a power of two, whole pages): room for over a hundred copies of the
 #: deepest stacks, a few rounds' worth (each round drains it).
@@ -380,20 +381,44 @@ def read_chain(mem, layout: Layout, tstate: int) -> Capture:
     """The frames of a thread that holds still, read from outside as the program would copy
     them (for what only a capture tells: ``CaptureDecoder.runs``).  Raises what a read
     raises."""
-    fr = layout.frame
-    size = _frame_bytes(layout)
     addr = U64.unpack(mem.read(tstate + layout.thread.frame, 8))[0]
     if layout.thread_frame_kind == "cframe" and addr:
         assert layout.cframe is not None
         addr = U64.unpack(mem.read(addr + layout.cframe.current_frame, 8))[0]
+    slots, status = _read_slots(mem, layout, addr, MAX_FRAMES)
+    return Capture(0, 0, tstate, status, 0, 0, 0, slots)
+
+
+def _read_slots(mem, layout: Layout, addr: int, most: int) -> Tuple[bytes, int]:
+    """(the slots of up to ``most`` frames from ``addr`` outwards, read from outside as the
+    program copies them, and the status of that chain).  Raises what a read raises."""
+    fr = layout.frame
+    size = _frame_bytes(layout)
     slots = []
-    for _ in range(MAX_FRAMES):
+    for _ in range(most):
         if not addr:
             break
         data = mem.read(addr, size)
         slots.append(U64.pack(addr) + data)
         addr = U64.unpack_from(data, fr.previous)[0]
-    return Capture(0, 0, tstate, TRUNCATED if addr else WHOLE, 0, 0, 0, b"".join(slots))
+    return b"".join(slots), TRUNCATED if addr else WHOLE
+
+
+def completed(mem, layout: Layout, capture: Capture, most: int) -> Capture:
+    """A capture deeper than the program copies (``TRUNCATED``, ``MAX_FRAMES`` frames) with
+    its outer frames, up to ``most`` more, read from outside: they hold still while the
+    frames copied run, which makes the copy and the read one stack.  The capture as it was
+    where they cannot be read."""
+    slot = 8 + _frame_bytes(layout)
+    if capture.status != TRUNCATED or len(capture.frames) < slot:
+        return capture
+    last = capture.frames[-slot:]
+    try:
+        more, status = _read_slots(mem, layout, U64.unpack_from(last, 8 + layout.frame.previous)[0],
+                                   most)
+    except READ_ERRORS:
+        return capture
+    return capture._replace(status=status, frames=capture.frames + more)
 
 
 class CaptureDecoder:

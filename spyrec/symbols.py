@@ -15,8 +15,9 @@ start; for Debian's non-PIE /usr/bin/python3.11 (first p_vaddr 0x400000, mapped 
 """
 
 import collections
+import io
 import os
-from typing import Dict, Iterable, Optional, Tuple, cast
+from typing import BinaryIO, Dict, Iterable, Optional, Tuple, cast
 
 from elftools.common.exceptions import ELFError
 from elftools.dwarf.dwarfinfo import DWARFInfo
@@ -32,9 +33,11 @@ PAGE = 4096
 class ElfImage:
     """The symbols and sections of one ELF file, looked up lazily and memoised."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, data: Optional[bytes] = None):
+        """The file at ``path``, or the image ``data`` (the kernel's vDSO, read from memory)
+        named ``path``."""
         self.path = path
-        self._file = open(path, "rb")
+        self._file: BinaryIO = open(path, "rb") if data is None else io.BytesIO(data)
         try:
             self.elf = ELFFile(self._file)
         except ELFError:

@@ -43,10 +43,10 @@ from spyrec.generatorcallers import GeneratorCallers
 from spyrec.layouts.base import Layout
 from spyrec.process import MemoryReader
 from spyrec.pyframes import FrameChain, PyFrameWalk
-from spyrec.stackcapture import Capture, CaptureDecoder, SharedState
+from spyrec.stackcapture import Capture, CaptureDecoder, SharedState, completed
 from spyrec.structs import FieldStruct
 from spyrec.taskwalk import TaskWalk
-from spyrec.walkcommon import MAX_THREADS, READ_ERRORS, U64, Copies, ThreadStack
+from spyrec.walkcommon import MAX_DEPTH, MAX_THREADS, READ_ERRORS, U64, Copies, ThreadStack
 
 #: The largest thread id Linux hands out (PID_MAX_LIMIT on 64-bit, include/linux/threads.h).
 MAX_TID = 1 << 22
@@ -693,6 +693,9 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         runs: Optional[List[Tuple[int, int]]] = None
         capture = self.captured.pop(tstate, None) if self.captured else None
         if capture is not None and self.decoder is not None:
+            # (a stack deeper than the program copies: its outer frames, which hold still
+            # while the ones copied run, read now)
+            capture = completed(self.mem, self.layout, capture, MAX_DEPTH)
             codes, offsets, torn, gens = self.decoder.decode(capture)
             if torn:
                 codes = ()

@@ -26,10 +26,11 @@ from spyanalyze.cli import main as analyze
 from spyrec.elflines import debug_file
 from spyrec.cxxnames import demangle, function_name
 from spyrec.nativestacks import place
-from pythons import ALL_SUPPORTED, marked_lines, python_for, running_target, stop_target, target_path
+from pythons import (ALL_SUPPORTED, marked_lines, minor_of, python_for, running_target, stop_target,
+                     target_path)
 from shares import sampling_margin
 from test_record import SPYREC, spyrec
-from test_stack_copies import spyrec_without_bpf_rights
+from test_stack_copies import copied_count, spyrec_without_bpf_rights
 
 MARKS = marked_lines(target_path("natives.py"))
 #: Share of the samples that must have native frames: the rest are rounds that found no copy
@@ -249,6 +250,8 @@ def test_native_frames_carry_the_source_lines_their_files_record(native_recordin
     placed = native[native["source"] != ""]
     assert (placed["line"] > 0).all(), (label, placed)
     for file, group in native.groupby("file"):
+        if not file.startswith("/"):
+            continue  # (the kernel's [vdso]: no file, no lines)
         sources = {os.path.basename(s) for s in group["source"]} - {""}
         if not (has_debug_lines(target, file) or debug_file_of(target, file)):
             assert not sources, (label, file, sources)
@@ -348,6 +351,45 @@ def test_numpy_is_unwound_whole_through_realigned_stacks_and_cxx_rules(tmp_path)
                 seen[phase][1] += 1
     for phase, (found, whole) in seen.items():
         assert found > 50 and whole >= 0.95 * found, (phase, seen)
+
+
+#: Python frames of the deep target's stack: more than a copy holds (spyrec.stackcapture.MAX_FRAMES).
+DEEP = 400
+#: The versions whose Python calls each take native frames of the eval loop's own.
+HEAP_FRAMES = ("3.8", "3.9", "3.10")
+
+
+#: One version of each frame layout: heap frames, 3.11's entry flags, 3.12's entry frames, and
+#: a distribution's build in its own root.
+DEEP_LABELS = [label for label in ALL_SUPPORTED if label in ("3.9", "3.11", "3.12", "3.14")]
+
+
+@pytest.mark.parametrize("label", DEEP_LABELS)
+def test_a_stack_deeper_than_a_copy_keeps_its_native_frames(label, tmp_path):
+    """A copy holds the innermost 256 frames; the outer ones of a deeper stack are read from
+    outside after it (they hold still while the inner ones run), so the running thread's
+    samples still come from copies, whole, with their native frames.  The target spins on
+    ``time.time()``, which reads the clock in the kernel's vDSO: unwound too, from its image
+    in the target's memory.  (Up to 3.10 a Python call takes a few native frames: the unwind
+    stops at ``MAX_NATIVE_FRAMES``, well short of ``_start``.)"""
+    out = tmp_path / "deep.spy"
+    with running_target(python_for(label), "deep.py", "30", str(DEEP), "spin") as target:
+        result = spyrec("-o", out, "-p", target.pid, "-d", "1", "-r", "200", "--native")
+    assert result.returncode == 0, result.stderr
+    rec = spyanalyze.load(out, all_native=True)
+    main = samples_of(rec, target, "main")
+    assert copied_count(result.stderr) >= 0.7 * len(main), (label, result.stderr)
+    whole = clock = 0
+    for s in main:
+        stack = stack_of(rec, s)
+        python = python_frames(stack)
+        if len(python) == DEEP + 1 and any(kind == "native" for *_, kind in stack):
+            assert [name for name, _ in python].count("level") == DEEP - 1, (label, python[:3])
+            assert minor_of(label) in HEAP_FRAMES or stack[0][0] == "_start", (label, stack[:3])
+            whole += 1
+            clock += any(os.path.basename(file) == "[vdso]" for _, file, _, _ in stack)
+    assert whole >= NATIVE * len(main), (label, whole, len(main))
+    assert clock >= 0.05 * len(main), (label, clock, len(main))
 
 
 def test_native_asks_for_the_stack_copies(tmp_path):
