@@ -29,7 +29,7 @@ import operator
 import os
 import struct
 import time
-from typing import Collection, Dict, List, NamedTuple, Optional, Set, Tuple
+from typing import Collection, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from spyrec import bpf, perfstacks
 from spyrec.bpf import R0, R1, R2, R3, R7, R8, R9, R10, Assembler, BpfUnavailable
@@ -404,21 +404,37 @@ def _read_slots(mem, layout: Layout, addr: int, most: int) -> Tuple[bytes, int]:
     return b"".join(slots), TRUNCATED if addr else WHOLE
 
 
-def completed(mem, layout: Layout, capture: Capture, most: int) -> Capture:
+def completed(mem, layout: Layout, capture: Capture, most: int,
+              guess: Sequence[int] = ()) -> Tuple[Capture, List[int]]:
     """A capture deeper than the program copies (``TRUNCATED``, ``MAX_FRAMES`` frames) with
     its outer frames, up to ``most`` more, read from outside: they hold still while the
-    frames copied run, which makes the copy and the read one stack.  The capture as it was
-    where they cannot be read."""
-    slot = 8 + _frame_bytes(layout)
+    frames copied run, which makes the copy and the read one stack; and the addresses of
+    those outer frames.  ``guess``: those of the thread's last completion, read in one
+    system call from where the chain meets them (outer frames rarely change).  The capture
+    as it was where they cannot be read."""
+    size = _frame_bytes(layout)
+    slot = 8 + size
     if capture.status != TRUNCATED or len(capture.frames) < slot:
-        return capture
-    last = capture.frames[-slot:]
+        return capture, []
+    previous = layout.frame.previous
+    addr = U64.unpack_from(capture.frames, len(capture.frames) - slot + 8 + previous)[0]
+    slots: List[bytes] = []
+    chain: List[int] = []
+    if addr in guess:
+        start = guess.index(addr)
+        for at, data in zip(guess[start:start + most],
+                            mem.read_many([(a, size) for a in guess[start:start + most]])):
+            if data is None or at != addr:
+                break
+            slots.append(U64.pack(at) + data)
+            chain.append(at)
+            addr = U64.unpack_from(data, previous)[0]
     try:
-        more, status = _read_slots(mem, layout, U64.unpack_from(last, 8 + layout.frame.previous)[0],
-                                   most)
+        more, status = _read_slots(mem, layout, addr, most - len(chain))
     except READ_ERRORS:
-        return capture
-    return capture._replace(status=status, frames=capture.frames + more)
+        return capture, []
+    chain += [U64.unpack_from(more, i)[0] for i in range(0, len(more), slot)]
+    return capture._replace(status=status, frames=capture.frames + b"".join(slots) + more), chain
 
 
 class CaptureDecoder:

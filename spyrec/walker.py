@@ -153,6 +153,9 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         self._gil_pointers: Dict[int, int] = {}
         # <=3.10: tstate -> the FrameChain of its last walk; 3.11+: tstate -> its ChunkMemo.
         self._chains: Dict[int, FrameChain] = {}
+        #: tstate -> the addresses of the frames its last copy too deep to hold left out
+        #: (see stackcapture.completed)
+        self._outer: Dict[int, List[int]] = {}
         self._next_chains: Dict[int, FrameChain] = {}
         self._memos: Dict[int, ChunkMemo] = {}
         self._next_memos: Dict[int, ChunkMemo] = {}
@@ -695,7 +698,12 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         if capture is not None and self.decoder is not None:
             # (a stack deeper than the program copies: its outer frames, which hold still
             # while the ones copied run, read now)
-            capture = completed(self.mem, self.layout, capture, MAX_DEPTH)
+            capture, outer = completed(self.mem, self.layout, capture, MAX_DEPTH,
+                                       self._outer.get(tstate, ()))
+            if outer:
+                if len(self._outer) >= MAX_THREADS:
+                    self._outer.clear()
+                self._outer[tstate] = outer
             codes, offsets, torn, gens = self.decoder.decode(capture)
             if torn:
                 codes = ()
