@@ -39,6 +39,9 @@ MAX_VDSO_BYTES = 1 << 20
 MAX_NATIVE_FRAMES = 512
 #: Bytes above the stack pointer searched for a frame record (see ``_frame_record``).
 FRAME_SEARCH = 4096
+#: Bytes above the stack pointer searched for the return address of a function without unwind
+#: rules (see ``_past_leaf``): its saved registers and locals lie below it.
+LEAF_SEARCH = 1024
 #: Bytes of a stack read above its copy at a time, and at most in all (``StackWords``).
 GROW_BYTES = 32 * 1024
 MAX_STACK_READ = 1024 * 1024
@@ -230,9 +233,12 @@ def unwind(space: AddressSpace, regs: UserStack, more=None) -> Tuple[List[Unwoun
     """The native frames of ``regs``, innermost first, and whether the unwind reached the
     outermost frame.  ``more(address, size)``: the target's stack bytes above the copy."""
     stack = StackWords(regs.stack, regs.sp, more)
-    sp, bp, pc = regs.sp, regs.bp, regs.ip
+    return _unwind_from(space, regs, stack, regs.sp, regs.bp, regs.ip, True)
+
+
+def _unwind_from(space: AddressSpace, regs: UserStack, stack: "StackWords", sp: int,
+                 bp: Optional[int], pc: int, first: bool) -> Tuple[List[Unwound], bool]:
     frames: List[Unwound] = []
-    first = True
     while len(frames) < MAX_NATIVE_FRAMES:
         module = space.module(pc)
         if module is None or module.unwind is None:
@@ -255,6 +261,9 @@ def unwind(space: AddressSpace, regs: UserStack, more=None) -> Tuple[List[Unwoun
         elif row.cfa_reg == -1 and first:
             cfa = sp + 8  # a PLT stub: the only expressions at an instruction boundary
         frames.append(Unwound(module, address, start, sp, cfa or 0))
+        if row is None and first:
+            # hand-written assembly without unwind rules (OpenBLAS's kernels), interrupted
+            return _past_leaf(space, regs, stack, sp, bp, frames)
         if row is None or not cfa:
             return frames, False
         if row.ra_at is None:
@@ -278,6 +287,43 @@ def unwind(space: AddressSpace, regs: UserStack, more=None) -> Tuple[List[Unwoun
         if not pc:
             return frames, True
     return frames, False
+
+
+def _past_leaf(space: AddressSpace, regs: UserStack, stack: "StackWords", sp: int,
+               bp: Optional[int], frames: List[Unwound]) -> Tuple[List[Unwound], bool]:
+    """The unwind of a thread interrupted in a function without unwind rules (``frames``: that
+    function), taken on from its return address: the first word above the stack pointer that
+    follows a call instruction in code with unwind rules, taken only if the unwind from there
+    reaches the thread's first function (a word that only looks like one does not)."""
+    for at in range(sp, sp + LEAF_SEARCH, 8):
+        ra = stack.word(at)
+        if ra is None:
+            break
+        module = space.module(ra, remap=False)
+        if module is None or module.unwind is None or module.image is None:
+            continue
+        address = ra + module.delta
+        if module.unwind.table.row(address - 1)[1] is None or not follows_call(module.image, address):
+            continue
+        rest, complete = _unwind_from(space, regs, stack, at + 8, bp, ra, False)
+        if complete:
+            return frames + rest[:MAX_NATIVE_FRAMES - len(frames)], True
+    return frames, False
+
+
+def follows_call(image: ElfImage, address: int) -> bool:
+    """Whether the instruction before ``address`` (in the file) is an x86-64 call: ``E8 rel32``,
+    or ``FF /2`` through a register or memory (2, 3, 4, 6 or 7 bytes)."""
+    code = image.code_before(address, 7)
+    if len(code) < 7:
+        return False
+    if code[2] == 0xE8:
+        return True
+    for length in (2, 3, 4, 6, 7):
+        at = 7 - length
+        if code[at] == 0xFF and (code[at + 1] >> 3) & 7 == 2:
+            return True
+    return False
 
 
 def _frame_record(space: AddressSpace, stack: bytes, base: int, sp: int) -> Optional[int]:

@@ -53,6 +53,18 @@ class ElfImage:
         self._dwarf: Optional[DWARFInfo] = None
         self._dwarf_read = False
 
+    def code_before(self, vaddr: int, size: int) -> bytes:
+        """The ``size`` bytes of the file's loaded image just before address ``vaddr`` (its
+        ``st_value`` scale); b"" where no loaded segment of the file holds them."""
+        for segment in self.elf.iter_segments():
+            if segment["p_type"] != "PT_LOAD":
+                continue
+            start = segment["p_vaddr"]
+            if start + size <= vaddr <= start + segment["p_filesz"]:
+                self._file.seek(segment["p_offset"] + vaddr - size - start)
+                return self._file.read(size)
+        return b""
+
     def dwarf(self) -> Optional[DWARFInfo]:
         """The file's DWARF sections (``.eh_frame`` and, where kept, the debug sections), read
         once for the unwinder and the line table; None when they do not parse."""

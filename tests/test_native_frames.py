@@ -25,7 +25,7 @@ import spyanalyze
 from spyanalyze.cli import main as analyze
 from spyrec.elflines import debug_file
 from spyrec.cxxnames import demangle, function_name
-from spyrec.nativestacks import place
+from spyrec.nativestacks import follows_call, place
 from pythons import (ALL_SUPPORTED, marked_lines, minor_of, python_for, running_target, stop_target,
                      target_path)
 from shares import sampling_margin
@@ -463,6 +463,28 @@ def test_native_frames_are_placed_only_where_runs_and_python_frames_pair_up():
     # whole, but a run short or one too many: not placed
     assert place([1, 1, 1], natives, [1, 3], True) is None
     assert place([1], natives, [1, 3], False) is None
+
+
+class Code:
+    """The bytes before an address, as ``ElfImage.code_before`` gives them."""
+
+    def __init__(self, code):
+        self.code = code
+
+    def code_before(self, address, size):
+        return self.code[-size:]
+
+
+def test_a_return_address_is_taken_only_after_a_call_instruction():
+    """Past a function without unwind rules, a word of the stack is taken for its return
+    address only where the instruction before it is a call."""
+    assert follows_call(Code(b"\x90\x90\xe8\x01\x02\x03\x04"), 0)  # call rel32
+    assert follows_call(Code(b"\x90" * 5 + b"\xff\xd0"), 0)  # call rax
+    assert follows_call(Code(b"\x90\x41\xff\x54\x24\x08\x90"[:4] + b"\xff\x50\x08"), 0)  # call [rax+8]
+    assert follows_call(Code(b"\x90\xff\x15\x00\x10\x00\x00"), 0)  # call [rip+disp32]
+    assert not follows_call(Code(b"\x90" * 5 + b"\xff\xe0"), 0)  # jmp rax
+    assert not follows_call(Code(b"\x90" * 7), 0)
+    assert not follows_call(Code(b"\xe8\x00"), 0)  # (no code there)
 
 
 def test_cxx_names_are_demangled_and_others_kept():
