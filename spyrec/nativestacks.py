@@ -40,7 +40,8 @@ MAX_NATIVE_FRAMES = 512
 #: Bytes above the stack pointer searched for a frame record (see ``_frame_record``).
 FRAME_SEARCH = 4096
 #: Bytes above the stack pointer searched for the return address of a function without unwind
-#: rules (see ``_past_leaf``): its saved registers and locals lie below it.
+#: rules, or whose rules lead nowhere (see ``_past_leaf``): its saved registers and locals lie
+#: below it.
 LEAF_SEARCH = 1024
 #: Bytes of a stack read above its copy at a time, and at most in all (``StackWords``).
 GROW_BYTES = 32 * 1024
@@ -233,15 +234,21 @@ def unwind(space: AddressSpace, regs: UserStack, more=None) -> Tuple[List[Unwoun
     """The native frames of ``regs``, innermost first, and whether the unwind reached the
     outermost frame.  ``more(address, size)``: the target's stack bytes above the copy."""
     stack = StackWords(regs.stack, regs.sp, more)
-    return _unwind_from(space, regs, stack, regs.sp, regs.bp, regs.ip, True)
+    return _unwind_from(space, regs, stack, regs.sp, regs.bp, regs.ip, True, False)
 
 
 def _unwind_from(space: AddressSpace, regs: UserStack, stack: "StackWords", sp: int,
-                 bp: Optional[int], pc: int, first: bool) -> Tuple[List[Unwound], bool]:
+                 bp: Optional[int], pc: int, first: bool,
+                 scanned: bool) -> Tuple[List[Unwound], bool]:
     frames: List[Unwound] = []
     while len(frames) < MAX_NATIVE_FRAMES:
         module = space.module(pc)
         if module is None or module.unwind is None:
+            if frames and not scanned and frames[-1].module.image is not None:
+                # the last function's rules led nowhere (assembly whose rules do not cover
+                # the instruction interrupted): its return address looked for instead
+                callers, complete = _past_leaf(space, regs, stack, frames[-1].sp, bp)
+                return frames + callers[:MAX_NATIVE_FRAMES - len(frames)], complete
             return frames, False
         # a caller's address is a return address, after its call: look at the call itself
         address = pc + module.delta - (0 if first else 1)
@@ -261,9 +268,10 @@ def _unwind_from(space: AddressSpace, regs: UserStack, stack: "StackWords", sp: 
         elif row.cfa_reg == -1 and first:
             cfa = sp + 8  # a PLT stub: the only expressions at an instruction boundary
         frames.append(Unwound(module, address, start, sp, cfa or 0))
-        if row is None and first:
-            # hand-written assembly without unwind rules (OpenBLAS's kernels), interrupted
-            return _past_leaf(space, regs, stack, sp, bp, frames)
+        if row is None and not scanned:
+            # hand-written assembly without unwind rules (OpenBLAS's kernels and drivers)
+            callers, complete = _past_leaf(space, regs, stack, sp, bp)
+            return frames + callers[:MAX_NATIVE_FRAMES - len(frames)], complete
         if row is None or not cfa:
             return frames, False
         if row.ra_at is None:
@@ -290,11 +298,12 @@ def _unwind_from(space: AddressSpace, regs: UserStack, stack: "StackWords", sp: 
 
 
 def _past_leaf(space: AddressSpace, regs: UserStack, stack: "StackWords", sp: int,
-               bp: Optional[int], frames: List[Unwound]) -> Tuple[List[Unwound], bool]:
-    """The unwind of a thread interrupted in a function without unwind rules (``frames``: that
-    function), taken on from its return address: the first word above the stack pointer that
-    follows a call instruction in code with unwind rules, taken only if the unwind from there
-    reaches the thread's first function (a word that only looks like one does not)."""
+               bp: Optional[int]) -> Tuple[List[Unwound], bool]:
+    """The callers of a function without unwind rules whose frame starts at ``sp``, unwound
+    from its return address: the first word above ``sp`` that follows a call instruction in
+    code with unwind rules, taken only if the unwind from there reaches the thread's first
+    function (a word that only looks like one does not); none where no word does.  Once per
+    unwind: the search is not nested."""
     for at in range(sp, sp + LEAF_SEARCH, 8):
         ra = stack.word(at)
         if ra is None:
@@ -305,10 +314,10 @@ def _past_leaf(space: AddressSpace, regs: UserStack, stack: "StackWords", sp: in
         address = ra + module.delta
         if module.unwind.table.row(address - 1)[1] is None or not follows_call(module.image, address):
             continue
-        rest, complete = _unwind_from(space, regs, stack, at + 8, bp, ra, False)
+        rest, complete = _unwind_from(space, regs, stack, at + 8, bp, ra, False, True)
         if complete:
-            return frames + rest[:MAX_NATIVE_FRAMES - len(frames)], True
-    return frames, False
+            return rest, True
+    return [], False
 
 
 def follows_call(image: ElfImage, address: int) -> bool:
