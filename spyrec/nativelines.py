@@ -1,4 +1,5 @@
-"""Source lines of native frames, decoded by a helper thread so that sampling never waits.
+"""Source lines of native frames, and the calls inlined there, decoded by a helper thread so
+that sampling never waits.
 
 Decoding a compilation unit's line table takes milliseconds (tens for CPython's eval loop), and a
 program meets dozens of units in its first seconds: done in the sampling thread, those rounds
@@ -26,7 +27,7 @@ PENDING = object()
 
 
 class NativeLines:
-    """The line tables of a target's libraries: ``line`` answers at once, from what is
+    """The line tables of a target's libraries: ``frames`` answers at once, from what is
     decoded; ``wait=True`` decodes in the caller instead (a one-off read, ``spyrec where``)."""
 
     def __init__(self, wait: bool = False):

@@ -19,7 +19,6 @@ pair up is left with its Python frames only (``NativeStacks.unmerged`` counts th
 
 import bisect
 import gc
-import os
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 from spyrec.elflines import debug_file
@@ -76,12 +75,12 @@ class _Module(NamedTuple):
     debug: Optional[ElfImage]  # its separate debug file (spyrec.elflines.debug_file)
 
 
-def _module(pid: int, mapping: MemoryMap) -> _Module:
+def _module(pid: int, mapping: MemoryMap, mem: MemoryReader) -> _Module:
     unwind, delta, image, debug = None, 0, None, None
     path = target_view(pid, mapping.path)
     try:
         if mapping.path == VDSO:
-            image, separate = ElfImage(VDSO, _read_vdso(pid, mapping)), None
+            image, separate = ElfImage(VDSO, _read_vdso(mem, mapping)), None
         else:
             image = load_elf(target_file(pid, mapping))
             separate = debug_file(image.elf, proc_path(pid, "root"), path)
@@ -111,24 +110,21 @@ def _module(pid: int, mapping: MemoryMap) -> _Module:
     return _Module(mapping.start, mapping.end, path, unwind, delta, image, debug)
 
 
-def _read_vdso(pid: int, mapping: MemoryMap) -> bytes:
+def _read_vdso(mem: MemoryReader, mapping: MemoryMap) -> bytes:
     """The kernel's vDSO as the target maps it: an ELF image with no file behind it, where
     ``time.time()`` and ``time.perf_counter()`` read the clock (a few pages)."""
     if mapping.end - mapping.start > MAX_VDSO_BYTES:
         raise SpyError("a vDSO of %d bytes" % (mapping.end - mapping.start))
-    fd = os.open(proc_path(pid, "mem"), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.pread(fd, mapping.end - mapping.start, mapping.start)
-    finally:
-        os.close(fd)
+    return mem.read(mapping.start, mapping.end - mapping.start)
 
 
 class AddressSpace:
     """The target's executable mappings and stacks, as of the last read of its memory map."""
 
-    def __init__(self, pid: int, clock):
+    def __init__(self, pid: int, clock, mem: MemoryReader):
         self.pid = pid
         self._clock = clock
+        self.mem = mem  # (the vDSO has no file: it is read from the target's memory)
         self._read_at = -REMAP_AFTER
         self._modules: Dict[Tuple[int, int, str], _Module] = {}
         self._starts: List[int] = []
@@ -163,7 +159,7 @@ class AddressSpace:
                 key = (mapping.start, mapping.end, mapping.path)
                 found = self._modules.get(key)
                 if found is None:
-                    found = self._modules[key] = _module(self.pid, mapping)
+                    found = self._modules[key] = _module(self.pid, mapping, self.mem)
                 return found
             if not self._remap():
                 return None
@@ -247,8 +243,7 @@ def _unwind_from(space: AddressSpace, regs: UserStack, stack: "StackWords", sp: 
             if frames and not scanned and frames[-1].module.image is not None:
                 # the last function's rules led nowhere (assembly whose rules do not cover
                 # the instruction interrupted): its return address looked for instead
-                callers, complete = _past_leaf(space, regs, stack, frames[-1].sp, bp)
-                return frames + callers[:MAX_NATIVE_FRAMES - len(frames)], complete
+                return _past_leaf(space, regs, stack, frames[-1].sp, bp, frames)
             return frames, False
         # a caller's address is a return address, after its call: look at the call itself
         address = pc + module.delta - (0 if first else 1)
@@ -270,8 +265,7 @@ def _unwind_from(space: AddressSpace, regs: UserStack, stack: "StackWords", sp: 
         frames.append(Unwound(module, address, start, sp, cfa or 0))
         if row is None and not scanned:
             # hand-written assembly without unwind rules (OpenBLAS's kernels and drivers)
-            callers, complete = _past_leaf(space, regs, stack, sp, bp)
-            return frames + callers[:MAX_NATIVE_FRAMES - len(frames)], complete
+            return _past_leaf(space, regs, stack, sp, bp, frames)
         if row is None or not cfa:
             return frames, False
         if row.ra_at is None:
@@ -298,12 +292,13 @@ def _unwind_from(space: AddressSpace, regs: UserStack, stack: "StackWords", sp: 
 
 
 def _past_leaf(space: AddressSpace, regs: UserStack, stack: "StackWords", sp: int,
-               bp: Optional[int]) -> Tuple[List[Unwound], bool]:
-    """The callers of a function without unwind rules whose frame starts at ``sp``, unwound
-    from its return address: the first word above ``sp`` that follows a call instruction in
-    code with unwind rules, taken only if the unwind from there reaches the thread's first
-    function (a word that only looks like one does not); none where no word does.  Once per
-    unwind: the search is not nested."""
+               bp: Optional[int], frames: List[Unwound]) -> Tuple[List[Unwound], bool]:
+    """``frames`` (unwound so far, the last a function without unwind rules whose frame
+    starts at ``sp``) with that function's callers, unwound from its return address: the
+    first word above ``sp`` that follows a call instruction in code with unwind rules, taken
+    only if the unwind from there reaches the thread's first function (a word that only looks
+    like one does not); none where no word does.  Once per unwind: the search is not
+    nested."""
     for at in range(sp, sp + LEAF_SEARCH, 8):
         ra = stack.word(at)
         if ra is None:
@@ -316,8 +311,8 @@ def _past_leaf(space: AddressSpace, regs: UserStack, stack: "StackWords", sp: in
             continue
         rest, complete = _unwind_from(space, regs, stack, at + 8, bp, ra, False, True)
         if complete:
-            return rest, True
-    return [], False
+            return frames + rest[:MAX_NATIVE_FRAMES - len(frames)], True
+    return frames, False
 
 
 def follows_call(image: ElfImage, address: int) -> bool:
@@ -401,7 +396,7 @@ class NativeStacks:
     """The native frames of one target's samples."""
 
     def __init__(self, pid: int, mem: MemoryReader, clock):
-        self.space = AddressSpace(pid, clock)
+        self.space = AddressSpace(pid, clock, mem)
         self.mem = mem
         self._names: Dict[Tuple[int, int], Tuple[NativeFrame, bool]] = {}
         self.space.load_all()

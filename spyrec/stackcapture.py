@@ -320,7 +320,6 @@ class StackCapture:
                 missing = [tid for tid in missing if tid not in newest]
         if self._native:
             self._copied.update(newest)
-        if self._native:
             self.user_stacks = {}
             for tid, capture in newest.items():
                 ring = self._rings.get(tid)
