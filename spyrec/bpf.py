@@ -46,6 +46,7 @@ PERF_COUNT_SW_CPU_CLOCK = 0
 PERF_FLAG_FD_CLOEXEC = 8
 PERF_EVENT_IOC_ENABLE = 0x2400
 PERF_EVENT_IOC_DISABLE = 0x2401
+PERF_EVENT_IOC_REFRESH = 0x2402
 PERF_EVENT_IOC_SET_BPF = 0x40042408
 PERF_ATTR_SIZE = 128
 ATTR_DISABLED = 1 << 0
@@ -300,5 +301,11 @@ def open_cpu_clock(tid: int, period_ns: int, prog_fd: int, sample_type: int = 0,
 
 def enable(fd: int, on: bool = True) -> None:
     if _libc.ioctl(fd, PERF_EVENT_IOC_ENABLE if on else PERF_EVENT_IOC_DISABLE, 0) < 0:
+        raise BpfUnavailable("perf event ioctl: %s" % os.strerror(ctypes.get_errno()))
+
+
+def refresh(fd: int) -> None:
+    """Enable event ``fd`` for one more interrupt, after which the kernel turns it off."""
+    if _libc.ioctl(fd, PERF_EVENT_IOC_REFRESH, 1) < 0:
         raise BpfUnavailable("perf event ioctl: %s" % os.strerror(ctypes.get_errno()))
 

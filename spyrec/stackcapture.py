@@ -16,7 +16,8 @@ recorder's own walks (``watch``).  A capture is decoded into the walker's (codes
 by ``decode``; code objects are resolved as usual, from the target's memory.
 
 A round reads the rest of a sample (the thread's state in /proc, the GIL, the collector, the
-asyncio task) up to a copy period after the copy.  What changes within that time is copied with
+asyncio task) up to a copy period after the copy (with native frames, the copy comes just
+after the round read the thread's state: ``drain``).  What changes within that time is copied with
 the stack: the collector's flag and the GIL's holder (``SharedState``).  The asyncio task is
 not: a stack copied in a task unknown by the round is walked again (spyrec.walker).  A thread
 that is not running holds still, and is walked from outside as before.
@@ -29,7 +30,7 @@ import operator
 import os
 import struct
 import time
-from typing import Collection, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Collection, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from spyrec import bpf, perfstacks
 from spyrec.bpf import R0, R1, R2, R3, R7, R8, R9, R10, Assembler, BpfUnavailable
@@ -56,17 +57,22 @@ PROGRAM_NAME = "spyrec_stacks"
 #: costs").  At 1 kHz that is a couple of percent; past 500 Hz a round may find no copy
 #: (one a round at 1 kHz, fewer beyond), and its running threads are read from outside.
 MIN_PERIOD_NS = 1_000_000
-#: With native frames (``spyrec --native``), which only copies give, a round without one has
-#: none: a quarter more interrupts than at ``MIN_PERIOD_NS``, so that a thread that runs all
-#: along is copied at least once a round at 1 kHz.
+#: With native frames (``spyrec --native``), which only copies give, a thread found running is
+#: copied at the round that finds it: its event is armed for one interrupt, this much of its CPU
+#: time later (``PERF_EVENT_IOC_REFRESH``), and is off otherwise.  A thread that runs now and
+#: then, or that has just started, has its copy all the same, and no interrupt is spent where
+#: no round wants one.
+ARM_PERIOD_NS = 20_000
+#: Armed copies of one thread come at most once in this long on average, and two at most this
+#: close (a round late, then one on time): at most 1,250 interrupts a second; a faster round
+#: that finds no arm left has no native frames for the thread.
 NATIVE_MIN_PERIOD_NS = 800_000
-#: With native frames, how long a round waits for the copy of a running thread that has none
-#: since the last round, as a share of the sampling interval: the thread ran less than a copy
-#: period since its last copy (a CPU it shared, or its own start), and its next copy is due
-#: within that much more CPU time.  Waiting asleep gives a CPU back to a target that shares it.
-NATIVE_PATIENCE = 0.25
+#: With native frames, how long a round waits for the copies it armed, as a share of the
+#: sampling interval: a thread found running may be waiting for a CPU.  Waiting asleep gives a
+#: CPU back to a target that shares it.
+NATIVE_PATIENCE = 0.5
 #: The step of that wait (seconds).
-WAIT_STEP_S = 0.00005
+WAIT_STEP_S = 0.00002
 
 # Record layout: header, then MAX_FRAMES slots of (frame address, the frame's first bytes).
 #: tid, frames copied, ktime ns, tstate, scratch, status, the collector's flag, the GIL's last
@@ -198,11 +204,11 @@ def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int,
     a.mov(R1, R9)
     a.mov_imm(R2, 0)
     a.call(bpf.RINGBUF_SUBMIT)
-    if sample:
-        a.mov_imm(R0, 1)
-        a.exit()
     a.label("out")
-    a.mov_imm(R0, 0)
+    # with native frames, non-zero: the kernel writes its sample, and an event armed for one
+    # interrupt is spent (6.10+ counts it only then: kernel/events/core.c,
+    # __perf_event_overflow); the sample of a thread not copied goes unused
+    a.mov_imm(R0, 1 if sample else 0)
     a.exit()
     return a.code()
 
@@ -212,6 +218,11 @@ def _kernel_tgid(pid: int) -> Optional[int]:
     None when ours is a nested one (the program would see other numbers)."""
     # (no NSpid line: a kernel too old to say, with one PID namespace in practice)
     return pid if len(namespace_pids(os.getpid())) <= 1 else None
+
+
+def _fresh(newest: Dict[int, Capture], tid: int, since_ns: int) -> bool:
+    capture = newest.get(tid)
+    return capture is not None and capture.time_ns >= since_ns
 
 
 class StackCapture:
@@ -237,14 +248,12 @@ class StackCapture:
             self._prog = self._keep(bpf.load_program(
                 build_program(layout, tgid, self._threads_fd, self._ring_fd, shared, native),
                 PROGRAM_NAME))
-            self._period = max(NATIVE_MIN_PERIOD_NS if native else MIN_PERIOD_NS,
-                               int(1e9 / rate_hz))
-            #: Seconds ``drain`` may wait for a copy of an awaited thread (see NATIVE_PATIENCE);
-            #: for its first copy, up to a copy period (the thread was followed only since the
-            #: last round), within half the sampling interval.
-            self.patience_s = NATIVE_PATIENCE * 2 / rate_hz if native else 0.0
-            self._first_patience_s = min(self._period / 1e9, 1 / rate_hz) if native else 0.0
-            self._copied: Set[int] = set()  # threads copied at least once
+            self._period = ARM_PERIOD_NS if native else max(MIN_PERIOD_NS, int(1e9 / rate_hz))
+            #: Seconds ``drain`` waits at most for the copies it armed (see NATIVE_PATIENCE).
+            self.patience_s = NATIVE_PATIENCE / rate_hz if native else 0.0
+            #: tid -> when its next arm is due (ns), as in the generic cell rate algorithm: a
+            #: thread is armed up to one ``NATIVE_MIN_PERIOD_NS`` before then
+            self._arm_due: Dict[int, int] = {}
             self._follow(tgid)  # the main thread: whether the kernel allows it at all
         except (BpfUnavailable, OSError) as exc:
             self.close()
@@ -263,7 +272,8 @@ class StackCapture:
         else:
             fd = bpf.open_cpu_clock(tid, self._period, self._prog)
         self._events[tid] = fd
-        bpf.enable(fd)
+        if not self._native:
+            bpf.enable(fd)  # (native: armed by ``drain``)
 
     def _unfollow(self, tid: int) -> None:
         ring = self._rings.pop(tid, None)
@@ -294,7 +304,7 @@ class StackCapture:
             bpf.delete_elem(self._threads_fd, _TID.pack(tid))
         for tid in set(self._events) - set(tstates):  # (the main thread's too, if no Python's)
             self._unfollow(tid)
-            self._copied.discard(tid)
+            self._arm_due.pop(tid, None)
         for tid, tstate in tstates.items():
             if self._known.get(tid) != tstate:
                 bpf.update_elem(self._threads_fd, _TID.pack(tid), U64.pack(tstate))
@@ -306,26 +316,39 @@ class StackCapture:
         self._known = dict(tstates)
 
     def drain(self, awaited: Collection[int] = ()) -> Dict[int, Capture]:
-        """{tid: its newest capture} of the captures the program made since the last call;
-        with native frames, up to ``patience_s`` more for those of ``awaited`` threads that
-        have none yet (threads found running: the only way to their native frames)."""
+        """{tid: its newest capture} of the captures the program made since the last call.
+        With native frames, the ``awaited`` threads (found running) are copied now: each one's
+        event is armed for one interrupt, and ``drain`` waits up to ``patience_s`` for those
+        copies; an older copy of an armed thread is left out (not of this moment)."""
+        if not self._native:
+            return self._drain_ring()
+        now = time.monotonic_ns()
+        armed = []
+        for tid in awaited:
+            fd = self._events.get(tid)
+            due = self._arm_due.get(tid, 0)
+            if fd is not None and now >= due - NATIVE_MIN_PERIOD_NS:
+                try:
+                    bpf.refresh(fd)
+                except BpfUnavailable:
+                    continue  # ended since the walk
+                armed.append(tid)
+                self._arm_due[tid] = max(due, now) + NATIVE_MIN_PERIOD_NS
         newest = self._drain_ring()
-        missing = [tid for tid in awaited if tid not in newest and tid in self._events]
-        if missing and self.patience_s:
-            first = any(tid not in self._copied for tid in missing)
-            deadline = time.monotonic() + (self._first_patience_s if first else self.patience_s)
-            while missing and time.monotonic() < deadline:
-                time.sleep(WAIT_STEP_S)
-                newest.update(self._drain_ring())
-                missing = [tid for tid in missing if tid not in newest]
-        if self._native:
-            self._copied.update(newest)
-            self.user_stacks = {}
-            for tid, capture in newest.items():
-                ring = self._rings.get(tid)
-                sample = ring.sample_at(capture.time_ns, SAME_INTERRUPT_NS) if ring else None
-                if sample is not None:
-                    self.user_stacks[tid] = sample
+        deadline = time.monotonic() + self.patience_s
+        missing = [tid for tid in armed if not _fresh(newest, tid, now)]
+        while missing and time.monotonic() < deadline:
+            time.sleep(WAIT_STEP_S)
+            newest.update(self._drain_ring())
+            missing = [tid for tid in missing if not _fresh(newest, tid, now)]
+        for tid in missing:
+            newest.pop(tid, None)
+        self.user_stacks = {}
+        for tid, capture in newest.items():
+            ring = self._rings.get(tid)
+            sample = ring.sample_at(capture.time_ns, SAME_INTERRUPT_NS) if ring else None
+            if sample is not None:
+                self.user_stacks[tid] = sample
         return newest
 
     def _drain_ring(self) -> Dict[int, Capture]:

@@ -33,8 +33,8 @@ from test_record import SPYREC, spyrec
 from test_stack_copies import copied_count, spyrec_without_bpf_rights
 
 MARKS = marked_lines(target_path("natives.py"))
-#: Share of the samples that must have native frames: the rest are rounds that found no copy
-#: of a running thread made since the last one, or a sleeping thread that woke meanwhile.
+#: Share of the samples that must have native frames: the rest are rounds whose copy of a
+#: running thread did not come in time, or a sleeping thread that woke meanwhile.
 NATIVE = 0.85
 #: Share of the main thread's samples with native frames that must start at its first
 #: function (``_start``).
@@ -407,6 +407,36 @@ def test_a_stack_deeper_than_a_copy_keeps_its_native_frames(label, tmp_path):
             clock += any(os.path.basename(file) == "[vdso]" for _, file, _, _ in stack)
     assert whole >= NATIVE * len(main), (label, whole, len(main))
     assert clock >= 0.05 * len(main), (label, clock, len(main))
+
+
+#: A version with heap frames and one with frames in datastack chunks.
+NOW_AND_THEN_LABELS = [label for label in ALL_SUPPORTED if label in ("3.10", "3.13")]
+#: Share of a now-and-then thread's samples at work that must have native frames (97-99% in
+#: the runs measured; 88% when copies came every so much of its CPU time).
+AT_WORK = 0.95
+
+
+@pytest.mark.parametrize("label", NOW_AND_THEN_LABELS)
+def test_a_thread_that_runs_now_and_then_has_native_frames_whenever_found_at_work(label,
+                                                                                  tmp_path):
+    """tests/targets/cpu_then_wait.py's main thread works 1.5 ms and sleeps 2 ms by turns.
+    A copy is made at the round that finds a thread running (its event armed for one
+    interrupt), so a round that finds it at work has a copy of that moment, not only those
+    that come a copy period of CPU time after the last."""
+    out = tmp_path / "now-and-then.spy"
+    with running_target(python_for(label), "cpu_then_wait.py", "30") as target:
+        result = spyrec("-o", out, "-p", target.pid, "-d", "2", "-r", "1000", "--native")
+    assert result.returncode == 0, result.stderr
+    rec = spyanalyze.load(out, all_native=True)
+    burst = marked_lines(target_path("cpu_then_wait.py"))["burst"]
+    at_work = with_native = 0
+    for s in samples_of(rec, target, "main"):
+        stack = stack_of(rec, s)
+        if python_frames(stack)[-1:] == [("compute", burst)]:
+            at_work += 1
+            with_native += any(kind == "native" for *_, kind in stack)
+    assert at_work > 300, (label, at_work)
+    assert with_native >= AT_WORK * at_work, (label, with_native, at_work)
 
 
 def test_native_asks_for_the_stack_copies(tmp_path):
