@@ -14,6 +14,7 @@ from spyrec.process import (TargetMemory, check_pid, executable_path, namespace_
                             process_start_time, read_maps, target_view)
 from spyrec.pystrings import ObjectReader
 from spyrec.nativestacks import NativeStacks
+from spyrec.procstats import thread_running
 from spyrec.runtime import Interpreter, find_interpreter
 from spyrec.stackcapture import CaptureDecoder, SharedState, StackCapture, read_chain
 from spyrec.tasktree import TaskReport, TaskTree, read_tasks
@@ -251,8 +252,34 @@ class PythonProcess:
         if not stacks:
             self._check_not_replaced()
         elif self.capture is not None and self.walker.tstates is not None:
-            self.capture.watch(self.walker.tstates)
+            followed = self.capture.watch(self.walker.tstates)
+            if followed and self.native is not None:
+                stacks = self._copied_now(stacks, followed)
         return bound_states(stacks, self._tids_known(), whole=not self.walker.list_cut)
+
+    def _copied_now(self, stacks: List[ThreadStack], followed: List[int]) -> List[ThreadStack]:
+        """``stacks``, those of the threads just followed that run taken from copies made now.
+        With native frames only a copy gives a running thread's: without this a thread would
+        have none in the round that first finds it, a large share of a short-lived one's."""
+        assert self.capture is not None
+        running = [tid for tid in followed if thread_running("/proc", self.pid, tid)]
+        if not running:
+            return stacks
+        fresh = self.capture.drain(running, again=True)
+        copied = [tid for tid in running if tid in fresh]
+        if not copied:
+            return stacks
+        self.walker.captured = {fresh[tid].tstate: fresh[tid] for tid in copied}
+        try:
+            again = self.walker.sample_some(copied)
+        except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
+            again = None
+        finally:
+            self.walker.captured = {}
+        if not again:
+            return stacks
+        now = {stack.native_tid: stack for stack in again if stack.copied}
+        return [now.get(stack.native_tid, stack) for stack in stacks]
 
     def sample_some_threads(self, tids, still=frozenset(),
                             running=frozenset()) -> Optional[List[ThreadStack]]:

@@ -273,11 +273,11 @@ class ThreadStats:
             data = os.pread(self._stat, 512, 0)
         except OSError:
             return False
-        end = data.rfind(b")")
-        if end < 0 or data[end + 2:end + 3] != b"R":
+        end = _state_at(data)
+        if end < 0:
             return False
         try:  # ``processor`` is field 39; fields from 3 (the state) on follow the ")"
-            self.cpu = int(data[end + 2:].split(None, 37)[36])
+            self.cpu = int(data[end:].split(None, 37)[36])
         except (ValueError, IndexError):
             pass
         return True
@@ -290,6 +290,23 @@ class ThreadStats:
                 except OSError:
                     pass
         self._schedstat = self._stat = self._wchan = self._syscall = self._stack = None
+
+
+def thread_running(proc_root, pid, tid):
+    """Whether thread ``tid`` is on a CPU or runnable now (``stat``'s state ``R``), for a
+    thread not followed yet."""
+    try:
+        with open("%s/%d/task/%d/stat" % (proc_root, pid, tid), "rb") as f:
+            return _state_at(f.read(512)) >= 0
+    except OSError:
+        return False
+
+
+def _state_at(stat):
+    """Where the state field of a ``stat`` line is, when it says ``R``; else -1 (the command
+    name before it, in parentheses, may hold anything)."""
+    end = stat.rfind(b")")
+    return end + 2 if end >= 0 and stat[end + 2:end + 3] == b"R" else -1
 
 
 def kernel_stack(proc_root, pid, tid):

@@ -300,6 +300,8 @@ class Sampler:
         # thread queued for this CPU gets it back before the walks (see StepAside).
         still: Set[int] = set()
         need_cpu = self.woke and self.step_aside.enabled
+        if process.capture is not None:  # (with native frames: see StackCapture.arm)
+            process.capture.arm([tid for tid, thread in active.items() if thread.stats.running])
         switches = self._refresh_active(still, need_cpu)
         stacks: Optional[List[ThreadStack]] = None
         # the threads whose in-kernel stack copies may be taken (see spyrec.stackcapture)

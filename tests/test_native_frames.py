@@ -411,9 +411,9 @@ def test_a_stack_deeper_than_a_copy_keeps_its_native_frames(label, tmp_path):
 
 #: A version with heap frames and one with frames in datastack chunks.
 NOW_AND_THEN_LABELS = [label for label in ALL_SUPPORTED if label in ("3.10", "3.13")]
-#: Share of a now-and-then thread's samples at work that must have native frames (97-99% in
+#: Share of a now-and-then thread's samples at work that must have native frames (95-98% in
 #: the runs measured; 88% when copies came every so much of its CPU time).
-AT_WORK = 0.95
+AT_WORK = 0.93
 
 
 @pytest.mark.parametrize("label", NOW_AND_THEN_LABELS)
@@ -437,6 +437,29 @@ def test_a_thread_that_runs_now_and_then_has_native_frames_whenever_found_at_wor
             with_native += any(kind == "native" for *_, kind in stack)
     assert at_work > 300, (label, at_work)
     assert with_native >= AT_WORK * at_work, (label, with_native, at_work)
+
+
+#: Share of short-lived threads' samples at work that must have native frames (99.8% in the
+#: runs measured; 60% when a thread's copies began with the round after the one that found it).
+SHORT_LIVED = 0.95
+
+
+@pytest.mark.parametrize("label", NOW_AND_THEN_LABELS)
+def test_a_short_lived_thread_has_native_frames_from_its_first_round(label, tmp_path):
+    """tests/targets/churn.py keeps four worker threads busy for a few milliseconds each and
+    starts new ones as they end: a thread found running by the walk that first finds it is
+    copied then, so its first round has its native frames too."""
+    out = tmp_path / "churn.spy"
+    with running_target(python_for(label), "churn.py", "30", "4") as target:
+        result = spyrec("-o", out, "-p", target.pid, "-d", "2", "-r", "1000", "--native")
+    assert result.returncode == 0, result.stderr
+    rec = spyanalyze.load(out, all_native=True)
+    samples = rec.samples
+    workers = samples[(samples["tid"] != target.info["main"]["native_id"]) & ~samples["idle"]]
+    with_native = sum(any(kind == "native" for *_, kind in stack_of(rec, s))
+                      for s in workers["stack"].tolist())
+    assert len(workers) > 500, (label, len(workers))
+    assert with_native >= SHORT_LIVED * len(workers), (label, with_native, len(workers))
 
 
 def test_native_asks_for_the_stack_copies(tmp_path):
