@@ -16,9 +16,9 @@ recorder's own walks (``watch``).  A capture is decoded into the walker's (codes
 by ``decode``; code objects are resolved as usual, from the target's memory.
 
 A round reads the rest of a sample (the thread's state in /proc, the GIL, the collector, the
-asyncio task) up to a copy period after the copy (with native frames, the copy comes just
-after the round read the thread's state: ``drain``).  What changes within that time is copied with
-the stack: the collector's flag and the GIL's holder (``SharedState``).  The asyncio task is
+asyncio task) up to a copy period after the copy (with native frames, the copy is made at the
+round: ``drain``).  What changes within that time is copied with the stack: the collector's
+flag and the GIL's holder (``SharedState``).  The asyncio task is
 not: a stack copied in a task unknown by the round is walked again (spyrec.walker).  A thread
 that is not running holds still, and is walked from outside as before.
 
@@ -224,11 +224,6 @@ def _kernel_tgid(pid: int) -> Optional[int]:
     return pid if len(namespace_pids(os.getpid())) <= 1 else None
 
 
-def _fresh(newest: Dict[int, Capture], tid: int, since_ns: int) -> bool:
-    capture = newest.get(tid)
-    return capture is not None and capture.time_ns >= since_ns
-
-
 class StackCapture:
     """The capture program on a CPU-clock event of each of one target's Python threads, and
     its ring buffer.  An event of the thread, not of every CPU: no other process takes an
@@ -287,6 +282,7 @@ class StackCapture:
         fd = self._events.pop(tid, None)
         if fd is not None:
             os.close(fd)
+        self._arm_due.pop(tid, None)
 
     def _keep(self, fd: int) -> int:
         self._fds.append(fd)
@@ -310,7 +306,6 @@ class StackCapture:
             bpf.delete_elem(self._threads_fd, _TID.pack(tid))
         for tid in set(self._events) - set(tstates):  # (the main thread's too, if no Python's)
             self._unfollow(tid)
-            self._arm_due.pop(tid, None)
         for tid, tstate in tstates.items():
             if self._known.get(tid) != tstate:
                 bpf.update_elem(self._threads_fd, _TID.pack(tid), U64.pack(tstate))
@@ -385,6 +380,11 @@ class StackCapture:
                         pass
         for tid in missing:
             newest.pop(tid, None)
+        for tid, capture in newest.items():  # (a thread not armed: its copy since the last)
+            if tid not in user_stacks and tid in self._rings:
+                sample = self._rings[tid].sample_at(capture.time_ns, SAME_INTERRUPT_NS)
+                if sample is not None:
+                    user_stacks[tid] = sample
         return newest
 
     def _drain_ring(self) -> Dict[int, Capture]:
