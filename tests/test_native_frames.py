@@ -439,9 +439,9 @@ def test_a_thread_that_runs_now_and_then_has_native_frames_whenever_found_at_wor
     assert with_native >= AT_WORK * at_work, (label, with_native, at_work)
 
 
-#: Share of short-lived threads' samples at work that must have native frames (99.8% in the
+#: Share of short-lived threads' samples at work that must have native frames (98.6-99.8% in the
 #: runs measured; 60% when a thread's copies began with the round after the one that found it).
-SHORT_LIVED = 0.95
+SHORT_LIVED = 0.9
 
 
 @pytest.mark.parametrize("label", NOW_AND_THEN_LABELS)
