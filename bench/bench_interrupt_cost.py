@@ -11,18 +11,28 @@ running a program that returns at once, period P µs of the thread's CPU time, s
 off around runs of the same fixed Python loop, in pairs (on/off, then off/on), so that slow
 drifts of the machine cancel.  Per period it prints the mean ratio
 on/off with a 95% interval, and the cost of one interrupt it implies.
+
+Then, at 1,000 copies a second, what one copy costs by how it is made: by the thread's own
+timed event (spyrec's copies), or armed for one interrupt by another process at each round
+(``PERF_EVENT_IOC_REFRESH``, as ``spyrec --native`` does for a thread with no copy since the
+last round); each with no sample, and with the kernel's sample of the user registers and
+``perfstacks.STACK_BYTES`` of stack that native frames need.
 """
 
 import argparse
+import mmap
 import os
 import statistics
+import struct
 import threading
 import time
 
 from bench.common import command_line
-from spyrec import bpf
+from spyrec import bpf, perfstacks
 
 NULL_PROGRAM = "spyrec_null"
+#: What spyrec --native arms a thread's event for (spyrec.stackcapture.ARM_PERIOD_NS).
+ARM_PERIOD_NS = 20_000
 
 
 def loop(n=300_000):
@@ -32,32 +42,88 @@ def loop(n=300_000):
     return x
 
 
-def measure(period_us, pairs):
-    """(mean on/off ratio - 1, its 95% half-width, µs per interrupt, the loop's seconds)."""
+def null_program(copies):
+    """A program that returns at once: non-zero (a sample written) when ``copies``."""
     code = bpf.Assembler()
-    code.mov_imm(bpf.R0, 0)
+    code.mov_imm(bpf.R0, 1 if copies else 0)
     code.exit()
-    prog = bpf.load_program(code.code(), NULL_PROGRAM)
-    event = bpf.open_cpu_clock(threading.get_native_id(), period_us * 1000, prog)
-    ratios, off_times = [], []
-    try:
-        for k in range(pairs):
-            took = {}
-            for on in ((True, False) if k % 2 else (False, True)):
-                bpf.enable(event, on)
-                start = time.perf_counter()
-                loop()
-                took[on] = time.perf_counter() - start
-            ratios.append(took[True] / took[False])
-            off_times.append(took[False])
-    finally:
-        os.close(event)
-        os.close(prog)
+    return bpf.load_program(code.code(), NULL_PROGRAM)
+
+
+def open_event(tid, period_ns, prog, stack):
+    if not stack:
+        return bpf.open_cpu_clock(tid, period_ns, prog)
+    return bpf.open_cpu_clock(tid, period_ns, prog, perfstacks.SAMPLE_TYPE,
+                              perfstacks.REGS_MASK, stack, backward=True)
+
+
+def paired(switch, pairs):
+    """(mean on/off ratio - 1, its 95% half-width, the loop's seconds, seconds on)."""
+    ratios, off_times, on_s = [], [], 0.0
+    for k in range(pairs):
+        took = {}
+        for on in ((True, False) if k % 2 else (False, True)):
+            switch(on)
+            start = time.perf_counter()
+            loop()
+            took[on] = time.perf_counter() - start
+            switch(False)
+        ratios.append(took[True] / took[False])
+        off_times.append(took[False])
+        on_s += took[True]
     mean = statistics.mean(ratios) - 1
     half = 1.96 * statistics.stdev(ratios) / len(ratios) ** 0.5
+    return mean, half, statistics.median(off_times), on_s
+
+
+def measure(period_us, pairs, stack=0):
+    """(mean on/off ratio - 1, its 95% half-width, µs per interrupt, the loop's seconds)."""
+    prog = null_program(stack)
+    event = open_event(threading.get_native_id(), period_us * 1000, prog, stack)
+    ring = perfstacks.SampleRing(event) if stack else None
+    try:
+        mean, half, loop_s, _ = paired(lambda on: bpf.enable(event, on), pairs)
+    finally:
+        if ring is not None:
+            ring.close()
+        os.close(event)
+        os.close(prog)
     # the extra time per second of loop, over the interrupts a second of it takes
-    per_interrupt_us = mean * 1e6 / (1e6 / period_us)
-    return mean, half, per_interrupt_us, statistics.median(off_times)
+    return mean, half, mean * period_us, loop_s
+
+
+def measure_armed(pairs, stack, rate=1000):
+    """As ``measure``, the event armed ``rate`` times a second by another process while the
+    loop runs: (mean, half-width, µs per copy, arms a second)."""
+    shared = mmap.mmap(-1, 24)  # the loop's state (0 off, 1 on, 2 done), ready, arms while on
+    tid = threading.get_native_id()
+    prog = null_program(stack)
+    child = os.fork()
+    if child == 0:
+        try:
+            event = open_event(tid, ARM_PERIOD_NS, prog, stack)
+            ring = perfstacks.SampleRing(event) if stack else None  # (kept: the kernel's ring)
+            struct.pack_into("<Q", shared, 8, 1)
+            arms = 0
+            while shared[0] != 2:
+                if shared[0] == 1:
+                    bpf.refresh(event)
+                    arms += 1
+                    struct.pack_into("<Q", shared, 16, arms)
+                time.sleep(1 / rate)
+            del ring
+        finally:
+            os._exit(0)
+    try:
+        while struct.unpack_from("<Q", shared, 8)[0] != 1:
+            time.sleep(0.01)
+        mean, half, _, on_s = paired(lambda on: shared.__setitem__(0, 1 if on else 0), pairs)
+    finally:
+        shared[0] = 2
+        os.waitpid(child, 0)
+        os.close(prog)
+    per_s = struct.unpack_from("<Q", shared, 16)[0] / on_s
+    return mean, half, mean * 1e6 / per_s, per_s
 
 
 def main():
@@ -73,6 +139,16 @@ def main():
         print("| %d µs | %d | %+.2f%% ± %.2f | %.1f µs |"
               % (period, 1e6 / period, 100 * mean, 100 * half, per), flush=True)
     print("\n(each run of the loop: %.0f ms)" % (loop_s * 1e3))
+    print("\n| copy made by | sample | loop slower | copies/s | cost per copy |")
+    print("|---|---|---:|---:|---:|")
+    for stack in (0, perfstacks.STACK_BYTES):
+        sample = "registers, %d KiB of stack" % (stack // 1024) if stack else "none"
+        mean, half, per, _ = measure(1000, args.pairs, stack)
+        print("| its timed event | %s | %+.2f%% ± %.2f | 1000 | %.1f µs |"
+              % (sample, 100 * mean, 100 * half, per), flush=True)
+        mean, half, per, rate = measure_armed(args.pairs, stack)
+        print("| an arm from another process | %s | %+.2f%% ± %.2f | %.0f | %.1f µs |"
+              % (sample, 100 * mean, 100 * half, rate, per), flush=True)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ PERF_EVENT_IOC_ENABLE = 0x2400
 PERF_EVENT_IOC_DISABLE = 0x2401
 PERF_EVENT_IOC_REFRESH = 0x2402
 PERF_EVENT_IOC_SET_BPF = 0x40042408
+PERF_EVENT_IOC_SET_OUTPUT = 0x2405
 PERF_ATTR_SIZE = 128
 ATTR_DISABLED = 1 << 0
 ATTR_USE_CLOCKID = 1 << 25
@@ -309,3 +310,9 @@ def refresh(fd: int) -> None:
     if _libc.ioctl(fd, PERF_EVENT_IOC_REFRESH, 1) < 0:
         raise BpfUnavailable("perf event ioctl: %s" % os.strerror(ctypes.get_errno()))
 
+
+def set_output(fd: int, into_fd: int) -> None:
+    """Have event ``fd`` write its samples into the ring of event ``into_fd`` (of the same
+    thread, clock and direction, include/uapi/linux/perf_event.h)."""
+    if _libc.ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, into_fd) < 0:
+        raise BpfUnavailable("perf event ioctl: %s" % os.strerror(ctypes.get_errno()))

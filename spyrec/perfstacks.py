@@ -75,7 +75,7 @@ class SampleRing:
                 # the kernel may have come round over what was read: the head says
                 if (head - _U64.unpack_from(self._map, _HEAD_AT)[0]) % (1 << 64) > size - done - length:
                     return None
-                if found is not None and abs(found.time_ns - time_ns) < within_ns:
+                if found is not None and abs(found.time_ns - time_ns) <= within_ns:
                     return found
                 if found is not None and found.time_ns < time_ns - within_ns:
                     return None  # older still: none will do

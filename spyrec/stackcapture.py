@@ -16,10 +16,11 @@ recorder's own walks (``watch``).  A capture is decoded into the walker's (codes
 by ``decode``; code objects are resolved as usual, from the target's memory.
 
 A round reads the rest of a sample (the thread's state in /proc, the GIL, the collector, the
-asyncio task) up to a copy period after the copy (with native frames, the copy is made at the
-round: ``drain``).  What changes within that time is copied with the stack: the collector's
-flag and the GIL's holder (``SharedState``).  The asyncio task is
-not: a stack copied in a task unknown by the round is walked again (spyrec.walker).  A thread
+asyncio task) up to a copy period after the copy (with native frames, a thread found running
+with no copy since the last round is copied at the round: ``drain``).  What changes within
+that time is copied with the stack: the collector's flag and the GIL's holder
+(``SharedState``).  The asyncio task is not: a stack copied in a task unknown by the round is
+walked again (spyrec.walker).  A thread
 that is not running holds still, and is walked from outside as before.
 
 Needs root (CAP_BPF and CAP_PERFMON) and Linux 5.8+; ``StackCapture.open`` raises
@@ -57,11 +58,14 @@ PROGRAM_NAME = "spyrec_stacks"
 #: costs").  At 1 kHz that is a couple of percent; past 500 Hz a round may find no copy
 #: (one a round at 1 kHz, fewer beyond), and its running threads are read from outside.
 MIN_PERIOD_NS = 1_000_000
-#: With native frames (``spyrec --native``), which only copies give, a thread found running is
-#: copied at the round that finds it: its event is armed for one interrupt, this much of its CPU
-#: time later (``PERF_EVENT_IOC_REFRESH``), and is off otherwise.  A thread that runs now and
-#: then, or that has just started, has its copy all the same, and no interrupt is spent where
-#: no round wants one.
+#: With native frames (``spyrec --native``), which only copies give, a thread found running
+#: with no copy since the last round is copied at the round: a second event of the thread,
+#: off otherwise, is armed for one interrupt this much of its CPU time later
+#: (``PERF_EVENT_IOC_REFRESH``).  A thread that runs now and then, or that has just started,
+#: has its copy all the same.  An armed copy costs the thread about twice a timed one (the
+#: inter-processor interrupt that arms it, and the one that turns it off after), so a thread
+#: that runs all along is copied by its timed event, as without native frames
+#: (docs/benchmarks.md, "What an interrupt costs").
 ARM_PERIOD_NS = 20_000
 #: Armed copies of one thread come at most once in this long on average, and two at most this
 #: close (a round late, then one on time): at most 1,250 interrupts a second; a faster round
@@ -87,9 +91,11 @@ SCRATCH_AT, STATUS_AT, COLLECTING_AT, HOLDER_AT, LOCKED_AT = 24, 32, 36, 40, 48
 #: Status: the chain was followed to its end; a read failed; deeper than MAX_FRAMES.
 WHOLE, FAULT, TRUNCATED = 0, 1, 2
 
-#: A copy and the kernel's sample of one interrupt are stamped this close (the sample's time
-#: is taken just after the program runs); copies are at least ``MIN_PERIOD_NS`` apart.
-SAME_INTERRUPT_NS = 200_000
+#: A copy and the kernel's sample of one interrupt are stamped this close: a microsecond or two
+#: (6.18 takes the sample's time just before the program runs, ``bpf_overflow_handler`` in
+#: kernel/events/core.c; older kernels just after).  Two interrupts of one thread this close
+#: are mostly one handler's, of one moment: the thread did not run between them.
+SAME_INTERRUPT_NS = 20_000
 
 _TID = struct.Struct("<I")
 
@@ -240,6 +246,9 @@ class StackCapture:
         self._ring: Optional[bpf.RingBuffer] = None
         self._known: Dict[int, int] = {}  # tid -> tstate, as the program knows them
         self._events: Dict[int, int] = {}  # tid -> its CPU-clock event
+        self._armed: Dict[int, int] = {}  # tid -> its event armed at a round (native frames)
+        #: {tid: its newest capture} drained by ``arm`` for this round's ``drain``
+        self._pending: Dict[int, Capture] = {}
         try:
             self._threads_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_HASH, 4, 8, MAX_THREADS))
             self._ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0, RING_BYTES))
@@ -247,7 +256,7 @@ class StackCapture:
             self._prog = self._keep(bpf.load_program(
                 build_program(layout, tgid, self._threads_fd, self._ring_fd, shared, native),
                 PROGRAM_NAME))
-            self._period = ARM_PERIOD_NS if native else max(MIN_PERIOD_NS, int(1e9 / rate_hz))
+            self._period = max(MIN_PERIOD_NS, int(1e9 / rate_hz))
             #: Seconds ``drain`` waits at most for the copies it armed (see NATIVE_PATIENCE).
             self.patience_s = NATIVE_PATIENCE / rate_hz if native else 0.0
             #: tid -> when its next arm is due (ns), as in the generic cell rate algorithm: a
@@ -261,27 +270,34 @@ class StackCapture:
         self._slot = 8 + _frame_bytes(layout)
 
     def _follow(self, tid: int) -> None:
+        self._events[tid] = bpf.open_cpu_clock(tid, self._period, self._prog,
+                                               *self._sampled())
         if self._native:
-            fd = bpf.open_cpu_clock(tid, self._period, self._prog, perfstacks.SAMPLE_TYPE,
-                                    perfstacks.REGS_MASK, perfstacks.STACK_BYTES, backward=True)
             try:
-                self._rings[tid] = SampleRing(fd)
-            except OSError as exc:
-                os.close(fd)
-                raise BpfUnavailable("mmap of a perf event: %s" % exc.strerror) from None
-        else:
-            fd = bpf.open_cpu_clock(tid, self._period, self._prog)
-        self._events[tid] = fd
-        if not self._native:
-            bpf.enable(fd)  # (native: armed by ``drain``)
+                self._rings[tid] = SampleRing(self._events[tid])
+                self._armed[tid] = bpf.open_cpu_clock(tid, ARM_PERIOD_NS, self._prog,
+                                                      *self._sampled())
+                bpf.set_output(self._armed[tid], self._events[tid])
+            except (BpfUnavailable, OSError) as exc:
+                self._unfollow(tid)
+                raise BpfUnavailable("a thread's second perf event: %s" % exc) from None
+        bpf.enable(self._events[tid])  # (native: the armed one by ``arm``)
+
+    def _sampled(self) -> Tuple[int, int, int, bool]:
+        """The kernel's sample at each copy: with native frames the user registers and stack,
+        written backward (see perfstacks.SampleRing); none otherwise."""
+        if self._native:
+            return perfstacks.SAMPLE_TYPE, perfstacks.REGS_MASK, perfstacks.STACK_BYTES, True
+        return 0, 0, 0, False
 
     def _unfollow(self, tid: int) -> None:
         ring = self._rings.pop(tid, None)
         if ring is not None:
             ring.close()
-        fd = self._events.pop(tid, None)
-        if fd is not None:
-            os.close(fd)
+        for events in (self._armed, self._events):
+            fd = events.pop(tid, None)
+            if fd is not None:
+                os.close(fd)
         self._arm_due.pop(tid, None)
 
     def _keep(self, fd: int) -> int:
@@ -319,17 +335,19 @@ class StackCapture:
         return followed
 
     def arm(self, tids: Collection[int]) -> None:
-        """With native frames, have threads ``tids`` copied at their next interrupt: each one's
-        event armed for one, this round, as far as ``NATIVE_MIN_PERIOD_NS`` allows.  Called
-        for the threads that ran at the last round before this one's reads of /proc, their
-        copies come while those are made."""
+        """With native frames, have threads ``tids`` copied at their next interrupt where they
+        have no copy since the last round: each one's armed event armed for one, this round,
+        as far as ``NATIVE_MIN_PERIOD_NS`` allows.  Called for the threads that ran at the
+        last round before this one's reads of /proc, their copies come while those are made."""
         if not self._native:
             return
+        self._pending.update(self._drain_ring())
         now = time.monotonic_ns()
         for tid in tids:
-            fd = self._events.get(tid)
+            fd = self._armed.get(tid)
             due = self._arm_due.get(tid, 0)
-            if fd is None or tid in self._round_arms or now < due - NATIVE_MIN_PERIOD_NS:
+            if (fd is None or tid in self._pending or tid in self._round_arms
+                    or now < due - NATIVE_MIN_PERIOD_NS):
                 continue
             try:
                 bpf.refresh(fd)
@@ -340,32 +358,35 @@ class StackCapture:
 
     def drain(self, awaited: Collection[int] = (), again: bool = False) -> Dict[int, Capture]:
         """{tid: its newest capture} of the captures the program made since the last call.
-        With native frames, the ``awaited`` threads (found running) are copied at this round
-        (``arm``), and ``drain`` waits up to ``patience_s`` for those copies; an older copy of
-        an armed thread is left out (not of this round).  ``again``: a second call in one
+        With native frames, the ``awaited`` threads (found running) with none are copied at
+        this round (``arm``), and ``drain`` waits up to ``patience_s`` for those copies and
+        for the kernel's samples of the copies it has.  ``again``: a second call in one
         round, whose user stacks join the first's."""
         if not self._native:
             return self._drain_ring()
         self.arm(awaited)
         armed, self._round_arms = self._round_arms, {}
+        newest, self._pending = self._pending, {}
         if not again:
             self.user_stacks = {}
         user_stacks = self.user_stacks
 
         def copied(tid: int) -> bool:
-            """Whether ``tid`` has its copy of this round, and the kernel's sample of that
-            interrupt (written just after the program's copy: it may be a moment behind)."""
+            """Whether ``tid`` has its copy since the last round, and the kernel's sample of
+            that interrupt (written just after the program's copy: it may be a moment
+            behind)."""
             capture = newest.get(tid)
-            if capture is None or capture.time_ns < armed[tid]:
+            if capture is None:
                 return False
             sample = self._rings[tid].sample_at(capture.time_ns, SAME_INTERRUPT_NS)
             if sample is not None:
                 user_stacks[tid] = sample
             return sample is not None
 
-        newest = self._drain_ring()
+        newest.update(self._drain_ring())
         start = time.monotonic()
-        missing = [tid for tid in awaited if tid in armed and not copied(tid)]
+        missing = [tid for tid in awaited
+                   if (tid in armed or tid in newest) and tid in self._rings and not copied(tid)]
         rearmed = False
         while missing and time.monotonic() < start + self.patience_s:
             time.sleep(WAIT_STEP_S)
@@ -374,13 +395,14 @@ class StackCapture:
             if missing and not rearmed and time.monotonic() >= start + REARM_AFTER_S:
                 rearmed = True
                 for tid in missing:
-                    try:
-                        bpf.refresh(self._events[tid])
-                    except BpfUnavailable:
-                        pass
+                    if tid in armed and tid not in newest:
+                        try:
+                            bpf.refresh(self._armed[tid])
+                        except BpfUnavailable:
+                            pass
         for tid in missing:
             newest.pop(tid, None)
-        for tid, capture in newest.items():  # (a thread not armed: its copy since the last)
+        for tid, capture in newest.items():  # (a thread not awaited: its copy since the last)
             if tid not in user_stacks and tid in self._rings:
                 sample = self._rings[tid].sample_at(capture.time_ns, SAME_INTERRUPT_NS)
                 if sample is not None:
@@ -409,6 +431,9 @@ class StackCapture:
         for ring in self._rings.values():
             ring.close()
         self._rings = {}
+        for fd in self._armed.values():
+            os.close(fd)
+        self._armed = {}
         if self._ring is not None:
             self._ring.close()
             self._ring = None
