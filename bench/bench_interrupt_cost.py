@@ -1,6 +1,7 @@
 """What a CPU-clock interrupt costs the thread it interrupts, the price of a stack copy.
 
     .venv/bin/python -m bench.bench_interrupt_cost [--periods 5000,1000,500,100] [--pairs 500]
+                                                   [--work loop|native]
 
 Not part of the unit tests; needs root.  spyrec copies a running thread's stack at a CPU-clock
 interrupt (spyrec.stackcapture): the program costs a few microseconds a run (the kernel's
@@ -16,7 +17,9 @@ Then, at 1,000 copies a second, what one copy costs by how it is made: by the th
 timed event (spyrec's copies), or armed for one interrupt by another process at each round
 (``PERF_EVENT_IOC_REFRESH``, as ``spyrec --native`` does for a thread with no copy since the
 last round); each with no sample, and with the kernel's sample of the user registers and
-``perfstacks.STACK_BYTES`` of stack that native frames need.
+``perfstacks.STACK_BYTES`` of stack that native frames need.  ``--work native`` times
+bench/targets/native_work.py's work (zlib and ``sorted`` with a Python key) instead of a
+Python loop: a copy of the stack costs more where the thread's own data fills the caches.
 """
 
 import argparse
@@ -26,6 +29,7 @@ import statistics
 import struct
 import threading
 import time
+import zlib
 
 from bench.common import command_line
 from spyrec import bpf, perfstacks
@@ -35,11 +39,28 @@ NULL_PROGRAM = "spyrec_null"
 ARM_PERIOD_NS = 20_000
 
 
-def loop(n=300_000):
+def python_loop(n=300_000):
     x = 0
     for i in range(n):
         x += i * i
     return x
+
+
+DATA = os.urandom(1 << 14) + bytes(range(256)) * 64  # (as bench/targets/native_work.py)
+
+
+def negate(x):
+    return -x
+
+
+def native_work(n=25):
+    for _ in range(n):
+        zlib.compress(DATA, 6)
+        sorted(range(300), key=negate)
+
+
+WORK = {"loop": python_loop, "native": native_work}
+loop = python_loop
 
 
 def null_program(copies):
@@ -131,15 +152,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--periods", default="5000,1000,500,100", help="periods in µs")
     parser.add_argument("--pairs", type=int, default=500)
+    parser.add_argument("--work", choices=sorted(WORK), default="loop")
     args = parser.parse_args()
+    global loop
+    loop = WORK[args.work]
     print("Command: `%s`\n" % command_line("bench.bench_interrupt_cost"))
-    print("| period | interrupts/s | loop slower with them | cost per interrupt |")
-    print("|---:|---:|---:|---:|")
-    for period in (int(p) for p in args.periods.split(",")):
+    periods = [int(p) for p in args.periods.split(",") if p]
+    if periods:
+        print("| period | interrupts/s | loop slower with them | cost per interrupt |")
+        print("|---:|---:|---:|---:|")
+    for period in periods:
         mean, half, per, loop_s = measure(period, args.pairs)
         print("| %d µs | %d | %+.2f%% ± %.2f | %.1f µs |"
               % (period, 1e6 / period, 100 * mean, 100 * half, per), flush=True)
-    print("\n(each run of the loop: %.0f ms)" % (loop_s * 1e3))
+    if periods:
+        print("\n(each run of the work: %.0f ms)" % (loop_s * 1e3))
     print("\n| copy made by | sample | loop slower | copies/s | cost per copy |")
     print("|---|---|---:|---:|---:|")
     for stack in (0, perfstacks.STACK_BYTES):
