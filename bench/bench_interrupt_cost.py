@@ -20,6 +20,11 @@ last round); each with no sample, and with the kernel's sample of the user regis
 ``perfstacks.STACK_BYTES`` of stack that native frames need.  ``--work native`` times
 bench/targets/native_work.py's work (zlib and ``sorted`` with a Python key) instead of a
 Python loop: a copy of the stack costs more where the thread's own data fills the caches.
+
+Last, what handing the copy over costs: a program that submits a record to a BPF ring buffer at
+each interrupt, waking the ring's reader (an IRQ-work interrupt of the thread's CPU,
+kernel/bpf/ringbuf.c), as each copy did while the recorder emptied the ring at every round,
+and waking nobody, as spyrec's program does now (``bpf.RINGBUF_NO_WAKEUP``).
 """
 
 import argparse
@@ -70,6 +75,53 @@ def null_program(copies):
     code.mov_imm(bpf.R0, 1 if copies else 0)
     code.exit()
     return bpf.load_program(code.code(), NULL_PROGRAM)
+
+
+#: bpf_ringbuf_submit's BPF_RB_FORCE_WAKEUP (include/uapi/linux/bpf.h): wake the ring's reader
+#: at every record, as each copy did when the recorder emptied the ring at every round.
+RINGBUF_FORCE_WAKEUP = 2
+
+
+def handover_program(ring_fd, flags):
+    """A program that hands an 8-byte record to ring ``ring_fd``, submitted with ``flags``."""
+    code = bpf.Assembler()
+    code.load_map(bpf.R1, ring_fd)
+    code.mov_imm(bpf.R2, 8)
+    code.mov_imm(bpf.R3, 0)
+    code.call(bpf.RINGBUF_RESERVE)
+    code.jump_if_imm("==", bpf.R0, 0, "out")
+    code.mov(bpf.R1, bpf.R0)
+    code.mov_imm(bpf.R2, flags)
+    code.call(bpf.RINGBUF_SUBMIT)
+    code.label("out")
+    code.mov_imm(bpf.R0, 0)
+    code.exit()
+    return bpf.load_program(code.code(), NULL_PROGRAM)
+
+
+def measure_handover(pairs, flags, period_us=1000):
+    """As ``measure``, the program handing a record over at each interrupt (the ring emptied
+    after each run of the work): (mean, half-width, µs per interrupt)."""
+    ring_bytes = 1 << 20
+    ring_fd = bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0, ring_bytes)
+    ring = bpf.RingBuffer(ring_fd, ring_bytes)
+    prog = handover_program(ring_fd, flags)
+    event = open_event(threading.get_native_id(), period_us * 1000, prog, 0)
+
+    def switch(on):
+        bpf.enable(event, on)
+        if not on:
+            for _ in ring.records():
+                pass
+            ring.consume()
+    try:
+        mean, half, _, _ = paired(switch, pairs)
+    finally:
+        os.close(event)
+        os.close(prog)
+        ring.close()
+        os.close(ring_fd)
+    return mean, half, mean * period_us
 
 
 def open_event(tid, period_ns, prog, stack):
@@ -177,6 +229,12 @@ def main():
         mean, half, per, rate = measure_armed(args.pairs, stack)
         print("| an arm from another process | %s | %+.2f%% ± %.2f | %.0f | %.1f µs |"
               % (sample, 100 * mean, 100 * half, rate, per), flush=True)
+    print("\n| the program at each of 1,000 interrupts a second | loop slower | cost per interrupt |")
+    print("|---|---:|---:|")
+    for what, flags in (("hands a record over, waking the ring's reader", RINGBUF_FORCE_WAKEUP),
+                        ("hands a record over, waking nobody", bpf.RINGBUF_NO_WAKEUP)):
+        mean, half, per = measure_handover(args.pairs, flags)
+        print("| %s | %+.2f%% ± %.2f | %.1f µs |" % (what, 100 * mean, 100 * half, per), flush=True)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = range(11)
 RINGBUF_BUSY = 1 << 31
 RINGBUF_DISCARD = 1 << 30
 RINGBUF_HEADER = 8
+#: bpf_ringbuf_submit's flag BPF_RB_NO_WAKEUP: without it, a record submitted to a ring its
+#: reader had emptied wakes the reader's poll with an IRQ-work interrupt of the submitting CPU
+#: (kernel/bpf/ringbuf.c), paid by the interrupted thread; spyrec's reader polls nobody.
+RINGBUF_NO_WAKEUP = 1
 
 # perf_event_open
 PERF_TYPE_SOFTWARE = 1
@@ -51,6 +55,7 @@ PERF_EVENT_IOC_SET_BPF = 0x40042408
 PERF_EVENT_IOC_SET_OUTPUT = 0x2405
 PERF_ATTR_SIZE = 128
 ATTR_DISABLED = 1 << 0
+ATTR_WATERMARK = 1 << 14
 ATTR_USE_CLOCKID = 1 << 25
 ATTR_WRITE_BACKWARD = 1 << 27
 CLOCK_MONOTONIC = 1
@@ -277,17 +282,19 @@ class RingBuffer:
 
 
 def open_cpu_clock(tid: int, period_ns: int, prog_fd: int, sample_type: int = 0,
-                   regs_user: int = 0, stack_user: int = 0, backward: bool = False) -> int:
+                   regs_user: int = 0, stack_user: int = 0, backward: bool = False,
+                   wakeup_bytes: int = 0) -> int:
     """A CPU-clock event of thread ``tid`` (on whatever CPU it runs) that runs ``prog_fd`` every
     ``period_ns`` of the thread's CPU time, not enabled yet.  With a ``sample_type``, the
     kernel also writes a sample (of ``regs_user`` and ``stack_user`` bytes of the user stack
     where asked, its time on CLOCK_MONOTONIC) whenever the program returns non-zero, into a
-    ring written ``backward`` if asked (the newest kept, the oldest overwritten)."""
+    ring written ``backward`` if asked (the newest kept, the oldest overwritten), and wakes its
+    pollers each ``wakeup_bytes`` written (0: each half ring) with an IRQ-work interrupt."""
     attr = bytearray(PERF_ATTR_SIZE)
     flags = ATTR_DISABLED | (ATTR_USE_CLOCKID if sample_type else 0) \
-        | (ATTR_WRITE_BACKWARD if backward else 0)
-    struct.pack_into("<IIQQQQQ", attr, 0, PERF_TYPE_SOFTWARE, PERF_ATTR_SIZE,
-                     PERF_COUNT_SW_CPU_CLOCK, period_ns, sample_type, 0, flags)
+        | (ATTR_WRITE_BACKWARD if backward else 0) | (ATTR_WATERMARK if wakeup_bytes else 0)
+    struct.pack_into("<IIQQQQQI", attr, 0, PERF_TYPE_SOFTWARE, PERF_ATTR_SIZE,
+                     PERF_COUNT_SW_CPU_CLOCK, period_ns, sample_type, 0, flags, wakeup_bytes)
     struct.pack_into("<QIi", attr, 80, regs_user, stack_user, CLOCK_MONOTONIC)
     buf = ctypes.create_string_buffer(bytes(attr), PERF_ATTR_SIZE)
     fd = _libc.syscall(SYS_PERF_EVENT_OPEN, buf, tid, -1, -1, PERF_FLAG_FD_CLOEXEC)

@@ -19,6 +19,7 @@ STACK_BYTES = 32768
 #: Data pages of each event's ring buffer (a power of two): room for the last few samples (the
 #: round looks for the one whose copy of the Python frames it takes, the newest or nearly).
 RING_PAGES = 32
+RING_BYTES = RING_PAGES * mmap.PAGESIZE
 
 PERF_SAMPLE_TID, PERF_SAMPLE_TIME = 1 << 1, 1 << 2
 PERF_SAMPLE_REGS_USER, PERF_SAMPLE_STACK_USER = 1 << 12, 1 << 13
@@ -56,7 +57,7 @@ class SampleRing:
         page = mmap.PAGESIZE
         self._map = mmap.mmap(fd, page * (1 + RING_PAGES), mmap.MAP_SHARED, mmap.PROT_READ)
         self._data = memoryview(self._map)[page:]
-        self._size = page * RING_PAGES
+        self._size = RING_BYTES
 
     def sample_at(self, time_ns: int, within_ns: int) -> Optional[UserStack]:
         """The newest sample taken within ``within_ns`` of ``time_ns``, if the ring still

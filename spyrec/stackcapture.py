@@ -212,7 +212,7 @@ def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int,
     a.label("submit")
     a.store(R9, 4, R8, 4)
     a.mov(R1, R9)
-    a.mov_imm(R2, 0)
+    a.mov_imm(R2, bpf.RINGBUF_NO_WAKEUP)  # the recorder reads the ring at its rounds
     a.call(bpf.RINGBUF_SUBMIT)
     a.label("out")
     # with native frames, non-zero: the kernel writes its sample, and an event armed for one
@@ -283,12 +283,15 @@ class StackCapture:
                 raise BpfUnavailable("a thread's second perf event: %s" % exc) from None
         bpf.enable(self._events[tid])  # (native: the armed one by ``arm``)
 
-    def _sampled(self) -> Tuple[int, int, int, bool]:
+    def _sampled(self) -> Tuple[int, int, int, bool, int]:
         """The kernel's sample at each copy: with native frames the user registers and stack,
-        written backward (see perfstacks.SampleRing); none otherwise."""
+        written backward (see perfstacks.SampleRing), waking no poller before a whole ring is
+        written (the recorder reads the ring at its rounds, and a wake-up is an interrupt of
+        the thread); none otherwise."""
         if self._native:
-            return perfstacks.SAMPLE_TYPE, perfstacks.REGS_MASK, perfstacks.STACK_BYTES, True
-        return 0, 0, 0, False
+            return (perfstacks.SAMPLE_TYPE, perfstacks.REGS_MASK, perfstacks.STACK_BYTES, True,
+                    perfstacks.RING_BYTES)
+        return 0, 0, 0, False, 0
 
     def _unfollow(self, tid: int) -> None:
         ring = self._rings.pop(tid, None)
