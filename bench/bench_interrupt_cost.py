@@ -23,8 +23,8 @@ Python loop: a copy of the stack costs more where the thread's own data fills th
 
 Last, what handing the copy over costs: a program that submits a record to a BPF ring buffer at
 each interrupt, waking the ring's reader (an IRQ-work interrupt of the thread's CPU,
-kernel/bpf/ringbuf.c), as each copy did while the recorder emptied the ring at every round,
-and waking nobody, as spyrec's program does now (``bpf.RINGBUF_NO_WAKEUP``).
+kernel/bpf/ringbuf.c), as each copy would with the recorder emptying the ring at every round,
+and waking nobody, as spyrec's program does (``bpf.RINGBUF_NO_WAKEUP``).
 """
 
 import argparse
@@ -78,7 +78,7 @@ def null_program(copies):
 
 
 #: bpf_ringbuf_submit's BPF_RB_FORCE_WAKEUP (include/uapi/linux/bpf.h): wake the ring's reader
-#: at every record, as each copy did when the recorder emptied the ring at every round.
+#: at every record, as each copy would with the recorder emptying the ring at every round.
 RINGBUF_FORCE_WAKEUP = 2
 
 

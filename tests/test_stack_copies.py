@@ -37,8 +37,8 @@ WORK_LINE = marked_lines(target_path("visitor.py"))["work"]
 #: A running thread is copied once per sampling interval of its CPU time, so a round nearly
 #: always finds a copy made since the last (up to 1 kHz: spyrec.stackcapture.MIN_PERIOD_NS).
 RATE = "500"
-#: IRQ-work interrupts the target's CPU may take per copy (one per copy when each copy woke the
-#: ring's reader; none from the copies now, a few from whatever else runs on that CPU).
+#: IRQ-work interrupts the target's CPU may take per copy (one per copy if each copy woke the
+#: ring's reader; none from the copies, a few from whatever else runs on that CPU).
 IRQ_WORK_PER_COPY = 0.1
 
 
