@@ -37,6 +37,7 @@ import time
 import zlib
 
 from bench.common import command_line
+from bench.targets.native_work import DATA, negate
 from spyrec import bpf, perfstacks
 
 NULL_PROGRAM = "spyrec_null"
@@ -51,14 +52,8 @@ def python_loop(n=300_000):
     return x
 
 
-DATA = os.urandom(1 << 14) + bytes(range(256)) * 64  # (as bench/targets/native_work.py)
-
-
-def negate(x):
-    return -x
-
-
 def native_work(n=25):
+    """bench/targets/native_work.py's loop, ``n`` times over."""
     for _ in range(n):
         zlib.compress(DATA, 6)
         sorted(range(300), key=negate)
