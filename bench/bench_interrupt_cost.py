@@ -25,6 +25,11 @@ Last, what handing the copy over costs: a program that submits a record to a BPF
 each interrupt, waking the ring's reader (an IRQ-work interrupt of the thread's CPU,
 kernel/bpf/ringbuf.c), as each copy would with the recorder emptying the ring at every round,
 and waking nobody, as spyrec's program does (``bpf.RINGBUF_NO_WAKEUP``).
+
+And what spyrec's own copies cost beyond the interrupt: this process attached to itself as a
+target (``PythonProcess.attach``) with its copies at 1,000 a second (``start_capture``), the
+thread's timed event switched on and off as above, its copies drained after each run, next to
+the program that returns at once; without and with native frames (the registers and stack).
 """
 
 import argparse
@@ -39,6 +44,7 @@ import zlib
 from bench.common import command_line
 from bench.targets.native_work import DATA, negate
 from spyrec import bpf, perfstacks
+from spyrec.interpreter import PythonProcess
 
 NULL_PROGRAM = "spyrec_null"
 #: What spyrec --native arms a thread's event for (spyrec.stackcapture.ARM_PERIOD_NS).
@@ -117,6 +123,32 @@ def measure_handover(pairs, flags, period_us=1000):
         ring.close()
         os.close(ring_fd)
     return mean, half, mean * period_us
+
+
+def measure_spyrec(pairs, native):
+    """As ``measure``, at 1,000 copies a second by spyrec's own program (and, ``native``, the
+    kernel's sample of registers and stack), this process its target: (mean, half-width, µs
+    per copy, copies drained)."""
+    tid = threading.get_native_id()
+    proc = PythonProcess.attach(os.getpid())
+    drained = 0
+    try:
+        proc.sample_threads()
+        proc.start_capture(1000, native)
+        capture = proc.capture
+        capture.watch(proc.walker.tstates)
+        event = capture._events[tid]
+        bpf.enable(event, False)
+
+        def switch(on):
+            nonlocal drained
+            bpf.enable(event, on)
+            if not on:
+                drained += len(capture.drain())
+        mean, half, _, _ = paired(switch, pairs)
+    finally:
+        proc.close()
+    return mean, half, mean * 1000, drained
 
 
 def open_event(tid, period_ns, prog, stack):
@@ -230,6 +262,16 @@ def main():
                         ("hands a record over, waking nobody", bpf.RINGBUF_NO_WAKEUP)):
         mean, half, per = measure_handover(args.pairs, flags)
         print("| %s | %+.2f%% ± %.2f | %.1f µs |" % (what, 100 * mean, 100 * half, per), flush=True)
+    print("\n| at each of 1,000 interrupts a second | loop slower | cost per interrupt | copies |")
+    print("|---|---:|---:|---:|")
+    mean, half, per, _ = measure(1000, args.pairs)
+    print("| a program that returns at once | %+.2f%% ± %.2f | %.1f µs | |"
+          % (100 * mean, 100 * half, per), flush=True)
+    for what, native in (("spyrec's copy of the Python frames", False),
+                         ("the same with the native sample (`--native`)", True)):
+        mean, half, per, copies = measure_spyrec(args.pairs, native)
+        print("| %s | %+.2f%% ± %.2f | %.1f µs | %d |"
+              % (what, 100 * mean, 100 * half, per, copies), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import select
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -43,7 +44,7 @@ def log(message):
 
 def command_line(module):
     """How this run was started, for the "Command:" line of a report."""
-    return " ".join([".venv/bin/python -m", module] + sys.argv[1:])
+    return " ".join([".venv/bin/python -m", module] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
 # --------------------------------------------------------------------------------------------
