@@ -45,10 +45,9 @@ from bench.common import command_line
 from bench.targets.native_work import DATA, negate
 from spyrec import bpf, perfstacks
 from spyrec.interpreter import PythonProcess
+from spyrec.stackcapture import ARM_PERIOD_NS
 
 NULL_PROGRAM = "spyrec_null"
-#: What spyrec --native arms a thread's event for (spyrec.stackcapture.ARM_PERIOD_NS).
-ARM_PERIOD_NS = 20_000
 
 
 def python_loop(n=300_000):
