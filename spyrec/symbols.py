@@ -16,11 +16,13 @@ start; for Debian's non-PIE /usr/bin/python3.11 (first p_vaddr 0x400000, mapped 
 
 import collections
 import io
+import mmap
 import os
 from typing import BinaryIO, Dict, Iterable, Optional, Tuple, cast
 
 from elftools.common.exceptions import ELFError
-from elftools.dwarf.dwarfinfo import DWARFInfo
+from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DWARFInfo
+from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 from elftools.elf.hash import GNUHashSection
 from elftools.elf.sections import Symbol, SymbolTableSection
@@ -28,6 +30,68 @@ from elftools.elf.sections import Symbol, SymbolTableSection
 from spyrec.process import MemoryMap
 
 PAGE = 4096
+
+
+class SectionView:
+    """One section of a mapped file, read as pyelftools reads a section's stream, without a
+    copy: ``getbuffer`` gives its bytes themselves, as ``io.BytesIO.getbuffer`` does (spyrec.elflines
+    scans them)."""
+
+    def __init__(self, data: memoryview):
+        self._data = data
+        self._at = 0
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = (0, self._at, len(self._data))[whence]
+        self._at = max(0, base + offset)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        start = self._at
+        end = len(self._data) if size is None or size < 0 else min(len(self._data), start + size)
+        if start >= end:
+            return b""
+        self._at = end
+        return self._data[start:end].tobytes()
+
+    def getbuffer(self) -> memoryview:
+        return self._data[:]  # (a view of its own: the caller may release it)
+
+
+class _MappedElfFile(ELFFile):
+    """pyelftools' ``ELFFile`` whose DWARF sections are views of the file mapped read-only,
+    where pyelftools would copy each one into memory (``_read_dwarf_section``, pyelftools
+    0.33): a library built with debug information carries tens of megabytes of them, of
+    which the line tables of the units a recording meets are read.  Compressed sections are
+    read as pyelftools reads them (decompressed into memory)."""
+
+    def __init__(self, stream: BinaryIO, mapped: Optional[memoryview]):
+        self._mapped = mapped
+        super().__init__(stream)
+
+    def _read_dwarf_section(self, section, relocate_dwarf_sections):
+        offset, size = section["sh_offset"], section["sh_size"]
+        if (self._mapped is None or relocate_dwarf_sections or self.has_phantom_bytes()
+                or section["sh_type"] == "SHT_NOBITS"
+                or section["sh_flags"] & SH_FLAGS.SHF_COMPRESSED
+                or section.name.startswith(".zdebug") or offset + size > len(self._mapped)):
+            return super()._read_dwarf_section(section, relocate_dwarf_sections)
+        return DebugSectionDescriptor(stream=SectionView(self._mapped[offset:offset + size]),
+                                      name=section.name, global_offset=offset, size=size,
+                                      address=section["sh_addr"])
+
+
+def _map_file(file: BinaryIO) -> Optional[memoryview]:
+    """The whole of an open file mapped read-only, or None (empty, or not a file that maps).
+    A file truncated while mapped would fault on a read past its new end; a library file
+    mapped by the target faults the target the same way, and is replaced, not truncated."""
+    try:
+        return memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
+    except (OSError, ValueError):
+        return None
 
 
 class ElfImage:
@@ -39,7 +103,8 @@ class ElfImage:
         self.path = path
         self._file: BinaryIO = open(path, "rb") if data is None else io.BytesIO(data)
         try:
-            self.elf = ELFFile(self._file)
+            self.elf: ELFFile = _MappedElfFile(self._file,
+                                               _map_file(self._file) if data is None else None)
         except ELFError:
             self._file.close()
             raise

@@ -21,7 +21,7 @@ from elftools.elf.elffile import ELFFile
 import spyformat
 from pythons import interpreter_path
 from spyrec.elflines import debug_file, line_table
-from spyrec.symbols import load_elf
+from spyrec.symbols import ElfImage, load_elf
 
 #: Addresses checked per file.
 PICKS = 200
@@ -205,3 +205,30 @@ def test_a_damaged_library_gives_no_lines_and_no_error(tmp_path, section):
     for start_address, size_of in functions(str(damaged)):
         place = table.line(start_address + size_of // 2)
         assert place is None or (isinstance(place[0], str) and place[1] > 0)
+
+
+def _anonymous_bytes():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
+
+
+def test_a_librarys_debug_sections_are_read_in_place_not_copied():
+    """A library built with debug information carries tens of megabytes of it: mapped, not
+    copied into the recorder's memory (pyelftools alone copies every section it reads)."""
+    found = [files for files in library_files() if files[0].startswith("libpython")]
+    if not found:
+        pytest.skip("no pyenv CPython 3.8 or 3.12 with its shared library")
+    library = found[-1][1]
+    with open(library, "rb") as f:
+        sizes = [s["sh_size"] for s in ELFFile(f).iter_sections()
+                 if s.name.startswith(".debug_") and not s["sh_flags"] & 0x800]  # SHF_COMPRESSED
+    if sum(sizes) < 8 << 20:
+        pytest.skip("%s has %d bytes of uncompressed debug sections" % (library, sum(sizes)))
+    before = _anonymous_bytes()
+    image = ElfImage(library)  # (not load_elf's: another test may have read it already)
+    table = line_table(image, None)
+    start, size = max(functions(library), key=lambda f: f[1])
+    place = table.line(start + size // 2)
+    grown = _anonymous_bytes() - before
+    assert place is not None and place[1] > 0
+    assert grown < sum(sizes) // 4, "%d bytes more for %d bytes of debug sections" % (grown, sum(sizes))
