@@ -61,10 +61,10 @@ MIN_PERIOD_NS = 1_000_000
 #: With native frames (``spyrec --native``), which only copies give, a thread found running
 #: with no copy since the last round is copied at the round: a second event of the thread,
 #: off otherwise, is armed for one interrupt this much of its CPU time later
-#: (``PERF_EVENT_IOC_REFRESH``): the shortest a CPU-clock period the kernel runs
-#: (kernel/events/core.c, ``perf_swevent_start_hrtimer``), so that a thread that runs only
-#: a little longer is copied before it sleeps.  A thread that runs now and then, or that has just started,
-#: has its copy all the same.  An armed copy costs the thread about twice a timed one (the
+#: (``PERF_EVENT_IOC_REFRESH``): the shortest CPU-clock period the kernel allows
+#: (kernel/events/core.c, ``perf_swevent_start_hrtimer``), so that a thread that runs only a
+#: little longer is copied before it sleeps.  A thread that runs now and then, or that has
+#: just started, has its copy all the same.  An armed copy costs the thread about twice a timed one (the
 #: inter-processor interrupt that arms it, and the one that turns it off after), so a thread
 #: that runs all along is copied by its timed event, as without native frames
 #: (docs/benchmarks.md, "What an interrupt costs").

@@ -34,8 +34,8 @@ PAGE = 4096
 
 class SectionView:
     """One section of a mapped file, read as pyelftools reads a section's stream, without a
-    copy: ``getbuffer`` gives its bytes themselves, as ``io.BytesIO.getbuffer`` does (spyrec.elflines
-    scans them)."""
+    copy: ``getbuffer`` gives its bytes themselves, as ``io.BytesIO.getbuffer`` does
+    (spyrec.elflines scans them)."""
 
     def __init__(self, data: memoryview):
         self._data = data

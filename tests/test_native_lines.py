@@ -16,6 +16,7 @@ import shutil
 import subprocess
 
 import pytest
+from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
 import spyformat
@@ -221,7 +222,7 @@ def test_a_librarys_debug_sections_are_read_in_place_not_copied():
     library = found[-1][1]
     with open(library, "rb") as f:
         sizes = [s["sh_size"] for s in ELFFile(f).iter_sections()
-                 if s.name.startswith(".debug_") and not s["sh_flags"] & 0x800]  # SHF_COMPRESSED
+                 if s.name.startswith(".debug_") and not s["sh_flags"] & SH_FLAGS.SHF_COMPRESSED]
     if sum(sizes) < 8 << 20:
         pytest.skip("%s has %d bytes of uncompressed debug sections" % (library, sum(sizes)))
     before = _anonymous_bytes()
