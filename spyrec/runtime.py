@@ -127,7 +127,9 @@ def find_runtime_file(pid: int, maps: List[MemoryMap], exe: str) -> RuntimeFile:
         if m.path.startswith("/"):
             by_path.setdefault(m.path, []).append(m)
     for path, mappings in by_path.items():
-        if _LIBPYTHON.match(os.path.basename(path)):
+        # loaded, its code mapped executable: not a file the program maps as data (a tool
+        # that reads libraries, spyrec itself among them)
+        if _LIBPYTHON.match(os.path.basename(path)) and any("x" in m.perms for m in mappings):
             return RuntimeFile(pid, path.replace(" (deleted)", ""), mappings)
     exe_maps = by_path.get(exe) or by_path.get(exe + " (deleted)")
     if not exe_maps:

@@ -6,12 +6,13 @@ The readers are pointed at the test process itself and read real objects by ``id
 
 import ctypes
 import os
+import subprocess
 import sys
 import threading
 
 import pytest
 
-from pythons import marked_lines
+from pythons import interpreter_path, marked_lines
 from spyrec.errors import MemoryReadError, PermissionDenied, TargetNotFound
 from spyrec.interpreter import PythonProcess
 from spyrec.runtime import version_from_hex
@@ -176,3 +177,34 @@ def test_attach_to_ourselves_sees_this_frame():
         # AND once blocked in join() it is seen without the GIL (until the lock is reached it
         # still runs join()'s Python code and holds it, so the helper samples until then)
         assert len(theirs) == 1 and not mine[0].holds_gil
+
+
+def test_a_libpython_mapped_as_data_is_not_taken_for_the_interpreter():
+    # GIVEN a Python process that maps another version's libpython read-only, as a tool that
+    # reads libraries does (spyrec's own unwinder among them)
+    other = next((p for p in (interpreter_path(label) for label in ("3.12", "3.8", "3.13"))
+                  if os.path.exists(p)), None)
+    if other is None:
+        pytest.skip("no pyenv CPython 3.8, 3.12 or 3.13 to take a libpython from")
+    library = subprocess.run(
+        [other, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR') + '/' "
+         "+ (sysconfig.get_config_var('INSTSONAME') or ''))"],
+        capture_output=True, text=True).stdout.strip()
+    if not os.path.isfile(library) or sys.version_info[:2] == tuple(
+            int(n) for n in os.path.basename(library)[len("libpython"):].split(".")[:2]):
+        pytest.skip("no libpython of another version than this Python's")
+    code = ("import mmap, sys, time\nf = open(sys.argv[1], 'rb')\n"
+            "m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)\n"
+            "print('ready', flush=True)\ntime.sleep(30)\n")
+    target = subprocess.Popen([sys.executable, "-c", code, library], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        # WHEN spyrec attaches to it
+        with PythonProcess.attach(target.pid) as proc:
+            # THEN it finds the interpreter that runs it, not the library it maps
+            assert proc.version_string.startswith("%d.%d." % sys.version_info[:2])
+            assert proc.sample_threads()
+    finally:
+        target.kill()
+        target.wait()
