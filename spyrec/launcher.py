@@ -47,9 +47,10 @@ class Launched:
 
     def __init__(self, command, stdout_to_stderr=False):
         try:
+            parent = os.getpid()
             self.child = subprocess.Popen(command,
                                           stdout=sys.stderr if stdout_to_stderr else None,
-                                          preexec_fn=_prepare_child)
+                                          preexec_fn=lambda: _prepare_child(parent))
         except OSError as exc:
             raise LaunchError("cannot start %s: %s" % (command[0], exc.strerror or exc))
         self.name = command[0]
@@ -171,11 +172,15 @@ class Launched:
             pass
 
 
-def _prepare_child():
+def _prepare_child(parent):
     """In the child, before exec: a process group of its own, and SIGTERM when the thread that
-    started it ends (spyrec killed with SIGKILL, or crashed), as spyrec itself would send."""
+    started it ends (spyrec killed with SIGKILL, or crashed), as spyrec itself would send.
+    A spyrec that ended before the request was made (``parent`` no longer the parent) sends
+    nothing: the child ends at once instead of running the command on its own."""
     os.setpgid(0, 0)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _group_members(pgid):

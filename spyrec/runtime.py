@@ -124,11 +124,12 @@ def find_interpreter(pid: int, mem: TargetMemory, exe: str) -> Interpreter:
 def find_runtime_file(pid: int, maps: List[MemoryMap], exe: str) -> RuntimeFile:
     by_path: Dict[str, List[MemoryMap]] = {}
     for m in maps:
-        if m.path.startswith("/"):
+        # (a shared mapping is never the loader's: a file the program maps as data, as a tool
+        # that reads libraries does, spyrec itself among them)
+        if m.path.startswith("/") and not m.perms.endswith("s"):
             by_path.setdefault(m.path, []).append(m)
     for path, mappings in by_path.items():
-        # loaded, its code mapped executable: not a file the program maps as data (a tool
-        # that reads libraries, spyrec itself among them)
+        # loaded, its code mapped executable (not only mapped as data)
         if _LIBPYTHON.match(os.path.basename(path)) and any("x" in m.perms for m in mappings):
             return RuntimeFile(pid, path.replace(" (deleted)", ""), mappings)
     exe_maps = by_path.get(exe) or by_path.get(exe + " (deleted)")

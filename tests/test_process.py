@@ -208,3 +208,26 @@ def test_a_libpython_mapped_as_data_is_not_taken_for_the_interpreter():
     finally:
         target.kill()
         target.wait()
+
+
+def test_a_process_that_maps_its_own_interpreter_as_data_is_read_right():
+    # GIVEN a Python process that maps, read-only, every file it runs code from (its
+    # executable, its libpython if any, the C library), as spyrec's own unwinder maps the
+    # libraries it reads
+    code = ("import mmap, time\npaths = {line.split()[-1] for line in open('/proc/self/maps')\n"
+            "         if line.split()[1][2] == 'x' and line.split()[-1].startswith('/')}\n"
+            "files = [open(p, 'rb') for p in sorted(paths)]\n"
+            "kept = [mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) for f in files]\n"
+            "print(len(kept), flush=True)\ntime.sleep(30)\n")
+    target = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert int(target.stdout.readline()) >= 2
+        # WHEN spyrec attaches to it
+        with PythonProcess.attach(target.pid) as proc:
+            # THEN it finds the runtime where the loader put it, and reads the main thread
+            assert proc.version_string.startswith("%d.%d." % sys.version_info[:2])
+            stacks = proc.sample_threads()
+            assert len(stacks) == 1 and stacks[0].frames
+    finally:
+        target.kill()
+        target.wait()
