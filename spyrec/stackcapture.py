@@ -64,10 +64,10 @@ MIN_PERIOD_NS = 1_000_000
 #: (``PERF_EVENT_IOC_REFRESH``): the shortest CPU-clock period the kernel allows
 #: (kernel/events/core.c, ``perf_swevent_start_hrtimer``), so that a thread that runs only a
 #: little longer is copied before it sleeps.  A thread that runs now and then, or that has
-#: just started, has its copy all the same.  An armed copy costs the thread about twice a timed one (the
-#: inter-processor interrupt that arms it, and the one that turns it off after), so a thread
-#: that runs all along is copied by its timed event, as without native frames
-#: (docs/benchmarks.md, "What an interrupt costs").
+#: just started, has its copy all the same.  An armed copy costs the thread about twice a
+#: timed one (the inter-processor interrupt that arms it, and the one that turns it off
+#: after), so a thread that runs all along is copied by its timed event, as without native
+#: frames (docs/benchmarks.md, "What an interrupt costs").
 ARM_PERIOD_NS = 10_000
 #: Armed copies of one thread come at most once in this long on average, and two at most this
 #: close (a round late, then one on time): at most 1,250 interrupts a second; a faster round

@@ -141,6 +141,16 @@ def python_for(label: str) -> str:
     return path
 
 
+def shared_libpython(python: str) -> Optional[str]:
+    """The shared libpython a host interpreter loads (its ``LIBDIR``/``INSTSONAME``), or None
+    (a static build, or no such file)."""
+    path = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR') + '/' "
+         "+ (sysconfig.get_config_var('INSTSONAME') or ''))"],
+        capture_output=True, text=True).stdout.strip()
+    return path if os.path.isfile(path) else None
+
+
 def minor_of(label: str) -> str:
     """``"3.11-debian"`` -> ``"3.11"``; ``"venv"`` -> its base minor."""
     return VENV_BASE if label == "venv" else label.split("-")[0]

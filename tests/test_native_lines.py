@@ -20,7 +20,7 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
 import spyformat
-from pythons import interpreter_path
+from pythons import interpreter_path, shared_libpython
 from spyrec.elflines import debug_file, line_table
 from spyrec.symbols import ElfImage, load_elf
 
@@ -67,14 +67,15 @@ def library_files():
         python = interpreter_path(label)
         if not os.path.exists(python):
             continue
-        where = subprocess.run(
-            [python, "-c", "import sysconfig, zlib; print(sysconfig.get_config_var('LIBDIR') + '/' "
-             "+ sysconfig.get_config_var('INSTSONAME')); print(zlib.__file__)"],
-            capture_output=True, text=True).stdout.split()
-        if where and os.path.exists(where[0]) and label != "3.13":  # (3.12's is of its kind)
-            found.append(("libpython" + label, where[0], where[0]))
-        if label == "3.13" and len(where) > 1:
-            found.append(("zlibmodule" + label, where[1], where[1]))
+        if label != "3.13":  # (3.12's is of its kind)
+            library = shared_libpython(python)
+            if library:
+                found.append(("libpython" + label, library, library))
+            continue
+        zlib = subprocess.run([python, "-c", "import zlib; print(zlib.__file__)"],
+                              capture_output=True, text=True).stdout.strip()
+        if zlib:
+            found.append(("zlibmodule" + label, zlib, zlib))
     with open(LIBC, "rb") as f:
         separate = debug_file(ELFFile(f), "/", LIBC)
     if separate:

@@ -4,6 +4,7 @@ The readers are pointed at the test process itself and read real objects by ``id
 (CPython's ``id`` is the object's address), so the expected bytes are known exactly.
 """
 
+import contextlib
 import ctypes
 import os
 import subprocess
@@ -12,7 +13,7 @@ import threading
 
 import pytest
 
-from pythons import interpreter_path, marked_lines
+from pythons import interpreter_path, marked_lines, shared_libpython
 from spyrec.errors import MemoryReadError, PermissionDenied, TargetNotFound
 from spyrec.interpreter import PythonProcess
 from spyrec.runtime import version_from_hex
@@ -179,35 +180,38 @@ def test_attach_to_ourselves_sees_this_frame():
         assert len(theirs) == 1 and not mine[0].holds_gil
 
 
+@contextlib.contextmanager
+def _python_running(code, *args):
+    """This Python running ``code`` (with ``args``), once it has printed its first line: (its
+    process, that line)."""
+    target = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        yield target, target.stdout.readline().strip()
+    finally:
+        target.kill()
+        target.wait()
+
+
 def test_a_libpython_mapped_as_data_is_not_taken_for_the_interpreter():
     # GIVEN a Python process that maps another version's libpython read-only, as a tool that
     # reads libraries does (spyrec's own unwinder among them)
-    other = next((p for p in (interpreter_path(label) for label in ("3.12", "3.8", "3.13"))
-                  if os.path.exists(p)), None)
-    if other is None:
-        pytest.skip("no pyenv CPython 3.8, 3.12 or 3.13 to take a libpython from")
-    library = subprocess.run(
-        [other, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR') + '/' "
-         "+ (sysconfig.get_config_var('INSTSONAME') or ''))"],
-        capture_output=True, text=True).stdout.strip()
-    if not os.path.isfile(library) or sys.version_info[:2] == tuple(
+    library = next((shared_libpython(p) for p in (interpreter_path(label)
+                                                  for label in ("3.12", "3.8", "3.13"))
+                    if os.path.exists(p)), None)
+    if not library or sys.version_info[:2] == tuple(
             int(n) for n in os.path.basename(library)[len("libpython"):].split(".")[:2]):
         pytest.skip("no libpython of another version than this Python's")
     code = ("import mmap, sys, time\nf = open(sys.argv[1], 'rb')\n"
             "m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)\n"
             "print('ready', flush=True)\ntime.sleep(30)\n")
-    target = subprocess.Popen([sys.executable, "-c", code, library], stdout=subprocess.PIPE,
-                              text=True)
-    try:
-        assert target.stdout.readline().strip() == "ready"
+    with _python_running(code, library) as (target, said):
+        assert said == "ready"
         # WHEN spyrec attaches to it
         with PythonProcess.attach(target.pid) as proc:
             # THEN it finds the interpreter that runs it, not the library it maps
             assert proc.version_string.startswith("%d.%d." % sys.version_info[:2])
             assert proc.sample_threads()
-    finally:
-        target.kill()
-        target.wait()
 
 
 def test_a_process_that_maps_its_own_interpreter_as_data_is_read_right():
@@ -219,15 +223,11 @@ def test_a_process_that_maps_its_own_interpreter_as_data_is_read_right():
             "files = [open(p, 'rb') for p in sorted(paths)]\n"
             "kept = [mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) for f in files]\n"
             "print(len(kept), flush=True)\ntime.sleep(30)\n")
-    target = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert int(target.stdout.readline()) >= 2
+    with _python_running(code) as (target, said):
+        assert int(said) >= 2
         # WHEN spyrec attaches to it
         with PythonProcess.attach(target.pid) as proc:
             # THEN it finds the runtime where the loader put it, and reads the main thread
             assert proc.version_string.startswith("%d.%d." % sys.version_info[:2])
             stacks = proc.sample_threads()
             assert len(stacks) == 1 and stacks[0].frames
-    finally:
-        target.kill()
-        target.wait()
