@@ -3,14 +3,16 @@
 frames (its default, and ``--no-bpf``), for what the native frames add.
 
     .venv/bin/python -m bench.bench_native [--python PY] [--rates 100,1000] [--seconds 5]
-                                           [--runs 3]
+                                           [--runs 3] [--profilers "spyrec,spyrec --native"]
 
 bench/targets/native_work.py spends one thread's time in zlib and in ``sorted`` calling a
 Python key back, and counts its loops per 100 ms.  Each run starts it once and attaches every
 profiler by PID in turn, for ``--seconds`` each, with the target alone a second less before
 each and after the last: a profiler's slowdown compares the loops done while it was attached (its
 first second left out) with the windows alone on either side, in the same process.  Also per
-profiler and rate, as medians over the runs: samples delivered a second; invalid samples
+profiler and rate, as medians over the runs (the slowdown also as a mean with its 95% interval,
+which takes more runs than the peers' slowdowns allow: ``--profilers`` picks some): samples
+delivered a second; invalid samples
 (spyrec: torn ones, with --native also those left with Python frames only; py-spy: its
 ``Errors``; Austin: its ``invalid samples``); and the profiler's own CPU (user + system, from
 its rusage) per sample.  Not a unit test.
@@ -27,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from bench.common import BENCH, command_line, interpreter, kill, python_help
+from bench.common import BENCH, command_line, interpreter, kill, mean_ci, python_help
 from bench.peers import find_peer
 
 TARGET = os.path.join(BENCH, "targets", "native_work.py")
@@ -37,8 +39,11 @@ SLOT_S = 0.1  # the target's slot (native_work.SLOT_S)
 
 
 def profilers():
-    """name -> command(pid, rate, seconds, out) for every profiler found."""
+    """name -> command(pid, rate, seconds, out) for every profiler found, and "interrupts
+    only" (bench/interrupter.py: the CPU-clock interrupts spyrec's copies take, alone)."""
     found = {"none": None}
+    found["interrupts only"] = lambda pid, rate, seconds, out: [
+        sys.executable, "-m", "bench.interrupter", str(pid), str(rate), str(seconds)]
     for options in (["--no-bpf"], [], ["--native"]):
         found[" ".join(["spyrec"] + options)] = (
             lambda pid, rate, seconds, out, options=options: [
@@ -62,6 +67,8 @@ def profilers():
 def samples_and_invalid(name, stderr):
     """(samples delivered, invalid samples) from what the profiler printed."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", stderr)
+    if name == "interrupts only":
+        return 0, 0
     if name.startswith("spyrec"):
         total = int(re.search(r"spyrec: (\d+) samples", text).group(1))
         if "--native" not in name:  # its torn samples
@@ -123,9 +130,16 @@ def main():
     parser.add_argument("--rates", default="100,1000")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profilers", help="these only, by name, comma-separated (default: all)")
     args = parser.parse_args()
     python = interpreter(args.python)
     found = profilers()
+    if args.profilers:
+        chosen = args.profilers.split(",")
+        unknown = [name for name in chosen if name not in found]
+        if unknown:
+            parser.error("no profiler %s here (%s)" % (", ".join(unknown), ", ".join(found)))
+        found = {name: found[name] for name in ["none"] + chosen}
     rates = [int(r) for r in args.rates.split(",")]
     rows = {}
     with tempfile.TemporaryDirectory() as workdir:
@@ -138,9 +152,9 @@ def main():
     print("Target: bench/targets/native_work.py under %s, %g s attached, median of %d runs"
           % (python, args.seconds, args.runs))
     print()
-    print("| rate | profiler | target slowdown (runs' range) | samples/s | invalid "
-          "| profiler CPU per sample |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| rate | profiler | target slowdown (runs' range) | mean, 95% interval | samples/s "
+          "| invalid | profiler CPU per sample |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for rate in rates:
         for name in found:
             if name == "none":
@@ -151,9 +165,12 @@ def main():
             per_s = statistics.median(r["samples"] / args.seconds for r in runs)
             invalid = statistics.median(r["invalid"] / max(1, r["samples"]) for r in runs)
             per_sample = statistics.median(r["cpu_s"] / max(1, r["samples"]) for r in runs)
-            print("| %d Hz | %s | %+.1f%% (%+.0f to %+.0f%%) | %.0f | %.1f%% | %.0f µs |"
+            mean, half = mean_ci(slowdowns)
+            sampled = ("%.0f | %.1f%% | %.0f µs" % (per_s, 100 * invalid, 1e6 * per_sample)
+                       if per_s else "- | - | -")
+            print("| %d Hz | %s | %+.1f%% (%+.0f to %+.0f%%) | %+.1f%% ± %.1f | %s |"
                   % (rate, name, 100 * slowdown, 100 * min(slowdowns), 100 * max(slowdowns),
-                     per_s, 100 * invalid, 1e6 * per_sample))
+                     100 * mean, 100 * half, sampled))
 
 
 if __name__ == "__main__":

@@ -330,8 +330,9 @@ def parser():
     p.add_argument("--fine-rate", default="1k", help="rate for --fine-slowdown (default 1k)")
     p.add_argument("--fine-variant", default="idle", choices=sorted(FINE_VARIANTS),
                    help="the fourth run of each --fine-slowdown cycle: spyrec under chrt "
-                        "--idle 0 (default), spyrec with StepAside off, or the null "
-                        "co-runner in C (needs cc)")
+                        "--idle 0 (default), spyrec with StepAside off, the null "
+                        "co-runner in C (needs cc), spyrec with or without copies at "
+                        "interrupts (bpf, no-bpf), or with native frames (native)")
     p.add_argument("--soak", type=int, metavar="SECONDS",
                    help="only the soak: record at 1 kHz for SECONDS and follow the RSS")
     p.add_argument("--soak-target", choices=("deep", "varied"), default="deep")

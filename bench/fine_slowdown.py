@@ -93,9 +93,19 @@ class SpyrecOutsidePeer(SpyrecPeer):
         return super().command(pid, rate, out) + ["--no-bpf"]
 
 
+class SpyrecNativePeer(SpyrecPeer):
+    """spyrec with ``--native``: each copy also takes the thread's registers and stack."""
+
+    name = "spyrec --native"
+    label = "spyrec --native"
+
+    def command(self, pid, rate, out):
+        return super().command(pid, rate, out) + ["--native"]
+
+
 #: The fourth run of each fine-slowdown cycle (``--fine-variant``).
 FINE_VARIANTS = {"idle": SpyrecIdlePeer, "no-step-aside": SpyrecStayingPeer, "null-c": NullCRunner,
-                 "bpf": SpyrecBpfPeer, "no-bpf": SpyrecOutsidePeer}
+                 "bpf": SpyrecBpfPeer, "no-bpf": SpyrecOutsidePeer, "native": SpyrecNativePeer}
 
 
 def fine_slowdown(target, threads_list, rate, cycles, work_seconds, settle, workdir, bound, out,
@@ -108,15 +118,15 @@ def fine_slowdown(target, threads_list, rate, cycles, work_seconds, settle, work
     next to a null co-runner (a process that wakes at the sampling rate and does nothing),
     recorded by spyrec, and a variant of spyrec: ``variant="idle"`` runs it under ``chrt --idle
     0`` (the scheduling policy that never preempts, at the price of rounds skipped while every
-    core is busy), ``"no-step-aside"`` with ``StepAside`` off (its effect), ``"null-c"`` is not spyrec
-    but the null co-runner written in C (what waking alone costs, with no interpreter), ``"bpf"``
-and ``"no-bpf"`` spyrec with and without stacks copied at interrupts; the ratios
-    within each cycle get a mean and a t-interval.  spyrec
-    against the baseline is the issue's measure; spyrec against the null co-runner is what
-    reading the target costs it, beyond the machine merely having a second busy process; the
-    null co-runner against the baseline is that machine effect itself.  The verdict is "yes"
-    only when the whole interval of the issue's measure is at or below ``bound``, "no" when
-    it is all above, and "not resolved" otherwise.
+    core is busy), ``"no-step-aside"`` with ``StepAside`` off (its effect), ``"null-c"`` is not
+    spyrec but the null co-runner written in C (what waking alone costs, with no interpreter),
+    ``"bpf"`` and ``"no-bpf"`` spyrec with and without stacks copied at interrupts,
+    ``"native"`` spyrec with native frames; the ratios within each cycle get a mean and a
+    t-interval.  spyrec against the baseline is the issue's measure; spyrec against the null
+    co-runner is what reading the target costs it, beyond the machine merely having a second
+    busy process; the null co-runner against the baseline is that machine effect itself.  The
+    verdict is "yes" only when the whole interval of the issue's measure is at or below
+    ``bound``, "no" when it is all above, and "not resolved" otherwise.
     """
     runners = FineRunners(target, variant)
     reason = runners.spyrec.available()

@@ -52,10 +52,21 @@ def parse_spy(path):
 
 
 def parsed(rec, extra):
-    """A ``Parsed`` from a ``spyformat.RecordingData`` (read from a .spy or imported)."""
+    """A ``Parsed`` from a ``spyformat.RecordingData`` (read from a .spy or imported).  A
+    stack's leaf is its innermost Python frame: with native frames (``spyrec --native``) the
+    C functions a Python line called lie below it."""
+    from spyformat.records import FrameKind
+
     names = rec.strings
     frame_names = rec.frames["name"]
-    leaf_of = [names[frame_names[s[-1]]] if s else "" for s in rec.stacks]
+    kinds = rec.frames.get("kind")
+
+    def python_leaf(stack):
+        if kinds is not None:
+            stack = [frame for frame in stack if kinds[frame] == FrameKind.PYTHON]
+        return names[frame_names[stack[-1]]] if stack else ""
+
+    leaf_of = [python_leaf(s) for s in rec.stacks]
     counts = Counter(rec.samples["stack"].tolist())
     leaves = Counter()
     depth = 0
