@@ -14,7 +14,10 @@ from spyrec import bpf
 
 
 def main():
-    pid, rate, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+    try:
+        pid, rate, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+    except (IndexError, ValueError):
+        sys.exit("usage: python -m bench.interrupter PID RATE SECONDS")
     event = open_event(pid, int(1e9 / rate), null_program(False), 0)
     bpf.enable(event)
     time.sleep(seconds)
