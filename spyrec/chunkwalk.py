@@ -11,10 +11,11 @@ walk are not parsed again (``ChunkMemo``).
 A walk tears on a link up the chunk it came from, an owner out of range or an absurd
 instruction offset; a chain that ends at a generator's frame lost its callers when the
 generator yielded during the walk (see spyrec.generatorcallers).  On 3.11/3.12 a walk whose
-innermost frame does not end where the thread state says the frame chunk does tears too
-(``_fits_top``).  Innermost frames with no code (they returned between the copies of the
-thread state and of the chunk: 3.14+ clears a frame's executable as it pops it) are stepped
-over, not torn.
+innermost frame does not end where the thread state says the frame chunk does
+(``_fits_top``) is taken at one of its copies' moments where they tell it
+(``_settle_misfit``), and tears where they do not.  Innermost frames with no code (they
+returned between the copies of the thread state and of the chunk: 3.14+ clears a frame's
+executable as it pops it) are stepped over, not torn.
 
 ``ChunkWalk`` is a part of ``StackWalker`` kept in a module of its own: its methods read and
 write the walker's tables (``_memos``: each thread's last walk).
@@ -115,24 +116,28 @@ class ChunkWalk:
         #: 3.11/3.12: code address -> size of its frames in a chunk (see _fits_top).
         self._frame_bytes = codes.frame_bytes if layout.code.frame_words else None
         self._misfit = False  # the last _walk_iframes tore on _fits_top
+        #: (address, copy) of the newest chunk as the last _walk_iframes read it
+        self._walked: Optional[Tuple[int, bytes]] = None
         #: (len(frame_bytes) when made, its distinct sizes ascending) for _last_in_chunk.
         self._size_set: Tuple[int, List[int]] = (-1, [])
 
     def _walk_iframes(self, addr: int, chunk: int, top: int, sentinel: int = 0,
                       tstate: int = 0, prefetched: Copies = None, with_state: bool = True,
-                      settled: bool = False) -> Walk:
+                      settled: bool = False, fit: bool = True) -> Walk:
         """3.11+: follow ``previous`` through local copies of the datastack chunks, down to
         NULL or (3.15+) the thread's base frame ``sentinel``, which is not read.
 
         Stretches of frames in the newest chunk whose bytes are unchanged are taken from the
         thread's last walk (see ChunkMemo); the others are parsed one by one.  ``with_state``:
         whether ``addr`` was copied with the thread state (see _cframe_top); ``settled``: and
-        its copies on both sides of the thread state agree (see _fits_top).
+        its copies on both sides of the thread state agree (see _fits_top); ``fit``: whether
+        a walk that does not fit the thread state's top tears (see _settle_misfit).
 
         One loop in one function, about 200 lines: it is the hot path of every 3.11+ sample,
         and a call per frame would cost more than parsing the frame does.
         """
         self._misfit = False
+        self._walked = None
         self.outermost_generator = self.outermost_generator_code = 0
         codes: List[int] = []
         offsets: List[int] = []
@@ -150,6 +155,7 @@ class ChunkWalk:
                 else:
                     buf = self.mem.read(chunk, top - chunk)
                 regions.append((chunk, top, buf))
+                self._walked = (chunk, buf)
                 older = U64.unpack_from(buf)[0]
             except READ_ERRORS:
                 pass
@@ -300,8 +306,9 @@ class ChunkWalk:
         if gens:
             self.outermost_generator, at = gens[-1]
             self.outermost_generator_code = codes[at]
-        if chunk_addrs and not self._fits_top(chunk_addrs[0], codes, chunk_starts[0], top,
-                                              buf, base, (chunk_addrs[0], link), settled):
+        if fit and chunk_addrs and not self._fits_top(chunk_addrs[0], codes, chunk_starts[0],
+                                                     top, buf, base, (chunk_addrs[0], link),
+                                                     settled):
             self._misfit = True
             self.misfit_walks += 1
             return codes, offsets, True
@@ -362,6 +369,40 @@ class ChunkWalk:
             self.misfit_walks += 1
             return None
         return (generator[1],) + spliced
+
+    def _settle_misfit(self, addr: int, chunk: int, top: int, sentinel: int, tstate: int,
+                       prefetched: Copies, with_state: bool) -> Walk:
+        """3.11/3.12: the walk of a thread whose walk from ``addr`` did not fit the thread
+        state's top (see _fits_top), taken at the moment of one of its copies.
+
+        The thread called or returned between the copies of its frame chunk and of what names
+        its innermost frame.  Walking again would take a later moment, one less likely to fall
+        in whatever the thread does only briefly (a short call is under-counted, its
+        neighbours over), so the copies at hand are used: the frame of the chunk's copy that
+        ends at the thread state's top, when it is ``addr``'s callee or one of its callers, is
+        where the thread was when the top was copied; when none is (the thread returned and
+        called another function, whose frame lies where the last one did), the chunk's copy
+        walked from ``addr`` is where the thread was when the chunk was copied.
+        """
+        walked = self._walked
+        copies = dict(prefetched) if prefetched else {}
+        if walked is not None:
+            copies[walked[0]] = walked[1]
+        codes, offsets, torn = self._walk_iframes(addr, chunk, top, sentinel, tstate,
+                                                  copies or None, with_state, fit=False)
+        last = self._last_in_chunk(chunk, top, copies) if walked is not None else 0
+        if not last or last == addr or torn:
+            return codes, offsets, torn
+        generator = self.outermost_generator, self.outermost_generator_code
+        then = self._walk_iframes(last, chunk, top, sentinel, tstate, copies)
+        # The frame at the top must be the slot's frame's callee, linked to it (a frame being
+        # pushed has a stale link), or one of its callers, the thread having returned into it.
+        found = then[0]
+        if not then[2] and (found[1:] == codes or len(found) < len(codes)
+                            and found == codes[len(codes) - len(found):]):
+            return then
+        self.outermost_generator, self.outermost_generator_code = generator
+        return codes, offsets, torn
 
     def _last_in_chunk(self, chunk: int, top: int, prefetched: Copies = None) -> int:
         """3.11/3.12: the frame that ends where the thread state says the chunk's used part

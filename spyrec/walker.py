@@ -7,9 +7,9 @@ One ``sample()`` costs a handful of reads per thread:
 * per interpreter: one read of ``next`` + ``tstate_head`` (+ the embedded ``_gil`` on 3.12+,
   and ``gc.collecting`` on 3.9+, in 3.8 in the runtime's block);
 * per thread state: one read of the whole ``PyThreadState``, on 3.11/3.12 with the slots of
-  the ``_PyCFrame``s it was last found in copied before and after it in the same system call
-  (see ``_cframe_top``); on <=3.10 a 4-byte read of the kernel TID inside glibc's
-  ``struct pthread``;
+  the ``_PyCFrame``s it was last found in copied before and after it, and again after its
+  frame chunk, in the same system call (see ``_copy_thread`` and ``_cframe_top``); on <=3.10
+  a 4-byte read of the kernel TID inside glibc's ``struct pthread``;
 * frames: see chunkwalk.py (3.11+: copies of the thread's datastack chunks) and pyframes.py
   (<=3.10: heap frame objects, last time's chain in one scatter read);
 * code objects: nothing once verified (see codeobjects.py);
@@ -63,6 +63,11 @@ MAX_CFRAMES = 8
 
 #: The key of a C frame slot's copy taken before the thread state's, beside the slot's address.
 BEFORE = "before"
+#: The key of a C frame slot's copy taken after the frame chunk, beside the slot's address.
+LATE = "late"
+#: The key of the thread state's bytes from its C frame pointer to its datastack top, as
+#: copied right after its frame chunk.
+LATE_STATE = "late state"
 #: A pointer this close to a C frame's address is to its run's entry frame, beside it on the
 #: C stack (both are locals of _PyEval_EvalFrameDefault, Python/ceval.c 3.12); no other frame
 #: lies on a C stack.
@@ -77,13 +82,20 @@ Fields = Tuple[Any, ...]
 #: ``StackWalker._last`` entry: (fields but ``next``, stack, whether it holds from the GIL read
 #: on, the thread state's bytes).
 LastEntry = Tuple[Fields, ThreadStack, bool, bytes]
-#: {slot: its copy after the thread state, (slot, BEFORE): its copy before} (see _slot_copies).
-SlotCopies = Dict[Union[int, Tuple[int, str]], bytes]
+#: {slot: its copy after the thread state, (slot, BEFORE): its copy before, (slot, LATE): its
+#: copy after the frame chunk, LATE_STATE: the thread state's C frame pointer and datastack
+#: top copied with that} (see _slot_copies).
+SlotCopies = Dict[Union[int, Tuple[int, str], str], bytes]
 
 
-def _slot_copies(slots: List[Tuple[int, int]], copies: List[Optional[bytes]]) -> SlotCopies:
+def _slot_copies(slots: List[Tuple[int, int]], copies: List[Optional[bytes]],
+                 late: Sequence[Optional[bytes]] = ()) -> SlotCopies:
     """{slot: its copy after the thread state, (slot, BEFORE): its copy before} from the copies
-    of ``slots`` in reverse, the thread state, ``slots`` (see StackWalker._copy_thread)."""
+    of ``slots`` in reverse, the thread state, ``slots`` (see StackWalker._copy_thread).
+
+    ``late``: copies of ``slots`` and of the thread state's C frame pointer and datastack top
+    made after the frame chunk; when all were made, each slot's goes under (slot, LATE) and the
+    thread state's under LATE_STATE."""
     count = len(slots)
     found: SlotCopies = {}
     for (slot, _), before, after in zip(slots, reversed(copies[:count]), copies[count + 1:]):
@@ -91,6 +103,10 @@ def _slot_copies(slots: List[Tuple[int, int]], copies: List[Optional[bytes]]) ->
             found[slot] = after
             if before is not None:
                 found[slot, BEFORE] = before
+    if late and None not in late:
+        found[LATE_STATE] = late[-1]  # type: ignore[assignment]  # (none is None)
+        for (slot, _), copy in zip(slots, late):
+            found[slot, LATE] = copy  # type: ignore[assignment]
     return found
 
 
@@ -256,6 +272,9 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         self._init_task_walk(layout)
         self._cframe = layout.thread_frame_kind == "cframe"
         self._cframe_current = layout.cframe.current_frame if layout.cframe else 0
+        #: 3.11/3.12: the thread state's bytes from its C frame pointer to its datastack top,
+        #: copied again after the frame chunk (see _copy_thread): (offset, size).
+        self._late_state = (ts.frame, (ts.datastack_top or 0) + 8 - ts.frame)
 
     def shared_state(self) -> SharedState:
         """Where the main interpreter's collector flag and GIL fields are, for copies made
@@ -593,8 +612,12 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
 
         3.11/3.12 copy the slots of the thread's recent C frames just before and after the
         thread state (see _cframe_top), the most recent C frame's nearest to it on both sides,
-        then the chunk and the pool, latest frames first:
-        what the slots point to is then copied soonest after them.  Elsewhere the thread state
+        then the chunk, then the slots again with the thread state's C frame pointer and
+        datastack top, then the pool, latest frames first.  Each range of a copy costs about
+        a microsecond here, so a walk from the slots copied with the thread state would put
+        the thread in a frame it had left by the time the chunk was copied, or not yet
+        entered; from the slots copied right after the chunk, with the top copied then, it is
+        of the chunk's moment.  Elsewhere the thread state
         comes last, callers before it (a stack changes at its inner end); a first walk there
         copies the thread state alone, the chunk after it, as measured best on 3.13-3.15.
         """
@@ -609,13 +632,20 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             copies = self.mem.read_many(ranges + [(tstate, self._ts_size)])
             return copies[-1], _copies_by_address(ranges, copies), None
         slots = [(cframe + self._cframe_current, 8) for cframe in self._cframes.get(tstate, ())]
-        ranges = chunk + [(addr, self._frame_size) for addr in reversed(pool)]
-        if not slots and not ranges:
+        frames = [(addr, self._frame_size) for addr in reversed(pool)]
+        if not slots and not chunk and not frames:
             return self.read(tstate, self._ts_size), None, None
-        copies = self.mem.read_many(slots[::-1] + [(tstate, self._ts_size)] + slots + ranges)
-        after = len(slots) + 1 + len(slots)
-        return (copies[len(slots)], _copies_by_address(ranges, copies[after:]),
-                _slot_copies(slots, copies[:after]) if slots else None)
+        late = slots + [(tstate + self._late_state[0], self._late_state[1])] \
+            if slots and chunk else []
+        copies = self.mem.read_many(slots[::-1] + [(tstate, self._ts_size)] + slots + chunk
+                                    + late + frames)
+        at = len(slots) + 1 + len(slots)
+        chunk_copy = copies[at:at + len(chunk)]
+        late_copies = copies[at + len(chunk):at + len(chunk) + len(late)]
+        at += len(chunk) + len(late)
+        return (copies[len(slots)], _copies_by_address(chunk + frames, chunk_copy + copies[at:]),
+                _slot_copies(slots, copies[:len(slots) + 1 + len(slots)], late_copies)
+                if slots else None)
 
     def _walk_again(self, tstate: int, interp: int, holder: int,
                     torn_fields: Fields) -> Optional[Tuple[bytes, Fields, ThreadStack]]:
@@ -767,23 +797,33 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         codes: Sequence[int]
         offsets: Sequence[int]
         codes = offsets = ()
-        top, other = fields[2], 0
+        top, other, late = fields[2], 0, False
+        # the datastack top that goes with the slot's copy taken (see _cframe_top)
+        data_top = fields[6]
         if self._cframe:
             try:
-                top, with_state, other = self._cframe_top(tstate, ts, top, slot_copies)
+                top, with_state, other, late = self._cframe_top(tstate, ts, top, slot_copies)
+                if late:
+                    data_top = U64.unpack_from(slot_copies[LATE_STATE],  # type: ignore[index]
+                                               self._late_state[1] - 8)[0]
             except READ_ERRORS:
                 top = 0  # the C frame is gone: see below
                 torn = True
         sentinel = fields[7] if len(fields) > 7 else 0
         if top:
             codes, offsets, torn = self._walk_iframes(
-                top, fields[5], fields[6], sentinel, tstate, prefetched, with_state,
+                top, fields[5], data_top, sentinel, tstate, prefetched, with_state,
                 with_state and not other)
         if torn and self._misfit and other:
             # The other copy of the C frame's slot, taken on the other side of the
             # thread state, may be the one that agrees with it.
             codes, offsets, torn = self._walk_iframes(other, fields[5], fields[6],
                                                       sentinel, tstate, prefetched)
+        if torn and self._misfit and late:
+            # (with the C frame the thread state named still the thread's after the chunk
+            # was copied: else the slot may be one a later run of the eval loop took over)
+            codes, offsets, torn = self._settle_misfit(top, fields[5], data_top, sentinel,
+                                                       tstate, prefetched, with_state)
         if torn and not codes and self._cframe:
             # The C frame that named the innermost frame has ended and its stack slot
             # holds something else: the thread is in C code between two runs of the
@@ -796,14 +836,23 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         return codes, offsets, torn, with_state
 
     def _cframe_top(self, tstate: int, ts: bytes, cframe: int,
-                    slot_copies: Optional[SlotCopies] = None) -> Tuple[int, bool, int]:
+                    slot_copies: Optional[SlotCopies] = None) -> Tuple[int, bool, int, bool]:
         """3.11/3.12: tstate->cframe->current_frame, whether it was copied with the thread
-        state (from its root C frame inside it, or ``slot_copies``) or read after it, and the
-        slot's other copy when the two differ (else 0)."""
+        state (from its root C frame inside it, or ``slot_copies``) or read after it, the
+        slot's other copy when the two differ (else 0), and whether the one taken is the copy
+        made after the frame chunk, with the datastack top under LATE_STATE.
+
+        A walk from the slot as copied right after the chunk, with the top copied with it, is
+        of one moment: the chunk's, to within the copy of the frames above the innermost.  A
+        walk from the copy made with the thread state mixes two: a thread that returned from
+        a short call and called another at the same address between the copies would be
+        shown in the first or in the second as the frames' sizes happen to make its walk fit
+        the thread state's top or not (see ChunkWalk._fits_top).
+        """
         at = cframe - tstate + self._cframe_current
         if 0 <= at <= len(ts) - 8:
             self._cframes.pop(tstate, None)
-            return U64.unpack_from(ts, at)[0], True, 0
+            return U64.unpack_from(ts, at)[0], True, 0, False
         known = self._cframes.get(tstate)
         if known is None:
             if len(self._cframes) >= MAX_THREADS:
@@ -815,30 +864,38 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             known.insert(0, cframe)
             del known[MAX_CFRAMES:]
         if not cframe:
-            return 0, True, 0
+            return 0, True, 0, False
         slot = cframe + self._cframe_current
         data = slot_copies.get(slot) if slot_copies else None
         with_state = data is not None
+        # (``with_state``: the slot's copy came from ``slot_copies``)
+        state = slot_copies.get(LATE_STATE) if with_state else None  # type: ignore[union-attr]
+        before = slot_copies.get((slot, BEFORE)) if with_state else None  # type: ignore
+        # The slot's late copy counts while the C frame is still the thread's: a run of the
+        # eval loop that returned since (a generator resumed from C, on 3.11 every one) left
+        # its slot stale.
+        late = state is not None and U64.unpack_from(state)[0] == cframe
+        if late:
+            data, before = slot_copies[slot, LATE], data  # type: ignore[index]
         if data is None:
             data = self.read(slot, 8)
         top = other = U64.unpack(data)[0]
-        # (``with_state``: the slot's copy came from ``slot_copies``)
-        if with_state and slot_copies.get((slot, BEFORE)) is not None:  # type: ignore[union-attr]
-            other = U64.unpack(slot_copies[slot, BEFORE])[0]  # type: ignore[index]
+        if before is not None:
+            other = U64.unpack(before)[0]
             if abs(top - cframe) < ENTRY_NEAR and other and abs(other - cframe) >= ENTRY_NEAR:
-                # Copied after the thread state, the slot points to the run's entry frame:
-                # the run is returning (a generator yielded to the C code that resumed it) or
-                # returned already, stale.  Copied just before, it pointed to the frame the
-                # run was in when the thread state named it.  Both to the entry frame: the
-                # run is between frames for long (collecting garbage, say): its caller is
-                # where the thread is.
-                top, other = other, 0
+                # Copied later, the slot points to the run's entry frame: the run is
+                # returning (a generator yielded to the C code that resumed it) or returned
+                # already, stale.  Copied just before, it pointed to the frame the run was
+                # in when the thread state named it.  Both to the entry frame: the run is
+                # between frames for long (collecting garbage, say): its caller is where
+                # the thread is.
+                top, other, late = other, 0, False
         if not top:
             # Only the root C frame, inside the thread state, is ever without a Python frame:
             # any other is a run of the eval loop (Python/ceval.c), which sets its frame at
             # once, so this one ended between the two reads and its stack slot was reused.
             raise MemoryReadError("C frame 0x%x has no frame any more" % cframe)
-        return top, with_state, other if other != top else 0
+        return top, with_state, other if other != top else 0, late
 
     def _pthread_tid(self, thread_id: int) -> int:
         """<=3.10: the kernel TID stored in glibc's struct pthread (offset found at attach)."""

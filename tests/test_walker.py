@@ -5,6 +5,7 @@ are resolved from ``# @mark`` comments in the target sources.  Because the targe
 tests sample until the expected state shows up (``settled``) instead of assuming it.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ import pytest
 from conftest import attached
 from pythons import (ALL_SUPPORTED, ROOTED, UNSUPPORTED, marked_lines, minor_of, python_for,
                      running_target, target_path, wait_until)
+from shares import sampling_margin
+from test_record import Stacks, load, spyrec
 from spyrec.errors import MemoryReadError, NotPython, TargetNotFound, UnsupportedPython
 from spyrec.interpreter import FrameInfo, PythonProcess, ThreadStack
 
@@ -499,17 +502,28 @@ def test_reused_frames_equal_a_fresh_walk(label, target_under):
     while walks < 400 and time.monotonic() < deadline:
         recorded.reads = {}
         walker._gil_seen = {}  # walk every thread (no stack kept whole: see StackWalker.sample)
-        retried = walker.retried_walks
+        retried, misfits = walker.retried_walks, walker.misfit_walks
+        pattern = _copy_pattern(walker)
         stacks = walker.sample()
-        if walker.retried_walks != retried:
-            # A walk tore and was done again: the thread moved while it was read, so the same
-            # ranges gave different bytes, which one set of reads cannot replay.
+        if walker.retried_walks != retried or walker.misfit_walks != misfits:
+            # A walk tore and was done again, or did not fit and was taken at one of its
+            # copies' moments: the thread moved while it was read, so the same ranges gave
+            # different bytes, which one set of reads cannot replay.
             continue
         # WHEN the same memory is walked by a fresh walker, which parses every frame
-        fresh = _fresh_walker(proc, walker, _Replay(recorded.reads))
+        fresh = _fresh_walker(proc, walker, _Replay(recorded.reads), pattern)
         # THEN both give the same stacks, frame for frame
-        again = fresh.sample()
+        try:
+            again = fresh.sample()
+        except AssertionError:  # a read the first walker did not make
+            if fresh.misfit_walks or fresh.retried_walks:
+                continue  # (see below)
+            raise
         assert len(again) == len(stacks)
+        if fresh.misfit_walks or fresh.retried_walks:
+            # Without the first walker's history of the thread, the fresh one found a walk
+            # torn or not fitting where the first did not, and walked other copies.
+            continue
         for walked, reused in zip(again, stacks):
             # A torn walk is cut where a code address fails to verify, and verifying reads the
             # live target again, so only untorn fresh walks are an exact reference.
@@ -539,16 +553,49 @@ def test_stacks_that_keep_returning_through_deep_calls_are_rarely_torn(label, ta
     # THEN hardly any first walk is torn (before a torn walk is walked again): returned frames
     # are stepped over, not taken for garbage (3.14/3.15 still tear 1.1-2.1% here, 15 runs of
     # this test each, on other races; they tore 4-5% before).  On 3.11/3.12 a walk whose
-    # innermost frame does not fit the thread state's chunk top (1-2% here) is torn on
-    # purpose: counted apart.  <=3.10 reads each frame object by itself, and tears 1-3% here
-    # as the host's speed varies.
+    # innermost frame does not fit the thread state's chunk top (1-2% here) is counted apart:
+    # most are taken at one of their copies' moments, not walked again.  <=3.10 reads each frame
+    # object by itself, and tears 1-3% here as the host's speed varies.
     misfits = proc.walker.misfit_walks - misfits
-    first_tears = proc.walker.retried_walks - first_tears - misfits
+    first_tears = proc.walker.retried_walks - first_tears
     version = tuple(map(int, minor_of(label).split(".")))
     bar = 0.04 if version <= (3, 10) else 0.03 if version >= (3, 14) else 0.02
     assert walks >= 1000
     assert first_tears <= walks * bar, "%d of %d walks torn" % (first_tears, walks)
     assert misfits <= walks * 0.04, "%d of %d walks did not fit" % (misfits, walks)
+
+
+@pytest.mark.parametrize("label", ["3.11", "3.12"])
+def test_a_short_call_read_from_outside_gets_its_share(label, tmp_path):
+    # GIVEN a loop of Python work and a read of a few microseconds (short_reads.py), whose
+    # calls before and after it put their frames where it puts its own (3.11+), and which
+    # times its share of the run itself
+    marks = marked_lines(target_path("short_reads.py"))
+    timed_lines = {marks["timed"], marks["call"], marks["after"]}
+    out = tmp_path / "short.spy"
+    # WHEN it is recorded at 1 kHz from its start, reading its frames from outside (no copies
+    # at interrupts)
+    result = spyrec("-o", out, "-r", "1000", "--no-bpf", "--", python_for(label),
+                    target_path("short_reads.py"), "3")
+    assert result.returncode == 0, result.stderr
+    own = json.loads(result.stdout.strip().splitlines()[-1])
+    stacks = Stacks(load(out))
+    reading = around = total = 0
+    for stack_id in stacks.rec.samples["stack"].tolist():
+        frames = stacks.stack(stack_id)
+        if not frames:
+            continue
+        total += 1
+        reading += frames[0][0] == "reading"
+        around += frames[0][0] == "main" and frames[0][2] in timed_lines
+    # THEN the samples in ``reading`` come to the share the target timed, which lies between
+    # them and them with the samples on the lines that time it: walks that straddle a call or
+    # a return are taken at one of their copies' moments (walked again, they fell later, out
+    # of the short call; taken as they came, in or out of it by the frames' sizes)
+    assert total > 2000, total
+    margin = sampling_margin(own["read_share"], total)
+    assert reading / total - margin <= own["read_share"] <= (reading + around) / total + margin, (
+        label, reading / total, (reading + around) / total, own, margin)
 
 
 def _walked_once(proc):
@@ -559,12 +606,29 @@ def _walked_once(proc):
     return walker, recorded.reads, walker.sample()
 
 
-def _fresh_walker(proc, walker, memory):
-    """A new walker of ``proc`` over ``memory``, sharing ``walker``'s verified code objects."""
+def _copy_pattern(walker):
+    """What decides which ranges ``walker`` copies with each thread state (its threads' C
+    frames, frames outside the chunk, and chunk extents), as it stands before a sample."""
+    return ({tstate: list(cframes) for tstate, cframes in walker._cframes.items()},
+            {tstate: dict(pool) for tstate, pool in walker._pools.items()},
+            {tstate: (memo.chunk, len(memo.buf)) for tstate, memo in walker._memos.items()})
+
+
+def _fresh_walker(proc, walker, memory, pattern=None):
+    """A new walker of ``proc`` over ``memory``, sharing ``walker``'s verified code objects;
+    given a ``_copy_pattern``, it copies the same ranges as the walker it was taken from did
+    (whose copies made in one call are of one moment each, which no other set of reads
+    replays), but parses every frame."""
+    from spyrec.chunkwalk import ChunkMemo
     from spyrec.walker import StackWalker
     fresh = StackWalker(memory, proc.layout, proc.runtime_address, _NoExpiry(proc.codes),
                         pthread_tid_offset=walker.pthread_tid_offset, host_tid=walker.host_tid)
     fresh._gil_pointers = dict(walker._gil_pointers)  # read once per period, not per walk
+    if pattern is not None:
+        fresh._cframes, fresh._pools, extents = pattern
+        # a chunk's extent and no frames of a last walk: nothing is taken from it
+        fresh._memos = {tstate: ChunkMemo(chunk, bytes(size), [], [], [], [], [])
+                        for tstate, (chunk, size) in extents.items()}
     return fresh
 
 
