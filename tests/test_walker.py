@@ -565,6 +565,14 @@ def test_stacks_that_keep_returning_through_deep_calls_are_rarely_torn(label, ta
     assert misfits <= walks * 0.04, "%d of %d walks did not fit" % (misfits, walks)
 
 
+#: Beyond the sampling margin: stacks copied at interrupts, which read nothing from outside,
+#: come up to 1.6 points under short_reads.py's own timing of its reads (docs/benchmarks.md, "A
+#: short call that releases the GIL"), and reads from outside lose another point or so with
+#: another process busy on the machine.  Before walks that straddle a call were taken at one
+#: moment, reads from outside came 5-7 points under on 3.12 and 3.11.
+SHORT_CALL_SLACK = 0.02
+
+
 @pytest.mark.parametrize("label", ["3.11", "3.12"])
 def test_a_short_call_read_from_outside_gets_its_share(label, tmp_path):
     # GIVEN a loop of Python work and a read of a few microseconds (short_reads.py), whose
@@ -593,7 +601,7 @@ def test_a_short_call_read_from_outside_gets_its_share(label, tmp_path):
     # a return are taken at one of their copies' moments (walked again, they fell later, out
     # of the short call; taken as they came, in or out of it by the frames' sizes)
     assert total > 2000, total
-    margin = sampling_margin(own["read_share"], total)
+    margin = sampling_margin(own["read_share"], total) + SHORT_CALL_SLACK
     assert reading / total - margin <= own["read_share"] <= (reading + around) / total + margin, (
         label, reading / total, (reading + around) / total, own, margin)
 
