@@ -24,7 +24,9 @@ def timed(function, iterations, batch=50):
 
 
 class RecordingReads:
-    """Wraps the walker's readers to list the reads one ``sample_threads()`` makes."""
+    """Wraps the walker's readers to list the reads one ``sample_threads()`` makes: each as
+    (reader, its arguments, bytes asked for); a batched read (``read_many``, one system call
+    for several ranges) is one of them."""
 
     def __init__(self, walker):
         self.walker = walker
@@ -36,13 +38,17 @@ class RecordingReads:
         calls, small, mem = self.calls, self._read, self._mem
 
         def read_small(addr, size):
-            calls.append((small, addr, size))
+            calls.append((small, (addr, size), size))
             return small(addr, size)
 
         class Mem:
             def read(self_, addr, size):
-                calls.append((mem.read, addr, size))
+                calls.append((mem.read, (addr, size), size))
                 return mem.read(addr, size)
+
+            def read_many(self_, ranges):
+                calls.append((mem.read_many, (list(ranges),), sum(size for _, size in ranges)))
+                return mem.read_many(ranges)
 
             def __getattr__(self_, name):
                 return getattr(mem, name)
@@ -124,8 +130,8 @@ def time_walks(process, iterations, r):
             calls = rec.calls
 
     def replay():
-        for fn, addr, size in calls:
-            fn(addr, size)
+        for fn, args, _ in calls:
+            fn(*args)
     r["reads"] = timed(replay, iterations)
     r["read_count"] = len(calls)
     r["read_bytes"] = sum(size for _, _, size in calls)
