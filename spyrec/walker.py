@@ -639,12 +639,12 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             if slots and chunk else []
         copies = self.mem.read_many(slots[::-1] + [(tstate, self._ts_size)] + slots + chunk
                                     + late + frames)
-        at = len(slots) + 1 + len(slots)
-        chunk_copy = copies[at:at + len(chunk)]
-        late_copies = copies[at + len(chunk):at + len(chunk) + len(late)]
-        at += len(chunk) + len(late)
-        return (copies[len(slots)], _copies_by_address(chunk + frames, chunk_copy + copies[at:]),
-                _slot_copies(slots, copies[:len(slots) + 1 + len(slots)], late_copies)
+        after = len(slots) + 1 + len(slots)  # (the slots, the thread state, the slots)
+        at_late = after + len(chunk)
+        at_frames = at_late + len(late)
+        return (copies[len(slots)],
+                _copies_by_address(chunk + frames, copies[after:at_late] + copies[at_frames:]),
+                _slot_copies(slots, copies[:after], copies[at_late:at_frames])
                 if slots else None)
 
     def _walk_again(self, tstate: int, interp: int, holder: int,
