@@ -147,6 +147,7 @@ class ChunkWalk:
             return codes, offsets, False
         regions = []  # (lo, hi, bytes) copies of chunks, newest first
         older = 0
+        copy = None  # the newest chunk's copy made with the thread state, room above included
         if chunk_in_use(chunk, top):
             try:
                 copy = prefetched.get(chunk) if prefetched else None
@@ -253,6 +254,11 @@ class ChunkWalk:
                             broken = True
                             break
                         data = prefetched.get(addr) if prefetched else None
+                        if data is None and copy is not None and \
+                                chunk <= addr <= chunk + len(copy) - size:
+                            # above the used part, in the room copied with it (see
+                            # walker._outside_range)
+                            data = copy[addr - chunk:addr - chunk + size]
                         if data is None:
                             data = self.read(addr, size)
                         outside.append(addr)

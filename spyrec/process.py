@@ -10,10 +10,9 @@ Two mechanisms, both needing ptrace-attach rights (root, CAP_SYS_PTRACE, or same
 * ``os.pread`` on a kept-open ``/proc/PID/mem`` fd: the cheapest way to do a small read from
   pure Python.  Keeping the fd open also pins the process identity:
   access is checked at ``open``, and the fd never reads a recycled PID.
-* ``process_vm_readv`` through ctypes with prebuilt buffers and iovecs: cheaper than ``pread``
-  for large ranges, and one call gathers many small ranges.  It takes a bare PID, so
-  ``TargetMemory`` only uses it while the ``/proc/PID/mem`` fd still says the process is the
-  one we opened.
+* ``process_vm_readv`` through ctypes with prebuilt buffers and iovecs: one call gathers many
+  ranges, cheaper than as many ``pread``s on some machines and dearer on others, so
+  ``TargetMemory`` times both (see there).
 
 Partial failures (process_vm_readv(2)): one iovec that crosses into an unmapped page yields a
 short count; ``[bad, good]`` fails with EFAULT and reads nothing; ``[good, bad]`` reads only the good
@@ -24,14 +23,19 @@ import ctypes
 import errno
 import os
 import re
+import statistics
 import struct
+import time
 from itertools import accumulate
 from typing import Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 from spyrec.errors import MemoryReadError, PermissionDenied, TargetNotFound
 
-#: Reads at least this large go through process_vm_readv (it beats pread from 16 KiB on).
+#: Reads at least this large go through process_vm_readv where it measures cheaper than preads
+#: (see TargetMemory).
 LARGE_READ = 16 * 1024
+#: Batched reads timed with each reader before TargetMemory keeps the cheaper.
+CALIBRATION_READS = 24
 
 
 class MemoryReader(Protocol):
@@ -377,8 +381,15 @@ class ProcMemReader:
 
 
 class TargetMemory:
-    """The reader the profiler uses: pread for small reads, process_vm_readv for big or many.
+    """The reader the profiler uses: pread for small reads; for batched and large reads
+    whichever of process_vm_readv and preads measures cheaper here.
 
+    What a call costs depends on the kernel and the machine more than on the ranges: on some
+    a ``process_vm_readv`` of many ranges costs less than as many ``pread``s, on others (a VM
+    here) its fixed cost exceeds a dozen of them.  Consecutive preads copy ranges as close in
+    time as one call's iovecs do (each range costs both about as much), so either serves a
+    walk that wants its copies of one moment; the first ``CALIBRATION_READS`` batched reads of
+    each kind are timed, alternately, and the cheaper by median time per range is kept.
     Falls back to pread alone when process_vm_readv is unavailable (ENOSYS, or blocked by an
     old container seccomp profile).
     """
@@ -394,16 +405,40 @@ class TargetMemory:
         except (OSError, PermissionDenied):
             self.vm = None
         self.read_small = self.mem.read
+        #: ns per range of the batched reads timed so far: (process_vm_readv, preads)
+        self._timings: Tuple[List[float], List[float]] = ([], [])
+        #: the batched reader kept once timed (None: still timing, or no process_vm_readv)
+        self.batched: Optional[Callable[[Sequence[Tuple[int, int]]], List[Optional[bytes]]]] \
+            = None if self.vm is not None else self.mem.read_many
+        self._large_by_vm = self.vm is not None
 
     def read(self, addr: int, size: int) -> bytes:
-        if size >= LARGE_READ and self.vm is not None:
-            return self.vm.read(addr, size)
+        if size >= LARGE_READ and self._large_by_vm:
+            return self.vm.read(addr, size)  # type: ignore[union-attr]  # (set with it)
         return self.mem.read(addr, size)
 
     def read_many(self, ranges: Sequence[Tuple[int, int]]) -> List[Optional[bytes]]:
-        if self.vm is not None and len(ranges) > 1:
-            return self.vm.read_many(ranges)
-        return self.mem.read_many(ranges)
+        batched = self.batched
+        if batched is not None and len(ranges) > 1:
+            return batched(ranges)
+        if len(ranges) < 2:
+            return self.mem.read_many(ranges)
+        return self._timed_read_many(ranges)
+
+    def _timed_read_many(self, ranges: Sequence[Tuple[int, int]]) -> List[Optional[bytes]]:
+        """A batched read while the two readers are still being compared (see the class)."""
+        timings = self._timings
+        by_preads = len(timings[0]) > len(timings[1])
+        reader: MemoryReader = self.mem if by_preads else self.vm  # type: ignore[assignment]
+        start = time.perf_counter_ns()
+        out = reader.read_many(ranges)
+        timings[by_preads].append((time.perf_counter_ns() - start) / len(ranges))
+        if len(timings[1]) >= CALIBRATION_READS:
+            vm_ns, pread_ns = (statistics.median(found) for found in timings)
+            self._large_by_vm = vm_ns < pread_ns
+            self.batched = (self.vm.read_many if self._large_by_vm  # type: ignore[union-attr]
+                            else self.mem.read_many)
+        return out
 
     def close(self) -> None:
         self.mem.close()

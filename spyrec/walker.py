@@ -110,6 +110,19 @@ def _slot_copies(slots: List[Tuple[int, int]], copies: List[Optional[bytes]],
     return found
 
 
+def _outside_range(pool: Dict[int, None], start: int, end: int) -> Dict[int, None]:
+    """``pool`` without the frames in [start, end), removed from it too.
+
+    A frame above a chunk's used part, or in a chunk newer than the copy a walk had, is read
+    apart and goes to the pool; once the chunk's copy covers it, copying it again would only
+    add a range to every walk's read (the walk takes it from the chunk's copy).
+    """
+    inside = [addr for addr in pool if start <= addr < end]
+    for addr in inside:
+        del pool[addr]
+    return pool
+
+
 def _copies_by_address(ranges: List[Tuple[int, int]], copies: List[Optional[bytes]]) -> Copies:
     """{address: copy} of the ranges that could be read, or None when there are none."""
     found = {addr: data for (addr, _), data in zip(ranges, copies) if data is not None}
@@ -573,11 +586,12 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             # stopped there)
             self._next_last[tstate] = (state, stack, True, ts)
         # A walk done again is later than the round by the walks before it: stamped apart.
-        return stack._replace(read_ns=read_ns), fields[0]
+        # (not ``_replace``: it costs a few times as much, once per thread and round)
+        return ThreadStack(*stack[:5], read_ns, *stack[6:]), fields[0]
 
     def _state_copies(self, interp: int, holder: int) -> Dict[int, bytes]:
         """{tstate: a copy of it} for the threads whose last stack may be kept this time, all
-        copied in one ``process_vm_readv`` (empty when fewer than two).
+        copied in one batched read (empty when fewer than two).
 
         Following the list one read per thread state is where a round of many idle threads
         spent most of its time.  The thread states stay where they are from one sample to the
@@ -601,19 +615,20 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
     def _copy_thread(self, tstate: int, extent: Optional[Tuple[int, int]] = None
                      ) -> Tuple[Optional[bytes], Copies, Optional[SlotCopies]]:
         """(a copy of the thread state or None, {address: copy} of frames copied with it or
-        None, its C frames' slot copies or None), from one ``process_vm_readv``.
+        None, its C frames' slot copies or None), from one batched read (``read_many``: one
+        ``process_vm_readv``, or back-to-back preads where they cost less).
 
         A thread whose stack changes every microsecond (generators resumed and suspended,
         short calls) has moved on between separate reads: a chain assembled from them puts
         frames of different moments together.  So the thread state, its newest chunk as
         ``extent`` (start, top) last found it (with room to grow), and the frames outside the
         chunk that its recent walks read (generator and entry frames: its pool, see
-        ``_remember_outside``) are copied in one call, a fraction of a microsecond apart.
+        ``_remember_outside``) are copied in one batched read, one range right after another.
 
         3.11/3.12 copy the slots of the thread's recent C frames just before and after the
         thread state (see _cframe_top), the most recent C frame's nearest to it on both sides,
         then the chunk, then the pool, latest frames first, then the slots again with the
-        thread state's C frame pointer and datastack top.  Each range of a copy costs about a
+        thread state's C frame pointer and datastack top.  Each range of a copy costs most of a
         microsecond here, so a walk from the slots copied with the thread state would put the
         thread in a frame it had left by the time the chunk was copied, or not yet entered;
         from the slots copied after the chunk, with the top copied then, it is of nearly the
@@ -624,9 +639,11 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         copies the thread state alone, the chunk after it, as measured best on 3.13-3.15.
         """
         chunk = []
+        pool = self._pools.get(tstate, ())
         if extent is not None and chunk_in_use(*extent):
             chunk = [(extent[0], extent[1] - extent[0] + CHUNK_SLACK)]
-        pool = self._pools.get(tstate, ())
+            if pool:
+                pool = _outside_range(pool, extent[0], extent[1] + CHUNK_SLACK)
         if not self._cframe:
             if extent is None:  # a first walk
                 return self.read(tstate, self._ts_size), None, None

@@ -7,6 +7,7 @@ The readers are pointed at the test process itself and read real objects by ``id
 import contextlib
 import ctypes
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -18,8 +19,8 @@ from spyrec.errors import MemoryReadError, PermissionDenied, TargetNotFound
 from spyrec.interpreter import PythonProcess
 from spyrec.runtime import version_from_hex
 from spyrec.layouts import layout_for
-from spyrec.process import (LARGE_READ, ProcessVmReader, ProcMemReader, TargetMemory,
-                            parse_maps, read_maps)
+from spyrec.process import (CALIBRATION_READS, LARGE_READ, ProcessVmReader, ProcMemReader,
+                            TargetMemory, parse_maps, read_maps)
 from spyrec.pystrings import ObjectReader
 
 PID = os.getpid()
@@ -68,6 +69,26 @@ def test_read_many_reports_each_range(reader):
     # THEN unreadable ranges give None wherever they are in the batch, the others their bytes
     assert reader.read_many(ranges) == [None, a, None, b, None]
     assert reader.read_many([]) == []
+
+
+def test_target_memory_keeps_the_cheaper_batched_reader():
+    # GIVEN a target memory reader that has not batched any read yet
+    reader = TargetMemory(PID)
+    a, b = os.urandom(64), os.urandom(5000)
+    end = unmapped_gap()
+    ranges = [(8, 8), (data_address(a), 64), (end - 8, 16), (data_address(b), 5000)]
+    assert reader.batched is None
+    # WHEN it batches reads, alternately by process_vm_readv and by preads
+    for _ in range(2 * CALIBRATION_READS):
+        assert reader.read_many(ranges) == [None, a, None, b]
+    # THEN it keeps the reader whose median time per range was the lower, and reads the same
+    vm_ns, pread_ns = (statistics.median(found) for found in reader._timings)
+    kept = reader.vm.read_many if vm_ns < pread_ns else reader.mem.read_many
+    assert reader.batched == kept, (vm_ns, pread_ns)
+    assert reader.read_many(ranges) == [None, a, None, b]
+    blob = os.urandom(LARGE_READ)
+    assert reader.read(data_address(blob), LARGE_READ) == blob
+    reader.close()
 
 
 def test_read_many_beyond_iov_max():
