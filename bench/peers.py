@@ -60,6 +60,8 @@ def parsed(rec, extra):
     names = rec.strings
     frame_names = rec.frames["name"]
     kinds = rec.frames.get("kind")
+    if kinds is not None and len(kinds) == 0:
+        kinds = None  # (an empty column: every frame a Python one, as importers write it)
 
     def python_leaf(stack):
         if kinds is not None:
