@@ -2,8 +2,9 @@
 
 One *round* samples every Python thread of the target once.  Rounds are scheduled on a fixed
 grid (``origin + k * interval``) so that a slow round does not shift the ones after it; a round
-that starts more than one interval late skips the missed grid points and is counted as late,
-as Austin counts saturation.
+that ends past the next grid point is followed by one a random part of an interval later, on a
+grid shifted with it (``LATE_JITTER``), and one that ends more than an interval late is counted
+as late, as Austin counts saturation.
 
 The hot path stays small: the walker returns raw frames as ``(code_key, offset)`` pairs, a
 thread's stack that the walker kept whole costs nothing, and one seen before a dict lookup in
@@ -11,6 +12,7 @@ the ``StackResolver``; what a round found goes to a sink (spyrec.sinks).
 """
 
 import time
+from random import random
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from spyrec.cpubudget import CpuBudget
@@ -87,6 +89,12 @@ QUIET_RETRIES = 3
 
 #: How often the live status line is rewritten.
 PROGRESS_EVERY_NS = 500_000_000
+#: A round that ends past the next one's grid point is followed by one after a random delay of
+#: up to this share of the interval.  At once, when the next round ran would depend on what
+#: this one read (a stack that changed costs more to walk), and the samples lock onto the
+#: program's rhythm: at 10 kHz, where rounds often overrun, one state of a 30-frame target came
+#: out 3 points over its time (docs/benchmarks.md, "Why "max" samples the states unevenly").
+LATE_JITTER = 0.25
 #: Asked to (``--realtime``), the sampling thread takes real time (see LowLatency) only at
 #: rates whose rounds leave it sleeping most of the time: 2 kHz and below...
 REALTIME_MIN_INTERVAL_NS = 500_000
@@ -198,6 +206,7 @@ class Sampler:
         scheduling = LowLatency(realtime=realtime and interval >= REALTIME_MIN_INTERVAL_NS)
         budget = CpuBudget.open()
         behind = 0  # rounds in a row that found no time to sleep
+        late_jitter = interval * LATE_JITTER
         self.process.naming.find_threading()
         monotonic_ns, thread_time_ns = time.monotonic_ns, time.thread_time_ns
         sleep = time.sleep
@@ -236,10 +245,11 @@ class Sampler:
                 done = monotonic_ns()
                 stats.add_round_cost(done - now)
                 next_round += interval
-                if done - next_round > interval:
-                    missed = (done - next_round) // interval
-                    stats.late += 1
-                    next_round += missed * interval
+                if done > next_round:
+                    # (late: the next round waits a random part of an interval; see LATE_JITTER)
+                    if done - next_round > interval:
+                        stats.late += 1
+                    next_round = done + int(random() * late_jitter)
                 if budget is not None:
                     # a target's descendants (spyrec -C) are the target too, not other work,
                     # nor is the recorder's own line helper
