@@ -586,8 +586,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             # stopped there)
             self._next_last[tstate] = (state, stack, True, ts)
         # A walk done again is later than the round by the walks before it: stamped apart.
-        # (not ``_replace``: it costs a few times as much, once per thread and round)
-        return ThreadStack(*stack[:5], read_ns, *stack[6:]), fields[0]
+        return stack._replace(read_ns=read_ns), fields[0]
 
     def _state_copies(self, interp: int, holder: int) -> Dict[int, bytes]:
         """{tstate: a copy of it} for the threads whose last stack may be kept this time, all
