@@ -606,12 +606,27 @@ def test_a_short_call_read_from_outside_gets_its_share(label, tmp_path):
         label, reading / total, (reading + around) / total, own, margin)
 
 
-def _walked_once(proc):
-    """(the walker, its reads, its stacks) of one walk of every thread of ``proc``."""
+#: The system calls a thread of ``time.sleep`` waits in: select (3.8-3.10), clock_nanosleep.
+SLEEP_CALLS = {"23", "230"}
+
+
+def _asleep(pid):
+    """The process's main thread waits in the system call of ``time.sleep``."""
+    with open("/proc/%d/syscall" % pid) as f:
+        return f.read().split(" ", 1)[0] in SLEEP_CALLS
+
+
+def _walked_once(proc, target):
+    """(the walker, its reads, its stacks) of one walk of every thread of ``proc``, once its
+    main thread sleeps: the replays of these reads expect a first walk that did not tear (one
+    done again while the thread still ran keeps reads of two moments, which no replay fits)."""
+    assert wait_until(lambda: _asleep(target.pid)), "the target never went to sleep"
     walker = proc.walker
     recorded = _RecordedMemory(walker.mem)
     walker.mem, walker.read = recorded, recorded.read
-    return walker, recorded.reads, walker.sample()
+    stacks = walker.sample()
+    assert walker.retried_walks == 0
+    return walker, recorded.reads, stacks
 
 
 def _copy_pattern(walker):
@@ -702,7 +717,7 @@ def test_a_walk_that_fails_keeps_its_thread(label, target_under):
     # GIVEN a 3.11/3.12 thread, walked once with its reads kept; its innermost frame is found
     # through an 8-byte read of its current C frame
     target, proc = target_under(label, "deep.py", "60", "30", "sleep")
-    walker, reads, stacks = _walked_once(proc)
+    walker, reads, stacks = _walked_once(proc, target)
     assert stacks[0].native_tid == target.info["main"]["native_id"] and stacks[0].frames
     (state, *_), = walker._last.values()
     current_frame_at = state[1] + proc.layout.cframe.current_frame  # tstate->cframe
@@ -720,7 +735,7 @@ def test_a_torn_walk_is_walked_again_at_once(label, target_under):
     # GIVEN a 3.11+ thread asleep in a 30-deep stack, walked once with its reads kept
     from spyrec.walker import WALK_ATTEMPTS
     target, proc = target_under(label, "deep.py", "60", "30", "sleep")
-    walker, reads, stacks = _walked_once(proc)
+    walker, reads, stacks = _walked_once(proc, target)
     assert [len(stack.frames) for stack in stacks] == [31] and not stacks[0].torn
     chunks = {state[4] for state, *_ in walker._last.values()}  # datastack_chunk
 
@@ -746,7 +761,7 @@ def test_a_torn_walk_is_walked_again_at_once(label, target_under):
 def test_a_walk_done_again_copies_the_thread_state_and_its_frames_together(label, target_under):
     # GIVEN a 3.11+ thread asleep in a 30-deep stack, walked once with its reads kept
     target, proc = target_under(label, "deep.py", "60", "30", "sleep")
-    walker, reads, stacks = _walked_once(proc)
+    walker, reads, stacks = _walked_once(proc, target)
     chunks = {state[4] for state, *_ in walker._last.values()}  # datastack_chunk
     # WHEN a fresh walker replays them, each copy of the frame chunk made on its own torn (the
     # thread keeps moving between the separate reads), one made with the thread state whole
