@@ -386,8 +386,9 @@ class TargetMemory:
 
     What a call costs depends on the kernel and the machine more than on the ranges: on some
     a ``process_vm_readv`` of many ranges costs less than as many ``pread``s, on others (a VM
-    here) its fixed cost exceeds a dozen of them.  Consecutive preads copy ranges as close in
-    time as one call's iovecs do (each range costs both about as much), so either serves a
+    here) its fixed cost exceeds a dozen of them.  Consecutive preads spread a walk's copies
+    over a little more time than one call's iovecs, but walks made of them came out no further
+    from the stopped program's (docs/benchmarks.md, "Cost of one sample"), so either serves a
     walk that wants its copies of one moment; the first ``CALIBRATION_READS`` batched reads of
     each kind are timed, alternately, and the cheaper by median time per range is kept.
     Falls back to pread alone when process_vm_readv is unavailable (ENOSYS, or blocked by an
