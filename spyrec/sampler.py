@@ -41,12 +41,13 @@ NAME_RETRY_NS = 1_000_000_000
 class _Thread:
     """What the sampler keeps about one target thread between rounds."""
 
-    __slots__ = ("stats", "named", "os_name", "name_tries", "next_name_try", "missing",
-                 "cpu_delta", "last_frames", "last_kernel", "last_task", "last_stack_id", "row",
-                 "counted", "last_native", "provisional")
+    __slots__ = ("stats", "py_thread_id", "named", "os_name", "name_tries", "next_name_try",
+                 "missing", "cpu_delta", "last_frames", "last_kernel", "last_task",
+                 "last_stack_id", "row", "counted", "last_native", "provisional")
 
-    def __init__(self, stats: ThreadStats) -> None:
+    def __init__(self, stats: ThreadStats, py_thread_id: int) -> None:
         self.stats = stats
+        self.py_thread_id = py_thread_id
         self.named = False  # its threading name was found
         self.os_name = None  # its kernel name, written while the threading name is not known
         self.name_tries = 0
@@ -390,9 +391,11 @@ class Sampler:
         """Hand the sink one thread's sample: its stack id, CPU, state and wait cause."""
         resolver = self.resolver
         tid = thread_stack.native_tid
+        if thread_stack.read_ns:  # walked, not kept: see sample_round
+            t = thread_stack.read_ns - self.origin_ns
         thread = self._threads.get(tid)
         if thread is None or thread.missing:
-            thread = self._thread_started(thread_stack, t)
+            thread = self._thread_started(thread_stack, t)  # (a copied stack is older)
         if not thread.named and now >= thread.next_name_try:
             self._try_name(thread, thread_stack, now)
             if tid in self._dormant:
@@ -432,8 +435,6 @@ class Sampler:
                 thread.last_task, thread.last_stack_id = task, stack_id
         if flags & SampleFlag.TORN:
             self.stats.errors += 1  # a sample, torn: counted once (spec: a subset of samples)
-        if thread_stack.read_ns:  # walked, not kept: see sample_round
-            t = thread_stack.read_ns - self.origin_ns
         self.sink.sample(t, self.process.pid, tid, stack_id, thread.cpu_delta, rss, flags,
                          syscall, wchan)
         row = (stack_id, flags, syscall, wchan)
@@ -544,13 +545,25 @@ class Sampler:
             old.stats.close()
             self._undormant(tid)
         thread = _Thread(ThreadStats(self.proc_root, self.process.pid, tid, self.kernel,
-                                     self.process.native is not None))
-        # The baseline (the first sample's CPU delta is 0) and state; its stack was read before.
-        thread.stats.refresh(read_after=False)
+                                     self.process.native is not None),
+                         thread_stack.python_thread_id)
         self._threads[tid] = thread
         self._active[tid] = thread
-        self.sink.thread(pid=self.process.pid, tid=tid, py_thread_id=thread_stack.python_thread_id,
-                           name=None, start_ns=t, end_ns=None)
+        if old is not None and old.missing and old.py_thread_id == thread.py_thread_id:
+            # The same thread, missed by rounds that could not read the whole thread list (a
+            # state freed under the walk, the process briefly unreadable): its record goes on,
+            # name and start kept, its end taken back, and the CPU time it used meanwhile
+            # counted in this sample.
+            for name in ("named", "os_name", "name_tries", "next_name_try"):
+                setattr(thread, name, getattr(old, name))
+            thread.stats.last_cpu_ns = old.stats.last_cpu_ns
+            thread.cpu_delta = thread.stats.refresh(read_after=False)
+            self.sink.thread(pid=self.process.pid, tid=tid, end_ns=None)
+            return thread
+        # The baseline (the first sample's CPU delta is 0) and state; its stack was read before.
+        thread.stats.refresh(read_after=False)
+        self.sink.thread(pid=self.process.pid, tid=tid, py_thread_id=thread.py_thread_id,
+                         name=None, start_ns=t, end_ns=None)
         return thread
 
     def _try_name(self, thread, thread_stack, now):

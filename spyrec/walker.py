@@ -53,6 +53,9 @@ MAX_TID = 1 << 22
 MAX_INTERPRETERS = 256
 #: Walks of one thread in one sample while they keep tearing (see StackWalker._walk_again).
 WALK_ATTEMPTS = 5
+#: Times one sample follows an interpreter's thread list again from its head after a thread
+#: state in it was freed under the walk (see StackWalker._sample_interpreter).
+LIST_RESTARTS = 2
 #: Bytes of a thread's frame chunk copied past the top its torn walk found, when it is copied
 #: with the thread state (``_walk_again``): room for the frames pushed since.
 CHUNK_SLACK = 2048
@@ -364,13 +367,22 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
 
     def _sample_interpreter(self, interp: int, runtime_gil: Optional[Fields],
                             stacks: List[ThreadStack], still: AbstractSet[int]) -> int:
-        """Append the stacks of one interpreter's threads; return the next interpreter."""
+        """Append the stacks of one interpreter's threads; return the next interpreter.
+
+        A thread that ends while the list is followed frees its state, and the state's link
+        to the next one with it.  Stopping there would leave out every thread after it, the
+        oldest (the list is newest first: the main thread last), in a server that starts a
+        thread per request a few percent of their samples, and end them for the sampler; so
+        the list is followed again from its head, the threads sampled already passed over.
+        """
         values = self._in.unpack_from(self.read(interp + self._in_base, self._in.size))
         next_interp, tstate = values[0], values[1]
         last_holder, holder, gil_quiet = self._gil_state(interp, values, runtime_gil)
         collector = self._collector(values, last_holder)
         collector_at = -1
         visited: Set[int] = set()
+        sampled: Set[int] = set()
+        restarts = LIST_RESTARTS
         order = self._next_orders[interp] = []
         states = self._state_copies(interp, holder)
         # the loop runs once per thread (a thousand, in a server): what it uses, in locals
@@ -382,6 +394,10 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                 self.list_cut = True
                 break
             visited.add(tstate)
+            if tstate in sampled:  # followed again: only its link is wanted
+                tstate = unpack_next(self.read(tstate + next_at, 8))[0]
+                continue
+            sampled.add(tstate)
             order.append(tstate)
             if tstate == collector:
                 collector_at = len(stacks)
@@ -401,8 +417,14 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             stack, next_tstate = self._read_and_walk(tstate, interp, holder, last_holder,
                                                      gil_quiet, still)
             if stack is None:
-                self.list_cut = True
-                break
+                if not restarts:
+                    self.list_cut = True
+                    break
+                restarts -= 1
+                visited = set()
+                tstate = self._in.unpack_from(
+                    self.read(interp + self._in_base, self._in.size))[1]
+                continue
             stacks.append(stack)
             tstate = next_tstate
         if 0 <= collector_at < len(stacks) and not stacks[collector_at].copied \

@@ -807,3 +807,47 @@ def test_a_thread_list_cut_short_gives_no_thread_0_and_no_empty_creator():
                         tids_known=True) == [running, ThreadStack(main, 6, ((1, 2),), False, False)]
     # TIDs not readable (the pthread offset not found yet): every stack is kept under 0
     assert bound_states([ending], tids_known=False) == [ending]
+
+
+class _StateFreed:
+    """A target's memory in which one thread state reads as freed whenever it is read whole,
+    as the state of a thread that ended while the walk followed the list (its link to the next
+    state still reads: the list, followed again, passes over it)."""
+
+    def __init__(self, mem, tstate, size):
+        self.mem, self.tstate, self.size = mem, tstate, size
+        self.read_small = mem.read_small
+
+    def _freed(self, addr, size):
+        return addr == self.tstate and size >= self.size
+
+    def read(self, addr, size):
+        if self._freed(addr, size):
+            raise MemoryReadError("freed at %#x" % addr)
+        return self.mem.read(addr, size)
+
+    def read_many(self, ranges):
+        freed = [self._freed(addr, size) for addr, size in ranges]
+        return [None if gone else data for gone, data in zip(freed, self.mem.read_many(ranges))]
+
+
+@pytest.mark.parametrize("label", ["3.10", "3.12", "3.13"])
+def test_a_thread_state_freed_under_the_walk_leaves_out_no_other_thread(label, target_under):
+    # GIVEN six threads asleep, walked whole
+    target, proc = target_under(label, "many_threads.py", "60", "5", "0")
+    walker = proc.walker
+    want = {record["native_id"] for record in target.info["threads"].values()}
+    want.add(target.info["main"]["native_id"])
+    assert wait_until(lambda: {s.native_tid for s in proc.sample_threads()} == want)
+    (order,) = walker._orders.values()  # the thread states as the list links them
+    # WHEN a state in the middle of the list reads as freed: its thread ended while the walk
+    # followed the list, and took its link to the next state with it
+    freed = order[len(order) // 2]
+    walker.mem = _StateFreed(walker.mem, freed, walker._ts_size)
+    walker.read = walker.mem.read
+    stacks = walker.sample()
+    # THEN the list is followed again from its head: every other thread is in the round, the
+    # threads before the freed state once each, and the list counts as whole
+    tids = [stack.native_tid for stack in stacks]
+    assert len(tids) == len(set(tids)) == len(want) - 1 and set(tids) < want
+    assert not walker.list_cut
