@@ -33,6 +33,8 @@ from spyrec.walkcommon import DEEP, MAX_DEPTH, MAX_THREADS, READ_ERRORS, U64, Co
 MAX_CHUNKS = 1024
 #: Frames outside the chunk that a walk done again copies with the thread state.
 MAX_PREFETCHED = 64
+#: A frame stays in a thread's pool while one of its last POOL_WALKS walks met it.
+POOL_WALKS = 4
 #: Byte-range comparisons one walk may spend on reusing frames (see ChunkMemo).
 MAX_COMPARES = 16
 #: Bigger than any datastack chunk CPython allocates for sane code (16 KiB normally).
@@ -96,7 +98,8 @@ class ChunkWalk:
     _frame_size: int
     _memos: Dict[int, "ChunkMemo"]
     _next_memos: Dict[int, "ChunkMemo"]
-    _pools: Dict[int, Dict[int, None]]
+    _pools: Dict[int, Dict[int, int]]
+    _pool_walks: Dict[int, int]
     reused_frames: int
     misfit_walks: int
 
@@ -333,7 +336,7 @@ class ChunkWalk:
             addr = sentinel
         if gens:
             self.callers.note(tstate, gens, codes, offsets, consumers.get, spliced)
-        if outside:
+        if outside or tstate in self._pools:
             self._remember_outside(tstate, outside)
         if in_run:
             runs.append((len(chunk_addrs), len(codes), addr))
@@ -552,18 +555,28 @@ class ChunkWalk:
             return 0
 
     def _remember_outside(self, tstate: int, outside: List[int]) -> None:
-        """Add a walk's frames outside the chunk to the thread's pool (see _walk_again).
+        """Add a walk's frames outside the chunk to the thread's pool (see _walk_again), and
+        drop those its last POOL_WALKS walks did not meet.
 
         A chain of generators is rebuilt for every item it yields, from a few generator
-        objects whose frames keep their addresses, so a small pool covers them.
+        objects whose frames keep their addresses, so a small pool covers them.  The pool is
+        copied with every walk, each frame a range of its own: a thread that went through many
+        generators (a web request rendering templates) would otherwise keep copying dozens of
+        frames long gone from its stack.
         """
         pool = self._pools.get(tstate)
         if pool is None:
             if len(self._pools) >= MAX_THREADS:
                 self._pools.clear()
+                self._pool_walks.clear()
             pool = self._pools[tstate] = {}
+        walk = self._pool_walks[tstate] = self._pool_walks.get(tstate, 0) + 1
         for addr in reversed(outside):
             pool.pop(addr, None)
-            pool[addr] = None
-        while len(pool) > MAX_PREFETCHED:
-            del pool[next(iter(pool))]
+            pool[addr] = walk
+        stale = walk - POOL_WALKS
+        while pool:  # (the least recently met first)
+            oldest = next(iter(pool))
+            if pool[oldest] > stale and len(pool) <= MAX_PREFETCHED:
+                break
+            del pool[oldest]

@@ -13,7 +13,9 @@ reads), because a short-lived code object may be freed before ``describe`` is as
 
 Staleness (<=3.13 have no code-object generation counter): the verified set is
 forgotten every ``REVALIDATE_SECONDS``, so each address seen again is re-read once (one batched
-read per period for the whole stack); an identity change yields a new key.  The sampler also
+read per period for the whole stack); an identity change yields a new key.  Where the pointers
+are unchanged, 3.12+ tell the code object by its ``co_version``; older versions compare the
+objects they point to, one more batched read.  The sampler also
 re-verifies every stack it has not seen before (``refresh``), which catches a code object
 replaced at the same address as soon as it runs from a new call chain.  What is left is a code
 object replaced at the same address *and* run from the same call site at the same offset as its
@@ -50,8 +52,8 @@ COROUTINE_FLAGS = 0x80 | 0x100
 _CHECK_CONTENT = object()
 
 #: What tells code objects apart: (co_firstlineno, and the addresses of co_filename, co_name,
-#: co_qualname and the line table, co_flags).
-Identity = Tuple[int, int, int, int, int, int]
+#: co_qualname and the line table, co_flags, co_version (3.12+; else 0)).
+Identity = Tuple[int, int, int, int, int, int, int]
 
 
 class FrameInfo(NamedTuple):
@@ -111,6 +113,9 @@ class CodeCache:
         self._has_flags = co.co_flags is not None
         if co.co_flags is not None:
             fields.append((co.co_flags, "i"))
+        self._has_version = co.co_version is not None
+        if co.co_version is not None:
+            fields.append((co.co_version, "I"))
         self._identity_fields = len(fields)
         fields += [(offset, "i") for offset in co.frame_words]
         self._frame_words = bool(co.frame_words)
@@ -227,15 +232,18 @@ class CodeCache:
             values = self._header.unpack_from(head)
             ob_type, firstlineno, filename, name, linetable = values[:5]
             qualname = values[5] if self._has_qualname else name
-            flags = values[self._identity_fields - 1] if self._has_flags else 0
+            version = values[self._identity_fields - 1] if self._has_version else 0
+            flags = values[5 + self._has_qualname] if self._has_flags else 0
             if self.code_type and ob_type != self.code_type:
                 return SKIP if self.layout.executable_may_be_non_code else None
-            identity = (firstlineno, filename, name, qualname, linetable, flags)
+            identity = (firstlineno, filename, name, qualname, linetable, flags, version)
         key = self._key_at.get(addr)
         if key is not None and not force_new:
             known = self.codes.get(key)
             if known is not None and known.identity == identity:
-                return _CHECK_CONTENT
+                # A version number is never given twice (3.12+, see CodeOffsets.co_version):
+                # the same one is the same code object, with nothing more to compare.
+                return key if identity[6] else _CHECK_CONTENT
         try:
             code = self._decode(identity)
         except MemoryReadError:
@@ -259,7 +267,7 @@ class CodeCache:
         return key
 
     def _decode(self, identity: Identity) -> CodeObject:
-        firstlineno, filename, name, qualname, linetable, flags = identity
+        firstlineno, filename, name, qualname, linetable, flags, _ = identity
         objects = self.objects
         strs = [filename, name] if qualname == name else [filename, name, qualname]
         heads = self.mem.read_many([(a, objects.str_head) for a in strs]

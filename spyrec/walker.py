@@ -113,7 +113,7 @@ def _slot_copies(slots: List[Tuple[int, int]], copies: List[Optional[bytes]],
     return found
 
 
-def _outside_range(pool: Dict[int, None], start: int, end: int) -> Dict[int, None]:
+def _outside_range(pool: Dict[int, int], start: int, end: int) -> Dict[int, int]:
     """``pool`` without the frames in [start, end), removed from it too.
 
     A frame above a chunk's used part, or in a chunk newer than the copy a walk had, is read
@@ -219,10 +219,12 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         #: 3.11/3.12: tstate -> the C frames its walks last found it in, outside the thread
         #: state, latest first, at most MAX_CFRAMES (copied with it next time).
         self._cframes: Dict[int, List[int]] = {}
-        #: 3.11+: tstate -> {address: None}, the frames outside the chunk its recent walks
-        #: read, outermost first as last seen, at most MAX_PREFETCHED: what a walk done again
-        #: copies (see ChunkWalk._remember_outside).
-        self._pools: Dict[int, Dict[int, None]] = {}
+        #: 3.11+: tstate -> {address: the thread's walk that last met it}, the frames outside
+        #: the chunk its recent walks read, least recently met first, at most MAX_PREFETCHED:
+        #: what its walks copy with the thread state (see ChunkWalk._remember_outside).
+        self._pools: Dict[int, Dict[int, int]] = {}
+        #: 3.11+: tstate -> walks of the thread that kept its pool up to date
+        self._pool_walks: Dict[int, int] = {}
         #: tstate -> its stack as copied at an interrupt since the last sample, for the
         #: threads running now (see spyrec.stackcapture); taken instead of a walk.
         self.captured: Dict[int, Capture] = {}

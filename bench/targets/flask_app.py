@@ -1,11 +1,13 @@
 """A threaded Flask app under load: werkzeug's server with ``threaded=True`` (a thread per
 request) renders a Jinja template (``/page``) or JSON (``/api``) for four client threads of
-another process, for SECONDS, then exits.  Needs Flask in the interpreter that runs it (not a
+another process, for SECONDS, then prints ``{"requests": n}`` (requests served) and exits.
+Needs Flask in the interpreter that runs it (not a
 dependency of spyrec): ``python -m venv /tmp/webapp && /tmp/webapp/bin/pip install flask``.
 
 Usage: ``python flask_app.py [SECONDS=10]``.
 """
 
+import itertools
 import json
 import logging
 import subprocess
@@ -38,6 +40,15 @@ def rows(n):
             for i in range(n)]
 
 
+served = itertools.count()  # next() on it is atomic under the GIL
+
+
+@app.after_request
+def count(response):
+    next(served)
+    return response
+
+
 @app.route("/page")
 def page():
     return render_template_string(PAGE, rows=rows(200))
@@ -54,6 +65,7 @@ def main():
     load = subprocess.Popen([sys.executable, "-c", LOAD, str(SECONDS), str(server.server_port)])
     threading.Thread(target=lambda: (load.wait(), server.shutdown()), daemon=True).start()
     server.serve_forever()
+    print(json.dumps({"requests": next(served)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,11 @@ class CodeOffsets:
     #: against the chunk's top.
     frame_words: Tuple[int, ...] = ()
     frame_specials: int = 0
+    #: 3.12+: uint32 ``co_version``, which each new code object takes from the interpreter's
+    #: next function version, then counted up (Objects/codeobject.c ``init_code``, 3.12-3.15;
+    #: 0 once the count ran out): a code object freed and replaced at the same address,
+    #: with its name, file and line table at the same addresses too, still differs here.
+    co_version: Optional[int] = None
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,9 @@ class DebugOffsetsSpec:
     #: and co_exceptiontable pointers in 3.11-3.15 (Include/cpython/code.h); not in the blob.
     #: Read to tell coroutine frames (where an asyncio task's own frames begin).
     co_flags: int = 48
+    #: ``co_version`` (uint32) in PyCodeObject, after co_framesize, co_nlocals, co_ncellvars and
+    #: co_nfreevars in 3.13-3.15 (Include/cpython/code.h); not in the blob.
+    co_version: int = 92
     chunk: ChunkOffsets = field(default_factory=ChunkOffsets)
     #: Object layouts for thread names; the blob's type, dict, long (and from 3.15 heap-type)
     #: values override these (the rest, e.g. the dict-keys header, is not in the blob).
@@ -277,7 +280,8 @@ def _layout_from(d: Blob, spec: DebugOffsetsSpec) -> Layout:
         code=CodeOffsets(co_firstlineno=co["firstlineno"], co_filename=co["filename"],
                          co_name=co["name"], co_qualname=co["qualname"],
                          co_linetable=co["linetable"], co_code_adaptive=co["co_code_adaptive"],
-                         co_flags=spec.co_flags, size=co["size"]),
+                         co_flags=spec.co_flags, co_version=spec.co_version,
+                         size=co["size"]),
         strings=StringOffsets(ascii_data=ascii_size,
                               compact_data=uni.get("compactunicodeobject_size",
                                                    ascii_size + spec.compact_unicode_extra),

@@ -47,6 +47,7 @@ V3_12 = Layout(
         co_flags=48,  # after co_consts, co_names, co_exceptiontable
         size=200,
         frame_words=(76,),  # co_framesize
+        co_version=92,
     ),
     strings=StringOffsets(ascii_data=40, compact_data=56),
     chunk=ChunkOffsets(),

@@ -1,0 +1,87 @@
+"""A thread-per-request web app served alone and under each profiler: requests served, and the
+profiler's own CPU time.
+
+    .venv/bin/python -m bench.bench_server --python /tmp/webapp/bin/python [--seconds 10]
+                                           [--rate 1000] [--runs 2]
+
+Not a unit test.  ``--python`` is an interpreter with Flask installed (bench/targets/flask_app.py
+says how).  Each run starts the app and attaches a profiler for SECONDS at RATE: none,
+``spyrec``, ``py-spy record`` and ``austin`` (each where installed: py-spy and Austin come with
+the test extra), in turns, RUNS times.  Prints, per mode, the requests the app served (its own
+count) as a share of the mean served alone, and the profiler's own CPU time (user + system, from
+wait4) over its wall time, in cores.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+from bench.common import BENCH, command_line
+from bench.peers import find_peer
+
+APP = os.path.join(BENCH, "targets", "flask_app.py")
+SPYREC = os.path.join(os.path.dirname(BENCH), ".venv", "bin", "spyrec")
+
+
+def profilers(seconds, rate, out):
+    """{mode: argv without the PID} of every profiler installed, attaching for SECONDS."""
+    found = {"spyrec": [SPYREC, "-o", out + ".spy", "-r", str(rate), "-d", str(seconds), "-p"]}
+    py_spy = find_peer("py-spy")
+    if py_spy:
+        found["py-spy"] = [py_spy, "record", "-r", str(rate), "-d", str(int(seconds)), "-f", "raw",
+                           "-o", out + ".txt", "-p"]
+    austin = find_peer("austin")
+    if austin:
+        found["austin"] = [austin, "-i", "%dus" % (1_000_000 // rate), "-x", str(int(seconds)),
+                           "-o", out + ".austin", "-p"]
+    return found
+
+
+def run(python, seconds, profiler):
+    """(requests served, the profiler's CPU seconds, its wall seconds) of one run of the app,
+    with ``profiler`` (an argv ending before the PID) attached from its start, or alone."""
+    app = subprocess.Popen([python, APP, str(seconds + 1)], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+    cpu = wall = 0.0
+    if profiler:
+        start = time.monotonic()
+        proc = subprocess.Popen(profiler + [str(app.pid)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        _, _, usage = os.wait4(proc.pid, 0)  # the profiler's own time: the app is not its child
+        cpu, wall = usage.ru_utime + usage.ru_stime, time.monotonic() - start
+    out, _ = app.communicate()
+    served = [json.loads(line)["requests"] for line in out.splitlines() if '"requests"' in line]
+    if not served:
+        raise SystemExit("the app printed no count (is Flask installed for %s?)" % python)
+    return served[-1], cpu, wall
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", required=True, help="an interpreter with Flask installed")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=2)
+    args = parser.parse_args()
+    print("Command: %s" % command_line("bench.bench_server"))
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        modes = {"alone": None, **profilers(args.seconds, args.rate, os.path.join(tmp, "r"))}
+        for _ in range(args.runs):
+            for mode, argv in modes.items():
+                results.setdefault(mode, []).append(run(args.python, args.seconds, argv))
+    alone = statistics.mean(served for served, _, _ in results["alone"])
+    print()
+    print("| mode | requests served (share of alone) | profiler CPU (cores) |")
+    print("|---|---|---|")
+    for mode, rows in results.items():
+        served = ", ".join("%d (%.0f%%)" % (n, 100 * n / alone) for n, _, _ in rows)
+        cores = ", ".join("%.2f" % (cpu / wall) for _, cpu, wall in rows if wall)
+        print("| %s | %s | %s |" % (mode, served, cores))
+
+if __name__ == "__main__":
+    main()
