@@ -225,6 +225,8 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         self._pools: Dict[int, Dict[int, int]] = {}
         #: 3.11+: tstate -> walks of the thread that kept its pool up to date
         self._pool_walks: Dict[int, int] = {}
+        #: 3.11+: tstate -> the native TID of the thread its C frames and pool are of
+        self._owners: Dict[int, int] = {}
         #: tstate -> its stack as copied at an interrupt since the last sample, for the
         #: threads running now (see spyrec.stackcapture); taken instead of a walk.
         self.captured: Dict[int, Capture] = {}
@@ -565,6 +567,8 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         if fields[1] != interp:
             self.torn_reads += 1
             return None, 0
+        if self._iframe and self._owners.get(tstate) != fields[4]:
+            self._new_owner(tstate, fields[4])
         state = fields[1:]
         last = self._last.get(tstate)
         if last is not None and last[0] == state:
@@ -611,6 +615,18 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             self._next_last[tstate] = (state, stack, True, ts)
         # A walk done again is later than the round by the walks before it: stamped apart.
         return stack._replace(read_ns=read_ns), fields[0]
+
+    def _new_owner(self, tstate: int, native_tid: int) -> None:
+        """Forget what the walks of another thread left under ``tstate``: a thread state freed
+        is soon made again at the same address for a new thread (a server's next request),
+        whose C frames and frames outside the chunk are elsewhere; the old ones would be
+        copied with each of its walks, in vain."""
+        if len(self._owners) >= MAX_THREADS:
+            self._owners.clear()
+        self._owners[tstate] = native_tid
+        self._cframes.pop(tstate, None)
+        self._pools.pop(tstate, None)
+        self._pool_walks.pop(tstate, None)
 
     def _state_copies(self, interp: int, holder: int) -> Dict[int, bytes]:
         """{tstate: a copy of it} for the threads whose last stack may be kept this time, all

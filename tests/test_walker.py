@@ -851,3 +851,58 @@ def test_a_thread_state_freed_under_the_walk_leaves_out_no_other_thread(label, t
     tids = [stack.native_tid for stack in stacks]
     assert len(tids) == len(set(tids)) == len(want) - 1 and set(tids) < want
     assert not walker.list_cut
+
+
+@pytest.mark.parametrize("label", ["3.12", "3.13"])
+def test_a_thread_state_made_again_for_a_new_thread_drops_the_old_threads_copies(label,
+                                                                                 target_under):
+    # GIVEN a thread walked once, then left what the walks of an earlier thread at the same
+    # thread state address would leave: a C frame and a frame outside its chunk of that thread
+    target, proc = target_under(label, "deep.py", "60", "30", "sleep")
+    assert wait_until(lambda: _asleep(target.pid))
+    walker = proc.walker
+    walker.sample()
+    (tstate,) = walker._orders[next(iter(walker._orders))]
+    stale_cframe, stale_frame = 0x7F0000001000, 0x7F0000002000
+    walker._cframes[tstate] = [stale_cframe] + walker._cframes.get(tstate, [])
+    walker._pools[tstate] = {stale_frame: 1}
+    walker._owners[tstate] = target.info["main"]["native_id"] + 1
+    stale = {stale_frame}
+    if proc.layout.cframe:  # (3.11/3.12 only)
+        stale.add(stale_cframe + proc.layout.cframe.current_frame)
+    # WHEN it is walked twice more (not kept from the last walk), the ranges it asks for kept
+    asked = _AskedRanges(walker.mem)
+    walker.mem, walker.read = asked, asked.read
+    walker._last.clear()
+    walker.sample()
+    first = set(asked.addresses)
+    asked.addresses.clear()
+    walker._last.clear()
+    stacks = walker.sample()
+    # THEN the first walk finds the thread state now another thread's and forgets them (3.12
+    # copies them with the thread state at every walk, 3.13+ the frames at walks done again):
+    # the next copies none of them, and its stack is whole
+    if proc.layout.cframe:
+        assert stale <= first
+    assert not stale & set(asked.addresses)
+    assert stale_frame not in walker._pools.get(tstate, {})
+    assert stale_cframe not in walker._cframes.get(tstate, [])
+    assert walker._owners[tstate] == target.info["main"]["native_id"]
+    assert len(stacks[0].frames) == 31 and not stacks[0].torn
+
+
+class _AskedRanges:
+    """A target's memory that keeps the address of every range asked of it."""
+
+    def __init__(self, mem):
+        self.mem, self.addresses = mem, []
+
+    def read(self, addr, size):
+        self.addresses.append(addr)
+        return self.mem.read(addr, size)
+
+    read_small = read
+
+    def read_many(self, ranges):
+        self.addresses.extend(addr for addr, _ in ranges)
+        return self.mem.read_many(ranges)
