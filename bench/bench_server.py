@@ -9,7 +9,7 @@ says how).  Each run starts the app and attaches a profiler for SECONDS at RATE:
 ``spyrec``, ``py-spy record`` and ``austin`` (each where installed: py-spy and Austin come with
 the test extra), in turns, RUNS times.  Prints, per mode, the requests the app served (its own
 count) as a share of the mean served alone, and the profiler's own CPU time (user + system, from
-wait4) over its wall time, in cores.
+wait4) over its wall time, in cores, and the thread samples it wrote a second.
 """
 
 import argparse
@@ -22,6 +22,7 @@ import time
 
 from bench.common import BENCH, command_line
 from bench.peers import find_peer
+from spyformat.reader import read_recording
 
 APP = os.path.join(BENCH, "targets", "flask_app.py")
 SPYREC = os.path.join(os.path.dirname(BENCH), ".venv", "bin", "spyrec")
@@ -32,8 +33,8 @@ def profilers(seconds, rate, out):
     found = {"spyrec": [SPYREC, "-o", out + ".spy", "-r", str(rate), "-d", str(seconds), "-p"]}
     py_spy = find_peer("py-spy")
     if py_spy:
-        found["py-spy"] = [py_spy, "record", "-r", str(rate), "-d", str(int(seconds)), "-f", "raw",
-                           "-o", out + ".txt", "-p"]
+        found["py-spy"] = [py_spy, "record", "--idle", "-r", str(rate), "-d", str(int(seconds)),
+                           "-f", "raw", "-o", out + ".txt", "-p"]
     austin = find_peer("austin")
     if austin:
         found["austin"] = [austin, "-i", "%dus" % (1_000_000 // rate), "-x", str(int(seconds)),
@@ -41,9 +42,25 @@ def profilers(seconds, rate, out):
     return found
 
 
+def samples_in(path):
+    """Thread samples a profiler wrote, idle ones included (py-spy is run with ``--idle``):
+    spyrec's trailer count, py-spy's raw counts summed, Austin's sample lines; 0 if none."""
+    if not os.path.exists(path):
+        return 0
+    if path.endswith(".spy"):
+        with open(path, "rb") as f:
+            return read_recording(f).trailer.get("samples", 0)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [line for line in f if line.strip() and not line.startswith("#")]
+    if path.endswith(".txt"):
+        return sum(int(line.rsplit(" ", 1)[1]) for line in lines)
+    return len(lines)
+
+
 def run(python, seconds, profiler):
-    """(requests served, the profiler's CPU seconds, its wall seconds) of one run of the app,
-    with ``profiler`` (an argv ending before the PID) attached from its start, or alone."""
+    """(requests served, the profiler's CPU seconds, its wall seconds, samples it wrote) of one
+    run of the app, with ``profiler`` (an argv ending before the PID) attached from its start,
+    or alone."""
     app = subprocess.Popen([python, APP, str(seconds + 1)], stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True)
     cpu = wall = 0.0
@@ -51,13 +68,16 @@ def run(python, seconds, profiler):
         start = time.monotonic()
         proc = subprocess.Popen(profiler + [str(app.pid)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        _, _, usage = os.wait4(proc.pid, 0)  # the profiler's own time: the app is not its child
+        _, status, usage = os.wait4(proc.pid, 0)  # its own time: the app is not its child
+        if status:
+            print("%s exited with status %#x" % (profiler[0], status))
         cpu, wall = usage.ru_utime + usage.ru_stime, time.monotonic() - start
     out, _ = app.communicate()
     served = [json.loads(line)["requests"] for line in out.splitlines() if '"requests"' in line]
     if not served:
         raise SystemExit("the app printed no count (is Flask installed for %s?)" % python)
-    return served[-1], cpu, wall
+    written = samples_in(profiler[profiler.index("-o") + 1]) if profiler else 0
+    return served[-1], cpu, wall, written
 
 
 def main():
@@ -74,14 +94,15 @@ def main():
         for _ in range(args.runs):
             for mode, argv in modes.items():
                 results.setdefault(mode, []).append(run(args.python, args.seconds, argv))
-    alone = statistics.mean(served for served, _, _ in results["alone"])
+    alone = statistics.mean(row[0] for row in results["alone"])
     print()
-    print("| mode | requests served (share of alone) | profiler CPU (cores) |")
-    print("|---|---|---|")
+    print("| mode | requests served (share of alone) | profiler CPU (cores) | thread samples/s |")
+    print("|---|---|---|---|")
     for mode, rows in results.items():
-        served = ", ".join("%d (%.0f%%)" % (n, 100 * n / alone) for n, _, _ in rows)
-        cores = ", ".join("%.2f" % (cpu / wall) for _, cpu, wall in rows if wall)
-        print("| %s | %s | %s |" % (mode, served, cores))
+        served = ", ".join("%d (%.0f%%)" % (n, 100 * n / alone) for n, _, _, _ in rows)
+        cores = ", ".join("%.2f" % (cpu / wall) for _, cpu, wall, _ in rows if wall)
+        rates = ", ".join("%.0f" % (n / wall) for _, _, wall, n in rows if wall)
+        print("| %s | %s | %s | %s |" % (mode, served, cores, rates))
 
 if __name__ == "__main__":
     main()
