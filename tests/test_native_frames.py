@@ -451,7 +451,9 @@ def test_a_short_lived_thread_has_native_frames_from_its_first_round(label, tmp_
     copied then, so its first round has its native frames too."""
     out = tmp_path / "churn.spy"
     with running_target(python_for(label), "churn.py", "30", "4") as target:
-        result = spyrec("-o", out, "-p", target.pid, "-d", "2", "-r", "1000", "--native")
+        # (4 s: a round that meets new threads with --native is dear, 3.13 made 200-340 rounds
+        # a second here on some days, and 2 s gave 230-480 samples of workers at work)
+        result = spyrec("-o", out, "-p", target.pid, "-d", "4", "-r", "1000", "--native")
     assert result.returncode == 0, result.stderr
     rec = spyanalyze.load(out, all_native=True)
     samples = rec.samples
