@@ -21,62 +21,60 @@ import tempfile
 import time
 
 from bench.common import BENCH, command_line
-from bench.peers import find_peer
-from spyformat.reader import read_recording
+from bench.peers import Parsed, find_peer, parse_collapsed, parse_spy
 
 APP = os.path.join(BENCH, "targets", "flask_app.py")
 SPYREC = os.path.join(os.path.dirname(BENCH), ".venv", "bin", "spyrec")
 
 
 def profilers(seconds, rate, out):
-    """{mode: argv without the PID} of every profiler installed, attaching for SECONDS."""
-    found = {"spyrec": [SPYREC, "-o", out + ".spy", "-r", str(rate), "-d", str(seconds), "-p"]}
+    """{mode: (argv without the PID, the bench.peers parser of its output)} of every profiler
+    installed, attaching for SECONDS."""
+    found = {"spyrec": ([SPYREC, "-o", out + ".spy", "-r", str(rate), "-d", str(seconds), "-p"],
+                        parse_spy)}
     py_spy = find_peer("py-spy")
     if py_spy:
-        found["py-spy"] = [py_spy, "record", "--idle", "-r", str(rate), "-d", str(int(seconds)),
-                           "-f", "raw", "-o", out + ".txt", "-p"]
+        found["py-spy"] = ([py_spy, "record", "--idle", "-r", str(rate), "-d", str(int(seconds)),
+                            "-f", "raw", "-o", out + ".txt", "-p"],
+                           lambda path: parse_collapsed(path, "pyspy"))
     austin = find_peer("austin")
     if austin:
-        found["austin"] = [austin, "-i", "%dus" % (1_000_000 // rate), "-x", str(int(seconds)),
-                           "-o", out + ".austin", "-p"]
+        found["austin"] = ([austin, "-i", "%dus" % (1_000_000 // rate), "-x", str(int(seconds)),
+                            "-o", out + ".austin", "-p"], austin_text_samples)
     return found
 
 
-def samples_in(path):
-    """Thread samples a profiler wrote, idle ones included (py-spy is run with ``--idle``):
-    spyrec's trailer count, py-spy's raw counts summed, Austin's sample lines; 0 if none."""
-    if not os.path.exists(path):
-        return 0
-    if path.endswith(".spy"):
-        with open(path, "rb") as f:
-            return read_recording(f).trailer.get("samples", 0)
+def austin_text_samples(path):
+    """Austin's text output, a sample a line: read as text because spyanalyze's MOJO importer
+    refuses the 64-bit thread ids Austin 3.7 writes for this app's threads."""
     with open(path, encoding="utf-8", errors="replace") as f:
-        lines = [line for line in f if line.strip() and not line.startswith("#")]
-    if path.endswith(".txt"):
-        return sum(int(line.rsplit(" ", 1)[1]) for line in lines)
-    return len(lines)
+        return Parsed(samples=sum(1 for line in f if line.strip() and not line.startswith("#")))
 
 
 def run(python, seconds, profiler):
-    """(requests served, the profiler's CPU seconds, its wall seconds, samples it wrote) of one
-    run of the app, with ``profiler`` (an argv ending before the PID) attached from its start,
-    or alone."""
+    """(requests served, the profiler's CPU seconds, its wall seconds, thread samples it wrote,
+    idle ones included: py-spy runs with ``--idle``) of one run of the app, with ``profiler``
+    (see ``profilers``) attached from its start, or alone."""
     app = subprocess.Popen([python, APP, str(seconds + 1)], stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True)
     cpu = wall = 0.0
     if profiler:
         start = time.monotonic()
-        proc = subprocess.Popen(profiler + [str(app.pid)], stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(profiler[0] + [str(app.pid)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(proc.pid, 0)  # its own time: the app is not its child
         if status:
-            print("%s exited with status %#x" % (profiler[0], status))
+            print("%s exited with status %#x" % (profiler[0][0], status))
         cpu, wall = usage.ru_utime + usage.ru_stime, time.monotonic() - start
     out, _ = app.communicate()
     served = [json.loads(line)["requests"] for line in out.splitlines() if '"requests"' in line]
     if not served:
         raise SystemExit("the app printed no count (is Flask installed for %s?)" % python)
-    written = samples_in(profiler[profiler.index("-o") + 1]) if profiler else 0
+    written = 0
+    if profiler:
+        argv, parse = profiler
+        output = argv[argv.index("-o") + 1]
+        written = parse(output).samples if os.path.exists(output) else 0
     return served[-1], cpu, wall, written
 
 
@@ -92,8 +90,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         modes = {"alone": None, **profilers(args.seconds, args.rate, os.path.join(tmp, "r"))}
         for _ in range(args.runs):
-            for mode, argv in modes.items():
-                results.setdefault(mode, []).append(run(args.python, args.seconds, argv))
+            for mode, profiler in modes.items():
+                results.setdefault(mode, []).append(run(args.python, args.seconds, profiler))
     alone = statistics.mean(row[0] for row in results["alone"])
     print()
     print("| mode | requests served (share of alone) | profiler CPU (cores) | thread samples/s |")
@@ -103,6 +101,7 @@ def main():
         cores = ", ".join("%.2f" % (cpu / wall) for _, cpu, wall, _ in rows if wall)
         rates = ", ".join("%.0f" % (n / wall) for _, _, wall, n in rows if wall)
         print("| %s | %s | %s | %s |" % (mode, served, cores, rates))
+
 
 if __name__ == "__main__":
     main()
