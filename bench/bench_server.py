@@ -21,7 +21,7 @@ import tempfile
 import time
 
 from bench.common import BENCH, command_line
-from bench.peers import Parsed, find_peer, parse_collapsed, parse_spy
+from bench.peers import find_peer, parse_collapsed, parse_mojo, parse_spy
 
 APP = os.path.join(BENCH, "targets", "flask_app.py")
 SPYREC = os.path.join(os.path.dirname(BENCH), ".venv", "bin", "spyrec")
@@ -39,16 +39,9 @@ def profilers(seconds, rate, out):
                            lambda path: parse_collapsed(path, "pyspy"))
     austin = find_peer("austin")
     if austin:
-        found["austin"] = ([austin, "-i", "%dus" % (1_000_000 // rate), "-x", str(int(seconds)),
-                            "-o", out + ".austin", "-p"], austin_text_samples)
+        found["austin"] = ([austin, "-b", "-i", "%dus" % (1_000_000 // rate), "-x", str(int(seconds)),
+                            "-o", out + ".mojo", "-p"], parse_mojo)
     return found
-
-
-def austin_text_samples(path):
-    """Austin's text output, a sample a line: read as text because spyanalyze's MOJO importer
-    refuses the 64-bit thread ids Austin 3.7 writes for this app's threads."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return Parsed(samples=sum(1 for line in f if line.strip() and not line.startswith("#")))
 
 
 def run(python, seconds, profiler):

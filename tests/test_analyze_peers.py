@@ -220,6 +220,22 @@ def test_a_crafted_mojo_file_loads(tmp_path):
     assert recording.frames.set_index("qualname").loc["Job.work", "name"] == "work"
 
 
+def test_a_thread_id_too_large_for_a_tid_stands_for_a_thread_of_its_own(tmp_path):
+    """Austin 3.7 now and then writes a thread id read from the memory of a thread that ended
+    (0x3100000020 on a thread-per-request server): its samples load, under a thread of their own."""
+    path = tmp_path / "run.mojo"
+    path.write_bytes(mojo([(100, [MAIN, WORK_FRAME], 5000), (0x3100000020, [MAIN], 5000)]))
+    text = tmp_path / "run.austin"
+    text.write_text("# austin: 3.7.0\n# interval: 5000\n# mode: wall\n\n"
+                    "P7;T0:100;/app/main.py:main:3;/app/main.py:Job.work:9 5000\n"
+                    "P7;T0:%d;/app/main.py:main:3 5000\n" % 0x3100000020)
+    for recording in map(spyanalyze.load, (path, text)):
+        threads = recording.samples.groupby("thread", observed=True).size().to_dict()
+        assert threads == {"tid 100": 1, "thread 210453397536": 1}, threads
+        assert (recording.threads["tid"] > 4_000_000).sum() == 1    # not a kernel TID
+    assert run_cli("top", path).returncode == 0
+
+
 def test_a_mojo_file_cut_in_a_sample_keeps_the_samples_before_it(tmp_path):
     whole = mojo([(100, [MAIN, WORK_FRAME], 5000)] * 3)
     path = tmp_path / "cut.mojo"
@@ -272,7 +288,7 @@ def test_collapsed_prefixes_give_processes_and_threads(tmp_path):
     recording = spyanalyze.load(path)
     assert len(recording) == 8 and recording.header["pid"] == 42
     by_thread = recording.samples.groupby("thread", observed=True).size().to_dict()
-    assert by_thread == {"MainThread": 5, "tid 1": 2, "tid 0": 1}
+    assert by_thread == {"MainThread": 5, "thread 0x7F00AA001234": 2, "tid 0": 1}
     assert recording.samples["wall"].tolist() == [1] * 8      # no times: a sample weighs a tick
     assert recording.leaves()["qualname"].tolist().count("<no Python frames>") == 1
 

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from spyformat.errors import CorruptRecording
 from spyformat.limits import FRAME_COST, STRING_COST
 
-from spyanalyze.peers.builder import MAX_ID, PeerBuilder, bounded_lines, number
+from spyanalyze.peers.builder import MAX_ID, PeerBuilder, ThreadIds, bounded_lines, number
 
 MOJO_MAGIC = b"MOJ"
 MOJO_METADATA, MOJO_STACK, MOJO_FRAME, MOJO_FRAME_INVALID, MOJO_FRAME_REF = 1, 2, 3, 4, 5
@@ -42,6 +42,8 @@ MOJO_VERSIONS = (1, 2, 3)
 #: A varint of more bytes than a 64-bit value needs is refused.
 MAX_VARINT_BYTES = 10
 
+#: Austin's thread ids are C ``uintptr_t``s: mostly kernel TIDs, now and then not (see ThreadIds).
+MAX_THREAD_ID = (1 << 64) - 1
 IDLE = 1
 TORN = 4
 UNKNOWN_SCOPE = "<unknown>"
@@ -76,6 +78,7 @@ class AustinSamples:
         self.builder = builder
         self.metadata: Dict[str, str] = {}
         self.clock = AustinClock()
+        self.threads = ThreadIds()
 
     @property
     def mode(self) -> str:
@@ -83,9 +86,14 @@ class AustinSamples:
 
     def add(self, pid: int, tid: int, frames: Tuple[int, ...], time_us: Optional[int],
             idle: bool, torn: bool) -> None:
-        if not (0 <= pid <= MAX_ID and 0 <= tid <= MAX_ID):
-            raise CorruptRecording("a process or thread id out of range (%d, %d)" % (pid, tid))
+        if not 0 <= pid <= MAX_ID:
+            raise CorruptRecording("a process id out of range (%d)" % pid)
+        if not 0 <= tid <= MAX_THREAD_ID:
+            raise CorruptRecording("a thread id out of range (%.30s)" % tid)
         t = self.clock.tick(pid, tid, time_us) if time_us is not None else 0
+        tid, stand_in = self.threads.of(tid, str(tid))
+        if stand_in:
+            self.builder.thread(pid, tid, name=stand_in)
         cpu = time_us * 1000 if time_us is not None and not idle and self.mode in ("cpu", "full") else 0
         flags = (IDLE if idle else 0) | (TORN if torn else 0)
         self.builder.sample(self.builder.stack(frames), pid, tid, t, cpu, flags)
@@ -144,7 +152,8 @@ def read_text(stream, max_memory: Optional[int] = None):
         if not match or not metric:
             raise CorruptRecording("not a sample of Austin's text output (P<pid>;T<iid>:<tid>;... "
                                    "METRIC)", offset)
-        pid, tid = number(match.group(1), "a pid", offset), number(match.group(3), "a thread id", offset)
+        pid, tid = number(match.group(1), "a pid", offset), number(match.group(3), "a thread id", offset,
+                                                                   high=MAX_THREAD_ID)
         frames: List[int] = []
         torn = False
         for text in parts[2:]:

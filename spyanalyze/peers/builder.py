@@ -130,6 +130,25 @@ class PeerBuilder:
         return data
 
 
+class ThreadIds:
+    """Thread ids as the .spy columns hold them: 32 bits, as Linux TIDs are.  A larger id (py-spy's
+    pthread ids off Linux; one Austin read from the memory of a thread as it ended) stands for a
+    thread too: it gets an id of its own, counted down from the largest, which no kernel TID
+    reaches, and its thread a name that says the id the file gave."""
+
+    def __init__(self):
+        self._ids: Dict[int, int] = {}
+
+    def of(self, value: int, written: str) -> Tuple[int, Optional[str]]:
+        """(the id the columns hold, the thread's name when that is not the file's own id)."""
+        if 0 <= value <= MAX_ID:
+            return value, None
+        tid = self._ids.get(value)
+        if tid is None:     # (bounded as the thread records the importers make are charged)
+            tid = self._ids[value] = MAX_ID - len(self._ids)
+        return tid, "thread %s" % written
+
+
 def bounded_lines(stream, what: str) -> Iterator[Tuple[int, bytes]]:
     """(byte offset, line without its newline) of a binary stream, refusing a line longer than
     ``MAX_LINE_BYTES`` before it is held whole."""

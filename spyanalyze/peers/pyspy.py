@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from spyformat.errors import CorruptRecording
 
-from spyanalyze.peers.builder import MAX_ID, PeerBuilder, bounded_lines, number
+from spyanalyze.peers.builder import MAX_ID, PeerBuilder, ThreadIds, bounded_lines, number
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 #: What a parsed speedscope file may take per byte of JSON (lists of small ints: a list object
@@ -49,18 +49,9 @@ class NotCollapsed(CorruptRecording):
     """The first line of a text file is not a collapsed stack: the file is no profile at all."""
 
 
-class Threads:
-    """Thread ids as the .spy columns hold them (32 bits): py-spy gives native ids on Linux but
-    pthread ids (``0x...``, 64 bits) elsewhere; those get small ids of their own."""
-
-    def __init__(self):
-        self._ids: Dict[str, int] = {}
-
-    def tid(self, text: str) -> int:
-        value = int(text, 16) if text.lower().startswith("0x") else int(text)
-        if value <= MAX_ID:
-            return value
-        return self._ids.setdefault(text, len(self._ids) + 1)
+def thread_id(threads: ThreadIds, text: str) -> Tuple[int, Optional[str]]:
+    """py-spy's thread id: native on Linux, a pthread id (``0x...``, 64 bits) elsewhere."""
+    return threads.of(int(text, 16) if text.lower().startswith("0x") else int(text), text)
 
 
 # ------------------------------------------------------------------------------------------
@@ -69,7 +60,7 @@ class Threads:
 
 def read_collapsed(stream, max_memory: Optional[int] = None):
     builder = PeerBuilder(max_memory)
-    threads = Threads()
+    threads = ThreadIds()
     frame_ids: Dict[str, int] = {}
     stacks: Dict[str, Tuple[int, int, int]] = {}          # stack text -> (stack id, pid, tid)
     any_thread = False
@@ -115,8 +106,8 @@ def _collapsed_stack(builder, threads, frame_ids, text) -> Tuple[int, int, int]:
     if start < len(parts):
         thread = _THREAD.match(parts[start])
         if thread:
-            tid = threads.tid(thread.group(1))
-            name = thread.group(2)
+            tid, name = thread_id(threads, thread.group(1))
+            name = thread.group(2) or name
             start += 1
     frames: List[int] = []
     for part in parts[start:]:
@@ -160,7 +151,7 @@ def read_speedscope(stream, max_memory: Optional[int] = None):
             or not isinstance(profiles, list):
         raise CorruptRecording("a speedscope file without shared.frames or profiles")
     frames = [_speedscope_frame(builder, frame, index) for index, frame in enumerate(shared["frames"])]
-    threads = Threads()
+    threads = ThreadIds()
     for index, profile in enumerate(profiles):
         _speedscope_profile(builder, threads, frames, profile, index)
     exporter = document.get("exporter")
@@ -206,7 +197,8 @@ def _speedscope_profile(builder, threads, frames, profile, index):
     match = _PROFILE.match(name)
     if match:
         pid = number(match.group(1), "a process id", high=MAX_ID) if match.group(1) else 0
-        tid, thread_name = threads.tid(match.group(2)), match.group(3)
+        tid, stand_in = thread_id(threads, match.group(2))
+        thread_name = match.group(3) or stand_in or ""
     else:
         pid, tid, thread_name = 0, index + 1, name or "profile %d" % index
     builder.thread(pid, tid, name=thread_name)
