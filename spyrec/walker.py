@@ -286,6 +286,9 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                               (ts.datastack_top, "Q")]
             if ts.base_frame is not None:
                 thread_fields.append((ts.base_frame, "Q"))
+        elif ts.unique_id is not None:
+            # (in the fields a kept stack is matched on: see ThreadOffsets.unique_id)
+            thread_fields.append((ts.unique_id, "Q"))
         self._ts = FieldStruct(thread_fields)
         self._next_at = ts.next
         self._ts_size = max(ts.size, self._ts.size)

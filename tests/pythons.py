@@ -287,6 +287,14 @@ def stop_target(target: Target, timeout: float = 30.0) -> dict:
     return json.loads(printed.decode().strip().splitlines()[-1])
 
 
+def next_json_line(target: Target, timeout: float = 10.0) -> dict:
+    """The next JSON line a running target prints after its ready line."""
+    line = _read_line(target.process, timeout)
+    if not line:
+        raise RuntimeError("target %d printed no line in %.0f s" % (target.pid, timeout))
+    return json.loads(line)
+
+
 def _read_line(proc: subprocess.Popen, timeout: float) -> bytes:
     fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from pythons import ALL_SUPPORTED, minor_of, python_for, running_target
+from pythons import ALL_SUPPORTED, python_for, running_target
 from spyformat import read_recording
 
 #: Threads sampled at all that may miss their name: one seen only before it registered or after
@@ -20,8 +20,6 @@ from spyformat import read_recording
 MISSING_SHARE = 0.02
 #: Below this many request threads sampled the share says little: the run failed to load.
 ENOUGH_THREADS = 100
-#: Versions whose thread states hold no native TID (it is read from the thread's pthread struct).
-PTHREAD_TIDS = ("3.8", "3.9", "3.10")
 #: Rounds that must sample the main thread: a round whose thread list stays torn after it is
 #: followed again (spyrec.walker.LIST_RESTARTS) leaves it out.
 MAIN_SAMPLED = 0.995
@@ -53,12 +51,11 @@ def test_short_lived_request_threads_carry_their_names(tmp_path, label):
     assert all(name is None or name == truth[tid][:15] for tid, (name, _) in wrong.items()), wrong
     assert names.get(main_tid) == "MainThread"
     # ... and a thread missed by a round that could not read the whole thread list (a state
-    # freed under the walk) keeps its record: its samples lie within its start and end (3.11+:
-    # <=3.10 find a TID in the thread's pthread struct, which glibc hands to the next thread,
-    # so a sample may go to another thread's record: one in a clean-clone run on 3.9)
+    # freed under the walk) keeps its record: its samples lie within its start and end (and on
+    # <=3.10 no new thread is taken for the one whose state it took over: ThreadOffsets.unique_id)
     times, tids = rec.samples["t"], rec.samples["tid"]
     outside = []
-    for (_, tid), record in rec.threads.items() if minor_of(label) not in PTHREAD_TIDS else ():
+    for (_, tid), record in rec.threads.items():
         mine = times[tids == tid]
         if len(mine) and not (record.get("start_ns", 0) <= mine.min()
                               and mine.max() <= (record.get("end_ns") or mine.max())):

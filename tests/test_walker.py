@@ -9,6 +9,7 @@ import collections
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -16,8 +17,8 @@ from collections import Counter
 import pytest
 
 from conftest import attached
-from pythons import (ALL_SUPPORTED, ROOTED, UNSUPPORTED, marked_lines, minor_of, python_for,
-                     running_target, target_path, wait_until)
+from pythons import (ALL_SUPPORTED, ROOTED, UNSUPPORTED, marked_lines, minor_of, next_json_line,
+                     python_for, running_target, target_path, wait_until)
 from shares import sampling_margin
 from test_record import Stacks, load, spyrec
 from spyrec.errors import MemoryReadError, NotPython, TargetNotFound, UnsupportedPython
@@ -325,6 +326,28 @@ def test_threads_that_come_and_go(label, target_under):
     assert len(workers) >= 5, workers
     assert good >= 10 * max(bad, 1) or bad <= 2, (good, bad)
     assert proc.torn_reads < samples
+
+
+@pytest.mark.parametrize("label", ["3.8", "3.9", "3.10", "3.12"])
+def test_a_thread_made_where_the_last_one_was_is_not_taken_for_it(label):
+    """A thread that ends and the next one started to wait where it waited: on <=3.10 the new
+    one can have the old one's thread state, frame and pthread addresses, and no TID in its
+    state.  Even with the old thread counted still (a stack kept from the last round), the new
+    one's stack carries its own TID."""
+    with running_target(python_for(label), "successive_threads.py", "30") as target, \
+            attached(target.pid) as proc:
+        first = target.info["thread"]
+        before = {s.native_tid: s for s in proc.walker.sample()}
+        assert before[first["native_id"]].frames
+        alike = 0
+        for _ in range(3):
+            os.kill(target.pid, signal.SIGUSR2)
+            second = next_json_line(target)["thread"]
+            alike += second["ident"] == first["ident"]   # glibc's struct pthread handed on
+            tids = {s.python_thread_id: s.native_tid for s in proc.walker.sample({first["native_id"]})}
+            assert tids[second["ident"]] == second["native_id"], (label, first, second, tids)
+            first = second
+        assert alike, "no thread took the last one's struct pthread: the case is not tested"
 
 
 @pytest.mark.parametrize("label", ["3.8", "3.11", "3.13", "3.15"])

@@ -75,6 +75,11 @@ class ThreadOffsets:
     #: 3.15+: ``base_frame``, the sentinel frame at the bottom of every thread's chain (it
     #: lives in the thread state, after PyThreadState): the walk stops there without reading it.
     base_frame: Optional[int] = None
+    #: <=3.10: ``uint64_t id``, a number each new thread state takes from its interpreter.  These
+    #: hold no TID, and a thread state freed and made again at its address for the next thread,
+    #: on the pthread struct glibc hands on and with a frame at a reused address, can match the
+    #: old one field for field: this tells them apart.
+    unique_id: Optional[int] = None
 
 
 @dataclass(frozen=True)

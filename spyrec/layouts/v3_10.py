@@ -29,6 +29,7 @@ V3_10 = Layout(
         thread_id=176,
         native_thread_id=None, datastack_chunk=None, datastack_top=None,
         size=280,
+        unique_id=256,  # uint64_t id
     ),
     frame=FrameOffsets(
         code=32,  # f_code

@@ -23,6 +23,7 @@ _THREAD = ThreadOffsets(
     thread_id=176,
     native_thread_id=None, datastack_chunk=None, datastack_top=None,
     size=264,
+    unique_id=256,  # uint64_t id
 )
 
 #: A coroutine is suspended in an await when ``f_stacktop`` is set and YIELD_FROM (72) follows
