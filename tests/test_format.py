@@ -255,7 +255,11 @@ def test_cutting_anywhere_in_the_last_chunks_returns_a_prefix():
     chunks = list(spyformat.SpyReader(io.BytesIO(data)).chunks())
     chunk_starts = [c.offset for c in chunks]
     full_t = [row[0] for row in expected]
-    for cut in range(chunk_starts[-6], len(data) + 1):
+    # every third byte, and every byte near a chunk's start, where its header is read
+    cuts = set(range(chunk_starts[-6], len(data) + 1, 3))
+    cuts.update(cut for start in chunk_starts[-6:] + [len(data)] for cut in range(start - 24, start + 25)
+                if chunk_starts[-6] <= cut <= len(data))
+    for cut in sorted(cuts):
         rec = read_bytes(data[:cut])
         t = rec.samples["t"].tolist()
         complete = sum(c.payload["count"] for c in chunks
