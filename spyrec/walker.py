@@ -873,6 +873,14 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             codes, offsets, torn = self._walk_iframes(
                 top, fields[5], data_top, sentinel, tstate, prefetched, with_state,
                 with_state and not other)
+        if torn and self._misfit and late:
+            # The slot as copied after the chunk names the frame the thread was in then, as a
+            # quick read of it (or a stopped thread) would: the top copied a moment apart may
+            # hold a frame being pushed or popped, or the next descent.  Taking the slot's copy
+            # made before the chunk instead put the thread in a long C call more often than it
+            # was there (json_rows.py), the earlier moment falling there more often than not.
+            codes, offsets, torn = self._walk_iframes(top, fields[5], data_top, sentinel,
+                                                      tstate, prefetched, with_state, fit=False)
         if torn and self._misfit and other:
             # The other copy of the C frame's slot, taken on the other side of the
             # thread state, may be the one that agrees with it.

@@ -10,6 +10,7 @@ record under ``thread``, then one line ``{"thread": ...}`` for each thread after
 """
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -36,6 +37,14 @@ def start():
     return thread, release, record
 
 
+def gone(tid):
+    """Wait (a second at most) until the kernel has ended thread ``tid``: ``join`` returns as
+    the thread leaves Python, before glibc has taken back its stack and struct pthread."""
+    deadline = time.time() + 1
+    while os.path.exists("/proc/self/task/%d" % tid) and time.time() < deadline:
+        time.sleep(0.001)
+
+
 signal.signal(signal.SIGUSR2, lambda signum, frame: asked.append(signum))
 thread, release, record = start()
 ready(thread=record)
@@ -45,6 +54,7 @@ while time.time() < end:
         asked.pop()
         release.set()
         thread.join()
+        gone(record["native_id"])
         thread, release, record = start()
         sys.stdout.write(json.dumps({"thread": record}) + "\n")
         sys.stdout.flush()
