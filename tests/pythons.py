@@ -157,6 +157,10 @@ def minor_of(label: str) -> str:
 
 
 ALL_SUPPORTED = SUPPORTED + ROOTED + EXTRAS
+#: Every build what a recording holds depends on: each version, and Debian's static 3.11.  A venv
+#: runs VENV_BASE's own binary and library: the tests of finding and attaching to an interpreter
+#: and of walking it take it too (ALL_SUPPORTED), those of what a recording holds do not.
+EVERY_BUILD = SUPPORTED + ROOTED + ("3.11-debian",)
 
 
 def target_path(name: str) -> str:

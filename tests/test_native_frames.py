@@ -26,7 +26,7 @@ from spyanalyze.cli import main as analyze
 from spyrec.elflines import debug_file
 from spyrec.cxxnames import demangle, function_name
 from spyrec.nativestacks import follows_call, place
-from pythons import (ALL_SUPPORTED, marked_lines, minor_of, python_for, running_target, stop_target,
+from pythons import (EVERY_BUILD, marked_lines, minor_of, python_for, running_target, stop_target,
                      target_path)
 from shares import sampling_margin
 from test_record import SPYREC, spyrec
@@ -74,7 +74,7 @@ def python_frames(stack):
     return [(name, line) for name, _, line, kind in stack if kind not in ("native", "kernel")]
 
 
-@pytest.fixture(scope="module", params=ALL_SUPPORTED)
+@pytest.fixture(scope="module", params=EVERY_BUILD)
 def native_recording(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("native") / "natives.spy"
     with running_target(python_for(request.param), "natives.py", "30") as target:
@@ -378,7 +378,7 @@ HEAP_FRAMES = ("3.8", "3.9", "3.10")
 
 
 #: A version with heap frames, and one with frames in datastack chunks and entry frames.
-DEEP_LABELS = [label for label in ALL_SUPPORTED if label in ("3.10", "3.12")]
+DEEP_LABELS = [label for label in EVERY_BUILD if label in ("3.10", "3.12")]
 
 
 @pytest.mark.parametrize("label", DEEP_LABELS)
@@ -410,7 +410,7 @@ def test_a_stack_deeper_than_a_copy_keeps_its_native_frames(label, tmp_path):
 
 
 #: A version with heap frames and one with frames in datastack chunks.
-NOW_AND_THEN_LABELS = [label for label in ALL_SUPPORTED if label in ("3.10", "3.13")]
+NOW_AND_THEN_LABELS = [label for label in EVERY_BUILD if label in ("3.10", "3.13")]
 #: Share of a now-and-then thread's samples at work that must have native frames (95-98% in
 #: the runs measured; 88% when copies came every so much of its CPU time).
 AT_WORK = 0.93

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from pythons import ALL_SUPPORTED, python_for, running_target
+from pythons import EVERY_BUILD, python_for, running_target
 from spyformat import read_recording
 
 #: Threads sampled at all that may miss their name: one seen only before it registered or after
@@ -25,7 +25,7 @@ ENOUGH_THREADS = 100
 MAIN_SAMPLED = 0.995
 
 
-@pytest.mark.parametrize("label", ALL_SUPPORTED)
+@pytest.mark.parametrize("label", EVERY_BUILD)
 def test_short_lived_request_threads_carry_their_names(tmp_path, label):
     python = python_for(label)
     out, log = tmp_path / "requests.spy", tmp_path / "requests.log"
@@ -69,7 +69,7 @@ def test_short_lived_request_threads_carry_their_names(tmp_path, label):
 
 
 
-@pytest.mark.parametrize("label", ALL_SUPPORTED)
+@pytest.mark.parametrize("label", EVERY_BUILD)
 def test_an_int_key_is_found_however_long_its_probe_sequence(label):
     """Every entry is found in a dict whose keys collide like thread idents do: one needs more
     probes than the table has slots, and a thread was left unnamed when its lookup stopped

@@ -580,7 +580,7 @@ def test_stacks_that_keep_returning_through_deep_calls_are_rarely_torn(label, ta
     # innermost frame does not fit the thread state's chunk top is counted apart: most are
     # taken at one of their copies' moments, not walked again.  <=3.10 reads each frame
     # object by itself, and tears 1-3% here as the host's speed varies.  3.11-3.13 tore
-    # 1.5-2% here until a new machine tore 2.1-3.0% on 3.12 (six of eight runs over 2%, as
+    # 1.5-2% here until a new machine tore 2.1-3.0% on 3.12 (six of nine runs over 2%, as
     # before and after the change to how misfits are settled): not yet understood.
     misfits = proc.walker.misfit_walks - misfits
     first_tears = proc.walker.retried_walks - first_tears
