@@ -36,6 +36,10 @@ MAX_INDENT = 32
 #: With native frames: the round interval the copies are asked for (twice a round, no faster
 #: than spyrec.stackcapture allows).
 NATIVE_PERIOD_NS = 2_000_000
+#: Rounds tried, with native frames, for one in which every running thread's Python frames
+#: have native frames too: a running thread's come from a copy at an interrupt, which a round
+#: may miss (the thread off its CPU then) or not pair up with the frames read.
+NATIVE_ROUNDS = 10
 
 
 @dataclass
@@ -109,6 +113,15 @@ class Snapshot(NullSink):
     def samples(self, t, pid, rss, rows):
         self.rows.extend(zip(*rows))
 
+    def running_without_native(self) -> bool:
+        """Whether a thread found running has Python frames and no native frame."""
+        native = self.native
+        for _tid, stack, flags, _syscall, _wchan in self.rows:
+            frames = self.stacks[stack]
+            if not flags & SampleFlag.IDLE and frames and not any(native[f] for f in frames):
+                return True
+        return False
+
     def text(self, string_id):
         """The text of a sample's ``syscall`` or ``wchan`` (1 + a string id), None for 0."""
         return self.strings[string_id - 1] if string_id else None
@@ -130,9 +143,14 @@ def where(pid: int, kernel: bool = False, native: bool = False,
             if process.native is not None:  # one round: its lines now, not rounds later
                 process.native.lines.wait = True
             sampler.sample_round(time.monotonic_ns())
-            snapshot.rows.clear()
-            time.sleep(3 * NATIVE_PERIOD_NS / 1e9)
-        sampler.sample_round(time.monotonic_ns())
+            for _ in range(NATIVE_ROUNDS):
+                snapshot.rows.clear()
+                time.sleep(3 * NATIVE_PERIOD_NS / 1e9)
+                sampler.sample_round(time.monotonic_ns())
+                if process.native is None or not snapshot.running_without_native():
+                    break
+        else:
+            sampler.sample_round(time.monotonic_ns())
         threads = []
         for tid, stack, flags, syscall, wchan in snapshot.rows:
             record = snapshot.threads.get(tid, {})

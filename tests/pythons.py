@@ -157,10 +157,12 @@ def minor_of(label: str) -> str:
 
 
 ALL_SUPPORTED = SUPPORTED + ROOTED + EXTRAS
-#: Every build what a recording holds depends on: each version, and Debian's static 3.11.  A venv
-#: runs VENV_BASE's own binary and library: the tests of finding and attaching to an interpreter
-#: and of walking it take it too (ALL_SUPPORTED), those of what a recording holds do not.
-EVERY_BUILD = SUPPORTED + ROOTED + ("3.11-debian",)
+#: Every version, each once: the tests of what a recording holds (generators' callers, tasks,
+#: names, GC marks, wait causes).  The extra builds run the same walks of the same layouts:
+#: the tests of finding, attaching to and walking an interpreter take them (ALL_SUPPORTED), and
+#: Debian's static 3.11 those of native frames, whose symbols lie in its executable (EVERY_BUILD).
+EVERY_VERSION = SUPPORTED + ROOTED
+EVERY_BUILD = EVERY_VERSION + ("3.11-debian",)
 
 
 def target_path(name: str) -> str:

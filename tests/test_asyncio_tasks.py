@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import spyanalyze
 from spyanalyze.cli import main
-from pythons import EVERY_BUILD, ROOTED, python_for, running_target, stop_target
+from pythons import EVERY_VERSION, ROOTED, python_for, running_target, stop_target
 from spyformat import TASK_FILE
 from shares import sampling_margin
 from test_record import spyrec
@@ -30,7 +30,7 @@ TOLERANCE = 0.02
 #: before 3.14 a task is known once seen being stepped, and its first samples may go without
 #: it (0-1% on a quiet machine, 1.0% once in a full run).
 WRONG_TASK = 0.01
-UNNAMED = {label: 0.01 if label in ROOTED else 0.03 for label in EVERY_BUILD}
+UNNAMED = {label: 0.01 if label in ROOTED else 0.03 for label in EVERY_VERSION}
 SPYREC = [sys.executable, "-m", "spyrec"]
 #: Share of the samples in a request's handler and in a client that must name their task
 #: (3.9: 0.83 and 0.74, 3.12: 0.96 and 0.85, 3.13: 0.96 and 0.78, 3.15: 1.00 and 0.81): a
@@ -38,7 +38,7 @@ SPYREC = [sys.executable, "-m", "spyrec"]
 SERVER_TASKS = {"handle": 0.75, "client": 0.6}
 
 
-@pytest.fixture(scope="module", params=EVERY_BUILD)
+@pytest.fixture(scope="module", params=EVERY_VERSION)
 def tasks_recording(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("tasks") / "tasks.spy"
     with running_target(python_for(request.param), "tasks.py", "3") as target:

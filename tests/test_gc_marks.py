@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import spyanalyze
-from pythons import EVERY_BUILD, python_for, running_target, stop_target
+from pythons import EVERY_VERSION, python_for, running_target, stop_target
 from spyanalyze.cli import main as spyanalyze_main
 from spyformat import GC_FRAME, SampleFlag
 from test_record import Stacks, load, spyrec
@@ -37,7 +37,7 @@ TOLERANCE = 0.04
 SPYREC = [sys.executable, "-m", "spyrec"]
 
 
-@pytest.fixture(scope="module", params=EVERY_BUILD)
+@pytest.fixture(scope="module", params=EVERY_VERSION)
 def collecting_recording(request, tmp_path_factory):
     """The collecting target recorded for 2.5 s at 1 kHz, and what it measured itself."""
     out = tmp_path_factory.mktemp("gc") / "collecting.spy"

@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 
 import spyanalyze
-from pythons import (EVERY_BUILD, marked_lines, py_spy_stacks, python_for, running_target,
+from pythons import (EVERY_VERSION, marked_lines, py_spy_stacks, python_for, running_target,
                      spyrec_stacks, stop_target, target_path)
 from spyformat import SampleFlag
 from test_record import Stacks, load, spyrec
@@ -76,7 +76,7 @@ LIVE_COPY_SKEW = {
 
 
 @pytest.fixture(scope="module",
-                params=list(EVERY_BUILD) + [label + OUTSIDE_SUFFIX for label in OUTSIDE])
+                params=list(EVERY_VERSION) + [label + OUTSIDE_SUFFIX for label in OUTSIDE])
 def generators_recording(request, tmp_path_factory):
     """The generators target recorded for 4 s at 1 kHz, and what it measured itself."""
     outside = request.param.endswith(OUTSIDE_SUFFIX)
@@ -210,7 +210,7 @@ def test_a_generators_yield_line_gets_the_little_time_it_takes(generators_record
     assert innermost <= CALLEELESS * tokens, (label, innermost, tokens)
 
 
-@pytest.mark.parametrize("label", EVERY_BUILD)
+@pytest.mark.parametrize("label", EVERY_VERSION)
 def test_a_stack_never_ends_at_a_freed_frame(label, tmp_path):
     """A visitor whose leaves call a recursive method thousands of times a millisecond
     (tests/targets/marking.py): a walk that follows a link made stale meanwhile into a freed

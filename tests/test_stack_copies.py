@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from pythons import EVERY_BUILD, marked_lines, python_for, running_target, stop_target, target_path
+from pythons import EVERY_VERSION, marked_lines, python_for, running_target, stop_target, target_path
 from shares import sampling_margin
 from test_record import SPYREC, Stacks, load, spyrec
 
@@ -50,7 +50,7 @@ def copied_count(stderr):
     return 0
 
 
-@pytest.mark.parametrize("label", EVERY_BUILD)
+@pytest.mark.parametrize("label", EVERY_VERSION)
 def test_a_recursion_of_generators_is_recorded_whole(label, tmp_path):
     out = tmp_path / "visitor.spy"
     with running_target(python_for(label), "visitor.py", "3") as target:

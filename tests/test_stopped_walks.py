@@ -11,7 +11,7 @@ next to walks of the stopped program").
 import pytest
 
 from conftest import attached
-from pythons import EVERY_BUILD, minor_of, python_for, running_target
+from pythons import EVERY_VERSION, minor_of, python_for, running_target
 from stopped import alternate_walks, wrong_visit
 
 WALKS = 1500
@@ -28,7 +28,7 @@ HEAP_FRAMES = ("3.8", "3.9", "3.10")
 
 
 
-@pytest.mark.parametrize("label", EVERY_BUILD)
+@pytest.mark.parametrize("label", EVERY_VERSION)
 def test_a_recursion_of_generators_is_walked_whole(label):
     python = python_for(label)
     with running_target(python, "visitor.py", "60") as target:

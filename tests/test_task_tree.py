@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pythons import EVERY_BUILD, marked_lines, minor_of, python_for, running_target, target_path
+from pythons import EVERY_VERSION, marked_lines, minor_of, python_for, running_target, target_path
 
 SPYREC = [sys.executable, "-m", "spyrec"]
 MARKS = marked_lines(target_path("task_tree.py"))
@@ -21,7 +21,7 @@ def where_tasks(pid, *options):
     return result.stdout
 
 
-@pytest.fixture(scope="module", params=EVERY_BUILD)
+@pytest.fixture(scope="module", params=EVERY_VERSION)
 def read_twice(request):
     """(label, target pid, the JSON report, the text report) of one target."""
     with running_target(python_for(request.param), "task_tree.py") as target:
