@@ -12,8 +12,8 @@ A walk tears on a link up the chunk it came from, an owner out of range or an ab
 instruction offset; a chain that ends at a generator's frame lost its callers when the
 generator yielded during the walk (see spyrec.generatorcallers).  On 3.11/3.12 a walk whose
 innermost frame does not end where the thread state says the frame chunk does
-(``_fits_top``) is taken at one of its copies' moments where they tell it
-(``_settle_misfit``), and tears where they do not.  Innermost frames with no code (they
+(``_fits_top``) is taken from the copy of the C frame's slot made after the chunk, where there
+is one (spyrec.walker ``_walk_chunks``), and tears where there is not.  Innermost frames with no code (they
 returned between the copies of the thread state and of the chunk: 3.14+ clears a frame's
 executable as it pops it) are stepped over, not torn.
 
@@ -134,7 +134,7 @@ class ChunkWalk:
         thread's last walk (see ChunkMemo); the others are parsed one by one.  ``with_state``:
         whether ``addr`` was copied with the thread state (see _cframe_top); ``settled``: and
         its copies on both sides of the thread state agree (see _fits_top); ``fit``: whether
-        a walk that does not fit the thread state's top tears (see _settle_misfit).
+        a walk that does not fit the thread state's top tears (see _fits_top).
 
         One loop in one function, about 200 lines: it is the hot path of every 3.11+ sample,
         and a call per frame would cost more than parsing the frame does.
@@ -378,40 +378,6 @@ class ChunkWalk:
             self.misfit_walks += 1
             return None
         return (generator[1],) + spliced
-
-    def _settle_misfit(self, addr: int, chunk: int, top: int, sentinel: int, tstate: int,
-                       prefetched: Copies, with_state: bool) -> Walk:
-        """3.11/3.12: the walk of a thread whose walk from ``addr`` did not fit the thread
-        state's top (see _fits_top), taken at the moment of one of its copies.
-
-        The thread called or returned between the copies of its frame chunk and of what names
-        its innermost frame.  Walking again would take a later moment, one less likely to fall
-        in whatever the thread does only briefly (a short call is under-counted, its
-        neighbours over), so the copies at hand are used: the frame of the chunk's copy that
-        ends at the thread state's top, when it is ``addr``'s callee or one of its callers, is
-        where the thread was when the top was copied; when none is (the thread returned and
-        called another function, whose frame lies where the last one did), the chunk's copy
-        walked from ``addr`` is where the thread was when the chunk was copied.
-        """
-        walked = self._walked
-        copies = dict(prefetched) if prefetched else {}
-        if walked is not None:
-            copies[walked[0]] = walked[1]
-        codes, offsets, torn = self._walk_iframes(addr, chunk, top, sentinel, tstate,
-                                                  copies or None, with_state, fit=False)
-        last = self._last_in_chunk(chunk, top, copies) if walked is not None else 0
-        if not last or last == addr or torn:
-            return codes, offsets, torn
-        generator = self.outermost_generator, self.outermost_generator_code
-        then = self._walk_iframes(last, chunk, top, sentinel, tstate, copies)
-        # The frame at the top must be the slot's frame's callee, linked to it (a frame being
-        # pushed has a stale link), or one of its callers, the thread having returned into it.
-        found = then[0]
-        if not then[2] and (found[1:] == codes or len(found) < len(codes)
-                            and found == codes[len(codes) - len(found):]):
-            return then
-        self.outermost_generator, self.outermost_generator_code = generator
-        return codes, offsets, torn
 
     def _last_in_chunk(self, chunk: int, top: int, prefetched: Copies = None) -> int:
         """3.11/3.12: the frame that ends where the thread state says the chunk's used part

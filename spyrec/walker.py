@@ -886,11 +886,6 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             # thread state, may be the one that agrees with it.
             codes, offsets, torn = self._walk_iframes(other, fields[5], fields[6],
                                                       sentinel, tstate, prefetched)
-        if torn and self._misfit and late:
-            # (with the C frame the thread state named still the thread's after the chunk
-            # was copied: else the slot may be one a later run of the eval loop took over)
-            codes, offsets, torn = self._settle_misfit(top, fields[5], data_top, sentinel,
-                                                       tstate, prefetched, with_state)
         if torn and not codes and self._cframe:
             # The C frame that named the innermost frame has ended and its stack slot
             # holds something else: the thread is in C code between two runs of the
