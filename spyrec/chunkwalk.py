@@ -12,10 +12,10 @@ A walk tears on a link up the chunk it came from, an owner out of range or an ab
 instruction offset; a chain that ends at a generator's frame lost its callers when the
 generator yielded during the walk (see spyrec.generatorcallers).  On 3.11/3.12 a walk whose
 innermost frame does not end where the thread state says the frame chunk does
-(``_fits_top``) is taken from the copy of the C frame's slot made after the chunk, where there
-is one (spyrec.walker ``_walk_chunks``), and tears where there is not.  Innermost frames with no code (they
-returned between the copies of the thread state and of the chunk: 3.14+ clears a frame's
-executable as it pops it) are stepped over, not torn.
+(``_fits_top``) is taken from the copy of the C frame's slot made after the chunk, where
+there is one (spyrec.walker ``_walk_chunks``), and tears where there is not.  Innermost frames
+with no code (they returned between the copies of the thread state and of the chunk: 3.14+
+clears a frame's executable as it pops it) are stepped over, not torn.
 
 ``ChunkWalk`` is a part of ``StackWalker`` kept in a module of its own: its methods read and
 write the walker's tables (``_memos``: each thread's last walk).
@@ -119,8 +119,6 @@ class ChunkWalk:
         #: 3.11/3.12: code address -> size of its frames in a chunk (see _fits_top).
         self._frame_bytes = codes.frame_bytes if layout.code.frame_words else None
         self._misfit = False  # the last _walk_iframes tore on _fits_top
-        #: (address, copy) of the newest chunk as the last _walk_iframes read it
-        self._walked: Optional[Tuple[int, bytes]] = None
         #: (len(frame_bytes) when made, its distinct sizes ascending) for _last_in_chunk.
         self._size_set: Tuple[int, List[int]] = (-1, [])
 
@@ -140,7 +138,6 @@ class ChunkWalk:
         and a call per frame would cost more than parsing the frame does.
         """
         self._misfit = False
-        self._walked = None
         self.outermost_generator = self.outermost_generator_code = 0
         codes: List[int] = []
         offsets: List[int] = []
@@ -159,7 +156,6 @@ class ChunkWalk:
                 else:
                     buf = self.mem.read(chunk, top - chunk)
                 regions.append((chunk, top, buf))
-                self._walked = (chunk, buf)
                 older = U64.unpack_from(buf)[0]
             except READ_ERRORS:
                 pass

@@ -5,11 +5,11 @@ are resolved from ``# @mark`` comments in the target sources.  Because the targe
 tests sample until the expected state shows up (``settled``) instead of assuming it.
 """
 
-import collections
 import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import time
 from collections import Counter
@@ -938,7 +938,6 @@ def _innermost_now(proc, tstate):
     """The name of the function a thread runs, from three reads of a few bytes (its C frame
     where it has one, that frame's innermost frame, the frame's code): about a microsecond of
     reading, against the several of a whole walk."""
-    import struct
     layout, read = proc.layout, proc.walker.mem.read
     frame = struct.unpack("<Q", read(tstate + layout.thread.frame, 8))[0]
     if layout.cframe is not None:
@@ -955,7 +954,7 @@ def test_walks_from_outside_find_the_thread_where_quick_reads_do(label, target_u
     target, proc = target_under(label, "json_rows.py", "60")
     proc.sample_threads()
     (tstate,) = next(iter(proc.walker._orders.values()))
-    walks, quick = collections.Counter(), collections.Counter()
+    walks, quick = Counter(), Counter()
     # WHEN it is walked from outside, and by turns its innermost function read in a few bytes
     for turn in range(4000):
         time.sleep(0.0005)
