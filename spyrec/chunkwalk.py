@@ -12,8 +12,10 @@ A walk tears on a link up the chunk it came from, an owner out of range or an ab
 instruction offset; a chain that ends at a generator's frame lost its callers when the
 generator yielded during the walk (see spyrec.generatorcallers).  On 3.11/3.12 a walk whose
 innermost frame does not end where the thread state says the frame chunk does
-(``_fits_top``) is taken from the copy of the C frame's slot made after the chunk, where
-there is one (spyrec.walker ``_walk_chunks``), and tears where there is not.  Innermost frames
+(``_fits_top``) is taken on 3.11 from the frame that ends there (``_last_in_chunk``), else
+from the copy of the C frame's slot made after the chunk, where there is one (spyrec.walker
+``_walk_chunks``), and tears where there is not; on 3.11 a function's frame above that top,
+innermost, is stepped over: the thread had left it or not yet entered it.  Innermost frames
 with no code (they returned between the copies of the thread state and of the chunk: 3.14+
 clears a frame's executable as it pops it) are stepped over, not torn.
 
@@ -118,6 +120,9 @@ class ChunkWalk:
         self._untag = ~layout.executable_tag_mask
         #: 3.11/3.12: code address -> size of its frames in a chunk (see _fits_top).
         self._frame_bytes = codes.frame_bytes if layout.code.frame_words else None
+        self._code_bytes = codes.code_bytes
+        #: 3.11: where a frame says it is the first of its run of the eval loop (see _fits_top).
+        self._is_entry = fr.is_entry
         self._misfit = False  # the last _walk_iframes tore on _fits_top
         #: (len(frame_bytes) when made, its distinct sizes ascending) for _last_in_chunk.
         self._size_set: Tuple[int, List[int]] = (-1, [])
@@ -253,8 +258,8 @@ class ChunkWalk:
                             broken = True
                             break
                         data = prefetched.get(addr) if prefetched else None
-                        if data is None and copy is not None and \
-                                chunk <= addr <= chunk + len(copy) - size:
+                        above_top = copy is not None and chunk <= addr <= chunk + len(copy) - size
+                        if data is None and copy is not None and above_top:
                             # above the used part, in the room copied with it (see
                             # walker._outside_range)
                             data = copy[addr - chunk:addr - chunk + size]
@@ -264,6 +269,16 @@ class ChunkWalk:
                         code, previous, instr, owner = unpack(data)
                         if owner == FRAME_OWNED_BY_GENERATOR:
                             gen_at = addr
+                        elif above_top and fit and self._is_entry is not None:
+                            # 3.11: a function's frame above the datastack top copied with the
+                            # thread state was popped before that moment or pushed after it:
+                            # innermost, its caller is where the thread was then
+                            if codes:
+                                self._misfit = True
+                                self.misfit_walks += 1
+                                return codes, offsets, True
+                            addr = previous
+                            continue
                     else:
                         last_region = found
                         code, previous, instr, owner = unpack(found[2], addr - found[0])
@@ -375,10 +390,15 @@ class ChunkWalk:
             return None
         return (generator[1],) + spliced
 
-    def _last_in_chunk(self, chunk: int, top: int, prefetched: Copies = None) -> int:
+    def _last_in_chunk(self, chunk: int, top: int, prefetched: Copies = None,
+                       started: bool = False) -> int:
         """3.11/3.12: the frame that ends where the thread state says the chunk's used part
         does (see _fits_top), found from the sizes of the code objects seen so far in the
-        chunk's copy made with the thread state; 0 when none does, or there is no such copy."""
+        chunk's copy made with the thread state; 0 when none does, or there is no such copy,
+        or (``started``) it is not past its first instruction and within its code: a frame
+        being pushed, its fields and link not all set yet (3.11 CALL in Python/ceval.c links it
+        after initialising its locals), or a generator's, which runs only RETURN_GENERATOR on
+        the chunk."""
         sizes = self._frame_bytes
         copy = prefetched.get(chunk) if prefetched else None
         if not sizes or copy is None or not chunk_in_use(chunk, top) or top - chunk > len(copy):
@@ -391,8 +411,12 @@ class ChunkWalk:
             at = len(buf) - size
             if at < lowest:
                 break
-            code, _, _, owner = self._frame.unpack_from(buf, at)
-            if owner == FRAME_OWNED_BY_THREAD and sizes.get(code & self._untag) == size:
+            code, _, instr, owner = self._frame.unpack_from(buf, at)
+            code &= self._untag
+            if owner == FRAME_OWNED_BY_THREAD and sizes.get(code) == size:
+                offset = instr - code - self._adaptive
+                if started and not 0 < offset < self._code_bytes.get(code, 0):
+                    return 0
                 return chunk + at
         return 0
 
@@ -428,6 +452,12 @@ class ChunkWalk:
         if not settled or not 0 <= above <= len(buf) - self._frame_size:
             return False
         code, previous, _, owner = self._frame.unpack_from(buf, above)
+        if self._is_entry is not None and not buf[above + self._is_entry]:
+            # 3.11 names a frame called from Python as it pushes it and pops one returning to
+            # Python before it names the caller (CALL and RETURN_VALUE, Python/ceval.c): only
+            # a frame that C code called, cleared after its run returned, lingers above the
+            # frame its caller's run names.  Above it a called frame means a stale copy.
+            return False
         above_size = sizes.get(code & self._untag)
         return owner == FRAME_OWNED_BY_THREAD and previous in links and \
             above_size is not None and frame + size + above_size == top

@@ -48,6 +48,10 @@ SKIP = -1
 GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200
 #: CO_COROUTINE | CO_ITERABLE_COROUTINE: code an asyncio task may run.
 COROUTINE_FLAGS = 0x80 | 0x100
+#: A code object is a PyVarObject whose ob_size counts its bytecode's code units
+#: (_Py_CODEUNIT, two bytes; Include/cpython/code.h 3.11/3.12).
+CODE_UNITS_AT = 16
+CODE_UNIT_BYTES = 2
 #: ``_admit``'s answer when a known code object's fields still point where they did.
 _CHECK_CONTENT = object()
 
@@ -118,6 +122,8 @@ class CodeCache:
             fields.append((co.co_version, "I"))
         self._identity_fields = len(fields)
         fields += [(offset, "i") for offset in co.frame_words]
+        if co.frame_words:
+            fields.append((CODE_UNITS_AT, "q"))
         self._frame_words = bool(co.frame_words)
         self._frame_specials = co.frame_specials
         self._header = FieldStruct(fields)
@@ -128,6 +134,8 @@ class CodeCache:
         #: 3.11/3.12: code address -> bytes its frames take in a datastack chunk, as read with
         #: its header (see Layout.code.frame_words).
         self.frame_bytes: Dict[int, int] = {}
+        #: 3.11/3.12: code address -> bytes of its bytecode (instruction offsets lie below).
+        self.code_bytes: Dict[int, int] = {}
         self.codes: Dict[int, CodeObject] = {}
         self._key_at: Dict[int, int] = {}
         self._tag = 0
@@ -159,8 +167,9 @@ class CodeCache:
                     continue
                 key = self._admit(addr, head)
                 if self._frame_words and key is not None:
-                    words = self._header.unpack_from(head)[self._identity_fields:]
+                    *words, units = self._header.unpack_from(head)[self._identity_fields:]
                     self.frame_bytes[addr] = 8 * (sum(words) + self._frame_specials)
+                    self.code_bytes[addr] = CODE_UNIT_BYTES * units
                 if key is _CHECK_CONTENT:
                     same_pointers.append(addr)
                 else:
@@ -254,6 +263,7 @@ class CodeCache:
             self.codes.clear()
             self._key_at.clear()
             self.frame_bytes.clear()
+            self.code_bytes.clear()
             self._resets += 1
         if key is None and not self._resets:
             key = addr

@@ -674,11 +674,13 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         microsecond here, so a walk from the slots copied with the thread state would put the
         thread in a frame it had left by the time the chunk was copied, or not yet entered;
         from the slots copied after the chunk, with the top copied then, it is of nearly the
-        chunk's moment.  The pool comes right after the chunk: a generator resumed every few
-        microseconds, copied later, is found in a call its consumer's copy has not made (four
-        times as many stacks mixing moments in a loop of such calls).  Elsewhere the thread
-        state comes last, callers before it (a stack changes at its inner end); a first walk there
-        copies the thread state alone, the chunk after it, as measured best on 3.13-3.15.
+        chunk's moment (3.12; 3.11 walks from the top copied with the thread state when the
+        slots disagree with it, see _walk_chunks).  The pool comes right after the chunk: a
+        generator resumed every few microseconds, copied later, is found in a call its
+        consumer's copy has not made (four times as many stacks mixing moments in a loop of
+        such calls).  Elsewhere the thread state comes last, callers before it (a stack changes
+        at its inner end); a first walk there copies the thread state alone, the chunk after
+        it, as measured best on 3.13-3.15.
         """
         chunk = []
         pool = self._pools.get(tstate, ())
@@ -859,9 +861,13 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         top, other, late = fields[2], 0, False
         # the datastack top that goes with the slot's copy taken (see _cframe_top)
         data_top = fields[6]
+        # 3.12 walks first from the slot's copy made after the chunk (see _cframe_top), 3.11
+        # from the one made with the thread state (see below)
+        late_first = self._is_entry is None
         if self._cframe:
             try:
-                top, with_state, other, late = self._cframe_top(tstate, ts, top, slot_copies)
+                top, with_state, other, late = self._cframe_top(tstate, ts, top, slot_copies,
+                                                                late_first)
                 if late:
                     data_top = U64.unpack_from(slot_copies[LATE_STATE],  # type: ignore[index]
                                                self._late_state[1] - 8)[0]
@@ -873,6 +879,25 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             codes, offsets, torn = self._walk_iframes(
                 top, fields[5], data_top, sentinel, tstate, prefetched, with_state,
                 with_state and not other)
+        if torn and self._misfit and not late_first:
+            # 3.11: the frame ending at the datastack top is the innermost one at the moment
+            # the thread state was copied, unless a generator's own frame (outside the chunk)
+            # ran above it.  The C frame's slot, copied a read or two apart, names a frame of
+            # another moment when the thread goes in and out of a generator's run every few
+            # microseconds, as often as not where one read costs a microsecond or two; taking
+            # the slot's late copy then, a moment chosen by whether the first one fitted, put
+            # the thread in a long C call more often than it was there (json_rows.py).
+            last = self._last_in_chunk(fields[5], fields[6], prefetched, started=True)
+            if last:
+                codes, offsets, torn = self._walk_iframes(last, fields[5], fields[6], sentinel,
+                                                          tstate, prefetched, with_state)
+            # that frame gone from the chunk's copy (a short call returned, and another took
+            # its place), the slot's late copy is of the chunk's moment
+            late_copy = self._late_copy(fields[2], slot_copies) if torn and self._misfit \
+                else None
+            if late_copy is not None:
+                top, data_top = late_copy
+                late = True
         if torn and self._misfit and late:
             # The slot as copied after the chunk names the frame the thread was in then, as a
             # quick read of it (or a stopped thread) would: the top copied a moment apart may
@@ -897,12 +922,26 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                                                        sentinel, tstate, prefetched)
         return codes, offsets, torn, with_state
 
+    def _late_copy(self, cframe: int, slot_copies: Optional[SlotCopies]
+                   ) -> Optional[Tuple[int, int]]:
+        """(the C frame's slot, the datastack top) as copied after the frame chunk, or None
+        when they were not, or the thread state then named another C frame."""
+        if not slot_copies:
+            return None
+        state = slot_copies.get(LATE_STATE)
+        data = slot_copies.get((cframe + self._cframe_current, LATE))
+        if state is None or data is None or U64.unpack_from(state)[0] != cframe:
+            return None
+        return U64.unpack(data)[0], U64.unpack_from(state, self._late_state[1] - 8)[0]
+
     def _cframe_top(self, tstate: int, ts: bytes, cframe: int,
-                    slot_copies: Optional[SlotCopies] = None) -> Tuple[int, bool, int, bool]:
+                    slot_copies: Optional[SlotCopies] = None, late_first: bool = True
+                    ) -> Tuple[int, bool, int, bool]:
         """3.11/3.12: tstate->cframe->current_frame, whether it was copied with the thread
         state (from its root C frame inside it, or ``slot_copies``) or read after it, the
         slot's other copy when the two differ (else 0), and whether the one taken is the copy
-        made after the frame chunk, with the datastack top under LATE_STATE.
+        made after the frame chunk (only when ``late_first``), with the datastack top under
+        LATE_STATE.
 
         A walk from the slot as copied right after the chunk, with the top copied with it, is
         of one moment: the chunk's, to within the copy of the frames above the innermost.  A
@@ -936,7 +975,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         # The slot's late copy counts while the C frame is still the thread's: a run of the
         # eval loop that returned since (a generator resumed from C, on 3.11 every one) left
         # its slot stale.
-        late = state is not None and U64.unpack_from(state)[0] == cframe
+        late = late_first and state is not None and U64.unpack_from(state)[0] == cframe
         if late:
             data, before = slot_copies[slot, LATE], data  # type: ignore[index]
         if data is None:

@@ -976,7 +976,9 @@ def test_walks_from_outside_find_the_thread_where_quick_reads_do(label, target_u
 
 
 #: How far walks from outside may come from the quick reads on json_rows.py on 3.11: raw_decode
-#: 4-5 points under in two runs here (3.12: 0.5-3).  While a walk that did not fit its chunk's
-#: top was taken at the C frame's slot as copied before the chunk, raw_decode came 20-25 points
+#: within 2 points, aggregate 1-5 under in six runs here (3.12: 0.5-3); 3.11 takes a walk
+#: that does not fit the thread state's datastack top from that top, whose frame is being
+#: pushed or popped a little more often than the C frame's slot names it.  While such walks
+#: were taken at the C frame's slot as copied before the chunk, raw_decode came 20-25 points
 #: over on both (spyrec.walker._walk_chunks).
 QUICK_READS_3_11 = 0.08
