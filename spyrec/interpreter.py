@@ -61,7 +61,8 @@ class PythonProcess:
                                   frame_type=types["PyFrame_Type"])
         names = ThreadNameReader(mem, layout, self.objects, types)
         #: The threads' names (the sampler asks it about each new thread).
-        self.naming = ThreadNaming(pid, mem, layout, runtime, names, lambda: self.walker.host_tid)
+        self.naming = ThreadNaming(pid, mem, layout, runtime, names, lambda: self.walker.host_tid,
+                                   self.codes)
         #: The names of the asyncio tasks threads run (once asyncio is found).
         self.tasks: Optional[TaskNames] = None
         self._names = names

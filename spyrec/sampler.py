@@ -569,7 +569,13 @@ class Sampler:
     def _try_name(self, thread, thread_stack, now):
         """Look for the thread's ``threading`` name; meanwhile its kernel name stands in."""
         tid = thread_stack.native_tid
-        name = self.process.naming.threading_name(thread_stack.python_thread_id, tid)
+        naming = self.process.naming
+        name = naming.threading_name(thread_stack.python_thread_id, tid)
+        if name is None and thread_stack.frames:
+            # not registered yet: its Thread may be found through its first frame
+            tstate = (self.process.walker.tstates or {}).get(tid)
+            if tstate:
+                name = naming.bootstrap_name(tstate, thread_stack.frames[-1])
         if name is not None:
             thread.named = True
             if name != thread.os_name:

@@ -9,8 +9,9 @@ registry in the target (spyrec.threadnames), else from /proc.
 
 import struct
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
+from spyrec.codeobjects import ADDRESS_MASK, CodeCache
 from spyrec.errors import MemoryReadError
 from spyrec.layouts.base import Layout
 from spyrec.process import TargetMemory, namespace_pids, read_text, thread_ids
@@ -24,6 +25,12 @@ _PTHREAD_SCAN = 2048
 _GLIBC_TID_OFFSET = 720
 #: The list of interpreters (for threading_name) is read again after this long.
 _INTERPS_TTL = 1.0
+#: How far bootstrap_name follows a thread's chunks (3.11+) or frames (3.8-3.10) to its first
+#: frame: a thread it is asked about has just started.
+MAX_CHUNKS = 16
+MAX_FRAMES = 64
+#: Tag bits of a _PyStackRef (3.14+ locals), clear in any object's address.
+STACKREF_TAGS = 7
 
 
 def find_pthread_tid_offset(pid: int, mem: TargetMemory, walker: StackWalker, own_pid: int) -> Optional[int]:
@@ -132,12 +139,14 @@ class ThreadNaming:
     """The names of a target's threads, as ``threading`` and the kernel know them."""
 
     def __init__(self, pid: int, mem: TargetMemory, layout: Layout, runtime: int,
-                 reader: ThreadNameReader, host_tid: Callable[[], Optional[Callable[[int], int]]]):
+                 reader: ThreadNameReader, host_tid: Callable[[], Optional[Callable[[int], int]]],
+                 codes: Optional[CodeCache] = None):
         self.pid = pid
         self.mem = mem
         self.layout = layout
         self.runtime = runtime
         self.reader = reader
+        self.codes = codes
         #: The walker's TID mapping as it stands (set once thread ids are set up).
         self.host_tid = host_tid
         self._interps: List[int] = []
@@ -166,6 +175,62 @@ class ThreadNaming:
         except (MemoryReadError, struct.error, OverflowError, ValueError):
             self._interps_read = -1e9  # read the list again next time
         return None
+
+    def bootstrap_name(self, tstate: int, outermost: Tuple[int, int]) -> Optional[str]:
+        """The name of the Thread object that a thread's outermost frame, ``outermost`` (the
+        walker's (code key, offset)), runs ``Thread._bootstrap`` for, or None.  Never raises.
+
+        ``threading._active`` has a thread only once its ``_bootstrap_inner`` runs, so a thread
+        that lives a few ms can be sampled only before: its first frame, ``_bootstrap(self)``
+        (Lib/threading.py 3.8-3.15), holds its Thread as its first local.  That frame is the
+        first of the thread's root datastack chunk (3.11+), or the end of its frame chain.
+        """
+        if self.codes is None or self.layout.awaits is None:
+            return None
+        try:
+            where = self.codes.describe(*outermost)
+            if where.name != "_bootstrap" or not where.filename.endswith("threading.py"):
+                return None
+            frame = self._first_frame(tstate, outermost[0] & ADDRESS_MASK)
+            if not frame:
+                return None
+            thread = _U64.unpack(self.mem.read(frame + self.layout.awaits.localsplus, 8))[0]
+            thread &= ~STACKREF_TAGS
+            name = dict(self.reader.attributes(thread, ("_name",))).get("_name") \
+                if thread else None
+            return self.reader.strings.read_str(name) if name else None
+        except (MemoryReadError, struct.error, OverflowError, ValueError):
+            return None
+
+    def _first_frame(self, tstate: int, code: int) -> int:
+        """The address of a thread's first Python frame when it runs ``code``, else 0."""
+        lay = self.layout
+        fr = lay.frame
+        if lay.chunk is not None and lay.thread.datastack_chunk is not None:
+            chunk = _U64.unpack(self.mem.read(tstate + lay.thread.datastack_chunk, 8))[0]
+            for _ in range(MAX_CHUNKS):
+                previous = _U64.unpack(self.mem.read(chunk + lay.chunk.previous, 8))[0]
+                if not previous:
+                    break
+                chunk = previous
+            else:
+                return 0
+            # the root chunk's first slot is left empty (push_chunk, Python/pystate.c 3.11+)
+            first = chunk + lay.chunk.data
+            head = self.mem.read(first, 8 + fr.code + 8)
+            for at in (8, 0):
+                if _U64.unpack_from(head, at + fr.code)[0] & ~lay.executable_tag_mask == code:
+                    return first + at
+            return 0
+        frame = _U64.unpack(self.mem.read(tstate + lay.thread.frame, 8))[0]
+        low = min(fr.code, fr.previous)
+        for _ in range(MAX_FRAMES):
+            fields = self.mem.read(frame + low, max(fr.code, fr.previous) + 8 - low)
+            back = _U64.unpack_from(fields, fr.previous - low)[0]
+            if not back:
+                return frame if _U64.unpack_from(fields, fr.code - low)[0] == code else 0
+            frame = back
+        return 0
 
     def _interpreters(self) -> List[int]:
         """Every interpreter's address, read again after ``_INTERPS_TTL`` seconds."""

@@ -424,6 +424,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             stack, next_tstate = self._read_and_walk(tstate, interp, holder, last_holder,
                                                      gil_quiet, still)
             if stack is None:
+                order.pop()  # ``order`` pairs with ``stacks`` (see _tstates_by_tid)
                 if not restarts:
                     self.list_cut = True
                     break

@@ -866,6 +866,7 @@ def test_a_thread_state_freed_under_the_walk_leaves_out_no_other_thread(label, t
     want.add(target.info["main"]["native_id"])
     assert wait_until(lambda: {s.native_tid for s in proc.sample_threads()} == want)
     (order,) = walker._orders.values()  # the thread states as the list links them
+    states = dict(walker.tstates)
     # WHEN a state in the middle of the list reads as freed: its thread ended while the walk
     # followed the list, and took its link to the next state with it
     freed = order[len(order) // 2]
@@ -877,6 +878,8 @@ def test_a_thread_state_freed_under_the_walk_leaves_out_no_other_thread(label, t
     tids = [stack.native_tid for stack in stacks]
     assert len(tids) == len(set(tids)) == len(want) - 1 and set(tids) < want
     assert not walker.list_cut
+    # ... and each thread is known by its own state (for its name, and its stack copies)
+    assert walker.tstates == {tid: state for tid, state in states.items() if state != freed}
 
 
 @pytest.mark.parametrize("label", ["3.12", "3.13"])

@@ -243,8 +243,8 @@ class AwaitOffsets:
     #: 3.10), or a pointer past the top (``stackpointer`` 3.14+, ``f_stacktop`` 3.8, 3.9).
     stack_top: int = 64
     stack_top_is_pointer: bool = False
-    #: Where the stack starts: inline at ``localsplus`` (3.11+), or where ``valuestack``
-    #: (``f_valuestack``, 3.8-3.10) points.
+    #: Where a frame's locals start: ``localsplus`` (3.11+), ``f_localsplus`` (3.8-3.10).  The
+    #: stack starts there on 3.11+, where ``valuestack`` (``f_valuestack``) points on 3.8-3.10.
     localsplus: int = 72
     valuestack: Optional[int] = None
     #: How many words below the stack's top the awaited object lies: 1 (``_PyFrame_StackPeek``),

@@ -56,7 +56,7 @@ V3_10 = Layout(
     # f_state FRAME_SUSPENDED -1, finished from FRAME_RETURNED 1; YIELD_FROM 72 after f_lasti;
     # the stack is f_valuestack[:f_stackdepth] (Include/cpython/frameobject.h 3.10)
     awaits=AwaitOffsets(frame_state=108, yield_from_opcode=72, co_code=48, stack_top=80,
-                        valuestack=64),
+                        valuestack=64, localsplus=352),  # after f_blockstack at 112
     task=TaskOffsets(task_coro=160, task_name=168),
     frame_kind="pyframe",
     thread_frame_kind="frame",

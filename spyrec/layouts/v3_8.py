@@ -29,7 +29,8 @@ _THREAD = ThreadOffsets(
 #: A coroutine is suspended in an await when ``f_stacktop`` is set and YIELD_FROM (72) follows
 #: ``f_lasti`` in ``co_code`` (genobject.c, Include/frameobject.h, Include/code.h 3.8, 3.9).
 _AWAITS = AwaitOffsets(frame_state=None, yield_from_opcode=72, co_code=48, stack_top=72,
-                       stack_top_is_pointer=True, valuestack=64)
+                       stack_top_is_pointer=True, valuestack=64,
+                       localsplus=360)  # after f_blockstack[CO_MAXBLOCKS] at 120
 
 _FRAME = FrameOffsets(
     code=32,  # f_code
