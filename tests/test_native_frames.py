@@ -42,11 +42,12 @@ ROOTED = 0.9
 #: Where ``time.sleep`` waits: ``select`` up to 3.10, ``clock_nanosleep`` from 3.11 on
 #: (Modules/timemodule.c).
 SLEEPS = {"__select", "select", "clock_nanosleep"}
-#: Share of the samples in a function of a library with line information that must show the
-#: line: its unit is decoded off the sampling thread, within a 2-s recording's first few tenths
-#: of a second (70-100% of such samples had it in the runs measured; on a new machine 50-55% of
-#: list_sort_impl's, 3.12 and 3.13, in a run of this file, its largest unit taking longer).
-LINED = 0.4
+#: A unit's lines are decoded off the sampling thread, so a function's first samples may go
+#: without: from the first sample with its line on, the share of its samples that must show it,
+#: and how many must (the first came 0.6-0.9 s into a 2-s recording on a quiet machine, and
+#: 1.5 s in a loaded clean-clone run, where a share of all the samples fell to 26%).
+LINED_AFTER_FIRST = 0.95
+LINED_SAMPLES = 10
 #: How far (share points) the samples may put ``crunch`` from the target's own clock however
 #: many they are; chance (tests/shares.py) widens it for fewer.
 OWN_CLOCK = 0.02
@@ -279,7 +280,7 @@ def test_native_frames_carry_the_source_lines_their_files_record(native_recordin
             labels = set(sort[sort["source"] != ""]["label"])
             assert all(re.fullmatch(r"list_sort_impl \((listobject\.c|[\w.]+\.h):\d+\)", text)
                        for text in labels), labels
-            assert lined_share(rec, set(sort.index)) >= LINED, (label, sort)
+            assert_lined_once_decoded(rec, set(sort.index), label)
     sleeps = native[native["qualname"].isin(SLEEPS)]
     assert len(sleeps), (label, sorted(set(native["qualname"])))
     libc = sleeps["file"].iloc[0]
@@ -287,7 +288,7 @@ def test_native_frames_carry_the_source_lines_their_files_record(native_recordin
     if debug_file_of(target, libc) is None:
         assert (sleeps["source"] == "").all(), (label, sleeps)
     else:
-        assert lined_share(rec, set(sleeps.index)) >= LINED, (label, sleeps)
+        assert_lined_once_decoded(rec, set(sleeps.index), label)
 
 
 def test_an_inlined_function_is_a_frame_of_its_own(native_recording):
@@ -306,7 +307,7 @@ def test_an_inlined_function_is_a_frame_of_its_own(native_recording):
         assert len(ours) and (ours["source"] == "").all(), (label, ours)
         assert "pysleep" not in set(frames["qualname"]), label
         return
-    inlined = 0
+    inlined = undecoded = 0
     for s in samples_of(rec, target, "sleeper"):
         stack = stack_of(rec, s)
         names = [name for name, *_ in stack]
@@ -315,25 +316,28 @@ def test_an_inlined_function_is_a_frame_of_its_own(native_recording):
         at = names.index("time_sleep")
         caller, callee = rec.stack_table.tuples[s][at], rec.stack_table.tuples[s][at + 1]
         if not frames.at[caller, "source"]:
-            continue  # (its unit not decoded yet)
+            undecoded += 1  # (its unit not decoded yet)
+            continue
         assert names[at + 1] == "pysleep", (label, stack)
         for frame in (caller, callee):
             assert os.path.basename(frames.at[frame, "source"]) == "timemodule.c", (label, stack)
             assert frames.at[frame, "line"] > 0 and frames.at[frame, "file"] == sleep["file"].iloc[0]
         inlined += 1
-    assert inlined >= LINED * len(samples_of(rec, target, "sleeper")), (label, inlined)
+    assert inlined >= LINED_SAMPLES, (label, inlined, undecoded)
 
 
-def lined_share(rec, frames):
-    """Of the samples whose stack holds one of ``frames``, the share where it has a line."""
+def assert_lined_once_decoded(rec, frames, label):
+    """The samples whose stack holds one of ``frames`` show its line from the first that does
+    on (its unit decoded), and enough do."""
     with_line = set(rec.frames.index[rec.frames["source"] != ""])
-    holding = lined = 0
-    for stack in rec.samples["stack"].tolist():
+    lined = []  # in time order, for each sample holding one of ``frames``: has it its line?
+    for _, stack in sorted(zip(rec.samples["t"].tolist(), rec.samples["stack"].tolist())):
         found = frames.intersection(rec.stack_table.tuples[stack])
         if found:
-            holding += 1
-            lined += bool(found & with_line)
-    return lined / max(holding, 1)
+            lined.append(bool(found & with_line))
+    after = lined[lined.index(True):] if True in lined else []
+    assert len(after) >= LINED_SAMPLES, (label, len(lined), len(after))
+    assert sum(after) >= LINED_AFTER_FIRST * len(after), (label, sum(after), len(after))
 
 
 def test_numpy_is_unwound_whole_through_realigned_stacks_and_cxx_rules(tmp_path):
