@@ -172,7 +172,9 @@ def test_the_views_leave_out_the_interpreters_plumbing_as_py_spy_does(native_rec
                             and not name.startswith("0x")]
                 assert not plumbing, (label, stack)
                 sleeps += 1
-    assert sorts > 5 and sleeps > 100, (label, sorts, sleeps)
+    # (stacks through sorted's callback: 27-60 a recording here, 15-21 on Debian's 3.11, 5 once
+    # in a loaded clean-clone run)
+    assert sorts >= 3 and sleeps > 100, (label, sorts, sleeps)
     # the collapsed stacks: from the first Python frame; with --all-native, from _start
     runner = CliRunner()
     for args in (["--idle", "include"], ["--all-native"]):
