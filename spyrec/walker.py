@@ -999,6 +999,18 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             raise MemoryReadError("C frame 0x%x has no frame any more" % cframe)
         return top, with_state, other if other != top else 0, late
 
+    def thread_of(self, tstate: int) -> Tuple[int, int]:
+        """(native TID as ThreadStack gives it, thread id) of the thread a state belongs to
+        now, read afresh: a state freed as its thread ends is made again at the same address
+        for the next one."""
+        fields = self._ts.unpack_from(self.read(tstate, self._ts.size))
+        native = fields[4] if self._iframe else self._pthread_tid(fields[3])
+        if not 0 <= native <= MAX_TID:
+            native = 0
+        if self.host_tid is not None and native:
+            native = self.host_tid(native)
+        return native, fields[3]
+
     def _pthread_tid(self, thread_id: int) -> int:
         """<=3.10: the kernel TID stored in glibc's struct pthread (offset found at attach)."""
         if self.pthread_tid_offset is None or not thread_id:
