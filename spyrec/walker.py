@@ -867,11 +867,10 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         late_first = self._is_entry is None
         if self._cframe:
             try:
-                top, with_state, other, late = self._cframe_top(tstate, ts, top, slot_copies,
-                                                                late_first)
-                if late:
-                    data_top = U64.unpack_from(slot_copies[LATE_STATE],  # type: ignore[index]
-                                               self._late_state[1] - 8)[0]
+                top, with_state, other, late_top = self._cframe_top(tstate, ts, top,
+                                                                    slot_copies, late_first)
+                if late_top:
+                    data_top, late = late_top, True
             except READ_ERRORS:
                 top = 0  # the C frame is gone: see below
                 torn = True
@@ -926,7 +925,9 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
     def _late_copy(self, cframe: int, slot_copies: Optional[SlotCopies]
                    ) -> Optional[Tuple[int, int]]:
         """(the C frame's slot, the datastack top) as copied after the frame chunk, or None
-        when they were not, or the thread state then named another C frame."""
+        when they were not, or the thread state then named another C frame: a run of the eval
+        loop that returned since (a generator resumed from C, on 3.11 every one) left its slot
+        stale."""
         if not slot_copies:
             return None
         state = slot_copies.get(LATE_STATE)
@@ -937,12 +938,12 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
 
     def _cframe_top(self, tstate: int, ts: bytes, cframe: int,
                     slot_copies: Optional[SlotCopies] = None, late_first: bool = True
-                    ) -> Tuple[int, bool, int, bool]:
+                    ) -> Tuple[int, bool, int, int]:
         """3.11/3.12: tstate->cframe->current_frame, whether it was copied with the thread
         state (from its root C frame inside it, or ``slot_copies``) or read after it, the
-        slot's other copy when the two differ (else 0), and whether the one taken is the copy
-        made after the frame chunk (only when ``late_first``), with the datastack top under
-        LATE_STATE.
+        slot's other copy when the two differ (else 0), and, when the one taken is the copy
+        made after the frame chunk (only when ``late_first``), the datastack top copied with
+        it (else 0).
 
         A walk from the slot as copied right after the chunk, with the top copied with it, is
         of one moment: the chunk's, to within the copy of the frames above the innermost.  A
@@ -954,7 +955,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         at = cframe - tstate + self._cframe_current
         if 0 <= at <= len(ts) - 8:
             self._cframes.pop(tstate, None)
-            return U64.unpack_from(ts, at)[0], True, 0, False
+            return U64.unpack_from(ts, at)[0], True, 0, 0
         known = self._cframes.get(tstate)
         if known is None:
             if len(self._cframes) >= MAX_THREADS:
@@ -966,38 +967,35 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             known.insert(0, cframe)
             del known[MAX_CFRAMES:]
         if not cframe:
-            return 0, True, 0, False
+            return 0, True, 0, 0
         slot = cframe + self._cframe_current
         data = slot_copies.get(slot) if slot_copies else None
         with_state = data is not None
         # (``with_state``: the slot's copy came from ``slot_copies``)
-        state = slot_copies.get(LATE_STATE) if with_state else None  # type: ignore[union-attr]
         before = slot_copies.get((slot, BEFORE)) if with_state else None  # type: ignore
-        # The slot's late copy counts while the C frame is still the thread's: a run of the
-        # eval loop that returned since (a generator resumed from C, on 3.11 every one) left
-        # its slot stale.
-        late = late_first and state is not None and U64.unpack_from(state)[0] == cframe
-        if late:
-            data, before = slot_copies[slot, LATE], data  # type: ignore[index]
         if data is None:
             data = self.read(slot, 8)
         top = other = U64.unpack(data)[0]
         if before is not None:
             other = U64.unpack(before)[0]
-            if abs(top - cframe) < ENTRY_NEAR and other and abs(other - cframe) >= ENTRY_NEAR:
-                # Copied later, the slot points to the run's entry frame: the run is
-                # returning (a generator yielded to the C code that resumed it) or returned
-                # already, stale.  Copied just before, it pointed to the frame the run was
-                # in when the thread state named it.  Both to the entry frame: the run is
-                # between frames for long (collecting garbage, say): its caller is where
-                # the thread is.
-                top, other, late = other, 0, False
+        late_copy = self._late_copy(cframe, slot_copies) if late_first and with_state else None
+        late_top = 0
+        if late_copy is not None:
+            # taken in place of the copy made after the thread state, which becomes the other
+            (top, late_top), other = late_copy, top
+        if abs(top - cframe) < ENTRY_NEAR and other and abs(other - cframe) >= ENTRY_NEAR:
+            # Copied later, the slot points to the run's entry frame: the run is returning (a
+            # generator yielded to the C code that resumed it) or returned already, stale.
+            # Copied just before, it pointed to the frame the run was in when the thread state
+            # named it.  Both to the entry frame: the run is between frames for long
+            # (collecting garbage, say): its caller is where the thread is.
+            top, other, late_top = other, 0, 0
         if not top:
             # Only the root C frame, inside the thread state, is ever without a Python frame:
             # any other is a run of the eval loop (Python/ceval.c), which sets its frame at
             # once, so this one ended between the two reads and its stack slot was reused.
             raise MemoryReadError("C frame 0x%x has no frame any more" % cframe)
-        return top, with_state, other if other != top else 0, late
+        return top, with_state, other if other != top else 0, late_top
 
     def thread_of(self, tstate: int) -> Tuple[int, int]:
         """(native TID as ThreadStack gives it, thread id) of the thread a state belongs to
