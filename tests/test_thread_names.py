@@ -27,6 +27,19 @@ ENOUGH_THREADS = 100
 MAIN_SAMPLED = 0.99
 
 
+def names_against_log(out, log):
+    """(the recording, {TID: name} as the target logged its threads, {TID: name} as recorded,
+    {TID: (recorded, logged)} of the logged threads sampled under another name or none)."""
+    truth = {int(tid): name for tid, name in
+             (line.split(" ", 1) for line in log.read_text().splitlines())}
+    with open(out, "rb") as f:
+        rec = read_recording(f)
+    names = {tid: record.get("name") for (_, tid), record in rec.threads.items()}
+    sampled = set(rec.samples["tid"].tolist()) & truth.keys()
+    wrong = {tid: (names.get(tid), truth[tid]) for tid in sampled if names.get(tid) != truth[tid]}
+    return rec, truth, names, wrong
+
+
 @pytest.mark.parametrize("label", EVERY_VERSION)
 def test_short_lived_request_threads_carry_their_names(tmp_path, label):
     python = python_for(label)
@@ -38,15 +51,9 @@ def test_short_lived_request_threads_carry_their_names(tmp_path, label):
         assert result.returncode == 0, result.stderr
         target.process.wait(timeout=30)  # the log is complete once the target exits
         main_tid = target.info["main"]["native_id"]
-    truth = dict(line.split(" ", 1) for line in log.read_text().splitlines())
-    truth = {int(tid): name for tid, name in truth.items()}
-    with open(out, "rb") as f:
-        rec = read_recording(f)
-    names = {tid: record.get("name") for (_, tid), record in rec.threads.items()}
-    sampled = set(rec.samples["tid"].tolist())
-    requests = sampled & truth.keys()
+    rec, truth, names, wrong = names_against_log(out, log)
+    requests = set(rec.samples["tid"].tolist()) & truth.keys()
     assert len(requests) >= ENOUGH_THREADS, (len(requests), len(truth), result.stderr)
-    wrong = {tid: (names.get(tid), truth[tid]) for tid in requests if names.get(tid) != truth[tid]}
     assert len(wrong) <= MISSING_SHARE * len(requests), (label, len(wrong), len(requests),
                                                          sorted(wrong.items())[:10])
     # a name found is the thread's own (3.14+ may leave the kernel's 15-byte cut of it)
@@ -88,15 +95,10 @@ def test_a_thread_not_yet_registered_is_named_from_its_first_frame(tmp_path, lab
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         target.process.wait(timeout=30)
-    truth = {int(tid): name for tid, name in
-             (line.split(" ", 1) for line in log.read_text().splitlines())}
-    with open(out, "rb") as f:
-        rec = read_recording(f)
-    names = {tid: record.get("name") for (_, tid), record in rec.threads.items()}
+    rec, truth, _, wrong = names_against_log(out, log)
     late = set(rec.samples["tid"].tolist()) & truth.keys()
     # THEN each carries the name its Thread has, read from that Thread
     assert len(late) >= 20, (label, len(late), len(truth))
-    wrong = {tid: (names.get(tid), truth[tid]) for tid in late if names.get(tid) != truth[tid]}
     assert len(wrong) <= LATE_MISSING_SHARE * len(late), (label, len(wrong), len(late),
                                                           sorted(wrong.items())[:5])
 
