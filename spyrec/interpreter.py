@@ -254,8 +254,14 @@ class PythonProcess:
             self._check_not_replaced()
         elif self.capture is not None and self.walker.tstates is not None:
             followed = self.capture.watch(self.walker.tstates)
-            if followed and self.native is not None:
-                stacks = self._copied_now(stacks, followed)
+            if self.native is not None:
+                # and those found asleep by /proc that ran before their walk: a walk finds
+                # where one woke to, after the sleep whose native frames /proc gave
+                woke = [stack.native_tid for stack in stacks
+                        if stack.read_ns and not stack.copied and stack.native_tid not in running
+                        and stack.native_tid not in followed]
+                if followed or woke:
+                    stacks = self._copied_now(stacks, followed + woke)
         return bound_states(stacks, self._tids_known(), whole=not self.walker.list_cut)
 
     def _copied_now(self, stacks: List[ThreadStack], followed: List[int]) -> List[ThreadStack]:
@@ -272,7 +278,7 @@ class PythonProcess:
             return stacks
         self.walker.captured = {fresh[tid].tstate: fresh[tid] for tid in copied}
         try:
-            again = self.walker.sample_some(copied)
+            again = self.walker.walk_copied(copied)
         except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
             again = None
         finally:

@@ -403,7 +403,8 @@ class Sampler:
         flags = syscall = wchan = 0
         if thread_stack.holds_gil:
             flags |= SampleFlag.GIL
-        if not thread.stats.running:
+        # (a copied stack is of a moment the thread ran: see PythonProcess._copied_now)
+        if not thread.stats.running and not thread_stack.copied:
             flags |= SampleFlag.IDLE
             call, channel = thread.stats.cause
             if call is not None:

@@ -516,21 +516,53 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             return None
         if first_interp != interp or in_values[0] or in_values[1] != order[0]:
             return None  # another interpreter, or a thread state made at the head
+        return self._walk_some(interp, in_values, runtime_gil,
+                               wanted, still, whole=True)  # type: ignore[arg-type]  # (no None)
+
+    def walk_copied(self, tids: Collection[int]) -> List[ThreadStack]:
+        """The stacks of the threads ``tids``, walked again in the round that ``sample()`` just
+        read, from the copies in ``captured``; those that cannot be are left out.  Unlike
+        ``sample_some``, threads made or ended since do not matter: each stack replaces only
+        its own thread's in this round, and its copy was made by the thread itself, so its
+        state is the thread's."""
+        orders = self._orders
+        if len(orders) != 1 or self._tstates is None:
+            return []
+        (interp, _), = orders.items()
+        wanted = [tstate for tstate in (self._tstates.get(tid) for tid in tids) if tstate]
+        if not wanted:
+            return []
+        try:
+            _, runtime_gil = self._runtime_state()
+            in_values = self._in.unpack_from(self.read(interp + self._in_base, self._in.size))
+        except READ_ERRORS:
+            return []
+        return self._walk_some(interp, in_values, runtime_gil, wanted, frozenset(),
+                               whole=False) or []
+
+    def _walk_some(self, interp: int, in_values: Fields, runtime_gil: Optional[Fields],
+                   wanted: List[int],
+                   still: AbstractSet[int], whole: bool) -> Optional[List[ThreadStack]]:
+        """The stacks of the thread states ``wanted`` of ``interp``, their entries in the last
+        sample's tables replaced; a state that cannot be read is None for all (``whole``) or
+        left out."""
         self._tick()
         # What these threads' walks keep goes into fresh tables, then replaces their entries
         # in the last sample's (the other threads' entries stand, not copied).
         self._next_last, self._next_memos, self._next_chains = {}, {}, {}
         self._next_gil_seen = dict(self._gil_seen)
-        self._next_orders = orders
+        self._next_orders = self._orders
         stacks: List[ThreadStack] = []
         try:
             last_holder, holder, gil_quiet = self._gil_state(interp, in_values, runtime_gil)
             collector = self._collector(in_values, last_holder)
-            for tstate in wanted:  # (no None left in it: see above)
-                stack = self._read_and_walk(tstate, interp, holder,  # type: ignore[arg-type]
-                                            last_holder, gil_quiet, still)[0]
+            for tstate in wanted:
+                stack = self._read_and_walk(tstate, interp, holder, last_holder, gil_quiet,
+                                            still)[0]
                 if stack is None:
-                    return None  # a thread ended: its state was freed
+                    if whole:
+                        return None  # a thread ended: its state was freed
+                    continue
                 if tstate == collector and not stack.copied and self._still_collecting(interp):
                     stack = stack._replace(in_gc=True)
                 stacks.append(stack)
@@ -539,7 +571,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         for kept, fresh in ((self._last, self._next_last), (self._memos, self._next_memos),
                             (self._chains, self._next_chains)):
             for tstate in wanted:
-                kept.pop(tstate, None)  # type: ignore[arg-type]  # (no None left in it)
+                kept.pop(tstate, None)
             kept.update(fresh)  # type: ignore[arg-type]  # (each pair holds one kind of value)
         self._gil_seen = self._next_gil_seen
         return stacks

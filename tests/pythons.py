@@ -163,6 +163,12 @@ ALL_SUPPORTED = SUPPORTED + ROOTED + EXTRAS
 #: Debian's static 3.11 those of native frames, whose symbols lie in its executable (EVERY_BUILD).
 EVERY_VERSION = SUPPORTED + ROOTED
 EVERY_BUILD = EVERY_VERSION + ("3.11-debian",)
+#: One version of each way of keeping frames and the GIL: frame objects with the GIL in the
+#: runtime (3.8), datastack chunks with it there (3.11), with it in the interpreter (3.12), and
+#: the newest, read through its debug offsets (3.15).  For the tests of what the recorder does
+#: with stacks it has read (CPU time, wait causes, threads kept or read again), which the
+#: versions between walk the same way.
+SOME_VERSIONS = ("3.8", "3.11", "3.12", "3.15")
 
 
 def target_path(name: str) -> str:

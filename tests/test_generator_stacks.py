@@ -294,7 +294,8 @@ def phase_weighted_totals(stacks, phases):
     return totals
 
 
-@pytest.mark.parametrize("label", ["3.10", "3.12", "3.13"])
+# (3.10 keeps frames on the heap, 3.13 in datastack chunks; 3.12 is compared with py-spy below)
+@pytest.mark.parametrize("label", ["3.10", "3.13"])
 def test_function_totals_agree_with_py_spy(label, tmp_path):
     """The same generator-heavy target recorded by spyrec and then by py-spy (which stops the
     target for each sample): the ten heaviest functions' totals, phases weighed evenly, agree

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from pythons import (EVERY_VERSION, marked_lines, python_for, round_cpu_costs, running_target,
+from pythons import (SOME_VERSIONS, marked_lines, python_for, round_cpu_costs, running_target,
                      target_path)
 from spyrec.interpreter import PythonProcess
 from spyrec.recorder import record
@@ -114,7 +114,7 @@ def test_threads_past_the_usual_open_file_limit_keep_their_cpu_time_and_state(tm
         assert rec.samples["cpu"][mine].sum() > 0.2e9, name
 
 
-@pytest.mark.parametrize("label", EVERY_VERSION)
+@pytest.mark.parametrize("label", SOME_VERSIONS)
 def test_a_dormant_worker_that_wakes_is_seen_working_from_its_first_round(label, tmp_path,
                                                                         monkeypatch):
     """Idle threads are not read one by one while the process's switch count says none ran

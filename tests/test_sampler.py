@@ -11,14 +11,14 @@ import bisect
 
 import pytest
 
-from pythons import EVERY_VERSION, marked_lines, python_for, running_target, target_path
+from pythons import SOME_VERSIONS, marked_lines, python_for, running_target, target_path
 from rounds import Rounds
 from spyrec.recorder import record
 from spyformat import SampleFlag, SpyWriter, read_recording
 from spyrec.walker import StackWalker
 
 
-@pytest.mark.parametrize("label", EVERY_VERSION)
+@pytest.mark.parametrize("label", SOME_VERSIONS)
 def test_a_sleeping_thread_keeps_its_stack_only_while_it_has_not_run(tmp_path, label, monkeypatch):
     # GIVEN a thread that naps at @nap-a and @nap-b in turn, a few ms each, waking up into a
     # GIL held by a spinning thread, and a recorder that tells which stacks it kept and when
