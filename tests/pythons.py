@@ -166,8 +166,9 @@ EVERY_BUILD = EVERY_VERSION + ("3.11-debian",)
 #: One version of each way of keeping frames and the GIL: frame objects with the GIL in the
 #: runtime (3.8), datastack chunks with it there (3.11), with it in the interpreter (3.12), and
 #: the newest, read through its debug offsets (3.15).  For the tests of what the recorder does
-#: with stacks it has read (CPU time, wait causes, threads kept or read again), which the
-#: versions between walk the same way.
+#: with what it has read (CPU time, wait causes, threads kept or read again, threads and code
+#: objects that come and go), the same whatever the version: the tests of reading each
+#: version's stacks, names and states run on every one.
 SOME_VERSIONS = ("3.8", "3.11", "3.12", "3.15")
 
 

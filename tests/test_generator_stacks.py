@@ -299,10 +299,10 @@ def phase_weighted_totals(stacks, phases):
 def test_function_totals_agree_with_py_spy(label, tmp_path):
     """The same generator-heavy target recorded by spyrec and then by py-spy (which stops the
     target for each sample): the ten heaviest functions' totals, phases weighed evenly, agree
-    within ``PEER_TOLERANCE`` (``PEER_TOLERANCE_3_10`` on 3.10).  One version of each way to
-    the innermost frame: a frame object chain, a C frame's pointer (3.11 as 3.12), the thread
-    state's own pointer; every version's stacks are checked against the target's own
-    measurement above."""
+    within ``PEER_TOLERANCE`` (``PEER_TOLERANCE_3_10`` on 3.10).  The innermost frame through a
+    frame object chain (3.10) and through the thread state's own pointer (3.13); through a C
+    frame's pointer (3.11, 3.12), phase by phase in the test below; every version's stacks are
+    checked against the target's own measurement above."""
     ours, theirs = _one_after_the_other(label, tmp_path, 6, rate=1000)
     theirs_totals = phase_weighted_totals(theirs, TARGET_PHASES)
     ours_totals = phase_weighted_totals(ours, TARGET_PHASES)

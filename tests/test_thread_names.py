@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from pythons import EVERY_VERSION, python_for, running_target
+from pythons import EVERY_VERSION, SOME_VERSIONS, python_for, running_target
 from spyformat import read_recording
 
 #: Threads sampled at all that may miss their name: one seen only before it registered or after
@@ -40,7 +40,7 @@ def names_against_log(out, log):
     return rec, truth, names, wrong
 
 
-@pytest.mark.parametrize("label", EVERY_VERSION)
+@pytest.mark.parametrize("label", SOME_VERSIONS)
 def test_short_lived_request_threads_carry_their_names(tmp_path, label):
     python = python_for(label)
     out, log = tmp_path / "requests.spy", tmp_path / "requests.log"
