@@ -4,10 +4,11 @@ The real part: a CPU-bound job on CPython 3.12 (tests/targets/phased.py with onl
 phase: query() takes 60% of its CPU, encode() the rest, in slices of random length) is recorded
 by py-spy (raw and speedscope, ``--nonblocking``) and Austin (text and MOJO), each attached
 together with spyrec to the same run for the same seconds.  The hot function's share in each
-imported file agrees with spyrec's within 3 points, and the command line reads the files as it
+imported file agrees with spyrec's within 4 points, and the command line reads the files as it
 reads a .spy.  The same run, because separate runs of the job differ by more than that: at
 200 Hz two runs' shares of query() were up to 5 points apart, while samplers of one run at
-500 Hz and more agree within about 2.
+500 Hz and more agree within about 2 (3.2 once, py-spy's file in a clean-clone run of the
+suite).
 
 py-spy is found beside this Python or on PATH (the test extra installs it), Austin there or in
 /tmp/peers/bin (the test extra installs austin-dist); a missing peer skips its tests, saying so.
@@ -36,7 +37,7 @@ RATE = 500
 HOT = "query"
 HOT_SHARE = 0.6
 #: How far (in share points) an imported file's hot share may be from spyrec's.
-TOLERANCE = 0.03
+TOLERANCE = 0.04
 #: The peers' files, recorded in two runs (each beside spyrec) so that no more than three
 #: samplers share the machine's spare core: a sampler left waiting for a CPU takes its samples
 #: late and bunched (py-spy then takes the ones it missed back to back), which adds noise.
