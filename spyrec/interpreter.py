@@ -255,8 +255,9 @@ class PythonProcess:
         elif self.capture is not None and self.walker.tstates is not None:
             followed = self.capture.watch(self.walker.tstates)
             if self.native is not None:
-                # and those found asleep by /proc that ran before their walk: a walk finds
-                # where one woke to, after the sleep whose native frames /proc gave
+                # and those /proc found asleep that were walked afresh: one that woke before
+                # its walk is found where it went on to, where the native frames of its sleep
+                # (from /proc) do not fit; copied now, it has its own
                 woke = [stack.native_tid for stack in stacks
                         if stack.read_ns and not stack.copied and stack.native_tid not in running
                         and stack.native_tid not in followed]
@@ -265,9 +266,10 @@ class PythonProcess:
         return bound_states(stacks, self._tids_known(), whole=not self.walker.list_cut)
 
     def _copied_now(self, stacks: List[ThreadStack], followed: List[int]) -> List[ThreadStack]:
-        """``stacks``, those of the threads just followed that run taken from copies made now.
-        With native frames only a copy gives a running thread's: without this a thread would
-        have none in the round that first finds it, a large share of a short-lived one's."""
+        """``stacks``, those of the threads ``followed`` that run now taken from copies made now
+        (threads just followed, or found asleep before their walk).  With native frames only a
+        copy gives a running thread's: without this a thread would have none in the round that
+        first finds it, a large share of a short-lived one's, nor in one it woke up in."""
         assert self.capture is not None
         running = [tid for tid in followed if thread_running("/proc", self.pid, tid)]
         if not running:
