@@ -304,6 +304,26 @@ class PythonProcess:
             return None
         return None if stacks is None else bound_states(stacks, self._tids_known())
 
+    def bootstrap_name(self, stack: ThreadStack) -> Optional[str]:
+        """The name of a thread not registered with ``threading`` yet, found through its first
+        frame (ThreadNaming.bootstrap_name), or None.  Kept only if the thread state the last
+        walk paired with the thread is still its own before and after the read: a state freed
+        as its thread ends is made again at the same address for the next one."""
+        tid = stack.native_tid
+        tstate = (self.walker.tstates or {}).get(tid) if stack.frames and tid else None
+        if not tstate:
+            return None
+        owner = (tid, stack.python_thread_id)
+        try:
+            if self.walker.thread_of(tstate) != owner:
+                return None
+            name = self.naming.bootstrap_name(tstate, stack.frames[-1])
+            if name is not None and self.walker.thread_of(tstate) != owner:
+                return None
+        except MemoryReadError:
+            return None
+        return name
+
     def _tids_known(self) -> bool:
         return self.layout.has_native_thread_id or self.walker.pthread_tid_offset is not None
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tupl
 
 from spyrec.cpubudget import CpuBudget
 from spyrec.dormancy import DormantWatch
-from spyrec.errors import MemoryReadError, TargetNotFound, TargetReplaced
+from spyrec.errors import TargetNotFound, TargetReplaced
 from spyrec.procstats import DORMANT_AFTER, ProcessStats, ThreadStats
 from spyrec.resolver import StackResolver
 from spyrec.scheduling import LowLatency, StepAside
@@ -570,21 +570,9 @@ class Sampler:
     def _try_name(self, thread, thread_stack, now):
         """Look for the thread's ``threading`` name; meanwhile its kernel name stands in."""
         tid = thread_stack.native_tid
-        naming = self.process.naming
-        name = naming.threading_name(thread_stack.python_thread_id, tid)
-        if name is None and thread_stack.frames and tid:
-            # not registered yet: its Thread may be found through its first frame, while its
-            # thread state is still its own
-            walker = self.process.walker
-            tstate = (walker.tstates or {}).get(tid)
-            owner = (tid, thread_stack.python_thread_id)
-            try:
-                if tstate and walker.thread_of(tstate) == owner:
-                    name = naming.bootstrap_name(tstate, thread_stack.frames[-1])
-                    if name is not None and walker.thread_of(tstate) != owner:
-                        name = None
-            except MemoryReadError:
-                name = None
+        name = self.process.naming.threading_name(thread_stack.python_thread_id, tid)
+        if name is None:
+            name = self.process.bootstrap_name(thread_stack)
         if name is not None:
             thread.named = True
             if name != thread.os_name:
