@@ -86,9 +86,14 @@ def native_recording(request, tmp_path_factory):
     return request.param, target, own, spyanalyze.load(out, all_native=True), result.stderr
 
 
-def samples_of(rec, target, name):
+def rows_of(rec, target, name):
+    """The samples of the target's thread ``name`` ("main" or one of its named threads)."""
     tid = (target.info["main"] if name == "main" else target.info["threads"][name])["native_id"]
-    return rec.samples[rec.samples["tid"] == tid]["stack"].tolist()
+    return rec.samples[rec.samples["tid"] == tid]
+
+
+def samples_of(rec, target, name):
+    return rows_of(rec, target, name)["stack"].tolist()
 
 
 def test_native_frames_sit_where_they_ran(native_recording):
@@ -355,7 +360,7 @@ def test_numpy_is_unwound_whole_through_realigned_stacks_and_cxx_rules(tmp_path)
         result = spyrec("-q", "-o", out, "-p", target.pid, "-d", "2", "-r", "500", "--native")
     assert result.returncode == 0, result.stderr
     rec = spyanalyze.load(out, all_native=True)
-    main = rec.samples[rec.samples["tid"] == target.info["main"]["native_id"]]
+    main = rows_of(rec, target, "main")
     marks = marked_lines(target_path("numpy_native.py"))
     # (the phase's own work: its innermost native functions; the rest of the line makes the
     # random numbers)
@@ -443,7 +448,7 @@ def test_a_thread_that_runs_now_and_then_has_native_frames_whenever_found_at_wor
     assert result.returncode == 0, result.stderr
     rec = spyanalyze.load(out, all_native=True)
     burst = marked_lines(target_path("cpu_then_wait.py"))["burst"]
-    main = rec.samples[rec.samples["tid"] == target.info["main"]["native_id"]]
+    main = rows_of(rec, target, "main")
     at_work = with_native = idle = 0
     for s, asleep in zip(main["stack"].tolist(), main["idle"].tolist()):
         stack = stack_of(rec, s)
