@@ -283,10 +283,16 @@ def test_threads_that_come_and_go_are_opened_and_closed(tmp_path, label):
     main_tid = target.info["main"]["native_id"]
     ticks = list(zip(rec.samples["t"].tolist(), rec.samples["tid"].tolist()))
     assert len(set(ticks)) == len(ticks), "a thread sampled twice in one round"
-    stacks_of_main = [s for tid, s in zip(rec.samples["tid"].tolist(),
-                                          rec.samples["stack"].tolist()) if tid == main_tid]
+    rows_of_main = [(s, flags) for tid, s, flags in zip(rec.samples["tid"].tolist(),
+                                                        rec.samples["stack"].tolist(),
+                                                        rec.samples["flags"].tolist())
+                    if tid == main_tid]
     # (about 745 of 750 rounds alone; 249 once in a full run, the machine stalled for a while)
-    assert len(stacks_of_main) > 150 and all(rec.stacks[s] for s in stacks_of_main)
+    assert len(rows_of_main) > 150
+    # A phantom sample of a thread not started yet would be an empty stack not marked torn; a
+    # walk that tore (once in a full run: the first of the main thread, on 3.12) is marked.
+    assert all(rec.stacks[s] for s, flags in rows_of_main if not flags & SampleFlag.TORN)
+    assert sum(1 for _, flags in rows_of_main if flags & SampleFlag.TORN) <= len(rows_of_main) // 100
     assert 0 not in {tid for _, tid in rec.threads}
     ended = [t for (pid, tid), t in rec.threads.items() if tid != main_tid and t.get("end_ns")]
     assert len(ended) >= 10
