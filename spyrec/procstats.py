@@ -194,7 +194,9 @@ class ThreadStats:
     def sp_ip_now(self):
         """(stack pointer, instruction pointer) of the thread asleep now, None if it runs
         (or the kernel will not tell)."""
-        if self._syscall in (-1, None):
+        if self._syscall == -1:
+            self._syscall = _open_or_none(self._base + "syscall")
+        if self._syscall is None:
             return None
         try:
             return _sp_ip(os.pread(self._syscall, 256, 0).split())

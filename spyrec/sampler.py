@@ -450,10 +450,13 @@ class Sampler:
         """The native frames of a sample, placed among its Python frames (see
         spyrec.nativestacks), or None: a running thread's from the copy of its stack made with
         its Python frames, a sleeping thread's read from outside (it holds still: one that
-        did not run since keeps them)."""
+        did not run since keeps them).  A thread found running whose copy did not come may have
+        stopped before its interrupt (woken from a nap, it waits for the GIL): asleep now, it
+        is read from outside too, its walk and its native stack both of its wait."""
         process = self.process
         stats = thread.stats
         tid = thread_stack.native_tid
+        regs = runs = None
         if thread_stack.copied:
             regs = process.capture.user_stacks.get(tid) if process.capture is not None else None
             runs = thread_stack.runs
@@ -463,8 +466,12 @@ class Sampler:
                 return thread.last_native
             regs = process.native.asleep(tid, *stats.user_sp_ip, stats.sp_ip_now)
             runs = thread_stack.runs or process.still_runs(tid, thread_stack.frames)
-        else:
-            regs = runs = None
+        elif stats.running and thread_stack.frames:
+            sp_ip = stats.sp_ip_now()
+            if sp_ip is not None:
+                regs = process.native.asleep(tid, *sp_ip, stats.sp_ip_now)
+                # (the walk checked against the thread's chain as it holds still now)
+                runs = process.still_runs(tid, thread_stack.frames) if regs is not None else None
         placed = process.native.frames(regs, runs or (), len(thread_stack.frames))
         thread.provisional = process.native.pending
         return placed

@@ -536,6 +536,35 @@ def test_where_shows_each_threads_native_frames(label):
     assert re.search(r"\[native\] \S+ \(\S+\.[ch]:\d+, ", text.stdout), text.stdout
 
 
+@pytest.mark.parametrize("label", ("3.10", "3.12"))
+def test_a_thread_found_running_that_stopped_before_its_copy_is_read_from_outside(label,
+                                                                                  monkeypatch):
+    """A thread /proc finds running may stop before the copy armed for it comes (woken from
+    a nap, it waits for the GIL).  Here /proc's answer for the sleeper is made "running"
+    every time, so its copies never come: its walk and its native frames come from outside,
+    both of the sleep it holds still in."""
+    from spyrec import procstats
+    from spyrec.where import where
+
+    with running_target(python_for(label), "natives.py", "30") as target:
+        sleeper_tid = target.info["threads"]["sleeper"]["native_id"]
+        real = procstats.ThreadStats.is_running
+
+        def found_running(stats, *args, **kwargs):
+            running = real(stats, *args, **kwargs)
+            return True if stats._base.endswith("/task/%d/" % sleeper_tid) else running
+
+        monkeypatch.setattr(procstats.ThreadStats, "is_running", found_running)
+        report = where(target.pid, native=True)
+    sleeper = next(t for t in report.threads if t.tid == sleeper_tid)
+    assert sleeper.running
+    names = [f.qualname for f in sleeper.frames]  # innermost first
+    at = names.index("slumber")
+    assert sleeper.frames[at].line == MARKS["slumber"]
+    assert all(sleeper.native[:at]) and not sleeper.native[at], names
+    assert set(names[:at]) & SLEEPS, names
+
+
 def test_native_frames_are_placed_only_where_runs_and_python_frames_pair_up():
     """``place``: native frames (innermost first) between the Python frames each run of the
     eval loop ran; an unwind that stopped early keeps the outer Python frames without native
