@@ -19,6 +19,8 @@ from spyformat.limits import MAX_MAP_KEYS, MAX_STACK_DEPTH, MAX_TIME_NS, MAX_WAL
 U32 = 1 << 32
 U64 = 1 << 64
 I32 = 1 << 31
+#: A frame's line is below this (and not negative); its column too (or -1).
+LINE_LIMIT = I32
 I64 = 1 << 63
 
 
@@ -97,7 +99,7 @@ FIELDS = {
                "codec": Str(), "mode": Str()},
     "STRINGS": {"first": Int(0, I64), "values": StrList()},
     "FRAMES": {"first": Int(0, I64), "file": IntList(0, I64), "name": IntList(0, I64),
-               "qualname": IntList(0, I64), "line": IntList(0, I32), "column": IntList(-1, I32),
+               "qualname": IntList(0, I64), "line": IntList(0, LINE_LIMIT), "column": IntList(-1, LINE_LIMIT),
                "kind": IntList(0, FrameKind.LIMIT), "source": IntList(0, I64)},
     "STACKS": {"first": Int(0, I64), "lengths": IntList(0, MAX_STACK_DEPTH + 1), "frames": IntList(0, I64)},
     "PROCESS": {"pid": PID, "argv": StrList(), "python_version": Str(), "executable": Str(), "cwd": Str(),

@@ -10,7 +10,7 @@ import msgpack
 from spyformat.chunks import (FORMAT_VERSION, PREAMBLE, ZLIB_LEVEL, Codec, Kind, encode_chunk,
                               encode_preamble, frame_chunk)
 from spyformat.columns import SAMPLE_COLUMNS, ColumnEncoder, Transform, new_column
-from spyformat.records import FrameKind
+from spyformat.records import LINE_LIMIT, FrameKind
 
 #: A slice of a batch's encoding: rows of one column, or bytes of its compression.  Small
 #: enough that a slice done between two rounds at 1 kHz does not make the next one late.
@@ -74,7 +74,10 @@ class SpyWriter:
     def define_frame(self, file: int, name: int, qualname: int, line: int, column: int = -1,
                      kind: int = FrameKind.PYTHON, source: int = 0) -> int:
         """Define a frame from the string ids of its file, name and qualified name (``source``:
-        1 + the string id of a native frame's source file, 0 for none); return its id."""
+        1 + the string id of a native frame's source file, 0 for none); return its id.
+        ValueError for a line or column the format cannot hold (a reader refuses the file)."""
+        if not (0 <= line < LINE_LIMIT and -1 <= column < LINE_LIMIT):
+            raise ValueError("frame line %r, column %r outside the format's range" % (line, column))
         files, names, qualnames, lines, columns, kinds, sources = self._new_frames
         files.append(file)
         names.append(name)

@@ -292,7 +292,7 @@ class CodeCache:
         qualname_text = texts[2] if len(texts) > 2 else texts[1]
         try:
             lines = LineTable(self.layout.linetable_kind, table, firstlineno)
-        except IndexError:  # a truncated varint: not a real line table
+        except (IndexError, ValueError):  # a truncated varint, impossible lines: no line table
             raise MemoryReadError("malformed line table at 0x%x" % linetable) from None
         content = tuple(zip(strs, texts)) + ((linetable, table),)
         return CodeObject(texts[0], texts[1], qualname_text, lines, identity, content,

@@ -24,6 +24,7 @@ from elftools.dwarf.ranges import BaseAddressEntry
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
+from spyformat.records import LINE_LIMIT
 from spyrec.cxxnames import demangle
 from spyrec.symbols import ElfImage
 
@@ -289,6 +290,8 @@ def _inlined_calls(dwarf: DWARFInfo, cu) -> List[Tuple[List[Tuple[int, int]], st
             line = attributes["DW_AT_call_line"].value if "DW_AT_call_line" in attributes else 0
         if not ranges or name is None:
             continue
+        if not 0 <= line < LINE_LIMIT:  # (malformed: 0 is a call line not known)
+            line = 0
         calls.append((ranges, name, file, line))
         if len(calls) >= MAX_INLINED:
             break
@@ -608,7 +611,7 @@ def _run(code: bytes, header) -> Tuple["array.array[int]", "array.array[int]", "
                 _, at = leb128(code, at)
     found.sort(key=lambda row: (row[0], row[1]))
     return (array.array("Q", [row[0] for row in found]), array.array("q", [row[2] for row in found]),
-            array.array("q", [max(row[3], 0) for row in found]))
+            array.array("q", [row[3] if 0 < row[3] < LINE_LIMIT else 0 for row in found]))
 
 
 def _build_id(elf: ELFFile) -> Optional[str]:

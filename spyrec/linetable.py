@@ -13,6 +13,8 @@ be wrong that way.)
 from bisect import bisect_right
 from typing import Callable, Dict, List, NamedTuple, Tuple
 
+from spyformat.records import LINE_LIMIT
+
 #: End of the last ``lnotab`` range: the table does not know the code length, and CPython's
 #: ``PyCode_Addr2Line`` keeps the last line up to any offset.
 OPEN_END = 1 << 62
@@ -164,8 +166,12 @@ class LineTable:
     __slots__ = ("firstlineno", "entries", "_starts")
 
     def __init__(self, kind: str, table: bytes, firstlineno: int):
+        """ValueError for a table with a line below 0 or past what a recording holds: bytes
+        that are no line table (a code object freed, its table's memory reused)."""
         self.firstlineno = firstlineno
         self.entries = DECODERS[kind](table, firstlineno)
+        if not all(0 <= entry[2] < LINE_LIMIT for entry in self.entries):
+            raise ValueError("a line outside [0, %d)" % LINE_LIMIT)
         self._starts = [entry[0] for entry in self.entries]
 
     def position(self, offset: int) -> Position:

@@ -211,6 +211,24 @@ def test_round_trip_preserves_every_sample():
     assert rec.trailer == {"samples": 3000}
 
 
+@pytest.mark.parametrize("line, column", [(-1, -1), (1 << 31, -1), (5, -2), (5, 1 << 31)])
+def test_the_writer_refuses_a_frame_position_its_reader_would_refuse(line, column):
+    """A line the spec's FRAMES range leaves out (one decoded from a freed code object's
+    memory once made a whole recording unreadable) is refused when it is defined, and what
+    was written before stays readable."""
+    out = io.BytesIO()
+    writer = SpyWriter(out)
+    interned = Interner(writer)
+    writer.write_header({"pid": 99, "interval_ns": 1_000_000})
+    good = interned.frame_id("/app/m.py", "f", "f", (1 << 31) - 1, (1 << 31) - 1)
+    with pytest.raises(ValueError):
+        interned.frame_id("/app/m.py", "g", "g", line, column)
+    writer.sample(1, 99, 100, interned.stack_id((good,)), 0, 0, 0)
+    writer.close({"samples": 1})
+    rec = read_bytes(out.getvalue())
+    assert list(rec.frames["line"]) == [(1 << 31) - 1] and rec.sample_count == 1
+
+
 def test_writer_never_seeks_so_it_streams_to_a_pipe():
     # GIVEN a writer whose stream is the write end of a real pipe, read by a child process
     reader = subprocess.Popen(

@@ -70,3 +70,13 @@ def test_locations311_forms():
     # long-form line delta: varint 0x41,0x02 = 1 | 2 << 6 = 129 -> signed -64
     assert entries == [(0, 2, 101, -1), (2, 6, 102, 4), (6, 8, 102, 26), (8, 10, 38, 5),
                        (10, 16, 0, -1)]
+
+
+def test_a_table_with_lines_no_code_has_is_refused():
+    """Bytes that are no line table (a freed code object's, its memory reused by a source
+    file's text) can decode to lines below 0; the code object is then not taken for one."""
+    # 3.11+ no-columns form, 1 unit, line delta -10 (signed varint 21) from firstlineno 1
+    with pytest.raises(ValueError):
+        LineTable("locations311", bytes([0x80 | (13 << 3) | 0, 21]), 1)
+    # the same delta from line 20 is a line a code object can have
+    assert LineTable("locations311", bytes([0x80 | (13 << 3) | 0, 21]), 20).position(0)[0] == 10
