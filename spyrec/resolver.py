@@ -158,7 +158,14 @@ class StackResolver:
         except (MemoryReadError, PermissionDenied):
             return None
         if any(key is None for key in keys):
-            return None
+            # A code object the walk verified and that is gone since (a module's body is
+            # freed once it has run: an import-heavy program frees one every millisecond or
+            # two) is still what the walk found; a code object replaced meanwhile has a key.
+            known = self.codes.codes
+            keys = [key if key is not None else old if old in known else None
+                    for key, (old, _) in zip(keys, raw_frames)]
+            if any(key is None for key in keys):
+                return None
         return tuple((key, offset)  # type: ignore[misc]  # (no None among the keys by now)
                      for key, (_, offset) in zip(keys, raw_frames))
 
