@@ -172,6 +172,12 @@ class CodeCache:
                     self.code_bytes[addr] = CODE_UNIT_BYTES * units
                 if key is _CHECK_CONTENT:
                     same_pointers.append(addr)
+                elif key is None:
+                    # Not a code object now, not remembered as none: a module's code object is
+                    # made, run once and freed, and the next one is often made where a torn
+                    # walk met something else; remembered, its frames were cut from every walk
+                    # until the next revalidation (most of a module body's samples).
+                    del verified[addr]
                 else:
                     verified[addr] = key
             if same_pointers and self._resets != resets:
@@ -204,8 +210,12 @@ class CodeCache:
             if all(head is not None and self._decoded(a, head, type(value)) == value
                    for head, (a, value) in zip(now, code.content)):
                 self.verified[addr] = self._key_at[addr]
+                continue
+            key = self._admit(addr, None, code.identity, force_new=True)
+            if key is None:
+                self.verified.pop(addr, None)  # (see keys_for)
             else:
-                self.verified[addr] = self._admit(addr, None, code.identity, force_new=True)
+                self.verified[addr] = key
 
     def _decoded(self, addr: int, head: bytes, kind: type) -> Union[str, bytes, None]:
         """The str or bytes object at ``addr`` from its first bytes; None if unreadable."""
