@@ -10,6 +10,8 @@ unknown address is verified with one batched read of its header (``ob_type`` aga
 ``&PyCode_Type``, plus the identity fields: filename, name, qualname, line-table pointers and
 ``co_firstlineno``) and, when new, decoded at once (strings and line table: one or two more
 reads), because a short-lived code object may be freed before ``describe`` is asked about it.
+An address that holds no code object is not remembered as such: a torn walk meets all sorts
+of addresses, and a code object is soon made at one of them (a module's, run once and freed).
 
 Staleness (<=3.13 have no code-object generation counter): the verified set is
 forgotten every ``REVALIDATE_SECONDS``, so each address seen again is re-read once (one batched
@@ -173,10 +175,8 @@ class CodeCache:
                 if key is _CHECK_CONTENT:
                     same_pointers.append(addr)
                 elif key is None:
-                    # Not a code object now, not remembered as none: a module's code object is
-                    # made, run once and freed, and the next one is often made where a torn
-                    # walk met something else; remembered, its frames were cut from every walk
-                    # until the next revalidation (most of a module body's samples).
+                    # (remembered, a module's code object made here next had its frames cut
+                    # from every walk until the next revalidation: see the module's docstring)
                     del verified[addr]
                 else:
                     verified[addr] = key
