@@ -174,12 +174,11 @@ class ThreadStats:
         """(system call, kernel function) of a sleeping thread, from ``syscall`` and the
         ``wchan`` the state probe read (or one read now)."""
         call = None
-        if self._syscall == -1:
-            self._syscall = _open_or_none(self._base + "syscall")
         self.user_sp_ip = None
-        if self._syscall is not None:
+        syscall = self._syscall_file()
+        if syscall is not None:
             try:
-                fields = os.pread(self._syscall, 256 if self._native else 64, 0).split()
+                fields = os.pread(syscall, 256 if self._native else 64, 0).split()
                 if fields[0].isdigit():
                     call = syscall_name(int(fields[0]))
                 if self._native:
@@ -191,15 +190,21 @@ class ThreadStats:
             channel = _function_name(self._read_wchan())
         return call, channel
 
+    def _syscall_file(self):
+        """The thread's ``syscall`` file, opened when first needed (only threads that wait
+        need it), or None where it cannot be opened."""
+        if self._syscall == -1:
+            self._syscall = _open_or_none(self._base + "syscall")
+        return self._syscall
+
     def sp_ip_now(self):
         """(stack pointer, instruction pointer) of the thread asleep now, None if it runs
         (or the kernel will not tell)."""
-        if self._syscall == -1:
-            self._syscall = _open_or_none(self._base + "syscall")
-        if self._syscall is None:
+        syscall = self._syscall_file()
+        if syscall is None:
             return None
         try:
-            return _sp_ip(os.pread(self._syscall, 256, 0).split())
+            return _sp_ip(os.pread(syscall, 256, 0).split())
         except (OSError, ValueError):
             return None
 

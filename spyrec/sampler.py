@@ -460,18 +460,18 @@ class Sampler:
         if thread_stack.copied:
             regs = process.capture.user_stacks.get(tid) if process.capture is not None else None
             runs = thread_stack.runs
-        elif not stats.running and stats.user_sp_ip is not None:
-            if stats.still and thread.last_native is not None and not thread.provisional \
-                    and thread_stack.frames is thread.last_frames:
-                return thread.last_native
-            regs = process.native.asleep(tid, *stats.user_sp_ip, stats.sp_ip_now)
-            runs = thread_stack.runs or process.still_runs(tid, thread_stack.frames)
-        elif stats.running and thread_stack.frames:
-            sp_ip = stats.sp_ip_now()
+        else:
+            if not stats.running:
+                sp_ip = stats.user_sp_ip
+                if sp_ip is not None and stats.still and thread.last_native is not None \
+                        and not thread.provisional and thread_stack.frames is thread.last_frames:
+                    return thread.last_native
+            else:
+                sp_ip = stats.sp_ip_now() if thread_stack.frames else None
             if sp_ip is not None:
                 regs = process.native.asleep(tid, *sp_ip, stats.sp_ip_now)
-                # (the walk checked against the thread's chain as it holds still now)
-                runs = process.still_runs(tid, thread_stack.frames) if regs is not None else None
+                if regs is not None:  # (the walk checked against its chain as it holds still)
+                    runs = thread_stack.runs or process.still_runs(tid, thread_stack.frames)
         placed = process.native.frames(regs, runs or (), len(thread_stack.frames))
         thread.provisional = process.native.pending
         return placed
