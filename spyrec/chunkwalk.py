@@ -96,6 +96,8 @@ class ChunkWalk:
     # Set by StackWalker.__init__ (walker.py), of which this class is a part.
     mem: MemoryReader
     read: Callable[[int, int], bytes]
+    _verify_innermost: Callable[[int], None]
+    replacing: bool
     callers: GeneratorCallers
     _frame_size: int
     _memos: Dict[int, "ChunkMemo"]
@@ -311,6 +313,8 @@ class ChunkWalk:
                 if not MIN_OFFSET <= offset < MAX_OFFSET:
                     broken = True
                     break
+                if not codes:
+                    self._verify_innermost(code)
                 add_code(code)
                 add_offset(offset)
                 if gen_at:
@@ -516,6 +520,10 @@ class ChunkWalk:
         first = memo.starts[at]
         upto = stop if last == end - 1 else memo.starts[last + 1]
         shift = len(codes) - first
+        if not codes and self.replacing and upto > first:
+            # (bytes as the last walk found them may be a new frame running a new code object
+            # made where the last one was: see CodeCache.replacing)
+            self._verify_innermost(memo.codes[first])
         codes.extend(memo.codes[first:upto])
         offsets.extend(memo.offsets[first:upto])
         chunk_addrs.extend(addrs[at:last + 1])

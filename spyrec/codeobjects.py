@@ -8,8 +8,9 @@ are < 2**47), so a key never names two different code objects.
 Cost model: a code address already verified costs nothing on the hot path (a dict lookup).  An
 unknown address is verified with one batched read of its header (``ob_type`` against
 ``&PyCode_Type``, plus the identity fields: filename, name, qualname, line-table pointers and
-``co_firstlineno``) and, when new, decoded at once (strings and line table: one or two more
-reads), because a short-lived code object may be freed before ``describe`` is asked about it.
+``co_firstlineno``) and, when new, its strings and line table are copied at once (one or two
+more reads), because a short-lived code object may be freed before ``describe`` is asked about
+it; the table is decoded when a line is first asked for.
 An address that holds no code object is not remembered as such: a torn walk meets all sorts
 of addresses, and a code object is soon made at one of them (a module's, run once and freed).
 
@@ -19,13 +20,18 @@ read per period for the whole stack); an identity change yields a new key.  Wher
 are unchanged, 3.12+ tell the code object by its ``co_version``; older versions compare the
 objects they point to, one more batched read.  The sampler also
 re-verifies every stack it has not seen before (``refresh``), which catches a code object
-replaced at the same address as soon as it runs from a new call chain.  What is left is a code
-object replaced at the same address *and* run from the same call site at the same offset as its
-predecessor: it keeps the old key for at most one period (20 ms).
+replaced at the same address as soon as it runs from a new call chain.  A code object replaced
+at the same address *and* run from the same call site at the same offset as its predecessor
+(module after module, imported from one loop) would keep the old key for a period, so a code
+object found replaced at an address that held another turns the cache ``replacing`` for a
+while: each walk then verifies its frames' code objects as it reads them, the innermost as
+soon as it is read (a body that runs once is freed as it returns), and the stack is named with
+the keys of that moment, not verified again when it is named (by then another code object may
+have been made there).
 """
 
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from spyrec.errors import MemoryReadError
 from spyrec.layouts.base import Layout
@@ -37,6 +43,9 @@ from spyrec.structs import FieldStruct
 KEY_SHIFT = 48
 ADDRESS_MASK = (1 << KEY_SHIFT) - 1
 REVALIDATE_SECONDS = 0.02
+#: How long after a code object was last found replaced at a known address the cache stays
+#: ``replacing`` (see there).
+REPLACING_SECONDS = 1.0
 #: Decoded code objects kept; past this the cache starts over (generated-code workloads).
 MAX_CODES = 10_000
 
@@ -73,28 +82,45 @@ class FrameInfo(NamedTuple):
 class CodeObject:
     """What ``describe`` needs from one code object, decoded once."""
 
-    __slots__ = ("filename", "name", "qualname", "table", "identity", "internal", "content",
-                 "generator", "coroutine")
+    __slots__ = ("filename", "name", "qualname", "_table", "_lines", "identity", "internal",
+                 "content", "generator", "coroutine")
 
-    def __init__(self, filename: str, name: str, qualname: str, table: LineTable,
+    def __init__(self, filename: str, name: str, qualname: str, lines: Tuple[str, bytes],
                  identity: Identity, content: Tuple[Tuple[int, Union[str, bytes]], ...],
                  generator: bool = False, coroutine: bool = False):
         self.filename = filename
         self.name = name
         self.qualname = qualname
-        self.table = table
+        #: (its kind, its bytes), decoded when a line is first asked for: a code object is
+        #: admitted while the walk that met it waits (see StackWalker._verify_innermost), and
+        #: decoding its table is most of what admitting it costs
+        self._lines = lines
+        self._table: Optional[LineTable] = None
         self.identity = identity
         #: ((address, decoded value), ...) of the file, name, qualname and line-table objects:
         #: what re-verification compares, since their addresses alone are reused too when a
         #: code object is freed and replaced.
         self.content = content
         #: Interpreter-made code with no source line at all (a shim, not user code).
-        self.internal = table.firstlineno == 0 and not any(e[2] for e in table.entries)
+        self.internal = identity[0] == 0 and not any(e[2] for e in self.table.entries)
         #: The code of a generator, coroutine or async generator (known where the layout
         #: reads ``co_flags``): its frame is never the bottom of a whole chain.
         self.generator = generator
         #: The code of a coroutine (an asyncio task's is one).
         self.coroutine = coroutine
+
+    @property
+    def table(self) -> LineTable:
+        """The line table; MemoryReadError for bytes that are none (a code object read as it
+        was freed, its table's memory reused)."""
+        table = self._table
+        if table is None:
+            kind, data = self._lines
+            try:
+                table = self._table = LineTable(kind, data, self.identity[0])
+            except (IndexError, ValueError):  # a truncated varint, impossible lines
+                raise MemoryReadError("malformed line table") from None
+        return table
 
     def frame_info(self, offset: int) -> FrameInfo:
         line, column = self.table.position(offset)
@@ -105,11 +131,14 @@ class CodeCache:
     """Maps code addresses to keys (``verified``) and keys to decoded ``CodeObject``s."""
 
     def __init__(self, mem: MemoryReader, layout: Layout, objects: ObjectReader,
-                 code_type: Optional[int]):
+                 code_type: Optional[int], none_type: Optional[int] = None):
         self.mem = mem
         self.layout = layout
         self.objects = objects
         self.code_type = code_type
+        #: ``&_PyNone_Type``: the one kind of object besides code a frame of a thread or
+        #: generator may hold as its executable (3.13+), where known.
+        self.none_type = none_type
         co = layout.code
         fields = [(layout.ob_type, "Q"), (co.co_firstlineno, "i"), (co.co_filename, "Q"),
                   (co.co_name, "Q"), (co.co_linetable, "Q")]
@@ -143,6 +172,22 @@ class CodeCache:
         self._tag = 0
         self._resets = 0
         self._expires = time.monotonic() + REVALIDATE_SECONDS
+        self._replaced_at = -REPLACING_SECONDS  # (monotonic seconds)
+
+    def replacing(self, now: float) -> bool:
+        """Whether code objects were lately found replaced at addresses that held others
+        (``REPLACING_SECONDS``): a program importing module after module, or compiling code
+        as it runs.  Its code objects are made, run and freed, and the next one often lands
+        where the last one was: an address verified a moment ago may name another code object
+        by the time a frame running the new one is read, so such a frame's code is verified
+        again (see StackWalker._walk_thread)."""
+        return now - self._replaced_at < REPLACING_SECONDS
+
+    def forget(self, addresses: Iterable[int]) -> None:
+        """Have ``addresses`` verified again when next met."""
+        verified = self.verified
+        for addr in addresses:
+            verified.pop(addr, None)
 
     def expire(self, now: float) -> bool:
         """Forget which addresses were verified, once per period; True when it did."""
@@ -254,7 +299,10 @@ class CodeCache:
             version = values[self._identity_fields - 1] if self._has_version else 0
             flags = values[5 + self._has_qualname] if self._has_flags else 0
             if self.code_type and ob_type != self.code_type:
-                return SKIP if self.layout.executable_may_be_non_code else None
+                # Anything else there is what took the place of a code object freed since
+                # the frame was read (a module's body, run once): the walk is torn.
+                return SKIP if self.layout.executable_may_be_non_code and (
+                    self.none_type is None or ob_type == self.none_type) else None
             identity = (firstlineno, filename, name, qualname, linetable, flags, version)
         key = self._key_at.get(addr)
         if key is not None and not force_new:
@@ -263,6 +311,8 @@ class CodeCache:
                 # A version number is never given twice (3.12+, see CodeOffsets.co_version):
                 # the same one is the same code object, with nothing more to compare.
                 return key if identity[6] else _CHECK_CONTENT
+        if key is not None:
+            self._replaced_at = time.monotonic()  # another code object where one was
         try:
             code = self._decode(identity)
         except MemoryReadError:
@@ -300,12 +350,9 @@ class CodeCache:
         if firstlineno < 0:
             raise MemoryReadError("implausible co_firstlineno %d" % firstlineno)
         qualname_text = texts[2] if len(texts) > 2 else texts[1]
-        try:
-            lines = LineTable(self.layout.linetable_kind, table, firstlineno)
-        except (IndexError, ValueError):  # a truncated varint, impossible lines: no line table
-            raise MemoryReadError("malformed line table at 0x%x" % linetable) from None
         content = tuple(zip(strs, texts)) + ((linetable, table),)
-        return CodeObject(texts[0], texts[1], qualname_text, lines, identity, content,
+        return CodeObject(texts[0], texts[1], qualname_text,
+                          (self.layout.linetable_kind, table), identity, content,
                           bool(flags & GENERATOR_FLAGS), bool(flags & COROUTINE_FLAGS))
 
     def is_generator(self, addr: int) -> bool:

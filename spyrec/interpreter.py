@@ -53,10 +53,11 @@ class PythonProcess:
         self._types = types = {name: rf.address(name) for name in
                                ("PyCode_Type", "PyUnicode_Type", "PyBytes_Type", "PyFrame_Type",
                                 "PyDict_Type", "PyLong_Type", "PyModule_Type", "PyCoro_Type",
-                                "PyGen_Type")}
+                                "PyGen_Type", "_PyNone_Type")}
         self.objects = ObjectReader(mem, layout.strings, layout.ob_type,
                                     types["PyUnicode_Type"], types["PyBytes_Type"])
-        self.codes = CodeCache(mem, layout, self.objects, types["PyCode_Type"])
+        self.codes = CodeCache(mem, layout, self.objects, types["PyCode_Type"],
+                               types["_PyNone_Type"])
         self.walker = StackWalker(mem, layout, runtime, self.codes,
                                   frame_type=types["PyFrame_Type"])
         names = ThreadNameReader(mem, layout, self.objects, types)
@@ -335,6 +336,13 @@ class PythonProcess:
         if self.capture is None:
             return
         fresh = self.capture.drain(running)
+        if self.native is None and self.walker.codes.replacing(time.monotonic()):
+            # A copy is read up to an interval after it was made, when the code objects it
+            # names may have been freed and others made in their place (see
+            # CodeCache.replacing): walked from outside instead, its codes verified as read.
+            # (With native frames only a copy gives a running thread's.)
+            self.walker.captured = {}
+            return
         self.walker.captured = {fresh[tid].tstate: fresh[tid] for tid in running if tid in fresh}
 
     def _check_not_replaced(self) -> None:

@@ -58,6 +58,7 @@ class PyFrameWalk:
     # Set by StackWalker.__init__ (walker.py), of which this class is a part.
     mem: MemoryReader
     read: Callable[[int, int], bytes]
+    _verify_innermost: Callable[[int], None]
     layout: Layout
     codes: CodeCache
     callers: GeneratorCallers
@@ -142,6 +143,8 @@ class PyFrameWalk:
             # A function's frame found returned since the thread state named it is kept: the
             # thread was in it then, called from the same frames (it keeps its code and links
             # until reused).  Walking again instead would favour the calls that last longest.
+            if not codes:
+                self._verify_innermost(code)
             chain.append(addr)
             codes.append(code)
             offsets.append(lasti * scale)

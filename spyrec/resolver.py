@@ -52,20 +52,22 @@ class StackResolver:
 
     def stack_id(self, raw_frames: Tuple[RawFrame, ...], in_gc: bool = False,
                  kernel: Tuple[str, ...] = (), task: Optional[str] = None,
-                 native: Optional[Placed] = None) -> Optional[int]:
+                 native: Optional[Placed] = None, verified: bool = False) -> Optional[int]:
         """The stack id of a walker stack (leaf first), or None when a frame cannot be read;
         innermost under its Python frames, ``in_gc``: the ``GC_FRAME``, ``kernel``: kernel
         functions (innermost first); ``task``: the asyncio task it ran in, a ``TASK_FILE``
         frame named after it just outside the task's coroutine (the outermost coroutine
         frame: the event loop's frames are plain functions), or outermost without one;
-        ``native``: native frames among the Python frames (spyrec.nativestacks.place)."""
+        ``native``: native frames among the Python frames (spyrec.nativestacks.place);
+        ``verified``: the walk verified every code object as it read the frames
+        (ThreadStack.verified), so the keys are not verified again (see ``_refreshed``)."""
         if native is not None:
-            return self._native_stack_id(raw_frames, in_gc, kernel, task, native)
+            return self._native_stack_id(raw_frames, in_gc, kernel, task, native, verified)
         extra = in_gc or kernel or task is not None
         stack_id = self._raw_stacks.get((raw_frames, in_gc, kernel, task) if extra else raw_frames)
         if stack_id is not None:
             return stack_id
-        current = self._verified(raw_frames)
+        current = self._verified(raw_frames, verified)
         if current is None:
             return None
         key = (current, in_gc, kernel, task) if extra else current
@@ -88,14 +90,14 @@ class StackResolver:
 
     def _native_stack_id(self, raw_frames: Tuple[RawFrame, ...], in_gc: bool,
                          kernel: Tuple[str, ...], task: Optional[str],
-                         native: Placed) -> Optional[int]:
+                         native: Placed, verified: bool) -> Optional[int]:
         """``stack_id`` of a stack with native frames: every Python frame keeps its place
         among them, so frames of the interpreter's own code are left out one by one."""
         key = (raw_frames, in_gc, kernel, task, native)
         stack_id = self._raw_stacks.get(key)
         if stack_id is not None:
             return stack_id
-        current = self._refreshed(raw_frames)
+        current = raw_frames if verified else self._refreshed(raw_frames)
         if current is None:
             return None
         inside = dict(native)  # Python frame p -> the native frames just inside it
@@ -142,17 +144,23 @@ class StackResolver:
                 return position
         return 0
 
-    def _verified(self, raw_frames: Tuple[RawFrame, ...]) -> Optional[Tuple[RawFrame, ...]]:
+    def _verified(self, raw_frames: Tuple[RawFrame, ...],
+                  verified: bool = False) -> Optional[Tuple[RawFrame, ...]]:
         """``raw_frames`` with every code object verified now and its current key (frames of
-        interpreter-internal code left out), or None when one is no longer a code object."""
-        current = self._refreshed(raw_frames)
+        interpreter-internal code left out), or None when one is no longer a code object;
+        ``verified``: as the walk verified them."""
+        current = raw_frames if verified else self._refreshed(raw_frames)
         if current is None:
             return None
         return tuple(frame for frame in current if frame[0] != SKIP)
 
     def _refreshed(self, raw_frames: Tuple[RawFrame, ...]) -> Optional[Tuple[RawFrame, ...]]:
         """``raw_frames`` with every code object verified now and its current key (``SKIP``
-        for interpreter-internal code), or None when one is no longer a code object."""
+        for interpreter-internal code), or None when one is no longer a code object.
+
+        Not for a stack whose walk verified its code objects as it read them (while code
+        objects are replaced: CodeCache.replacing): one replaced since would be named here
+        after its successor."""
         try:
             keys = self.codes.refresh([key for key, _ in raw_frames])
         except (MemoryReadError, PermissionDenied):

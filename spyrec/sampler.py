@@ -1,10 +1,16 @@
 """The sampling loop: a steady clock, every thread's stack, CPU and state, written as it goes.
 
 One *round* samples every Python thread of the target once.  Rounds are scheduled on a fixed
-grid (``origin + k * interval``) so that a slow round does not shift the ones after it; a round
-that ends past the next grid point is followed by one a random part of an interval later, on a
-grid shifted with it (``LATE_JITTER``), and one that ends more than an interval late is counted
-as late, as Austin counts saturation.
+grid of intervals (``origin + k * interval``), so that a slow round does not shift the ones
+after it, each at a random moment of its interval (stratified sampling): a program whose work
+repeats at a period near a multiple of the interval would otherwise be sampled at nearly the
+same phase of it, round after round (a module body of half a millisecond came out up to 6
+points over or under its time by run).  The moment is drawn from the part of the interval that
+a round of the usual cost leaves, so that the rounds keep the rate; where running threads'
+stacks are copied at their timed interrupts, whose moments the kernel sets, rounds keep to the
+grid (see ``Sampler._jittered``).  A round that ends past the next grid point is followed by
+one a random part of an interval later, on a grid shifted with it (``LATE_JITTER``), and one
+that ends more than an interval late is counted as late, as Austin counts saturation.
 
 The hot path stays small: the walker returns raw frames as ``(code_key, offset)`` pairs, a
 thread's stack that the walker kept whole costs nothing, and one seen before a dict lookup in
@@ -214,7 +220,8 @@ class Sampler:
         stats = self.stats
         start = monotonic_ns()
         stats.start_ns = start - self.origin_ns
-        next_round = start
+        next_round = grid = start  # (the round's time, and the start of its interval)
+        cost = 0  # a round's usual wall time (ns, a moving average)
         deadline_ns = start + duration_ns if duration_ns else None
         next_progress = start + PROGRESS_EVERY_NS if progress else None
         try:
@@ -245,12 +252,19 @@ class Sampler:
                     break
                 done = monotonic_ns()
                 stats.add_round_cost(done - now)
-                next_round += interval
-                if done > next_round:
+                grid += interval
+                if done > grid:
                     # (late: the next round waits a random part of an interval; see LATE_JITTER)
-                    if done - next_round > interval:
+                    if done - grid > interval:
                         stats.late += 1
-                    next_round = done + int(random() * late_jitter)
+                    grid = done + int(random() * late_jitter)
+                    next_round = grid
+                else:
+                    # (a random moment of the interval, of the part a round of the usual cost
+                    # leaves before the next one: the rate asked for is kept)
+                    cost += (done - now - cost) >> 3
+                    next_round = grid + (int(random() * max(0, interval - 2 * cost))
+                                         if self._jittered() else 0)
                 if budget is not None:
                     # a target's descendants (spyrec -C) are the target too, not other work,
                     # nor is the recorder's own line helper
@@ -258,8 +272,11 @@ class Sampler:
                                                      if self.descendants is not None else 0)
                     native = self.process.native
                     running += native is not None and native.lines.working
-                    next_round = budget.next_round(done, thread_time_ns() - cpu_before, next_round,
-                                                   interval, running)
+                    later = budget.next_round(done, thread_time_ns() - cpu_before, grid,
+                                              interval, running)
+                    if later != grid:  # (intervals skipped: see CpuBudget)
+                        next_round += later - grid
+                        grid = later
                 self.sink.maybe_flush(done)
                 self.sink.work()  # a slice of a batch being written, if any
                 if progress is not None and next_progress is not None and done >= next_progress:
@@ -275,6 +292,15 @@ class Sampler:
                 self.descendants.close(stats.end_ns)
             self.finish()
         return stats
+
+    def _jittered(self) -> bool:
+        """Whether rounds come at a random moment of their interval: not where the stacks of
+        running threads are the copies made at their timed interrupts (see
+        spyrec.stackcapture), whose moments the kernel sets: a round that came sooner after
+        the last one would more often find no copy since, and read the thread from outside."""
+        process = self.process
+        return (process.capture is None or process.native is not None
+                or process.walker.replacing)
 
     def _round(self, now: int) -> Optional[str]:
         """One round; None, or why the recording ends (the trailer's stop reason)."""
@@ -427,7 +453,8 @@ class Sampler:
             stack_id = thread.last_stack_id  # a stack kept whole by the walker: no hashing
         else:
             thread.last_native = native
-            stack_id = resolver.stack_id(frames, thread_stack.in_gc, kernel, task, native)
+            stack_id = resolver.stack_id(frames, thread_stack.in_gc, kernel, task, native,
+                                         thread_stack.verified)
             if stack_id is None:
                 flags |= SampleFlag.TORN
                 stack_id = resolver.empty_stack_id()

@@ -46,3 +46,6 @@ class ThreadStack(NamedTuple):
     #: innermost first, where known (a copied stack, for native frames: see
     #: spyrec.nativestacks).
     runs: tuple = ()
+    #: Every frame's code object was verified as it was walked (see CodeCache.replacing):
+    #: the keys are of that moment, not to be verified again when the stack is named.
+    verified: bool = False

@@ -63,6 +63,11 @@ CHUNK_SLACK = 2048
 #: thread state, latest first: one per run of the eval loop a thread goes in and out of (a
 #: generator resumed from C, a callback; every call under ``-X perf``).
 MAX_CFRAMES = 8
+#: Those slots are copied in one range when they lie this close together (nested runs of the
+#: eval loop put their C frames a few hundred bytes apart on the thread's stack): a read costs
+#: about as much for a few KiB as for 8 bytes, and each read a walk makes widens the time its
+#: copies span (see _copy_thread).
+SLOT_COVER_BYTES = 8192
 
 #: The key of a C frame slot's copy taken before the thread state's, beside the slot's address.
 BEFORE = "before"
@@ -111,6 +116,26 @@ def _slot_copies(slots: List[Tuple[int, int]], copies: List[Optional[bytes]],
         for (slot, _), copy in zip(slots, late):
             found[slot, LATE] = copy  # type: ignore[assignment]
     return found
+
+
+def _cover(slots: List[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
+    """One range holding every one of ``slots`` (address, size), when there are several and
+    they lie within ``SLOT_COVER_BYTES``; else None."""
+    if len(slots) < 2:
+        return None
+    start = min(addr for addr, _ in slots)
+    end = max(addr + size for addr, size in slots)
+    return (start, end - start) if end - start <= SLOT_COVER_BYTES else None
+
+
+def _cut(copy: Optional[bytes], cover: Tuple[int, int],
+         slots: Sequence[Tuple[int, int]]) -> List[Optional[bytes]]:
+    """Each of ``slots``' bytes out of ``copy``, the copy of range ``cover`` (None for all when
+    it could not be read)."""
+    if copy is None:
+        return [None] * len(slots)
+    start = cover[0]
+    return [copy[addr - start:addr - start + size] for addr, size in slots]
 
 
 def _outside_range(pool: Dict[int, int], start: int, end: int) -> Dict[int, int]:
@@ -213,6 +238,10 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         #: 3.11+: frames taken from a ChunkMemo instead of being parsed, and walks whose
         #: innermost frame did not fit the thread state's chunk top (benchmark figures).
         self.reused_frames = 0
+        #: code objects are being made where others were (see CodeCache.replacing): as found
+        #: at the start of the sample
+        self.replacing = False
+        self._verified_early = 0  # the code verified as this walk began (_verify_innermost)
         self.misfit_walks = 0
         #: The callers of the threads' generator frames (see spyrec.generatorcallers).
         self.callers = GeneratorCallers(self.codes.is_generator)
@@ -466,6 +495,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         now = self.callers.now = monotonic()
         if self.codes.expire(now):
             self._gil_pointers.clear()  # re-read interp->ceval.gil once per period too
+        self.replacing = self.codes.replacing(now)
 
     def _runtime_state(self) -> Tuple[int, Optional[Fields]]:
         """(the first interpreter, the runtime's GIL fields or None where each interpreter
@@ -701,9 +731,10 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         ``_remember_outside``) are copied in one batched read, one range right after another.
 
         3.11/3.12 copy the slots of the thread's recent C frames just before and after the
-        thread state (see _cframe_top), the most recent C frame's nearest to it on both sides,
-        then the chunk, then the pool, latest frames first, then the slots again with the
-        thread state's C frame pointer and datastack top.  Each range of a copy costs most of a
+        thread state (see _cframe_top), the most recent C frame's nearest to it on both sides
+        (all in one range where they lie close: ``SLOT_COVER_BYTES``), then the chunk, then the
+        pool, latest frames first, then the slots again with the thread state's C frame pointer
+        and datastack top.  Each range of a copy costs most of a
         microsecond here, so a walk from the slots copied with the thread state would put the
         thread in a frame it had left by the time the chunk was copied, or not yet entered;
         from the slots copied after the chunk, with the top copied then, it is of nearly the
@@ -731,15 +762,24 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         frames = [(addr, self._frame_size) for addr in reversed(pool)]
         if not slots and not chunk and not frames:
             return self.read(tstate, self._ts_size), None, None
-        late = slots + [(tstate + self._late_state[0], self._late_state[1])] \
-            if slots and chunk else []
-        copies = self.mem.read_many(slots[::-1] + [(tstate, self._ts_size)] + slots + chunk
-                                    + frames + late)
-        after = len(slots) + 1 + len(slots)  # (the slots, the thread state, the slots)
+        cover = _cover(slots)
+        before, after = ([cover], [cover]) if cover else (slots[::-1], slots)
+        late_state = [(tstate + self._late_state[0], self._late_state[1])]
+        late = after + late_state if slots and chunk else []
+        copies = self.mem.read_many(before + [(tstate, self._ts_size)] + after + chunk + frames
+                                    + late)
+        at_chunk = len(before) + 1 + len(after)
         at_late = len(copies) - len(late)
-        return (copies[len(slots)],
-                _copies_by_address(chunk + frames, copies[after:at_late]),
-                _slot_copies(slots, copies[:after], copies[at_late:]) if slots else None)
+        ts = copies[len(before)]
+        by_address = _copies_by_address(chunk + frames, copies[at_chunk:at_late])
+        if not slots:
+            return ts, by_address, None
+        if cover:  # each slot's copies cut from the covering ones
+            copies = (_cut(copies[0], cover, slots[::-1]) + [ts] + _cut(copies[2], cover, slots)
+                      + (_cut(copies[at_late], cover, slots) + copies[-1:] if late else []))
+            at_late = len(copies) - len(late and slots + late_state)
+        return (ts, by_address,
+                _slot_copies(slots, copies[:2 * len(slots) + 1], copies[at_late:]))
 
     def _walk_again(self, tstate: int, interp: int, holder: int,
                     torn_fields: Fields) -> Optional[Tuple[bytes, Fields, ThreadStack]]:
@@ -816,6 +856,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         codes: Sequence[int] = ()
         offsets: Sequence[int]
         self.capture_ns = 0
+        self._verified_early = 0
         in_gc = False
         runs: Optional[List[Tuple[int, int]]] = None
         capture = self.captured.pop(tstate, None) if self.captured else None
@@ -860,6 +901,13 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             native = self.host_tid(native)
         if not codes:
             return ThreadStack(native, thread_id, (), holds_gil, torn)
+        if self.replacing:
+            # Any frame may run a code object made where another was verified (see
+            # CodeCache.replacing), even one whose bytes are those of the last walk's frame
+            # there: a module's body run from the same call as the last one, at the same
+            # offset, its module's dict where the last one's was.
+            early = self._verified_early
+            self.codes.forget(code for code in codes if code != early)
         verified = self.codes.verified
         try:
             keys = list(map(verified.__getitem__, codes))
@@ -879,7 +927,8 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                 runs = kept_runs(keys, runs)
         return ThreadStack(native, thread_id, tuple(frames), holds_gil, torn, in_gc=in_gc,
                            copied=capture is not None and not torn,
-                           runs=tuple(runs) if runs is not None and not torn else ())
+                           runs=tuple(runs) if runs is not None and not torn else (),
+                           verified=self.replacing)
 
     def _walk_chunks(self, tstate: int, ts: bytes, fields: Fields, prefetched: Copies,
                      slot_copies: Optional[SlotCopies]
@@ -953,6 +1002,17 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                 codes, offsets, _ = self._walk_iframes(last, fields[5], fields[6],
                                                        sentinel, tstate, prefetched)
         return codes, offsets, torn, with_state
+
+    def _verify_innermost(self, code: int) -> None:
+        """Verify the code object of a walk's innermost frame as soon as the walk has read it,
+        when it is not verified yet (or may have been replaced: see CodeCache.replacing).  A
+        code object that runs once (a module's body) is freed as soon as it returns: verified
+        after the whole walk, one found in its last moments would be gone, the walk torn, and
+        the thread walked again where it had gone since."""
+        if self.replacing or code not in self.codes.verified:
+            self.codes.forget((code,))
+            self.codes.keys_for([code])
+            self._verified_early = code
 
     def _late_copy(self, cframe: int, slot_copies: Optional[SlotCopies]
                    ) -> Optional[Tuple[int, int]]:

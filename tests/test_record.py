@@ -18,6 +18,7 @@ import pytest
 from pythons import (ALL_SUPPORTED, SOME_VERSIONS, UNSUPPORTED, marked_lines,
                      minor_of, python_for, read_terminal, running_target, stop_target, target_path,
                      wait_until)
+from module_bodies import body_truth
 from spyformat import SampleFlag, read_recording
 
 SPYREC = [sys.executable, "-m", "spyrec"]
@@ -330,29 +331,36 @@ def test_a_program_that_imports_module_after_module_keeps_its_stacks(tmp_path):
     assert rooted >= len(busy) * 0.97, (rooted, len(busy))
 
 
-@pytest.mark.parametrize("label", ("3.8", "3.12"))
-def test_module_bodies_get_the_time_they_take(tmp_path, label):
+#: How far from the program's clock the module bodies' share may come, by Python: 3.13 keeps
+#: 6-12 points under (docs/benchmarks.md, "A program that imports module after module").
+BODY_SHARE_TOLERANCE = {"3.13": 0.16}
+
+
+@pytest.mark.parametrize("label", ("3.8", "3.11", "3.12", "3.13"))
+def test_module_bodies_get_the_time_they_take_under_their_own_names(tmp_path, label):
     """tests/targets/imports.py imports module after module, each body timing itself: a code
-    object is made, run once and freed, and the next is often made where a torn walk once met
-    something else.  Remembered as "no code object" there until the next revalidation, the
-    bodies' frames were cut from the walks meanwhile: 18-30% of the samples in the bodies
-    against two thirds of the time by the program's clock (py-spy --nonblocking: right)."""
+    object is made, run once and freed, and the next one is often made where it was.  The
+    samples taken while a body ran (by the program's clock) that show a body name the module
+    that ran (93% at least; 95-100% by Python): the code cache took an address it had verified
+    a moment before for the code object there, and a stack named after its walk took the code
+    object made there since, so that 8-80% of them did, by Python and mode.  The bodies'
+    share of the samples comes within 8 points of their share of the time: a walk that found
+    a body in its last moments found its code object freed, and walked again, landed after the
+    body (5-55 points under as root, by Python, 1-48 read from outside), and rounds on a grid
+    sampled the program's rhythm at nearly one phase (6 points either way by run)."""
     out = tmp_path / "imports.spy"
     with running_target(python_for(label), "imports.py", "30") as target:
         result = spyrec("-o", out, "-p", target.pid, "-d", "2", "-r", "500")
         own = stop_target(target)
     assert result.returncode == 0, result.stderr
     rec = load(out)
-    stacks = Stacks(rec)
-    rows = list(zip(rec.samples["stack"].tolist(), rec.samples["flags"].tolist()))
-    in_bodies = sum(1 for s, _ in rows
-                    if any(f[1].startswith("short_module_") for f in stacks.stack(s)))
-    torn = sum(1 for _, flags in rows if flags & SampleFlag.TORN)
-    share, expected = in_bodies / len(rows), own["bodies_s"] / own["elapsed_s"]
-    assert len(rows) > 500 and torn <= len(rows) * 0.01, (torn, len(rows))
-    # (4-7 points under remain, not yet explained: docs/benchmarks.md, "A program that imports
-    # module after module"; sampling adds about 1.5 points of spread at these counts)
-    assert abs(share - expected) <= 0.12, (label, share, expected)
+    truth = body_truth(rec, own["spans"])
+    torn = int(((rec.samples["flags"] & SampleFlag.TORN) != 0).sum())
+    assert truth.samples > 500 and torn <= rec.sample_count * 0.02, (torn, truth)
+    assert truth.named_right >= 0.93 * truth.timed, (label, truth)
+    share = truth.in_bodies / truth.samples
+    assert abs(share - truth.own_share) <= BODY_SHARE_TOLERANCE.get(label, 0.08), (
+        label, share, truth)
 
 
 def test_pandas_at_work_is_recorded_with_whole_stacks(tmp_path):

@@ -6,9 +6,11 @@ Usage: ``python imports.py [DURATION=30]``.
 Writes MODULES modules to a directory of its own, whose bodies compute for BODY_SECONDS at their line 3, and
 imports them one after another (@import), each dropped from ``sys.modules`` at once so that
 the next import runs its body again: a module's code object is freed as soon as its body has
-run, often before a recorder that copied its frame reads it.  The bodies time themselves; on
-SIGUSR1 the target stops and prints ``{"bodies_s": ..., "elapsed_s": ...}``.  The
-ready line (see _truth.py) has ``main``.
+run, and the next one is often made where it was.  The bodies time themselves; on SIGUSR1 the
+target stops and prints ``{"bodies_s": ..., "elapsed_s": ..., "spans": [start, end, n, ...]}``,
+each body's start and end by ``time.perf_counter()`` (CLOCK_MONOTONIC on Linux, the clock of
+a recording's timestamps) and the number n of its module, ``short_module_<n>``.  The ready
+line (see _truth.py) has ``main``.
 """
 
 import importlib
@@ -18,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+from array import array
 
 from _truth import duration_arg, ready, stop_on_signal, stopped, thread_record
 
@@ -26,9 +29,16 @@ BODY_SECONDS = 0.0005
 BODY = """import sys, time
 _start = time.perf_counter()
 while time.perf_counter() < _start + %r: pass
-sys.modules["__main__"].BODIES[0] += time.perf_counter() - _start
+_end = time.perf_counter(); sys.modules["__main__"].record(_start, _end, __name__)
 """ % BODY_SECONDS
 BODIES = [0.0]  # seconds the bodies timed themselves
+SPANS = array("d")  # start, end, module number of each body (no object for the collector)
+
+
+def record(start, end, name):
+    """A body's time, from the body."""
+    BODIES[0] += end - start
+    SPANS.extend((start, end, float(name[len("short_module_"):])))
 
 
 def main():
@@ -50,7 +60,8 @@ def main():
         del sys.modules[name]
         n += 1
     shutil.rmtree(directory, ignore_errors=True)
-    print(json.dumps({"bodies_s": BODIES[0], "elapsed_s": time.perf_counter() - start}), flush=True)
+    print(json.dumps({"bodies_s": BODIES[0], "elapsed_s": time.perf_counter() - start,
+                      "spans": SPANS.tolist()}), flush=True)
 
 
 if __name__ == "__main__":
