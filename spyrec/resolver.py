@@ -97,7 +97,7 @@ class StackResolver:
         stack_id = self._raw_stacks.get(key)
         if stack_id is not None:
             return stack_id
-        current = raw_frames if verified else self._refreshed(raw_frames)
+        current = self._refreshed(raw_frames, verified)
         if current is None:
             return None
         inside = dict(native)  # Python frame p -> the native frames just inside it
@@ -149,18 +149,21 @@ class StackResolver:
         """``raw_frames`` with every code object verified now and its current key (frames of
         interpreter-internal code left out), or None when one is no longer a code object;
         ``verified``: as the walk verified them."""
-        current = raw_frames if verified else self._refreshed(raw_frames)
+        current = self._refreshed(raw_frames, verified)
         if current is None:
             return None
         return tuple(frame for frame in current if frame[0] != SKIP)
 
-    def _refreshed(self, raw_frames: Tuple[RawFrame, ...]) -> Optional[Tuple[RawFrame, ...]]:
+    def _refreshed(self, raw_frames: Tuple[RawFrame, ...],
+                   verified: bool = False) -> Optional[Tuple[RawFrame, ...]]:
         """``raw_frames`` with every code object verified now and its current key (``SKIP``
         for interpreter-internal code), or None when one is no longer a code object.
 
-        Not for a stack whose walk verified its code objects as it read them (while code
-        objects are replaced: CodeCache.replacing): one replaced since would be named here
-        after its successor."""
+        ``raw_frames`` as they are when the walk verified its code objects as it read them
+        (``verified``, while code objects are replaced: CodeCache.replacing): verified again
+        now, one replaced since would be named after its successor."""
+        if verified:
+            return raw_frames
         try:
             keys = self.codes.refresh([key for key, _ in raw_frames])
         except (MemoryReadError, PermissionDenied):

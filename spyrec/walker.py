@@ -128,11 +128,11 @@ def _cover(slots: List[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
     return (start, end - start) if end - start <= SLOT_COVER_BYTES else None
 
 
-def _cut(copy: Optional[bytes], cover: Tuple[int, int],
+def _cut(copy: Optional[bytes], cover: Optional[Tuple[int, int]],
          slots: Sequence[Tuple[int, int]]) -> List[Optional[bytes]]:
     """Each of ``slots``' bytes out of ``copy``, the copy of range ``cover`` (None for all when
     it could not be read)."""
-    if copy is None:
+    if copy is None or cover is None:
         return [None] * len(slots)
     start = cover[0]
     return [copy[addr - start:addr - start + size] for addr, size in slots]
@@ -774,12 +774,15 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         by_address = _copies_by_address(chunk + frames, copies[at_chunk:at_late])
         if not slots:
             return ts, by_address, None
-        if cover:  # each slot's copies cut from the covering ones
-            copies = (_cut(copies[0], cover, slots[::-1]) + [ts] + _cut(copies[2], cover, slots)
-                      + (_cut(copies[at_late], cover, slots) + copies[-1:] if late else []))
-            at_late = len(copies) - len(late and slots + late_state)
-        return (ts, by_address,
-                _slot_copies(slots, copies[:2 * len(slots) + 1], copies[at_late:]))
+
+        def each_slot(part: List[Optional[bytes]], order: List[Tuple[int, int]]):
+            """The copies of the slots (in ``order``) one read of ``part`` made."""
+            return _cut(part[0], cover, order) if cover else part
+
+        slot_copies = (each_slot(copies[:len(before)], slots[::-1]) + [ts]
+                       + each_slot(copies[len(before) + 1:at_chunk], slots))
+        late_copies = (each_slot(copies[at_late:-1], slots) + copies[-1:]) if late else []
+        return ts, by_address, _slot_copies(slots, slot_copies, late_copies)
 
     def _walk_again(self, tstate: int, interp: int, holder: int,
                     torn_fields: Fields) -> Optional[Tuple[bytes, Fields, ThreadStack]]:
