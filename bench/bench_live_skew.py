@@ -53,8 +53,8 @@ def measure(label: str, args) -> str:
                 process.start_capture(COPY_RATE_HZ)
             seen = alternate_walks(process, target.pid, args.walks, copies=args.copies)
             copied = process.walker.captured_stacks
-    running, torn_running = seen["running"]
-    stopped, torn_stopped = seen["stopped"]
+    running, torn_running, _ = seen["running"]
+    stopped, torn_stopped, _ = seen["stopped"]
     n_run, n_stop = sum(running.values()), sum(stopped.values())
 
     def function(walk):

@@ -10,8 +10,10 @@ walk are not parsed again (``ChunkMemo``).
 
 A walk tears on a link up the chunk it came from, an owner out of range or an absurd
 instruction offset; a chain that ends at a generator's frame lost its callers when the
-generator yielded during the walk (see spyrec.generatorcallers).  On 3.11/3.12 a walk whose
-innermost frame does not end where the thread state says the frame chunk does
+generator yielded during the walk (see spyrec.generatorcallers), and so does one whose link from
+a generator's frame straight to another frame is not one that frame made by resuming it: read
+at another moment, the frame there belongs to another generator (``_sent_from``).  On 3.11/3.12
+a walk whose innermost frame does not end where the thread state says the frame chunk does
 (``_fits_top``) is taken on 3.11 from the frame that ends there (``_last_in_chunk``), else
 from the copy of the C frame's slot made after the chunk, where there is one (spyrec.walker
 ``_walk_chunks``), and tears where there is not; on 3.11 a function's frame above that top,
@@ -23,6 +25,7 @@ clears a frame's executable as it pops it) are stepped over, not torn.
 write the walker's tables (``_memos``: each thread's last walk).
 """
 
+import struct
 from typing import Callable, Dict, List, Optional, Tuple
 
 from spyrec.codeobjects import CodeCache
@@ -41,6 +44,19 @@ POOL_WALKS = 4
 MAX_COMPARES = 16
 #: Bigger than any datastack chunk CPython allocates for sane code (16 KiB normally).
 MAX_CHUNK_BYTES = 64 << 20
+#: The top words of a frame's value stack where a frame that resumed a generator inline holds
+#: it (see ChunkWalk._sent_from); a stack said to end further than MAX_SENDER_STACK bytes from
+#: its frame is garbage.
+SENDER_SLOTS = 2
+MAX_SENDER_STACK = 1 << 16
+#: The bytes copied of a frame outside the chunks from 3.11, to their page's end at most (a
+#: page is mapped whole): most generators' and coroutines' frames with their stack.
+OUTSIDE_FRAME_BYTES = 256
+PAGE = 4096
+#: ``int stacktop`` (3.12, 3.13).
+I32 = struct.Struct("<i")
+#: The tag bits of a _PyStackRef (3.14+; objects are at least 8-aligned).
+TAG_BITS = 7
 #: Instruction offsets outside this range are garbage (not-started 3.11 frames give -2).
 MIN_OFFSET, MAX_OFFSET = -16, 1 << 26
 
@@ -128,6 +144,17 @@ class ChunkWalk:
         self._misfit = False  # the last _walk_iframes tore on _fits_top
         #: (len(frame_bytes) when made, its distinct sizes ascending) for _last_in_chunk.
         self._size_set: Tuple[int, List[int]] = (-1, [])
+        #: 3.11+: (gi_iframe, stack top field, whether a pointer, localsplus) to check that a
+        #: frame a generator's links to directly resumed it (see _sent_from), and the owners of
+        #: the frames checked: any Python frame's from 3.12, a generator's on 3.11.
+        aw = layout.awaits
+        self._sender = (layout.gen_iframe, aw.stack_top, aw.stack_top_is_pointer, aw.localsplus) \
+            if aw is not None and layout.gen_iframe is not None else None
+        self._senders = frozenset() if self._sender is None else \
+            frozenset(range(self._skip_owner)) if self._skip_owner < 256 else \
+            frozenset((FRAME_OWNED_BY_GENERATOR,))
+        #: Links from a generator's frame to a frame that did not resume it (see _sent_from).
+        self.unsent_links = 0
 
     def _walk_iframes(self, addr: int, chunk: int, top: int, sentinel: int = 0,
                       tstate: int = 0, prefetched: Copies = None, with_state: bool = True,
@@ -149,7 +176,8 @@ class ChunkWalk:
         codes: List[int] = []
         offsets: List[int] = []
         outside = []  # frames read outside every chunk copy (generators', C-stack entry frames)
-        gens = []  # (address, index in codes) of the generator frames read outside the chunk
+        # (address, index in codes) of the generator frames read outside the chunk
+        gens: List[Tuple[int, int]] = []
         if not addr:
             return codes, offsets, False
         regions = []  # (lo, hi, bytes) copies of chunks, newest first
@@ -172,7 +200,7 @@ class ChunkWalk:
         size = self._frame_size
         hi -= size
         unpack, adaptive, untag = self._frame.unpack_from, self._adaptive, self._untag
-        max_owner, skip_owner = self._max_owner, self._skip_owner
+        max_owner, skip_owner, senders = self._max_owner, self._skip_owner, self._senders
         add_code, add_offset = codes.append, offsets.append
         chunks_left = MAX_CHUNKS
         steps_left = MAX_DEPTH
@@ -199,6 +227,8 @@ class ChunkWalk:
         after_gen = False  # the last frame taken was a generator's
         consumers = {}  # index in codes -> address, of frames that called a generator
         visited = 0  # the frame taken before ``addr``
+        # the last entry frame taken (3.12+), and a generator's frame reached right after one
+        last_entry = entry_linked = 0
         link = 0  # the frame taken before the first one in the newest chunk
         while addr and addr != sentinel:
             steps_left -= 1
@@ -216,6 +246,10 @@ class ChunkWalk:
                         at += 1
                     if at < len(old_addrs) and old_addrs[at] == addr:
                         if after_gen:
+                            if FRAME_OWNED_BY_THREAD in senders and visited == gens[-1][0] \
+                                    and not self._sent_from(buf, addr - base, addr, gens[-1][0]):
+                                broken = True
+                                break
                             consumers[len(codes)] = addr
                             after_gen = False
                         # (``old_addrs`` is empty unless there is a ``memo``)
@@ -266,7 +300,7 @@ class ChunkWalk:
                             # walker._outside_range)
                             data = copy[addr - chunk:addr - chunk + size]
                         if data is None:
-                            data = self.read(addr, size)
+                            data = self.read(addr, self.outside_span(addr))
                         outside.append(addr)
                         code, previous, instr, owner = unpack(data)
                         if owner == FRAME_OWNED_BY_GENERATOR:
@@ -290,6 +324,16 @@ class ChunkWalk:
             if owner > max_owner or previous == addr:
                 broken = True
                 break
+            if after_gen and owner in senders and visited == gens[-1][0]:
+                if lo <= addr <= hi:
+                    src, at_src = buf, addr - base
+                elif found is None:
+                    src, at_src = data or b"", 0  # (read above: never None here)
+                else:
+                    src, at_src = found[2], addr - found[0]
+                if not self._sent_from(src, at_src, addr, gens[-1][0], code):
+                    broken = True
+                    break
             if not codes and not with_state and (
                     owner >= skip_owner or outside and outside[-1] == addr
                     and owner != FRAME_OWNED_BY_GENERATOR and regions):
@@ -318,12 +362,16 @@ class ChunkWalk:
                 add_code(code)
                 add_offset(offset)
                 if gen_at:
+                    if visited == last_entry:
+                        entry_linked = gen_at
                     gens.append((gen_at, len(codes) - 1))
                     gen_at = 0
                     after_gen = True
                 elif after_gen:
                     consumers[len(codes) - 1] = addr
                     after_gen = False
+            else:
+                last_entry = addr
             visited = addr
             addr = previous
         # the frame of the coroutine an asyncio task runs, when it is one (see _with_task)
@@ -340,6 +388,14 @@ class ChunkWalk:
         if broken or not addr and not self._ends_at(owner, sentinel):
             # Cut right below a generator's frame: its link was cleared (NULL) or is stale (on
             # 3.12+ it led to the entry frame on the C stack of the run that resumed it).
+            if gens and gens[-1][0] == entry_linked and len(gens) > 1 \
+                    and gens[-2][1] == len(codes) - 2 and gens[-1][1] == len(codes) - 1:
+                # 3.12+: that generator was reached from the one before through an entry
+                # frame, a link nothing can check (see _sent_from): read later, the entry
+                # frame may serve another run, its link to a frame whose generator has
+                # another in its place.  The callers are those of the generator before.
+                del codes[-1], offsets[-1], gens[-1]
+                broken = True
             if (broken or owner == FRAME_OWNED_BY_GENERATOR) and gens \
                     and gens[-1][1] == len(codes) - 1:
                 spliced = self._splice_below(tstate, gens[-1], codes, offsets, regions,
@@ -359,6 +415,59 @@ class ChunkWalk:
             self._next_memos[tstate] = ChunkMemo(base, buf, chunk_addrs, chunk_starts, runs,
                                                  codes, offsets)
         return codes, offsets, False
+
+    def outside_span(self, frame: int) -> int:
+        """The bytes to copy of a frame outside the chunks: its fields, and from 3.11 as much
+        of its locals and value stack as lie within OUTSIDE_FRAME_BYTES and its page (see
+        _sent_from), so that the link and the stack are of one moment."""
+        if self._sender is None:
+            return self._frame_size
+        return max(self._frame_size, min(OUTSIDE_FRAME_BYTES, PAGE - frame % PAGE))
+
+    def _sent_from(self, src: bytes, at: int, frame: int, gen_frame: int, code: int = 0) -> bool:
+        """Whether the frame at ``frame`` (its bytes from ``src[at:]``, running ``code``: read
+        on 3.11) resumed the generator whose frame is ``gen_frame``, which links to it directly.
+
+        From 3.12 a generator's frame links straight to a Python frame only when that frame
+        resumed it inline (SEND, SEND_GEN, FOR_ITER_GEN in Python/bytecodes.c, 3.12-3.15),
+        which saves its stack pointer with the generator on top (3.14+ FOR_ITER keeps an index
+        above it); resumed from C, it links to an entry frame.  3.11 resumes every generator
+        from C (SEND calls PyIter_Send, Python/ceval.c), its caller's stack pointer unsaved: a
+        generator's frame that links to another generator's is checked to be held in that
+        frame's locals or stack (an ``await``, ``yield from``, ``for`` or call keeps it there).
+
+        A chain read from a running thread meets links that another moment made: a
+        coroutine's frame read just before it ended, linking to a frame whose generator was
+        freed since and whose memory now holds another one (a coroutine's frame in the place
+        of the async generator it was awaited by).
+        """
+        gen_at, top_at, is_pointer, localsplus = self._sender  # type: ignore[misc]
+        gen = gen_frame - gen_at
+        try:
+            if self._is_entry is not None:
+                start = localsplus
+                end = (self._frame_bytes or {}).get(code, 0) or OUTSIDE_FRAME_BYTES
+            else:
+                field = U64 if is_pointer else I32
+                if at + top_at + field.size <= len(src):
+                    top = field.unpack_from(src, at + top_at)[0]
+                else:
+                    top = field.unpack(self.read(frame + top_at, field.size))[0]
+                end = top - frame if is_pointer else localsplus + 8 * top
+                start = max(localsplus, end - 8 * SENDER_SLOTS)
+            if not localsplus < end <= MAX_SENDER_STACK:
+                return False
+            if at + end <= len(src):
+                words = src[at + start:at + end]
+            else:
+                words = self.read(frame + start, end - start)
+        except READ_ERRORS:
+            return False
+        for (word,) in U64.iter_unpack(words[:len(words) & ~7]):
+            if word & ~TAG_BITS == gen:
+                return True
+        self.unsent_links += 1
+        return False
 
     def _splice_below(self, tstate: int, generator: Tuple[int, int], codes: List[int],
                       offsets: List[int], regions: List[Region],

@@ -755,11 +755,11 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         if not self._cframe:
             if extent is None:  # a first walk
                 return self.read(tstate, self._ts_size), None, None
-            ranges = chunk + [(addr, self._frame_size) for addr in pool]
+            ranges = chunk + [(addr, self.outside_span(addr)) for addr in pool]
             copies = self.mem.read_many(ranges + [(tstate, self._ts_size)])
             return copies[-1], _copies_by_address(ranges, copies), None
         slots = [(cframe + self._cframe_current, 8) for cframe in self._cframes.get(tstate, ())]
-        frames = [(addr, self._frame_size) for addr in reversed(pool)]
+        frames = [(addr, self.outside_span(addr)) for addr in reversed(pool)]
         if not slots and not chunk and not frames:
             return self.read(tstate, self._ts_size), None, None
         cover = _cover(slots)

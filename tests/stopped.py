@@ -22,9 +22,10 @@ def _stopped(pid: int) -> bool:
 
 
 def alternate_walks(process, pid: int, walks: int, pause: float = 0.0003,
-                    copies: bool = False) -> Dict[str, Tuple[Counter, int]]:
-    """``{"running": (Counter of Walk, torn), "stopped": (...)}`` from ``walks`` walks of the
-    target's first thread, one running and one stopped by turns, ``pause`` seconds apart.
+                    copies: bool = False) -> Dict[str, Tuple[Counter, int, int]]:
+    """``{"running": (Counter of Walk, torn, unsent links), "stopped": (...)}`` from ``walks``
+    walks of the target's first thread, one running and one stopped by turns, ``pause``
+    seconds apart (unsent links: see spyrec.chunkwalk ``_sent_from``).
 
     ``process`` is an attached ``spyrec.interpreter.PythonProcess``; ``pid`` the process to
     stop (a chroot wrapper execs the target, so it is the target's).  ``copies``: the running
@@ -34,6 +35,7 @@ def alternate_walks(process, pid: int, walks: int, pause: float = 0.0003,
     counts: Dict[str, Counter] = {"running": collections.Counter(),
                                   "stopped": collections.Counter()}
     torn: Counter = collections.Counter()
+    unsent: Counter = collections.Counter()  # links a walk found not made by a resumption
     names = {}
 
     def describe(frame) -> Tuple[str, int]:
@@ -51,6 +53,7 @@ def alternate_walks(process, pid: int, walks: int, pause: float = 0.0003,
             deadline = time.monotonic() + 2.0
             while not _stopped(pid) and time.monotonic() < deadline:
                 pass
+        before = getattr(process.walker, "unsent_links", 0)
         try:
             running = {pid} if copies and mode == "running" else frozenset()
             stacks = process.sample_threads(running=running)
@@ -59,10 +62,11 @@ def alternate_walks(process, pid: int, walks: int, pause: float = 0.0003,
                 os.kill(pid, signal.SIGCONT)
         frames = stacks[0].frames if stacks else ()
         torn[mode] += bool(stacks and stacks[0].torn)
+        unsent[mode] += getattr(process.walker, "unsent_links", 0) - before
         described = [describe(frame) for frame in frames]
         counts[mode][tuple(name for name, _ in reversed(described)),
                      described[0][1] if described else 0] += 1
-    return {mode: (counts[mode], torn[mode]) for mode in counts}
+    return {mode: (counts[mode], torn[mode], unsent[mode]) for mode in counts}
 
 
 def wrong_visit(walk: Walk, visits: int) -> bool:

@@ -49,6 +49,9 @@ CALLEELESS = 0.12
 #: The share of a generator's samples on its ``yield`` line that a test allows (see
 #: test_a_generators_yield_line_gets_the_little_time_it_takes).
 YIELD_LINE = 0.08
+#: The share of ``via_async`` samples whose coroutines are not in the order they await each
+#: other in (see test_a_coroutine_chain_is_shown_as_it_awaits).
+IMPOSSIBLE_CHAINS = 0.01
 MIXED_MOMENTS = 0.08
 #: Samples this close (ns) to the start or end of a phase call are not judged: a sample is
 #: stamped when its thread state is copied, and its frames are copied after.
@@ -63,7 +66,7 @@ WRONG_PHASE = 0.01
 #: CPythons are also recorded with ``--no-bpf``, read from outside as a user without root gets
 #: them (label "3.10/outside"): heap frames (<=3.10), a run of the eval loop per resumed
 #: generator (3.11), generators run inline (3.12).
-OUTSIDE = ("3.10", "3.11", "3.12")
+OUTSIDE = ("3.10", "3.11", "3.12", "3.13")
 OUTSIDE_SUFFIX = "/outside"
 #: Stacks read from outside can still mix moments on <=3.10: their frames are separate heap
 #: objects, each copied by its own range of a read that takes longer than a short call.
@@ -188,6 +191,31 @@ def test_a_consumer_and_its_generator_are_read_at_one_moment(generators_recordin
         pytest.xfail("%s (%d of %d)" % (LIVE_COPY_SKEW[label], mixed, phase))
     assert calleeless <= CALLEELESS * phase, (label, calleeless, phase)
     assert mixed <= MIXED_MOMENTS * phase, (label, mixed, phase, seen.most_common(3))
+
+
+def test_a_coroutine_chain_is_shown_as_it_awaits(generators_recording):
+    """In ``via_async`` the coroutines await each other in one order only: ``top`` iterates
+    the async generator ``items``, which awaits ``middle``, which awaits ``leaf``; a sample
+    shows a part of that chain from ``top`` up, never a coroutine under one it is not awaited
+    by.  Read from outside while the target runs, 12-23% of the samples on 3.11-3.13 had
+    ``middle`` right under ``top`` or ``items`` under ``items``: a coroutine's frame read just
+    before it ended links to where the async generator's frame was, and the memory there held
+    the next ``top`` by the time it was read (the two objects trade places at each call of
+    ``top``); the callers remembered from such a walk were then given to later ones."""
+    label, _, _, stacks = generators_recording
+    chain = ["top", "items", "middle", "leaf"]
+    phase = 0
+    wrong = Counter()
+    for stack in busy_stacks(stacks):
+        names = [frame[0] for frame in stack]
+        if "via_async" not in names:
+            continue
+        phase += 1
+        inside = names[:names.index("via_async")][::-1]  # outermost first
+        if inside != chain[:len(inside)]:
+            wrong[tuple(inside)] += 1
+    assert phase > 200, (label, phase)
+    assert sum(wrong.values()) <= IMPOSSIBLE_CHAINS * phase, (label, phase, wrong.most_common(3))
 
 
 def test_a_generators_yield_line_gets_the_little_time_it_takes(generators_recording):
