@@ -31,7 +31,7 @@ import operator
 import os
 import struct
 import time
-from typing import Collection, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import AbstractSet, Collection, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from spyrec import bpf, perfstacks
 from spyrec.bpf import R0, R1, R2, R3, R7, R8, R9, R10, Assembler, BpfUnavailable
@@ -477,15 +477,21 @@ def read_chain(mem, layout: Layout, tstate: int) -> Capture:
     return Capture(0, 0, tstate, status, 0, 0, 0, slots)
 
 
-def _read_slots(mem, layout: Layout, addr: int, most: int) -> Tuple[bytes, int]:
+def _read_slots(mem, layout: Layout, addr: int, most: int,
+                seen: AbstractSet[int] = frozenset()) -> Tuple[bytes, int]:
     """(the slots of up to ``most`` frames from ``addr`` outwards, read from outside as the
-    program copies them, and the status of that chain).  Raises what a read raises."""
+    program copies them, and the status of that chain: FAULT where it comes back to a frame
+    it met, or one of ``seen``).  Raises what a read raises."""
     fr = layout.frame
     size = _frame_bytes(layout)
-    slots = []
+    slots: List[bytes] = []
+    met = set(seen)
     for _ in range(most):
         if not addr:
             break
+        if addr in met:
+            return b"".join(slots), FAULT
+        met.add(addr)
         data = mem.read(addr, size)
         slots.append(U64.pack(addr) + data)
         addr = U64.unpack_from(data, fr.previous)[0]
@@ -506,19 +512,27 @@ def completed(mem, layout: Layout, capture: Capture, most: int,
         return capture, []
     previous = layout.frame.previous
     addr = U64.unpack_from(capture.frames, len(capture.frames) - slot + 8 + previous)[0]
+    # A chain that comes back to a frame it met is a cycle of stale links (a coroutine's frame
+    # freed and made again while the program copied): followed, it would be read around and
+    # around, a system call a frame, up to ``most`` of them.
+    copied = {U64.unpack_from(capture.frames, at)[0]
+              for at in range(0, len(capture.frames) - slot + 1, slot)}
+    if len(copied) * slot < len(capture.frames) or addr in copied:
+        return capture._replace(status=FAULT), []
     slots: List[bytes] = []
     chain: List[int] = []
     if addr in guess:
         start = guess.index(addr)
         for at, data in zip(guess[start:start + most],
                             mem.read_many([(a, size) for a in guess[start:start + most]])):
-            if data is None or at != addr:
+            if data is None or at != addr or at in copied:
                 break
+            copied.add(at)
             slots.append(U64.pack(at) + data)
             chain.append(at)
             addr = U64.unpack_from(data, previous)[0]
     try:
-        more, status = _read_slots(mem, layout, addr, most - len(chain))
+        more, status = _read_slots(mem, layout, addr, most - len(chain), copied)
     except READ_ERRORS:
         return capture, []
     chain += [U64.unpack_from(more, i)[0] for i in range(0, len(more), slot)]

@@ -167,3 +167,61 @@ def test_copies_raise_no_irq_work_on_the_target_s_cpu(tmp_path):
     copies = copied_count(result.stderr)
     assert copies > 1000, result.stderr
     assert during <= IRQ_WORK_PER_COPY * copies, (during, copies)
+
+
+def test_a_copy_whose_links_loop_is_not_followed_around_the_loop():
+    """A copy deeper than the program copies is completed by reading its outer frames from
+    outside; links that come back to a frame already met (a coroutine's frame freed and made
+    again while the program copied) are a torn copy, not a chain to read up to the walker's
+    depth limit: followed, 3.12 recordings of tests/targets/generators.py's ``via_async``
+    spent 0.3-0.8 s in one round, tens of thousands of reads, and lost a tenth to a third of
+    their rounds.  Here frames laid out in this process's own memory loop, first within the
+    copy, then past it."""
+    import ctypes
+    import struct
+
+    from spyrec.layouts.v3_12 import V3_12
+    from spyrec.process import TargetMemory
+    from spyrec.stackcapture import FAULT, TRUNCATED, Capture, _frame_bytes, completed
+    from spyrec.walkcommon import MAX_DEPTH
+
+    size = _frame_bytes(V3_12)
+    memory = ctypes.create_string_buffer(4 * size)
+    base = ctypes.addressof(memory)
+    frame = [base + i * size for i in range(4)]
+
+    def link(i, to):
+        struct.pack_into("<Q", memory, i * size + V3_12.frame.previous, to)
+
+    def slot(i):
+        return struct.pack("<Q", frame[i]) + memory.raw[i * size:(i + 1) * size]
+
+    class Counted(TargetMemory):
+        reads = 0
+
+        def read(self, addr, n):
+            Counted.reads += 1
+            return super().read(addr, n)
+
+        def read_many(self, ranges):
+            Counted.reads += len(ranges)
+            return super().read_many(ranges)
+
+    mem = Counted(os.getpid())
+    # 0 -> 1 -> 0: the copy itself comes back to its first frame
+    link(0, frame[1])
+    link(1, frame[0])
+    looped = Capture(0, 0, 0, TRUNCATED, 0, 0, 0, slot(0) + slot(1))
+    found, outer = completed(mem, V3_12, looped, MAX_DEPTH)
+    assert (found.status, outer, Counted.reads) == (FAULT, [], 0)
+    # 0 -> 1 copied; then 2 -> 3 -> 2 read from outside: two reads, and a torn copy
+    link(1, frame[2])
+    link(2, frame[3])
+    link(3, frame[2])
+    past = Capture(0, 0, 0, TRUNCATED, 0, 0, 0, slot(0) + slot(1))
+    found, outer = completed(mem, V3_12, past, MAX_DEPTH)
+    assert found.status == FAULT and Counted.reads == 2, (found.status, Counted.reads)
+    # 3 -> NULL: a chain that ends is read whole
+    link(3, 0)
+    found, outer = completed(mem, V3_12, past, MAX_DEPTH)
+    assert found.status != FAULT and outer == [frame[2], frame[3]], (found.status, outer)
