@@ -362,7 +362,7 @@ class ChunkWalk:
                 add_code(code)
                 add_offset(offset)
                 if gen_at:
-                    if visited == last_entry:
+                    if last_entry and visited == last_entry:
                         entry_linked = gen_at
                     gens.append((gen_at, len(codes) - 1))
                     gen_at = 0
