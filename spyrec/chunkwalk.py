@@ -55,8 +55,6 @@ OUTSIDE_FRAME_BYTES = 256
 PAGE = 4096
 #: ``int stacktop`` (3.12, 3.13).
 I32 = struct.Struct("<i")
-#: The tag bits of a _PyStackRef (3.14+; objects are at least 8-aligned).
-TAG_BITS = 7
 #: Instruction offsets outside this range are garbage (not-started 3.11 frames give -2).
 MIN_OFFSET, MAX_OFFSET = -16, 1 << 26
 
@@ -134,7 +132,8 @@ class ChunkWalk:
         self._max_owner = layout.max_frame_owner
         self._skip_owner = (layout.skip_owner_from if layout.skip_owner_from is not None
                             else 256)
-        #: 3.14+: f_executable is a tagged _PyStackRef; this clears the tag bits.
+        #: 3.14+: f_executable, like every value-stack slot, is a tagged _PyStackRef; this
+        #: clears the tag bits.
         self._untag = ~layout.executable_tag_mask
         #: 3.11/3.12: code address -> size of its frames in a chunk (see _fits_top).
         self._frame_bytes = codes.frame_bytes if layout.code.frame_words else None
@@ -463,8 +462,9 @@ class ChunkWalk:
                 words = self.read(frame + start, end - start)
         except READ_ERRORS:
             return False
+        untag = self._untag
         for (word,) in U64.iter_unpack(words[:len(words) & ~7]):
-            if word & ~TAG_BITS == gen:
+            if word & untag == gen:
                 return True
         self.unsent_links += 1
         return False
