@@ -77,7 +77,9 @@ def busy_functions(recording: Recording, start: filters.TimeBound = None, end: f
     if window.empty:
         return pd.DataFrame(columns=["qualname", "module", "samples", "self_share"])
     table = window.by_function()
-    table = table[table["self_share"] > 0]          # callers only: their time is their callees'
+    # Callers only are dropped (their time is their callees'), and so is a function whose weight
+    # rounds to no sample: met only in rounds that ran late, it would be listed with 0 samples.
+    table = table[table["self_samples"] > 0]
     return table[["qualname", "module", "self_samples", "self_share"]].rename(
         columns={"self_samples": "samples"}).head(top).reset_index(drop=True)
 

@@ -71,6 +71,22 @@ def test_window_lists_the_targets_hot_function(recorded):
     assert shaded.get_x() + shaded.get_width() == pytest.approx(1.5)
 
 
+def test_window_leaves_out_a_function_whose_weight_rounds_to_no_sample(tmp_path):
+    # GIVEN a thread sampled every 10 ms in spin(), but once in blip() in a round that came
+    # 6 ms late, right before the next: that sample stands for 0.4 of a tick
+    main = ("/app/main.py", "<module>", 1)
+    builder = RecordingBuilder().thread(7, "MainThread")
+    for t in (0, 10, 20, 30, 40, 50):
+        builder.sample(t * 1_000_000, 7, [main, ("/app/main.py", "spin", 5)])
+    builder.sample(56_000_000, 7, [main, ("/app/main.py", "blip", 9)])
+    builder.sample(60_000_000, 7, [main, ("/app/main.py", "spin", 5)])
+    rec = spyanalyze.load(builder.write(tmp_path / "late.spy"))
+    # THEN the window's busiest functions list spin alone: blip has no whole sample to show
+    busy = plot.busy_functions(rec)
+    assert busy["qualname"].tolist() == ["spin"]
+    assert (busy["samples"] > 0).all()
+
+
 def test_thread_bars_split_cpu_from_waiting(recorded):
     rec = recorded[1]
     figure = rec.plot_threads()
