@@ -304,9 +304,13 @@ def paired_variance(batch_shares_a, batch_shares_b):
     # with 2(K-1)^2 / (3K-4) degrees of freedom (Satterthwaite).  A function busy in a few
     # batches only (one phase) has its noise there, which leaves fewer: K is replaced by the
     # effective number of batches, with each batch's noise taken to have the binomial shape
-    # p (1 - p) of its shares.
-    noise = (profile_a * (1 - profile_a) / len(batch_shares_a)
-             + profile_b * (1 - profile_b) / len(batch_shares_b))
+    # p (1 - p) of its share under H0, the two sides' shares pooled (as the binomial variance
+    # pools them).  Each side's own p (1 - p) would see no noise where a function fills every
+    # sample of one side and none of the other, and leave a function that went from 95% to 0
+    # one degree of freedom and no significance.
+    m, n = len(batch_shares_a), len(batch_shares_b)
+    pooled = (profile_a * m + profile_b * n) / (m + n)
+    noise = pooled * (1 - pooled) * (1.0 / m + 1.0 / n)
     with np.errstate(divide="ignore", invalid="ignore"):
         effective = noise.sum(axis=0) ** 2 / (noise ** 2).sum(axis=0)
     effective = np.clip(np.nan_to_num(effective, nan=batches), 2.0, batches)

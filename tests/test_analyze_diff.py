@@ -108,6 +108,33 @@ def test_a_real_change_is_significant(tmp_path):
     assert table.loc["b", "total_significant"] and table.loc["b", "total_change"] < -0.1
 
 
+def test_a_function_replaced_by_another_is_significant_both_ways(tmp_path):
+    # GIVEN a program whose work went from old() to new(): each fills every sample of its
+    # run but a start-up and a shutdown of their own lengths, so the runs' batches differ
+    # only at their ends
+    def run(path, work, seed, startup, shutdown, samples):
+        rng = np.random.default_rng(seed)
+        builder = RecordingBuilder().thread(7, "MainThread")
+        for i in range(samples):
+            if i < startup:
+                frames = [C]
+            elif i >= samples - shutdown:
+                frames = [D]
+            else:
+                frames = [("/src/app/work.py", work, 5), (A, B)[rng.integers(2)]]
+            builder.sample(i * 1_000_000, 7, frames)
+        return spyanalyze.load(builder.write(tmp_path / path))
+    before = run("before.spy", "old", 1, startup=100, shutdown=140, samples=3000)
+    after = run("after.spy", "new", 2, startup=300, shutdown=40, samples=3800)
+    # WHEN they are compared
+    table = diff(before, after).set_index("qualname")
+    # THEN the 92 points old() lost and the 91 new() took are both significant: a function
+    # with no noise in most batches of either side is not left a single degree of freedom
+    assert table.loc["old", "total_change"] < -0.9 and table.loc["new", "total_change"] > 0.9
+    assert table.loc["old", "total_significant"] and table.loc["new", "total_significant"]
+    assert check_gates(diff(before, after), ["new:+5%"])
+
+
 def test_functions_match_across_checkouts_and_line_changes(tmp_path):
     # GIVEN the same program recorded from two checkouts; the second also has a tests/ file, so
     # its common source root is one level up, and its lines moved
