@@ -174,6 +174,22 @@ def hostile_recording(tmp_path):
     return path
 
 
+def test_a_graph_taller_than_the_window_spans_the_width_left_beside_its_scrollbar(tmp_path, chromium):
+    # GIVEN a recursion 80 frames deep: drawn, the graph is taller than the 800-pixel window,
+    # so the page gets a scrollbar, which takes its width from the graph's
+    frames = [("/app/deep.py", "<module>", 1)] + [("/app/deep.py", "walk", 5)] * 79
+    builder = RecordingBuilder().thread(7, "MainThread")
+    for i in range(50):
+        builder.sample(i * 10_000_000, 7, frames[:40 + i % 40] + [("/app/deep.py", "leaf", 9)])
+    path = builder.write(tmp_path / "deep.spy")
+    page = run_page(chromium, export(path, "html"), tmp_path)
+    # THEN the root spans the graph as it is shown: no box runs past its right edge, clipped
+    assert len({box["top"] for box in page["boxes"]}) > 800 // 16
+    roots = [box for box in page["boxes"] if box["top"] == 0]
+    assert len(roots) == 1 and roots[0]["width"] == pytest.approx(page["width"])
+    assert max(box["left"] + box["width"] for box in page["boxes"]) <= page["width"] + 0.01
+
+
 def test_hostile_names_stay_text(tmp_path, chromium):
     path = hostile_recording(tmp_path)
     svg = export(path, "svg")

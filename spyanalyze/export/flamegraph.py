@@ -259,6 +259,7 @@ _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>@TITLE@</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
+html { scrollbar-gutter: stable; }
 body { font: 12px monospace; margin: 8px; background: #fafaf5; color: #222; }
 #bar { display: flex; gap: 8px; align-items: center; margin-bottom: 6px; flex-wrap: wrap; }
 #graph { position: relative; width: 100%; overflow: hidden; }
@@ -308,9 +309,10 @@ body { font: 12px monospace; margin: 8px; background: #fafaf5; color: #222; }
   }
   function draw() {
     var root = data.graphs[current].root, top = zoom || root, total = root.v || 1;
-    var width = graph.clientWidth || 1000, scale = width / (top.v || 1);
     graph.textContent = "";
+    // the height first: a graph taller than the window brings a scrollbar, which narrows it
     graph.style.height = (depth(top) * H) + "px";
+    var width = graph.clientWidth || 1000, scale = width / (top.v || 1);
     var todo = [[top, 0, 0]];
     while (todo.length) {
       var item = todo.pop(), n = item[0], x = item[1], level = item[2], w = n.v * scale;
