@@ -19,7 +19,8 @@ from spyrec.runtime import Interpreter, find_interpreter
 from spyrec.stackcapture import CaptureDecoder, SharedState, StackCapture, read_chain
 from spyrec.tasktree import TaskReport, TaskTree, read_tasks
 from spyrec.threadnames import ThreadNameReader
-from spyrec.threads import NamespaceTids, ThreadNaming, bound_states, find_pthread_tid_offset
+from spyrec.threads import (NamespaceTids, ThreadNaming, bound_states, find_pthread_tid_offset,
+                            one_stack_per_thread)
 from spyrec.validation import check_guessed_layout, check_interpreter
 from spyrec.walker import StackWalker, ThreadStack, kept_runs
 
@@ -264,7 +265,8 @@ class PythonProcess:
                         and stack.native_tid not in followed]
                 if followed or woke:
                     stacks = self._copied_now(stacks, followed + woke)
-        return bound_states(stacks, self._tids_known(), whole=not self.walker.list_cut)
+        return one_stack_per_thread(
+            bound_states(stacks, self._tids_known(), whole=not self.walker.list_cut))
 
     def _copied_now(self, stacks: List[ThreadStack], followed: List[int]) -> List[ThreadStack]:
         """``stacks``, those of the threads ``followed`` that run now taken from copies made now
@@ -303,7 +305,8 @@ class PythonProcess:
             stacks = self.walker.sample_some(tids, still)
         except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
             return None
-        return None if stacks is None else bound_states(stacks, self._tids_known())
+        return None if stacks is None else \
+            one_stack_per_thread(bound_states(stacks, self._tids_known()))
 
     def bootstrap_name(self, stack: ThreadStack) -> Optional[str]:
         """The name of a thread not registered with ``threading`` yet, found through its first

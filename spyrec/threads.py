@@ -107,6 +107,43 @@ def bound_states(stacks: List[ThreadStack], tids_known: bool = False,
     return kept
 
 
+def one_stack_per_thread(stacks: List[ThreadStack]) -> List[ThreadStack]:
+    """``stacks`` with the thread states of a thread in several interpreters made one stack.
+
+    A thread that calls into another interpreter (3.14's ``concurrent.interpreters`` and
+    InterpreterPoolExecutor, ``_xxsubinterpreters`` before) swaps in a thread state of that
+    interpreter and runs there, its state in the first one keeping the frames that made the
+    call (``_PyThreadState_Swap`` in Python/pystate.c).  Sampled apart, such a thread would
+    count twice a round, once in the call.  Interpreters are listed newest first (each new one
+    becomes ``interpreters.head``, Python/pystate.c), so the state met first is the one called
+    into: its frames go innermost, above the caller's.
+    """
+    tids = [stack.native_tid for stack in stacks if stack.native_tid]
+    if len(tids) == len(set(tids)):
+        return stacks
+    merged: List[ThreadStack] = []
+    at: Dict[int, int] = {}
+    for stack in stacks:
+        tid = stack.native_tid
+        if not tid or tid not in at:
+            if tid:
+                at[tid] = len(merged)
+            merged.append(stack)
+            continue
+        inner = merged[at[tid]]
+        # Each part's runs of the eval loop count its own frames: kept when both parts have
+        # them, or one part has no frames (see spyrec.nativestacks).
+        runs = inner.runs + stack.runs if inner.runs and stack.runs else \
+            inner.runs if not stack.frames else stack.runs if not inner.frames else ()
+        merged[at[tid]] = inner._replace(
+            frames=inner.frames + stack.frames, holds_gil=inner.holds_gil or stack.holds_gil,
+            torn=inner.torn or stack.torn, read_ns=inner.read_ns or stack.read_ns,
+            in_gc=inner.in_gc or stack.in_gc, task=inner.task or stack.task,
+            copied=inner.copied or stack.copied, runs=runs,
+            verified=inner.verified and stack.verified)
+    return merged
+
+
 class NamespaceTids:
     """Maps TIDs of a PID-namespaced target (what 3.11+ stores) to host TIDs (/proc/PID/task).
 
