@@ -200,7 +200,9 @@ class ThreadNaming:
         the lookup.  With ``native_tid`` unknown (0) the ident alone decides.
         """
         try:
-            for interp in self._interpreters():
+            # The main interpreter first (the last listed): a thread that called into another
+            # interpreter is that one's main thread there, "MainThread" in its ``threading``.
+            for interp in reversed(self._interpreters()):
                 found = self.reader.name_of(interp, ident)
                 if found is not None:
                     name, native = found

@@ -16,8 +16,11 @@ def test_a_thread_working_in_another_interpreter_is_one_stack_a_round(label, tmp
     with running_target(python_for(label), "subinterpreters.py", "6") as target:
         result = spyrec("-q", "-o", out, "-p", target.pid, "-d", "1.5", "-r", "200")
         assert result.returncode == 0, result.stderr
-    stacks = Stacks(load(out))
+    rec = load(out)
+    stacks = Stacks(rec)
     main, caller = target.info["main"]["native_id"], target.info["threads"]["caller"]["native_id"]
+    # named as the program named it, not as the other interpreter's main thread
+    assert rec.threads[(target.info["pid"], caller)]["name"] == "caller", label
     ours, theirs = stacks.of_thread(caller), stacks.of_thread(main)
     # one sample a round, as for the main thread (twice as many before: one per thread state)
     assert len(theirs) >= 150 and abs(len(ours) - len(theirs)) <= 2, (label, len(ours), len(theirs))
