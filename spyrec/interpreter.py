@@ -213,8 +213,8 @@ class PythonProcess:
         self._asyncio_offsets = offsets
 
     def _main_interp(self) -> int:
-        """The main interpreter state's address (the head of the runtime's list)."""
-        return self._names.u64(self.runtime_address + self.layout.runtime.interpreters_head)
+        """The main interpreter state's address."""
+        return self.walker.main_interpreter()
 
     def read_tasks(self) -> Optional[List[TaskReport]]:
         """Every asyncio task of the main interpreter, what each awaits and which tasks await

@@ -332,7 +332,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         """Where the main interpreter's collector flag and GIL fields are, for copies made
         with its threads' stacks (see spyrec.stackcapture)."""
         rt, it, gil = self.layout.runtime, self.layout.interp, self.layout.gil
-        interp, _ = self._runtime_state()
+        interp = self.main_interpreter()
         collecting = 0
         if self._collecting_at is not None:
             in_interp, offset = self._collecting_at
@@ -345,9 +345,22 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             return SharedState(collecting)
         return SharedState(collecting, base + gil.last_holder, base + gil.locked)
 
+    def main_interpreter(self) -> int:
+        """The main interpreter state's address: the last in the runtime's list, each new one
+        put at its head (Python/pystate.c)."""
+        interp = self._runtime_state()[0]
+        for _ in range(MAX_INTERPRETERS):
+            after = U64.unpack(self.read(interp + self.layout.interp.next, 8))[0]
+            if not after:
+                break
+            interp = after
+        return interp
+
     @property
     def tstates(self) -> Optional[Dict[int, int]]:
-        """{native TID: thread state} as the last ``sample()`` found them (one interpreter)."""
+        """{native TID: thread state} of the main interpreter's threads as the last
+        ``sample()`` found them, leaving out a thread that has a state in another interpreter
+        too (its frames there are not the main interpreter's to copy, nor its GIL)."""
         return self._tstates
 
     # -- threads ---------------------------------------------------------------------------
@@ -395,10 +408,15 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             self._last = self._next_last
             self._gil_seen = self._next_gil_seen
             self._orders = self._next_orders
-        if seen_interps == 1 and self._orders and not self.list_cut:
+        if self._orders and not self.list_cut:
             # (a cut list may give a thread's TID to a state made for a new thread: see
             # ``spyrec.threads.bound_states``)
-            self._tstates = _tstates_by_tid(next(iter(self._orders.values())), stacks)
+            main = list(self._orders.values())[-1]  # (walked last: see main_interpreter)
+            self._tstates = _tstates_by_tid(main, stacks[len(stacks) - len(main):])
+            if seen_interps > 1:
+                elsewhere = {stack.native_tid for stack in stacks[:len(stacks) - len(main)]}
+                for tid in elsewhere & self._tstates.keys():
+                    del self._tstates[tid]
         return stacks
 
     def _sample_interpreter(self, interp: int, runtime_gil: Optional[Fields],
