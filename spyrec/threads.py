@@ -116,7 +116,9 @@ def one_stack_per_thread(stacks: List[ThreadStack]) -> List[ThreadStack]:
     call (``_PyThreadState_Swap`` in Python/pystate.c).  Sampled apart, such a thread would
     count twice a round, once in the call.  Interpreters are listed newest first (each new one
     becomes ``interpreters.head``, Python/pystate.c), so the state met first is the one called
-    into: its frames go innermost, above the caller's.
+    into: its frames go innermost, above the caller's.  (A call from a newer interpreter into
+    an older one, such as a subinterpreter's thread calling into the main one, would be
+    joined the other way round.)
     """
     tids = [stack.native_tid for stack in stacks if stack.native_tid]
     if len(tids) == len(set(tids)):
