@@ -44,8 +44,10 @@ KEY_SHIFT = 48
 ADDRESS_MASK = (1 << KEY_SHIFT) - 1
 REVALIDATE_SECONDS = 0.02
 #: How long after a code object was last found replaced at a known address the cache stays
-#: ``replacing`` (see there).
-REPLACING_SECONDS = 1.0
+#: ``replacing`` (see there): a dozen revalidations, so a program importing module after
+#: module stays so, while one that imports now and then (a linter loading its checkers) is not
+#: left without the stacks copied at interrupts for most of its run.
+REPLACING_SECONDS = 0.25
 #: Decoded code objects kept; past this the cache starts over (generated-code workloads).
 MAX_CODES = 10_000
 
