@@ -133,6 +133,8 @@ def test_the_page_draws_the_graph_and_finds_the_hot_function(split, tmp_path, ch
     assert share == pytest.approx(heavy_share(rec), abs=0.0001)
     roots = [box for box in page["boxes"] if box["top"] == 0]
     assert len(roots) == 1 and roots[0]["width"] == pytest.approx(page["width"])
+    # samples are counted whole, as top counts them, though a late round's weigh less
+    assert all(re.search(r" \(\d+ samples, [\d.]+%\)$", box["title"]) for box in page["boxes"])
 
 
 def test_typing_a_search_finds_and_a_click_zooms(split, tmp_path, chromium):

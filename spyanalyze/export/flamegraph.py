@@ -158,7 +158,7 @@ def write_svg(recording: "Recording", out: TextIO, weight: str = "samples",
             continue
         y = height - PAD - (level + 1) * FRAME_HEIGHT
         share = 100.0 * node["v"] / total
-        tip = "%s (%s %s, %.2f%%)" % (node["n"], _amount(node["v"]), unit, share)
+        tip = "%s (%s %s, %.2f%%)" % (node["n"], _amount(node["v"], unit), unit, share)
         out.write('<g><title>%s</title><rect x="%.2f" y="%d" width="%.2f" height="%d" fill="%s" '
                   'rx="2"/>' % (_xml(tip), PAD + x * scale, y, width, FRAME_HEIGHT - 1, node["f"]))
         chars = int((width - 6) / CHAR_WIDTH)
@@ -176,8 +176,11 @@ def write_svg(recording: "Recording", out: TextIO, weight: str = "samples",
     return drawn
 
 
-def _amount(value: float) -> str:
-    return "%d" % round(value) if abs(value - round(value)) < 1e-6 else "%.3f" % value
+def _amount(value: float, unit: str) -> str:
+    """A node's weight as its tooltip says it: samples whole, as ``top`` counts them (a
+    sample in a round that ran late weighs less than one), milliseconds to the microsecond."""
+    whole = unit == "samples" or abs(value - round(value)) < 1e-6
+    return "%d" % round(value) if whole else "%.3f" % value
 
 
 # ------------------------------------------------------------------------------------------
@@ -294,7 +297,10 @@ body { font: 12px monospace; margin: 8px; background: #fafaf5; color: #222; }
     }
     return n.f;
   }
-  function amount(v) { return Math.abs(v - Math.round(v)) < 1e-6 ? String(Math.round(v)) : v.toFixed(3); }
+  function amount(v) {
+    var whole = data.unit === "samples" || Math.abs(v - Math.round(v)) < 1e-6;
+    return whole ? String(Math.round(v)) : v.toFixed(3);
+  }
   function describe(n, total) {
     var text = n.n + " (" + amount(n.v) + " " + data.unit + ", " + (100 * n.v / total).toFixed(2) + "%)";
     if (data.diff) text += "; before " + (100 * n.b).toFixed(2) + "%, after " + (100 * n.s).toFixed(2) + "%";
