@@ -265,8 +265,8 @@ class PythonProcess:
                         and stack.native_tid not in followed]
                 if followed or woke:
                     stacks = self._copied_now(stacks, followed + woke)
-        return one_stack_per_thread(
-            bound_states(stacks, self._tids_known(), whole=not self.walker.list_cut))
+        stacks = bound_states(stacks, self._tids_known(), whole=not self.walker.list_cut)
+        return one_stack_per_thread(stacks) if self.walker.several_interpreters else stacks
 
     def _copied_now(self, stacks: List[ThreadStack], followed: List[int]) -> List[ThreadStack]:
         """``stacks``, those of the threads ``followed`` that run now taken from copies made now
@@ -305,8 +305,8 @@ class PythonProcess:
             stacks = self.walker.sample_some(tids, still)
         except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
             return None
-        return None if stacks is None else \
-            one_stack_per_thread(bound_states(stacks, self._tids_known()))
+        # (one interpreter only: see StackWalker.sample_some)
+        return None if stacks is None else bound_states(stacks, self._tids_known())
 
     def bootstrap_name(self, stack: ThreadStack) -> Optional[str]:
         """The name of a thread not registered with ``threading`` yet, found through its first

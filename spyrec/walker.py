@@ -357,6 +357,12 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         return interp
 
     @property
+    def several_interpreters(self) -> bool:
+        """Whether the last ``sample()`` walked more than one interpreter (a thread may then
+        have a state in each: see spyrec.threads.one_stack_per_thread)."""
+        return len(self._orders) > 1
+
+    @property
     def tstates(self) -> Optional[Dict[int, int]]:
         """{native TID: thread state} of the main interpreter's threads as the last
         ``sample()`` found them, leaving out a thread that has a state in another interpreter
