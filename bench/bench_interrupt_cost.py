@@ -30,6 +30,11 @@ And what spyrec's own copies cost beyond the interrupt: this process attached to
 target (``PythonProcess.attach``) with its copies at 1,000 a second (``start_capture``), the
 thread's timed event switched on and off as above, its copies drained after each run, next to
 the program that returns at once; without and with native frames (the registers and stack).
+
+``--program-only``: just the time spyrec's program takes a copy, as the kernel counts it
+(``kernel.bpf_stats_enabled``, set for the run), with the loop run under ``--depths`` Python
+frames, without and with the identities of the frames' code objects that it copies while code
+objects are made where others were (``StackCapture.identify``).
 """
 
 import argparse
@@ -150,6 +155,40 @@ def measure_spyrec(pairs, native):
     return mean, half, mean * 1000, drained
 
 
+STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
+
+
+def under(frames, work):
+    """``work()`` run under ``frames`` more Python frames."""
+    return work() if frames <= 0 else under(frames - 1, work)
+
+
+def measure_program(depth, seconds=1.0):
+    """{identities copied: the program's mean ns a run} with the loop run ``depth`` frames
+    deep, spyrec's copies of this process at 1,000 a second."""
+    from spyrec.stackcapture import PROGRAM_NAME
+    proc = PythonProcess.attach(os.getpid())
+    found = {}
+    try:
+        proc.sample_threads()
+        proc.start_capture(1000, False)
+        capture = proc.capture
+        capture.watch(proc.walker.tstates)
+        for identify in (False, True):
+            capture.identify(identify)
+            before = bpf.program_stats(PROGRAM_NAME) or (0, 0)
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                under(depth - 4, loop)  # (the bench's own frames: about four)
+                capture.drain()
+            after = bpf.program_stats(PROGRAM_NAME) or (0, 0)
+            runs = after[0] - before[0]
+            found[identify] = (after[1] - before[1]) / runs if runs else float("nan")
+    finally:
+        proc.close()
+    return found
+
+
 def open_event(tid, period_ns, prog, stack):
     if not stack:
         return bpf.open_cpu_clock(tid, period_ns, prog)
@@ -231,10 +270,28 @@ def main():
     parser.add_argument("--periods", default="5000,1000,500,100", help="periods in µs")
     parser.add_argument("--pairs", type=int, default=500)
     parser.add_argument("--work", choices=sorted(WORK), default="loop")
+    parser.add_argument("--program-only", action="store_true")
+    parser.add_argument("--depths", default="12,64,200", help="Python frames (--program-only)")
     args = parser.parse_args()
     global loop
     loop = WORK[args.work]
     print("Command: `%s`\n" % command_line("bench.bench_interrupt_cost"))
+    if args.program_only:
+        with open(STATS_SYSCTL) as f:
+            stats_were = f.read().strip()
+        with open(STATS_SYSCTL, "w") as f:
+            f.write("1")
+        try:
+            print("| frames | the program a copy | with the code objects' identities |")
+            print("|---:|---:|---:|")
+            for depth in (int(d) for d in args.depths.split(",")):
+                found = measure_program(depth)
+                print("| %d | %.2f µs | %.2f µs |" % (depth, found[False] / 1e3, found[True] / 1e3),
+                      flush=True)
+        finally:
+            with open(STATS_SYSCTL, "w") as f:
+                f.write(stats_were)
+        return
     periods = [int(p) for p in args.periods.split(",") if p]
     if periods:
         print("| period | interrupts/s | loop slower with them | cost per interrupt |")

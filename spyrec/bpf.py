@@ -21,7 +21,7 @@ PROG_GET_NEXT_ID, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD = 11, 13, 15
 #: Bytes of ``struct bpf_prog_info`` asked for: up to ``run_time_ns`` (192) and ``run_cnt`` (200).
 PROG_INFO_SIZE = 208
 # map and program types
-MAP_TYPE_HASH, MAP_TYPE_RINGBUF = 1, 27
+MAP_TYPE_HASH, MAP_TYPE_ARRAY, MAP_TYPE_RINGBUF = 1, 2, 27
 PROG_TYPE_PERF_EVENT = 7
 
 # helper functions (enum bpf_func_id)

@@ -30,6 +30,7 @@ the keys of that moment, not verified again when it is named (by then another co
 have been made there).
 """
 
+import struct
 import time
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -71,6 +72,31 @@ _CHECK_CONTENT = object()
 #: What tells code objects apart: (co_firstlineno, and the addresses of co_filename, co_name,
 #: co_qualname and the line table, co_flags, co_version (3.12+; else 0)).
 Identity = Tuple[int, int, int, int, int, int, int]
+
+
+def identity_fields(layout: Layout) -> List[Tuple[int, str]]:
+    """(offset, struct code) of the fields of a code object that make its ``Identity``, in the
+    order ``CodeCache._identity`` takes them."""
+    co = layout.code
+    fields = [(co.co_firstlineno, "i"), (co.co_filename, "Q"), (co.co_name, "Q"),
+              (co.co_linetable, "Q")]
+    if co.co_qualname is not None:
+        fields.append((co.co_qualname, "Q"))
+    if co.co_flags is not None:
+        fields.append((co.co_flags, "i"))
+    if co.co_version is not None:
+        fields.append((co.co_version, "I"))
+    return fields
+
+
+def identity_window(layout: Layout) -> Tuple[int, int]:
+    """(offset, bytes) of the stretch of a code object that holds its identity fields: what a
+    copy at an interrupt takes of each frame's code object (spyrec.stackcapture), so that the
+    frame is named after the code object it ran then, whatever was made at its address since."""
+    fields = identity_fields(layout)
+    start = min(offset for offset, _ in fields)
+    end = max(offset + struct.calcsize("<" + code) for offset, code in fields)
+    return start, end - start
 
 
 class FrameInfo(NamedTuple):
@@ -142,17 +168,20 @@ class CodeCache:
         #: generator may hold as its executable (3.13+), where known.
         self.none_type = none_type
         co = layout.code
-        fields = [(layout.ob_type, "Q"), (co.co_firstlineno, "i"), (co.co_filename, "Q"),
-                  (co.co_name, "Q"), (co.co_linetable, "Q")]
+        identity = identity_fields(layout)
         self._has_qualname = co.co_qualname is not None
-        if co.co_qualname is not None:
-            fields.append((co.co_qualname, "Q"))
         self._has_flags = co.co_flags is not None
-        if co.co_flags is not None:
-            fields.append((co.co_flags, "i"))
         self._has_version = co.co_version is not None
-        if co.co_version is not None:
-            fields.append((co.co_version, "I"))
+        #: Whether code objects carry a version (3.12+: see CodeOffsets.co_version).
+        self.versioned = self._has_version
+        fields = [(layout.ob_type, "Q")] + identity
+        #: The identity fields alone, from a copy of the code object's ``identity_window``.
+        window_at = identity_window(layout)[0]
+        self._window = FieldStruct([(offset - window_at, code) for offset, code in identity])
+        #: {(address, identity): key} of every code object known, kept as long as it is:
+        #: the key of a frame's code object as copied at an interrupt, when another has been
+        #: made at its address since (see ``keys_as_copied``).
+        self._key_of: Dict[Tuple[int, Identity], int] = {}
         self._identity_fields = len(fields)
         fields += [(offset, "i") for offset in co.frame_words]
         if co.frame_words:
@@ -296,16 +325,13 @@ class CodeCache:
         """
         if identity is None:
             values = self._header.unpack_from(head)
-            ob_type, firstlineno, filename, name, linetable = values[:5]
-            qualname = values[5] if self._has_qualname else name
-            version = values[self._identity_fields - 1] if self._has_version else 0
-            flags = values[5 + self._has_qualname] if self._has_flags else 0
+            ob_type = values[0]
             if self.code_type and ob_type != self.code_type:
                 # Anything else there is what took the place of a code object freed since
                 # the frame was read (a module's body, run once): the walk is torn.
                 return SKIP if self.layout.executable_may_be_non_code and (
                     self.none_type is None or ob_type == self.none_type) else None
-            identity = (firstlineno, filename, name, qualname, linetable, flags, version)
+            identity = self._identity(values[1:self._identity_fields])
         key = self._key_at.get(addr)
         if key is not None and not force_new:
             known = self.codes.get(key)
@@ -324,6 +350,7 @@ class CodeCache:
         if len(self.codes) >= MAX_CODES:
             self.codes.clear()
             self._key_at.clear()
+            self._key_of.clear()
             self.frame_bytes.clear()
             self.code_bytes.clear()
             self._resets += 1
@@ -336,7 +363,60 @@ class CodeCache:
             key = addr | self._tag << KEY_SHIFT
         self.codes[key] = code
         self._key_at[addr] = key
+        self._key_of[addr, identity] = key
         return key
+
+    def keys_as_copied(self, addresses: Sequence[int],
+                       identities: Sequence[Optional[Identity]]) -> Optional[List[Optional[int]]]:
+        """Keys for the code addresses of a stack copied at an interrupt, each frame named
+        after the code object whose identity the copy took (None: not copied, the frame read
+        from outside since), verified now where that one is not known by its version
+        (3.12+) at that address; None when one of them is neither known nor there any more:
+        made and freed between the copy and now."""
+        keys: List[Optional[int]] = [None] * len(addresses)
+        unknown = []
+        for i, (addr, identity) in enumerate(zip(addresses, identities)):
+            key = self._key_of.get((addr, identity)) if identity and identity[6] else None
+            if key is not None and key in self.codes:
+                keys[i] = key
+            else:
+                unknown.append(i)
+        if unknown:
+            addrs = [addresses[i] for i in unknown]
+            self.forget(addrs)
+            for i, key in zip(unknown, self.keys_for(addrs)):
+                identity = identities[i]
+                if identity is not None:
+                    key = self._key_as_copied(addresses[i], key, identity)
+                    if key is None:
+                        return None
+                keys[i] = key
+        return keys
+
+    def _identity(self, values: Sequence[Any]) -> Identity:
+        """An ``Identity`` from the values of ``identity_fields``, in their order."""
+        firstlineno, filename, name, linetable = values[:4]
+        qualname = values[4] if self._has_qualname else name
+        flags = values[4 + self._has_qualname] if self._has_flags else 0
+        version = values[-1] if self._has_version else 0
+        return firstlineno, filename, name, qualname, linetable, flags, version
+
+    def identity_in(self, window: bytes, at: int = 0) -> Optional[Identity]:
+        """The identity of a code object from a copy of its ``identity_window`` at ``at`` in
+        ``window``; None where nothing was copied (all zero: a frame read from outside)."""
+        identity = self._identity(self._window.unpack_from(window, at))
+        return identity if identity[1] else None
+
+    def _key_as_copied(self, addr: int, key: Optional[int], identity: Identity) -> Optional[int]:
+        """The key of the code object whose identity a copy took at ``addr``, given ``key``,
+        that of the one verified there now: the same, or one known before whose identity it
+        is; None when it is neither (one made and freed since it was last verified)."""
+        if key == SKIP:
+            return key  # (no code object: nothing to name)
+        code = self.codes.get(key) if key is not None else None
+        if code is not None and code.identity == identity:
+            return key
+        return self._key_of.get((addr, identity))
 
     def _decode(self, identity: Identity) -> CodeObject:
         firstlineno, filename, name, qualname, linetable, flags, _ = identity

@@ -247,6 +247,7 @@ class PythonProcess:
         self._take_captures(running)
         try:
             stacks = self.walker.sample(still)
+            self.walker.probe_copies()
         except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
             if not self.alive():
                 raise TargetNotFound("process %d exited" % self.pid) from None
@@ -339,14 +340,24 @@ class PythonProcess:
         if self.capture is None:
             return
         fresh = self.capture.drain(running)
-        if self.native is None and self.walker.codes.replacing(time.monotonic()):
+        walker = self.walker
+        walker.probed = {}
+        replacing = walker.codes.replacing(time.monotonic())
+        self.capture.identify(replacing and walker.codes.versioned)
+        if replacing and self.native is None:
             # A copy is read up to an interval after it was made, when the code objects it
-            # names may have been freed and others made in their place (see
-            # CodeCache.replacing): walked from outside instead, its codes verified as read.
-            # (With native frames only a copy gives a running thread's.)
-            self.walker.captured = {}
+            # ran may have been freed and others made in their place: each frame named after
+            # the one it ran then, or walked from outside, its codes verified as read (see
+            # StackWalker.copies_named).  (With native frames only a copy gives a running
+            # thread's.)
+            copies = {fresh[tid].tstate: fresh[tid] for tid in running
+                      if tid in fresh and fresh[tid].identified}
+            if walker.copies_named():
+                walker.captured = copies
+            else:
+                walker.probed, walker.captured = copies, {}
             return
-        self.walker.captured = {fresh[tid].tstate: fresh[tid] for tid in running if tid in fresh}
+        walker.captured = {fresh[tid].tstate: fresh[tid] for tid in running if tid in fresh}
 
     def _check_not_replaced(self) -> None:
         """Raise TargetReplaced when the process no longer maps the runtime that was attached.

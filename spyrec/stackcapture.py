@@ -13,7 +13,9 @@ The program is generated for the target's layout: where its thread state keeps t
 frame, where a frame keeps its link, and how many bytes of each frame the walker parses (the
 same fields, ``FrameOffsets``).  Which thread state belongs to which kernel TID comes from the
 recorder's own walks (``watch``).  A capture is decoded into the walker's (codes, offsets)
-by ``decode``; code objects are resolved as usual, from the target's memory.
+by ``decode``; code objects are resolved as usual, from the target's memory, except while
+the target makes code objects where others were freed: a copy then also takes each frame's
+code object's identity, to name the frame after the one it ran (``StackCapture.identify``).
 
 A round reads the rest of a sample (the thread's state in /proc, the GIL, the collector, the
 asyncio task) up to a copy period after the copy (with native frames, a thread found running
@@ -34,8 +36,9 @@ import time
 from typing import AbstractSet, Collection, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from spyrec import bpf, perfstacks
-from spyrec.bpf import R0, R1, R2, R3, R7, R8, R9, R10, Assembler, BpfUnavailable
+from spyrec.bpf import R0, R1, R2, R3, R6, R7, R8, R9, R10, Assembler, BpfUnavailable
 from spyrec.chunkwalk import MAX_OFFSET, MIN_OFFSET
+from spyrec.codeobjects import identity_window
 from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, Layout
 from spyrec.perfstacks import SampleRing, UserStack
 from spyrec.process import namespace_pids
@@ -84,12 +87,13 @@ WAIT_STEP_S = 0.00002
 #: at 100 Hz), where one comes within 0.2 ms of an arm otherwise.
 REARM_AFTER_S = 0.0003
 
-# Record layout: header, then MAX_FRAMES slots of (frame address, the frame's first bytes).
+# Record layout: header, then MAX_FRAMES slots of (frame address, the frame's first bytes),
+# then MAX_FRAMES copies of a code object's identity (``identify``), each of its slot's frame.
 #: tid, frames copied, ktime ns, tstate, scratch, status, the collector's flag, the GIL's last
-#: holder and locked state
-HEADER = struct.Struct("<IIQQQIiQi4x")
+#: holder and locked state, whether the frames' code objects' identities were copied
+HEADER = struct.Struct("<IIQQQIiQiI")
 SLOT_AT = HEADER.size
-SCRATCH_AT, STATUS_AT, COLLECTING_AT, HOLDER_AT, LOCKED_AT = 24, 32, 36, 40, 48
+SCRATCH_AT, STATUS_AT, COLLECTING_AT, HOLDER_AT, LOCKED_AT, IDENTIFIED_AT = 24, 32, 36, 40, 48, 52
 #: Status: the chain was followed to its end; a read failed; deeper than MAX_FRAMES.
 WHOLE, FAULT, TRUNCATED = 0, 1, 2
 
@@ -99,7 +103,7 @@ WHOLE, FAULT, TRUNCATED = 0, 1, 2
 #: are mostly one handler's, of one moment: the thread did not run between them.
 SAME_INTERRUPT_NS = 20_000
 
-_TID = struct.Struct("<I")
+_U32 = _TID = struct.Struct("<I")
 
 
 class Capture(NamedTuple):
@@ -114,10 +118,21 @@ class Capture(NamedTuple):
     holder: int  # the GIL's last holder then, and whether it was locked
     locked: int
     frames: bytes
+    #: Whether ``identities`` were copied (see ``StackCapture.identify``).
+    identified: int = 0
+    #: The identity of each frame's code object (``code_window``), as many as were copied.
+    identities: bytes = b""
 
 
 def _frame_bytes(layout: Layout) -> int:
     return (layout.frame.size + 7) & ~7
+
+
+def code_window(layout: Layout) -> Tuple[int, int]:
+    """(offset in a code object, bytes) of what a copy takes of a frame's code object: the
+    fields that tell one code object from another (``identity_window``), in whole words."""
+    at, size = identity_window(layout)
+    return at, (size + 7) & ~7
 
 
 class SharedState(NamedTuple):
@@ -129,14 +144,18 @@ class SharedState(NamedTuple):
     locked: int = 0
 
 
-def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int,
+def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int, identify_fd: int,
                   shared: SharedState = SharedState(), sample: bool = False) -> bytes:
     """The capture program for one target (its TGID as the kernel sees it).  ``sample``:
-    after a copy, the kernel also writes the event's own sample (spyrec.perfstacks)."""
+    after a copy, the kernel also writes the event's own sample (spyrec.perfstacks).
+    ``identify_fd``: a one-entry array whose u32, when not 0, has each frame's code object's
+    identity copied too (see ``StackCapture.identify``)."""
     fr, ts = layout.frame, layout.thread
     frame_bytes = _frame_bytes(layout)
     slot = 8 + frame_bytes
-    record = SLOT_AT + MAX_FRAMES * slot
+    window_at, window_bytes = code_window(layout)
+    identities_at = SLOT_AT + MAX_FRAMES * slot
+    record = identities_at + MAX_FRAMES * window_bytes
     a = Assembler()
     a.call(bpf.GET_CURRENT_PID_TGID)
     a.mov(R7, R0)
@@ -159,6 +178,17 @@ def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int,
     a.jump_if_imm("==", R0, 0, "out")  # full: the recorder is behind, it walks live
     a.mov(R9, R0)
     a.store(R9, 0, R7, 4)
+    # R7 from here: whether to copy each frame's code object's identity
+    a.store_imm(R10, -16, 0, 4)
+    a.mov(R2, R10)
+    a.add_imm(R2, -16)
+    a.load_map(R1, identify_fd)
+    a.call(bpf.MAP_LOOKUP_ELEM)
+    a.mov_imm(R7, 0)
+    a.jump_if_imm("==", R0, 0, "identify")
+    a.load(R7, R0, 0, 4)
+    a.label("identify")
+    a.store(R9, IDENTIFIED_AT, R7, 4)
     a.store(R9, 16, R8)
     a.store_imm(R9, STATUS_AT, WHOLE, 4)
     a.call(bpf.KTIME_GET_NS)
@@ -195,17 +225,34 @@ def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int,
         a.call(bpf.PROBE_READ_USER)
         a.jump_if_imm("!=", R0, 0, "fault")
     a.load(R3, R9, SCRATCH_AT)
+    # R6: the slot being written (an identity's offset in the record outgrows an instruction's)
+    a.mov(R6, R9)
+    a.add_imm(R6, SLOT_AT)
     for i in range(MAX_FRAMES):
-        at = SLOT_AT + i * slot
+        if i:
+            a.add_imm(R6, slot)
         a.jump_if_imm("==", R3, 0, "submit")
-        a.store(R9, at, R3)
-        a.mov(R1, R9)
-        a.add_imm(R1, at + 8)
+        a.store(R6, 0, R3)
+        a.mov(R1, R6)
+        a.add_imm(R1, 8)
         a.mov_imm(R2, frame_bytes)
         a.call(bpf.PROBE_READ_USER)
         a.jump_if_imm("!=", R0, 0, "fault")
+        # the identity of the frame's code object as it runs now, which may be freed and
+        # another made at its address before the round names the frame (a read that fails,
+        # as of a frame with no code object, leaves zeros: nothing copied)
+        a.jump_if_imm("==", R7, 0, "identified %d" % i)
+        a.load(R3, R6, 8 + fr.code)
+        if layout.executable_tag_mask:
+            a.and_imm(R3, ~layout.executable_tag_mask)
+        a.add_imm(R3, window_at)
+        a.mov(R1, R6)
+        a.add_imm(R1, identities_at + i * window_bytes - (SLOT_AT + i * slot))
+        a.mov_imm(R2, window_bytes)
+        a.call(bpf.PROBE_READ_USER)
+        a.label("identified %d" % i)
         a.mov_imm(R8, i + 1)
-        a.load(R3, R9, at + 8 + fr.previous)
+        a.load(R3, R6, 8 + fr.previous)
     a.jump_if_imm("==", R3, 0, "submit")
     a.store_imm(R9, STATUS_AT, TRUNCATED, 4)
     a.jump("submit")
@@ -255,8 +302,11 @@ class StackCapture:
             self._threads_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_HASH, 4, 8, MAX_THREADS))
             self._ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0, RING_BYTES))
             self._ring = bpf.RingBuffer(self._ring_fd, RING_BYTES)
+            self._identify_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_ARRAY, 4, 4, 1))
+            self._identifying = False
             self._prog = self._keep(bpf.load_program(
-                build_program(layout, tgid, self._threads_fd, self._ring_fd, shared, native),
+                build_program(layout, tgid, self._threads_fd, self._ring_fd, self._identify_fd,
+                              shared, native),
                 PROGRAM_NAME))
             self._period = max(MIN_PERIOD_NS, int(1e9 / rate_hz))
             #: Seconds ``drain`` waits at most for the copies it armed (see NATIVE_PATIENCE).
@@ -270,6 +320,8 @@ class StackCapture:
             self.close()
             raise BpfUnavailable(str(exc)) from None
         self._slot = 8 + _frame_bytes(layout)
+        self._identities_at = SLOT_AT + MAX_FRAMES * self._slot
+        self._identity_bytes = code_window(layout)[1]
 
     def _follow(self, tid: int) -> None:
         self._events[tid] = bpf.open_cpu_clock(tid, self._period, self._prog,
@@ -338,6 +390,15 @@ class StackCapture:
                     pass  # ended since the walk (or out of descriptors): walked from outside
         self._known = dict(tstates)
         return followed
+
+    def identify(self, on: bool) -> None:
+        """Have each copy take its frames' code objects' identities too, or not: what names
+        a frame after the code object it ran at the copy, where another may have been made
+        at its address by the round (see StackWalker.copies_named).  Off, a copy costs the
+        thread less: one read fewer a frame."""
+        if on != self._identifying:
+            bpf.update_elem(self._identify_fd, _U32.pack(0), _U32.pack(on))
+            self._identifying = on
 
     def arm(self, tids: Collection[int]) -> None:
         """With native frames, have threads ``tids`` copied at their next interrupt where they
@@ -422,13 +483,17 @@ class StackCapture:
         latest: Dict[int, memoryview] = {}
         for record in self._ring.records():
             latest[_TID.unpack_from(record)[0]] = record
-        slot = self._slot
+        slot, identity = self._slot, self._identity_bytes
+        identities_at = self._identities_at
         newest = {}
         for tid, record in latest.items():
-            _, count, time_ns, tstate, _, status, collecting, holder, locked = \
+            _, count, time_ns, tstate, _, status, collecting, holder, locked, identified = \
                 HEADER.unpack_from(record)
-            newest[tid] = Capture(tid, time_ns, tstate, status, collecting, holder, locked,
-                                  bytes(record[SLOT_AT:SLOT_AT + count * slot]))
+            newest[tid] = Capture(
+                tid, time_ns, tstate, status, collecting, holder, locked,
+                bytes(record[SLOT_AT:SLOT_AT + count * slot]), identified,
+                bytes(record[identities_at:identities_at + count * identity]) if identified
+                else b"")
         self._ring.consume()
         return newest
 
@@ -545,6 +610,7 @@ class CaptureDecoder:
     def __init__(self, layout: Layout, frame_type: Optional[int]):
         fr = layout.frame
         slot = 8 + _frame_bytes(layout)
+        self._identity_bytes = code_window(layout)[1]
         self._iframe = layout.frame_kind == "iframe"
         if self._iframe:
             assert fr.owner is not None
@@ -570,6 +636,9 @@ class CaptureDecoder:
         #: (Python frames, the address of its entry frame or 0) of each run of the eval loop,
         #: innermost first, in the last ``decode`` (see spyrec.nativestacks).
         self.runs: List[Tuple[int, int]] = []
+        #: Where the identity of each of the last ``decode``'s codes lies in its capture's
+        #: ``identities`` (see CodeCache.identity_in).
+        self.windows: List[int] = []
 
     def decode(self, capture: Capture
                ) -> Tuple[List[int], List[int], bool, List[Tuple[int, int]]]:
@@ -579,15 +648,17 @@ class CaptureDecoder:
         offsets: List[int] = []
         gens: List[Tuple[int, int]] = []
         self.runs = runs = []
+        self.windows = windows = []
+        identity = self._identity_bytes
         torn = capture.status != WHOLE or not capture.frames
-        slots = map(self._fields, self._slot.iter_unpack(capture.frames))
+        slots = enumerate(map(self._fields, self._slot.iter_unpack(capture.frames)))
         if self._iframe:
             untag, adaptive = self._untag, self._adaptive
             max_owner, skip_owner = self._max_owner, self._skip_owner
             entry_flag = self._entry_flag
             run_from = 0
             owner = -1
-            for addr, code, previous, instr, owner, entry in slots:
+            for i, (addr, code, previous, instr, owner, entry) in slots:
                 if owner > max_owner or previous == addr:
                     return codes, offsets, True, gens
                 if owner >= skip_owner:
@@ -607,6 +678,7 @@ class CaptureDecoder:
                     gens.append((addr, len(codes)))
                 codes.append(code)
                 offsets.append(offset)
+                windows.append(i * identity)
                 if entry_flag and entry:  # the first frame of a run (3.11)
                     runs.append((len(codes) - run_from, 0))
                     run_from = len(codes)
@@ -618,13 +690,14 @@ class CaptureDecoder:
         else:
             frame_type, scale = self._frame_type, self._scale
             gen = 0
-            for addr, ob_type, back, code, lasti, gen in slots:
+            for i, (addr, ob_type, back, code, lasti, gen) in slots:
                 if frame_type and ob_type != frame_type or back == addr:
                     return codes, offsets, True, gens
                 if gen:
                     gens.append((addr, len(codes)))
                 codes.append(code)
                 offsets.append(lasti * scale)
+                windows.append(i * identity)
             runs.extend([(1, 0)] * len(codes))  # a run of the eval loop per frame object
             ends = not gen  # a suspended generator's frame has no caller to end a chain
         if codes and capture.status == WHOLE and not ends:

@@ -80,6 +80,12 @@ LATE_STATE = "late state"
 #: C stack (both are locals of _PyEval_EvalFrameDefault, Python/ceval.c 3.12); no other frame
 #: lies on a C stack.
 ENTRY_NEAR = 4096
+#: While code objects are replaced, copies are walked from outside where more than this share
+#: of them lately ran a code object gone by the round (see StackWalker._keys_as_copied): the
+#: share of samples such copies could move elsewhere.
+MAX_COPY_MISSES = 0.05
+#: The weight of each copy in that share (its mean runs over about twenty copies).
+COPY_MISS_WEIGHT = 0.05
 
 _U32 = struct.Struct("<I")
 
@@ -241,6 +247,10 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         #: code objects are being made where others were (see CodeCache.replacing): as found
         #: at the start of the sample
         self.replacing = False
+        #: While it is so, the share of the copies lately (an exponential mean, over about
+        #: ``1 / COPY_MISS_WEIGHT`` of them) that ran a code object gone by their walk (see
+        #: ``_keys_as_copied``).
+        self.copy_misses = 0.0
         self._verified_early = 0  # the code verified as this walk began (_verify_innermost)
         self.misfit_walks = 0
         #: The callers of the threads' generator frames (see spyrec.generatorcallers).
@@ -259,6 +269,9 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         #: tstate -> its stack as copied at an interrupt since the last sample, for the
         #: threads running now (see spyrec.stackcapture); taken instead of a walk.
         self.captured: Dict[int, Capture] = {}
+        #: Such copies walked from outside all the same, while code objects are replaced
+        #: (see ``copies_named``).
+        self.probed: Dict[int, Capture] = {}
         self.decoder: Optional[CaptureDecoder] = None
         #: Stacks taken from such copies (a benchmark figure).
         self.captured_stacks = 0
@@ -886,6 +899,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         self._verified_early = 0
         in_gc = False
         runs: Optional[List[Tuple[int, int]]] = None
+        copied_keys: Optional[List[Optional[int]]] = None
         capture = self.captured.pop(tstate, None) if self.captured else None
         if capture is not None and self.decoder is not None:
             # (a stack deeper than the program copies: its outer frames, which hold still
@@ -897,6 +911,9 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                     self._outer.clear()
                 self._outer[tstate] = outer
             codes, offsets, torn, gens = self.decoder.decode(capture)
+            if not torn and self.replacing and capture.identified:
+                copied_keys = self._keys_as_copied(capture, codes)
+                torn = copied_keys is None
             if torn:
                 codes = ()
                 torn = False
@@ -928,18 +945,21 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             native = self.host_tid(native)
         if not codes:
             return ThreadStack(native, thread_id, (), holds_gil, torn)
-        if self.replacing:
-            # Any frame may run a code object made where another was verified (see
-            # CodeCache.replacing), even one whose bytes are those of the last walk's frame
-            # there: a module's body run from the same call as the last one, at the same
-            # offset, its module's dict where the last one's was.
-            early = self._verified_early
-            self.codes.forget(code for code in codes if code != early)
-        verified = self.codes.verified
-        try:
-            keys = list(map(verified.__getitem__, codes))
-        except KeyError:
-            keys = self.codes.keys_for(codes)
+        if copied_keys is not None:
+            keys = copied_keys
+        else:
+            if self.replacing:
+                # Any frame may run a code object made where another was verified (see
+                # CodeCache.replacing), even one whose bytes are those of the last walk's
+                # frame there: a module's body run from the same call as the last one, at the
+                # same offset, its module's dict where the last one's was.
+                early = self._verified_early
+                self.codes.forget(code for code in codes if code != early)
+            verified = self.codes.verified
+            try:
+                keys = list(map(verified.__getitem__, codes))
+            except KeyError:
+                keys = self.codes.keys_for(codes)
         if None in keys:  # not a code object: the walk is torn from there on
             cut = keys.index(None)
             keys, offsets, torn, runs = keys[:cut], offsets[:cut], True, None
@@ -956,6 +976,43 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                            copied=capture is not None and not torn,
                            runs=tuple(runs) if runs is not None and not torn else (),
                            verified=self.replacing)
+
+    def copies_named(self) -> bool:
+        """Whether, while code objects are made where others were (see
+        CodeCache.replacing), the stacks copied at interrupts are taken, each frame named
+        after the code object it ran at the copy, by the version each one had then (3.12+).
+
+        A code object made and freed between the copy and the round (a short module body)
+        cannot be named: that copy is walked from outside, a moment later, where the body has
+        often ended, so that such bodies would get less than their time.  Where that happens
+        to more than ``MAX_COPY_MISSES`` of the copies lately, every copy is walked from
+        outside, whatever it holds (``probed``, to see whether it is still so)."""
+        return self.codes.versioned and self.copy_misses < MAX_COPY_MISSES
+
+    def _keys_as_copied(self, capture: Capture, codes: Sequence[int]
+                        ) -> Optional[List[Optional[int]]]:
+        """The keys of a copy's frames named as the copy ran them (see ``copies_named``);
+        None where one of them is gone and not known."""
+        cache, decoder = self.codes, self.decoder
+        assert decoder is not None
+        identities = capture.identities  # (not of outer frames read since: ``completed``)
+        keys = cache.keys_as_copied(codes, [cache.identity_in(identities, at)
+                                            if at < len(identities) else None
+                                            for at in decoder.windows])
+        self.copy_misses += COPY_MISS_WEIGHT * ((keys is None) - self.copy_misses)
+        return keys
+
+    def probe_copies(self) -> None:
+        """Whether the copies walked from outside this round (``probed``) could have been
+        named (see ``copies_named``): after the round's walks, which it would delay."""
+        probed, self.probed = self.probed, {}
+        decoder = self.decoder
+        if decoder is None:
+            return
+        for capture in probed.values():
+            codes, _, torn, _ = decoder.decode(capture)
+            if not torn:
+                self._keys_as_copied(capture, codes)
 
     def _walk_chunks(self, tstate: int, ts: bytes, fields: Fields, prefetched: Copies,
                      slot_copies: Optional[SlotCopies]

@@ -16,7 +16,7 @@ import pytest
 
 from pythons import EVERY_VERSION, marked_lines, python_for, running_target, stop_target, target_path
 from shares import sampling_margin
-from test_record import SPYREC, Stacks, load, spyrec
+from test_record import SPYREC, Stacks, copied_count, load, spyrec
 
 #: Share of ``work``'s samples that may have a wrong number of ``visit`` frames: a round that
 #: finds no copy of the running thread since the last one walks it from outside, and on
@@ -40,14 +40,6 @@ RATE = "500"
 #: IRQ-work interrupts the target's CPU may take per copy (one per copy if each copy woke the
 #: ring's reader; none from the copies, a few from whatever else runs on that CPU).
 IRQ_WORK_PER_COPY = 0.1
-
-
-def copied_count(stderr):
-    """The stacks the status line says were copied at interrupts (0 when it says none)."""
-    for part in stderr.replace(";", ",").split(","):
-        if part.strip().endswith("stacks copied at interrupts"):
-            return int(part.split()[0])
-    return 0
 
 
 @pytest.mark.parametrize("label", EVERY_VERSION)
