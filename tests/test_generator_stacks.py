@@ -285,21 +285,28 @@ def _py_spy_command(raw, pid, seconds, rate=500):
             str(raw), "-p", str(pid)]
 
 
-def _one_after_the_other(label, tmp_path, seconds, *phases, rate=500):
+def _one_after_the_other(label, tmp_path, seconds, *phases, rate=500, turns=2):
     """The generators target (only ``phases``, if named) recorded by spyrec, then by py-spy,
-    on the same run: (spyrec's stacks, py-spy's stacks), each a list of function names from
-    the root.  Not both at once: py-spy stops the target for each sample, and a target stopped
-    while a generator yields keeps that state through a read that would see it move on."""
-    out, raw = tmp_path / "run.spy", tmp_path / "py-spy.txt"
-    with running_target(python_for(label), "generators.py", str(2 * seconds + 6),
+    on the same run, ``turns`` times each in alternation (``seconds`` in all for each):
+    (spyrec's stacks, py-spy's stacks), each a list of function names from the root.  Not both
+    at once: py-spy stops the target for each sample, and a target stopped while a generator
+    yields keeps that state through a read that would see it move on.  In turns, so that a
+    stretch of the run where the machine is busier weighs on both alike."""
+    ours, theirs = [], []
+    part = seconds // turns  # (py-spy takes whole seconds)
+    with running_target(python_for(label), "generators.py", str(2 * seconds + 6 + 2 * turns),
                         *phases) as target:
-        ours = subprocess.run(_spyrec_command(out, target.pid, seconds, rate),
-                              capture_output=True, text=True, timeout=60)
-        assert ours.returncode == 0, ours.stderr
-        peer = subprocess.run(_py_spy_command(raw, target.pid, seconds, rate),
-                              capture_output=True, text=True, timeout=60)
-        assert peer.returncode == 0, peer.stderr
-    return spyrec_stacks(out), py_spy_stacks(raw)
+        for turn in range(turns):
+            out, raw = tmp_path / ("run-%d.spy" % turn), tmp_path / ("py-spy-%d.txt" % turn)
+            result = subprocess.run(_spyrec_command(out, target.pid, part, rate),
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+            peer = subprocess.run(_py_spy_command(raw, target.pid, part, rate),
+                                  capture_output=True, text=True, timeout=60)
+            assert peer.returncode == 0, peer.stderr
+            ours += spyrec_stacks(out)
+            theirs += py_spy_stacks(raw)
+    return ours, theirs
 
 
 #: The generators target's phase functions (tests/targets/generators.py).
@@ -353,7 +360,7 @@ def test_a_generator_resumed_from_c_is_seen_as_often_as_py_spy_sees_it(label, tm
     3.12) whose pointer to the innermost frame, read a moment after the thread state named
     it, may lead back to the consumer.  Within each such phase, the share of samples inside
     the generator agrees with py-spy's (which stops the target to read it)."""
-    ours, theirs = _one_after_the_other(label, tmp_path, 5, *RESUMED_FROM_C)
+    ours, theirs = _one_after_the_other(label, tmp_path, 6, *RESUMED_FROM_C)
 
     def inside(stacks):
         shares = {}
