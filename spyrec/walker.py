@@ -502,7 +502,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             stacks.append(stack)
             tstate = next_tstate
         if 0 <= collector_at < len(stacks) and not stacks[collector_at].copied \
-                and self._still_collecting(interp):
+                and self._still_collecting(interp, collector):
             stacks[collector_at] = stacks[collector_at]._replace(in_gc=True)
         return next_interp
 
@@ -514,18 +514,36 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         collecting = values[self._in_gc] if self._in_gc is not None else self._runtime_collecting
         return last_holder if collecting else 0
 
-    def _still_collecting(self, interp: int) -> bool:
-        """Whether the collection found before the collector's stack was read still runs: a
-        stack read after it ended (or between two) is not marked.  A collection is
-        milliseconds long, a walk microseconds: one found at both ends held throughout."""
+    def _still_collecting(self, interp: int, collector: int) -> bool:
+        """Whether the collection found before the collector's stack was read still runs, in
+        ``collector``: a stack read after it ended (or between two) is not marked.  A
+        collection is milliseconds long, a walk microseconds: one found at both ends held
+        throughout, and the GIL's holder read between the two is the thread running it (the
+        collector keeps the GIL).  The holder read before the first is not: a thread that
+        let the GIL go just then, another taking it to collect, was found collecting."""
         if self._collecting_at is None:
             return False
         in_interp, offset = self._collecting_at
-        try:
-            data = self.read((interp if in_interp else self.runtime) + offset, 4)
-        except READ_ERRORS:
+        holder_at = self._last_holder_at(interp)
+        if holder_at is None:
             return False
-        return _U32.unpack(data)[0] != 0
+        # (one system call, its ranges read in order: the holder, then the flag)
+        holder, flag = self.mem.read_many(
+            [(holder_at, 8), ((interp if in_interp else self.runtime) + offset, 4)])
+        if holder is None or flag is None:
+            return False
+        return _U32.unpack(flag)[0] != 0 and U64.unpack(holder)[0] == collector
+
+    def _last_holder_at(self, interp: int) -> Optional[int]:
+        """Where the GIL this interpreter uses keeps its last holder; None where unknown."""
+        rt, gil = self.layout.runtime, self.layout.gil
+        if self._rt_gil:
+            return self.runtime + rt.gil + gil.last_holder  # type: ignore[operator]
+        try:
+            pointer = self._gil_pointer(interp)
+        except READ_ERRORS:
+            return None
+        return pointer + gil.last_holder if pointer else None
 
     def _tick(self) -> None:
         """A sample begins: its time, and the code cache's periodic check."""
@@ -630,7 +648,8 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                     if whole:
                         return None  # a thread ended: its state was freed
                     continue
-                if tstate == collector and not stack.copied and self._still_collecting(interp):
+                if tstate == collector and not stack.copied and self._still_collecting(interp,
+                                                                                     collector):
                     stack = stack._replace(in_gc=True)
                 stacks.append(stack)
         except READ_ERRORS:
@@ -869,17 +888,23 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         """(last_holder, locked, switch_number) of the GIL this interpreter uses (3.12+: via
         ceval.gil)."""
         it = self.layout.interp
-        pointer = self._gil_pointers.get(interp)
-        # (ceval_gil and gil are set in every layout whose gil_kind is "interp", the only
-        # one this is called for)
-        if pointer is None:
-            pointer = U64.unpack(self.read(interp + it.ceval_gil, 8))[0]  # type: ignore[operator]
-            self._gil_pointers[interp] = pointer
+        pointer = self._gil_pointer(interp)
         if pointer == interp + it.gil:  # type: ignore[operator]
             return values[2], values[3], values[4]
         if not pointer:
             return 0, 0, 0
         return self._gil_struct.unpack_from(self.read(pointer, self._gil_struct.size))
+
+    def _gil_pointer(self, interp: int) -> int:
+        """3.12+: where the GIL this interpreter uses lies (``ceval.gil``), read once a period
+        (see ``_tick``); raises what a read raises."""
+        pointer = self._gil_pointers.get(interp)
+        # (ceval_gil is set in every layout whose gil_kind is "interp", the only one this is
+        # called for)
+        if pointer is None:
+            pointer = U64.unpack(self.read(interp + self.layout.interp.ceval_gil, 8))[0]  # type: ignore[operator]
+            self._gil_pointers[interp] = pointer
+        return pointer
 
     def _walk_thread(self, tstate: int, ts: bytes, fields: Fields, holds_gil: bool,
                      prefetched: Copies = None,
