@@ -19,6 +19,7 @@ import pytest
 import spyanalyze
 from pythons import (EVERY_VERSION, marked_lines, py_spy_stacks, python_for, running_target,
                      spyrec_stacks, stop_target, target_path)
+from shares import sampling_margin
 from spyformat import SampleFlag
 from test_record import Stacks, load, spyrec
 
@@ -46,9 +47,10 @@ SHORT_CALLEE_TOLERANCE = 0.06
 #: that may show a consumer at a line that cannot call what the stack puts above it (2 to 5%:
 #: a frame popped between the copies of the thread state and of the chunk).
 CALLEELESS = 0.12
-#: The share of a generator's samples on its ``yield`` line that a test allows (see
+#: The share of a generator's samples on its ``yield`` line that a test allows, give or take
+#: what chance does to the few hundred samples it has (see
 #: test_a_generators_yield_line_gets_the_little_time_it_takes).
-YIELD_LINE = 0.08
+YIELD_LINE = 0.04
 #: The share of ``via_async`` samples whose coroutines are not in the order they await each
 #: other in (see test_a_coroutine_chain_is_shown_as_it_awaits).
 IMPOSSIBLE_CHAINS = 0.01
@@ -222,9 +224,10 @@ def test_a_generators_yield_line_gets_the_little_time_it_takes(generators_record
     """A generator that yields between two reads of its stack is not charged at its ``yield``
     line: the program spends next to no time there (a profiler that stops the target finds
     it there in about 1% of the generator's samples), while it works on the line above, in
-    the function it calls there.  At most ``YIELD_LINE`` of them: on a quiet machine 0-1.5%
-    of about 280 (3.4-4% for 3.12 run through a venv, not explained yet), 5.1% once in a CI
-    run, where rounds come late."""
+    the function it calls there.  At most ``YIELD_LINE`` of them, within the sampling margin
+    of their count (tests/shares.py): on a quiet machine 0-1.5% of about 280 (3.4-4% for 3.12
+    run through a venv, not explained yet), 5.1% and 8.1% (16 of 198, 3.12 read from outside)
+    in two CI runs, where rounds come late."""
     label, _, own, stacks = generators_recording
     lines, innermost = Counter(), 0
     for stack in busy_stacks(stacks):
@@ -232,11 +235,12 @@ def test_a_generators_yield_line_gets_the_little_time_it_takes(generators_record
         innermost += bool(stack) and stack[0][0] == "tokens"
     tokens = sum(lines.values())
     assert tokens > 50, (label, lines)
-    if lines[MARKS["yield"]] > YIELD_LINE * tokens and label in LIVE_COPY_SKEW:
+    allowed = (YIELD_LINE + sampling_margin(YIELD_LINE, tokens)) * tokens
+    if lines[MARKS["yield"]] > allowed and label in LIVE_COPY_SKEW:
         # the generator read after it yielded, its callee before (13-18% in loaded CI runs)
         pytest.xfail("%s (%d of %d on the yield line)" % (LIVE_COPY_SKEW[label],
                                                           lines[MARKS["yield"]], tokens))
-    assert lines[MARKS["yield"]] <= YIELD_LINE * tokens, (label, lines)
+    assert lines[MARKS["yield"]] <= allowed, (label, lines)
     assert lines[MARKS["token-work"]] >= 0.9 * tokens, (label, lines)
     assert innermost <= CALLEELESS * tokens, (label, innermost, tokens)
 
