@@ -50,7 +50,7 @@ from bench.common import command_line
 from bench.targets.native_work import DATA, negate
 from spyrec import bpf, perfstacks
 from spyrec.interpreter import PythonProcess
-from spyrec.stackcapture import ARM_PERIOD_NS
+from spyrec.stackcapture import ARM_PERIOD_NS, PROGRAM_NAME
 
 NULL_PROGRAM = "spyrec_null"
 
@@ -166,7 +166,6 @@ def under(frames, work):
 def measure_program(depth, seconds=1.0):
     """{identities copied: the program's mean ns a run} with the loop run ``depth`` frames
     deep, spyrec's copies of this process at 1,000 a second."""
-    from spyrec.stackcapture import PROGRAM_NAME
     proc = PythonProcess.attach(os.getpid())
     found = {}
     try:

@@ -397,7 +397,10 @@ class StackCapture:
         at its address by the round (see StackWalker.copies_named).  Off, a copy costs the
         thread less: one read fewer a frame."""
         if on != self._identifying:
-            bpf.update_elem(self._identify_fd, _U32.pack(0), _U32.pack(on))
+            try:
+                bpf.update_elem(self._identify_fd, _U32.pack(0), _U32.pack(on))
+            except BpfUnavailable:
+                return  # (copies without: while code objects are replaced, walked from outside)
             self._identifying = on
 
     def arm(self, tids: Collection[int]) -> None:
