@@ -213,10 +213,14 @@ def test_ctrl_z_in_a_shell_stops_the_command_and_spyrec_and_fg_resumes_both(tmp_
         assert len(states) == 2 and all(state.startswith(b"T") for state in states), listing
         # AND fg resumes both: the command reads the terminal again, the recording ends whole
         os.write(terminal, b"fg\n")
+        # (the shell names the job it resumes: then the command has the terminal's input)
+        resumed = read_until(terminal, b"-m spyrec")
         time.sleep(0.5)
         os.write(terminal, b"two\n")
-        finished = read_until(terminal, b"prompt$ ")
-        assert b"then two" in finished and b"target exited" in finished, finished
+        finished = resumed + read_until(terminal, b"prompt$ ")
+        shown = finished.decode("utf-8", "replace")  # (a str message is shown whole)
+        assert b"then two" in finished, shown
+        assert b"target exited" in finished, shown
         os.write(terminal, b"exit\n")
         read_until(terminal, None)
     finally:
