@@ -16,6 +16,7 @@ from spyrec.errors import MemoryReadError
 from spyrec.layouts.base import Layout
 from spyrec.process import TargetMemory, namespace_pids, read_text, thread_ids
 from spyrec.threadnames import ThreadNameReader
+from spyrec.walkcommon import interpreter_list
 from spyrec.walker import StackWalker, ThreadStack
 
 _U64 = struct.Struct("<Q")
@@ -277,14 +278,8 @@ class ThreadNaming:
         """Every interpreter's address, read again after ``_INTERPS_TTL`` seconds."""
         now = time.monotonic()
         if now - self._interps_read >= _INTERPS_TTL:
-            lay = self.layout
-            interps: List[int] = []
-            interp = _U64.unpack(self.mem.read(
-                self.runtime + lay.runtime.interpreters_head, 8))[0]
-            while interp and len(interps) < 64:
-                interps.append(interp)
-                interp = _U64.unpack(self.mem.read(interp + lay.interp.next, 8))[0]
-            self._interps, self._interps_read = interps, now
+            self._interps = interpreter_list(self.mem, self.layout, self.runtime)
+            self._interps_read = now
         return self._interps
 
     def find_threading(self) -> None:

@@ -13,6 +13,9 @@ DEEP = 2048
 #: Thread states followed in one interpreter, and threads the per-thread tables keep.
 MAX_THREADS = 4096
 
+#: Interpreters followed in the runtime's list.
+MAX_INTERPRETERS = 256
+
 #: What a read of a moving target can raise: a torn walk, never a crash.
 READ_ERRORS = (MemoryReadError, struct.error, OverflowError, ValueError)
 U64 = struct.Struct("<Q")
@@ -21,6 +24,18 @@ U64 = struct.Struct("<Q")
 Copies = Optional[Dict[int, bytes]]
 #: A frame walk's (code addresses, instruction offsets, torn), innermost first.
 Walk = Tuple[List[int], List[int], bool]
+
+
+def interpreter_list(mem, layout, runtime: int) -> List[int]:
+    """Every interpreter state's address, newest first: each new one is put at the head of the
+    runtime's list (Python/pystate.c), so the main interpreter is last.  Raises what a read
+    raises."""
+    interps: List[int] = []
+    interp = U64.unpack(mem.read(runtime + layout.runtime.interpreters_head, 8))[0]
+    while interp and len(interps) < MAX_INTERPRETERS:
+        interps.append(interp)
+        interp = U64.unpack(mem.read(interp + layout.interp.next, 8))[0]
+    return interps
 
 
 class ThreadStack(NamedTuple):

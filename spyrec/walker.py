@@ -46,11 +46,11 @@ from spyrec.pyframes import FrameChain, PyFrameWalk
 from spyrec.stackcapture import Capture, CaptureDecoder, SharedState, completed
 from spyrec.structs import FieldStruct
 from spyrec.taskwalk import TaskWalk
-from spyrec.walkcommon import MAX_DEPTH, MAX_THREADS, READ_ERRORS, U64, Copies, ThreadStack
+from spyrec.walkcommon import (MAX_DEPTH, MAX_INTERPRETERS, MAX_THREADS, READ_ERRORS, U64, Copies,
+                                ThreadStack, interpreter_list)
 
 #: The largest thread id Linux hands out (PID_MAX_LIMIT on 64-bit, include/linux/threads.h).
 MAX_TID = 1 << 22
-MAX_INTERPRETERS = 256
 #: Walks of one thread in one sample while they keep tearing (see StackWalker._walk_again).
 WALK_ATTEMPTS = 5
 #: Times one sample follows an interpreter's thread list again from its head after a thread
@@ -344,30 +344,21 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
     def shared_state(self) -> SharedState:
         """Where the main interpreter's collector flag and GIL fields are, for copies made
         with its threads' stacks (see spyrec.stackcapture)."""
-        rt, it, gil = self.layout.runtime, self.layout.interp, self.layout.gil
+        gil = self.layout.gil
         interp = self.main_interpreter()
         collecting = 0
         if self._collecting_at is not None:
             in_interp, offset = self._collecting_at
             collecting = (interp if in_interp else self.runtime) + offset
-        if self._rt_gil:
-            base = self.runtime + rt.gil  # type: ignore[operator]  # (set where _rt_gil)
-        else:
-            base = U64.unpack(self.read(interp + it.ceval_gil, 8))[0]  # type: ignore[operator]
+        base = self._gil_at(interp)
         if not base:
             return SharedState(collecting)
         return SharedState(collecting, base + gil.last_holder, base + gil.locked)
 
     def main_interpreter(self) -> int:
-        """The main interpreter state's address: the last in the runtime's list, each new one
-        put at its head (Python/pystate.c)."""
-        interp = self._runtime_state()[0]
-        for _ in range(MAX_INTERPRETERS):
-            after = U64.unpack(self.read(interp + self.layout.interp.next, 8))[0]
-            if not after:
-                break
-            interp = after
-        return interp
+        """The main interpreter state's address (0: none yet); raises what a read raises."""
+        interps = interpreter_list(self.mem, self.layout, self.runtime)
+        return interps[-1] if interps else 0
 
     @property
     def several_interpreters(self) -> bool:
@@ -536,14 +527,18 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
 
     def _last_holder_at(self, interp: int) -> Optional[int]:
         """Where the GIL this interpreter uses keeps its last holder; None where unknown."""
-        rt, gil = self.layout.runtime, self.layout.gil
-        if self._rt_gil:
-            return self.runtime + rt.gil + gil.last_holder  # type: ignore[operator]
         try:
-            pointer = self._gil_pointer(interp)
+            base = self._gil_at(interp)
         except READ_ERRORS:
             return None
-        return pointer + gil.last_holder if pointer else None
+        return base + self.layout.gil.last_holder if base else None
+
+    def _gil_at(self, interp: int) -> int:
+        """Where the GIL this interpreter uses lies: in the runtime (<=3.11), or where its
+        ``ceval.gil`` points (3.12+; 0 before it has one).  Raises what a read raises."""
+        if self._rt_gil:
+            return self.runtime + self.layout.runtime.gil  # type: ignore[operator]  # (set where _rt_gil)
+        return self._gil_pointer(interp)
 
     def _tick(self) -> None:
         """A sample begins: its time, and the code cache's periodic check."""
