@@ -171,9 +171,8 @@ class CodeCache:
         identity = identity_fields(layout)
         self._has_qualname = co.co_qualname is not None
         self._has_flags = co.co_flags is not None
-        self._has_version = co.co_version is not None
         #: Whether code objects carry a version (3.12+: see CodeOffsets.co_version).
-        self.versioned = self._has_version
+        self.versioned = co.co_version is not None
         fields = [(layout.ob_type, "Q")] + identity
         #: The identity fields alone, from a copy of the code object's ``identity_window``.
         window_at = identity_window(layout)[0]
@@ -398,7 +397,7 @@ class CodeCache:
         firstlineno, filename, name, linetable = values[:4]
         qualname = values[4] if self._has_qualname else name
         flags = values[4 + self._has_qualname] if self._has_flags else 0
-        version = values[-1] if self._has_version else 0
+        version = values[-1] if self.versioned else 0
         return firstlineno, filename, name, qualname, linetable, flags, version
 
     def identity_in(self, window: bytes, at: int = 0) -> Optional[Identity]:

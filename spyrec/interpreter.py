@@ -344,20 +344,17 @@ class PythonProcess:
         walker.probed = {}
         replacing = walker.codes.replacing(time.monotonic())
         self.capture.identify(replacing and walker.codes.versioned)
+        copies = {fresh[tid].tstate: fresh[tid] for tid in running if tid in fresh}
         if replacing and self.native is None:
             # A copy is read up to an interval after it was made, when the code objects it
             # ran may have been freed and others made in their place: each frame named after
             # the one it ran then, or walked from outside, its codes verified as read (see
             # StackWalker.copies_named).  (With native frames only a copy gives a running
             # thread's.)
-            copies = {fresh[tid].tstate: fresh[tid] for tid in running
-                      if tid in fresh and fresh[tid].identified}
-            if walker.copies_named():
-                walker.captured = copies
-            else:
-                walker.probed, walker.captured = copies, {}
-            return
-        walker.captured = {fresh[tid].tstate: fresh[tid] for tid in running if tid in fresh}
+            copies = {tstate: copy for tstate, copy in copies.items() if copy.identified}
+            if not walker.copies_named():
+                walker.probed, copies = copies, {}
+        walker.captured = copies
 
     def _check_not_replaced(self) -> None:
         """Raise TargetReplaced when the process no longer maps the runtime that was attached.
