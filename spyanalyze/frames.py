@@ -25,8 +25,11 @@ INIT_CLEANUP = "__init__"
 NO_PYTHON_FRAMES = "<no Python frames>"
 #: The frame innermost in a sample taken while the garbage collector ran (the recorder's mark).
 GC_FRAME = spyformat.GC_FRAME
+#: The frame that stands for code the recorder found freed before it could read it (see
+#: formats/spy.md): its time and callers are known, not its name.
+FREED_FRAME = spyformat.FREED_FRAME
 #: Frames that stand for a state, not code: labelled by their name alone.
-PSEUDO_FRAMES = (NO_PYTHON_FRAMES, GC_FRAME)
+PSEUDO_FRAMES = (NO_PYTHON_FRAMES, GC_FRAME, FREED_FRAME)
 
 
 #: What a frame's ``kind`` says: where its Python code lives (the first four, see

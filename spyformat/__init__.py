@@ -31,11 +31,12 @@ from spyformat.columns import SampleFlag
 from spyformat.dump import dump
 from spyformat.errors import CorruptRecording, IncompatibleRecording, SpyError
 from spyformat.interning import Interner
-from spyformat.records import GC_FRAME, KERNEL_FILE, TASK_FILE, FrameKind
+from spyformat.records import FREED_FRAME, GC_FRAME, KERNEL_FILE, TASK_FILE, FrameKind
 from spyformat.reader import RecordingData, SpyReader, lost_data, open_source, read_recording
 from spyformat.writer import SpyWriter
 
-__all__ = ["FORMAT_VERSION", "GC_FRAME", "KERNEL_FILE", "TASK_FILE", "Codec", "CorruptRecording", "FrameKind",
+__all__ = ["FORMAT_VERSION", "FREED_FRAME", "GC_FRAME", "KERNEL_FILE", "TASK_FILE", "Codec",
+           "CorruptRecording", "FrameKind",
            "IncompatibleRecording", "Interner", "Kind",
            "RecordingData", "SampleFlag", "SpyError", "SpyReader", "SpyWriter", "dump", "lost_data",
            "open_source", "read_recording"]

@@ -72,6 +72,9 @@ PID = Int(0, U32)
 #: The file, name and qualified name of the frame that marks a sample taken while the target's
 #: garbage collector ran: innermost in the sample's stack (formats/spy.md, "FRAMES").
 GC_FRAME = "<GC>"
+#: The file, name and qualified name of the frame that stands for a code object a stack was
+#: copied running and that was freed before it could be read (formats/spy.md, "FRAMES").
+FREED_FRAME = "<freed code>"
 
 
 class FrameKind:

@@ -32,8 +32,9 @@ have been made there).
 
 import struct
 import time
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
+from spyformat import FREED_FRAME
 from spyrec.errors import MemoryReadError
 from spyrec.layouts.base import Layout
 from spyrec.linetable import LineTable
@@ -51,12 +52,19 @@ REVALIDATE_SECONDS = 0.02
 REPLACING_SECONDS = 0.25
 #: Decoded code objects kept; past this the cache starts over (generated-code workloads).
 MAX_CODES = 10_000
+#: A reference count no live object has (<=3.11): what pymalloc's and glibc's free lists
+#: write over a freed block's first word is an address.
+MAX_REFCNT = 1 << 40
 
 
 #: Key of frames to leave out silently: interpreter-internal code objects (3.13's
 #: ``_Py_InitCleanup`` shim: no line number anywhere, ``co_firstlineno`` 0) and, where the
 #: version allows non-code executables (3.13+), objects that are not code.
 SKIP = -1
+#: Key of a frame whose code object a stack copied at an interrupt ran and that was freed
+#: before it was read (a module's body, code run by ``exec``): no name to give it, but its
+#: place among its callers is known (see ``keys_as_copied``).
+GONE = -2
 #: CO_GENERATOR | CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR (Include/code.h
 #: 3.8-3.10): code whose frames a generator object runs.
 GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200
@@ -70,8 +78,9 @@ CODE_UNIT_BYTES = 2
 _CHECK_CONTENT = object()
 
 #: What tells code objects apart: (co_firstlineno, and the addresses of co_filename, co_name,
-#: co_qualname and the line table, co_flags, co_version (3.12+; else 0)).
-Identity = Tuple[int, int, int, int, int, int, int]
+#: co_qualname and the line table, co_flags, co_version (3.12+; else 0)), then the values of
+#: ``CodeOffsets.shape`` (<=3.11).
+Identity = Tuple[int, ...]
 
 
 def identity_fields(layout: Layout) -> List[Tuple[int, str]]:
@@ -86,7 +95,7 @@ def identity_fields(layout: Layout) -> List[Tuple[int, str]]:
         fields.append((co.co_flags, "i"))
     if co.co_version is not None:
         fields.append((co.co_version, "I"))
-    return fields
+    return fields + list(co.shape)
 
 
 def identity_window(layout: Layout) -> Tuple[int, int]:
@@ -105,6 +114,10 @@ class FrameInfo(NamedTuple):
     qualname: str  # co_qualname on 3.11+, else co_name
     line: int  # exact line being executed, 0 if the table has no line for the offset
     column: int  # 0-based start column (3.11+), else -1
+
+
+#: What a ``GONE`` frame is written as.
+FREED = FrameInfo(FREED_FRAME, FREED_FRAME, FREED_FRAME, 0, -1)
 
 
 class CodeObject:
@@ -173,6 +186,15 @@ class CodeCache:
         self._has_flags = co.co_flags is not None
         #: Whether code objects carry a version (3.12+: see CodeOffsets.co_version).
         self.versioned = co.co_version is not None
+        #: Whether a copy of a code object's ``identity_window`` tells it from the others
+        #: made at its address: by its version, or by its shape (see CodeOffsets.shape) where
+        #: no two code objects alike were found there (``alike``).
+        self.identifies = self.versioned or bool(co.shape)
+        #: Addresses where a code object was replaced by another with the same identity
+        #: (<=3.11: bytecode, constants and names the same size and at the same addresses):
+        #: a copy's identity names no frame there.
+        self.alike: Set[int] = set()
+        self._base_fields = 4 + self._has_qualname + self._has_flags + self.versioned
         fields = [(layout.ob_type, "Q")] + identity
         #: The identity fields alone, from a copy of the code object's ``identity_window``.
         window_at = identity_window(layout)[0]
@@ -183,8 +205,16 @@ class CodeCache:
         self._key_of: Dict[Tuple[int, Identity], int] = {}
         self._identity_fields = len(fields)
         fields += [(offset, "i") for offset in co.frame_words]
-        if co.frame_words:
+        if co.frame_words and (CODE_UNITS_AT, "q") not in fields:
             fields.append((CODE_UNITS_AT, "q"))
+        #: Where the frame words and the bytecode's length (3.11's identity has it already)
+        #: lie in the header's values.
+        self._words_at = slice(self._identity_fields, self._identity_fields + len(co.frame_words))
+        self._units_at = fields.index((CODE_UNITS_AT, "q")) if co.frame_words else 0
+        #: <=3.11: where the reference count lies in the header's values (see MAX_REFCNT).
+        self._refcnt_at = len(fields) if co.shape else 0
+        if co.shape:
+            fields.append((0, "q"))
         self._frame_words = bool(co.frame_words)
         self._frame_specials = co.frame_specials
         self._header = FieldStruct(fields)
@@ -244,9 +274,10 @@ class CodeCache:
                     continue
                 key = self._admit(addr, head)
                 if self._frame_words and key is not None:
-                    *words, units = self._header.unpack_from(head)[self._identity_fields:]
+                    values = self._header.unpack_from(head)
+                    words = values[self._words_at]
                     self.frame_bytes[addr] = 8 * (sum(words) + self._frame_specials)
-                    self.code_bytes[addr] = CODE_UNIT_BYTES * units
+                    self.code_bytes[addr] = CODE_UNIT_BYTES * values[self._units_at]
                 if key is _CHECK_CONTENT:
                     same_pointers.append(addr)
                 elif key is None:
@@ -286,6 +317,7 @@ class CodeCache:
                    for head, (a, value) in zip(now, code.content)):
                 self.verified[addr] = self._key_at[addr]
                 continue
+            self.alike.add(addr)
             key = self._admit(addr, None, code.identity, force_new=True)
             if key is None:
                 self.verified.pop(addr, None)  # (see keys_for)
@@ -325,6 +357,11 @@ class CodeCache:
         if identity is None:
             values = self._header.unpack_from(head)
             ob_type = values[0]
+            if self._refcnt_at and not 0 < values[self._refcnt_at] < MAX_REFCNT:
+                # A code object freed, its header not yet overwritten but for the allocator's
+                # link in its reference count: taken for itself, it would look replaced by
+                # one alike where its strings were reused (see ``alike``).
+                return None
             if self.code_type and ob_type != self.code_type:
                 # Anything else there is what took the place of a code object freed since
                 # the frame was read (a module's body, run once): the walk is torn.
@@ -350,6 +387,7 @@ class CodeCache:
             self.codes.clear()
             self._key_at.clear()
             self._key_of.clear()
+            self.alike.clear()
             self.frame_bytes.clear()
             self.code_bytes.clear()
             self._resets += 1
@@ -369,12 +407,14 @@ class CodeCache:
                        identities: Sequence[Optional[Identity]]) -> Optional[List[Optional[int]]]:
         """Keys for the code addresses of a stack copied at an interrupt, each frame named
         after the code object whose identity the copy took (None: not copied, the frame read
-        from outside since), verified now where that one is not known by its version
-        (3.12+) at that address; None when one of them is neither known nor there any more:
-        made and freed between the copy and now."""
+        from outside since), verified now where that one is not known by its identity at that
+        address; ``GONE`` for one neither known nor there any more (made and freed between
+        the copy and now).  None when one was copied where code objects alike were found."""
         keys: List[Optional[int]] = [None] * len(addresses)
         unknown = []
         for i, (addr, identity) in enumerate(zip(addresses, identities)):
+            # (without a version, a code object is verified as it is now: a replacement with
+            # the same identity differs in content, which puts its address in ``alike``)
             key = self._key_of.get((addr, identity)) if identity and identity[6] else None
             if key is not None and key in self.codes:
                 keys[i] = key
@@ -386,9 +426,9 @@ class CodeCache:
             for i, key in zip(unknown, self.keys_for(addrs)):
                 identity = identities[i]
                 if identity is not None:
-                    key = self._key_as_copied(addresses[i], key, identity)
-                    if key is None:
+                    if not identity[6] and addresses[i] in self.alike:
                         return None
+                    key = self._key_as_copied(addresses[i], key, identity)
                 keys[i] = key
         return keys
 
@@ -397,8 +437,10 @@ class CodeCache:
         firstlineno, filename, name, linetable = values[:4]
         qualname = values[4] if self._has_qualname else name
         flags = values[4 + self._has_qualname] if self._has_flags else 0
-        version = values[-1] if self.versioned else 0
-        return firstlineno, filename, name, qualname, linetable, flags, version
+        base = self._base_fields
+        version = values[base - 1] if self.versioned else 0
+        return (firstlineno, filename, name, qualname, linetable, flags, version,
+                *values[base:])
 
     def identity_in(self, window: bytes, at: int = 0) -> Optional[Identity]:
         """The identity of a code object from a copy of its ``identity_window`` at ``at`` in
@@ -406,19 +448,18 @@ class CodeCache:
         identity = self._identity(self._window.unpack_from(window, at))
         return identity if identity[1] else None
 
-    def _key_as_copied(self, addr: int, key: Optional[int], identity: Identity) -> Optional[int]:
+    def _key_as_copied(self, addr: int, key: Optional[int], identity: Identity) -> int:
         """The key of the code object whose identity a copy took at ``addr``, given ``key``,
         that of the one verified there now: the same, or one known before whose identity it
-        is; None when it is neither (one made and freed since it was last verified)."""
-        if key == SKIP:
-            return key  # (no code object: nothing to name)
-        code = self.codes.get(key) if key is not None else None
-        if code is not None and code.identity == identity:
-            return key
-        return self._key_of.get((addr, identity))
+        is; ``GONE`` when it is neither (one made and freed since it was last verified)."""
+        if key is not None:
+            code = self.codes.get(key)
+            if key == SKIP or code is not None and code.identity == identity:
+                return key  # (SKIP: no code object, nothing to name)
+        return self._key_of.get((addr, identity), GONE)
 
     def _decode(self, identity: Identity) -> CodeObject:
-        firstlineno, filename, name, qualname, linetable, flags, _ = identity
+        firstlineno, filename, name, qualname, linetable, flags = identity[:6]
         objects = self.objects
         strs = [filename, name] if qualname == name else [filename, name, qualname]
         heads = self.mem.read_many([(a, objects.str_head) for a in strs]
@@ -461,6 +502,8 @@ class CodeCache:
 
     def describe(self, key: int, offset: int) -> FrameInfo:
         """FrameInfo for a frame; MemoryReadError if the code object cannot be read."""
+        if key == GONE:
+            return FREED
         code = self.codes.get(key)
         if code is None:
             addr = key & ADDRESS_MASK

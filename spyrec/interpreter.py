@@ -343,7 +343,7 @@ class PythonProcess:
         walker = self.walker
         walker.probed = {}
         replacing = walker.codes.replacing(time.monotonic())
-        self.capture.identify(replacing and walker.codes.versioned)
+        self.capture.identify(replacing and walker.codes.identifies)
         copies = {fresh[tid].tstate: fresh[tid] for tid in running if tid in fresh}
         if replacing and self.native is None:
             # A copy is read up to an interval after it was made, when the code objects it

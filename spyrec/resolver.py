@@ -14,7 +14,7 @@ many distinct stacks the target makes (a raw stack of 30 frames takes about 2 KB
 from typing import Any, Dict, List, Optional, Tuple
 
 from spyformat import GC_FRAME, KERNEL_FILE, TASK_FILE, FrameKind, Interner
-from spyrec.codeobjects import SKIP, CodeCache
+from spyrec.codeobjects import GONE, SKIP, CodeCache
 from spyrec.errors import MemoryReadError, PermissionDenied
 from spyrec.sinks import Sink
 
@@ -173,7 +173,7 @@ class StackResolver:
             # freed once it has run: an import-heavy program frees one every millisecond or
             # two) is still what the walk found; a code object replaced meanwhile has a key.
             known = self.codes.codes
-            keys = [key if key is not None else old if old in known else None
+            keys = [key if key is not None else old if old in known or old == GONE else None
                     for key, (old, _) in zip(keys, raw_frames)]
             if any(key is None for key in keys):
                 return None

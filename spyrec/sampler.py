@@ -297,10 +297,13 @@ class Sampler:
         """Whether rounds come at a random moment of their interval: not where the stacks of
         running threads are the copies made at their timed interrupts (see
         spyrec.stackcapture), whose moments the kernel sets: a round that came sooner after
-        the last one would more often find no copy since, and read the thread from outside."""
+        the last one would more often find no copy since, and read the thread from outside.
+        While code objects are replaced, so do the walks from outside that take the copies'
+        place (see StackWalker.copies_named)."""
         process = self.process
+        walker = process.walker
         return (process.capture is None or process.native is not None
-                or process.walker.replacing)
+                or walker.replacing and not walker.copies_named())
 
     def _round(self, now: int) -> Optional[str]:
         """One round; None, or why the recording ends (the trailer's stop reason)."""

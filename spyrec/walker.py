@@ -37,7 +37,7 @@ from typing import (AbstractSet, Any, Callable, Collection, Dict, Iterable, List
                     Optional, Sequence, Set, Tuple, Union)
 
 from spyrec.chunkwalk import ChunkMemo, ChunkWalk, chunk_in_use
-from spyrec.codeobjects import SKIP, CodeCache
+from spyrec.codeobjects import GONE, SKIP, CodeCache
 from spyrec.errors import MemoryReadError
 from spyrec.generatorcallers import GeneratorCallers
 from spyrec.layouts.base import Layout
@@ -81,11 +81,13 @@ LATE_STATE = "late state"
 #: lies on a C stack.
 ENTRY_NEAR = 4096
 #: While code objects are replaced, copies are walked from outside where more than this share
-#: of them lately ran a code object gone by the round (see StackWalker._keys_as_copied): the
-#: share of samples such copies could move elsewhere.
-MAX_COPY_MISSES = 0.05
-#: The weight of each copy in that share (its mean runs over about twenty copies).
-COPY_MISS_WEIGHT = 0.05
+#: of them lately ran a code object gone by the round (see StackWalker.copies_named): the
+#: share of samples with a frame no name can be given (a linter loading its checkers now and
+#: then stays well under; a program importing module after module goes well over).
+MAX_COPY_MISSES = 0.15
+#: The weight of each copy in that share (its mean runs over about fifty copies: one miss
+#: alone does not reach ``MAX_COPY_MISSES``).
+COPY_MISS_WEIGHT = 0.02
 
 _U32 = struct.Struct("<I")
 
@@ -1000,26 +1002,29 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
     def copies_named(self) -> bool:
         """Whether, while code objects are made where others were (see
         CodeCache.replacing), the stacks copied at interrupts are taken, each frame named
-        after the code object it ran at the copy, by the version each one had then (3.12+).
+        after the code object it ran at the copy, by the identity each one had then (its
+        version, 3.12+; its shape, <=3.11: see CodeCache.alike).
 
         A code object made and freed between the copy and the round (a short module body)
-        cannot be named: that copy is walked from outside, a moment later, where the body has
-        often ended, so that such bodies would get less than their time.  Where that happens
-        to more than ``MAX_COPY_MISSES`` of the copies lately, every copy is walked from
-        outside, whatever it holds (``probed``, to see whether it is still so)."""
-        return self.codes.versioned and self.copy_misses < MAX_COPY_MISSES
+        cannot be named: its frame is written as the ``FREED_FRAME``, under its callers.
+        Where that happens to more than ``MAX_COPY_MISSES`` of the copies lately (a program
+        importing module after module), every copy is walked from outside, whatever it holds
+        (``probed``, to see whether it is still so), each frame's code object verified as it
+        is read, so that the bodies are named while they run."""
+        return self.codes.identifies and self.copy_misses < MAX_COPY_MISSES
 
     def _keys_as_copied(self, capture: Capture, codes: Sequence[int]
                         ) -> Optional[List[Optional[int]]]:
         """The keys of a copy's frames named as the copy ran them (see ``copies_named``);
-        None where one of them is gone and not known."""
+        None where one of them cannot be told from another made at its address."""
         cache, decoder = self.codes, self.decoder
         assert decoder is not None
         identities = capture.identities  # (not of outer frames read since: ``completed``)
         keys = cache.keys_as_copied(codes, [cache.identity_in(identities, at)
                                             if at < len(identities) else None
                                             for at in decoder.windows])
-        self.copy_misses += COPY_MISS_WEIGHT * ((keys is None) - self.copy_misses)
+        missed = keys is None or GONE in keys
+        self.copy_misses += COPY_MISS_WEIGHT * (missed - self.copy_misses)
         return keys
 
     def probe_copies(self) -> None:

@@ -456,9 +456,11 @@ def test_code_objects_replaced_at_the_same_address_get_their_own_names(tmp_path,
     that lands at the same address, from the same call site.  The recording must name the new
     one: past a short revalidation window after each switch, every sample's leaf is right.
     On 3.12+ the stacks copied at interrupts are taken all along, each frame named after the
-    code object it ran at the copy, known by its version (``co_version``); before, as no
-    code object tells the next made at its address apart, they are walked from outside (all
-    but 2-7% of the samples, those before the first replacement)."""
+    code object it ran at the copy, known by its version (``co_version``).  3.8-3.11 tell code
+    objects apart by where their names, bytecode, constants and names lie and their sizes: the
+    next function here has them all alike but for its name's text, often at the same address,
+    and where such a pair is found the copies are walked from outside (all but 2-7% of the
+    samples, those before the first replacement; all but 0-2% where the names lie elsewhere)."""
     python = python_for(label)
     out, log = tmp_path / "churn.spy", tmp_path / "rounds.log"
     with running_target(python, "codechurn.py", "30", str(log)) as target:

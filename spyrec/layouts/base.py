@@ -140,6 +140,12 @@ class CodeOffsets:
     #: 0 once the count ran out): a code object freed and replaced at the same address,
     #: with its name, file and line table at the same addresses too, still differs here.
     co_version: Optional[int] = None
+    #: <=3.11, which have no ``co_version``: (offset, struct code) of more fields that tell
+    #: apart two code objects made one after the other at one address whose names, file and
+    #: line table were made at the same addresses too (a module's body after another's): the
+    #: addresses of the bytecode (or its length, 3.11: ob_size counts its code units), of the
+    #: constants and of the names, and (<=3.10) the stack size (Include/cpython/code.h 3.8-3.11).
+    shape: Tuple[Tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)

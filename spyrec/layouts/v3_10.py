@@ -49,6 +49,7 @@ V3_10 = Layout(
         co_code_adaptive=None,
         co_flags=36,
         size=176,
+        shape=((48, "Q"), (56, "Q"), (64, "Q"), (32, "i")),  # co_code, co_consts, co_names, co_stacksize
     ),
     strings=StringOffsets(ascii_data=48, compact_data=72),
     objects=ObjectOffsets(ht_cached_keys=872),

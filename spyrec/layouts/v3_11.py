@@ -52,6 +52,7 @@ V3_11 = Layout(
         size=192,
         frame_words=(76, 68),  # co_nlocalsplus, co_stacksize
         frame_specials=9,
+        shape=((16, "q"), (24, "Q"), (32, "Q")),  # ob_size, co_consts, co_names
     ),
     strings=StringOffsets(ascii_data=48, compact_data=72),
     chunk=ChunkOffsets(),

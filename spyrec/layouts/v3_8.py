@@ -51,6 +51,7 @@ _CODE = CodeOffsets(
     co_code_adaptive=None,
     co_flags=36,
     size=176,
+    shape=((48, "Q"), (56, "Q"), (64, "Q"), (32, "i")),  # co_code, co_consts, co_names, co_stacksize
 )
 
 _STRINGS = StringOffsets(ascii_data=48, compact_data=72)
