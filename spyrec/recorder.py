@@ -179,12 +179,12 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
         out.publish()
         sink = writer if observe is None else observe(writer, process)
         if stack_copies and not native:
-            _start_capture(process, interval_ns)
+            start_copies(process, interval_ns)
         sampler = Sampler(process, sink, interval_ns, origin, kernel=kernel)
         if children:
             def child_sampler(child):
                 if stack_copies:
-                    _start_capture(child, interval_ns, native)
+                    start_copies(child, interval_ns, native)
                 return Sampler(child, sink, interval_ns, origin, kernel=kernel,
                                stats=sampler.stats)
             sampler.descendants = Descendants(process.pid, child_sampler, sink, origin)
@@ -230,7 +230,7 @@ SHORTEST_INTERVAL_NS = 100_000
 BPF_ENV = "SPYREC_BPF"
 
 
-def _start_capture(process, interval_ns, native=False):
+def start_copies(process, interval_ns, native=False):
     """Copies of running threads' stacks at interrupts, twice per round (so that a thread
     running all along has one taken since the last round) up to the copies' own limit (see
     spyrec.stackcapture.MIN_PERIOD_NS), where the kernel allows."""

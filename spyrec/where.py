@@ -9,6 +9,9 @@ whether it held the GIL, its CPU time so far, the system call and kernel functio
 when asleep, and (as root) its kernel frames (``kernel=True``) and native frames
 (``native=True``).  With ``tasks=True``, every asyncio task too, each under the task awaiting
 it, with the coroutines it is suspended in and the future it waits for (spyrec.tasktree).
+As root, a running thread's stack is the one copied at its next interrupt, as in a recording:
+whole and of one moment, where one read from outside may mix the moments of a stack that
+changes faster than it is read.
 """
 
 import json
@@ -22,7 +25,7 @@ from spyrec.codeobjects import FrameInfo
 from spyrec.interpreter import PythonProcess
 from spyrec.process import read_text
 from spyrec.procstats import kernel_stack
-from spyrec.recorder import start_native
+from spyrec.recorder import BPF_ENV, start_copies, start_native
 from spyrec.sampler import Sampler
 from spyrec.sinks import NullSink
 from spyrec.tasktree import TaskReport
@@ -40,6 +43,9 @@ NATIVE_PERIOD_NS = 2_000_000
 #: have native frames too: a running thread's come from a copy at an interrupt, which a round
 #: may miss (the thread off its CPU then) or not pair up with the frames read.
 NATIVE_ROUNDS = 10
+#: Rounds tried, as root, for one in which every running thread's stack was copied at an
+#: interrupt (past them, a thread not copied is read from outside, as without root).
+COPY_ROUNDS = 10
 
 
 @dataclass
@@ -122,6 +128,11 @@ class Snapshot(NullSink):
                 return True
         return False
 
+    def running_with_frames(self) -> int:
+        """How many threads were found running with Python frames."""
+        return sum(1 for _tid, stack, flags, _syscall, _wchan in self.rows
+                   if not flags & SampleFlag.IDLE and self.stacks[stack])
+
     def text(self, string_id):
         """The text of a sample's ``syscall`` or ``wchan`` (1 + a string id), None for 0."""
         return self.strings[string_id - 1] if string_id else None
@@ -150,7 +161,16 @@ def where(pid: int, kernel: bool = False, native: bool = False,
                 if process.native is None or not snapshot.running_without_native():
                     break
         else:
-            sampler.sample_round(time.monotonic_ns())
+            if os.environ.get(BPF_ENV) != "0":
+                start_copies(process, NATIVE_PERIOD_NS)
+            sampler.sample_round(time.monotonic_ns())  # (learns the threads to copy)
+            for _ in range(COPY_ROUNDS if process.capture is not None else 0):
+                snapshot.rows.clear()
+                time.sleep(3 * NATIVE_PERIOD_NS / 1e9)
+                process.walker.captured_stacks = 0
+                sampler.sample_round(time.monotonic_ns())
+                if process.walker.captured_stacks >= snapshot.running_with_frames():
+                    break
         threads = []
         for tid, stack, flags, syscall, wchan in snapshot.rows:
             record = snapshot.threads.get(tid, {})
