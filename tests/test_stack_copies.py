@@ -51,6 +51,9 @@ LOADS = 20
 #: Samples this close (seconds) to a body's start or end are not judged: a sample is stamped
 #: when its thread state is copied, its frames a moment after.
 BODY_EDGE = 0.0002
+#: Share of the samples in a body that may name another module's (none in ten runs by Python;
+#: see the test of code objects replaced while the generators run).
+MISNAMED_BODIES = 0.02
 #: ``spyrec where`` runs of a running recursion of generators, each of which must be whole.
 DUMPS = 12
 
@@ -157,7 +160,9 @@ def test_generators_are_copied_whole_while_modules_load(label, tmp_path):
     assert work > 400, (label, work, total)
     assert wrong <= WRONG_DEPTH * work, (label, wrong, work)
     assert copied_count(result.stderr) >= COPIED * total, (label, result.stderr)
-    assert named > 10 and misnamed == 0, (label, named, freed, misnamed)
+    # (a copy of a body gone by the round, whose address held a body alike in every field the
+    # copy takes that was seen before, is named after that one: MISNAMED_BODIES)
+    assert named > 10 and misnamed <= MISNAMED_BODIES * named, (label, named, freed, misnamed)
     frames = spyanalyze.load(str(out)).frames
     assert set(frames["label"][frames["qualname"] == FREED_FRAME]) <= {FREED_FRAME}  # as <GC>
     first, last = (origin + rec.samples["t"].min()) / 1e9, (origin + rec.samples["t"].max()) / 1e9
