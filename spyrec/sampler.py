@@ -490,6 +490,10 @@ class Sampler:
         if thread_stack.copied:
             regs = process.capture.user_stacks.get(tid) if process.capture is not None else None
             runs = thread_stack.runs
+        elif stats.running and not thread_stack.frames:
+            # running C code alone (starting, collecting garbage as the interpreter ends): its
+            # native stack as copied at its latest interrupt, which copied no Python frame
+            regs = process.capture.user_stacks.get(tid) if process.capture is not None else None
         else:
             if not stats.running:
                 sp_ip = stats.user_sp_ip

@@ -23,6 +23,7 @@ from elftools.elf.elffile import ELFFile
 
 import spyanalyze
 from spyanalyze.cli import main as analyze
+from spyformat import GC_FRAME
 from spyrec.elflines import debug_file
 from spyrec.cxxnames import demangle, function_name
 from spyrec.nativestacks import follows_call, place
@@ -419,6 +420,25 @@ def test_a_stack_deeper_than_a_copy_keeps_its_native_frames(label, tmp_path):
             clock += any(os.path.basename(file) == "[vdso]" for _, file, _, _ in stack)
     assert whole >= NATIVE * len(main), (label, whole, len(main))
     assert clock >= 0.05 * len(main), (label, clock, len(main))
+
+
+@pytest.mark.parametrize("label", DEEP_LABELS)
+def test_a_thread_running_c_code_alone_has_its_native_frames(label, tmp_path):
+    """As the interpreter ends, its last collections free what the program left (pylint's
+    last second, here a million reference cycles): the main thread runs with no Python frame
+    left, and its samples carry the native stack copied at its interrupts, under
+    ``Py_RunMain``.  Before, such a sample had no frame at all but the collector's mark."""
+    out = tmp_path / "exit.spy"
+    result = spyrec("-o", out, "-r", "500", "--native", "--", python_for(label),
+                    target_path("exit_collect.py"))
+    assert result.returncode == 0, result.stderr
+    rec = spyanalyze.load(out, all_native=True)
+    ending = [stack_of(rec, s) for s, idle in zip(rec.samples["stack"].tolist(),
+                                                  rec.samples["idle"].tolist())
+              if not idle and all(name == GC_FRAME for name, _ in python_frames(stack_of(rec, s)))]
+    whole = sum(1 for stack in ending if any(name == "Py_RunMain" for name, *_ in stack))
+    assert len(ending) >= 20, (label, len(ending), result.stderr)
+    assert whole >= NATIVE * len(ending), (label, whole, len(ending), ending[:2])
 
 
 #: A version with heap frames and one with frames in datastack chunks.
