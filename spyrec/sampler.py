@@ -487,13 +487,11 @@ class Sampler:
         stats = thread.stats
         tid = thread_stack.native_tid
         regs = runs = None
-        if thread_stack.copied:
+        if thread_stack.copied or stats.running and not thread_stack.frames:
+            # (running C code alone, starting or collecting garbage as the interpreter ends:
+            # its native stack as copied at its latest interrupt, which copied no Python frame)
             regs = process.capture.user_stacks.get(tid) if process.capture is not None else None
             runs = thread_stack.runs
-        elif stats.running and not thread_stack.frames:
-            # running C code alone (starting, collecting garbage as the interpreter ends): its
-            # native stack as copied at its latest interrupt, which copied no Python frame
-            regs = process.capture.user_stacks.get(tid) if process.capture is not None else None
         else:
             if not stats.running:
                 sp_ip = stats.user_sp_ip

@@ -36,15 +36,13 @@ NAME_READS = 3
 ONE_ROUND_NS = 10_000_000
 #: Levels of the task tree indented; deeper ones say their level instead.
 MAX_INDENT = 32
-#: With native frames: the round interval the copies are asked for (twice a round, no faster
-#: than spyrec.stackcapture allows).
-NATIVE_PERIOD_NS = 2_000_000
-#: Rounds tried, with native frames, for one in which every running thread's Python frames
-#: have native frames too: a running thread's come from a copy at an interrupt, which a round
-#: may miss (the thread off its CPU then) or not pair up with the frames read.
-NATIVE_ROUNDS = 10
+#: As root: the round interval the copies at interrupts are asked for (twice a round, no
+#: faster than spyrec.stackcapture allows).
+COPY_PERIOD_NS = 2_000_000
 #: Rounds tried, as root, for one in which every running thread's stack was copied at an
-#: interrupt (past them, a thread not copied is read from outside, as without root).
+#: interrupt, which a round may miss (the thread off its CPU then), and with native frames,
+#: one in which its Python frames have native frames too (the copy paired up with the frames
+#: read).  Past them, a thread not copied is read from outside, as without root.
 COPY_ROUNDS = 10
 
 
@@ -141,36 +139,38 @@ class Snapshot(NullSink):
 def where(pid: int, kernel: bool = False, native: bool = False,
           tasks: bool = False) -> ProcessReport:
     """Read every thread of CPython process ``pid`` once (SpyError with one line if not):
-    one round of the sampler, into a ``Snapshot``.  ``native``: with native frames (root):
-    a first round learns the threads, whose running ones are then copied at their next
-    interrupts for the round reported.  ``tasks``: every asyncio task, read after the round."""
+    one round of the sampler, into a ``Snapshot``.  As root, a first round learns the
+    threads, whose running ones are then copied at their next interrupts for the round
+    reported.  ``native``: with native frames (root).  ``tasks``: every asyncio task, read
+    after the round."""
     process = PythonProcess.attach(pid)
     try:
         snapshot = Snapshot()
         sampler = Sampler(process, snapshot, ONE_ROUND_NS, time.monotonic_ns(), PROC)
         sampler.woke = False  # no CPU to give back: one round, not a loop (see StepAside)
+        walker = process.walker
         if native:
-            start_native(process, NATIVE_PERIOD_NS)
+            start_native(process, COPY_PERIOD_NS)
             if process.native is not None:  # one round: its lines now, not rounds later
                 process.native.lines.wait = True
+        elif os.environ.get(BPF_ENV) != "0":
+            start_copies(process, COPY_PERIOD_NS)
+
+        def done() -> bool:
+            """Whether every running thread's stack of the last round was copied (with its
+            native frames, where asked for)."""
+            if native:
+                return process.native is None or not snapshot.running_without_native()
+            return walker.captured_stacks >= snapshot.running_with_frames()
+
+        sampler.sample_round(time.monotonic_ns())  # (learns the threads to copy)
+        for _ in range(COPY_ROUNDS if process.capture is not None else 0):
+            snapshot.rows.clear()
+            time.sleep(3 * COPY_PERIOD_NS / 1e9)
+            walker.captured_stacks = 0
             sampler.sample_round(time.monotonic_ns())
-            for _ in range(NATIVE_ROUNDS):
-                snapshot.rows.clear()
-                time.sleep(3 * NATIVE_PERIOD_NS / 1e9)
-                sampler.sample_round(time.monotonic_ns())
-                if process.native is None or not snapshot.running_without_native():
-                    break
-        else:
-            if os.environ.get(BPF_ENV) != "0":
-                start_copies(process, NATIVE_PERIOD_NS)
-            sampler.sample_round(time.monotonic_ns())  # (learns the threads to copy)
-            for _ in range(COPY_ROUNDS if process.capture is not None else 0):
-                snapshot.rows.clear()
-                time.sleep(3 * NATIVE_PERIOD_NS / 1e9)
-                process.walker.captured_stacks = 0
-                sampler.sample_round(time.monotonic_ns())
-                if process.walker.captured_stacks >= snapshot.running_with_frames():
-                    break
+            if done():
+                break
         threads = []
         for tid, stack, flags, syscall, wchan in snapshot.rows:
             record = snapshot.threads.get(tid, {})

@@ -22,6 +22,7 @@ from pythons import (EVERY_VERSION, SOME_VERSIONS, marked_lines, python_for, run
 from shares import sampling_margin
 from spyformat import FREED_FRAME
 from test_record import SPYREC, Stacks, copied_count, load, spyrec
+from test_wait_causes import where
 
 #: Share of ``work``'s samples that may have a wrong number of ``visit`` frames: a round that
 #: finds no copy of the running thread since the last one walks it from outside, and on
@@ -181,8 +182,7 @@ def test_where_gives_a_running_recursion_of_generators_whole(label):
         visits = target.info["visits"]
         dumps = []
         for _ in range(DUMPS):
-            result = subprocess.run(SPYREC + ["where", "-p", str(target.pid), "--json"],
-                                    capture_output=True, text=True, timeout=60)
+            result = where("-p", target.pid, "--json")
             assert result.returncode == 0, result.stderr
             thread = json.loads(result.stdout)["threads"][0]
             dumps.append([frame["name"] for frame in thread["frames"]])
