@@ -118,6 +118,7 @@ class ChunkWalk:
     _next_memos: Dict[int, "ChunkMemo"]
     _pools: Dict[int, Dict[int, int]]
     _pool_walks: Dict[int, int]
+    root_chunk: Optional[Region]
     reused_frames: int
     misfit_walks: int
 
@@ -413,6 +414,8 @@ class ChunkWalk:
         if regions:
             self._next_memos[tstate] = ChunkMemo(base, buf, chunk_addrs, chunk_starts, runs,
                                                  codes, offsets)
+            if not older:  # the last chunk copied is the first one: no chunk before it
+                self.root_chunk = regions[-1]
         return codes, offsets, False
 
     def outside_span(self, frame: int) -> int:

@@ -3,7 +3,7 @@ sampled, its threads named (spyrec.threads), until it exits or replaces its prog
 
 import struct
 import time
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from spyrec.asynciotasks import (AsyncioOffsets, CurrentTasks, TaskNames, find_offsets,
                                  table_offsets)
@@ -23,6 +23,7 @@ from spyrec.threads import (NamespaceTids, ThreadNaming, bound_states, find_pthr
                             one_stack_per_thread)
 from spyrec.validation import check_guessed_layout, check_interpreter
 from spyrec.walker import StackWalker, ThreadStack, kept_runs
+from spyrec.walkcommon import READ_ERRORS
 
 #: How often a process is looked at for asyncio until it is found (seconds): for ``_asyncio``'s
 #: table in its maps (3.14+), for ``asyncio.tasks`` in ``sys.modules`` (<=3.13, read again only
@@ -78,6 +79,10 @@ class PythonProcess:
         self.capture: Optional[StackCapture] = None
         #: The native frames of its samples (``start_capture(native=True)``), or None.
         self.native: Optional[NativeStacks] = None
+        #: Whether the thread with this TID still wants its name (the sampler says so; see
+        #: ``with_thread_name``).
+        self.unnamed: Callable[[int], bool] = lambda tid: False
+        self.walker.after_walk = self.with_thread_name
         self._closed = False
 
     # -- attach ------------------------------------------------------------------------------
@@ -309,25 +314,36 @@ class PythonProcess:
         # (one interpreter only: see StackWalker.sample_some)
         return None if stacks is None else bound_states(stacks, self._tids_known())
 
-    def bootstrap_name(self, stack: ThreadStack) -> Optional[str]:
-        """The name of a thread not registered with ``threading`` yet, found through its first
-        frame (ThreadNaming.bootstrap_name), or None.  Kept only if the thread state the last
-        walk paired with the thread is still its own before and after the read: a state freed
-        as its thread ends is made again at the same address for the next one."""
-        tid = stack.native_tid
-        tstate = (self.walker.tstates or {}).get(tid) if stack.frames and tid else None
-        if not tstate:
-            return None
-        owner = (tid, stack.python_thread_id)
-        try:
-            if self.walker.thread_of(tstate) != owner:
-                return None
-            name = self.naming.bootstrap_name(tstate, stack.frames[-1])
-            if name is not None and self.walker.thread_of(tstate) != owner:
-                return None
-        except MemoryReadError:
-            return None
-        return name
+    def with_thread_name(self, tstate: int, stack: ThreadStack) -> ThreadStack:
+        """``stack`` with the name of the Thread its first frame runs for, when its thread
+        still wants its name (StackWalker.after_walk).
+
+        Read right after the thread's walk, not after the round's walks: a thread that lives a
+        millisecond, sampled in its last moments, is as often as not gone from
+        ``threading._active`` by then, its frames and its Thread freed.  Even so the thread may
+        have ended since its walk (the recorder preempted), its Thread freed and made again for
+        the next thread: a Thread whose ids are not set yet (see ThreadNaming.thread_name) is
+        taken only if, read after it, the thread state is still the thread's and its first
+        frame still holds that Thread (an ended thread's state has neither chunk nor frame).
+        """
+        if not stack.frames or not self.unnamed(stack.native_tid):
+            return stack
+        walker = self.walker
+        thread = self.naming.thread_object(tstate, stack.frames[-1], walker.first_frame,
+                                           walker.root_chunk)
+        found = self.naming.thread_name(thread, stack.python_thread_id,
+                                        stack.native_tid) if thread else None
+        if found is None:
+            return stack
+        name, started = found
+        if not started:
+            try:
+                if walker.thread_of(tstate) != (stack.native_tid, stack.python_thread_id) or \
+                        self.naming.thread_object(tstate, stack.frames[-1]) != thread:
+                    return stack
+            except READ_ERRORS:
+                return stack
+        return stack._replace(name=name)
 
     def _tids_known(self) -> bool:
         return self.layout.has_native_thread_id or self.walker.pthread_tid_offset is not None

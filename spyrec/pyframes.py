@@ -66,6 +66,7 @@ class PyFrameWalk:
     _frame_size: int
     _chains: Dict[int, FrameChain]
     _next_chains: Dict[int, FrameChain]
+    first_frame: int
 
     def _init_pyframe_walk(self, layout: Layout) -> None:
         fr = layout.frame
@@ -169,6 +170,7 @@ class PyFrameWalk:
                                    chain.__getitem__, spliced)
         # the frame of the coroutine an asyncio task runs, when it is one (see _with_task)
         self.outermost_generator = chain[gens[-1]] if gens else 0
+        self.first_frame = chain[-1] if chain and not addr and not torn else 0
         self.outermost_generator_code = codes[gens[-1]] if gens else 0
         old = self._chains.get(tstate)
         if old is not None and old.chain == chain:

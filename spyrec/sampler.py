@@ -196,6 +196,13 @@ class Sampler:
         #: a CPU a target thread is queued for (back to back, it keeps its CPU, and the
         #: kernel keeps the target's threads off it).
         self.woke = True
+        process.unnamed = self._unnamed
+
+    def _unnamed(self, tid: int) -> bool:
+        """Whether the thread with this TID is one not named yet: not met, not named since
+        it was, or ended (its TID free for the next thread)."""
+        thread = self._threads.get(tid)
+        return thread is None or thread.missing or not thread.named
 
     def run(self, should_stop: Callable[[], bool], duration_ns: Optional[int] = None,
             progress: Optional[Callable[["SamplingStats", int], None]] = None,
@@ -609,9 +616,9 @@ class Sampler:
     def _try_name(self, thread, thread_stack, now):
         """Look for the thread's ``threading`` name; meanwhile its kernel name stands in."""
         tid = thread_stack.native_tid
-        name = self.process.naming.threading_name(thread_stack.python_thread_id, tid)
+        name = thread_stack.name
         if name is None:
-            name = self.process.bootstrap_name(thread_stack)
+            name = self.process.naming.threading_name(thread_stack.python_thread_id, tid)
         if name is not None:
             thread.named = True
             if name != thread.os_name:

@@ -76,6 +76,7 @@ class ThreadNameReader:
         self.dict_type = types.get("PyDict_Type")
         self.long_type = types.get("PyLong_Type")
         self.module_type = types.get("PyModule_Type")
+        self.none_type = types.get("_PyNone_Type")
         self._active: Dict[int, Tuple[Optional[int], float]] = {}  # interp -> (_active, when)
         self._key_names: Dict[int, str] = {}
 
@@ -214,6 +215,11 @@ class ThreadNameReader:
     def _check_type(self, addr: int, expected: Optional[int], what: str) -> None:
         if expected and self.u64(addr + self.layout.ob_type) != expected:
             raise MemoryReadError("object at 0x%x is not a %s" % (addr, what))
+
+    def is_none(self, addr: int) -> bool:
+        """Whether the object at ``addr`` is None (one read; False where None's type is not
+        known)."""
+        return bool(self.none_type) and self.u64(addr + self.layout.ob_type) == self.none_type
 
     def read_int(self, addr: int, head: Optional[bytes] = None) -> int:
         """A PyLongObject's value (idents and TIDs: one or two 30-bit digits), one read;

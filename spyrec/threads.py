@@ -26,7 +26,7 @@ _PTHREAD_SCAN = 2048
 _GLIBC_TID_OFFSET = 720
 #: The list of interpreters (for threading_name) is read again after this long.
 _INTERPS_TTL = 1.0
-#: How far bootstrap_name follows a thread's chunks (3.11+) or frames (3.8-3.10) to its first
+#: How far thread_object follows a thread's chunks (3.11+) or frames (3.8-3.10) to its first
 #: frame: a thread it is asked about has just started.
 MAX_CHUNKS = 16
 MAX_FRAMES = 64
@@ -218,29 +218,70 @@ class ThreadNaming:
             self._interps_read = -1e9  # read the list again next time
         return None
 
-    def bootstrap_name(self, tstate: int, outermost: Tuple[int, int]) -> Optional[str]:
-        """The name of the Thread object that a thread's outermost frame, ``outermost`` (the
-        walker's (code key, offset)), runs ``Thread._bootstrap`` for, or None.  Never raises.
+    def thread_object(self, tstate: int, outermost: Tuple[int, int], first_frame: int = 0,
+                      root_chunk: Optional[Tuple[int, int, bytes]] = None) -> int:
+        """The address of the Thread object a thread's outermost frame, ``outermost`` (the
+        walker's (code key, offset)), runs ``Thread._bootstrap`` for, else 0.  Never raises.
 
-        ``threading._active`` has a thread only once its ``_bootstrap_inner`` runs, so a thread
-        that lives a few ms can be sampled only before: its first frame, ``_bootstrap(self)``
-        (Lib/threading.py 3.8-3.15), holds its Thread as its first local.  That frame is the
-        first of the thread's root datastack chunk (3.11+), or the end of its frame chain.
+        ``threading._active`` has a thread only once its ``_bootstrap_inner`` runs, and a
+        thread that lives a few ms may be sampled only before, or only after it left: its first
+        frame, ``_bootstrap(self)`` (Lib/threading.py 3.8-3.15), holds its Thread as its first
+        local from start to end.  That frame is the first of the thread's root datastack chunk
+        (3.11+), or the end of its frame chain.  A walk that just read it gives its address
+        (``first_frame``, <=3.10) or its chunk's copy (``root_chunk``: (address, end, bytes),
+        3.11+), taken as walked: the thread may end any moment.
         """
         if self.codes is None or self.layout.awaits is None:
-            return None
+            return 0
+        localsplus = self.layout.awaits.localsplus
         try:
             where = self.codes.describe(*outermost)
             if where.name != "_bootstrap" or not where.filename.endswith("threading.py"):
-                return None
-            frame = self._first_frame(tstate, outermost[0] & ADDRESS_MASK)
+                return 0
+            code = outermost[0] & ADDRESS_MASK
+            if root_chunk is not None and self.layout.chunk is not None:
+                start, end, data = root_chunk
+                frame = self._first_in_chunk(start, data, code)
+                if frame and frame + localsplus + 8 <= end:
+                    return _U64.unpack_from(data, frame - start + localsplus)[0] & ~STACKREF_TAGS
+            elif first_frame and self.layout.chunk is None:
+                fr = self.layout.frame
+                data = self.mem.read(first_frame, localsplus + 8)
+                if _U64.unpack_from(data, fr.code)[0] == code:
+                    return _U64.unpack_from(data, localsplus)[0]
+                return 0
+            frame = self._first_frame(tstate, code)
             if not frame:
+                return 0
+            thread = _U64.unpack(self.mem.read(frame + localsplus, 8))[0]
+            return thread & ~STACKREF_TAGS
+        except (MemoryReadError, struct.error, OverflowError, ValueError):
+            return 0
+
+    def thread_name(self, thread: int, ident: int,
+                    native_tid: int) -> Optional[Tuple[str, bool]]:
+        """(``_name``, whether its ids are set) of the Thread object at ``thread``
+        (``thread_object``), or None.  Never raises.
+
+        A Thread read a moment after its thread's walk may be another one: the thread ended,
+        its Thread freed and the memory reused by the next.  So its ``_ident`` must be
+        ``ident`` and its ``_native_id`` ``native_tid`` (both set as the thread starts,
+        Lib/threading.py ``_bootstrap_inner``), or both unset: then the caller must know by
+        other means that the Thread is still the thread's.
+        """
+        try:
+            found = dict(self.reader.attributes(thread, ("_name", "_ident", "_native_id")))
+            if "_name" not in found or "_ident" not in found or "_native_id" not in found:
                 return None
-            thread = _U64.unpack(self.mem.read(frame + self.layout.awaits.localsplus, 8))[0]
-            thread &= ~STACKREF_TAGS
-            name = dict(self.reader.attributes(thread, ("_name",))).get("_name") \
-                if thread else None
-            return self.reader.strings.read_str(name) if name else None
+            ident_found, native = (None if self.reader.is_none(found[key])
+                                   else self.reader.read_int(found[key])
+                                   for key in ("_ident", "_native_id"))
+            if native is not None:
+                host_tid = self.host_tid()
+                native = host_tid(native) if host_tid is not None else native
+            if (ident_found, native) not in ((ident, native_tid), (None, None)):
+                return None
+            return self.reader.strings.read_str(found["_name"]), ident_found is not None
         except (MemoryReadError, struct.error, OverflowError, ValueError):
             return None
 
@@ -257,13 +298,8 @@ class ThreadNaming:
                 chunk = previous
             else:
                 return 0
-            # the root chunk's first slot is left empty (push_chunk, Python/pystate.c 3.11+)
-            first = chunk + lay.chunk.data
-            head = self.mem.read(first, 8 + fr.code + 8)
-            for at in (8, 0):
-                if _U64.unpack_from(head, at + fr.code)[0] & ~lay.executable_tag_mask == code:
-                    return first + at
-            return 0
+            return self._first_in_chunk(chunk, self.mem.read(chunk, lay.chunk.data + 8
+                                                             + fr.code + 8), code)
         frame = _U64.unpack(self.mem.read(tstate + lay.thread.frame, 8))[0]
         low = min(fr.code, fr.previous)
         for _ in range(MAX_FRAMES):
@@ -272,6 +308,19 @@ class ThreadNaming:
             if not back:
                 return frame if _U64.unpack_from(fields, fr.code - low)[0] == code else 0
             frame = back
+        return 0
+
+    def _first_in_chunk(self, chunk: int, data: bytes, code: int) -> int:
+        """The address of the first frame in a thread's root chunk, whose copy from its start
+        is ``data``, when it runs ``code``, else 0."""
+        lay = self.layout
+        assert lay.chunk is not None
+        # the root chunk's first slot is left empty (push_chunk, Python/pystate.c 3.11+)
+        first = lay.chunk.data
+        for at in (first + 8, first):
+            if at + lay.frame.code + 8 <= len(data) and _U64.unpack_from(
+                    data, at + lay.frame.code)[0] & ~lay.executable_tag_mask == code:
+                return chunk + at
         return 0
 
     def _interpreters(self) -> List[int]:

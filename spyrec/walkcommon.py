@@ -64,3 +64,7 @@ class ThreadStack(NamedTuple):
     #: Every frame's code object was verified as it was walked (see CodeCache.replacing):
     #: the keys are of that moment, not to be verified again when the stack is named.
     verified: bool = False
+    #: The name of the Thread its first frame (``Thread._bootstrap(self)``) runs for, read
+    #: right after the walk for a thread not named yet (None: not read, or not found; see
+    #: ``StackWalker.after_walk``).
+    name: Optional[str] = None

@@ -280,6 +280,14 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         #: Whether a copied stack says which frames each run of the eval loop ran
         #: (``ThreadStack.runs``, for native frames).
         self.with_runs = False
+        #: Called with (thread state, stack) right after a thread's walk, for what must be
+        #: read of the thread while it is as walked (see PythonProcess.with_thread_name).
+        self.after_walk: Optional[Callable[[int, ThreadStack], ThreadStack]] = None
+        #: The address of the outermost frame the last walk read (<=3.10; 0: not known) and
+        #: its copy of the thread's root datastack chunk (3.11+, (address, end, bytes); None:
+        #: not copied): where that thread's first frame is, as walked.
+        self.first_frame = 0
+        self.root_chunk: Optional[Tuple[int, int, bytes]] = None
 
         if self._iframe:
             self._init_chunk_walk(layout, codes)
@@ -727,7 +735,9 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             # the one that read most holds most of the thread's real stack.
             stack, read_ns = fullest, fullest_ns
             self.torn_reads += 1
-        elif stack.native_tid and not stack.copied:
+        elif self.after_walk is not None:
+            stack = self.after_walk(tstate, stack)
+        if not stack.torn and stack.native_tid and not stack.copied:
             # (an unknown TID may be found later (<=3.10): walk again; and a copied stack is
             # older than the thread state read now: the thread may have moved on since, and
             # stopped there)
@@ -913,6 +923,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         self._splices_before = self.callers.spliced_stacks  # (see _with_task)
         # set by the walk that reads a generator frame; a thread without frames has none
         self.outermost_generator = self.outermost_generator_code = 0
+        self.first_frame, self.root_chunk = 0, None
         with_state = True  # the innermost frame's address was copied with the thread state
         native = fields[4] if self._iframe else 0
         codes: Sequence[int] = ()

@@ -27,6 +27,17 @@ ENOUGH_THREADS = 100
 MAIN_SAMPLED = 0.99
 
 
+def record_to_end(target, out, rate, seconds):
+    """Record ``target`` into ``out`` at ``rate`` for ``seconds``, then wait for it to exit:
+    its log is complete then."""
+    result = subprocess.run([sys.executable, "-m", "spyrec", "-o", str(out), "-p",
+                             str(target.pid), "-r", rate, "-d", seconds],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    target.process.wait(timeout=30)
+    return result
+
+
 def names_against_log(out, log):
     """(the recording, {TID: name} as the target logged its threads, {TID: name} as recorded,
     {TID: (recorded, logged)} of the logged threads sampled under another name or none)."""
@@ -45,11 +56,7 @@ def test_short_lived_request_threads_carry_their_names(tmp_path, label):
     python = python_for(label)
     out, log = tmp_path / "requests.spy", tmp_path / "requests.log"
     with running_target(python, "requests.py", "2.5", str(log)) as target:
-        result = subprocess.run([sys.executable, "-m", "spyrec", "-o", str(out), "-p",
-                                 str(target.pid), "-r", "1000", "-d", "2"],
-                                capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        target.process.wait(timeout=30)  # the log is complete once the target exits
+        result = record_to_end(target, out, "1000", "2")
         main_tid = target.info["main"]["native_id"]
     rec, truth, names, wrong = names_against_log(out, log)
     requests = set(rec.samples["tid"].tolist()) & truth.keys()
@@ -90,11 +97,7 @@ def test_a_thread_not_yet_registered_is_named_from_its_first_frame(tmp_path, lab
     out, log = tmp_path / "late.spy", tmp_path / "late.log"
     with running_target(python_for(label), "late_threads.py", "1.5", str(log)) as target:
         # WHEN they are recorded
-        result = subprocess.run([sys.executable, "-m", "spyrec", "-o", str(out), "-p",
-                                 str(target.pid), "-r", "500", "-d", "1"],
-                                capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        target.process.wait(timeout=30)
+        record_to_end(target, out, "500", "1")
     rec, truth, _, wrong = names_against_log(out, log)
     late = set(rec.samples["tid"].tolist()) & truth.keys()
     # THEN each carries the name its Thread has, read from that Thread
@@ -118,3 +121,47 @@ def test_an_int_key_is_found_however_long_its_probe_sequence(label):
         finally:
             process.close()
     assert found == target.info["values"]
+
+
+#: Threads that live a millisecond, sampled with Python frames, that may miss their name: one
+#: whose Thread was freed, or whose state was cleared, within the microseconds after its walk
+#: (0.3-4.4% measured; 16-24% when names were looked up after the round's walks).
+BRIEF_MISSING_SHARE = 0.08
+
+
+def python_frames_by_thread(rec, filenames):
+    """{TID: samples whose stack has a frame of one of ``filenames``} of a recording."""
+    strings = rec.strings
+    files = [strings[f] for f in rec.frames["file"]]
+    ours = {i for i, stack in enumerate(rec.stacks)
+            if any(files[frame].endswith(filenames) for frame in stack)}
+    counts = {}
+    for tid, stack in zip(rec.samples["tid"].tolist(), rec.samples["stack"].tolist()):
+        if stack in ours:
+            counts[tid] = counts.get(tid, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("kept", ["held", "loose"])
+@pytest.mark.parametrize("label", SOME_VERSIONS)
+def test_threads_that_live_a_millisecond_keep_their_names(tmp_path, label, kept):
+    # GIVEN threads that compute for a millisecond each, three at a time, their Thread objects
+    # kept until joined or freed as they end (tests/targets/brief_threads.py): a thread sampled
+    # once is as often as not sampled in its last moments
+    out, log = tmp_path / "brief.spy", tmp_path / "brief.log"
+    with running_target(python_for(label), "brief_threads.py", "2.5", str(log),
+                        kept) as target:
+        # WHEN they are recorded
+        result = record_to_end(target, out, "500", "2")
+    rec, truth, names, wrong = names_against_log(out, log)
+    # THEN nearly every one sampled in its Python frames carries its name, and none another's
+    # (one sampled only before its first frame, waiting to start, or after its last has
+    # nothing to read its name from)
+    framed = python_frames_by_thread(rec, ("brief_threads.py", "threading.py")).keys() \
+        & truth.keys()
+    assert len(framed) >= ENOUGH_THREADS, (label, len(framed), len(truth), result.stderr)
+    missing = framed & wrong.keys()
+    assert len(missing) <= BRIEF_MISSING_SHARE * len(framed), (label, kept, len(missing),
+                                                               len(framed))
+    assert all(name is None or name == truth[tid][:15] for tid, (name, _) in wrong.items()), \
+        (label, kept, {tid: pair for tid, pair in wrong.items() if pair[0] is not None})
