@@ -13,8 +13,10 @@ time it runs, so that it reads the terminal and gets Ctrl-C as it would without 
 background group that reads the terminal is stopped by the kernel).
 """
 
+import contextlib
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +29,8 @@ from spyrec.interpreter import PythonProcess
 
 #: How long a launched command has to bring up a Python interpreter before it is stopped.
 LAUNCH_ATTACH_TIMEOUT_S = 10.0
+#: How long ``Launched.held`` waits for the process it stops to be stopped.
+HOLD_WAIT_S = 0.5
 #: How long a stopped command has between SIGTERM and SIGKILL.
 STOP_GRACE_S = 2.0
 PR_SET_PDEATHSIG = 1
@@ -60,17 +64,21 @@ class Launched:
         if self._terminal:
             self._previous_sigchld = signal.signal(signal.SIGCHLD, self._on_child_signal)
         self._ended = False  # waited for or stopped: what it left behind is its own business
+        self._held = 0  # the PID of a Python of the command kept stopped (see held)
 
     def members(self):
         """PIDs of the live (not zombie) processes of the command's group, oldest first."""
         return [pid for _, pid in sorted(_group_members(self.pgid))]
 
-    def find_python(self, should_stop, timeout=LAUNCH_ATTACH_TIMEOUT_S):
+    def find_python(self, should_stop, timeout=LAUNCH_ATTACH_TIMEOUT_S, hold=False):
         """Attach to the first CPython process that appears in the command's tree.
 
         The processes are tried oldest first each time, so the command itself (after an exec)
         comes before its children, and of several Pythons the one started first is taken.
         Raises LaunchError when the command exits, or ``timeout`` passes, with no Python in it.
+        ``hold``: a process whose executable is named as CPython's are is stopped while it is
+        attached to, and left stopped when it is the one (see ``held``): attaching reads its
+        ELF files, several milliseconds in which the program would otherwise begin.
         """
         deadline = time.monotonic() + timeout
         delay = 0.001
@@ -82,6 +90,8 @@ class Launched:
             exited = self.child.poll() is not None  # before the look: a Python started
             members = self.members()                # just before the exit is still seen
             for pid in members:
+                if hold and _named_python(pid):
+                    self._hold(pid)
                 try:
                     return PythonProcess.attach(pid)
                 except (NotPython, TargetNotFound):
@@ -90,6 +100,7 @@ class Launched:
                     pass
                 except (UnsupportedPython, PermissionDenied) as exc:
                     refused = exc
+                self.release()
             if exited and not members:
                 raise LaunchError("%s %s before any Python process appeared in it"
                                   % (self.name, exit_status(self.child.returncode)))
@@ -100,6 +111,44 @@ class Launched:
                                   % (self.name, timeout))
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    @contextlib.contextmanager
+    def held(self, pid):
+        """Keep the command's Python process ``pid`` stopped meanwhile (``find_python`` may
+        have stopped it already): the recorder's set-up (the copies' program and events, most
+        of all) takes tens of milliseconds, in which a program would otherwise run its first
+        moments, its imports, unrecorded.
+
+        Stopped and continued, a program runs as it would have, a little later: a system call
+        it was in is resumed (or retried, on EINTR, by CPython itself, PEP 475).
+        """
+        if self._held != pid:
+            self._hold(pid)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def _hold(self, pid):
+        """Stop ``pid`` (SIGSTOP), and wait until it is: see ``held``."""
+        self.release()
+        self._held = pid
+        try:
+            os.kill(pid, signal.SIGSTOP)
+            deadline = time.monotonic() + HOLD_WAIT_S
+            while _state(pid) not in (b"T", b"") and time.monotonic() < deadline:
+                time.sleep(0.0002)
+        except OSError:
+            pass  # gone: the recording finds it so
+
+    def release(self):
+        """Continue the process ``held`` stopped, if any."""
+        if self._held:
+            try:
+                os.kill(self._held, signal.SIGCONT)
+            except OSError:
+                pass
+            self._held = 0
 
     def wait(self, should_stop):
         """Wait for a command that is ending by itself (its Python exited); return its exit
@@ -141,6 +190,7 @@ class Launched:
         script): those run on, as they would have without spyrec.
         """
         try:
+            self.release()
             if not self._ended:
                 self.stop()
         finally:
@@ -160,7 +210,7 @@ class Launched:
         and stops its own group; when the shell continues it in the foreground (``fg``), the
         command gets the terminal and SIGCONT.
         """
-        if not self._terminal or _state(self.pid) != b"T":
+        if self._held or not self._terminal or _state(self.pid) != b"T":
             return
         _take_terminal_back()
         os.killpg(os.getpgrp(), signal.SIGTSTP)
@@ -207,6 +257,16 @@ def _group_members(pgid):
         except (IndexError, ValueError):
             continue
     return found
+
+
+def _named_python(pid):
+    """Whether the executable of ``pid`` is named as CPython's are (python, python3.12,
+    python3.13t), a venv's included (its link resolved)."""
+    try:
+        name = os.path.basename(os.readlink("/proc/%d/exe" % pid))
+    except OSError:
+        return False
+    return re.fullmatch(r"python[0-9.]*[a-z]?", name) is not None
 
 
 def _state(pid):

@@ -5,6 +5,7 @@ between rounds, so the writer always gets to flush its last batch and the traile
 killed with SIGKILL still leaves a readable file up to its last flush (at most a second old).
 """
 
+import contextlib
 import os
 import resource
 import signal
@@ -13,7 +14,7 @@ import stat
 import sys
 import tempfile
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, ContextManager, Optional, Sequence
 
 from spyrec import __version__
 from spyrec.errors import OutputError, PermissionDenied, SpyError
@@ -161,33 +162,37 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
     try:
         if command:
             launched = Launched(command, stdout_to_stderr=(output == "-"))
-            process = launched.find_python(stop)
+            process = launched.find_python(stop, hold=True)
+            hold: ContextManager[None] = launched.held(process.pid)
         else:
             # (None, with no command either, is refused there as an invalid PID)
             process = PythonProcess.attach(pid)  # type: ignore[arg-type]
-        guessed = process.layout.guessed_from
-        if guessed is not None:
-            warn("Python %s is newer than spyrec knows; its _Py_DebugOffsets passed every check, "
-                 "so it is read with the %d.%d field list" % ((process.version_string,) + guessed))
-        if kernel:
-            _check_kernel_stacks(process.pid)
-        if native:
-            start_native(process, interval_ns)
-        origin = time.monotonic_ns()
-        writer = SpyWriter(stream)
-        _write_start(writer, process, origin, interval_ns, "launch" if command else "attach")
-        out.publish()
-        sink = writer if observe is None else observe(writer, process)
-        if stack_copies and not native:
-            start_copies(process, interval_ns)
-        sampler = Sampler(process, sink, interval_ns, origin, kernel=kernel)
-        if children:
-            def child_sampler(child):
-                if stack_copies:
-                    start_copies(child, interval_ns, native)
-                return Sampler(child, sink, interval_ns, origin, kernel=kernel,
-                               stats=sampler.stats)
-            sampler.descendants = Descendants(process.pid, child_sampler, sink, origin)
+            hold = contextlib.nullcontext()
+        with hold:
+            guessed = process.layout.guessed_from
+            if guessed is not None:
+                warn("Python %s is newer than spyrec knows; its _Py_DebugOffsets passed every "
+                     "check, so it is read with the %d.%d field list"
+                     % ((process.version_string,) + guessed))
+            if kernel:
+                _check_kernel_stacks(process.pid)
+            if native:
+                start_native(process, interval_ns)
+            origin = time.monotonic_ns()
+            writer = SpyWriter(stream)
+            _write_start(writer, process, origin, interval_ns, "launch" if command else "attach")
+            out.publish()
+            sink = writer if observe is None else observe(writer, process)
+            if stack_copies and not native:
+                start_copies(process, interval_ns)
+            sampler = Sampler(process, sink, interval_ns, origin, kernel=kernel)
+            if children:
+                def child_sampler(child):
+                    if stack_copies:
+                        start_copies(child, interval_ns, native)
+                    return Sampler(child, sink, interval_ns, origin, kernel=kernel,
+                                   stats=sampler.stats)
+                sampler.descendants = Descendants(process.pid, child_sampler, sink, origin)
         stats = sampler.run(stop if should_stop is None else lambda: stop() or should_stop(),
                             duration_ns, progress, realtime)
         if stats.stop_reason == "interrupted" and stop.signal is not None:

@@ -292,6 +292,15 @@ def running_target(python: str, script: str, *args: str, timeout: float = 15.0,
                 os.rmdir(directory)
 
 
+def launch_argv(python: str, script: str, *args: str) -> List[str]:
+    """The command that runs ``python`` on the target ``script`` (tests/targets), for a
+    recorder to launch: ``chroot ROOT python`` on the staged copy for a ``RootedPython``."""
+    root = getattr(python, "root", "/")
+    if root == "/":
+        return [str(python), os.path.join(TARGETS, script)] + list(args)
+    return ["chroot", root, str(python), os.path.join(stage_targets(root), script)] + list(args)
+
+
 def stop_target(target: Target, timeout: float = 30.0) -> dict:
     """End the run of a target that stops on SIGUSR1 (``_truth.stop_on_signal``) rather than wait
     out its DURATION; return the JSON line it prints last, with what it measured."""

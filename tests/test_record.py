@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from pythons import (ALL_SUPPORTED, SOME_VERSIONS, UNSUPPORTED, marked_lines,
+from pythons import (ALL_SUPPORTED, SOME_VERSIONS, UNSUPPORTED, launch_argv, marked_lines,
                      minor_of, python_for, read_terminal, running_target, stop_target, target_path,
                      wait_until)
 from module_bodies import body_truth
@@ -307,6 +307,31 @@ def test_threads_that_come_and_go_are_opened_and_closed(tmp_path, label):
     leaves = Counter(stacks.stack(s)[0][:3:2] for s in workers if rec.stacks[s])
     assert leaves.most_common(1)[0][0] == ("short_lived", marks["churn-spin"])
     assert rec.trailer["errors"] < rec.sample_count * 0.05
+
+
+#: How long after a launched program's first line its first sample may come: a round's time.
+FIRST_SAMPLE_SLACK_NS = 1_000_000
+
+
+@pytest.mark.parametrize("label", SOME_VERSIONS)
+def test_a_launched_program_is_recorded_from_its_first_line(tmp_path, label):
+    # GIVEN a program that times its first line and its imports (tests/targets/first_moments.py)
+    out = tmp_path / "first.spy"
+    # WHEN spyrec launches it (as root, its set-up includes the copies' program and events:
+    # tens of milliseconds, in which the program ran unrecorded before)
+    result = spyrec("-o", out, "-r", "1000", "--",
+                    *launch_argv(python_for(label), "first_moments.py"))
+    assert result.returncode == 0, result.stderr
+    own = json.loads(result.stdout.splitlines()[-1])
+    rec = load(out)
+    times = rec.header["start_mono_ns"] + rec.samples["t"]
+    # THEN the recording holds the program from its first line on, its imports sampled at the
+    # rate asked for, less a round or two
+    assert times.min() <= own["first_line_ns"] + FIRST_SAMPLE_SLACK_NS, (
+        label, (times.min() - own["first_line_ns"]) / 1e6)
+    importing = ((times >= own["first_line_ns"]) & (times <= own["imported_ns"])).sum()
+    expected = (own["imported_ns"] - own["first_line_ns"]) / 1e6
+    assert importing >= 0.7 * expected - 2, (label, int(importing), expected)
 
 
 def test_a_program_that_imports_module_after_module_keeps_its_stacks(tmp_path):

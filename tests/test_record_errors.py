@@ -65,7 +65,7 @@ def test_a_command_that_cannot_be_started(tmp_path):
 #: The command line with 2 s, not 10, for a launched command to bring up Python: the timeout
 #: is ``Launched.find_python``'s argument, which no option sets, and the test waits it out.
 SPYREC_SHORT_LAUNCH_TIMEOUT = ("import runpy, spyrec.launcher as launcher; "
-                               "launcher.Launched.find_python.__defaults__ = (2.0,); "
+                               "launcher.Launched.find_python.__defaults__ = (2.0, False); "
                                "runpy.run_module('spyrec', run_name='__main__')")
 
 
