@@ -29,6 +29,7 @@ import struct
 from typing import Callable, Dict, List, Optional, Tuple
 
 from spyrec.codeobjects import CodeCache
+from spyrec.errors import MemoryReadError
 from spyrec.generatorcallers import GeneratorCallers
 from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, FRAME_OWNED_BY_THREAD, Layout
 from spyrec.process import MemoryReader
@@ -188,6 +189,8 @@ class ChunkWalk:
                 copy = prefetched.get(chunk) if prefetched else None
                 if copy is not None and top - chunk <= len(copy):
                     buf = copy[:top - chunk]  # copied with the thread state
+                elif prefetched is None and self._pools.get(tstate):
+                    buf, prefetched = self._copy_with_pool(tstate, chunk, top)
                 else:
                     buf = self.mem.read(chunk, top - chunk)
                 regions.append((chunk, top, buf))
@@ -417,6 +420,21 @@ class ChunkWalk:
             if not older:  # the last chunk copied is the first one: no chunk before it
                 self.root_chunk = regions[-1]
         return codes, offsets, False
+
+    def _copy_with_pool(self, tstate: int, chunk: int, top: int) -> Tuple[bytes, Copies]:
+        """(the newest chunk's used part, {address: copy} of the thread's pool) in one batched
+        read, the chunk first: a walk that read the thread state alone (3.13+) takes the frames
+        outside the chunk it meets as of the chunk's moment, not each at a later one of its
+        own (a generator's frame resumed meanwhile; a module body's ``exec`` entry frame on the
+        C stack, left and its slot reused: the walk tore, and was done again later)."""
+        ranges = [(chunk, top - chunk)] + [(addr, self.outside_span(addr))
+                                           for addr in reversed(self._pools[tstate])
+                                           if not chunk <= addr < top]
+        copies = self.mem.read_many(ranges)
+        if copies[0] is None:
+            raise MemoryReadError("chunk 0x%x unreadable" % chunk)
+        return copies[0], {addr: data for (addr, _), data in zip(ranges[1:], copies[1:])
+                           if data is not None}
 
     def outside_span(self, frame: int) -> int:
         """The bytes to copy of a frame outside the chunks: its fields, and from 3.11 as much

@@ -806,8 +806,8 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         generator resumed every few microseconds, copied later, is found in a call its
         consumer's copy has not made (four times as many stacks mixing moments in a loop of
         such calls).  Elsewhere the thread state comes last, callers before it (a stack changes
-        at its inner end); a first walk there copies the thread state alone, the chunk after
-        it, as measured best on 3.13-3.15.
+        at its inner end); a first walk there copies the thread state alone, the chunk and the
+        pool after it (ChunkWalk._copy_with_pool), as measured best on 3.13-3.15.
         """
         chunk = []
         pool = self._pools.get(tstate, ())
