@@ -322,7 +322,7 @@ class PythonProcess:
         millisecond, sampled in its last moments, is as often as not gone from
         ``threading._active`` by then, its frames and its Thread freed.  Even so the thread may
         have ended since its walk (the recorder preempted), its Thread freed and made again for
-        the next thread: a Thread whose ids are not set yet (see ThreadNaming.thread_name) is
+        the next thread: a Thread whose ids are not both set (see ThreadNaming.thread_name) is
         taken only if, read after it, the thread state is still the thread's and its first
         frame still holds that Thread (an ended thread's state has neither chunk nor frame).
         """

@@ -47,15 +47,16 @@ NAME_RETRY_NS = 1_000_000_000
 class _Thread:
     """What the sampler keeps about one target thread between rounds."""
 
-    __slots__ = ("stats", "py_thread_id", "named", "os_name", "name_tries", "next_name_try",
-                 "missing", "cpu_delta", "last_frames", "last_kernel", "last_task",
-                 "last_stack_id", "row", "counted", "last_native", "provisional")
+    __slots__ = ("stats", "py_thread_id", "named", "os_name", "os_name_read", "name_tries",
+                 "next_name_try", "missing", "cpu_delta", "last_frames", "last_kernel",
+                 "last_task", "last_stack_id", "row", "counted", "last_native", "provisional")
 
     def __init__(self, stats: ThreadStats, py_thread_id: int) -> None:
         self.stats = stats
         self.py_thread_id = py_thread_id
         self.named = False  # its threading name was found
         self.os_name = None  # its kernel name, written while the threading name is not known
+        self.os_name_read = False  # that name was looked for (see Sampler._try_name)
         self.name_tries = 0
         self.next_name_try = 0
         self.missing = False
@@ -601,7 +602,7 @@ class Sampler:
             # state freed under the walk, the process briefly unreadable): its record goes on,
             # name and start kept, its end taken back, and the CPU time it used meanwhile
             # counted in this sample.
-            for name in ("named", "os_name", "name_tries", "next_name_try"):
+            for name in ("named", "os_name", "os_name_read", "name_tries", "next_name_try"):
                 setattr(thread, name, getattr(old, name))
             thread.stats.last_cpu_ns = old.stats.last_cpu_ns
             thread.cpu_delta = thread.stats.refresh(read_after=False)
@@ -628,8 +629,12 @@ class Sampler:
         if tries > NAME_EAGER_TRIES:
             delay = NAME_BACKOFF_NS << min(tries - NAME_EAGER_TRIES - 1, 10)
             thread.next_name_try = now + min(delay, NAME_RETRY_NS)
-        # the kernel's name (a /proc read) at the first try and at each spaced one
-        if thread.os_name is None and tid and (tries == 1 or tries > NAME_EAGER_TRIES):
+        # The kernel's name (a /proc read) at the first try that finds Python frames, and at
+        # each spaced one.  Before its first frame a thread has the name of the thread that
+        # made it (Linux copies it; CPython 3.14+ sets its own in Thread._bootstrap_inner).
+        first = not thread.os_name_read and thread_stack.frames
+        if thread.os_name is None and tid and (first or tries > NAME_EAGER_TRIES):
+            thread.os_name_read = True
             thread.os_name = self.process.naming.os_thread_name(tid)
             if thread.os_name is not None:
                 self.sink.thread(pid=self.process.pid, tid=tid, name=thread.os_name)

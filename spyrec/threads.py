@@ -260,14 +260,14 @@ class ThreadNaming:
 
     def thread_name(self, thread: int, ident: int,
                     native_tid: int) -> Optional[Tuple[str, bool]]:
-        """(``_name``, whether its ids are set) of the Thread object at ``thread``
+        """(``_name``, whether its ids are both set) of the Thread object at ``thread``
         (``thread_object``), or None.  Never raises.
 
         A Thread read a moment after its thread's walk may be another one: the thread ended,
         its Thread freed and the memory reused by the next.  So its ``_ident`` must be
-        ``ident`` and its ``_native_id`` ``native_tid`` (both set as the thread starts,
-        Lib/threading.py ``_bootstrap_inner``), or both unset: then the caller must know by
-        other means that the Thread is still the thread's.
+        ``ident`` and its ``_native_id`` ``native_tid``, each where it is set (one after the
+        other as the thread starts, Lib/threading.py ``_bootstrap_inner``); where either is
+        not, the caller must know by other means that the Thread is still the thread's.
         """
         try:
             found = dict(self.reader.attributes(thread, ("_name", "_ident", "_native_id")))
@@ -279,9 +279,10 @@ class ThreadNaming:
             if native is not None:
                 host_tid = self.host_tid()
                 native = host_tid(native) if host_tid is not None else native
-            if (ident_found, native) not in ((ident, native_tid), (None, None)):
+            if ident_found not in (None, ident) or native not in (None, native_tid):
                 return None
-            return self.reader.strings.read_str(found["_name"]), ident_found is not None
+            started = ident_found is not None and native is not None
+            return self.reader.strings.read_str(found["_name"]), started
         except (MemoryReadError, struct.error, OverflowError, ValueError):
             return None
 
