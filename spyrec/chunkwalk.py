@@ -34,7 +34,8 @@ from spyrec.generatorcallers import GeneratorCallers
 from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, FRAME_OWNED_BY_THREAD, Layout
 from spyrec.process import MemoryReader
 from spyrec.structs import FieldStruct
-from spyrec.walkcommon import DEEP, MAX_DEPTH, MAX_THREADS, READ_ERRORS, U64, Copies, Walk
+from spyrec.walkcommon import (DEEP, MAX_DEPTH, MAX_THREADS, READ_ERRORS, U64, Copies, Walk,
+                                copies_by_address)
 
 MAX_CHUNKS = 1024
 #: Frames outside the chunk that a walk done again copies with the thread state.
@@ -433,8 +434,7 @@ class ChunkWalk:
         copies = self.mem.read_many(ranges)
         if copies[0] is None:
             raise MemoryReadError("chunk 0x%x unreadable" % chunk)
-        return copies[0], {addr: data for (addr, _), data in zip(ranges[1:], copies[1:])
-                           if data is not None}
+        return copies[0], copies_by_address(ranges[1:], copies[1:])
 
     def outside_span(self, frame: int) -> int:
         """The bytes to copy of a frame outside the chunks: its fields, and from 3.11 as much

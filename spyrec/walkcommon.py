@@ -26,6 +26,12 @@ Copies = Optional[Dict[int, bytes]]
 Walk = Tuple[List[int], List[int], bool]
 
 
+def copies_by_address(ranges: List[Tuple[int, int]], copies: List[Optional[bytes]]) -> Copies:
+    """{address: copy} of the ranges that could be read, or None when there are none."""
+    found = {addr: data for (addr, _), data in zip(ranges, copies) if data is not None}
+    return found or None
+
+
 def interpreter_list(mem, layout, runtime: int) -> List[int]:
     """Every interpreter state's address, newest first: each new one is put at the head of the
     runtime's list (Python/pystate.c), so the main interpreter is last.  Raises what a read

@@ -47,7 +47,7 @@ from spyrec.stackcapture import Capture, CaptureDecoder, SharedState, completed
 from spyrec.structs import FieldStruct
 from spyrec.taskwalk import TaskWalk
 from spyrec.walkcommon import (MAX_DEPTH, MAX_INTERPRETERS, MAX_THREADS, READ_ERRORS, U64, Copies,
-                                ThreadStack, interpreter_list)
+                                ThreadStack, copies_by_address, interpreter_list)
 
 #: The largest thread id Linux hands out (PID_MAX_LIMIT on 64-bit, include/linux/threads.h).
 MAX_TID = 1 << 22
@@ -157,12 +157,6 @@ def _outside_range(pool: Dict[int, int], start: int, end: int) -> Dict[int, int]
     for addr in inside:
         del pool[addr]
     return pool
-
-
-def _copies_by_address(ranges: List[Tuple[int, int]], copies: List[Optional[bytes]]) -> Copies:
-    """{address: copy} of the ranges that could be read, or None when there are none."""
-    found = {addr: data for (addr, _), data in zip(ranges, copies) if data is not None}
-    return found or None
 
 
 def kept_runs(keys: Sequence[Optional[int]], runs: Sequence[Tuple[int, int]]
@@ -820,7 +814,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                 return self.read(tstate, self._ts_size), None, None
             ranges = chunk + [(addr, self.outside_span(addr)) for addr in pool]
             copies = self.mem.read_many(ranges + [(tstate, self._ts_size)])
-            return copies[-1], _copies_by_address(ranges, copies), None
+            return copies[-1], copies_by_address(ranges, copies), None
         slots = [(cframe + self._cframe_current, 8) for cframe in self._cframes.get(tstate, ())]
         frames = [(addr, self.outside_span(addr)) for addr in reversed(pool)]
         if not slots and not chunk and not frames:
@@ -834,7 +828,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         at_chunk = len(before) + 1 + len(after)
         at_late = len(copies) - len(late)
         ts = copies[len(before)]
-        by_address = _copies_by_address(chunk + frames, copies[at_chunk:at_late])
+        by_address = copies_by_address(chunk + frames, copies[at_chunk:at_late])
         if not slots:
             return ts, by_address, None
 
