@@ -163,7 +163,7 @@ class Position(NamedTuple):
 class LineTable:
     """A decoded table with ``position(offset)`` by binary search over range starts."""
 
-    __slots__ = ("firstlineno", "entries", "_starts")
+    __slots__ = ("firstlineno", "entries", "_starts", "_prologue_end")
 
     def __init__(self, kind: str, table: bytes, firstlineno: int):
         """ValueError for a table with a line below 0 or past what a recording holds: bytes
@@ -173,14 +173,21 @@ class LineTable:
         if not all(0 <= entry[2] < LINE_LIMIT for entry in self.entries):
             raise ValueError("a line outside [0, %d)" % LINE_LIMIT)
         self._starts = [entry[0] for entry in self.entries]
+        #: Where the first instruction with a line starts.  3.11+ open a frame with instructions
+        #: that have none (MAKE_CELL, COPY_FREE_VARS, 3.12's POP_TOP after RETURN_GENERATOR)
+        #: before RESUME, which has the ``def`` line: a frame there has not started its body.
+        self._prologue_end = next((start for start, _, line, _ in self.entries if line > 0),
+                                  OPEN_END)
 
     def position(self, offset: int) -> Position:
         """Line and column of the instruction at byte ``offset``.
 
-        A negative offset is a frame that has not started: CPython (``PyCode_Addr2Line``) reports
-        ``co_firstlineno``, so do we.
+        A frame that has not started its body is at ``co_firstlineno``: a negative offset, as
+        CPython reports it (``PyCode_Addr2Line``), and an instruction of the prologue before
+        the first one with a line.  An instruction without a line further on (an exception
+        handler's, a loop's jump back) has line 0.
         """
-        if offset < 0:
+        if offset < self._prologue_end:
             return Position(self.firstlineno, -1)
         i = bisect_right(self._starts, offset) - 1
         if i < 0:

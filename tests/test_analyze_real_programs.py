@@ -82,8 +82,8 @@ def export_text(rec, module, **options):
 def test_a_function_is_labelled_with_its_lowest_sampled_line_never_0(inits):
     rec = spyanalyze.load(inits)
     frames = rec.frames
-    # the recording holds line 0 (an instruction without a line, such as MAKE_CELL) in functions
-    # that were also sampled on real lines
+    # the recording holds line 0 (an instruction without a line: the generated ``spin``'s second
+    # statement) in functions that were also sampled on real lines
     zero = set(frames.loc[frames["line"] == 0, "qualname"]) - {NO_PYTHON_FRAMES}
     assert zero & set(frames.loc[frames["line"] > 0, "qualname"])
     table = rec.by_function()

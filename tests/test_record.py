@@ -334,6 +334,27 @@ def test_a_launched_program_is_recorded_from_its_first_line(tmp_path, label):
     assert importing >= 0.7 * expected - 2, (label, int(importing), expected)
 
 
+@pytest.mark.parametrize("label", [v for v in SOME_VERSIONS if v != "3.8"])
+def test_a_function_sampled_before_its_first_line_is_at_its_def_line(tmp_path, label):
+    # GIVEN a loop calling a function with a cell variable, whose first instruction (MAKE_CELL,
+    # 3.11+) has no line, and a generated function one of whose statements has line 0
+    out = tmp_path / "inits.spy"
+    # WHEN spyrec records it
+    result = spyrec("-q", "-o", out, "-r", "1000", "--",
+                    *launch_argv(python_for(label), "inits.py", "2"))
+    assert result.returncode == 0, result.stderr
+    frames = Stacks(load(out)).frames
+    marks = marked_lines(target_path("inits.py"))
+    # THEN the function's samples are on its lines, those in its prologue on its ``def`` line as
+    # CPython reports a frame that has not started; none without a line
+    adder = {line for name, _, line in frames if name == "make_adder"}
+    assert marks["make-adder-def"] in adder, (label, adder)
+    assert adder <= {marks["make-adder-def"], marks["make-adder"]}, (label, adder)
+    # AND an instruction without a line in a function's body keeps none
+    spin = {line for name, _, line in frames if name == "spin"}
+    assert 0 in spin and spin - {0} <= {1, 2, 3, 4, 6}, (label, spin)
+
+
 def test_a_program_that_imports_module_after_module_keeps_its_stacks(tmp_path):
     """``pydoc -k`` imports every module it finds: each module's code object is freed as soon
     as its body has run, often between the walk that found its frame and the naming of a stack

@@ -4,10 +4,13 @@ Usage: ``python inits.py [DURATION=30]``.
 
 The main thread loops in ``build``: ``Point(i)`` runs a Python ``__init__`` called by the class
 (3.12 and 3.13 run it through an interpreter-made shim frame once the call is specialised),
-``threading.Thread(...)`` does the same in the standard library, and ``make_adder(i)`` is a
-function with a cell variable, whose first instruction (``MAKE_CELL``) has no line number.
+``threading.Thread(...)`` does the same in the standard library, ``make_adder(i)`` is a
+function with a cell variable, whose first instruction (3.11+: ``MAKE_CELL``, before ``RESUME``)
+has no line number, and ``spin`` was compiled from a tree in which one statement has line 0, as
+code generators may leave it: its instructions have no line.
 """
 
+import ast
 import threading
 import time
 
@@ -22,8 +25,22 @@ class Point:
         self.y = x * 2  # @point-init
 
 
-def make_adder(x):
+def make_adder(x):  # @make-adder-def
     return lambda y: x + y  # @make-adder
+
+
+def _generated_spin():
+    tree = ast.parse("def spin(n):\n    t = 0\n    for i in range(n):\n        t += i\n"
+                     "        t -= i // 2\n    return t\n")
+    unlined = tree.body[0].body[1].body[1]
+    for node in ast.walk(unlined):
+        node.lineno = node.end_lineno = 0
+    namespace = {}
+    exec(compile(tree, "<generated>", "exec"), namespace)
+    return namespace["spin"]
+
+
+spin = _generated_spin()
 
 
 def build(deadline):
@@ -33,6 +50,7 @@ def build(deadline):
             Point(i)
             threading.Thread(target=None)
             make_adder(i)
+            spin(20)
         rounds += 1  # @build
     return rounds
 
