@@ -81,13 +81,15 @@ def sampler_stacks(path):
 
 
 def profiled(stacks, measuring, parts):
-    """(samples in ``measuring``, {part: share of those samples also in that part})."""
+    """(samples in ``measuring``, {part: share of those samples also in that part}).  Before
+    3.11 a frame has no qualified name: ``Template.render`` is then ``render``."""
     inside = Counter()
     for stack, count in stacks.items():
         if measuring in stack:
             inside[stack[stack.index(measuring) + 1:]] += count
     total = sum(inside.values())
-    shares = {part: sum(c for s, c in inside.items() if part in s) / max(total, 1)
+    shares = {part: sum(c for s, c in inside.items()
+                        if part in s or part.rsplit(".", 1)[-1] in s) / max(total, 1)
               for part in parts}
     return total, shares
 
