@@ -1,21 +1,23 @@
 """Real programs that time their own parts, next to what each profiler attributes to them.
 
     .venv/bin/python -m bench.bench_self_timed --python /path/to/venv/bin/python [...]
-        [--sid-packages SITE_PACKAGES] [--programs jinja,sphinx] [--rate 500] [--runs 1]
+        [--sid-packages SITE_PACKAGES] [--programs jinja,sphinx,asgi] [--rate 500] [--runs 1]
 
-Not part of the unit tests.  Each ``--python`` is an interpreter with jinja2 and Sphinx
-installed.  ``--sid-packages`` (a site-packages directory holding pure-Python jinja2 and
-markupsafe) also runs the jinja2 program under python3.15 in the sid root
-(scripts/make-sid-root.sh), where CPython's own sampler runs too.  The programs
-(bench/targets/jinja_timed.py, bench/targets/sphinx_timed.py) measure with ``perf_counter`` the
-share of one function's wall time spent in a few of the functions it calls; every profiler
-launches the program (RATE Hz) and its share of a function is the share of the samples in
-the measuring function that are also in that one.  Each program runs alone, then under each
+Not part of the unit tests.  Each ``--python`` is an interpreter with jinja2, Sphinx, FastAPI
+and uvicorn installed (those that ``--programs`` asks for).  ``--sid-packages`` (a
+site-packages directory holding pure-Python jinja2 and markupsafe) also runs the jinja2 program
+under python3.15 in the sid root (scripts/make-sid-root.sh), where CPython's own sampler runs
+too.  The programs (bench/targets/jinja_timed.py, sphinx_timed.py, and asgi_timed.py: a web
+app loaded by a client on this machine) measure with ``perf_counter`` the share of one
+function's wall time spent in a few of the functions it calls; every profiler launches the
+program (RATE Hz) and its share of a function is the share of the samples in the measuring
+function that are also in that one (for the web app, whose thread sleeps between requests,
+the samples of the thread asleep included).  Each program runs alone, then under each
 profiler: spyrec (stacks copied at interrupts, as root), spyrec with ``SPYREC_BPF=0`` (read
 from outside), py-spy and Austin where they support the version, and CPython 3.15's
 ``profiling.sampling`` in the sid root.  The program's own figures in each run are printed
-next to the profiler's, with the largest difference between them: a profiler that stops
-the program also changes what it measures.
+next to the profiler's, with the largest difference between them: a profiler that stops the
+program also changes what it measures.
 """
 
 import argparse
@@ -35,7 +37,12 @@ PROGRAMS = {
     # name: (target script, the measuring function, its arguments given the work directory)
     "jinja": ("jinja_timed.py", "timed_loop", lambda work, seconds: [str(seconds)]),
     "sphinx": ("sphinx_timed.py", "timed_build", lambda work, seconds: [work, "40"]),
+    "asgi": ("asgi_timed.py", "serve", lambda work, seconds: [str(seconds)]),
 }
+#: Programs whose measuring thread also sleeps: their shares are of wall time, so the profilers
+#: keep the samples of a thread asleep (spyrec's idle ones, py-spy's ``--idle``, Austin
+#: without ``-s``).
+WALL = {"asgi"}
 #: Where the sid root's python3.15 finds the packages copied into it.
 SID_PACKAGES = "/tmp/spybench-packages"
 
@@ -57,12 +64,12 @@ def run(command, env=None):
     return own_figures(done.stderr), wall, done.stdout
 
 
-def loaded_stacks(path):
-    """Busy samples of a file spyanalyze reads (.spy, Austin's MOJO, py-spy's raw), as a
-    Counter of stacks of qualified names, root first."""
+def loaded_stacks(path, wall=False):
+    """Busy samples (with ``wall``, all samples) of a file spyanalyze reads (.spy, Austin's
+    MOJO, py-spy's raw), as a Counter of stacks of qualified names, root first."""
     import spyanalyze
 
-    rec = spyanalyze.load(path).filter(idle="exclude")
+    rec = spyanalyze.load(path).filter(idle="include" if wall else "exclude")
     names = rec.frames["qualname"].tolist()
     frames = rec.stacks["frames"]
     return Counter(tuple(names[f] for f in frames[s]) for s in rec.samples["stack"].tolist())
@@ -113,17 +120,18 @@ class Interpreter:
                               check=True).stdout.strip()
 
 
-def profilers(python, version, work, rate):
+def profilers(python, version, work, rate, wall):
     """(name, runner) of each profiler that can record this interpreter: runner(argv) ->
-    (own figures, wall seconds, Counter of stacks)."""
+    (own figures, wall seconds, Counter of stacks); ``wall``: samples of a thread asleep
+    kept."""
     spyrec = [sys.executable, "-m", "spyrec", "-q", "-r", str(rate)]
     out = os.path.join(work, "profile")
 
     def spyrec_run(outside):
         def runner(argv):
             env = dict(os.environ, SPYREC_BPF="0") if outside else None
-            own, wall, _ = run(spyrec + ["-o", out + ".spy", "--"] + argv, env)
-            return own, wall, loaded_stacks(out + ".spy")
+            own, seconds, _ = run(spyrec + ["-o", out + ".spy", "--"] + argv, env)
+            return own, seconds, loaded_stacks(out + ".spy", wall)
         return runner
 
     found = [("spyrec", spyrec_run(False)), ("spyrec SPYREC_BPF=0", spyrec_run(True))]
@@ -131,17 +139,19 @@ def profilers(python, version, work, rate):
     py_spy, austin = find_peer("py-spy"), find_peer("austin")
     if py_spy and minor <= (3, 13):
         def py_spy_run(argv):
-            own, wall, _ = run([py_spy, "record", "-r", str(rate), "-f", "raw", "-o",
-                                out + ".raw", "--"] + argv)
-            return own, wall, loaded_stacks(out + ".raw")
+            idle = ["--idle"] if wall else []
+            own, seconds, _ = run([py_spy, "record", "-r", str(rate), "-f", "raw", "-o",
+                                   out + ".raw"] + idle + ["--"] + argv)
+            return own, seconds, loaded_stacks(out + ".raw", wall)
         found.append(("py-spy", py_spy_run))
     if austin and minor <= (3, 13):
         def austin_run(argv):
             for attempt in range(3):   # Austin 3.7 now and then takes a launched
                 try:                   # interpreter for no Python process
-                    own, wall, _ = run([austin, "-s", "-b", "-i", str(int(1e6 / rate)), "-o",
-                                        out + ".mojo"] + argv)
-                    return own, wall, loaded_stacks(out + ".mojo")
+                    sleepless = [] if wall else ["-s"]
+                    own, seconds, _ = run([austin] + sleepless + ["-b", "-i",
+                                          str(int(1e6 / rate)), "-o", out + ".mojo"] + argv)
+                    return own, seconds, loaded_stacks(out + ".mojo", wall)
                 except RuntimeError:
                     if attempt == 2:
                         raise
@@ -151,10 +161,10 @@ def profilers(python, version, work, rate):
 
         def sampler_run(argv):
             chroot, root, env, path, python3, script = argv[:6]
-            own, wall, stdout = run([chroot, root, env, path, python3, "-m", "profiling.sampling",
-                                     "run", "-r", str(rate), "--collapsed", "-o", inside,
-                                     script] + argv[6:])
-            return own, wall, sampler_stacks(root + inside)
+            own, seconds, _ = run([chroot, root, env, path, python3, "-m", "profiling.sampling",
+                                   "run", "-r", str(rate), "--collapsed", "-o", inside,
+                                   script] + argv[6:])
+            return own, seconds, sampler_stacks(root + inside)
         found.append(("profiling.sampling", sampler_run))
     return found
 
@@ -195,7 +205,7 @@ def main():
                         help="an interpreter with jinja2 and Sphinx installed")
     parser.add_argument("--sid-packages", help="site-packages with pure-Python jinja2 and "
                         "markupsafe, to run the jinja2 program under the sid root's python3.15")
-    parser.add_argument("--programs", default="jinja,sphinx")
+    parser.add_argument("--programs", default="jinja,sphinx,asgi")
     parser.add_argument("--seconds", type=float, default=6.0, help="jinja2's run (default 6)")
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--runs", type=int, default=1)
@@ -214,14 +224,15 @@ def main():
         for python in interpreters:
             version = python.version()
             for program in rows:
-                if python.root is not None and program != "jinja":
+                if python.root is not None and program != "jinja":  # packages not staged
                     continue
                 script, measuring, arguments = PROGRAMS[program]
                 argv = python.argv(script, arguments(os.path.join(work, program), args.seconds))
                 for _ in range(args.runs):
                     own, wall, _ = run(argv)
                     rows[program].append((version, "alone", wall, own, 0, None))
-                    for name, runner in profilers(python, version, work, args.rate):
+                    for name, runner in profilers(python, version, work, args.rate,
+                                                  program in WALL):
                         try:
                             own, wall, stacks = runner(argv)
                         except RuntimeError as exc:   # a peer that failed to start
