@@ -87,6 +87,32 @@ def sampler_stacks(path):
     return stacks
 
 
+def moments(spy, calls_path, measuring, part):
+    """(share of the samples in ``measuring`` taken inside a ``part`` call by the program's
+    log, share that put the thread in ``part``, share of the time the calls took, share of
+    the samples in ``part`` taken inside a call): the samples' moments are each one's ``t``
+    (when its stack was copied or read), between the first call's start and the last's end."""
+    import numpy as np
+
+    import spyanalyze
+
+    with open(calls_path) as f:
+        calls = np.array(json.load(f), dtype=np.int64).reshape(-1, 2)
+    rec = spyanalyze.load(spy)
+    names = rec.frames["qualname"].tolist()
+    frames = rec.stacks["frames"]
+    stacks = [[names[f] for f in frames[s]] for s in rec.samples["stack"].tolist()]
+    when = rec.header["start_mono_ns"] + rec.samples["t"].to_numpy()
+    keep = np.array([measuring in stack for stack in stacks]) \
+        & (when >= calls[0, 0]) & (when <= calls[-1, 1])
+    at = np.searchsorted(calls[:, 0], when[keep], side="right") - 1
+    inside = (at >= 0) & (when[keep] < calls[np.clip(at, 0, None), 1])
+    claimed = np.array([part in stack for stack, kept in zip(stacks, keep) if kept])
+    busy = (calls[:, 1] - calls[:, 0]).sum() / (calls[-1, 1] - calls[0, 0])
+    agree = (claimed & inside).sum() / max(claimed.sum(), 1)
+    return inside.mean(), claimed.mean(), busy, agree
+
+
 def profiled(stacks, measuring, parts):
     """(samples in ``measuring``, {part: share of those samples also in that part}).  Before
     3.11 a frame has no qualified name: ``Template.render`` is then ``render``."""
@@ -209,6 +235,10 @@ def main():
     parser.add_argument("--seconds", type=float, default=6.0, help="jinja2's run (default 6)")
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--moments", action="store_true",
+                        help="for the web app under spyrec, also look each sample's moment up "
+                             "in the program's log of its compute calls (bench/targets/"
+                             "asgi_timed.py): whether the moments fall in them as the time does")
     args = parser.parse_args()
     interpreters = [Interpreter(p) for p in args.python]
     root = sid_root()
@@ -220,7 +250,11 @@ def main():
     if not interpreters:
         raise SystemExit("give --python or --sid-packages")
     rows = {program: [] for program in args.programs.split(",")}
+    found_moments = []
     with tempfile.TemporaryDirectory() as work:
+        calls = os.path.join(work, "calls.json")
+        if args.moments:
+            os.environ["ASGI_TIMED_LOG"] = calls
         for python in interpreters:
             version = python.version()
             for program in rows:
@@ -243,9 +277,21 @@ def main():
                         samples, shares = profiled(stacks, measuring, own)
                         rows[program].append((version, name, wall, own, samples, shares))
                         log("%s %s %s: %s" % (version, program, name, shares))
+                        if args.moments and program == "asgi" and name.startswith("spyrec"):
+                            found_moments.append((version, name) + moments(
+                                os.path.join(work, "profile.spy"), calls, measuring,
+                                "compute"))
     for program, found in rows.items():
         if found:
             print_table(program, found)
+    if found_moments:
+        print("\n**the web app's samples, moment by moment** (`compute`)\n")
+        print("| CPython | run | samples taken in a call | samples that show one | the calls' "
+              "share of the time | samples showing one that were taken in one |")
+        print("|---|---|---:|---:|---:|---:|")
+        for version, name, inside, claimed, busy, agree in found_moments:
+            print("| %s | %s | %.3f | %.3f | %.3f | %.3f |"
+                  % (version, name, inside, claimed, busy, agree))
 
 
 if __name__ == "__main__":

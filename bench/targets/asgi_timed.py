@@ -9,11 +9,14 @@ generator (``compute``) and returns rows that FastAPI encodes.  The server's mai
 asleep between requests, waiting for the next one.  At exit it prints to stderr, as JSON, the
 share of ``serve``'s wall time spent in ``compute`` and in the endpoint ``item``, measured with
 ``time.perf_counter``: a profiler's share of its samples of the main thread, those asleep
-included, in the same functions should match.
+included, in the same functions should match.  With ``ASGI_TIMED_LOG=PATH`` it also writes
+to PATH, as JSON, the start and end (``time.monotonic_ns``) of every ``compute`` call, so that
+each sample's moment can be looked up in them (bench/bench_self_timed.py ``--moments``).
 """
 
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -34,12 +37,17 @@ while time.monotonic() < end:
 
 app = FastAPI()
 spent = {"compute": 0.0, "item": 0.0}
+LOG = os.environ.get("ASGI_TIMED_LOG")
+calls = []  # (start, end) of each compute call, monotonic ns, when LOG is set
 
 
 def compute(n):
+    began = time.monotonic_ns() if LOG else 0
     start = time.perf_counter()
     total = sum(i * i for i in range(n))
     spent["compute"] += time.perf_counter() - start
+    if LOG:
+        calls.append((began, time.monotonic_ns()))
     return total
 
 
@@ -73,6 +81,9 @@ def main():
     start = time.perf_counter()
     serve(float(sys.argv[1]))
     total = time.perf_counter() - start
+    if LOG:
+        with open(LOG, "w") as f:
+            json.dump(calls, f)
     print(json.dumps({key: value / total for key, value in spent.items()}), file=sys.stderr)
 
 
