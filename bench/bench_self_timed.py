@@ -1,20 +1,21 @@
 """Real programs that time their own parts, next to what each profiler attributes to them.
 
     .venv/bin/python -m bench.bench_self_timed --python /path/to/venv/bin/python [...]
-        [--sid-packages SITE_PACKAGES] [--programs jinja,sphinx,asgi] [--rate 500] [--runs 1]
+        [--sid-packages SITE_PACKAGES] [--programs jinja,sphinx,asgi,lark] [--rate 500] [--runs 1]
 
-Not part of the unit tests.  Each ``--python`` is an interpreter with jinja2, Sphinx, FastAPI
-and uvicorn installed (those that ``--programs`` asks for).  ``--sid-packages`` (a
+Not part of the unit tests.  Each ``--python`` is an interpreter with jinja2, Sphinx, FastAPI,
+uvicorn and lark installed (those that ``--programs`` asks for).  ``--sid-packages`` (a
 site-packages directory holding pure-Python jinja2 and markupsafe) also runs the jinja2 program
 under python3.15 in the sid root (scripts/make-sid-root.sh), where CPython's own sampler runs
-too.  The programs (bench/targets/jinja_timed.py, sphinx_timed.py, and asgi_timed.py: a web
-app loaded by a client on this machine) measure with ``perf_counter`` the share of one
-function's wall time spent in a few of the functions it calls; every profiler launches the
-program (RATE Hz) and its share of a function is the share of the samples in the measuring
-function that are also in that one (for the web app, whose thread sleeps between requests,
-the samples of the thread asleep included).  Each program runs alone, then under each
-profiler: spyrec (stacks copied at interrupts, as root), spyrec with ``SPYREC_BPF=0`` (read
-from outside), py-spy and Austin where they support the version, and CPython 3.15's
+too.  The programs (bench/targets/jinja_timed.py, sphinx_timed.py, asgi_timed.py: a web app
+loaded by a client on this machine, and lark_timed.py: its garbage collector's share, as
+``gc.callbacks`` measure it, against spyrec's ``<GC>`` samples) measure with ``perf_counter``
+the share of one function's wall time spent in a few of the functions it calls; every profiler
+launches the program (RATE Hz) and its share of a function is the share of the samples in the
+measuring function that are also in that one (for the web app, whose thread sleeps between
+requests, the samples of the thread asleep included).  Each program runs alone, then under
+each profiler: spyrec (stacks copied at interrupts, as root), spyrec with ``SPYREC_BPF=0``
+(read from outside), py-spy and Austin where they support the version, and CPython 3.15's
 ``profiling.sampling`` in the sid root.  The program's own figures in each run are printed
 next to the profiler's, with the largest difference between them: a profiler that stops the
 program also changes what it measures.
@@ -38,6 +39,7 @@ PROGRAMS = {
     "jinja": ("jinja_timed.py", "timed_loop", lambda work, seconds: [str(seconds)]),
     "sphinx": ("sphinx_timed.py", "timed_build", lambda work, seconds: [work, "40"]),
     "asgi": ("asgi_timed.py", "serve", lambda work, seconds: [str(seconds)]),
+    "lark": ("lark_timed.py", "timed_parse", lambda work, seconds: [str(seconds)]),
 }
 #: Programs whose measuring thread also sleeps: their shares are of wall time, so the profilers
 #: keep the samples of a thread asleep (spyrec's idle ones, py-spy's ``--idle``, Austin
@@ -231,7 +233,7 @@ def main():
                         help="an interpreter with jinja2 and Sphinx installed")
     parser.add_argument("--sid-packages", help="site-packages with pure-Python jinja2 and "
                         "markupsafe, to run the jinja2 program under the sid root's python3.15")
-    parser.add_argument("--programs", default="jinja,sphinx,asgi")
+    parser.add_argument("--programs", default="jinja,sphinx,asgi,lark")
     parser.add_argument("--seconds", type=float, default=6.0, help="jinja2's run (default 6)")
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--runs", type=int, default=1)
