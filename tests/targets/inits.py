@@ -5,9 +5,9 @@ Usage: ``python inits.py [DURATION=30]``.
 The main thread loops in ``build``: ``Point(i)`` runs a Python ``__init__`` called by the class
 (3.12 and 3.13 run it through an interpreter-made shim frame once the call is specialised),
 ``threading.Thread(...)`` does the same in the standard library, ``make_adder(i)`` is a
-function with a cell variable, whose first instruction (3.11+: ``MAKE_CELL``, before ``RESUME``)
-has no line number, and ``spin`` was compiled from a tree in which one statement has line 0, as
-code generators may leave it: its instructions have no line.
+function with eight cell variables, whose first instructions (3.11+: ``MAKE_CELL``, before
+``RESUME``) have no line number, and ``spin`` was compiled from a tree in which one statement
+has line 0, as code generators may leave it: its instructions have no line.
 """
 
 import ast
@@ -25,8 +25,8 @@ class Point:
         self.y = x * 2  # @point-init
 
 
-def make_adder(x):  # @make-adder-def
-    return lambda y: x + y  # @make-adder
+def make_adder(x, a=1, b=2, c=3, d=4, e=5, f=6, g=7):  # @make-adder-def
+    return lambda y: x + y + a + b + c + d + e + f + g  # @make-adder
 
 
 def _generated_spin():
