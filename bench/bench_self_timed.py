@@ -58,12 +58,12 @@ def own_figures(stderr):
 
 
 def run(command, env=None):
-    """(the program's own figures, wall seconds, the command's stdout) of one run."""
+    """(the program's own figures, wall seconds) of one run."""
     start = time.monotonic()
     done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env=env)
     wall = time.monotonic() - start
-    return own_figures(done.stderr), wall, done.stdout
+    return own_figures(done.stderr), wall
 
 
 def loaded_stacks(path, wall=False):
@@ -158,7 +158,7 @@ def profilers(python, version, work, rate, wall):
     def spyrec_run(outside):
         def runner(argv):
             env = dict(os.environ, SPYREC_BPF="0") if outside else None
-            own, seconds, _ = run(spyrec + ["-o", out + ".spy", "--"] + argv, env)
+            own, seconds = run(spyrec + ["-o", out + ".spy", "--"] + argv, env)
             return own, seconds, loaded_stacks(out + ".spy", wall)
         return runner
 
@@ -168,8 +168,8 @@ def profilers(python, version, work, rate, wall):
     if py_spy and minor <= (3, 13):
         def py_spy_run(argv):
             idle = ["--idle"] if wall else []
-            own, seconds, _ = run([py_spy, "record", "-r", str(rate), "-f", "raw", "-o",
-                                   out + ".raw"] + idle + ["--"] + argv)
+            own, seconds = run([py_spy, "record", "-r", str(rate), "-f", "raw", "-o",
+                                out + ".raw"] + idle + ["--"] + argv)
             return own, seconds, loaded_stacks(out + ".raw", wall)
         found.append(("py-spy", py_spy_run))
     if austin and minor <= (3, 13):
@@ -177,8 +177,8 @@ def profilers(python, version, work, rate, wall):
             for attempt in range(3):   # Austin 3.7 now and then takes a launched
                 try:                   # interpreter for no Python process
                     sleepless = [] if wall else ["-s"]
-                    own, seconds, _ = run([austin] + sleepless + ["-b", "-i",
-                                          str(int(1e6 / rate)), "-o", out + ".mojo"] + argv)
+                    own, seconds = run([austin] + sleepless + ["-b", "-i", str(int(1e6 / rate)),
+                                        "-o", out + ".mojo"] + argv)
                     return own, seconds, loaded_stacks(out + ".mojo", wall)
                 except RuntimeError:
                     if attempt == 2:
@@ -189,9 +189,9 @@ def profilers(python, version, work, rate, wall):
 
         def sampler_run(argv):
             chroot, root, env, path, python3, script = argv[:6]
-            own, seconds, _ = run([chroot, root, env, path, python3, "-m", "profiling.sampling",
-                                   "run", "-r", str(rate), "--collapsed", "-o", inside,
-                                   script] + argv[6:])
+            own, seconds = run([chroot, root, env, path, python3, "-m", "profiling.sampling",
+                                "run", "-r", str(rate), "--collapsed", "-o", inside,
+                                script] + argv[6:])
             return own, seconds, sampler_stacks(root + inside)
         found.append(("profiling.sampling", sampler_run))
     return found
@@ -265,7 +265,7 @@ def main():
                 script, measuring, arguments = PROGRAMS[program]
                 argv = python.argv(script, arguments(os.path.join(work, program), args.seconds))
                 for _ in range(args.runs):
-                    own, wall, _ = run(argv)
+                    own, wall = run(argv)
                     rows[program].append((version, "alone", wall, own, 0, None))
                     for name, runner in profilers(python, version, work, args.rate,
                                                   program in WALL):

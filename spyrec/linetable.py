@@ -189,10 +189,8 @@ class LineTable:
         """
         if offset < self._prologue_end:
             return Position(self.firstlineno, -1)
-        i = bisect_right(self._starts, offset) - 1
-        if i < 0:
-            return Position(0, -1)
-        _, end, line, column = self.entries[i]
+        # (past the prologue's end, which is an entry's start: some entry starts at or before)
+        _, end, line, column = self.entries[bisect_right(self._starts, offset) - 1]
         if offset >= end:
             return Position(0, -1)
         return Position(line, column)

@@ -336,8 +336,8 @@ def test_a_launched_program_is_recorded_from_its_first_line(tmp_path, label):
 
 @pytest.mark.parametrize("label", [v for v in SOME_VERSIONS if v != "3.8"])
 def test_a_function_sampled_before_its_first_line_is_at_its_def_line(tmp_path, label):
-    # GIVEN a loop calling a function with a cell variable, whose first instruction (MAKE_CELL,
-    # 3.11+) has no line, and a generated function one of whose statements has line 0
+    # GIVEN a loop calling a function with cell variables, whose first instructions (MAKE_CELL,
+    # 3.11+) have no line, and a generated function one of whose statements has line 0
     out = tmp_path / "inits.spy"
     # WHEN spyrec records it
     result = spyrec("-q", "-o", out, "-r", "1000", "--",
