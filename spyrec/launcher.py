@@ -29,6 +29,8 @@ from spyrec.interpreter import PythonProcess
 
 #: How long a launched command has to bring up a Python interpreter before it is stopped.
 LAUNCH_ATTACH_TIMEOUT_S = 10.0
+#: How long ``find_python`` first waits between looks at the command's processes.
+FIRST_LOOK_DELAY_S = 0.001
 #: How long ``Launched.held`` waits for the process it stops to be stopped.
 HOLD_WAIT_S = 0.5
 #: How long a stopped command has between SIGTERM and SIGKILL.
@@ -81,7 +83,7 @@ class Launched:
         ELF files, several milliseconds in which the program would otherwise begin.
         """
         deadline = time.monotonic() + timeout
-        delay = 0.001
+        delay = FIRST_LOOK_DELAY_S
         refused = None  # a process of the tree that is Python but could not be recorded
         while True:
             if should_stop():
@@ -89,15 +91,17 @@ class Launched:
                                   % self.name)
             exited = self.child.poll() is not None  # before the look: a Python started
             members = self.members()                # just before the exit is still seen
+            starting = False  # a Python of the command is not initialised yet
             for pid in members:
-                if hold and _named_python(pid):
+                named = hold and _named_python(pid)
+                if named:
                     self._hold(pid)
                 try:
                     return PythonProcess.attach(pid)
                 except (NotPython, TargetNotFound):
                     # Not Python, gone, or just exec'd: the dynamic loader has not mapped
                     # libpython yet, or the runtime is not initialised (tried again next time).
-                    pass
+                    starting = starting or named
                 except (UnsupportedPython, PermissionDenied) as exc:
                     refused = exc
                 self.release()
@@ -110,7 +114,9 @@ class Launched:
                 raise LaunchError("no Python process appeared in %s within %g s; it was stopped"
                                   % (self.name, timeout))
             time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            # A Python not yet initialised is looked at again soon: its interpreter is up in
+            # milliseconds, and each one waited lets its program run unrecorded.
+            delay = FIRST_LOOK_DELAY_S if starting else min(delay * 2, 0.05)
 
     @contextlib.contextmanager
     def held(self, pid):

@@ -44,8 +44,9 @@ SHORT_CALLEE_TOLERANCE = 0.06
 #: Share of ``via_tokens`` samples that may show the consumer or generator innermost (3.14+
 #: take the caller of a frame found popped for where the thread is: 4 to 10% of them, once
 #: 10.1% in CI for the generator innermost), and
-#: that may show a consumer at a line that cannot call what the stack puts above it (2 to 5%:
-#: a frame popped between the copies of the thread state and of the chunk).
+#: that may show a consumer at a line that cannot call what the stack puts above it (1 to 5%
+#: in quiet runs and with a core kept busy, 8.0% once in a clean-clone CI run, 3.11 read from
+#: outside: a frame popped between the copies of the thread state and of the chunk).
 CALLEELESS = 0.12
 #: The share of a generator's samples on its ``yield`` line that a test allows, give or take
 #: what chance does to the few hundred samples it has (see
@@ -54,7 +55,7 @@ YIELD_LINE = 0.04
 #: The share of ``via_async`` samples whose coroutines are not in the order they await each
 #: other in (see test_a_coroutine_chain_is_shown_as_it_awaits).
 IMPOSSIBLE_CHAINS = 0.01
-MIXED_MOMENTS = 0.08
+MIXED_MOMENTS = 0.10
 #: Samples this close (ns) to the start or end of a phase call are not judged: a sample is
 #: stamped when its thread state is copied, and its frames are copied after.
 PHASE_EDGE = 200_000
