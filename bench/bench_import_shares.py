@@ -47,7 +47,9 @@ def py_spy_shares(path, own):
     total = body = 0
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
-            stack, count = line.rstrip("\n").rsplit(" ", 1)
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not count.isdigit():
+                continue  # (the rest of a frame's name that held a line break)
             total += int(count)
             body += int(count) if BODY_FILE in stack else 0
     return total, body / max(1, total), None, own["bodies_s"] / own["elapsed_s"], None
