@@ -47,6 +47,7 @@ RINGBUF_NO_WAKEUP = 1
 # perf_event_open
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_CPU_CLOCK = 0
+PERF_COUNT_SW_CONTEXT_SWITCHES = 3
 PERF_FLAG_FD_CLOEXEC = 8
 PERF_EVENT_IOC_ENABLE = 0x2400
 PERF_EVENT_IOC_DISABLE = 0x2401
@@ -56,7 +57,9 @@ PERF_EVENT_IOC_SET_OUTPUT = 0x2405
 PERF_ATTR_SIZE = 128
 ATTR_DISABLED = 1 << 0
 ATTR_WATERMARK = 1 << 14
+ATTR_SAMPLE_ID_ALL = 1 << 18
 ATTR_USE_CLOCKID = 1 << 25
+ATTR_CONTEXT_SWITCH = 1 << 26
 ATTR_WRITE_BACKWARD = 1 << 27
 CLOCK_MONOTONIC = 1
 
@@ -296,6 +299,27 @@ def open_cpu_clock(tid: int, period_ns: int, prog_fd: int, sample_type: int = 0,
     struct.pack_into("<IIQQQQQI", attr, 0, PERF_TYPE_SOFTWARE, PERF_ATTR_SIZE,
                      PERF_COUNT_SW_CPU_CLOCK, period_ns, sample_type, 0, flags, wakeup_bytes)
     struct.pack_into("<QIi", attr, 80, regs_user, stack_user, CLOCK_MONOTONIC)
+    buf = ctypes.create_string_buffer(bytes(attr), PERF_ATTR_SIZE)
+    fd = _libc.syscall(SYS_PERF_EVENT_OPEN, buf, tid, -1, -1, PERF_FLAG_FD_CLOEXEC)
+    if fd < 0:
+        raise BpfUnavailable("perf_event_open: %s" % os.strerror(ctypes.get_errno()))
+    if _libc.ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd) < 0:
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise BpfUnavailable("PERF_EVENT_IOC_SET_BPF: %s" % os.strerror(err))
+    return fd
+
+
+def open_switches(tid: int, prog_fd: int) -> int:
+    """A context-switch event of thread ``tid`` that runs ``prog_fd`` each time the thread is
+    switched out, and writes a ``PERF_RECORD_SWITCH`` each time it is switched out or in
+    (stamped on CLOCK_MONOTONIC) into its ring (spyrec.switches), not enabled yet."""
+    attr = bytearray(PERF_ATTR_SIZE)
+    flags = ATTR_DISABLED | ATTR_SAMPLE_ID_ALL | ATTR_USE_CLOCKID | ATTR_CONTEXT_SWITCH
+    sample_type = 1 << 1 | 1 << 2  # PERF_SAMPLE_TID | PERF_SAMPLE_TIME
+    struct.pack_into("<IIQQQQQI", attr, 0, PERF_TYPE_SOFTWARE, PERF_ATTR_SIZE,
+                     PERF_COUNT_SW_CONTEXT_SWITCHES, 1, sample_type, 0, flags, 0)
+    struct.pack_into("<QIi", attr, 80, 0, 0, CLOCK_MONOTONIC)
     buf = ctypes.create_string_buffer(bytes(attr), PERF_ATTR_SIZE)
     fd = _libc.syscall(SYS_PERF_EVENT_OPEN, buf, tid, -1, -1, PERF_FLAG_FD_CLOEXEC)
     if fd < 0:

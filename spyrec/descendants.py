@@ -27,6 +27,7 @@ class Sampler(Protocol):
     process: PythonProcess
     woke: bool
     target_running: int
+    due_ns: Optional[int]
 
     def sample_round(self, now: int) -> None: ...
 
@@ -84,6 +85,8 @@ class Descendants:
         self._ended: Set[int] = set()  # recorded to their end (a zombie stays listed a while)
         self._parents: Dict[int, int] = {}
         self._next_look = 0
+        #: When the coming round is due (see Sampler.due_ns), set by the target's sampler.
+        self.due_ns: Optional[int] = None
 
     @property
     def target_running(self) -> int:
@@ -101,6 +104,7 @@ class Descendants:
             # moving again for each descendant would cost a migration each (milliseconds when
             # workers keep every CPU busy), and the round is under way by now.
             sampler.woke = False
+            sampler.due_ns = self.due_ns
             try:
                 sampler.sample_round(now)
             except TargetReplaced:

@@ -239,17 +239,21 @@ class PythonProcess:
     def torn_reads(self) -> int:
         return self.walker.torn_reads
 
-    def sample_threads(self, still=frozenset(), running=frozenset()) -> List[ThreadStack]:
+    def sample_threads(self, still=frozenset(), running=frozenset(), moment=None,
+                       watched=()) -> List[ThreadStack]:
         """One stack per Python thread state of every interpreter.
 
         ``still``: native TIDs of threads that have not run since the last call (their last
         stacks are reused, see ``StackWalker.sample``); ``running``: those found running, whose
-        latest in-kernel copy (if any) is taken instead of a walk.  Never raises on torn reads
-        (they are counted in ``torn_reads``); raises TargetNotFound once the process is gone.
+        latest in-kernel copy (if any) is taken instead of a walk; ``moment``: the round's
+        (monotonic ns), where the ``watched`` threads' switches are recorded (see
+        ``_take_captures``).
+        Never raises on torn reads (they are counted in ``torn_reads``); raises TargetNotFound
+        once the process is gone.
         """
         if self._tid_offset_retry and time.monotonic() >= self._tid_offset_retry:
             self._setup_thread_ids()
-        self._take_captures(running)
+        self._take_captures(running, moment, watched)
         try:
             stacks = self.walker.sample(still)
             self.walker.probe_copies()
@@ -299,14 +303,14 @@ class PythonProcess:
         now = {stack.native_tid: stack for stack in again if stack.copied}
         return [now.get(stack.native_tid, stack) for stack in stacks]
 
-    def sample_some_threads(self, tids, still=frozenset(),
-                            running=frozenset()) -> Optional[List[ThreadStack]]:
+    def sample_some_threads(self, tids, still=frozenset(), running=frozenset(),
+                            moment=None) -> Optional[List[ThreadStack]]:
         """The stacks of the threads ``tids`` alone, when the caller knows no other thread ran
         since the last call (see ``StackWalker.sample_some``); None when ``sample_threads()``
         must be called instead."""
         if self._tid_offset_retry and time.monotonic() >= self._tid_offset_retry:
             return None
-        self._take_captures(running)
+        self._take_captures(running, moment, tids)
         try:
             stacks = self.walker.sample_some(tids, still)
         except (MemoryReadError, PermissionDenied, struct.error, OverflowError, ValueError):
@@ -348,19 +352,32 @@ class PythonProcess:
     def _tids_known(self) -> bool:
         return self.layout.has_native_thread_id or self.walker.pthread_tid_offset is not None
 
-    def _take_captures(self, running) -> None:
+    def _take_captures(self, running, moment=None, watched=()) -> None:
         """Hand the walker the in-kernel copies made since the last round of the threads
         running now (with native frames, waited for a little where one has none yet: see
         ``StackCapture.drain``).  A thread that ran and then blocked is walked: blocked, it
-        holds still, and its copy is older than where it waits."""
+        holds still, and its copy is older than where it waits.
+
+        Where the threads' switches are recorded, each is taken as it was at the round's
+        ``moment`` instead (``StackCapture.at``), not as /proc finds it a little later: a
+        thread preempted then, or woken from a nap and not run yet, is found back at work by
+        the time /proc is read, and its newest copy, made before it stopped, would put it
+        where it was not; one found asleep is read from outside a moment after /proc was
+        read, and by then it may have woken (a nap of a few hundred microseconds): the copy
+        made as it left its CPU is where it waited.  ``watched``: the threads taken so (the
+        dormant ones are not: see spyrec.dormancy)."""
         if self.capture is None:
             return
-        fresh = self.capture.drain(running)
+        capture = self.capture
+        fresh = capture.drain(running)
         walker = self.walker
         walker.probed = {}
         replacing = walker.codes.replacing(time.monotonic())
-        self.capture.identify(replacing and walker.codes.identifies)
+        capture.identify(replacing and walker.codes.identifies)
         copies = {fresh[tid].tstate: fresh[tid] for tid in running if tid in fresh}
+        if moment is not None:
+            for copy in capture.at(moment, watched).values():
+                copies[copy.tstate] = copy
         if replacing and self.native is None:
             # A copy is read up to an interval after it was made, when the code objects it
             # ran may have been freed and others made in their place: each frame named after

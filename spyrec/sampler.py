@@ -28,6 +28,7 @@ from spyrec.procstats import DORMANT_AFTER, ProcessStats, ThreadStats
 from spyrec.resolver import StackResolver
 from spyrec.scheduling import LowLatency, StepAside
 from spyrec.sinks import Sink
+from spyrec.switches import SLEPT
 from spyrec.walker import ThreadStack
 
 if TYPE_CHECKING:  # the sampler is handed one; importing it for real is the caller's business
@@ -186,6 +187,9 @@ class Sampler:
         self._dormant_rows = None  # the dormant threads' samples as sink.samples columns
         self._dormant_names_due = 0  # the soonest name lookup due for a dormant thread
         self._watch = None
+        self._states: Dict[int, int] = {}  # the round's StackCapture.states
+        #: When the coming round is due (monotonic ns), set by ``run``; None: not known.
+        self.due_ns: Optional[int] = None
         self._watch_tried = False
         self._next_full_round = 0
         self._process_stats = ProcessStats(proc_root, process.pid)
@@ -254,6 +258,7 @@ class Sampler:
                     if behind == REALTIME_BEHIND_ROUNDS:
                         scheduling.step_down()
                 cpu_before = thread_time_ns() if budget is not None else 0
+                self.due_ns = next_round
                 stop_reason = self._round(now)
                 if stop_reason is not None:
                     stats.stop_reason = stop_reason
@@ -311,6 +316,7 @@ class Sampler:
         process = self.process
         walker = process.walker
         return (process.capture is None or process.native is not None
+                or process.capture.records_switches
                 or walker.replacing and not walker.copies_named())
 
     def _round(self, now: int) -> Optional[str]:
@@ -318,6 +324,7 @@ class Sampler:
         try:
             self.sample_round(now)
             if self.descendants is not None:
+                self.descendants.due_ns = self.due_ns
                 self.descendants.sample_round(now)
         except TargetReplaced as exc:
             return "target replaced its program (exec): %s" % exc.program
@@ -330,7 +337,9 @@ class Sampler:
         return None
 
     def sample_round(self, now: int) -> None:
-        """Sample every thread once, the round begun at ``now`` (monotonic ns).
+        """Sample every thread once, the round begun at ``now`` (monotonic ns), due at
+        ``due_ns`` (the moment the threads are taken at where their switches are recorded:
+        see PythonProcess._take_captures).
 
         A walked stack is stamped when its thread state was copied (``ThreadStack.read_ns``):
         the /proc reads before the walks take time, stepping aside for a target thread can
@@ -339,6 +348,7 @@ class Sampler:
         is stamped with the round."""
         process = self.process
         t = now - self.origin_ns
+        due = self.due_ns
         process.look_for_asyncio(now / 1e9)
         active, dormant = self._active, self._dormant
         watch = self._watch_for(dormant)
@@ -359,7 +369,7 @@ class Sampler:
                 and now < self._dormant_names_due and self._quiet(watch, switches)):
             # With every thread dormant nothing in the process ran: not even its thread list
             # can have changed (a descendant waiting for work, spyrec -C), nor its memory.
-            stacks = (process.sample_some_threads(list(active), still, running) if active
+            stacks = (process.sample_some_threads(list(active), still, running, due) if active
                       else [])
         quiet = stacks is not None
         woke = []
@@ -377,12 +387,14 @@ class Sampler:
                     running.add(tid)
             if before is not None:
                 watch.measure(before, watch.count(), switches)
-            stacks = process.sample_threads(still, running)  # a torn walk was walked again already
+            # (a torn walk was walked again already)
+            stacks = process.sample_threads(still, running, due, list(active) + woke)
             self._next_full_round = now + FULL_ROUND_EVERY_NS
         if not (quiet and not active and self._rss is not None):
             self._rss = self._process_stats.rss_bytes()
         rss = self._rss
         seen = set()
+        self._states = process.capture.states if process.capture is not None else {}
         for thread_stack in stacks or ():
             seen.add(thread_stack.native_tid)
             self._sample(thread_stack, now, t, rss)
@@ -440,8 +452,11 @@ class Sampler:
         flags = syscall = wchan = 0
         if thread_stack.holds_gil:
             flags |= SampleFlag.GIL
-        # (a copied stack is of a moment the thread ran: see PythonProcess._copied_now)
-        if not thread.stats.running and not thread_stack.copied:
+        # (a copied stack is of a moment the thread ran, see PythonProcess._copied_now, or
+        # of the round's moment, where the thread's switches are recorded)
+        state = self._states.get(tid) if thread_stack.copied else None
+        if state == SLEPT or state is None and not thread.stats.running \
+                and not thread_stack.copied:
             flags |= SampleFlag.IDLE
             call, channel = thread.stats.cause
             if call is not None:

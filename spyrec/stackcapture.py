@@ -29,11 +29,14 @@ Needs root (CAP_BPF and CAP_PERFMON) and Linux 5.8+; ``StackCapture.open`` raise
 ``BpfUnavailable`` otherwise, and the recorder walks live as before.
 """
 
+import itertools
 import operator
 import os
 import struct
 import time
-from typing import AbstractSet, Collection, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from collections import deque
+from typing import (AbstractSet, Collection, Deque, Dict, List, NamedTuple, Optional,
+                    Sequence, Tuple)
 
 from spyrec import bpf, perfstacks
 from spyrec.bpf import R0, R1, R2, R3, R6, R7, R8, R9, R10, Assembler, BpfUnavailable
@@ -42,6 +45,7 @@ from spyrec.codeobjects import identity_window
 from spyrec.layouts.base import FRAME_OWNED_BY_GENERATOR, Layout
 from spyrec.perfstacks import SampleRing, UserStack
 from spyrec.process import namespace_pids
+from spyrec.switches import IN, SwitchRing
 from spyrec.walkcommon import READ_ERRORS, U64
 
 #: Frames one capture holds; a deeper stack has the rest read from outside (``completed``).
@@ -61,6 +65,12 @@ PROGRAM_NAME = "spyrec_stacks"
 #: costs").  At 1 kHz that is a couple of percent; past 500 Hz a round may find no copy
 #: (one a round at 1 kHz, fewer beyond), and its running threads are read from outside.
 MIN_PERIOD_NS = 1_000_000
+#: How many copy periods after it a thread's newest copy still stands for it at a round that
+#: finds it on a CPU (see ``StackCapture.at``): a thread that runs so little is read from
+#: outside.
+KEPT_COPY_PERIODS = 16
+#: ``SPYREC_SWITCHES=0`` in the environment: rounds read how each thread is from /proc alone.
+SWITCHES_ENV = "SPYREC_SWITCHES"
 #: With native frames (``spyrec --native``), which only copies give, a thread found running
 #: with no copy since the last round is copied at the round: a second event of the thread,
 #: off otherwise, is armed for one interrupt this much of its CPU time later
@@ -103,7 +113,16 @@ WHOLE, FAULT, TRUNCATED = 0, 1, 2
 #: are mostly one handler's, of one moment: the thread did not run between them.
 SAME_INTERRUPT_NS = 20_000
 
+#: Set in the TID of a copy made as the thread left its CPU (its context-switch event).
+SWITCHED_OUT = 1 << 31
+#: A copy made as a thread left its CPU and the kernel's record of that switch are stamped
+#: this close (kernel/events/core.c: the event's program runs just before the record is made).
+SAME_SWITCH_NS = 20_000
+#: Copies of each kind kept per thread, the newest: enough for the moment of the last round.
+COPIES_KEPT = 8
+
 _U32 = _TID = struct.Struct("<I")
+
 
 
 class Capture(NamedTuple):
@@ -145,9 +164,12 @@ class SharedState(NamedTuple):
 
 
 def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int, identify_fd: int,
-                  shared: SharedState = SharedState(), sample: bool = False) -> bytes:
+                  shared: SharedState = SharedState(), sample: bool = False,
+                  switched_out: bool = False) -> bytes:
     """The capture program for one target (its TGID as the kernel sees it).  ``sample``:
     after a copy, the kernel also writes the event's own sample (spyrec.perfstacks).
+    ``switched_out``: the program of the thread's context-switch event, its copies marked so
+    (``SWITCHED_OUT``).
     ``identify_fd``: a one-entry array whose u32, when not 0, has each frame's code object's
     identity copied too (see ``StackCapture.identify``)."""
     fr, ts = layout.frame, layout.thread
@@ -178,6 +200,8 @@ def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int, iden
     a.jump_if_imm("==", R0, 0, "out")  # full: the recorder is behind, it walks live
     a.mov(R9, R0)
     a.store(R9, 0, R7, 4)
+    if switched_out:
+        a.store_imm(R9, 3, SWITCHED_OUT >> 24, 1)
     # R7 from here: whether to copy each frame's code object's identity
     a.store_imm(R10, -16, 0, 4)
     a.mov(R2, R10)
@@ -298,6 +322,15 @@ class StackCapture:
         self._armed: Dict[int, int] = {}  # tid -> its event armed at a round (native frames)
         #: {tid: its newest capture} drained by ``arm`` for this round's ``drain``
         self._pending: Dict[int, Capture] = {}
+        self._switch_prog: Optional[int] = None
+        self._switch_ring: Optional[bpf.RingBuffer] = None
+        self._switch_events: Dict[int, int] = {}  # tid -> its context-switch event
+        self._switch_rings: Dict[int, SwitchRing] = {}
+        #: tid -> its newest copies made at its timed interrupts, and as it left its CPU
+        self._timed: Dict[int, Deque[Capture]] = {}
+        self._left: Dict[int, Deque[Capture]] = {}
+        #: {tid: IN, PREEMPTED or SLEPT}: how ``at`` found each thread at the round's moment
+        self.states: Dict[int, int] = {}
         try:
             self._threads_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_HASH, 4, 8, MAX_THREADS))
             self._ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0, RING_BYTES))
@@ -308,6 +341,16 @@ class StackCapture:
                 build_program(layout, tgid, self._threads_fd, self._ring_fd, self._identify_fd,
                               shared, native),
                 PROGRAM_NAME))
+            if not native and os.environ.get(SWITCHES_ENV, "1") != "0":
+                # (a ring of their own: copies made at every switch of busy threads must not
+                # take the room of the timed ones)
+                switch_ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0,
+                                                           RING_BYTES))
+                self._switch_ring = bpf.RingBuffer(switch_ring_fd, RING_BYTES)
+                self._switch_prog = self._keep(bpf.load_program(
+                    build_program(layout, tgid, self._threads_fd, switch_ring_fd,
+                                  self._identify_fd, shared, switched_out=True),
+                    PROGRAM_NAME))
             self._period = max(MIN_PERIOD_NS, int(1e9 / rate_hz))
             #: Seconds ``drain`` waits at most for the copies it armed (see NATIVE_PATIENCE).
             self.patience_s = NATIVE_PATIENCE / rate_hz if native else 0.0
@@ -335,7 +378,24 @@ class StackCapture:
             except (BpfUnavailable, OSError) as exc:
                 self._unfollow(tid)
                 raise BpfUnavailable("a thread's second perf event: %s" % exc) from None
+        if self._switch_prog is not None:
+            try:
+                fd = self._switch_events[tid] = bpf.open_switches(tid, self._switch_prog)
+                self._switch_rings[tid] = SwitchRing(fd)
+                bpf.enable(fd)
+            except (BpfUnavailable, OSError):
+                self._close_switches(tid)  # (its rounds read /proc as before)
         bpf.enable(self._events[tid])  # (native: the armed one by ``arm``)
+
+    def _close_switches(self, tid: int) -> None:
+        ring = self._switch_rings.pop(tid, None)
+        if ring is not None:
+            ring.close()
+        fd = self._switch_events.pop(tid, None)
+        if fd is not None:
+            os.close(fd)
+        self._timed.pop(tid, None)
+        self._left.pop(tid, None)
 
     def _sampled(self) -> Tuple[int, int, int, bool, int]:
         """The kernel's sample at each copy: with native frames the user registers and stack,
@@ -348,6 +408,7 @@ class StackCapture:
         return 0, 0, 0, False, 0
 
     def _unfollow(self, tid: int) -> None:
+        self._close_switches(tid)
         ring = self._rings.pop(tid, None)
         if ring is not None:
             ring.close()
@@ -484,32 +545,96 @@ class StackCapture:
         order they were made)."""
         assert self._ring is not None
         latest: Dict[int, memoryview] = {}
-        for record in self._ring.records():
-            latest[_TID.unpack_from(record)[0]] = record
-        slot, identity = self._slot, self._identity_bytes
-        identities_at = self._identities_at
-        newest = {}
-        for tid, record in latest.items():
-            _, count, time_ns, tstate, _, status, collecting, holder, locked, identified = \
-                HEADER.unpack_from(record)
-            newest[tid] = Capture(
-                tid, time_ns, tstate, status, collecting, holder, locked,
-                bytes(record[SLOT_AT:SLOT_AT + count * slot]), identified,
-                bytes(record[identities_at:identities_at + count * identity]) if identified
-                else b"")
-        self._ring.consume()
+        tracked = self._switch_rings
+        # the newest records of each kind of each thread whose switches are recorded
+        kept: Dict[Tuple[int, bool], Deque[memoryview]] = {}
+        rings = [self._ring] if self._switch_ring is None else [self._ring, self._switch_ring]
+        for record in itertools.chain.from_iterable(ring.records() for ring in rings):
+            tid = _TID.unpack_from(record)[0]
+            left = bool(tid & SWITCHED_OUT)
+            tid &= ~SWITCHED_OUT
+            if tid in tracked:
+                kept.setdefault((tid, left), deque(maxlen=COPIES_KEPT)).append(record)
+            if not left:
+                latest[tid] = record
+        newest = {tid: self._copied(tid, record) for tid, record in latest.items()}
+        for (tid, left), records in kept.items():
+            into = (self._left if left else self._timed).setdefault(
+                tid, deque(maxlen=COPIES_KEPT))
+            into.extend(newest[tid] if record is latest.get(tid) else self._copied(tid, record)
+                        for record in records)
+        for ring in rings:
+            ring.consume()
         return newest
 
+    def _copied(self, tid: int, record: memoryview) -> Capture:
+        """The Capture of one record of the ring, copied out of it."""
+        slot, identity, identities_at = self._slot, self._identity_bytes, self._identities_at
+        _, count, time_ns, tstate, _, status, collecting, holder, locked, identified = \
+            HEADER.unpack_from(record)
+        return Capture(tid, time_ns, tstate, status, collecting, holder, locked,
+                       bytes(record[SLOT_AT:SLOT_AT + count * slot]), identified,
+                       bytes(record[identities_at:identities_at + count * identity])
+                       if identified else b"")
+
+    @property
+    def records_switches(self) -> bool:
+        """Whether some thread's switches are recorded: its rounds may come at any moment
+        (see ``at``)."""
+        return bool(self._switch_rings)
+
+    def at(self, moment: int, tids: Collection[int]) -> Dict[int, Capture]:
+        """{tid: the copy that shows it at ``moment``} of the threads whose switches are
+        recorded (spyrec.switches), and how each one was then in ``states``: on a CPU, its
+        newest timed copy made before, which stands for it as well as any (each copy stands
+        for the CPU time up to the next, so every moment of its CPU time is as likely to be
+        one a round finds it in; one that runs a moment now and then, as a thread waiting for
+        the GIL does, is then shown where its last copy found it); off it, preempted or
+        asleep, the copy made as it left, which is where it was.  Call after ``drain``;
+        ``tids``: the threads wanted.  A thread whose switches are not recorded, whose records
+        do not reach back to the moment, or whose copy is missing or older than
+        ``KEPT_COPY_PERIODS`` periods, is left out."""
+        found: Dict[int, Capture] = {}
+        states = self.states = {}
+        oldest = moment - KEPT_COPY_PERIODS * self._period
+        rings = self._switch_rings
+        for tid in tids:
+            ring = rings.get(tid)
+            if ring is None:
+                continue
+            ring.read()
+            state = ring.state_at(moment)
+            if state is None:
+                continue
+            kind, since = state
+            if kind == IN:
+                copy, earliest = _newest(self._timed.get(tid), moment), oldest
+            else:
+                copy = _newest(self._left.get(tid), since + SAME_SWITCH_NS)
+                earliest = since - SAME_SWITCH_NS
+            if copy is None or copy.time_ns < earliest:
+                continue
+            states[tid] = kind
+            # Stamped at the round's moment, which it stands for: a copy made as the thread
+            # left its CPU holds until it comes back, and a timed one is of a moment up to a
+            # copy period before (stamped then, it would stand for the time up to the next
+            # sample, longer after the work a thread naps after than after its naps).
+            found[tid] = copy._replace(time_ns=moment)
+        return found
+
     def close(self) -> None:
+        for tid in list(self._switch_events):
+            self._close_switches(tid)
         for ring in self._rings.values():
             ring.close()
         self._rings = {}
         for fd in self._armed.values():
             os.close(fd)
         self._armed = {}
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
+        for buffer in (self._ring, self._switch_ring):
+            if buffer is not None:
+                buffer.close()
+        self._ring = self._switch_ring = None
         for fd in self._fds + list(self._events.values()):
             try:
                 os.close(fd)
@@ -517,6 +642,14 @@ class StackCapture:
                 pass
         self._fds = []
         self._events = {}
+
+
+def _newest(copies: Optional[Deque[Capture]], latest: int) -> Optional[Capture]:
+    """The newest of ``copies`` (oldest first) made at or before ``latest``, if any."""
+    for copy in reversed(copies or ()):
+        if copy.time_ns <= latest:
+            return copy
+    return None
 
 
 def _slot_struct(slot: int, fields: List[Tuple[int, str]]) -> Tuple[struct.Struct, List[int]]:

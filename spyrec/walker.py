@@ -928,6 +928,14 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
         runs: Optional[List[Tuple[int, int]]] = None
         copied_keys: Optional[List[Optional[int]]] = None
         capture = self.captured.pop(tstate, None) if self.captured else None
+        if capture is not None:
+            native = native or self._pthread_tid(thread_id)
+            owner = self.host_tid(native) if self.host_tid is not None and native else native
+            if owner and owner != capture.tid:
+                # The state is another thread's now: a thread's state freed as it ended is
+                # soon made again at its address for the next one (3.8-3.11 give that one its
+                # creator's ids until it runs), and the ended thread's copy is not of it.
+                capture = None
         if capture is not None and self.decoder is not None:
             # (a stack deeper than the program copies: its outer frames, which hold still
             # while the ones copied run, read now)

@@ -21,6 +21,7 @@ from pythons import (EVERY_VERSION, marked_lines, py_spy_stacks, python_for, run
                      spyrec_stacks, stop_target, target_path)
 from shares import sampling_margin
 from spyformat import SampleFlag
+from spyrec.stackcapture import MIN_PERIOD_NS
 from test_record import Stacks, load, spyrec
 
 #: Share of the target's samples that must be rooted at its ``<module>``.
@@ -61,6 +62,10 @@ MIXED_MOMENTS = 0.10
 #: Samples this close (ns) to the start or end of a phase call are not judged: a sample is
 #: stamped when its thread state is copied, and its frames are copied after.
 PHASE_EDGE = 200_000
+#: Nor, as root, samples this close after a phase's start: one stamped at its round's moment
+#: shows a running thread's stack as copied at its last timed interrupt, up to a copy period
+#: before (spyrec.stackcapture, ``StackCapture.at``).
+COPY_LAG = MIN_PERIOD_NS + PHASE_EDGE
 #: Share of the other samples that may be charged to another phase than the one the target was
 #: in (0-0.3% seen).  It was 2-3% on 3.8-3.10, when a finished generator's frame could pass for
 #: the consumer of its callers and its address, soon another generator's, for a live one; and
@@ -141,13 +146,13 @@ def test_each_sample_is_charged_to_the_phase_the_target_was_in(generators_record
     for t, stack_id in zip(stacks.rec.samples["t"].tolist(), stacks.rec.samples["stack"].tolist()):
         at = origin + t
         i = bisect.bisect_right(starts, at) - 1
-        if i < 0 or not schedule[i][0] + PHASE_EDGE <= at < schedule[i][1] - PHASE_EDGE:
+        if i < 0 or not schedule[i][0] + COPY_LAG <= at < schedule[i][1] - PHASE_EDGE:
             continue
         judged += 1
         found = next((frame[0] for frame in stacks.stack(stack_id) if frame[0] in phases), None)
         if found != schedule[i][2]:
             wrong[schedule[i][2], found] += 1
-    assert judged > 1500, (label, judged)
+    assert judged > 1200, (label, judged)
     assert sum(wrong.values()) <= WRONG_PHASE * judged, (label, judged, wrong.most_common(5))
 
 
