@@ -136,15 +136,18 @@ class PythonProcess:
             # Not found (no thread yet, or all exiting): look again in a second.
             self._tid_offset_retry = time.monotonic() + 1.0 if offset is None else 0.0
 
-    def start_capture(self, rate_hz: float, native: bool = False) -> None:
+    def start_capture(self, rate_hz: float, native: bool = False,
+                      switches: bool = True) -> None:
         """Have running threads' stacks copied at CPU-clock interrupts, about ``rate_hz`` times
         a second each (see spyrec.stackcapture), with their native stacks too if ``native``
-        (see ``native``); raises BpfUnavailable where not allowed."""
+        (see ``native``), their switches recorded if ``switches``; raises BpfUnavailable where
+        not allowed."""
         try:
             shared = self.walker.shared_state()
         except (MemoryReadError, struct.error, OverflowError, ValueError):
             shared = SharedState()  # copies without the GIL's and the collector's state
-        self.capture = StackCapture.open(self.layout, self.pid, rate_hz, shared, native)
+        self.capture = StackCapture.open(self.layout, self.pid, rate_hz, shared, native,
+                                         switches)
         self.walker.decoder = CaptureDecoder(self.layout, self.walker.frame_type)
         if native:
             self.native = NativeStacks(self.pid, self.mem, time.monotonic)

@@ -189,7 +189,9 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
             if children:
                 def child_sampler(child):
                     if stack_copies:
-                        start_copies(child, interval_ns, native)
+                        # (without the switches: a descendant is attached inside a round, and
+                        # their program would double the time that round takes)
+                        start_copies(child, interval_ns, native, switches=False)
                     return Sampler(child, sink, interval_ns, origin, kernel=kernel,
                                    stats=sampler.stats)
                 sampler.descendants = Descendants(process.pid, child_sampler, sink, origin)
@@ -235,12 +237,13 @@ SHORTEST_INTERVAL_NS = 100_000
 BPF_ENV = "SPYREC_BPF"
 
 
-def start_copies(process, interval_ns, native=False):
+def start_copies(process, interval_ns, native=False, switches=True):
     """Copies of running threads' stacks at interrupts, twice per round (so that a thread
     running all along has one taken since the last round) up to the copies' own limit (see
-    spyrec.stackcapture.MIN_PERIOD_NS), where the kernel allows."""
+    spyrec.stackcapture.MIN_PERIOD_NS), where the kernel allows; with ``switches``, the
+    threads' switches recorded too (see StackCapture.at)."""
     try:
-        process.start_capture(2e9 / interval_ns, native)
+        process.start_capture(2e9 / interval_ns, native, switches)
     except BpfUnavailable:
         pass  # read from outside, as with --no-bpf (the status line counts copied stacks)
 

@@ -309,7 +309,8 @@ class StackCapture:
     interrupt, nor an idle CPU (see ``MIN_PERIOD_NS`` for what one costs)."""
 
     def __init__(self, layout: Layout, tgid: int, rate_hz: float,
-                 shared: SharedState = SharedState(), native: bool = False):
+                 shared: SharedState = SharedState(), native: bool = False,
+                 switches: bool = True):
         self._native = native
         #: {tid: its user registers and stack} at the interrupt of the newest capture the
         #: last ``drain`` gave, with ``native``.
@@ -341,7 +342,7 @@ class StackCapture:
                 build_program(layout, tgid, self._threads_fd, self._ring_fd, self._identify_fd,
                               shared, native),
                 PROGRAM_NAME))
-            if not native and os.environ.get(SWITCHES_ENV, "1") != "0":
+            if switches and not native and os.environ.get(SWITCHES_ENV, "1") != "0":
                 # (a ring of their own: copies made at every switch of busy threads must not
                 # take the room of the timed ones)
                 switch_ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0,
@@ -424,11 +425,12 @@ class StackCapture:
 
     @classmethod
     def open(cls, layout: Layout, pid: int, rate_hz: float,
-             shared: SharedState = SharedState(), native: bool = False) -> "StackCapture":
+             shared: SharedState = SharedState(), native: bool = False,
+             switches: bool = True) -> "StackCapture":
         tgid = _kernel_tgid(pid)
         if tgid is None:
             raise BpfUnavailable("spyrec runs in a nested PID namespace")
-        return cls(layout, tgid, rate_hz, shared, native)
+        return cls(layout, tgid, rate_hz, shared, native, switches)
 
     def watch(self, tstates: Dict[int, int]) -> List[int]:
         """Tell the program each thread's state ({kernel TID: tstate}); threads gone are

@@ -154,7 +154,7 @@ def where(pid: int, kernel: bool = False, native: bool = False,
             if process.native is not None:  # one round: its lines now, not rounds later
                 process.native.lines.wait = True
         elif os.environ.get(BPF_ENV) != "0":
-            start_copies(process, COPY_PERIOD_NS)
+            start_copies(process, COPY_PERIOD_NS, switches=False)
 
         def done() -> bool:
             """Whether every running thread's stack of the last round was copied (with its
