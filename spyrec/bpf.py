@@ -48,6 +48,7 @@ RINGBUF_NO_WAKEUP = 1
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_CPU_CLOCK = 0
 PERF_COUNT_SW_CONTEXT_SWITCHES = 3
+PERF_COUNT_SW_DUMMY = 9
 PERF_FLAG_FD_CLOEXEC = 8
 PERF_EVENT_IOC_ENABLE = 0x2400
 PERF_EVENT_IOC_DISABLE = 0x2401
@@ -62,6 +63,8 @@ ATTR_USE_CLOCKID = 1 << 25
 ATTR_CONTEXT_SWITCH = 1 << 26
 ATTR_WRITE_BACKWARD = 1 << 27
 CLOCK_MONOTONIC = 1
+#: PERF_SAMPLE_TID | PERF_SAMPLE_TIME: what a switch record carries (``ATTR_SAMPLE_ID_ALL``).
+SWITCH_SAMPLE_TYPE = 1 << 1 | 1 << 2
 
 LOG_SIZE = 1 << 20
 
@@ -293,38 +296,55 @@ def open_cpu_clock(tid: int, period_ns: int, prog_fd: int, sample_type: int = 0,
     where asked, its time on CLOCK_MONOTONIC) whenever the program returns non-zero, into a
     ring written ``backward`` if asked (the newest kept, the oldest overwritten), and wakes its
     pollers each ``wakeup_bytes`` written (0: each half ring) with an IRQ-work interrupt."""
-    attr = bytearray(PERF_ATTR_SIZE)
     flags = ATTR_DISABLED | (ATTR_USE_CLOCKID if sample_type else 0) \
         | (ATTR_WRITE_BACKWARD if backward else 0) | (ATTR_WATERMARK if wakeup_bytes else 0)
-    struct.pack_into("<IIQQQQQI", attr, 0, PERF_TYPE_SOFTWARE, PERF_ATTR_SIZE,
-                     PERF_COUNT_SW_CPU_CLOCK, period_ns, sample_type, 0, flags, wakeup_bytes)
-    struct.pack_into("<QIi", attr, 80, regs_user, stack_user, CLOCK_MONOTONIC)
-    buf = ctypes.create_string_buffer(bytes(attr), PERF_ATTR_SIZE)
-    fd = _libc.syscall(SYS_PERF_EVENT_OPEN, buf, tid, -1, -1, PERF_FLAG_FD_CLOEXEC)
-    if fd < 0:
-        raise BpfUnavailable("perf_event_open: %s" % os.strerror(ctypes.get_errno()))
-    if _libc.ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd) < 0:
-        err = ctypes.get_errno()
-        os.close(fd)
-        raise BpfUnavailable("PERF_EVENT_IOC_SET_BPF: %s" % os.strerror(err))
-    return fd
+    return _open_event(tid, PERF_COUNT_SW_CPU_CLOCK, period_ns, prog_fd, sample_type, flags,
+                       regs_user, stack_user, wakeup_bytes)
 
 
 def open_switches(tid: int, prog_fd: int) -> int:
     """A context-switch event of thread ``tid`` that runs ``prog_fd`` each time the thread is
     switched out, and writes a ``PERF_RECORD_SWITCH`` each time it is switched out or in
     (stamped on CLOCK_MONOTONIC) into its ring (spyrec.switches), not enabled yet."""
+    return _open_event(tid, PERF_COUNT_SW_CONTEXT_SWITCHES, 1, prog_fd, SWITCH_SAMPLE_TYPE,
+                       ATTR_DISABLED | ATTR_SAMPLE_ID_ALL | ATTR_USE_CLOCKID
+                       | ATTR_CONTEXT_SWITCH)
+
+
+def open_switch_records(tid: int) -> int:
+    """An event of thread ``tid`` that only writes a ``PERF_RECORD_SWITCH`` each time the
+    thread is switched out or in, as ``open_switches``, not enabled yet: a dummy event, which
+    never samples (``perf record`` takes its side-band records so)."""
+    return _open_event(tid, PERF_COUNT_SW_DUMMY, 1, None, SWITCH_SAMPLE_TYPE,
+                       ATTR_DISABLED | ATTR_SAMPLE_ID_ALL | ATTR_USE_CLOCKID
+                       | ATTR_CONTEXT_SWITCH)
+
+
+def open_switch_samples(tid: int, prog_fd: int, sample_type: int, regs_user: int,
+                        stack_user: int) -> int:
+    """A context-switch event of thread ``tid`` that runs ``prog_fd`` each time the thread is
+    switched out, the kernel writing its sample (as ``open_cpu_clock`` does) into a ring
+    written backward when the program returns non-zero; no switch records (see
+    ``open_switch_records``), not enabled yet."""
+    return _open_event(tid, PERF_COUNT_SW_CONTEXT_SWITCHES, 1, prog_fd, sample_type,
+                       ATTR_DISABLED | ATTR_USE_CLOCKID | ATTR_WRITE_BACKWARD, regs_user,
+                       stack_user)
+
+
+def _open_event(tid: int, config: int, period: int, prog_fd: Optional[int], sample_type: int,
+                flags: int, regs_user: int = 0, stack_user: int = 0,
+                wakeup_bytes: int = 0) -> int:
+    """A software perf event of thread ``tid`` (include/uapi/linux/perf_event.h, struct
+    perf_event_attr), with ``prog_fd`` attached when given."""
     attr = bytearray(PERF_ATTR_SIZE)
-    flags = ATTR_DISABLED | ATTR_SAMPLE_ID_ALL | ATTR_USE_CLOCKID | ATTR_CONTEXT_SWITCH
-    sample_type = 1 << 1 | 1 << 2  # PERF_SAMPLE_TID | PERF_SAMPLE_TIME
-    struct.pack_into("<IIQQQQQI", attr, 0, PERF_TYPE_SOFTWARE, PERF_ATTR_SIZE,
-                     PERF_COUNT_SW_CONTEXT_SWITCHES, 1, sample_type, 0, flags, 0)
-    struct.pack_into("<QIi", attr, 80, 0, 0, CLOCK_MONOTONIC)
+    struct.pack_into("<IIQQQQQI", attr, 0, PERF_TYPE_SOFTWARE, PERF_ATTR_SIZE, config, period,
+                     sample_type, 0, flags, wakeup_bytes)
+    struct.pack_into("<QIi", attr, 80, regs_user, stack_user, CLOCK_MONOTONIC)
     buf = ctypes.create_string_buffer(bytes(attr), PERF_ATTR_SIZE)
     fd = _libc.syscall(SYS_PERF_EVENT_OPEN, buf, tid, -1, -1, PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
         raise BpfUnavailable("perf_event_open: %s" % os.strerror(ctypes.get_errno()))
-    if _libc.ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd) < 0:
+    if prog_fd is not None and _libc.ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd) < 0:
         err = ctypes.get_errno()
         os.close(fd)
         raise BpfUnavailable("PERF_EVENT_IOC_SET_BPF: %s" % os.strerror(err))

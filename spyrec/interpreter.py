@@ -372,15 +372,16 @@ class PythonProcess:
         if self.capture is None:
             return
         capture = self.capture
-        fresh = capture.drain(running)
+        # (at the round's moment first: the threads taken so are not waited for)
+        taken = capture.at(moment, watched) if moment is not None else {}
+        fresh = capture.drain([tid for tid in running if tid not in taken])
         walker = self.walker
         walker.probed = {}
         replacing = walker.codes.replacing(time.monotonic())
         capture.identify(replacing and walker.codes.identifies)
         copies = {fresh[tid].tstate: fresh[tid] for tid in running if tid in fresh}
-        if moment is not None:
-            for copy in capture.at(moment, watched).values():
-                copies[copy.tstate] = copy
+        for copy in taken.values():
+            copies[copy.tstate] = copy
         if replacing and self.native is None:
             # A copy is read up to an interval after it was made, when the code objects it
             # ran may have been freed and others made in their place: each frame named after

@@ -16,9 +16,10 @@ from typing import NamedTuple, Optional
 #: Bytes of stack copied per sample: the C frames of the eval loop and of the calls between
 #: Python frames.  A sample's record holds at most 64 KiB (its size is 16 bits).
 STACK_BYTES = 32768
-#: Data pages of each event's ring buffer (a power of two): room for the last few samples (the
-#: round looks for the one whose copy of the Python frames it takes, the newest or nearly).
-RING_PAGES = 32
+#: Data pages of each event's ring buffer (a power of two): room for the last seven samples
+#: (the round looks for the one whose copy of the Python frames it takes: the newest, or the
+#: one before the round's moment, up to a few milliseconds before the round reads it).
+RING_PAGES = 64
 RING_BYTES = RING_PAGES * mmap.PAGESIZE
 
 PERF_SAMPLE_TID, PERF_SAMPLE_TIME = 1 << 1, 1 << 2
@@ -85,14 +86,20 @@ class SampleRing:
         return None
 
     def _record(self, at: int, length: int) -> bytes:
-        end = at + length
-        if end <= self._size:
-            return bytes(self._data[at:end])
-        return bytes(self._data[at:]) + bytes(self._data[:end - self._size])
+        return ring_bytes(self._data, at, length)
 
     def close(self) -> None:
         self._data.release()
         self._map.close()
+
+
+def ring_bytes(data: memoryview, at: int, length: int) -> bytes:
+    """``length`` bytes of a perf ring's ``data`` from offset ``at``, where a record may run
+    past its end and on from its start."""
+    end = at + length
+    if end <= len(data):
+        return bytes(data[at:end])
+    return bytes(data[at:]) + bytes(data[:end - len(data)])
 
 
 def _parse(record: bytes) -> Optional[UserStack]:

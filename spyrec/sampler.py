@@ -10,7 +10,10 @@ a round of the usual cost leaves, so that the rounds keep the rate; where runnin
 stacks are copied at their timed interrupts, whose moments the kernel sets, rounds keep to the
 grid (see ``Sampler._jittered``).  A round that ends past the next grid point is followed by
 one a random part of an interval later, on a grid shifted with it (``LATE_JITTER``), and one
-that ends more than an interval late is counted as late, as Austin counts saturation.
+that ends more than an interval late is counted as late, as Austin counts saturation.  Where
+the threads' switches are recorded, a round takes them as they were at its moment even when it
+starts after it, and the moments keep to the grid however long the rounds take
+(``Sampler._moments_kept``).
 
 The hot path stays small: the walker returns raw frames as ``(code_key, offset)`` pairs, a
 thread's stack that the walker kept whole costs nothing, and one seen before a dict lookup in
@@ -266,7 +269,16 @@ class Sampler:
                 done = monotonic_ns()
                 stats.add_round_cost(done - now)
                 grid += interval
-                if done > grid:
+                if self._moments_kept():
+                    # (each round at a random moment of its interval on the grid, which the
+                    # rounds' costs never shift: one that starts late takes the threads as
+                    # they were at its moment, passed; an interval over before a round could
+                    # start is skipped)
+                    if done > grid + interval:
+                        stats.late += 1
+                        grid += (done - grid) // interval * interval
+                    next_round = grid + int(random() * interval)
+                elif done > grid:
                     # (late: the next round waits a random part of an interval; see LATE_JITTER)
                     if done - grid > interval:
                         stats.late += 1
@@ -305,6 +317,16 @@ class Sampler:
                 self.descendants.close(stats.end_ns)
             self.finish()
         return stats
+
+    def _moments_kept(self) -> bool:
+        """Whether a round takes the threads as they were at its moment even when it starts
+        after it: where their switches are recorded (see StackCapture.at).  A late round's
+        moment then stays where the grid put it: one drawn after the end of a slow round (see
+        LATE_JITTER) falls where the program is at a fixed delay after what made the round
+        slow, and the samples lock onto its rhythm (a thread that works and naps in turn came
+        out 3-5 points under its work with native frames, whose rounds run late)."""
+        capture = self.process.capture
+        return capture is not None and capture.records_switches
 
     def _jittered(self) -> bool:
         """Whether rounds come at a random moment of their interval: not where the stacks of

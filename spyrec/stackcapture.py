@@ -35,7 +35,7 @@ import os
 import struct
 import time
 from collections import deque
-from typing import (AbstractSet, Collection, Deque, Dict, List, NamedTuple, Optional,
+from typing import (AbstractSet, Any, Collection, Deque, Dict, List, NamedTuple, Optional,
                     Sequence, Tuple)
 
 from spyrec import bpf, perfstacks
@@ -118,6 +118,10 @@ SWITCHED_OUT = 1 << 31
 #: A copy made as a thread left its CPU and the kernel's record of that switch are stamped
 #: this close (kernel/events/core.c: the event's program runs just before the record is made).
 SAME_SWITCH_NS = 20_000
+#: How long before the kernel's record of a switch the copy made as the thread left may be
+#: stamped: with native frames the kernel writes its sample of the thread's registers and
+#: stack in between (20-40 µs seen for 32 KiB here).
+SWITCH_COPY_LEAD_NS = 100_000
 #: Copies of each kind kept per thread, the newest: enough for the moment of the last round.
 COPIES_KEPT = 8
 
@@ -327,11 +331,19 @@ class StackCapture:
         self._switch_ring: Optional[bpf.RingBuffer] = None
         self._switch_events: Dict[int, int] = {}  # tid -> its context-switch event
         self._switch_rings: Dict[int, SwitchRing] = {}
+        #: with native frames, tid -> the event copying it as it leaves its CPU, whose ring
+        #: holds the kernel's samples of those moments (its switch records come from a dummy
+        #: event in ``_switch_events``: see ``_follow_switches``)
+        self._switch_copiers: Dict[int, int] = {}
+        self._switch_samples: Dict[int, SampleRing] = {}
         #: tid -> its newest copies made at its timed interrupts, and as it left its CPU
         self._timed: Dict[int, Deque[Capture]] = {}
         self._left: Dict[int, Deque[Capture]] = {}
         #: {tid: IN, PREEMPTED or SLEPT}: how ``at`` found each thread at the round's moment
         self.states: Dict[int, int] = {}
+        #: with native frames, {tid: the kernel's sample of the copy ``at`` took, or None},
+        #: for the ``drain`` that follows
+        self._moment_stacks: Dict[int, Optional[UserStack]] = {}
         try:
             self._threads_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_HASH, 4, 8, MAX_THREADS))
             self._ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0, RING_BYTES))
@@ -342,7 +354,7 @@ class StackCapture:
                 build_program(layout, tgid, self._threads_fd, self._ring_fd, self._identify_fd,
                               shared, native),
                 PROGRAM_NAME))
-            if switches and not native and os.environ.get(SWITCHES_ENV, "1") != "0":
+            if switches and os.environ.get(SWITCHES_ENV, "1") != "0":
                 # (a ring of their own: copies made at every switch of busy threads must not
                 # take the room of the timed ones)
                 switch_ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0,
@@ -350,7 +362,7 @@ class StackCapture:
                 self._switch_ring = bpf.RingBuffer(switch_ring_fd, RING_BYTES)
                 self._switch_prog = self._keep(bpf.load_program(
                     build_program(layout, tgid, self._threads_fd, switch_ring_fd,
-                                  self._identify_fd, shared, switched_out=True),
+                                  self._identify_fd, shared, native, switched_out=True),
                     PROGRAM_NAME))
             self._period = max(MIN_PERIOD_NS, int(1e9 / rate_hz))
             #: Seconds ``drain`` waits at most for the copies it armed (see NATIVE_PATIENCE).
@@ -381,20 +393,32 @@ class StackCapture:
                 raise BpfUnavailable("a thread's second perf event: %s" % exc) from None
         if self._switch_prog is not None:
             try:
-                fd = self._switch_events[tid] = bpf.open_switches(tid, self._switch_prog)
-                self._switch_rings[tid] = SwitchRing(fd)
-                bpf.enable(fd)
+                self._follow_switches(tid, self._switch_prog)
             except (BpfUnavailable, OSError):
                 self._close_switches(tid)  # (its rounds read /proc as before)
         bpf.enable(self._events[tid])  # (native: the armed one by ``arm``)
 
+    def _follow_switches(self, tid: int, prog: int) -> None:
+        """Record the switches of thread ``tid`` and copy it each time it leaves its CPU.  With
+        native frames the kernel's sample of its registers and stack at each of those moments
+        goes to a ring written backward, as the timed copies' do (spyrec.perfstacks), and the
+        switch records to a ring of their own, read forward (spyrec.switches): one ring for
+        both would keep a few switches' worth of records behind each 32 KiB sample."""
+        if self._native:
+            copier = self._switch_copiers[tid] = bpf.open_switch_samples(
+                tid, prog, perfstacks.SAMPLE_TYPE, perfstacks.REGS_MASK, perfstacks.STACK_BYTES)
+            self._switch_samples[tid] = SampleRing(copier)
+            fd = self._switch_events[tid] = bpf.open_switch_records(tid)
+        else:
+            fd = self._switch_events[tid] = bpf.open_switches(tid, prog)
+        self._switch_rings[tid] = SwitchRing(fd)
+        bpf.enable(fd)
+        if self._native:
+            bpf.enable(copier)
+
     def _close_switches(self, tid: int) -> None:
-        ring = self._switch_rings.pop(tid, None)
-        if ring is not None:
-            ring.close()
-        fd = self._switch_events.pop(tid, None)
-        if fd is not None:
-            os.close(fd)
+        _close_for(tid, (self._switch_rings, self._switch_samples),
+                   (self._switch_events, self._switch_copiers))
         self._timed.pop(tid, None)
         self._left.pop(tid, None)
 
@@ -410,13 +434,7 @@ class StackCapture:
 
     def _unfollow(self, tid: int) -> None:
         self._close_switches(tid)
-        ring = self._rings.pop(tid, None)
-        if ring is not None:
-            ring.close()
-        for events in (self._armed, self._events):
-            fd = events.pop(tid, None)
-            if fd is not None:
-                os.close(fd)
+        _close_for(tid, (self._rings,), (self._armed, self._events))
         self._arm_due.pop(tid, None)
 
     def _keep(self, fd: int) -> int:
@@ -466,11 +484,13 @@ class StackCapture:
                 return  # (copies without: while code objects are replaced, walked from outside)
             self._identifying = on
 
-    def arm(self, tids: Collection[int]) -> None:
+    def arm(self, tids: Collection[int], ahead: bool = True) -> None:
         """With native frames, have threads ``tids`` copied at their next interrupt where they
         have no copy since the last round: each one's armed event armed for one, this round,
-        as far as ``NATIVE_MIN_PERIOD_NS`` allows.  Called for the threads that ran at the
-        last round before this one's reads of /proc, their copies come while those are made."""
+        as far as ``NATIVE_MIN_PERIOD_NS`` allows.  Called ``ahead`` for the threads that ran
+        at the last round before this one's reads of /proc, their copies come while those
+        are made; not those whose switches are recorded, taken at the round's moment from the
+        copies they have (see ``at``): ``drain`` arms those that have none."""
         if not self._native:
             return
         self._pending.update(self._drain_ring())
@@ -479,6 +499,7 @@ class StackCapture:
             fd = self._armed.get(tid)
             due = self._arm_due.get(tid, 0)
             if (fd is None or tid in self._pending or tid in self._round_arms
+                    or ahead and tid in self._switch_rings
                     or now < due - NATIVE_MIN_PERIOD_NS):
                 continue
             try:
@@ -495,8 +516,10 @@ class StackCapture:
         for the kernel's samples of the copies it has.  ``again``: a second call in one
         round, whose user stacks join the first's."""
         if not self._native:
-            return self._drain_ring()
-        self.arm(awaited)
+            newest, self._pending = self._pending, {}
+            newest.update(self._drain_ring())
+            return newest
+        self.arm(awaited, ahead=False)
         armed, self._round_arms = self._round_arms, {}
         newest, self._pending = self._pending, {}
         if not again:
@@ -539,6 +562,12 @@ class StackCapture:
                 sample = self._rings[tid].sample_at(capture.time_ns, SAME_INTERRUPT_NS)
                 if sample is not None:
                     user_stacks[tid] = sample
+        for tid, sample in self._moment_stacks.items():  # (the copies ``at`` took win)
+            if sample is None:
+                user_stacks.pop(tid, None)
+            else:
+                user_stacks[tid] = sample
+        self._moment_stacks = {}
         return newest
 
     def _drain_ring(self) -> Dict[int, Capture]:
@@ -592,14 +621,17 @@ class StackCapture:
         for the CPU time up to the next, so every moment of its CPU time is as likely to be
         one a round finds it in; one that runs a moment now and then, as a thread waiting for
         the GIL does, is then shown where its last copy found it); off it, preempted or
-        asleep, the copy made as it left, which is where it was.  Call after ``drain``;
-        ``tids``: the threads wanted.  A thread whose switches are not recorded, whose records
-        do not reach back to the moment, or whose copy is missing or older than
-        ``KEPT_COPY_PERIODS`` periods, is left out."""
+        asleep, the copy made as it left, which is where it was.  ``tids``: the threads
+        wanted.  A thread whose switches are not recorded, whose records do not reach back to
+        the moment, or whose copy is missing or older than ``KEPT_COPY_PERIODS`` periods, is
+        left out.  Call before ``drain``, which then waits for the copies of the threads left
+        out alone (with native frames: see ``arm``), and hands out the kernel's samples of
+        the copies taken here in ``user_stacks``."""
         found: Dict[int, Capture] = {}
         states = self.states = {}
         oldest = moment - KEPT_COPY_PERIODS * self._period
         rings = self._switch_rings
+        self._pending.update(self._drain_ring())
         for tid in tids:
             ring = rings.get(tid)
             if ring is None:
@@ -613,10 +645,16 @@ class StackCapture:
                 copy, earliest = _newest(self._timed.get(tid), moment), oldest
             else:
                 copy = _newest(self._left.get(tid), since + SAME_SWITCH_NS)
-                earliest = since - SAME_SWITCH_NS
+                earliest = since - SWITCH_COPY_LEAD_NS
             if copy is None or copy.time_ns < earliest:
                 continue
             states[tid] = kind
+            if self._native:
+                # the kernel's sample of that copy's moment, of the same interrupt or switch
+                samples = self._rings.get(tid) if kind == IN else self._switch_samples.get(tid)
+                self._moment_stacks[tid] = samples.sample_at(
+                    copy.time_ns, SAME_INTERRUPT_NS if kind == IN else SAME_SWITCH_NS) \
+                    if samples is not None else None
             # Stamped at the round's moment, which it stands for: a copy made as the thread
             # left its CPU holds until it comes back, and a timed one is of a moment up to a
             # copy period before (stamped then, it would stand for the time up to the next
@@ -644,6 +682,19 @@ class StackCapture:
                 pass
         self._fds = []
         self._events = {}
+
+
+def _close_for(tid: int, rings: Sequence[Dict[int, Any]], events: Sequence[Dict[int, int]]
+               ) -> None:
+    """Close thread ``tid``'s rings and perf events, each taken out of the dict keeping it."""
+    for kept in rings:
+        ring = kept.pop(tid, None)
+        if ring is not None:
+            ring.close()
+    for fds in events:
+        fd = fds.pop(tid, None)
+        if fd is not None:
+            os.close(fd)
 
 
 def _newest(copies: Optional[Deque[Capture]], latest: int) -> Optional[Capture]:

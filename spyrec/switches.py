@@ -15,6 +15,8 @@ import struct
 from collections import deque
 from typing import Deque, Optional, Tuple
 
+from spyrec.perfstacks import ring_bytes
+
 #: Data pages of each thread's ring (a power of two): 24 bytes a record, two a switch, read at
 #: every round.
 RING_PAGES = 2
@@ -54,11 +56,12 @@ class SwitchRing:
         events = self.events
         while tail + _HEADER.size <= head:
             at = tail % size
-            kind, misc, length = _HEADER.unpack_from(self._bytes(at, _HEADER.size))
+            kind, misc, length = _HEADER.unpack_from(ring_bytes(self._data, at, _HEADER.size))
             if length < _HEADER.size:
                 break
             if kind == PERF_RECORD_SWITCH and length >= _HEADER.size + _ID.size:
-                _, _, time_ns = _ID.unpack_from(self._bytes((at + _HEADER.size) % size, _ID.size))
+                _, _, time_ns = _ID.unpack_from(
+                    ring_bytes(self._data, (at + _HEADER.size) % size, _ID.size))
                 if not misc & MISC_SWITCH_OUT:
                     events.append((time_ns, IN))
                 else:
@@ -69,12 +72,6 @@ class SwitchRing:
                 events.clear()
             tail += length
         _U64.pack_into(self._map, _TAIL_AT, tail)
-
-    def _bytes(self, at: int, length: int) -> bytes:
-        end = at + length
-        if end <= self._size:
-            return bytes(self._data[at:end])
-        return bytes(self._data[at:]) + bytes(self._data[:end - self._size])
 
     def state_at(self, moment: int) -> Optional[Tuple[int, int]]:
         """(IN, PREEMPTED or SLEPT; the time of that switch) of the last switch at or before

@@ -327,13 +327,13 @@ def test_a_launched_program_is_recorded_from_its_first_line(tmp_path, label):
     rec = spyanalyze.load(out)
     times = rec.header["start_mono_ns"] + rec.samples["t"].to_numpy()
     # THEN the recording holds the program from its first line on: its imports weigh what
-    # they took, as the analyser weighs samples (a round that comes late stands for the ticks
-    # it missed), less a round or two
+    # they took, as the analyser weighs samples (each one the time up to the thread's next,
+    # so a round that comes late stands for the time it missed), less a round or two
     assert times.min() <= own["first_line_ns"] + FIRST_SAMPLE_SLACK_NS, (
         label, (times.min() - own["first_line_ns"]) / 1e6)
     importing = (times >= own["first_line_ns"]) & (times <= own["imported_ns"])
     expected = (own["imported_ns"] - own["first_line_ns"]) / 1e6
-    weighed = rec.samples["ticks"].to_numpy()[importing].sum()
+    weighed = rec.samples["wall"].to_numpy()[importing].sum() / 1e6
     assert abs(weighed - expected) <= 0.05 * expected + 2, (label, weighed, expected)
     # AND sampled densely: on 3.11 a round takes longer while every import brings new code
     # (55-87% of the ticks sampled in a quiet run, 61% in a clean-clone CI run), on 3.8 and
@@ -379,9 +379,12 @@ def test_a_program_that_imports_module_after_module_keeps_its_stacks(tmp_path):
     # (torn: 2.5-5.9% on 2026-12-06 with the machine slow, rounds late; 0.7% some days)
     assert rec.sample_count > 600 and torn <= rec.sample_count * 0.08, (torn, rec.sample_count)
     stacks = Stacks(rec)
+    # (a sample of the interpreter starting or ending runs no Python frame at all: 1-2% of
+    # them when the machine is slow, none of them a stack that lost its callers)
     busy = [stacks.stack(s) for s, f in zip(rec.samples["stack"].tolist(), flags.tolist())
             if not f & (SampleFlag.TORN | SampleFlag.IDLE)]
-    rooted = sum(1 for stack in busy if stack and stack[-1][0] == "_run_module_as_main")
+    busy = [stack for stack in busy if stack]
+    rooted = sum(1 for stack in busy if stack[-1][0] == "_run_module_as_main")
     assert rooted >= len(busy) * 0.97, (rooted, len(busy))
 
 
