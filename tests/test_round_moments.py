@@ -18,10 +18,10 @@ from pythons import SOME_VERSIONS, launch_argv, python_for
 from test_record import spyrec
 
 #: How far (in share points) a part's share of the samples may be from its share of the time
-#: by the target's clock (-2.4 to +1.4 in runs on 3.8, 3.11, 3.12, 3.13; 8 to 30 points off
-#: when a round read the thread a little after its moment; with ``--native`` 27-31 points
-#: before its switches were recorded).
-TOLERANCE = 0.03
+#: by the target's clock (-2.4 to +1.4 in quiet runs on 3.8, 3.11, 3.12, 3.13, -3.1 in a
+#: clean-clone CI run; 8 to 30 points off when a round read the thread a little after its
+#: moment; with ``--native`` 27-31 points before its switches were recorded).
+TOLERANCE = 0.04
 OUTSIDE = "/outside"
 NATIVE = "/native"
 MODES = {OUTSIDE: ["--no-bpf"], NATIVE: ["--native"]}
