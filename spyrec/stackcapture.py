@@ -484,13 +484,13 @@ class StackCapture:
                 return  # (copies without: while code objects are replaced, walked from outside)
             self._identifying = on
 
-    def arm(self, tids: Collection[int], ahead: bool = True) -> None:
+    def arm(self, tids: Collection[int]) -> None:
         """With native frames, have threads ``tids`` copied at their next interrupt where they
         have no copy since the last round: each one's armed event armed for one, this round,
-        as far as ``NATIVE_MIN_PERIOD_NS`` allows.  Called ``ahead`` for the threads that ran
-        at the last round before this one's reads of /proc, their copies come while those
-        are made; not those whose switches are recorded, taken at the round's moment from the
-        copies they have (see ``at``): ``drain`` arms those that have none."""
+        as far as ``NATIVE_MIN_PERIOD_NS`` allows.  Called for the threads that ran at the
+        last round before this one's reads of /proc, their copies come while those are made
+        (also those whose switches are recorded: a thread that ``at`` finds with no copy it
+        can take, just started or running now and then, is then not waited for)."""
         if not self._native:
             return
         self._pending.update(self._drain_ring())
@@ -499,7 +499,6 @@ class StackCapture:
             fd = self._armed.get(tid)
             due = self._arm_due.get(tid, 0)
             if (fd is None or tid in self._pending or tid in self._round_arms
-                    or ahead and tid in self._switch_rings
                     or now < due - NATIVE_MIN_PERIOD_NS):
                 continue
             try:
@@ -519,7 +518,7 @@ class StackCapture:
             newest, self._pending = self._pending, {}
             newest.update(self._drain_ring())
             return newest
-        self.arm(awaited, ahead=False)
+        self.arm(awaited)
         armed, self._round_arms = self._round_arms, {}
         newest, self._pending = self._pending, {}
         if not again:
@@ -625,8 +624,8 @@ class StackCapture:
         wanted.  A thread whose switches are not recorded, whose records do not reach back to
         the moment, or whose copy is missing or older than ``KEPT_COPY_PERIODS`` periods, is
         left out.  Call before ``drain``, which then waits for the copies of the threads left
-        out alone (with native frames: see ``arm``), and hands out the kernel's samples of
-        the copies taken here in ``user_stacks``."""
+        out alone (with native frames), and hands out the kernel's samples of the copies
+        taken here in ``user_stacks``."""
         found: Dict[int, Capture] = {}
         states = self.states = {}
         oldest = moment - KEPT_COPY_PERIODS * self._period
