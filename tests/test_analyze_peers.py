@@ -31,8 +31,8 @@ from spyanalyze import views
 from pythons import python_for
 from test_analyze_support import PHASED, run_cli, spyrec_available
 
-WORK = 10.0           # seconds of CPU the job runs for: more than the samplers' SECONDS
-SECONDS = 6
+WORK = 8.0            # seconds of CPU the job runs for: more than the samplers' SECONDS
+SECONDS = 4
 RATE = 500
 HOT = "query"
 HOT_SHARE = 0.6

@@ -261,13 +261,13 @@ def test_a_stack_never_ends_at_a_freed_frame(label, tmp_path):
     of the samples once ended at ``changed``, rooted nowhere."""
     python = python_for(label)
     out = tmp_path / "marking.spy"
-    with running_target(python, "marking.py", "5") as target:
-        result = spyrec("-o", out, "-p", target.pid, "-d", "2", "-r", "1000")
+    with running_target(python, "marking.py", "4") as target:
+        result = spyrec("-o", out, "-p", target.pid, "-d", "1", "-r", "1000")
         assert result.returncode == 0, result.stderr
     stacks = Stacks(load(out))
     roots = Counter(stack[-1][0] if stack else None for stack in busy_stacks(stacks))
     total = sum(roots.values())
-    assert total > 1000, (label, total)  # of 2,000 rounds, fewer on a busy machine
+    assert total > 500, (label, total)  # of 1,000 rounds, fewer on a busy machine
     assert roots["<module>"] >= ROOTED * total, (label, roots.most_common(4))
 
 
@@ -394,7 +394,8 @@ BENCH_TARGETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
                              "bench", "targets")
 
 
-@pytest.mark.parametrize("label", ["3.9", "3.10"])
+# (3.9: frames kept as objects, as on 3.8 and 3.10, whose generators py-spy is compared with above)
+@pytest.mark.parametrize("label", ["3.9"])
 def test_a_generators_short_callees_are_seen_as_often_as_py_spy_sees_them(label, tmp_path):
     """A real program: ``tokenize`` (a generator consumed by ``list()``) calls short functions
     on every token (``_compile`` and ``re.compile`` on 3.9, a namedtuple's ``__new__``).  A
