@@ -25,7 +25,24 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 # lint first (a second): pyflakes' and pycodestyle's rules, as pyproject.toml configures them
 .venv/bin/ruff check --quiet . || { echo "test: ruff found the problems above" >&2; exit 1; }
-# type check (seconds, cached in .mypy_cache): the files pyproject.toml's [tool.mypy] names
-.venv/bin/mypy --no-error-summary || { echo "test: mypy found the problems above" >&2; exit 1; }
-# the slowest tests listed at the end: the suite must stay well under 15 minutes
-exec .venv/bin/python -m pytest --durations=25 "$@"
+if [ $# -gt 0 ]; then  # the tests named, one at a time
+    .venv/bin/mypy --no-error-summary || { echo "test: mypy found the problems above" >&2; exit 1; }
+    exec .venv/bin/python -m pytest "$@"
+fi
+# The type check (seconds, cached in .mypy_cache: the files pyproject.toml's [tool.mypy] names)
+# beside the tests that time nothing, two at a time (pytest-xdist); then, one at a time, the
+# tests of live targets, whose timings a busy machine would skew.  The slowest are listed at the
+# end: the suite must stay well under 15 minutes.
+typing_log=$(mktemp)
+trap 'rm -f "$typing_log"' EXIT
+.venv/bin/mypy --no-error-summary >"$typing_log" 2>&1 &
+typing=$!
+untimed=0
+.venv/bin/python -m pytest -q -n 2 -m untimed || untimed=$?
+if ! wait "$typing"; then
+    cat "$typing_log" >&2
+    echo "test: mypy found the problems above" >&2
+    exit 1
+fi
+[ "$untimed" = 0 ] || { echo "test: the untimed tests failed (above)" >&2; exit 1; }
+.venv/bin/python -m pytest --durations=25 -m "not untimed"

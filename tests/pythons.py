@@ -157,19 +157,20 @@ def minor_of(label: str) -> str:
 
 
 ALL_SUPPORTED = SUPPORTED + ROOTED + EXTRAS
-#: Every version, each once: the tests of what a recording holds (generators' callers, tasks,
-#: names, GC marks, wait causes).  The extra builds run the same walks of the same layouts:
-#: the tests of finding, attaching to and walking an interpreter take them (ALL_SUPPORTED), and
-#: Debian's static 3.11 those of native frames, whose symbols lie in its executable (EVERY_BUILD).
-EVERY_VERSION = SUPPORTED + ROOTED
+#: Every way of keeping frames, each once: the tests of what a recording holds (generators'
+#: callers, tasks, names, GC marks, wait causes).  3.9 keeps 3.8's frame objects and line
+#: tables; like the extra builds, it is taken by the tests of finding, attaching to and walking
+#: an interpreter (ALL_SUPPORTED), its layout checked against its debug information
+#: (tests/test_layouts.py), and its generators compared with py-spy's.  Debian's static 3.11
+#: takes the tests of native frames, whose symbols lie in its executable (EVERY_BUILD).
+EVERY_VERSION = tuple(label for label in SUPPORTED + ROOTED if label != "3.9")
 EVERY_BUILD = EVERY_VERSION + ("3.11-debian",)
-#: One version of each way of keeping frames and the GIL: frame objects with the GIL in the
-#: runtime (3.8), datastack chunks with it there (3.11), and with it in the interpreter (3.12).
+#: One version of each way of keeping frames: frame objects (3.8) and datastack chunks (3.12).
 #: For the tests of what the recorder does with what it has read (CPU time, wait causes,
 #: threads kept or read again, threads and code objects that come and go), the same whatever
 #: the version: the tests of reading each version's stacks, names and states run on every one,
 #: 3.13-3.15's through their debug offsets among them.
-SOME_VERSIONS = ("3.8", "3.11", "3.12")
+SOME_VERSIONS = ("3.8", "3.12")
 
 
 def target_path(name: str) -> str:

@@ -19,6 +19,9 @@ from spyformat.chunks import encode_preamble
 
 from test_analyze_support import MAIN, RecordingBuilder, app_recording, run_cli
 
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
+
 
 @pytest.fixture
 def app_path(tmp_path):

@@ -13,6 +13,9 @@ from spyanalyze.errors import EmptyResult
 
 from test_analyze_support import RecordingBuilder, app_recording
 
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
+
 A = ("/src/app/work.py", "a", 10)
 B = ("/src/app/work.py", "b", 20)
 C = ("/src/app/work.py", "c", 30)

@@ -5,11 +5,15 @@ every view, filter and export works with either."""
 import io
 
 import numpy as np
+import pytest
 
 import spyanalyze
 from spyanalyze.export import collapsed
 
 from test_analyze_support import RecordingBuilder, app_recording
+
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
 
 BIG_TID = 3_000_000_000          # above int32: only a file not from Linux's pid space has it
 

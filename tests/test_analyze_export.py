@@ -15,6 +15,9 @@ from spyanalyze.export import collapsed, speedscope
 
 from test_analyze_support import SCHEMA, RecordingBuilder, app_recording
 
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
+
 LINE = re.compile(r"^(.*) (\d+)$")
 
 

@@ -9,6 +9,9 @@ from spyanalyze.errors import EmptyResult, UnknownThread
 
 from test_analyze_support import MAIN, RecordingBuilder, app_recording
 
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
+
 
 @pytest.fixture
 def app(tmp_path):

@@ -176,6 +176,7 @@ def hostile_recording(tmp_path):
     return path
 
 
+@pytest.mark.untimed
 def test_a_graph_taller_than_the_window_spans_the_width_left_beside_its_scrollbar(tmp_path, chromium):
     # GIVEN a recursion 80 frames deep: drawn, the graph is taller than the 800-pixel window,
     # so the page gets a scrollbar, which takes its width from the graph's
@@ -192,6 +193,7 @@ def test_a_graph_taller_than_the_window_spans_the_width_left_beside_its_scrollba
     assert max(box["left"] + box["width"] for box in page["boxes"]) <= page["width"] + 0.01
 
 
+@pytest.mark.untimed
 def test_hostile_names_stay_text(tmp_path, chromium):
     path = hostile_recording(tmp_path)
     svg = export(path, "svg")
@@ -209,6 +211,7 @@ def test_hostile_names_stay_text(tmp_path, chromium):
     assert any(box["text"].startswith("</script><script>alert(1)</script>") for box in boxes)
 
 
+@pytest.mark.untimed
 def test_the_differential_page_colours_growth_red_and_shrinkage_blue(tmp_path, chromium):
     before, after = tmp_path / "before.spy", tmp_path / "after.spy"
     for path, heavy_ticks in ((before, 2), (after, 8)):

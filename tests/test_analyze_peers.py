@@ -255,6 +255,7 @@ def assert_one_error_line(result, text):
     assert text in stderr and "Traceback" not in stderr
 
 
+@pytest.mark.untimed
 @pytest.mark.parametrize("name, content, text", [
     ("cut.mojo", b"MOJ", "too short for a MOJO header"),
     ("new.mojo", b"MOJ" + varint(9), "MOJO version 9"),

@@ -71,6 +71,7 @@ def test_window_lists_the_targets_hot_function(recorded):
     assert shaded.get_x() + shaded.get_width() == pytest.approx(1.5)
 
 
+@pytest.mark.untimed
 def test_window_leaves_out_a_function_whose_weight_rounds_to_no_sample(tmp_path):
     # GIVEN a thread sampled every 10 ms in spin(), but once in blip() in a round that came
     # 6 ms late, right before the next: that sample stands for 0.4 of a tick
@@ -111,6 +112,7 @@ def test_cli_writes_png_and_svg(recorded, tmp_path):
     assert root.tag.endswith("svg")
 
 
+@pytest.mark.untimed
 def test_cli_bad_input_is_one_line_and_no_file(tmp_path):
     path = app_recording(tmp_path / "app.spy")
     for args, message in ((["-o", str(tmp_path / "x.jpg")], ".png or .svg"),
@@ -124,6 +126,7 @@ def test_cli_bad_input_is_one_line_and_no_file(tmp_path):
         assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.jpg").exists()
 
 
+@pytest.mark.untimed
 def test_plot_without_matplotlib_says_how_to_install(tmp_path):
     path = app_recording(tmp_path / "app.spy")
     # a matplotlib that cannot be imported stands for one that is not installed
@@ -145,6 +148,7 @@ def test_plot_without_matplotlib_says_how_to_install(tmp_path):
                                      "pip install 'spyrec[plot]'")
 
 
+@pytest.mark.untimed
 def test_html_summary_escapes_what_the_file_says(tmp_path):
     rec = spyanalyze.load(app_recording(tmp_path / "app.spy"))
     samples = rec.samples.copy()
@@ -164,6 +168,7 @@ def test_html_summary_escapes_what_the_file_says(tmp_path):
     assert repr(rec).startswith("<Recording ")
 
 
+@pytest.mark.untimed
 def test_html_summary_warns_of_lost_data(tmp_path):
     builder = RecordingBuilder().thread(7, "MainThread")
     for i in range(10):
@@ -176,6 +181,7 @@ def test_html_summary_warns_of_lost_data(tmp_path):
     assert "color:#a00" not in spyanalyze.load(whole)._repr_html_()
 
 
+@pytest.mark.untimed
 def test_cli_writes_svg_to_standard_output(tmp_path):
     path = app_recording(tmp_path / "app.spy")
     command = [sys.executable, "-m", "spyanalyze", "plot", str(path), "-o", "-", "--format", "svg"]

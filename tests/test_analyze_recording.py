@@ -17,6 +17,9 @@ from spyformat.chunks import encode_preamble
 
 from test_analyze_support import MAIN, QUERY, RUN, RecordingBuilder, app_recording
 
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
+
 
 @pytest.fixture
 def app(tmp_path):

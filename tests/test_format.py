@@ -15,6 +15,9 @@ from spyformat import Interner, Kind, SampleFlag, SpyWriter, read_recording
 from spyformat.chunks import CHUNK_HEADER, encode_chunk, encode_preamble
 from spyformat.columns import SAMPLE_COLUMNS, encode_column
 
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "formats", "golden")
 

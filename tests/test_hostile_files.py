@@ -18,6 +18,9 @@ from spyrec.errors import SpyError
 
 import recordfuzz
 
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
+
 BYTE_CASES = 400
 RECORD_CASES = 2000
 SEEDS = 4

@@ -7,6 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -16,6 +16,9 @@ from pythons import SUPPORTED, python_for
 from spyrec.layouts import LAYOUTS, layout_for
 from spyrec.layouts.debug_offsets import V3_13, V3_14, DebugOffsetsSpec
 
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
+
 #: Compilation units whose DWARF defines the structs we need.
 UNITS = ("pystate.c", "codeobject.c", "ceval.c", "unicodeobject.c", "frameobject.c",
          "pylifecycle.c", "dictobject.c", "typeobject.c", "moduleobject.c", "longobject.c",

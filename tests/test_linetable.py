@@ -18,6 +18,9 @@ from spyrec.layouts import LAYOUTS
 from spyrec.linetable import (OPEN_END, LineTable, decode_linetable310, decode_lnotab,
                               decode_locations311)
 
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
+
 DUMP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "linetable_dump.py")
 
 

@@ -16,6 +16,9 @@ import pytest
 import spyanalyze
 from spyanalyze.errors import TooLarge
 
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AMPLIFY = os.path.join(ROOT, "formats", "golden", "amplify")
 MiB = 1 << 20

@@ -24,6 +24,9 @@ from pythons import interpreter_path, shared_libpython
 from spyrec.elflines import debug_file, line_table
 from spyrec.symbols import ElfImage, load_elf
 
+#: Times nothing and runs no target whose timing matters: may run beside other tests.
+pytestmark = pytest.mark.untimed
+
 #: Addresses checked per file.
 PICKS = 200
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
