@@ -411,8 +411,9 @@ class StackCapture:
             fd = self._switch_events[tid] = bpf.open_switch_records(tid)
         else:
             fd = self._switch_events[tid] = bpf.open_switches(tid, prog)
-        self._switch_rings[tid] = SwitchRing(fd)
+        ring = self._switch_rings[tid] = SwitchRing(fd)
         bpf.enable(fd)
+        ring.started()
         if self._native:
             bpf.enable(copier)
 
@@ -641,7 +642,9 @@ class StackCapture:
                 continue
             kind, since = state
             if kind == IN:
-                copy, earliest = _newest(self._timed.get(tid), moment), oldest
+                # (made since the records began: one before may be of a run since ended)
+                copy = _newest(self._timed.get(tid), moment)
+                earliest = max(oldest, ring.started_ns or 0)
             else:
                 copy = _newest(self._left.get(tid), since + SAME_SWITCH_NS)
                 earliest = since - SWITCH_COPY_LEAD_NS

@@ -12,6 +12,7 @@ a CPU at any moment of the last rounds, and since when it was not.
 
 import mmap
 import struct
+import time
 from collections import deque
 from typing import Deque, Optional, Tuple
 
@@ -47,6 +48,14 @@ class SwitchRing:
         self.events: Deque[Tuple[int, int]] = deque(maxlen=HISTORY)
         #: Records were lost since: what the history says before then is not the whole story.
         self.lost_at = 0
+        #: When the records began (monotonic ns; ``started``), and whether ``events`` holds
+        #: every switch since (none lost, none dropped from the history).
+        self.started_ns: Optional[int] = None
+        self.whole = True
+
+    def started(self) -> None:
+        """Say that the event now writes its records (call right after enabling it)."""
+        self.started_ns = time.monotonic_ns()
 
     def read(self) -> None:
         """Take the records written since the last read into ``events``."""
@@ -62,6 +71,8 @@ class SwitchRing:
             if kind == PERF_RECORD_SWITCH and length >= _HEADER.size + _ID.size:
                 _, _, time_ns = _ID.unpack_from(
                     ring_bytes(self._data, (at + _HEADER.size) % size, _ID.size))
+                if len(events) == HISTORY:
+                    self.whole = False
                 if not misc & MISC_SWITCH_OUT:
                     events.append((time_ns, IN))
                 else:
@@ -69,19 +80,30 @@ class SwitchRing:
                                    else SLEPT))
             elif kind == PERF_RECORD_LOST:
                 self.lost_at = events[-1][0] if events else 0
+                self.whole = False
                 events.clear()
             tail += length
         _U64.pack_into(self._map, _TAIL_AT, tail)
 
     def state_at(self, moment: int) -> Optional[Tuple[int, int]]:
         """(IN, PREEMPTED or SLEPT; the time of that switch) of the last switch at or before
-        ``moment``; None when the records kept do not reach back to it."""
+        ``moment``; None when the records kept do not reach back to it.
+
+        A thread with no switch since the records began up to ``moment``, or whose first took
+        it off its CPU, had not left its CPU since it was last on it: (IN, when the records
+        began), on it then if it ran at all since (a copy made since says so).  A busy
+        thread alone on its CPU runs on for long without a switch."""
         found = None
         for time_ns, kind in reversed(self.events):
             if time_ns <= moment:
                 found = (kind, time_ns)
                 break
-        if found is None or found[1] < self.lost_at:
+        if found is None:
+            if (self.whole and self.started_ns is not None and self.started_ns <= moment
+                    and (not self.events or self.events[0][1] != IN)):
+                return (IN, self.started_ns)
+            return None
+        if found[1] < self.lost_at:
             return None
         return found
 
