@@ -45,9 +45,14 @@ def test_walkthrough_runs_and_finds_the_slowed_function(tmp_path):
     if not spyrec_available():
         pytest.skip("the spyrec recorder CLI is not available")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(notebook, km=kernel_manager(tmp_path), timeout=120,
+    km = kernel_manager(tmp_path)
+    client = nbclient.NotebookClient(notebook, km=km, timeout=120,
                                      resources={"metadata": {"path": str(EXAMPLES)}})
-    client.execute()          # raises CellExecutionError when a cell fails
+    try:
+        client.execute()      # raises CellExecutionError when a cell fails
+    finally:
+        if km.has_kernel:     # (nbclient stops only the kernels it made itself)
+            km.shutdown_kernel(now=True)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     summary = next(cell for cell in code if cell.source.strip().endswith("\nrec"))
     page = outputs(summary, "execute_result")[0]["data"]["text/html"]
