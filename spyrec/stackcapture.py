@@ -650,13 +650,16 @@ class StackCapture:
                 earliest = since - SWITCH_COPY_LEAD_NS
             if copy is None or copy.time_ns < earliest:
                 continue
-            states[tid] = kind
             if self._native:
                 # the kernel's sample of that copy's moment, of the same interrupt or switch
                 samples = self._rings.get(tid) if kind == IN else self._switch_samples.get(tid)
-                self._moment_stacks[tid] = samples.sample_at(
+                sample = samples.sample_at(
                     copy.time_ns, SAME_INTERRUPT_NS if kind == IN else SAME_SWITCH_NS) \
                     if samples is not None else None
+                if sample is None and kind == IN:
+                    continue  # (gone from its ring: ``drain`` waits for one made now)
+                self._moment_stacks[tid] = sample
+            states[tid] = kind
             # Stamped at the round's moment, which it stands for: a copy made as the thread
             # left its CPU holds until it comes back, and a timed one is of a moment up to a
             # copy period before (stamped then, it would stand for the time up to the next
