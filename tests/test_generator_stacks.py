@@ -56,8 +56,10 @@ CALLEELESS = 0.12
 #: test_a_generators_yield_line_gets_the_little_time_it_takes).
 YIELD_LINE = 0.04
 #: The share of ``via_async`` samples whose coroutines are not in the order they await each
-#: other in (see test_a_coroutine_chain_is_shown_as_it_awaits).
+#: other in (see test_a_coroutine_chain_is_shown_as_it_awaits); read from outside, a walk may
+#: still cross a coroutine's end: 1.2% of 414 on 3.13 and 1.4% on 3.12 in clean-clone CI runs.
 IMPOSSIBLE_CHAINS = 0.01
+IMPOSSIBLE_CHAINS_OUTSIDE = 0.02
 MIXED_MOMENTS = 0.10
 #: Samples this close (ns) to the start or end of a phase call are not judged: a sample is
 #: stamped when its thread state is copied, and its frames are copied after.
@@ -225,7 +227,8 @@ def test_a_coroutine_chain_is_shown_as_it_awaits(generators_recording):
         if inside != chain[:len(inside)]:
             wrong[tuple(inside)] += 1
     assert phase > 200, (label, phase)
-    assert sum(wrong.values()) <= IMPOSSIBLE_CHAINS * phase, (label, phase, wrong.most_common(3))
+    bound = IMPOSSIBLE_CHAINS_OUTSIDE if label.endswith(OUTSIDE_SUFFIX) else IMPOSSIBLE_CHAINS
+    assert sum(wrong.values()) <= bound * phase, (label, phase, wrong.most_common(3))
 
 
 def test_a_generators_yield_line_gets_the_little_time_it_takes(generators_recording):
