@@ -285,12 +285,18 @@ class PythonProcess:
         """``stacks``, those of the threads ``followed`` that run now taken from copies made now
         (threads just followed, or found asleep before their walk).  With native frames only a
         copy gives a running thread's: without this a thread would have none in the round that
-        first finds it, a large share of a short-lived one's, nor in one it woke up in."""
-        assert self.capture is not None
+        first finds it, a large share of a short-lived one's, nor in one it woke up in.  One
+        whose copy did not come while ``drain`` waited, and that left its CPU meanwhile
+        (preempted, or waiting for the GIL), is taken from the copy made as it left."""
+        capture = self.capture
+        assert capture is not None
         running = [tid for tid in followed if thread_running("/proc", self.pid, tid)]
         if not running:
             return stacks
-        fresh = self.capture.drain(running, again=True)
+        fresh = capture.drain(running, again=True)
+        waited = [tid for tid in running if tid not in fresh]
+        if waited:
+            fresh.update(capture.left_by(time.monotonic_ns(), waited))
         copied = [tid for tid in running if tid in fresh]
         if not copied:
             return stacks

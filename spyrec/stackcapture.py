@@ -628,44 +628,72 @@ class StackCapture:
         out alone (with native frames), and hands out the kernel's samples of the copies
         taken here in ``user_stacks``."""
         found: Dict[int, Capture] = {}
-        states = self.states = {}
-        oldest = moment - KEPT_COPY_PERIODS * self._period
-        rings = self._switch_rings
+        self.states = {}
         self._pending.update(self._drain_ring())
         for tid in tids:
-            ring = rings.get(tid)
-            if ring is None:
-                continue
-            ring.read()
-            state = ring.state_at(moment)
-            if state is None:
-                continue
-            kind, since = state
-            if kind == IN:
-                # (made since the records began: one before may be of a run since ended)
-                copy = _newest(self._timed.get(tid), moment)
-                earliest = max(oldest, ring.started_ns or 0)
-            else:
-                copy = _newest(self._left.get(tid), since + SAME_SWITCH_NS)
-                earliest = since - SWITCH_COPY_LEAD_NS
-            if copy is None or copy.time_ns < earliest:
-                continue
-            if self._native:
-                # the kernel's sample of that copy's moment, of the same interrupt or switch
-                samples = self._rings.get(tid) if kind == IN else self._switch_samples.get(tid)
-                sample = samples.sample_at(
-                    copy.time_ns, SAME_INTERRUPT_NS if kind == IN else SAME_SWITCH_NS) \
-                    if samples is not None else None
-                if sample is None and kind == IN:
-                    continue  # (gone from its ring: ``drain`` waits for one made now)
-                self._moment_stacks[tid] = sample
-            states[tid] = kind
-            # Stamped at the round's moment, which it stands for: a copy made as the thread
-            # left its CPU holds until it comes back, and a timed one is of a moment up to a
-            # copy period before (stamped then, it would stand for the time up to the next
-            # sample, longer after the work a thread naps after than after its naps).
-            found[tid] = copy._replace(time_ns=moment)
+            taken = self._taken_at(tid, moment)
+            if taken is not None:
+                found[tid] = taken
         return found
+
+    def left_by(self, moment: int, tids: Collection[int]) -> Dict[int, Capture]:
+        """{tid: the copy made as it left its CPU} of the threads ``tids`` that ``at`` finds
+        off their CPU at ``moment``, with the kernel's samples of those copies put in
+        ``user_stacks`` at once and their states in ``states``: for threads ``drain`` waited
+        for in vain in a second call of a round (``again``), which may have been preempted or
+        gone to sleep meanwhile (a thread just started waits for the GIL)."""
+        self._pending.update(self._drain_ring())
+        found: Dict[int, Capture] = {}
+        for tid in tids:
+            taken = self._taken_at(tid, moment, off_cpu_only=True)
+            if taken is not None:
+                found[tid] = taken
+                sample = self._moment_stacks.pop(tid, None)
+                if sample is None:
+                    self.user_stacks.pop(tid, None)
+                else:
+                    self.user_stacks[tid] = sample
+        return found
+
+    def _taken_at(self, tid: int, moment: int, off_cpu_only: bool = False
+                  ) -> Optional[Capture]:
+        """The copy that shows thread ``tid`` at ``moment`` (see ``at``), its state put in
+        ``states`` and, with native frames, the kernel's sample of it in ``_moment_stacks``;
+        None if there is none to take (or, ``off_cpu_only``, it was on its CPU)."""
+        ring = self._switch_rings.get(tid)
+        if ring is None:
+            return None
+        ring.read()
+        state = ring.state_at(moment)
+        if state is None:
+            return None
+        kind, since = state
+        if kind == IN:
+            if off_cpu_only:
+                return None
+            # (made since the records began: one before may be of a run since ended)
+            copy = _newest(self._timed.get(tid), moment)
+            earliest = max(moment - KEPT_COPY_PERIODS * self._period, ring.started_ns or 0)
+        else:
+            copy = _newest(self._left.get(tid), since + SAME_SWITCH_NS)
+            earliest = since - SWITCH_COPY_LEAD_NS
+        if copy is None or copy.time_ns < earliest:
+            return None
+        if self._native:
+            # the kernel's sample of that copy's moment, of the same interrupt or switch
+            samples = self._rings.get(tid) if kind == IN else self._switch_samples.get(tid)
+            sample = samples.sample_at(
+                copy.time_ns, SAME_INTERRUPT_NS if kind == IN else SAME_SWITCH_NS) \
+                if samples is not None else None
+            if sample is None and kind == IN:
+                return None  # (gone from its ring: ``drain`` waits for one made now)
+            self._moment_stacks[tid] = sample
+        self.states[tid] = kind
+        # Stamped at the round's moment, which it stands for: a copy made as the thread
+        # left its CPU holds until it comes back, and a timed one is of a moment up to a
+        # copy period before (stamped then, it would stand for the time up to the next
+        # sample, longer after the work a thread naps after than after its naps).
+        return copy._replace(time_ns=moment)
 
     def close(self) -> None:
         for tid in list(self._switch_events):

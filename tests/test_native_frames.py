@@ -483,33 +483,39 @@ def test_a_thread_that_runs_now_and_then_has_native_frames_whenever_found_at_wor
     assert idle <= IDLE_AT_WORK * at_work, (label, idle, at_work)
 
 
-#: Share of short-lived threads' samples at work that must have native frames (60% when a
-#: thread's copies began with the round after the one that found it).  3.10 and 3.13 98-99% run
-#: alone; 77-96% (85-86% alone on 3.13) while the walk of the round's copies gave up when
-#: another thread was made or ended meanwhile, as the main thread here does all the time
-#: (StackWalker.walk_copied).  The samples still without are mostly threads' first.
+#: Share of short-lived threads' samples at work that must have native frames, and of their
+#: first samples at work (60% when a thread's copies began with the round after the one that
+#: found it).  Two workers at a time: 3.10 and 3.13 95-99% of samples, 95-98% of first ones.
+#: Those without are mostly threads' first: a thread queued for a CPU from before the round
+#: that found it to past the round's wait for its copy (it runs no code, so it is not copied,
+#: nor does it leave a CPU), or one that ended meanwhile.  With four workers on this machine's
+#: two CPUs so many wait their turn that 88-97% of first samples had native frames.
 SHORT_LIVED = 0.9
 
 
 @pytest.mark.parametrize("label", NOW_AND_THEN_LABELS)
 def test_a_short_lived_thread_has_native_frames_from_its_first_round(label, tmp_path):
-    """tests/targets/churn.py keeps four worker threads busy for a few milliseconds each and
+    """tests/targets/churn.py keeps two worker threads busy for a few milliseconds each and
     starts new ones as they end: a thread found running by the walk that first finds it is
     copied then, so its first round has its native frames too."""
     out = tmp_path / "churn.spy"
-    with running_target(python_for(label), "churn.py", "30", "4") as target:
-        # (4 s: a round that meets new threads with --native is dear, 3.13 made 200-340 rounds
-        # a second here on some days, and 2 s gave 230-480 samples of workers at work; 4 s gave
-        # 464 in a clean-clone run, 279 in another: a share of 250 or more says what it must)
+    with running_target(python_for(label), "churn.py", "30", "2") as target:
+        # (4 s: a round that meets new threads with --native is dear, 3.13 made 190-400
+        # rounds a second here, which gave 300-900 samples of workers at work)
         result = spyrec("-o", out, "-p", target.pid, "-d", "4", "-r", "1000", "--native")
     assert result.returncode == 0, result.stderr
     rec = spyanalyze.load(out, all_native=True)
     samples = rec.samples
     workers = samples[(samples["tid"] != target.info["main"]["native_id"]) & ~samples["idle"]]
-    with_native = sum(any(kind == "native" for *_, kind in stack_of(rec, s))
-                      for s in workers["stack"].tolist())
-    assert len(workers) >= 250, (label, len(workers))
-    assert with_native >= SHORT_LIVED * len(workers), (label, with_native, len(workers))
+    native = [any(kind == "native" for *_, kind in stack_of(rec, s))
+              for s in workers["stack"].tolist()]
+    first = {}
+    for tid, has in zip(workers["tid"].tolist(), native):
+        first.setdefault(tid, has)
+    assert len(workers) >= 200, (label, len(workers))
+    assert sum(native) >= SHORT_LIVED * len(workers), (label, sum(native), len(workers))
+    assert sum(first.values()) >= SHORT_LIVED * len(first), (label, sum(first.values()),
+                                                             len(first))
 
 
 def test_native_asks_for_the_stack_copies(tmp_path):
