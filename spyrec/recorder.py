@@ -189,9 +189,7 @@ def record(output: str, pid: Optional[int] = None, command: Optional[Sequence[st
             if children:
                 def child_sampler(child):
                     if stack_copies:
-                        # (without the switches: a descendant is attached inside a round, and
-                        # their program would double the time that round takes)
-                        start_copies(child, interval_ns, native, switches=False)
+                        start_copies(child, interval_ns, native)
                     return Sampler(child, sink, interval_ns, origin, kernel=kernel,
                                    stats=sampler.stats)
                 sampler.descendants = Descendants(process.pid, child_sampler, sink, origin)
