@@ -53,7 +53,8 @@ class _Thread:
 
     __slots__ = ("stats", "py_thread_id", "named", "os_name", "os_name_read", "name_tries",
                  "next_name_try", "missing", "cpu_delta", "last_frames", "last_kernel",
-                 "last_task", "last_stack_id", "row", "counted", "last_native", "provisional")
+                 "last_task", "last_stack_id", "row", "counted", "last_native", "provisional",
+                 "dormant_since", "resting")
 
     def __init__(self, stats: ThreadStats, py_thread_id: int) -> None:
         self.stats = stats
@@ -74,6 +75,8 @@ class _Thread:
         self.last_native = None  # its native frames as placed in its last sample, if any
         #: some of those had a line not decoded yet (spyrec.nativelines): read them again
         self.provisional = False
+        self.dormant_since = 0  # when it was last found dormant (monotonic ns)
+        self.resting = False  # its copies' events closed while it sleeps (see _rest_dormant)
 
 
 def _threads_alive(active: Dict[int, _Thread], dormant: Dict[int, _Thread]) -> Dict[int, _Thread]:
@@ -94,6 +97,11 @@ def _asleep_last_round(item: Tuple[int, _Thread]) -> bool:
 #: follows the whole thread list again (a thread state some C code removes while its thread
 #: lives on is noticed there).
 FULL_ROUND_EVERY_NS = 1_000_000_000
+#: With native frames, a thread dormant this long is no longer followed by the stack copies'
+#: events until it runs again (see ``Sampler._rest_dormant``): a thread that works now and
+#: then keeps them, one that waits for seconds gives back what they pin.  Checked this often.
+REST_AFTER_NS = 1_000_000_000
+REST_CHECK_NS = 100_000_000
 
 #: How many times the active threads' switch counts are read again when a thread switched in
 #: while they were read (see Sampler._quiet).
@@ -195,6 +203,7 @@ class Sampler:
         self.due_ns: Optional[int] = None
         self._watch_tried = False
         self._next_full_round = 0
+        self._next_rest = 0
         self._process_stats = ProcessStats(proc_root, process.pid)
         self._rss: Optional[int] = None  # the process's resident set, as last read
         self.step_aside = StepAside()
@@ -404,6 +413,9 @@ class Sampler:
                     still.add(tid)
                 if stats.still_count < DORMANT_AFTER:
                     woke.append(tid)
+                    if thread.resting and process.capture is not None:
+                        thread.resting = False
+                        process.capture.wake(tid)
                 self.target_running += stats.running
                 if stats.running and process.capture is not None:
                     running.add(tid)
@@ -430,7 +442,10 @@ class Sampler:
                 if tid not in seen:
                     self._thread_ended(tid, thread, t)
         if self._watch is not None:
-            self._sort_dormant(woke)
+            self._sort_dormant(woke, now)
+            if process.native is not None and process.capture is not None \
+                    and now >= self._next_rest:
+                self._rest_dormant(now)
 
     def _refresh_active(self, still, need_cpu):
         """Read the active threads' /proc figures (CPU since the last round, state, switches);
@@ -575,7 +590,19 @@ class Sampler:
             self._watch = DormantWatch.open(self.process.pid)
         return self._watch if dormant else None
 
-    def _sort_dormant(self, woke):
+    def _rest_dormant(self, now):
+        """With native frames, stop following the threads dormant for ``REST_AFTER_NS`` (a
+        pool's idle workers): each one's events pin two rings of 256 KiB.  One found to have
+        run is followed again at once, as a new thread is (see StackCapture.rest)."""
+        self._next_rest = now + REST_CHECK_NS
+        resting = [tid for tid, thread in self._dormant.items()
+                   if not thread.resting and now - thread.dormant_since >= REST_AFTER_NS]
+        if resting:
+            self.process.capture.rest(resting)
+            for tid in resting:
+                self._dormant[tid].resting = True
+
+    def _sort_dormant(self, woke, now):
         """Move the threads that ran (``woke``: TIDs) among the active ones, and those found
         still ``DORMANT_AFTER`` times in a row, their last sample whole, among the dormant."""
         active, dormant = self._active, self._dormant
@@ -590,6 +617,7 @@ class Sampler:
                     and not thread.provisional):
                 del active[tid]
                 dormant[tid] = thread
+                thread.dormant_since = now
                 thread.counted = thread.stats.switches
                 self._dormant_switches += thread.counted
                 changed = True
@@ -629,6 +657,8 @@ class Sampler:
         if old is not None:
             old.stats.close()
             self._undormant(tid)
+            if old.resting and self.process.capture is not None:
+                self.process.capture.wake(tid)
         thread = _Thread(ThreadStats(self.proc_root, self.process.pid, tid, self.kernel,
                                      self.process.native is not None),
                          thread_stack.python_thread_id)

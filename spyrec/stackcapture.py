@@ -36,7 +36,7 @@ import struct
 import time
 from collections import deque
 from typing import (AbstractSet, Any, Collection, Deque, Dict, List, NamedTuple, Optional,
-                    Sequence, Tuple)
+                    Sequence, Set, Tuple)
 
 from spyrec import bpf, perfstacks
 from spyrec.bpf import R0, R1, R2, R3, R6, R7, R8, R9, R10, Assembler, BpfUnavailable
@@ -339,6 +339,10 @@ class StackCapture:
         #: tid -> its newest copies made at its timed interrupts, and as it left its CPU
         self._timed: Dict[int, Deque[Capture]] = {}
         self._left: Dict[int, Deque[Capture]] = {}
+        #: threads not followed while they sleep (``rest``), and whether one woke since the
+        #: last ``watch``
+        self._resting: Set[int] = set()
+        self._woken = False
         #: {tid: IN, PREEMPTED or SLEPT}: how ``at`` found each thread at the round's moment
         self.states: Dict[int, int] = {}
         #: with native frames, {tid: the kernel's sample of the copy ``at`` took, or None},
@@ -454,17 +458,19 @@ class StackCapture:
     def watch(self, tstates: Dict[int, int]) -> List[int]:
         """Tell the program each thread's state ({kernel TID: tstate}); threads gone are
         forgotten.  The TIDs of the threads followed from now on."""
-        if tstates == self._known:
+        if tstates == self._known and not self._woken:
             return []
+        self._woken = False
         followed = []
         for tid in set(self._known) - set(tstates):
             bpf.delete_elem(self._threads_fd, _TID.pack(tid))
         for tid in set(self._events) - set(tstates):  # (the main thread's too, if no Python's)
             self._unfollow(tid)
+        self._resting.intersection_update(tstates)
         for tid, tstate in tstates.items():
             if self._known.get(tid) != tstate:
                 bpf.update_elem(self._threads_fd, _TID.pack(tid), U64.pack(tstate))
-            if tid not in self._events:
+            if tid not in self._events and tid not in self._resting:
                 try:
                     self._follow(tid)
                     followed.append(tid)
@@ -472,6 +478,23 @@ class StackCapture:
                     pass  # ended since the walk (or out of descriptors): walked from outside
         self._known = dict(tstates)
         return followed
+
+    def rest(self, tids: Collection[int]) -> None:
+        """Stop following threads ``tids`` until ``wake``: threads asleep for a while (a pool's
+        idle workers) need no copies, read from outside where they hold still, and with
+        native frames each one's events pin two rings of 256 KiB.  Their thread states stay
+        known to the program."""
+        for tid in tids:
+            if tid in self._events:
+                self._unfollow(tid)
+                self._resting.add(tid)
+
+    def wake(self, tid: int) -> None:
+        """Follow thread ``tid``, which ``rest`` stopped following, again from the next
+        ``watch`` (which lists it among the threads followed from then on, as a new one)."""
+        if tid in self._resting:
+            self._resting.discard(tid)
+            self._woken = True
 
     def identify(self, on: bool) -> None:
         """Have each copy take its frames' code objects' identities too, or not: what names

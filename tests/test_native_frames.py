@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -516,6 +517,55 @@ def test_a_short_lived_thread_has_native_frames_from_its_first_round(label, tmp_
     assert sum(native) >= SHORT_LIVED * len(workers), (label, sum(native), len(workers))
     assert sum(first.values()) >= SHORT_LIVED * len(first), (label, sum(first.values()),
                                                              len(first))
+
+
+#: What the recorder may pin with a pool of 100 workers, nearly all asleep: the rings of a
+#: few threads at a time, two of 256 KiB each (1.6 MB in three runs; 53 MB when every thread
+#: kept its rings).
+POOL_PINNED_KB = 8 * 1024
+#: Share of the pool's samples at a job that must have native frames, and of each job's
+#: first (the round after a wait of seconds, its thread followed again then): all of some
+#: 1,500 and of 18-20 jobs' in three runs.
+AT_JOB = 0.95
+FIRST_AT_JOB = 0.8
+
+
+def pinned_kb(pid):
+    with open("/proc/%d/status" % pid) as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmPin:"))
+
+
+def test_a_pools_idle_workers_give_back_their_rings_and_have_native_frames_at_work(tmp_path):
+    # GIVEN a pool of 100 workers that wait 25 s between jobs (tests/targets/pool_jobs.py), one
+    # of them at a job of 0.1 s in every quarter second
+    out = tmp_path / "pool.spy"
+    job_line = marked_lines(target_path("pool_jobs.py"))["pool-job"]
+    with running_target(python_for("3.12"), "pool_jobs.py", "30", "100", "0.25") as target:
+        # WHEN spyrec records it with native frames at 1 kHz
+        recorder = subprocess.Popen(SPYREC + ["-q", "-o", str(out), "-p", str(target.pid),
+                                              "-d", "5", "-r", "1000", "--native"],
+                                    stderr=subprocess.PIPE, text=True)
+        time.sleep(4)
+        pinned = pinned_kb(recorder.pid)
+        _, errors = recorder.communicate(timeout=60)
+    assert recorder.returncode == 0, errors
+    # THEN the workers asleep for a second or more are no longer followed by the copies'
+    # events: the recorder pins what a few threads need, not what the pool would
+    assert pinned <= POOL_PINNED_KB, pinned
+    # AND a worker found at its job has its native frames, from the first round of the job
+    rec = spyanalyze.load(out, all_native=True)
+    samples = rec.samples
+    workers = samples[(samples["tid"] != target.info["main"]["native_id"]) & ~samples["idle"]]
+    at_job, first = [], {}
+    for tid, stack_id in zip(workers["tid"].tolist(), workers["stack"].tolist()):
+        stack = stack_of(rec, stack_id)
+        if python_frames(stack)[-1:] == [("job", job_line)]:
+            has = any(kind == "native" for *_, kind in stack)
+            at_job.append(has)
+            first.setdefault(tid, has)
+    assert len(at_job) > 1000 and len(first) >= 10, (len(at_job), len(first))
+    assert sum(at_job) >= AT_JOB * len(at_job), (sum(at_job), len(at_job))
+    assert sum(first.values()) >= FIRST_AT_JOB * len(first), first
 
 
 def test_native_asks_for_the_stack_copies(tmp_path):
