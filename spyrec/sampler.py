@@ -54,7 +54,7 @@ class _Thread:
     __slots__ = ("stats", "py_thread_id", "named", "os_name", "os_name_read", "name_tries",
                  "next_name_try", "missing", "cpu_delta", "last_frames", "last_kernel",
                  "last_task", "last_stack_id", "row", "counted", "last_native", "provisional",
-                 "dormant_since", "resting")
+                 "dormant_since")
 
     def __init__(self, stats: ThreadStats, py_thread_id: int) -> None:
         self.stats = stats
@@ -76,7 +76,6 @@ class _Thread:
         #: some of those had a line not decoded yet (spyrec.nativelines): read them again
         self.provisional = False
         self.dormant_since = 0  # when it was last found dormant (monotonic ns)
-        self.resting = False  # its copies' events closed while it sleeps (see _rest_dormant)
 
 
 def _threads_alive(active: Dict[int, _Thread], dormant: Dict[int, _Thread]) -> Dict[int, _Thread]:
@@ -413,9 +412,8 @@ class Sampler:
                     still.add(tid)
                 if stats.still_count < DORMANT_AFTER:
                     woke.append(tid)
-                    if thread.resting and process.capture is not None:
-                        thread.resting = False
-                        process.capture.wake(tid)
+                    if process.capture is not None:
+                        process.capture.wake(tid)  # (followed again if it rested)
                 self.target_running += stats.running
                 if stats.running and process.capture is not None:
                     running.add(tid)
@@ -595,12 +593,8 @@ class Sampler:
         pool's idle workers): each one's events pin two rings of 256 KiB.  One found to have
         run is followed again at once, as a new thread is (see StackCapture.rest)."""
         self._next_rest = now + REST_CHECK_NS
-        resting = [tid for tid, thread in self._dormant.items()
-                   if not thread.resting and now - thread.dormant_since >= REST_AFTER_NS]
-        if resting:
-            self.process.capture.rest(resting)
-            for tid in resting:
-                self._dormant[tid].resting = True
+        self.process.capture.rest([tid for tid, thread in self._dormant.items()
+                                   if now - thread.dormant_since >= REST_AFTER_NS])
 
     def _sort_dormant(self, woke, now):
         """Move the threads that ran (``woke``: TIDs) among the active ones, and those found
@@ -657,7 +651,7 @@ class Sampler:
         if old is not None:
             old.stats.close()
             self._undormant(tid)
-            if old.resting and self.process.capture is not None:
+            if self.process.capture is not None:
                 self.process.capture.wake(tid)
         thread = _Thread(ThreadStats(self.proc_root, self.process.pid, tid, self.kernel,
                                      self.process.native is not None),

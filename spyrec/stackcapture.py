@@ -510,14 +510,14 @@ class StackCapture:
         """Stop following threads ``tids`` until ``wake``: threads asleep for a while (a pool's
         idle workers) need no copies, read from outside where they hold still, and with
         native frames each one's events pin two rings of 256 KiB.  Their thread states stay
-        known to the program."""
+        known to the program; a thread not followed already is left as it is."""
         for tid in tids:
             if tid in self._events:
                 self._unfollow(tid)
                 self._resting.add(tid)
 
     def wake(self, tid: int) -> None:
-        """Follow thread ``tid``, which ``rest`` stopped following, again from the next
+        """Follow thread ``tid``, if ``rest`` stopped following it, again from the next
         ``watch`` (which lists it among the threads followed from then on, as a new one)."""
         if tid in self._resting:
             self._resting.discard(tid)
