@@ -125,8 +125,7 @@ SWITCH_COPY_LEAD_NS = 100_000
 #: Copies of each kind kept per thread, the newest: enough for the moment of the last round.
 COPIES_KEPT = 8
 #: A thread is copied as it leaves its CPU at most once in this long, or in a quarter of the
-#: interval asked for between its timed copies when that is shorter (the recorder asks for two
-#: a round: an eighth of the sampling interval, 125 µs at 1 kHz): one that switches tens of
+#: interval between its timed copies when that is shorter: one that switches tens of
 #: thousands of times a second (two threads handing work to each other through a pipe) would
 #: otherwise pay a copy each time, where a round needs one an interval, and fill the ring the
 #: copies of all threads share between rounds.  A round whose moment falls in a stretch off
@@ -140,7 +139,7 @@ _THREAD_ENTRY = struct.Struct("<QQ")
 
 def switch_copy_gap_ns(rate_hz: float) -> int:
     """The least time between two copies of a thread made as it leaves its CPU, with copies
-    at interrupts asked for ``rate_hz`` times a second (see ``SWITCH_COPY_GAP_NS``)."""
+    at interrupts ``rate_hz`` times a second (see ``SWITCH_COPY_GAP_NS``)."""
     return int(min(SWITCH_COPY_GAP_NS, 1e9 / rate_hz / SWITCH_COPIES_PER_INTERVAL))
 
 
@@ -726,10 +725,7 @@ class StackCapture:
             earliest = max(moment - KEPT_COPY_PERIODS * self._period, ring.started_ns or 0)
         else:
             copy = _newest(self._left.get(tid), since + SAME_SWITCH_NS)
-            # (made as it left then, after it came onto that CPU: one made as it left an
-            # earlier stretch shows where it was then, and a leave may go uncopied, see
-            # SWITCH_COPY_GAP_NS)
-            earliest = max(since - SWITCH_COPY_LEAD_NS, ring.came_in_before(since))
+            earliest = since - SWITCH_COPY_LEAD_NS
         if copy is None or copy.time_ns < earliest:
             return None
         if self._native:

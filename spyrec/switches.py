@@ -107,14 +107,6 @@ class SwitchRing:
             return None
         return found
 
-    def came_in_before(self, moment: int) -> int:
-        """When the thread last came onto a CPU before ``moment`` (0: not known): a copy made
-        as it left at ``moment`` was made after then."""
-        for time_ns, kind in reversed(self.events):
-            if time_ns < moment and kind == IN:
-                return time_ns
-        return 0
-
     def close(self) -> None:
         self._data.release()
         self._map.close()
