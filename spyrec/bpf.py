@@ -112,9 +112,6 @@ class Assembler:
     def add_imm(self, dst: int, imm: int) -> None:
         self._emit(0x07, dst, imm=imm)
 
-    def sub(self, dst: int, src: int) -> None:
-        self._emit(0x1f, dst, src)
-
     def rsh_imm(self, dst: int, imm: int) -> None:
         self._emit(0x77, dst, imm=imm)
 

@@ -124,23 +124,8 @@ SAME_SWITCH_NS = 20_000
 SWITCH_COPY_LEAD_NS = 100_000
 #: Copies of each kind kept per thread, the newest: enough for the moment of the last round.
 COPIES_KEPT = 8
-#: A thread is copied as it leaves its CPU at most once in this long, or in a quarter of the
-#: interval between its timed copies when that is shorter: one that switches tens of
-#: thousands of times a second (two threads handing work to each other through a pipe) would
-#: otherwise pay a copy each time, where a round needs one an interval, and fill the ring the
-#: copies of all threads share between rounds.  A round whose moment falls in a stretch off
-#: its CPU that was not copied reads the thread from outside.
-SWITCH_COPY_GAP_NS = 200_000
-SWITCH_COPIES_PER_INTERVAL = 4
 
 _U32 = _TID = struct.Struct("<I")
-_THREAD_ENTRY = struct.Struct("<QQ")
-
-
-def switch_copy_gap_ns(rate_hz: float) -> int:
-    """The least time between two copies of a thread made as it leaves its CPU, with copies
-    at interrupts ``rate_hz`` times a second (see ``SWITCH_COPY_GAP_NS``)."""
-    return int(min(SWITCH_COPY_GAP_NS, 1e9 / rate_hz / SWITCH_COPIES_PER_INTERVAL))
 
 
 
@@ -184,12 +169,11 @@ class SharedState(NamedTuple):
 
 def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int, identify_fd: int,
                   shared: SharedState = SharedState(), sample: bool = False,
-                  switched_out: bool = False, gap_ns: int = 0) -> bytes:
+                  switched_out: bool = False) -> bytes:
     """The capture program for one target (its TGID as the kernel sees it).  ``sample``:
     after a copy, the kernel also writes the event's own sample (spyrec.perfstacks).
     ``switched_out``: the program of the thread's context-switch event, its copies marked so
-    (``SWITCHED_OUT``), one a thread every ``gap_ns`` at most (the time of its last one kept
-    after its thread state in the threads' map).
+    (``SWITCHED_OUT``).
     ``identify_fd``: a one-entry array whose u32, when not 0, has each frame's code object's
     identity copied too (see ``StackCapture.identify``)."""
     fr, ts = layout.frame, layout.thread
@@ -213,14 +197,6 @@ def build_program(layout: Layout, tgid: int, threads_fd: int, ring_fd: int, iden
     a.call(bpf.MAP_LOOKUP_ELEM)
     a.jump_if_imm("==", R0, 0, "out")  # a thread the recorder has not walked yet
     a.load(R8, R0, 0)  # its thread state
-    if switched_out and gap_ns:
-        a.mov(R6, R0)
-        a.call(bpf.KTIME_GET_NS)
-        a.load(R1, R6, 8)  # when its last copy as it left its CPU was made
-        a.mov(R2, R0)
-        a.sub(R2, R1)
-        a.jump_if_imm("<", R2, gap_ns, "out")
-        a.store(R6, 8, R0)
     a.load_map(R1, ring_fd)
     a.mov_imm(R2, record)
     a.mov_imm(R3, 0)
@@ -373,8 +349,7 @@ class StackCapture:
         #: for the ``drain`` that follows
         self._moment_stacks: Dict[int, Optional[UserStack]] = {}
         try:
-            # {tid: its thread state, when its last copy as it left its CPU was made}
-            self._threads_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_HASH, 4, 16, MAX_THREADS))
+            self._threads_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_HASH, 4, 8, MAX_THREADS))
             self._ring_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_RINGBUF, 0, 0, RING_BYTES))
             self._ring = bpf.RingBuffer(self._ring_fd, RING_BYTES)
             self._identify_fd = self._keep(bpf.create_map(bpf.MAP_TYPE_ARRAY, 4, 4, 1))
@@ -391,8 +366,7 @@ class StackCapture:
                 self._switch_ring = bpf.RingBuffer(switch_ring_fd, RING_BYTES)
                 self._switch_prog = self._keep(bpf.load_program(
                     build_program(layout, tgid, self._threads_fd, switch_ring_fd,
-                                  self._identify_fd, shared, native, switched_out=True,
-                                  gap_ns=switch_copy_gap_ns(rate_hz)),
+                                  self._identify_fd, shared, native, switched_out=True),
                     PROGRAM_NAME))
             self._period = max(MIN_PERIOD_NS, int(1e9 / rate_hz))
             #: Seconds ``drain`` waits at most for the copies it armed (see NATIVE_PATIENCE).
@@ -495,7 +469,7 @@ class StackCapture:
         self._resting.intersection_update(tstates)
         for tid, tstate in tstates.items():
             if self._known.get(tid) != tstate:
-                bpf.update_elem(self._threads_fd, _TID.pack(tid), _THREAD_ENTRY.pack(tstate, 0))
+                bpf.update_elem(self._threads_fd, _TID.pack(tid), U64.pack(tstate))
             if tid not in self._events and tid not in self._resting:
                 try:
                     self._follow(tid)
