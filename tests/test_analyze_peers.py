@@ -31,8 +31,10 @@ from spyanalyze import views
 from pythons import python_for
 from test_analyze_support import PHASED, run_cli, spyrec_available
 
-WORK = 8.0            # seconds of CPU the job runs for: more than the samplers' SECONDS
-SECONDS = 4
+WORK = 10.0           # seconds of CPU the job runs for: more than the samplers' SECONDS
+#: (4 s once gave py-spy's file 4.4 points under spyrec's recording of the phased job: the
+#: samplers start a few tenths of a second apart)
+SECONDS = 6
 RATE = 500
 HOT = "query"
 HOT_SHARE = 0.6
