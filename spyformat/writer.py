@@ -28,10 +28,10 @@ class SpyWriter:
 
     The writer never seeks, so ``stream`` may be a pipe.  Definitions (strings, frames,
     stacks) get the next id of their kind and are written in the same flush as, and before,
-    the first samples that use them.  ``flush_interval_ns`` bounds how much a killed recorder
-    can lose; ``max_batch`` bounds how much memory pending samples take.  What to define once
-    and reuse is the caller's business (see ``spyformat.interning.Interner``): the format
-    allows the same content under several ids.
+    the first samples that use them; until then a stack may be amended.  ``flush_interval_ns``
+    bounds how much a killed recorder can lose; ``max_batch`` bounds how much memory pending
+    samples take.  What to define once and reuse is the caller's business (see
+    ``spyformat.interning.Interner``): the format allows the same content under several ids.
     """
 
     def __init__(self, stream: BinaryIO, codec: int = Codec.ZLIB, flush_interval_ns: int = 1_000_000_000,
@@ -95,6 +95,24 @@ class SpyWriter:
         self._new_stacks_frames.extend(frame_ids)
         self._stack_count += 1
         return self._stack_count - 1
+
+    @property
+    def written_stacks(self) -> int:
+        """How many stacks are written: the ids below this one can no longer be amended."""
+        return self._stack_count - len(self._new_stacks_lengths)
+
+    def amend_stack(self, stack_id: int, frame_ids: Sequence[int]) -> bool:
+        """Give a stack defined since the last flush other frames (root first): what a
+        recorder learnt of its frames after the samples that use it (a native frame's line,
+        decoded meanwhile).  False, and nothing changed, once the stack is written."""
+        first = self.written_stacks
+        if not first <= stack_id < self._stack_count:
+            return False
+        at = stack_id - first
+        start = sum(self._new_stacks_lengths[:at])
+        self._new_stacks_frames[start:start + self._new_stacks_lengths[at]] = frame_ids
+        self._new_stacks_lengths[at] = len(frame_ids)
+        return True
 
     # -- records -------------------------------------------------------------------------
 

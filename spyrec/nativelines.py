@@ -5,7 +5,8 @@ Decoding a compilation unit's line table takes milliseconds (tens for CPython's 
 program meets dozens of units in its first seconds: done in the sampling thread, those rounds
 would be lost, and lost in the code met first, a bias.  So the sampling thread only looks up
 what is decoded; an address in a unit not decoded yet is asked of the helper, and its frame
-goes without a line until the unit is ready, a few rounds later.  The helper runs with a short
+goes without a line until the unit is ready, a few rounds later, when the stacks defined
+meanwhile are given it (spyrec.resolver, ``StackResolver.settle``).  The helper runs with a short
 switch interval, so the sampling thread waits no longer for the interpreter's lock than it
 would for a round's own work.
 """
@@ -14,6 +15,7 @@ import gc
 import queue
 import sys
 import threading
+import time
 from typing import Dict, Optional, Set, Tuple
 
 from spyrec.elflines import LineTable, line_table
@@ -24,6 +26,8 @@ from spyrec.symbols import ElfImage
 SWITCH_INTERVAL = 0.0005
 #: Where a line is not known yet.
 PENDING = object()
+#: Seconds between looks at whether the helper is done (``wait_idle``).
+IDLE_POLL = 0.005
 
 
 class NativeLines:
@@ -59,6 +63,13 @@ class NativeLines:
             return places
         self._ask(key, offset, (key, image, debug, address))
         return PENDING
+
+    def wait_idle(self, timeout: float) -> None:
+        """Return once the helper has decoded every unit asked of it, or after ``timeout``
+        seconds."""
+        end = time.monotonic() + timeout
+        while (self.working or not self._queue.empty()) and time.monotonic() < end:
+            time.sleep(IDLE_POLL)
 
     def _ask(self, key: int, offset: Optional[int], work) -> None:
         if (key, offset) in self._asked:

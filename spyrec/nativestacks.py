@@ -63,6 +63,9 @@ class NativeFrame(NamedTuple):
     name: str
     source: str = ""
     line: int = 0
+    #: (id of its module, address) while its unit's lines are not decoded
+    #: (``NativeStacks.lines_now`` gives them once they are); () otherwise.
+    pending: Tuple[int, ...] = ()
 
 
 class _Module(NamedTuple):
@@ -405,6 +408,8 @@ class NativeStacks:
         #: Whether the last ``frames`` left a frame without the line it will have (not decoded yet).
         self.pending = False
         self._at: Dict[Tuple[int, int], Tuple[NativeFrame, ...]] = {}
+        #: id -> module, of the modules of frames given out ``pending``
+        self._waiting: Dict[int, _Module] = {}
         #: Samples whose native frames could not be put among their Python frames.
         self.unmerged = 0
         #: Samples given native frames.
@@ -452,6 +457,18 @@ class NativeStacks:
             self.merged += 1
         return placed
 
+    def lines_now(self, frame: NativeFrame) -> Optional[Tuple[NativeFrame, ...]]:
+        """A frame given out ``pending`` as it is now that its unit's lines are decoded (with
+        the frames of the functions inlined there, innermost first), or None while they are
+        not."""
+        module = self._waiting.get(frame.pending[0]) if frame.pending else None
+        if module is None:
+            return None
+        pending = self.pending  # (the flag is of the last ``frames``)
+        found = self._with_lines(frame._replace(pending=()), module, frame.pending[1])
+        self.pending = pending
+        return None if found[0].pending else found
+
     def _above(self, sp: int):
         """Reads of the target's stack above a copy, within the mapping that holds ``sp``."""
         return lambda address, size: self._stack_bytes(sp, address, size)
@@ -495,7 +512,8 @@ class NativeStacks:
             places = self.lines.frames(id(module), module.image, module.debug, address)
             if places is PENDING:
                 self.pending = True
-                return (native,)
+                self._waiting[id(module)] = module
+                return (native._replace(pending=(id(module), address)),)
             found = (native,) if places is None else tuple(
                 native._replace(name=name or native.name, source=source, line=line)
                 for name, source, line in places)

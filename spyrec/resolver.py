@@ -11,7 +11,7 @@ again under fresh ids, so the recorder's memory stays bounded however long it ru
 many distinct stacks the target makes (a raw stack of 30 frames takes about 2 KB).
 """
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from spyformat import GC_FRAME, KERNEL_FILE, TASK_FILE, FrameKind, Interner
 from spyrec.codeobjects import GONE, SKIP, CodeCache
@@ -24,6 +24,8 @@ RAW_STACK_LIMIT = 10_000
 RAW_FRAME_LIMIT = 50_000
 #: Strings, frames and stacks kept with their ids, each.
 DEFINED_LIMIT = 50_000
+#: Stacks kept until their native frames' lines are decoded (see ``settle``).
+PENDING_LIMIT = 10_000
 
 
 #: A walker frame: (code key, instruction offset).
@@ -36,12 +38,59 @@ Placed = Tuple[Tuple[int, Tuple[Any, ...]], ...]
 class StackResolver:
     """Stack ids for walker stacks, defined through ``sink`` (see spyrec.sinks)."""
 
-    def __init__(self, codes: CodeCache, sink: Sink):
+    def __init__(self, codes: CodeCache, sink: Sink,
+                 lines_now: Optional[Callable[[Any], Optional[Tuple[Any, ...]]]] = None):
+        """``lines_now``: a native frame defined without the line its unit's table will give
+        (``NativeFrame.pending``) as it is once that is decoded, or None before (see
+        ``settle``; spyrec.nativestacks.NativeStacks.lines_now)."""
         self.codes = codes
+        self.sink = sink
         self.interned = Interner(sink, DEFINED_LIMIT)
         #: raw frames, or (raw frames, in GC, kernel frames) for a stack with either -> stack id
         self._raw_stacks: Dict[Any, int] = {}
         self._raw_frames: Dict[RawFrame, int] = {}
+        amends = getattr(sink, "amend_stack", None) is not None
+        self._lines_now = lines_now if amends else None
+        #: stack id -> what it was made of, for the stacks with native frames awaiting their
+        #: lines, while the sink may still amend them
+        self._pending: Dict[int, Tuple[Any, ...]] = {}
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether stacks await their native frames' lines (see ``settle``)."""
+        return bool(self._pending)
+
+    def settle(self) -> None:
+        """Give the stacks defined with native frames whose lines were not decoded yet (the
+        line helper decodes a unit the first time a recording meets it: see
+        spyrec.nativelines) those lines, and the functions inlined there, where they are
+        decoded now and the stack is not written yet; a stack written meanwhile keeps its
+        frames without lines."""
+        written = self.sink.written_stacks  # type: ignore[attr-defined]
+        lines_now = self._lines_now
+        assert lines_now is not None
+        for stack_id, (current, in_gc, kernel, task, native) in list(self._pending.items()):
+            if stack_id < written:
+                del self._pending[stack_id]
+                continue
+            lined = []
+            for position, frames in native:
+                found: List[Any] = []
+                for frame in frames:
+                    now = lines_now(frame) if frame.pending else (frame,)
+                    if now is None:
+                        break
+                    found.extend(now)
+                else:
+                    lined.append((position, tuple(found)))
+                    continue
+                break
+            else:
+                frame_ids = self._native_frame_ids(current, task, tuple(lined))
+                if frame_ids is not None:
+                    self.sink.amend_stack(  # type: ignore[attr-defined]
+                        stack_id, self._marked(frame_ids, in_gc, kernel))
+                del self._pending[stack_id]
 
     def string_id(self, text: str) -> int:
         return self.interned.string_id(text)
@@ -100,6 +149,23 @@ class StackResolver:
         current = self._refreshed(raw_frames, verified)
         if current is None:
             return None
+        frame_ids = self._native_frame_ids(current, task, native)
+        if frame_ids is None:
+            return None
+        if self._lines_now is not None and len(self._pending) < PENDING_LIMIT and any(
+                frame.pending for _, frames in native for frame in frames):
+            # A stack of its own, not one of equal frames: its lines are of its addresses.
+            stack_id = self.sink.define_stack(self._marked(frame_ids, in_gc, kernel))
+            self._pending[stack_id] = (current, in_gc, kernel, task, native)
+        else:
+            stack_id = self._defined(frame_ids, in_gc, kernel)
+        self._remember(key, stack_id)
+        return stack_id
+
+    def _native_frame_ids(self, current: Tuple[RawFrame, ...], task: Optional[str],
+                          native: Placed) -> Optional[List[int]]:
+        """The frame ids, root first, of Python frames ``current`` (leaf first) with the
+        native frames ``native`` placed among them; None when a frame cannot be read."""
         inside = dict(native)  # Python frame p -> the native frames just inside it
         count = len(current)
         task_at = self._task_position(current) if task is not None else -1
@@ -120,19 +186,22 @@ class StackResolver:
             if frame_id is None:
                 return None
             frame_ids.append(frame_id)
-        stack_id = self._defined(frame_ids, in_gc, kernel)
-        self._remember(key, stack_id)
-        return stack_id
+        return frame_ids
 
     def _defined(self, frame_ids: List[int], in_gc: bool, kernel: Tuple[str, ...]) -> int:
         """The id of the stack of ``frame_ids`` (root first), with the collector's mark and
         the kernel frames innermost."""
+        return self.interned.stack_id(self._marked(frame_ids, in_gc, kernel))
+
+    def _marked(self, frame_ids: List[int], in_gc: bool, kernel: Tuple[str, ...]
+                ) -> Tuple[int, ...]:
+        """``frame_ids`` with the collector's mark and the kernel frames innermost."""
         if in_gc:
             frame_ids.append(self.interned.frame_id(GC_FRAME, GC_FRAME, GC_FRAME, 0))
         for function in reversed(kernel):
             frame_ids.append(self.interned.frame_id(KERNEL_FILE, function, function, 0, -1,
                                                     FrameKind.KERNEL))
-        return self.interned.stack_id(tuple(frame_ids))
+        return tuple(frame_ids)
 
     def _task_position(self, frames: Tuple[RawFrame, ...]) -> int:
         """Where a task's frame goes among ``frames`` (leaf first), counted from the root:

@@ -108,6 +108,14 @@ QUIET_RETRIES = 3
 
 #: How often the live status line is rewritten.
 PROGRESS_EVERY_NS = 500_000_000
+#: With native frames, how often the stacks defined before their units' lines were decoded
+#: are given them (see StackResolver.settle)...
+SETTLE_EVERY_NS = 20_000_000
+#: ...how long the writer's flushes may wait, from when stacks began to await their lines,
+#: while the line helper decodes their units (a killed recorder may lose as much more)...
+FLUSH_HOLD_NS = 2_000_000_000
+#: ...and how long the end of a recording waits for the helper to finish (seconds).
+LINES_AT_END_S = 2.0
 #: A round that ends past the next one's grid point is followed by one after a random delay of
 #: up to this share of the interval.  At once, when the next round ran would depend on what
 #: this one read (a stack that changed costs more to walk), and the samples lock onto the
@@ -181,7 +189,11 @@ class Sampler:
         #: The target's descendants, sampled in its rounds (``spyrec -C``), or None.
         self.descendants: Optional["Descendants"] = None
         self.sink = sink
-        self.resolver = StackResolver(process.codes, sink)
+        native = process.native
+        self.resolver = StackResolver(process.codes, sink,
+                                      native.lines_now if native is not None else None)
+        self._next_settle = 0
+        self._flush_held_since: Optional[int] = None
         self.interval_ns = interval_ns
         self.origin_ns = origin_ns
         self.proc_root = proc_root
@@ -310,7 +322,8 @@ class Sampler:
                     if later != grid:  # (intervals skipped: see CpuBudget)
                         next_round += later - grid
                         grid = later
-                self.sink.maybe_flush(done)
+                if not self._holding_flush(done):
+                    self.sink.maybe_flush(done)
                 self.sink.work()  # a slice of a batch being written, if any
                 if progress is not None and next_progress is not None and done >= next_progress:
                     progress(stats, done - start)
@@ -444,6 +457,25 @@ class Sampler:
             if process.native is not None and process.capture is not None \
                     and now >= self._next_rest:
                 self._rest_dormant(now)
+        if self.resolver.has_pending and now >= self._next_settle:
+            self._next_settle = now + SETTLE_EVERY_NS
+            self.resolver.settle()
+
+    def _holding_flush(self, now: int) -> bool:
+        """Whether the writer's flush waits, at most ``FLUSH_HOLD_NS``, for the line helper to
+        decode the units of stacks defined without lines: written, they would stay so.  With
+        the helper done, those stacks are given their lines first."""
+        native = self.process.native
+        if native is not None and self.resolver.has_pending:
+            if native.lines.working:
+                if self._flush_held_since is None:
+                    self._flush_held_since = now
+                if now - self._flush_held_since < FLUSH_HOLD_NS:
+                    return True
+            else:
+                self.resolver.settle()
+        self._flush_held_since = None
+        return False
 
     def _refresh_active(self, still, need_cpu):
         """Read the active threads' /proc figures (CPU since the last round, state, switches);
@@ -716,6 +748,9 @@ class Sampler:
             self.stats.native_stacks += native.merged
             self.stats.native_unmerged += native.unmerged
             native.merged = native.unmerged = 0
+            if self.resolver.has_pending:
+                native.lines.wait_idle(LINES_AT_END_S)
+                self.resolver.settle()
         for tid, thread in self._threads.items():
             if not thread.missing:
                 thread.stats.close()

@@ -10,7 +10,10 @@ from typing import Any, Protocol, Sequence
 
 
 class Sink(Protocol):
-    """What the sampler and the resolver call.  Ids are the sink's own, given in order."""
+    """What the sampler and the resolver call.  Ids are the sink's own, given in order.  A
+    sink that can amend a stack until it writes it (``SpyWriter.amend_stack`` and
+    ``written_stacks``) gets native frames' lines decoded after the samples that use them
+    (see StackResolver.settle)."""
 
     def define_string(self, text: str) -> int: ...
 

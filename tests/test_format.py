@@ -252,6 +252,31 @@ def test_writer_never_seeks_so_it_streams_to_a_pipe():
     assert reader.wait() == 0
 
 
+def test_a_stack_is_amended_until_it_is_written_and_not_after():
+    """A recorder that learns more of a stack's frames after the samples that use it (a
+    native frame's line, decoded meanwhile) amends the stack until the flush writes it; the
+    samples read back use the amended frames, and a stack written is left as it was."""
+    out = io.BytesIO()
+    writer = SpyWriter(out)
+    interned = Interner(writer)
+    writer.write_header({"pid": 1})
+    root = interned.frame_id("m.py", "main", "main", 1)
+    written = interned.stack_id((root, interned.frame_id("lib.so", "old", "old", 0)))
+    writer.sample(1, 1, 1, written, 0, 0, 0)
+    writer.flush()
+    pending = interned.stack_id((root, interned.frame_id("lib.so", "f", "f", 0)))
+    writer.sample(2, 1, 1, pending, 0, 0, 0)
+    inlined, caller = (interned.frame_id("lib.so", name, name, line) for name, line in
+                       (("inlined", 12), ("f", 40)))
+    assert writer.written_stacks == 1
+    assert not writer.amend_stack(written, (root,))
+    assert writer.amend_stack(pending, (root, caller, inlined))
+    writer.close({})
+    rec = read_bytes(out.getvalue())
+    assert [stack_names(rec, s) for s in rec.samples["stack"].tolist()] == [
+        ["main", "old"], ["main", "f", "inlined"]]
+
+
 def test_interning_is_bounded_and_ids_stay_valid():
     out = io.BytesIO()
     writer = SpyWriter(out)
