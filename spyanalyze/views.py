@@ -380,6 +380,9 @@ def sampling_rates(recording: Recording) -> Dict[str, Any]:
 #: Recorder health thresholds above which ``info`` warns.
 ERROR_SHARE_WARNING = 0.01
 LATE_SHARE_WARNING = 0.05
+#: Share of the stacks read from outside that were read again, later than their round (when
+#: they are more than ``ERROR_SHARE_WARNING`` of all samples).
+REREAD_SHARE_WARNING = 0.1
 
 
 def health_warnings(facts: Dict[str, Any]) -> List[str]:
@@ -400,4 +403,12 @@ def health_warnings(facts: Dict[str, Any]) -> List[str]:
                         "the requested rate" % (100 * late / ticks))
     if facts["samples"] and facts["torn"] / facts["samples"] > ERROR_SHARE_WARNING:
         warnings.append("%d samples hold torn stacks" % facts["torn"])
+    walked, reread = trailer.get("walked") or 0, trailer.get("reread") or 0   # (1.4+)
+    if walked and reread / walked > REREAD_SHARE_WARNING and reread / samples > ERROR_SHARE_WARNING:
+        # A read that tears is done again up to a millisecond later: where the stack changes
+        # fastest, that moment falls in the calls that follow, more often in a long one.
+        warnings.append("%.1f%% of the stacks read from the program's memory tore and were read "
+                        "again, later than their round: their shares lean toward the longer "
+                        "calls (as root, stacks are copied at interrupts instead)"
+                        % (100 * reread / walked))
     return warnings

@@ -11,7 +11,7 @@ from spyformat.limits import MAX_PAYLOAD_BYTES, MAX_RAW_BYTES, MAX_RECORD_RAW_BY
 from spyformat.records import decode_record
 
 MAGIC = b"\x89SPY\r\n\x1a\n"
-FORMAT_VERSION = (1, 3)
+FORMAT_VERSION = (1, 4)
 PREAMBLE = struct.Struct("<8sBBH")
 CHUNK_HEADER = struct.Struct("<IBBHII")
 #: The CRC covers the header up to (not including) the crc field, then the payload.

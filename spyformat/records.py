@@ -112,7 +112,8 @@ FIELDS = {
                "start_ns": TIME, "end_ns": TIME},
     "SAMPLES": {"count": Int(0, I64), "columns": None},     # columns: see _columns
     "TRAILER": {"end_ns": TIME, "duration_ns": TIME, "ticks": COUNT, "samples": COUNT, "errors": COUNT,
-                "late": COUNT, "sampling_cost_ns": IntList(0, I64, length=3), "stop_reason": Str()},
+                "late": COUNT, "sampling_cost_ns": IntList(0, I64, length=3), "stop_reason": Str(),
+                "walked": COUNT, "reread": COUNT},
 }
 REQUIRED = {"HEADER": ("format",), "STRINGS": ("first", "values"),
             "FRAMES": ("first", "file", "name", "qualname", "line", "column"),

@@ -155,6 +155,10 @@ class SamplingStats:
         #: be put among their Python frames (see spyrec.nativestacks).
         self.native_stacks = 0
         self.native_unmerged = 0
+        #: Samples whose stack was walked from outside in their round, and of those the ones
+        #: whose walk tore and was done again, later (see ThreadStack.reread).
+        self.walked = 0
+        self.reread = 0
 
     def add_round_cost(self, cost: int) -> None:
         self.rounds += 1
@@ -173,7 +177,7 @@ class SamplingStats:
         return {"end_ns": self.end_ns, "duration_ns": self.duration_ns, "ticks": self.rounds,
                 "samples": self.samples, "errors": self.errors, "late": self.late,
                 "sampling_cost_ns": [self.cost_min or 0, mean, self.cost_max],
-                "stop_reason": self.stop_reason}
+                "stop_reason": self.stop_reason, "walked": self.walked, "reread": self.reread}
 
 
 class Sampler:
@@ -509,6 +513,9 @@ class Sampler:
         tid = thread_stack.native_tid
         if thread_stack.read_ns:  # walked, not kept: see sample_round
             t = thread_stack.read_ns - self.origin_ns
+            if not thread_stack.copied:
+                self.stats.walked += 1
+                self.stats.reread += thread_stack.reread
         thread = self._threads.get(tid)
         if thread is None or thread.missing:
             thread = self._thread_started(thread_stack, t)  # (a copied stack is older)

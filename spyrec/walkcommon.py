@@ -74,3 +74,5 @@ class ThreadStack(NamedTuple):
     #: right after the walk for a thread not named yet (None: not read, or not found; see
     #: ``StackWalker.after_walk``).
     name: Optional[str] = None
+    #: Its round's walk tore and ``frames`` come from a walk done again, later (read_ns).
+    reread: bool = False

@@ -711,6 +711,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
                     tstate, ts, fields, tstate == holder, prefetched, slot_copies))
         attempts = WALK_ATTEMPTS - 1
         fullest, fullest_ns = stack, read_ns
+        reread = stack.torn
         while stack.torn and attempts:
             attempts -= 1
             again_ns = monotonic_ns()
@@ -737,7 +738,7 @@ class StackWalker(ChunkWalk, PyFrameWalk, TaskWalk):
             # stopped there)
             self._next_last[tstate] = (state, stack, True, ts)
         # A walk done again is later than the round by the walks before it: stamped apart.
-        return stack._replace(read_ns=read_ns), fields[0]
+        return stack._replace(read_ns=read_ns, reread=reread and not stack.torn), fields[0]
 
     def _new_owner(self, tstate: int, native_tid: int) -> None:
         """Forget what the walks of another thread left under ``tstate``: a thread state freed

@@ -134,5 +134,22 @@ def test_summary_warns_about_an_unhealthy_recorder(tmp_path):
     assert any("20.0% of sampling ticks were late" in w for w in facts["warnings"])
 
 
+def test_summary_warns_when_many_stacks_were_read_again_later(tmp_path):
+    """A 1.4 trailer counts the stacks read from outside and those read again after a torn
+    read; past a tenth of them (and a hundredth of the samples), info says their shares lean;
+    a 1.3 file without the counts, nothing."""
+    def facts(name, **trailer):
+        builder = RecordingBuilder().thread(1, "MainThread")
+        for i in range(100):
+            builder.sample(i * 10_000_000, 1, (MAIN,))
+        builder.trailer.update(trailer)
+        return views.summary(spyanalyze.load(builder.write(tmp_path / name)))
+    assert any(w.startswith("25.0% of the stacks read from the program's memory tore")
+               for w in facts("many.spy", walked=80, reread=20)["warnings"])
+    assert facts("few.spy", walked=80, reread=8)["warnings"] == []
+    assert facts("rare.spy", walked=5, reread=1)["warnings"] == []  # (1 of 100 samples)
+    assert facts("older.spy")["warnings"] == []
+
+
 def test_summary_of_a_healthy_recording_has_no_warnings(app):
     assert views.summary(app)["warnings"] == []

@@ -126,6 +126,22 @@ def test_every_stack_is_rooted_at_the_module(generators_recording):
     assert torn <= 0.01 * len(samples), (label, torn)
 
 
+def test_the_trailer_counts_the_stacks_read_again_after_a_torn_read(generators_recording):
+    """From outside every stack of the running target is read in its round (``walked``) and
+    some of this target's reads tear and are done again, later (``reread``): ``info`` says so
+    past a tenth of them.  As root the stacks are copied at interrupts, next to none read."""
+    label, _, _, stacks = generators_recording
+    samples, trailer = stacks.rec.sample_count, stacks.rec.trailer
+    walked, reread = trailer["walked"], trailer["reread"]
+    if label.endswith(OUTSIDE_SUFFIX):
+        assert walked >= 0.9 * samples and 0 < reread < walked, (label, samples, walked, reread)
+    else:
+        assert walked <= 0.05 * samples and reread <= walked, (label, samples, walked, reread)
+    warned = any("read again" in warning for warning
+                 in spyanalyze.views.summary(spyanalyze.load(stacks.path))["warnings"])
+    assert warned == (reread > 0.1 * walked and reread > 0.01 * samples), (label, walked, reread)
+
+
 def test_each_phase_total_matches_the_targets_own_clock(generators_recording):
     """Each phase's total share, as spyanalyze weighs samples, within 2 points of the target's
     own clock (a sample stands for the ticks until the next one: see sample_weights)."""
