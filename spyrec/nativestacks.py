@@ -68,6 +68,12 @@ class NativeFrame(NamedTuple):
     pending: Tuple[int, ...] = ()
 
 
+def awaits_lines(placed: Optional[Tuple[Tuple[int, Tuple[NativeFrame, ...]], ...]]) -> bool:
+    """Whether native frames placed among a stack's Python frames (``NativeStacks.frames``)
+    hold one whose unit's lines are not decoded yet (``NativeFrame.pending``)."""
+    return placed is not None and any(frame.pending for _, frames in placed for frame in frames)
+
+
 class _Module(NamedTuple):
     start: int
     end: int
@@ -405,8 +411,6 @@ class NativeStacks:
         self.space.load_all()
         gc.freeze()  # (the libraries' tables stay: see spyrec.nativelines)
         self.lines = NativeLines()
-        #: Whether the last ``frames`` left a frame without the line it will have (not decoded yet).
-        self.pending = False
         self._at: Dict[Tuple[int, int], Tuple[NativeFrame, ...]] = {}
         #: id -> module, of the modules of frames given out ``pending``
         self._waiting: Dict[int, _Module] = {}
@@ -431,7 +435,6 @@ class NativeStacks:
         """The native frames of ``regs`` placed among ``count`` Python frames that ran in
         ``runs`` (see ``place``), or None (and counted in ``unmerged``)."""
         placed = None
-        self.pending = False
         if regs is not None and sum(c for c, _ in runs) == count:
             found, complete = unwind(self.space, regs, self._above(regs.sp))
             natives: List[Tuple[NativeFrame, ...]] = []  # each found frame's, innermost first
@@ -464,9 +467,7 @@ class NativeStacks:
         module = self._waiting.get(frame.pending[0]) if frame.pending else None
         if module is None:
             return None
-        pending = self.pending  # (the flag is of the last ``frames``)
         found = self._with_lines(frame._replace(pending=()), module, frame.pending[1])
-        self.pending = pending
         return None if found[0].pending else found
 
     def _above(self, sp: int):
@@ -511,7 +512,6 @@ class NativeStacks:
         if found is None:
             places = self.lines.frames(id(module), module.image, module.debug, address)
             if places is PENDING:
-                self.pending = True
                 self._waiting[id(module)] = module
                 return (native._replace(pending=(id(module), address)),)
             found = (native,) if places is None else tuple(

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from spyformat import GC_FRAME, KERNEL_FILE, TASK_FILE, FrameKind, Interner
 from spyrec.codeobjects import GONE, SKIP, CodeCache
 from spyrec.errors import MemoryReadError, PermissionDenied
+from spyrec.nativestacks import awaits_lines
 from spyrec.sinks import Sink
 
 #: Raw stacks kept with their stack ids.
@@ -67,30 +68,32 @@ class StackResolver:
         decoded now and the stack is not written yet; a stack written meanwhile keeps its
         frames without lines."""
         written = self.sink.written_stacks  # type: ignore[attr-defined]
-        lines_now = self._lines_now
-        assert lines_now is not None
         for stack_id, (current, in_gc, kernel, task, native) in list(self._pending.items()):
-            if stack_id < written:
-                del self._pending[stack_id]
-                continue
-            lined = []
-            for position, frames in native:
-                found: List[Any] = []
-                for frame in frames:
-                    now = lines_now(frame) if frame.pending else (frame,)
-                    if now is None:
-                        break
-                    found.extend(now)
-                else:
-                    lined.append((position, tuple(found)))
-                    continue
-                break
-            else:
-                frame_ids = self._native_frame_ids(current, task, tuple(lined))
+            if stack_id >= written:
+                lined = self._lined(native)
+                if lined is None:
+                    continue  # (not decoded yet)
+                frame_ids = self._native_frame_ids(current, task, lined)
                 if frame_ids is not None:
                     self.sink.amend_stack(  # type: ignore[attr-defined]
                         stack_id, self._marked(frame_ids, in_gc, kernel))
-                del self._pending[stack_id]
+            del self._pending[stack_id]
+
+    def _lined(self, native: Placed) -> Optional[Placed]:
+        """``native`` with each frame awaiting its line as it is now, or None while one's
+        unit is not decoded yet."""
+        lines_now = self._lines_now
+        assert lines_now is not None
+        lined = []
+        for position, frames in native:
+            found: List[Any] = []
+            for frame in frames:
+                now = lines_now(frame) if frame.pending else (frame,)
+                if now is None:
+                    return None
+                found.extend(now)
+            lined.append((position, tuple(found)))
+        return tuple(lined)
 
     def string_id(self, text: str) -> int:
         return self.interned.string_id(text)
@@ -152,8 +155,8 @@ class StackResolver:
         frame_ids = self._native_frame_ids(current, task, native)
         if frame_ids is None:
             return None
-        if self._lines_now is not None and len(self._pending) < PENDING_LIMIT and any(
-                frame.pending for _, frames in native for frame in frames):
+        if self._lines_now is not None and len(self._pending) < PENDING_LIMIT \
+                and awaits_lines(native):
             # A stack of its own, not one of equal frames: its lines are of its addresses.
             stack_id = self.sink.define_stack(self._marked(frame_ids, in_gc, kernel))
             self._pending[stack_id] = (current, in_gc, kernel, task, native)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tupl
 from spyrec.cpubudget import CpuBudget
 from spyrec.dormancy import DormantWatch
 from spyrec.errors import TargetNotFound, TargetReplaced
+from spyrec.nativestacks import awaits_lines
 from spyrec.procstats import DORMANT_AFTER, ProcessStats, ThreadStats
 from spyrec.resolver import StackResolver
 from spyrec.scheduling import LowLatency, StepAside
@@ -602,7 +603,7 @@ class Sampler:
                 if regs is not None:  # (the walk checked against its chain as it holds still)
                     runs = thread_stack.runs or process.still_runs(tid, thread_stack.frames)
         placed = process.native.frames(regs, runs or (), len(thread_stack.frames))
-        thread.provisional = process.native.pending
+        thread.provisional = awaits_lines(placed)
         return placed
 
     def _quiet(self, watch, switches):
